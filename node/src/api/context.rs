@@ -1,0 +1,38 @@
+//! What every service of a node shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::raft::PeerChannels;
+use crate::store::StateMachineStore;
+use crate::types::{NodeId, Raft};
+
+/// The node's identity and handles, shared by its services.
+pub struct NodeContext {
+    pub id: NodeId,
+    pub cluster_id: String,
+    pub version: String,
+    /// Fresh for every process start.
+    pub incarnation: String,
+    pub started_at: Instant,
+    pub raft: Raft,
+    pub state_machine: StateMachineStore,
+    pub channels: Arc<PeerChannels>,
+    /// When each peer last answered this node.
+    pub last_contact: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl NodeContext {
+    pub fn record_contact(&self, id: NodeId) {
+        self.last_contact.lock().expect("contact lock poisoned").insert(id, Instant::now());
+    }
+
+    pub fn last_contact_ms(&self, id: NodeId) -> Option<u64> {
+        if id == self.id {
+            return Some(0);
+        }
+        let contacts = self.last_contact.lock().expect("contact lock poisoned");
+        contacts.get(&id).map(|at| at.elapsed().as_millis() as u64)
+    }
+}

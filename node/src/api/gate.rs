@@ -1,0 +1,97 @@
+//! Who may call what: peer services need a member node's certificate and the
+//! same cluster id; control calls need the admin certificate.
+
+use std::collections::BTreeSet;
+
+use tonic::{Request, Status};
+
+use crate::tls::{PeerIdentity, peer_identity};
+use crate::types::{NodeId, Raft};
+
+/// The check a service's interceptor runs before each call.
+#[derive(Clone)]
+pub struct Gate {
+    cluster_id: String,
+    insecure: bool,
+    raft: Raft,
+    initial_members: BTreeSet<NodeId>,
+}
+
+impl Gate {
+    pub fn new(cluster_id: String, insecure: bool, raft: Raft, initial_members: BTreeSet<NodeId>) -> Self {
+        Gate { cluster_id, insecure, raft, initial_members }
+    }
+
+    fn identity(&self, request: &Request<()>) -> Result<Option<PeerIdentity>, Status> {
+        if self.insecure {
+            return Ok(None);
+        }
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("a client certificate from the cluster CA is required"))?;
+        peer_identity(&certs).map(Some).ok_or_else(|| {
+            Status::permission_denied("the client certificate names neither a node nor the admin; use a certificate from `batonctl certs init`")
+        })
+    }
+
+    /// For the Raft and Peer services.
+    pub fn check_peer(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        let claimed = request
+            .metadata()
+            .get(baton_proto::NODE_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<NodeId>().ok())
+            .ok_or_else(|| Status::invalid_argument("peer calls must carry a baton-node-id header"))?;
+        let cluster = request.metadata().get(baton_proto::CLUSTER_ID_HEADER).and_then(|v| v.to_str().ok());
+        if cluster != Some(self.cluster_id.as_str()) {
+            return Err(Status::failed_precondition(format!(
+                "cluster id mismatch: this node belongs to {}, the caller to {}; nodes started with \
+                 different cluster.name or cluster.initial_members never form one cluster",
+                self.cluster_id,
+                cluster.unwrap_or("(none)")
+            )));
+        }
+        match self.identity(&request)? {
+            None => {}
+            Some(PeerIdentity::Node(id)) if id == claimed => {}
+            Some(PeerIdentity::Node(id)) => {
+                return Err(Status::permission_denied(format!(
+                    "the certificate names node {id} but the call claims node {claimed}"
+                )));
+            }
+            Some(PeerIdentity::Admin) => {
+                return Err(Status::permission_denied("the admin certificate cannot make peer calls"));
+            }
+        }
+        if !self.is_member(claimed) {
+            return Err(Status::permission_denied(format!(
+                "node {claimed} is not a member of cluster {}; add it with `batonctl nodes add`",
+                self.cluster_id
+            )));
+        }
+        Ok(request)
+    }
+
+    /// For the Control service.
+    pub fn check_admin(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        match self.identity(&request)? {
+            None | Some(PeerIdentity::Admin) => Ok(request),
+            Some(PeerIdentity::Node(id)) => Err(Status::permission_denied(format!(
+                "control calls need the admin certificate; this one belongs to node {id}"
+            ))),
+        }
+    }
+
+    /// A node we know of: in the current membership, or, before this node has
+    /// seen any membership, one of the initial members or any node (a new
+    /// worker cannot know who leads until the leader reaches it).
+    fn is_member(&self, id: NodeId) -> bool {
+        let metrics = crate::types::metrics(&self.raft);
+        let membership = metrics.membership_config.membership();
+        let mut nodes = membership.nodes().peekable();
+        if nodes.peek().is_none() {
+            return true;
+        }
+        self.initial_members.contains(&id) || membership.get_node(&id).is_some()
+    }
+}

@@ -1,0 +1,58 @@
+//! Asking every member how it is, for `status` and `nodes list`.
+
+use std::time::Duration;
+
+use baton_proto::peer_client::PeerClient;
+use baton_proto::{MemberStatus, NodeInfoReply, NodeInfoRequest};
+use futures::future::join_all;
+
+use super::NodeContext;
+use super::peer_service::local_info;
+use crate::types::NodeId;
+
+/// How long a member may take to answer before it counts as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Every member of the current membership with what it says of itself.
+pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
+    let metrics = crate::types::metrics(&context.raft);
+    let membership = metrics.membership_config.membership().clone();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let matched = |id: NodeId| {
+        metrics.replication.as_ref().and_then(|r| r.get(&id)).and_then(|l| l.as_ref()).map(|l| l.index)
+    };
+    let probes = membership.nodes().map(|(id, node)| {
+        let (id, addr) = (*id, node.addr.clone());
+        async move {
+            let info = if id == context.id { Some(local_info(context)) } else { probe(context, id, &addr).await };
+            (id, addr, info)
+        }
+    });
+    join_all(probes)
+        .await
+        .into_iter()
+        .map(|(id, addr, info)| MemberStatus {
+            id,
+            addr,
+            role: if voters.contains(&id) { "voter" } else { "worker" }.to_string(),
+            state: if info.is_some() { "up" } else { "unreachable" }.to_string(),
+            version: info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
+            last_contact_ms: context.last_contact_ms(id),
+            raft_state: info.map(|i| i.raft_state).unwrap_or_default(),
+            matched_index: if id == context.id { metrics.last_log_index } else { matched(id) },
+        })
+        .collect()
+}
+
+async fn probe(context: &NodeContext, id: NodeId, addr: &str) -> Option<NodeInfoReply> {
+    let channel = context.channels.channel(id, addr).ok()?;
+    let mut client = PeerClient::new(channel);
+    let request = context.channels.request(NodeInfoRequest {}, Some(PROBE_TIMEOUT));
+    let reply = tokio::time::timeout(PROBE_TIMEOUT, client.node_info(request)).await.ok()?.ok()?;
+    let info = reply.into_inner();
+    if info.node_id != id || info.cluster_id != context.cluster_id {
+        return None;
+    }
+    context.record_contact(id);
+    Some(info)
+}

@@ -1,0 +1,20 @@
+//! The gRPC services a node serves, all on one mutual-TLS port: Raft and
+//! Peer for other nodes, Control for `batonctl`.
+
+mod context;
+mod control_service;
+mod errors;
+mod gate;
+mod member_probe;
+mod peer_service;
+mod raft_service;
+
+pub use context::NodeContext;
+pub use control_service::ControlService;
+pub use errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use gate::Gate;
+pub use peer_service::PeerService;
+pub use raft_service::RaftService;
+
+/// Largest control request a node accepts.
+pub const CONTROL_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;

@@ -1,0 +1,69 @@
+//! The receiving end of the Raft transport.
+
+use std::io::Cursor;
+
+use baton_proto::raft_server::Raft as RaftApi;
+use baton_proto::{RaftReply, RaftRequest, SnapshotRequest};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::{Request, Response, Status};
+
+use super::errors::fatal;
+use crate::types::Raft;
+use crate::types::typ::{Snapshot, SnapshotMeta, Vote};
+
+/// Hands incoming Raft RPCs to the local Raft.
+pub struct RaftService {
+    raft: Raft,
+}
+
+impl RaftService {
+    pub fn new(raft: Raft) -> Self {
+        RaftService { raft }
+    }
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(bytes).map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
+}
+
+fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
+    let payload = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftReply { payload }))
+}
+
+#[tonic::async_trait]
+impl RaftApi for RaftService {
+    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc = decode("append-entries request", &request.into_inner().payload)?;
+        let response = self.raft.append_entries(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&response)
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc = decode("vote request", &request.into_inner().payload)?;
+        let response = self.raft.vote(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&response)
+    }
+
+    async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc = decode("pre-vote request", &request.into_inner().payload)?;
+        let response = self.raft.pre_vote(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&response)
+    }
+
+    async fn install_snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<RaftReply>, Status> {
+        let message = request.into_inner();
+        let vote: Vote = decode("snapshot vote", &message.vote)?;
+        let meta: SnapshotMeta = decode("snapshot meta", &message.meta)?;
+        let snapshot = Snapshot { meta, snapshot: Cursor::new(message.data) };
+        let response = self.raft.install_full_snapshot(vote, snapshot).await.map_err(fatal)?;
+        reply(&response)
+    }
+
+    async fn transfer_leader(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc = decode("transfer-leader request", &request.into_inner().payload)?;
+        let response = self.raft.handle_transfer_leader(rpc).await.map_err(fatal)?;
+        reply(&response)
+    }
+}

@@ -1,0 +1,364 @@
+//! The node's TOML configuration, validated before anything binds a socket.
+//!
+//! Relative paths in the file are resolved against the file's directory, so a
+//! config directory can be moved as a whole.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::types::NodeId;
+
+/// A `baton-node` configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id: a positive integer, unique in the cluster.
+    pub id: NodeId,
+    /// Address the gRPC server binds, `IP:PORT`.
+    pub listen_addr: String,
+    /// Address peers and clients dial, `HOST:PORT`; defaults to `listen_addr`.
+    #[serde(default)]
+    pub advertise_addr: Option<String>,
+    /// Directory for the Raft log, state machine and snapshots.
+    pub data_dir: PathBuf,
+    /// Serve plain TCP without TLS or certificate checks. For experiments only.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Certificates for mutual TLS; required unless `insecure = true`.
+    #[serde(default)]
+    pub tls: Option<TlsPaths>,
+    /// Which cluster this node belongs to.
+    pub cluster: ClusterConfig,
+    /// Timers; the defaults suit a LAN.
+    #[serde(default)]
+    pub timing: TimingConfig,
+}
+
+/// PEM files for mutual TLS, as written by `batonctl certs init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPaths {
+    /// The cluster CA certificate.
+    pub ca: PathBuf,
+    /// This node's certificate, signed by the cluster CA.
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+}
+
+/// The cluster a node forms or joins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// A name for the cluster; part of its id.
+    #[serde(default = "default_cluster_name")]
+    pub name: String,
+    /// The voters a new cluster starts with. Every node of the cluster,
+    /// including workers added later, carries the same list: with the name it
+    /// makes the cluster id, and nodes with different lists refuse each other.
+    pub initial_members: Vec<InitialMember>,
+}
+
+/// One of the voters a new cluster starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitialMember {
+    pub id: NodeId,
+    /// The member's advertised address, `HOST:PORT`.
+    pub addr: String,
+}
+
+/// Timers, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimingConfig {
+    /// How often the leader sends heartbeats to followers.
+    pub heartbeat_interval_ms: u64,
+    /// A follower that hears no leader for a random time in
+    /// [election_timeout_min_ms, election_timeout_max_ms) starts an election.
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// How long a graceful shutdown may take before the node exits anyway.
+    pub shutdown_grace_ms: u64,
+    /// Build a snapshot (and compact the log) after this many applied entries.
+    pub snapshot_after_entries: u64,
+}
+
+impl Default for TimingConfig {
+    fn default() -> Self {
+        TimingConfig {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 500,
+            shutdown_grace_ms: 10_000,
+            snapshot_after_entries: 20_000,
+        }
+    }
+}
+
+fn default_cluster_name() -> String {
+    "baton".to_string()
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path} has {} problem(s):\n{}", problems.len(), format_problems(problems))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+/// One invalid key and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, dotted (`timing.heartbeat_interval_ms`).
+    pub key: String,
+    pub message: String,
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  {}: {}", p.key, p.message)).collect::<Vec<_>>().join("\n")
+}
+
+impl NodeConfig {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let config = NodeConfig::parse(&text, base)
+            .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { path: path.to_path_buf(), problems })
+        }
+    }
+
+    /// Parses TOML and resolves relative paths against `base`; no validation.
+    pub fn parse(text: &str, base: &Path) -> Result<NodeConfig, String> {
+        let mut config: NodeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut config.data_dir);
+        if let Some(tls) = &mut config.tls {
+            resolve(&mut tls.ca);
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
+        }
+        Ok(config)
+    }
+
+    /// Every problem with this config; empty when it is valid.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| problems.push(Problem { key: key.to_string(), message });
+
+        if self.id == 0 {
+            problem("id", "node ids start at 1; set a positive integer unique in the cluster".into());
+        }
+        let listen = self.listen_addr.parse::<SocketAddr>();
+        if listen.is_err() {
+            problem(
+                "listen_addr",
+                format!("{:?} is not an IP:PORT address; write it like \"127.0.0.1:7001\"", self.listen_addr),
+            );
+        }
+        match &self.advertise_addr {
+            Some(addr) => {
+                if let Err(why) = check_host_port(addr) {
+                    problem("advertise_addr", why);
+                }
+            }
+            None => {
+                if listen.is_ok_and(|a| a.ip().is_unspecified()) {
+                    problem(
+                        "advertise_addr",
+                        format!(
+                            "listen_addr {} listens on every interface, so peers cannot dial it; \
+                             set advertise_addr to this node's reachable HOST:PORT",
+                            self.listen_addr
+                        ),
+                    );
+                }
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            problem("data_dir", "must name a directory for this node's Raft data".into());
+        }
+        match (&self.tls, self.insecure) {
+            (Some(_), true) => problem(
+                "insecure",
+                "insecure = true turns TLS off, but a [tls] section is set too; remove one of them".into(),
+            ),
+            (None, false) => problem(
+                "tls",
+                "missing: set [tls] ca, cert and key (make them with `batonctl certs init --dir DIR`), \
+                 or set insecure = true for an experiment without TLS"
+                    .into(),
+            ),
+            (Some(tls), false) => {
+                for (key, path) in [("tls.ca", &tls.ca), ("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                    if !path.is_file() {
+                        problem(
+                            key,
+                            format!(
+                                "file {} does not exist; make it with `batonctl certs init --dir DIR` \
+                                 or fix the path",
+                                path.display()
+                            ),
+                        );
+                    }
+                }
+            }
+            (None, true) => {}
+        }
+        self.validate_cluster(&mut problem);
+        self.validate_timing(&mut problem);
+        problems
+    }
+
+    fn validate_cluster(&self, problem: &mut impl FnMut(&str, String)) {
+        if self.cluster.name.is_empty() || !self.cluster.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            problem("cluster.name", format!("{:?} must be non-empty letters, digits and '-'", self.cluster.name));
+        }
+        let members = &self.cluster.initial_members;
+        if members.is_empty() {
+            problem(
+                "cluster.initial_members",
+                "is empty; list the voters the cluster starts with, e.g. [{ id = 1, addr = \"10.0.0.1:7001\" }]"
+                    .into(),
+            );
+        }
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        for member in members {
+            if member.id == 0 {
+                problem("cluster.initial_members", "node ids start at 1; found id 0".into());
+            }
+            if !ids.insert(member.id) {
+                problem(
+                    "cluster.initial_members",
+                    format!("duplicate node id {}; every member needs its own id", member.id),
+                );
+            }
+            if let Err(why) = check_host_port(&member.addr) {
+                problem("cluster.initial_members", format!("member {}: {why}", member.id));
+            } else if !addrs.insert(member.addr.as_str()) {
+                problem(
+                    "cluster.initial_members",
+                    format!("duplicate address {}; every member needs its own address", member.addr),
+                );
+            }
+            if member.id == self.id && member.addr != self.advertised() {
+                problem(
+                    "cluster.initial_members",
+                    format!(
+                        "this node (id {}) is listed at {}, but it advertises {}; make them the same",
+                        self.id,
+                        member.addr,
+                        self.advertised()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn validate_timing(&self, problem: &mut impl FnMut(&str, String)) {
+        let t = &self.timing;
+        if t.heartbeat_interval_ms == 0 {
+            problem("timing.heartbeat_interval_ms", "must be at least 1".into());
+        }
+        if t.election_timeout_min_ms <= t.heartbeat_interval_ms {
+            problem(
+                "timing.election_timeout_min_ms",
+                format!(
+                    "({}) must be greater than timing.heartbeat_interval_ms ({}), or followers start \
+                     elections between heartbeats; use at least 3x the heartbeat",
+                    t.election_timeout_min_ms, t.heartbeat_interval_ms
+                ),
+            );
+        }
+        if t.election_timeout_max_ms <= t.election_timeout_min_ms {
+            problem(
+                "timing.election_timeout_max_ms",
+                format!(
+                    "({}) must be greater than timing.election_timeout_min_ms ({}): the gap is the \
+                     randomness that avoids split votes",
+                    t.election_timeout_max_ms, t.election_timeout_min_ms
+                ),
+            );
+        }
+        if t.shutdown_grace_ms == 0 {
+            problem("timing.shutdown_grace_ms", "must be at least 1".into());
+        }
+        if t.snapshot_after_entries == 0 {
+            problem("timing.snapshot_after_entries", "must be at least 1".into());
+        }
+    }
+
+    /// The address peers and clients dial.
+    pub fn advertised(&self) -> &str {
+        self.advertise_addr.as_deref().unwrap_or(&self.listen_addr)
+    }
+
+    /// The cluster id: the name and a fingerprint of the initial members.
+    pub fn cluster_id(&self) -> String {
+        let mut members: Vec<_> = self.cluster.initial_members.iter().collect();
+        members.sort_by_key(|m| m.id);
+        let mut hash = Sha256::new();
+        for m in members {
+            hash.update(format!("{}={};", m.id, m.addr));
+        }
+        format!("{}-{}", self.cluster.name, hex::encode(&hash.finalize()[..6]))
+    }
+
+    /// Whether this node is one of the initial voters.
+    pub fn is_initial_member(&self) -> bool {
+        self.cluster.initial_members.iter().any(|m| m.id == self.id)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.timing.shutdown_grace_ms)
+    }
+}
+
+/// Checks a `HOST:PORT` address (host may be a name or an IP).
+fn check_host_port(addr: &str) -> Result<(), String> {
+    if let Ok(socket) = addr.parse::<SocketAddr>() {
+        if socket.ip().is_unspecified() {
+            return Err(format!("{addr:?} is not dialable; use an address peers can reach"));
+        }
+        return Ok(());
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("{addr:?} has no port; write HOST:PORT, like \"node1.internal:7001\""));
+    };
+    let host_ok = !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !host.starts_with('-');
+    if !host_ok {
+        return Err(format!("{addr:?}: {host:?} is not a host name or IP address"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("{addr:?}: port {port:?} must be a number from 1 to 65535")),
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,127 @@
+use std::path::Path;
+
+use super::*;
+
+const VALID: &str = r#"
+id = 1
+listen_addr = "127.0.0.1:7001"
+data_dir = "data/1"
+insecure = true
+
+[cluster]
+name = "test"
+initial_members = [
+  { id = 1, addr = "127.0.0.1:7001" },
+  { id = 2, addr = "127.0.0.1:7002" },
+  { id = 3, addr = "127.0.0.1:7003" },
+]
+"#;
+
+fn parse(text: &str) -> NodeConfig {
+    NodeConfig::parse(text, Path::new("/etc/baton")).expect("parses")
+}
+
+fn keys(config: &NodeConfig) -> Vec<String> {
+    config.validate().into_iter().map(|p| p.key).collect()
+}
+
+#[test]
+fn a_valid_config_has_no_problems_and_resolves_relative_paths() {
+    let config = parse(VALID);
+    assert_eq!(config.validate(), vec![]);
+    assert_eq!(config.data_dir, Path::new("/etc/baton/data/1"));
+    assert_eq!(config.advertised(), "127.0.0.1:7001");
+    assert_eq!(config.timing, TimingConfig::default());
+    assert!(config.is_initial_member());
+}
+
+#[test]
+fn an_unknown_key_is_refused_by_name() {
+    let err = NodeConfig::parse(&VALID.replace("insecure = true", "insecure = true\nheartbeat = 5"), Path::new("."))
+        .unwrap_err();
+    assert!(err.contains("unknown field `heartbeat`"), "{err}");
+}
+
+#[test]
+fn an_unknown_timing_key_is_refused_by_name() {
+    let text = format!("{VALID}\n[timing]\nheartbeat_ms = 5\n");
+    let err = NodeConfig::parse(&text, Path::new(".")).unwrap_err();
+    assert!(err.contains("heartbeat_ms"), "{err}");
+}
+
+#[test]
+fn a_bad_listen_address_is_named() {
+    let config = parse(&VALID.replace("listen_addr = \"127.0.0.1:7001\"", "listen_addr = \"localhost\""));
+    assert!(keys(&config).contains(&"listen_addr".to_string()));
+}
+
+#[test]
+fn a_member_address_without_port_is_named() {
+    let config = parse(&VALID.replace("127.0.0.1:7003", "127.0.0.1"));
+    let problems = config.validate();
+    assert!(problems.iter().any(|p| p.key == "cluster.initial_members" && p.message.contains("no port")), "{problems:?}");
+}
+
+#[test]
+fn a_duplicate_node_id_is_refused() {
+    let config = parse(&VALID.replace("{ id = 3,", "{ id = 2,"));
+    let problems = config.validate();
+    assert!(problems.iter().any(|p| p.message.contains("duplicate node id 2")), "{problems:?}");
+}
+
+#[test]
+fn impossible_timing_is_refused() {
+    let text = format!("{VALID}\n[timing]\nheartbeat_interval_ms = 500\nelection_timeout_min_ms = 300\n");
+    let config = parse(&text);
+    assert!(keys(&config).contains(&"timing.election_timeout_min_ms".to_string()));
+    let text = format!("{VALID}\n[timing]\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 400\n");
+    assert!(keys(&parse(&text)).contains(&"timing.election_timeout_max_ms".to_string()));
+}
+
+#[test]
+fn tls_is_required_unless_insecure_and_its_files_must_exist() {
+    let config = parse(&VALID.replace("insecure = true", ""));
+    assert_eq!(keys(&config), vec!["tls"]);
+    let text = VALID.replace("insecure = true", "")
+        + "\n[tls]\nca = \"missing/ca.pem\"\ncert = \"missing/n.pem\"\nkey = \"missing/n.key\"\n";
+    let problems = parse(&text).validate();
+    assert_eq!(problems.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), vec!["tls.ca", "tls.cert", "tls.key"]);
+    assert!(problems[0].message.contains("/etc/baton/missing/ca.pem"), "{problems:?}");
+}
+
+#[test]
+fn a_wildcard_listen_address_needs_an_advertise_address() {
+    let config = parse(&VALID.replace("127.0.0.1:7001\"\ndata_dir", "0.0.0.0:7001\"\ndata_dir"));
+    assert!(keys(&config).contains(&"advertise_addr".to_string()));
+}
+
+#[test]
+fn this_node_must_be_listed_at_its_advertised_address() {
+    let config = parse(&VALID.replace("{ id = 1, addr = \"127.0.0.1:7001\" }", "{ id = 1, addr = \"127.0.0.1:9999\" }"));
+    let problems = config.validate();
+    assert!(problems.iter().any(|p| p.message.contains("advertises 127.0.0.1:7001")), "{problems:?}");
+}
+
+#[test]
+fn cluster_id_depends_on_name_and_members_but_not_their_order() {
+    let a = parse(VALID);
+    let reordered = parse(&VALID.replace(
+        "  { id = 1, addr = \"127.0.0.1:7001\" },\n  { id = 2, addr = \"127.0.0.1:7002\" },",
+        "  { id = 2, addr = \"127.0.0.1:7002\" },\n  { id = 1, addr = \"127.0.0.1:7001\" },",
+    ));
+    assert_eq!(a.cluster_id(), reordered.cluster_id());
+    assert!(a.cluster_id().starts_with("test-"));
+    let other = parse(&VALID.replace("127.0.0.1:7003", "127.0.0.1:7004"));
+    assert_ne!(a.cluster_id(), other.cluster_id());
+}
+
+#[test]
+fn load_reports_every_problem_with_the_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, VALID.replace("id = 1\n", "id = 0\n")).unwrap();
+    let err = NodeConfig::load(&path).unwrap_err().to_string();
+    assert!(err.contains("node.toml") && err.contains("id: node ids start at 1"), "{err}");
+    let missing = NodeConfig::load(&dir.path().join("absent.toml")).unwrap_err().to_string();
+    assert!(missing.contains("cannot read config file"), "{missing}");
+}

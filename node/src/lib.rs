@@ -1,0 +1,30 @@
+//! `baton-node`: one Baton node, a member of a Raft group that replicates the
+//! cluster's truth.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML config and its validation (before any socket binds).
+//! - [`bootstrap`]: the pure decision to form, resume or await a cluster.
+//! - [`cluster_state`]: the replicated state as data, and how commands change it.
+//! - [`store`]: the Raft log and state machine, durable in redb.
+//! - [`raft`]: openraft over tonic, one channel per peer.
+//! - [`api`]: the gRPC services (Raft, Peer, Control) and who may call them.
+//! - [`tls`]: mutual TLS material and certificate identities.
+//! - [`node`]: starting a node and shutting it down in order.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod bootstrap;
+pub mod cluster_state;
+pub mod config;
+pub mod node;
+pub mod raft;
+pub mod signal;
+pub mod store;
+pub mod tls;
+pub mod types;
+
+pub use node::{NodeError, run};
+
+/// This binary's version, reported to peers and `batonctl status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,209 @@
+//! Starting a node and shutting it down in order.
+//!
+//! Start-up: load TLS material, open the store, check the data directory
+//! belongs to this cluster, bind, start Raft and the gRPC server, and form
+//! the cluster if this is a fresh initial member. Shutdown, on the future
+//! passed in: hand leadership to a follower, stop serving, shut Raft down,
+//! flush the store; all within the configured grace period.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use baton_proto::control_server::ControlServer;
+use baton_proto::peer_server::PeerServer;
+use baton_proto::raft_server::RaftServer;
+use openraft::async_runtime::watch::WatchReceiver;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+
+use crate::api::{CONTROL_MAX_MESSAGE_BYTES, ControlService, Gate, NodeContext, PeerService, RaftService};
+use crate::bootstrap::{Bootstrap, ClusterMismatch, decide};
+use crate::config::NodeConfig;
+use crate::raft::{GrpcNetwork, PeerChannels, openraft_config, start_raft};
+use crate::store::{RaftDb, StoreError};
+use crate::tls::{TlsError, TlsMaterial};
+use crate::types::{Member, NodeId, Raft};
+
+/// Why a node could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("tls.{0}")]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    ClusterMismatch(#[from] ClusterMismatch),
+    #[error("cannot listen on {addr}: {source}; is another process using the port? change listen_addr")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("gRPC server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+    #[error("shutdown did not finish within the {0:?} grace period")]
+    ShutdownTimedOut(Duration),
+}
+
+/// Runs a node until `shutdown` resolves, then shuts it down in order.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let started_at = Instant::now();
+    let cluster_id = config.cluster_id();
+    let tls = match &config.tls {
+        Some(paths) if !config.insecure => Some(TlsMaterial::load(paths)?),
+        _ => None,
+    };
+    if tls.is_none() {
+        tracing::warn!("INSECURE: insecure = true, TLS is off; any process that reaches {} can control this cluster", config.listen_addr);
+    }
+
+    let db = RaftDb::open(&config.data_dir)?;
+    let stored = db.cluster_id().map_err(StoreError::Io)?;
+    decide(stored.as_deref(), &cluster_id, config.is_initial_member(), false)?;
+    if stored.is_none() {
+        db.set_cluster_id(&cluster_id).map_err(StoreError::Io)?;
+    }
+
+    let listener = TcpListener::bind(&config.listen_addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr: config.listen_addr.clone(), source })?;
+
+    let channels = PeerChannels::new(config.id, cluster_id.clone(), tls.clone());
+    let raft_config = openraft_config(&config).map_err(|e| NodeError::Raft(e.to_string()))?;
+    let (raft, state_machine) = start_raft(config.id, raft_config, db.clone(), GrpcNetwork::new(channels.clone())).await?;
+
+    let context = Arc::new(NodeContext {
+        id: config.id,
+        cluster_id: cluster_id.clone(),
+        version: crate::VERSION.to_string(),
+        incarnation: format!("{:016x}", rand::random::<u64>()),
+        started_at,
+        raft: raft.clone(),
+        state_machine,
+        channels,
+        last_contact: Mutex::new(Default::default()),
+    });
+    let initial_ids: BTreeSet<NodeId> = config.cluster.initial_members.iter().map(|m| m.id).collect();
+    let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone(), initial_ids);
+    let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = serve(listener, tls.as_ref(), gate, context.clone(), stop_serving_rx)?;
+    let server = tokio::spawn(server);
+
+    let initialized = raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+    match decide(stored.as_deref(), &cluster_id, config.is_initial_member(), initialized)? {
+        Bootstrap::Initialize => {
+            let members: BTreeMap<NodeId, Member> = config
+                .cluster
+                .initial_members
+                .iter()
+                .map(|m| (m.id, Member { addr: m.addr.clone() }))
+                .collect();
+            if let Err(e) = raft.initialize(members).await {
+                tracing::info!("cluster already formed here ({e}); resuming");
+            }
+            tracing::info!(node = config.id, cluster = %cluster_id, "formed cluster from its initial members");
+        }
+        Bootstrap::Resume => tracing::info!(node = config.id, cluster = %cluster_id, "resuming from {}", config.data_dir.display()),
+        Bootstrap::AwaitJoin => tracing::info!(
+            node = config.id, cluster = %cluster_id,
+            "not an initial member; waiting to be added with `batonctl nodes add {} {}`", config.id, config.advertised()
+        ),
+    }
+    tracing::info!(node = config.id, addr = %config.advertised(), version = crate::VERSION, "serving");
+
+    shutdown.await;
+    let grace = config.shutdown_grace();
+    tracing::info!(node = config.id, "shutting down (grace {grace:?})");
+    let ordered = async {
+        hand_off_leadership(&raft, config.id, grace / 3).await;
+        let _ = stop_serving_tx.send(());
+        match server.await {
+            Ok(result) => result?,
+            Err(e) => tracing::warn!("server task failed: {e}"),
+        }
+        raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        db.flush().map_err(StoreError::Io)?;
+        Ok::<(), NodeError>(())
+    };
+    match tokio::time::timeout(grace, ordered).await {
+        Ok(result) => {
+            result?;
+            tracing::info!(node = config.id, "stopped cleanly");
+            Ok(())
+        }
+        Err(_) => Err(NodeError::ShutdownTimedOut(grace)),
+    }
+}
+
+/// Builds the gRPC server future on an already-bound listener.
+fn serve(
+    listener: TcpListener,
+    tls: Option<&TlsMaterial>,
+    gate: Gate,
+    context: Arc<NodeContext>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<impl Future<Output = Result<(), NodeError>> + use<>, NodeError> {
+    let mut builder = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)));
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let max = crate::raft::PEER_MAX_MESSAGE_BYTES;
+    let (peer_gate, raft_gate, admin_gate) = (gate.clone(), gate.clone(), gate);
+    let raft_service = RaftServer::new(RaftService::new(context.raft.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let peer_service = PeerServer::new(PeerService::new(context.clone()));
+    let control_service = ControlServer::new(ControlService::new(context))
+        .max_decoding_message_size(CONTROL_MAX_MESSAGE_BYTES);
+    let router = builder
+        .add_service(InterceptedService::new(raft_service, move |r: tonic::Request<()>| raft_gate.check_peer(r)))
+        .add_service(InterceptedService::new(peer_service, move |r: tonic::Request<()>| peer_gate.check_peer(r)))
+        .add_service(InterceptedService::new(control_service, move |r: tonic::Request<()>| admin_gate.check_admin(r)));
+    let incoming = TcpListenerStream::new(listener);
+    Ok(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stop.await;
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+/// If this node leads, hands leadership to the most caught-up voter and
+/// waits (up to `wait`) for it to take over, so the cluster does not sit
+/// through an election timeout when a leader stops on purpose.
+async fn hand_off_leadership(raft: &Raft, self_id: NodeId, wait: Duration) {
+    let metrics = crate::types::metrics(raft);
+    if metrics.current_leader != Some(self_id) {
+        return;
+    }
+    let voters = metrics.membership_config.membership().voter_ids().filter(|id| *id != self_id);
+    let matched = |id: &NodeId| {
+        metrics.replication.as_ref().and_then(|r| r.get(id)).and_then(|l| l.as_ref()).map(|l| l.index)
+    };
+    let Some(successor) = voters.max_by_key(|id| matched(id)) else {
+        return;
+    };
+    if raft.trigger().transfer_leader(successor).await.is_err() {
+        return;
+    }
+    let mut watch = raft.metrics();
+    let _ = tokio::time::timeout(wait, async {
+        loop {
+            if watch.borrow_watched().current_leader.is_some_and(|l| l != self_id) {
+                tracing::info!("handed leadership to node {successor}");
+                return;
+            }
+            if watch.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+}

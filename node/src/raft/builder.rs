@@ -1,0 +1,45 @@
+//! Building the `Raft` handle from a node's config.
+
+use std::sync::Arc;
+
+use openraft::{Config, SnapshotPolicy};
+
+use crate::config::NodeConfig;
+use crate::store::{LogStore, RaftDb, StateMachineStore};
+use crate::types::{NodeId, Raft, TypeConfig};
+
+/// openraft's config for our timing settings. Pre-vote is on, so a node
+/// that was partitioned away cannot disrupt the quorum when it returns.
+pub fn openraft_config(config: &NodeConfig) -> Result<Arc<Config>, openraft::ConfigError> {
+    let t = &config.timing;
+    let raft_config = Config {
+        cluster_name: config.cluster_id(),
+        heartbeat_interval: t.heartbeat_interval_ms,
+        election_timeout_min: t.election_timeout_min_ms,
+        election_timeout_max: t.election_timeout_max_ms,
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_after_entries),
+        max_in_snapshot_log_to_keep: 1_000,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    };
+    Ok(Arc::new(raft_config.validate()?))
+}
+
+/// Starts Raft for node `id` on the store in `db`, with `network`.
+pub async fn start_raft<N>(
+    id: NodeId,
+    raft_config: Arc<Config>,
+    db: RaftDb,
+    network: N,
+) -> Result<(Raft, StateMachineStore), crate::NodeError>
+where
+    N: openraft::network::RaftNetworkFactory<TypeConfig>,
+    N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = crate::types::typ::SnapshotData>,
+{
+    let state_machine = StateMachineStore::open(db.clone()).map_err(crate::store::StoreError::Io)?;
+    let raft = Raft::new(id, raft_config, network, LogStore::new(db), state_machine.clone())
+        .await
+        .map_err(|e| crate::NodeError::Raft(e.to_string()))?;
+    Ok((raft, state_machine))
+}

@@ -1,0 +1,154 @@
+//! openraft's network over tonic: each Raft RPC is one unary gRPC call on the
+//! peer's long-lived channel, carrying openraft's message as JSON.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use baton_proto::raft_client::RaftClient;
+use baton_proto::{RaftRequest, SnapshotRequest};
+use openraft::errors::{NetworkError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
+use openraft::OptionalSend;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+
+use super::peer_channels::{PEER_MAX_MESSAGE_BYTES, PeerChannels};
+use crate::types::typ::*;
+use crate::types::{Member, NodeId, TypeConfig};
+
+/// Makes a [`GrpcPeer`] for each peer Raft replicates to.
+#[derive(Clone)]
+pub struct GrpcNetwork {
+    channels: Arc<PeerChannels>,
+}
+
+impl GrpcNetwork {
+    pub fn new(channels: Arc<PeerChannels>) -> Self {
+        GrpcNetwork { channels }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
+    type Network = GrpcPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> GrpcPeer {
+        GrpcPeer { target, channel: self.channels.channel(target, &node.addr), channels: self.channels.clone() }
+    }
+}
+
+/// The Raft RPC client for one peer.
+pub struct GrpcPeer {
+    target: NodeId,
+    channel: Result<Channel, tonic::transport::Error>,
+    channels: Arc<PeerChannels>,
+}
+
+/// Maps a failed gRPC call to openraft's error: an unreachable peer makes
+/// openraft back off, anything else is retried at once.
+fn rpc_error(status: tonic::Status) -> RpcError {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+            RpcError::Unreachable(Unreachable::from_string(status.to_string()))
+        }
+        _ => RpcError::Network(NetworkError::from_string(status.to_string())),
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, RpcError> {
+    serde_json::to_vec(value).map_err(|e| RpcError::Network(NetworkError::new(&e)))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
+    serde_json::from_slice(bytes).map_err(|e| RpcError::Network(NetworkError::new(&e)))
+}
+
+impl GrpcPeer {
+    fn client(&self) -> Result<RaftClient<Channel>, RpcError> {
+        let channel = self.channel.as_ref().map_err(|e| RpcError::Unreachable(Unreachable::new(e)))?;
+        Ok(RaftClient::new(channel.clone())
+            .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES))
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        kind: RpcKind,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RpcError> {
+        let mut client = self.client()?;
+        let request = self.channels.request(RaftRequest { payload: encode(req)? }, Some(option.soft_ttl()));
+        let reply = match kind {
+            RpcKind::AppendEntries => client.append_entries(request).await,
+            RpcKind::Vote => client.vote(request).await,
+            RpcKind::PreVote => client.pre_vote(request).await,
+            RpcKind::TransferLeader => client.transfer_leader(request).await,
+        }
+        .map_err(rpc_error)?;
+        decode(&reply.into_inner().payload)
+    }
+}
+
+enum RpcKind {
+    AppendEntries,
+    Vote,
+    PreVote,
+    TransferLeader,
+}
+
+impl RaftNetworkV2<TypeConfig> for GrpcPeer {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse, RpcError> {
+        self.call(RpcKind::AppendEntries, &rpc, &option).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
+        self.call(RpcKind::Vote, &rpc, &option).await
+    }
+
+    async fn pre_vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
+        self.call(RpcKind::PreVote, &rpc, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse, StreamingError<TypeConfig>> {
+        let to_streaming = |e: RpcError| match e {
+            RpcError::Unreachable(u) => StreamingError::Unreachable(u),
+            other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+        };
+        let mut client = self.client().map_err(to_streaming)?;
+        let message = SnapshotRequest {
+            vote: encode(&vote).map_err(to_streaming)?,
+            meta: encode(&snapshot.meta).map_err(to_streaming)?,
+            data: snapshot.snapshot.into_inner(),
+        };
+        let request = self.channels.request(message, Some(option.hard_ttl()));
+        let reply = client.install_snapshot(request).await.map_err(|s| to_streaming(rpc_error(s)))?;
+        decode(&reply.into_inner().payload).map_err(to_streaming)
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse, RpcError> {
+        self.call(RpcKind::TransferLeader, &req, &option).await
+    }
+}
+
+impl std::fmt::Debug for GrpcPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcPeer").field("target", &self.target).finish()
+    }
+}

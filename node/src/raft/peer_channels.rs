@@ -1,0 +1,76 @@
+//! One long-lived gRPC channel per peer, shared by Raft replication and the
+//! peer calls (node info). tonic reconnects a channel by itself, so a peer
+//! that restarts is reached again without a new channel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::tls::{TlsMaterial, node_dns_name};
+use crate::types::NodeId;
+
+/// Largest message between peers (Raft batches and snapshots).
+pub const PEER_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The channels from this node to its peers.
+pub struct PeerChannels {
+    self_id: NodeId,
+    cluster_id: String,
+    tls: Option<TlsMaterial>,
+    channels: Mutex<HashMap<NodeId, (String, Channel)>>,
+}
+
+impl PeerChannels {
+    /// `tls: None` means insecure, plain-TCP mode.
+    pub fn new(self_id: NodeId, cluster_id: String, tls: Option<TlsMaterial>) -> Arc<Self> {
+        Arc::new(PeerChannels { self_id, cluster_id, tls, channels: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The channel to `id` at `addr`, created lazily on first use and replaced
+    /// if the peer's address changed.
+    pub fn channel(&self, id: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.channels.lock().expect("peer channel lock poisoned");
+        if let Some((known_addr, channel)) = channels.get(&id)
+            && known_addr == addr
+        {
+            return Ok(channel.clone());
+        }
+        let channel = self.endpoint(id, addr)?.connect_lazy();
+        channels.insert(id, (addr.to_string(), channel.clone()));
+        Ok(channel)
+    }
+
+    fn endpoint(&self, id: NodeId, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.client_config(Some(&node_dns_name(id))))?;
+        }
+        Ok(endpoint)
+    }
+
+    /// Wraps `message` in a request that names this node and its cluster.
+    pub fn request<T>(&self, message: T, timeout: Option<Duration>) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        metadata.insert(baton_proto::NODE_ID_HEADER, MetadataValue::from(self.self_id));
+        if let Ok(value) = self.cluster_id.parse() {
+            metadata.insert(baton_proto::CLUSTER_ID_HEADER, value);
+        }
+        if let Some(timeout) = timeout {
+            request.set_timeout(timeout);
+        }
+        request
+    }
+}

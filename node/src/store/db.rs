@@ -1,0 +1,144 @@
+//! The redb database behind a node's Raft storage.
+//!
+//! Durability: every write that Raft must be able to rely on after a crash
+//! (log appends, the vote, purges, installed snapshots) commits with
+//! `Durability::Immediate`, which fsyncs before returning. State machine
+//! applies commit with `Durability::None`: they become durable with the next
+//! immediate commit, and until then the log entries they came from are still
+//! in the log, so a crash only makes the node re-apply them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Raft log entries by index, as JSON.
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+/// Raft metadata (vote, last purged log id) and node metadata (cluster id).
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// State machine metadata: last applied log id, last membership, snapshot.
+pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+/// State machine rows (see `ClusterState::to_rows`).
+pub(crate) const SM_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_data");
+
+/// Errors opening or using a node's store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}; check data_dir and its permissions")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot open the store at {path}: {source}; is another baton-node using this data_dir? \
+         stop it, or give this node its own data_dir"
+    )]
+    Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("store I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A handle to the database, cheap to clone.
+#[derive(Clone)]
+pub struct RaftDb {
+    db: Arc<Database>,
+}
+
+impl RaftDb {
+    /// Opens (creating if needed) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::CreateDir { path: data_dir.to_path_buf(), source })?;
+        let path = data_dir.join("raft.redb");
+        let db = Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let this = RaftDb { db: Arc::new(db) };
+        this.write(Durability::Immediate, |txn| {
+            txn.open_table(LOG)?;
+            txn.open_table(META)?;
+            txn.open_table(SM_META)?;
+            txn.open_table(SM_DATA)?;
+            Ok(())
+        })?;
+        Ok(this)
+    }
+
+    /// Runs `f` in a write transaction and commits it with `durability`.
+    pub(crate) fn write<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, std::io::Error> {
+        let mut txn = self.db.begin_write().map_err(|e| io_error(e.into()))?;
+        txn.set_durability(durability).map_err(std::io::Error::other)?;
+        let out = f(&txn).map_err(io_error)?;
+        txn.commit().map_err(|e| io_error(e.into()))?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, std::io::Error> {
+        let run = || -> Result<T, redb::Error> {
+            let txn = self.db.begin_read()?;
+            f(&txn)
+        };
+        run().map_err(io_error)
+    }
+
+    /// Runs blocking store work off the async runtime's worker threads.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(RaftDb) -> Result<T, std::io::Error> + Send + 'static,
+    ) -> Result<T, std::io::Error> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || f(db)).await.map_err(std::io::Error::other)?
+    }
+
+    /// Reads a JSON value from a string-keyed table.
+    pub(crate) fn get_json<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>, std::io::Error> {
+        let bytes = self.read(|txn| {
+            let table = txn.open_table(table)?;
+            Ok(table.get(key)?.map(|v| v.value().to_vec()))
+        })?;
+        bytes.map(|b| from_json(&b)).transpose()
+    }
+
+    /// The cluster id this data directory belongs to, if it has joined one.
+    pub fn cluster_id(&self) -> Result<Option<String>, std::io::Error> {
+        self.get_json(META, "cluster_id")
+    }
+
+    /// Records the cluster id this data directory belongs to, durably.
+    pub fn set_cluster_id(&self, cluster_id: &str) -> Result<(), std::io::Error> {
+        let bytes = to_json(&cluster_id)?;
+        self.write(Durability::Immediate, |txn| {
+            txn.open_table(META)?.insert("cluster_id", bytes.as_slice())?;
+            Ok(())
+        })
+    }
+}
+
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, std::io::Error> {
+    serde_json::to_vec(value).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
+    serde_json::from_slice(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+pub(crate) fn io_error(e: redb::Error) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+impl RaftDb {
+    /// Makes every earlier commit durable (those applied with
+    /// `Durability::None` included).
+    pub fn flush(&self) -> Result<(), std::io::Error> {
+        self.write(Durability::Immediate, |_| Ok(()))
+    }
+}

@@ -1,0 +1,192 @@
+//! The Raft log and vote, stored in redb and fsync'd before openraft is told
+//! they are written.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use redb::{Durability, ReadableTable};
+
+use super::db::{LOG, META, RaftDb, from_json, to_json};
+use crate::types::TypeConfig;
+use crate::types::typ::{Entry, LogId, Vote};
+
+/// openraft's log storage over [`RaftDb`]. Clones share the database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: RaftDb,
+}
+
+impl LogStore {
+    pub fn new(db: RaftDb) -> Self {
+        LogStore { db }
+    }
+}
+
+fn index_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, Option<u64>) {
+    let start = match range.start_bound() {
+        Bound::Included(x) => *x,
+        Bound::Excluded(x) => x.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end_inclusive = match range.end_bound() {
+        Bound::Included(x) => Some(*x),
+        Bound::Excluded(0) => return (1, Some(0)),
+        Bound::Excluded(x) => Some(x - 1),
+        Bound::Unbounded => None,
+    };
+    (start, end_inclusive)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = index_bounds(&range);
+        if end.is_some_and(|end| end < start) {
+            return Ok(Vec::new());
+        }
+        let rows = self.db.read(|txn| {
+            let table = txn.open_table(LOG)?;
+            let mut rows = Vec::new();
+            let iter = match end {
+                Some(end) => table.range(start..=end)?,
+                None => table.range(start..)?,
+            };
+            for row in iter {
+                let (_, value) = row?;
+                rows.push(value.value().to_vec());
+            }
+            Ok(rows)
+        })?;
+        rows.iter().map(|bytes| from_json::<Entry>(bytes)).collect()
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.db.get_json(META, "vote")
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last = self.db.read(|txn| {
+            let table = txn.open_table(LOG)?;
+            Ok(table.last()?.map(|(_, v)| v.value().to_vec()))
+        })?;
+        let last_purged_log_id: Option<LogId> = self.db.get_json(META, "last_purged")?;
+        let last_log_id = match last {
+            Some(bytes) => Some(from_json::<Entry>(&bytes)?.log_id()),
+            None => last_purged_log_id.clone(),
+        };
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let bytes = to_json(vote)?;
+        self.db
+            .blocking(move |db| {
+                db.write(Durability::Immediate, |txn| {
+                    txn.open_table(META)?.insert("vote", bytes.as_slice())?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        // Not needed for safety; lets a restarted node apply up to the last
+        // known commit at once. Becomes durable with the next immediate commit.
+        let bytes = to_json(&committed)?;
+        self.db.write(Durability::None, |txn| {
+            txn.open_table(META)?.insert("committed", bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.db.get_json::<Option<LogId>>(META, "committed")?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut rows = Vec::new();
+        for entry in entries {
+            rows.push((entry.index(), to_json(&entry)?));
+        }
+        let result = self
+            .db
+            .blocking(move |db| {
+                db.write(Durability::Immediate, |txn| {
+                    let mut table = txn.open_table(LOG)?;
+                    for (index, bytes) in &rows {
+                        table.insert(*index, bytes.as_slice())?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map(|id| id.index() + 1).unwrap_or(0);
+        self.db
+            .blocking(move |db| {
+                db.write(Durability::Immediate, |txn| {
+                    txn.open_table(LOG)?.retain_in(from.., |_, _| false)?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let bytes = to_json(&log_id)?;
+        let upto = log_id.index();
+        self.db
+            .blocking(move |db| {
+                db.write(Durability::Immediate, |txn| {
+                    txn.open_table(META)?.insert("last_purged", bytes.as_slice())?;
+                    txn.open_table(LOG)?.retain_in(..=upto, |_, _| false)?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::index_bounds;
+
+    #[test]
+    fn index_bounds_cover_every_range_form() {
+        assert_eq!(index_bounds(&(3..7)), (3, Some(6)));
+        assert_eq!(index_bounds(&(3..=7)), (3, Some(7)));
+        assert_eq!(index_bounds(&(3..)), (3, None));
+        assert_eq!(index_bounds(&(..0)), (1, Some(0)));
+        assert_eq!(index_bounds(&(..)), (0, None));
+    }
+}

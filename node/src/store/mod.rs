@@ -1,0 +1,13 @@
+//! Durable Raft storage in redb: the log, the vote, the state machine and its
+//! snapshots, all in one database file under the node's data directory.
+
+mod db;
+mod log_store;
+mod state_machine;
+
+pub use db::{RaftDb, StoreError};
+pub use log_store::LogStore;
+pub use state_machine::StateMachineStore;
+
+#[cfg(test)]
+mod suite_test;

@@ -1,0 +1,81 @@
+//! The Raft type configuration and the commands the replicated state machine
+//! applies.
+
+use serde::{Deserialize, Serialize};
+
+/// A node's id: a positive integer, unique in the cluster and never reused.
+pub type NodeId = u64;
+
+/// What Raft knows of a member: the address its peers dial.
+pub type Member = openraft::BasicNode;
+
+openraft::declare_raft_types!(
+    /// Baton's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = NodeId,
+        Node = Member,
+);
+
+/// The `Raft` handle for Baton's type configuration.
+pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachineStore>;
+
+/// The latest Raft metrics of `raft`.
+pub fn metrics(raft: &Raft) -> typ::Metrics {
+    use openraft::async_runtime::watch::WatchReceiver;
+    raft.metrics().borrow_watched().clone()
+}
+
+/// A change to the cluster's replicated state, proposed through Raft.
+///
+/// Only additive changes: nodes of two versions read each other's log during
+/// a rolling upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Set `key` to `value` in the replicated key-value space.
+    Put { key: String, value: Vec<u8> },
+    /// Remove `key` from the replicated key-value space.
+    Delete { key: String },
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Put { key, value } => write!(f, "put {key} ({} bytes)", value.len()),
+            Command::Delete { key } => write!(f, "delete {key}"),
+        }
+    }
+}
+
+/// What applying a [`Command`] produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    /// The value the key held before this command, if any.
+    pub previous: Option<Vec<u8>>,
+}
+
+/// Short aliases for openraft's generic types.
+pub mod typ {
+    use super::TypeConfig;
+
+    pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+    pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+    pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+    pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+    pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+    pub type SnapshotData = std::io::Cursor<Vec<u8>>;
+    pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
+    pub type RaftError<E = openraft::errors::Infallible> = openraft::errors::RaftError<TypeConfig, E>;
+    pub type RpcError<E = openraft::errors::Infallible> = openraft::errors::RPCError<TypeConfig, E>;
+    pub type ClientWriteError = openraft::errors::ClientWriteError<TypeConfig>;
+    pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
+    pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<TypeConfig>;
+    pub type VoteRequest = openraft::raft::VoteRequest<TypeConfig>;
+    pub type VoteResponse = openraft::raft::VoteResponse<TypeConfig>;
+    pub type SnapshotResponse = openraft::raft::SnapshotResponse<TypeConfig>;
+    pub type TransferLeaderRequest = openraft::raft::TransferLeaderRequest<TypeConfig>;
+    pub type TransferLeaderResponse = openraft::raft::TransferLeaderResponse<TypeConfig>;
+    pub type Metrics = openraft::RaftMetrics<TypeConfig>;
+}
