@@ -1,0 +1,154 @@
+//! `batonctl`'s arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Control a Baton cluster.
+#[derive(Debug, Parser)]
+#[command(name = "batonctl", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to reach the cluster and how to print.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Node addresses (HOST:PORT), comma-separated; any node will do.
+    #[arg(long, env = "BATON_ENDPOINTS", value_delimiter = ',', global = true)]
+    pub endpoints: Vec<String>,
+    /// The cluster CA certificate (PEM).
+    #[arg(long, env = "BATON_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// The admin client certificate (PEM).
+    #[arg(long, env = "BATON_CERT", global = true)]
+    pub cert: Option<PathBuf>,
+    /// The admin client key (PEM).
+    #[arg(long, env = "BATON_KEY", global = true)]
+    pub key: Option<PathBuf>,
+    /// Talk plain TCP to a cluster started with insecure = true.
+    #[arg(long, env = "BATON_INSECURE", global = true)]
+    pub insecure: bool,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub output: OutputFormat,
+    /// Give up on a command after this many seconds.
+    #[arg(long, default_value_t = 30, global = true)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the cluster: leader, term, commit index, and every member.
+    Status,
+    /// List, add and remove nodes.
+    #[command(subcommand)]
+    Nodes(NodesCommand),
+    /// Read and write the replicated key-value space (for checks and scripts).
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Make certificates for a cluster.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Run a local cluster of baton-node processes for trying Baton out.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// List the members and how they are.
+    List,
+    /// Add a node (start it first with an empty data_dir).
+    Add {
+        /// The new node's id (a positive integer never used before).
+        id: u64,
+        /// The new node's advertised address, HOST:PORT.
+        addr: String,
+        /// Join as a non-voting worker (Raft learner) rather than a voter.
+        #[arg(long)]
+        worker: bool,
+    },
+    /// Remove a node from the cluster.
+    Remove {
+        /// The node's id.
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// Write KEY=VALUE through Raft; returns once committed.
+    Put {
+        #[arg(id = "kv_key", value_name = "KEY")]
+        key: String,
+        #[arg(id = "kv_value", value_name = "VALUE")]
+        value: String,
+    },
+    /// Read KEY (linearizable through the leader unless --local).
+    Get {
+        #[arg(id = "kv_key", value_name = "KEY")]
+        key: String,
+        /// Read the answering node's local state instead (may be stale).
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Write a cluster CA, one certificate per node and an admin certificate.
+    Init {
+        /// Directory to write into (created; existing files are not overwritten).
+        #[arg(long)]
+        dir: PathBuf,
+        /// A node as ID=HOST[,HOST...]: its id and the names and IPs it is
+        /// reached by. Repeat for each node.
+        #[arg(long = "node", value_name = "ID=HOSTS")]
+        nodes: Vec<String>,
+        /// Shorthand for N local nodes (ids 1..=N, reached at 127.0.0.1 and localhost).
+        #[arg(long, conflicts_with = "nodes")]
+        local_nodes: Option<u64>,
+    },
+    /// Issue a certificate for one more node with the CA in DIR.
+    AddNode {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node as ID=HOST[,HOST...].
+        #[arg(value_name = "ID=HOSTS")]
+        node: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// How many nodes to start.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Where the nodes keep configs, certificates, data and logs.
+    #[arg(long, default_value = "baton-dev")]
+    pub data_dir: PathBuf,
+    /// The baton-node binary (default: beside batonctl, then PATH).
+    #[arg(long)]
+    pub node_binary: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

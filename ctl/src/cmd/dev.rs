@@ -1,0 +1,148 @@
+//! `batonctl dev`: a local cluster in one command, for trying Baton out.
+//!
+//! Starts N `baton-node` processes on free loopback ports with fresh
+//! certificates, waits for a leader, writes `DIR/env`, prints a short tour,
+//! and on Ctrl-C or SIGTERM stops every node cleanly. A node that dies is not
+//! restarted, so that killing one shows failover; restart it by hand with
+//! `baton-node --config DIR/<id>/node.toml`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use baton_node::config::TimingConfig;
+use serde_json::json;
+
+use super::CmdError;
+use super::status;
+use crate::cli::{DevArgs, OutputFormat};
+use crate::client::ClusterClient;
+use crate::local_cluster::{LocalCluster, LocalClusterError, find_node_binary};
+use crate::output;
+
+/// A file that marks a directory as made by `batonctl dev`, so a later run
+/// may wipe it.
+const MARKER: &str = ".baton-dev";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("--nodes must be from 1 to 9; got {0}")]
+    BadNodeCount(u64),
+    #[error("{0} exists and was not made by `batonctl dev`; pass another --data-dir or remove it")]
+    NotADevDir(PathBuf),
+    #[error(transparent)]
+    LocalCluster(#[from] LocalClusterError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the cluster elected no leader within {0:?}; see the node logs in {1}")]
+    NoLeader(Duration, PathBuf),
+}
+
+/// Empties `dir` if a previous `batonctl dev` made it; refuses any other
+/// non-empty directory.
+fn prepare_dir(dir: &Path) -> Result<(), DevError> {
+    let io = |source| DevError::Io { path: dir.to_path_buf(), source };
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir).map_err(io)?.next().is_none();
+        if !empty {
+            if !dir.join(MARKER).exists() {
+                return Err(DevError::NotADevDir(dir.to_path_buf()));
+            }
+            std::fs::remove_dir_all(dir).map_err(io)?;
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(dir.join(MARKER), "made by batonctl dev; the next run wipes this directory\n").map_err(io)
+}
+
+pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
+    if !(1..=9).contains(&args.nodes) {
+        return Err(DevError::BadNodeCount(args.nodes).into());
+    }
+    let binary = match args.node_binary {
+        Some(path) => path,
+        None => find_node_binary().map_err(DevError::from)?,
+    };
+    prepare_dir(&args.data_dir)?;
+    let mut cluster =
+        LocalCluster::create(&args.data_dir, args.nodes, TimingConfig::default(), binary).map_err(DevError::from)?;
+    let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
+    for id in &ids {
+        cluster.start(*id).map_err(DevError::from)?;
+    }
+    let env_path = cluster.write_env().map_err(DevError::from)?;
+    let tls = cluster.admin_tls().map_err(crate::ClientError::from)?;
+    let client = ClusterClient::new(cluster.endpoints(), Some(tls), Duration::from_secs(5))?;
+
+    let wait = Duration::from_secs(60);
+    let started = Instant::now();
+    let view = loop {
+        if let Ok(view) = status::fetch(&client).await
+            && view.leader.is_some()
+        {
+            break view;
+        }
+        if started.elapsed() > wait || cluster.reap_exited().len() == ids.len() {
+            return Err(DevError::NoLeader(wait, cluster.dir.clone()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let dir = cluster.dir.display().to_string();
+    let nodes: Vec<_> =
+        cluster.nodes.values().map(|n| json!({"id": n.id, "addr": n.addr, "config": n.config_path(), "log": n.log_path()})).collect();
+    output::print(format, &json!({"dir": dir, "env": env_path, "leader": view.leader, "nodes": nodes}), || {
+        tour(&cluster, &env_path, view.leader.unwrap_or(0))
+    });
+
+    let stop = baton_node::signal::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                for (id, status) in cluster.reap_exited() {
+                    eprintln!(
+                        "node {id} exited ({status}); it is not restarted. restart it with:\n  \
+                         baton-node --config {dir}/{id}/node.toml 2>>{dir}/{id}/node.log & echo $! > {dir}/{id}/node.pid"
+                    );
+                }
+            }
+        }
+    }
+    eprintln!("stopping {} node(s)...", ids.len());
+    for id in &ids {
+        let clean = cluster.stop(*id, Duration::from_secs(15)).map_err(DevError::from)?;
+        if !clean {
+            eprintln!("node {id} did not stop cleanly; see {dir}/{id}/node.log");
+        }
+    }
+    eprintln!("stopped. the data stays in {dir} until the next `batonctl dev`");
+    Ok(())
+}
+
+fn tour(cluster: &LocalCluster, env_path: &Path, leader: u64) -> String {
+    let first = cluster.nodes.keys().next().copied().unwrap_or(1);
+    let dir = cluster.dir.display();
+    format!(
+        "\
+Baton dev cluster: {n} nodes, leader is node {leader}.
+  data, configs and logs: {dir}/<id>/
+
+In another terminal:
+  source {env}
+  batonctl status                     # leader, term, commit index, members
+  batonctl kv put greeting hello      # a write committed through Raft
+  batonctl kv get greeting
+  kill -9 $(cat {dir}/{leader}/node.pid)   # kill the leader, then:
+  batonctl status                     # a new leader within a second
+  baton-node --config {dir}/{leader}/node.toml 2>>{dir}/{leader}/node.log & echo $! > {dir}/{leader}/node.pid
+                                      # restart it; it catches up
+  batonctl nodes list -o json         # every command has --output json
+
+Ctrl-C here stops every node.
+",
+        n = cluster.nodes.len(),
+        env = env_path.display(),
+        leader = if leader == 0 { first } else { leader },
+    )
+}

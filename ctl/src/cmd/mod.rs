@@ -1,0 +1,34 @@
+//! One file per subcommand, each with a `run` that takes parsed arguments.
+
+pub mod certs;
+pub mod dev;
+pub mod kv;
+pub mod nodes;
+pub mod status;
+
+use crate::cli::{Cli, Command};
+use crate::client::{ClientError, ClusterClient};
+use crate::pki::PkiError;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Dev(#[from] dev::DevError),
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CmdError> {
+    let format = cli.global.output;
+    match cli.command {
+        Command::Certs(command) => certs::run(command, format),
+        Command::Dev(args) => dev::run(args, format).await,
+        Command::Status => status::run(&ClusterClient::from_args(&cli.global)?, format).await,
+        Command::Nodes(command) => nodes::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
+        Command::Kv(command) => kv::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
+    }
+}

@@ -1,0 +1,110 @@
+//! `batonctl status`: the cluster at a glance.
+
+use baton_proto::{MemberStatus, StatusReply, StatusRequest};
+use serde::{Deserialize, Serialize};
+
+use super::CmdError;
+use crate::cli::OutputFormat;
+use crate::client::{ClientError, ClusterClient};
+use crate::output;
+
+/// The cluster as `status --output json` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    pub cluster_id: String,
+    /// The leader's id; null while there is none.
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub last_applied_index: u64,
+    /// The node that answered.
+    pub answered_by: u64,
+    pub members: Vec<MemberView>,
+}
+
+/// One member, as `status` and `nodes list` print it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: u64,
+    pub addr: String,
+    /// voter or worker.
+    pub role: String,
+    /// up or unreachable.
+    pub state: String,
+    pub version: String,
+    pub raft_state: String,
+    pub last_contact_ms: Option<u64>,
+    pub matched_index: Option<u64>,
+}
+
+impl From<MemberStatus> for MemberView {
+    fn from(m: MemberStatus) -> Self {
+        MemberView {
+            id: m.id,
+            addr: m.addr,
+            role: m.role,
+            state: m.state,
+            version: m.version,
+            raft_state: m.raft_state,
+            last_contact_ms: m.last_contact_ms,
+            matched_index: m.matched_index,
+        }
+    }
+}
+
+impl From<StatusReply> for StatusView {
+    fn from(s: StatusReply) -> Self {
+        StatusView {
+            cluster_id: s.cluster_id,
+            leader: (s.leader_id != 0).then_some(s.leader_id),
+            term: s.term,
+            commit_index: s.commit_index,
+            last_applied_index: s.last_applied_index,
+            answered_by: s.answered_by,
+            members: s.members.into_iter().map(MemberView::from).collect(),
+        }
+    }
+}
+
+/// Asks the cluster for its status.
+pub async fn fetch(client: &ClusterClient) -> Result<StatusView, ClientError> {
+    let reply = client.call(|mut c| async move { c.status(StatusRequest {}).await }).await?;
+    Ok(reply.into())
+}
+
+pub async fn run(client: &ClusterClient, format: OutputFormat) -> Result<(), CmdError> {
+    let view = fetch(client).await?;
+    output::print(format, &view, || {
+        let leader = view.leader.map_or("none".to_string(), |l| l.to_string());
+        format!(
+            "cluster {}  leader {}  term {}  commit {}  (answered by node {})\n\n{}",
+            view.cluster_id,
+            leader,
+            view.term,
+            view.commit_index,
+            view.answered_by,
+            members_table(&view.members)
+        )
+    });
+    Ok(())
+}
+
+/// The members as a table.
+pub fn members_table(members: &[MemberView]) -> String {
+    let rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                m.addr.clone(),
+                m.role.clone(),
+                m.state.clone(),
+                if m.version.is_empty() { "-".into() } else { m.version.clone() },
+                if m.raft_state.is_empty() { "-".into() } else { m.raft_state.clone() },
+                m.matched_index.map_or("-".into(), |i| i.to_string()),
+                m.last_contact_ms.map_or("never".into(), |ms| format!("{ms}ms ago")),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "ADDR", "ROLE", "STATE", "VERSION", "RAFT", "MATCHED", "LAST CONTACT"], &rows)
+}

@@ -1,0 +1,301 @@
+//! A cluster of `baton-node` processes on this machine, laid out in one
+//! directory: what `batonctl dev` runs and what the cluster tests drive.
+//!
+//! ```text
+//! DIR/certs/            the CA, node and admin certificates
+//! DIR/<id>/node.toml    each node's config (paths relative to it)
+//! DIR/<id>/data/        its Raft data
+//! DIR/<id>/node.log     its log
+//! DIR/<id>/node.pid     its process id while it runs
+//! DIR/env               export lines for batonctl
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton_node::config::{ClusterConfig, InitialMember, NodeConfig, TimingConfig, TlsPaths};
+use baton_node::tls::TlsMaterial;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::pki::{self, NodeSpec, PkiError};
+
+/// Errors setting up or running a local cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalClusterError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("cannot find the baton-node binary beside batonctl or on PATH; build it with `cargo build --release` or pass --node-binary")]
+    NoNodeBinary,
+    #[error("cannot start {binary}: {source}")]
+    Spawn { binary: PathBuf, source: std::io::Error },
+    #[error("no node {0} in this cluster")]
+    UnknownNode(u64),
+    #[error("cannot serialize a node config: {0}")]
+    Config(#[from] toml::ser::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError + '_ {
+    move |source| LocalClusterError::Io { path: path.to_path_buf(), source }
+}
+
+/// One node of a local cluster.
+pub struct LocalNode {
+    pub id: u64,
+    pub addr: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl LocalNode {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("node.toml")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("node.log")
+    }
+    pub fn pid_path(&self) -> PathBuf {
+        self.dir.join("node.pid")
+    }
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+/// A local cluster's directory and processes. Dropping it kills every node
+/// still running.
+pub struct LocalCluster {
+    pub dir: PathBuf,
+    pub nodes: BTreeMap<u64, LocalNode>,
+    initial: Vec<InitialMember>,
+    timing: TimingConfig,
+    node_binary: PathBuf,
+}
+
+/// Finds `baton-node` beside the running executable, in the directory above
+/// it (cargo puts test binaries in `deps/`), or on PATH.
+pub fn find_node_binary() -> Result<PathBuf, LocalClusterError> {
+    let name = format!("baton-node{}", std::env::consts::EXE_SUFFIX);
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join(&name);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(&name)).find(|p| p.is_file()))
+        .ok_or(LocalClusterError::NoNodeBinary)
+}
+
+/// Free loopback ports, found by binding port 0 (all held until returned, so
+/// they are distinct).
+pub fn free_ports(n: usize) -> Result<Vec<u16>, LocalClusterError> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io_err(Path::new("127.0.0.1:0")))?;
+    listeners.iter().map(|l| l.local_addr().map(|a| a.port()).map_err(io_err(Path::new("127.0.0.1:0")))).collect()
+}
+
+impl LocalCluster {
+    /// Lays out a new cluster of `n` voters in `dir` (which must not hold
+    /// one already): certificates, ports, configs. Starts nothing.
+    pub fn create(dir: &Path, n: u64, timing: TimingConfig, node_binary: PathBuf) -> Result<Self, LocalClusterError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let dir = dir.canonicalize().map_err(io_err(dir))?;
+        let specs: Vec<NodeSpec> = (1..=n).map(NodeSpec::local).collect();
+        pki::init(&dir.join("certs"), &specs)?;
+        let ports = free_ports(n as usize)?;
+        let initial: Vec<InitialMember> =
+            (1..=n).zip(&ports).map(|(id, port)| InitialMember { id, addr: format!("127.0.0.1:{port}") }).collect();
+        let mut cluster = LocalCluster { dir, nodes: BTreeMap::new(), initial: initial.clone(), timing, node_binary };
+        for member in initial {
+            cluster.lay_out_node(member.id, member.addr)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Lays out one more node (not an initial member): a certificate, a
+    /// port and a config. Add it to the cluster with `nodes add` once started.
+    pub fn add_node_layout(&mut self, id: u64) -> Result<&LocalNode, LocalClusterError> {
+        pki::add_node(&self.dir.join("certs"), &NodeSpec::local(id))?;
+        let port = free_ports(1)?[0];
+        self.lay_out_node(id, format!("127.0.0.1:{port}"))?;
+        Ok(&self.nodes[&id])
+    }
+
+    fn lay_out_node(&mut self, id: u64, addr: String) -> Result<(), LocalClusterError> {
+        let node_dir = self.dir.join(id.to_string());
+        std::fs::create_dir_all(&node_dir).map_err(io_err(&node_dir))?;
+        let certs = Path::new("..").join("certs");
+        let (cert, key) = pki::node_cert_paths(&certs, id);
+        let config = NodeConfig {
+            id,
+            listen_addr: addr.clone(),
+            advertise_addr: None,
+            data_dir: PathBuf::from("data"),
+            insecure: false,
+            tls: Some(TlsPaths { ca: pki::ca_cert_path(&certs), cert, key }),
+            cluster: ClusterConfig { name: "dev".into(), initial_members: self.initial.clone() },
+            timing: self.timing.clone(),
+        };
+        let text = format!(
+            "# Node {id} of a local Baton cluster; run it with\n#   baton-node --config {}\n{}",
+            node_dir.join("node.toml").display(),
+            toml::to_string(&config)?
+        );
+        let path = node_dir.join("node.toml");
+        std::fs::write(&path, text).map_err(io_err(&path))?;
+        self.nodes.insert(id, LocalNode { id, addr, dir: node_dir, child: None });
+        Ok(())
+    }
+
+    /// Starts node `id`'s process (its log appends to `node.log`).
+    pub fn start(&mut self, id: u64) -> Result<(), LocalClusterError> {
+        let binary = self.node_binary.clone();
+        let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
+        let log_path = node.log_path();
+        let log = File::options().create(true).append(true).open(&log_path).map_err(io_err(&log_path))?;
+        let log_err = log.try_clone().map_err(io_err(&log_path))?;
+        let child = Command::new(&binary)
+            .arg("--config")
+            .arg(node.config_path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|source| LocalClusterError::Spawn { binary: binary.clone(), source })?;
+        let pid_path = node.pid_path();
+        std::fs::write(&pid_path, format!("{}\n", child.id())).map_err(io_err(&pid_path))?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Sends `signal` to node `id`; with SIGKILL, also reaps it.
+    pub fn signal(&mut self, id: u64, signal: Signal) -> Result<(), LocalClusterError> {
+        let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
+        if let Some(child) = &mut node.child {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+            if signal == Signal::SIGKILL {
+                let _ = child.wait();
+                node.child = None;
+                let _ = std::fs::remove_file(node.pid_path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops node `id` with SIGTERM, waiting up to `grace` before SIGKILL.
+    /// Returns whether it exited cleanly (status 0) in time.
+    pub fn stop(&mut self, id: u64, grace: Duration) -> Result<bool, LocalClusterError> {
+        self.signal(id, Signal::SIGTERM)?;
+        let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
+        let Some(mut child) = node.child.take() else {
+            return Ok(stop_adopted(&node.pid_path(), grace));
+        };
+        let deadline = Instant::now() + grace;
+        let clean = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status.success(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break false;
+                }
+            }
+        };
+        let _ = std::fs::remove_file(node.pid_path());
+        Ok(clean)
+    }
+
+    /// Nodes whose process has exited since the last call, with how.
+    pub fn reap_exited(&mut self) -> Vec<(u64, std::process::ExitStatus)> {
+        let mut exited = Vec::new();
+        for node in self.nodes.values_mut() {
+            if let Some(child) = &mut node.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                exited.push((node.id, status));
+                node.child = None;
+                let _ = std::fs::remove_file(node.pid_path());
+            }
+        }
+        exited
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.values().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Paths of the CA and admin certificate and key.
+    pub fn admin_paths(&self) -> (PathBuf, PathBuf, PathBuf) {
+        let certs = self.dir.join("certs");
+        let (cert, key) = pki::admin_cert_paths(&certs);
+        (pki::ca_cert_path(&certs), cert, key)
+    }
+
+    pub fn admin_tls(&self) -> Result<TlsMaterial, baton_node::tls::TlsError> {
+        let (ca, cert, key) = self.admin_paths();
+        TlsMaterial::load_files(&ca, &cert, &key)
+    }
+
+    /// Writes `DIR/env` with the variables batonctl reads.
+    pub fn write_env(&self) -> Result<PathBuf, LocalClusterError> {
+        let (ca, cert, key) = self.admin_paths();
+        let text = format!(
+            "export BATON_ENDPOINTS={}\nexport BATON_CA={}\nexport BATON_CERT={}\nexport BATON_KEY={}\n",
+            self.endpoints().join(","),
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        let path = self.dir.join("env");
+        std::fs::write(&path, text).map_err(io_err(&path))?;
+        Ok(path)
+    }
+}
+
+/// Stops a node that was restarted by hand and recorded its pid in
+/// `node.pid` (as the dev tour shows). Returns whether it exited in time.
+fn stop_adopted(pid_path: &Path, grace: Duration) -> bool {
+    let Some(pid) = std::fs::read_to_string(pid_path).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
+        return true;
+    };
+    let pid = Pid::from_raw(pid);
+    if kill(pid, Signal::SIGTERM).is_err() {
+        let _ = std::fs::remove_file(pid_path);
+        return true;
+    }
+    let deadline = Instant::now() + grace;
+    while kill(pid, None).is_ok() {
+        if Instant::now() >= deadline {
+            let _ = kill(pid, Signal::SIGKILL);
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(pid_path);
+    true
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_file(node.pid_path());
+            }
+        }
+    }
+}
