@@ -1,1 +1,162 @@
+//! Harness for Baton's multi-process tests and benchmarks: a cluster of real
+//! `baton-node` processes on loopback, with a client, kill/restart, and the
+//! nodes' logs printed when a test fails.
+#![forbid(unsafe_code)]
 
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use baton_node::config::TimingConfig;
+use baton_proto::{GetRequest, PutRequest};
+use batonctl::cmd::status::{StatusView, fetch};
+use batonctl::local_cluster::{LocalCluster, find_node_binary};
+use batonctl::{ClientError, ClusterClient};
+use nix::sys::signal::Signal;
+
+pub use batonctl::local_cluster;
+
+/// A cluster of real node processes in a temporary directory. Dropping it
+/// kills the nodes; if the test is failing, it prints their logs first.
+pub struct TestCluster {
+    pub local: LocalCluster,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl TestCluster {
+    /// Lays out and starts `n` voters, and waits for a leader.
+    pub async fn start(n: u64) -> TestCluster {
+        let mut cluster = Self::create(n);
+        for id in 1..=n {
+            cluster.local.start(id).expect("start node");
+        }
+        cluster.wait_for_leader(Duration::from_secs(30)).await;
+        cluster
+    }
+
+    /// Lays out `n` voters without starting them.
+    pub fn create(n: u64) -> TestCluster {
+        let dir = tempfile::Builder::new().prefix("baton-test-").tempdir().expect("temp dir");
+        let binary = find_node_binary().expect("baton-node is built beside the tests (cargo test builds it)");
+        let local = LocalCluster::create(dir.path(), n, TimingConfig::default(), binary).expect("lay out cluster");
+        TestCluster { local, dir: Some(dir) }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.local.dir.clone()
+    }
+
+    /// A client for all the nodes.
+    pub fn client(&self) -> ClusterClient {
+        self.client_for(&self.local.endpoints())
+    }
+
+    /// A client for some endpoints only.
+    pub fn client_for(&self, endpoints: &[String]) -> ClusterClient {
+        let tls = self.local.admin_tls().expect("admin certs");
+        ClusterClient::new(endpoints.to_vec(), Some(tls), Duration::from_secs(20)).expect("client")
+    }
+
+    /// A client that talks to node `id` alone, and gives up quickly.
+    pub fn node_client(&self, id: u64) -> ClusterClient {
+        let tls = self.local.admin_tls().expect("admin certs");
+        ClusterClient::new(vec![self.local.nodes[&id].addr.clone()], Some(tls), Duration::from_secs(2)).expect("client")
+    }
+
+    pub async fn status(&self) -> Result<StatusView, ClientError> {
+        fetch(&self.client()).await
+    }
+
+    /// Polls until the cluster reports a leader that is up; returns its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
+        let client = self.client();
+        poll_async(timeout, "a leader", || async {
+            let view = fetch(&client).await.ok()?;
+            let leader = view.leader?;
+            view.members.iter().any(|m| m.id == leader && m.state == "up").then_some(leader)
+        })
+        .await
+    }
+
+    /// Polls until a leader other than `old` is elected.
+    pub async fn wait_for_new_leader(&self, old: u64, timeout: Duration) -> u64 {
+        let client = self.client();
+        poll_async(timeout, "a new leader", || async {
+            let leader = fetch(&client).await.ok()?.leader?;
+            (leader != old).then_some(leader)
+        })
+        .await
+    }
+
+    pub async fn put(&self, client: &ClusterClient, key: &str, value: &str) -> Result<u64, ClientError> {
+        let request = PutRequest { key: key.to_string(), value: value.as_bytes().to_vec() };
+        let reply = client.call(|mut c| { let r = request.clone(); async move { c.put(r).await } }).await?;
+        Ok(reply.log_index)
+    }
+
+    /// Reads `key` from node `id`'s own state machine.
+    pub async fn get_local(&self, id: u64, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        let request = GetRequest { key: key.to_string(), local: true };
+        let reply = self.node_client(id).call(|mut c| { let r = request.clone(); async move { c.get(r).await } }).await?;
+        Ok(reply.found.then_some(reply.value))
+    }
+
+    /// Reads `key` linearizably through the leader.
+    pub async fn get(&self, client: &ClusterClient, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        let request = GetRequest { key: key.to_string(), local: false };
+        let reply = client.call(|mut c| { let r = request.clone(); async move { c.get(r).await } }).await?;
+        Ok(reply.found.then_some(reply.value))
+    }
+
+    pub fn kill9(&mut self, id: u64) {
+        self.local.signal(id, Signal::SIGKILL).expect("kill node");
+    }
+
+    pub fn restart(&mut self, id: u64) {
+        self.local.start(id).expect("restart node");
+    }
+
+    /// Every node's log, for a failing test.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for node in self.local.nodes.values() {
+            let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            out.push_str(&format!("==== node {} ({}) ====\n", node.id, node.log_path().display()));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Keeps the directory after the test (for debugging).
+    pub fn keep(&mut self) -> PathBuf {
+        self.dir.take().map(|d| d.keep()).unwrap_or_else(|| self.path())
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+            eprintln!("cluster directory kept at {}", self.keep().display());
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics at `timeout`.
+pub async fn poll_async<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
