@@ -87,6 +87,9 @@ pub struct ClusterClient {
 impl ClusterClient {
     /// Builds a client from the global arguments.
     pub fn from_args(args: &GlobalArgs) -> Result<Self, ClientError> {
+        if args.endpoints.iter().all(|e| e.trim().is_empty()) {
+            return Err(ClientError::NoEndpoints);
+        }
         let tls = if args.insecure {
             None
         } else {

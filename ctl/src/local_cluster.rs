@@ -82,18 +82,21 @@ pub struct LocalCluster {
 /// Finds `baton-node` beside the running executable, in the directory above
 /// it (cargo puts test binaries in `deps/`), or on PATH.
 pub fn find_node_binary() -> Result<PathBuf, LocalClusterError> {
-    let name = format!("baton-node{}", std::env::consts::EXE_SUFFIX);
+    find_binary("baton-node").ok_or(LocalClusterError::NoNodeBinary)
+}
+
+/// Finds the executable `name` as `find_node_binary` does.
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    let name = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1).take(2) {
             let candidate = dir.join(&name);
             if candidate.is_file() {
-                return Ok(candidate);
+                return Some(candidate);
             }
         }
     }
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(&name)).find(|p| p.is_file()))
-        .ok_or(LocalClusterError::NoNodeBinary)
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(&name)).find(|p| p.is_file()))
 }
 
 /// Free loopback ports, found by binding port 0 (all held until returned, so

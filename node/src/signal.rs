@@ -1,25 +1,36 @@
 //! Waiting for the signals that ask a process to stop.
 
-/// Resolves on the first SIGTERM or Ctrl-C (SIGINT).
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops this process cleanly");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// SIGTERM and SIGINT (Ctrl-C), caught from the moment this is installed:
+/// a signal that arrives before anyone waits is not lost.
+pub struct ShutdownSignal {
+    term: Signal,
+    interrupt: Signal,
+}
+
+impl ShutdownSignal {
+    /// Starts catching SIGTERM and SIGINT.
+    pub fn install() -> std::io::Result<Self> {
+        Ok(ShutdownSignal { term: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    pub async fn recv(&mut self) {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+/// Resolves on the first SIGTERM or Ctrl-C after the call.
+pub async fn shutdown_signal() {
+    match ShutdownSignal::install() {
+        Ok(mut signals) => signals.recv().await,
+        Err(e) => {
+            tracing::warn!("cannot catch SIGTERM ({e}); only Ctrl-C stops this process cleanly");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

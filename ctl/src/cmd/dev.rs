@@ -62,6 +62,8 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
         Some(path) => path,
         None => find_node_binary().map_err(DevError::from)?,
     };
+    let mut stop = baton_node::signal::ShutdownSignal::install()
+        .map_err(|source| DevError::Io { path: "signal handlers".into(), source })?;
     prepare_dir(&args.data_dir)?;
     let mut cluster =
         LocalCluster::create(&args.data_dir, args.nodes, TimingConfig::default(), binary).map_err(DevError::from)?;
@@ -69,23 +71,35 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
     for id in &ids {
         cluster.start(*id).map_err(DevError::from)?;
     }
-    let env_path = cluster.write_env().map_err(DevError::from)?;
     let tls = cluster.admin_tls().map_err(crate::ClientError::from)?;
     let client = ClusterClient::new(cluster.endpoints(), Some(tls), Duration::from_secs(5))?;
 
     let wait = Duration::from_secs(60);
     let started = Instant::now();
-    let view = loop {
-        if let Ok(view) = status::fetch(&client).await
-            && view.leader.is_some()
-        {
-            break view;
+    let leader = async {
+        loop {
+            if let Ok(view) = status::fetch(&client).await
+                && view.leader.is_some()
+            {
+                return Some(view);
+            }
+            if started.elapsed() > wait {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if started.elapsed() > wait || cluster.reap_exited().len() == ids.len() {
-            return Err(DevError::NoLeader(wait, cluster.dir.clone()).into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let view = tokio::select! {
+        view = leader => view,
+        _ = stop.recv() => {
+            stop_all(&mut cluster, &ids)?;
+            return Ok(());
+        }
+    };
+    let Some(view) = view else {
+        return Err(DevError::NoLeader(wait, cluster.dir.clone()).into());
+    };
+    let env_path = cluster.write_env().map_err(DevError::from)?;
 
     let dir = cluster.dir.display().to_string();
     let nodes: Vec<_> =
@@ -94,11 +108,9 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
         tour(&cluster, &env_path, view.leader.unwrap_or(0))
     });
 
-    let stop = baton_node::signal::shutdown_signal();
-    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = &mut stop => break,
+            _ = stop.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
                 for (id, status) in cluster.reap_exited() {
                     eprintln!(
@@ -109,8 +121,14 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
             }
         }
     }
+    stop_all(&mut cluster, &ids)
+}
+
+/// Stops every node with SIGTERM (SIGKILL after a grace period).
+fn stop_all(cluster: &mut LocalCluster, ids: &[u64]) -> Result<(), CmdError> {
+    let dir = cluster.dir.display().to_string();
     eprintln!("stopping {} node(s)...", ids.len());
-    for id in &ids {
+    for id in ids {
         let clean = cluster.stop(*id, Duration::from_secs(15)).map_err(DevError::from)?;
         if !clean {
             eprintln!("node {id} did not stop cleanly; see {dir}/{id}/node.log");

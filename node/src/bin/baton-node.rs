@@ -47,7 +47,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(baton_node::run(config, baton_node::signal::shutdown_signal())) {
+    // Catch SIGTERM and Ctrl-C from here on, so that one arriving during
+    // start-up still gets an orderly shutdown.
+    let signals = runtime.block_on(async { baton_node::signal::ShutdownSignal::install() });
+    let mut signals = match signals {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("error: cannot catch SIGTERM and SIGINT: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(baton_node::run(config, async move { signals.recv().await })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
