@@ -2,7 +2,11 @@
 //! so that building Baton needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/baton/v1/raft.proto", "proto/baton/v1/peer.proto", "proto/baton/v1/control.proto"];
+    let files = [
+        "proto/baton/v1/raft.proto",
+        "proto/baton/v1/peer.proto",
+        "proto/baton/v1/control.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

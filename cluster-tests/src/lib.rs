@@ -35,10 +35,18 @@ impl TestCluster {
 
     /// Lays out `n` voters without starting them.
     pub fn create(n: u64) -> TestCluster {
-        let dir = tempfile::Builder::new().prefix("baton-test-").tempdir().expect("temp dir");
-        let binary = find_node_binary().expect("baton-node is built beside the tests (cargo test builds it)");
-        let local = LocalCluster::create(dir.path(), n, TimingConfig::default(), binary).expect("lay out cluster");
-        TestCluster { local, dir: Some(dir) }
+        let dir = tempfile::Builder::new()
+            .prefix("baton-test-")
+            .tempdir()
+            .expect("temp dir");
+        let binary = find_node_binary()
+            .expect("baton-node is built beside the tests (cargo test builds it)");
+        let local = LocalCluster::create(dir.path(), n, TimingConfig::default(), binary)
+            .expect("lay out cluster");
+        TestCluster {
+            local,
+            dir: Some(dir),
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -59,7 +67,12 @@ impl TestCluster {
     /// A client that talks to node `id` alone, and gives up quickly.
     pub fn node_client(&self, id: u64) -> ClusterClient {
         let tls = self.local.admin_tls().expect("admin certs");
-        ClusterClient::new(vec![self.local.nodes[&id].addr.clone()], Some(tls), Duration::from_secs(2)).expect("client")
+        ClusterClient::new(
+            vec![self.local.nodes[&id].addr.clone()],
+            Some(tls),
+            Duration::from_secs(2),
+        )
+        .expect("client")
     }
 
     pub async fn status(&self) -> Result<StatusView, ClientError> {
@@ -72,7 +85,10 @@ impl TestCluster {
         poll_async(timeout, "a leader", || async {
             let view = fetch(&client).await.ok()?;
             let leader = view.leader?;
-            view.members.iter().any(|m| m.id == leader && m.state == "up").then_some(leader)
+            view.members
+                .iter()
+                .any(|m| m.id == leader && m.state == "up")
+                .then_some(leader)
         })
         .await
     }
@@ -87,23 +103,57 @@ impl TestCluster {
         .await
     }
 
-    pub async fn put(&self, client: &ClusterClient, key: &str, value: &str) -> Result<u64, ClientError> {
-        let request = PutRequest { key: key.to_string(), value: value.as_bytes().to_vec() };
-        let reply = client.call(|mut c| { let r = request.clone(); async move { c.put(r).await } }).await?;
+    pub async fn put(
+        &self,
+        client: &ClusterClient,
+        key: &str,
+        value: &str,
+    ) -> Result<u64, ClientError> {
+        let request = PutRequest {
+            key: key.to_string(),
+            value: value.as_bytes().to_vec(),
+        };
+        let reply = client
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.put(r).await }
+            })
+            .await?;
         Ok(reply.log_index)
     }
 
     /// Reads `key` from node `id`'s own state machine.
     pub async fn get_local(&self, id: u64, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
-        let request = GetRequest { key: key.to_string(), local: true };
-        let reply = self.node_client(id).call(|mut c| { let r = request.clone(); async move { c.get(r).await } }).await?;
+        let request = GetRequest {
+            key: key.to_string(),
+            local: true,
+        };
+        let reply = self
+            .node_client(id)
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.get(r).await }
+            })
+            .await?;
         Ok(reply.found.then_some(reply.value))
     }
 
     /// Reads `key` linearizably through the leader.
-    pub async fn get(&self, client: &ClusterClient, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
-        let request = GetRequest { key: key.to_string(), local: false };
-        let reply = client.call(|mut c| { let r = request.clone(); async move { c.get(r).await } }).await?;
+    pub async fn get(
+        &self,
+        client: &ClusterClient,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let request = GetRequest {
+            key: key.to_string(),
+            local: false,
+        };
+        let reply = client
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.get(r).await }
+            })
+            .await?;
         Ok(reply.found.then_some(reply.value))
     }
 
@@ -121,7 +171,11 @@ impl TestCluster {
         for node in self.local.nodes.values() {
             let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            out.push_str(&format!("==== node {} ({}) ====\n", node.id, node.log_path().display()));
+            out.push_str(&format!(
+                "==== node {} ({}) ====\n",
+                node.id,
+                node.log_path().display()
+            ));
             for line in tail.into_iter().rev() {
                 out.push_str(line);
                 out.push('\n');
@@ -132,7 +186,10 @@ impl TestCluster {
 
     /// Keeps the directory after the test (for debugging).
     pub fn keep(&mut self) -> PathBuf {
-        self.dir.take().map(|d| d.keep()).unwrap_or_else(|| self.path())
+        self.dir
+            .take()
+            .map(|d| d.keep())
+            .unwrap_or_else(|| self.path())
     }
 }
 
@@ -156,7 +213,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

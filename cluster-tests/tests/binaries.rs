@@ -10,7 +10,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 fn binary(name: &str) -> std::path::PathBuf {
-    find_binary(name).unwrap_or_else(|| panic!("{name} is built beside the tests (cargo test --workspace builds it)"))
+    find_binary(name).unwrap_or_else(|| {
+        panic!("{name} is built beside the tests (cargo test --workspace builds it)")
+    })
 }
 
 fn write_config(dir: &Path, port: u16, extra: &str, members: &str) -> std::path::PathBuf {
@@ -30,36 +32,82 @@ fn baton_node_refuses_a_bad_config_before_binding_anything() {
     let port = free_ports(1).unwrap()[0];
     let me = format!("{{ id = 1, addr = \"127.0.0.1:{port}\" }}");
     let cases = [
-        (write_config(dir.path(), port, "heartbeat = 5", &me), "unknown field `heartbeat`"),
-        (write_config(dir.path(), port, "", &format!("{me}, {{ id = 1, addr = \"127.0.0.1:1\" }}")), "duplicate node id 1"),
         (
-            write_config(dir.path(), port, "[timing]\nheartbeat_interval_ms = 900\nelection_timeout_min_ms = 300", &me),
+            write_config(dir.path(), port, "heartbeat = 5", &me),
+            "unknown field `heartbeat`",
+        ),
+        (
+            write_config(
+                dir.path(),
+                port,
+                "",
+                &format!("{me}, {{ id = 1, addr = \"127.0.0.1:1\" }}"),
+            ),
+            "duplicate node id 1",
+        ),
+        (
+            write_config(
+                dir.path(),
+                port,
+                "[timing]\nheartbeat_interval_ms = 900\nelection_timeout_min_ms = 300",
+                &me,
+            ),
             "timing.election_timeout_min_ms",
         ),
-        (write_config(dir.path(), port, "advertise_addr = \"nowhere\"", &me), "advertise_addr"),
+        (
+            write_config(dir.path(), port, "advertise_addr = \"nowhere\"", &me),
+            "advertise_addr",
+        ),
     ];
     for (config, expected) in cases {
         let text = std::fs::read_to_string(&config).unwrap();
-        let out = Command::new(binary("baton-node")).arg("--config").arg(&config).output().unwrap();
+        let out = Command::new(binary("baton-node"))
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "config:\n{text}\nstderr: {stderr}");
-        assert!(stderr.contains(expected), "expected {expected:?} in: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "config:\n{text}\nstderr: {stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in: {stderr}"
+        );
         // Nothing was bound and nothing was written.
         std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is still free");
         assert!(!dir.path().join("data").exists());
     }
-    let missing = Command::new(binary("baton-node")).args(["--config", "/nonexistent/node.toml"]).output().unwrap();
+    let missing = Command::new(binary("baton-node"))
+        .args(["--config", "/nonexistent/node.toml"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read config file"));
 
     let good = write_config(dir.path(), port, "", &me);
-    let out = Command::new(binary("baton-node")).arg("--config").arg(&good).arg("--check").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(binary("baton-node"))
+        .arg("--config")
+        .arg(&good)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn batonctl_explains_what_is_missing() {
-    let out = Command::new(binary("batonctl")).arg("status").env_remove("BATON_ENDPOINTS").output().unwrap();
+    let out = Command::new(binary("batonctl"))
+        .arg("status")
+        .env_remove("BATON_ENDPOINTS")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("BATON_ENDPOINTS"));
     let out = Command::new(binary("batonctl"))
@@ -69,7 +117,10 @@ fn batonctl_explains_what_is_missing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ca"));
-    let out = Command::new(binary("batonctl")).args(["certs", "init", "--dir", "/tmp/x", "--node", "zero"]).output().unwrap();
+    let out = Command::new(binary("batonctl"))
+        .args(["certs", "init", "--dir", "/tmp/x", "--node", "zero"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ID=HOST"));
 }
@@ -89,7 +140,10 @@ fn batonctl_dev_runs_a_cluster_and_stops_it_on_sigterm() {
     let env = data.join("env");
     let status_json = loop {
         assert!(Instant::now() < deadline, "batonctl dev formed no cluster");
-        assert!(dev.try_wait().unwrap().is_none(), "batonctl dev exited early");
+        assert!(
+            dev.try_wait().unwrap().is_none(),
+            "batonctl dev exited early"
+        );
         if env.exists() {
             let vars = std::fs::read_to_string(&env).unwrap();
             let mut cmd = Command::new(binary("batonctl"));
@@ -113,7 +167,13 @@ fn batonctl_dev_runs_a_cluster_and_stops_it_on_sigterm() {
     for id in 1..=3 {
         let node = data.join(id.to_string());
         assert!(node.join("node.toml").is_file() && node.join("node.log").is_file());
-        pids.push(std::fs::read_to_string(node.join("node.pid")).unwrap().trim().parse::<i32>().unwrap());
+        pids.push(
+            std::fs::read_to_string(node.join("node.pid"))
+                .unwrap()
+                .trim()
+                .parse::<i32>()
+                .unwrap(),
+        );
     }
 
     kill(Pid::from_raw(dev.id() as i32), Signal::SIGTERM).unwrap();
@@ -127,10 +187,16 @@ fn batonctl_dev_runs_a_cluster_and_stops_it_on_sigterm() {
     };
     assert!(exit.success(), "batonctl dev exited with {exit}");
     for pid in pids {
-        assert!(kill(Pid::from_raw(pid), None).is_err(), "node process {pid} is still running");
+        assert!(
+            kill(Pid::from_raw(pid), None).is_err(),
+            "node process {pid} is still running"
+        );
     }
     for id in 1..=3 {
         let log = std::fs::read_to_string(data.join(id.to_string()).join("node.log")).unwrap();
-        assert!(log.contains("stopped cleanly"), "node {id} did not stop cleanly:\n{log}");
+        assert!(
+            log.contains("stopped cleanly"),
+            "node {id} did not stop cleanly:\n{log}"
+        );
     }
 }

@@ -39,39 +39,69 @@ async fn nodes_join_as_voter_and_worker_and_leave_under_writes() {
     let add = |id, addr: String, worker| {
         let request = AddNodeRequest { id, addr, worker };
         let client = &client;
-        async move { client.call(|mut c| { let r = request.clone(); async move { c.add_node(r).await } }).await }
+        async move {
+            client
+                .call(|mut c| {
+                    let r = request.clone();
+                    async move { c.add_node(r).await }
+                })
+                .await
+        }
     };
     add(4, voter_addr, false).await.unwrap();
     add(5, worker_addr, true).await.unwrap();
     let status = cluster.status().await.unwrap();
-    let role = |id: u64| status.members.iter().find(|m| m.id == id).map(|m| m.role.clone());
+    let role = |id: u64| {
+        status
+            .members
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.role.clone())
+    };
     assert_eq!(role(4).as_deref(), Some("voter"), "{status:?}");
     assert_eq!(role(5).as_deref(), Some("worker"), "{status:?}");
 
-    client.call(|mut c| async move { c.remove_node(RemoveNodeRequest { id: 2 }).await }).await.unwrap();
+    client
+        .call(|mut c| async move { c.remove_node(RemoveNodeRequest { id: 2 }).await })
+        .await
+        .unwrap();
     let status = cluster.status().await.unwrap();
     assert!(status.members.iter().all(|m| m.id != 2), "{status:?}");
     assert_eq!(status.members.len(), 4);
 
     // A removed node is refused; an unknown one cannot be removed.
-    let again = client.call(|mut c| async move { c.remove_node(RemoveNodeRequest { id: 2 }).await }).await;
+    let again = client
+        .call(|mut c| async move { c.remove_node(RemoveNodeRequest { id: 2 }).await })
+        .await;
     assert!(again.unwrap_err().to_string().contains("not a member"));
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let acknowledged = writer.await.unwrap();
-    assert!(acknowledged.len() > 10, "the writer made too little progress: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > 10,
+        "the writer made too little progress: {}",
+        acknowledged.len()
+    );
     for key in &acknowledged {
-        assert_eq!(cluster.get(&client, key).await.unwrap().as_deref(), Some(&b"v"[..]), "{key} lost");
+        assert_eq!(
+            cluster.get(&client, key).await.unwrap().as_deref(),
+            Some(&b"v"[..]),
+            "{key} lost"
+        );
     }
     // The new voter and the worker hold every acknowledged write.
     for id in [4, 5] {
-        poll_async(Duration::from_secs(20), "the new node to catch up", || async {
-            for key in &acknowledged {
-                cluster.get_local(id, key).await.ok()??;
-            }
-            Some(())
-        })
+        poll_async(
+            Duration::from_secs(20),
+            "the new node to catch up",
+            || async {
+                for key in &acknowledged {
+                    cluster.get_local(id, key).await.ok()??;
+                }
+                Some(())
+            },
+        )
         .await;
     }
 }
@@ -83,14 +113,34 @@ async fn bad_membership_requests_are_refused_and_change_nothing() {
     let before = cluster.status().await.unwrap();
     let existing = before.members[0].addr.clone();
     for request in [
-        AddNodeRequest { id: 0, addr: "127.0.0.1:1".into(), worker: false },
-        AddNodeRequest { id: 9, addr: "no-port".into(), worker: false },
-        AddNodeRequest { id: 9, addr: existing, worker: false },
+        AddNodeRequest {
+            id: 0,
+            addr: "127.0.0.1:1".into(),
+            worker: false,
+        },
+        AddNodeRequest {
+            id: 9,
+            addr: "no-port".into(),
+            worker: false,
+        },
+        AddNodeRequest {
+            id: 9,
+            addr: existing,
+            worker: false,
+        },
     ] {
-        let result = client.call(|mut c| { let r = request.clone(); async move { c.add_node(r).await } }).await;
+        let result = client
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.add_node(r).await }
+            })
+            .await;
         assert!(result.is_err(), "{request:?} was accepted");
     }
     let after = cluster.status().await.unwrap();
     assert_eq!(after.members.len(), 3);
-    assert_eq!(after.commit_index, before.commit_index, "a refused request must not write");
+    assert_eq!(
+        after.commit_index, before.commit_index,
+        "a refused request must not write"
+    );
 }

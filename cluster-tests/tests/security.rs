@@ -29,7 +29,11 @@ fn node_tls(certs: &std::path::Path, ca: &std::path::Path, id: u64) -> TlsMateri
 async fn node_info(channels: &PeerChannels, id: u64, addr: &str) -> Result<u64, tonic::Status> {
     let channel = channels.channel(id, addr).unwrap();
     let request = channels.request(NodeInfoRequest {}, Some(Duration::from_secs(2)));
-    Ok(PeerClient::new(channel).node_info(request).await?.into_inner().node_id)
+    Ok(PeerClient::new(channel)
+        .node_info(request)
+        .await?
+        .into_inner()
+        .node_id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,25 +52,42 @@ async fn certificates_decide_who_may_call_what() {
     let foreign = foreign_pki();
     let outsider_tls = node_tls(foreign.path(), &ca, 1);
     let outsider = PeerChannels::new(2, status.cluster_id.clone(), Some(outsider_tls));
-    assert!(node_info(&outsider, id, &addr).await.is_err(), "a foreign CA's certificate was accepted");
+    assert!(
+        node_info(&outsider, id, &addr).await.is_err(),
+        "a foreign CA's certificate was accepted"
+    );
 
     // A node of this CA that claims another cluster is refused.
-    let other_cluster = PeerChannels::new(2, "other-000000000000".into(), Some(node_tls(&certs, &ca, 2)));
+    let other_cluster = PeerChannels::new(
+        2,
+        "other-000000000000".into(),
+        Some(node_tls(&certs, &ca, 2)),
+    );
     let err = node_info(&other_cluster, id, &addr).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("cluster id mismatch"), "{err:?}");
 
     // A node certificate cannot make control calls; the admin's can.
     let (cert, key) = pki::node_cert_paths(&certs, 2);
-    let node_as_admin =
-        ClusterClient::new(vec![addr.clone()], Some(TlsMaterial::load_files(&ca, &cert, &key).unwrap()), Duration::from_secs(3)).unwrap();
-    let err = batonctl::cmd::status::fetch(&node_as_admin).await.unwrap_err();
+    let node_as_admin = ClusterClient::new(
+        vec![addr.clone()],
+        Some(TlsMaterial::load_files(&ca, &cert, &key).unwrap()),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    let err = batonctl::cmd::status::fetch(&node_as_admin)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("admin certificate"), "{err}");
 
     // The admin client of another CA is refused too.
     let (fcert, fkey) = pki::admin_cert_paths(foreign.path());
-    let foreign_admin =
-        ClusterClient::new(vec![addr.clone()], Some(TlsMaterial::load_files(&ca, &fcert, &fkey).unwrap()), Duration::from_secs(2)).unwrap();
+    let foreign_admin = ClusterClient::new(
+        vec![addr.clone()],
+        Some(TlsMaterial::load_files(&ca, &fcert, &fkey).unwrap()),
+        Duration::from_secs(2),
+    )
+    .unwrap();
     assert!(batonctl::cmd::status::fetch(&foreign_admin).await.is_err());
 
     // Plain TCP gets nowhere.
@@ -95,21 +116,56 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
     let member = PeerChannels::new(2, status.cluster_id.clone(), Some(node_tls(&certs, &ca, 2)));
     let mut raft = RaftClient::new(member.channel(1, &addr).unwrap());
     let err = raft
-        .append_entries(member.request(RaftRequest { payload: b"{not json".to_vec() }, None))
+        .append_entries(member.request(
+            RaftRequest {
+                payload: b"{not json".to_vec(),
+            },
+            None,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     // A control request over the size limit, and a value over the value limit.
     let client = cluster.client_for(&[addr]);
-    let huge = PutRequest { key: "huge".into(), value: vec![7; 5 * 1024 * 1024] };
-    let err = client.call(|mut c| { let r = huge.clone(); async move { c.put(r).await } }).await.unwrap_err();
-    assert!(err.to_string().contains("too large") || err.to_string().contains("message length"), "{err}");
-    let big = PutRequest { key: "big".into(), value: vec![7; 70 * 1024] };
-    let err = client.call(|mut c| { let r = big.clone(); async move { c.put(r).await } }).await.unwrap_err();
+    let huge = PutRequest {
+        key: "huge".into(),
+        value: vec![7; 5 * 1024 * 1024],
+    };
+    let err = client
+        .call(|mut c| {
+            let r = huge.clone();
+            async move { c.put(r).await }
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("too large") || err.to_string().contains("message length"),
+        "{err}"
+    );
+    let big = PutRequest {
+        key: "big".into(),
+        value: vec![7; 70 * 1024],
+    };
+    let err = client
+        .call(|mut c| {
+            let r = big.clone();
+            async move { c.put(r).await }
+        })
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("at most 65536 bytes"), "{err}");
-    let empty_key = PutRequest { key: String::new(), value: vec![] };
-    let err = client.call(|mut c| { let r = empty_key.clone(); async move { c.put(r).await } }).await.unwrap_err();
+    let empty_key = PutRequest {
+        key: String::new(),
+        value: vec![],
+    };
+    let err = client
+        .call(|mut c| {
+            let r = empty_key.clone();
+            async move { c.put(r).await }
+        })
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("keys must be"), "{err}");
 
     // Nothing was written, and every node still serves.
@@ -118,7 +174,9 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
     assert_eq!(cluster.get(&all, "big").await.unwrap(), None);
     cluster.put(&all, "after", "ok").await.unwrap();
     for id in 1..=3 {
-        let view = batonctl::cmd::status::fetch(&cluster.node_client(id)).await.unwrap();
+        let view = batonctl::cmd::status::fetch(&cluster.node_client(id))
+            .await
+            .unwrap();
         assert_eq!(view.answered_by, id);
     }
 }

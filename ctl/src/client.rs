@@ -21,7 +21,9 @@ pub enum ClientError {
          (after `batonctl dev`, run `source baton-dev/env`)"
     )]
     NoEndpoints,
-    #[error("{0} is missing: pass --ca, --cert and --key (or BATON_CA, BATON_CERT, BATON_KEY), or --insecure for a cluster without TLS")]
+    #[error(
+        "{0} is missing: pass --ca, --cert and --key (or BATON_CA, BATON_CERT, BATON_KEY), or --insecure for a cluster without TLS"
+    )]
     MissingCert(&'static str),
     #[error("{0}")]
     Tls(#[from] TlsError),
@@ -30,7 +32,11 @@ pub enum ClientError {
     #[error("{}", status_message(.0))]
     Refused(Status),
     #[error("no node could serve the request within {timeout:?} (tried {tried}); last error: {}", status_message(.last))]
-    Exhausted { timeout: Duration, tried: String, last: Status },
+    Exhausted {
+        timeout: Duration,
+        tried: String,
+        last: Status,
+    },
 }
 
 fn status_message(status: &Status) -> String {
@@ -64,12 +70,19 @@ enum Next {
 }
 
 fn classify(status: &Status) -> Next {
-    let leader_addr =
-        status.metadata().get(baton_proto::LEADER_ADDR_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let leader_addr = status
+        .metadata()
+        .get(baton_proto::LEADER_ADDR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     match (status.code(), leader_addr) {
         (Code::FailedPrecondition, Some(addr)) => Next::Redirect(addr),
-        (Code::FailedPrecondition, None) if status.message().contains("not the leader") => Next::TryElsewhere,
-        (Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled, _) => Next::TryElsewhere,
+        (Code::FailedPrecondition, None) if status.message().contains("not the leader") => {
+            Next::TryElsewhere
+        }
+        (Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled, _) => {
+            Next::TryElsewhere
+        }
         _ => Next::GiveUp,
     }
 }
@@ -82,6 +95,8 @@ pub struct ClusterClient {
     channels: Mutex<HashMap<String, Channel>>,
     /// The endpoint that last answered, tried first next time.
     preferred: Mutex<Option<String>>,
+    /// Pause between rounds when every endpoint failed.
+    retry_pause: Duration,
 }
 
 impl ClusterClient {
@@ -93,17 +108,38 @@ impl ClusterClient {
         let tls = if args.insecure {
             None
         } else {
-            let ca = args.ca.as_ref().ok_or(ClientError::MissingCert("the CA certificate (--ca)"))?;
-            let cert = args.cert.as_ref().ok_or(ClientError::MissingCert("the admin certificate (--cert)"))?;
-            let key = args.key.as_ref().ok_or(ClientError::MissingCert("the admin key (--key)"))?;
+            let ca = args
+                .ca
+                .as_ref()
+                .ok_or(ClientError::MissingCert("the CA certificate (--ca)"))?;
+            let cert = args
+                .cert
+                .as_ref()
+                .ok_or(ClientError::MissingCert("the admin certificate (--cert)"))?;
+            let key = args
+                .key
+                .as_ref()
+                .ok_or(ClientError::MissingCert("the admin key (--key)"))?;
             Some(TlsMaterial::load_files(ca, cert, key)?)
         };
-        Self::new(args.endpoints.clone(), tls, Duration::from_secs(args.timeout_secs))
+        Self::new(
+            args.endpoints.clone(),
+            tls,
+            Duration::from_secs(args.timeout_secs),
+        )
     }
 
     /// `tls: None` talks plain TCP.
-    pub fn new(endpoints: Vec<String>, tls: Option<TlsMaterial>, timeout: Duration) -> Result<Self, ClientError> {
-        let endpoints: Vec<String> = endpoints.into_iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect();
+    pub fn new(
+        endpoints: Vec<String>,
+        tls: Option<TlsMaterial>,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
@@ -114,6 +150,7 @@ impl ClusterClient {
             timeout,
             channels: Mutex::new(HashMap::new()),
             preferred: Mutex::new(None),
+            retry_pause: Duration::from_millis(100),
         };
         for endpoint in &client.endpoints {
             client.channel(endpoint)?;
@@ -121,12 +158,19 @@ impl ClusterClient {
         Ok(client)
     }
 
+    /// Sets the pause between rounds of retries (100 ms by default).
+    pub fn with_retry_pause(mut self, pause: Duration) -> Self {
+        self.retry_pause = pause;
+        self
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
         let mut channels = self.channels.lock().expect("channel lock poisoned");
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let bad = |e: tonic::transport::Error| ClientError::BadEndpoint(addr.to_string(), e.to_string());
+        let bad =
+            |e: tonic::transport::Error| ClientError::BadEndpoint(addr.to_string(), e.to_string());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| ClientError::BadEndpoint(addr.to_string(), e.to_string()))?
@@ -158,13 +202,22 @@ impl ClusterClient {
                     // Every endpoint failed this round (down, or an election is
                     // on): wait a little before the next round.
                     if Instant::now() >= deadline {
-                        return Err(ClientError::Exhausted { timeout: self.timeout, tried: tried.join(", "), last });
+                        return Err(ClientError::Exhausted {
+                            timeout: self.timeout,
+                            tried: tried.join(", "),
+                            last,
+                        });
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(self.retry_pause).await;
                 }
                 let preferred = self.preferred.lock().expect("lock poisoned").clone();
                 queue.extend(preferred.clone());
-                queue.extend(self.endpoints.iter().filter(|e| Some(*e) != preferred.as_ref()).cloned());
+                queue.extend(
+                    self.endpoints
+                        .iter()
+                        .filter(|e| Some(*e) != preferred.as_ref())
+                        .cloned(),
+                );
             }
             let addr = queue.pop_front().expect("queue refilled above");
             let client = ControlClient::new(self.channel(&addr)?)
@@ -187,7 +240,11 @@ impl ClusterClient {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(ClientError::Exhausted { timeout: self.timeout, tried: tried.join(", "), last });
+                return Err(ClientError::Exhausted {
+                    timeout: self.timeout,
+                    tried: tried.join(", "),
+                    last,
+                });
             }
         }
     }
@@ -201,26 +258,50 @@ mod tests {
 
     #[test]
     fn a_redirect_names_the_leader() {
-        let mut status = Status::failed_precondition("this node is not the leader; node 2 at 127.0.0.1:7002 is");
-        status.metadata_mut().insert(baton_proto::LEADER_ADDR_HEADER, MetadataValue::from_static("127.0.0.1:7002"));
+        let mut status =
+            Status::failed_precondition("this node is not the leader; node 2 at 127.0.0.1:7002 is");
+        status.metadata_mut().insert(
+            baton_proto::LEADER_ADDR_HEADER,
+            MetadataValue::from_static("127.0.0.1:7002"),
+        );
         assert_eq!(classify(&status), Next::Redirect("127.0.0.1:7002".into()));
     }
 
     #[test]
     fn no_leader_yet_and_unavailable_nodes_are_retried_elsewhere() {
-        assert_eq!(classify(&Status::failed_precondition("this node is not the leader and knows of none yet")), Next::TryElsewhere);
-        assert_eq!(classify(&Status::unavailable("connection refused")), Next::TryElsewhere);
+        assert_eq!(
+            classify(&Status::failed_precondition(
+                "this node is not the leader and knows of none yet"
+            )),
+            Next::TryElsewhere
+        );
+        assert_eq!(
+            classify(&Status::unavailable("connection refused")),
+            Next::TryElsewhere
+        );
     }
 
     #[test]
     fn refusals_are_final() {
-        assert_eq!(classify(&Status::invalid_argument("keys must be 1 to 256 bytes")), Next::GiveUp);
-        assert_eq!(classify(&Status::permission_denied("admin only")), Next::GiveUp);
-        assert_eq!(classify(&Status::failed_precondition("cannot remove the last voter")), Next::GiveUp);
+        assert_eq!(
+            classify(&Status::invalid_argument("keys must be 1 to 256 bytes")),
+            Next::GiveUp
+        );
+        assert_eq!(
+            classify(&Status::permission_denied("admin only")),
+            Next::GiveUp
+        );
+        assert_eq!(
+            classify(&Status::failed_precondition("cannot remove the last voter")),
+            Next::GiveUp
+        );
     }
 
     #[test]
     fn a_client_needs_an_endpoint() {
-        assert!(matches!(ClusterClient::new(vec![" ".into()], None, Duration::from_secs(1)), Err(ClientError::NoEndpoints)));
+        assert!(matches!(
+            ClusterClient::new(vec![" ".into()], None, Duration::from_secs(1)),
+            Err(ClientError::NoEndpoints)
+        ));
     }
 }

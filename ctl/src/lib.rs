@@ -13,8 +13,8 @@
 pub mod cli;
 pub mod client;
 pub mod cmd;
-pub mod output;
 pub mod local_cluster;
+pub mod output;
 pub mod pki;
 
 pub use client::{ClientError, ClusterClient};

@@ -28,13 +28,21 @@ use crate::pki::{self, NodeSpec, PkiError};
 #[derive(Debug, thiserror::Error)]
 pub enum LocalClusterError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Pki(#[from] PkiError),
-    #[error("cannot find the baton-node binary beside batonctl or on PATH; build it with `cargo build --release` or pass --node-binary")]
+    #[error(
+        "cannot find the baton-node binary beside batonctl or on PATH; build it with `cargo build --release` or pass --node-binary"
+    )]
     NoNodeBinary,
     #[error("cannot start {binary}: {source}")]
-    Spawn { binary: PathBuf, source: std::io::Error },
+    Spawn {
+        binary: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no node {0} in this cluster")]
     UnknownNode(u64),
     #[error("cannot serialize a node config: {0}")]
@@ -42,7 +50,10 @@ pub enum LocalClusterError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError + '_ {
-    move |source| LocalClusterError::Io { path: path.to_path_buf(), source }
+    move |source| LocalClusterError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// One node of a local cluster.
@@ -96,7 +107,11 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
             }
         }
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(&name)).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(&name))
+            .find(|p| p.is_file())
+    })
 }
 
 /// Free loopback ports, found by binding port 0 (all held until returned, so
@@ -106,21 +121,44 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>, LocalClusterError> {
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()
         .map_err(io_err(Path::new("127.0.0.1:0")))?;
-    listeners.iter().map(|l| l.local_addr().map(|a| a.port()).map_err(io_err(Path::new("127.0.0.1:0")))).collect()
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .map(|a| a.port())
+                .map_err(io_err(Path::new("127.0.0.1:0")))
+        })
+        .collect()
 }
 
 impl LocalCluster {
     /// Lays out a new cluster of `n` voters in `dir` (which must not hold
     /// one already): certificates, ports, configs. Starts nothing.
-    pub fn create(dir: &Path, n: u64, timing: TimingConfig, node_binary: PathBuf) -> Result<Self, LocalClusterError> {
+    pub fn create(
+        dir: &Path,
+        n: u64,
+        timing: TimingConfig,
+        node_binary: PathBuf,
+    ) -> Result<Self, LocalClusterError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let dir = dir.canonicalize().map_err(io_err(dir))?;
         let specs: Vec<NodeSpec> = (1..=n).map(NodeSpec::local).collect();
         pki::init(&dir.join("certs"), &specs)?;
         let ports = free_ports(n as usize)?;
-        let initial: Vec<InitialMember> =
-            (1..=n).zip(&ports).map(|(id, port)| InitialMember { id, addr: format!("127.0.0.1:{port}") }).collect();
-        let mut cluster = LocalCluster { dir, nodes: BTreeMap::new(), initial: initial.clone(), timing, node_binary };
+        let initial: Vec<InitialMember> = (1..=n)
+            .zip(&ports)
+            .map(|(id, port)| InitialMember {
+                id,
+                addr: format!("127.0.0.1:{port}"),
+            })
+            .collect();
+        let mut cluster = LocalCluster {
+            dir,
+            nodes: BTreeMap::new(),
+            initial: initial.clone(),
+            timing,
+            node_binary,
+        };
         for member in initial {
             cluster.lay_out_node(member.id, member.addr)?;
         }
@@ -147,8 +185,15 @@ impl LocalCluster {
             advertise_addr: None,
             data_dir: PathBuf::from("data"),
             insecure: false,
-            tls: Some(TlsPaths { ca: pki::ca_cert_path(&certs), cert, key }),
-            cluster: ClusterConfig { name: "dev".into(), initial_members: self.initial.clone() },
+            tls: Some(TlsPaths {
+                ca: pki::ca_cert_path(&certs),
+                cert,
+                key,
+            }),
+            cluster: ClusterConfig {
+                name: "dev".into(),
+                initial_members: self.initial.clone(),
+            },
             timing: self.timing.clone(),
         };
         let text = format!(
@@ -158,16 +203,31 @@ impl LocalCluster {
         );
         let path = node_dir.join("node.toml");
         std::fs::write(&path, text).map_err(io_err(&path))?;
-        self.nodes.insert(id, LocalNode { id, addr, dir: node_dir, child: None });
+        self.nodes.insert(
+            id,
+            LocalNode {
+                id,
+                addr,
+                dir: node_dir,
+                child: None,
+            },
+        );
         Ok(())
     }
 
     /// Starts node `id`'s process (its log appends to `node.log`).
     pub fn start(&mut self, id: u64) -> Result<(), LocalClusterError> {
         let binary = self.node_binary.clone();
-        let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or(LocalClusterError::UnknownNode(id))?;
         let log_path = node.log_path();
-        let log = File::options().create(true).append(true).open(&log_path).map_err(io_err(&log_path))?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
         let log_err = log.try_clone().map_err(io_err(&log_path))?;
         let child = Command::new(&binary)
             .arg("--config")
@@ -176,7 +236,10 @@ impl LocalCluster {
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .map_err(|source| LocalClusterError::Spawn { binary: binary.clone(), source })?;
+            .map_err(|source| LocalClusterError::Spawn {
+                binary: binary.clone(),
+                source,
+            })?;
         let pid_path = node.pid_path();
         std::fs::write(&pid_path, format!("{}\n", child.id())).map_err(io_err(&pid_path))?;
         node.child = Some(child);
@@ -185,7 +248,10 @@ impl LocalCluster {
 
     /// Sends `signal` to node `id`; with SIGKILL, also reaps it.
     pub fn signal(&mut self, id: u64, signal: Signal) -> Result<(), LocalClusterError> {
-        let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or(LocalClusterError::UnknownNode(id))?;
         if let Some(child) = &mut node.child {
             let _ = kill(Pid::from_raw(child.id() as i32), signal);
             if signal == Signal::SIGKILL {
@@ -201,7 +267,10 @@ impl LocalCluster {
     /// Returns whether it exited cleanly (status 0) in time.
     pub fn stop(&mut self, id: u64, grace: Duration) -> Result<bool, LocalClusterError> {
         self.signal(id, Signal::SIGTERM)?;
-        let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or(LocalClusterError::UnknownNode(id))?;
         let Some(mut child) = node.child.take() else {
             return Ok(stop_adopted(&node.pid_path(), grace));
         };
@@ -209,7 +278,9 @@ impl LocalCluster {
         let clean = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status.success(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -271,7 +342,10 @@ impl LocalCluster {
 /// Stops a node that was restarted by hand and recorded its pid in
 /// `node.pid` (as the dev tour shows). Returns whether it exited in time.
 fn stop_adopted(pid_path: &Path, grace: Duration) -> bool {
-    let Some(pid) = std::fs::read_to_string(pid_path).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
+    let Some(pid) = std::fs::read_to_string(pid_path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
         return true;
     };
     let pid = Pid::from_raw(pid);

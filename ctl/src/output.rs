@@ -8,7 +8,10 @@ use crate::cli::OutputFormat;
 pub fn print<T: Serialize>(format: OutputFormat, value: &T, table: impl FnOnce() -> String) {
     match format {
         OutputFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("output serializes")
+            );
         }
         OutputFormat::Table => print!("{}", table()),
     }
@@ -23,7 +26,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         format!("{}\n", padded.join("  ").trim_end())
     };
     let mut out = line(header.to_vec());
@@ -39,7 +46,13 @@ mod tests {
 
     #[test]
     fn columns_are_padded_to_the_widest_cell() {
-        let out = table(&["ID", "ADDR"], &[vec!["1".into(), "127.0.0.1:7001".into()], vec!["10".into(), "x".into()]]);
+        let out = table(
+            &["ID", "ADDR"],
+            &[
+                vec!["1".into(), "127.0.0.1:7001".into()],
+                vec!["10".into(), "x".into()],
+            ],
+        );
         assert_eq!(out, "ID  ADDR\n1   127.0.0.1:7001\n10  x\n");
     }
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use baton_node::tls::{ADMIN_DNS_NAME, node_dns_name};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 /// Errors making certificates.
@@ -18,7 +18,10 @@ pub enum PkiError {
     #[error("{0} already exists; choose an empty --dir or remove the old files first")]
     Exists(PathBuf),
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read the CA in {dir}: {why}; run `batonctl certs init --dir {dir}` first")]
     NoCa { dir: String, why: String },
     #[error("cannot make a certificate: {0}")]
@@ -41,7 +44,11 @@ impl NodeSpec {
         let bad = || PkiError::BadSpec(spec.to_string());
         let (id, hosts) = spec.split_once('=').ok_or_else(bad)?;
         let id: u64 = id.trim().parse().map_err(|_| bad())?;
-        let hosts: Vec<String> = hosts.split(',').map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect();
+        let hosts: Vec<String> = hosts
+            .split(',')
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect();
         if id == 0 || hosts.is_empty() {
             return Err(bad());
         }
@@ -50,7 +57,10 @@ impl NodeSpec {
 
     /// A node on this machine.
     pub fn local(id: u64) -> NodeSpec {
-        NodeSpec { id, hosts: vec!["127.0.0.1".into(), "localhost".into()] }
+        NodeSpec {
+            id,
+            hosts: vec!["127.0.0.1".into(), "localhost".into()],
+        }
     }
 }
 
@@ -59,7 +69,10 @@ pub fn ca_cert_path(dir: &Path) -> PathBuf {
     dir.join("ca.pem")
 }
 pub fn node_cert_paths(dir: &Path, id: u64) -> (PathBuf, PathBuf) {
-    (dir.join(format!("node-{id}.pem")), dir.join(format!("node-{id}.key")))
+    (
+        dir.join(format!("node-{id}.pem")),
+        dir.join(format!("node-{id}.key")),
+    )
 }
 pub fn admin_cert_paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("admin.pem"), dir.join("admin.key"))
@@ -73,7 +86,12 @@ pub fn init(dir: &Path, nodes: &[NodeSpec]) -> Result<Vec<PathBuf>, PkiError> {
     }
     let ca_key_path = dir.join("ca.key");
     let (admin_cert, admin_key) = admin_cert_paths(dir);
-    let mut targets = vec![ca_cert_path(dir), ca_key_path.clone(), admin_cert.clone(), admin_key.clone()];
+    let mut targets = vec![
+        ca_cert_path(dir),
+        ca_key_path.clone(),
+        admin_cert.clone(),
+        admin_key.clone(),
+    ];
     for node in nodes {
         let (cert, key) = node_cert_paths(dir, node.id);
         targets.extend([cert, key]);
@@ -81,12 +99,19 @@ pub fn init(dir: &Path, nodes: &[NodeSpec]) -> Result<Vec<PathBuf>, PkiError> {
     if let Some(existing) = targets.iter().find(|p| p.exists()) {
         return Err(PkiError::Exists(existing.clone()));
     }
-    std::fs::create_dir_all(dir).map_err(|source| PkiError::Write { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
 
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca_params.distinguished_name = name("baton cluster CA");
     let ca_cert = ca_params.self_signed(&ca_key)?;
     write(&ca_cert_path(dir), &ca_cert.pem(), false)?;
@@ -111,9 +136,13 @@ pub fn add_node(dir: &Path, node: &NodeSpec) -> Result<Vec<PathBuf>, PkiError> {
     if let Some(existing) = [&cert, &key].into_iter().find(|p| p.exists()) {
         return Err(PkiError::Exists(existing.clone()));
     }
-    let no_ca = |why: String| PkiError::NoCa { dir: dir.display().to_string(), why };
+    let no_ca = |why: String| PkiError::NoCa {
+        dir: dir.display().to_string(),
+        why,
+    };
     let ca_pem = std::fs::read_to_string(ca_cert_path(dir)).map_err(|e| no_ca(e.to_string()))?;
-    let ca_key_pem = std::fs::read_to_string(dir.join("ca.key")).map_err(|e| no_ca(e.to_string()))?;
+    let ca_key_pem =
+        std::fs::read_to_string(dir.join("ca.key")).map_err(|e| no_ca(e.to_string()))?;
     let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| no_ca(e.to_string()))?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|e| no_ca(e.to_string()))?;
     issue_node(dir, &issuer, node)?;
@@ -126,7 +155,10 @@ fn issue_node(dir: &Path, issuer: &Issuer<'_, KeyPair>, node: &NodeSpec) -> Resu
     sans.extend(node.hosts.iter().cloned());
     let mut params = CertificateParams::new(sans)?;
     params.distinguished_name = name(&format!("baton node {}", node.id));
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let (cert_path, key_path) = node_cert_paths(dir, node.id);
     write(&cert_path, &params.signed_by(&key, issuer)?.pem(), false)?;
     write(&key_path, &key.serialize_pem(), true)
@@ -139,7 +171,10 @@ fn name(common_name: &str) -> DistinguishedName {
 }
 
 fn write(path: &Path, contents: &str, secret: bool) -> Result<(), PkiError> {
-    let err = |source| PkiError::Write { path: path.to_path_buf(), source };
+    let err = |source| PkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     std::fs::write(path, contents).map_err(err)?;
     #[cfg(unix)]
     if secret {
@@ -155,9 +190,18 @@ mod tests {
 
     #[test]
     fn node_specs_parse_and_bad_ones_are_explained() {
-        assert_eq!(NodeSpec::parse("2=10.0.0.2,n2").unwrap(), NodeSpec { id: 2, hosts: vec!["10.0.0.2".into(), "n2".into()] });
+        assert_eq!(
+            NodeSpec::parse("2=10.0.0.2,n2").unwrap(),
+            NodeSpec {
+                id: 2,
+                hosts: vec!["10.0.0.2".into(), "n2".into()]
+            }
+        );
         for bad in ["2", "x=1.2.3.4", "0=h", "3="] {
-            assert!(matches!(NodeSpec::parse(bad), Err(PkiError::BadSpec(_))), "{bad}");
+            assert!(
+                matches!(NodeSpec::parse(bad), Err(PkiError::BadSpec(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -167,9 +211,15 @@ mod tests {
         init(dir.path(), &[NodeSpec::local(1), NodeSpec::local(2)]).unwrap();
         let (cert, key) = node_cert_paths(dir.path(), 2);
         baton_node::tls::TlsMaterial::load_files(&ca_cert_path(dir.path()), &cert, &key).unwrap();
-        assert!(matches!(init(dir.path(), &[NodeSpec::local(1)]), Err(PkiError::Exists(_))));
+        assert!(matches!(
+            init(dir.path(), &[NodeSpec::local(1)]),
+            Err(PkiError::Exists(_))
+        ));
         add_node(dir.path(), &NodeSpec::local(3)).unwrap();
         assert!(node_cert_paths(dir.path(), 3).0.exists());
-        assert!(matches!(add_node(dir.path(), &NodeSpec::local(3)), Err(PkiError::Exists(_))));
+        assert!(matches!(
+            add_node(dir.path(), &NodeSpec::local(3)),
+            Err(PkiError::Exists(_))
+        ));
     }
 }

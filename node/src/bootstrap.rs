@@ -40,7 +40,10 @@ pub fn decide(
     if let Some(stored) = stored
         && stored != configured
     {
-        return Err(ClusterMismatch { stored: stored.to_string(), configured: configured.to_string() });
+        return Err(ClusterMismatch {
+            stored: stored.to_string(),
+            configured: configured.to_string(),
+        });
     }
     Ok(if initialized {
         Bootstrap::Resume
@@ -62,8 +65,14 @@ mod tests {
 
     #[test]
     fn a_restart_never_bootstraps_again() {
-        assert_eq!(decide(Some("c-1"), "c-1", true, true), Ok(Bootstrap::Resume));
-        assert_eq!(decide(Some("c-1"), "c-1", false, true), Ok(Bootstrap::Resume));
+        assert_eq!(
+            decide(Some("c-1"), "c-1", true, true),
+            Ok(Bootstrap::Resume)
+        );
+        assert_eq!(
+            decide(Some("c-1"), "c-1", false, true),
+            Ok(Bootstrap::Resume)
+        );
     }
 
     #[test]
@@ -80,6 +89,9 @@ mod tests {
 
     #[test]
     fn a_crash_between_recording_the_id_and_initializing_initializes() {
-        assert_eq!(decide(Some("c-1"), "c-1", true, false), Ok(Bootstrap::Initialize));
+        assert_eq!(
+            decide(Some("c-1"), "c-1", true, false),
+            Ok(Bootstrap::Initialize)
+        );
     }
 }

@@ -37,13 +37,24 @@ impl ClusterState {
         match command {
             Command::Put { key, value } => {
                 let previous = self.kv.insert(key.clone(), value.clone());
-                let change = Change { key: format!("{KV_PREFIX}{key}"), value: Some(value.clone()) };
+                let change = Change {
+                    key: format!("{KV_PREFIX}{key}"),
+                    value: Some(value.clone()),
+                };
                 (CommandResponse { previous }, vec![change])
             }
             Command::Delete { key } => match self.kv.remove(key) {
                 Some(previous) => {
-                    let change = Change { key: format!("{KV_PREFIX}{key}"), value: None };
-                    (CommandResponse { previous: Some(previous) }, vec![change])
+                    let change = Change {
+                        key: format!("{KV_PREFIX}{key}"),
+                        value: None,
+                    };
+                    (
+                        CommandResponse {
+                            previous: Some(previous),
+                        },
+                        vec![change],
+                    )
                 }
                 None => (CommandResponse::default(), Vec::new()),
             },
@@ -63,7 +74,10 @@ impl ClusterState {
 
     /// The persisted table's rows for this state; `from_rows` inverts it.
     pub fn to_rows(&self) -> Vec<(String, Vec<u8>)> {
-        self.kv.iter().map(|(k, v)| (format!("{KV_PREFIX}{k}"), v.clone())).collect()
+        self.kv
+            .iter()
+            .map(|(k, v)| (format!("{KV_PREFIX}{k}"), v.clone()))
+            .collect()
     }
 }
 
@@ -72,7 +86,10 @@ mod tests {
     use super::*;
 
     fn put(key: &str, value: &[u8]) -> Command {
-        Command::Put { key: key.into(), value: value.to_vec() }
+        Command::Put {
+            key: key.into(),
+            value: value.to_vec(),
+        }
     }
 
     #[test]
@@ -80,7 +97,13 @@ mod tests {
         let mut state = ClusterState::default();
         let (first, changes) = state.apply(&put("a", b"1"));
         assert_eq!(first.previous, None);
-        assert_eq!(changes, vec![Change { key: "kv/a".into(), value: Some(b"1".to_vec()) }]);
+        assert_eq!(
+            changes,
+            vec![Change {
+                key: "kv/a".into(),
+                value: Some(b"1".to_vec())
+            }]
+        );
         let (second, _) = state.apply(&put("a", b"2"));
         assert_eq!(second.previous, Some(b"1".to_vec()));
         assert_eq!(state.kv["a"], b"2");
@@ -100,7 +123,13 @@ mod tests {
         state.apply(&put("a", b"1"));
         let (response, changes) = state.apply(&Command::Delete { key: "a".into() });
         assert_eq!(response.previous, Some(b"1".to_vec()));
-        assert_eq!(changes, vec![Change { key: "kv/a".into(), value: None }]);
+        assert_eq!(
+            changes,
+            vec![Change {
+                key: "kv/a".into(),
+                value: None
+            }]
+        );
         assert!(state.kv.is_empty());
     }
 
@@ -116,7 +145,12 @@ mod tests {
 
     #[test]
     fn applying_the_same_commands_gives_the_same_state() {
-        let commands = [put("a", b"1"), put("b", b"2"), Command::Delete { key: "a".into() }, put("c", b"3")];
+        let commands = [
+            put("a", b"1"),
+            put("b", b"2"),
+            Command::Delete { key: "a".into() },
+            put("c", b"3"),
+        ];
         let mut one = ClusterState::default();
         let mut two = ClusterState::default();
         for c in &commands {

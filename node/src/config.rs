@@ -109,11 +109,17 @@ fn default_cluster_name() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path} has {} problem(s):\n{}", problems.len(), format_problems(problems))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 /// One invalid key and how to fix it.
@@ -125,22 +131,33 @@ pub struct Problem {
 }
 
 fn format_problems(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  {}: {}", p.key, p.message)).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  {}: {}", p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl NodeConfig {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let config = NodeConfig::parse(&text, base)
-            .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
+        let config = NodeConfig::parse(&text, base).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError::Invalid { path: path.to_path_buf(), problems })
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
         }
     }
 
@@ -164,16 +181,27 @@ impl NodeConfig {
     /// Every problem with this config; empty when it is valid.
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let mut problem = |key: &str, message: String| problems.push(Problem { key: key.to_string(), message });
+        let mut problem = |key: &str, message: String| {
+            problems.push(Problem {
+                key: key.to_string(),
+                message,
+            })
+        };
 
         if self.id == 0 {
-            problem("id", "node ids start at 1; set a positive integer unique in the cluster".into());
+            problem(
+                "id",
+                "node ids start at 1; set a positive integer unique in the cluster".into(),
+            );
         }
         let listen = self.listen_addr.parse::<SocketAddr>();
         if listen.is_err() {
             problem(
                 "listen_addr",
-                format!("{:?} is not an IP:PORT address; write it like \"127.0.0.1:7001\"", self.listen_addr),
+                format!(
+                    "{:?} is not an IP:PORT address; write it like \"127.0.0.1:7001\"",
+                    self.listen_addr
+                ),
             );
         }
         match &self.advertise_addr {
@@ -196,7 +224,10 @@ impl NodeConfig {
             }
         }
         if self.data_dir.as_os_str().is_empty() {
-            problem("data_dir", "must name a directory for this node's Raft data".into());
+            problem(
+                "data_dir",
+                "must name a directory for this node's Raft data".into(),
+            );
         }
         match (&self.tls, self.insecure) {
             (Some(_), true) => problem(
@@ -231,9 +262,20 @@ impl NodeConfig {
     }
 
     fn validate_cluster(&self, problem: &mut impl FnMut(&str, String)) {
-        if self.cluster.name.is_empty() || !self.cluster.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        if self.cluster.name.is_empty()
+            || !self
+                .cluster
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
         {
-            problem("cluster.name", format!("{:?} must be non-empty letters, digits and '-'", self.cluster.name));
+            problem(
+                "cluster.name",
+                format!(
+                    "{:?} must be non-empty letters, digits and '-'",
+                    self.cluster.name
+                ),
+            );
         }
         let members = &self.cluster.initial_members;
         if members.is_empty() {
@@ -247,20 +289,32 @@ impl NodeConfig {
         let mut addrs = BTreeSet::new();
         for member in members {
             if member.id == 0 {
-                problem("cluster.initial_members", "node ids start at 1; found id 0".into());
+                problem(
+                    "cluster.initial_members",
+                    "node ids start at 1; found id 0".into(),
+                );
             }
             if !ids.insert(member.id) {
                 problem(
                     "cluster.initial_members",
-                    format!("duplicate node id {}; every member needs its own id", member.id),
+                    format!(
+                        "duplicate node id {}; every member needs its own id",
+                        member.id
+                    ),
                 );
             }
             if let Err(why) = check_host_port(&member.addr) {
-                problem("cluster.initial_members", format!("member {}: {why}", member.id));
+                problem(
+                    "cluster.initial_members",
+                    format!("member {}: {why}", member.id),
+                );
             } else if !addrs.insert(member.addr.as_str()) {
                 problem(
                     "cluster.initial_members",
-                    format!("duplicate address {}; every member needs its own address", member.addr),
+                    format!(
+                        "duplicate address {}; every member needs its own address",
+                        member.addr
+                    ),
                 );
             }
             if member.id == self.id && member.addr != self.advertised() {
@@ -323,7 +377,11 @@ impl NodeConfig {
         for m in members {
             hash.update(format!("{}={};", m.id, m.addr));
         }
-        format!("{}-{}", self.cluster.name, hex::encode(&hash.finalize()[..6]))
+        format!(
+            "{}-{}",
+            self.cluster.name,
+            hex::encode(&hash.finalize()[..6])
+        )
     }
 
     /// Whether this node is one of the initial voters.
@@ -340,22 +398,32 @@ impl NodeConfig {
 fn check_host_port(addr: &str) -> Result<(), String> {
     if let Ok(socket) = addr.parse::<SocketAddr>() {
         if socket.ip().is_unspecified() {
-            return Err(format!("{addr:?} is not dialable; use an address peers can reach"));
+            return Err(format!(
+                "{addr:?} is not dialable; use an address peers can reach"
+            ));
         }
         return Ok(());
     }
     let Some((host, port)) = addr.rsplit_once(':') else {
-        return Err(format!("{addr:?} has no port; write HOST:PORT, like \"node1.internal:7001\""));
+        return Err(format!(
+            "{addr:?} has no port; write HOST:PORT, like \"node1.internal:7001\""
+        ));
     };
     let host_ok = !host.is_empty()
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         && !host.starts_with('-');
     if !host_ok {
-        return Err(format!("{addr:?}: {host:?} is not a host name or IP address"));
+        return Err(format!(
+            "{addr:?}: {host:?} is not a host name or IP address"
+        ));
     }
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
-        _ => Err(format!("{addr:?}: port {port:?} must be a number from 1 to 65535")),
+        _ => Err(format!(
+            "{addr:?}: port {port:?} must be a number from 1 to 65535"
+        )),
     }
 }
 

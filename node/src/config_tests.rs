@@ -37,8 +37,11 @@ fn a_valid_config_has_no_problems_and_resolves_relative_paths() {
 
 #[test]
 fn an_unknown_key_is_refused_by_name() {
-    let err = NodeConfig::parse(&VALID.replace("insecure = true", "insecure = true\nheartbeat = 5"), Path::new("."))
-        .unwrap_err();
+    let err = NodeConfig::parse(
+        &VALID.replace("insecure = true", "insecure = true\nheartbeat = 5"),
+        Path::new("."),
+    )
+    .unwrap_err();
     assert!(err.contains("unknown field `heartbeat`"), "{err}");
 }
 
@@ -51,7 +54,10 @@ fn an_unknown_timing_key_is_refused_by_name() {
 
 #[test]
 fn a_bad_listen_address_is_named() {
-    let config = parse(&VALID.replace("listen_addr = \"127.0.0.1:7001\"", "listen_addr = \"localhost\""));
+    let config = parse(&VALID.replace(
+        "listen_addr = \"127.0.0.1:7001\"",
+        "listen_addr = \"localhost\"",
+    ));
     assert!(keys(&config).contains(&"listen_addr".to_string()));
 }
 
@@ -59,22 +65,35 @@ fn a_bad_listen_address_is_named() {
 fn a_member_address_without_port_is_named() {
     let config = parse(&VALID.replace("127.0.0.1:7003", "127.0.0.1"));
     let problems = config.validate();
-    assert!(problems.iter().any(|p| p.key == "cluster.initial_members" && p.message.contains("no port")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key == "cluster.initial_members" && p.message.contains("no port")),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn a_duplicate_node_id_is_refused() {
     let config = parse(&VALID.replace("{ id = 3,", "{ id = 2,"));
     let problems = config.validate();
-    assert!(problems.iter().any(|p| p.message.contains("duplicate node id 2")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.message.contains("duplicate node id 2")),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn impossible_timing_is_refused() {
-    let text = format!("{VALID}\n[timing]\nheartbeat_interval_ms = 500\nelection_timeout_min_ms = 300\n");
+    let text =
+        format!("{VALID}\n[timing]\nheartbeat_interval_ms = 500\nelection_timeout_min_ms = 300\n");
     let config = parse(&text);
     assert!(keys(&config).contains(&"timing.election_timeout_min_ms".to_string()));
-    let text = format!("{VALID}\n[timing]\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 400\n");
+    let text = format!(
+        "{VALID}\n[timing]\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 400\n"
+    );
     assert!(keys(&parse(&text)).contains(&"timing.election_timeout_max_ms".to_string()));
 }
 
@@ -85,8 +104,14 @@ fn tls_is_required_unless_insecure_and_its_files_must_exist() {
     let text = VALID.replace("insecure = true", "")
         + "\n[tls]\nca = \"missing/ca.pem\"\ncert = \"missing/n.pem\"\nkey = \"missing/n.key\"\n";
     let problems = parse(&text).validate();
-    assert_eq!(problems.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), vec!["tls.ca", "tls.cert", "tls.key"]);
-    assert!(problems[0].message.contains("/etc/baton/missing/ca.pem"), "{problems:?}");
+    assert_eq!(
+        problems.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(),
+        vec!["tls.ca", "tls.cert", "tls.key"]
+    );
+    assert!(
+        problems[0].message.contains("/etc/baton/missing/ca.pem"),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -97,9 +122,17 @@ fn a_wildcard_listen_address_needs_an_advertise_address() {
 
 #[test]
 fn this_node_must_be_listed_at_its_advertised_address() {
-    let config = parse(&VALID.replace("{ id = 1, addr = \"127.0.0.1:7001\" }", "{ id = 1, addr = \"127.0.0.1:9999\" }"));
+    let config = parse(&VALID.replace(
+        "{ id = 1, addr = \"127.0.0.1:7001\" }",
+        "{ id = 1, addr = \"127.0.0.1:9999\" }",
+    ));
     let problems = config.validate();
-    assert!(problems.iter().any(|p| p.message.contains("advertises 127.0.0.1:7001")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.message.contains("advertises 127.0.0.1:7001")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -121,7 +154,12 @@ fn load_reports_every_problem_with_the_file_name() {
     let path = dir.path().join("node.toml");
     std::fs::write(&path, VALID.replace("id = 1\n", "id = 0\n")).unwrap();
     let err = NodeConfig::load(&path).unwrap_err().to_string();
-    assert!(err.contains("node.toml") && err.contains("id: node ids start at 1"), "{err}");
-    let missing = NodeConfig::load(&dir.path().join("absent.toml")).unwrap_err().to_string();
+    assert!(
+        err.contains("node.toml") && err.contains("id: node ids start at 1"),
+        "{err}"
+    );
+    let missing = NodeConfig::load(&dir.path().join("absent.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("cannot read config file"), "{missing}");
 }

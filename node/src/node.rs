@@ -20,7 +20,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
-use crate::api::{CONTROL_MAX_MESSAGE_BYTES, ControlService, Gate, NodeContext, PeerService, RaftService};
+use crate::api::{
+    CONTROL_MAX_MESSAGE_BYTES, ControlService, Gate, NodeContext, PeerService, RaftService,
+};
 use crate::bootstrap::{Bootstrap, ClusterMismatch, decide};
 use crate::config::NodeConfig;
 use crate::raft::{GrpcNetwork, PeerChannels, openraft_config, start_raft};
@@ -37,8 +39,13 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     ClusterMismatch(#[from] ClusterMismatch),
-    #[error("cannot listen on {addr}: {source}; is another process using the port? change listen_addr")]
-    Bind { addr: String, source: std::io::Error },
+    #[error(
+        "cannot listen on {addr}: {source}; is another process using the port? change listen_addr"
+    )]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("raft: {0}")]
     Raft(String),
     #[error("gRPC server failed: {0}")]
@@ -56,23 +63,40 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         _ => None,
     };
     if tls.is_none() {
-        tracing::warn!("INSECURE: insecure = true, TLS is off; any process that reaches {} can control this cluster", config.listen_addr);
+        tracing::warn!(
+            "INSECURE: insecure = true, TLS is off; any process that reaches {} can control this cluster",
+            config.listen_addr
+        );
     }
 
     let db = RaftDb::open(&config.data_dir)?;
     let stored = db.cluster_id().map_err(StoreError::Io)?;
-    decide(stored.as_deref(), &cluster_id, config.is_initial_member(), false)?;
+    decide(
+        stored.as_deref(),
+        &cluster_id,
+        config.is_initial_member(),
+        false,
+    )?;
     if stored.is_none() {
         db.set_cluster_id(&cluster_id).map_err(StoreError::Io)?;
     }
 
     let listener = TcpListener::bind(&config.listen_addr)
         .await
-        .map_err(|source| NodeError::Bind { addr: config.listen_addr.clone(), source })?;
+        .map_err(|source| NodeError::Bind {
+            addr: config.listen_addr.clone(),
+            source,
+        })?;
 
     let channels = PeerChannels::new(config.id, cluster_id.clone(), tls.clone());
     let raft_config = openraft_config(&config).map_err(|e| NodeError::Raft(e.to_string()))?;
-    let (raft, state_machine) = start_raft(config.id, raft_config, db.clone(), GrpcNetwork::new(channels.clone())).await?;
+    let (raft, state_machine) = start_raft(
+        config.id,
+        raft_config,
+        db.clone(),
+        GrpcNetwork::new(channels.clone()),
+    )
+    .await?;
 
     let context = Arc::new(NodeContext {
         id: config.id,
@@ -85,27 +109,55 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         channels,
         last_contact: Mutex::new(Default::default()),
     });
-    let initial_ids: BTreeSet<NodeId> = config.cluster.initial_members.iter().map(|m| m.id).collect();
+    let initial_ids: BTreeSet<NodeId> = config
+        .cluster
+        .initial_members
+        .iter()
+        .map(|m| m.id)
+        .collect();
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone(), initial_ids);
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = serve(listener, tls.as_ref(), gate, context.clone(), stop_serving_rx)?;
+    let server = serve(
+        listener,
+        tls.as_ref(),
+        gate,
+        context.clone(),
+        stop_serving_rx,
+    )?;
     let server = tokio::spawn(server);
 
-    let initialized = raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
-    match decide(stored.as_deref(), &cluster_id, config.is_initial_member(), initialized)? {
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    match decide(
+        stored.as_deref(),
+        &cluster_id,
+        config.is_initial_member(),
+        initialized,
+    )? {
         Bootstrap::Initialize => {
             let members: BTreeMap<NodeId, Member> = config
                 .cluster
                 .initial_members
                 .iter()
-                .map(|m| (m.id, Member { addr: m.addr.clone() }))
+                .map(|m| {
+                    (
+                        m.id,
+                        Member {
+                            addr: m.addr.clone(),
+                        },
+                    )
+                })
                 .collect();
             if let Err(e) = raft.initialize(members).await {
                 tracing::info!("cluster already formed here ({e}); resuming");
             }
             tracing::info!(node = config.id, cluster = %cluster_id, "formed cluster from its initial members");
         }
-        Bootstrap::Resume => tracing::info!(node = config.id, cluster = %cluster_id, "resuming from {}", config.data_dir.display()),
+        Bootstrap::Resume => {
+            tracing::info!(node = config.id, cluster = %cluster_id, "resuming from {}", config.data_dir.display())
+        }
         Bootstrap::AwaitJoin => tracing::info!(
             node = config.id, cluster = %cluster_id,
             "not an initial member; waiting to be added with `batonctl nodes add {} {}`", config.id, config.advertised()
@@ -123,7 +175,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             Ok(result) => result?,
             Err(e) => tracing::warn!("server task failed: {e}"),
         }
-        raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        raft.shutdown()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
         db.flush().map_err(StoreError::Io)?;
         Ok::<(), NodeError>(())
     };
@@ -161,9 +215,18 @@ fn serve(
     let control_service = ControlServer::new(ControlService::new(context))
         .max_decoding_message_size(CONTROL_MAX_MESSAGE_BYTES);
     let router = builder
-        .add_service(InterceptedService::new(raft_service, move |r: tonic::Request<()>| raft_gate.check_peer(r)))
-        .add_service(InterceptedService::new(peer_service, move |r: tonic::Request<()>| peer_gate.check_peer(r)))
-        .add_service(InterceptedService::new(control_service, move |r: tonic::Request<()>| admin_gate.check_admin(r)));
+        .add_service(InterceptedService::new(
+            raft_service,
+            move |r: tonic::Request<()>| raft_gate.check_peer(r),
+        ))
+        .add_service(InterceptedService::new(
+            peer_service,
+            move |r: tonic::Request<()>| peer_gate.check_peer(r),
+        ))
+        .add_service(InterceptedService::new(
+            control_service,
+            move |r: tonic::Request<()>| admin_gate.check_admin(r),
+        ));
     let incoming = TcpListenerStream::new(listener);
     Ok(async move {
         router
@@ -183,9 +246,18 @@ async fn hand_off_leadership(raft: &Raft, self_id: NodeId, wait: Duration) {
     if metrics.current_leader != Some(self_id) {
         return;
     }
-    let voters = metrics.membership_config.membership().voter_ids().filter(|id| *id != self_id);
+    let voters = metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|id| *id != self_id);
     let matched = |id: &NodeId| {
-        metrics.replication.as_ref().and_then(|r| r.get(id)).and_then(|l| l.as_ref()).map(|l| l.index)
+        metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(id))
+            .and_then(|l| l.as_ref())
+            .map(|l| l.index)
     };
     let Some(successor) = voters.max_by_key(|id| matched(id)) else {
         return;
@@ -196,7 +268,11 @@ async fn hand_off_leadership(raft: &Raft, self_id: NodeId, wait: Duration) {
     let mut watch = raft.metrics();
     let _ = tokio::time::timeout(wait, async {
         loop {
-            if watch.borrow_watched().current_leader.is_some_and(|l| l != self_id) {
+            if watch
+                .borrow_watched()
+                .current_leader
+                .is_some_and(|l| l != self_id)
+            {
                 tracing::info!("handed leadership to node {successor}");
                 return;
             }

@@ -12,7 +12,10 @@ pub struct ShutdownSignal {
 impl ShutdownSignal {
     /// Starts catching SIGTERM and SIGINT.
     pub fn install() -> std::io::Result<Self> {
-        Ok(ShutdownSignal { term: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+        Ok(ShutdownSignal {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
 
     /// Resolves on the first SIGTERM or SIGINT.

@@ -35,9 +35,17 @@ pub enum PeerIdentity {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{key}: cannot read {path}: {source}")]
-    Read { key: &'static str, path: String, source: std::io::Error },
+    Read {
+        key: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{key}: {path} holds no PEM {what}; use the files `batonctl certs init` wrote")]
-    NoPem { key: &'static str, path: String, what: &'static str },
+    NoPem {
+        key: &'static str,
+        path: String,
+        what: &'static str,
+    },
 }
 
 /// A node's or client's certificates, as PEM.
@@ -57,22 +65,40 @@ impl TlsMaterial {
     /// Reads and checks a CA certificate, a certificate and its key.
     pub fn load_files(ca: &Path, cert: &Path, key: &Path) -> Result<Self, TlsError> {
         let read = |key: &'static str, path: &Path| {
-            std::fs::read(path).map_err(|source| TlsError::Read { key, path: path.display().to_string(), source })
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                key,
+                path: path.display().to_string(),
+                source,
+            })
         };
         let ca_pem = read("ca", ca)?;
         let cert_pem = read("cert", cert)?;
         let key_pem = read("key", key)?;
-        let no_pem = |key, path: &Path, what| TlsError::NoPem { key, path: path.display().to_string(), what };
-        if CertificateDer::pem_slice_iter(&ca_pem).next().is_none_or(|c| c.is_err()) {
+        let no_pem = |key, path: &Path, what| TlsError::NoPem {
+            key,
+            path: path.display().to_string(),
+            what,
+        };
+        if CertificateDer::pem_slice_iter(&ca_pem)
+            .next()
+            .is_none_or(|c| c.is_err())
+        {
             return Err(no_pem("ca", ca, "certificate"));
         }
-        if CertificateDer::pem_slice_iter(&cert_pem).next().is_none_or(|c| c.is_err()) {
+        if CertificateDer::pem_slice_iter(&cert_pem)
+            .next()
+            .is_none_or(|c| c.is_err())
+        {
             return Err(no_pem("cert", cert, "certificate"));
         }
         if rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
             return Err(no_pem("key", key, "private key"));
         }
-        Ok(TlsMaterial { ca_pem, cert_pem, key_pem })
+        Ok(TlsMaterial {
+            ca_pem,
+            cert_pem,
+            key_pem,
+        })
     }
 
     /// Server side: present our certificate, require a client certificate
@@ -112,7 +138,11 @@ fn identity_from_dns(dns: &str) -> Option<PeerIdentity> {
     if dns == ADMIN_DNS_NAME {
         return Some(PeerIdentity::Admin);
     }
-    let id = dns.strip_prefix("node-")?.strip_suffix(".baton")?.parse().ok()?;
+    let id = dns
+        .strip_prefix("node-")?
+        .strip_suffix(".baton")?
+        .parse()
+        .ok()?;
     Some(PeerIdentity::Node(id))
 }
 
@@ -127,7 +157,10 @@ mod tests {
 
     #[test]
     fn identities_are_read_from_dns_names() {
-        assert_eq!(identity_from_dns("node-7.baton"), Some(PeerIdentity::Node(7)));
+        assert_eq!(
+            identity_from_dns("node-7.baton"),
+            Some(PeerIdentity::Node(7))
+        );
         assert_eq!(identity_from_dns("admin.baton"), Some(PeerIdentity::Admin));
         assert_eq!(identity_from_dns("node-x.baton"), None);
         assert_eq!(identity_from_dns("localhost"), None);

@@ -67,7 +67,8 @@ pub mod typ {
     pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
     pub type SnapshotData = std::io::Cursor<Vec<u8>>;
     pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
-    pub type RaftError<E = openraft::errors::Infallible> = openraft::errors::RaftError<TypeConfig, E>;
+    pub type RaftError<E = openraft::errors::Infallible> =
+        openraft::errors::RaftError<TypeConfig, E>;
     pub type RpcError<E = openraft::errors::Infallible> = openraft::errors::RPCError<TypeConfig, E>;
     pub type ClientWriteError = openraft::errors::ClientWriteError<TypeConfig>;
     pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;

@@ -54,15 +54,25 @@ impl Router {
 
     /// Applies the faults to one message from `from` to `to`, then hands the
     /// target's Raft to `deliver`.
-    async fn send<T, Fut>(&self, from: NodeId, to: NodeId, deliver: impl FnOnce(Raft) -> Fut) -> Result<T, RpcError>
+    async fn send<T, Fut>(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        deliver: impl FnOnce(Raft) -> Fut,
+    ) -> Result<T, RpcError>
     where
         Fut: Future<Output = Result<T, String>>,
     {
         let (lost, delay) = {
             let faults = self.faults.lock().unwrap();
             let mut rng = rand::rng();
-            let lost = faults.cut.contains(&Self::link(from, to)) || rng.random_bool(faults.drop_rate);
-            let delay = if faults.max_delay.is_zero() { Duration::ZERO } else { faults.max_delay.mul_f64(rng.random()) };
+            let lost =
+                faults.cut.contains(&Self::link(from, to)) || rng.random_bool(faults.drop_rate);
+            let delay = if faults.max_delay.is_zero() {
+                Duration::ZERO
+            } else {
+                faults.max_delay.mul_f64(rng.random())
+            };
             (lost, delay)
         };
         if !delay.is_zero() {
@@ -70,8 +80,12 @@ impl Router {
         }
         let target = self.nodes.lock().unwrap().get(&to).cloned();
         match (lost, target) {
-            (false, Some(raft)) => deliver(raft).await.map_err(|e| RpcError::Unreachable(Unreachable::from_string(e))),
-            _ => Err(RpcError::Unreachable(Unreachable::from_string(format!("link {from}->{to} is down")))),
+            (false, Some(raft)) => deliver(raft)
+                .await
+                .map_err(|e| RpcError::Unreachable(Unreachable::from_string(e))),
+            _ => Err(RpcError::Unreachable(Unreachable::from_string(format!(
+                "link {from}->{to} is down"
+            )))),
         }
     }
 }
@@ -91,23 +105,47 @@ struct RouterPeer {
 impl RaftNetworkFactory<TypeConfig> for RouterFactory {
     type Network = RouterPeer;
     async fn new_client(&mut self, target: NodeId, _node: &Member) -> RouterPeer {
-        RouterPeer { from: self.from, to: target, router: self.router.clone() }
+        RouterPeer {
+            from: self.from,
+            to: target,
+            router: self.router.clone(),
+        }
     }
 }
 
 impl RaftNetworkV2<TypeConfig> for RouterPeer {
     type SnapshotData = SnapshotData;
 
-    async fn append_entries(&mut self, rpc: AppendEntriesRequest, _o: RPCOption) -> Result<AppendEntriesResponse, RpcError> {
-        self.router.send(self.from, self.to, |r| async move { r.append_entries(rpc).await.map_err(|e| e.to_string()) }).await
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        _o: RPCOption,
+    ) -> Result<AppendEntriesResponse, RpcError> {
+        self.router
+            .send(self.from, self.to, |r| async move {
+                r.append_entries(rpc).await.map_err(|e| e.to_string())
+            })
+            .await
     }
 
     async fn vote(&mut self, rpc: VoteRequest, _o: RPCOption) -> Result<VoteResponse, RpcError> {
-        self.router.send(self.from, self.to, |r| async move { r.vote(rpc).await.map_err(|e| e.to_string()) }).await
+        self.router
+            .send(self.from, self.to, |r| async move {
+                r.vote(rpc).await.map_err(|e| e.to_string())
+            })
+            .await
     }
 
-    async fn pre_vote(&mut self, rpc: VoteRequest, _o: RPCOption) -> Result<VoteResponse, RpcError> {
-        self.router.send(self.from, self.to, |r| async move { r.pre_vote(rpc).await.map_err(|e| e.to_string()) }).await
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest,
+        _o: RPCOption,
+    ) -> Result<VoteResponse, RpcError> {
+        self.router
+            .send(self.from, self.to, |r| async move {
+                r.pre_vote(rpc).await.map_err(|e| e.to_string())
+            })
+            .await
     }
 
     async fn full_snapshot(
@@ -119,7 +157,11 @@ impl RaftNetworkV2<TypeConfig> for RouterPeer {
     ) -> Result<SnapshotResponse, StreamingError<TypeConfig>> {
         let sent = self
             .router
-            .send(self.from, self.to, |r| async move { r.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string()) })
+            .send(self.from, self.to, |r| async move {
+                r.install_full_snapshot(vote, snapshot)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
             .await;
         sent.map_err(|e| match e {
             RpcError::Unreachable(u) => StreamingError::Unreachable(u),
@@ -159,12 +201,31 @@ impl InProcessCluster {
         for id in 1..=n {
             let dir = tempfile::tempdir().unwrap();
             let db = RaftDb::open(dir.path()).unwrap();
-            let factory = RouterFactory { from: id, router: router.clone() };
+            let factory = RouterFactory {
+                from: id,
+                router: router.clone(),
+            };
             let (raft, state_machine) = start_raft(id, config.clone(), db, factory).await.unwrap();
             router.nodes.lock().unwrap().insert(id, raft.clone());
-            nodes.insert(id, TestNode { raft, state_machine, _dir: dir });
+            nodes.insert(
+                id,
+                TestNode {
+                    raft,
+                    state_machine,
+                    _dir: dir,
+                },
+            );
         }
-        let members: BTreeMap<NodeId, Member> = (1..=n).map(|id| (id, Member { addr: format!("mem:{id}") })).collect();
+        let members: BTreeMap<NodeId, Member> = (1..=n)
+            .map(|id| {
+                (
+                    id,
+                    Member {
+                        addr: format!("mem:{id}"),
+                    },
+                )
+            })
+            .collect();
         nodes[&1].raft.initialize(members).await.unwrap();
         InProcessCluster { router, nodes }
     }
@@ -172,8 +233,10 @@ impl InProcessCluster {
     /// Waits until the nodes in `among` agree on one leader among them.
     async fn leader(&self, among: &[NodeId]) -> NodeId {
         poll(Duration::from_secs(20), "a leader", || {
-            let leaders: BTreeSet<Option<NodeId>> =
-                among.iter().map(|id| baton_node::types::metrics(&self.nodes[id].raft).current_leader).collect();
+            let leaders: BTreeSet<Option<NodeId>> = among
+                .iter()
+                .map(|id| baton_node::types::metrics(&self.nodes[id].raft).current_leader)
+                .collect();
             match leaders.into_iter().collect::<Vec<_>>()[..] {
                 [Some(l)] if among.contains(&l) => {
                     let m = baton_node::types::metrics(&self.nodes[&l].raft);
@@ -186,7 +249,10 @@ impl InProcessCluster {
     }
 
     async fn put(&self, leader: NodeId, key: &str, value: &str) -> Result<u64, String> {
-        let command = Command::Put { key: key.into(), value: value.as_bytes().to_vec() };
+        let command = Command::Put {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+        };
         let write = self.nodes[&leader].raft.client_write(command);
         match tokio::time::timeout(Duration::from_secs(5), write).await {
             Ok(Ok(response)) => Ok(response.log_id.index),
@@ -197,9 +263,16 @@ impl InProcessCluster {
 
     /// Waits until every node's state machine holds exactly `expected`.
     async fn converge(&self, expected: &BTreeMap<String, Vec<u8>>) {
-        poll(Duration::from_secs(30), "every node to apply the same state", || {
-            self.nodes.values().all(|n| n.state_machine.read(|s| &s.kv == expected)).then_some(())
-        })
+        poll(
+            Duration::from_secs(30),
+            "every node to apply the same state",
+            || {
+                self.nodes
+                    .values()
+                    .all(|n| n.state_machine.read(|s| &s.kv == expected))
+                    .then_some(())
+            },
+        )
         .await
     }
 }
@@ -210,7 +283,10 @@ async fn poll<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Optio
         if let Some(value) = check() {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -221,7 +297,10 @@ async fn three_nodes_replicate_writes_to_every_state_machine() {
     let leader = cluster.leader(&[1, 2, 3]).await;
     let mut expected = BTreeMap::new();
     for i in 0..100 {
-        cluster.put(leader, &format!("k{i}"), &i.to_string()).await.unwrap();
+        cluster
+            .put(leader, &format!("k{i}"), &i.to_string())
+            .await
+            .unwrap();
         expected.insert(format!("k{i}"), i.to_string().into_bytes());
     }
     cluster.converge(&expected).await;
@@ -237,11 +316,17 @@ async fn an_isolated_leader_is_replaced_and_catches_up_after_healing() {
     let rest: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != old).collect();
     let new = cluster.leader(&rest).await;
     assert_ne!(new, old);
-    assert!(cluster.put(old, "lost", "x").await.is_err(), "an isolated leader must not commit");
+    assert!(
+        cluster.put(old, "lost", "x").await.is_err(),
+        "an isolated leader must not commit"
+    );
     cluster.put(new, "after", "2").await.unwrap();
 
     cluster.router.heal();
-    let expected = BTreeMap::from([("before".to_string(), b"1".to_vec()), ("after".to_string(), b"2".to_vec())]);
+    let expected = BTreeMap::from([
+        ("before".to_string(), b"1".to_vec()),
+        ("after".to_string(), b"2".to_vec()),
+    ]);
     cluster.converge(&expected).await;
 }
 
@@ -286,6 +371,14 @@ async fn a_rejoining_partitioned_follower_does_not_disrupt_the_leader() {
     cluster.put(leader, "still", "leading").await.unwrap();
     let after = baton_node::types::metrics(&cluster.nodes[&leader].raft);
     assert_eq!(after.current_leader, Some(leader));
-    assert_eq!(after.current_term, term_before, "the partitioned follower must not force a new term");
-    cluster.converge(&BTreeMap::from([("still".to_string(), b"leading".to_vec())])).await;
+    assert_eq!(
+        after.current_term, term_before,
+        "the partitioned follower must not force a new term"
+    );
+    cluster
+        .converge(&BTreeMap::from([(
+            "still".to_string(),
+            b"leading".to_vec(),
+        )]))
+        .await;
 }

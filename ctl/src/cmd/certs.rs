@@ -9,10 +9,17 @@ use crate::pki::{self, NodeSpec};
 
 pub fn run(command: CertsCommand, format: OutputFormat) -> Result<(), CmdError> {
     let (dir, written) = match command {
-        CertsCommand::Init { dir, nodes, local_nodes } => {
+        CertsCommand::Init {
+            dir,
+            nodes,
+            local_nodes,
+        } => {
             let specs = match local_nodes {
                 Some(n) => (1..=n).map(NodeSpec::local).collect(),
-                None => nodes.iter().map(|s| NodeSpec::parse(s)).collect::<Result<Vec<_>, _>>()?,
+                None => nodes
+                    .iter()
+                    .map(|s| NodeSpec::parse(s))
+                    .collect::<Result<Vec<_>, _>>()?,
             };
             let written = pki::init(&dir, &specs)?;
             (dir, written)

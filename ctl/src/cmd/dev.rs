@@ -32,7 +32,10 @@ pub enum DevError {
     #[error(transparent)]
     LocalCluster(#[from] LocalClusterError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the cluster elected no leader within {0:?}; see the node logs in {1}")]
     NoLeader(Duration, PathBuf),
 }
@@ -40,7 +43,10 @@ pub enum DevError {
 /// Empties `dir` if a previous `batonctl dev` made it; refuses any other
 /// non-empty directory.
 fn prepare_dir(dir: &Path) -> Result<(), DevError> {
-    let io = |source| DevError::Io { path: dir.to_path_buf(), source };
+    let io = |source| DevError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     if dir.exists() {
         let empty = std::fs::read_dir(dir).map_err(io)?.next().is_none();
         if !empty {
@@ -51,7 +57,11 @@ fn prepare_dir(dir: &Path) -> Result<(), DevError> {
         }
     }
     std::fs::create_dir_all(dir).map_err(io)?;
-    std::fs::write(dir.join(MARKER), "made by batonctl dev; the next run wipes this directory\n").map_err(io)
+    std::fs::write(
+        dir.join(MARKER),
+        "made by batonctl dev; the next run wipes this directory\n",
+    )
+    .map_err(io)
 }
 
 pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
@@ -62,11 +72,15 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
         Some(path) => path,
         None => find_node_binary().map_err(DevError::from)?,
     };
-    let mut stop = baton_node::signal::ShutdownSignal::install()
-        .map_err(|source| DevError::Io { path: "signal handlers".into(), source })?;
+    let mut stop =
+        baton_node::signal::ShutdownSignal::install().map_err(|source| DevError::Io {
+            path: "signal handlers".into(),
+            source,
+        })?;
     prepare_dir(&args.data_dir)?;
     let mut cluster =
-        LocalCluster::create(&args.data_dir, args.nodes, TimingConfig::default(), binary).map_err(DevError::from)?;
+        LocalCluster::create(&args.data_dir, args.nodes, TimingConfig::default(), binary)
+            .map_err(DevError::from)?;
     let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
     for id in &ids {
         cluster.start(*id).map_err(DevError::from)?;
@@ -102,11 +116,18 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
     let env_path = cluster.write_env().map_err(DevError::from)?;
 
     let dir = cluster.dir.display().to_string();
-    let nodes: Vec<_> =
-        cluster.nodes.values().map(|n| json!({"id": n.id, "addr": n.addr, "config": n.config_path(), "log": n.log_path()})).collect();
-    output::print(format, &json!({"dir": dir, "env": env_path, "leader": view.leader, "nodes": nodes}), || {
-        tour(&cluster, &env_path, view.leader.unwrap_or(0))
-    });
+    let nodes: Vec<_> = cluster
+        .nodes
+        .values()
+        .map(
+            |n| json!({"id": n.id, "addr": n.addr, "config": n.config_path(), "log": n.log_path()}),
+        )
+        .collect();
+    output::print(
+        format,
+        &json!({"dir": dir, "env": env_path, "leader": view.leader, "nodes": nodes}),
+        || tour(&cluster, &env_path, view.leader.unwrap_or(0)),
+    );
 
     loop {
         tokio::select! {
@@ -129,7 +150,9 @@ fn stop_all(cluster: &mut LocalCluster, ids: &[u64]) -> Result<(), CmdError> {
     let dir = cluster.dir.display().to_string();
     eprintln!("stopping {} node(s)...", ids.len());
     for id in ids {
-        let clean = cluster.stop(*id, Duration::from_secs(15)).map_err(DevError::from)?;
+        let clean = cluster
+            .stop(*id, Duration::from_secs(15))
+            .map_err(DevError::from)?;
         if !clean {
             eprintln!("node {id} did not stop cleanly; see {dir}/{id}/node.log");
         }

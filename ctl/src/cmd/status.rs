@@ -68,7 +68,9 @@ impl From<StatusReply> for StatusView {
 
 /// Asks the cluster for its status.
 pub async fn fetch(client: &ClusterClient) -> Result<StatusView, ClientError> {
-    let reply = client.call(|mut c| async move { c.status(StatusRequest {}).await }).await?;
+    let reply = client
+        .call(|mut c| async move { c.status(StatusRequest {}).await })
+        .await?;
     Ok(reply.into())
 }
 
@@ -99,12 +101,33 @@ pub fn members_table(members: &[MemberView]) -> String {
                 m.addr.clone(),
                 m.role.clone(),
                 m.state.clone(),
-                if m.version.is_empty() { "-".into() } else { m.version.clone() },
-                if m.raft_state.is_empty() { "-".into() } else { m.raft_state.clone() },
+                if m.version.is_empty() {
+                    "-".into()
+                } else {
+                    m.version.clone()
+                },
+                if m.raft_state.is_empty() {
+                    "-".into()
+                } else {
+                    m.raft_state.clone()
+                },
                 m.matched_index.map_or("-".into(), |i| i.to_string()),
-                m.last_contact_ms.map_or("never".into(), |ms| format!("{ms}ms ago")),
+                m.last_contact_ms
+                    .map_or("never".into(), |ms| format!("{ms}ms ago")),
             ]
         })
         .collect();
-    output::table(&["ID", "ADDR", "ROLE", "STATE", "VERSION", "RAFT", "MATCHED", "LAST CONTACT"], &rows)
+    output::table(
+        &[
+            "ID",
+            "ADDR",
+            "ROLE",
+            "STATE",
+            "VERSION",
+            "RAFT",
+            "MATCHED",
+            "LAST CONTACT",
+        ],
+        &rows,
+    )
 }

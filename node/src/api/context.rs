@@ -25,7 +25,10 @@ pub struct NodeContext {
 
 impl NodeContext {
     pub fn record_contact(&self, id: NodeId) {
-        self.last_contact.lock().expect("contact lock poisoned").insert(id, Instant::now());
+        self.last_contact
+            .lock()
+            .expect("contact lock poisoned")
+            .insert(id, Instant::now());
     }
 
     pub fn last_contact_ms(&self, id: NodeId) -> Option<u64> {

@@ -18,17 +18,27 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(cluster_id: String, insecure: bool, raft: Raft, initial_members: BTreeSet<NodeId>) -> Self {
-        Gate { cluster_id, insecure, raft, initial_members }
+    pub fn new(
+        cluster_id: String,
+        insecure: bool,
+        raft: Raft,
+        initial_members: BTreeSet<NodeId>,
+    ) -> Self {
+        Gate {
+            cluster_id,
+            insecure,
+            raft,
+            initial_members,
+        }
     }
 
     fn identity(&self, request: &Request<()>) -> Result<Option<PeerIdentity>, Status> {
         if self.insecure {
             return Ok(None);
         }
-        let certs = request
-            .peer_certs()
-            .ok_or_else(|| Status::unauthenticated("a client certificate from the cluster CA is required"))?;
+        let certs = request.peer_certs().ok_or_else(|| {
+            Status::unauthenticated("a client certificate from the cluster CA is required")
+        })?;
         peer_identity(&certs).map(Some).ok_or_else(|| {
             Status::permission_denied("the client certificate names neither a node nor the admin; use a certificate from `batonctl certs init`")
         })
@@ -41,8 +51,13 @@ impl Gate {
             .get(baton_proto::NODE_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<NodeId>().ok())
-            .ok_or_else(|| Status::invalid_argument("peer calls must carry a baton-node-id header"))?;
-        let cluster = request.metadata().get(baton_proto::CLUSTER_ID_HEADER).and_then(|v| v.to_str().ok());
+            .ok_or_else(|| {
+                Status::invalid_argument("peer calls must carry a baton-node-id header")
+            })?;
+        let cluster = request
+            .metadata()
+            .get(baton_proto::CLUSTER_ID_HEADER)
+            .and_then(|v| v.to_str().ok());
         if cluster != Some(self.cluster_id.as_str()) {
             return Err(Status::failed_precondition(format!(
                 "cluster id mismatch: this node belongs to {}, the caller to {}; nodes started with \
@@ -60,7 +75,9 @@ impl Gate {
                 )));
             }
             Some(PeerIdentity::Admin) => {
-                return Err(Status::permission_denied("the admin certificate cannot make peer calls"));
+                return Err(Status::permission_denied(
+                    "the admin certificate cannot make peer calls",
+                ));
             }
         }
         if !self.is_member(claimed) {

@@ -19,12 +19,21 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
     let membership = metrics.membership_config.membership().clone();
     let voters: Vec<NodeId> = membership.voter_ids().collect();
     let matched = |id: NodeId| {
-        metrics.replication.as_ref().and_then(|r| r.get(&id)).and_then(|l| l.as_ref()).map(|l| l.index)
+        metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id))
+            .and_then(|l| l.as_ref())
+            .map(|l| l.index)
     };
     let probes = membership.nodes().map(|(id, node)| {
         let (id, addr) = (*id, node.addr.clone());
         async move {
-            let info = if id == context.id { Some(local_info(context)) } else { probe(context, id, &addr).await };
+            let info = if id == context.id {
+                Some(local_info(context))
+            } else {
+                probe(context, id, &addr).await
+            };
             (id, addr, info)
         }
     });
@@ -34,12 +43,21 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
         .map(|(id, addr, info)| MemberStatus {
             id,
             addr,
-            role: if voters.contains(&id) { "voter" } else { "worker" }.to_string(),
+            role: if voters.contains(&id) {
+                "voter"
+            } else {
+                "worker"
+            }
+            .to_string(),
             state: if info.is_some() { "up" } else { "unreachable" }.to_string(),
             version: info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
             last_contact_ms: context.last_contact_ms(id),
             raft_state: info.map(|i| i.raft_state).unwrap_or_default(),
-            matched_index: if id == context.id { metrics.last_log_index } else { matched(id) },
+            matched_index: if id == context.id {
+                metrics.last_log_index
+            } else {
+                matched(id)
+            },
         })
         .collect()
 }
@@ -47,8 +65,13 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
 async fn probe(context: &NodeContext, id: NodeId, addr: &str) -> Option<NodeInfoReply> {
     let channel = context.channels.channel(id, addr).ok()?;
     let mut client = PeerClient::new(channel);
-    let request = context.channels.request(NodeInfoRequest {}, Some(PROBE_TIMEOUT));
-    let reply = tokio::time::timeout(PROBE_TIMEOUT, client.node_info(request)).await.ok()?.ok()?;
+    let request = context
+        .channels
+        .request(NodeInfoRequest {}, Some(PROBE_TIMEOUT));
+    let reply = tokio::time::timeout(PROBE_TIMEOUT, client.node_info(request))
+        .await
+        .ok()?
+        .ok()?;
     let info = reply.into_inner();
     if info.node_id != id || info.cluster_id != context.cluster_id {
         return None;

@@ -24,7 +24,8 @@ impl RaftService {
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Status> {
-    serde_json::from_slice(bytes).map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
 }
 
 fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
@@ -34,34 +35,62 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
 
 #[tonic::async_trait]
 impl RaftApi for RaftService {
-    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let rpc = decode("append-entries request", &request.into_inner().payload)?;
-        let response = self.raft.append_entries(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let response = self
+            .raft
+            .append_entries(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         reply(&response)
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc = decode("vote request", &request.into_inner().payload)?;
-        let response = self.raft.vote(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let response = self
+            .raft
+            .vote(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         reply(&response)
     }
 
     async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc = decode("pre-vote request", &request.into_inner().payload)?;
-        let response = self.raft.pre_vote(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let response = self
+            .raft
+            .pre_vote(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         reply(&response)
     }
 
-    async fn install_snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<SnapshotRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let message = request.into_inner();
         let vote: Vote = decode("snapshot vote", &message.vote)?;
         let meta: SnapshotMeta = decode("snapshot meta", &message.meta)?;
-        let snapshot = Snapshot { meta, snapshot: Cursor::new(message.data) };
-        let response = self.raft.install_full_snapshot(vote, snapshot).await.map_err(fatal)?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Cursor::new(message.data),
+        };
+        let response = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(fatal)?;
         reply(&response)
     }
 
-    async fn transfer_leader(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn transfer_leader(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let rpc = decode("transfer-leader request", &request.into_inner().payload)?;
         let response = self.raft.handle_transfer_leader(rpc).await.map_err(fatal)?;
         reply(&response)

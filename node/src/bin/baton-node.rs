@@ -37,7 +37,12 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!("{}: ok (node {}, cluster {})", args.config.display(), config.id, config.cluster_id());
+        println!(
+            "{}: ok (node {}, cluster {})",
+            args.config.display(),
+            config.id,
+            config.cluster_id()
+        );
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Runtime::new() {

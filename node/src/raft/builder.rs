@@ -35,11 +35,19 @@ pub async fn start_raft<N>(
 ) -> Result<(Raft, StateMachineStore), crate::NodeError>
 where
     N: openraft::network::RaftNetworkFactory<TypeConfig>,
-    N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = crate::types::typ::SnapshotData>,
+    N::Network:
+        openraft::network::NetSnapshot<TypeConfig, SnapshotData = crate::types::typ::SnapshotData>,
 {
-    let state_machine = StateMachineStore::open(db.clone()).map_err(crate::store::StoreError::Io)?;
-    let raft = Raft::new(id, raft_config, network, LogStore::new(db), state_machine.clone())
-        .await
-        .map_err(|e| crate::NodeError::Raft(e.to_string()))?;
+    let state_machine =
+        StateMachineStore::open(db.clone()).map_err(crate::store::StoreError::Io)?;
+    let raft = Raft::new(
+        id,
+        raft_config,
+        network,
+        LogStore::new(db),
+        state_machine.clone(),
+    )
+    .await
+    .map_err(|e| crate::NodeError::Raft(e.to_string()))?;
     Ok((raft, state_machine))
 }

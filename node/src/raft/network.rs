@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use baton_proto::raft_client::RaftClient;
 use baton_proto::{RaftRequest, SnapshotRequest};
+use openraft::OptionalSend;
 use openraft::errors::{NetworkError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
-use openraft::OptionalSend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
@@ -33,7 +33,11 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = GrpcPeer;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> GrpcPeer {
-        GrpcPeer { target, channel: self.channels.channel(target, &node.addr), channels: self.channels.clone() }
+        GrpcPeer {
+            target,
+            channel: self.channels.channel(target, &node.addr),
+            channels: self.channels.clone(),
+        }
     }
 }
 
@@ -65,7 +69,10 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
 
 impl GrpcPeer {
     fn client(&self) -> Result<RaftClient<Channel>, RpcError> {
-        let channel = self.channel.as_ref().map_err(|e| RpcError::Unreachable(Unreachable::new(e)))?;
+        let channel = self
+            .channel
+            .as_ref()
+            .map_err(|e| RpcError::Unreachable(Unreachable::new(e)))?;
         Ok(RaftClient::new(channel.clone())
             .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES))
@@ -78,7 +85,12 @@ impl GrpcPeer {
         option: &RPCOption,
     ) -> Result<Resp, RpcError> {
         let mut client = self.client()?;
-        let request = self.channels.request(RaftRequest { payload: encode(req)? }, Some(option.soft_ttl()));
+        let request = self.channels.request(
+            RaftRequest {
+                payload: encode(req)?,
+            },
+            Some(option.soft_ttl()),
+        );
         let reply = match kind {
             RpcKind::AppendEntries => client.append_entries(request).await,
             RpcKind::Vote => client.vote(request).await,
@@ -108,11 +120,19 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         self.call(RpcKind::AppendEntries, &rpc, &option).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RpcError> {
         self.call(RpcKind::Vote, &rpc, &option).await
     }
 
-    async fn pre_vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RpcError> {
         self.call(RpcKind::PreVote, &rpc, &option).await
     }
 
@@ -134,7 +154,10 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
             data: snapshot.snapshot.into_inner(),
         };
         let request = self.channels.request(message, Some(option.hard_ttl()));
-        let reply = client.install_snapshot(request).await.map_err(|s| to_streaming(rpc_error(s)))?;
+        let reply = client
+            .install_snapshot(request)
+            .await
+            .map_err(|s| to_streaming(rpc_error(s)))?;
         decode(&reply.into_inner().payload).map_err(to_streaming)
     }
 
@@ -149,6 +172,8 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
 
 impl std::fmt::Debug for GrpcPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcPeer").field("target", &self.target).finish()
+        f.debug_struct("GrpcPeer")
+            .field("target", &self.target)
+            .finish()
     }
 }

@@ -26,7 +26,12 @@ pub struct PeerChannels {
 impl PeerChannels {
     /// `tls: None` means insecure, plain-TCP mode.
     pub fn new(self_id: NodeId, cluster_id: String, tls: Option<TlsMaterial>) -> Arc<Self> {
-        Arc::new(PeerChannels { self_id, cluster_id, tls, channels: Mutex::new(HashMap::new()) })
+        Arc::new(PeerChannels {
+            self_id,
+            cluster_id,
+            tls,
+            channels: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -64,7 +69,10 @@ impl PeerChannels {
     pub fn request<T>(&self, message: T, timeout: Option<Duration>) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
-        metadata.insert(baton_proto::NODE_ID_HEADER, MetadataValue::from(self.self_id));
+        metadata.insert(
+            baton_proto::NODE_ID_HEADER,
+            MetadataValue::from(self.self_id),
+        );
         if let Ok(value) = self.cluster_id.parse() {
             metadata.insert(baton_proto::CLUSTER_ID_HEADER, value);
         }

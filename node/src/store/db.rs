@@ -27,12 +27,18 @@ pub(crate) const SM_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create data directory {path}: {source}; check data_dir and its permissions")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "cannot open the store at {path}: {source}; is another baton-node using this data_dir? \
          stop it, or give this node its own data_dir"
     )]
-    Open { path: PathBuf, source: redb::DatabaseError },
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
     #[error("store I/O failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -46,10 +52,15 @@ pub struct RaftDb {
 impl RaftDb {
     /// Opens (creating if needed) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::CreateDir { path: data_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         let path = data_dir.join("raft.redb");
-        let db = Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let db = Database::create(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
         let this = RaftDb { db: Arc::new(db) };
         this.write(Durability::Immediate, |txn| {
             txn.open_table(LOG)?;
@@ -68,7 +79,8 @@ impl RaftDb {
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, std::io::Error> {
         let mut txn = self.db.begin_write().map_err(|e| io_error(e.into()))?;
-        txn.set_durability(durability).map_err(std::io::Error::other)?;
+        txn.set_durability(durability)
+            .map_err(std::io::Error::other)?;
         let out = f(&txn).map_err(io_error)?;
         txn.commit().map_err(|e| io_error(e.into()))?;
         Ok(out)
@@ -92,7 +104,9 @@ impl RaftDb {
         f: impl FnOnce(RaftDb) -> Result<T, std::io::Error> + Send + 'static,
     ) -> Result<T, std::io::Error> {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || f(db)).await.map_err(std::io::Error::other)?
+        tokio::task::spawn_blocking(move || f(db))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// Reads a JSON value from a string-keyed table.
@@ -117,7 +131,8 @@ impl RaftDb {
     pub fn set_cluster_id(&self, cluster_id: &str) -> Result<(), std::io::Error> {
         let bytes = to_json(&cluster_id)?;
         self.write(Durability::Immediate, |txn| {
-            txn.open_table(META)?.insert("cluster_id", bytes.as_slice())?;
+            txn.open_table(META)?
+                .insert("cluster_id", bytes.as_slice())?;
             Ok(())
         })
     }
@@ -128,7 +143,8 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, std::
 }
 
 pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
-    serde_json::from_slice(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 pub(crate) fn io_error(e: redb::Error) -> std::io::Error {

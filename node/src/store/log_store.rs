@@ -82,9 +82,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last_purged_log_id: Option<LogId> = self.db.get_json(META, "last_purged")?;
         let last_log_id = match last {
             Some(bytes) => Some(from_json::<Entry>(&bytes)?.log_id()),
-            None => last_purged_log_id.clone(),
+            None => last_purged_log_id,
         };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -108,16 +111,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // known commit at once. Becomes durable with the next immediate commit.
         let bytes = to_json(&committed)?;
         self.db.write(Durability::None, |txn| {
-            txn.open_table(META)?.insert("committed", bytes.as_slice())?;
+            txn.open_table(META)?
+                .insert("committed", bytes.as_slice())?;
             Ok(())
         })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.db.get_json::<Option<LogId>>(META, "committed")?.flatten())
+        Ok(self
+            .db
+            .get_json::<Option<LogId>>(META, "committed")?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -168,7 +179,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db
             .blocking(move |db| {
                 db.write(Durability::Immediate, |txn| {
-                    txn.open_table(META)?.insert("last_purged", bytes.as_slice())?;
+                    txn.open_table(META)?
+                        .insert("last_purged", bytes.as_slice())?;
                     txn.open_table(LOG)?.retain_in(..=upto, |_, _| false)?;
                     Ok(())
                 })

@@ -41,7 +41,9 @@ struct Applied {
 impl StateMachineStore {
     /// Loads the state machine from the database.
     pub fn open(db: RaftDb) -> Result<Self, io::Error> {
-        let last_applied = db.get_json::<Option<LogId>>(SM_META, "last_applied")?.flatten();
+        let last_applied = db
+            .get_json::<Option<LogId>>(SM_META, "last_applied")?
+            .flatten();
         let last_membership = db.get_json(SM_META, "last_membership")?.unwrap_or_default();
         let rows = db.read(|txn| {
             let table = txn.open_table(SM_DATA)?;
@@ -52,18 +54,34 @@ impl StateMachineStore {
             }
             Ok(rows)
         })?;
-        let applied = Applied { last_applied, last_membership, cluster: ClusterState::from_rows(rows) };
-        Ok(StateMachineStore { db, state: Arc::new(RwLock::new(applied)) })
+        let applied = Applied {
+            last_applied,
+            last_membership,
+            cluster: ClusterState::from_rows(rows),
+        };
+        Ok(StateMachineStore {
+            db,
+            state: Arc::new(RwLock::new(applied)),
+        })
     }
 
     /// Reads the applied cluster state.
     pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
-        f(&self.state.read().expect("state machine lock poisoned").cluster)
+        f(&self
+            .state
+            .read()
+            .expect("state machine lock poisoned")
+            .cluster)
     }
 
     /// Index of the last applied log entry, 0 if none.
     pub fn last_applied_index(&self) -> u64 {
-        self.state.read().expect("state machine lock poisoned").last_applied.as_ref().map_or(0, |l| l.index())
+        self.state
+            .read()
+            .expect("state machine lock poisoned")
+            .last_applied
+            .as_ref()
+            .map_or(0, |l| l.index())
     }
 }
 
@@ -74,21 +92,28 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let (meta, data) = {
             let applied = self.state.read().expect("state machine lock poisoned");
             let meta = SnapshotMeta {
-                last_log_id: applied.last_applied.clone(),
+                last_log_id: applied.last_applied,
                 last_membership: applied.last_membership.clone(),
             };
             (meta, to_json(&applied.cluster)?)
         };
-        let stored = to_json(&StoredSnapshot { meta: meta.clone(), data: data.clone() })?;
+        let stored = to_json(&StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        })?;
         self.db
             .blocking(move |db| {
                 db.write(Durability::Immediate, |txn| {
-                    txn.open_table(SM_META)?.insert("snapshot", stored.as_slice())?;
+                    txn.open_table(SM_META)?
+                        .insert("snapshot", stored.as_slice())?;
                     Ok(())
                 })
             })
             .await?;
-        Ok(Snapshot { meta, snapshot: Cursor::new(data) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Cursor::new(data),
+        })
     }
 }
 
@@ -98,7 +123,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let applied = self.state.read().expect("state machine lock poisoned");
-        Ok((applied.last_applied.clone(), applied.last_membership.clone()))
+        Ok((
+            applied.last_applied,
+            applied.last_membership.clone(),
+        ))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -123,7 +151,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         response
                     }
                     EntryPayload::Membership(membership) => {
-                        applied.last_membership = StoredMembership::new(Some(entry.log_id()), membership.clone());
+                        applied.last_membership =
+                            StoredMembership::new(Some(entry.log_id()), membership.clone());
                         Default::default()
                     }
                 };
@@ -131,7 +160,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     responses.push((responder, response));
                 }
             }
-            (to_json(&applied.last_applied)?, to_json(&applied.last_membership)?)
+            (
+                to_json(&applied.last_applied)?,
+                to_json(&applied.last_membership)?,
+            )
         };
         self.db
             .blocking(move |db| {
@@ -160,11 +192,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let cluster: ClusterState = from_json(&data)?;
         let rows = cluster.to_rows();
-        let stored = to_json(&StoredSnapshot { meta: meta.clone(), data })?;
+        let stored = to_json(&StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        })?;
         let last_applied = to_json(&meta.last_log_id)?;
         let last_membership = to_json(&meta.last_membership)?;
         self.db
@@ -185,13 +224,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .await?;
         let mut applied = self.state.write().expect("state machine lock poisoned");
         applied.cluster = cluster;
-        applied.last_applied = meta.last_log_id.clone();
+        applied.last_applied = meta.last_log_id;
         applied.last_membership = meta.last_membership.clone();
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let stored: Option<StoredSnapshot> = self.db.get_json(SM_META, "snapshot")?;
-        Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Cursor::new(s.data) }))
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Cursor::new(s.data),
+        }))
     }
 }

@@ -1,0 +1,225 @@
+//! `baton-bench`: Raft commit throughput and latency, and leader failover
+//! after kill -9, on a 3-node cluster of release `baton-node` processes on
+//! loopback with durable (fsync'd) storage. Prints a Markdown table.
+//!
+//! Run from the repository root: `scripts/bench.sh` (builds release binaries
+//! first; `baton-node` must sit beside this binary).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_cluster_tests::TestCluster;
+use batonctl::ClusterClient;
+use clap::Parser;
+use hdrhistogram::Histogram;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks a local Baton cluster")]
+struct Args {
+    /// Seconds of load per throughput phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent clients in the second phase.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Leader kills in the failover phase.
+    #[arg(long, default_value_t = 10)]
+    kills: usize,
+}
+
+struct Phase {
+    clients: usize,
+    ops: u64,
+    elapsed: Duration,
+    latency_us: Histogram<u64>,
+    errors: u64,
+}
+
+async fn load(cluster: &Arc<TestCluster>, clients: usize, seconds: u64) -> Phase {
+    // A few connections shared by all clients, as HTTP/2 multiplexes calls.
+    let connections: Vec<Arc<ClusterClient>> = (0..clients.min(8))
+        .map(|_| Arc::new(cluster.client()))
+        .collect();
+    for c in &connections {
+        cluster.put(c, "warm-up", "x").await.expect("warm-up write");
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let (cluster, client) = (cluster.clone(), connections[i % connections.len()].clone());
+            tokio::spawn(async move {
+                let mut hist = Histogram::<u64>::new(3).unwrap();
+                let (mut ops, mut errors) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    match cluster
+                        .put(&client, &format!("c{i}-{}", ops % 1000), "0123456789abcdef")
+                        .await
+                    {
+                        Ok(_) => {
+                            hist.record(t.elapsed().as_micros() as u64).unwrap();
+                            ops += 1;
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (hist, ops, errors)
+            })
+        })
+        .collect();
+    let mut phase = Phase {
+        clients,
+        ops: 0,
+        elapsed: Duration::ZERO,
+        latency_us: Histogram::new(3).unwrap(),
+        errors: 0,
+    };
+    for task in tasks {
+        let (hist, ops, errors) = task.await.unwrap();
+        phase.latency_us.add(hist).unwrap();
+        phase.ops += ops;
+        phase.errors += errors;
+    }
+    phase.elapsed = started.elapsed();
+    phase
+}
+
+/// Kill -9 the leader, time until a write commits on a new leader; restart
+/// the killed node and let it catch up; repeat.
+async fn failover(cluster: &mut TestCluster, kills: usize) -> Vec<Duration> {
+    let mut times = Vec::new();
+    for round in 0..kills {
+        let old = cluster.wait_for_leader(Duration::from_secs(30)).await;
+        let survivors: Vec<String> = cluster
+            .local
+            .nodes
+            .values()
+            .filter(|n| n.id != old)
+            .map(|n| n.addr.clone())
+            .collect();
+        let client = cluster
+            .client_for(&survivors)
+            .with_retry_pause(Duration::from_millis(2));
+        cluster
+            .put(&client, "before-kill", "x")
+            .await
+            .expect("write before the kill");
+        let killed_at = Instant::now();
+        cluster.kill9(old);
+        cluster
+            .put(&client, &format!("after-kill-{round}"), "x")
+            .await
+            .expect("write after the kill");
+        let took = killed_at.elapsed();
+        times.push(took);
+        eprintln!(
+            "kill {}: node {old} killed, new leader committed after {:.0} ms",
+            round + 1,
+            took.as_secs_f64() * 1e3
+        );
+        cluster.restart(old);
+        let all = cluster.client();
+        baton_cluster_tests::poll_async(
+            Duration::from_secs(30),
+            "the restarted node to rejoin",
+            || async {
+                let view = batonctl::cmd::status::fetch(&all).await.ok()?;
+                view.members
+                    .iter()
+                    .all(|m| {
+                        m.state == "up" && m.matched_index.unwrap_or(0) + 5 >= view.commit_index
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    times
+}
+
+/// p50 of 4 KiB append + fdatasync in `dir`: the disk's floor for a commit.
+fn fsync_p50(dir: &std::path::Path) -> Duration {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut samples: Vec<Duration> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            file.write_all(&[0u8; 4096]).unwrap();
+            file.sync_data().unwrap();
+            t.elapsed()
+        })
+        .collect();
+    let _ = std::fs::remove_file(path);
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = Args::parse();
+    baton_node::tls::install_crypto_provider();
+    let cluster = Arc::new(TestCluster::start(3).await);
+    let fsync = fsync_p50(&cluster.path());
+    eprintln!(
+        "3-node cluster up in {}; measuring...",
+        cluster.path().display()
+    );
+    let one = load(&cluster, 1, args.seconds).await;
+    let many = load(&cluster, args.clients, args.seconds).await;
+    let mut cluster = Arc::into_inner(cluster).expect("load tasks finished");
+    let times = failover(&mut cluster, args.kills).await;
+
+    println!(
+        "Machine: {}; disk 4 KiB append+fdatasync p50 {:.2} ms\n",
+        machine(),
+        fsync.as_secs_f64() * 1e3
+    );
+    println!("| clients | commits/s | p50 | p99 | max | errors |");
+    println!("|---|---|---|---|---|---|");
+    for p in [&one, &many] {
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} |",
+            p.clients,
+            p.ops as f64 / p.elapsed.as_secs_f64(),
+            ms(p.latency_us.value_at_quantile(0.5)),
+            ms(p.latency_us.value_at_quantile(0.99)),
+            ms(p.latency_us.max()),
+            p.errors
+        );
+    }
+    let mut sorted = times.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    let max = sorted[sorted.len() - 1];
+    println!(
+        "\n| leader failover after kill -9 (kill to first commit on the new leader) | median | max | kills |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| 3 nodes, election timeout 300-500 ms | {:.0} ms | {:.0} ms | {} |",
+        median.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        sorted.len()
+    );
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The README's first command: build the binaries and run a local cluster.
+# Arguments go to `batonctl dev` (for example --nodes 5 --data-dir /tmp/baton).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --bins -p baton-node -p batonctl
+exec target/release/batonctl dev "$@"
