@@ -382,3 +382,51 @@ async fn a_rejoining_partitioned_follower_does_not_disrupt_the_leader() {
         )]))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_missed_compacted_entries_catches_up_from_a_snapshot() {
+    let cluster = InProcessCluster::start(3).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let lagging = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    cluster.router.isolate(lagging);
+    let rest: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != lagging).collect();
+    cluster
+        .router
+        .faults
+        .lock()
+        .unwrap()
+        .cut
+        .retain(|(a, b)| !(rest.contains(a) && rest.contains(b)));
+
+    let mut expected = BTreeMap::new();
+    for i in 0..200 {
+        cluster.put(leader, &format!("k{i}"), "v").await.unwrap();
+        expected.insert(format!("k{i}"), b"v".to_vec());
+    }
+    // The leader compacted its log past what the lagging follower has.
+    let purged = poll(
+        Duration::from_secs(10),
+        "the leader to purge its log",
+        || {
+            baton_node::types::metrics(&cluster.nodes[&leader].raft)
+                .purged
+                .map(|p| p.index)
+        },
+    )
+    .await;
+    let lagging_last = baton_node::types::metrics(&cluster.nodes[&lagging].raft)
+        .last_log_index
+        .unwrap_or(0);
+    assert!(
+        purged > lagging_last,
+        "purged {purged} <= follower's last log {lagging_last}"
+    );
+
+    cluster.router.heal();
+    cluster.converge(&expected).await;
+    let installed = baton_node::types::metrics(&cluster.nodes[&lagging].raft).snapshot;
+    assert!(
+        installed.is_some_and(|s| s.index >= purged),
+        "the follower did not install a snapshot: {installed:?}"
+    );
+}

@@ -1,11 +1,9 @@
 //! The redb database behind a node's Raft storage.
 //!
-//! Durability: every write that Raft must be able to rely on after a crash
-//! (log appends, the vote, purges, installed snapshots) commits with
-//! `Durability::Immediate`, which fsyncs before returning. State machine
-//! applies commit with `Durability::None`: they become durable with the next
-//! immediate commit, and until then the log entries they came from are still
-//! in the log, so a crash only makes the node re-apply them.
+//! Durability: every write commits with `Durability::Immediate`, which
+//! fsyncs before returning, so whatever Raft is told is written (log
+//! entries, the vote, purges, snapshots) survives a crash. The state machine
+//! itself lives in memory and is rebuilt from the last snapshot and the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,10 +16,8 @@ use serde::de::DeserializeOwned;
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// Raft metadata (vote, last purged log id) and node metadata (cluster id).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// State machine metadata: last applied log id, last membership, snapshot.
+/// The state machine's last snapshot.
 pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
-/// State machine rows (see `ClusterState::to_rows`).
-pub(crate) const SM_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_data");
 
 /// Errors opening or using a node's store.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +62,6 @@ impl RaftDb {
             txn.open_table(LOG)?;
             txn.open_table(META)?;
             txn.open_table(SM_META)?;
-            txn.open_table(SM_DATA)?;
             Ok(())
         })?;
         Ok(this)
@@ -149,12 +144,4 @@ pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io:
 
 pub(crate) fn io_error(e: redb::Error) -> std::io::Error {
     std::io::Error::other(e)
-}
-
-impl RaftDb {
-    /// Makes every earlier commit durable (those applied with
-    /// `Durability::None` included).
-    pub fn flush(&self) -> Result<(), std::io::Error> {
-        self.write(Durability::Immediate, |_| Ok(()))
-    }
 }

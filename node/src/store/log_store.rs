@@ -106,24 +106,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        // Not needed for safety; lets a restarted node apply up to the last
-        // known commit at once. Becomes durable with the next immediate commit.
-        let bytes = to_json(&committed)?;
-        self.db.write(Durability::None, |txn| {
-            txn.open_table(META)?
-                .insert("committed", bytes.as_slice())?;
-            Ok(())
-        })
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self
-            .db
-            .get_json::<Option<LogId>>(META, "committed")?
-            .flatten())
-    }
-
     async fn append<I>(
         &mut self,
         entries: I,

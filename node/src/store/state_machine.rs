@@ -1,5 +1,11 @@
-//! The replicated state machine: a [`ClusterState`] in memory, mirrored row by
-//! row into redb, with snapshots for log compaction and new members.
+//! The replicated state machine: a [`ClusterState`] in memory, made durable
+//! by snapshots.
+//!
+//! Applying an entry changes only memory: the entry itself is already durable
+//! in the Raft log, which openraft never purges past the last snapshot. On
+//! start-up the state is the last snapshot's, and openraft re-applies the log
+//! entries after it. So an apply costs no disk write, and a snapshot (every
+//! `timing.snapshot_after_entries` entries) costs one.
 
 use std::io::{self, Cursor};
 use std::sync::{Arc, RwLock};
@@ -8,11 +14,11 @@ use futures::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use redb::{Durability, ReadableTable};
+use redb::Durability;
 use serde::{Deserialize, Serialize};
 
-use super::db::{RaftDb, SM_DATA, SM_META, from_json, to_json};
-use crate::cluster_state::{Change, ClusterState};
+use super::db::{RaftDb, SM_META, from_json, to_json};
+use crate::cluster_state::ClusterState;
 use crate::types::TypeConfig;
 use crate::types::typ::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 
@@ -39,25 +45,15 @@ struct Applied {
 }
 
 impl StateMachineStore {
-    /// Loads the state machine from the database.
+    /// Loads the last snapshot, if any, as the applied state.
     pub fn open(db: RaftDb) -> Result<Self, io::Error> {
-        let last_applied = db
-            .get_json::<Option<LogId>>(SM_META, "last_applied")?
-            .flatten();
-        let last_membership = db.get_json(SM_META, "last_membership")?.unwrap_or_default();
-        let rows = db.read(|txn| {
-            let table = txn.open_table(SM_DATA)?;
-            let mut rows = Vec::new();
-            for row in table.iter()? {
-                let (k, v) = row?;
-                rows.push((k.value().to_string(), v.value().to_vec()));
-            }
-            Ok(rows)
-        })?;
-        let applied = Applied {
-            last_applied,
-            last_membership,
-            cluster: ClusterState::from_rows(rows),
+        let applied = match db.get_json::<StoredSnapshot>(SM_META, "snapshot")? {
+            Some(snapshot) => Applied {
+                last_applied: snapshot.meta.last_log_id,
+                last_membership: snapshot.meta.last_membership,
+                cluster: from_json(&snapshot.data)?,
+            },
+            None => Applied::default(),
         };
         Ok(StateMachineStore {
             db,
@@ -83,6 +79,23 @@ impl StateMachineStore {
             .as_ref()
             .map_or(0, |l| l.index())
     }
+
+    /// Stores `snapshot` durably as the current one.
+    async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), io::Error> {
+        let stored = to_json(&StoredSnapshot {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        })?;
+        self.db
+            .blocking(move |db| {
+                db.write(Durability::Immediate, |txn| {
+                    txn.open_table(SM_META)?
+                        .insert("snapshot", stored.as_slice())?;
+                    Ok(())
+                })
+            })
+            .await
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -97,19 +110,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             };
             (meta, to_json(&applied.cluster)?)
         };
-        let stored = to_json(&StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        })?;
-        self.db
-            .blocking(move |db| {
-                db.write(Durability::Immediate, |txn| {
-                    txn.open_table(SM_META)?
-                        .insert("snapshot", stored.as_slice())?;
-                    Ok(())
-                })
-            })
-            .await?;
+        self.save(&meta, &data).await?;
         Ok(Snapshot {
             meta,
             snapshot: Cursor::new(data),
@@ -123,65 +124,30 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let applied = self.state.read().expect("state machine lock poisoned");
-        Ok((
-            applied.last_applied,
-            applied.last_membership.clone(),
-        ))
+        Ok((applied.last_applied, applied.last_membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
-        let mut changes: Vec<Change> = Vec::new();
         let mut responses = Vec::new();
-        let (last_applied, last_membership) = {
-            let mut batch = Vec::new();
-            while let Some(item) = entries.try_next().await? {
-                batch.push(item);
-            }
+        while let Some((entry, responder)) = entries.try_next().await? {
             let mut applied = self.state.write().expect("state machine lock poisoned");
-            for (entry, responder) in batch {
-                applied.last_applied = Some(entry.log_id());
-                let response = match &entry.payload {
-                    EntryPayload::Blank => Default::default(),
-                    EntryPayload::Normal(command) => {
-                        let (response, mut changed) = applied.cluster.apply(command);
-                        changes.append(&mut changed);
-                        response
-                    }
-                    EntryPayload::Membership(membership) => {
-                        applied.last_membership =
-                            StoredMembership::new(Some(entry.log_id()), membership.clone());
-                        Default::default()
-                    }
-                };
-                if let Some(responder) = responder {
-                    responses.push((responder, response));
+            applied.last_applied = Some(entry.log_id());
+            let response = match &entry.payload {
+                EntryPayload::Blank => Default::default(),
+                EntryPayload::Normal(command) => applied.cluster.apply(command),
+                EntryPayload::Membership(membership) => {
+                    applied.last_membership =
+                        StoredMembership::new(Some(entry.log_id()), membership.clone());
+                    Default::default()
                 }
+            };
+            if let Some(responder) = responder {
+                responses.push((responder, response));
             }
-            (
-                to_json(&applied.last_applied)?,
-                to_json(&applied.last_membership)?,
-            )
-        };
-        self.db
-            .blocking(move |db| {
-                db.write(Durability::None, |txn| {
-                    let mut data = txn.open_table(SM_DATA)?;
-                    for change in &changes {
-                        match &change.value {
-                            Some(value) => data.insert(change.key.as_str(), value.as_slice())?,
-                            None => data.remove(change.key.as_str())?,
-                        };
-                    }
-                    let mut meta = txn.open_table(SM_META)?;
-                    meta.insert("last_applied", last_applied.as_slice())?;
-                    meta.insert("last_membership", last_membership.as_slice())?;
-                    Ok(())
-                })
-            })
-            .await?;
+        }
         for (responder, response) in responses {
             responder.send(response);
         }
@@ -199,29 +165,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let cluster: ClusterState = from_json(&data)?;
-        let rows = cluster.to_rows();
-        let stored = to_json(&StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        })?;
-        let last_applied = to_json(&meta.last_log_id)?;
-        let last_membership = to_json(&meta.last_membership)?;
-        self.db
-            .blocking(move |db| {
-                db.write(Durability::Immediate, |txn| {
-                    let mut table = txn.open_table(SM_DATA)?;
-                    table.retain(|_, _| false)?;
-                    for (k, v) in &rows {
-                        table.insert(k.as_str(), v.as_slice())?;
-                    }
-                    let mut sm_meta = txn.open_table(SM_META)?;
-                    sm_meta.insert("last_applied", last_applied.as_slice())?;
-                    sm_meta.insert("last_membership", last_membership.as_slice())?;
-                    sm_meta.insert("snapshot", stored.as_slice())?;
-                    Ok(())
-                })
-            })
-            .await?;
+        self.save(meta, &data).await?;
         let mut applied = self.state.write().expect("state machine lock poisoned");
         applied.cluster = cluster;
         applied.last_applied = meta.last_log_id;
