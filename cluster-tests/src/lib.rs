@@ -39,14 +39,9 @@ impl TestCluster {
             .prefix("baton-test-")
             .tempdir()
             .expect("temp dir");
-        let binary = find_node_binary()
-            .expect("baton-node is built beside the tests (cargo test builds it)");
-        let local = LocalCluster::create(dir.path(), n, TimingConfig::default(), binary)
-            .expect("lay out cluster");
-        TestCluster {
-            local,
-            dir: Some(dir),
-        }
+        let binary = find_node_binary().expect("baton-node is built beside the tests (cargo test builds it)");
+        let local = LocalCluster::create(dir.path(), n, TimingConfig::default(), binary).expect("lay out cluster");
+        TestCluster { local, dir: Some(dir) }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -103,12 +98,7 @@ impl TestCluster {
         .await
     }
 
-    pub async fn put(
-        &self,
-        client: &ClusterClient,
-        key: &str,
-        value: &str,
-    ) -> Result<u64, ClientError> {
+    pub async fn put(&self, client: &ClusterClient, key: &str, value: &str) -> Result<u64, ClientError> {
         let request = PutRequest {
             key: key.to_string(),
             value: value.as_bytes().to_vec(),
@@ -139,11 +129,7 @@ impl TestCluster {
     }
 
     /// Reads `key` linearizably through the leader.
-    pub async fn get(
-        &self,
-        client: &ClusterClient,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>, ClientError> {
+    pub async fn get(&self, client: &ClusterClient, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
         let request = GetRequest {
             key: key.to_string(),
             local: false,
@@ -171,11 +157,7 @@ impl TestCluster {
         for node in self.local.nodes.values() {
             let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            out.push_str(&format!(
-                "==== node {} ({}) ====\n",
-                node.id,
-                node.log_path().display()
-            ));
+            out.push_str(&format!("==== node {} ({}) ====\n", node.id, node.log_path().display()));
             for line in tail.into_iter().rev() {
                 out.push_str(line);
                 out.push('\n');
@@ -186,10 +168,7 @@ impl TestCluster {
 
     /// Keeps the directory after the test (for debugging).
     pub fn keep(&mut self) -> PathBuf {
-        self.dir
-            .take()
-            .map(|d| d.keep())
-            .unwrap_or_else(|| self.path())
+        self.dir.take().map(|d| d.keep()).unwrap_or_else(|| self.path())
     }
 }
 

@@ -10,9 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 fn binary(name: &str) -> std::path::PathBuf {
-    find_binary(name).unwrap_or_else(|| {
-        panic!("{name} is built beside the tests (cargo test --workspace builds it)")
-    })
+    find_binary(name).unwrap_or_else(|| panic!("{name} is built beside the tests (cargo test --workspace builds it)"))
 }
 
 fn write_config(dir: &Path, port: u16, extra: &str, members: &str) -> std::path::PathBuf {
@@ -67,15 +65,8 @@ fn baton_node_refuses_a_bad_config_before_binding_anything() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "config:\n{text}\nstderr: {stderr}"
-        );
-        assert!(
-            stderr.contains(expected),
-            "expected {expected:?} in: {stderr}"
-        );
+        assert_eq!(out.status.code(), Some(2), "config:\n{text}\nstderr: {stderr}");
+        assert!(stderr.contains(expected), "expected {expected:?} in: {stderr}");
         // Nothing was bound and nothing was written.
         std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is still free");
         assert!(!dir.path().join("data").exists());
@@ -94,11 +85,7 @@ fn baton_node_refuses_a_bad_config_before_binding_anything() {
         .arg("--check")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -140,10 +127,7 @@ fn batonctl_dev_runs_a_cluster_and_stops_it_on_sigterm() {
     let env = data.join("env");
     let status_json = loop {
         assert!(Instant::now() < deadline, "batonctl dev formed no cluster");
-        assert!(
-            dev.try_wait().unwrap().is_none(),
-            "batonctl dev exited early"
-        );
+        assert!(dev.try_wait().unwrap().is_none(), "batonctl dev exited early");
         if env.exists() {
             let vars = std::fs::read_to_string(&env).unwrap();
             let mut cmd = Command::new(binary("batonctl"));

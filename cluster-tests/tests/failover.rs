@@ -17,11 +17,7 @@ async fn three_nodes_elect_one_leader_and_every_member_is_up() {
         assert_eq!(member.role, "voter");
         assert_eq!(member.version, env!("CARGO_PKG_VERSION"));
     }
-    let leaders = status
-        .members
-        .iter()
-        .filter(|m| m.raft_state == "leader")
-        .count();
+    let leaders = status.members.iter().filter(|m| m.raft_state == "leader").count();
     assert_eq!(leaders, 1, "{status:?}");
 }
 
@@ -38,17 +34,11 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write_and_the_node_catches_u
     let old = cluster.wait_for_leader(Duration::from_secs(10)).await;
     cluster.kill9(old);
 
-    let new = cluster
-        .wait_for_new_leader(old, Duration::from_secs(20))
-        .await;
+    let new = cluster.wait_for_new_leader(old, Duration::from_secs(20)).await;
     assert_ne!(new, old);
     for (key, value) in &acknowledged {
         let got = cluster.get(&client, key).await.unwrap();
-        assert_eq!(
-            got.as_deref(),
-            Some(value.as_bytes()),
-            "acknowledged write {key} lost"
-        );
+        assert_eq!(got.as_deref(), Some(value.as_bytes()), "acknowledged write {key} lost");
     }
     for i in 0..20 {
         let key = format!("after-{i}");
@@ -58,18 +48,14 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write_and_the_node_catches_u
 
     // The killed node restarts from its data directory and catches up.
     cluster.restart(old);
-    poll_async(
-        Duration::from_secs(30),
-        "the restarted node to catch up",
-        || async {
-            for (key, value) in &acknowledged {
-                if cluster.get_local(old, key).await.ok()?.as_deref() != Some(value.as_bytes()) {
-                    return None;
-                }
+    poll_async(Duration::from_secs(30), "the restarted node to catch up", || async {
+        for (key, value) in &acknowledged {
+            if cluster.get_local(old, key).await.ok()?.as_deref() != Some(value.as_bytes()) {
+                return None;
             }
-            Some(())
-        },
-    )
+        }
+        Some(())
+    })
     .await;
     let status = cluster.status().await.unwrap();
     assert!(status.members.iter().all(|m| m.state == "up"), "{status:?}");
@@ -83,14 +69,10 @@ async fn a_five_node_cluster_survives_two_kills() {
 
     let first = cluster.wait_for_leader(Duration::from_secs(10)).await;
     cluster.kill9(first);
-    let second = cluster
-        .wait_for_new_leader(first, Duration::from_secs(20))
-        .await;
+    let second = cluster.wait_for_new_leader(first, Duration::from_secs(20)).await;
     cluster.put(&client, "b", "2").await.unwrap();
     cluster.kill9(second);
-    cluster
-        .wait_for_new_leader(second, Duration::from_secs(20))
-        .await;
+    cluster.wait_for_new_leader(second, Duration::from_secs(20)).await;
     cluster.put(&client, "c", "3").await.unwrap();
 
     for (key, value) in [("a", "1"), ("b", "2"), ("c", "3")] {
@@ -118,9 +100,7 @@ async fn sigterm_stops_a_node_cleanly_and_hands_off_leadership() {
     assert!(clean, "the leader did not exit 0 within its grace period");
     let log = std::fs::read_to_string(cluster.local.nodes[&leader].log_path()).unwrap();
     assert!(log.contains("stopped cleanly"), "{log}");
-    let new = cluster
-        .wait_for_new_leader(leader, Duration::from_secs(10))
-        .await;
+    let new = cluster.wait_for_new_leader(leader, Duration::from_secs(10)).await;
     assert_ne!(new, leader);
     cluster.put(&cluster.client(), "k", "v").await.unwrap();
 }

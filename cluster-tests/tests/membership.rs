@@ -51,13 +51,7 @@ async fn nodes_join_as_voter_and_worker_and_leave_under_writes() {
     add(4, voter_addr, false).await.unwrap();
     add(5, worker_addr, true).await.unwrap();
     let status = cluster.status().await.unwrap();
-    let role = |id: u64| {
-        status
-            .members
-            .iter()
-            .find(|m| m.id == id)
-            .map(|m| m.role.clone())
-    };
+    let role = |id: u64| status.members.iter().find(|m| m.id == id).map(|m| m.role.clone());
     assert_eq!(role(4).as_deref(), Some("voter"), "{status:?}");
     assert_eq!(role(5).as_deref(), Some("worker"), "{status:?}");
 
@@ -92,16 +86,12 @@ async fn nodes_join_as_voter_and_worker_and_leave_under_writes() {
     }
     // The new voter and the worker hold every acknowledged write.
     for id in [4, 5] {
-        poll_async(
-            Duration::from_secs(20),
-            "the new node to catch up",
-            || async {
-                for key in &acknowledged {
-                    cluster.get_local(id, key).await.ok()??;
-                }
-                Some(())
-            },
-        )
+        poll_async(Duration::from_secs(20), "the new node to catch up", || async {
+            for key in &acknowledged {
+                cluster.get_local(id, key).await.ok()??;
+            }
+            Some(())
+        })
         .await;
     }
 }

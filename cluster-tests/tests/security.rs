@@ -29,11 +29,7 @@ fn node_tls(certs: &std::path::Path, ca: &std::path::Path, id: u64) -> TlsMateri
 async fn node_info(channels: &PeerChannels, id: u64, addr: &str) -> Result<u64, tonic::Status> {
     let channel = channels.channel(id, addr).unwrap();
     let request = channels.request(NodeInfoRequest {}, Some(Duration::from_secs(2)));
-    Ok(PeerClient::new(channel)
-        .node_info(request)
-        .await?
-        .into_inner()
-        .node_id)
+    Ok(PeerClient::new(channel).node_info(request).await?.into_inner().node_id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,11 +54,7 @@ async fn certificates_decide_who_may_call_what() {
     );
 
     // A node of this CA that claims another cluster is refused.
-    let other_cluster = PeerChannels::new(
-        2,
-        "other-000000000000".into(),
-        Some(node_tls(&certs, &ca, 2)),
-    );
+    let other_cluster = PeerChannels::new(2, "other-000000000000".into(), Some(node_tls(&certs, &ca, 2)));
     let err = node_info(&other_cluster, id, &addr).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("cluster id mismatch"), "{err:?}");
@@ -75,9 +67,7 @@ async fn certificates_decide_who_may_call_what() {
         Duration::from_secs(3),
     )
     .unwrap();
-    let err = batonctl::cmd::status::fetch(&node_as_admin)
-        .await
-        .unwrap_err();
+    let err = batonctl::cmd::status::fetch(&node_as_admin).await.unwrap_err();
     assert!(err.to_string().contains("admin certificate"), "{err}");
 
     // The admin client of another CA is refused too.
@@ -174,9 +164,7 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
     assert_eq!(cluster.get(&all, "big").await.unwrap(), None);
     cluster.put(&all, "after", "ok").await.unwrap();
     for id in 1..=3 {
-        let view = batonctl::cmd::status::fetch(&cluster.node_client(id))
-            .await
-            .unwrap();
+        let view = batonctl::cmd::status::fetch(&cluster.node_client(id)).await.unwrap();
         assert_eq!(view.answered_by, id);
     }
 }

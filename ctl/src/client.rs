@@ -77,12 +77,8 @@ fn classify(status: &Status) -> Next {
         .map(str::to_string);
     match (status.code(), leader_addr) {
         (Code::FailedPrecondition, Some(addr)) => Next::Redirect(addr),
-        (Code::FailedPrecondition, None) if status.message().contains("not the leader") => {
-            Next::TryElsewhere
-        }
-        (Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled, _) => {
-            Next::TryElsewhere
-        }
+        (Code::FailedPrecondition, None) if status.message().contains("not the leader") => Next::TryElsewhere,
+        (Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled, _) => Next::TryElsewhere,
         _ => Next::GiveUp,
     }
 }
@@ -122,19 +118,11 @@ impl ClusterClient {
                 .ok_or(ClientError::MissingCert("the admin key (--key)"))?;
             Some(TlsMaterial::load_files(ca, cert, key)?)
         };
-        Self::new(
-            args.endpoints.clone(),
-            tls,
-            Duration::from_secs(args.timeout_secs),
-        )
+        Self::new(args.endpoints.clone(), tls, Duration::from_secs(args.timeout_secs))
     }
 
     /// `tls: None` talks plain TCP.
-    pub fn new(
-        endpoints: Vec<String>,
-        tls: Option<TlsMaterial>,
-        timeout: Duration,
-    ) -> Result<Self, ClientError> {
+    pub fn new(endpoints: Vec<String>, tls: Option<TlsMaterial>, timeout: Duration) -> Result<Self, ClientError> {
         let endpoints: Vec<String> = endpoints
             .into_iter()
             .map(|e| e.trim().to_string())
@@ -169,8 +157,7 @@ impl ClusterClient {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let bad =
-            |e: tonic::transport::Error| ClientError::BadEndpoint(addr.to_string(), e.to_string());
+        let bad = |e: tonic::transport::Error| ClientError::BadEndpoint(addr.to_string(), e.to_string());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| ClientError::BadEndpoint(addr.to_string(), e.to_string()))?
@@ -258,8 +245,7 @@ mod tests {
 
     #[test]
     fn a_redirect_names_the_leader() {
-        let mut status =
-            Status::failed_precondition("this node is not the leader; node 2 at 127.0.0.1:7002 is");
+        let mut status = Status::failed_precondition("this node is not the leader; node 2 at 127.0.0.1:7002 is");
         status.metadata_mut().insert(
             baton_proto::LEADER_ADDR_HEADER,
             MetadataValue::from_static("127.0.0.1:7002"),
@@ -275,10 +261,7 @@ mod tests {
             )),
             Next::TryElsewhere
         );
-        assert_eq!(
-            classify(&Status::unavailable("connection refused")),
-            Next::TryElsewhere
-        );
+        assert_eq!(classify(&Status::unavailable("connection refused")), Next::TryElsewhere);
     }
 
     #[test]
@@ -287,10 +270,7 @@ mod tests {
             classify(&Status::invalid_argument("keys must be 1 to 256 bytes")),
             Next::GiveUp
         );
-        assert_eq!(
-            classify(&Status::permission_denied("admin only")),
-            Next::GiveUp
-        );
+        assert_eq!(classify(&Status::permission_denied("admin only")), Next::GiveUp);
         assert_eq!(
             classify(&Status::failed_precondition("cannot remove the last voter")),
             Next::GiveUp

@@ -28,10 +28,7 @@ use crate::pki::{self, NodeSpec, PkiError};
 #[derive(Debug, thiserror::Error)]
 pub enum LocalClusterError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Pki(#[from] PkiError),
     #[error(
@@ -39,10 +36,7 @@ pub enum LocalClusterError {
     )]
     NoNodeBinary,
     #[error("cannot start {binary}: {source}")]
-    Spawn {
-        binary: PathBuf,
-        source: std::io::Error,
-    },
+    Spawn { binary: PathBuf, source: std::io::Error },
     #[error("no node {0} in this cluster")]
     UnknownNode(u64),
     #[error("cannot serialize a node config: {0}")]
@@ -134,12 +128,7 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>, LocalClusterError> {
 impl LocalCluster {
     /// Lays out a new cluster of `n` voters in `dir` (which must not hold
     /// one already): certificates, ports, configs. Starts nothing.
-    pub fn create(
-        dir: &Path,
-        n: u64,
-        timing: TimingConfig,
-        node_binary: PathBuf,
-    ) -> Result<Self, LocalClusterError> {
+    pub fn create(dir: &Path, n: u64, timing: TimingConfig, node_binary: PathBuf) -> Result<Self, LocalClusterError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let dir = dir.canonicalize().map_err(io_err(dir))?;
         let specs: Vec<NodeSpec> = (1..=n).map(NodeSpec::local).collect();
@@ -218,10 +207,7 @@ impl LocalCluster {
     /// Starts node `id`'s process (its log appends to `node.log`).
     pub fn start(&mut self, id: u64) -> Result<(), LocalClusterError> {
         let binary = self.node_binary.clone();
-        let node = self
-            .nodes
-            .get_mut(&id)
-            .ok_or(LocalClusterError::UnknownNode(id))?;
+        let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
         let log_path = node.log_path();
         let log = File::options()
             .create(true)
@@ -248,10 +234,7 @@ impl LocalCluster {
 
     /// Sends `signal` to node `id`; with SIGKILL, also reaps it.
     pub fn signal(&mut self, id: u64, signal: Signal) -> Result<(), LocalClusterError> {
-        let node = self
-            .nodes
-            .get_mut(&id)
-            .ok_or(LocalClusterError::UnknownNode(id))?;
+        let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
         if let Some(child) = &mut node.child {
             let _ = kill(Pid::from_raw(child.id() as i32), signal);
             if signal == Signal::SIGKILL {
@@ -267,10 +250,7 @@ impl LocalCluster {
     /// Returns whether it exited cleanly (status 0) in time.
     pub fn stop(&mut self, id: u64, grace: Duration) -> Result<bool, LocalClusterError> {
         self.signal(id, Signal::SIGTERM)?;
-        let node = self
-            .nodes
-            .get_mut(&id)
-            .ok_or(LocalClusterError::UnknownNode(id))?;
+        let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
         let Some(mut child) = node.child.take() else {
             return Ok(stop_adopted(&node.pid_path(), grace));
         };
@@ -278,9 +258,7 @@ impl LocalCluster {
         let clean = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status.success(),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();

@@ -8,10 +8,7 @@ use crate::cli::OutputFormat;
 pub fn print<T: Serialize>(format: OutputFormat, value: &T, table: impl FnOnce() -> String) {
     match format {
         OutputFormat::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).expect("output serializes")
-            );
+            println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
         }
         OutputFormat::Table => print!("{}", table()),
     }
@@ -48,10 +45,7 @@ mod tests {
     fn columns_are_padded_to_the_widest_cell() {
         let out = table(
             &["ID", "ADDR"],
-            &[
-                vec!["1".into(), "127.0.0.1:7001".into()],
-                vec!["10".into(), "x".into()],
-            ],
+            &[vec!["1".into(), "127.0.0.1:7001".into()], vec!["10".into(), "x".into()]],
         );
         assert_eq!(out, "ID  ADDR\n1   127.0.0.1:7001\n10  x\n");
     }

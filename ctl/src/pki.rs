@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use baton_node::tls::{ADMIN_DNS_NAME, node_dns_name};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 
 /// Errors making certificates.
@@ -18,10 +18,7 @@ pub enum PkiError {
     #[error("{0} already exists; choose an empty --dir or remove the old files first")]
     Exists(PathBuf),
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read the CA in {dir}: {why}; run `batonctl certs init --dir {dir}` first")]
     NoCa { dir: String, why: String },
     #[error("cannot make a certificate: {0}")]
@@ -69,10 +66,7 @@ pub fn ca_cert_path(dir: &Path) -> PathBuf {
     dir.join("ca.pem")
 }
 pub fn node_cert_paths(dir: &Path, id: u64) -> (PathBuf, PathBuf) {
-    (
-        dir.join(format!("node-{id}.pem")),
-        dir.join(format!("node-{id}.key")),
-    )
+    (dir.join(format!("node-{id}.pem")), dir.join(format!("node-{id}.key")))
 }
 pub fn admin_cert_paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("admin.pem"), dir.join("admin.key"))
@@ -141,8 +135,7 @@ pub fn add_node(dir: &Path, node: &NodeSpec) -> Result<Vec<PathBuf>, PkiError> {
         why,
     };
     let ca_pem = std::fs::read_to_string(ca_cert_path(dir)).map_err(|e| no_ca(e.to_string()))?;
-    let ca_key_pem =
-        std::fs::read_to_string(dir.join("ca.key")).map_err(|e| no_ca(e.to_string()))?;
+    let ca_key_pem = std::fs::read_to_string(dir.join("ca.key")).map_err(|e| no_ca(e.to_string()))?;
     let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| no_ca(e.to_string()))?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|e| no_ca(e.to_string()))?;
     issue_node(dir, &issuer, node)?;
@@ -155,10 +148,7 @@ fn issue_node(dir: &Path, issuer: &Issuer<'_, KeyPair>, node: &NodeSpec) -> Resu
     sans.extend(node.hosts.iter().cloned());
     let mut params = CertificateParams::new(sans)?;
     params.distinguished_name = name(&format!("baton node {}", node.id));
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     let (cert_path, key_path) = node_cert_paths(dir, node.id);
     write(&cert_path, &params.signed_by(&key, issuer)?.pem(), false)?;
     write(&key_path, &key.serialize_pem(), true)
@@ -198,10 +188,7 @@ mod tests {
             }
         );
         for bad in ["2", "x=1.2.3.4", "0=h", "3="] {
-            assert!(
-                matches!(NodeSpec::parse(bad), Err(PkiError::BadSpec(_))),
-                "{bad}"
-            );
+            assert!(matches!(NodeSpec::parse(bad), Err(PkiError::BadSpec(_))), "{bad}");
         }
     }
 

@@ -65,14 +65,8 @@ mod tests {
 
     #[test]
     fn a_restart_never_bootstraps_again() {
-        assert_eq!(
-            decide(Some("c-1"), "c-1", true, true),
-            Ok(Bootstrap::Resume)
-        );
-        assert_eq!(
-            decide(Some("c-1"), "c-1", false, true),
-            Ok(Bootstrap::Resume)
-        );
+        assert_eq!(decide(Some("c-1"), "c-1", true, true), Ok(Bootstrap::Resume));
+        assert_eq!(decide(Some("c-1"), "c-1", false, true), Ok(Bootstrap::Resume));
     }
 
     #[test]
@@ -89,9 +83,6 @@ mod tests {
 
     #[test]
     fn a_crash_between_recording_the_id_and_initializing_initializes() {
-        assert_eq!(
-            decide(Some("c-1"), "c-1", true, false),
-            Ok(Bootstrap::Initialize)
-        );
+        assert_eq!(decide(Some("c-1"), "c-1", true, false), Ok(Bootstrap::Initialize));
     }
 }

@@ -24,9 +24,15 @@ impl ClusterState {
         match command {
             Command::Put { key, value } => CommandResponse {
                 previous: self.kv.insert(key.clone(), value.clone()),
+                ..Default::default()
             },
             Command::Delete { key } => CommandResponse {
                 previous: self.kv.remove(key),
+                ..Default::default()
+            },
+            Command::Batch(commands) => CommandResponse {
+                batch: commands.iter().map(|c| self.apply(c)).collect(),
+                ..Default::default()
             },
         }
     }
@@ -71,6 +77,20 @@ mod tests {
             state.apply(&Command::Delete { key: "a".into() }).previous,
             Some(b"1".to_vec())
         );
+        assert!(state.kv.is_empty());
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_answers_each_command() {
+        let mut state = ClusterState::default();
+        let batch = Command::Batch(vec![
+            put("a", b"1"),
+            put("a", b"2"),
+            Command::Delete { key: "a".into() },
+        ]);
+        let response = state.apply(&batch);
+        let previous: Vec<_> = response.batch.iter().map(|r| r.previous.clone()).collect();
+        assert_eq!(previous, vec![None, Some(b"1".to_vec()), Some(b"2".to_vec())]);
         assert!(state.kv.is_empty());
     }
 

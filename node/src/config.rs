@@ -109,17 +109,11 @@ fn default_cluster_name() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path} has {} problem(s):\n{}", problems.len(), format_problems(problems))]
-    Invalid {
-        path: PathBuf,
-        problems: Vec<Problem>,
-    },
+    Invalid { path: PathBuf, problems: Vec<Problem> },
 }
 
 /// One invalid key and how to fix it.
@@ -224,10 +218,7 @@ impl NodeConfig {
             }
         }
         if self.data_dir.as_os_str().is_empty() {
-            problem(
-                "data_dir",
-                "must name a directory for this node's Raft data".into(),
-            );
+            problem("data_dir", "must name a directory for this node's Raft data".into());
         }
         match (&self.tls, self.insecure) {
             (Some(_), true) => problem(
@@ -262,59 +253,37 @@ impl NodeConfig {
     }
 
     fn validate_cluster(&self, problem: &mut impl FnMut(&str, String)) {
-        if self.cluster.name.is_empty()
-            || !self
-                .cluster
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
+        if self.cluster.name.is_empty() || !self.cluster.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             problem(
                 "cluster.name",
-                format!(
-                    "{:?} must be non-empty letters, digits and '-'",
-                    self.cluster.name
-                ),
+                format!("{:?} must be non-empty letters, digits and '-'", self.cluster.name),
             );
         }
         let members = &self.cluster.initial_members;
         if members.is_empty() {
             problem(
                 "cluster.initial_members",
-                "is empty; list the voters the cluster starts with, e.g. [{ id = 1, addr = \"10.0.0.1:7001\" }]"
-                    .into(),
+                "is empty; list the voters the cluster starts with, e.g. [{ id = 1, addr = \"10.0.0.1:7001\" }]".into(),
             );
         }
         let mut ids = BTreeSet::new();
         let mut addrs = BTreeSet::new();
         for member in members {
             if member.id == 0 {
-                problem(
-                    "cluster.initial_members",
-                    "node ids start at 1; found id 0".into(),
-                );
+                problem("cluster.initial_members", "node ids start at 1; found id 0".into());
             }
             if !ids.insert(member.id) {
                 problem(
                     "cluster.initial_members",
-                    format!(
-                        "duplicate node id {}; every member needs its own id",
-                        member.id
-                    ),
+                    format!("duplicate node id {}; every member needs its own id", member.id),
                 );
             }
             if let Err(why) = check_host_port(&member.addr) {
-                problem(
-                    "cluster.initial_members",
-                    format!("member {}: {why}", member.id),
-                );
+                problem("cluster.initial_members", format!("member {}: {why}", member.id));
             } else if !addrs.insert(member.addr.as_str()) {
                 problem(
                     "cluster.initial_members",
-                    format!(
-                        "duplicate address {}; every member needs its own address",
-                        member.addr
-                    ),
+                    format!("duplicate address {}; every member needs its own address", member.addr),
                 );
             }
             if member.id == self.id && member.addr != self.advertised() {
@@ -377,11 +346,7 @@ impl NodeConfig {
         for m in members {
             hash.update(format!("{}={};", m.id, m.addr));
         }
-        format!(
-            "{}-{}",
-            self.cluster.name,
-            hex::encode(&hash.finalize()[..6])
-        )
+        format!("{}-{}", self.cluster.name, hex::encode(&hash.finalize()[..6]))
     }
 
     /// Whether this node is one of the initial voters.
@@ -398,9 +363,7 @@ impl NodeConfig {
 fn check_host_port(addr: &str) -> Result<(), String> {
     if let Ok(socket) = addr.parse::<SocketAddr>() {
         if socket.ip().is_unspecified() {
-            return Err(format!(
-                "{addr:?} is not dialable; use an address peers can reach"
-            ));
+            return Err(format!("{addr:?} is not dialable; use an address peers can reach"));
         }
         return Ok(());
     }
@@ -410,20 +373,14 @@ fn check_host_port(addr: &str) -> Result<(), String> {
         ));
     };
     let host_ok = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         && !host.starts_with('-');
     if !host_ok {
-        return Err(format!(
-            "{addr:?}: {host:?} is not a host name or IP address"
-        ));
+        return Err(format!("{addr:?}: {host:?} is not a host name or IP address"));
     }
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
-        _ => Err(format!(
-            "{addr:?}: port {port:?} must be a number from 1 to 65535"
-        )),
+        _ => Err(format!("{addr:?}: port {port:?} must be a number from 1 to 65535")),
     }
 }
 

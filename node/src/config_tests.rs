@@ -54,10 +54,7 @@ fn an_unknown_timing_key_is_refused_by_name() {
 
 #[test]
 fn a_bad_listen_address_is_named() {
-    let config = parse(&VALID.replace(
-        "listen_addr = \"127.0.0.1:7001\"",
-        "listen_addr = \"localhost\"",
-    ));
+    let config = parse(&VALID.replace("listen_addr = \"127.0.0.1:7001\"", "listen_addr = \"localhost\""));
     assert!(keys(&config).contains(&"listen_addr".to_string()));
 }
 
@@ -78,22 +75,17 @@ fn a_duplicate_node_id_is_refused() {
     let config = parse(&VALID.replace("{ id = 3,", "{ id = 2,"));
     let problems = config.validate();
     assert!(
-        problems
-            .iter()
-            .any(|p| p.message.contains("duplicate node id 2")),
+        problems.iter().any(|p| p.message.contains("duplicate node id 2")),
         "{problems:?}"
     );
 }
 
 #[test]
 fn impossible_timing_is_refused() {
-    let text =
-        format!("{VALID}\n[timing]\nheartbeat_interval_ms = 500\nelection_timeout_min_ms = 300\n");
+    let text = format!("{VALID}\n[timing]\nheartbeat_interval_ms = 500\nelection_timeout_min_ms = 300\n");
     let config = parse(&text);
     assert!(keys(&config).contains(&"timing.election_timeout_min_ms".to_string()));
-    let text = format!(
-        "{VALID}\n[timing]\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 400\n"
-    );
+    let text = format!("{VALID}\n[timing]\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 400\n");
     assert!(keys(&parse(&text)).contains(&"timing.election_timeout_max_ms".to_string()));
 }
 
@@ -128,9 +120,7 @@ fn this_node_must_be_listed_at_its_advertised_address() {
     ));
     let problems = config.validate();
     assert!(
-        problems
-            .iter()
-            .any(|p| p.message.contains("advertises 127.0.0.1:7001")),
+        problems.iter().any(|p| p.message.contains("advertises 127.0.0.1:7001")),
         "{problems:?}"
     );
 }

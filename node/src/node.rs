@@ -21,12 +21,10 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::api::{
-    CONTROL_MAX_MESSAGE_BYTES, ControlService, Gate, NodeContext, PeerService, RaftService,
-};
+use crate::api::{CONTROL_MAX_MESSAGE_BYTES, ControlService, Gate, NodeContext, PeerService, RaftService};
 use crate::bootstrap::{Bootstrap, ClusterMismatch, decide};
 use crate::config::NodeConfig;
-use crate::raft::{GrpcNetwork, PeerChannels, openraft_config, start_raft};
+use crate::raft::{GrpcNetwork, PeerChannels, Proposer, openraft_config, start_raft};
 use crate::store::{RaftDb, StoreError};
 use crate::tls::{TlsError, TlsMaterial};
 use crate::types::{Member, NodeId, Raft};
@@ -40,13 +38,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     ClusterMismatch(#[from] ClusterMismatch),
-    #[error(
-        "cannot listen on {addr}: {source}; is another process using the port? change listen_addr"
-    )]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr}: {source}; is another process using the port? change listen_addr")]
+    Bind { addr: String, source: std::io::Error },
     #[error("raft: {0}")]
     Raft(String),
     #[error("gRPC server failed: {0}")]
@@ -72,12 +65,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     let db = RaftDb::open(&config.data_dir)?;
     let stored = db.cluster_id().map_err(StoreError::Io)?;
-    decide(
-        stored.as_deref(),
-        &cluster_id,
-        config.is_initial_member(),
-        false,
-    )?;
+    decide(stored.as_deref(), &cluster_id, config.is_initial_member(), false)?;
     if stored.is_none() {
         db.set_cluster_id(&cluster_id).map_err(StoreError::Io)?;
     }
@@ -91,13 +79,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     let channels = PeerChannels::new(config.id, cluster_id.clone(), tls.clone());
     let raft_config = openraft_config(&config).map_err(|e| NodeError::Raft(e.to_string()))?;
-    let (raft, state_machine) = start_raft(
-        config.id,
-        raft_config,
-        db.clone(),
-        GrpcNetwork::new(channels.clone()),
-    )
-    .await?;
+    let (raft, state_machine) =
+        start_raft(config.id, raft_config, db.clone(), GrpcNetwork::new(channels.clone())).await?;
 
     let context = Arc::new(NodeContext {
         id: config.id,
@@ -106,50 +89,28 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         incarnation: format!("{:016x}", rand::random::<u64>()),
         started_at,
         raft: raft.clone(),
+        proposer: Proposer::start(raft.clone()),
         state_machine,
         channels,
         last_contact: Mutex::new(Default::default()),
     });
-    let initial_ids: BTreeSet<NodeId> = config
-        .cluster
-        .initial_members
-        .iter()
-        .map(|m| m.id)
-        .collect();
+    let initial_ids: BTreeSet<NodeId> = config.cluster.initial_members.iter().map(|m| m.id).collect();
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone(), initial_ids);
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = serve(
-        listener,
-        tls.as_ref(),
-        gate,
-        context.clone(),
-        stop_serving_rx,
-    )?;
+    let server = serve(listener, tls.as_ref(), gate, context.clone(), stop_serving_rx)?;
     let server = tokio::spawn(server);
 
     let initialized = raft
         .is_initialized()
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-    match decide(
-        stored.as_deref(),
-        &cluster_id,
-        config.is_initial_member(),
-        initialized,
-    )? {
+    match decide(stored.as_deref(), &cluster_id, config.is_initial_member(), initialized)? {
         Bootstrap::Initialize => {
             let members: BTreeMap<NodeId, Member> = config
                 .cluster
                 .initial_members
                 .iter()
-                .map(|m| {
-                    (
-                        m.id,
-                        Member {
-                            addr: m.addr.clone(),
-                        },
-                    )
-                })
+                .map(|m| (m.id, Member { addr: m.addr.clone() }))
                 .collect();
             if let Err(e) = raft.initialize(members).await {
                 tracing::info!("cluster already formed here ({e}); resuming");
@@ -178,9 +139,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         }
         // Raft's storage fsyncs every write it acknowledges, so once Raft
         // has stopped there is nothing left to flush.
-        raft.shutdown()
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
         Ok::<(), NodeError>(())
     };
     match tokio::time::timeout(grace, ordered).await {
@@ -214,21 +173,18 @@ fn serve(
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let peer_service = PeerServer::new(PeerService::new(context.clone()));
-    let control_service = ControlServer::new(ControlService::new(context))
-        .max_decoding_message_size(CONTROL_MAX_MESSAGE_BYTES);
+    let control_service =
+        ControlServer::new(ControlService::new(context)).max_decoding_message_size(CONTROL_MAX_MESSAGE_BYTES);
     let router = builder
-        .add_service(InterceptedService::new(
-            raft_service,
-            move |r: tonic::Request<()>| raft_gate.check_peer(r),
-        ))
-        .add_service(InterceptedService::new(
-            peer_service,
-            move |r: tonic::Request<()>| peer_gate.check_peer(r),
-        ))
-        .add_service(InterceptedService::new(
-            control_service,
-            move |r: tonic::Request<()>| admin_gate.check_admin(r),
-        ));
+        .add_service(InterceptedService::new(raft_service, move |r: tonic::Request<()>| {
+            raft_gate.check_peer(r)
+        }))
+        .add_service(InterceptedService::new(peer_service, move |r: tonic::Request<()>| {
+            peer_gate.check_peer(r)
+        }))
+        .add_service(InterceptedService::new(control_service, move |r: tonic::Request<()>| {
+            admin_gate.check_admin(r)
+        }));
     // Our own listener (bound before Raft starts), so the server's
     // tcp_nodelay does not reach it: set it here, or Nagle's algorithm and
     // delayed ACKs add ~40 ms to small replies.
@@ -273,11 +229,7 @@ async fn hand_off_leadership(raft: &Raft, self_id: NodeId, wait: Duration) {
     let mut watch = raft.metrics();
     let _ = tokio::time::timeout(wait, async {
         loop {
-            if watch
-                .borrow_watched()
-                .current_leader
-                .is_some_and(|l| l != self_id)
-            {
+            if watch.borrow_watched().current_leader.is_some_and(|l| l != self_id) {
                 tracing::info!("handed leadership to node {successor}");
                 return;
             }

@@ -138,11 +138,7 @@ fn identity_from_dns(dns: &str) -> Option<PeerIdentity> {
     if dns == ADMIN_DNS_NAME {
         return Some(PeerIdentity::Admin);
     }
-    let id = dns
-        .strip_prefix("node-")?
-        .strip_suffix(".baton")?
-        .parse()
-        .ok()?;
+    let id = dns.strip_prefix("node-")?.strip_suffix(".baton")?.parse().ok()?;
     Some(PeerIdentity::Node(id))
 }
 
@@ -157,10 +153,7 @@ mod tests {
 
     #[test]
     fn identities_are_read_from_dns_names() {
-        assert_eq!(
-            identity_from_dns("node-7.baton"),
-            Some(PeerIdentity::Node(7))
-        );
+        assert_eq!(identity_from_dns("node-7.baton"), Some(PeerIdentity::Node(7)));
         assert_eq!(identity_from_dns("admin.baton"), Some(PeerIdentity::Admin));
         assert_eq!(identity_from_dns("node-x.baton"), None);
         assert_eq!(identity_from_dns("localhost"), None);

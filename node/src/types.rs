@@ -38,6 +38,19 @@ pub enum Command {
     Put { key: String, value: Vec<u8> },
     /// Remove `key` from the replicated key-value space.
     Delete { key: String },
+    /// Several commands in one entry, applied in order (see `Proposer`).
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Roughly how many bytes the command carries, for sizing batches.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Command::Put { key, value } => key.len() + value.len(),
+            Command::Delete { key } => key.len(),
+            Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
+        }
+    }
 }
 
 impl std::fmt::Display for Command {
@@ -45,6 +58,7 @@ impl std::fmt::Display for Command {
         match self {
             Command::Put { key, value } => write!(f, "put {key} ({} bytes)", value.len()),
             Command::Delete { key } => write!(f, "delete {key}"),
+            Command::Batch(commands) => write!(f, "batch of {}", commands.len()),
         }
     }
 }
@@ -54,6 +68,9 @@ impl std::fmt::Display for Command {
 pub struct CommandResponse {
     /// The value the key held before this command, if any.
     pub previous: Option<Vec<u8>>,
+    /// For a batch: each command's response, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<CommandResponse>,
 }
 
 /// Short aliases for openraft's generic types.
@@ -67,8 +84,7 @@ pub mod typ {
     pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
     pub type SnapshotData = std::io::Cursor<Vec<u8>>;
     pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
-    pub type RaftError<E = openraft::errors::Infallible> =
-        openraft::errors::RaftError<TypeConfig, E>;
+    pub type RaftError<E = openraft::errors::Infallible> = openraft::errors::RaftError<TypeConfig, E>;
     pub type RpcError<E = openraft::errors::Infallible> = openraft::errors::RPCError<TypeConfig, E>;
     pub type ClientWriteError = openraft::errors::ClientWriteError<TypeConfig>;
     pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;

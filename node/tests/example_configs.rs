@@ -16,8 +16,8 @@ fn every_example_config_is_valid_apart_from_missing_certificates() {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            let config = NodeConfig::parse(&text, path.parent().unwrap())
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let config =
+                NodeConfig::parse(&text, path.parent().unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let problems: Vec<_> = config
                 .validate()
                 .into_iter()

@@ -54,20 +54,14 @@ impl Router {
 
     /// Applies the faults to one message from `from` to `to`, then hands the
     /// target's Raft to `deliver`.
-    async fn send<T, Fut>(
-        &self,
-        from: NodeId,
-        to: NodeId,
-        deliver: impl FnOnce(Raft) -> Fut,
-    ) -> Result<T, RpcError>
+    async fn send<T, Fut>(&self, from: NodeId, to: NodeId, deliver: impl FnOnce(Raft) -> Fut) -> Result<T, RpcError>
     where
         Fut: Future<Output = Result<T, String>>,
     {
         let (lost, delay) = {
             let faults = self.faults.lock().unwrap();
             let mut rng = rand::rng();
-            let lost =
-                faults.cut.contains(&Self::link(from, to)) || rng.random_bool(faults.drop_rate);
+            let lost = faults.cut.contains(&Self::link(from, to)) || rng.random_bool(faults.drop_rate);
             let delay = if faults.max_delay.is_zero() {
                 Duration::ZERO
             } else {
@@ -136,11 +130,7 @@ impl RaftNetworkV2<TypeConfig> for RouterPeer {
             .await
     }
 
-    async fn pre_vote(
-        &mut self,
-        rpc: VoteRequest,
-        _o: RPCOption,
-    ) -> Result<VoteResponse, RpcError> {
+    async fn pre_vote(&mut self, rpc: VoteRequest, _o: RPCOption) -> Result<VoteResponse, RpcError> {
         self.router
             .send(self.from, self.to, |r| async move {
                 r.pre_vote(rpc).await.map_err(|e| e.to_string())
@@ -158,9 +148,7 @@ impl RaftNetworkV2<TypeConfig> for RouterPeer {
         let sent = self
             .router
             .send(self.from, self.to, |r| async move {
-                r.install_full_snapshot(vote, snapshot)
-                    .await
-                    .map_err(|e| e.to_string())
+                r.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string())
             })
             .await;
         sent.map_err(|e| match e {
@@ -263,16 +251,12 @@ impl InProcessCluster {
 
     /// Waits until every node's state machine holds exactly `expected`.
     async fn converge(&self, expected: &BTreeMap<String, Vec<u8>>) {
-        poll(
-            Duration::from_secs(30),
-            "every node to apply the same state",
-            || {
-                self.nodes
-                    .values()
-                    .all(|n| n.state_machine.read(|s| &s.kv == expected))
-                    .then_some(())
-            },
-        )
+        poll(Duration::from_secs(30), "every node to apply the same state", || {
+            self.nodes
+                .values()
+                .all(|n| n.state_machine.read(|s| &s.kv == expected))
+                .then_some(())
+        })
         .await
     }
 }
@@ -297,10 +281,7 @@ async fn three_nodes_replicate_writes_to_every_state_machine() {
     let leader = cluster.leader(&[1, 2, 3]).await;
     let mut expected = BTreeMap::new();
     for i in 0..100 {
-        cluster
-            .put(leader, &format!("k{i}"), &i.to_string())
-            .await
-            .unwrap();
+        cluster.put(leader, &format!("k{i}"), &i.to_string()).await.unwrap();
         expected.insert(format!("k{i}"), i.to_string().into_bytes());
     }
     cluster.converge(&expected).await;
@@ -376,10 +357,7 @@ async fn a_rejoining_partitioned_follower_does_not_disrupt_the_leader() {
         "the partitioned follower must not force a new term"
     );
     cluster
-        .converge(&BTreeMap::from([(
-            "still".to_string(),
-            b"leading".to_vec(),
-        )]))
+        .converge(&BTreeMap::from([("still".to_string(), b"leading".to_vec())]))
         .await;
 }
 
@@ -404,15 +382,11 @@ async fn a_follower_that_missed_compacted_entries_catches_up_from_a_snapshot() {
         expected.insert(format!("k{i}"), b"v".to_vec());
     }
     // The leader compacted its log past what the lagging follower has.
-    let purged = poll(
-        Duration::from_secs(10),
-        "the leader to purge its log",
-        || {
-            baton_node::types::metrics(&cluster.nodes[&leader].raft)
-                .purged
-                .map(|p| p.index)
-        },
-    )
+    let purged = poll(Duration::from_secs(10), "the leader to purge its log", || {
+        baton_node::types::metrics(&cluster.nodes[&leader].raft)
+            .purged
+            .map(|p| p.index)
+    })
     .await;
     let lagging_last = baton_node::types::metrics(&cluster.nodes[&lagging].raft)
         .last_log_index

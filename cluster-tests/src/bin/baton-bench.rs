@@ -37,9 +37,7 @@ struct Phase {
 
 async fn load(cluster: &Arc<TestCluster>, clients: usize, seconds: u64) -> Phase {
     // A few connections shared by all clients, as HTTP/2 multiplexes calls.
-    let connections: Vec<Arc<ClusterClient>> = (0..clients.min(8))
-        .map(|_| Arc::new(cluster.client()))
-        .collect();
+    let connections: Vec<Arc<ClusterClient>> = (0..clients.min(8)).map(|_| Arc::new(cluster.client())).collect();
     for c in &connections {
         cluster.put(c, "warm-up", "x").await.expect("warm-up write");
     }
@@ -124,11 +122,9 @@ async fn failover(cluster: &mut TestCluster, kills: usize) -> Vec<Duration> {
             .put(&client, &marker, "x")
             .await
             .expect("write after the restart");
-        baton_cluster_tests::poll_async(
-            Duration::from_secs(30),
-            "the restarted node to catch up",
-            || async { cluster.get_local(old, &marker).await.ok()?.map(|_| ()) },
-        )
+        baton_cluster_tests::poll_async(Duration::from_secs(30), "the restarted node to catch up", || async {
+            cluster.get_local(old, &marker).await.ok()?.map(|_| ())
+        })
         .await;
     }
     times
@@ -161,9 +157,7 @@ fn machine() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     format!("{cores} cores, {cpu}")
 }
 
@@ -177,10 +171,7 @@ async fn main() {
     baton_node::tls::install_crypto_provider();
     let cluster = Arc::new(TestCluster::start(3).await);
     let fsync = fsync_p50(&cluster.path());
-    eprintln!(
-        "3-node cluster up in {}; measuring...",
-        cluster.path().display()
-    );
+    eprintln!("3-node cluster up in {}; measuring...", cluster.path().display());
     let one = load(&cluster, 1, args.seconds).await;
     let many = load(&cluster, args.clients, args.seconds).await;
     let mut cluster = Arc::into_inner(cluster).expect("load tasks finished");
@@ -208,9 +199,7 @@ async fn main() {
     sorted.sort();
     let median = sorted[sorted.len() / 2];
     let max = sorted[sorted.len() - 1];
-    println!(
-        "\n| leader failover after kill -9 (kill to first commit on the new leader) | median | max | kills |"
-    );
+    println!("\n| leader failover after kill -9 (kill to first commit on the new leader) | median | max | kills |");
     println!("|---|---|---|---|");
     println!(
         "| 3 nodes, heartbeat 50 ms, election timeout 150-300 ms | {:.0} ms | {:.0} ms | {} |",

@@ -32,10 +32,7 @@ pub enum DevError {
     #[error(transparent)]
     LocalCluster(#[from] LocalClusterError),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("the cluster elected no leader within {0:?}; see the node logs in {1}")]
     NoLeader(Duration, PathBuf),
 }
@@ -72,15 +69,13 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
         Some(path) => path,
         None => find_node_binary().map_err(DevError::from)?,
     };
-    let mut stop =
-        baton_node::signal::ShutdownSignal::install().map_err(|source| DevError::Io {
-            path: "signal handlers".into(),
-            source,
-        })?;
+    let mut stop = baton_node::signal::ShutdownSignal::install().map_err(|source| DevError::Io {
+        path: "signal handlers".into(),
+        source,
+    })?;
     prepare_dir(&args.data_dir)?;
     let mut cluster =
-        LocalCluster::create(&args.data_dir, args.nodes, TimingConfig::default(), binary)
-            .map_err(DevError::from)?;
+        LocalCluster::create(&args.data_dir, args.nodes, TimingConfig::default(), binary).map_err(DevError::from)?;
     let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
     for id in &ids {
         cluster.start(*id).map_err(DevError::from)?;
@@ -119,9 +114,7 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
     let nodes: Vec<_> = cluster
         .nodes
         .values()
-        .map(
-            |n| json!({"id": n.id, "addr": n.addr, "config": n.config_path(), "log": n.log_path()}),
-        )
+        .map(|n| json!({"id": n.id, "addr": n.addr, "config": n.config_path(), "log": n.log_path()}))
         .collect();
     output::print(
         format,
@@ -150,9 +143,7 @@ fn stop_all(cluster: &mut LocalCluster, ids: &[u64]) -> Result<(), CmdError> {
     let dir = cluster.dir.display().to_string();
     eprintln!("stopping {} node(s)...", ids.len());
     for id in ids {
-        let clean = cluster
-            .stop(*id, Duration::from_secs(15))
-            .map_err(DevError::from)?;
+        let clean = cluster.stop(*id, Duration::from_secs(15)).map_err(DevError::from)?;
         if !clean {
             eprintln!("node {id} did not stop cleanly; see {dir}/{id}/node.log");
         }

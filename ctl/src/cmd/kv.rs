@@ -8,11 +8,7 @@ use crate::cli::{KvCommand, OutputFormat};
 use crate::client::ClusterClient;
 use crate::output;
 
-pub async fn run(
-    client: &ClusterClient,
-    command: KvCommand,
-    format: OutputFormat,
-) -> Result<(), CmdError> {
+pub async fn run(client: &ClusterClient, command: KvCommand, format: OutputFormat) -> Result<(), CmdError> {
     match command {
         KvCommand::Put { key, value } => {
             let request = PutRequest {
@@ -25,11 +21,9 @@ pub async fn run(
                     async move { c.put(r).await }
                 })
                 .await?;
-            output::print(
-                format,
-                &json!({"key": key, "log_index": reply.log_index}),
-                || format!("committed at log index {}\n", reply.log_index),
-            );
+            output::print(format, &json!({"key": key, "log_index": reply.log_index}), || {
+                format!("committed at log index {}\n", reply.log_index)
+            });
         }
         KvCommand::Get { key, local } => {
             let request = GetRequest {
@@ -42,9 +36,7 @@ pub async fn run(
                     async move { c.get(r).await }
                 })
                 .await?;
-            let value = reply
-                .found
-                .then(|| String::from_utf8_lossy(&reply.value).into_owned());
+            let value = reply.found.then(|| String::from_utf8_lossy(&reply.value).into_owned());
             output::print(
                 format,
                 &json!({"key": key, "found": reply.found, "value": value}),

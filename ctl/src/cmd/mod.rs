@@ -28,11 +28,7 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Certs(command) => certs::run(command, format),
         Command::Dev(args) => dev::run(args, format).await,
         Command::Status => status::run(&ClusterClient::from_args(&cli.global)?, format).await,
-        Command::Nodes(command) => {
-            nodes::run(&ClusterClient::from_args(&cli.global)?, command, format).await
-        }
-        Command::Kv(command) => {
-            kv::run(&ClusterClient::from_args(&cli.global)?, command, format).await
-        }
+        Command::Nodes(command) => nodes::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
+        Command::Kv(command) => kv::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
     }
 }

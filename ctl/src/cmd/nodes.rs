@@ -9,18 +9,13 @@ use crate::cli::{NodesCommand, OutputFormat};
 use crate::client::ClusterClient;
 use crate::output;
 
-pub async fn run(
-    client: &ClusterClient,
-    command: NodesCommand,
-    format: OutputFormat,
-) -> Result<(), CmdError> {
+pub async fn run(client: &ClusterClient, command: NodesCommand, format: OutputFormat) -> Result<(), CmdError> {
     match command {
         NodesCommand::List => {
             let reply = client
                 .call(|mut c| async move { c.list_nodes(ListNodesRequest {}).await })
                 .await?;
-            let members: Vec<MemberView> =
-                reply.members.into_iter().map(MemberView::from).collect();
+            let members: Vec<MemberView> = reply.members.into_iter().map(MemberView::from).collect();
             output::print(format, &members, || members_table(&members));
         }
         NodesCommand::Add { id, addr, worker } => {
@@ -51,11 +46,9 @@ pub async fn run(
             let reply = client
                 .call(|mut c| async move { c.remove_node(RemoveNodeRequest { id }).await })
                 .await?;
-            output::print(
-                format,
-                &json!({"id": id, "log_index": reply.log_index}),
-                || format!("removed node {id} (log index {})\n", reply.log_index),
-            );
+            output::print(format, &json!({"id": id, "log_index": reply.log_index}), || {
+                format!("removed node {id} (log index {})\n", reply.log_index)
+            });
         }
     }
     Ok(())

@@ -112,8 +112,7 @@ pub fn members_table(members: &[MemberView]) -> String {
                     m.raft_state.clone()
                 },
                 m.matched_index.map_or("-".into(), |i| i.to_string()),
-                m.last_contact_ms
-                    .map_or("never".into(), |ms| format!("{ms}ms ago")),
+                m.last_contact_ms.map_or("never".into(), |ms| format!("{ms}ms ago")),
             ]
         })
         .collect();

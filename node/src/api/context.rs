@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::raft::PeerChannels;
+use crate::raft::{PeerChannels, Proposer};
 use crate::store::StateMachineStore;
 use crate::types::{NodeId, Raft};
 
@@ -17,6 +17,8 @@ pub struct NodeContext {
     pub incarnation: String,
     pub started_at: Instant,
     pub raft: Raft,
+    /// Batches writes into Raft entries.
+    pub proposer: Proposer,
     pub state_machine: StateMachineStore,
     pub channels: Arc<PeerChannels>,
     /// When each peer last answered this node.

@@ -11,7 +11,7 @@ use openraft::errors::LinearizableReadError;
 use tonic::{Request, Response, Status};
 
 use super::NodeContext;
-use super::errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, fatal, forward_to_leader, write_error};
+use super::errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, fatal, forward_to_leader, propose_error, write_error};
 use super::member_probe::probe_members;
 use crate::types::typ::RaftError;
 use crate::types::{Command, Member, NodeId};
@@ -42,9 +42,7 @@ pub fn check_put(key: &str, value: &[u8]) -> Result<(), Status> {
         )));
     }
     if key.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(
-            "keys must not contain control characters",
-        ));
+        return Err(Status::invalid_argument("keys must not contain control characters"));
     }
     if value.len() > MAX_VALUE_BYTES {
         return Err(Status::invalid_argument(format!(
@@ -60,19 +58,14 @@ fn check_addr(addr: &str) -> Result<(), Status> {
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
     if !ok {
-        return Err(Status::invalid_argument(format!(
-            "{addr:?} is not a HOST:PORT address"
-        )));
+        return Err(Status::invalid_argument(format!("{addr:?} is not a HOST:PORT address")));
     }
     Ok(())
 }
 
 #[tonic::async_trait]
 impl Control for ControlService {
-    async fn status(
-        &self,
-        _request: Request<StatusRequest>,
-    ) -> Result<Response<StatusReply>, Status> {
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         let metrics = crate::types::metrics(&self.context.raft);
         let members = probe_members(&self.context).await;
         Ok(Response::new(StatusReply {
@@ -90,27 +83,18 @@ impl Control for ControlService {
         }))
     }
 
-    async fn list_nodes(
-        &self,
-        _request: Request<ListNodesRequest>,
-    ) -> Result<Response<ListNodesReply>, Status> {
+    async fn list_nodes(&self, _request: Request<ListNodesRequest>) -> Result<Response<ListNodesReply>, Status> {
         Ok(Response::new(ListNodesReply {
             members: probe_members(&self.context).await,
         }))
     }
 
-    async fn add_node(
-        &self,
-        request: Request<AddNodeRequest>,
-    ) -> Result<Response<AddNodeReply>, Status> {
+    async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<AddNodeReply>, Status> {
         let AddNodeRequest { id, addr, worker } = request.into_inner();
         Self::check_node_id(id)?;
         check_addr(&addr)?;
         let raft = &self.context.raft;
-        let membership = crate::types::metrics(raft)
-            .membership_config
-            .membership()
-            .clone();
+        let membership = crate::types::metrics(raft).membership_config.membership().clone();
         if let Some(existing) = membership.get_node(&id)
             && existing.addr != addr
         {
@@ -119,19 +103,11 @@ impl Control for ControlService {
                 existing.addr
             )));
         }
-        if let Some((other, _)) = membership
-            .nodes()
-            .find(|(other, n)| **other != id && n.addr == addr)
-        {
-            return Err(Status::already_exists(format!(
-                "node {other} already uses {addr}"
-            )));
+        if let Some((other, _)) = membership.nodes().find(|(other, n)| **other != id && n.addr == addr) {
+            return Err(Status::already_exists(format!("node {other} already uses {addr}")));
         }
         // Join as a learner first and catch up; only then count as a voter.
-        let added = raft
-            .add_learner(id, Member { addr }, true)
-            .await
-            .map_err(write_error)?;
+        let added = raft.add_learner(id, Member { addr }, true).await.map_err(write_error)?;
         let mut log_index = added.log_id.index;
         if !worker && !membership.voter_ids().any(|v| v == id) {
             let changed = raft
@@ -143,17 +119,11 @@ impl Control for ControlService {
         Ok(Response::new(AddNodeReply { log_index }))
     }
 
-    async fn remove_node(
-        &self,
-        request: Request<RemoveNodeRequest>,
-    ) -> Result<Response<RemoveNodeReply>, Status> {
+    async fn remove_node(&self, request: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeReply>, Status> {
         let id = request.into_inner().id;
         Self::check_node_id(id)?;
         let raft = &self.context.raft;
-        let membership = crate::types::metrics(raft)
-            .membership_config
-            .membership()
-            .clone();
+        let membership = crate::types::metrics(raft).membership_config.membership().clone();
         if membership.get_node(&id).is_none() {
             return Err(Status::not_found(format!(
                 "node {id} is not a member; see `batonctl nodes list`"
@@ -171,10 +141,7 @@ impl Control for ControlService {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        let changed = raft
-            .change_membership(change, false)
-            .await
-            .map_err(write_error)?;
+        let changed = raft.change_membership(change, false).await.map_err(write_error)?;
         Ok(Response::new(RemoveNodeReply {
             log_index: changed.log_id.index,
         }))
@@ -183,26 +150,21 @@ impl Control for ControlService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutReply>, Status> {
         let PutRequest { key, value } = request.into_inner();
         check_put(&key, &value)?;
-        let written = self
+        let committed = self
             .context
-            .raft
-            .client_write(Command::Put { key, value })
+            .proposer
+            .propose(Command::Put { key, value })
             .await
-            .map_err(write_error)?;
+            .map_err(propose_error)?;
         Ok(Response::new(PutReply {
-            log_index: written.log_id.index,
+            log_index: committed.log_index,
         }))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetReply>, Status> {
         let GetRequest { key, local } = request.into_inner();
         if !local {
-            match self
-                .context
-                .raft
-                .ensure_linearizable(ReadPolicy::ReadIndex)
-                .await
-            {
+            match self.context.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                 Ok(_) => {}
                 Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                     return Err(forward_to_leader(&f));
@@ -211,10 +173,7 @@ impl Control for ControlService {
                 Err(RaftError::Fatal(e)) => return Err(fatal(e)),
             }
         }
-        let value = self
-            .context
-            .state_machine
-            .read(|state| state.kv.get(&key).cloned());
+        let value = self.context.state_machine.read(|state| state.kv.get(&key).cloned());
         Ok(Response::new(GetReply {
             found: value.is_some(),
             value: value.unwrap_or_default(),

@@ -18,12 +18,7 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(
-        cluster_id: String,
-        insecure: bool,
-        raft: Raft,
-        initial_members: BTreeSet<NodeId>,
-    ) -> Self {
+    pub fn new(cluster_id: String, insecure: bool, raft: Raft, initial_members: BTreeSet<NodeId>) -> Self {
         Gate {
             cluster_id,
             insecure,
@@ -36,9 +31,9 @@ impl Gate {
         if self.insecure {
             return Ok(None);
         }
-        let certs = request.peer_certs().ok_or_else(|| {
-            Status::unauthenticated("a client certificate from the cluster CA is required")
-        })?;
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("a client certificate from the cluster CA is required"))?;
         peer_identity(&certs).map(Some).ok_or_else(|| {
             Status::permission_denied("the client certificate names neither a node nor the admin; use a certificate from `batonctl certs init`")
         })
@@ -51,9 +46,7 @@ impl Gate {
             .get(baton_proto::NODE_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<NodeId>().ok())
-            .ok_or_else(|| {
-                Status::invalid_argument("peer calls must carry a baton-node-id header")
-            })?;
+            .ok_or_else(|| Status::invalid_argument("peer calls must carry a baton-node-id header"))?;
         let cluster = request
             .metadata()
             .get(baton_proto::CLUSTER_ID_HEADER)

@@ -43,12 +43,7 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
         .map(|(id, addr, info)| MemberStatus {
             id,
             addr,
-            role: if voters.contains(&id) {
-                "voter"
-            } else {
-                "worker"
-            }
-            .to_string(),
+            role: if voters.contains(&id) { "voter" } else { "worker" }.to_string(),
             state: if info.is_some() { "up" } else { "unreachable" }.to_string(),
             version: info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
             last_contact_ms: context.last_contact_ms(id),
@@ -65,9 +60,7 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
 async fn probe(context: &NodeContext, id: NodeId, addr: &str) -> Option<NodeInfoReply> {
     let channel = context.channels.channel(id, addr).ok()?;
     let mut client = PeerClient::new(channel);
-    let request = context
-        .channels
-        .request(NodeInfoRequest {}, Some(PROBE_TIMEOUT));
+    let request = context.channels.request(NodeInfoRequest {}, Some(PROBE_TIMEOUT));
     let reply = tokio::time::timeout(PROBE_TIMEOUT, client.node_info(request))
         .await
         .ok()?

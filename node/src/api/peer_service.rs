@@ -34,10 +34,7 @@ pub fn local_info(context: &NodeContext) -> NodeInfoReply {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn node_info(
-        &self,
-        _request: Request<NodeInfoRequest>,
-    ) -> Result<Response<NodeInfoReply>, Status> {
+    async fn node_info(&self, _request: Request<NodeInfoRequest>) -> Result<Response<NodeInfoReply>, Status> {
         Ok(Response::new(local_info(&self.context)))
     }
 }

@@ -24,8 +24,7 @@ impl RaftService {
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Status> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
 }
 
 fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
@@ -35,10 +34,7 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
 
 #[tonic::async_trait]
 impl RaftApi for RaftService {
-    async fn append_entries(
-        &self,
-        request: Request<RaftRequest>,
-    ) -> Result<Response<RaftReply>, Status> {
+    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc = decode("append-entries request", &request.into_inner().payload)?;
         let response = self
             .raft
@@ -68,10 +64,7 @@ impl RaftApi for RaftService {
         reply(&response)
     }
 
-    async fn install_snapshot(
-        &self,
-        request: Request<SnapshotRequest>,
-    ) -> Result<Response<RaftReply>, Status> {
+    async fn install_snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<RaftReply>, Status> {
         let message = request.into_inner();
         let vote: Vote = decode("snapshot vote", &message.vote)?;
         let meta: SnapshotMeta = decode("snapshot meta", &message.meta)?;
@@ -79,18 +72,11 @@ impl RaftApi for RaftService {
             meta,
             snapshot: Cursor::new(message.data),
         };
-        let response = self
-            .raft
-            .install_full_snapshot(vote, snapshot)
-            .await
-            .map_err(fatal)?;
+        let response = self.raft.install_full_snapshot(vote, snapshot).await.map_err(fatal)?;
         reply(&response)
     }
 
-    async fn transfer_leader(
-        &self,
-        request: Request<RaftRequest>,
-    ) -> Result<Response<RaftReply>, Status> {
+    async fn transfer_leader(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc = decode("transfer-leader request", &request.into_inner().payload)?;
         let response = self.raft.handle_transfer_leader(rpc).await.map_err(fatal)?;
         reply(&response)

@@ -21,6 +21,9 @@ pub fn openraft_config(config: &NodeConfig) -> Result<Arc<Config>, openraft::Con
         snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_after_entries),
         max_in_snapshot_log_to_keep: 1_000,
         enable_pre_vote: Some(true),
+        // Replicate entries as soon as they are written locally, so that the
+        // leader's fsync overlaps the followers' instead of preceding it.
+        broadcast_submitted_on_append: Some(true),
         ..Default::default()
     };
     Ok(Arc::new(raft_config.validate()?))
@@ -35,19 +38,11 @@ pub async fn start_raft<N>(
 ) -> Result<(Raft, StateMachineStore), crate::NodeError>
 where
     N: openraft::network::RaftNetworkFactory<TypeConfig>,
-    N::Network:
-        openraft::network::NetSnapshot<TypeConfig, SnapshotData = crate::types::typ::SnapshotData>,
+    N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = crate::types::typ::SnapshotData>,
 {
-    let state_machine =
-        StateMachineStore::open(db.clone()).map_err(crate::store::StoreError::Io)?;
-    let raft = Raft::new(
-        id,
-        raft_config,
-        network,
-        LogStore::new(db),
-        state_machine.clone(),
-    )
-    .await
-    .map_err(|e| crate::NodeError::Raft(e.to_string()))?;
+    let state_machine = StateMachineStore::open(db.clone()).map_err(crate::store::StoreError::Io)?;
+    let raft = Raft::new(id, raft_config, network, LogStore::new(db), state_machine.clone())
+        .await
+        .map_err(|e| crate::NodeError::Raft(e.to_string()))?;
     Ok((raft, state_machine))
 }

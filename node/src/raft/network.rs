@@ -85,12 +85,9 @@ impl GrpcPeer {
         option: &RPCOption,
     ) -> Result<Resp, RpcError> {
         let mut client = self.client()?;
-        let request = self.channels.request(
-            RaftRequest {
-                payload: encode(req)?,
-            },
-            Some(option.soft_ttl()),
-        );
+        let request = self
+            .channels
+            .request(RaftRequest { payload: encode(req)? }, Some(option.soft_ttl()));
         let reply = match kind {
             RpcKind::AppendEntries => client.append_entries(request).await,
             RpcKind::Vote => client.vote(request).await,
@@ -120,19 +117,11 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         self.call(RpcKind::AppendEntries, &rpc, &option).await
     }
 
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest,
-        option: RPCOption,
-    ) -> Result<VoteResponse, RpcError> {
+    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
         self.call(RpcKind::Vote, &rpc, &option).await
     }
 
-    async fn pre_vote(
-        &mut self,
-        rpc: VoteRequest,
-        option: RPCOption,
-    ) -> Result<VoteResponse, RpcError> {
+    async fn pre_vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
         self.call(RpcKind::PreVote, &rpc, &option).await
     }
 
@@ -172,8 +161,6 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
 
 impl std::fmt::Debug for GrpcPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcPeer")
-            .field("target", &self.target)
-            .finish()
+        f.debug_struct("GrpcPeer").field("target", &self.target).finish()
     }
 }

@@ -69,10 +69,7 @@ impl PeerChannels {
     pub fn request<T>(&self, message: T, timeout: Option<Duration>) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
-        metadata.insert(
-            baton_proto::NODE_ID_HEADER,
-            MetadataValue::from(self.self_id),
-        );
+        metadata.insert(baton_proto::NODE_ID_HEADER, MetadataValue::from(self.self_id));
         if let Ok(value) = self.cluster_id.parse() {
             metadata.insert(baton_proto::CLUSTER_ID_HEADER, value);
         }

@@ -1,9 +1,11 @@
 //! The redb database behind a node's Raft storage.
 //!
-//! Durability: every write commits with `Durability::Immediate`, which
-//! fsyncs before returning, so whatever Raft is told is written (log
-//! entries, the vote, purges, snapshots) survives a crash. The state machine
-//! itself lives in memory and is rebuilt from the last snapshot and the log.
+//! Durability: whatever Raft is told is written survives a crash. The vote,
+//! truncations, purges and snapshots commit with `Durability::Immediate`,
+//! which fsyncs before returning; log appends commit without an fsync and
+//! are reported persisted only after the flusher's next immediate commit,
+//! which makes every earlier commit durable. The state machine itself lives
+//! in memory and is rebuilt from the last snapshot and the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,18 +25,12 @@ pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create data directory {path}: {source}; check data_dir and its permissions")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error(
         "cannot open the store at {path}: {source}; is another baton-node using this data_dir? \
          stop it, or give this node its own data_dir"
     )]
-    Open {
-        path: PathBuf,
-        source: redb::DatabaseError,
-    },
+    Open { path: PathBuf, source: redb::DatabaseError },
     #[error("store I/O failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -74,8 +70,7 @@ impl RaftDb {
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, std::io::Error> {
         let mut txn = self.db.begin_write().map_err(|e| io_error(e.into()))?;
-        txn.set_durability(durability)
-            .map_err(std::io::Error::other)?;
+        txn.set_durability(durability).map_err(std::io::Error::other)?;
         let out = f(&txn).map_err(io_error)?;
         txn.commit().map_err(|e| io_error(e.into()))?;
         Ok(out)
@@ -126,8 +121,7 @@ impl RaftDb {
     pub fn set_cluster_id(&self, cluster_id: &str) -> Result<(), std::io::Error> {
         let bytes = to_json(&cluster_id)?;
         self.write(Durability::Immediate, |txn| {
-            txn.open_table(META)?
-                .insert("cluster_id", bytes.as_slice())?;
+            txn.open_table(META)?.insert("cluster_id", bytes.as_slice())?;
             Ok(())
         })
     }
@@ -138,8 +132,7 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, std::
 }
 
 pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 pub(crate) fn io_error(e: redb::Error) -> std::io::Error {

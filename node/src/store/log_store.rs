@@ -1,9 +1,11 @@
-//! The Raft log and vote, stored in redb and fsync'd before openraft is told
-//! they are written.
+//! The Raft log and vote, stored in redb. The vote is fsync'd before
+//! `save_vote` returns; log entries are fsync'd, in groups, before openraft
+//! is told they are persisted (see `flusher`).
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -11,18 +13,22 @@ use openraft::{OptionalSend, RaftLogReader};
 use redb::{Durability, ReadableTable};
 
 use super::db::{LOG, META, RaftDb, from_json, to_json};
+use super::flusher::Flusher;
 use crate::types::TypeConfig;
 use crate::types::typ::{Entry, LogId, Vote};
 
-/// openraft's log storage over [`RaftDb`]. Clones share the database.
+/// openraft's log storage over [`RaftDb`]. Clones share the database and
+/// the fsync thread.
 #[derive(Clone)]
 pub struct LogStore {
     db: RaftDb,
+    flusher: Arc<Flusher>,
 }
 
 impl LogStore {
     pub fn new(db: RaftDb) -> Self {
-        LogStore { db }
+        let flusher = Arc::new(Flusher::start(db.clone()));
+        LogStore { db, flusher }
     }
 }
 
@@ -106,11 +112,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: IOFlushed<TypeConfig>,
-    ) -> Result<(), io::Error>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -119,10 +121,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             rows.push((entry.index(), to_json(&entry)?));
         }
-        let result = self
-            .db
+        // Readable at once (openraft may read them back before they are
+        // durable); the flusher fsyncs and then reports them persisted.
+        self.db
             .blocking(move |db| {
-                db.write(Durability::Immediate, |txn| {
+                db.write(Durability::None, |txn| {
                     let mut table = txn.open_table(LOG)?;
                     for (index, bytes) in &rows {
                         table.insert(*index, bytes.as_slice())?;
@@ -130,17 +133,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     Ok(())
                 })
             })
-            .await;
-        match result {
-            Ok(()) => {
-                callback.io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
-                Err(e)
-            }
-        }
+            .await?;
+        self.flusher.flush_then(callback)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
@@ -161,8 +155,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db
             .blocking(move |db| {
                 db.write(Durability::Immediate, |txn| {
-                    txn.open_table(META)?
-                        .insert("last_purged", bytes.as_slice())?;
+                    txn.open_table(META)?.insert("last_purged", bytes.as_slice())?;
                     txn.open_table(LOG)?.retain_in(..=upto, |_, _| false)?;
                     Ok(())
                 })

@@ -2,6 +2,7 @@
 //! snapshots, all in one database file under the node's data directory.
 
 mod db;
+mod flusher;
 mod log_store;
 mod state_machine;
 

@@ -63,11 +63,7 @@ impl StateMachineStore {
 
     /// Reads the applied cluster state.
     pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
-        f(&self
-            .state
-            .read()
-            .expect("state machine lock poisoned")
-            .cluster)
+        f(&self.state.read().expect("state machine lock poisoned").cluster)
     }
 
     /// Index of the last applied log entry, 0 if none.
@@ -89,8 +85,7 @@ impl StateMachineStore {
         self.db
             .blocking(move |db| {
                 db.write(Durability::Immediate, |txn| {
-                    txn.open_table(SM_META)?
-                        .insert("snapshot", stored.as_slice())?;
+                    txn.open_table(SM_META)?.insert("snapshot", stored.as_slice())?;
                     Ok(())
                 })
             })
@@ -139,8 +134,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Blank => Default::default(),
                 EntryPayload::Normal(command) => applied.cluster.apply(command),
                 EntryPayload::Membership(membership) => {
-                    applied.last_membership =
-                        StoredMembership::new(Some(entry.log_id()), membership.clone());
+                    applied.last_membership = StoredMembership::new(Some(entry.log_id()), membership.clone());
                     Default::default()
                 }
             };
@@ -158,11 +152,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: SnapshotData,
-    ) -> Result<(), io::Error> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let cluster: ClusterState = from_json(&data)?;
         self.save(meta, &data).await?;

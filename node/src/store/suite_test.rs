@@ -9,9 +9,7 @@ use crate::types::TypeConfig;
 struct RedbBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for RedbBuilder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = RaftDb::open(dir.path()).expect("open store");
         let sm = StateMachineStore::open(db.clone()).expect("open state machine");
