@@ -7,7 +7,7 @@
 //! (its store is durable at every acknowledged write); all within the
 //! configured grace period.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,8 +94,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         channels,
         last_contact: Mutex::new(Default::default()),
     });
-    let initial_ids: BTreeSet<NodeId> = config.cluster.initial_members.iter().map(|m| m.id).collect();
-    let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone(), initial_ids);
+    let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone());
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
     let server = serve(listener, tls.as_ref(), gate, context.clone(), stop_serving_rx)?;
     let server = tokio::spawn(server);
@@ -177,7 +176,7 @@ fn serve(
         ControlServer::new(ControlService::new(context)).max_decoding_message_size(CONTROL_MAX_MESSAGE_BYTES);
     let router = builder
         .add_service(InterceptedService::new(raft_service, move |r: tonic::Request<()>| {
-            raft_gate.check_peer(r)
+            raft_gate.check_raft(r)
         }))
         .add_service(InterceptedService::new(peer_service, move |r: tonic::Request<()>| {
             peer_gate.check_peer(r)

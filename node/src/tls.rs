@@ -142,6 +142,33 @@ fn identity_from_dns(dns: &str) -> Option<PeerIdentity> {
     Some(PeerIdentity::Node(id))
 }
 
+/// Remembers the identities of certificates already seen, so that a busy
+/// connection does not parse its peer's certificate on every call.
+#[derive(Default)]
+pub struct IdentityCache {
+    seen: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Option<PeerIdentity>>>,
+}
+
+/// Certificates remembered at most; the cache starts over when full.
+const IDENTITY_CACHE_ENTRIES: usize = 1024;
+
+impl IdentityCache {
+    /// The identity of the leaf certificate in `certs`, as [`peer_identity`].
+    pub fn identify(&self, certs: &[CertificateDer<'_>]) -> Option<PeerIdentity> {
+        let leaf = certs.first()?.as_ref();
+        let mut seen = self.seen.lock().expect("identity cache lock poisoned");
+        if let Some(identity) = seen.get(leaf) {
+            return *identity;
+        }
+        let identity = peer_identity(certs);
+        if seen.len() >= IDENTITY_CACHE_ENTRIES {
+            seen.clear();
+        }
+        seen.insert(leaf.to_vec(), identity);
+        identity
+    }
+}
+
 /// Installs ring as rustls' process-wide crypto provider (idempotent).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();

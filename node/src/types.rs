@@ -23,8 +23,13 @@ pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachineStore>;
 
 /// The latest Raft metrics of `raft`.
 pub fn metrics(raft: &Raft) -> typ::Metrics {
+    with_metrics(raft, Clone::clone)
+}
+
+/// Reads the latest Raft metrics of `raft` without copying them.
+pub fn with_metrics<T>(raft: &Raft, f: impl FnOnce(&typ::Metrics) -> T) -> T {
     use openraft::async_runtime::watch::WatchReceiver;
-    raft.metrics().borrow_watched().clone()
+    f(&raft.metrics().borrow_watched())
 }
 
 /// A change to the cluster's replicated state, proposed through Raft.

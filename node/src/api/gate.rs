@@ -1,11 +1,11 @@
 //! Who may call what: peer services need a member node's certificate and the
 //! same cluster id; control calls need the admin certificate.
 
-use std::collections::BTreeSet;
-
 use tonic::{Request, Status};
 
-use crate::tls::{PeerIdentity, peer_identity};
+use std::sync::Arc;
+
+use crate::tls::{IdentityCache, PeerIdentity};
 use crate::types::{NodeId, Raft};
 
 /// The check a service's interceptor runs before each call.
@@ -14,16 +14,16 @@ pub struct Gate {
     cluster_id: String,
     insecure: bool,
     raft: Raft,
-    initial_members: BTreeSet<NodeId>,
+    identities: Arc<IdentityCache>,
 }
 
 impl Gate {
-    pub fn new(cluster_id: String, insecure: bool, raft: Raft, initial_members: BTreeSet<NodeId>) -> Self {
+    pub fn new(cluster_id: String, insecure: bool, raft: Raft) -> Self {
         Gate {
             cluster_id,
             insecure,
             raft,
-            initial_members,
+            identities: Arc::default(),
         }
     }
 
@@ -34,13 +34,29 @@ impl Gate {
         let certs = request
             .peer_certs()
             .ok_or_else(|| Status::unauthenticated("a client certificate from the cluster CA is required"))?;
-        peer_identity(&certs).map(Some).ok_or_else(|| {
+        self.identities.identify(&certs).map(Some).ok_or_else(|| {
             Status::permission_denied("the client certificate names neither a node nor the admin; use a certificate from `batonctl certs init`")
         })
     }
 
-    /// For the Raft and Peer services.
+    /// For the Raft service: a node certificate of the cluster CA, for the
+    /// node the call claims to come from, in the same cluster.
+    ///
+    /// Membership is left to Raft itself here, which ignores non-members'
+    /// votes and fences stale leaders by term. Refusing non-members at this
+    /// gate would break Raft's own membership changes: a leader that removes
+    /// itself must still replicate, and hand off leadership, to followers
+    /// that have already applied the configuration without it.
+    pub fn check_raft(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.check_node(request, false)
+    }
+
+    /// For the Peer service: as for Raft, and the caller must be a member.
     pub fn check_peer(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.check_node(request, true)
+    }
+
+    fn check_node(&self, request: Request<()>, require_member: bool) -> Result<Request<()>, Status> {
         let claimed = request
             .metadata()
             .get(baton_proto::NODE_ID_HEADER)
@@ -73,7 +89,7 @@ impl Gate {
                 ));
             }
         }
-        if !self.is_member(claimed) {
+        if require_member && !self.is_member(claimed) {
             return Err(Status::permission_denied(format!(
                 "node {claimed} is not a member of cluster {}; add it with `batonctl nodes add`",
                 self.cluster_id
@@ -92,16 +108,14 @@ impl Gate {
         }
     }
 
-    /// A node we know of: in the current membership, or, before this node has
-    /// seen any membership, one of the initial members or any node (a new
-    /// worker cannot know who leads until the leader reaches it).
+    /// A member of the effective or the committed membership; before this
+    /// node has seen any membership, any node of the cluster (a new node
+    /// cannot know who leads until the leader reaches it).
     fn is_member(&self, id: NodeId) -> bool {
-        let metrics = crate::types::metrics(&self.raft);
-        let membership = metrics.membership_config.membership();
-        let mut nodes = membership.nodes().peekable();
-        if nodes.peek().is_none() {
-            return true;
-        }
-        self.initial_members.contains(&id) || membership.get_node(&id).is_some()
+        crate::types::with_metrics(&self.raft, |metrics| {
+            let effective = metrics.membership_config.membership();
+            let committed = metrics.committed_membership_config.membership();
+            effective.nodes().next().is_none() || effective.get_node(&id).is_some() || committed.get_node(&id).is_some()
+        })
     }
 }
