@@ -23,9 +23,14 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// Lays out and starts `n` voters, and waits for a leader.
+    /// Lays out and starts `n` voters with default timing, and waits for a leader.
     pub async fn start(n: u64) -> TestCluster {
-        let mut cluster = Self::create(n);
+        Self::start_with(n, TimingConfig::default()).await
+    }
+
+    /// Lays out and starts `n` voters with `timing`, and waits for a leader.
+    pub async fn start_with(n: u64, timing: TimingConfig) -> TestCluster {
+        let mut cluster = Self::create(n, timing);
         for id in 1..=n {
             cluster.local.start(id).expect("start node");
         }
@@ -34,13 +39,13 @@ impl TestCluster {
     }
 
     /// Lays out `n` voters without starting them.
-    pub fn create(n: u64) -> TestCluster {
+    pub fn create(n: u64, timing: TimingConfig) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("baton-test-")
             .tempdir()
             .expect("temp dir");
-        let binary = find_node_binary().expect("baton-node is built beside the tests (cargo test builds it)");
-        let local = LocalCluster::create(dir.path(), n, TimingConfig::default(), binary).expect("lay out cluster");
+        let binary = find_node_binary().expect("baton-node is built beside the tests (scripts/test.sh builds it)");
+        let local = LocalCluster::create(dir.path(), n, timing, binary).expect("lay out cluster");
         TestCluster { local, dir: Some(dir) }
     }
 

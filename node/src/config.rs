@@ -74,6 +74,13 @@ pub struct InitialMember {
 }
 
 /// Timers, in milliseconds.
+///
+/// The defaults suit a LAN. Followers refuse to vote while their leader's
+/// lease (`election_timeout_max_ms` since its last heartbeat) runs, so after
+/// a leader crash the first pre-vote, at a random election timeout, is
+/// refused and the second one wins: failover takes about two election
+/// timeouts, ~450 ms median with these defaults (see BENCHMARKS.md). Raise
+/// all three together on slower networks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimingConfig {
@@ -94,7 +101,7 @@ impl Default for TimingConfig {
         TimingConfig {
             heartbeat_interval_ms: 50,
             election_timeout_min_ms: 150,
-            election_timeout_max_ms: 300,
+            election_timeout_max_ms: 250,
             shutdown_grace_ms: 10_000,
             snapshot_after_entries: 20_000,
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::TestCluster;
+use baton_node::config::TimingConfig;
 use batonctl::ClusterClient;
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -25,6 +26,20 @@ struct Args {
     /// Leader kills in the failover phase.
     #[arg(long, default_value_t = 10)]
     kills: usize,
+    /// Heartbeat interval (default: the node's default).
+    #[arg(long)]
+    heartbeat_interval_ms: Option<u64>,
+    /// Election timeout range, as MIN-MAX in ms (default: the node's default).
+    #[arg(long, value_parser = parse_range)]
+    election_timeout_ms: Option<(u64, u64)>,
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (min, max) = s.split_once('-').ok_or("write MIN-MAX, like 150-300")?;
+    Ok((
+        min.parse().map_err(|_| "MIN is not a number")?,
+        max.parse().map_err(|_| "MAX is not a number")?,
+    ))
 }
 
 struct Phase {
@@ -169,7 +184,14 @@ fn ms(us: u64) -> String {
 async fn main() {
     let args = Args::parse();
     baton_node::tls::install_crypto_provider();
-    let cluster = Arc::new(TestCluster::start(3).await);
+    let mut timing = TimingConfig::default();
+    if let Some(ms) = args.heartbeat_interval_ms {
+        timing.heartbeat_interval_ms = ms;
+    }
+    if let Some((min, max)) = args.election_timeout_ms {
+        (timing.election_timeout_min_ms, timing.election_timeout_max_ms) = (min, max);
+    }
+    let cluster = Arc::new(TestCluster::start_with(3, timing.clone()).await);
     let fsync = fsync_p50(&cluster.path());
     eprintln!("3-node cluster up in {}; measuring...", cluster.path().display());
     let one = load(&cluster, 1, args.seconds).await;
@@ -202,7 +224,10 @@ async fn main() {
     println!("\n| leader failover after kill -9 (kill to first commit on the new leader) | median | max | kills |");
     println!("|---|---|---|---|");
     println!(
-        "| 3 nodes, heartbeat 50 ms, election timeout 150-300 ms | {:.0} ms | {:.0} ms | {} |",
+        "| 3 nodes, heartbeat {} ms, election timeout {}-{} ms | {:.0} ms | {:.0} ms | {} |",
+        timing.heartbeat_interval_ms,
+        timing.election_timeout_min_ms,
+        timing.election_timeout_max_ms,
         median.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
         sorted.len()
