@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use baton_cluster_tests::local_cluster::free_ports;
 use baton_cluster_tests::{TestCluster, poll_async};
 use baton_proto::{AddNodeRequest, RemoveNodeRequest};
 
@@ -134,6 +135,12 @@ async fn bad_membership_requests_are_refused_and_change_nothing() {
             addr: existing,
             worker: false,
         },
+        // Nothing listens there: refused at once, not added as a dead member.
+        AddNodeRequest {
+            id: 9,
+            addr: format!("127.0.0.1:{}", free_ports(1).unwrap()[0]),
+            worker: true,
+        },
     ] {
         let result = client
             .call(|mut c| {
@@ -141,7 +148,10 @@ async fn bad_membership_requests_are_refused_and_change_nothing() {
                 async move { c.add_node(r).await }
             })
             .await;
-        assert!(result.is_err(), "{request:?} was accepted");
+        let err = result.expect_err(&format!("{request:?} was accepted")).to_string();
+        if request.worker {
+            assert!(err.contains("does not answer"), "{err}");
+        }
     }
     let after = cluster.status().await.unwrap();
     let members = |v: &batonctl::cmd::status::StatusView| {

@@ -124,7 +124,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             "not an initial member; waiting to be added with `batonctl nodes add {} {}`", config.id, config.advertised()
         ),
     }
-    tracing::info!(node = config.id, addr = %config.advertised(), version = crate::VERSION, "serving");
+    let transport = if tls.is_some() {
+        "mutual TLS"
+    } else {
+        "INSECURE plain TCP, no authentication"
+    };
+    tracing::info!(node = config.id, addr = %config.advertised(), version = crate::VERSION, transport, "serving");
 
     shutdown.await;
     let grace = config.shutdown_grace();

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::NodeContext;
 use super::errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, fatal, forward_to_leader, propose_error, write_error};
-use super::member_probe::probe_members;
+use super::member_probe::{probe, probe_members};
 use crate::types::typ::RaftError;
 use crate::types::{Command, Member, NodeId};
 
@@ -105,6 +105,14 @@ impl Control for ControlService {
         }
         if let Some((other, _)) = membership.nodes().find(|(other, n)| **other != id && n.addr == addr) {
             return Err(Status::already_exists(format!("node {other} already uses {addr}")));
+        }
+        // Refuse at once rather than wait on a node that is not there.
+        if membership.get_node(&id).is_none() && probe(&self.context, id, &addr).await.is_none() {
+            return Err(Status::failed_precondition(format!(
+                "node {id} does not answer at {addr} as a node of cluster {}; start it first (with an empty \
+                 data_dir, this cluster's initial_members and a certificate for node {id}), then add it",
+                self.context.cluster_id
+            )));
         }
         // Join as a learner first and catch up; only then count as a voter.
         let added = raft.add_learner(id, Member { addr }, true).await.map_err(write_error)?;

@@ -57,7 +57,9 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
         .collect()
 }
 
-async fn probe(context: &NodeContext, id: NodeId, addr: &str) -> Option<NodeInfoReply> {
+/// Asks node `id` at `addr` who it is; `None` unless it answers as that node
+/// of this cluster.
+pub async fn probe(context: &NodeContext, id: NodeId, addr: &str) -> Option<NodeInfoReply> {
     let channel = context.channels.channel(id, addr).ok()?;
     let mut client = PeerClient::new(channel);
     let request = context.channels.request(NodeInfoRequest {}, Some(PROBE_TIMEOUT));
