@@ -53,6 +53,20 @@ pub fn check_put(key: &str, value: &[u8]) -> Result<(), Status> {
     Ok(())
 }
 
+/// Whether node `id` answers at `addr` within a few seconds.
+async fn answers_soon(context: &NodeContext, id: NodeId, addr: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if probe(context, id, addr).await.is_some() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn check_addr(addr: &str) -> Result<(), Status> {
     let ok = addr
         .rsplit_once(':')
@@ -106,8 +120,9 @@ impl Control for ControlService {
         if let Some((other, _)) = membership.nodes().find(|(other, n)| **other != id && n.addr == addr) {
             return Err(Status::already_exists(format!("node {other} already uses {addr}")));
         }
-        // Refuse at once rather than wait on a node that is not there.
-        if membership.get_node(&id).is_none() && probe(&self.context, id, &addr).await.is_none() {
+        // Refuse rather than wait forever on a node that is not there (giving
+        // one that is still starting a few seconds to answer).
+        if membership.get_node(&id).is_none() && !answers_soon(&self.context, id, &addr).await {
             return Err(Status::failed_precondition(format!(
                 "node {id} does not answer at {addr} as a node of cluster {}; start it first (with an empty \
                  data_dir, this cluster's initial_members and a certificate for node {id}), then add it",
