@@ -122,16 +122,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             rows.push((entry.index(), to_json(&entry)?));
         }
         // Readable at once (openraft may read them back before they are
-        // durable); the flusher fsyncs and then reports them persisted.
-        // Without an fsync the write only reaches the page cache, so it runs
-        // inline rather than paying a hand-off to a blocking thread.
-        self.db.write(Durability::None, |txn| {
-            let mut table = txn.open_table(LOG)?;
-            for (index, bytes) in &rows {
-                table.insert(*index, bytes.as_slice())?;
-            }
-            Ok(())
-        })?;
+        // durable); the flusher fsyncs and then reports them persisted. The
+        // write itself skips the fsync, but it may wait for redb's write lock
+        // while the flusher holds it through one, so it runs off the async
+        // workers.
+        self.db
+            .blocking(move |db| {
+                db.write(Durability::None, |txn| {
+                    let mut table = txn.open_table(LOG)?;
+                    for (index, bytes) in &rows {
+                        table.insert(*index, bytes.as_slice())?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
         self.flusher.flush_then(callback)
     }
 
