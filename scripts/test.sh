@@ -9,4 +9,6 @@ cd "$(dirname "$0")/.."
 # The cluster tests run the binaries from target/debug; `cargo test` alone
 # builds only those of packages with integration tests.
 cargo build --workspace --bins
+# The example task modules, for wasm32-wasip2 (installs the target if needed).
+scripts/build-tasks.sh
 cargo test --workspace --all-targets "$@"

@@ -8,6 +8,7 @@
 //! - [`cluster_state`]: the replicated state as data, and how commands change it.
 //! - [`store`]: the Raft log and state machine, durable in redb.
 //! - [`raft`]: openraft over tonic, one channel per peer.
+//! - [`runtime`]: task modules on wasmtime: compile, budget, memory limit.
 //! - [`api`]: the gRPC services (Raft, Peer, Control) and who may call them.
 //! - [`tls`]: mutual TLS material and certificate identities.
 //! - [`node`]: starting a node and shutting it down in order.
@@ -19,6 +20,7 @@ pub mod cluster_state;
 pub mod config;
 pub mod node;
 pub mod raft;
+pub mod runtime;
 pub mod signal;
 pub mod store;
 pub mod tls;

@@ -1,0 +1,32 @@
+//! Running task modules: one wasmtime engine per node, components compiled
+//! once per content hash, a fresh pooled instance per tick with a time budget
+//! and a memory limit, and no file system or network for the guest.
+
+mod engine;
+mod errors;
+mod host;
+mod module;
+
+pub use engine::{RuntimeLimits, TaskEngine};
+pub use errors::{ModuleError, TickError};
+pub use host::TaskContext;
+pub use module::CompiledModule;
+
+/// The host side of the `baton:task/task` WIT world (`wit/task.wit`). A
+/// module of the `migrating-task` world also exports `migrate`, which the hot
+/// code swap looks up by name.
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        world: "task",
+        path: "../wit",
+    });
+}
+
+/// What a successful tick returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The task's new state.
+    pub state: Vec<u8>,
+    /// Run the next tick after this many milliseconds, not at the schedule's time.
+    pub next_in_ms: Option<u64>,
+}

@@ -1,0 +1,65 @@
+//! A component checked against the `baton:task` world and compiled.
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use super::bindings::TaskPre;
+use super::errors::ModuleError;
+use super::host::TaskHost;
+
+/// A task module ready to instantiate.
+pub struct CompiledModule {
+    /// sha256 of the component's bytes, hex: its identity.
+    pub hash: String,
+    pub size: usize,
+    /// Whether it exports `migrate` (the `migrating-task` world).
+    pub migrates: bool,
+    pub(crate) pre: TaskPre<TaskHost>,
+}
+
+impl std::fmt::Debug for CompiledModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledModule")
+            .field("hash", &self.hash)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+/// The content hash that identifies a module.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks the header: WebAssembly, and a component rather than a core module.
+pub(crate) fn check_header(bytes: &[u8]) -> Result<(), ModuleError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(ModuleError::NotWasm);
+    }
+    // Core modules have version 1 and layer 0; components carry layer 1.
+    if bytes[6..8] == [0, 0] {
+        return Err(ModuleError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Compiles and links `bytes`, checking every step a deploy must pass.
+pub(crate) fn compile(engine: &Engine, linker: &Linker<TaskHost>, bytes: &[u8]) -> Result<CompiledModule, ModuleError> {
+    check_header(bytes)?;
+    let component = Component::new(engine, bytes).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| ModuleError::UnsupportedImports(format!("{e:#}")))?;
+    let migrates = component
+        .component_type()
+        .exports(engine)
+        .any(|(name, _)| name == "migrate");
+    let pre = TaskPre::new(instance_pre).map_err(|e| ModuleError::WrongInterface(format!("{e:#}")))?;
+    Ok(CompiledModule {
+        hash: content_hash(bytes),
+        size: bytes.len(),
+        migrates,
+        pre,
+    })
+}

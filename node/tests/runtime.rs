@@ -1,0 +1,169 @@
+//! Task modules on the wasmtime runtime: the example modules of `tasks/`
+//! (built by scripts/build-tasks.sh, which scripts/test.sh runs first) and
+//! modules that must be refused.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_node::runtime::{ModuleError, RuntimeLimits, TaskContext, TaskEngine, TickError};
+
+fn example(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tasks/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the example modules with scripts/build-tasks.sh",
+            path.display()
+        )
+    })
+}
+
+fn engine(limits: RuntimeLimits) -> Arc<TaskEngine> {
+    TaskEngine::new(
+        RuntimeLimits {
+            max_instances: 8,
+            ..limits
+        },
+        None,
+    )
+    .expect("engine")
+}
+
+fn task(name: &str, config: &str) -> TaskContext {
+    TaskContext {
+        name: name.into(),
+        config: config.as_bytes().to_vec(),
+    }
+}
+
+fn count(state: &[u8]) -> u64 {
+    u64::from_le_bytes(state.try_into().expect("an 8-byte counter"))
+}
+
+#[test]
+fn counter_counts_its_ticks_from_an_empty_state() {
+    let engine = engine(RuntimeLimits::default());
+    let counter = engine.load(&example("counter")).unwrap();
+    assert!(!counter.migrates);
+    let mut state = Vec::new();
+    for expected in 1..=5 {
+        let outcome = engine.tick(&counter, task("c", ""), &state).unwrap();
+        assert_eq!(count(&outcome.state), expected);
+        assert_eq!(outcome.next_in_ms, None);
+        state = outcome.state;
+    }
+}
+
+#[test]
+fn greeter_follows_its_json_config_and_refuses_a_bad_one() {
+    let engine = engine(RuntimeLimits::default());
+    let greeter = engine.load(&example("greeter")).unwrap();
+    let outcome = engine
+        .tick(&greeter, task("g", r#"{"name": "ops", "every_ms": 250}"#), b"")
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&outcome.state).unwrap();
+    assert_eq!(state["greetings"], 1);
+    assert_eq!(state["last"], "hello, ops (#1)");
+    assert_eq!(outcome.next_in_ms, Some(250));
+    let err = engine.tick(&greeter, task("g", "not json"), b"").unwrap_err();
+    assert!(
+        matches!(&err, TickError::Failed(m) if m.contains("config must be JSON")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_trap_fails_the_tick_and_the_engine_keeps_serving() {
+    let engine = engine(RuntimeLimits::default());
+    let faulty = engine.load(&example("faulty")).unwrap();
+    let err = engine.tick(&faulty, task("f", r#"{"trap": true}"#), b"").unwrap_err();
+    assert!(matches!(err, TickError::Trapped(_)), "{err}");
+    let err = engine.tick(&faulty, task("f", r#"{"fail": true}"#), b"").unwrap_err();
+    assert!(
+        matches!(&err, TickError::Failed(m) if m.contains("as configured")),
+        "{err}"
+    );
+    // Every third tick traps; the others count.
+    let three = engine.tick(&faulty, task("f", r#"{"trap_every": 3}"#), &2u64.to_le_bytes());
+    assert!(matches!(three, Err(TickError::Trapped(_))));
+    let four = engine
+        .tick(&faulty, task("f", r#"{"trap_every": 3}"#), &3u64.to_le_bytes())
+        .unwrap();
+    assert_eq!(count(&four.state), 4);
+    let counter = engine.load(&example("counter")).unwrap();
+    assert_eq!(count(&engine.tick(&counter, task("c", ""), b"").unwrap().state), 1);
+}
+
+#[test]
+fn an_endless_tick_is_interrupted_at_its_budget() {
+    let budget = Duration::from_millis(200);
+    let engine = engine(RuntimeLimits {
+        tick_budget: budget,
+        ..Default::default()
+    });
+    let faulty = engine.load(&example("faulty")).unwrap();
+    let started = Instant::now();
+    let err = engine.tick(&faulty, task("f", r#"{"spin": true}"#), b"").unwrap_err();
+    assert_eq!(err, TickError::OverBudget(budget));
+    assert!(started.elapsed() >= budget, "interrupted before its budget");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_task_that_allocates_past_its_memory_limit_fails_alone() {
+    let engine = engine(RuntimeLimits {
+        memory_bytes: 32 * 1024 * 1024,
+        ..Default::default()
+    });
+    let faulty = engine.load(&example("faulty")).unwrap();
+    let small = engine.tick(&faulty, task("f", r#"{"allocate_mib": 4}"#), b"").unwrap();
+    assert_eq!(count(&small.state), 1);
+    let err = engine
+        .tick(&faulty, task("f", r#"{"allocate_mib": 64}"#), b"")
+        .unwrap_err();
+    assert!(matches!(err, TickError::Trapped(_)), "{err}");
+    let after = engine.tick(&faulty, task("f", r#"{"allocate_mib": 4}"#), b"").unwrap();
+    assert_eq!(count(&after.state), 1);
+}
+
+#[test]
+fn modules_that_are_not_task_components_are_refused() {
+    let engine = engine(RuntimeLimits {
+        max_module_bytes: 200_000,
+        ..Default::default()
+    });
+    assert_eq!(engine.load(b"#!/bin/sh\necho hi\n").unwrap_err(), ModuleError::NotWasm);
+    let core = wat::parse_str("(module (func (export \"tick\")))").unwrap();
+    assert_eq!(engine.load(&core).unwrap_err(), ModuleError::CoreModule);
+    let empty_component = wat::parse_str("(component)").unwrap();
+    let err = engine.load(&empty_component).unwrap_err();
+    assert!(matches!(err, ModuleError::WrongInterface(_)), "{err}");
+    let mut truncated = example("counter");
+    truncated.truncate(truncated.len() / 2);
+    assert!(matches!(engine.load(&truncated).unwrap_err(), ModuleError::Invalid(_)));
+    let big = vec![0u8; 200_001];
+    assert_eq!(
+        engine.load(&big).unwrap_err(),
+        ModuleError::TooLarge {
+            size: 200_001,
+            limit: 200_000
+        }
+    );
+}
+
+#[test]
+fn a_module_is_compiled_once_per_content_hash() {
+    let engine = engine(RuntimeLimits::default());
+    let bytes = example("counter");
+    let first = engine.load(&bytes).unwrap();
+    let second = engine.load(&bytes).unwrap();
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(first.hash.len(), 64);
+    assert_ne!(first.hash, engine.load(&example("faulty")).unwrap().hash);
+}

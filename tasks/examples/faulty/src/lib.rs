@@ -1,0 +1,53 @@
+//! `faulty`: counts like `counter`, and misbehaves as its JSON config says:
+//!
+//! - `{"trap": true}`: every tick traps (a Rust panic aborts the instance);
+//! - `{"trap_every": N}`: tick number N, 2N, ... traps;
+//! - `{"fail": true}`: every tick returns an error;
+//! - `{"spin": true}`: every tick loops forever (the node's time budget stops it);
+//! - `{"allocate_mib": N}`: every tick allocates N MiB (past the memory limit it fails).
+
+use baton_task_sdk::{Guest, Outcome, host, state};
+use serde::Deserialize;
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Config {
+    trap: bool,
+    trap_every: u64,
+    fail: bool,
+    spin: bool,
+    allocate_mib: u64,
+}
+
+struct Faulty;
+
+impl Guest for Faulty {
+    fn tick(previous: Vec<u8>) -> Result<Outcome, String> {
+        let raw = host::task_config();
+        let config: Config = if raw.is_empty() {
+            Config::default()
+        } else {
+            serde_json::from_slice(&raw).map_err(|e| format!("bad config: {e}"))?
+        };
+        let count = state::read_u64(&previous)? + 1;
+        if config.trap || (config.trap_every > 0 && count % config.trap_every == 0) {
+            panic!("faulty: trapping on tick {count} as configured");
+        }
+        if config.fail {
+            return Err(format!("faulty: failing tick {count} as configured"));
+        }
+        if config.spin {
+            let mut x: u64 = count;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        if config.allocate_mib > 0 {
+            let block = vec![1u8; (config.allocate_mib * 1024 * 1024) as usize];
+            std::hint::black_box(&block);
+        }
+        Ok(Outcome { state: count.to_le_bytes().to_vec(), next_in_ms: None })
+    }
+}
+
+baton_task_sdk::export!(Faulty with_types_in baton_task_sdk::bindings);
