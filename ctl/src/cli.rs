@@ -53,6 +53,9 @@ pub enum Command {
     /// List, add and remove nodes.
     #[command(subcommand)]
     Nodes(NodesCommand),
+    /// Deploy and list task modules (WebAssembly components).
+    #[command(subcommand)]
+    Modules(ModulesCommand),
     /// Read and write the replicated key-value space (for checks and scripts).
     #[command(subcommand)]
     Kv(KvCommand),
@@ -82,6 +85,19 @@ pub enum NodesCommand {
         /// The node's id.
         id: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModulesCommand {
+    /// Check FILE against the baton:task world and deploy it as module NAME.
+    Deploy {
+        /// The module's name (lowercase letters, digits, '-', '_').
+        name: String,
+        /// The component, e.g. target/wasm32-wasip2/release/counter.wasm.
+        file: PathBuf,
+    },
+    /// List the deployed modules.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Command, CommandResponse};
+use crate::types::{Command, CommandResponse, ModuleRecord};
 
 /// Everything the state machine holds. Serialized as a whole into snapshots.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,24 +16,40 @@ pub struct ClusterState {
     /// The replicated key-value space (`batonctl kv`, tests, benchmarks).
     #[serde(default)]
     pub kv: BTreeMap<String, Vec<u8>>,
+    /// Deployed task modules by name.
+    #[serde(default)]
+    pub modules: BTreeMap<String, ModuleRecord>,
 }
 
 impl ClusterState {
     /// Applies one committed command.
     pub fn apply(&mut self, command: &Command) -> CommandResponse {
         match command {
-            Command::Put { key, value } => CommandResponse {
-                previous: self.kv.insert(key.clone(), value.clone()),
-                ..Default::default()
-            },
-            Command::Delete { key } => CommandResponse {
-                previous: self.kv.remove(key),
-                ..Default::default()
-            },
-            Command::Batch(commands) => CommandResponse {
-                batch: commands.iter().map(|c| self.apply(c)).collect(),
-                ..Default::default()
-            },
+            Command::Put { key, value } => CommandResponse::Previous(self.kv.insert(key.clone(), value.clone())),
+            Command::Delete { key } => CommandResponse::Previous(self.kv.remove(key)),
+            Command::Batch(commands) => CommandResponse::Batch(commands.iter().map(|c| self.apply(c)).collect()),
+            Command::DeployModule(module) => self.deploy_module(module),
+        }
+    }
+
+    /// Records a module's first version; deploying the same bytes again is a
+    /// no-op, and other bytes under a taken name are refused.
+    fn deploy_module(&mut self, module: &ModuleRecord) -> CommandResponse {
+        match self.modules.get(&module.name) {
+            Some(existing) if existing.hash == module.hash => CommandResponse::Module(existing.clone()),
+            Some(existing) => CommandResponse::Rejected(format!(
+                "module {} already has version {} ({}); new versions are rolled out by the hot code swap, \
+                 not by deploy",
+                existing.name, existing.version, existing.hash
+            )),
+            None => {
+                let record = ModuleRecord {
+                    version: 1,
+                    ..module.clone()
+                };
+                self.modules.insert(module.name.clone(), record.clone());
+                CommandResponse::Module(record)
+            }
         }
     }
 }
@@ -52,8 +68,11 @@ mod tests {
     #[test]
     fn put_stores_the_value_and_reports_the_previous_one() {
         let mut state = ClusterState::default();
-        assert_eq!(state.apply(&put("a", b"1")).previous, None);
-        assert_eq!(state.apply(&put("a", b"2")).previous, Some(b"1".to_vec()));
+        assert_eq!(state.apply(&put("a", b"1")), CommandResponse::Previous(None));
+        assert_eq!(
+            state.apply(&put("a", b"2")),
+            CommandResponse::Previous(Some(b"1".to_vec()))
+        );
         assert_eq!(state.kv["a"], b"2");
     }
 
@@ -64,7 +83,7 @@ mod tests {
         let before = state.clone();
         assert_eq!(
             state.apply(&Command::Delete { key: "nope".into() }),
-            CommandResponse::default()
+            CommandResponse::Previous(None)
         );
         assert_eq!(state, before);
     }
@@ -74,8 +93,8 @@ mod tests {
         let mut state = ClusterState::default();
         state.apply(&put("a", b"1"));
         assert_eq!(
-            state.apply(&Command::Delete { key: "a".into() }).previous,
-            Some(b"1".to_vec())
+            state.apply(&Command::Delete { key: "a".into() }),
+            CommandResponse::Previous(Some(b"1".to_vec()))
         );
         assert!(state.kv.is_empty());
     }
@@ -88,10 +107,46 @@ mod tests {
             put("a", b"2"),
             Command::Delete { key: "a".into() },
         ]);
-        let response = state.apply(&batch);
-        let previous: Vec<_> = response.batch.iter().map(|r| r.previous.clone()).collect();
-        assert_eq!(previous, vec![None, Some(b"1".to_vec()), Some(b"2".to_vec())]);
+        let expected = [None, Some(b"1".to_vec()), Some(b"2".to_vec())].map(CommandResponse::Previous);
+        assert_eq!(state.apply(&batch), CommandResponse::Batch(expected.to_vec()));
         assert!(state.kv.is_empty());
+    }
+
+    fn module(name: &str, hash: &str) -> ModuleRecord {
+        ModuleRecord {
+            name: name.into(),
+            version: 0,
+            hash: hash.into(),
+            size: 10,
+            migrates: false,
+            deployed_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_first_deploy_records_version_1_and_the_same_bytes_again_change_nothing() {
+        let mut state = ClusterState::default();
+        let first = state.apply(&Command::DeployModule(module("counter", "aa")));
+        let CommandResponse::Module(record) = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(record.version, 1);
+        let before = state.clone();
+        assert_eq!(
+            state.apply(&Command::DeployModule(module("counter", "aa"))),
+            CommandResponse::Module(record)
+        );
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn other_bytes_under_a_deployed_name_are_rejected() {
+        let mut state = ClusterState::default();
+        state.apply(&Command::DeployModule(module("counter", "aa")));
+        let before = state.clone();
+        let response = state.apply(&Command::DeployModule(module("counter", "bb")));
+        assert!(matches!(&response, CommandResponse::Rejected(m) if m.contains("already has version 1")));
+        assert_eq!(state, before);
     }
 
     #[test]

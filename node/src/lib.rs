@@ -8,6 +8,7 @@
 //! - [`cluster_state`]: the replicated state as data, and how commands change it.
 //! - [`store`]: the Raft log and state machine, durable in redb.
 //! - [`raft`]: openraft over tonic, one channel per peer.
+//! - [`modules`]: module bytes by content hash, fetched from peers.
 //! - [`runtime`]: task modules on wasmtime: compile, budget, memory limit.
 //! - [`api`]: the gRPC services (Raft, Peer, Control) and who may call them.
 //! - [`tls`]: mutual TLS material and certificate identities.
@@ -18,6 +19,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod cluster_state;
 pub mod config;
+pub mod modules;
 pub mod node;
 pub mod raft;
 pub mod runtime;

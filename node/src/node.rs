@@ -24,7 +24,9 @@ use tonic::transport::server::TcpIncoming;
 use crate::api::{CONTROL_MAX_MESSAGE_BYTES, ControlService, Gate, NodeContext, PeerService, RaftService};
 use crate::bootstrap::{Bootstrap, ClusterMismatch, decide};
 use crate::config::NodeConfig;
+use crate::modules::{ModuleStore, spawn_fetcher};
 use crate::raft::{GrpcNetwork, PeerChannels, Proposer, openraft_config, start_raft};
+use crate::runtime::{RuntimeLimits, TaskEngine};
 use crate::store::{RaftDb, StoreError};
 use crate::tls::{TlsError, TlsMaterial};
 use crate::types::{Member, NodeId, Raft};
@@ -42,6 +44,8 @@ pub enum NodeError {
     Bind { addr: String, source: std::io::Error },
     #[error("raft: {0}")]
     Raft(String),
+    #[error("task runtime: {0}")]
+    Runtime(String),
     #[error("gRPC server failed: {0}")]
     Server(#[from] tonic::transport::Error),
     #[error("shutdown did not finish within the {0:?} grace period")]
@@ -69,6 +73,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     if stored.is_none() {
         db.set_cluster_id(&cluster_id).map_err(StoreError::Io)?;
     }
+    let modules = ModuleStore::open(&config.data_dir.join("modules")).map_err(StoreError::Io)?;
+    let engine = TaskEngine::new(RuntimeLimits::default(), Some(&config.data_dir.join("wasm-cache")))
+        .map_err(NodeError::Runtime)?;
 
     let listener = TcpListener::bind(&config.listen_addr)
         .await
@@ -92,8 +99,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         proposer: Proposer::start(raft.clone()),
         state_machine,
         channels,
+        engine,
+        modules,
         last_contact: Mutex::new(Default::default()),
     });
+    let fetcher = spawn_fetcher(context.clone());
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone());
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
     let server = serve(listener, tls.as_ref(), gate, context.clone(), stop_serving_rx)?;
@@ -135,6 +145,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let grace = config.shutdown_grace();
     tracing::info!(node = config.id, "shutting down (grace {grace:?})");
     let ordered = async {
+        fetcher.abort();
         hand_off_leadership(&raft, config.id, grace / 3).await;
         let _ = stop_serving_tx.send(());
         match server.await {

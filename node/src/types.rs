@@ -45,6 +45,23 @@ pub enum Command {
     Delete { key: String },
     /// Several commands in one entry, applied in order (see `Proposer`).
     Batch(Vec<Command>),
+    /// Record the first version of a task module (its bytes are already in
+    /// the proposing node's module store; other nodes fetch them).
+    DeployModule(ModuleRecord),
+}
+
+/// A deployed task module: name, version and content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    pub name: String,
+    /// 1 for the first version; set by the state machine.
+    pub version: u32,
+    /// sha256 of the component, hex.
+    pub hash: String,
+    pub size: u64,
+    /// Whether it exports `migrate`.
+    pub migrates: bool,
+    pub deployed_at_ms: u64,
 }
 
 impl Command {
@@ -54,6 +71,7 @@ impl Command {
             Command::Put { key, value } => key.len() + value.len(),
             Command::Delete { key } => key.len(),
             Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
+            Command::DeployModule(module) => module.name.len() + module.hash.len(),
         }
     }
 }
@@ -64,18 +82,26 @@ impl std::fmt::Display for Command {
             Command::Put { key, value } => write!(f, "put {key} ({} bytes)", value.len()),
             Command::Delete { key } => write!(f, "delete {key}"),
             Command::Batch(commands) => write!(f, "batch of {}", commands.len()),
+            Command::DeployModule(m) => write!(f, "deploy module {} ({})", m.name, m.hash),
         }
     }
 }
 
 /// What applying a [`Command`] produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandResponse {
-    /// The value the key held before this command, if any.
-    pub previous: Option<Vec<u8>>,
-    /// For a batch: each command's response, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub batch: Vec<CommandResponse>,
+#[serde(rename_all = "snake_case")]
+pub enum CommandResponse {
+    /// Applied, nothing to report (blank and membership entries).
+    #[default]
+    Done,
+    /// A key-value change: the value the key held before, if any.
+    Previous(Option<Vec<u8>>),
+    /// The module as recorded.
+    Module(ModuleRecord),
+    /// The state machine refused the command; nothing changed.
+    Rejected(String),
+    /// A batch: each command's response, in order.
+    Batch(Vec<CommandResponse>),
 }
 
 /// Short aliases for openraft's generic types.

@@ -3,6 +3,7 @@
 pub mod certs;
 pub mod dev;
 pub mod kv;
+pub mod modules;
 pub mod nodes;
 pub mod status;
 
@@ -19,6 +20,11 @@ pub enum CmdError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Dev(#[from] dev::DevError),
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the parsed command line.
@@ -29,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Dev(args) => dev::run(args, format).await,
         Command::Status => status::run(&ClusterClient::from_args(&cli.global)?, format).await,
         Command::Nodes(command) => nodes::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
+        Command::Modules(command) => modules::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
         Command::Kv(command) => kv::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
     }
 }

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::modules::ModuleStore;
 use crate::raft::{PeerChannels, Proposer};
+use crate::runtime::TaskEngine;
 use crate::store::StateMachineStore;
 use crate::types::{NodeId, Raft};
 
@@ -21,6 +23,10 @@ pub struct NodeContext {
     pub proposer: Proposer,
     pub state_machine: StateMachineStore,
     pub channels: Arc<PeerChannels>,
+    /// Compiles and runs task modules.
+    pub engine: Arc<TaskEngine>,
+    /// Module bytes this node holds.
+    pub modules: ModuleStore,
     /// When each peer last answered this node.
     pub last_contact: Mutex<HashMap<NodeId, Instant>>,
 }

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use super::NodeContext;
 use super::errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, fatal, forward_to_leader, propose_error, write_error};
 use super::member_probe::{probe, probe_members};
+use super::module_calls;
 use crate::types::typ::RaftError;
 use crate::types::{Command, Member, NodeId};
 
@@ -202,5 +203,18 @@ impl Control for ControlService {
             value: value.unwrap_or_default(),
             applied_index: self.context.state_machine.last_applied_index(),
         }))
+    }
+
+    async fn deploy_module(
+        &self,
+        request: Request<DeployModuleRequest>,
+    ) -> Result<Response<DeployModuleReply>, Status> {
+        Ok(Response::new(
+            module_calls::deploy(&self.context, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_modules(&self, _request: Request<ListModulesRequest>) -> Result<Response<ListModulesReply>, Status> {
+        Ok(Response::new(module_calls::list(&self.context)))
     }
 }

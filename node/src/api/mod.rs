@@ -6,6 +6,7 @@ mod control_service;
 mod errors;
 mod gate;
 mod member_probe;
+mod module_calls;
 mod peer_service;
 mod raft_service;
 
@@ -16,5 +17,5 @@ pub use gate::Gate;
 pub use peer_service::PeerService;
 pub use raft_service::RaftService;
 
-/// Largest control request a node accepts.
-pub const CONTROL_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest control request a node accepts (a module deploy is the largest).
+pub const CONTROL_MAX_MESSAGE_BYTES: usize = 20 * 1024 * 1024;

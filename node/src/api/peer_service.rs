@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use baton_proto::peer_server::Peer;
-use baton_proto::{NodeInfoReply, NodeInfoRequest};
+use baton_proto::{FetchModuleReply, FetchModuleRequest, NodeInfoReply, NodeInfoRequest};
 use tonic::{Request, Response, Status};
 
 use super::NodeContext;
+use crate::modules::is_hash;
 
 pub struct PeerService {
     context: Arc<NodeContext>,
@@ -36,5 +37,21 @@ pub fn local_info(context: &NodeContext) -> NodeInfoReply {
 impl Peer for PeerService {
     async fn node_info(&self, _request: Request<NodeInfoRequest>) -> Result<Response<NodeInfoReply>, Status> {
         Ok(Response::new(local_info(&self.context)))
+    }
+
+    async fn fetch_module(&self, request: Request<FetchModuleRequest>) -> Result<Response<FetchModuleReply>, Status> {
+        let hash = request.into_inner().hash;
+        if !is_hash(&hash) {
+            return Err(Status::invalid_argument("a module hash is 64 lowercase hex digits"));
+        }
+        let store = self.context.modules.clone();
+        let lookup = hash.clone();
+        let bytes = tokio::task::spawn_blocking(move || store.get(&lookup))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("cannot read module {hash}: {e}")))?;
+        let component =
+            bytes.ok_or_else(|| Status::not_found(format!("this node does not have module {hash} (yet)")))?;
+        Ok(Response::new(FetchModuleReply { component }))
     }
 }

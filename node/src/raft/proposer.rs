@@ -128,7 +128,10 @@ async fn submit(raft: &Raft, mut batch: Vec<Pending>) {
     match raft.client_write(Command::Batch(commands)).await {
         Ok(written) => {
             let log_index = written.log_id.index;
-            for (reply_tx, response) in replies.into_iter().zip(written.data.batch) {
+            let CommandResponse::Batch(responses) = written.data else {
+                unreachable!("the state machine answers a batch with a batch")
+            };
+            for (reply_tx, response) in replies.into_iter().zip(responses) {
                 let _ = reply_tx.send(Ok(Committed { log_index, response }));
             }
         }

@@ -10,7 +10,7 @@ mod module;
 pub use engine::{RuntimeLimits, TaskEngine};
 pub use errors::{ModuleError, TickError};
 pub use host::TaskContext;
-pub use module::CompiledModule;
+pub use module::{CompiledModule, content_hash};
 
 /// The host side of the `baton:task/task` WIT world (`wit/task.wit`). A
 /// module of the `migrating-task` world also exports `migrate`, which the hot
