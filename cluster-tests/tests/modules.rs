@@ -12,12 +12,19 @@ fn example(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tasks/target/wasm32-wasip2/release")
         .join(format!("{name}.wasm"));
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; build the example modules with scripts/build-tasks.sh", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the example modules with scripts/build-tasks.sh",
+            path.display()
+        )
+    })
 }
 
 async fn deploy(client: &ClusterClient, name: &str, component: Vec<u8>) -> Result<DeployModuleReply, ClientError> {
-    let request = DeployModuleRequest { name: name.into(), component };
+    let request = DeployModuleRequest {
+        name: name.into(),
+        component,
+    };
     client
         .call(|mut c| {
             let r = request.clone();
@@ -27,7 +34,10 @@ async fn deploy(client: &ClusterClient, name: &str, component: Vec<u8>) -> Resul
 }
 
 async fn module_names(client: &ClusterClient) -> Vec<String> {
-    let reply = client.call(|mut c| async move { c.list_modules(ListModulesRequest {}).await }).await.unwrap();
+    let reply = client
+        .call(|mut c| async move { c.list_modules(ListModulesRequest {}).await })
+        .await
+        .unwrap();
     reply.modules.into_iter().map(|m| m.name).collect()
 }
 
@@ -38,11 +48,18 @@ async fn a_deployed_module_is_recorded_once_and_reaches_every_node() {
     let counter = example("counter");
     let reply = deploy(&client, "counter", counter.clone()).await.unwrap();
     let module = reply.module.unwrap();
-    assert_eq!((module.name.as_str(), module.version, module.size), ("counter", 1, counter.len() as u64));
+    assert_eq!(
+        (module.name.as_str(), module.version, module.size),
+        ("counter", 1, counter.len() as u64)
+    );
     assert_eq!(module.hash, baton_node::runtime::content_hash(&counter));
 
     // The same bytes again change nothing; other bytes under the name are refused.
-    let again = deploy(&client, "counter", counter.clone()).await.unwrap().module.unwrap();
+    let again = deploy(&client, "counter", counter.clone())
+        .await
+        .unwrap()
+        .module
+        .unwrap();
     assert_eq!((again.version, again.hash.as_str()), (1, module.hash.as_str()));
     let err = deploy(&client, "counter", example("faulty")).await.unwrap_err();
     assert!(err.to_string().contains("already has version 1"), "{err}");
@@ -50,7 +67,11 @@ async fn a_deployed_module_is_recorded_once_and_reaches_every_node() {
     // Every node lists it and holds its bytes.
     for id in 1..=3 {
         let node = cluster.node_client(id);
-        let path = cluster.path().join(id.to_string()).join("data/modules").join(format!("{}.wasm", module.hash));
+        let path = cluster
+            .path()
+            .join(id.to_string())
+            .join("data/modules")
+            .join(format!("{}.wasm", module.hash));
         poll_async(Duration::from_secs(20), "every node to hold the module", || async {
             let listed = module_names(&node).await == ["counter"];
             (listed && std::fs::read(&path).ok()? == counter).then_some(())
@@ -65,8 +86,16 @@ async fn modules_that_are_not_task_components_are_refused_and_nothing_is_recorde
     let client = cluster.client();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("script", b"#!/bin/sh\necho hi\n".to_vec(), "not WebAssembly"),
-        ("core", wat::parse_str("(module (func (export \"tick\")))").unwrap(), "core WebAssembly module"),
-        ("empty", wat::parse_str("(component)").unwrap(), "does not implement the baton:task world"),
+        (
+            "core",
+            wat::parse_str("(module (func (export \"tick\")))").unwrap(),
+            "core WebAssembly module",
+        ),
+        (
+            "empty",
+            wat::parse_str("(component)").unwrap(),
+            "does not implement the baton:task world",
+        ),
         ("Bad Name", example("counter"), "must be 1 to 64 characters"),
         ("huge", vec![0; 17 * 1024 * 1024], "the limit is"),
     ];

@@ -90,6 +90,19 @@ impl InProcessCluster {
         .await
     }
 
+    /// Writes through whichever of `among` leads, retrying when leadership
+    /// moves mid-write (a retried put is idempotent, so the expected state is
+    /// the same whether or not a failed attempt committed).
+    pub async fn put_via_leader(&self, among: &[NodeId], key: &str, value: &str) -> u64 {
+        for _ in 0..50 {
+            let leader = self.leader(among).await;
+            if let Ok(index) = self.put(leader, key, value).await {
+                return index;
+            }
+        }
+        panic!("write {key} never committed");
+    }
+
     pub async fn put(&self, leader: NodeId, key: &str, value: &str) -> Result<u64, String> {
         let command = Command::Put {
             key: key.into(),
