@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::task_table::TaskTable;
 use crate::types::{Command, CommandResponse, ModuleRecord};
 
 /// Everything the state machine holds. Serialized as a whole into snapshots.
@@ -19,6 +20,9 @@ pub struct ClusterState {
     /// Deployed task modules by name.
     #[serde(default)]
     pub modules: BTreeMap<String, ModuleRecord>,
+    /// Tasks, their owners, epochs and states.
+    #[serde(default)]
+    pub tasks: TaskTable,
 }
 
 impl ClusterState {
@@ -29,6 +33,18 @@ impl ClusterState {
             Command::Delete { key } => CommandResponse::Previous(self.kv.remove(key)),
             Command::Batch(commands) => CommandResponse::Batch(commands.iter().map(|c| self.apply(c)).collect()),
             Command::DeployModule(module) => self.deploy_module(module),
+            Command::AddTask(spec) => match self.modules.contains_key(&spec.module) {
+                true => self.tasks.add(spec.clone()),
+                false => CommandResponse::Rejected(format!(
+                    "no module named {}; deploy it first with `batonctl modules deploy`",
+                    spec.module
+                )),
+            },
+            Command::RemoveTask { name } => self.tasks.remove(name),
+            Command::SetTaskStatus { name, status } => self.tasks.set_status(name, status.clone()),
+            Command::AssignOwners(assignments) => self.tasks.assign(assignments),
+            Command::CommitTick(commit) => self.tasks.commit_tick(commit),
+            Command::MarkTaskFailed { name, epoch, reason } => self.tasks.mark_failed(name, *epoch, reason),
         }
     }
 
@@ -147,6 +163,25 @@ mod tests {
         let response = state.apply(&Command::DeployModule(module("counter", "bb")));
         assert!(matches!(&response, CommandResponse::Rejected(m) if m.contains("already has version 1")));
         assert_eq!(state, before);
+    }
+
+    #[test]
+    fn a_task_needs_a_deployed_module() {
+        use crate::task_table::{CatchUp, RestartPolicy, Schedule, TaskSpec};
+        let mut state = ClusterState::default();
+        let spec = TaskSpec {
+            name: "t".into(),
+            module: "counter".into(),
+            schedule: Schedule::EveryMs(1000),
+            catch_up: CatchUp::Skip,
+            restart: RestartPolicy::default(),
+            config: Vec::new(),
+        };
+        let response = state.apply(&Command::AddTask(spec.clone()));
+        assert!(matches!(&response, CommandResponse::Rejected(m) if m.contains("no module named counter")));
+        state.apply(&Command::DeployModule(module("counter", "aa")));
+        assert_eq!(state.apply(&Command::AddTask(spec)), CommandResponse::Done);
+        assert_eq!(state.tasks.tasks["t"].epoch, 0);
     }
 
     #[test]

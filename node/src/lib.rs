@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML config and its validation (before any socket binds).
 //! - [`bootstrap`]: the pure decision to form, resume or await a cluster.
 //! - [`cluster_state`]: the replicated state as data, and how commands change it.
+//! - [`task_table`]: tasks in the replicated state, and the commit fence.
 //! - [`store`]: the Raft log and state machine, durable in redb.
 //! - [`raft`]: openraft over tonic, one channel per peer.
 //! - [`modules`]: module bytes by content hash, fetched from peers.
@@ -25,6 +26,7 @@ pub mod raft;
 pub mod runtime;
 pub mod signal;
 pub mod store;
+pub mod task_table;
 pub mod tls;
 pub mod types;
 

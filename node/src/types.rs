@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::task_table::{Assignment, TaskSpec, TaskStatus, TickCommit};
+
 /// A node's id: a positive integer, unique in the cluster and never reused.
 pub type NodeId = u64;
 
@@ -45,6 +47,18 @@ pub enum Command {
     Delete { key: String },
     /// Several commands in one entry, applied in order (see `Proposer`).
     Batch(Vec<Command>),
+    /// Add a task (its module must be deployed).
+    AddTask(TaskSpec),
+    /// Remove a task.
+    RemoveTask { name: String },
+    /// Pause, resume or fail a task; raises its epoch.
+    SetTaskStatus { name: String, status: TaskStatus },
+    /// Give tasks new owners (the leader's placement).
+    AssignOwners(Vec<Assignment>),
+    /// Commit one tick of a task (the fence is in `TaskTable::commit_tick`).
+    CommitTick(TickCommit),
+    /// Mark a task failed after too many failed ticks, at its current epoch.
+    MarkTaskFailed { name: String, epoch: u64, reason: String },
     /// Record the first version of a task module (its bytes are already in
     /// the proposing node's module store; other nodes fetch them).
     DeployModule(ModuleRecord),
@@ -72,6 +86,11 @@ impl Command {
             Command::Delete { key } => key.len(),
             Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
             Command::DeployModule(module) => module.name.len() + module.hash.len(),
+            Command::AddTask(spec) => spec.name.len() + spec.config.len(),
+            Command::CommitTick(commit) => commit.task.len() + commit.state.len(),
+            Command::AssignOwners(assignments) => assignments.iter().map(|a| a.task.len() + 24).sum(),
+            Command::RemoveTask { name } | Command::SetTaskStatus { name, .. } => name.len(),
+            Command::MarkTaskFailed { name, reason, .. } => name.len() + reason.len(),
         }
     }
 }
@@ -83,6 +102,12 @@ impl std::fmt::Display for Command {
             Command::Delete { key } => write!(f, "delete {key}"),
             Command::Batch(commands) => write!(f, "batch of {}", commands.len()),
             Command::DeployModule(m) => write!(f, "deploy module {} ({})", m.name, m.hash),
+            Command::AddTask(spec) => write!(f, "add task {}", spec.name),
+            Command::RemoveTask { name } => write!(f, "remove task {name}"),
+            Command::SetTaskStatus { name, status } => write!(f, "set task {name} {status:?}"),
+            Command::AssignOwners(a) => write!(f, "assign {} task(s)", a.len()),
+            Command::CommitTick(c) => write!(f, "commit tick {} of {} at epoch {}", c.tick, c.task, c.epoch),
+            Command::MarkTaskFailed { name, .. } => write!(f, "mark task {name} failed"),
         }
     }
 }
@@ -98,6 +123,8 @@ pub enum CommandResponse {
     Previous(Option<Vec<u8>>),
     /// The module as recorded.
     Module(ModuleRecord),
+    /// How many items the command changed.
+    Count(u64),
     /// The state machine refused the command; nothing changed.
     Rejected(String),
     /// A batch: each command's response, in order.

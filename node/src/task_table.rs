@@ -1,0 +1,249 @@
+//! Tasks in the replicated state: their records and the pure rules that
+//! change them. The commit rule is the fence that makes "one owner at a
+//! time" hold: a tick commits only with the task's current epoch, from its
+//! current owner, as the next tick number, while the task is running.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{CommandResponse, NodeId};
+
+/// Committed ticks kept per task for `tasks history`.
+pub const HISTORY_LEN: usize = 256;
+
+/// When a task runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Every this many milliseconds.
+    EveryMs(u64),
+    /// At the times a cron expression names.
+    Cron(String),
+}
+
+/// What a task does about the runs it missed while nobody ran it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Run once at once, then keep to the schedule.
+    #[default]
+    RunOnce,
+    /// Skip them: the next run is the schedule's next time from now.
+    Skip,
+}
+
+/// How many failed ticks a task may have in a window before it is marked
+/// failed (OTP's restart intensity and period).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub max_restarts: u32,
+    pub window_ms: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            max_restarts: 5,
+            window_ms: 60_000,
+        }
+    }
+}
+
+/// Whether a task runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    #[default]
+    Running,
+    Paused,
+    /// Too many failed ticks; runs again after `tasks resume`.
+    Failed {
+        reason: String,
+    },
+}
+
+/// What a user asks for with `tasks add`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub name: String,
+    pub module: String,
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub config: Vec<u8>,
+}
+
+/// One committed tick, for `tasks history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickRecord {
+    pub tick: u64,
+    pub epoch: u64,
+    pub node: NodeId,
+    pub committed_at_ms: u64,
+}
+
+/// A task and its progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub spec: TaskSpec,
+    /// The node allowed to commit its ticks, if any.
+    pub owner: Option<NodeId>,
+    /// Raised on every change of owner: the fencing token.
+    pub epoch: u64,
+    /// The last committed tick (0: none yet).
+    pub tick: u64,
+    pub state: Vec<u8>,
+    pub status: TaskStatus,
+    pub last_tick_at_ms: Option<u64>,
+    /// When the next tick is due (ms since the epoch; 0: at once).
+    pub next_due_ms: u64,
+    pub history: VecDeque<TickRecord>,
+}
+
+/// A committed tick's proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickCommit {
+    pub task: String,
+    pub epoch: u64,
+    pub tick: u64,
+    pub node: NodeId,
+    pub state: Vec<u8>,
+    pub next_due_ms: u64,
+    pub committed_at_ms: u64,
+}
+
+/// A change of owner, made only if the task is still at `expected_epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub task: String,
+    pub owner: Option<NodeId>,
+    pub expected_epoch: u64,
+}
+
+/// All tasks, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskTable {
+    pub tasks: BTreeMap<String, TaskRecord>,
+}
+
+fn rejected(why: String) -> CommandResponse {
+    CommandResponse::Rejected(why)
+}
+
+impl TaskTable {
+    /// Adds a task; it has no owner until the leader places it.
+    pub fn add(&mut self, spec: TaskSpec) -> CommandResponse {
+        if self.tasks.contains_key(&spec.name) {
+            return rejected(format!(
+                "task {} already exists; remove it first or pick another name",
+                spec.name
+            ));
+        }
+        let record = TaskRecord {
+            spec,
+            owner: None,
+            epoch: 0,
+            tick: 0,
+            state: Vec::new(),
+            status: TaskStatus::Running,
+            last_tick_at_ms: None,
+            next_due_ms: 0,
+            history: VecDeque::new(),
+        };
+        self.tasks.insert(record.spec.name.clone(), record);
+        CommandResponse::Done
+    }
+
+    pub fn remove(&mut self, name: &str) -> CommandResponse {
+        match self.tasks.remove(name) {
+            Some(_) => CommandResponse::Done,
+            None => rejected(format!("no task named {name}")),
+        }
+    }
+
+    /// Pauses or resumes a task. Either way the epoch rises, so a tick in
+    /// flight from before cannot commit after.
+    pub fn set_status(&mut self, name: &str, status: TaskStatus) -> CommandResponse {
+        let Some(task) = self.tasks.get_mut(name) else {
+            return rejected(format!("no task named {name}"));
+        };
+        task.status = status;
+        task.epoch += 1;
+        CommandResponse::Done
+    }
+
+    /// Applies owner changes whose expected epoch still holds.
+    pub fn assign(&mut self, assignments: &[Assignment]) -> CommandResponse {
+        let mut applied = 0;
+        for a in assignments {
+            if let Some(task) = self.tasks.get_mut(&a.task)
+                && task.epoch == a.expected_epoch
+            {
+                task.owner = a.owner;
+                task.epoch += 1;
+                applied += 1;
+            }
+        }
+        CommandResponse::Count(applied)
+    }
+
+    /// The fence: commits a tick only from the current owner, at the current
+    /// epoch, as the next tick, while the task runs.
+    pub fn commit_tick(&mut self, commit: &TickCommit) -> CommandResponse {
+        let Some(task) = self.tasks.get_mut(&commit.task) else {
+            return rejected(format!("no task named {}", commit.task));
+        };
+        if commit.epoch != task.epoch || task.owner != Some(commit.node) {
+            return rejected(format!(
+                "stale owner: task {} is at epoch {} owned by {:?}, the commit came from node {} at epoch {}",
+                commit.task, task.epoch, task.owner, commit.node, commit.epoch
+            ));
+        }
+        if commit.tick != task.tick + 1 {
+            return rejected(format!(
+                "out of order: task {} has committed tick {}, the commit is for tick {}",
+                commit.task, task.tick, commit.tick
+            ));
+        }
+        if task.status != TaskStatus::Running {
+            return rejected(format!("task {} is not running ({:?})", commit.task, task.status));
+        }
+        task.tick = commit.tick;
+        task.state = commit.state.clone();
+        task.last_tick_at_ms = Some(commit.committed_at_ms);
+        task.next_due_ms = commit.next_due_ms;
+        if task.history.len() == HISTORY_LEN {
+            task.history.pop_front();
+        }
+        task.history.push_back(TickRecord {
+            tick: commit.tick,
+            epoch: commit.epoch,
+            node: commit.node,
+            committed_at_ms: commit.committed_at_ms,
+        });
+        CommandResponse::Done
+    }
+
+    /// Marks a task failed, if `epoch` is still its epoch.
+    pub fn mark_failed(&mut self, name: &str, epoch: u64, reason: &str) -> CommandResponse {
+        match self.tasks.get_mut(name) {
+            Some(task) if task.epoch == epoch => {
+                task.status = TaskStatus::Failed {
+                    reason: reason.to_string(),
+                };
+                task.epoch += 1;
+                CommandResponse::Done
+            }
+            Some(task) => rejected(format!("stale epoch {epoch}; task {name} is at epoch {}", task.epoch)),
+            None => rejected(format!("no task named {name}")),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "task_table_tests.rs"]
+mod tests;

@@ -1,0 +1,157 @@
+use super::*;
+
+fn spec(name: &str) -> TaskSpec {
+    TaskSpec {
+        name: name.into(),
+        module: "counter".into(),
+        schedule: Schedule::EveryMs(1000),
+        catch_up: CatchUp::RunOnce,
+        restart: RestartPolicy::default(),
+        config: Vec::new(),
+    }
+}
+
+/// A table with task `t` owned by node 1 at epoch 1.
+fn owned() -> TaskTable {
+    let mut table = TaskTable::default();
+    table.add(spec("t"));
+    table.assign(&[Assignment {
+        task: "t".into(),
+        owner: Some(1),
+        expected_epoch: 0,
+    }]);
+    table
+}
+
+fn commit(epoch: u64, tick: u64, node: NodeId) -> TickCommit {
+    TickCommit {
+        task: "t".into(),
+        epoch,
+        tick,
+        node,
+        state: tick.to_le_bytes().to_vec(),
+        next_due_ms: 1000 * tick,
+        committed_at_ms: 10 * tick,
+    }
+}
+
+#[test]
+fn the_owner_commits_ticks_in_order() {
+    let mut table = owned();
+    for tick in 1..=3 {
+        assert_eq!(table.commit_tick(&commit(1, tick, 1)), CommandResponse::Done);
+    }
+    let task = &table.tasks["t"];
+    assert_eq!(
+        (task.tick, task.state.clone(), task.next_due_ms),
+        (3, 3u64.to_le_bytes().to_vec(), 3000)
+    );
+    let ticks: Vec<u64> = task.history.iter().map(|h| h.tick).collect();
+    assert_eq!(ticks, vec![1, 2, 3]);
+}
+
+#[test]
+fn a_stale_epoch_commit_is_rejected() {
+    let mut table = owned();
+    table.assign(&[Assignment {
+        task: "t".into(),
+        owner: Some(2),
+        expected_epoch: 1,
+    }]);
+    let before = table.clone();
+    let response = table.commit_tick(&commit(1, 1, 1));
+    assert!(
+        matches!(&response, CommandResponse::Rejected(m) if m.contains("stale owner")),
+        "{response:?}"
+    );
+    assert_eq!(table, before);
+    assert_eq!(table.commit_tick(&commit(2, 1, 2)), CommandResponse::Done);
+}
+
+#[test]
+fn a_commit_from_a_node_that_is_not_the_owner_is_rejected() {
+    let mut table = owned();
+    assert!(matches!(
+        table.commit_tick(&commit(1, 1, 2)),
+        CommandResponse::Rejected(_)
+    ));
+}
+
+#[test]
+fn an_out_of_order_commit_is_rejected() {
+    let mut table = owned();
+    assert_eq!(table.commit_tick(&commit(1, 1, 1)), CommandResponse::Done);
+    let before = table.clone();
+    for tick in [1, 3, 0] {
+        let response = table.commit_tick(&commit(1, tick, 1));
+        assert!(
+            matches!(&response, CommandResponse::Rejected(m) if m.contains("out of order")),
+            "{response:?}"
+        );
+    }
+    assert_eq!(table, before);
+}
+
+#[test]
+fn pausing_fences_a_tick_in_flight_and_resuming_needs_the_new_epoch() {
+    let mut table = owned();
+    table.set_status("t", TaskStatus::Paused);
+    assert!(matches!(
+        table.commit_tick(&commit(1, 1, 1)),
+        CommandResponse::Rejected(_)
+    ));
+    assert!(matches!(table.commit_tick(&commit(2, 1, 1)), CommandResponse::Rejected(m) if m.contains("not running")));
+    table.set_status("t", TaskStatus::Running);
+    assert_eq!(table.commit_tick(&commit(3, 1, 1)), CommandResponse::Done);
+}
+
+#[test]
+fn an_assignment_with_a_stale_expected_epoch_changes_nothing() {
+    let mut table = owned();
+    let before = table.clone();
+    let stale = [Assignment {
+        task: "t".into(),
+        owner: Some(3),
+        expected_epoch: 0,
+    }];
+    assert_eq!(table.assign(&stale), CommandResponse::Count(0));
+    assert_eq!(table, before);
+}
+
+#[test]
+fn history_keeps_the_last_ticks_only() {
+    let mut table = owned();
+    for tick in 1..=(HISTORY_LEN as u64 + 10) {
+        table.commit_tick(&commit(1, tick, 1));
+    }
+    let history = &table.tasks["t"].history;
+    assert_eq!(history.len(), HISTORY_LEN);
+    assert_eq!(history.front().unwrap().tick, 11);
+}
+
+#[test]
+fn marking_failed_needs_the_current_epoch_and_raises_it() {
+    let mut table = owned();
+    assert!(matches!(table.mark_failed("t", 0, "x"), CommandResponse::Rejected(_)));
+    assert_eq!(
+        table.mark_failed("t", 1, "trapped 6 times in 60 s"),
+        CommandResponse::Done
+    );
+    let task = &table.tasks["t"];
+    assert_eq!(
+        task.status,
+        TaskStatus::Failed {
+            reason: "trapped 6 times in 60 s".into()
+        }
+    );
+    assert_eq!(task.epoch, 2);
+}
+
+#[test]
+fn names_are_unique_and_removal_needs_a_task() {
+    let mut table = TaskTable::default();
+    assert_eq!(table.add(spec("a")), CommandResponse::Done);
+    assert!(matches!(table.add(spec("a")), CommandResponse::Rejected(m) if m.contains("already exists")));
+    assert_eq!(table.remove("a"), CommandResponse::Done);
+    assert!(matches!(table.remove("a"), CommandResponse::Rejected(_)));
+}
