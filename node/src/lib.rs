@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML config and its validation (before any socket binds).
 //! - [`bootstrap`]: the pure decision to form, resume or await a cluster.
 //! - [`cluster_state`]: the replicated state as data, and how commands change it.
+//! - [`placement`]: the leader's pure decision of which node owns a task.
 //! - [`task_table`]: tasks in the replicated state, and the commit fence.
 //! - [`store`]: the Raft log and state machine, durable in redb.
 //! - [`raft`]: openraft over tonic, one channel per peer.
@@ -22,6 +23,7 @@ pub mod cluster_state;
 pub mod config;
 pub mod modules;
 pub mod node;
+pub mod placement;
 pub mod raft;
 pub mod runtime;
 pub mod signal;
