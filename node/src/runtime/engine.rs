@@ -119,13 +119,11 @@ impl TaskEngine {
     pub fn tick(&self, module: &CompiledModule, task: TaskContext, state: &[u8]) -> Result<Outcome, TickError> {
         let mut store = Store::new(&self.engine, TaskHost::new(task, self.limits.memory_bytes));
         store.limiter(|host| &mut host.limits);
-        let ticks = self
-            .limits
-            .tick_budget
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        // The epoch advances every EPOCH_TICK, and the next advance may come
+        // at once: one tick more than the budget's worth guarantees the tick
+        // at least its whole budget (and at most EPOCH_TICK more).
+        let budget_ticks = self.limits.tick_budget.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
+        store.set_epoch_deadline(budget_ticks.max(1) + 1);
         let instance = module
             .pre
             .instantiate(&mut store)
