@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod signal;
 pub mod store;
 pub mod task_table;
+pub mod tasks;
 pub mod tls;
 pub mod types;
 
