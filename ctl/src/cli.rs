@@ -53,6 +53,9 @@ pub enum Command {
     /// List, add and remove nodes.
     #[command(subcommand)]
     Nodes(NodesCommand),
+    /// Add, inspect and control tasks.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
     /// Deploy and list task modules (WebAssembly components).
     #[command(subcommand)]
     Modules(ModulesCommand),
@@ -85,6 +88,64 @@ pub enum NodesCommand {
         /// The node's id.
         id: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Add a task that runs MODULE on a schedule.
+    Add {
+        name: String,
+        /// The deployed module to run.
+        #[arg(long)]
+        module: String,
+        /// Run every DURATION (like 500ms, 30s, 5m, 1h).
+        #[arg(long, value_parser = parse_duration_ms, required_unless_present = "cron", conflicts_with = "cron")]
+        every: Option<u64>,
+        /// Run at the times a cron expression names (`sec min hour day month weekday`).
+        #[arg(long)]
+        cron: Option<String>,
+        /// The module's config, usually JSON.
+        #[arg(long, default_value = "")]
+        config: String,
+        /// After downtime, skip the missed runs instead of running once at once.
+        #[arg(long)]
+        skip_missed: bool,
+        /// Failed ticks allowed within the restart window before the task is marked failed.
+        #[arg(long, default_value_t = 5)]
+        max_restarts: u32,
+        /// The restart window (like 60s).
+        #[arg(long, value_parser = parse_duration_ms, default_value = "60s")]
+        restart_window: u64,
+    },
+    /// List the tasks.
+    List,
+    /// Show one task, with its state.
+    Show { name: String },
+    /// Show a task's recently committed ticks.
+    History { name: String },
+    /// Remove a task.
+    Rm { name: String },
+    /// Pause a task (a tick in flight does not commit).
+    Pause { name: String },
+    /// Resume a paused or failed task.
+    Resume { name: String },
+}
+
+/// Parses `500ms`, `30s`, `5m` or `1h` into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; write it like 500ms, 30s, 5m or 1h"))?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,5 +227,17 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        use super::parse_duration_ms;
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
+        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
+        assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
+        for bad in ["", "5", "ms", "1d", "-1s", "1.5s"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -28,6 +28,7 @@ use crate::modules::{ModuleStore, spawn_fetcher};
 use crate::raft::{GrpcNetwork, PeerChannels, Proposer, openraft_config, start_raft};
 use crate::runtime::{RuntimeLimits, TaskEngine};
 use crate::store::{RaftDb, StoreError};
+use crate::tasks::{spawn_placer, spawn_runner};
 use crate::tls::{TlsError, TlsMaterial};
 use crate::types::{Member, NodeId, Raft};
 
@@ -104,6 +105,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         last_contact: Mutex::new(Default::default()),
     });
     let fetcher = spawn_fetcher(context.clone());
+    let placer = spawn_placer(context.clone());
+    let runner = spawn_runner(context.clone());
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone());
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
     let server = serve(listener, tls.as_ref(), gate, context.clone(), stop_serving_rx)?;
@@ -146,6 +149,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(node = config.id, "shutting down (grace {grace:?})");
     let ordered = async {
         fetcher.abort();
+        placer.abort();
+        runner.abort();
         hand_off_leadership(&raft, config.id, grace / 3).await;
         let _ = stop_serving_tx.send(());
         match server.await {

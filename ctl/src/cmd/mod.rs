@@ -6,6 +6,7 @@ pub mod kv;
 pub mod modules;
 pub mod nodes;
 pub mod status;
+pub mod tasks;
 
 use crate::cli::{Cli, Command};
 use crate::client::{ClientError, ClusterClient};
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Dev(args) => dev::run(args, format).await,
         Command::Status => status::run(&ClusterClient::from_args(&cli.global)?, format).await,
         Command::Nodes(command) => nodes::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
+        Command::Tasks(command) => tasks::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
         Command::Modules(command) => modules::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
         Command::Kv(command) => kv::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
     }

@@ -14,6 +14,8 @@ use super::NodeContext;
 use super::errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, fatal, forward_to_leader, propose_error, write_error};
 use super::member_probe::{probe, probe_members};
 use super::module_calls;
+use super::task_calls;
+use crate::task_table::TaskStatus;
 use crate::types::typ::RaftError;
 use crate::types::{Command, Member, NodeId};
 
@@ -216,5 +218,49 @@ impl Control for ControlService {
 
     async fn list_modules(&self, _request: Request<ListModulesRequest>) -> Result<Response<ListModulesReply>, Status> {
         Ok(Response::new(module_calls::list(&self.context)))
+    }
+
+    async fn add_task(&self, request: Request<AddTaskRequest>) -> Result<Response<TaskReply>, Status> {
+        Ok(Response::new(
+            task_calls::add(&self.context, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_tasks(&self, _request: Request<ListTasksRequest>) -> Result<Response<ListTasksReply>, Status> {
+        Ok(Response::new(task_calls::list(&self.context)))
+    }
+
+    async fn show_task(&self, request: Request<TaskRequest>) -> Result<Response<TaskReply>, Status> {
+        Ok(Response::new(task_calls::show(
+            &self.context,
+            &request.into_inner().name,
+        )?))
+    }
+
+    async fn task_history(&self, request: Request<TaskRequest>) -> Result<Response<TaskHistoryReply>, Status> {
+        Ok(Response::new(task_calls::history(
+            &self.context,
+            &request.into_inner().name,
+        )?))
+    }
+
+    async fn remove_task(&self, request: Request<TaskRequest>) -> Result<Response<TaskReply>, Status> {
+        Ok(Response::new(
+            task_calls::remove(&self.context, request.into_inner().name).await?,
+        ))
+    }
+
+    async fn pause_task(&self, request: Request<TaskRequest>) -> Result<Response<TaskReply>, Status> {
+        let name = request.into_inner().name;
+        Ok(Response::new(
+            task_calls::set_status(&self.context, name, TaskStatus::Paused).await?,
+        ))
+    }
+
+    async fn resume_task(&self, request: Request<TaskRequest>) -> Result<Response<TaskReply>, Status> {
+        let name = request.into_inner().name;
+        Ok(Response::new(
+            task_calls::set_status(&self.context, name, TaskStatus::Running).await?,
+        ))
     }
 }

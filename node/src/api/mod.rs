@@ -9,11 +9,13 @@ mod member_probe;
 mod module_calls;
 mod peer_service;
 mod raft_service;
+mod task_calls;
 
 pub use context::NodeContext;
 pub use control_service::ControlService;
 pub use errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use gate::Gate;
+pub use member_probe::probe_members;
 pub use peer_service::PeerService;
 pub use raft_service::RaftService;
 

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use baton_proto::peer_server::Peer;
-use baton_proto::{FetchModuleReply, FetchModuleRequest, NodeInfoReply, NodeInfoRequest};
+use baton_proto::{FetchModuleReply, FetchModuleRequest, NodeInfoReply, NodeInfoRequest, ProposeReply, ProposeRequest};
 use tonic::{Request, Response, Status};
 
 use super::NodeContext;
+use super::errors::propose_error;
 use crate::modules::is_hash;
+use crate::types::Command;
 
 pub struct PeerService {
     context: Arc<NodeContext>,
@@ -37,6 +39,22 @@ pub fn local_info(context: &NodeContext) -> NodeInfoReply {
 impl Peer for PeerService {
     async fn node_info(&self, _request: Request<NodeInfoRequest>) -> Result<Response<NodeInfoReply>, Status> {
         Ok(Response::new(local_info(&self.context)))
+    }
+
+    async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
+        let command: Command = serde_json::from_slice(&request.into_inner().command)
+            .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
+        if !matches!(command, Command::CommitTick(_) | Command::MarkTaskFailed { .. }) {
+            return Err(Status::permission_denied(
+                "peers may only propose tick commits and task failures",
+            ));
+        }
+        let committed = self.context.proposer.propose(command).await.map_err(propose_error)?;
+        let response = serde_json::to_vec(&committed.response).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ProposeReply {
+            response,
+            log_index: committed.log_index,
+        }))
     }
 
     async fn fetch_module(&self, request: Request<FetchModuleRequest>) -> Result<Response<FetchModuleReply>, Status> {

@@ -1,0 +1,206 @@
+//! `batonctl tasks add|list|show|history|rm|pause|resume`.
+
+use baton_proto::{AddTaskRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
+use serde::Serialize;
+
+use super::CmdError;
+use crate::cli::{OutputFormat, TasksCommand};
+use crate::client::ClusterClient;
+use crate::output;
+
+/// A task as `tasks list|show --output json` prints it.
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    pub name: String,
+    pub module: String,
+    pub version: u32,
+    pub owner: Option<u64>,
+    pub epoch: u64,
+    pub tick: u64,
+    pub status: String,
+    pub failure: Option<String>,
+    pub last_tick_at_ms: Option<u64>,
+    pub next_due_ms: u64,
+    pub schedule: String,
+    /// The state as JSON when it is UTF-8 JSON, else `{"hex": "..."}`.
+    pub state: serde_json::Value,
+}
+
+impl From<TaskInfo> for TaskView {
+    fn from(t: TaskInfo) -> Self {
+        TaskView {
+            name: t.name,
+            module: t.module,
+            version: t.version,
+            owner: (t.owner != 0).then_some(t.owner),
+            epoch: t.epoch,
+            tick: t.tick,
+            status: t.status,
+            failure: (!t.failure.is_empty()).then_some(t.failure),
+            last_tick_at_ms: t.last_tick_at_ms,
+            next_due_ms: t.next_due_ms,
+            schedule: t.schedule,
+            state: state_json(&t.state),
+        }
+    }
+}
+
+/// A state as JSON if it is JSON, else as hex.
+pub fn state_json(state: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(state)
+        .unwrap_or_else(|_| serde_json::json!({ "hex": state.iter().map(|b| format!("{b:02x}")).collect::<String>() }))
+}
+
+fn table(tasks: &[TaskView]) -> String {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let state = t.state.to_string();
+            let state = if state.len() > 40 {
+                format!("{}...", &state[..37])
+            } else {
+                state
+            };
+            vec![
+                t.name.clone(),
+                format!("{}@{}", t.module, t.version),
+                t.owner.map_or("-".into(), |o| o.to_string()),
+                t.epoch.to_string(),
+                t.tick.to_string(),
+                match &t.failure {
+                    Some(why) => format!("failed: {why}"),
+                    None => t.status.clone(),
+                },
+                t.schedule.clone(),
+                state,
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "NAME", "MODULE", "OWNER", "EPOCH", "TICK", "STATUS", "SCHEDULE", "STATE",
+        ],
+        &rows,
+    )
+}
+
+fn name_request(name: &str) -> TaskRequest {
+    TaskRequest { name: name.to_string() }
+}
+
+pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFormat) -> Result<(), CmdError> {
+    let task = match command {
+        TasksCommand::Add {
+            name,
+            module,
+            every,
+            cron,
+            config,
+            skip_missed,
+            max_restarts,
+            restart_window,
+        } => {
+            let request = AddTaskRequest {
+                name,
+                module,
+                every_ms: every,
+                cron,
+                config: config.into_bytes(),
+                skip_missed,
+                max_restarts,
+                restart_window_ms: restart_window,
+            };
+            client
+                .call(|mut c| {
+                    let r = request.clone();
+                    async move { c.add_task(r).await }
+                })
+                .await?
+        }
+        TasksCommand::List => {
+            let reply = client
+                .call(|mut c| async move { c.list_tasks(ListTasksRequest {}).await })
+                .await?;
+            let tasks: Vec<TaskView> = reply.tasks.into_iter().map(TaskView::from).collect();
+            output::print(format, &tasks, || table(&tasks));
+            return Ok(());
+        }
+        TasksCommand::History { name } => {
+            let request = name_request(&name);
+            let reply = client
+                .call(|mut c| {
+                    let r = request.clone();
+                    async move { c.task_history(r).await }
+                })
+                .await?;
+            print_history(format, &reply.ticks);
+            return Ok(());
+        }
+        TasksCommand::Show { name } => call_named(client, &name, Named::Show).await?,
+        TasksCommand::Rm { name } => call_named(client, &name, Named::Remove).await?,
+        TasksCommand::Pause { name } => call_named(client, &name, Named::Pause).await?,
+        TasksCommand::Resume { name } => call_named(client, &name, Named::Resume).await?,
+    };
+    let tasks: Vec<TaskView> = task.task.into_iter().map(TaskView::from).collect();
+    output::print(format, &tasks.first(), || table(&tasks));
+    Ok(())
+}
+
+enum Named {
+    Show,
+    Remove,
+    Pause,
+    Resume,
+}
+
+async fn call_named(client: &ClusterClient, name: &str, what: Named) -> Result<baton_proto::TaskReply, CmdError> {
+    let request = name_request(name);
+    let what = &what;
+    Ok(client
+        .call(|mut c| {
+            let r = request.clone();
+            async move {
+                match what {
+                    Named::Show => c.show_task(r).await,
+                    Named::Remove => c.remove_task(r).await,
+                    Named::Pause => c.pause_task(r).await,
+                    Named::Resume => c.resume_task(r).await,
+                }
+            }
+        })
+        .await?)
+}
+
+#[derive(Serialize)]
+struct TickView {
+    tick: u64,
+    epoch: u64,
+    node: u64,
+    committed_at_ms: u64,
+}
+
+fn print_history(format: OutputFormat, ticks: &[TickInfo]) {
+    let views: Vec<TickView> = ticks
+        .iter()
+        .map(|t| TickView {
+            tick: t.tick,
+            epoch: t.epoch,
+            node: t.node,
+            committed_at_ms: t.committed_at_ms,
+        })
+        .collect();
+    output::print(format, &views, || {
+        let rows: Vec<Vec<String>> = views
+            .iter()
+            .map(|t| {
+                vec![
+                    t.tick.to_string(),
+                    t.epoch.to_string(),
+                    t.node.to_string(),
+                    t.committed_at_ms.to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["TICK", "EPOCH", "NODE", "COMMITTED AT (ms)"], &rows)
+    });
+}

@@ -1,0 +1,186 @@
+//! The control calls about tasks: add, list, show, history, remove, pause,
+//! resume. Writes go through Raft; reads answer from this node's state.
+
+use baton_proto::{AddTaskRequest, ListTasksReply, TaskHistoryReply, TaskInfo, TaskReply, TickInfo};
+use tonic::Status;
+
+use super::NodeContext;
+use super::errors::propose_error;
+use crate::task_table::{CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus};
+use crate::tasks::schedule::parse_cron;
+use crate::types::{Command, CommandResponse};
+
+/// Longest task name.
+const MAX_NAME_BYTES: usize = 128;
+/// Largest task config.
+const MAX_CONFIG_BYTES: usize = 64 * 1024;
+/// Shortest interval.
+const MIN_EVERY_MS: u64 = 10;
+
+fn check_name(name: &str) -> Result<(), Status> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "task name {name:?} must be 1 to {MAX_NAME_BYTES} characters: letters, digits, '-', '_' and '.'"
+        )))
+    }
+}
+
+fn spec(request: AddTaskRequest) -> Result<TaskSpec, Status> {
+    check_name(&request.name)?;
+    let schedule = match (request.every_ms, request.cron) {
+        (Some(ms), None) if ms >= MIN_EVERY_MS => Schedule::EveryMs(ms),
+        (Some(ms), None) => {
+            return Err(Status::invalid_argument(format!(
+                "--every must be at least {MIN_EVERY_MS} ms; got {ms} ms"
+            )));
+        }
+        (None, Some(expr)) => {
+            parse_cron(&expr).map_err(Status::invalid_argument)?;
+            Schedule::Cron(expr)
+        }
+        _ => {
+            return Err(Status::invalid_argument(
+                "give exactly one schedule: --every DURATION or --cron EXPR",
+            ));
+        }
+    };
+    if request.config.len() > MAX_CONFIG_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "a task config is at most {MAX_CONFIG_BYTES} bytes"
+        )));
+    }
+    let defaults = RestartPolicy::default();
+    Ok(TaskSpec {
+        name: request.name,
+        module: request.module,
+        schedule,
+        catch_up: if request.skip_missed {
+            CatchUp::Skip
+        } else {
+            CatchUp::RunOnce
+        },
+        restart: RestartPolicy {
+            max_restarts: if request.max_restarts == 0 {
+                defaults.max_restarts
+            } else {
+                request.max_restarts
+            },
+            window_ms: if request.restart_window_ms == 0 {
+                defaults.window_ms
+            } else {
+                request.restart_window_ms
+            },
+        },
+        config: request.config,
+    })
+}
+
+fn info(task: &TaskRecord, module_version: u32) -> TaskInfo {
+    let (status, failure) = match &task.status {
+        TaskStatus::Running => ("running", String::new()),
+        TaskStatus::Paused => ("paused", String::new()),
+        TaskStatus::Failed { reason } => ("failed", reason.clone()),
+    };
+    TaskInfo {
+        name: task.spec.name.clone(),
+        module: task.spec.module.clone(),
+        version: module_version,
+        owner: task.owner.unwrap_or(0),
+        epoch: task.epoch,
+        tick: task.tick,
+        status: status.into(),
+        failure,
+        last_tick_at_ms: task.last_tick_at_ms,
+        next_due_ms: task.next_due_ms,
+        state: task.state.clone(),
+        schedule: match &task.spec.schedule {
+            Schedule::EveryMs(ms) => format!("every {ms}ms"),
+            Schedule::Cron(expr) => format!("cron {expr}"),
+        },
+        config: task.spec.config.clone(),
+    }
+}
+
+fn find(context: &NodeContext, name: &str) -> Result<TaskInfo, Status> {
+    context
+        .state_machine
+        .read(|s| {
+            let task = s.tasks.tasks.get(name)?;
+            Some(info(task, s.modules.get(&task.spec.module).map_or(0, |m| m.version)))
+        })
+        .ok_or_else(|| Status::not_found(format!("no task named {name}; see `batonctl tasks list`")))
+}
+
+/// Proposes `command` and answers with the task as it then stands.
+async fn write(context: &NodeContext, name: &str, command: Command) -> Result<TaskReply, Status> {
+    let committed = context.proposer.propose(command).await.map_err(propose_error)?;
+    if let CommandResponse::Rejected(why) = committed.response {
+        return Err(Status::failed_precondition(why));
+    }
+    let task = find(context, name).ok();
+    Ok(TaskReply {
+        task,
+        log_index: committed.log_index,
+    })
+}
+
+pub(crate) async fn add(context: &NodeContext, request: AddTaskRequest) -> Result<TaskReply, Status> {
+    let spec = spec(request)?;
+    let name = spec.name.clone();
+    write(context, &name, Command::AddTask(spec)).await
+}
+
+pub(crate) async fn remove(context: &NodeContext, name: String) -> Result<TaskReply, Status> {
+    let task = find(context, &name)?;
+    let mut reply = write(context, &name, Command::RemoveTask { name: name.clone() }).await?;
+    reply.task = Some(task);
+    Ok(reply)
+}
+
+pub(crate) async fn set_status(context: &NodeContext, name: String, status: TaskStatus) -> Result<TaskReply, Status> {
+    find(context, &name)?;
+    write(context, &name.clone(), Command::SetTaskStatus { name, status }).await
+}
+
+pub(crate) fn show(context: &NodeContext, name: &str) -> Result<TaskReply, Status> {
+    Ok(TaskReply {
+        task: Some(find(context, name)?),
+        log_index: 0,
+    })
+}
+
+pub(crate) fn list(context: &NodeContext) -> ListTasksReply {
+    let tasks = context.state_machine.read(|s| {
+        s.tasks
+            .tasks
+            .values()
+            .map(|t| info(t, s.modules.get(&t.spec.module).map_or(0, |m| m.version)))
+            .collect()
+    });
+    ListTasksReply { tasks }
+}
+
+pub(crate) fn history(context: &NodeContext, name: &str) -> Result<TaskHistoryReply, Status> {
+    let ticks = context.state_machine.read(|s| {
+        s.tasks.tasks.get(name).map(|t| {
+            t.history
+                .iter()
+                .map(|h| TickInfo {
+                    tick: h.tick,
+                    epoch: h.epoch,
+                    node: h.node,
+                    committed_at_ms: h.committed_at_ms,
+                })
+                .collect()
+        })
+    });
+    let ticks = ticks.ok_or_else(|| Status::not_found(format!("no task named {name}; see `batonctl tasks list`")))?;
+    Ok(TaskHistoryReply { ticks })
+}

@@ -1,0 +1,55 @@
+//! A task owner's writes go to the leader: through the local proposer when
+//! this node leads, or over the peer API when another does.
+
+use std::time::Duration;
+
+use baton_proto::ProposeRequest;
+use baton_proto::peer_client::PeerClient;
+
+use crate::api::NodeContext;
+use crate::raft::{Committed, ProposeError};
+use crate::types::Command;
+
+/// Proposes `command` on the leader, wherever it is.
+pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Result<Committed, ProposeError> {
+    let (leader, addr) = crate::types::with_metrics(&context.raft, |m| {
+        let addr = m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+        (m.current_leader, addr)
+    });
+    match (leader, addr) {
+        (Some(leader), _) if leader == context.id => context.proposer.propose(command).await,
+        (Some(leader), Some(addr)) => {
+            let unreachable = |why: String| ProposeError::Stopped(format!("leader {leader} at {addr}: {why}"));
+            let channel = context
+                .channels
+                .channel(leader, &addr)
+                .map_err(|e| unreachable(e.to_string()))?;
+            let payload = serde_json::to_vec(&command).map_err(|e| ProposeError::Rejected(e.to_string()))?;
+            let request = context
+                .channels
+                .request(ProposeRequest { command: payload }, Some(Duration::from_secs(10)));
+            let reply = PeerClient::new(channel)
+                .propose(request)
+                .await
+                .map_err(|status| match status.code() {
+                    tonic::Code::FailedPrecondition => ProposeError::NotLeader {
+                        leader_id: None,
+                        leader_addr: None,
+                    },
+                    _ => unreachable(status.message().to_string()),
+                })?
+                .into_inner();
+            let response = serde_json::from_slice(&reply.response).map_err(|e| unreachable(e.to_string()))?;
+            Ok(Committed {
+                log_index: reply.log_index,
+                response,
+            })
+        }
+        _ => Err(ProposeError::NotLeader {
+            leader_id: None,
+            leader_addr: None,
+        }),
+    }
+}

@@ -1,0 +1,205 @@
+//! Ticks the tasks this node owns: one worker per (task, epoch). A worker
+//! waits until its tick is due, runs it on a blocking thread, and commits
+//! the new state through the leader; a rejected commit (a new epoch, a new
+//! owner) ends it. Failed ticks are retried with backoff until the restart
+//! intensity is exceeded, and then the task is marked failed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+
+use super::forwarder::propose_on_leader;
+use super::restarts::{RestartTracker, Verdict};
+use super::schedule::{first_due, next_due};
+use crate::api::NodeContext;
+use crate::runtime::{CompiledModule, TaskContext};
+use crate::task_table::{TaskStatus, TickCommit};
+use crate::types::{Command, CommandResponse};
+
+/// How often the runner looks for tasks it gained or lost.
+const SCAN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Starts the runner; abort the handle to stop it and its workers.
+pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        // Dropping the set (when this task is aborted) aborts every worker.
+        let mut running = JoinSet::new();
+        let mut workers: HashMap<String, (u64, AbortHandle)> = HashMap::new();
+        let mut interval = tokio::time::interval(SCAN_INTERVAL);
+        loop {
+            interval.tick().await;
+            while running.try_join_next().is_some() {}
+            let owned: HashMap<String, u64> = context.state_machine.read(|s| {
+                s.tasks
+                    .tasks
+                    .values()
+                    .filter(|t| t.owner == Some(context.id) && t.status == TaskStatus::Running)
+                    .map(|t| (t.spec.name.clone(), t.epoch))
+                    .collect()
+            });
+            workers.retain(|name, (epoch, handle)| {
+                let keep = owned.get(name) == Some(epoch) && !handle.is_finished();
+                if !keep {
+                    handle.abort();
+                }
+                keep
+            });
+            for (name, epoch) in owned {
+                if let std::collections::hash_map::Entry::Vacant(slot) = workers.entry(name) {
+                    let handle = running.spawn(work(context.clone(), slot.key().clone(), epoch));
+                    slot.insert((epoch, handle));
+                }
+            }
+        }
+    })
+}
+
+/// Ticks task `name` for as long as this node owns it at `epoch`.
+async fn work(context: Arc<NodeContext>, name: String, epoch: u64) {
+    let Some((record, module)) = context.state_machine.read(|s| {
+        let record = s.tasks.tasks.get(&name).filter(|t| t.epoch == epoch)?.clone();
+        let module = s.modules.get(&record.spec.module)?.clone();
+        Some((record, module))
+    }) else {
+        return;
+    };
+    let Some(compiled) = load_module(&context, &module.hash).await else {
+        return;
+    };
+    let spec = record.spec;
+    let (mut tick, mut state) = (record.tick, record.state);
+    let mut due = first_due(&spec.schedule, spec.catch_up, record.next_due_ms, now_ms());
+    let mut restarts = RestartTracker::default();
+    loop {
+        let wait = due.saturating_sub(now_ms());
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        let engine = context.engine.clone();
+        let (compiled_for_tick, input) = (compiled.clone(), state.clone());
+        let task = TaskContext {
+            name: name.clone(),
+            config: spec.config.clone(),
+        };
+        let result = tokio::task::spawn_blocking(move || engine.tick(&compiled_for_tick, task, &input)).await;
+        let outcome = match result {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => {
+                tracing::warn!(task = %name, "tick {} failed: {e}", tick + 1);
+                match restarts.record_failure(now_ms(), &spec.restart) {
+                    Verdict::Retry { after_ms } => {
+                        due = now_ms() + after_ms;
+                        continue;
+                    }
+                    Verdict::GiveUp { failures } => {
+                        let reason = format!(
+                            "{failures} failed ticks within {} ms (limit {}); last: {e}",
+                            spec.restart.window_ms, spec.restart.max_restarts
+                        );
+                        tracing::error!(task = %name, "marking the task failed: {reason}");
+                        let _ = propose_on_leader(&context, Command::MarkTaskFailed { name, epoch, reason }).await;
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(task = %name, "tick thread failed: {e}");
+                return;
+            }
+        };
+        let now = now_ms();
+        let next = next_due(&spec.schedule, due, now, outcome.next_in_ms);
+        let commit = TickCommit {
+            task: name.clone(),
+            epoch,
+            tick: tick + 1,
+            node: context.id,
+            state: outcome.state,
+            next_due_ms: next,
+            committed_at_ms: now,
+        };
+        if !commit_tick(&context, &commit).await {
+            return;
+        }
+        (tick, state, due) = (commit.tick, commit.state, next);
+    }
+}
+
+/// Commits `commit`, retrying while no leader answers. False when the
+/// state machine refused it: this node no longer owns the task.
+async fn commit_tick(context: &NodeContext, commit: &TickCommit) -> bool {
+    loop {
+        match propose_on_leader(context, Command::CommitTick(commit.clone())).await {
+            Ok(committed) => match committed.response {
+                CommandResponse::Done => return true,
+                // A retry of a commit that did land the first time.
+                _ if already_committed(context, commit) => return true,
+                other => {
+                    tracing::info!(task = %commit.task, "stopping: {other:?}");
+                    return false;
+                }
+            },
+            Err(e) => {
+                if already_committed(context, commit) {
+                    return true;
+                }
+                tracing::debug!(task = %commit.task, "commit not confirmed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let still_ours = context.state_machine.read(|s| {
+                    s.tasks
+                        .tasks
+                        .get(&commit.task)
+                        .is_some_and(|t| t.epoch == commit.epoch && t.tick < commit.tick)
+                });
+                if !still_ours {
+                    return already_committed(context, commit);
+                }
+            }
+        }
+    }
+}
+
+/// Whether this node's state machine shows `commit` as applied.
+fn already_committed(context: &NodeContext, commit: &TickCommit) -> bool {
+    context.state_machine.read(|s| {
+        s.tasks.tasks.get(&commit.task).is_some_and(|t| {
+            t.epoch == commit.epoch
+                && t.history
+                    .iter()
+                    .any(|h| h.tick == commit.tick && h.epoch == commit.epoch && h.node == commit.node)
+        })
+    })
+}
+
+/// The compiled module with content hash `hash`, once this node has its bytes.
+async fn load_module(context: &NodeContext, hash: &str) -> Option<Arc<CompiledModule>> {
+    loop {
+        let store = context.modules.clone();
+        let engine = context.engine.clone();
+        let hash_owned = hash.to_string();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let bytes = store.get(&hash_owned).ok()??;
+            Some(engine.load(&bytes).map_err(|e| e.to_string()))
+        })
+        .await
+        .ok()?;
+        match loaded {
+            Some(Ok(module)) => return Some(module),
+            Some(Err(e)) => {
+                tracing::error!("module {hash} does not load on this node: {e}");
+                return None;
+            }
+            // The fetcher has not brought the bytes yet.
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
