@@ -119,34 +119,53 @@ fn batonctl_dev_runs_a_cluster_and_stops_it_on_sigterm() {
     let mut dev = Command::new(binary("batonctl"))
         .args(["dev", "--nodes", "3", "--data-dir"])
         .arg(&data)
+        .arg("--examples")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/target/wasm32-wasip2/release"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let env = data.join("env");
+    // batonctl with the variables of DIR/env, as `source DIR/env` gives them.
+    let batonctl_json = |args: &[&str]| -> Option<serde_json::Value> {
+        let vars = std::fs::read_to_string(&env).ok()?;
+        let mut cmd = Command::new(binary("batonctl"));
+        cmd.args(args).args(["--output", "json"]);
+        for line in vars.lines() {
+            let (k, v) = line.trim_start_matches("export ").split_once('=')?;
+            cmd.env(k, v);
+        }
+        let out = cmd.output().ok()?;
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok())?
+    };
     let status_json = loop {
         assert!(Instant::now() < deadline, "batonctl dev formed no cluster");
         assert!(dev.try_wait().unwrap().is_none(), "batonctl dev exited early");
-        if env.exists() {
-            let vars = std::fs::read_to_string(&env).unwrap();
-            let mut cmd = Command::new(binary("batonctl"));
-            cmd.args(["status", "--output", "json"]);
-            for line in vars.lines() {
-                let (k, v) = line.trim_start_matches("export ").split_once('=').unwrap();
-                cmd.env(k, v);
-            }
-            let out = cmd.output().unwrap();
-            if out.status.success() {
-                let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                if json["leader"].is_u64() {
-                    break json;
-                }
-            }
+        if let Some(json) = batonctl_json(&["status"])
+            && json["leader"].is_u64()
+        {
+            break json;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(status_json["members"].as_array().unwrap().len(), 3);
+    // The example tasks tick.
+    loop {
+        assert!(Instant::now() < deadline, "the example tasks did not tick");
+        let ticking = batonctl_json(&["tasks", "list"]).and_then(|tasks| {
+            let tasks = tasks.as_array()?.clone();
+            let counters = tasks
+                .iter()
+                .filter(|t| t["module"] == "counter" && t["tick"].as_u64().is_some_and(|n| n >= 2))
+                .count();
+            (counters == 3 && tasks.len() == 4).then_some(())
+        });
+        if ticking.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut pids = Vec::new();
     for id in 1..=3 {
         let node = data.join(id.to_string());

@@ -207,7 +207,10 @@ async fn a_trapping_task_fails_at_its_intensity_and_others_keep_ticking() {
         (task(&client, "steady").await.tick >= before + 5).then_some(())
     })
     .await;
-    assert!(cluster.status().await.unwrap().members.iter().all(|m| m.state == "up"));
+    let status = cluster.status().await.unwrap();
+    assert!(status.members.iter().all(|m| m.state == "up"));
+    assert_eq!(status.tasks.failed, vec!["trapping".to_string()]);
+    assert_eq!(status.tasks.running, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,6 +216,10 @@ pub struct DevArgs {
     /// The baton-node binary (default: beside batonctl, then PATH).
     #[arg(long)]
     pub node_binary: Option<PathBuf>,
+    /// Where the example task modules are (scripts/build-tasks.sh builds
+    /// them); their counter tasks start with the cluster.
+    #[arg(long, default_value = "tasks/target/wasm32-wasip2/release")]
+    pub examples: PathBuf,
 }
 
 #[cfg(test)]

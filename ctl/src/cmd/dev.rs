@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use baton_node::config::TimingConfig;
+use baton_proto::{AddTaskRequest, DeployModuleRequest};
 use serde_json::json;
 
 use super::CmdError;
@@ -109,6 +110,7 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
         return Err(DevError::NoLeader(wait, cluster.dir.clone()).into());
     };
     let env_path = cluster.write_env().map_err(DevError::from)?;
+    let examples = start_examples(&client, &args.examples).await;
 
     let dir = cluster.dir.display().to_string();
     let nodes: Vec<_> = cluster
@@ -118,8 +120,8 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
         .collect();
     output::print(
         format,
-        &json!({"dir": dir, "env": env_path, "leader": view.leader, "nodes": nodes}),
-        || tour(&cluster, &env_path, view.leader.unwrap_or(0)),
+        &json!({"dir": dir, "env": env_path, "leader": view.leader, "nodes": nodes, "tasks": examples}),
+        || tour(&cluster, &env_path, view.leader.unwrap_or(0), &examples),
     );
 
     loop {
@@ -152,29 +154,96 @@ fn stop_all(cluster: &mut LocalCluster, ids: &[u64]) -> Result<(), CmdError> {
     Ok(())
 }
 
-fn tour(cluster: &LocalCluster, env_path: &Path, leader: u64) -> String {
+/// The example tasks: counters ticking every second and a greeter driven by
+/// its config. Returns the tasks started; none if the modules are not built.
+async fn start_examples(client: &ClusterClient, dir: &Path) -> Vec<String> {
+    let Ok(counter) = std::fs::read(dir.join("counter.wasm")) else {
+        eprintln!(
+            "no example modules in {} (build them with scripts/build-tasks.sh); starting without tasks",
+            dir.display()
+        );
+        return Vec::new();
+    };
+    let greeter = std::fs::read(dir.join("greeter.wasm")).ok();
+    let modules = [("counter", Some(counter)), ("greeter", greeter)];
+    for (name, bytes) in modules.into_iter().filter_map(|(n, b)| Some((n, b?))) {
+        let request = DeployModuleRequest {
+            name: name.into(),
+            component: bytes,
+        };
+        let deployed = client
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.deploy_module(r).await }
+            })
+            .await;
+        if let Err(e) = deployed {
+            eprintln!("cannot deploy the example module {name}: {e}");
+            return Vec::new();
+        }
+    }
+    let mut tasks: Vec<(String, &str, u64, &str)> = (1..=3)
+        .map(|i| (format!("counter-{i}"), "counter", 1_000, ""))
+        .collect();
+    tasks.push(("greeter".into(), "greeter", 5_000, r#"{"name": "dev"}"#));
+    let mut started = Vec::new();
+    for (name, module, every_ms, config) in tasks {
+        let request = AddTaskRequest {
+            name: name.clone(),
+            module: module.into(),
+            every_ms: Some(every_ms),
+            cron: None,
+            config: config.as_bytes().to_vec(),
+            skip_missed: false,
+            max_restarts: 0,
+            restart_window_ms: 0,
+        };
+        let added = client
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.add_task(r).await }
+            })
+            .await;
+        match added {
+            Ok(_) => started.push(name),
+            Err(e) if module == "greeter" => eprintln!("the greeter example did not start: {e}"),
+            Err(e) => eprintln!("cannot add the example task {name}: {e}"),
+        }
+    }
+    started
+}
+
+fn tour(cluster: &LocalCluster, env_path: &Path, leader: u64, tasks: &[String]) -> String {
     let first = cluster.nodes.keys().next().copied().unwrap_or(1);
+    let leader = if leader == 0 { first } else { leader };
     let dir = cluster.dir.display();
+    let tasks_line = if tasks.is_empty() {
+        "no example tasks (build them with scripts/build-tasks.sh)".to_string()
+    } else {
+        format!("example tasks: {}", tasks.join(", "))
+    };
     format!(
         "\
-Baton dev cluster: {n} nodes, leader is node {leader}.
+Baton dev cluster: {n} nodes, leader is node {leader}; {tasks_line}.
   data, configs and logs: {dir}/<id>/
 
 In another terminal:
   source {env}
   batonctl status                     # leader, term, commit index, members
-  batonctl kv put greeting hello      # a write committed through Raft
-  batonctl kv get greeting
+  batonctl tasks list                 # owners, epochs, ticks, states
+  batonctl tasks history counter-1    # committed ticks: which node, which epoch
   kill -9 $(cat {dir}/{leader}/node.pid)   # kill the leader, then:
   batonctl status                     # a new leader within a second
+  batonctl tasks list                 # its tasks tick on other nodes, at epoch + 1
   baton-node --config {dir}/{leader}/node.toml 2>>{dir}/{leader}/node.log & echo $! > {dir}/{leader}/node.pid
                                       # restart it; it catches up
+  batonctl tasks pause counter-2; batonctl tasks resume counter-2
+  batonctl kv put greeting hello      # a plain write committed through Raft
   batonctl nodes list -o json         # every command has --output json
 
 Ctrl-C here stops every node.
 ",
         n = cluster.nodes.len(),
         env = env_path.display(),
-        leader = if leader == 0 { first } else { leader },
     )
 }

@@ -20,6 +20,16 @@ pub struct StatusView {
     /// The node that answered.
     pub answered_by: u64,
     pub members: Vec<MemberView>,
+    pub tasks: TasksSummary,
+}
+
+/// How the cluster's tasks are doing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TasksSummary {
+    pub running: u64,
+    pub paused: u64,
+    /// Names of the tasks marked failed.
+    pub failed: Vec<String>,
 }
 
 /// One member, as `status` and `nodes list` print it.
@@ -62,6 +72,11 @@ impl From<StatusReply> for StatusView {
             last_applied_index: s.last_applied_index,
             answered_by: s.answered_by,
             members: s.members.into_iter().map(MemberView::from).collect(),
+            tasks: TasksSummary {
+                running: s.tasks_running,
+                paused: s.tasks_paused,
+                failed: s.failed_tasks,
+            },
         }
     }
 }
@@ -78,13 +93,21 @@ pub async fn run(client: &ClusterClient, format: OutputFormat) -> Result<(), Cmd
     let view = fetch(client).await?;
     output::print(format, &view, || {
         let leader = view.leader.map_or("none".to_string(), |l| l.to_string());
+        let failed = match view.tasks.failed.as_slice() {
+            [] => String::new(),
+            names => format!("; FAILED: {} (see `batonctl tasks show NAME`)", names.join(", ")),
+        };
         format!(
-            "cluster {}  leader {}  term {}  commit {}  (answered by node {})\n\n{}",
+            "cluster {}  leader {}  term {}  commit {}  (answered by node {})\ntasks: {} running, {} paused, {} failed{}\n\n{}",
             view.cluster_id,
             leader,
             view.term,
             view.commit_index,
             view.answered_by,
+            view.tasks.running,
+            view.tasks.paused,
+            view.tasks.failed.len(),
+            failed,
             members_table(&view.members)
         )
     });

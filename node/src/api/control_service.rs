@@ -85,6 +85,17 @@ impl Control for ControlService {
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         let metrics = crate::types::metrics(&self.context.raft);
         let members = probe_members(&self.context).await;
+        let (tasks_running, tasks_paused, failed_tasks) = self.context.state_machine.read(|s| {
+            let count = |status: &TaskStatus| s.tasks.tasks.values().filter(|t| &t.status == status).count() as u64;
+            let failed = s
+                .tasks
+                .tasks
+                .values()
+                .filter(|t| matches!(t.status, TaskStatus::Failed { .. }))
+                .map(|t| t.spec.name.clone())
+                .collect();
+            (count(&TaskStatus::Running), count(&TaskStatus::Paused), failed)
+        });
         Ok(Response::new(StatusReply {
             cluster_id: self.context.cluster_id.clone(),
             leader_id: metrics.current_leader.unwrap_or(0),
@@ -97,6 +108,9 @@ impl Control for ControlService {
             last_applied_index: metrics.last_applied.as_ref().map_or(0, |l| l.index),
             answered_by: self.context.id,
             members,
+            tasks_running,
+            tasks_paused,
+            failed_tasks,
         }))
     }
 
