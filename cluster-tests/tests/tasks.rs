@@ -45,6 +45,7 @@ fn every(name: &str, module: &str, ms: u64, config: &str) -> AddTaskRequest {
         skip_missed: false,
         max_restarts: 0,
         restart_window_ms: 0,
+        allow_net: Vec::new(),
     }
 }
 

@@ -176,6 +176,7 @@ mod tests {
             catch_up: CatchUp::Skip,
             restart: RestartPolicy::default(),
             config: Vec::new(),
+            allow_net: Vec::new(),
         };
         let response = state.apply(&Command::AddTask(spec.clone()));
         assert!(matches!(&response, CommandResponse::Rejected(m) if m.contains("no module named counter")));

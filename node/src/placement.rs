@@ -51,6 +51,7 @@ mod tests {
                 catch_up: CatchUp::Skip,
                 restart: RestartPolicy::default(),
                 config: Vec::new(),
+                allow_net: Vec::new(),
             });
             if owner.is_some() {
                 table.assign(&[Assignment {

@@ -75,6 +75,9 @@ pub struct TaskSpec {
     pub restart: RestartPolicy,
     #[serde(default)]
     pub config: Vec<u8>,
+    /// `HOST:PORT` addresses the task may connect to (nothing else).
+    #[serde(default)]
+    pub allow_net: Vec<String>,
 }
 
 /// One committed tick, for `tasks history`.

@@ -8,6 +8,7 @@ fn spec(name: &str) -> TaskSpec {
         catch_up: CatchUp::RunOnce,
         restart: RestartPolicy::default(),
         config: Vec::new(),
+        allow_net: Vec::new(),
     }
 }
 

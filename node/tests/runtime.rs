@@ -35,6 +35,7 @@ fn task(name: &str, config: &str) -> TaskContext {
     TaskContext {
         name: name.into(),
         config: config.as_bytes().to_vec(),
+        allow_net: Vec::new(),
     }
 }
 
@@ -166,4 +167,48 @@ fn a_module_is_compiled_once_per_content_hash() {
     assert!(Arc::ptr_eq(&first, &second));
     assert_eq!(first.hash.len(), 64);
     assert_ne!(first.hash, engine.load(&example("faulty")).unwrap().hash);
+}
+
+#[test]
+fn a_task_reaches_only_the_network_addresses_it_was_granted() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        // Answers every connection that reaches it; counts them.
+        let mut answered = 0;
+        listener.set_nonblocking(false).unwrap();
+        for stream in listener.incoming().take(1) {
+            let mut stream = stream.unwrap();
+            let mut ping = [0u8; 4];
+            stream.read_exact(&mut ping).unwrap();
+            stream.write_all(b"pong").unwrap();
+            answered += 1;
+        }
+        answered
+    });
+    let engine = engine(RuntimeLimits::default());
+    let probe = engine.load(&example("netprobe")).unwrap();
+
+    let no_grant = engine.tick(&probe, task("p", &addr), b"").unwrap_err();
+    assert!(
+        matches!(&no_grant, TickError::Failed(m) if m.contains("connect")),
+        "{no_grant}"
+    );
+    let other = TaskContext {
+        allow_net: vec!["127.0.0.1:1".into()],
+        ..task("p", &addr)
+    };
+    assert!(
+        engine.tick(&probe, other, b"").is_err(),
+        "a grant for another address let it through"
+    );
+
+    let granted = TaskContext {
+        allow_net: vec![addr.clone()],
+        ..task("p", &addr)
+    };
+    let outcome = engine.tick(&probe, granted, b"").unwrap();
+    assert_eq!(outcome.state, b"pong");
+    assert_eq!(server.join().unwrap(), 1, "only the granted tick connected");
 }

@@ -197,6 +197,7 @@ async fn start_examples(client: &ClusterClient, dir: &Path) -> Vec<String> {
             skip_missed: false,
             max_restarts: 0,
             restart_window_ms: 0,
+            allow_net: Vec::new(),
         };
         let added = client
             .call(|mut c| {

@@ -22,6 +22,7 @@ pub struct TaskView {
     pub last_tick_at_ms: Option<u64>,
     pub next_due_ms: u64,
     pub schedule: String,
+    pub allow_net: Vec<String>,
     /// The state as JSON when it is UTF-8 JSON, else `{"hex": "..."}`.
     pub state: serde_json::Value,
 }
@@ -40,6 +41,7 @@ impl From<TaskInfo> for TaskView {
             last_tick_at_ms: t.last_tick_at_ms,
             next_due_ms: t.next_due_ms,
             schedule: t.schedule,
+            allow_net: t.allow_net,
             state: state_json(&t.state),
         }
     }
@@ -99,6 +101,7 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
             skip_missed,
             max_restarts,
             restart_window,
+            allow_net,
         } => {
             let request = AddTaskRequest {
                 name,
@@ -109,6 +112,7 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
                 skip_missed,
                 max_restarts,
                 restart_window_ms: restart_window,
+                allow_net,
             };
             client
                 .call(|mut c| {

@@ -56,6 +56,16 @@ fn spec(request: AddTaskRequest) -> Result<TaskSpec, Status> {
             "a task config is at most {MAX_CONFIG_BYTES} bytes"
         )));
     }
+    for addr in &request.allow_net {
+        let valid = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(Status::invalid_argument(format!(
+                "--allow-net {addr:?}: write HOST:PORT"
+            )));
+        }
+    }
     let defaults = RestartPolicy::default();
     Ok(TaskSpec {
         name: request.name,
@@ -79,6 +89,7 @@ fn spec(request: AddTaskRequest) -> Result<TaskSpec, Status> {
             },
         },
         config: request.config,
+        allow_net: request.allow_net,
     })
 }
 
@@ -105,6 +116,7 @@ fn info(task: &TaskRecord, module_version: u32) -> TaskInfo {
             Schedule::Cron(expr) => format!("cron {expr}"),
         },
         config: task.spec.config.clone(),
+        allow_net: task.spec.allow_net.clone(),
     }
 }
 

@@ -1,8 +1,14 @@
 //! What a task instance may call: log, clock, its name and config, and a
-//! WASI context with nothing in it (no files, no network, no environment).
+//! WASI context with nothing in it (no files, no environment) but the
+//! network addresses its task was granted.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::baton::task::host::{Host, Level};
@@ -12,6 +18,41 @@ use super::bindings::baton::task::host::{Host, Level};
 pub struct TaskContext {
     pub name: String,
     pub config: Vec<u8>,
+    /// `HOST:PORT` addresses the task may open TCP connections to; nothing
+    /// else on the network is reachable, and with none, nothing at all.
+    pub allow_net: Vec<String>,
+}
+
+/// A WASI context that grants exactly the task's network grants: TCP
+/// connections to the listed addresses (and the ephemeral local bind a
+/// connection needs), name lookups when a grant names a host; no UDP, no
+/// files, no environment.
+fn wasi_for(task: &TaskContext) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    if task.allow_net.is_empty() {
+        return builder.build();
+    }
+    let allowed: Arc<HashSet<SocketAddr>> = Arc::new(
+        task.allow_net
+            .iter()
+            .filter_map(|a| a.to_socket_addrs().ok())
+            .flatten()
+            .collect(),
+    );
+    let names_hosts = task.allow_net.iter().any(|a| a.parse::<SocketAddr>().is_err());
+    builder
+        .allow_tcp(true)
+        .allow_udp(false)
+        .allow_ip_name_lookup(names_hosts)
+        .socket_addr_check(move |addr, usage| {
+            let ok = match usage {
+                SocketAddrUse::TcpConnect => allowed.contains(&addr),
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            };
+            Box::pin(async move { ok })
+        });
+    builder.build()
 }
 
 /// The host state of one instance.
@@ -25,8 +66,8 @@ pub(crate) struct TaskHost {
 impl TaskHost {
     pub(crate) fn new(task: TaskContext, memory_bytes: usize) -> Self {
         TaskHost {
+            wasi: wasi_for(&task),
             task,
-            wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)

@@ -89,6 +89,7 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64) {
         let task = TaskContext {
             name: name.clone(),
             config: spec.config.clone(),
+            allow_net: spec.allow_net.clone(),
         };
         let result = tokio::task::spawn_blocking(move || engine.tick(&compiled_for_tick, task, &input)).await;
         let outcome = match result {
