@@ -109,10 +109,7 @@ impl TestCluster {
             value: value.as_bytes().to_vec(),
         };
         let reply = client
-            .call(|mut c| {
-                let r = request.clone();
-                async move { c.put(r).await }
-            })
+            .call_with(&request, |mut c, r| async move { c.put(r).await })
             .await?;
         Ok(reply.log_index)
     }
@@ -125,10 +122,7 @@ impl TestCluster {
         };
         let reply = self
             .node_client(id)
-            .call(|mut c| {
-                let r = request.clone();
-                async move { c.get(r).await }
-            })
+            .call_with(&request, |mut c, r| async move { c.get(r).await })
             .await?;
         Ok(reply.found.then_some(reply.value))
     }
@@ -140,10 +134,7 @@ impl TestCluster {
             local: false,
         };
         let reply = client
-            .call(|mut c| {
-                let r = request.clone();
-                async move { c.get(r).await }
-            })
+            .call_with(&request, |mut c, r| async move { c.get(r).await })
             .await?;
         Ok(reply.found.then_some(reply.value))
     }
@@ -184,6 +175,19 @@ impl Drop for TestCluster {
             eprintln!("cluster directory kept at {}", self.keep().display());
         }
     }
+}
+
+/// The bytes of an example task module (scripts/build-tasks.sh builds them).
+pub fn example_module(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tasks/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the example modules with scripts/build-tasks.sh",
+            path.display()
+        )
+    })
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics at `timeout`.

@@ -42,10 +42,7 @@ async fn nodes_join_as_voter_and_worker_and_leave_under_writes() {
         let client = &client;
         async move {
             client
-                .call(|mut c| {
-                    let r = request.clone();
-                    async move { c.add_node(r).await }
-                })
+                .call_with(&request, |mut c, r| async move { c.add_node(r).await })
                 .await
         }
     };
@@ -143,10 +140,7 @@ async fn bad_membership_requests_are_refused_and_change_nothing() {
         },
     ] {
         let result = client
-            .call(|mut c| {
-                let r = request.clone();
-                async move { c.add_node(r).await }
-            })
+            .call_with(&request, |mut c, r| async move { c.add_node(r).await })
             .await;
         let err = result.expect_err(&format!("{request:?} was accepted")).to_string();
         if request.worker {

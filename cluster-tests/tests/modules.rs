@@ -1,24 +1,11 @@
 //! Deploying task modules: checked before anything is recorded, recorded
 //! through Raft, and fetched by every node.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use baton_cluster_tests::{TestCluster, poll_async};
+use baton_cluster_tests::{TestCluster, example_module, poll_async};
 use baton_proto::{DeployModuleReply, DeployModuleRequest, ListModulesRequest};
 use batonctl::{ClientError, ClusterClient};
-
-fn example(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tasks/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the example modules with scripts/build-tasks.sh",
-            path.display()
-        )
-    })
-}
 
 async fn deploy(client: &ClusterClient, name: &str, component: Vec<u8>) -> Result<DeployModuleReply, ClientError> {
     let request = DeployModuleRequest {
@@ -26,10 +13,7 @@ async fn deploy(client: &ClusterClient, name: &str, component: Vec<u8>) -> Resul
         component,
     };
     client
-        .call(|mut c| {
-            let r = request.clone();
-            async move { c.deploy_module(r).await }
-        })
+        .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
         .await
 }
 
@@ -45,7 +29,7 @@ async fn module_names(client: &ClusterClient) -> Vec<String> {
 async fn a_deployed_module_is_recorded_once_and_reaches_every_node() {
     let cluster = TestCluster::start(3).await;
     let client = cluster.client();
-    let counter = example("counter");
+    let counter = example_module("counter");
     let reply = deploy(&client, "counter", counter.clone()).await.unwrap();
     let module = reply.module.unwrap();
     assert_eq!(
@@ -61,7 +45,7 @@ async fn a_deployed_module_is_recorded_once_and_reaches_every_node() {
         .module
         .unwrap();
     assert_eq!((again.version, again.hash.as_str()), (1, module.hash.as_str()));
-    let err = deploy(&client, "counter", example("faulty")).await.unwrap_err();
+    let err = deploy(&client, "counter", example_module("faulty")).await.unwrap_err();
     assert!(err.to_string().contains("already has version 1"), "{err}");
 
     // Every node lists it and holds its bytes.
@@ -96,7 +80,7 @@ async fn modules_that_are_not_task_components_are_refused_and_nothing_is_recorde
             wat::parse_str("(component)").unwrap(),
             "does not implement the baton:task world",
         ),
-        ("Bad Name", example("counter"), "must be 1 to 64 characters"),
+        ("Bad Name", example_module("counter"), "must be 1 to 64 characters"),
         ("huge", vec![0; 17 * 1024 * 1024], "the limit is"),
     ];
     for (name, bytes, expected) in cases {

@@ -123,10 +123,7 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
         value: vec![7; 25 * 1024 * 1024],
     };
     let err = client
-        .call(|mut c| {
-            let r = huge.clone();
-            async move { c.put(r).await }
-        })
+        .call_with(&huge, |mut c, r| async move { c.put(r).await })
         .await
         .unwrap_err();
     assert!(
@@ -138,10 +135,7 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
         value: vec![7; 70 * 1024],
     };
     let err = client
-        .call(|mut c| {
-            let r = big.clone();
-            async move { c.put(r).await }
-        })
+        .call_with(&big, |mut c, r| async move { c.put(r).await })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("at most 65536 bytes"), "{err}");
@@ -150,10 +144,7 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
         value: vec![],
     };
     let err = client
-        .call(|mut c| {
-            let r = empty_key.clone();
-            async move { c.put(r).await }
-        })
+        .call_with(&empty_key, |mut c, r| async move { c.put(r).await })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("keys must be"), "{err}");

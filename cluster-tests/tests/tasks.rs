@@ -2,35 +2,19 @@
 //! ticks, a node's tasks move when it dies, a trapping task fails alone at
 //! its restart intensity, and pause and resume hold and release a task.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use baton_cluster_tests::{TestCluster, poll_async};
+use baton_cluster_tests::{TestCluster, example_module, poll_async};
 use baton_proto::{AddTaskRequest, DeployModuleRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
 use batonctl::ClusterClient;
-
-fn example(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tasks/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the example modules with scripts/build-tasks.sh",
-            path.display()
-        )
-    })
-}
 
 async fn deploy(client: &ClusterClient, name: &str) {
     let request = DeployModuleRequest {
         name: name.into(),
-        component: example(name),
+        component: example_module(name),
     };
     client
-        .call(|mut c| {
-            let r = request.clone();
-            async move { c.deploy_module(r).await }
-        })
+        .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
         .await
         .unwrap();
 }
@@ -51,10 +35,7 @@ fn every(name: &str, module: &str, ms: u64, config: &str) -> AddTaskRequest {
 
 async fn add(client: &ClusterClient, request: AddTaskRequest) {
     client
-        .call(|mut c| {
-            let r = request.clone();
-            async move { c.add_task(r).await }
-        })
+        .call_with(&request, |mut c, r| async move { c.add_task(r).await })
         .await
         .unwrap();
 }
@@ -70,10 +51,7 @@ async fn tasks(client: &ClusterClient) -> Vec<TaskInfo> {
 async fn task(client: &ClusterClient, name: &str) -> TaskInfo {
     let request = TaskRequest { name: name.into() };
     let reply = client
-        .call(|mut c| {
-            let r = request.clone();
-            async move { c.show_task(r).await }
-        })
+        .call_with(&request, |mut c, r| async move { c.show_task(r).await })
         .await
         .unwrap();
     reply.task.unwrap()
@@ -82,10 +60,7 @@ async fn task(client: &ClusterClient, name: &str) -> TaskInfo {
 async fn history(client: &ClusterClient, name: &str) -> Vec<TickInfo> {
     let request = TaskRequest { name: name.into() };
     client
-        .call(|mut c| {
-            let r = request.clone();
-            async move { c.task_history(r).await }
-        })
+        .call_with(&request, |mut c, r| async move { c.task_history(r).await })
         .await
         .unwrap()
         .ticks
@@ -227,10 +202,7 @@ async fn a_paused_task_holds_still_until_resumed() {
 
     let request = TaskRequest { name: "c".into() };
     let paused = client
-        .call(|mut c| {
-            let r = request.clone();
-            async move { c.pause_task(r).await }
-        })
+        .call_with(&request, |mut c, r| async move { c.pause_task(r).await })
         .await
         .unwrap()
         .task
@@ -243,10 +215,7 @@ async fn a_paused_task_holds_still_until_resumed() {
     assert_eq!(task(&client, "c").await.tick, held.tick, "a paused task ticked");
 
     client
-        .call(|mut c| {
-            let r = request.clone();
-            async move { c.resume_task(r).await }
-        })
+        .call_with(&request, |mut c, r| async move { c.resume_task(r).await })
         .await
         .unwrap();
     poll_async(Duration::from_secs(20), "the resumed task to tick", || async {

@@ -172,6 +172,16 @@ impl ClusterClient {
         Ok(channel)
     }
 
+    /// Calls `f` with a copy of `request`, as [`call`](Self::call) does.
+    pub async fn call_with<Req, T, F, Fut>(&self, request: &Req, mut f: F) -> Result<T, ClientError>
+    where
+        Req: Clone,
+        F: FnMut(ControlClient<Channel>, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call(|client| f(client, request.clone())).await
+    }
+
     /// Calls `f` on a node that can serve it: the preferred endpoint first,
     /// then the others, following leader redirects, until `timeout`.
     pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>

@@ -181,7 +181,6 @@ fn serve(
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<impl Future<Output = Result<(), NodeError>> + use<>, NodeError> {
     let mut builder = Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)));
     if let Some(tls) = tls {

@@ -172,10 +172,7 @@ async fn start_examples(client: &ClusterClient, dir: &Path) -> Vec<String> {
             component: bytes,
         };
         let deployed = client
-            .call(|mut c| {
-                let r = request.clone();
-                async move { c.deploy_module(r).await }
-            })
+            .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
             .await;
         if let Err(e) = deployed {
             eprintln!("cannot deploy the example module {name}: {e}");
@@ -200,10 +197,7 @@ async fn start_examples(client: &ClusterClient, dir: &Path) -> Vec<String> {
             allow_net: Vec::new(),
         };
         let added = client
-            .call(|mut c| {
-                let r = request.clone();
-                async move { c.add_task(r).await }
-            })
+            .call_with(&request, |mut c, r| async move { c.add_task(r).await })
             .await;
         match added {
             Ok(_) => started.push(name),

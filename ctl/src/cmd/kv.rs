@@ -16,10 +16,7 @@ pub async fn run(client: &ClusterClient, command: KvCommand, format: OutputForma
                 value: value.into_bytes(),
             };
             let reply = client
-                .call(|mut c| {
-                    let r = request.clone();
-                    async move { c.put(r).await }
-                })
+                .call_with(&request, |mut c, r| async move { c.put(r).await })
                 .await?;
             output::print(format, &json!({"key": key, "log_index": reply.log_index}), || {
                 format!("committed at log index {}\n", reply.log_index)
@@ -31,10 +28,7 @@ pub async fn run(client: &ClusterClient, command: KvCommand, format: OutputForma
                 local,
             };
             let reply = client
-                .call(|mut c| {
-                    let r = request.clone();
-                    async move { c.get(r).await }
-                })
+                .call_with(&request, |mut c, r| async move { c.get(r).await })
                 .await?;
             let value = reply.found.then(|| String::from_utf8_lossy(&reply.value).into_owned());
             output::print(

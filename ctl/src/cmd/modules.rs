@@ -57,10 +57,7 @@ pub async fn run(client: &ClusterClient, command: ModulesCommand, format: Output
             })?;
             let request = DeployModuleRequest { name, component };
             let reply = client
-                .call(|mut c| {
-                    let r = request.clone();
-                    async move { c.deploy_module(r).await }
-                })
+                .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
                 .await?;
             let module: Vec<ModuleView> = reply.module.into_iter().map(ModuleView::from).collect();
             output::print(format, &module.first(), || {

@@ -25,10 +25,7 @@ pub async fn run(client: &ClusterClient, command: NodesCommand, format: OutputFo
                 worker,
             };
             let reply = client
-                .call(|mut c| {
-                    let r = request.clone();
-                    async move { c.add_node(r).await }
-                })
+                .call_with(&request, |mut c, r| async move { c.add_node(r).await })
                 .await?;
             let role = if worker { "worker" } else { "voter" };
             output::print(

@@ -115,10 +115,7 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
                 allow_net,
             };
             client
-                .call(|mut c| {
-                    let r = request.clone();
-                    async move { c.add_task(r).await }
-                })
+                .call_with(&request, |mut c, r| async move { c.add_task(r).await })
                 .await?
         }
         TasksCommand::List => {
@@ -132,10 +129,7 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
         TasksCommand::History { name } => {
             let request = name_request(&name);
             let reply = client
-                .call(|mut c| {
-                    let r = request.clone();
-                    async move { c.task_history(r).await }
-                })
+                .call_with(&request, |mut c, r| async move { c.task_history(r).await })
                 .await?;
             print_history(format, &reply.ticks);
             return Ok(());
@@ -161,15 +155,12 @@ async fn call_named(client: &ClusterClient, name: &str, what: Named) -> Result<b
     let request = name_request(name);
     let what = &what;
     Ok(client
-        .call(|mut c| {
-            let r = request.clone();
-            async move {
-                match what {
-                    Named::Show => c.show_task(r).await,
-                    Named::Remove => c.remove_task(r).await,
-                    Named::Pause => c.pause_task(r).await,
-                    Named::Resume => c.resume_task(r).await,
-                }
+        .call_with(&request, |mut c, r| async move {
+            match what {
+                Named::Show => c.show_task(r).await,
+                Named::Remove => c.remove_task(r).await,
+                Named::Pause => c.pause_task(r).await,
+                Named::Resume => c.resume_task(r).await,
             }
         })
         .await?)
