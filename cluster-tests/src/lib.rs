@@ -79,16 +79,19 @@ impl TestCluster {
         fetch(&self.client()).await
     }
 
-    /// Polls until the cluster reports a leader that is up; returns its id.
+    /// Polls until the cluster reports a leader that is up and leading; returns its id.
     pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
         let client = self.client();
         poll_async(timeout, "a leader", || async {
             let view = fetch(&client).await.ok()?;
             let leader = view.leader?;
-            view.members
+            // The leader itself must say so: a view from a follower can name
+            // a leader that was just unseated.
+            let settled = view
+                .members
                 .iter()
-                .any(|m| m.id == leader && m.state == "up")
-                .then_some(leader)
+                .any(|m| m.id == leader && m.state == "up" && m.raft_state == "leader");
+            settled.then_some(leader)
         })
         .await
     }
