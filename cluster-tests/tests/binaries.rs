@@ -2,7 +2,7 @@
 //! `batonctl dev` from start to Ctrl-C.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::local_cluster::find_binary;
@@ -115,19 +115,54 @@ fn batonctl_explains_what_is_missing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ID=HOST"));
 }
 
+/// Stops `batonctl dev` and its nodes when the test ends, even by a panic.
+struct DevGuard {
+    child: std::process::Child,
+    data: std::path::PathBuf,
+}
+
+impl Drop for DevGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for id in 1..=3 {
+            let pid_file = self.data.join(id.to_string()).join("node.pid");
+            if let Some(pid) = std::fs::read_to_string(pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 #[test]
 fn batonctl_dev_runs_a_cluster_and_stops_it_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("dev");
-    let mut dev = Command::new(binary("batonctl"))
+    let output = std::fs::File::create(dir.path().join("dev.out")).unwrap();
+    let child = Command::new(binary("batonctl"))
         .args(["dev", "--nodes", "3", "--data-dir"])
         .arg(&data)
         .arg("--examples")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/target/wasm32-wasip2/release"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
         .spawn()
         .unwrap();
+    let mut guard = DevGuard {
+        child,
+        data: data.clone(),
+    };
+    let dev = &mut guard.child;
     let deadline = Instant::now() + Duration::from_secs(60);
     let env = data.join("env");
     // batonctl with the variables of DIR/env, as `source DIR/env` gives them.
