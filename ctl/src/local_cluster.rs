@@ -68,10 +68,6 @@ impl LocalNode {
     pub fn pid_path(&self) -> PathBuf {
         self.dir.join("node.pid")
     }
-    /// The process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
 }
 
 /// A local cluster's directory and processes. Dropping it kills every node

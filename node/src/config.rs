@@ -367,7 +367,7 @@ impl NodeConfig {
 }
 
 /// Checks a `HOST:PORT` address (host may be a name or an IP).
-fn check_host_port(addr: &str) -> Result<(), String> {
+pub fn check_host_port(addr: &str) -> Result<(), String> {
     if let Ok(socket) = addr.parse::<SocketAddr>() {
         if socket.ip().is_unspecified() {
             return Err(format!("{addr:?} is not dialable; use an address peers can reach"));

@@ -28,6 +28,23 @@ pub fn metrics(raft: &Raft) -> typ::Metrics {
     with_metrics(raft, Clone::clone)
 }
 
+/// The current leader, if known, and its address.
+pub fn leader(raft: &Raft) -> (Option<NodeId>, Option<String>) {
+    with_metrics(raft, |m| {
+        let addr = m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+        (m.current_leader, addr)
+    })
+}
+
+/// Milliseconds since the Unix epoch, by this node's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Reads the latest Raft metrics of `raft` without copying them.
 pub fn with_metrics<T>(raft: &Raft, f: impl FnOnce(&typ::Metrics) -> T) -> T {
     use openraft::async_runtime::watch::WatchReceiver;

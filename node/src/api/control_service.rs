@@ -71,13 +71,7 @@ async fn answers_soon(context: &NodeContext, id: NodeId, addr: &str) -> bool {
 }
 
 fn check_addr(addr: &str) -> Result<(), Status> {
-    let ok = addr
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-    if !ok {
-        return Err(Status::invalid_argument(format!("{addr:?} is not a HOST:PORT address")));
-    }
-    Ok(())
+    crate::config::check_host_port(addr).map_err(Status::invalid_argument)
 }
 
 #[tonic::async_trait]

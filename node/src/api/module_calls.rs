@@ -43,12 +43,7 @@ pub(crate) fn module_info(m: &ModuleRecord) -> ModuleInfo {
 pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) -> Result<DeployModuleReply, Status> {
     let DeployModuleRequest { name, component } = request;
     check_name(&name)?;
-    let (leader, leader_addr) = crate::types::with_metrics(&context.raft, |m| {
-        let addr = m
-            .current_leader
-            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
-        (m.current_leader, addr)
-    });
+    let (leader, leader_addr) = crate::types::leader(&context.raft);
     if leader != Some(context.id) {
         return Err(not_leader(leader, leader_addr.as_deref()));
     }
@@ -77,9 +72,7 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         hash: compiled.hash.clone(),
         size: compiled.size as u64,
         migrates: compiled.migrates,
-        deployed_at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()) as u64,
+        deployed_at_ms: crate::types::now_ms(),
     };
     let committed = context
         .proposer

@@ -6,6 +6,7 @@ use tonic::Status;
 
 use super::NodeContext;
 use super::errors::propose_error;
+use crate::config::check_host_port;
 use crate::task_table::{CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus};
 use crate::tasks::schedule::parse_cron;
 use crate::types::{Command, CommandResponse};
@@ -57,14 +58,7 @@ fn spec(request: AddTaskRequest) -> Result<TaskSpec, Status> {
         )));
     }
     for addr in &request.allow_net {
-        let valid = addr
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !valid {
-            return Err(Status::invalid_argument(format!(
-                "--allow-net {addr:?}: write HOST:PORT"
-            )));
-        }
+        check_host_port(addr).map_err(|why| Status::invalid_argument(format!("--allow-net: {why}")))?;
     }
     let defaults = RestartPolicy::default();
     Ok(TaskSpec {

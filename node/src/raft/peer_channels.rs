@@ -34,10 +34,6 @@ impl PeerChannels {
         })
     }
 
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
-    }
-
     /// The channel to `id` at `addr`, created lazily on first use and replaced
     /// if the peer's address changed.
     pub fn channel(&self, id: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {

@@ -89,10 +89,6 @@ impl TaskEngine {
         }))
     }
 
-    pub fn limits(&self) -> &RuntimeLimits {
-        &self.limits
-    }
-
     /// Checks and compiles `bytes`, once per content hash.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, ModuleError> {
         if bytes.len() > self.limits.max_module_bytes {

@@ -98,9 +98,7 @@ impl Host for TaskHost {
     }
 
     fn now_ms(&mut self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+        crate::types::now_ms()
     }
 
     fn task_name(&mut self) -> String {

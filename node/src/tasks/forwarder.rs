@@ -12,12 +12,7 @@ use crate::types::Command;
 
 /// Proposes `command` on the leader, wherever it is.
 pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Result<Committed, ProposeError> {
-    let (leader, addr) = crate::types::with_metrics(&context.raft, |m| {
-        let addr = m
-            .current_leader
-            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
-        (m.current_leader, addr)
-    });
+    let (leader, addr) = crate::types::leader(&context.raft);
     match (leader, addr) {
         (Some(leader), _) if leader == context.id => context.proposer.propose(command).await,
         (Some(leader), Some(addr)) => {

@@ -9,4 +9,4 @@ pub mod schedule;
 
 pub use forwarder::propose_on_leader;
 pub use placer::spawn_placer;
-pub use runner::{now_ms, spawn_runner};
+pub use runner::spawn_runner;

@@ -16,17 +16,10 @@ use super::schedule::{first_due, next_due};
 use crate::api::NodeContext;
 use crate::runtime::{CompiledModule, TaskContext};
 use crate::task_table::{TaskStatus, TickCommit};
-use crate::types::{Command, CommandResponse};
+use crate::types::{Command, CommandResponse, now_ms};
 
 /// How often the runner looks for tasks it gained or lost.
 const SCAN_INTERVAL: Duration = Duration::from_millis(50);
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Starts the runner; abort the handle to stop it and its workers.
 pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
