@@ -15,6 +15,9 @@ use nix::sys::signal::Signal;
 
 pub use batonctl::local_cluster;
 
+pub mod history;
+pub mod task_api;
+
 /// A cluster of real node processes in a temporary directory. Dropping it
 /// kills the nodes; if the test is failing, it prints their logs first.
 pub struct TestCluster {
@@ -35,7 +38,31 @@ impl TestCluster {
             cluster.local.start(id).expect("start node");
         }
         cluster.wait_for_leader(Duration::from_secs(30)).await;
+        cluster.wait_for_all_up(Duration::from_secs(30)).await;
         cluster
+    }
+
+    /// Polls until the leader reports every member up (renewing its lease).
+    pub async fn wait_for_all_up(&self, timeout: Duration) -> StatusView {
+        let client = self.client();
+        poll_async(timeout, "every member up", || async {
+            let view = fetch(&client).await.ok()?;
+            view.members.iter().all(|m| m.state == "up").then_some(view)
+        })
+        .await
+    }
+
+    /// Polls until the leader reports node `id` in `state`.
+    pub async fn wait_for_state(&self, id: u64, state: &str, timeout: Duration) -> StatusView {
+        let client = self.client();
+        poll_async(timeout, &format!("node {id} to be {state}"), || async {
+            let view = fetch(&client).await.ok()?;
+            view.members
+                .iter()
+                .any(|m| m.id == id && m.state == state)
+                .then_some(view)
+        })
+        .await
     }
 
     /// Lays out `n` voters without starting them.
@@ -144,6 +171,17 @@ impl TestCluster {
 
     pub fn kill9(&mut self, id: u64) {
         self.local.signal(id, Signal::SIGKILL).expect("kill node");
+    }
+
+    /// Freezes node `id` (SIGSTOP): its process stays, its sockets stay open,
+    /// and it answers nothing.
+    pub fn freeze(&mut self, id: u64) {
+        self.local.signal(id, Signal::SIGSTOP).expect("stop node");
+    }
+
+    /// Lets a frozen node run again (SIGCONT).
+    pub fn thaw(&mut self, id: u64) {
+        self.local.signal(id, Signal::SIGCONT).expect("continue node");
     }
 
     pub fn restart(&mut self, id: u64) {

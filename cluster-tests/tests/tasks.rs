@@ -4,67 +4,9 @@
 
 use std::time::Duration;
 
-use baton_cluster_tests::{TestCluster, example_module, poll_async};
-use baton_proto::{AddTaskRequest, DeployModuleRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
-use batonctl::ClusterClient;
-
-async fn deploy(client: &ClusterClient, name: &str) {
-    let request = DeployModuleRequest {
-        name: name.into(),
-        component: example_module(name),
-    };
-    client
-        .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
-        .await
-        .unwrap();
-}
-
-fn every(name: &str, module: &str, ms: u64, config: &str) -> AddTaskRequest {
-    AddTaskRequest {
-        name: name.into(),
-        module: module.into(),
-        every_ms: Some(ms),
-        cron: None,
-        config: config.as_bytes().to_vec(),
-        skip_missed: false,
-        max_restarts: 0,
-        restart_window_ms: 0,
-        allow_net: Vec::new(),
-    }
-}
-
-async fn add(client: &ClusterClient, request: AddTaskRequest) {
-    client
-        .call_with(&request, |mut c, r| async move { c.add_task(r).await })
-        .await
-        .unwrap();
-}
-
-async fn tasks(client: &ClusterClient) -> Vec<TaskInfo> {
-    client
-        .call(|mut c| async move { c.list_tasks(ListTasksRequest {}).await })
-        .await
-        .unwrap()
-        .tasks
-}
-
-async fn task(client: &ClusterClient, name: &str) -> TaskInfo {
-    let request = TaskRequest { name: name.into() };
-    let reply = client
-        .call_with(&request, |mut c, r| async move { c.show_task(r).await })
-        .await
-        .unwrap();
-    reply.task.unwrap()
-}
-
-async fn history(client: &ClusterClient, name: &str) -> Vec<TickInfo> {
-    let request = TaskRequest { name: name.into() };
-    client
-        .call_with(&request, |mut c, r| async move { c.task_history(r).await })
-        .await
-        .unwrap()
-        .ticks
-}
+use baton_cluster_tests::task_api::{add, deploy, every, history, task, tasks};
+use baton_cluster_tests::{TestCluster, poll_async};
+use baton_proto::{TaskInfo, TaskRequest, TickInfo};
 
 /// The counter invariant: ticks 1..=n committed once each, in order, with
 /// epochs that never go down, and a state equal to the tick count.

@@ -88,6 +88,20 @@ pub enum NodesCommand {
         /// The node's id.
         id: u64,
     },
+    /// Move every task off a node, each after its current tick commits, and
+    /// give it no new ones until `undrain`. Waits until the node owns none.
+    Drain {
+        /// The node's id.
+        id: u64,
+        /// Return once the drain is recorded, without waiting for the tasks to move.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Let a drained node receive tasks again (its fair share moves to it).
+    Undrain {
+        /// The node's id.
+        id: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -83,6 +83,9 @@ fn classify(status: &Status) -> Next {
     }
 }
 
+/// The shortest time one attempt on one node is given.
+const MIN_ATTEMPT: Duration = Duration::from_secs(2);
+
 /// A client for the cluster's control API.
 pub struct ClusterClient {
     endpoints: Vec<String>,
@@ -163,6 +166,11 @@ impl ClusterClient {
             .map_err(|e| ClientError::BadEndpoint(addr.to_string(), e.to_string()))?
             .connect_timeout(Duration::from_secs(1))
             .timeout(self.timeout)
+            // A frozen or cut-off node keeps its TCP connection open: pings
+            // find it out, so calls go elsewhere.
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true)
             .tcp_nodelay(true);
         if let Some(tls) = &self.tls {
             endpoint = endpoint.tls_config(tls.client_config(None)).map_err(bad)?;
@@ -170,6 +178,16 @@ impl ClusterClient {
         let channel = endpoint.connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
+    }
+
+    /// How long one attempt on one node may take: a quarter of the whole
+    /// budget (at least 2 s), and never past the deadline.
+    fn attempt_timeout(&self, deadline: Instant) -> Duration {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        (self.timeout / 4)
+            .max(MIN_ATTEMPT)
+            .min(remaining)
+            .max(Duration::from_millis(1))
     }
 
     /// Calls `f` with a copy of `request`, as [`call`](Self::call) does.
@@ -219,7 +237,15 @@ impl ClusterClient {
             let addr = queue.pop_front().expect("queue refilled above");
             let client = ControlClient::new(self.channel(&addr)?)
                 .max_decoding_message_size(baton_node::api::CONTROL_MAX_MESSAGE_BYTES);
-            match f(client).await {
+            // One node may not use up the whole budget: a frozen node accepts
+            // connections and then answers nothing.
+            let attempt = self.attempt_timeout(deadline);
+            let answer = tokio::time::timeout(attempt, f(client)).await.unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "{addr} did not answer within {attempt:?}"
+                )))
+            });
+            match answer {
                 Ok(response) => {
                     *self.preferred.lock().expect("lock poisoned") = Some(addr);
                     return Ok(response.into_inner());

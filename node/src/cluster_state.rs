@@ -4,12 +4,12 @@
 //! Keeping the decision here, free of I/O, is what lets it be unit-tested
 //! exhaustively; the state machine store drives it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::task_table::TaskTable;
-use crate::types::{Command, CommandResponse, ModuleRecord};
+use crate::types::{Command, CommandResponse, ModuleRecord, NodeId};
 
 /// Everything the state machine holds. Serialized as a whole into snapshots.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,9 @@ pub struct ClusterState {
     /// Tasks, their owners, epochs and states.
     #[serde(default)]
     pub tasks: TaskTable,
+    /// Nodes an operator drained (`batonctl nodes drain`): they get no tasks.
+    #[serde(default)]
+    pub drained: BTreeSet<NodeId>,
 }
 
 impl ClusterState {
@@ -43,6 +46,15 @@ impl ClusterState {
             Command::RemoveTask { name } => self.tasks.remove(name),
             Command::SetTaskStatus { name, status } => self.tasks.set_status(name, status.clone()),
             Command::AssignOwners(assignments) => self.tasks.assign(assignments),
+            Command::HandOff(assignments) => self.tasks.hand_off(assignments),
+            Command::ReleaseTask { name, epoch, node } => self.tasks.release(name, *epoch, *node),
+            Command::SetDrained { node, drained } => {
+                let changed = match drained {
+                    true => self.drained.insert(*node),
+                    false => self.drained.remove(node),
+                };
+                CommandResponse::Count(u64::from(changed))
+            }
             Command::CommitTick(commit) => self.tasks.commit_tick(commit),
             Command::MarkTaskFailed { name, epoch, reason } => self.tasks.mark_failed(name, *epoch, reason),
         }

@@ -90,6 +90,13 @@ pub struct TimingConfig {
     /// [election_timeout_min_ms, election_timeout_max_ms) starts an election.
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// How often every node renews its task lease with the leader.
+    pub lease_renew_ms: u64,
+    /// How long a renewal holds, from the time the node sent it. A node that
+    /// cannot renew stops ticking before its lease ends; the leader moves the
+    /// tasks of a node whose lease has ended (at once when the node's process
+    /// is provably gone). Must cover several renewals and an election.
+    pub lease_ms: u64,
     /// How long a graceful shutdown may take before the node exits anyway.
     pub shutdown_grace_ms: u64,
     /// Build a snapshot (and compact the log) after this many applied entries.
@@ -102,11 +109,17 @@ impl Default for TimingConfig {
             heartbeat_interval_ms: 50,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 250,
+            lease_renew_ms: 100,
+            lease_ms: 1_000,
             shutdown_grace_ms: 10_000,
             snapshot_after_entries: 20_000,
         }
     }
 }
+
+/// What a failover adds beyond timers: the leader's scan, the reassignment's
+/// commit, and the new owner's start.
+pub const FAILOVER_OVERHEAD_MS: u64 = 100;
 
 fn default_cluster_name() -> String {
     "baton".to_string()
@@ -332,6 +345,30 @@ impl NodeConfig {
                 ),
             );
         }
+        if t.lease_renew_ms == 0 {
+            problem("timing.lease_renew_ms", "must be at least 1".into());
+        }
+        if t.lease_ms < 3 * t.lease_renew_ms {
+            problem(
+                "timing.lease_ms",
+                format!(
+                    "({}) must cover at least 3 renewals (timing.lease_renew_ms = {}), or one late \
+                     renewal costs a node its tasks; raise lease_ms or lower lease_renew_ms",
+                    t.lease_ms, t.lease_renew_ms
+                ),
+            );
+        }
+        if t.lease_ms < 2 * t.election_timeout_max_ms {
+            problem(
+                "timing.lease_ms",
+                format!(
+                    "({}) must cover an election (2 x timing.election_timeout_max_ms = {}), or nodes lose \
+                     their leases while the cluster elects a leader; raise lease_ms",
+                    t.lease_ms,
+                    2 * t.election_timeout_max_ms
+                ),
+            );
+        }
         if t.shutdown_grace_ms == 0 {
             problem("timing.shutdown_grace_ms", "must be at least 1".into());
         }
@@ -359,6 +396,15 @@ impl NodeConfig {
     /// Whether this node is one of the initial voters.
     pub fn is_initial_member(&self) -> bool {
         self.cluster.initial_members.iter().any(|m| m.id == self.id)
+    }
+
+    /// The longest a running task of a lost node waits before it runs again
+    /// elsewhere: a new leader may first need an election (the old leader's
+    /// Raft lease, then a vote), then waits one lease before it declares
+    /// anyone dead, then reassigns (one scan and one commit).
+    pub fn failover_bound_ms(&self) -> u64 {
+        let t = &self.timing;
+        2 * t.election_timeout_max_ms + t.lease_ms + t.lease_renew_ms + FAILOVER_OVERHEAD_MS
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -81,6 +81,25 @@ fn a_duplicate_node_id_is_refused() {
 }
 
 #[test]
+fn a_lease_that_cannot_cover_renewals_or_an_election_is_refused() {
+    let text = format!("{VALID}\n[timing]\nlease_renew_ms = 400\nlease_ms = 1000\n");
+    assert!(keys(&parse(&text)).contains(&"timing.lease_ms".to_string()));
+    let text = format!("{VALID}\n[timing]\nlease_ms = 400\n");
+    let config = parse(&text);
+    let problems = config.validate();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key == "timing.lease_ms" && p.message.contains("election")),
+        "{problems:?}"
+    );
+    assert_eq!(
+        parse(&format!("{VALID}\n[timing]\nlease_ms = 500\n")).validate(),
+        vec![]
+    );
+}
+
+#[test]
 fn impossible_timing_is_refused() {
     let text = format!("{VALID}\n[timing]\nheartbeat_interval_ms = 500\nelection_timeout_min_ms = 300\n");
     let config = parse(&text);

@@ -12,6 +12,8 @@
 //! - [`raft`]: openraft over tonic, one channel per peer.
 //! - [`modules`]: module bytes by content hash, fetched from peers.
 //! - [`runtime`]: task modules on wasmtime: compile, budget, memory limit.
+//! - [`supervision`]: leases, failure detection, the fast path, hand-offs.
+//! - [`tasks`]: ticking owned tasks and committing them through the leader.
 //! - [`api`]: the gRPC services (Raft, Peer, Control) and who may call them.
 //! - [`tls`]: mutual TLS material and certificate identities.
 //! - [`node`]: starting a node and shutting it down in order.
@@ -28,6 +30,7 @@ pub mod raft;
 pub mod runtime;
 pub mod signal;
 pub mod store;
+pub mod supervision;
 pub mod task_table;
 pub mod tasks;
 pub mod tls;

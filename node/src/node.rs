@@ -28,7 +28,8 @@ use crate::modules::{ModuleStore, spawn_fetcher};
 use crate::raft::{GrpcNetwork, PeerChannels, Proposer, openraft_config, start_raft};
 use crate::runtime::{RuntimeLimits, TaskEngine};
 use crate::store::{RaftDb, StoreError};
-use crate::tasks::{spawn_placer, spawn_runner};
+use crate::supervision::{Supervision, spawn_heartbeat, spawn_supervisor};
+use crate::tasks::spawn_runner;
 use crate::tls::{TlsError, TlsMaterial};
 use crate::types::{Member, NodeId, Raft};
 
@@ -103,9 +104,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         engine,
         modules,
         last_contact: Mutex::new(Default::default()),
+        supervision: Supervision::new(&config.timing, config.failover_bound_ms()),
     });
     let fetcher = spawn_fetcher(context.clone());
-    let placer = spawn_placer(context.clone());
+    let heartbeat = spawn_heartbeat(context.clone());
+    let supervisor = spawn_supervisor(context.clone());
     let runner = spawn_runner(context.clone());
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone());
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
@@ -148,9 +151,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let grace = config.shutdown_grace();
     tracing::info!(node = config.id, "shutting down (grace {grace:?})");
     let ordered = async {
+        drain_for_shutdown(&context, grace / 3).await;
         fetcher.abort();
-        placer.abort();
+        supervisor.abort();
         runner.abort();
+        heartbeat.abort();
         hand_off_leadership(&raft, config.id, grace / 3).await;
         let _ = stop_serving_tx.send(());
         match server.await {
@@ -216,6 +221,38 @@ fn serve(
             .await?;
         Ok(())
     })
+}
+
+/// Asks the leader to hand this node's tasks to others (each after its
+/// current tick) and waits, up to `wait`, until it owns none. The node keeps
+/// ticking and serving meanwhile: nothing is lost if the wait runs out, as
+/// the tasks then move when the leader finds this process gone.
+async fn drain_for_shutdown(context: &NodeContext, wait: Duration) {
+    context.supervision.set_leaving();
+    context.supervision.wake.notify_one();
+    let owned = || {
+        context.state_machine.read(|s| {
+            s.tasks
+                .tasks
+                .values()
+                .filter(|t| t.owner == Some(context.id) && t.status == crate::task_table::TaskStatus::Running)
+                .count()
+        })
+    };
+    let before = owned();
+    if before == 0 {
+        return;
+    }
+    tracing::info!("handing off {before} task(s) before shutting down");
+    let deadline = Instant::now() + wait;
+    let mut changes = context.state_machine.subscribe();
+    while owned() > 0 && Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(50), changes.changed()).await;
+    }
+    match owned() {
+        0 => tracing::info!("handed off all {before} task(s)"),
+        left => tracing::warn!("{left} task(s) not handed off within {wait:?}; they move when this node is gone"),
+    }
 }
 
 /// If this node leads, hands leadership to the most caught-up voter and

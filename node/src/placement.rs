@@ -1,39 +1,135 @@
 //! Where tasks run: the leader's pure placement decision.
 //!
-//! A running task whose owner is missing or not up gets the up node with the
-//! fewest running tasks (the lowest id on a tie). Tasks on up nodes stay where
-//! they are: moving a healthy task costs a handoff and buys nothing here.
+//! - A running task whose owner is missing or lost (neither eligible nor
+//!   draining) is assigned at once to the eligible node with the fewest
+//!   tasks: its old owner is gone, so nobody has a tick in flight to wait for.
+//! - A task on a draining node (drained by an operator, or shutting down) is
+//!   handed off: it moves after its current tick commits.
+//! - When nothing else is moving, tasks are handed off from the most to the
+//!   least loaded eligible node, a few per round, until no node has more than
+//!   one task above another: new and returning nodes get their fair share.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::task_table::{Assignment, TaskStatus, TaskTable};
+use crate::task_table::{Assignment, TaskRecord, TaskStatus, TaskTable};
 use crate::types::NodeId;
 
-/// The owner changes that give every running task an up owner.
-pub fn place(table: &TaskTable, up: &BTreeSet<NodeId>) -> Vec<Assignment> {
-    if up.is_empty() {
-        return Vec::new();
+/// The nodes as the leader sees them when it places tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeView {
+    /// Alive and accepting tasks.
+    pub eligible: BTreeSet<NodeId>,
+    /// Alive, but their tasks must move (drained, or shutting down).
+    pub draining: BTreeSet<NodeId>,
+    /// Perhaps alive (renewals late, lease not over): they keep their tasks
+    /// and get no new ones.
+    pub suspect: BTreeSet<NodeId>,
+}
+
+/// What the leader proposes this round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Moves at once (`Command::AssignOwners`).
+    pub assign: Vec<Assignment>,
+    /// Moves after the owner's current tick (`Command::HandOff`).
+    pub hand_off: Vec<Assignment>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.assign.is_empty() && self.hand_off.is_empty()
+    }
+}
+
+/// The moves that give every running task a live owner, empty the draining
+/// nodes, and (when nothing else moves) even out the load by at most
+/// `max_rebalance` hand-offs.
+pub fn plan(table: &TaskTable, nodes: &NodeView, max_rebalance: usize) -> Plan {
+    let mut plan = Plan::default();
+    if nodes.eligible.is_empty() {
+        return plan;
     }
     let running = || table.tasks.values().filter(|t| t.status == TaskStatus::Running);
-    let mut load: BTreeMap<NodeId, usize> = up.iter().map(|id| (*id, 0)).collect();
+    let alive = |id: &NodeId| nodes.eligible.contains(id) || nodes.draining.contains(id) || nodes.suspect.contains(id);
+    // Where each task will be once the moves in flight complete.
+    let destination = |t: &TaskRecord| t.handoff_to.filter(|to| nodes.eligible.contains(to)).or(t.owner);
+    let mut load: BTreeMap<NodeId, usize> = nodes.eligible.iter().map(|id| (*id, 0)).collect();
     for task in running() {
-        if let Some(owner) = task.owner
-            && let Some(n) = load.get_mut(&owner)
-        {
+        if let Some(n) = destination(task).and_then(|node| load.get_mut(&node)) {
             *n += 1;
         }
     }
-    let mut assignments = Vec::new();
-    for task in running().filter(|t| !t.owner.is_some_and(|o| up.contains(&o))) {
-        let (&node, _) = load.iter().min_by_key(|(id, n)| (**n, **id)).expect("up is not empty");
-        *load.get_mut(&node).expect("node is in load") += 1;
-        assignments.push(Assignment {
+    let take_least_loaded = |load: &mut BTreeMap<NodeId, usize>| {
+        let (&node, n) = load
+            .iter_mut()
+            .min_by_key(|(id, n)| (**n, **id))
+            .expect("eligible is not empty");
+        *n += 1;
+        node
+    };
+    for task in running() {
+        let to_move = |task: &TaskRecord| Assignment {
             task: task.spec.name.clone(),
-            owner: Some(node),
+            owner: None,
+            expected_epoch: task.epoch,
+        };
+        match task.owner {
+            Some(owner) if alive(&owner) => {
+                let pending = task.handoff_to.is_some_and(|to| nodes.eligible.contains(&to));
+                if nodes.draining.contains(&owner) && !pending {
+                    let node = take_least_loaded(&mut load);
+                    plan.hand_off.push(Assignment {
+                        owner: Some(node),
+                        ..to_move(task)
+                    });
+                }
+            }
+            _ => {
+                let node = take_least_loaded(&mut load);
+                plan.assign.push(Assignment {
+                    owner: Some(node),
+                    ..to_move(task)
+                });
+            }
+        }
+    }
+    let moving = running().any(|t| t.handoff_to.is_some());
+    if plan.is_empty() && !moving {
+        plan.hand_off = rebalance(table, &mut load, max_rebalance);
+    }
+    plan
+}
+
+/// Up to `max` hand-offs from the most to the least loaded eligible node.
+fn rebalance(table: &TaskTable, load: &mut BTreeMap<NodeId, usize>, max: usize) -> Vec<Assignment> {
+    let mut by_owner: BTreeMap<NodeId, Vec<&TaskRecord>> = BTreeMap::new();
+    for task in table.tasks.values().filter(|t| t.status == TaskStatus::Running) {
+        if let Some(owner) = task.owner.filter(|o| load.contains_key(o)) {
+            by_owner.entry(owner).or_default().push(task);
+        }
+    }
+    let mut moves = Vec::new();
+    while moves.len() < max {
+        let (&most, &high) = load
+            .iter()
+            .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
+            .expect("not empty");
+        let (&least, &low) = load.iter().min_by_key(|(id, n)| (**n, **id)).expect("not empty");
+        if high <= low + 1 {
+            break;
+        }
+        let Some(task) = by_owner.get_mut(&most).and_then(Vec::pop) else {
+            break;
+        };
+        *load.get_mut(&most).expect("in load") -= 1;
+        *load.get_mut(&least).expect("in load") += 1;
+        moves.push(Assignment {
+            task: task.spec.name.clone(),
+            owner: Some(least),
             expected_epoch: task.epoch,
         });
     }
-    assignments
+    moves
 }
 
 #[cfg(test)]
@@ -68,38 +164,127 @@ mod tests {
         assignments.iter().map(|a| (a.task.clone(), a.owner.unwrap())).collect()
     }
 
+    fn eligible(ids: &[NodeId]) -> NodeView {
+        NodeView {
+            eligible: ids.iter().copied().collect(),
+            ..NodeView::default()
+        }
+    }
+
     #[test]
-    fn new_tasks_are_spread_evenly_over_the_up_nodes() {
+    fn new_tasks_are_spread_evenly_over_the_eligible_nodes() {
         let t = table(&[("a", None), ("b", None), ("c", None), ("d", None)]);
-        let placed = place(&t, &BTreeSet::from([1, 2, 3]));
-        let per_node = placed.iter().fold(BTreeMap::new(), |mut m, a| {
+        let placed = plan(&t, &eligible(&[1, 2, 3]), 10);
+        let per_node = placed.assign.iter().fold(BTreeMap::new(), |mut m, a| {
             *m.entry(a.owner.unwrap()).or_insert(0) += 1;
             m
         });
         assert_eq!(per_node, BTreeMap::from([(1, 2), (2, 1), (3, 1)]));
-        assert!(placed.iter().all(|a| a.expected_epoch == 0));
+        assert!(placed.assign.iter().all(|a| a.expected_epoch == 0));
+        assert!(placed.hand_off.is_empty());
     }
 
     #[test]
-    fn tasks_of_a_node_that_is_down_move_to_the_least_loaded_up_nodes() {
+    fn tasks_of_a_lost_node_move_at_once_to_the_least_loaded_nodes() {
         let t = table(&[("a", Some(1)), ("b", Some(2)), ("c", Some(3)), ("d", Some(3))]);
-        let placed = place(&t, &BTreeSet::from([1, 2]));
-        assert_eq!(owners(&placed), vec![("c".into(), 1), ("d".into(), 2)]);
+        let placed = plan(&t, &eligible(&[1, 2]), 10);
+        assert_eq!(owners(&placed.assign), vec![("c".into(), 1), ("d".into(), 2)]);
         assert!(
-            placed.iter().all(|a| a.expected_epoch == 1),
+            placed.assign.iter().all(|a| a.expected_epoch == 1),
             "the fence is the epoch they were read at"
         );
+        assert!(placed.hand_off.is_empty());
+    }
+
+    #[test]
+    fn a_draining_node_hands_its_tasks_off_and_gets_none() {
+        let t = table(&[("a", Some(1)), ("b", Some(1)), ("c", Some(2)), ("n", None)]);
+        let view = NodeView {
+            eligible: BTreeSet::from([2, 3]),
+            draining: BTreeSet::from([1]),
+            ..NodeView::default()
+        };
+        let placed = plan(&t, &view, 10);
+        assert_eq!(owners(&placed.assign), vec![("n".into(), 3)]);
+        assert_eq!(owners(&placed.hand_off), vec![("a".into(), 3), ("b".into(), 2)]);
+    }
+
+    #[test]
+    fn a_hand_off_in_flight_is_not_started_again_and_holds_back_rebalancing() {
+        let mut t = table(&[("a", Some(1)), ("b", Some(1)), ("c", Some(1))]);
+        t.hand_off(&[Assignment {
+            task: "a".into(),
+            owner: Some(2),
+            expected_epoch: 1,
+        }]);
+        let view = NodeView {
+            eligible: BTreeSet::from([2]),
+            draining: BTreeSet::from([1]),
+            ..NodeView::default()
+        };
+        assert_eq!(
+            owners(&plan(&t, &view, 10).hand_off),
+            vec![("b".into(), 2), ("c".into(), 2)]
+        );
+        assert!(plan(&t, &eligible(&[1, 2, 3]), 10).is_empty(), "one move at a time");
+    }
+
+    #[test]
+    fn a_new_node_receives_its_fair_share_a_few_tasks_at_a_time() {
+        let names: Vec<String> = (0..9).map(|i| format!("t{i}")).collect();
+        let tasks: Vec<(&str, Option<NodeId>)> = names
+            .iter()
+            .map(|n| (n.as_str(), Some(1 + (n.len() as u64 % 2))))
+            .collect();
+        let mut t = table(&tasks);
+        // All nine on nodes 1 and 2 (names of equal length: all on node 2).
+        let view = eligible(&[1, 2, 3]);
+        let first = plan(&t, &view, 2);
+        assert_eq!(first.hand_off.len(), 2, "at most two per round");
+        assert!(first.assign.is_empty());
+        let mut rounds = 0;
+        loop {
+            let round = plan(&t, &view, 2);
+            if round.is_empty() {
+                break;
+            }
+            t.hand_off(&round.hand_off);
+            for a in &round.hand_off {
+                let epoch = t.tasks[&a.task].epoch;
+                t.release(&a.task, epoch, t.tasks[&a.task].owner.unwrap());
+            }
+            rounds += 1;
+            assert!(rounds < 10);
+        }
+        let mut per_node = BTreeMap::new();
+        for task in t.tasks.values() {
+            *per_node.entry(task.owner.unwrap()).or_insert(0) += 1;
+        }
+        assert_eq!(per_node, BTreeMap::from([(1, 3), (2, 3), (3, 3)]));
+    }
+
+    #[test]
+    fn a_suspect_node_keeps_its_tasks_and_gets_no_new_ones() {
+        let t = table(&[("a", Some(1)), ("n", None)]);
+        let view = NodeView {
+            eligible: BTreeSet::from([2]),
+            suspect: BTreeSet::from([1]),
+            ..NodeView::default()
+        };
+        let placed = plan(&t, &view, 10);
+        assert_eq!(owners(&placed.assign), vec![("n".into(), 2)]);
+        assert!(placed.hand_off.is_empty(), "no rebalancing onto or off a suspect node");
     }
 
     #[test]
     fn healthy_tasks_stay_and_paused_ones_are_left_alone() {
         let mut t = table(&[("a", Some(1)), ("b", Some(2)), ("p", None)]);
         t.set_status("p", TaskStatus::Paused);
-        assert!(place(&t, &BTreeSet::from([1, 2, 3])).is_empty());
+        assert!(plan(&t, &eligible(&[1, 2, 3]), 10).is_empty());
     }
 
     #[test]
-    fn nothing_is_placed_when_no_node_is_up() {
-        assert!(place(&table(&[("a", None)]), &BTreeSet::new()).is_empty());
+    fn nothing_is_placed_when_no_node_is_eligible() {
+        assert!(plan(&table(&[("a", None)]), &eligible(&[]), 10).is_empty());
     }
 }

@@ -105,6 +105,10 @@ pub struct TaskRecord {
     /// When the next tick is due (ms since the epoch; 0: at once).
     pub next_due_ms: u64,
     pub history: VecDeque<TickRecord>,
+    /// A hand-off in progress: the node the task moves to once its owner has
+    /// committed its current tick (or released it between ticks).
+    #[serde(default)]
+    pub handoff_to: Option<NodeId>,
 }
 
 /// A committed tick's proposal.
@@ -156,6 +160,7 @@ impl TaskTable {
             last_tick_at_ms: None,
             next_due_ms: 0,
             history: VecDeque::new(),
+            handoff_to: None,
         };
         self.tasks.insert(record.spec.name.clone(), record);
         CommandResponse::Done
@@ -176,10 +181,12 @@ impl TaskTable {
         };
         task.status = status;
         task.epoch += 1;
+        task.handoff_to = None;
         CommandResponse::Done
     }
 
-    /// Applies owner changes whose expected epoch still holds.
+    /// Applies owner changes whose expected epoch still holds, at once (the
+    /// old owner is gone, or there was none). Cancels hand-offs.
     pub fn assign(&mut self, assignments: &[Assignment]) -> CommandResponse {
         let mut applied = 0;
         for a in assignments {
@@ -188,10 +195,56 @@ impl TaskTable {
             {
                 task.owner = a.owner;
                 task.epoch += 1;
+                task.handoff_to = None;
                 applied += 1;
             }
         }
         CommandResponse::Count(applied)
+    }
+
+    /// Starts hand-offs whose expected epoch still holds: the owner keeps the
+    /// task until its current tick commits (or it releases the task between
+    /// ticks), then the task moves with epoch + 1. A task without an owner
+    /// is assigned at once. The epoch does not change yet, so a tick in
+    /// flight still commits.
+    pub fn hand_off(&mut self, assignments: &[Assignment]) -> CommandResponse {
+        let mut applied = 0;
+        for a in assignments {
+            let Some(task) = self.tasks.get_mut(&a.task) else {
+                continue;
+            };
+            if task.epoch != a.expected_epoch || task.status != TaskStatus::Running || task.owner == a.owner {
+                continue;
+            }
+            if task.owner.is_none() {
+                task.owner = a.owner;
+                task.epoch += 1;
+            } else {
+                task.handoff_to = a.owner;
+            }
+            applied += 1;
+        }
+        CommandResponse::Count(applied)
+    }
+
+    /// The owner gives up a task it is handing off, between ticks: it moves
+    /// to the hand-off's target with epoch + 1.
+    pub fn release(&mut self, name: &str, epoch: u64, node: NodeId) -> CommandResponse {
+        let Some(task) = self.tasks.get_mut(name) else {
+            return rejected(format!("no task named {name}"));
+        };
+        if task.epoch != epoch || task.owner != Some(node) {
+            return rejected(format!(
+                "stale owner: task {name} is at epoch {} owned by {:?}; the release came from node {node} at epoch {epoch}",
+                task.epoch, task.owner
+            ));
+        }
+        let Some(to) = task.handoff_to.take() else {
+            return rejected(format!("task {name} is not being handed off"));
+        };
+        task.owner = Some(to);
+        task.epoch += 1;
+        CommandResponse::Done
     }
 
     /// The fence: commits a tick only from the current owner, at the current
@@ -228,6 +281,11 @@ impl TaskTable {
             node: commit.node,
             committed_at_ms: commit.committed_at_ms,
         });
+        // A hand-off completes with the tick that was in flight.
+        if let Some(to) = task.handoff_to.take() {
+            task.owner = Some(to);
+            task.epoch += 1;
+        }
         CommandResponse::Done
     }
 
@@ -239,6 +297,7 @@ impl TaskTable {
                     reason: reason.to_string(),
                 };
                 task.epoch += 1;
+                task.handoff_to = None;
                 CommandResponse::Done
             }
             Some(task) => rejected(format!("stale epoch {epoch}; task {name} is at epoch {}", task.epoch)),

@@ -156,3 +156,73 @@ fn names_are_unique_and_removal_needs_a_task() {
     assert_eq!(table.remove("a"), CommandResponse::Done);
     assert!(matches!(table.remove("a"), CommandResponse::Rejected(_)));
 }
+
+fn hand_off_to(node: NodeId, expected_epoch: u64) -> Vec<Assignment> {
+    vec![Assignment {
+        task: "t".into(),
+        owner: Some(node),
+        expected_epoch,
+    }]
+}
+
+#[test]
+fn a_hand_off_lets_the_tick_in_flight_commit_and_then_moves_the_task() {
+    let mut table = owned();
+    assert_eq!(table.hand_off(&hand_off_to(2, 1)), CommandResponse::Count(1));
+    assert_eq!((table.tasks["t"].owner, table.tasks["t"].epoch), (Some(1), 1));
+    assert_eq!(table.commit_tick(&commit(1, 1, 1)), CommandResponse::Done);
+    let task = &table.tasks["t"];
+    assert_eq!(
+        (task.owner, task.epoch, task.tick, task.handoff_to),
+        (Some(2), 2, 1, None)
+    );
+    assert!(matches!(
+        table.commit_tick(&commit(1, 2, 1)),
+        CommandResponse::Rejected(_)
+    ));
+    assert_eq!(table.commit_tick(&commit(2, 2, 2)), CommandResponse::Done);
+}
+
+#[test]
+fn an_idle_owner_releases_a_task_being_handed_off() {
+    let mut table = owned();
+    assert!(matches!(table.release("t", 1, 1), CommandResponse::Rejected(m) if m.contains("not being handed off")));
+    table.hand_off(&hand_off_to(3, 1));
+    let before = table.clone();
+    assert!(
+        matches!(table.release("t", 1, 2), CommandResponse::Rejected(_)),
+        "only the owner releases"
+    );
+    assert!(
+        matches!(table.release("t", 0, 1), CommandResponse::Rejected(_)),
+        "at its epoch"
+    );
+    assert_eq!(table, before);
+    assert_eq!(table.release("t", 1, 1), CommandResponse::Done);
+    assert_eq!((table.tasks["t"].owner, table.tasks["t"].epoch), (Some(3), 2));
+}
+
+#[test]
+fn a_stale_hand_off_changes_nothing_and_reassignment_cancels_one() {
+    let mut table = owned();
+    let before = table.clone();
+    assert_eq!(table.hand_off(&hand_off_to(2, 0)), CommandResponse::Count(0));
+    assert_eq!(
+        table.hand_off(&hand_off_to(1, 1)),
+        CommandResponse::Count(0),
+        "to its owner"
+    );
+    assert_eq!(table, before);
+    table.hand_off(&hand_off_to(2, 1));
+    table.assign(&hand_off_to(3, 1));
+    let task = &table.tasks["t"];
+    assert_eq!((task.owner, task.epoch, task.handoff_to), (Some(3), 2, None));
+}
+
+#[test]
+fn a_hand_off_of_an_unowned_task_assigns_it_at_once() {
+    let mut table = TaskTable::default();
+    table.add(spec("t"));
+    assert_eq!(table.hand_off(&hand_off_to(2, 0)), CommandResponse::Count(1));
+    assert_eq!((table.tasks["t"].owner, table.tasks["t"].epoch), (Some(2), 1));
+}

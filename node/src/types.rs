@@ -45,6 +45,15 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// When the leader sent the last Raft heartbeat a quorum acknowledged, on
+/// this process's monotonic clock (rounded earlier, never later).
+pub fn quorum_acked_at(metrics: &typ::Metrics) -> Option<std::time::Instant> {
+    use openraft::Instant as _;
+    let acked = metrics.last_quorum_acked.as_ref()?;
+    let now = std::time::Instant::now();
+    Some(now.checked_sub(acked.elapsed()).unwrap_or(now))
+}
+
 /// Reads the latest Raft metrics of `raft` without copying them.
 pub fn with_metrics<T>(raft: &Raft, f: impl FnOnce(&typ::Metrics) -> T) -> T {
     use openraft::async_runtime::watch::WatchReceiver;
@@ -70,8 +79,16 @@ pub enum Command {
     RemoveTask { name: String },
     /// Pause, resume or fail a task; raises its epoch.
     SetTaskStatus { name: String, status: TaskStatus },
-    /// Give tasks new owners (the leader's placement).
+    /// Give tasks new owners at once (the leader's placement; the old owner
+    /// is gone).
     AssignOwners(Vec<Assignment>),
+    /// Move tasks off live owners after their current tick (drain, shutdown,
+    /// rebalancing).
+    HandOff(Vec<Assignment>),
+    /// The owner releases a task being handed off, between ticks.
+    ReleaseTask { name: String, epoch: u64, node: NodeId },
+    /// Drain a node (no tasks, its tasks handed off) or undrain it.
+    SetDrained { node: NodeId, drained: bool },
     /// Commit one tick of a task (the fence is in `TaskTable::commit_tick`).
     CommitTick(TickCommit),
     /// Mark a task failed after too many failed ticks, at its current epoch.
@@ -105,7 +122,11 @@ impl Command {
             Command::DeployModule(module) => module.name.len() + module.hash.len(),
             Command::AddTask(spec) => spec.name.len() + spec.config.len(),
             Command::CommitTick(commit) => commit.task.len() + commit.state.len(),
-            Command::AssignOwners(assignments) => assignments.iter().map(|a| a.task.len() + 24).sum(),
+            Command::AssignOwners(assignments) | Command::HandOff(assignments) => {
+                assignments.iter().map(|a| a.task.len() + 24).sum()
+            }
+            Command::ReleaseTask { name, .. } => name.len() + 16,
+            Command::SetDrained { .. } => 9,
             Command::RemoveTask { name } | Command::SetTaskStatus { name, .. } => name.len(),
             Command::MarkTaskFailed { name, reason, .. } => name.len() + reason.len(),
         }
@@ -123,6 +144,9 @@ impl std::fmt::Display for Command {
             Command::RemoveTask { name } => write!(f, "remove task {name}"),
             Command::SetTaskStatus { name, status } => write!(f, "set task {name} {status:?}"),
             Command::AssignOwners(a) => write!(f, "assign {} task(s)", a.len()),
+            Command::HandOff(a) => write!(f, "hand off {} task(s)", a.len()),
+            Command::ReleaseTask { name, epoch, node } => write!(f, "node {node} releases {name} at epoch {epoch}"),
+            Command::SetDrained { node, drained } => write!(f, "set node {node} drained={drained}"),
             Command::CommitTick(c) => write!(f, "commit tick {} of {} at epoch {}", c.tick, c.task, c.epoch),
             Command::MarkTaskFailed { name, .. } => write!(f, "mark task {name} failed"),
         }

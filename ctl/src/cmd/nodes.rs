@@ -1,6 +1,8 @@
-//! `batonctl nodes list|add|remove`.
+//! `batonctl nodes list|add|remove|drain|undrain`.
 
-use baton_proto::{AddNodeRequest, ListNodesRequest, RemoveNodeRequest};
+use std::time::{Duration, Instant};
+
+use baton_proto::{AddNodeRequest, DrainNodeRequest, ListNodesRequest, RemoveNodeRequest};
 use serde_json::json;
 
 use super::CmdError;
@@ -39,6 +41,32 @@ pub async fn run(client: &ClusterClient, command: NodesCommand, format: OutputFo
                 },
             );
         }
+        NodesCommand::Drain { id, no_wait } => {
+            let reply = client
+                .call(|mut c| async move { c.drain_node(DrainNodeRequest { id, drain: true }).await })
+                .await?;
+            let left = match no_wait {
+                true => reply.tasks_to_move,
+                false => wait_until_empty(client, id).await?,
+            };
+            output::print(
+                format,
+                &json!({"id": id, "log_index": reply.log_index, "tasks_moved": reply.tasks_to_move - left, "tasks_left": left}),
+                || match (no_wait, left) {
+                    (true, n) => format!("draining node {id}: {n} task(s) to hand off\n"),
+                    (false, 0) => format!("drained node {id}: handed off {} task(s)\n", reply.tasks_to_move),
+                    (false, n) => format!("node {id} is draining; {n} task(s) still to hand off\n"),
+                },
+            );
+        }
+        NodesCommand::Undrain { id } => {
+            let reply = client
+                .call(|mut c| async move { c.drain_node(DrainNodeRequest { id, drain: false }).await })
+                .await?;
+            output::print(format, &json!({"id": id, "log_index": reply.log_index}), || {
+                format!("node {id} takes tasks again; its fair share moves to it a few at a time\n")
+            });
+        }
         NodesCommand::Remove { id } => {
             let reply = client
                 .call(|mut c| async move { c.remove_node(RemoveNodeRequest { id }).await })
@@ -49,4 +77,23 @@ pub async fn run(client: &ClusterClient, command: NodesCommand, format: OutputFo
         }
     }
     Ok(())
+}
+
+/// How long `nodes drain` waits for the hand-offs.
+const DRAIN_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until node `id` owns no running task (or the wait runs out);
+/// returns how many it still owns.
+async fn wait_until_empty(client: &ClusterClient, id: u64) -> Result<u64, CmdError> {
+    let deadline = Instant::now() + DRAIN_WAIT;
+    loop {
+        let reply = client
+            .call(|mut c| async move { c.list_nodes(ListNodesRequest {}).await })
+            .await?;
+        let left = reply.members.iter().find(|m| m.id == id).map_or(0, |m| m.tasks);
+        if left == 0 || Instant::now() >= deadline {
+            return Ok(left);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

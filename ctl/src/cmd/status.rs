@@ -21,6 +21,9 @@ pub struct StatusView {
     pub answered_by: u64,
     pub members: Vec<MemberView>,
     pub tasks: TasksSummary,
+    /// The longest a task of a lost node waits before it runs elsewhere.
+    pub failover_bound_ms: u64,
+    pub lease_ms: u64,
 }
 
 /// How the cluster's tasks are doing.
@@ -39,8 +42,13 @@ pub struct MemberView {
     pub addr: String,
     /// voter or worker.
     pub role: String,
-    /// up or unreachable.
+    /// From the leader's leases: up, suspect, down or draining (unreachable
+    /// when no leader answered).
     pub state: String,
+    /// Running tasks it owns.
+    pub tasks: u64,
+    /// Drained by an operator.
+    pub drained: bool,
     pub version: String,
     pub raft_state: String,
     pub last_contact_ms: Option<u64>,
@@ -54,6 +62,8 @@ impl From<MemberStatus> for MemberView {
             addr: m.addr,
             role: m.role,
             state: m.state,
+            tasks: m.tasks,
+            drained: m.drained,
             version: m.version,
             raft_state: m.raft_state,
             last_contact_ms: m.last_contact_ms,
@@ -77,6 +87,8 @@ impl From<StatusReply> for StatusView {
                 paused: s.tasks_paused,
                 failed: s.failed_tasks,
             },
+            failover_bound_ms: s.failover_bound_ms,
+            lease_ms: s.lease_ms,
         }
     }
 }
@@ -98,7 +110,7 @@ pub async fn run(client: &ClusterClient, format: OutputFormat) -> Result<(), Cmd
             names => format!("; FAILED: {} (see `batonctl tasks show NAME`)", names.join(", ")),
         };
         format!(
-            "cluster {}  leader {}  term {}  commit {}  (answered by node {})\ntasks: {} running, {} paused, {} failed{}\n\n{}",
+            "cluster {}  leader {}  term {}  commit {}  (answered by node {})\ntasks: {} running, {} paused, {} failed{}\nfailover bound: {} ms (lease {} ms)\n\n{}",
             view.cluster_id,
             leader,
             view.term,
@@ -108,6 +120,8 @@ pub async fn run(client: &ClusterClient, format: OutputFormat) -> Result<(), Cmd
             view.tasks.paused,
             view.tasks.failed.len(),
             failed,
+            view.failover_bound_ms,
+            view.lease_ms,
             members_table(&view.members)
         )
     });
@@ -124,6 +138,7 @@ pub fn members_table(members: &[MemberView]) -> String {
                 m.addr.clone(),
                 m.role.clone(),
                 m.state.clone(),
+                m.tasks.to_string(),
                 if m.version.is_empty() {
                     "-".into()
                 } else {
@@ -145,6 +160,7 @@ pub fn members_table(members: &[MemberView]) -> String {
             "ADDR",
             "ROLE",
             "STATE",
+            "TASKS",
             "VERSION",
             "RAFT",
             "MATCHED",

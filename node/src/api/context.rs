@@ -8,6 +8,7 @@ use crate::modules::ModuleStore;
 use crate::raft::{PeerChannels, Proposer};
 use crate::runtime::TaskEngine;
 use crate::store::StateMachineStore;
+use crate::supervision::Supervision;
 use crate::types::{NodeId, Raft};
 
 /// The node's identity and handles, shared by its services.
@@ -29,6 +30,8 @@ pub struct NodeContext {
     pub modules: ModuleStore,
     /// When each peer last answered this node.
     pub last_contact: Mutex<HashMap<NodeId, Instant>>,
+    /// Leases: this node's own, and (while it leads) everyone's.
+    pub supervision: Supervision,
 }
 
 impl NodeContext {

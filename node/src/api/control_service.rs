@@ -28,6 +28,17 @@ impl ControlService {
         ControlService { context }
     }
 
+    /// Status and node lists come from the leader, which holds the leases;
+    /// without a known leader, this node answers from what it can probe.
+    fn redirect_to_leader(&self) -> Result<(), Status> {
+        match crate::types::leader(&self.context.raft) {
+            (Some(leader), addr) if leader != self.context.id => {
+                Err(super::errors::not_leader(Some(leader), addr.as_deref()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn check_node_id(id: NodeId) -> Result<(), Status> {
         if id == 0 {
             return Err(Status::invalid_argument("node ids start at 1"));
@@ -77,6 +88,7 @@ fn check_addr(addr: &str) -> Result<(), Status> {
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        self.redirect_to_leader()?;
         let metrics = crate::types::metrics(&self.context.raft);
         let members = probe_members(&self.context).await;
         let (tasks_running, tasks_paused, failed_tasks) = self.context.state_machine.read(|s| {
@@ -105,10 +117,13 @@ impl Control for ControlService {
             tasks_running,
             tasks_paused,
             failed_tasks,
+            failover_bound_ms: self.context.supervision.failover_bound_ms,
+            lease_ms: self.context.supervision.lease_ms,
         }))
     }
 
     async fn list_nodes(&self, _request: Request<ListNodesRequest>) -> Result<Response<ListNodesReply>, Status> {
+        self.redirect_to_leader()?;
         Ok(Response::new(ListNodesReply {
             members: probe_members(&self.context).await,
         }))
@@ -151,6 +166,49 @@ impl Control for ControlService {
             log_index = changed.log_id.index;
         }
         Ok(Response::new(AddNodeReply { log_index }))
+    }
+
+    async fn drain_node(&self, request: Request<DrainNodeRequest>) -> Result<Response<DrainNodeReply>, Status> {
+        let DrainNodeRequest { id, drain } = request.into_inner();
+        Self::check_node_id(id)?;
+        let membership = crate::types::metrics(&self.context.raft)
+            .membership_config
+            .membership()
+            .clone();
+        if membership.get_node(&id).is_none() {
+            return Err(Status::not_found(format!(
+                "node {id} is not a member; see `batonctl nodes list`"
+            )));
+        }
+        if drain && membership.nodes().count() == 1 {
+            return Err(Status::failed_precondition(format!(
+                "node {id} is the only node: its tasks would have nowhere to go; add a node first"
+            )));
+        }
+        let committed = self
+            .context
+            .proposer
+            .propose(Command::SetDrained {
+                node: id,
+                drained: drain,
+            })
+            .await
+            .map_err(propose_error)?;
+        let tasks_to_move = match drain {
+            true => self.context.state_machine.read(|s| {
+                s.tasks
+                    .tasks
+                    .values()
+                    .filter(|t| t.owner == Some(id) && t.status == TaskStatus::Running)
+                    .count() as u64
+            }),
+            false => 0,
+        };
+        self.context.supervision.wake.notify_one();
+        Ok(Response::new(DrainNodeReply {
+            log_index: committed.log_index,
+            tasks_to_move,
+        }))
     }
 
     async fn remove_node(&self, request: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeReply>, Status> {

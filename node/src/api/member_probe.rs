@@ -8,6 +8,8 @@ use futures::future::join_all;
 
 use super::NodeContext;
 use super::peer_service::local_info;
+use crate::supervision::Health;
+use crate::task_table::TaskStatus;
 use crate::types::NodeId;
 
 /// How long a member may take to answer before it counts as unreachable.
@@ -37,6 +39,33 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
             (id, addr, info)
         }
     });
+    let leads = metrics.current_leader == Some(context.id);
+    let (drained, owned) = context.state_machine.read(|s| {
+        let mut owned = std::collections::BTreeMap::<NodeId, u64>::new();
+        for task in s.tasks.tasks.values().filter(|t| t.status == TaskStatus::Running) {
+            if let Some(owner) = task.owner {
+                *owned.entry(owner).or_default() += 1;
+            }
+        }
+        (s.drained.clone(), owned)
+    });
+    let state = |id: NodeId, answered: bool| -> &'static str {
+        let leaving = match id == context.id {
+            true => context.supervision.is_leaving(),
+            false => context.supervision.leases(|l| l.leaving(id)),
+        };
+        let health = match (leads, id == context.id) {
+            (_, true) => Health::Up,
+            (true, false) => context.supervision.health(id),
+            (false, false) if answered => Health::Up,
+            (false, false) => return "unreachable",
+        };
+        match health {
+            Health::Down => "down",
+            _ if drained.contains(&id) || leaving => "draining",
+            health => health.as_str(),
+        }
+    };
     join_all(probes)
         .await
         .into_iter()
@@ -44,7 +73,9 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
             id,
             addr,
             role: if voters.contains(&id) { "voter" } else { "worker" }.to_string(),
-            state: if info.is_some() { "up" } else { "unreachable" }.to_string(),
+            state: state(id, info.is_some()).to_string(),
+            tasks: owned.get(&id).copied().unwrap_or(0),
+            drained: drained.contains(&id),
             version: info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
             last_contact_ms: context.last_contact_ms(id),
             raft_state: info.map(|i| i.raft_state).unwrap_or_default(),

@@ -15,7 +15,7 @@ pub use context::NodeContext;
 pub use control_service::ControlService;
 pub use errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use gate::Gate;
-pub use member_probe::probe_members;
+pub use member_probe::{probe, probe_members};
 pub use peer_service::PeerService;
 pub use raft_service::RaftService;
 

@@ -1,15 +1,32 @@
 //! The Peer service: a node's identity and health, for its peers.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use baton_proto::peer_server::Peer;
-use baton_proto::{FetchModuleReply, FetchModuleRequest, NodeInfoReply, NodeInfoRequest, ProposeReply, ProposeRequest};
-use tonic::{Request, Response, Status};
+use baton_proto::{
+    FetchModuleReply, FetchModuleRequest, HeartbeatAck, HeartbeatPing, NodeInfoReply, NodeInfoRequest, ProposeReply,
+    ProposeRequest,
+};
+use futures::Stream;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::NodeContext;
 use super::errors::propose_error;
 use crate::modules::is_hash;
-use crate::types::Command;
+use crate::supervision::serve_renewals;
+use crate::types::{Command, NodeId};
+
+/// The node a peer call comes from (the gate checked the header against the
+/// caller's certificate).
+fn caller<T>(request: &Request<T>) -> Result<NodeId, Status> {
+    request
+        .metadata()
+        .get(baton_proto::NODE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Status::invalid_argument("peer calls must carry a baton-node-id header"))
+}
 
 pub struct PeerService {
     context: Arc<NodeContext>,
@@ -37,17 +54,48 @@ pub fn local_info(context: &NodeContext) -> NodeInfoReply {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    type HeartbeatStream = Pin<Box<dyn Stream<Item = Result<HeartbeatAck, Status>> + Send + 'static>>;
+
+    async fn heartbeat(
+        &self,
+        request: Request<Streaming<HeartbeatPing>>,
+    ) -> Result<Response<Self::HeartbeatStream>, Status> {
+        let node = caller(&request)?;
+        let (leader, addr) = crate::types::leader(&self.context.raft);
+        if leader != Some(self.context.id) {
+            return Err(super::errors::not_leader(leader, addr.as_deref()));
+        }
+        let (acks, outbound) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(serve_renewals(self.context.clone(), node, request.into_inner(), acks));
+        let outbound = futures::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) });
+        Ok(Response::new(Box::pin(outbound)))
+    }
+
     async fn node_info(&self, _request: Request<NodeInfoRequest>) -> Result<Response<NodeInfoReply>, Status> {
         Ok(Response::new(local_info(&self.context)))
     }
 
     async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
+        let from = caller(&request)?;
         let command: Command = serde_json::from_slice(&request.into_inner().command)
             .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
-        if !matches!(command, Command::CommitTick(_) | Command::MarkTaskFailed { .. }) {
+        if !matches!(
+            command,
+            Command::CommitTick(_) | Command::MarkTaskFailed { .. } | Command::ReleaseTask { .. }
+        ) {
             return Err(Status::permission_denied(
-                "peers may only propose tick commits and task failures",
+                "peers may only propose tick commits, task failures and task releases",
             ));
+        }
+        let claimed = match &command {
+            Command::CommitTick(commit) => Some(commit.node),
+            Command::ReleaseTask { node, .. } => Some(*node),
+            _ => None,
+        };
+        if claimed.is_some_and(|node| node != from) {
+            return Err(Status::permission_denied(format!(
+                "node {from} may only commit and release its own tasks"
+            )));
         }
         let committed = self.context.proposer.propose(command).await.map_err(propose_error)?;
         let response = serde_json::to_vec(&committed.response).map_err(|e| Status::internal(e.to_string()))?;

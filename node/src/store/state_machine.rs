@@ -34,6 +34,8 @@ struct StoredSnapshot {
 pub struct StateMachineStore {
     db: RaftDb,
     state: Arc<RwLock<Applied>>,
+    /// The last applied index, announced after every apply.
+    applied: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The in-memory image of what has been applied.
@@ -55,15 +57,22 @@ impl StateMachineStore {
             },
             None => Applied::default(),
         };
+        let index = applied.last_applied.as_ref().map_or(0, |l| l.index());
         Ok(StateMachineStore {
             db,
             state: Arc::new(RwLock::new(applied)),
+            applied: Arc::new(tokio::sync::watch::Sender::new(index)),
         })
     }
 
     /// Reads the applied cluster state.
     pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
         f(&self.state.read().expect("state machine lock poisoned").cluster)
+    }
+
+    /// Changes whenever entries have been applied (or a snapshot installed).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     /// Index of the last applied log entry, 0 if none.
@@ -145,6 +154,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for (responder, response) in responses {
             responder.send(response);
         }
+        self.applied.send_replace(self.last_applied_index());
         Ok(())
     }
 
@@ -160,6 +170,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         applied.cluster = cluster;
         applied.last_applied = meta.last_log_id;
         applied.last_membership = meta.last_membership.clone();
+        drop(applied);
+        self.applied.send_replace(self.last_applied_index());
         Ok(())
     }
 

@@ -3,6 +3,10 @@
 //! the new state through the leader; a rejected commit (a new epoch, a new
 //! owner) ends it. Failed ticks are retried with backoff until the restart
 //! intensity is exceeded, and then the task is marked failed.
+//!
+//! A tick starts only while this node's lease runs (self-fencing), and a
+//! task being handed off is released between ticks, or moves with the
+//! commit of the tick in flight.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +22,12 @@ use crate::runtime::{CompiledModule, TaskContext};
 use crate::task_table::{TaskStatus, TickCommit};
 use crate::types::{Command, CommandResponse, now_ms};
 
-/// How often the runner looks for tasks it gained or lost.
-const SCAN_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the runner looks for tasks it gained or lost, besides every
+/// time the state machine applies entries.
+const SCAN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often a worker whose lease has ended checks whether it is back.
+const LEASE_POLL: Duration = Duration::from_millis(10);
 
 /// Starts the runner; abort the handle to stop it and its workers.
 pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
@@ -28,8 +36,12 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
         let mut running = JoinSet::new();
         let mut workers: HashMap<String, (u64, AbortHandle)> = HashMap::new();
         let mut interval = tokio::time::interval(SCAN_INTERVAL);
+        let mut changes = context.state_machine.subscribe();
         loop {
-            interval.tick().await;
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = changes.changed() => {}
+            }
             while running.try_join_next().is_some() {}
             let owned: HashMap<String, u64> = context.state_machine.read(|s| {
                 s.tasks
@@ -72,10 +84,10 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64) {
     let (mut tick, mut state) = (record.tick, record.state);
     let mut due = first_due(&spec.schedule, spec.catch_up, record.next_due_ms, now_ms());
     let mut restarts = RestartTracker::default();
+    let mut changes = context.state_machine.subscribe();
     loop {
-        let wait = due.saturating_sub(now_ms());
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+        if !await_turn(&context, &name, epoch, due, &mut changes).await {
+            return;
         }
         let engine = context.engine.clone();
         let (compiled_for_tick, input) = (compiled.clone(), state.clone());
@@ -121,11 +133,77 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64) {
             next_due_ms: next,
             committed_at_ms: now,
         };
-        if !commit_tick(&context, &commit).await {
+        if !commit_tick(&context, &commit).await || !still_owned(&context, &name, epoch) {
             return;
         }
         (tick, state, due) = (commit.tick, commit.state, next);
     }
+}
+
+/// Waits until the task's tick is due and this node's lease runs. False when
+/// the task is no longer this worker's: its epoch moved on, or it was being
+/// handed off and this node released it.
+async fn await_turn(
+    context: &NodeContext,
+    name: &str,
+    epoch: u64,
+    due: u64,
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+) -> bool {
+    let mut fenced = false;
+    loop {
+        let handoff = context.state_machine.read(|s| {
+            let task = s.tasks.tasks.get(name).filter(|t| t.epoch == epoch)?;
+            Some(task.handoff_to)
+        });
+        let Some(handoff) = handoff else { return false };
+        if handoff.is_some() {
+            let release = Command::ReleaseTask {
+                name: name.to_string(),
+                epoch,
+                node: context.id,
+            };
+            match propose_on_leader(context, release).await {
+                Ok(_) => return false,
+                Err(e) => {
+                    tracing::debug!(task = %name, "release not confirmed ({e}); retrying");
+                    tokio::time::sleep(LEASE_POLL).await;
+                    continue;
+                }
+            }
+        }
+        let wait = due.saturating_sub(now_ms());
+        if wait == 0 {
+            if context.supervision.lease.is_valid(std::time::Instant::now()) {
+                if fenced {
+                    tracing::info!(task = %name, "lease renewed; ticking again");
+                }
+                return true;
+            }
+            if !fenced {
+                tracing::warn!(task = %name, "not ticking: this node's lease has ended (cut off from the leader?)");
+                fenced = true;
+            }
+        }
+        let pause = match wait {
+            0 => LEASE_POLL,
+            ms => Duration::from_millis(ms),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = changes.changed() => {}
+        }
+    }
+}
+
+/// Whether this node still owns task `name` at `epoch`.
+fn still_owned(context: &NodeContext, name: &str, epoch: u64) -> bool {
+    context.state_machine.read(|s| {
+        s.tasks
+            .tasks
+            .get(name)
+            .is_some_and(|t| t.epoch == epoch && t.owner == Some(context.id))
+    })
 }
 
 /// Commits `commit`, retrying while no leader answers. False when the

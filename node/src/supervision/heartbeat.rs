@@ -1,0 +1,161 @@
+//! Every node's side of supervision: a heartbeat stream to the leader whose
+//! acknowledged pings renew this node's lease. The leader itself renews its
+//! own lease from the Raft heartbeats a quorum acknowledged.
+//!
+//! The stream is closed only when another node becomes leader. When it
+//! breaks, the leader's process may be gone: if its port refuses a new
+//! connection (or another incarnation answers), this node asks for an
+//! election at once instead of waiting out the election timeout.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_proto::HeartbeatPing;
+use baton_proto::peer_client::PeerClient;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::raft::TransferLeaderRequest;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::liveness::process_gone;
+use crate::api::NodeContext;
+use crate::types::{NodeId, leader, quorum_acked_at, with_metrics};
+
+/// Pause before reconnecting after a stream ends.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
+
+/// Starts the loop; abort the handle to stop it.
+pub fn spawn_heartbeat(context: Arc<NodeContext>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match leader(&context.raft) {
+                (Some(id), _) if id == context.id => renew_as_leader(&context).await,
+                (Some(id), Some(addr)) => {
+                    if let Some(incarnation) = stream_to_leader(&context, id, &addr).await
+                        && leader(&context.raft).0 == Some(id)
+                        && process_gone(&context, id, &addr, &incarnation).await
+                    {
+                        context.supervision.note_gone(id, &incarnation);
+                        elect_at_once(&context, id).await;
+                    }
+                }
+                _ => {}
+            }
+            tokio::time::sleep(RECONNECT_PAUSE).await;
+        }
+    })
+}
+
+/// While this node leads: its lease runs from the send time of the last
+/// Raft heartbeat a quorum acknowledged (a sole voter renews itself).
+async fn renew_as_leader(context: &NodeContext) {
+    let mut metrics = context.raft.metrics();
+    loop {
+        let (leads, confirmed) = with_metrics(&context.raft, |m| {
+            let leads = m.current_leader == Some(context.id);
+            let sole_voter = m.membership_config.membership().voter_ids().eq([context.id]);
+            let confirmed = match sole_voter {
+                true => Some(Instant::now()),
+                false => quorum_acked_at(m),
+            };
+            (leads, confirmed)
+        });
+        if !leads {
+            return;
+        }
+        if let Some(at) = confirmed {
+            context.supervision.lease.renewed(at);
+        }
+        let _ = tokio::time::timeout(context.supervision.renew, metrics.changed()).await;
+    }
+}
+
+/// Streams pings to leader `id` until the stream breaks or another node
+/// leads. Returns the leader's incarnation when the stream broke while `id`
+/// still led (so the caller may check whether its process is gone).
+async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Option<String> {
+    let channel = context.channels.channel(id, addr).ok()?;
+    let (pings, outbound) = mpsc::channel::<HeartbeatPing>(8);
+    let outbound = futures::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
+    let mut client = PeerClient::new(channel);
+    let mut sent: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut seq = 0;
+    let mut send = |sent: &mut VecDeque<(u64, Instant)>| {
+        seq += 1;
+        sent.push_back((seq, Instant::now()));
+        if sent.len() > 64 {
+            sent.pop_front();
+        }
+        HeartbeatPing {
+            seq,
+            incarnation: context.incarnation.clone(),
+            leaving: context.supervision.is_leaving(),
+        }
+    };
+    pings.send(send(&mut sent)).await.ok()?;
+    let lease = Duration::from_millis(context.supervision.lease_ms);
+    let request = context.channels.request(outbound, None);
+    let mut inbound = match tokio::time::timeout(lease, client.heartbeat(request)).await {
+        Ok(Ok(response)) => response.into_inner(),
+        Ok(Err(status)) => {
+            tracing::debug!("heartbeat stream to node {id} refused: {}", status.message());
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let mut leader_incarnation = String::new();
+    let mut ticker = tokio::time::interval(context.supervision.renew);
+    ticker.tick().await;
+    let mut metrics = context.raft.metrics();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if pings.send(send(&mut sent)).await.is_err() {
+                    return Some(leader_incarnation);
+                }
+            }
+            message = inbound.message() => match message {
+                Ok(Some(ack)) => {
+                    if let Some((_, at)) = sent.iter().find(|(s, _)| *s == ack.seq) {
+                        context.supervision.lease.renewed(*at);
+                    }
+                    leader_incarnation = ack.incarnation;
+                    context.record_contact(id);
+                }
+                _ => return Some(leader_incarnation),
+            },
+            changed = metrics.changed() => {
+                if changed.is_err() || leader(&context.raft).0 != Some(id) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The leader's process is provably gone: skip the election timeout. The
+/// lowest-id remaining voter stands at once as if the dead leader had handed
+/// leadership to it (voters grant that vote even within the old leader's
+/// Raft lease); every other node drops that lease so it votes at once too.
+async fn elect_at_once(context: &NodeContext, dead: NodeId) {
+    let request = with_metrics(&context.raft, |m| {
+        if m.current_leader != Some(dead) {
+            return None;
+        }
+        let successor = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != dead)
+            .min()?;
+        Some(TransferLeaderRequest::new(m.vote, successor, None))
+    });
+    if let Some(request) = request {
+        tracing::info!(
+            "leader {dead}'s process is gone; electing node {} at once",
+            request.to_node_id()
+        );
+        let _ = context.raft.handle_transfer_leader(request).await;
+    }
+}

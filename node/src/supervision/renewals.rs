@@ -1,0 +1,116 @@
+//! The leader's side of the heartbeat streams: record each renewal, and
+//! acknowledge it only once a quorum has confirmed this node as leader after
+//! the ping arrived. A node's lease therefore never outlives the leadership
+//! that granted it: a deposed leader cannot keep a partitioned node ticking.
+//!
+//! When a stream breaks, the fast path checks whether the node's process is
+//! gone, so its tasks can move without waiting for the lease.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_proto::{HeartbeatAck, HeartbeatPing};
+use openraft::async_runtime::watch::WatchReceiver;
+use tokio::sync::{mpsc, watch};
+use tonic::{Status, Streaming};
+
+use super::liveness::process_gone;
+use crate::api::NodeContext;
+use crate::types::{NodeId, quorum_acked_at, with_metrics};
+
+/// Serves one node's heartbeat stream until it ends, sending acknowledgements
+/// on `acks`.
+pub async fn serve_renewals(
+    context: Arc<NodeContext>,
+    node: NodeId,
+    mut inbound: Streaming<HeartbeatPing>,
+    acks: mpsc::Sender<Result<HeartbeatAck, Status>>,
+) {
+    let (latest, pending) = watch::channel::<Option<(u64, Instant)>>(None);
+    let acker = tokio::spawn(acknowledge(context.clone(), pending, acks));
+    let mut incarnation = String::new();
+    while let Ok(Some(ping)) = inbound.message().await {
+        let now = Instant::now();
+        let leaving_changed = context.supervision.leases(|l| {
+            let was = l.leaving(node);
+            l.renew(node, &ping.incarnation, ping.leaving, now);
+            was != ping.leaving
+        });
+        if leaving_changed {
+            context.supervision.wake.notify_one();
+        }
+        incarnation = ping.incarnation;
+        context.record_contact(node);
+        let _ = latest.send(Some((ping.seq, now)));
+    }
+    acker.abort();
+    if incarnation.is_empty() || !leads(&context) {
+        return;
+    }
+    let addr = with_metrics(&context.raft, |m| {
+        m.membership_config.membership().get_node(&node).map(|n| n.addr.clone())
+    });
+    let Some(addr) = addr else { return };
+    if process_gone(&context, node, &addr, &incarnation).await
+        && context.supervision.leases(|l| l.mark_gone(node, &incarnation))
+    {
+        tracing::info!("node {node}'s process ({incarnation}) is gone; moving its tasks now");
+        context.supervision.wake.notify_one();
+    }
+}
+
+/// Acknowledges the latest ping once leadership is confirmed after it arrived.
+async fn acknowledge(
+    context: Arc<NodeContext>,
+    mut pending: watch::Receiver<Option<(u64, Instant)>>,
+    acks: mpsc::Sender<Result<HeartbeatAck, Status>>,
+) {
+    let mut metrics = context.raft.metrics();
+    let mut acked = 0;
+    loop {
+        let latest = *pending.borrow_and_update();
+        match latest {
+            Some((seq, received)) if seq > acked => {
+                if let Some(term) = confirmed_since(&context, received) {
+                    let ack = HeartbeatAck {
+                        seq,
+                        term,
+                        incarnation: context.incarnation.clone(),
+                    };
+                    if acks.send(Ok(ack)).await.is_err() {
+                        return;
+                    }
+                    acked = seq;
+                    continue;
+                }
+                tokio::select! {
+                    _ = metrics.changed() => {}
+                    _ = pending.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+            _ => {
+                if pending.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The current term, if this node leads and a quorum acknowledged it as
+/// leader for a heartbeat sent at or after `at`.
+fn confirmed_since(context: &NodeContext, at: Instant) -> Option<u64> {
+    with_metrics(&context.raft, |m| {
+        if m.current_leader != Some(context.id) {
+            return None;
+        }
+        let sole_voter = m.membership_config.membership().voter_ids().eq([context.id]);
+        let acked = quorum_acked_at(m);
+        (sole_voter || acked.is_some_and(|t| t >= at)).then_some(m.current_term)
+    })
+}
+
+fn leads(context: &NodeContext) -> bool {
+    with_metrics(&context.raft, |m| m.current_leader == Some(context.id))
+}

@@ -1,0 +1,80 @@
+//! What the supervision parts of a node share: its own lease, the leader's
+//! view of everyone's leases, and the timing they run on.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::lease_table::{Health, LeaseTable};
+use super::local_lease::LocalLease;
+use crate::config::TimingConfig;
+use crate::types::NodeId;
+
+/// A node's supervision state.
+#[derive(Debug)]
+pub struct Supervision {
+    pub lease_ms: u64,
+    pub renew: Duration,
+    /// The promise `batonctl status` prints (see `NodeConfig::failover_bound_ms`).
+    pub failover_bound_ms: u64,
+    /// Until when this node may start ticks.
+    pub lease: LocalLease,
+    /// The leader's view of every node (meaningful while this node leads).
+    leases: Mutex<LeaseTable>,
+    /// Wakes the supervisor when a node is proven gone or asks to leave.
+    pub wake: Notify,
+    /// This node is shutting down: its tasks should move off it.
+    leaving: AtomicBool,
+    /// Processes this node proved gone while following (a dead leader):
+    /// applied to the lease table if this node leads next.
+    gone: Mutex<Vec<(NodeId, String)>>,
+}
+
+impl Supervision {
+    pub fn new(timing: &TimingConfig, failover_bound_ms: u64) -> Self {
+        let lease = Duration::from_millis(timing.lease_ms);
+        let renew = Duration::from_millis(timing.lease_renew_ms);
+        Supervision {
+            lease_ms: timing.lease_ms,
+            renew,
+            failover_bound_ms,
+            lease: LocalLease::new(lease),
+            leases: Mutex::new(LeaseTable::new(lease, renew, Instant::now())),
+            wake: Notify::new(),
+            leaving: AtomicBool::new(false),
+            gone: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Remembers that process `incarnation` of `node` is gone.
+    pub fn note_gone(&self, node: NodeId, incarnation: &str) {
+        let mut gone = self.gone.lock().expect("gone lock poisoned");
+        gone.retain(|(n, _)| *n != node);
+        gone.push((node, incarnation.to_string()));
+    }
+
+    /// The processes noted gone.
+    pub fn noted_gone(&self) -> Vec<(NodeId, String)> {
+        self.gone.lock().expect("gone lock poisoned").clone()
+    }
+
+    /// Reads or updates the leader's lease table.
+    pub fn leases<T>(&self, f: impl FnOnce(&mut LeaseTable) -> T) -> T {
+        f(&mut self.leases.lock().expect("lease table lock poisoned"))
+    }
+
+    /// How the leader sees `node` now.
+    pub fn health(&self, node: NodeId) -> Health {
+        self.leases(|l| l.health(node, Instant::now()))
+    }
+
+    pub fn set_leaving(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,172 @@
+//! The leader's supervision loop: from the lease table and the drained set
+//! it builds a view of the nodes, asks the pure placement for a plan, and
+//! commits it in one Raft entry. It acts only while this node leads, and a
+//! new term starts a new lease table (so nobody is declared dead within one
+//! lease of an election, unless its process is provably gone).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use super::lease_table::{Health, LeaseTable};
+use crate::api::NodeContext;
+use crate::placement::{NodeView, plan};
+use crate::task_table::Assignment;
+use crate::types::{Command, NodeId, with_metrics};
+
+/// How often the leader looks, besides being woken by news.
+const SCAN_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Tasks moved per round to even out the load.
+const MAX_REBALANCE: usize = 16;
+
+/// Starts the loop; abort the handle to stop it.
+pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(SCAN_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut handoffs: HashMap<String, (u64, Instant)> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = context.supervision.wake.notified() => {}
+            }
+            let (leads, term, members) = with_metrics(&context.raft, |m| {
+                let members: Vec<NodeId> = m.membership_config.membership().nodes().map(|(id, _)| *id).collect();
+                (m.current_leader == Some(context.id), m.current_term, members)
+            });
+            if !leads {
+                handoffs.clear();
+                continue;
+            }
+            let now = Instant::now();
+            let drained = context.state_machine.read(|s| s.drained.clone());
+            let noted_gone = context.supervision.noted_gone();
+            let view = context.supervision.leases(|leases| {
+                leases.begin_term(term, now);
+                for (node, incarnation) in &noted_gone {
+                    if leases.mark_gone(*node, incarnation) {
+                        tracing::info!("node {node}'s process ({incarnation}) is gone; moving its tasks now");
+                    }
+                }
+                node_view(
+                    leases,
+                    &members,
+                    &drained,
+                    context.id,
+                    context.supervision.is_leaving(),
+                    now,
+                )
+            });
+            let mut round = context.state_machine.read(|s| plan(&s.tasks, &view, MAX_REBALANCE));
+            round.assign.extend(stuck_handoffs(&context, &mut handoffs, now));
+            if round.is_empty() {
+                continue;
+            }
+            for a in &round.hand_off {
+                handoffs.insert(a.task.clone(), (a.expected_epoch, now));
+            }
+            let mut commands = Vec::new();
+            if !round.assign.is_empty() {
+                tracing::info!("reassigning {} task(s)", round.assign.len());
+                commands.push(Command::AssignOwners(round.assign));
+            }
+            if !round.hand_off.is_empty() {
+                tracing::info!("handing off {} task(s)", round.hand_off.len());
+                commands.push(Command::HandOff(round.hand_off));
+            }
+            if let Err(e) = context.proposer.propose(Command::Batch(commands)).await {
+                tracing::debug!("placement not committed: {e}");
+            }
+        }
+    })
+}
+
+/// The nodes as placement needs them. The leader itself is always up.
+fn node_view(
+    leases: &LeaseTable,
+    members: &[NodeId],
+    drained: &BTreeSet<NodeId>,
+    self_id: NodeId,
+    self_leaving: bool,
+    now: Instant,
+) -> NodeView {
+    let mut view = NodeView::default();
+    for &id in members {
+        let (health, leaving) = match id == self_id {
+            true => (Health::Up, self_leaving),
+            false => (leases.health(id, now), leases.leaving(id)),
+        };
+        let set = match health {
+            Health::Down => continue,
+            _ if drained.contains(&id) || leaving => &mut view.draining,
+            Health::Suspect => &mut view.suspect,
+            Health::Up => &mut view.eligible,
+        };
+        set.insert(id);
+    }
+    view
+}
+
+/// Hand-offs an owner has not completed within two leases (its worker is
+/// stuck or missing): move them at once. The fence rejects whatever the old
+/// owner still sends.
+fn stuck_handoffs(
+    context: &NodeContext,
+    handoffs: &mut HashMap<String, (u64, Instant)>,
+    now: Instant,
+) -> Vec<Assignment> {
+    let patience = Duration::from_millis(2 * context.supervision.lease_ms);
+    context.state_machine.read(|s| {
+        handoffs.retain(|name, (epoch, _)| {
+            s.tasks
+                .tasks
+                .get(name)
+                .is_some_and(|t| t.epoch == *epoch && t.handoff_to.is_some())
+        });
+        handoffs
+            .iter()
+            .filter(|(_, (_, since))| now.duration_since(*since) > patience)
+            .filter_map(|(name, (epoch, _))| {
+                let task = s.tasks.tasks.get(name)?;
+                tracing::warn!(task = %name, "hand-off not completed by its owner; moving it at once");
+                Some(Assignment {
+                    task: name.clone(),
+                    owner: task.handoff_to,
+                    expected_epoch: *epoch,
+                })
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_sorts_nodes_by_health_drain_and_departure() {
+        let t0 = Instant::now();
+        let lease = Duration::from_millis(1000);
+        let mut leases = LeaseTable::new(lease, Duration::from_millis(100), t0);
+        leases.begin_term(1, t0);
+        let now = t0 + Duration::from_millis(1500);
+        leases.renew(2, "a", false, now);
+        leases.renew(3, "a", false, now);
+        leases.renew(4, "a", true, now);
+        leases.renew(5, "a", false, t0 + Duration::from_millis(1000));
+        // 6 never renewed this term: down after a lease.
+        let view = node_view(&leases, &[1, 2, 3, 4, 5, 6], &BTreeSet::from([3]), 1, false, now);
+        assert_eq!(view.eligible, BTreeSet::from([1, 2]));
+        assert_eq!(view.draining, BTreeSet::from([3, 4]));
+        assert_eq!(view.suspect, BTreeSet::from([5]));
+        let leaving = node_view(&leases, &[1, 2], &BTreeSet::new(), 1, true, now);
+        assert_eq!(
+            leaving.draining,
+            BTreeSet::from([1]),
+            "a leader that shuts down drains too"
+        );
+    }
+}
