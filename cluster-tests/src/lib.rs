@@ -214,6 +214,11 @@ impl Drop for TestCluster {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
             eprintln!("cluster directory kept at {}", self.keep().display());
+        } else if std::env::var_os("BATON_KEEP_TEST_DIRS").is_some() {
+            eprintln!(
+                "cluster directory kept at {} (BATON_KEEP_TEST_DIRS)",
+                self.keep().display()
+            );
         }
     }
 }
@@ -229,6 +234,20 @@ pub fn example_module(name: &str) -> Vec<u8> {
             path.display()
         )
     })
+}
+
+/// The machine a benchmark ran on: cores and CPU model.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cores} cores, {cpu}")
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics at `timeout`.

@@ -163,19 +163,6 @@ fn fsync_p50(dir: &std::path::Path) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!("{cores} cores, {cpu}")
-}
-
 fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
@@ -201,7 +188,7 @@ async fn main() {
 
     println!(
         "Machine: {}; disk 4 KiB append+fdatasync p50 {:.2} ms\n",
-        machine(),
+        baton_cluster_tests::machine(),
         fsync.as_secs_f64() * 1e3
     );
     println!("| clients | commits/s | p50 | p99 | max | errors |");

@@ -117,6 +117,7 @@ async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Opti
             }
             message = inbound.message() => match message {
                 Ok(Some(ack)) => {
+                    context.supervision.note_leader_commit(ack.commit_index);
                     if let Some((_, at)) = sent.iter().find(|(s, _)| *s == ack.seq) {
                         context.supervision.lease.renewed(*at);
                     }

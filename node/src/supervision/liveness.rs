@@ -18,15 +18,49 @@ use crate::types::NodeId;
 /// How long the connection attempt may take before it proves nothing.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 
+/// Checks made when a port accepts but nobody answers on it.
+const ATTEMPTS: u32 = 5;
+
 /// Whether process `incarnation` of node `id`, last seen at `addr`, is
 /// provably gone.
+///
+/// A dying process closes its sockets one by one: the peer may see its
+/// connection close while its listener still accepts. So when the port
+/// accepts and the node does not answer at once, look again shortly; a
+/// node that answers slowly (frozen, overloaded) proves nothing.
 pub async fn process_gone(context: &NodeContext, id: NodeId, addr: &str, incarnation: &str) -> bool {
+    for attempt in 1..=ATTEMPTS {
+        let started = std::time::Instant::now();
+        match check(context, id, addr, incarnation).await {
+            Some(gone) => return gone,
+            None if attempt < ATTEMPTS && started.elapsed() < CONNECT_TIMEOUT => {
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+            }
+            None => return false,
+        }
+    }
+    false
+}
+
+/// One look: `Some(true)` gone, `Some(false)` alive or unknowable, `None`
+/// accepted but did not answer.
+async fn check(context: &NodeContext, id: NodeId, addr: &str, incarnation: &str) -> Option<bool> {
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => return true,
-        Ok(Err(_)) | Err(_) => return false,
+        Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => return Some(true),
+        Ok(Err(e)) => {
+            tracing::debug!("node {id} at {addr}: {e}; only its lease can tell");
+            return Some(false);
+        }
+        Err(_) => {
+            tracing::debug!("node {id} at {addr} did not accept within {CONNECT_TIMEOUT:?}; only its lease can tell");
+            return Some(false);
+        }
         Ok(Ok(_)) => {}
     }
-    probe(context, id, addr)
-        .await
-        .is_some_and(|info| !incarnation.is_empty() && info.incarnation != incarnation)
+    let answer = probe(context, id, addr).await?;
+    tracing::debug!(
+        "node {id} at {addr} answers as incarnation {} (the stream's was {incarnation})",
+        answer.incarnation
+    );
+    Some(!incarnation.is_empty() && answer.incarnation != incarnation)
 }

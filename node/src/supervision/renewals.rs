@@ -29,7 +29,12 @@ pub async fn serve_renewals(
     let (latest, pending) = watch::channel::<Option<(u64, Instant)>>(None);
     let acker = tokio::spawn(acknowledge(context.clone(), pending, acks));
     let mut incarnation = String::new();
-    while let Ok(Some(ping)) = inbound.message().await {
+    let ended = loop {
+        let ping = match inbound.message().await {
+            Ok(Some(ping)) => ping,
+            Ok(None) => break "closed".to_string(),
+            Err(status) => break status.message().to_string(),
+        };
         let now = Instant::now();
         let leaving_changed = context.supervision.leases(|l| {
             let was = l.leaving(node);
@@ -42,8 +47,9 @@ pub async fn serve_renewals(
         incarnation = ping.incarnation;
         context.record_contact(node);
         let _ = latest.send(Some((ping.seq, now)));
-    }
+    };
     acker.abort();
+    tracing::debug!("heartbeat stream from node {node} ended ({ended})");
     if incarnation.is_empty() || !leads(&context) {
         return;
     }
@@ -71,11 +77,12 @@ async fn acknowledge(
         let latest = *pending.borrow_and_update();
         match latest {
             Some((seq, received)) if seq > acked => {
-                if let Some(term) = confirmed_since(&context, received) {
+                if let Some((term, commit_index)) = confirmed_since(&context, received) {
                     let ack = HeartbeatAck {
                         seq,
                         term,
                         incarnation: context.incarnation.clone(),
+                        commit_index,
                     };
                     if acks.send(Ok(ack)).await.is_err() {
                         return;
@@ -98,16 +105,21 @@ async fn acknowledge(
     }
 }
 
-/// The current term, if this node leads and a quorum acknowledged it as
-/// leader for a heartbeat sent at or after `at`.
-fn confirmed_since(context: &NodeContext, at: Instant) -> Option<u64> {
+/// The current term and commit index, if this node leads and a quorum
+/// acknowledged it as leader for a heartbeat sent at or after `at`.
+fn confirmed_since(context: &NodeContext, at: Instant) -> Option<(u64, u64)> {
     with_metrics(&context.raft, |m| {
         if m.current_leader != Some(context.id) {
             return None;
         }
         let sole_voter = m.membership_config.membership().voter_ids().eq([context.id]);
         let acked = quorum_acked_at(m);
-        (sole_voter || acked.is_some_and(|t| t >= at)).then_some(m.current_term)
+        let committed = m
+            .cluster_committed
+            .as_ref()
+            .or(m.local_committed.as_ref())
+            .map_or(0, |l| l.index);
+        (sole_voter || acked.is_some_and(|t| t >= at)).then_some((m.current_term, committed))
     })
 }
 

@@ -70,6 +70,9 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
 
 /// Ticks task `name` for as long as this node owns it at `epoch`.
 async fn work(context: Arc<NodeContext>, name: String, epoch: u64) {
+    if !caught_up(&context, &name, epoch).await {
+        return;
+    }
     let Some((record, module)) = context.state_machine.read(|s| {
         let record = s.tasks.tasks.get(&name).filter(|t| t.epoch == epoch)?.clone();
         let module = s.modules.get(&record.spec.module)?.clone();
@@ -191,6 +194,27 @@ async fn await_turn(
         };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
+            _ = changes.changed() => {}
+        }
+    }
+}
+
+/// Waits until this node holds a lease and has applied what the leader had
+/// committed when it granted it: a node that just restarted reads a stale
+/// state machine, and must not tick tasks that have since moved. False when
+/// the task turns out not to be this worker's.
+async fn caught_up(context: &NodeContext, name: &str, epoch: u64) -> bool {
+    let mut changes = context.state_machine.subscribe();
+    loop {
+        if !still_owned(context, name, epoch) {
+            return false;
+        }
+        let leased = context.supervision.lease.is_valid(std::time::Instant::now());
+        if leased && context.state_machine.last_applied_index() >= context.supervision.leader_commit() {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE_POLL) => {}
             _ = changes.changed() => {}
         }
     }

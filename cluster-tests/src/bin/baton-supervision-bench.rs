@@ -1,0 +1,387 @@
+//! `baton-supervision-bench`: how fast tasks resume elsewhere when a node is
+//! lost, on a 3-node cluster of release `baton-node` processes on loopback.
+//!
+//! - crash: kill -9 of a node (its host stays up: the fast path);
+//! - freeze: SIGSTOP of a node (only its lease can tell), at the default
+//!   lease and at a 500 ms lease;
+//! - drain: the hand-off gap of every moved task;
+//! - reassign: one write that gives 10,000 tasks of a dead node a new owner.
+//!
+//! For every moved task it reports the time from the loss to its first tick
+//! committed on another node, and how late that tick was against the task's
+//! schedule (a task whose next tick was not yet due when its node died is
+//! not late until that time). Prints Markdown tables.
+//!
+//! Run from the repository root: `scripts/bench-supervision.sh`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use baton_cluster_tests::task_api::{add, deploy, every, history, tasks};
+use baton_cluster_tests::{TestCluster, machine, poll_async};
+use baton_node::config::TimingConfig;
+use baton_proto::{DrainNodeRequest, ListNodesRequest, TaskInfo};
+use batonctl::ClusterClient;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks task failover, drain and reassignment on a local Baton cluster")]
+struct Args {
+    /// Counter tasks on the cluster.
+    #[arg(long, default_value_t = 200)]
+    tasks: usize,
+    /// Their period.
+    #[arg(long, default_value_t = 250)]
+    period_ms: u64,
+    /// Nodes killed (and restarted) in the crash phase.
+    #[arg(long, default_value_t = 20)]
+    kills: usize,
+    /// Nodes frozen (and thawed) in each freeze phase.
+    #[arg(long, default_value_t = 20)]
+    freezes: usize,
+    /// Drains (and undrains) in the drain phase.
+    #[arg(long, default_value_t = 5)]
+    drains: usize,
+    /// Tasks reassigned in one write in the last phase.
+    #[arg(long, default_value_t = 10_000)]
+    reassign: usize,
+}
+
+/// Quiet time after the cluster is whole again, before the next loss.
+const SETTLE: Duration = Duration::from_secs(2);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Loss {
+    Kill,
+    Freeze,
+}
+
+/// One moved task: from the loss to its first tick elsewhere, and how late
+/// that tick was against its schedule.
+#[derive(Default)]
+struct Moves {
+    to_first_tick: Vec<u64>,
+    late: Vec<u64>,
+    /// Per loss: until the last moved task ticked elsewhere.
+    to_all: Vec<u64>,
+}
+
+struct Bench {
+    cluster: TestCluster,
+    tasks: usize,
+    period_ms: u64,
+    lease_ms: u64,
+    round: usize,
+}
+
+impl Bench {
+    async fn start(timing: TimingConfig, tasks: usize, period_ms: u64) -> Bench {
+        let lease_ms = timing.lease_ms;
+        let cluster = TestCluster::start_with(3, timing).await;
+        let client = cluster.client();
+        deploy(&client, "counter").await;
+        for i in 0..tasks {
+            add(&client, every(&format!("c{i:04}"), "counter", period_ms, "")).await;
+        }
+        let bench = Bench {
+            cluster,
+            tasks,
+            period_ms,
+            lease_ms,
+            round: 0,
+        };
+        bench.await_spread(&client).await;
+        bench
+    }
+
+    /// A client for every node but `skip` (a frozen node would stall calls).
+    fn client_without(&self, skip: u64) -> ClusterClient {
+        let others: Vec<String> = self
+            .cluster
+            .local
+            .nodes
+            .values()
+            .filter(|n| n.id != skip)
+            .map(|n| n.addr.clone())
+            .collect();
+        self.cluster.client_for(&others)
+    }
+
+    /// Waits until every node is up and owns its share of the tasks.
+    async fn await_spread(&self, client: &ClusterClient) {
+        self.cluster.wait_for_all_up(Duration::from_secs(60)).await;
+        let share = self.tasks / 3 - 1;
+        poll_async(Duration::from_secs(60), "tasks spread over every node", || async {
+            let all = tasks(client).await;
+            let mut per: BTreeMap<u64, usize> = BTreeMap::new();
+            for t in &all {
+                *per.entry(t.owner).or_default() += 1;
+            }
+            (per.len() == 3 && per.values().all(|n| *n >= share) && all.iter().all(|t| t.tick > 0)).then_some(())
+        })
+        .await;
+        // Let a node that just came back finish catching up before the next loss.
+        tokio::time::sleep(SETTLE).await;
+    }
+
+    /// The follower to lose next (alternating).
+    async fn victim(&mut self) -> u64 {
+        let leader = self.cluster.wait_for_leader(Duration::from_secs(30)).await;
+        let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+        self.round += 1;
+        followers[self.round % followers.len()]
+    }
+
+    /// Loses a follower, measures its tasks' moves, and brings it back.
+    async fn lose(&mut self, how: Loss, moves: &mut Moves) {
+        let victim = self.victim().await;
+        let client = self.client_without(victim);
+        let before: Vec<TaskInfo> = tasks(&client).await.into_iter().filter(|t| t.owner == victim).collect();
+        let lost_at = now_ms();
+        match how {
+            Loss::Kill => self.cluster.kill9(victim),
+            Loss::Freeze => self.cluster.freeze(victim),
+        }
+        let names: Vec<&str> = before.iter().map(|t| t.name.as_str()).collect();
+        poll_async(
+            Duration::from_secs(30),
+            "the lost node's tasks to tick elsewhere",
+            || async {
+                let all = tasks(&client).await;
+                all.iter()
+                    .filter(|t| names.contains(&t.name.as_str()))
+                    .all(|t| t.owner != victim && t.last_tick_at_ms.is_some_and(|at| at > lost_at))
+                    .then_some(())
+            },
+        )
+        .await;
+        let mut worst = 0;
+        for task in &before {
+            let ticks = history(&client, &task.name).await;
+            let first = ticks
+                .iter()
+                .find(|t| t.node != victim && t.committed_at_ms > lost_at)
+                .expect("a tick elsewhere");
+            // Ticks the lost node committed after the snapshot moved the schedule on.
+            let later = ticks.iter().filter(|t| t.node == victim && t.tick > task.tick).count() as u64;
+            let due = task.next_due_ms + later * self.period_ms;
+            let to_first = first.committed_at_ms - lost_at;
+            moves.to_first_tick.push(to_first);
+            moves.late.push(first.committed_at_ms.saturating_sub(due.max(lost_at)));
+            worst = worst.max(to_first);
+        }
+        moves.to_all.push(worst);
+        eprintln!(
+            "{} node {victim}: {} tasks, all ticking elsewhere after {worst} ms",
+            if how == Loss::Kill { "killed" } else { "froze" },
+            before.len()
+        );
+        match how {
+            Loss::Kill => self.cluster.restart(victim),
+            Loss::Freeze => self.cluster.thaw(victim),
+        }
+        self.await_spread(&client).await;
+    }
+
+    /// Drains a follower; returns, per moved task, the time between its last
+    /// tick on the drained node and its first elsewhere.
+    async fn drain_gaps(&mut self) -> Vec<u64> {
+        let victim = self.victim().await;
+        let client = self.cluster.client();
+        let moved: Vec<TaskInfo> = tasks(&client).await.into_iter().filter(|t| t.owner == victim).collect();
+        set_drained(&client, victim, true).await;
+        poll_async(Duration::from_secs(30), "the drained node to own nothing", || async {
+            tasks(&client).await.iter().all(|t| t.owner != victim).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(3 * self.period_ms)).await;
+        let mut gaps = Vec::new();
+        for task in &moved {
+            let ticks = history(&client, &task.name).await;
+            for w in ticks.windows(2) {
+                if w[0].node == victim && w[1].node != victim {
+                    gaps.push(w[1].committed_at_ms - w[0].committed_at_ms);
+                }
+            }
+        }
+        set_drained(&client, victim, false).await;
+        self.await_spread(&client).await;
+        gaps
+    }
+}
+
+async fn set_drained(client: &ClusterClient, id: u64, drain: bool) {
+    let request = DrainNodeRequest { id, drain };
+    client
+        .call_with(&request, |mut c, r| async move { c.drain_node(r).await })
+        .await
+        .expect("drain");
+}
+
+async fn owned_by(client: &ClusterClient, id: u64) -> u64 {
+    let reply = client
+        .call(|mut c| async move { c.list_nodes(ListNodesRequest {}).await })
+        .await
+        .expect("list nodes");
+    reply.members.iter().find(|m| m.id == id).map_or(0, |m| m.tasks)
+}
+
+/// One write reassigning `n` tasks of a dead node: the leader and one
+/// follower are drained so the other follower holds every task, that one is
+/// killed, and undraining the leader lets it take them all at once. Returns
+/// the time from the undrain call to the leader owning all `n`, and the
+/// write as the leader logged it.
+async fn reassign(n: usize) -> (Duration, String) {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let (other, follower) = match leader {
+        1 => (2, 3),
+        2 => (1, 3),
+        _ => (1, 2),
+    };
+    let client = cluster.client();
+    deploy(&client, "counter").await;
+    let hour = 3_600_000;
+    let mut adds = tokio::task::JoinSet::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(n.div_ceil(16)) {
+        let (client, chunk) = (cluster.client(), chunk.to_vec());
+        adds.spawn(async move {
+            for i in chunk {
+                add(&client, every(&format!("r{i:05}"), "counter", hour, "")).await;
+            }
+        });
+    }
+    adds.join_all().await;
+    set_drained(&client, leader, true).await;
+    set_drained(&client, other, true).await;
+    poll_async(Duration::from_secs(120), "every task on the follower", || async {
+        (owned_by(&client, follower).await == n as u64).then_some(())
+    })
+    .await;
+    cluster.kill9(follower);
+    cluster.wait_for_state(follower, "down", Duration::from_secs(10)).await;
+    let started = Instant::now();
+    set_drained(&client, leader, false).await;
+    poll_async(Duration::from_secs(30), "the leader to own every task", || async {
+        (owned_by(&client, leader).await == n as u64).then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    let log = std::fs::read_to_string(cluster.local.nodes[&leader].log_path()).unwrap_or_default();
+    let write = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(&format!("reassigned {n} task(s)")))
+        .and_then(|l| l.rsplit("in one write of ").next())
+        .unwrap_or("(not logged)")
+        .to_string();
+    (took, write)
+}
+
+fn quantile(values: &[u64], q: f64) -> u64 {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    match sorted.len() {
+        0 => 0,
+        n => sorted[((n - 1) as f64 * q).round() as usize],
+    }
+}
+
+fn row(what: &str, values: &[u64], lease_ms: u64) -> String {
+    let (p50, p99, max) = (quantile(values, 0.5), quantile(values, 0.99), quantile(values, 1.0));
+    let ratio = |v: u64| v as f64 / lease_ms as f64;
+    format!(
+        "| {what} | {} | {p50} ms | {p99} ms | {max} ms | {:.2} / {:.2} / {:.2} |",
+        values.len(),
+        ratio(p50),
+        ratio(p99),
+        ratio(max)
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = Args::parse();
+    baton_node::tls::install_crypto_provider();
+    let mut tables = Vec::new();
+    let header = "| loss | samples | p50 | p99 | max | / lease (p50 / p99 / max) |\n|---|---|---|---|---|---|";
+
+    let timing = TimingConfig::default();
+    let mut bench = Bench::start(timing.clone(), args.tasks, args.period_ms).await;
+    let mut crash = Moves::default();
+    for _ in 0..args.kills {
+        bench.lose(Loss::Kill, &mut crash).await;
+    }
+    let mut freeze = Moves::default();
+    for _ in 0..args.freezes {
+        bench.lose(Loss::Freeze, &mut freeze).await;
+    }
+    let mut gaps = Vec::new();
+    for _ in 0..args.drains {
+        gaps.extend(bench.drain_gaps().await);
+    }
+    let lease = bench.lease_ms;
+    drop(bench);
+
+    let short = TimingConfig {
+        lease_ms: 500,
+        ..TimingConfig::default()
+    };
+    let mut bench = Bench::start(short, args.tasks, args.period_ms).await;
+    let mut freeze_short = Moves::default();
+    for _ in 0..args.freezes {
+        bench.lose(Loss::Freeze, &mut freeze_short).await;
+    }
+    drop(bench);
+    let (reassign_took, reassign_write) = reassign(args.reassign).await;
+
+    println!(
+        "Machine: {}; {} counter tasks every {} ms on 3 nodes; lease renewal every {} ms\n",
+        machine(),
+        args.tasks,
+        args.period_ms,
+        timing.lease_renew_ms
+    );
+    tables.push(format!(
+        "Loss to the first tick committed on another node, per moved task:\n\n{header}\n{}\n{}\n{}",
+        row(&format!("kill -9 (lease {lease} ms)"), &crash.to_first_tick, lease),
+        row(&format!("SIGSTOP (lease {lease} ms)"), &freeze.to_first_tick, lease),
+        row("SIGSTOP (lease 500 ms)", &freeze_short.to_first_tick, 500),
+    ));
+    tables.push(format!(
+        "How late that tick was against the task's schedule:\n\n{header}\n{}\n{}\n{}",
+        row(&format!("kill -9 (lease {lease} ms)"), &crash.late, lease),
+        row(&format!("SIGSTOP (lease {lease} ms)"), &freeze.late, lease),
+        row("SIGSTOP (lease 500 ms)", &freeze_short.late, 500),
+    ));
+    tables.push(format!(
+        "Loss to every moved task ticking elsewhere, per loss:\n\n{header}\n{}\n{}\n{}",
+        row(&format!("kill -9 (lease {lease} ms)"), &crash.to_all, lease),
+        row(&format!("SIGSTOP (lease {lease} ms)"), &freeze.to_all, lease),
+        row("SIGSTOP (lease 500 ms)", &freeze_short.to_all, 500),
+    ));
+    tables.push(format!(
+        "Drain hand-off: last tick on the drained node to the first elsewhere (period {} ms):\n\n\
+         | hand-offs | p50 | p99 | max |\n|---|---|---|---|\n| {} | {} ms | {} ms | {} ms |",
+        args.period_ms,
+        gaps.len(),
+        quantile(&gaps, 0.5),
+        quantile(&gaps, 0.99),
+        quantile(&gaps, 1.0)
+    ));
+    tables.push(format!(
+        "Reassigning {} tasks of a dead node: undrain call to the new owner holding all of them {:.1} ms; \
+         the leader's one write took {}",
+        args.reassign,
+        reassign_took.as_secs_f64() * 1e3,
+        reassign_write.trim()
+    ));
+    println!("{}", tables.join("\n\n"));
+}
