@@ -196,6 +196,7 @@ impl Bench {
         let victim = self.victim().await;
         let client = self.cluster.client();
         let moved: Vec<TaskInfo> = tasks(&client).await.into_iter().filter(|t| t.owner == victim).collect();
+        let drained_at = now_ms();
         set_drained(&client, victim, true).await;
         poll_async(Duration::from_secs(30), "the drained node to own nothing", || async {
             tasks(&client).await.iter().all(|t| t.owner != victim).then_some(())
@@ -206,7 +207,7 @@ impl Bench {
         for task in &moved {
             let ticks = history(&client, &task.name).await;
             for w in ticks.windows(2) {
-                if w[0].node == victim && w[1].node != victim {
+                if w[0].node == victim && w[1].node != victim && w[1].committed_at_ms > drained_at {
                     gaps.push(w[1].committed_at_ms - w[0].committed_at_ms);
                 }
             }

@@ -48,6 +48,8 @@ pub struct TaskEngine {
     limits: RuntimeLimits,
     /// Compiled modules by content hash: each is compiled once.
     modules: Mutex<HashMap<String, Arc<CompiledModule>>>,
+    /// Held while compiling, so a module is compiled once however many ask.
+    compiling: Mutex<()>,
 }
 
 impl TaskEngine {
@@ -86,7 +88,17 @@ impl TaskEngine {
             linker,
             limits,
             modules: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(()),
         }))
+    }
+
+    /// The module with content hash `hash`, if it is already compiled.
+    pub fn loaded(&self, hash: &str) -> Option<Arc<CompiledModule>> {
+        self.modules
+            .lock()
+            .expect("module cache lock poisoned")
+            .get(hash)
+            .cloned()
     }
 
     /// Checks and compiles `bytes`, once per content hash.
@@ -98,8 +110,15 @@ impl TaskEngine {
             });
         }
         let hash = content_hash(bytes);
-        if let Some(module) = self.modules.lock().expect("module cache lock poisoned").get(&hash) {
-            return Ok(module.clone());
+        if let Some(module) = self.loaded(&hash) {
+            return Ok(module);
+        }
+        // One compilation at a time: when a node starts or takes over many
+        // tasks of one module, their workers all ask at once, and must not
+        // each compile it.
+        let _compiling = self.compiling.lock().expect("compile lock poisoned");
+        if let Some(module) = self.loaded(&hash) {
+            return Ok(module);
         }
         let module = Arc::new(compile(&self.engine, &self.linker, bytes)?);
         self.modules

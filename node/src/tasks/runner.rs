@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
 use super::forwarder::propose_on_leader;
@@ -29,47 +30,83 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(250);
 /// How often a worker whose lease has ended checks whether it is back.
 const LEASE_POLL: Duration = Duration::from_millis(10);
 
+/// The least time between two scans: under load the state machine applies
+/// hundreds of entries a second, and one scan covers them all.
+const MIN_SCAN_GAP: Duration = Duration::from_millis(5);
+
+/// A running worker: the epoch it ticks at, and how to stop or wake it.
+struct Worker {
+    epoch: u64,
+    handle: AbortHandle,
+    /// Woken when its task starts being handed off.
+    wake: Arc<Notify>,
+    /// The last scan that found its task still owned at its epoch.
+    seen: u64,
+}
+
 /// Starts the runner; abort the handle to stop it and its workers.
 pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
     tokio::spawn(async move {
         // Dropping the set (when this task is aborted) aborts every worker.
         let mut running = JoinSet::new();
-        let mut workers: HashMap<String, (u64, AbortHandle)> = HashMap::new();
+        let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut interval = tokio::time::interval(SCAN_INTERVAL);
         let mut changes = context.state_machine.subscribe();
+        let mut scan = 0u64;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let slots = Arc::new(Semaphore::new(cores));
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
                 _ = changes.changed() => {}
             }
             while running.try_join_next().is_some() {}
-            let owned: HashMap<String, u64> = context.state_machine.read(|s| {
-                s.tasks
-                    .tasks
-                    .values()
-                    .filter(|t| t.owner == Some(context.id) && t.status == TaskStatus::Running)
-                    .map(|t| (t.spec.name.clone(), t.epoch))
-                    .collect()
-            });
-            workers.retain(|name, (epoch, handle)| {
-                let keep = owned.get(name) == Some(epoch) && !handle.is_finished();
-                if !keep {
-                    handle.abort();
+            scan += 1;
+            // Mark the workers whose task is still this node's at their
+            // epoch (waking those being handed off), and list new ones;
+            // nothing is copied for tasks that did not change.
+            let new: Vec<(String, u64)> = context.state_machine.read(|s| {
+                let mut new = Vec::new();
+                let owned = s.tasks.tasks.values().filter(|t| t.owner == Some(context.id));
+                for task in owned.filter(|t| t.status == TaskStatus::Running) {
+                    match workers.get_mut(&task.spec.name) {
+                        Some(worker) if worker.epoch == task.epoch && !worker.handle.is_finished() => {
+                            worker.seen = scan;
+                            if task.handoff_to.is_some() {
+                                worker.wake.notify_one();
+                            }
+                        }
+                        _ => new.push((task.spec.name.clone(), task.epoch)),
+                    }
                 }
-                keep
+                new
             });
-            for (name, epoch) in owned {
-                if let std::collections::hash_map::Entry::Vacant(slot) = workers.entry(name) {
-                    let handle = running.spawn(work(context.clone(), slot.key().clone(), epoch));
-                    slot.insert((epoch, handle));
+            workers.retain(|_, worker| {
+                if worker.seen != scan {
+                    worker.handle.abort();
+                }
+                worker.seen == scan
+            });
+            for (name, epoch) in new {
+                let wake = Arc::new(Notify::new());
+                let handle = running.spawn(work(context.clone(), name.clone(), epoch, wake.clone(), slots.clone()));
+                let worker = Worker {
+                    epoch,
+                    handle,
+                    wake,
+                    seen: scan,
+                };
+                if let Some(old) = workers.insert(name, worker) {
+                    old.handle.abort();
                 }
             }
+            tokio::time::sleep(MIN_SCAN_GAP).await;
         }
     })
 }
 
 /// Ticks task `name` for as long as this node owns it at `epoch`.
-async fn work(context: Arc<NodeContext>, name: String, epoch: u64) {
+async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Notify>, slots: Arc<Semaphore>) {
     if !caught_up(&context, &name, epoch).await {
         return;
     }
@@ -87,9 +124,8 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64) {
     let (mut tick, mut state) = (record.tick, record.state);
     let mut due = first_due(&spec.schedule, spec.catch_up, record.next_due_ms, now_ms());
     let mut restarts = RestartTracker::default();
-    let mut changes = context.state_machine.subscribe();
     loop {
-        if !await_turn(&context, &name, epoch, due, &mut changes).await {
+        if !await_turn(&context, &name, epoch, due, &wake).await {
             return;
         }
         let engine = context.engine.clone();
@@ -99,7 +135,20 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64) {
             config: spec.config.clone(),
             allow_net: spec.allow_net.clone(),
         };
-        let result = tokio::task::spawn_blocking(move || engine.tick(&compiled_for_tick, task, &input)).await;
+        // Ticks run on blocking threads, as many at once as there are
+        // cores: a burst of due tasks must not crowd out the threads that
+        // answer Raft and renew the lease.
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("tick slots are never closed");
+        let result = tokio::task::spawn_blocking(move || {
+            let outcome = engine.tick(&compiled_for_tick, task, &input);
+            drop(slot);
+            outcome
+        })
+        .await;
         let outcome = match result {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => {
@@ -146,13 +195,7 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64) {
 /// Waits until the task's tick is due and this node's lease runs. False when
 /// the task is no longer this worker's: its epoch moved on, or it was being
 /// handed off and this node released it.
-async fn await_turn(
-    context: &NodeContext,
-    name: &str,
-    epoch: u64,
-    due: u64,
-    changes: &mut tokio::sync::watch::Receiver<u64>,
-) -> bool {
+async fn await_turn(context: &NodeContext, name: &str, epoch: u64, due: u64, wake: &Notify) -> bool {
     let mut fenced = false;
     loop {
         let handoff = context.state_machine.read(|s| {
@@ -194,7 +237,7 @@ async fn await_turn(
         };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = changes.changed() => {}
+            _ = wake.notified() => {}
         }
     }
 }
@@ -204,7 +247,6 @@ async fn await_turn(
 /// state machine, and must not tick tasks that have since moved. False when
 /// the task turns out not to be this worker's.
 async fn caught_up(context: &NodeContext, name: &str, epoch: u64) -> bool {
-    let mut changes = context.state_machine.subscribe();
     loop {
         if !still_owned(context, name, epoch) {
             return false;
@@ -213,10 +255,7 @@ async fn caught_up(context: &NodeContext, name: &str, epoch: u64) -> bool {
         if leased && context.state_machine.last_applied_index() >= context.supervision.leader_commit() {
             return true;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(LEASE_POLL) => {}
-            _ = changes.changed() => {}
-        }
+        tokio::time::sleep(LEASE_POLL).await;
     }
 }
 
@@ -278,6 +317,9 @@ fn already_committed(context: &NodeContext, commit: &TickCommit) -> bool {
 
 /// The compiled module with content hash `hash`, once this node has its bytes.
 async fn load_module(context: &NodeContext, hash: &str) -> Option<Arc<CompiledModule>> {
+    if let Some(module) = context.engine.loaded(hash) {
+        return Some(module);
+    }
     loop {
         let store = context.modules.clone();
         let engine = context.engine.clone();
