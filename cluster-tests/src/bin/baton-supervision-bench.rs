@@ -36,6 +36,9 @@ struct Args {
     /// Nodes killed (and restarted) in the crash phase.
     #[arg(long, default_value_t = 20)]
     kills: usize,
+    /// Leaders killed (and restarted) in the crash phase.
+    #[arg(long, default_value_t = 10)]
+    leader_kills: usize,
     /// Nodes frozen (and thawed) in each freeze phase.
     #[arg(long, default_value_t = 20)]
     freezes: usize,
@@ -60,6 +63,7 @@ fn now_ms() -> u64 {
 #[derive(Clone, Copy, PartialEq)]
 enum Loss {
     Kill,
+    KillLeader,
     Freeze,
 }
 
@@ -139,14 +143,17 @@ impl Bench {
         followers[self.round % followers.len()]
     }
 
-    /// Loses a follower, measures its tasks' moves, and brings it back.
+    /// Loses a node, measures its tasks' moves, and brings it back.
     async fn lose(&mut self, how: Loss, moves: &mut Moves) {
-        let victim = self.victim().await;
+        let victim = match how {
+            Loss::KillLeader => self.cluster.wait_for_leader(Duration::from_secs(30)).await,
+            _ => self.victim().await,
+        };
         let client = self.client_without(victim);
         let before: Vec<TaskInfo> = tasks(&client).await.into_iter().filter(|t| t.owner == victim).collect();
         let lost_at = now_ms();
         match how {
-            Loss::Kill => self.cluster.kill9(victim),
+            Loss::Kill | Loss::KillLeader => self.cluster.kill9(victim),
             Loss::Freeze => self.cluster.freeze(victim),
         }
         let names: Vec<&str> = before.iter().map(|t| t.name.as_str()).collect();
@@ -178,13 +185,17 @@ impl Bench {
             worst = worst.max(to_first);
         }
         moves.to_all.push(worst);
+        let what = match how {
+            Loss::Kill => "killed",
+            Loss::KillLeader => "killed leader",
+            Loss::Freeze => "froze",
+        };
         eprintln!(
-            "{} node {victim}: {} tasks, all ticking elsewhere after {worst} ms",
-            if how == Loss::Kill { "killed" } else { "froze" },
+            "{what} node {victim}: {} tasks, all ticking elsewhere after {worst} ms",
             before.len()
         );
         match how {
-            Loss::Kill => self.cluster.restart(victim),
+            Loss::Kill | Loss::KillLeader => self.cluster.restart(victim),
             Loss::Freeze => self.cluster.thaw(victim),
         }
         self.await_spread(&client).await;
@@ -320,6 +331,10 @@ async fn main() {
     for _ in 0..args.kills {
         bench.lose(Loss::Kill, &mut crash).await;
     }
+    let mut leader_crash = Moves::default();
+    for _ in 0..args.leader_kills {
+        bench.lose(Loss::KillLeader, &mut leader_crash).await;
+    }
     let mut freeze = Moves::default();
     for _ in 0..args.freezes {
         bench.lose(Loss::Freeze, &mut freeze).await;
@@ -351,20 +366,43 @@ async fn main() {
         timing.lease_renew_ms
     );
     tables.push(format!(
-        "Loss to the first tick committed on another node, per moved task:\n\n{header}\n{}\n{}\n{}",
-        row(&format!("kill -9 (lease {lease} ms)"), &crash.to_first_tick, lease),
+        "Loss to the first tick committed on another node, per moved task:\n\n{header}\n{}\n{}\n{}\n{}",
+        row(
+            &format!("kill -9 of a follower (lease {lease} ms)"),
+            &crash.to_first_tick,
+            lease
+        ),
+        row(
+            &format!("kill -9 of the leader (lease {lease} ms)"),
+            &leader_crash.to_first_tick,
+            lease
+        ),
         row(&format!("SIGSTOP (lease {lease} ms)"), &freeze.to_first_tick, lease),
         row("SIGSTOP (lease 500 ms)", &freeze_short.to_first_tick, 500),
     ));
     tables.push(format!(
-        "How late that tick was against the task's schedule:\n\n{header}\n{}\n{}\n{}",
-        row(&format!("kill -9 (lease {lease} ms)"), &crash.late, lease),
+        "How late that tick was against the task's schedule:\n\n{header}\n{}\n{}\n{}\n{}",
+        row(&format!("kill -9 of a follower (lease {lease} ms)"), &crash.late, lease),
+        row(
+            &format!("kill -9 of the leader (lease {lease} ms)"),
+            &leader_crash.late,
+            lease
+        ),
         row(&format!("SIGSTOP (lease {lease} ms)"), &freeze.late, lease),
         row("SIGSTOP (lease 500 ms)", &freeze_short.late, 500),
     ));
     tables.push(format!(
-        "Loss to every moved task ticking elsewhere, per loss:\n\n{header}\n{}\n{}\n{}",
-        row(&format!("kill -9 (lease {lease} ms)"), &crash.to_all, lease),
+        "Loss to every moved task ticking elsewhere, per loss:\n\n{header}\n{}\n{}\n{}\n{}",
+        row(
+            &format!("kill -9 of a follower (lease {lease} ms)"),
+            &crash.to_all,
+            lease
+        ),
+        row(
+            &format!("kill -9 of the leader (lease {lease} ms)"),
+            &leader_crash.to_all,
+            lease
+        ),
         row(&format!("SIGSTOP (lease {lease} ms)"), &freeze.to_all, lease),
         row("SIGSTOP (lease 500 ms)", &freeze_short.to_all, 500),
     ));

@@ -228,10 +228,12 @@ In another terminal:
   batonctl tasks list                 # owners, epochs, ticks, states
   batonctl tasks history counter-1    # committed ticks: which node, which epoch
   kill -9 $(cat {dir}/{leader}/node.pid)   # kill the leader, then:
-  batonctl status                     # a new leader within a second
+  batonctl status                     # a new leader within a second; the old one down
   batonctl tasks list                 # its tasks tick on other nodes, at epoch + 1
   baton-node --config {dir}/{leader}/node.toml 2>>{dir}/{leader}/node.log & echo $! > {dir}/{leader}/node.pid
-                                      # restart it; it catches up
+                                      # restart it; it catches up and gets tasks again
+  batonctl nodes drain {first}              # its tasks move off, each after its current tick
+  batonctl nodes undrain {first}
   batonctl tasks pause counter-2; batonctl tasks resume counter-2
   batonctl kv put greeting hello      # a plain write committed through Raft
   batonctl nodes list -o json         # every command has --output json

@@ -27,9 +27,9 @@ pub struct Supervision {
     pub wake: Notify,
     /// This node is shutting down: its tasks should move off it.
     leaving: AtomicBool,
-    /// Processes this node proved gone while following (a dead leader):
-    /// applied to the lease table if this node leads next.
-    gone: Mutex<Vec<(NodeId, String)>>,
+    /// Processes this node proved gone while following (a dead leader),
+    /// and when: applied to the lease table if this node leads next.
+    gone: Mutex<Vec<(NodeId, String, Instant)>>,
     /// The highest commit index a leader reported with a renewal.
     leader_commit: AtomicU64,
 }
@@ -64,13 +64,18 @@ impl Supervision {
     /// Remembers that process `incarnation` of `node` is gone.
     pub fn note_gone(&self, node: NodeId, incarnation: &str) {
         let mut gone = self.gone.lock().expect("gone lock poisoned");
-        gone.retain(|(n, _)| *n != node);
-        gone.push((node, incarnation.to_string()));
+        gone.retain(|(n, _, _)| *n != node);
+        gone.push((node, incarnation.to_string(), Instant::now()));
     }
 
-    /// The processes noted gone.
+    /// The processes noted gone within the last lease: news that matters to
+    /// a leader just elected in their place. Older news is dropped, so a
+    /// node that has come back since is not taken for dead.
     pub fn noted_gone(&self) -> Vec<(NodeId, String)> {
-        self.gone.lock().expect("gone lock poisoned").clone()
+        let lease = Duration::from_millis(self.lease_ms);
+        let mut gone = self.gone.lock().expect("gone lock poisoned");
+        gone.retain(|(_, _, at)| at.elapsed() < lease);
+        gone.iter().map(|(n, i, _)| (*n, i.clone())).collect()
     }
 
     /// Reads or updates the leader's lease table.
