@@ -47,6 +47,11 @@ pub async fn process_gone(context: &NodeContext, id: NodeId, addr: &str, incarna
 async fn check(context: &NodeContext, id: NodeId, addr: &str, incarnation: &str) -> Option<bool> {
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => return Some(true),
+        // The listener was closing as we connected: look again.
+        Ok(Err(e)) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+            tracing::debug!("node {id} at {addr}: {e}; looking again");
+            return None;
+        }
         Ok(Err(e)) => {
             tracing::debug!("node {id} at {addr}: {e}; only its lease can tell");
             return Some(false);
