@@ -25,6 +25,10 @@ use crate::types::{NodeId, leader, quorum_acked_at, with_metrics};
 /// Pause before reconnecting after a stream ends.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
 
+/// After the leader's process is gone, how long each remaining voter waits
+/// for the one before it (in id order) to win an election.
+const STAGGER: Duration = Duration::from_millis(40);
+
 /// Starts the loop; abort the handle to stop it.
 pub fn spawn_heartbeat(context: Arc<NodeContext>) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -136,27 +140,49 @@ async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Opti
 }
 
 /// The leader's process is provably gone: skip the election timeout. The
-/// lowest-id remaining voter stands at once as if the dead leader had handed
-/// leadership to it (voters grant that vote even within the old leader's
-/// Raft lease); every other node drops that lease so it votes at once too.
+/// remaining voters stand in id order, each as if the dead leader had handed
+/// leadership to it (voters grant such a vote even within the old leader's
+/// Raft lease): the lowest at once, the next one `STAGGER` later if no
+/// leader has emerged by then (the first may have had a shorter log), and
+/// so on. Every node drops the old leader's lease so it votes at once.
 async fn elect_at_once(context: &NodeContext, dead: NodeId) {
-    let request = with_metrics(&context.raft, |m| {
-        if m.current_leader != Some(dead) {
-            return None;
-        }
-        let successor = m
+    let order = with_metrics(&context.raft, |m| {
+        let mut voters: Vec<NodeId> = m
             .membership_config
             .membership()
             .voter_ids()
             .filter(|v| *v != dead)
-            .min()?;
-        Some(TransferLeaderRequest::new(m.vote, successor, None))
+            .collect();
+        voters.sort_unstable();
+        voters
     });
-    if let Some(request) = request {
-        tracing::info!(
-            "leader {dead}'s process is gone; electing node {} at once",
-            request.to_node_id()
-        );
-        let _ = context.raft.handle_transfer_leader(request).await;
+    let Some(&first) = order.first() else { return };
+    let Some(rank) = order.iter().position(|v| *v == context.id) else {
+        // A worker does not vote; it only stops waiting for the dead leader.
+        transfer_to(context, dead, first).await;
+        return;
+    };
+    tracing::info!("leader {dead}'s process is gone; electing node {first} at once");
+    if rank > 0 {
+        transfer_to(context, dead, first).await;
+        tokio::time::sleep(STAGGER * rank as u32).await;
+    }
+    let leaderless = with_metrics(&context.raft, |m| m.current_leader.is_none_or(|l| l == dead));
+    if leaderless {
+        transfer_to(context, dead, context.id).await;
+    }
+}
+
+/// Hands this node's view of leadership from `dead` to `to` (an election
+/// when `to` is this node; otherwise it only drops the dead leader's lease).
+async fn transfer_to(context: &NodeContext, dead: NodeId, to: NodeId) {
+    let vote = with_metrics(&context.raft, |m| {
+        (m.current_leader.is_none_or(|l| l == dead)).then_some(m.vote)
+    });
+    if let Some(vote) = vote {
+        let _ = context
+            .raft
+            .handle_transfer_leader(TransferLeaderRequest::new(vote, to, None))
+            .await;
     }
 }
