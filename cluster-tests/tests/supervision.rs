@@ -270,10 +270,9 @@ async fn drain_and_graceful_stop_hand_tasks_off_within_a_period_and_200_ms() {
         "no clean exit"
     );
     let log = std::fs::read_to_string(run.cluster.local.nodes[&stopped].log_path()).unwrap();
-    assert!(
-        log.contains(&format!("handed off all {} task(s)", moved.len())),
-        "{log}"
-    );
+    // (Rebalancing may still have moved a task or two since `moved` was read.)
+    assert!(log.contains("handed off all"), "{log}");
+    assert!(run.owned_by(stopped).await.is_empty());
     tokio::time::sleep(Duration::from_millis(2 * PERIOD_MS)).await;
     let gap = hand_off_gap(&run.client, &moved, stopped, stopped_at).await;
     assert!(

@@ -30,6 +30,10 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(250);
 /// How often a worker whose lease has ended checks whether it is back.
 const LEASE_POLL: Duration = Duration::from_millis(10);
 
+/// How long a worker whose module does not load waits before it gives up
+/// (and the runner starts another).
+const LOAD_RETRY: Duration = Duration::from_secs(5);
+
 /// The least time between two scans: under load the state machine applies
 /// hundreds of entries a second, and one scan covers them all.
 const MIN_SCAN_GAP: Duration = Duration::from_millis(5);
@@ -333,7 +337,10 @@ async fn load_module(context: &NodeContext, hash: &str) -> Option<Arc<CompiledMo
         match loaded {
             Some(Ok(module)) => return Some(module),
             Some(Err(e)) => {
-                tracing::error!("module {hash} does not load on this node: {e}");
+                // Stay a while before giving up, so the runner does not start
+                // a new worker (and a new compilation) at every scan.
+                tracing::error!("module {hash} does not load on this node: {e}; trying again in {LOAD_RETRY:?}");
+                tokio::time::sleep(LOAD_RETRY).await;
                 return None;
             }
             // The fetcher has not brought the bytes yet.
