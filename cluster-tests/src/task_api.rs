@@ -2,16 +2,16 @@
 //! interval tasks, read tasks and their histories. They panic on errors, as
 //! tests want.
 
-use baton_proto::{AddTaskRequest, DeployModuleRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
+use baton_proto::{AddTaskRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
 use batonctl::ClusterClient;
+use batonctl::cmd::modules::signed_deploy;
 
-use crate::example_module;
+use crate::{TestCluster, example_module};
 
-pub async fn deploy(client: &ClusterClient, name: &str) {
-    let request = DeployModuleRequest {
-        name: name.into(),
-        component: example_module(name),
-    };
+/// Deploys example module `name`, signed with the cluster's key.
+pub async fn deploy(cluster: &TestCluster, client: &ClusterClient, name: &str) {
+    let key = cluster.local.signing_key().expect("the cluster's signing key");
+    let request = signed_deploy(name.into(), example_module(name), &key);
     client
         .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
         .await

@@ -113,6 +113,41 @@ fn batonctl_explains_what_is_missing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ID=HOST"));
+
+    // Signing keys: a pair is made once and never overwritten; a deploy
+    // without one says how to sign.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("ops.key");
+    let keys_new = || {
+        Command::new(binary("batonctl"))
+            .arg("keys")
+            .arg("new")
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    let out = keys_new();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public = std::fs::read_to_string(dir.path().join("ops.key.pub")).unwrap();
+    assert!(baton_node::modules::signing::parse_public_key(&public).is_ok());
+    let out = keys_new();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never overwritten"));
+    let out = Command::new(binary("batonctl"))
+        .args([
+            "--insecure",
+            "--endpoints",
+            "127.0.0.1:1",
+            "modules",
+            "deploy",
+            "m",
+            "/dev/null",
+        ])
+        .env_remove("BATON_SIGNING_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--signing-key"));
 }
 
 /// Stops `batonctl dev` and its nodes when the test ends, even by a panic.

@@ -39,7 +39,7 @@ struct Run {
 async fn start() -> Run {
     let cluster = TestCluster::start(3).await;
     let client = cluster.client();
-    deploy(&client, "counter").await;
+    deploy(&cluster, &client, "counter").await;
     let names: BTreeSet<String> = (0..TASKS).map(|i| format!("c{i:03}")).collect();
     for name in &names {
         add(&client, every(name, "counter", PERIOD_MS, "")).await;

@@ -36,7 +36,7 @@ fn check_counter(info: &TaskInfo, ticks: &[TickInfo]) {
 async fn counters_commit_contiguous_ticks_and_move_when_their_node_dies() {
     let mut cluster = TestCluster::start(3).await;
     let client = cluster.client();
-    deploy(&client, "counter").await;
+    deploy(&cluster, &client, "counter").await;
     for i in 0..6 {
         add(&client, every(&format!("c{i}"), "counter", 100, "")).await;
     }
@@ -101,8 +101,8 @@ async fn counters_commit_contiguous_ticks_and_move_when_their_node_dies() {
 async fn a_trapping_task_fails_at_its_intensity_and_others_keep_ticking() {
     let cluster = TestCluster::start(3).await;
     let client = cluster.client();
-    deploy(&client, "counter").await;
-    deploy(&client, "faulty").await;
+    deploy(&cluster, &client, "counter").await;
+    deploy(&cluster, &client, "faulty").await;
     add(&client, every("steady", "counter", 100, "")).await;
     let mut trapping = every("trapping", "faulty", 50, r#"{"trap": true}"#);
     (trapping.max_restarts, trapping.restart_window_ms) = (3, 60_000);
@@ -135,7 +135,7 @@ async fn a_trapping_task_fails_at_its_intensity_and_others_keep_ticking() {
 async fn a_paused_task_holds_still_until_resumed() {
     let cluster = TestCluster::start(3).await;
     let client = cluster.client();
-    deploy(&client, "counter").await;
+    deploy(&cluster, &client, "counter").await;
     add(&client, every("c", "counter", 50, "")).await;
     poll_async(Duration::from_secs(30), "ticks", || async {
         (task(&client, "c").await.tick >= 3).then_some(())

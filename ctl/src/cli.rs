@@ -65,6 +65,9 @@ pub enum Command {
     /// Make certificates for a cluster.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Make module signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Run a local cluster of baton-node processes for trying Baton out.
     Dev(DevArgs),
 }
@@ -174,9 +177,23 @@ pub enum ModulesCommand {
         name: String,
         /// The component, e.g. target/wasm32-wasip2/release/counter.wasm.
         file: PathBuf,
+        /// The private key to sign it with (from `batonctl keys new`).
+        /// (`--key` is the TLS client key, hence the longer name.)
+        #[arg(long, env = "BATON_SIGNING_KEY")]
+        signing_key: Option<PathBuf>,
     },
     /// List the deployed modules.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make an ed25519 key pair for signing modules: FILE (private, mode
+    /// 0600) and FILE.pub (the public key, for [modules] trusted_keys).
+    New {
+        /// Where to write the private key.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use baton_node::config::{ClusterConfig, InitialMember, NodeConfig, TimingConfig, TlsPaths};
+use baton_node::config::{ClusterConfig, InitialMember, ModulesConfig, NodeConfig, TimingConfig, TlsPaths};
+use baton_node::modules::signing;
 use baton_node::tls::TlsMaterial;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -42,6 +43,9 @@ pub enum LocalClusterError {
     #[error("cannot serialize a node config: {0}")]
     Config(#[from] toml::ser::Error),
 }
+
+/// The module signing key in a local cluster's directory (and `.pub`).
+pub const SIGNING_KEY_FILE: &str = "signing.key";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError + '_ {
     move |source| LocalClusterError::Io {
@@ -78,6 +82,8 @@ pub struct LocalCluster {
     initial: Vec<InitialMember>,
     timing: TimingConfig,
     node_binary: PathBuf,
+    /// The public key of `DIR/signing.key`, the one key the nodes trust.
+    trusted_key: String,
 }
 
 /// Finds `baton-node` beside the running executable, in the directory above
@@ -129,6 +135,16 @@ impl LocalCluster {
         let dir = dir.canonicalize().map_err(io_err(dir))?;
         let specs: Vec<NodeSpec> = (1..=n).map(NodeSpec::local).collect();
         pki::init(&dir.join("certs"), &specs)?;
+        let signing_key = signing::generate();
+        let key_path = dir.join(SIGNING_KEY_FILE);
+        std::fs::write(&key_path, signing::private_key_text(&signing_key)).map_err(io_err(&key_path))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).map_err(io_err(&key_path))?;
+        }
+        let trusted_key = signing::public_key_text(&signing_key.verifying_key());
+        let pub_path = dir.join(format!("{SIGNING_KEY_FILE}.pub"));
+        std::fs::write(&pub_path, format!("{trusted_key}\n")).map_err(io_err(&pub_path))?;
         let ports = free_ports(n as usize)?;
         let initial: Vec<InitialMember> = (1..=n)
             .zip(&ports)
@@ -143,6 +159,7 @@ impl LocalCluster {
             initial: initial.clone(),
             timing,
             node_binary,
+            trusted_key,
         };
         for member in initial {
             cluster.lay_out_node(member.id, member.addr)?;
@@ -180,6 +197,9 @@ impl LocalCluster {
                 initial_members: self.initial.clone(),
             },
             timing: self.timing.clone(),
+            modules: ModulesConfig {
+                trusted_keys: vec![self.trusted_key.clone()],
+            },
         };
         let text = format!(
             "# Node {id} of a local Baton cluster; run it with\n#   baton-node --config {}\n{}",
@@ -297,15 +317,27 @@ impl LocalCluster {
         TlsMaterial::load_files(&ca, &cert, &key)
     }
 
+    /// The module signing key every node of this cluster trusts.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.dir.join(SIGNING_KEY_FILE)
+    }
+
+    /// Reads the cluster's module signing key.
+    pub fn signing_key(&self) -> Result<signing::SigningKey, signing::SigningError> {
+        signing::read_private_key(&self.signing_key_path())
+    }
+
     /// Writes `DIR/env` with the variables batonctl reads.
     pub fn write_env(&self) -> Result<PathBuf, LocalClusterError> {
         let (ca, cert, key) = self.admin_paths();
         let text = format!(
-            "export BATON_ENDPOINTS={}\nexport BATON_CA={}\nexport BATON_CERT={}\nexport BATON_KEY={}\n",
+            "export BATON_ENDPOINTS={}\nexport BATON_CA={}\nexport BATON_CERT={}\nexport BATON_KEY={}\n\
+             export BATON_SIGNING_KEY={}\n",
             self.endpoints().join(","),
             ca.display(),
             cert.display(),
-            key.display()
+            key.display(),
+            self.signing_key_path().display()
         );
         let path = self.dir.join("env");
         std::fs::write(&path, text).map_err(io_err(&path))?;

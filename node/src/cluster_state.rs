@@ -148,6 +148,7 @@ mod tests {
             size: 10,
             migrates: false,
             deployed_at_ms: 1,
+            signer: String::new(),
         }
     }
 

@@ -37,6 +37,20 @@ pub struct NodeConfig {
     /// Timers; the defaults suit a LAN.
     #[serde(default)]
     pub timing: TimingConfig,
+    /// Task modules: who may sign them.
+    #[serde(default)]
+    pub modules: ModulesConfig,
+}
+
+/// Which keys may sign task modules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModulesConfig {
+    /// ed25519 public keys (64 hex digits, the `.pub` of `batonctl keys
+    /// new`). A module is deployed only if one of them signed it; with none,
+    /// no module can be deployed.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 /// PEM files for mutual TLS, as written by `batonctl certs init`.
@@ -269,6 +283,14 @@ impl NodeConfig {
         }
         self.validate_cluster(&mut problem);
         self.validate_timing(&mut problem);
+        for (i, key) in self.modules.trusted_keys.iter().enumerate() {
+            if let Err(e) = crate::modules::signing::parse_public_key(key) {
+                problem(
+                    &format!("modules.trusted_keys[{i}]"),
+                    format!("{e}; use the .pub file that `batonctl keys new` writes"),
+                );
+            }
+        }
         problems
     }
 

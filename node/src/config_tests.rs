@@ -100,6 +100,13 @@ fn a_lease_that_cannot_cover_renewals_or_an_election_is_refused() {
 }
 
 #[test]
+fn a_trusted_key_that_is_not_a_public_key_is_refused_by_index() {
+    let good = crate::modules::signing::public_key_text(&crate::modules::signing::generate().verifying_key());
+    let text = format!("{VALID}\n[modules]\ntrusted_keys = [\"{good}\", \"nope\"]\n");
+    assert_eq!(keys(&parse(&text)), vec!["modules.trusted_keys[1]".to_string()]);
+}
+
+#[test]
 fn impossible_timing_is_refused() {
     let text = format!("{VALID}\n[timing]\nheartbeat_interval_ms = 500\nelection_timeout_min_ms = 300\n");
     let config = parse(&text);

@@ -105,6 +105,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         modules,
         last_contact: Mutex::new(Default::default()),
         supervision: Supervision::new(&config.timing, config.failover_bound_ms()),
+        trusted_keys: config
+            .modules
+            .trusted_keys
+            .iter()
+            .filter_map(|k| crate::modules::signing::parse_public_key(k).ok())
+            .collect(),
     });
     let fetcher = spawn_fetcher(context.clone());
     let heartbeat = spawn_heartbeat(context.clone());

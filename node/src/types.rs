@@ -110,6 +110,9 @@ pub struct ModuleRecord {
     /// Whether it exports `migrate`.
     pub migrates: bool,
     pub deployed_at_ms: u64,
+    /// The public key that signed it, hex.
+    #[serde(default)]
+    pub signer: String,
 }
 
 impl Command {

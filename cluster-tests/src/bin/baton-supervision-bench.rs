@@ -90,7 +90,7 @@ impl Bench {
         let lease_ms = timing.lease_ms;
         let cluster = TestCluster::start_with(3, timing).await;
         let client = cluster.client();
-        deploy(&client, "counter").await;
+        deploy(&cluster, &client, "counter").await;
         for i in 0..tasks {
             add(&client, every(&format!("c{i:04}"), "counter", period_ms, "")).await;
         }
@@ -259,7 +259,7 @@ async fn reassign(n: usize) -> (Duration, String) {
         _ => (1, 2),
     };
     let client = cluster.client();
-    deploy(&client, "counter").await;
+    deploy(&cluster, &client, "counter").await;
     let hour = 3_600_000;
     let mut adds = tokio::task::JoinSet::new();
     for chunk in (0..n).collect::<Vec<_>>().chunks(n.div_ceil(16)) {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use baton_node::config::TimingConfig;
-use baton_proto::{AddTaskRequest, DeployModuleRequest};
+use baton_proto::AddTaskRequest;
 use serde_json::json;
 
 use super::CmdError;
@@ -110,7 +110,7 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
         return Err(DevError::NoLeader(wait, cluster.dir.clone()).into());
     };
     let env_path = cluster.write_env().map_err(DevError::from)?;
-    let examples = start_examples(&client, &args.examples).await;
+    let examples = start_examples(&client, &args.examples, &cluster).await;
 
     let dir = cluster.dir.display().to_string();
     let nodes: Vec<_> = cluster
@@ -156,7 +156,7 @@ fn stop_all(cluster: &mut LocalCluster, ids: &[u64]) -> Result<(), CmdError> {
 
 /// The example tasks: counters ticking every second and a greeter driven by
 /// its config. Returns the tasks started; none if the modules are not built.
-async fn start_examples(client: &ClusterClient, dir: &Path) -> Vec<String> {
+async fn start_examples(client: &ClusterClient, dir: &Path, cluster: &LocalCluster) -> Vec<String> {
     let Ok(counter) = std::fs::read(dir.join("counter.wasm")) else {
         eprintln!(
             "no example modules in {} (build them with scripts/build-tasks.sh); starting without tasks",
@@ -166,11 +166,15 @@ async fn start_examples(client: &ClusterClient, dir: &Path) -> Vec<String> {
     };
     let greeter = std::fs::read(dir.join("greeter.wasm")).ok();
     let modules = [("counter", Some(counter)), ("greeter", greeter)];
+    let key = match cluster.signing_key() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("cannot read the cluster's signing key: {e}; starting without tasks");
+            return Vec::new();
+        }
+    };
     for (name, bytes) in modules.into_iter().filter_map(|(n, b)| Some((n, b?))) {
-        let request = DeployModuleRequest {
-            name: name.into(),
-            component: bytes,
-        };
+        let request = super::modules::signed_deploy(name.into(), bytes, &key);
         let deployed = client
             .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
             .await;

@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod dev;
+pub mod keys;
 pub mod kv;
 pub mod modules;
 pub mod nodes;
@@ -26,6 +27,15 @@ pub enum CmdError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}{}", if source.kind() == std::io::ErrorKind::AlreadyExists { "; keys are never overwritten: pick another file" } else { "" })]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Signing(#[from] baton_node::modules::signing::SigningError),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Runs the parsed command line.
@@ -33,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
     let format = cli.global.output;
     match cli.command {
         Command::Certs(command) => certs::run(command, format),
+        Command::Keys(command) => keys::run(command, format),
         Command::Dev(args) => dev::run(args, format).await,
         Command::Status => status::run(&ClusterClient::from_args(&cli.global)?, format).await,
         Command::Nodes(command) => nodes::run(&ClusterClient::from_args(&cli.global)?, command, format).await,

@@ -1,5 +1,7 @@
 //! `batonctl modules deploy|list`.
 
+use baton_node::modules::signing::{SigningKey, read_private_key, sign};
+use baton_node::runtime::content_hash;
 use baton_proto::{DeployModuleRequest, ListModulesRequest, ModuleInfo};
 use serde::Serialize;
 
@@ -17,6 +19,8 @@ pub struct ModuleView {
     pub size: u64,
     pub migrates: bool,
     pub deployed_at_ms: u64,
+    /// The public key that signed it.
+    pub signer: String,
 }
 
 impl From<ModuleInfo> for ModuleView {
@@ -28,6 +32,7 @@ impl From<ModuleInfo> for ModuleView {
             size: m.size,
             migrates: m.migrates,
             deployed_at_ms: m.deployed_at_ms,
+            signer: m.signer,
         }
     }
 }
@@ -42,20 +47,44 @@ fn table(modules: &[ModuleView]) -> String {
                 m.hash[..12.min(m.hash.len())].to_string(),
                 m.size.to_string(),
                 if m.migrates { "yes" } else { "no" }.to_string(),
+                m.signer[..12.min(m.signer.len())].to_string(),
             ]
         })
         .collect();
-    output::table(&["NAME", "VERSION", "HASH", "BYTES", "MIGRATE"], &rows)
+    output::table(&["NAME", "VERSION", "HASH", "BYTES", "MIGRATE", "SIGNER"], &rows)
+}
+
+/// A deploy request for `component` as module `name`, signed with `key`.
+pub fn signed_deploy(name: String, component: Vec<u8>, key: &SigningKey) -> DeployModuleRequest {
+    let (signer, signature) = sign(key, &name, &content_hash(&component));
+    DeployModuleRequest {
+        name,
+        component,
+        signer,
+        signature,
+    }
 }
 
 pub async fn run(client: &ClusterClient, command: ModulesCommand, format: OutputFormat) -> Result<(), CmdError> {
     match command {
-        ModulesCommand::Deploy { name, file } => {
+        ModulesCommand::Deploy {
+            name,
+            file,
+            signing_key: key,
+        } => {
             let component = std::fs::read(&file).map_err(|source| CmdError::File {
                 path: file.clone(),
                 source,
             })?;
-            let request = DeployModuleRequest { name, component };
+            let key = key.ok_or_else(|| {
+                CmdError::Usage(
+                    "modules are deployed signed: pass --signing-key FILE or set BATON_SIGNING_KEY (make a key with \
+                     `batonctl keys new FILE`, and list FILE.pub under [modules] trusted_keys on every node)"
+                        .into(),
+                )
+            })?;
+            let key = read_private_key(&key)?;
+            let request = signed_deploy(name, component, &key);
             let reply = client
                 .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
                 .await?;

@@ -32,6 +32,8 @@ pub struct NodeContext {
     pub last_contact: Mutex<HashMap<NodeId, Instant>>,
     /// Leases: this node's own, and (while it leads) everyone's.
     pub supervision: Supervision,
+    /// Public keys whose signatures on modules this node accepts.
+    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
 }
 
 impl NodeContext {

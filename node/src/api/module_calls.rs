@@ -5,6 +5,7 @@ use tonic::Status;
 
 use super::NodeContext;
 use super::errors::{not_leader, propose_error};
+use crate::modules::signing::{self, SigningError};
 use crate::types::{Command, CommandResponse, ModuleRecord};
 
 /// Longest module name.
@@ -35,13 +36,19 @@ pub(crate) fn module_info(m: &ModuleRecord) -> ModuleInfo {
         size: m.size,
         deployed_at_ms: m.deployed_at_ms,
         migrates: m.migrates,
+        signer: m.signer.clone(),
     }
 }
 
 /// Checks the component, stores its bytes, and records it through Raft.
 /// Nothing is recorded unless every check passes.
 pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) -> Result<DeployModuleReply, Status> {
-    let DeployModuleRequest { name, component } = request;
+    let DeployModuleRequest {
+        name,
+        component,
+        signer,
+        signature,
+    } = request;
     check_name(&name)?;
     let (leader, leader_addr) = crate::types::leader(&context.raft);
     if leader != Some(context.id) {
@@ -52,6 +59,10 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
     let compiled = compiled.map_err(|e| Status::invalid_argument(format!("module {name} refused: {e}")))?;
+    signing::verify(&context.trusted_keys, &name, &compiled.hash, &signer, &signature).map_err(|e| match e {
+        SigningError::NoTrustedKeys => Status::failed_precondition(e.to_string()),
+        _ => Status::permission_denied(e.to_string()),
+    })?;
     let taken = context
         .state_machine
         .read(|s| s.modules.get(&name).filter(|m| m.hash != compiled.hash).cloned());
@@ -73,6 +84,7 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         size: compiled.size as u64,
         migrates: compiled.migrates,
         deployed_at_ms: crate::types::now_ms(),
+        signer,
     };
     let committed = context
         .proposer

@@ -1,7 +1,9 @@
-//! Task module bytes on each node: a content-addressed store, and the task
-//! that fetches from peers the modules the cluster has deployed.
+//! Task module bytes on each node: a content-addressed store, the task that
+//! fetches from peers the modules the cluster has deployed, and module
+//! signatures.
 
 mod fetcher;
+pub mod signing;
 mod store;
 
 pub use fetcher::spawn_fetcher;
