@@ -46,6 +46,10 @@ async fn a_deployed_module_is_recorded_once_and_reaches_every_node() {
         ("counter", 1, counter.len() as u64)
     );
     assert_eq!(module.hash, baton_node::runtime::content_hash(&counter));
+    // The record carries who signed it, and the signature checks out.
+    let key = cluster.local.signing_key().unwrap().verifying_key();
+    assert_eq!(module.signer, signing::public_key_text(&key));
+    signing::verify(&[key], "counter", &module.hash, &module.signer, &module.signature).unwrap();
 
     // The same bytes again change nothing; other bytes under the name are refused.
     let again = deploy(&cluster, &client, "counter", counter.clone())

@@ -149,6 +149,7 @@ mod tests {
             migrates: false,
             deployed_at_ms: 1,
             signer: String::new(),
+            signature: String::new(),
         }
     }
 

@@ -113,6 +113,10 @@ pub struct ModuleRecord {
     /// The public key that signed it, hex.
     #[serde(default)]
     pub signer: String,
+    /// Its ed25519 signature over the name and hash, hex (see
+    /// `modules::signing`), so any node can check it again.
+    #[serde(default)]
+    pub signature: String,
 }
 
 impl Command {

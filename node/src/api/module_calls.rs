@@ -37,6 +37,7 @@ pub(crate) fn module_info(m: &ModuleRecord) -> ModuleInfo {
         deployed_at_ms: m.deployed_at_ms,
         migrates: m.migrates,
         signer: m.signer.clone(),
+        signature: m.signature.clone(),
     }
 }
 
@@ -85,6 +86,7 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         migrates: compiled.migrates,
         deployed_at_ms: crate::types::now_ms(),
         signer,
+        signature,
     };
     let committed = context
         .proposer
