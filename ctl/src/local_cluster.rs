@@ -136,15 +136,8 @@ impl LocalCluster {
         let specs: Vec<NodeSpec> = (1..=n).map(NodeSpec::local).collect();
         pki::init(&dir.join("certs"), &specs)?;
         let signing_key = signing::generate();
-        let key_path = dir.join(SIGNING_KEY_FILE);
-        std::fs::write(&key_path, signing::private_key_text(&signing_key)).map_err(io_err(&key_path))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).map_err(io_err(&key_path))?;
-        }
-        let trusted_key = signing::public_key_text(&signing_key.verifying_key());
-        let pub_path = dir.join(format!("{SIGNING_KEY_FILE}.pub"));
-        std::fs::write(&pub_path, format!("{trusted_key}\n")).map_err(io_err(&pub_path))?;
+        let trusted_key = signing::write_key_pair(&dir.join(SIGNING_KEY_FILE), &signing_key)
+            .map_err(|(path, source)| LocalClusterError::Io { path, source })?;
         let ports = free_ports(n as usize)?;
         let initial: Vec<InitialMember> = (1..=n)
             .zip(&ports)

@@ -35,6 +35,22 @@ pub struct Plan {
     pub hand_off: Vec<Assignment>,
 }
 
+impl NodeView {
+    /// How `batonctl status` names node `id`: draining, suspect, up, or down
+    /// (in no set: its lease ended or its process is gone).
+    pub fn state_of(&self, id: NodeId) -> &'static str {
+        if self.draining.contains(&id) {
+            "draining"
+        } else if self.suspect.contains(&id) {
+            "suspect"
+        } else if self.eligible.contains(&id) {
+            "up"
+        } else {
+            "down"
+        }
+    }
+}
+
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.assign.is_empty() && self.hand_off.is_empty()

@@ -45,13 +45,26 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// When the leader sent the last Raft heartbeat a quorum acknowledged, on
-/// this process's monotonic clock (rounded earlier, never later).
-pub fn quorum_acked_at(metrics: &typ::Metrics) -> Option<std::time::Instant> {
+/// As of when node `self_id`, as leader, is confirmed by a quorum: the send
+/// time of the last Raft heartbeat a quorum acknowledged, on this process's
+/// monotonic clock (rounded earlier, never later); now for a sole voter.
+pub fn leadership_confirmed_at(metrics: &typ::Metrics, self_id: NodeId) -> Option<std::time::Instant> {
     use openraft::Instant as _;
-    let acked = metrics.last_quorum_acked.as_ref()?;
     let now = std::time::Instant::now();
+    if metrics.membership_config.membership().voter_ids().eq([self_id]) {
+        return Some(now);
+    }
+    let acked = metrics.last_quorum_acked.as_ref()?;
     Some(now.checked_sub(acked.elapsed()).unwrap_or(now))
+}
+
+/// The highest log index known committed (0 before any).
+pub fn committed_index(metrics: &typ::Metrics) -> u64 {
+    metrics
+        .cluster_committed
+        .as_ref()
+        .or(metrics.local_committed.as_ref())
+        .map_or(0, |l| l.index)
 }
 
 /// Reads the latest Raft metrics of `raft` without copying them.

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use baton_node::config::TimingConfig;
-use baton_proto::AddTaskRequest;
 use serde_json::json;
 
 use super::CmdError;
@@ -189,17 +188,7 @@ async fn start_examples(client: &ClusterClient, dir: &Path, cluster: &LocalClust
     tasks.push(("greeter".into(), "greeter", 5_000, r#"{"name": "dev"}"#));
     let mut started = Vec::new();
     for (name, module, every_ms, config) in tasks {
-        let request = AddTaskRequest {
-            name: name.clone(),
-            module: module.into(),
-            every_ms: Some(every_ms),
-            cron: None,
-            config: config.as_bytes().to_vec(),
-            skip_missed: false,
-            max_restarts: 0,
-            restart_window_ms: 0,
-            allow_net: Vec::new(),
-        };
+        let request = super::tasks::every_request(&name, module, every_ms, config);
         let added = client
             .call_with(&request, |mut c, r| async move { c.add_task(r).await })
             .await;

@@ -90,6 +90,22 @@ fn name_request(name: &str) -> TaskRequest {
     TaskRequest { name: name.to_string() }
 }
 
+/// A task that runs `module` every `every_ms` with `config`, and the
+/// defaults for everything else (catch-up, restart intensity, no network).
+pub fn every_request(name: &str, module: &str, every_ms: u64, config: &str) -> AddTaskRequest {
+    AddTaskRequest {
+        name: name.into(),
+        module: module.into(),
+        every_ms: Some(every_ms),
+        cron: None,
+        config: config.as_bytes().to_vec(),
+        skip_missed: false,
+        max_restarts: 0,
+        restart_window_ms: 0,
+        allow_net: Vec::new(),
+    }
+}
+
 pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFormat) -> Result<(), CmdError> {
     let task = match command {
         TasksCommand::Add {

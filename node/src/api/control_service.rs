@@ -106,11 +106,7 @@ impl Control for ControlService {
             cluster_id: self.context.cluster_id.clone(),
             leader_id: metrics.current_leader.unwrap_or(0),
             term: metrics.current_term,
-            commit_index: metrics
-                .cluster_committed
-                .as_ref()
-                .or(metrics.local_committed.as_ref())
-                .map_or(0, |l| l.index),
+            commit_index: crate::types::committed_index(&metrics),
             last_applied_index: metrics.last_applied.as_ref().map_or(0, |l| l.index),
             answered_by: self.context.id,
             members,

@@ -1,6 +1,6 @@
 //! Asking every member how it is, for `status` and `nodes list`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use baton_proto::peer_client::PeerClient;
 use baton_proto::{MemberStatus, NodeInfoReply, NodeInfoRequest};
@@ -8,7 +8,7 @@ use futures::future::join_all;
 
 use super::NodeContext;
 use super::peer_service::local_info;
-use crate::supervision::Health;
+use crate::supervision::node_view;
 use crate::task_table::TaskStatus;
 use crate::types::NodeId;
 
@@ -49,21 +49,21 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
         }
         (s.drained.clone(), owned)
     });
+    // The leader sees everyone through its leases, as placement does; any
+    // other node only knows who answered its probe.
+    let view = leads.then(|| {
+        let members: Vec<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+        let leaving = context.supervision.is_leaving();
+        context
+            .supervision
+            .leases(|l| node_view(l, &members, &drained, context.id, leaving, Instant::now()))
+    });
     let state = |id: NodeId, answered: bool| -> &'static str {
-        let leaving = match id == context.id {
-            true => context.supervision.is_leaving(),
-            false => context.supervision.leases(|l| l.leaving(id)),
-        };
-        let health = match (leads, id == context.id) {
-            (_, true) => Health::Up,
-            (true, false) => context.supervision.health(id),
-            (false, false) if answered => Health::Up,
-            (false, false) => return "unreachable",
-        };
-        match health {
-            Health::Down => "down",
-            _ if drained.contains(&id) || leaving => "draining",
-            health => health.as_str(),
+        match &view {
+            Some(view) => view.state_of(id),
+            None if !answered => "unreachable",
+            None if drained.contains(&id) || (id == context.id && context.supervision.is_leaving()) => "draining",
+            None => "up",
         }
     };
     join_all(probes)

@@ -5,7 +5,7 @@
 //! (`[modules] trusted_keys`). A deploy is recorded only if it is signed by
 //! a trusted key over exactly this name and these bytes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, Verifier};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -58,6 +58,34 @@ pub fn private_key_text(key: &SigningKey) -> String {
 /// A public key's hex form.
 pub fn public_key_text(key: &VerifyingKey) -> String {
     hex::encode(key.to_bytes())
+}
+
+/// FILE.pub beside FILE: where a key pair's public half goes.
+pub fn public_key_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_os_string();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+/// Writes `key` to `file` (mode 0600, never over an existing file) and its
+/// public half to `file.pub`; returns the public key's hex, or the path
+/// that could not be written.
+pub fn write_key_pair(file: &Path, key: &SigningKey) -> Result<String, (PathBuf, std::io::Error)> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut private = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| (file.to_path_buf(), e))?;
+    private
+        .write_all(private_key_text(key).as_bytes())
+        .map_err(|e| (file.to_path_buf(), e))?;
+    let public = public_key_text(&key.verifying_key());
+    let pub_path = public_key_path(file);
+    std::fs::write(&pub_path, format!("{public}\n")).map_err(|e| (pub_path, e))?;
+    Ok(public)
 }
 
 /// Reads a private key file written by `batonctl keys new`.

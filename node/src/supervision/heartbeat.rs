@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::liveness::process_gone;
 use crate::api::NodeContext;
-use crate::types::{NodeId, leader, quorum_acked_at, with_metrics};
+use crate::types::{NodeId, leader, leadership_confirmed_at, with_metrics};
 
 /// Pause before reconnecting after a stream ends.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
@@ -57,13 +57,10 @@ async fn renew_as_leader(context: &NodeContext) {
     let mut metrics = context.raft.metrics();
     loop {
         let (leads, confirmed) = with_metrics(&context.raft, |m| {
-            let leads = m.current_leader == Some(context.id);
-            let sole_voter = m.membership_config.membership().voter_ids().eq([context.id]);
-            let confirmed = match sole_voter {
-                true => Some(Instant::now()),
-                false => quorum_acked_at(m),
-            };
-            (leads, confirmed)
+            (
+                m.current_leader == Some(context.id),
+                leadership_confirmed_at(m, context.id),
+            )
         });
         if !leads {
             return;

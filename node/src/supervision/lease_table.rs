@@ -25,16 +25,6 @@ pub enum Health {
     Down,
 }
 
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Up => "up",
-            Health::Suspect => "suspect",
-            Health::Down => "down",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct NodeLease {
     /// When the leader last received a renewal (or when its term began).

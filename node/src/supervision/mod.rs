@@ -16,4 +16,5 @@ pub use lease_table::{Health, LeaseTable};
 pub use local_lease::LocalLease;
 pub use renewals::serve_renewals;
 pub use state::Supervision;
+pub(crate) use supervisor::node_view;
 pub use supervisor::spawn_supervisor;

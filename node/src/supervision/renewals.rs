@@ -16,7 +16,7 @@ use tonic::{Status, Streaming};
 
 use super::liveness::process_gone;
 use crate::api::NodeContext;
-use crate::types::{NodeId, quorum_acked_at, with_metrics};
+use crate::types::{NodeId, committed_index, leadership_confirmed_at, with_metrics};
 
 /// Serves one node's heartbeat stream until it ends, sending acknowledgements
 /// on `acks`.
@@ -112,14 +112,9 @@ fn confirmed_since(context: &NodeContext, at: Instant) -> Option<(u64, u64)> {
         if m.current_leader != Some(context.id) {
             return None;
         }
-        let sole_voter = m.membership_config.membership().voter_ids().eq([context.id]);
-        let acked = quorum_acked_at(m);
-        let committed = m
-            .cluster_committed
-            .as_ref()
-            .or(m.local_committed.as_ref())
-            .map_or(0, |l| l.index);
-        (sole_voter || acked.is_some_and(|t| t >= at)).then_some((m.current_term, committed))
+        leadership_confirmed_at(m, context.id)
+            .is_some_and(|t| t >= at)
+            .then_some((m.current_term, committed_index(m)))
     })
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::lease_table::{Health, LeaseTable};
+use super::lease_table::LeaseTable;
 use super::local_lease::LocalLease;
 use crate::config::TimingConfig;
 use crate::types::NodeId;
@@ -81,11 +81,6 @@ impl Supervision {
     /// Reads or updates the leader's lease table.
     pub fn leases<T>(&self, f: impl FnOnce(&mut LeaseTable) -> T) -> T {
         f(&mut self.leases.lock().expect("lease table lock poisoned"))
-    }
-
-    /// How the leader sees `node` now.
-    pub fn health(&self, node: NodeId) -> Health {
-        self.leases(|l| l.health(node, Instant::now()))
     }
 
     pub fn set_leaving(&self) {

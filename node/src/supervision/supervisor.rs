@@ -88,8 +88,9 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
     })
 }
 
-/// The nodes as placement needs them. The leader itself is always up.
-fn node_view(
+/// The nodes as placement (and `batonctl status`) needs them. The leader
+/// itself is always up.
+pub(crate) fn node_view(
     leases: &LeaseTable,
     members: &[NodeId],
     drained: &BTreeSet<NodeId>,
