@@ -19,17 +19,7 @@ pub async fn deploy(cluster: &TestCluster, client: &ClusterClient, name: &str) {
 }
 
 pub fn every(name: &str, module: &str, ms: u64, config: &str) -> AddTaskRequest {
-    AddTaskRequest {
-        name: name.into(),
-        module: module.into(),
-        every_ms: Some(ms),
-        cron: None,
-        config: config.as_bytes().to_vec(),
-        skip_missed: false,
-        max_restarts: 0,
-        restart_window_ms: 0,
-        allow_net: Vec::new(),
-    }
+    batonctl::cmd::tasks::every_request(name, module, ms, config)
 }
 
 pub async fn add(client: &ClusterClient, request: AddTaskRequest) {
@@ -63,4 +53,46 @@ pub async fn history(client: &ClusterClient, name: &str) -> Vec<TickInfo> {
         .await
         .unwrap()
         .ticks
+}
+
+/// Waits (up to 30 s) until every task named in `names` is owned by a node
+/// other than `from` and has committed a tick after `since_ms`.
+pub async fn await_ticking_elsewhere(client: &ClusterClient, names: &[&str], from: u64, since_ms: u64) {
+    crate::poll_async(
+        std::time::Duration::from_secs(30),
+        &format!("node {from}'s {} tasks to tick elsewhere", names.len()),
+        || async {
+            tasks(client)
+                .await
+                .iter()
+                .filter(|t| names.contains(&t.name.as_str()))
+                .all(|t| t.owner != from && t.last_tick_at_ms.is_some_and(|at| at > since_ms))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Waits (up to 30 s) until every task named in `names` last committed a
+/// tick on a node other than `from`, after `since_ms`. For hand-offs: the
+/// old owner may commit the tick in flight after the hand-off starts, so
+/// ownership alone does not say the task has ticked elsewhere.
+pub async fn await_handed_off(client: &ClusterClient, names: &[&str], from: u64, since_ms: u64) {
+    crate::poll_async(
+        std::time::Duration::from_secs(30),
+        &format!("node {from}'s {} handed-off tasks to tick elsewhere", names.len()),
+        || async {
+            for name in names {
+                let ticks = history(client, name).await;
+                if !ticks
+                    .last()
+                    .is_some_and(|t| t.node != from && t.committed_at_ms > since_ms)
+                {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
 }

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use baton_cluster_tests::task_api::{add, deploy, every, history, tasks};
+use baton_cluster_tests::task_api::{add, await_handed_off, await_ticking_elsewhere, deploy, every, history, tasks};
 use baton_cluster_tests::{TestCluster, machine, poll_async};
 use baton_node::config::TimingConfig;
 use baton_proto::{DrainNodeRequest, ListNodesRequest, TaskInfo};
@@ -157,18 +157,7 @@ impl Bench {
             Loss::Freeze => self.cluster.freeze(victim),
         }
         let names: Vec<&str> = before.iter().map(|t| t.name.as_str()).collect();
-        poll_async(
-            Duration::from_secs(30),
-            "the lost node's tasks to tick elsewhere",
-            || async {
-                let all = tasks(&client).await;
-                all.iter()
-                    .filter(|t| names.contains(&t.name.as_str()))
-                    .all(|t| t.owner != victim && t.last_tick_at_ms.is_some_and(|at| at > lost_at))
-                    .then_some(())
-            },
-        )
-        .await;
+        await_ticking_elsewhere(&client, &names, victim, lost_at).await;
         let mut worst = 0;
         for task in &before {
             let ticks = history(&client, &task.name).await;
@@ -213,7 +202,8 @@ impl Bench {
             tasks(&client).await.iter().all(|t| t.owner != victim).then_some(())
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(3 * self.period_ms)).await;
+        let names: Vec<&str> = moved.iter().map(|t| t.name.as_str()).collect();
+        await_handed_off(&client, &names, victim, drained_at).await;
         let mut gaps = Vec::new();
         for task in &moved {
             let ticks = history(&client, &task.name).await;
@@ -365,47 +355,31 @@ async fn main() {
         args.period_ms,
         timing.lease_renew_ms
     );
-    tables.push(format!(
-        "Loss to the first tick committed on another node, per moved task:\n\n{header}\n{}\n{}\n{}\n{}",
-        row(
-            &format!("kill -9 of a follower (lease {lease} ms)"),
-            &crash.to_first_tick,
-            lease
+    let losses: [(String, &Moves, u64); 4] = [
+        (format!("kill -9 of a follower (lease {lease} ms)"), &crash, lease),
+        (
+            format!("kill -9 of the leader (lease {lease} ms)"),
+            &leader_crash,
+            lease,
         ),
-        row(
-            &format!("kill -9 of the leader (lease {lease} ms)"),
-            &leader_crash.to_first_tick,
-            lease
-        ),
-        row(&format!("SIGSTOP (lease {lease} ms)"), &freeze.to_first_tick, lease),
-        row("SIGSTOP (lease 500 ms)", &freeze_short.to_first_tick, 500),
+        (format!("SIGSTOP (lease {lease} ms)"), &freeze, lease),
+        ("SIGSTOP (lease 500 ms)".to_string(), &freeze_short, 500),
+    ];
+    let table = |title: &str, pick: fn(&Moves) -> &Vec<u64>| {
+        let rows: Vec<String> = losses
+            .iter()
+            .map(|(what, moves, lease)| row(what, pick(moves), *lease))
+            .collect();
+        format!("{title}:\n\n{header}\n{}", rows.join("\n"))
+    };
+    tables.push(table(
+        "Loss to the first tick committed on another node, per moved task",
+        |m| &m.to_first_tick,
     ));
-    tables.push(format!(
-        "How late that tick was against the task's schedule:\n\n{header}\n{}\n{}\n{}\n{}",
-        row(&format!("kill -9 of a follower (lease {lease} ms)"), &crash.late, lease),
-        row(
-            &format!("kill -9 of the leader (lease {lease} ms)"),
-            &leader_crash.late,
-            lease
-        ),
-        row(&format!("SIGSTOP (lease {lease} ms)"), &freeze.late, lease),
-        row("SIGSTOP (lease 500 ms)", &freeze_short.late, 500),
-    ));
-    tables.push(format!(
-        "Loss to every moved task ticking elsewhere, per loss:\n\n{header}\n{}\n{}\n{}\n{}",
-        row(
-            &format!("kill -9 of a follower (lease {lease} ms)"),
-            &crash.to_all,
-            lease
-        ),
-        row(
-            &format!("kill -9 of the leader (lease {lease} ms)"),
-            &leader_crash.to_all,
-            lease
-        ),
-        row(&format!("SIGSTOP (lease {lease} ms)"), &freeze.to_all, lease),
-        row("SIGSTOP (lease 500 ms)", &freeze_short.to_all, 500),
-    ));
+    tables.push(table("How late that tick was against the task's schedule", |m| &m.late));
+    tables.push(table("Loss to every moved task ticking elsewhere, per loss", |m| {
+        &m.to_all
+    }));
     tables.push(format!(
         "Drain hand-off: last tick on the drained node to the first elsewhere (period {} ms):\n\n\
          | hand-offs | p50 | p99 | max |\n|---|---|---|---|\n| {} | {} ms | {} ms | {} ms |",
