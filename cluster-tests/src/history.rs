@@ -35,7 +35,8 @@ pub struct Expectations {
     /// The largest allowed time between two consecutive committed ticks of a
     /// task: its period plus the failover bound, for example.
     pub max_gap_ms: u64,
-    /// The tasks run the `counter` module (state = tick count, u64 LE).
+    /// The tasks run the `counter` module (state = tick count: version 1's
+    /// u64 LE or version 2's `counter-v2:N`).
     pub counters: bool,
 }
 
@@ -136,12 +137,7 @@ pub fn check(histories: &[TaskHistory], expect: &Expectations) -> Result<Summary
             )));
         }
         if expect.counters {
-            let state = match h.state.as_slice() {
-                [] => 0,
-                bytes => <[u8; 8]>::try_from(bytes)
-                    .map(u64::from_le_bytes)
-                    .map_err(|_| fail(format!("a counter's state is 8 bytes, this one {}", bytes.len())))?,
-            };
+            let state = counter_count(&h.state).map_err(fail)?;
             if state != h.tick {
                 return Err(fail(format!(
                     "the counter's state is {state} but it committed {} ticks: a tick was lost or repeated",
@@ -155,6 +151,24 @@ pub fn check(histories: &[TaskHistory], expect: &Expectations) -> Result<Summary
         }
     }
     Ok(summary)
+}
+
+/// The count in a `counter` task's state, in either version's format.
+pub fn counter_count(state: &[u8]) -> Result<u64, String> {
+    if let Some(n) = std::str::from_utf8(state)
+        .ok()
+        .and_then(|s| s.strip_prefix("counter-v2:"))
+    {
+        return n
+            .parse()
+            .map_err(|e| format!("a counter-v2 state {n:?} is not a count: {e}"));
+    }
+    match state {
+        [] => Ok(0),
+        bytes => <[u8; 8]>::try_from(bytes)
+            .map(u64::from_le_bytes)
+            .map_err(|_| format!("a counter's state is 8 bytes or counter-v2:N, this one {bytes:?}")),
+    }
 }
 
 /// Reads every task and its committed history from the cluster.
@@ -213,6 +227,7 @@ mod tests {
             epoch,
             node,
             committed_at_ms: at,
+            version: 1,
         }
     }
 
@@ -282,6 +297,11 @@ mod tests {
         let mut h = good();
         h.state = 6u64.to_le_bytes().to_vec();
         assert!(violation(h).contains("state is 6 but it committed 5 ticks"));
+        let mut h = good();
+        h.state = b"counter-v2:5".to_vec();
+        assert!(check(&[h.clone()], &expect()).is_ok(), "version 2's format counts too");
+        h.state = b"counter-v2:4".to_vec();
+        assert!(violation(h).contains("state is 4 but it committed 5 ticks"));
         let mut h = good();
         h.tick = 6;
         assert!(violation(h).contains("reports tick 6"));

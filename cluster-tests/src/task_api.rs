@@ -5,6 +5,7 @@
 use baton_proto::{AddTaskRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
 use batonctl::ClusterClient;
 use batonctl::cmd::modules::signed_deploy;
+use batonctl::cmd::rollout::RolloutView;
 
 use crate::{TestCluster, example_module};
 
@@ -92,6 +93,64 @@ pub async fn await_handed_off(client: &ClusterClient, names: &[&str], from: u64,
                 }
             }
             Some(())
+        },
+    )
+    .await;
+}
+
+/// Deploys example module `file` as a new version of module `name`, rolled
+/// out with `settings`; returns the version recorded.
+pub async fn release(
+    cluster: &TestCluster,
+    client: &ClusterClient,
+    name: &str,
+    file: &str,
+    settings: baton_proto::RolloutSettings,
+) -> u32 {
+    let key = cluster.local.signing_key().expect("the cluster's signing key");
+    let request = baton_proto::DeployModuleRequest {
+        rollout: Some(settings),
+        ..signed_deploy(name.into(), example_module(file), &key)
+    };
+    let reply = client
+        .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
+        .await
+        .unwrap();
+    assert!(reply.rollout_started, "deploying {file} over {name} started no rollout");
+    reply.module.unwrap().version
+}
+
+/// Module `name`'s latest rollout, as `batonctl rollout status` sees it.
+pub async fn rollout(client: &ClusterClient, name: &str) -> RolloutView {
+    batonctl::cmd::rollout::status(client, name)
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .expect("a rollout")
+}
+
+/// Waits (up to `timeout`) until module `name`'s rollout has ended.
+pub async fn await_rollout_end(client: &ClusterClient, name: &str, timeout: std::time::Duration) -> RolloutView {
+    crate::poll_async(timeout, &format!("the rollout of {name} to end"), || async {
+        let view = rollout(client, name).await;
+        (!view.is_live()).then_some(view)
+    })
+    .await
+}
+
+/// Waits (up to 30 s) until every task runs module version `version` and
+/// has committed a tick with it.
+pub async fn await_all_on_version(client: &ClusterClient, version: u32) {
+    crate::poll_async(
+        std::time::Duration::from_secs(30),
+        &format!("every task to tick on version {version}"),
+        || async {
+            tasks(client)
+                .await
+                .iter()
+                .all(|t| t.version == version && t.state_version == version && t.status == "running")
+                .then_some(())
         },
     )
     .await;

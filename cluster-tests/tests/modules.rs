@@ -117,6 +117,7 @@ async fn unsigned_untrusted_and_tampered_modules_are_refused_and_change_nothing(
         component: counter.clone(),
         signer: String::new(),
         signature: String::new(),
+        rollout: None,
     };
     let stranger = signing::generate();
     let untrusted = signed_deploy("counter".into(), counter.clone(), &stranger);

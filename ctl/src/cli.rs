@@ -59,6 +59,9 @@ pub enum Command {
     /// Deploy and list task modules (WebAssembly components).
     #[command(subcommand)]
     Modules(ModulesCommand),
+    /// Watch and steer a module's rollout (hot code swap).
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Read and write the replicated key-value space (for checks and scripts).
     #[command(subcommand)]
     Kv(KvCommand),
@@ -181,9 +184,57 @@ pub enum ModulesCommand {
         /// (`--key` is the TLS client key, hence the longer name.)
         #[arg(long, env = "BATON_SIGNING_KEY")]
         signing_key: Option<PathBuf>,
+        #[command(flatten)]
+        rollout: RolloutArgs,
     },
-    /// List the deployed modules.
+    /// List the deployed modules (the version each runs outside a rollout).
     List,
+    /// List every version of module NAME and how its rollout ended.
+    History { name: String },
+}
+
+/// How a new version of a module rolls out (a first version is current at once).
+#[derive(Debug, Args, Clone)]
+pub struct RolloutArgs {
+    /// Nodes switched first, alone, and gated.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub canary: u32,
+    /// Nodes switched together in each later step.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: u32,
+    /// How long the new version's ticks must succeed on the switched nodes
+    /// (failing no more often than the old version's) before the next step.
+    #[arg(long, value_parser = parse_duration_ms, default_value = "10s")]
+    pub min_healthy: u64,
+    /// How long a step may take to become healthy before the rollout fails.
+    #[arg(long, value_parser = parse_duration_ms, default_value = "60s")]
+    pub healthy_deadline: u64,
+    /// When a gate fails, halt (and wait for `rollout resume` or `rollout
+    /// abort`) instead of reverting.
+    #[arg(long)]
+    pub no_auto_revert: bool,
+    /// Return once the deploy is recorded instead of following the rollout.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Show MODULE's latest rollout (every module's without one); a progress
+    /// bar follows a running rollout with --watch.
+    Status {
+        module: Option<String>,
+        /// Follow the rollout until it ends.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Start no further step of MODULE's rollout until `rollout resume`.
+    Pause { module: String },
+    /// Continue a paused or halted rollout; its current step is gated anew.
+    Resume { module: String },
+    /// Revert every switched node to the old version (refused if a task's
+    /// state would need a down-migration the new version lacks).
+    Abort { module: String },
 }
 
 #[derive(Debug, Subcommand)]

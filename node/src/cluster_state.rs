@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::rollout::{Release, Rollout};
 use crate::task_table::TaskTable;
 use crate::types::{Command, CommandResponse, ModuleRecord, NodeId};
 
@@ -17,9 +18,15 @@ pub struct ClusterState {
     /// The replicated key-value space (`batonctl kv`, tests, benchmarks).
     #[serde(default)]
     pub kv: BTreeMap<String, Vec<u8>>,
-    /// Deployed task modules by name.
+    /// Deployed task modules by name: the current version of each.
     #[serde(default)]
     pub modules: BTreeMap<String, ModuleRecord>,
+    /// Every version of each module and how it fared.
+    #[serde(default)]
+    pub releases: BTreeMap<String, Vec<Release>>,
+    /// Each module's latest rollout (under way or finished).
+    #[serde(default)]
+    pub rollouts: BTreeMap<String, Rollout>,
     /// Tasks, their owners, epochs and states.
     #[serde(default)]
     pub tasks: TaskTable,
@@ -56,7 +63,30 @@ impl ClusterState {
                 CommandResponse::Count(u64::from(changed))
             }
             Command::CommitTick(commit) => self.tasks.commit_tick(commit),
-            Command::MarkTaskFailed { name, epoch, reason } => self.tasks.mark_failed(name, *epoch, reason),
+            Command::MarkTaskFailed {
+                name,
+                epoch,
+                reason,
+                version,
+            } => self.tasks.mark_failed(name, *epoch, reason, *version),
+            Command::Release {
+                module,
+                settings,
+                now_ms,
+            } => self.record_release(module, settings, *now_ms),
+            Command::RolloutStep {
+                module,
+                version,
+                switch,
+                now_ms,
+            } => self.rollout_step(module, *version, switch, *now_ms),
+            Command::RolloutControl { module, action, now_ms } => self.rollout_control(module, action, *now_ms),
+            Command::RolloutFinish {
+                module,
+                version,
+                finish,
+                now_ms,
+            } => self.rollout_finish(module, *version, finish, *now_ms),
         }
     }
 
@@ -147,6 +177,7 @@ mod tests {
             hash: hash.into(),
             size: 10,
             migrates: false,
+            down_to: Vec::new(),
             deployed_at_ms: 1,
             signer: String::new(),
             signature: String::new(),

@@ -11,6 +11,7 @@
 //! - [`store`]: the Raft log and state machine, durable in redb.
 //! - [`raft`]: openraft over tonic, one channel per peer.
 //! - [`modules`]: module bytes by content hash, fetched from peers.
+//! - [`rollout`]: hot code swap: releases, rollouts, their gates.
 //! - [`runtime`]: task modules on wasmtime: compile, budget, memory limit.
 //! - [`supervision`]: leases, failure detection, the fast path, hand-offs.
 //! - [`tasks`]: ticking owned tasks and committing them through the leader.
@@ -27,6 +28,7 @@ pub mod modules;
 pub mod node;
 pub mod placement;
 pub mod raft;
+pub mod rollout;
 pub mod runtime;
 pub mod signal;
 pub mod store;

@@ -26,6 +26,7 @@ use crate::bootstrap::{Bootstrap, ClusterMismatch, decide};
 use crate::config::NodeConfig;
 use crate::modules::{ModuleStore, spawn_fetcher};
 use crate::raft::{GrpcNetwork, PeerChannels, Proposer, openraft_config, start_raft};
+use crate::rollout::spawn_rollouts;
 use crate::runtime::{RuntimeLimits, TaskEngine};
 use crate::store::{RaftDb, StoreError};
 use crate::supervision::{Supervision, spawn_heartbeat, spawn_supervisor};
@@ -105,6 +106,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         modules,
         last_contact: Mutex::new(Default::default()),
         supervision: Supervision::new(&config.timing, config.failover_bound_ms()),
+        tick_health: Default::default(),
+        observed: Default::default(),
         trusted_keys: config
             .modules
             .trusted_keys
@@ -116,6 +119,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let heartbeat = spawn_heartbeat(context.clone());
     let supervisor = spawn_supervisor(context.clone());
     let runner = spawn_runner(context.clone());
+    let rollouts = spawn_rollouts(context.clone());
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone());
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
     let server = serve(listener, tls.as_ref(), gate, context.clone(), stop_serving_rx)?;
@@ -161,6 +165,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         fetcher.abort();
         supervisor.abort();
         runner.abort();
+        rollouts.abort();
         heartbeat.abort();
         hand_off_leadership(&raft, config.id, grace / 3).await;
         let _ = stop_serving_tx.send(());

@@ -87,6 +87,9 @@ pub struct TickRecord {
     pub epoch: u64,
     pub node: NodeId,
     pub committed_at_ms: u64,
+    /// The module version that ran it.
+    #[serde(default)]
+    pub version: u32,
 }
 
 /// A task and its progress.
@@ -109,6 +112,13 @@ pub struct TaskRecord {
     /// committed its current tick (or released it between ticks).
     #[serde(default)]
     pub handoff_to: Option<NodeId>,
+    /// The module version that wrote `state` (0: none yet, or before
+    /// versions were recorded): a node running another version migrates it.
+    #[serde(default)]
+    pub state_version: u32,
+    /// The module version whose failed ticks marked the task failed.
+    #[serde(default)]
+    pub failed_on: Option<u32>,
 }
 
 /// A committed tick's proposal.
@@ -121,6 +131,9 @@ pub struct TickCommit {
     pub state: Vec<u8>,
     pub next_due_ms: u64,
     pub committed_at_ms: u64,
+    /// The module version that ran the tick (and wrote `state`).
+    #[serde(default)]
+    pub version: u32,
 }
 
 /// A change of owner, made only if the task is still at `expected_epoch`.
@@ -161,6 +174,8 @@ impl TaskTable {
             next_due_ms: 0,
             history: VecDeque::new(),
             handoff_to: None,
+            state_version: 0,
+            failed_on: None,
         };
         self.tasks.insert(record.spec.name.clone(), record);
         CommandResponse::Done
@@ -180,6 +195,7 @@ impl TaskTable {
             return rejected(format!("no task named {name}"));
         };
         task.status = status;
+        task.failed_on = None;
         task.epoch += 1;
         task.handoff_to = None;
         CommandResponse::Done
@@ -270,6 +286,7 @@ impl TaskTable {
         }
         task.tick = commit.tick;
         task.state = commit.state.clone();
+        task.state_version = commit.version;
         task.last_tick_at_ms = Some(commit.committed_at_ms);
         task.next_due_ms = commit.next_due_ms;
         if task.history.len() == HISTORY_LEN {
@@ -280,6 +297,7 @@ impl TaskTable {
             epoch: commit.epoch,
             node: commit.node,
             committed_at_ms: commit.committed_at_ms,
+            version: commit.version,
         });
         // A hand-off completes with the tick that was in flight.
         if let Some(to) = task.handoff_to.take() {
@@ -290,12 +308,13 @@ impl TaskTable {
     }
 
     /// Marks a task failed, if `epoch` is still its epoch.
-    pub fn mark_failed(&mut self, name: &str, epoch: u64, reason: &str) -> CommandResponse {
+    pub fn mark_failed(&mut self, name: &str, epoch: u64, reason: &str, version: u32) -> CommandResponse {
         match self.tasks.get_mut(name) {
             Some(task) if task.epoch == epoch => {
                 task.status = TaskStatus::Failed {
                     reason: reason.to_string(),
                 };
+                task.failed_on = (version > 0).then_some(version);
                 task.epoch += 1;
                 task.handoff_to = None;
                 CommandResponse::Done

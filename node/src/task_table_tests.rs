@@ -33,6 +33,7 @@ fn commit(epoch: u64, tick: u64, node: NodeId) -> TickCommit {
         state: tick.to_le_bytes().to_vec(),
         next_due_ms: 1000 * tick,
         committed_at_ms: 10 * tick,
+        version: 1,
     }
 }
 
@@ -133,9 +134,12 @@ fn history_keeps_the_last_ticks_only() {
 #[test]
 fn marking_failed_needs_the_current_epoch_and_raises_it() {
     let mut table = owned();
-    assert!(matches!(table.mark_failed("t", 0, "x"), CommandResponse::Rejected(_)));
+    assert!(matches!(
+        table.mark_failed("t", 0, "x", 1),
+        CommandResponse::Rejected(_)
+    ));
     assert_eq!(
-        table.mark_failed("t", 1, "trapped 6 times in 60 s"),
+        table.mark_failed("t", 1, "trapped 6 times in 60 s", 1),
         CommandResponse::Done
     );
     let task = &table.tasks["t"];

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::rollout::{Finish, RolloutAction, RolloutSettings};
 use crate::task_table::{Assignment, TaskSpec, TaskStatus, TickCommit};
 
 /// A node's id: a positive integer, unique in the cluster and never reused.
@@ -104,11 +105,47 @@ pub enum Command {
     SetDrained { node: NodeId, drained: bool },
     /// Commit one tick of a task (the fence is in `TaskTable::commit_tick`).
     CommitTick(TickCommit),
-    /// Mark a task failed after too many failed ticks, at its current epoch.
-    MarkTaskFailed { name: String, epoch: u64, reason: String },
+    /// Mark a task failed after too many failed ticks, at its current epoch,
+    /// of module version `version` (a revert resumes the tasks its new
+    /// version failed).
+    MarkTaskFailed {
+        name: String,
+        epoch: u64,
+        reason: String,
+        #[serde(default)]
+        version: u32,
+    },
     /// Record the first version of a task module (its bytes are already in
-    /// the proposing node's module store; other nodes fetch them).
+    /// the proposing node's module store; other nodes fetch them). Kept for
+    /// logs written before releases; new deploys propose `Release`.
     DeployModule(ModuleRecord),
+    /// Record a module version: the first becomes current, a later one
+    /// starts a rollout with `settings`.
+    Release {
+        module: ModuleRecord,
+        settings: RolloutSettings,
+        now_ms: u64,
+    },
+    /// Begin a rollout step: `switch` run version `version` of `module`.
+    RolloutStep {
+        module: String,
+        version: u32,
+        switch: Vec<NodeId>,
+        now_ms: u64,
+    },
+    /// Pause, resume or halt a rollout.
+    RolloutControl {
+        module: String,
+        action: RolloutAction,
+        now_ms: u64,
+    },
+    /// End a rollout: done, reverted or aborted.
+    RolloutFinish {
+        module: String,
+        version: u32,
+        finish: Finish,
+        now_ms: u64,
+    },
 }
 
 /// A deployed task module: name, version and content hash.
@@ -120,8 +157,14 @@ pub struct ModuleRecord {
     /// sha256 of the component, hex.
     pub hash: String,
     pub size: u64,
-    /// Whether it exports `migrate`.
+    /// Whether it exports `migrate` (its state format differs from other
+    /// versions', and it converts them).
     pub migrates: bool,
+    /// Older versions it converts its states back to (asked of the module
+    /// with `can-downgrade` at deploy): a rollback to any other needs none
+    /// or is refused.
+    #[serde(default)]
+    pub down_to: Vec<u32>,
     pub deployed_at_ms: u64,
     /// The public key that signed it, hex.
     #[serde(default)]
@@ -139,7 +182,9 @@ impl Command {
             Command::Put { key, value } => key.len() + value.len(),
             Command::Delete { key } => key.len(),
             Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
-            Command::DeployModule(module) => module.name.len() + module.hash.len(),
+            Command::DeployModule(module) | Command::Release { module, .. } => module.name.len() + module.hash.len(),
+            Command::RolloutStep { module, switch, .. } => module.len() + 8 * switch.len(),
+            Command::RolloutControl { module, .. } | Command::RolloutFinish { module, .. } => module.len() + 16,
             Command::AddTask(spec) => spec.name.len() + spec.config.len(),
             Command::CommitTick(commit) => commit.task.len() + commit.state.len(),
             Command::AssignOwners(assignments) | Command::HandOff(assignments) => {
@@ -160,6 +205,20 @@ impl std::fmt::Display for Command {
             Command::Delete { key } => write!(f, "delete {key}"),
             Command::Batch(commands) => write!(f, "batch of {}", commands.len()),
             Command::DeployModule(m) => write!(f, "deploy module {} ({})", m.name, m.hash),
+            Command::Release { module: m, .. } => write!(f, "release {} version {} ({})", m.name, m.version, m.hash),
+            Command::RolloutStep {
+                module,
+                version,
+                switch,
+                ..
+            } => write!(f, "switch node(s) {switch:?} to {module} version {version}"),
+            Command::RolloutControl { module, action, .. } => write!(f, "rollout of {module}: {action:?}"),
+            Command::RolloutFinish {
+                module,
+                version,
+                finish,
+                ..
+            } => write!(f, "finish the rollout of {module} version {version}: {finish:?}"),
             Command::AddTask(spec) => write!(f, "add task {}", spec.name),
             Command::RemoveTask { name } => write!(f, "remove task {name}"),
             Command::SetTaskStatus { name, status } => write!(f, "set task {name} {status:?}"),

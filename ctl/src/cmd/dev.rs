@@ -110,6 +110,7 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
     };
     let env_path = cluster.write_env().map_err(DevError::from)?;
     let examples = start_examples(&client, &args.examples, &cluster).await;
+    copy_example_modules(&args.examples, &cluster.dir.join("modules"));
 
     let dir = cluster.dir.display().to_string();
     let nodes: Vec<_> = cluster
@@ -151,6 +152,32 @@ fn stop_all(cluster: &mut LocalCluster, ids: &[u64]) -> Result<(), CmdError> {
     }
     eprintln!("stopped. the data stays in {dir} until the next `batonctl dev`");
     Ok(())
+}
+
+/// Example modules `batonctl dev` copies to DIR/modules/ for the tour's hot
+/// swap: (file built by scripts/build-tasks.sh, name in DIR/modules).
+const EXAMPLE_MODULES: [(&str, &str); 4] = [
+    ("counter.wasm", "counter-v1.wasm"),
+    ("counter_v2.wasm", "counter-v2.wasm"),
+    ("counter_v3_broken.wasm", "counter-v3-broken.wasm"),
+    ("greeter.wasm", "greeter.wasm"),
+];
+
+/// Copies the example modules into `to`, saying which are missing.
+fn copy_example_modules(from: &Path, to: &Path) {
+    if let Err(e) = std::fs::create_dir_all(to) {
+        eprintln!("cannot make {}: {e}", to.display());
+        return;
+    }
+    for (built, name) in EXAMPLE_MODULES {
+        if let Err(e) = std::fs::copy(from.join(built), to.join(name)) {
+            eprintln!(
+                "example module {} not copied to {} ({e}); build it with scripts/build-tasks.sh",
+                from.join(built).display(),
+                to.display()
+            );
+        }
+    }
 }
 
 /// The example tasks: counters ticking every second and a greeter driven by
@@ -228,6 +255,14 @@ In another terminal:
   batonctl nodes drain {first}              # its tasks move off, each after its current tick
   batonctl nodes undrain {first}
   batonctl tasks pause counter-2; batonctl tasks resume counter-2
+  batonctl modules deploy counter {dir}/modules/counter-v2.wasm --min-healthy 3s
+                                      # hot swap: a canary node first, then the others, each
+                                      # gated; states migrate to v2's format, counts intact
+  batonctl tasks list                 # VERSION 2 on every task
+  batonctl modules deploy counter {dir}/modules/counter-v3-broken.wasm --min-healthy 3s
+                                      # v3 traps: the canary's gate fails, it reverts by itself
+  batonctl modules history counter    # every version and how its rollout ended
+  batonctl rollout status counter -o json
   batonctl kv put greeting hello      # a plain write committed through Raft
   batonctl nodes list -o json         # every command has --output json
 

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod kv;
 pub mod modules;
 pub mod nodes;
+pub mod rollout;
 pub mod status;
 pub mod tasks;
 
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Nodes(command) => nodes::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
         Command::Tasks(command) => tasks::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
         Command::Modules(command) => modules::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
+        Command::Rollout(command) => rollout::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
         Command::Kv(command) => kv::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
     }
 }

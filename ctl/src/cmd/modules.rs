@@ -1,12 +1,12 @@
-//! `batonctl modules deploy|list`.
+//! `batonctl modules deploy|list|history`.
 
 use baton_node::modules::signing::{SigningKey, read_private_key, sign};
 use baton_node::runtime::content_hash;
-use baton_proto::{DeployModuleRequest, ListModulesRequest, ModuleInfo};
+use baton_proto::{DeployModuleRequest, ListModulesRequest, ModuleHistoryRequest, ModuleInfo, RolloutSettings};
 use serde::Serialize;
 
 use super::CmdError;
-use crate::cli::{ModulesCommand, OutputFormat};
+use crate::cli::{ModulesCommand, OutputFormat, RolloutArgs};
 use crate::client::ClusterClient;
 use crate::output;
 
@@ -21,6 +21,17 @@ pub struct ModuleView {
     pub deployed_at_ms: u64,
     /// The public key that signed it.
     pub signer: String,
+    /// Older versions it converts its states back to.
+    pub down_to: Vec<u32>,
+}
+
+/// A release as `modules history --output json` prints it.
+#[derive(Debug, Serialize)]
+pub struct ReleaseView {
+    #[serde(flatten)]
+    pub module: ModuleView,
+    pub outcome: String,
+    pub current: bool,
 }
 
 impl From<ModuleInfo> for ModuleView {
@@ -33,6 +44,7 @@ impl From<ModuleInfo> for ModuleView {
             migrates: m.migrates,
             deployed_at_ms: m.deployed_at_ms,
             signer: m.signer,
+            down_to: m.down_to,
         }
     }
 }
@@ -54,7 +66,25 @@ fn table(modules: &[ModuleView]) -> String {
     output::table(&["NAME", "VERSION", "HASH", "BYTES", "MIGRATE", "SIGNER"], &rows)
 }
 
-/// A deploy request for `component` as module `name`, signed with `key`.
+fn history_table(releases: &[ReleaseView]) -> String {
+    let rows: Vec<Vec<String>> = releases
+        .iter()
+        .map(|r| {
+            vec![
+                r.module.version.to_string(),
+                if r.current { "*" } else { "" }.to_string(),
+                r.module.hash[..12.min(r.module.hash.len())].to_string(),
+                r.module.size.to_string(),
+                if r.module.migrates { "yes" } else { "no" }.to_string(),
+                r.outcome.clone(),
+            ]
+        })
+        .collect();
+    output::table(&["VERSION", "CURRENT", "HASH", "BYTES", "MIGRATE", "OUTCOME"], &rows)
+}
+
+/// A deploy request for `component` as module `name`, signed with `key`,
+/// rolled out with the default settings if it is a new version.
 pub fn signed_deploy(name: String, component: Vec<u8>, key: &SigningKey) -> DeployModuleRequest {
     let (signer, signature) = sign(key, &name, &content_hash(&component));
     DeployModuleRequest {
@@ -62,6 +92,17 @@ pub fn signed_deploy(name: String, component: Vec<u8>, key: &SigningKey) -> Depl
         component,
         signer,
         signature,
+        rollout: None,
+    }
+}
+
+fn settings(args: &RolloutArgs) -> RolloutSettings {
+    RolloutSettings {
+        canary: args.canary,
+        max_parallel: args.max_parallel,
+        min_healthy_ms: args.min_healthy,
+        healthy_deadline_ms: args.healthy_deadline,
+        no_auto_revert: args.no_auto_revert,
     }
 }
 
@@ -71,6 +112,7 @@ pub async fn run(client: &ClusterClient, command: ModulesCommand, format: Output
             name,
             file,
             signing_key: key,
+            rollout,
         } => {
             let component = std::fs::read(&file).map_err(|source| CmdError::File {
                 path: file.clone(),
@@ -84,14 +126,41 @@ pub async fn run(client: &ClusterClient, command: ModulesCommand, format: Output
                 )
             })?;
             let key = read_private_key(&key)?;
-            let request = signed_deploy(name, component, &key);
+            let mut request = signed_deploy(name.clone(), component, &key);
+            request.rollout = Some(settings(&rollout));
             let reply = client
                 .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
                 .await?;
             let module: Vec<ModuleView> = reply.module.into_iter().map(ModuleView::from).collect();
+            let started = reply.rollout_started;
             output::print(format, &module.first(), || {
-                format!("deployed (log index {}):\n{}", reply.log_index, table(&module))
+                let what = match (started, rollout.no_wait) {
+                    (true, true) => "; its rollout began: follow it with `batonctl rollout status --watch`",
+                    (true, false) => "; rolling it out:",
+                    (false, _) => "",
+                };
+                format!("deployed (log index {}){what}\n{}", reply.log_index, table(&module))
             });
+            if started && !rollout.no_wait {
+                let ended = super::rollout::watch(client, &name).await?;
+                super::rollout::outcome(&ended)?;
+            }
+        }
+        ModulesCommand::History { name } => {
+            let request = ModuleHistoryRequest { name };
+            let reply = client
+                .call_with(&request, |mut c, r| async move { c.module_history(r).await })
+                .await?;
+            let releases: Vec<ReleaseView> = reply
+                .releases
+                .into_iter()
+                .map(|r| ReleaseView {
+                    module: ModuleView::from(r.module.unwrap_or_default()),
+                    outcome: r.outcome,
+                    current: r.current,
+                })
+                .collect();
+            output::print(format, &releases, || history_table(&releases));
         }
         ModulesCommand::List => {
             let reply = client

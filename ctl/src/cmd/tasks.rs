@@ -13,7 +13,11 @@ use crate::output;
 pub struct TaskView {
     pub name: String,
     pub module: String,
+    /// The module version its owner runs.
     pub version: u32,
+    /// The module version that wrote its state (differs from `version` until
+    /// its first tick after a swap).
+    pub state_version: u32,
     pub owner: Option<u64>,
     pub epoch: u64,
     pub tick: u64,
@@ -23,7 +27,8 @@ pub struct TaskView {
     pub next_due_ms: u64,
     pub schedule: String,
     pub allow_net: Vec<String>,
-    /// The state as JSON when it is UTF-8 JSON, else `{"hex": "..."}`.
+    /// The state as JSON when it is UTF-8 JSON, a string when it is other
+    /// printable text, else `{"hex": "..."}`.
     pub state: serde_json::Value,
 }
 
@@ -33,6 +38,7 @@ impl From<TaskInfo> for TaskView {
             name: t.name,
             module: t.module,
             version: t.version,
+            state_version: t.state_version,
             owner: (t.owner != 0).then_some(t.owner),
             epoch: t.epoch,
             tick: t.tick,
@@ -47,10 +53,16 @@ impl From<TaskInfo> for TaskView {
     }
 }
 
-/// A state as JSON if it is JSON, else as hex.
+/// A state as JSON if it is JSON, as a string if it is printable text,
+/// else as hex.
 pub fn state_json(state: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(state)
-        .unwrap_or_else(|_| serde_json::json!({ "hex": state.iter().map(|b| format!("{b:02x}")).collect::<String>() }))
+    if let Ok(json) = serde_json::from_slice(state) {
+        return json;
+    }
+    match std::str::from_utf8(state) {
+        Ok(text) if !text.is_empty() && !text.chars().any(char::is_control) => serde_json::json!(text),
+        _ => serde_json::json!({ "hex": state.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+    }
 }
 
 fn table(tasks: &[TaskView]) -> String {

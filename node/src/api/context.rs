@@ -34,6 +34,10 @@ pub struct NodeContext {
     pub supervision: Supervision,
     /// Public keys whose signatures on modules this node accepts.
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// This node's tick counts per module version.
+    pub tick_health: crate::rollout::TickHealth,
+    /// What the leader heard from every node, for rollout gates.
+    pub observed: crate::rollout::health::Observed,
 }
 
 impl NodeContext {

@@ -282,6 +282,37 @@ impl Control for ControlService {
         Ok(Response::new(module_calls::list(&self.context)))
     }
 
+    async fn module_history(
+        &self,
+        request: Request<ModuleHistoryRequest>,
+    ) -> Result<Response<ModuleHistoryReply>, Status> {
+        Ok(Response::new(module_calls::history(
+            &self.context,
+            &request.into_inner().name,
+        )?))
+    }
+
+    async fn rollout_status(
+        &self,
+        request: Request<RolloutStatusRequest>,
+    ) -> Result<Response<RolloutStatusReply>, Status> {
+        self.redirect_to_leader()?;
+        Ok(Response::new(module_calls::rollout_status(
+            &self.context,
+            &request.into_inner().module,
+        )?))
+    }
+
+    async fn control_rollout(
+        &self,
+        request: Request<ControlRolloutRequest>,
+    ) -> Result<Response<RolloutStatusReply>, Status> {
+        self.redirect_to_leader()?;
+        Ok(Response::new(
+            module_calls::control_rollout(&self.context, request.into_inner()).await?,
+        ))
+    }
+
     async fn add_task(&self, request: Request<AddTaskRequest>) -> Result<Response<TaskReply>, Status> {
         Ok(Response::new(
             task_calls::add(&self.context, request.into_inner()).await?,

@@ -28,6 +28,9 @@ fn caller<T>(request: &Request<T>) -> Result<NodeId, Status> {
         .ok_or_else(|| Status::invalid_argument("peer calls must carry a baton-node-id header"))
 }
 
+/// The size of the chunks module bytes are streamed in.
+const FETCH_CHUNK_BYTES: usize = 256 * 1024;
+
 pub struct PeerService {
     context: Arc<NodeContext>,
 }
@@ -105,7 +108,12 @@ impl Peer for PeerService {
         }))
     }
 
-    async fn fetch_module(&self, request: Request<FetchModuleRequest>) -> Result<Response<FetchModuleReply>, Status> {
+    type FetchModuleStream = Pin<Box<dyn Stream<Item = Result<FetchModuleReply, Status>> + Send + 'static>>;
+
+    async fn fetch_module(
+        &self,
+        request: Request<FetchModuleRequest>,
+    ) -> Result<Response<Self::FetchModuleStream>, Status> {
         let hash = request.into_inner().hash;
         if !is_hash(&hash) {
             return Err(Status::invalid_argument("a module hash is 64 lowercase hex digits"));
@@ -118,6 +126,10 @@ impl Peer for PeerService {
             .map_err(|e| Status::internal(format!("cannot read module {hash}: {e}")))?;
         let component =
             bytes.ok_or_else(|| Status::not_found(format!("this node does not have module {hash} (yet)")))?;
-        Ok(Response::new(FetchModuleReply { component }))
+        let chunks: Vec<Result<FetchModuleReply, Status>> = component
+            .chunks(FETCH_CHUNK_BYTES)
+            .map(|c| Ok(FetchModuleReply { component: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 }

@@ -6,6 +6,7 @@ use tonic::Status;
 
 use super::NodeContext;
 use super::errors::propose_error;
+use crate::cluster_state::ClusterState;
 use crate::config::check_host_port;
 use crate::task_table::{CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus};
 use crate::tasks::schedule::parse_cron;
@@ -87,6 +88,17 @@ fn spec(request: AddTaskRequest) -> Result<TaskSpec, Status> {
     })
 }
 
+/// The module version task `task`'s owner runs for it (the current version
+/// when nobody owns it).
+fn running_version(s: &ClusterState, task: &TaskRecord) -> u32 {
+    let module = &task.spec.module;
+    let release = match task.owner {
+        Some(owner) => s.version_for(module, owner),
+        None => s.modules.get(module),
+    };
+    release.map_or(0, |m| m.version)
+}
+
 fn info(task: &TaskRecord, module_version: u32) -> TaskInfo {
     let (status, failure) = match &task.status {
         TaskStatus::Running => ("running", String::new()),
@@ -111,6 +123,7 @@ fn info(task: &TaskRecord, module_version: u32) -> TaskInfo {
         },
         config: task.spec.config.clone(),
         allow_net: task.spec.allow_net.clone(),
+        state_version: task.state_version,
     }
 }
 
@@ -119,7 +132,7 @@ fn find(context: &NodeContext, name: &str) -> Result<TaskInfo, Status> {
         .state_machine
         .read(|s| {
             let task = s.tasks.tasks.get(name)?;
-            Some(info(task, s.modules.get(&task.spec.module).map_or(0, |m| m.version)))
+            Some(info(task, running_version(s, task)))
         })
         .ok_or_else(|| Status::not_found(format!("no task named {name}; see `batonctl tasks list`")))
 }
@@ -163,13 +176,9 @@ pub(crate) fn show(context: &NodeContext, name: &str) -> Result<TaskReply, Statu
 }
 
 pub(crate) fn list(context: &NodeContext) -> ListTasksReply {
-    let tasks = context.state_machine.read(|s| {
-        s.tasks
-            .tasks
-            .values()
-            .map(|t| info(t, s.modules.get(&t.spec.module).map_or(0, |m| m.version)))
-            .collect()
-    });
+    let tasks = context
+        .state_machine
+        .read(|s| s.tasks.tasks.values().map(|t| info(t, running_version(s, t))).collect());
     ListTasksReply { tasks }
 }
 
@@ -183,6 +192,7 @@ pub(crate) fn history(context: &NodeContext, name: &str) -> Result<TaskHistoryRe
                     epoch: h.epoch,
                     node: h.node,
                     committed_at_ms: h.committed_at_ms,
+                    version: h.version,
                 })
                 .collect()
         })

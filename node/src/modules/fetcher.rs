@@ -1,45 +1,99 @@
-//! Brings every deployed module's bytes to this node: the leader stores them
-//! at deploy, and every other node fetches them from a peer that has them,
-//! checking the sha256 before keeping them.
+//! Brings the module versions the cluster runs to this node, ahead of need:
+//! the leader stores a module's bytes at deploy, and every other node
+//! streams them from a peer that has them, checks their sha256, keeps them
+//! in its data dir, and compiles them, so that a rollout never waits on a
+//! compilation when it switches the node.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::FetchModuleRequest;
 use baton_proto::peer_client::PeerClient;
+use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use crate::api::NodeContext;
-use crate::raft::PEER_MAX_MESSAGE_BYTES;
-use crate::runtime::content_hash;
+use crate::cluster_state::ClusterState;
 use crate::types::NodeId;
 
 /// How often the fetcher looks for modules it lacks.
-const FETCH_INTERVAL: Duration = Duration::from_millis(250);
+const FETCH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Starts fetching missing modules; abort the handle to stop it.
+/// The module versions a node may be asked to run: every module's current
+/// version, the new version of a live rollout, and any version that wrote a
+/// task's state (its `migrate` converts the state back).
+pub fn live_hashes(state: &ClusterState) -> BTreeSet<String> {
+    let mut hashes: BTreeSet<String> = state.modules.values().map(|m| m.hash.clone()).collect();
+    hashes.extend(
+        state
+            .rollouts
+            .values()
+            .filter(|r| r.state.is_live())
+            .map(|r| r.release.hash.clone()),
+    );
+    for task in state.tasks.tasks.values() {
+        if let Some(release) = state.release(&task.spec.module, task.state_version) {
+            hashes.insert(release.hash.clone());
+        }
+    }
+    hashes
+}
+
+/// Starts fetching and compiling live modules; abort the handle to stop it.
 pub fn spawn_fetcher(context: Arc<NodeContext>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(FETCH_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refused = BTreeSet::new();
         loop {
             interval.tick().await;
-            let missing: Vec<String> = context.state_machine.read(|state| {
-                state
-                    .modules
-                    .values()
-                    .map(|m| m.hash.clone())
-                    .filter(|h| !context.modules.has(h))
-                    .collect()
-            });
-            for hash in missing {
-                fetch(&context, &hash).await;
+            let live = context.state_machine.read(live_hashes);
+            for hash in live.difference(&context.engine.loaded_hashes()) {
+                if refused.contains(hash) {
+                    continue;
+                }
+                if !context.modules.has(hash) && !fetch(&context, hash).await {
+                    continue;
+                }
+                if !compile(&context, hash).await {
+                    refused.insert(hash.clone());
+                }
             }
         }
     })
 }
 
-/// Asks the leader, then the other members, for module `hash`.
-async fn fetch(context: &NodeContext, hash: &str) {
+/// Compiles stored module `hash`; false if it does not compile here.
+async fn compile(context: &NodeContext, hash: &str) -> bool {
+    let (store, engine, owned) = (context.modules.clone(), context.engine.clone(), hash.to_string());
+    let loaded = tokio::task::spawn_blocking(move || {
+        let bytes = store
+            .get(&owned)
+            .map_err(|e| e.to_string())?
+            .ok_or("gone from the store")?;
+        engine.load(&bytes).map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await;
+    match loaded {
+        Ok(Ok(())) => {
+            tracing::info!("compiled module {hash}");
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::error!("module {hash} does not compile on this node: {e}");
+            false
+        }
+        Err(e) => {
+            tracing::error!("compiling module {hash}: {e}");
+            false
+        }
+    }
+}
+
+/// Streams module `hash` from the leader, else another member, and stores
+/// it once its sha256 matches. False if no peer had it.
+async fn fetch(context: &NodeContext, hash: &str) -> bool {
     let (leader, peers): (Option<NodeId>, Vec<(NodeId, String)>) = crate::types::with_metrics(&context.raft, |m| {
         let peers = m
             .membership_config
@@ -52,33 +106,84 @@ async fn fetch(context: &NodeContext, hash: &str) {
     let mut peers: Vec<_> = peers.into_iter().filter(|(id, _)| *id != context.id).collect();
     peers.sort_by_key(|(id, _)| Some(*id) != leader);
     for (id, addr) in peers {
-        let Ok(channel) = context.channels.channel(id, &addr) else {
-            continue;
+        let bytes = match fetch_from(context, id, &addr, hash).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::debug!(peer = id, "module {hash} not fetched from node {id}: {e}");
+                continue;
+            }
         };
-        let mut client = PeerClient::new(channel).max_decoding_message_size(PEER_MAX_MESSAGE_BYTES);
-        let request = context.channels.request(
-            FetchModuleRequest { hash: hash.to_string() },
-            Some(Duration::from_secs(30)),
-        );
-        let Ok(reply) = client.fetch_module(request).await else {
-            continue;
-        };
-        let bytes = reply.into_inner().component;
-        if content_hash(&bytes) != hash {
-            tracing::warn!(
-                peer = id,
-                "node {id} sent module bytes that do not match {hash}; trying another peer"
-            );
-            continue;
-        }
         let store = context.modules.clone();
         match tokio::task::spawn_blocking(move || store.put(&bytes)).await {
             Ok(Ok(_)) => {
                 tracing::info!(peer = id, "fetched module {hash}");
-                return;
+                return true;
             }
             Ok(Err(e)) => tracing::warn!("cannot store module {hash}: {e}"),
             Err(e) => tracing::warn!("cannot store module {hash}: {e}"),
         }
+    }
+    false
+}
+
+/// The bytes of module `hash` from node `id`, checked against the hash.
+async fn fetch_from(context: &NodeContext, id: NodeId, addr: &str, hash: &str) -> Result<Vec<u8>, String> {
+    let channel = context.channels.channel(id, addr).map_err(|e| e.to_string())?;
+    let mut client = PeerClient::new(channel);
+    let request = context.channels.request(
+        FetchModuleRequest { hash: hash.to_string() },
+        Some(Duration::from_secs(30)),
+    );
+    let mut chunks = client
+        .fetch_module(request)
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    let limit = context.engine.max_module_bytes();
+    let (mut bytes, mut digest) = (Vec::new(), Sha256::new());
+    while let Some(chunk) = chunks.message().await.map_err(|s| s.message().to_string())? {
+        if bytes.len() + chunk.component.len() > limit {
+            return Err(format!("more than the {limit} bytes a module may have"));
+        }
+        digest.update(&chunk.component);
+        bytes.extend_from_slice(&chunk.component);
+    }
+    if hex::encode(digest.finalize()) != hash {
+        tracing::warn!(
+            peer = id,
+            "node {id} sent module bytes that do not match {hash}; trying another peer"
+        );
+        return Err("the bytes do not match the hash".into());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::RolloutSettings;
+    use crate::types::ModuleRecord;
+
+    fn module(version: u32, hash: &str) -> ModuleRecord {
+        ModuleRecord {
+            name: "counter".into(),
+            version,
+            hash: hash.into(),
+            size: 1,
+            migrates: false,
+            down_to: Vec::new(),
+            deployed_at_ms: 0,
+            signer: String::new(),
+            signature: String::new(),
+        }
+    }
+
+    #[test]
+    fn live_modules_are_the_current_ones_and_a_rollouts_new_version() {
+        let mut state = ClusterState::default();
+        state.record_release(&module(1, "aa"), &RolloutSettings::default(), 0);
+        assert_eq!(live_hashes(&state), ["aa".to_string()].into());
+        state.record_release(&module(2, "bb"), &RolloutSettings::default(), 0);
+        assert_eq!(live_hashes(&state), ["aa".to_string(), "bb".to_string()].into());
     }
 }

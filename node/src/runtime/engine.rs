@@ -101,6 +101,21 @@ impl TaskEngine {
             .cloned()
     }
 
+    /// The largest module this engine accepts.
+    pub fn max_module_bytes(&self) -> usize {
+        self.limits.max_module_bytes
+    }
+
+    /// The content hashes of the modules compiled so far.
+    pub fn loaded_hashes(&self) -> std::collections::BTreeSet<String> {
+        self.modules
+            .lock()
+            .expect("module cache lock poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Checks and compiles `bytes`, once per content hash.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, ModuleError> {
         if bytes.len() > self.limits.max_module_bytes {
@@ -128,10 +143,9 @@ impl TaskEngine {
         Ok(module)
     }
 
-    /// Runs one tick of `task` on `module` from `state`, in a fresh instance
-    /// (so nothing but the committed state carries over between ticks).
-    /// Blocking: call it from a blocking thread.
-    pub fn tick(&self, module: &CompiledModule, task: TaskContext, state: &[u8]) -> Result<Outcome, TickError> {
+    /// A store for one call into a task, with its memory limit and its
+    /// time budget.
+    fn store(&self, task: TaskContext) -> Store<TaskHost> {
         let mut store = Store::new(&self.engine, TaskHost::new(task, self.limits.memory_bytes));
         store.limiter(|host| &mut host.limits);
         // The epoch advances every EPOCH_TICK, and the next advance may come
@@ -139,6 +153,64 @@ impl TaskEngine {
         // at least its whole budget (and at most EPOCH_TICK more).
         let budget_ticks = self.limits.tick_budget.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
         store.set_epoch_deadline(budget_ticks.max(1) + 1);
+        store
+    }
+
+    /// A trap, as a tick error (an interrupt is a blown budget).
+    fn trapped(&self, e: wasmtime::Error) -> TickError {
+        match e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            true => TickError::OverBudget(self.limits.tick_budget),
+            false => TickError::Trapped(format!("{e:#}")),
+        }
+    }
+
+    /// Converts `state` from version `from`'s format to version `to`'s with
+    /// `module` (the newer of the two); a module without `migrate` keeps
+    /// one format, and the state passes unchanged. Blocking.
+    pub fn migrate(
+        &self,
+        module: &CompiledModule,
+        task: TaskContext,
+        from: u32,
+        to: u32,
+        state: &[u8],
+    ) -> Result<Vec<u8>, TickError> {
+        let Some(pre) = &module.migrating else {
+            return Ok(state.to_vec());
+        };
+        let mut store = self.store(task);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;
+        match instance.call_migrate(&mut store, from, to, state) {
+            Ok(Ok(state)) => Ok(state),
+            Ok(Err(message)) => Err(TickError::Failed(format!(
+                "migrating the state from version {from} to {to}: {message}"
+            ))),
+            Err(e) => Err(self.trapped(e)),
+        }
+    }
+
+    /// Whether `module` (version `from`) converts its states to version
+    /// `to`'s; true for a module without `migrate` (one format). Blocking.
+    pub fn can_downgrade(&self, module: &CompiledModule, from: u32, to: u32) -> Result<bool, TickError> {
+        let Some(pre) = &module.migrating else {
+            return Ok(true);
+        };
+        let mut store = self.store(TaskContext::default());
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;
+        instance
+            .call_can_downgrade(&mut store, from, to)
+            .map_err(|e| self.trapped(e))
+    }
+
+    /// Runs one tick of `task` on `module` from `state`, in a fresh instance
+    /// (so nothing but the committed state carries over between ticks).
+    /// Blocking: call it from a blocking thread.
+    pub fn tick(&self, module: &CompiledModule, task: TaskContext, state: &[u8]) -> Result<Outcome, TickError> {
+        let mut store = self.store(task);
         let instance = module
             .pre
             .instantiate(&mut store)
@@ -149,10 +221,7 @@ impl TaskEngine {
                 next_in_ms: outcome.next_in_ms,
             }),
             Ok(Err(message)) => Err(TickError::Failed(message)),
-            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
-                Err(TickError::OverBudget(self.limits.tick_budget))
-            }
-            Err(e) => Err(TickError::Trapped(format!("{e:#}"))),
+            Err(e) => Err(self.trapped(e)),
         }
     }
 }

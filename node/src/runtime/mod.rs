@@ -12,13 +12,21 @@ pub use errors::{ModuleError, TickError};
 pub use host::TaskContext;
 pub use module::{CompiledModule, content_hash};
 
-/// The host side of the `baton:task/task` WIT world (`wit/task.wit`). A
-/// module of the `migrating-task` world also exports `migrate`, which the hot
-/// code swap looks up by name.
+/// The host side of the `baton:task/task` WIT world (`wit/task.wit`).
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "task",
         path: "../wit",
+    });
+}
+
+/// The host side of the `migrating-task` world: a task that also exports
+/// `migrate` and `can-downgrade`. Its host interface is the task world's.
+pub(crate) mod migrating_bindings {
+    wasmtime::component::bindgen!({
+        world: "migrating-task",
+        path: "../wit",
+        with: { "baton:task/host": super::bindings::baton::task::host },
     });
 }
 

@@ -7,6 +7,7 @@ use wasmtime::component::{Component, Linker};
 use super::bindings::TaskPre;
 use super::errors::ModuleError;
 use super::host::TaskHost;
+use super::migrating_bindings::MigratingTaskPre;
 
 /// A task module ready to instantiate.
 pub struct CompiledModule {
@@ -16,6 +17,8 @@ pub struct CompiledModule {
     /// Whether it exports `migrate` (the `migrating-task` world).
     pub migrates: bool,
     pub(crate) pre: TaskPre<TaskHost>,
+    /// The same component seen as a `migrating-task`, if it is one.
+    pub(crate) migrating: Option<MigratingTaskPre<TaskHost>>,
 }
 
 impl std::fmt::Debug for CompiledModule {
@@ -55,11 +58,21 @@ pub(crate) fn compile(engine: &Engine, linker: &Linker<TaskHost>, bytes: &[u8]) 
         .component_type()
         .exports(engine)
         .any(|(name, _)| name == "migrate");
+    let migrating = match migrates {
+        true => Some(MigratingTaskPre::new(instance_pre.clone()).map_err(|e| {
+            ModuleError::WrongInterface(format!(
+                "it exports `migrate`, but not as the migrating-task world has it (migrate(from-version, \
+                 to-version, state) and can-downgrade(from-version, to-version)): {e:#}"
+            ))
+        })?),
+        false => None,
+    };
     let pre = TaskPre::new(instance_pre).map_err(|e| ModuleError::WrongInterface(format!("{e:#}")))?;
     Ok(CompiledModule {
         hash: content_hash(bytes),
         size: bytes.len(),
         migrates,
         pre,
+        migrating,
     })
 }

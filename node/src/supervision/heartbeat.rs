@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_proto::HeartbeatPing;
 use baton_proto::peer_client::PeerClient;
+use baton_proto::{HeartbeatPing, VersionTicks};
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::TransferLeaderRequest;
 use tokio::sync::mpsc;
@@ -92,6 +92,18 @@ async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Opti
             seq,
             incarnation: context.incarnation.clone(),
             leaving: context.supervision.is_leaving(),
+            ticks: context
+                .tick_health
+                .snapshot()
+                .into_iter()
+                .map(|((module, version), counts)| VersionTicks {
+                    module,
+                    version,
+                    ok: counts.ok,
+                    failed: counts.failed,
+                })
+                .collect(),
+            ready: context.engine.loaded_hashes().into_iter().collect(),
         }
     };
     pings.send(send(&mut sent)).await.ok()?;

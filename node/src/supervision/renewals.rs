@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_proto::{HeartbeatAck, HeartbeatPing};
+
+use crate::rollout::Counts;
+use crate::rollout::health::NodeReport;
 use openraft::async_runtime::watch::WatchReceiver;
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
@@ -17,6 +20,25 @@ use tonic::{Status, Streaming};
 use super::liveness::process_gone;
 use crate::api::NodeContext;
 use crate::types::{NodeId, committed_index, leadership_confirmed_at, with_metrics};
+
+/// The tick counts and compiled modules a ping reports.
+fn report_of(ping: &HeartbeatPing) -> NodeReport {
+    NodeReport {
+        incarnation: ping.incarnation.clone(),
+        counts: ping
+            .ticks
+            .iter()
+            .map(|t| {
+                let counts = Counts {
+                    ok: t.ok,
+                    failed: t.failed,
+                };
+                ((t.module.clone(), t.version), counts)
+            })
+            .collect(),
+        ready: ping.ready.iter().cloned().collect(),
+    }
+}
 
 /// Serves one node's heartbeat stream until it ends, sending acknowledgements
 /// on `acks`.
@@ -44,6 +66,7 @@ pub async fn serve_renewals(
         if leaving_changed {
             context.supervision.wake.notify_one();
         }
+        context.observed.report(node, report_of(&ping));
         incarnation = ping.incarnation;
         context.record_contact(node);
         let _ = latest.send(Some((ping.seq, now)));

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use super::lease_table::LeaseTable;
 use super::local_lease::LocalLease;
 use crate::config::TimingConfig;
+use crate::placement::NodeView;
 use crate::types::NodeId;
 
 /// A node's supervision state.
@@ -32,6 +33,8 @@ pub struct Supervision {
     gone: Mutex<Vec<(NodeId, String, Instant)>>,
     /// The highest commit index a leader reported with a renewal.
     leader_commit: AtomicU64,
+    /// The supervisor's latest view of the nodes (while this node leads).
+    view: Mutex<NodeView>,
 }
 
 impl Supervision {
@@ -48,6 +51,7 @@ impl Supervision {
             leaving: AtomicBool::new(false),
             gone: Mutex::new(Vec::new()),
             leader_commit: AtomicU64::new(0),
+            view: Mutex::new(NodeView::default()),
         }
     }
 
@@ -81,6 +85,16 @@ impl Supervision {
     /// Reads or updates the leader's lease table.
     pub fn leases<T>(&self, f: impl FnOnce(&mut LeaseTable) -> T) -> T {
         f(&mut self.leases.lock().expect("lease table lock poisoned"))
+    }
+
+    /// Keeps the supervisor's latest view of the nodes.
+    pub fn set_view(&self, view: &NodeView) {
+        self.view.lock().expect("view lock poisoned").clone_from(view);
+    }
+
+    /// The supervisor's latest view of the nodes.
+    pub fn view(&self) -> NodeView {
+        self.view.lock().expect("view lock poisoned").clone()
     }
 
     pub fn set_leaving(&self) {

@@ -60,6 +60,7 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
                     now,
                 )
             });
+            context.supervision.set_view(&view);
             let mut round = context.state_machine.read(|s| plan(&s.tasks, &view, MAX_REBALANCE));
             round.assign.extend(stuck_handoffs(&context, &mut handoffs, now));
             if round.is_empty() {

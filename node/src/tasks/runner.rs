@@ -21,7 +21,7 @@ use super::schedule::{first_due, next_due};
 use crate::api::NodeContext;
 use crate::runtime::{CompiledModule, TaskContext};
 use crate::task_table::{TaskStatus, TickCommit};
-use crate::types::{Command, CommandResponse, now_ms};
+use crate::types::{Command, CommandResponse, ModuleRecord, now_ms};
 
 /// How often the runner looks for tasks it gained or lost, besides every
 /// time the state machine applies entries.
@@ -114,24 +114,58 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
     if !caught_up(&context, &name, epoch).await {
         return;
     }
-    let Some((record, module)) = context.state_machine.read(|s| {
-        let record = s.tasks.tasks.get(&name).filter(|t| t.epoch == epoch)?.clone();
-        let module = s.modules.get(&record.spec.module)?.clone();
-        Some((record, module))
-    }) else {
-        return;
-    };
-    let Some(compiled) = load_module(&context, &module.hash).await else {
+    let Some(record) = context
+        .state_machine
+        .read(|s| s.tasks.tasks.get(&name).filter(|t| t.epoch == epoch).cloned())
+    else {
         return;
     };
     let spec = record.spec;
-    let (mut tick, mut state) = (record.tick, record.state);
+    let (mut tick, mut state, mut state_version) = (record.tick, record.state, record.state_version);
     let mut due = first_due(&spec.schedule, spec.catch_up, record.next_due_ms, now_ms());
     let mut restarts = RestartTracker::default();
+    // The module version this worker runs, compiled.
+    let mut running: Option<(ModuleRecord, Arc<CompiledModule>)> = None;
     loop {
         if !await_turn(&context, &name, epoch, due, &wake).await {
             return;
         }
+        // The version this node runs now: a hot swap takes effect here,
+        // between ticks, never in the middle of one.
+        let Some(release) = context
+            .state_machine
+            .read(|s| s.version_for(&spec.module, context.id).cloned())
+        else {
+            return;
+        };
+        if running.as_ref().is_none_or(|(r, _)| r.hash != release.hash) {
+            let Some(compiled) = load_module(&context, &release.hash).await else {
+                return;
+            };
+            if let Some((old, _)) = &running {
+                tracing::debug!(task = %name, "switching from version {} to {}", old.version, release.version);
+            }
+            running = Some((release, compiled));
+        }
+        let (release, compiled) = running.clone().expect("loaded above");
+        // A state another version wrote is converted by the newer module.
+        let migration = match migration_for(state_version, release.version, &state) {
+            Some((from, to)) if to > from => Some((from, to, compiled.clone())),
+            Some((from, to)) => {
+                let newer = context
+                    .state_machine
+                    .read(|s| s.release(&spec.module, from).map(|m| m.hash.clone()));
+                let Some(newer) = newer else {
+                    tracing::error!(task = %name, "its state was written by version {from}, which this cluster has no record of");
+                    return;
+                };
+                let Some(module) = load_module(&context, &newer).await else {
+                    return;
+                };
+                Some((from, to, module))
+            }
+            None => None,
+        };
         let engine = context.engine.clone();
         let (compiled_for_tick, input) = (compiled.clone(), state.clone());
         let task = TaskContext {
@@ -148,15 +182,24 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             .await
             .expect("tick slots are never closed");
         let result = tokio::task::spawn_blocking(move || {
+            let input = match migration {
+                Some((from, to, module)) => engine.migrate(&module, task.clone(), from, to, &input)?,
+                None => input,
+            };
             let outcome = engine.tick(&compiled_for_tick, task, &input);
             drop(slot);
             outcome
         })
         .await;
+        if let Ok(outcome) = &result {
+            context
+                .tick_health
+                .record(&spec.module, release.version, outcome.is_ok());
+        }
         let outcome = match result {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => {
-                tracing::warn!(task = %name, "tick {} failed: {e}", tick + 1);
+                tracing::warn!(task = %name, "tick {} (version {}) failed: {e}", tick + 1, release.version);
                 match restarts.record_failure(now_ms(), &spec.restart) {
                     Verdict::Retry { after_ms } => {
                         due = now_ms() + after_ms;
@@ -168,7 +211,13 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
                             spec.restart.window_ms, spec.restart.max_restarts
                         );
                         tracing::error!(task = %name, "marking the task failed: {reason}");
-                        let _ = propose_on_leader(&context, Command::MarkTaskFailed { name, epoch, reason }).await;
+                        let failed = Command::MarkTaskFailed {
+                            name,
+                            epoch,
+                            reason,
+                            version: release.version,
+                        };
+                        let _ = propose_on_leader(&context, failed).await;
                         return;
                     }
                 }
@@ -188,12 +237,20 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             state: outcome.state,
             next_due_ms: next,
             committed_at_ms: now,
+            version: release.version,
         };
         if !commit_tick(&context, &commit).await || !still_owned(&context, &name, epoch) {
             return;
         }
-        (tick, state, due) = (commit.tick, commit.state, next);
+        (tick, state, due, state_version) = (commit.tick, commit.state, next, release.version);
     }
+}
+
+/// The migration a state needs before version `running` may read it: (from,
+/// to). None for an empty state (a new task), a state from before versions
+/// were recorded (0), or one this version wrote.
+fn migration_for(state_version: u32, running: u32, state: &[u8]) -> Option<(u32, u32)> {
+    (!state.is_empty() && state_version != 0 && state_version != running).then_some((state_version, running))
 }
 
 /// Waits until the task's tick is due and this node's lease runs. False when
@@ -346,5 +403,19 @@ async fn load_module(context: &NodeContext, hash: &str) -> Option<Arc<CompiledMo
             // The fetcher has not brought the bytes yet.
             None => tokio::time::sleep(Duration::from_millis(100)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::migration_for;
+
+    #[test]
+    fn a_state_is_migrated_only_when_another_version_wrote_it() {
+        assert_eq!(migration_for(1, 2, b"x"), Some((1, 2)));
+        assert_eq!(migration_for(3, 2, b"x"), Some((3, 2)));
+        assert_eq!(migration_for(2, 2, b"x"), None);
+        assert_eq!(migration_for(1, 2, b""), None);
+        assert_eq!(migration_for(0, 2, b"x"), None);
     }
 }

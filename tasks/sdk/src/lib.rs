@@ -28,8 +28,23 @@ pub mod bindings {
     });
 }
 
+/// The bindings of the `baton:task/migrating-task` world: a task whose
+/// state format differs from its other versions' and that converts between
+/// them (`migrate`, `can-downgrade`). Implement its `Guest` and export it
+/// with `baton_task_sdk::export_migrating!(T with_types_in
+/// baton_task_sdk::migrating);`.
+pub mod migrating {
+    wit_bindgen::generate!({
+        world: "migrating-task",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_migrating",
+    });
+}
+
 pub use bindings::baton::task::host::{self, Level};
 pub use bindings::{Guest, Outcome, export};
+pub use migrating::export_migrating;
 
 /// Logging through the node.
 pub mod log {

@@ -1,0 +1,252 @@
+//! The pure rules by which releases and rollouts change the replicated
+//! state: a new version starts a rollout; steps switch nodes to it; it ends
+//! done (the new version becomes current) or reverted (every node back on
+//! the old one), and a revert that would feed the old version a state it
+//! cannot read is refused.
+
+use crate::cluster_state::ClusterState;
+use crate::rollout::{Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState};
+use crate::task_table::TaskStatus;
+use crate::types::{CommandResponse, ModuleRecord, NodeId};
+
+fn rejected(why: String) -> CommandResponse {
+    CommandResponse::Rejected(why)
+}
+
+impl ClusterState {
+    /// The module version node `node` runs: the rollout's new version once
+    /// the node is switched, else the module's current version.
+    pub fn version_for(&self, module: &str, node: NodeId) -> Option<&ModuleRecord> {
+        match self.rollouts.get(module) {
+            Some(r) if r.state.is_live() && r.switched.contains(&node) => Some(&r.release),
+            _ => self.modules.get(module),
+        }
+    }
+
+    /// Version `version` of `module`, if it was ever released.
+    pub fn release(&self, module: &str, version: u32) -> Option<&ModuleRecord> {
+        self.releases
+            .get(module)?
+            .iter()
+            .map(|r| &r.module)
+            .find(|m| m.version == version)
+    }
+
+    /// Records a release: a module's first version becomes current at once;
+    /// a later one starts a rollout. The same bytes as the current version
+    /// change nothing. `module.version` must be the next version (the
+    /// leader reads it before proposing), so two racing deploys cannot both
+    /// start a rollout.
+    pub(crate) fn record_release(
+        &mut self,
+        module: &ModuleRecord,
+        settings: &RolloutSettings,
+        now_ms: u64,
+    ) -> CommandResponse {
+        let name = &module.name;
+        if let Some(current) = self.modules.get(name)
+            && current.hash == module.hash
+        {
+            return CommandResponse::Module(current.clone());
+        }
+        if let Some(live) = self.rollouts.get(name).filter(|r| r.state.is_live()) {
+            return rejected(format!(
+                "a rollout of {name} to version {} is {}; wait for it to finish, or `batonctl rollout abort {name}`",
+                live.release.version,
+                live.state.name()
+            ));
+        }
+        let next = self
+            .releases
+            .get(name)
+            .and_then(|r| r.last())
+            .map_or(1, |r| r.module.version + 1);
+        if module.version != next {
+            return rejected(format!(
+                "module {name} is at release {}, not {}; another deploy came first: try again",
+                next - 1,
+                module.version - 1
+            ));
+        }
+        let Some(current) = self.modules.get(name) else {
+            self.modules.insert(name.clone(), module.clone());
+            self.releases.entry(name.clone()).or_default().push(Release {
+                module: module.clone(),
+                outcome: ReleaseOutcome::Deployed,
+            });
+            return CommandResponse::Module(module.clone());
+        };
+        let rollout = Rollout {
+            from: current.version,
+            release: module.clone(),
+            settings: *settings,
+            state: RolloutState::Running,
+            switched: Default::default(),
+            steps: 0,
+            step_started_ms: now_ms,
+            started_at_ms: now_ms,
+            finished_at_ms: None,
+        };
+        self.rollouts.insert(name.clone(), rollout);
+        self.releases.entry(name.clone()).or_default().push(Release {
+            module: module.clone(),
+            outcome: ReleaseOutcome::RollingOut,
+        });
+        CommandResponse::Module(module.clone())
+    }
+
+    /// The running rollout of `module` to `version`, or why there is none.
+    fn live_rollout(&mut self, module: &str, version: u32) -> Result<&mut Rollout, String> {
+        match self.rollouts.get_mut(module) {
+            Some(r) if r.state.is_live() && r.release.version == version => Ok(r),
+            Some(r) if r.state.is_live() => Err(format!(
+                "the rollout of {module} is to version {}, not {version}",
+                r.release.version
+            )),
+            _ => Err(format!("no rollout of {module} is under way")),
+        }
+    }
+
+    /// Begins a step: `switch` run the new version from their next tick.
+    pub(crate) fn rollout_step(
+        &mut self,
+        module: &str,
+        version: u32,
+        switch: &[NodeId],
+        now_ms: u64,
+    ) -> CommandResponse {
+        let rollout = match self.live_rollout(module, version) {
+            Ok(r) => r,
+            Err(why) => return rejected(why),
+        };
+        if rollout.state != RolloutState::Running {
+            return rejected(format!("the rollout of {module} is {}", rollout.state.name()));
+        }
+        rollout.switched.extend(switch.iter().copied());
+        rollout.steps += 1;
+        rollout.step_started_ms = now_ms;
+        CommandResponse::Done
+    }
+
+    /// Pauses, resumes or halts a live rollout.
+    pub(crate) fn rollout_control(&mut self, module: &str, action: &RolloutAction, now_ms: u64) -> CommandResponse {
+        let Some(rollout) = self.rollouts.get_mut(module).filter(|r| r.state.is_live()) else {
+            return rejected(format!("no rollout of {module} is under way"));
+        };
+        match (action, &rollout.state) {
+            (RolloutAction::Pause, RolloutState::Running) => rollout.state = RolloutState::Paused,
+            (RolloutAction::Resume, RolloutState::Paused | RolloutState::Halted { .. }) => {
+                rollout.state = RolloutState::Running;
+                // The step in progress is gated again from now.
+                rollout.step_started_ms = now_ms;
+            }
+            (RolloutAction::Halt { reason }, RolloutState::Running) => {
+                rollout.state = RolloutState::Halted { reason: reason.clone() }
+            }
+            (action, state) => {
+                return rejected(format!(
+                    "the rollout of {module} is {}; cannot {}",
+                    state.name(),
+                    match action {
+                        RolloutAction::Pause => "pause it",
+                        RolloutAction::Resume => "resume it",
+                        RolloutAction::Halt { .. } => "halt it",
+                    }
+                ));
+            }
+        }
+        CommandResponse::Done
+    }
+
+    /// Ends a live rollout: done (the new version becomes current), or
+    /// reverted/aborted (every node back on the old version, tasks the new
+    /// version failed resumed). A revert that needs a down-migration the new
+    /// version does not provide is refused; a gate's revert halts instead.
+    pub(crate) fn rollout_finish(
+        &mut self,
+        module: &str,
+        version: u32,
+        finish: &Finish,
+        now_ms: u64,
+    ) -> CommandResponse {
+        let blocked = self.revert_blocked(module, version);
+        let rollout = match self.live_rollout(module, version) {
+            Ok(r) => r,
+            Err(why) => return rejected(why),
+        };
+        if let Some(why) = blocked.filter(|_| *finish != Finish::Done) {
+            let Finish::Revert { reason } = finish else {
+                return rejected(format!("cannot abort the rollout of {module}: {why}"));
+            };
+            rollout.state = RolloutState::Halted {
+                reason: format!("{reason}; cannot revert: {why}"),
+            };
+            return CommandResponse::Done;
+        }
+        let outcome = match finish {
+            Finish::Done => {
+                rollout.state = RolloutState::Done;
+                ReleaseOutcome::RolledOut
+            }
+            Finish::Revert { reason } => {
+                rollout.state = RolloutState::Reverted { reason: reason.clone() };
+                ReleaseOutcome::Reverted { reason: reason.clone() }
+            }
+            Finish::Abort => {
+                rollout.state = RolloutState::Aborted;
+                ReleaseOutcome::Aborted
+            }
+        };
+        rollout.finished_at_ms = Some(now_ms);
+        let release = rollout.release.clone();
+        if outcome == ReleaseOutcome::RolledOut {
+            self.modules.insert(module.to_string(), release.clone());
+        } else {
+            // Tasks the new version drove to failure run again, on the old.
+            for task in self.tasks.tasks.values_mut() {
+                if task.spec.module == module && task.failed_on == Some(version) {
+                    task.status = TaskStatus::Running;
+                    task.failed_on = None;
+                    task.epoch += 1;
+                    task.handoff_to = None;
+                }
+            }
+        }
+        if let Some(entry) = self
+            .releases
+            .get_mut(module)
+            .and_then(|r| r.iter_mut().find(|r| r.module.version == version))
+        {
+            entry.outcome = outcome;
+        }
+        CommandResponse::Done
+    }
+
+    /// Why going back from `version` of `module` would strand tasks: some
+    /// task's state was written by it, it converts states between versions
+    /// (so the formats differ), and it does not convert them back.
+    fn revert_blocked(&self, module: &str, version: u32) -> Option<String> {
+        let rollout = self.rollouts.get(module)?;
+        let release = &rollout.release;
+        if !release.migrates || release.down_to.contains(&rollout.from) {
+            return None;
+        }
+        let written = self
+            .tasks
+            .tasks
+            .values()
+            .filter(|t| t.spec.module == module && t.state_version == version)
+            .count();
+        (written > 0).then(|| {
+            format!(
+                "{written} task(s) hold state written by version {version}, which provides no down-migration to \
+                 version {} (its can-downgrade said no); they stay on version {version}, which can read it",
+                rollout.from
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;
