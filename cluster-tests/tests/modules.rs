@@ -51,17 +51,21 @@ async fn a_deployed_module_is_recorded_once_and_reaches_every_node() {
     assert_eq!(module.signer, signing::public_key_text(&key));
     signing::verify(&[key], "counter", &module.hash, &module.signer, &module.signature).unwrap();
 
-    // The same bytes again change nothing; other bytes under the name are refused.
-    let again = deploy(&cluster, &client, "counter", counter.clone())
-        .await
-        .unwrap()
-        .module
-        .unwrap();
+    // The same bytes again change nothing; other bytes under the name are
+    // version 2, rolled out; a third version waits for that rollout.
+    let again = deploy(&cluster, &client, "counter", counter.clone()).await.unwrap();
+    assert!(!again.rollout_started);
+    let again = again.module.unwrap();
     assert_eq!((again.version, again.hash.as_str()), (1, module.hash.as_str()));
-    let err = deploy(&cluster, &client, "counter", example_module("faulty"))
+    let next = deploy(&cluster, &client, "counter", example_module("faulty"))
+        .await
+        .unwrap();
+    assert!(next.rollout_started);
+    assert_eq!(next.module.unwrap().version, 2);
+    let err = deploy(&cluster, &client, "counter", example_module("greeter"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("already has version 1"), "{err}");
+    assert!(err.to_string().contains("rollout abort counter"), "{err}");
 
     // Every node lists it and holds its bytes.
     for id in 1..=3 {

@@ -98,7 +98,12 @@ pub fn decide(rollout: &Rollout, view: &GateView) -> Decision {
                 view.old
             ));
         }
-        let healthy = elapsed >= settings.min_healthy_ms && view.new.ok > 0;
+        // Switched nodes that own none of the module's tasks have nothing to
+        // show: their step passes on time alone.
+        let idle = live_switched
+            .iter()
+            .all(|n| view.tasks_on.get(n).is_none_or(|t| *t == 0));
+        let healthy = elapsed >= settings.min_healthy_ms && (view.new.ok > 0 || idle);
         if !healthy {
             if since_step >= settings.healthy_deadline_ms {
                 let why = match view.new.ok {
@@ -267,6 +272,16 @@ mod tests {
         let mut v = view(11_000, OK, OK);
         v.eligible.remove(&4);
         assert_eq!(decide(&r, &v), Decision::Complete);
+    }
+
+    #[test]
+    fn a_canary_without_tasks_of_the_module_passes_on_time_alone() {
+        let r = rollout(&[4], 1);
+        assert_eq!(decide(&r, &view(10_500, Counts::default(), OK)), Decision::Wait);
+        assert_eq!(
+            decide(&r, &view(11_000, Counts::default(), OK)),
+            Decision::Switch(vec![2, 3])
+        );
     }
 
     #[test]
