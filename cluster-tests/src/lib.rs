@@ -236,6 +236,16 @@ pub fn example_module(name: &str) -> Vec<u8> {
     })
 }
 
+/// The `q` quantile (0 to 1) of `values`, nearest rank; 0 when empty.
+pub fn quantile(values: &[u64], q: f64) -> u64 {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    match sorted.len() {
+        0 => 0,
+        n => sorted[((n - 1) as f64 * q).round() as usize],
+    }
+}
+
 /// The machine a benchmark ran on: cores and CPU model.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

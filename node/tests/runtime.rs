@@ -212,3 +212,38 @@ fn a_task_reaches_only_the_network_addresses_it_was_granted() {
     assert_eq!(outcome.state, b"pong");
     assert_eq!(server.join().unwrap(), 1, "only the granted tick connected");
 }
+
+#[test]
+fn counter_v2_migrates_states_up_and_down_and_v1_does_not_migrate() {
+    let engine = engine(RuntimeLimits::default());
+    let v1 = engine.load(&example("counter")).unwrap();
+    let v2 = engine.load(&example("counter_v2")).unwrap();
+    assert!(v2.migrates && !v1.migrates);
+    // Up: version 1's 8 bytes become version 2's text, in the tick's instance.
+    let outcome = engine
+        .tick_migrated(&v2, task("c", ""), 1, 2, &41u64.to_le_bytes())
+        .unwrap();
+    assert_eq!(outcome.state, b"counter-v2:42");
+    // Down: version 2 writes its state back in version 1's format.
+    let down = engine.migrate(&v2, task("c", ""), 2, 1, b"counter-v2:42").unwrap();
+    assert_eq!(count(&down), 42);
+    assert_eq!(count(&engine.tick(&v1, task("c", ""), &down).unwrap().state), 43);
+    assert_eq!(engine.can_downgrade(&v2, 2, 1), Ok(true));
+    // A module without migrate keeps one format: states pass unchanged.
+    assert_eq!(engine.migrate(&v1, task("c", ""), 2, 1, b"as is").unwrap(), b"as is");
+    assert_eq!(engine.can_downgrade(&v1, 2, 1), Ok(true));
+    // A state it cannot read fails the tick and says why.
+    let err = engine.tick_migrated(&v2, task("c", ""), 1, 2, b"garbage").unwrap_err();
+    assert!(
+        err.to_string().contains("migrating the state from version 1 to 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_broken_counter_v3_traps_on_its_first_tick() {
+    let engine = engine(RuntimeLimits::default());
+    let v3 = engine.load(&example("counter_v3_broken")).unwrap();
+    let err = engine.tick(&v3, task("c", ""), b"counter-v2:42").unwrap_err();
+    assert!(matches!(err, TickError::Trapped(_)), "{err}");
+}

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::task_api::{add, await_handed_off, await_ticking_elsewhere, deploy, every, history, tasks};
-use baton_cluster_tests::{TestCluster, machine, poll_async};
+use baton_cluster_tests::{TestCluster, machine, poll_async, quantile};
 use baton_node::config::TimingConfig;
 use baton_proto::{DrainNodeRequest, ListNodesRequest, TaskInfo};
 use batonctl::ClusterClient;
@@ -285,15 +285,6 @@ async fn reassign(n: usize) -> (Duration, String) {
         .unwrap_or("(not logged)")
         .to_string();
     (took, write)
-}
-
-fn quantile(values: &[u64], q: f64) -> u64 {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    match sorted.len() {
-        0 => 0,
-        n => sorted[((n - 1) as f64 * q).round() as usize],
-    }
 }
 
 fn row(what: &str, values: &[u64], lease_ms: u64) -> String {

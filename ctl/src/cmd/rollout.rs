@@ -29,6 +29,8 @@ pub struct RolloutView {
     pub eligible: Vec<u64>,
     pub steps: u32,
     pub started_at_ms: u64,
+    /// When the current step began (its nodes were switched).
+    pub step_started_ms: u64,
     pub finished_at_ms: Option<u64>,
     /// The current step's ticks: the new version on switched nodes.
     pub new_ok: u64,
@@ -56,6 +58,7 @@ impl From<RolloutInfo> for RolloutView {
             eligible: r.eligible,
             steps: r.steps,
             started_at_ms: r.started_at_ms,
+            step_started_ms: r.step_started_ms,
             finished_at_ms: (r.finished_at_ms > 0).then_some(r.finished_at_ms),
             new_ok: r.new_ok,
             new_failed: r.new_failed,

@@ -208,7 +208,10 @@ fn settings_info(s: &RolloutSettings) -> baton_proto::RolloutSettings {
 
 fn rollout_info(context: &NodeContext, r: &Rollout) -> RolloutInfo {
     let (new, old) = match r.state.is_live() {
-        true => context.observed.gate(&r.release.name).unwrap_or_default(),
+        true => context
+            .observed
+            .gate(&r.release.name, r.release.version)
+            .unwrap_or_default(),
         false => Default::default(),
     };
     RolloutInfo {

@@ -48,7 +48,9 @@ pub fn spawn_rollouts(context: Arc<NodeContext>) -> JoinHandle<()> {
             baselines.retain(|module, _| running.iter().any(|r| &r.release.name == module));
             for rollout in running {
                 let view = gate_view(&context, &rollout, &mut baselines);
-                context.observed.set_gate(&rollout.release.name, (view.new, view.old));
+                context
+                    .observed
+                    .set_gate(&rollout.release.name, rollout.release.version, (view.new, view.old));
                 if let Some(command) = command_for(&rollout, decide(&rollout, &view)) {
                     propose(&context, command).await;
                 }

@@ -68,7 +68,7 @@ impl NodeReport {
 #[derive(Debug, Default)]
 pub struct Observed {
     reports: Mutex<HashMap<NodeId, NodeReport>>,
-    gates: Mutex<HashMap<String, (Counts, Counts)>>,
+    gates: Mutex<HashMap<VersionKey, (Counts, Counts)>>,
 }
 
 impl Observed {
@@ -80,16 +80,21 @@ impl Observed {
         self.reports.lock().expect("reports lock poisoned").clone()
     }
 
-    /// Remembers the counts of `module`'s current step: (new, old).
-    pub fn set_gate(&self, module: &str, counts: (Counts, Counts)) {
+    /// Remembers the counts of the current step of the rollout of
+    /// `module` to `version`: (new, old).
+    pub fn set_gate(&self, module: &str, version: u32, counts: (Counts, Counts)) {
         self.gates
             .lock()
             .expect("gates lock poisoned")
-            .insert(module.to_string(), counts);
+            .insert((module.to_string(), version), counts);
     }
 
-    pub fn gate(&self, module: &str) -> Option<(Counts, Counts)> {
-        self.gates.lock().expect("gates lock poisoned").get(module).copied()
+    pub fn gate(&self, module: &str, version: u32) -> Option<(Counts, Counts)> {
+        self.gates
+            .lock()
+            .expect("gates lock poisoned")
+            .get(&(module.to_string(), version))
+            .copied()
     }
 }
 

@@ -148,9 +148,11 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             running = Some((release, compiled));
         }
         let (release, compiled) = running.clone().expect("loaded above");
-        // A state another version wrote is converted by the newer module.
+        // A state another version wrote is converted by the newer module:
+        // this one when going up (in the tick's own instance), the one that
+        // wrote it when going back down.
         let migration = match migration_for(state_version, release.version, &state) {
-            Some((from, to)) if to > from => Some((from, to, compiled.clone())),
+            Some((from, to)) if to > from => Some((from, to, None)),
             Some((from, to)) => {
                 let newer = context
                     .state_machine
@@ -162,7 +164,7 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
                 let Some(module) = load_module(&context, &newer).await else {
                     return;
                 };
-                Some((from, to, module))
+                Some((from, to, Some(module)))
             }
             None => None,
         };
@@ -182,11 +184,13 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             .await
             .expect("tick slots are never closed");
         let result = tokio::task::spawn_blocking(move || {
-            let input = match migration {
-                Some((from, to, module)) => engine.migrate(&module, task.clone(), from, to, &input)?,
-                None => input,
+            let outcome = match migration {
+                Some((from, to, None)) => engine.tick_migrated(&compiled_for_tick, task, from, to, &input),
+                Some((from, to, Some(newer))) => engine
+                    .migrate(&newer, task.clone(), from, to, &input)
+                    .and_then(|state| engine.tick(&compiled_for_tick, task, &state)),
+                None => engine.tick(&compiled_for_tick, task, &input),
             };
-            let outcome = engine.tick(&compiled_for_tick, task, &input);
             drop(slot);
             outcome
         })
