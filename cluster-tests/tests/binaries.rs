@@ -201,7 +201,7 @@ fn batonctl_dev_runs_a_cluster_and_stops_it_on_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let env = data.join("env");
     // batonctl with the variables of DIR/env, as `source DIR/env` gives them.
-    let batonctl_json = |args: &[&str]| -> Option<serde_json::Value> {
+    let batonctl = |args: &[&str]| -> Option<std::process::Output> {
         let vars = std::fs::read_to_string(&env).ok()?;
         let mut cmd = Command::new(binary("batonctl"));
         cmd.args(args).args(["--output", "json"]);
@@ -209,7 +209,10 @@ fn batonctl_dev_runs_a_cluster_and_stops_it_on_sigterm() {
             let (k, v) = line.trim_start_matches("export ").split_once('=')?;
             cmd.env(k, v);
         }
-        let out = cmd.output().ok()?;
+        cmd.output().ok()
+    };
+    let batonctl_json = |args: &[&str]| -> Option<serde_json::Value> {
+        let out = batonctl(args)?;
         out.status.success().then(|| serde_json::from_slice(&out.stdout).ok())?
     };
     let status_json = loop {
@@ -239,6 +242,43 @@ fn batonctl_dev_runs_a_cluster_and_stops_it_on_sigterm() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The tour's hot swap, with the example modules DIR/modules holds:
+    // version 2 rolls out; the broken version 3 reverts and the command fails.
+    let modules = data.join("modules");
+    let v2 = modules.join("counter-v2.wasm");
+    let v3 = modules.join("counter-v3-broken.wasm");
+    assert!(v2.is_file() && v3.is_file() && modules.join("counter-v1.wasm").is_file());
+    let deploy = |file: &Path| {
+        let file = file.to_str().unwrap();
+        batonctl(&["modules", "deploy", "counter", file, "--min-healthy", "1s"]).unwrap()
+    };
+    let out = deploy(&v2);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("done [####################] 3/3 node(s)"));
+    let on_v2 = batonctl_json(&["tasks", "list"]).unwrap();
+    let counters: Vec<_> = on_v2
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["module"] == "counter")
+        .collect();
+    assert!(counters.iter().all(|t| t["version"] == 2), "{on_v2}");
+    let out = deploy(&v3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is reverted: version 3 is failing"),
+        "{err}"
+    );
+    let history = batonctl_json(&["modules", "history", "counter"]).unwrap();
+    let outcomes: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes[..2], ["deployed", "rolled out"], "{history}");
+    assert!(outcomes[2].starts_with("reverted: "), "{history}");
+
     let mut pids = Vec::new();
     for id in 1..=3 {
         let node = data.join(id.to_string());
