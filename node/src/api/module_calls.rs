@@ -91,12 +91,7 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
     })?;
     let (current, live, next) = context.state_machine.read(|s| {
         let live = s.rollouts.get(&name).filter(|r| r.state.is_live()).cloned();
-        let next = s
-            .releases
-            .get(&name)
-            .and_then(|r| r.last())
-            .map_or(1, |r| r.module.version + 1);
-        (s.modules.get(&name).cloned(), live, next)
+        (s.modules.get(&name).cloned(), live, s.next_version(&name))
     });
     if let Some(current) = current.as_ref().filter(|c| c.hash == compiled.hash) {
         return Ok(DeployModuleReply {
@@ -177,22 +172,22 @@ pub(crate) fn list(context: &NodeContext) -> ListModulesReply {
 
 /// Every version of module `name`, oldest first.
 pub(crate) fn history(context: &NodeContext, name: &str) -> Result<ModuleHistoryReply, Status> {
-    let releases = context.state_machine.read(|s| {
+    let releases: Vec<ReleaseInfo> = context.state_machine.read(|s| {
         let current = s.modules.get(name).map(|m| m.version);
-        let releases = s.releases.get(name)?;
-        Some(
-            releases
-                .iter()
-                .map(|r| ReleaseInfo {
-                    module: Some(module_info(&r.module)),
-                    outcome: r.outcome.describe(),
-                    current: current == Some(r.module.version),
-                })
-                .collect(),
-        )
+        s.releases_of(name)
+            .iter()
+            .map(|r| ReleaseInfo {
+                module: Some(module_info(&r.module)),
+                outcome: r.outcome.describe(),
+                current: current == Some(r.module.version),
+            })
+            .collect()
     });
-    let releases =
-        releases.ok_or_else(|| Status::not_found(format!("no module named {name}; see `batonctl modules list`")))?;
+    if releases.is_empty() {
+        return Err(Status::not_found(format!(
+            "no module named {name}; see `batonctl modules list`"
+        )));
+    }
     Ok(ModuleHistoryReply { releases })
 }
 

@@ -32,6 +32,31 @@ impl ClusterState {
             .find(|m| m.version == version)
     }
 
+    /// The version the next release of `module` gets. (A module deployed
+    /// before releases were recorded has a current version and no releases.)
+    pub fn next_version(&self, module: &str) -> u32 {
+        let released = self
+            .releases
+            .get(module)
+            .and_then(|r| r.last())
+            .map(|r| r.module.version);
+        let current = self.modules.get(module).map(|m| m.version);
+        released.max(current).unwrap_or(0) + 1
+    }
+
+    /// Every version of `module`, oldest first (its current version alone
+    /// if it was deployed before releases were recorded).
+    pub fn releases_of(&self, module: &str) -> Vec<Release> {
+        match (self.releases.get(module), self.modules.get(module)) {
+            (Some(releases), _) => releases.clone(),
+            (None, Some(current)) => vec![Release {
+                module: current.clone(),
+                outcome: ReleaseOutcome::Deployed,
+            }],
+            (None, None) => Vec::new(),
+        }
+    }
+
     /// Records a release: a module's first version becomes current at once;
     /// a later one starts a rollout. The same bytes as the current version
     /// change nothing. `module.version` must be the next version (the
@@ -56,16 +81,12 @@ impl ClusterState {
                 live.state.name()
             ));
         }
-        let next = self
-            .releases
-            .get(name)
-            .and_then(|r| r.last())
-            .map_or(1, |r| r.module.version + 1);
+        let next = self.next_version(name);
         if module.version != next {
             return rejected(format!(
-                "module {name} is at release {}, not {}; another deploy came first: try again",
-                next - 1,
-                module.version - 1
+                "the next version of {name} is {next}, but this deploy was prepared as version {}: another deploy \
+                 came first; try again",
+                module.version
             ));
         }
         let Some(current) = self.modules.get(name) else {
@@ -76,8 +97,14 @@ impl ClusterState {
             });
             return CommandResponse::Module(module.clone());
         };
+        let from = current.version;
+        if !self.releases.contains_key(name) {
+            // Deployed before releases were recorded: its history starts here.
+            let first = self.releases_of(name);
+            self.releases.insert(name.clone(), first);
+        }
         let rollout = Rollout {
-            from: current.version,
+            from,
             release: module.clone(),
             settings: *settings,
             state: RolloutState::Running,

@@ -221,3 +221,24 @@ fn pause_resume_and_halt_follow_the_rollouts_state() {
     );
     assert_eq!(s.releases["counter"][1].outcome, ReleaseOutcome::Aborted);
 }
+
+#[test]
+fn a_module_deployed_before_releases_were_recorded_gets_the_next_version() {
+    let mut s = ClusterState::default();
+    s.apply(&crate::types::Command::DeployModule(module(0, "aa", false, &[])));
+    assert_eq!((s.modules["counter"].version, s.next_version("counter")), (1, 2));
+    assert_eq!(s.releases_of("counter").len(), 1);
+    let before = s.clone();
+    assert!(matches!(
+        s.record_release(&module(1, "bb", false, &[]), &settings(), 5),
+        CommandResponse::Rejected(m) if m.contains("another deploy came first")
+    ));
+    assert_eq!(s, before);
+    assert!(matches!(
+        s.record_release(&module(2, "bb", false, &[]), &settings(), 5),
+        CommandResponse::Module(m) if m.version == 2
+    ));
+    assert_eq!(s.rollouts["counter"].from, 1);
+    let versions: Vec<u32> = s.releases_of("counter").iter().map(|r| r.module.version).collect();
+    assert_eq!(versions, vec![1, 2]);
+}

@@ -144,6 +144,9 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             };
             if let Some((old, _)) = &running {
                 tracing::debug!(task = %name, "switching from version {} to {}", old.version, release.version);
+                // Failures of the version left behind (say, a broken
+                // release just reverted) do not count against this one.
+                restarts = RestartTracker::default();
             }
             running = Some((release, compiled));
         }
