@@ -236,6 +236,40 @@ pub fn example_module(name: &str) -> Vec<u8> {
     })
 }
 
+/// `component` with a custom section appended that brings it to `size`
+/// bytes (at least), filled from `seed` so that every round has new bytes.
+pub fn padded(component: &[u8], size: usize, seed: u64) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"baton-bench-padding";
+    let fill = size.saturating_sub(component.len() + name.len() + 16).max(8);
+    let mut payload = Vec::with_capacity(fill + name.len() + 4);
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for _ in 0..fill {
+        // xorshift: incompressible filler.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        payload.push(x as u8);
+    }
+    let mut out = component.to_vec();
+    out.push(0); // a custom section
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
 /// The `q` quantile (0 to 1) of `values`, nearest rank; 0 when empty.
 pub fn quantile(values: &[u64], q: f64) -> u64 {
     let mut sorted = values.to_vec();

@@ -107,17 +107,45 @@ pub async fn release(
     file: &str,
     settings: baton_proto::RolloutSettings,
 ) -> u32 {
+    release_bytes(cluster, client, name, example_module(file), settings).await
+}
+
+/// Deploys `component` as a new version of module `name`, rolled out with
+/// `settings`; returns the version recorded.
+pub async fn release_bytes(
+    cluster: &TestCluster,
+    client: &ClusterClient,
+    name: &str,
+    component: Vec<u8>,
+    settings: baton_proto::RolloutSettings,
+) -> u32 {
     let key = cluster.local.signing_key().expect("the cluster's signing key");
     let request = baton_proto::DeployModuleRequest {
         rollout: Some(settings),
-        ..signed_deploy(name.into(), example_module(file), &key)
+        ..signed_deploy(name.into(), component, &key)
     };
     let reply = client
         .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
         .await
         .unwrap();
-    assert!(reply.rollout_started, "deploying {file} over {name} started no rollout");
+    assert!(reply.rollout_started, "deploying over {name} started no rollout");
     reply.module.unwrap().version
+}
+
+/// Pauses, resumes or aborts module `name`'s rollout.
+pub async fn control_rollout(
+    client: &ClusterClient,
+    name: &str,
+    action: baton_proto::RolloutAction,
+) -> Result<(), batonctl::ClientError> {
+    let request = baton_proto::ControlRolloutRequest {
+        module: name.into(),
+        action: action as i32,
+    };
+    client
+        .call_with(&request, |mut c, r| async move { c.control_rollout(r).await })
+        .await
+        .map(|_| ())
 }
 
 /// Module `name`'s latest rollout, as `batonctl rollout status` sees it.

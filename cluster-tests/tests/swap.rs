@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use baton_cluster_tests::history::{Expectations, check, collect};
 use baton_cluster_tests::task_api::{
-    add, await_all_on_version, await_rollout_end, deploy, every, release, rollout, tasks,
+    add, await_all_on_version, await_rollout_end, control_rollout, deploy, every, release, release_bytes, rollout,
+    tasks,
 };
-use baton_cluster_tests::{TestCluster, poll_async};
-use baton_proto::{ModuleHistoryRequest, RolloutSettings};
+use baton_cluster_tests::{TestCluster, example_module, padded, poll_async};
+use baton_proto::{DeployModuleRequest, ModuleHistoryRequest, RolloutAction, RolloutSettings};
 use batonctl::ClusterClient;
 
 const TASKS: usize = 200;
@@ -136,9 +137,20 @@ async fn version_2_rolls_out_with_states_migrated_and_a_broken_version_3_reverts
     let _one = ONE_AT_A_TIME.lock().await;
     let run = start().await;
 
-    // Version 2: canary, then the other two nodes, each gated for 1 s.
+    // Version 2: canary, then the other two nodes, each gated for 1 s;
+    // paused at once, it holds still until resumed.
     let version = release(&run.cluster, &run.client, "counter", "counter_v2", settings(1_000)).await;
     assert_eq!(version, 2);
+    control_rollout(&run.client, "counter", RolloutAction::Pause)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let paused = rollout(&run.client, "counter").await;
+    assert_eq!(paused.state, "paused", "{paused:?}");
+    assert!(paused.steps <= 1, "a paused rollout went on: {paused:?}");
+    control_rollout(&run.client, "counter", RolloutAction::Resume)
+        .await
+        .unwrap();
     let done = await_rollout_end(&run.client, "counter", Duration::from_secs(60)).await;
     assert_eq!(done.state, "done", "{done:?}");
     assert_eq!(done.steps, 2, "a canary, then a batch of two: {done:?}");
@@ -198,6 +210,43 @@ async fn version_2_rolls_out_with_states_migrated_and_a_broken_version_3_reverts
         outcomes[2].1.starts_with("reverted: version 3 is failing"),
         "{outcomes:?}"
     );
+
+    // A new version must be signed too: refused, nothing recorded.
+    let v4 = padded(&example_module("counter_v2"), 64 * 1024, 4);
+    let unsigned = DeployModuleRequest {
+        name: "counter".into(),
+        component: v4.clone(),
+        ..DeployModuleRequest::default()
+    };
+    let err = run
+        .client
+        .call_with(&unsigned, |mut c, r| async move { c.deploy_module(r).await })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is not signed"), "{err}");
+    assert_eq!(run.outcomes().await, outcomes);
+    assert_eq!(rollout(&run.client, "counter").await.state, "reverted");
+
+    // Version 4 (version 2's code, other bytes), aborted after its canary
+    // switched: every task back on version 2, still counting.
+    let version = release_bytes(&run.cluster, &run.client, "counter", v4, settings(30_000)).await;
+    assert_eq!(version, 4);
+    poll_async(Duration::from_secs(30), "version 4's canary to switch", || async {
+        (rollout(&run.client, "counter").await.steps == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2 * PERIOD_MS)).await;
+    control_rollout(&run.client, "counter", RolloutAction::Abort)
+        .await
+        .unwrap();
+    assert_eq!(rollout(&run.client, "counter").await.state, "aborted");
+    await_all_on_version(&run.client, 2).await;
+    run.check_history(10_000, &[1, 2, 4], false).await;
+    assert_eq!(run.outcomes().await[3].1, "aborted");
+    let err = control_rollout(&run.client, "counter", RolloutAction::Abort)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no rollout of counter is under way"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::task_api::{add, deploy, every, history, rollout, tasks};
-use baton_cluster_tests::{TestCluster, example_module, machine, poll_async, quantile};
+use baton_cluster_tests::{TestCluster, example_module, machine, padded, poll_async, quantile};
 use baton_node::cluster_state::ClusterState;
 use baton_node::rollout::RolloutSettings;
 use baton_node::runtime::{RuntimeLimits, TaskContext, TaskEngine};
@@ -61,40 +61,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-/// `component` with a custom section appended that brings it to `size`
-/// bytes (at least), filled from `seed` so that every round has new bytes.
-fn padded(component: &[u8], size: usize, seed: u64) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"baton-bench-padding";
-    let fill = size.saturating_sub(component.len() + name.len() + 16).max(8);
-    let mut payload = Vec::with_capacity(fill + name.len() + 4);
-    leb(name.len(), &mut payload);
-    payload.extend_from_slice(name);
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    for _ in 0..fill {
-        // xorshift: incompressible filler.
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        payload.push(x as u8);
-    }
-    let mut out = component.to_vec();
-    out.push(0); // a custom section
-    leb(payload.len(), &mut out);
-    out.extend_from_slice(&payload);
-    out
 }
 
 /// What one rollout measured.
