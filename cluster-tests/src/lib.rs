@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 
 pub use batonctl::local_cluster;
 
+pub mod containers;
 pub mod history;
 pub mod task_api;
 

@@ -1,0 +1,351 @@
+//! Baton nodes in Docker containers, for the chaos tests.
+//!
+//! The engine here has no registry, so nothing is pulled: the image is made
+//! from scratch with `docker import` of a tar holding one static
+//! `baton-node` (built by `scripts/build-static-node.sh`), tagged by the
+//! binary's sha256 and made again only when the binary changes. A cluster
+//! gets a private network with fixed addresses, a host directory per node
+//! (config, data) and shared certificates, all labelled with the run's id;
+//! dropping the cluster removes its containers and network, and a failing
+//! test prints every node's log first.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use baton_node::config::{ClusterConfig, InitialMember, ModulesConfig, NodeConfig, TimingConfig, TlsPaths};
+use baton_node::modules::signing;
+use baton_node::tls::TlsMaterial;
+use batonctl::ClusterClient;
+use batonctl::pki::{self, NodeSpec};
+
+/// The label every container and network of a test run carries.
+pub const LABEL: &str = "baton.test";
+
+/// The port every node listens on inside its container.
+const PORT: u16 = 7000;
+
+/// Where the static node binary is built.
+pub fn static_node_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/x86_64-unknown-linux-gnu/debug/baton-node")
+}
+
+/// Runs `docker ARGS`, returning its stdout; panics with its stderr.
+pub fn docker(args: &[&str]) -> String {
+    try_docker(args).unwrap_or_else(|e| panic!("docker {}: {e}", args.join(" ")))
+}
+
+/// Runs `docker ARGS`: its stdout, or its stderr as the error.
+pub fn try_docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run docker ({e}); the chaos tests need the Docker engine"))?;
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+        false => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+    }
+}
+
+/// The node image for the static binary, made if the engine lacks it:
+/// `baton-node:<first 16 hex digits of the binary's sha256>`.
+pub fn node_image() -> String {
+    let binary = static_node_binary();
+    let bytes = std::fs::read(&binary).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the static node with scripts/build-static-node.sh (scripts/test.sh does)",
+            binary.display()
+        )
+    });
+    let tag = format!("baton-node:{}", &baton_node::runtime::content_hash(&bytes)[..16]);
+    if try_docker(&["image", "inspect", "--format", "{{.Id}}", &tag]).is_ok() {
+        return tag;
+    }
+    let root = tempfile::tempdir().unwrap();
+    std::fs::copy(&binary, root.path().join("baton-node")).unwrap();
+    std::fs::create_dir(root.path().join("tmp")).unwrap();
+    let tar = Command::new("tar")
+        .args(["-C"])
+        .arg(root.path())
+        .args(["-c", "baton-node", "tmp"])
+        .output()
+        .expect("tar");
+    assert!(tar.status.success(), "tar: {}", String::from_utf8_lossy(&tar.stderr));
+    let mut import = Command::new("docker")
+        .args([
+            "import",
+            "--change",
+            r#"ENTRYPOINT ["/baton-node"]"#,
+            "--change",
+            &format!("LABEL {LABEL}.image=baton-node"),
+            "-",
+            &tag,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker import");
+    import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+    let out = import.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Images of older binaries are of no more use (one still in use by a
+    // running test stays: removing it fails).
+    let filter = format!("label={LABEL}.image=baton-node");
+    let current = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+    let images = try_docker(&["images", "-q", "--no-trunc", "--filter", &filter]).unwrap_or_default();
+    for image in images.split_whitespace().filter(|i| *i != current) {
+        let _ = try_docker(&["rmi", image]);
+    }
+    tag
+}
+
+/// One node container.
+#[derive(Debug, Clone)]
+pub struct ContainerNode {
+    pub id: u64,
+    pub name: String,
+    pub ip: String,
+    pub dir: PathBuf,
+}
+
+impl ContainerNode {
+    pub fn addr(&self) -> String {
+        format!("{}:{PORT}", self.ip)
+    }
+}
+
+/// A cluster of node containers on a private network.
+pub struct ContainerCluster {
+    pub run: String,
+    pub network: String,
+    pub nodes: BTreeMap<u64, ContainerNode>,
+    pub image: String,
+    dir: tempfile::TempDir,
+}
+
+impl ContainerCluster {
+    /// Lays out and starts `n` nodes, each in its container with its own
+    /// data directory and a fixed address.
+    pub fn start(n: u64, timing: TimingConfig) -> ContainerCluster {
+        let image = node_image();
+        let run = format!("{:08x}", rand::random::<u32>());
+        let network = format!("baton-{run}");
+        let subnet = create_network(&network, &run);
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: BTreeMap<u64, ContainerNode> = (1..=n)
+            .map(|id| {
+                let node = ContainerNode {
+                    id,
+                    name: format!("baton-{run}-{id}"),
+                    ip: format!("{subnet}.{}", 10 + id),
+                    dir: dir.path().join(id.to_string()),
+                };
+                (id, node)
+            })
+            .collect();
+        let specs: Vec<NodeSpec> = nodes
+            .values()
+            .map(|n| NodeSpec {
+                id: n.id,
+                hosts: vec![n.ip.clone(), n.name.clone()],
+            })
+            .collect();
+        pki::init(&dir.path().join("certs"), &specs).unwrap();
+        let key = signing::generate();
+        let trusted = signing::write_key_pair(&dir.path().join("signing.key"), &key).unwrap();
+        let initial: Vec<InitialMember> = nodes
+            .values()
+            .map(|n| InitialMember {
+                id: n.id,
+                addr: n.addr(),
+            })
+            .collect();
+        let cluster = ContainerCluster {
+            run,
+            network,
+            nodes,
+            image,
+            dir,
+        };
+        for node in cluster.nodes.values() {
+            std::fs::create_dir_all(node.dir.join("data")).unwrap();
+            let certs = Path::new("/etc/baton/certs");
+            let (cert, key) = pki::node_cert_paths(certs, node.id);
+            let config = NodeConfig {
+                id: node.id,
+                listen_addr: format!("0.0.0.0:{PORT}"),
+                advertise_addr: Some(node.addr()),
+                data_dir: PathBuf::from("/var/lib/baton"),
+                insecure: false,
+                tls: Some(TlsPaths {
+                    ca: pki::ca_cert_path(certs),
+                    cert,
+                    key,
+                }),
+                cluster: ClusterConfig {
+                    name: "chaos".into(),
+                    initial_members: initial.clone(),
+                },
+                timing: timing.clone(),
+                modules: ModulesConfig {
+                    trusted_keys: vec![trusted.clone()],
+                },
+            };
+            std::fs::write(node.dir.join("node.toml"), toml::to_string(&config).unwrap()).unwrap();
+            cluster.run_container(node);
+        }
+        cluster
+    }
+
+    fn run_container(&self, node: &ContainerNode) {
+        let mount = |host: &Path, inside: &str, mode: &str| format!("{}:{inside}:{mode}", host.display());
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &node.name,
+            "--hostname",
+            &node.name,
+            "--label",
+            &format!("{LABEL}={}", self.run),
+            "--network",
+            &self.network,
+            "--ip",
+            &node.ip,
+            "--env",
+            "BATON_LOG=info",
+            "-v",
+            &mount(&self.dir.path().join("certs"), "/etc/baton/certs", "ro"),
+            "-v",
+            &mount(&node.dir.join("node.toml"), "/etc/baton/node.toml", "ro"),
+            "-v",
+            &mount(&node.dir.join("data"), "/var/lib/baton", "rw"),
+            &self.image,
+            "--config",
+            "/etc/baton/node.toml",
+        ]);
+    }
+
+    /// A client for every node, with the admin certificate.
+    pub fn client(&self) -> ClusterClient {
+        self.client_without(0)
+    }
+
+    /// A client for every node but `skip` (a lost node's address would
+    /// stall each call until its attempt times out).
+    pub fn client_without(&self, skip: u64) -> ClusterClient {
+        let certs = self.dir.path().join("certs");
+        let (cert, key) = pki::admin_cert_paths(&certs);
+        let tls = TlsMaterial::load_files(&pki::ca_cert_path(&certs), &cert, &key).unwrap();
+        let endpoints = self.nodes.values().filter(|n| n.id != skip).map(|n| n.addr()).collect();
+        ClusterClient::new(endpoints, Some(tls), Duration::from_secs(10)).unwrap()
+    }
+
+    /// The module signing key every node trusts.
+    pub fn signing_key(&self) -> signing::SigningKey {
+        signing::read_private_key(&self.dir.path().join("signing.key")).unwrap()
+    }
+
+    fn name(&self, id: u64) -> &str {
+        &self.nodes[&id].name
+    }
+
+    /// `docker kill`: SIGKILL, the machine lost at once.
+    pub fn kill(&self, id: u64) {
+        docker(&["kill", self.name(id)]);
+    }
+
+    /// `docker start`: the node again, on the same data and address.
+    pub fn start_again(&self, id: u64) {
+        docker(&["start", self.name(id)]);
+    }
+
+    /// `docker stop`: SIGTERM, then SIGKILL after `grace_secs`.
+    pub fn stop(&self, id: u64, grace_secs: u64) {
+        docker(&["stop", "-t", &grace_secs.to_string(), self.name(id)]);
+    }
+
+    /// `docker pause` / `unpause`: the cgroup freezer.
+    pub fn pause(&self, id: u64) {
+        docker(&["pause", self.name(id)]);
+    }
+
+    pub fn unpause(&self, id: u64) {
+        docker(&["unpause", self.name(id)]);
+    }
+
+    /// The exit code of a stopped container.
+    pub fn exit_code(&self, id: u64) -> i64 {
+        docker(&["inspect", "--format", "{{.State.ExitCode}}", self.name(id)])
+            .parse()
+            .unwrap()
+    }
+
+    /// Every node's recent log.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for node in self.nodes.values() {
+            let log = try_docker(&["logs", "--tail", "80", &node.name]).unwrap_or_else(|e| e);
+            let err = Command::new("docker")
+                .args(["logs", "--tail", "80", &node.name])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
+                .unwrap_or_default();
+            out.push_str(&format!("==== node {} ({}) ====\n{log}\n{err}\n", node.id, node.name));
+        }
+        out
+    }
+}
+
+impl Drop for ContainerCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        remove_run(&self.run);
+    }
+}
+
+/// Removes every container and network labelled with run `run`.
+pub fn remove_run(run: &str) {
+    let filter = format!("label={LABEL}={run}");
+    let containers = try_docker(&["ps", "-aq", "--filter", &filter]).unwrap_or_default();
+    for id in containers.split_whitespace() {
+        let _ = try_docker(&["rm", "-f", "-v", id]);
+    }
+    let networks = try_docker(&["network", "ls", "-q", "--filter", &filter]).unwrap_or_default();
+    for id in networks.split_whitespace() {
+        let _ = try_docker(&["network", "rm", id]);
+    }
+}
+
+/// Creates network `name` on a free 172.31.X.0/24; returns "172.31.X".
+fn create_network(name: &str, run: &str) -> String {
+    let start = rand::random::<u8>() as u16;
+    for i in 0..256u16 {
+        let x = (start + i) % 256;
+        let prefix = format!("172.31.{x}");
+        let created = try_docker(&[
+            "network",
+            "create",
+            "--label",
+            &format!("{LABEL}={run}"),
+            "--subnet",
+            &format!("{prefix}.0/24"),
+            name,
+        ]);
+        match created {
+            Ok(_) => return prefix,
+            Err(e) if e.contains("overlap") => continue,
+            Err(e) => panic!("docker network create: {e}"),
+        }
+    }
+    panic!("no free 172.31.X.0/24 subnet for the test network");
+}
