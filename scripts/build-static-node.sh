@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 RUSTFLAGS="-C target-feature=+crt-static -C debuginfo=0" \
   cargo build -p baton-node --bin baton-node --target x86_64-unknown-linux-gnu "$@"
 binary=target/x86_64-unknown-linux-gnu/debug/baton-node
-if ldd "$binary" >/dev/null 2>&1; then
+# ldd says "statically linked" (static-pie) or "not a dynamic executable".
+if ! ldd "$binary" 2>&1 | grep -qE "statically linked|not a dynamic executable"; then
   echo "error: $binary is dynamically linked; the container image needs a static binary" >&2
   exit 1
 fi
