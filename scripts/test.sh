@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command: every test, on a fresh machine.
 #
-# Unit tests, in-process Raft tests with fault injection, cluster tests that
-# start real baton-node and batonctl processes on loopback, and chaos tests
-# with nodes in Docker containers (they need the Docker engine). Setup steps
+# Unit tests, in-process Raft tests with fault injection, and cluster tests
+# that start real baton-node and batonctl processes on loopback. Setup steps
 # that a fresh machine needs belong here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +11,4 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --bins
 # The example task modules, for wasm32-wasip2 (installs the target if needed).
 scripts/build-tasks.sh
-# A static baton-node for the container (chaos) tests' image, which is made
-# from scratch: the Docker engine here has no registry to pull a base from.
-scripts/build-static-node.sh
 cargo test --workspace --all-targets "$@"

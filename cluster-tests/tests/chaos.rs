@@ -7,7 +7,9 @@
 //! everything the cluster committed.
 //!
 //! These tests need the Docker engine; without it they fail (CI must not
-//! skip them silently).
+//! skip them silently). Until the rest of the chaos suite lands they are
+//! not yet part of scripts/test.sh: run them with
+//! `scripts/build-static-node.sh && cargo test -p baton-cluster-tests --test chaos -- --ignored`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -60,17 +62,21 @@ async fn lose(
     let owned: Vec<TaskInfo> = tasks(&client).await.into_iter().filter(|t| t.owner == victim).collect();
     assert!(!owned.is_empty(), "node {victim} owns no task to lose");
     let names: Vec<&str> = owned.iter().map(|t| t.name.as_str()).collect();
-    let lost_at = now_ms();
+    // `docker kill` and `docker pause` take a moment: the victim may still
+    // commit a tick until they return, so wait for ticks elsewhere after
+    // that, and measure from before.
+    let started = now_ms();
     lose();
+    let lost_at = now_ms();
     await_ticking_elsewhere(&client, &names, victim, lost_at).await;
     let mut worst = 0;
     for task in &owned {
         let ticks = history(&client, &task.name).await;
         let first = ticks
             .iter()
-            .find(|t| t.node != victim && t.committed_at_ms > lost_at)
+            .find(|t| t.node != victim && t.committed_at_ms > started)
             .expect("a tick elsewhere");
-        worst = worst.max(first.committed_at_ms - lost_at);
+        worst = worst.max(first.committed_at_ms - started);
     }
     eprintln!(
         "{what} node {victim}: its {} tasks ticked elsewhere within {worst} ms",
@@ -84,6 +90,7 @@ async fn lose(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the static node (scripts/build-static-node.sh); joins scripts/test.sh with the rest of the chaos suite"]
 async fn kill_pause_and_stop_in_containers_lose_no_tick() {
     let cluster = ContainerCluster::start(3, TimingConfig::default());
     let client = cluster.client();
