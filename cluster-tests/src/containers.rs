@@ -292,12 +292,17 @@ impl ContainerCluster {
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for node in self.nodes.values() {
-            let log = try_docker(&["logs", "--tail", "80", &node.name]).unwrap_or_else(|e| e);
-            let err = Command::new("docker")
+            // The node logs to stderr; docker logs replays both streams.
+            let (log, err) = Command::new("docker")
                 .args(["logs", "--tail", "80", &node.name])
                 .output()
-                .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
-                .unwrap_or_default();
+                .map(|o| {
+                    (
+                        String::from_utf8_lossy(&o.stdout).to_string(),
+                        String::from_utf8_lossy(&o.stderr).to_string(),
+                    )
+                })
+                .unwrap_or_else(|e| (String::new(), format!("docker logs: {e}")));
             out.push_str(&format!("==== node {} ({}) ====\n{log}\n{err}\n", node.id, node.name));
         }
         out

@@ -183,3 +183,31 @@ pub async fn await_all_on_version(client: &ClusterClient, version: u32) {
     )
     .await;
 }
+
+/// Deploys `counter`, adds `n` counter tasks (`c000`, `c001`, ...) every
+/// `period_ms`, and waits (up to 60 s) until every one has ticked twice and
+/// every node of a 3-node cluster owns some; returns their names.
+pub async fn start_counters(
+    cluster: &TestCluster,
+    client: &ClusterClient,
+    n: usize,
+    period_ms: u64,
+) -> std::collections::BTreeSet<String> {
+    use std::collections::BTreeSet;
+    deploy(cluster, client, "counter").await;
+    let names: BTreeSet<String> = (0..n).map(|i| format!("c{i:03}")).collect();
+    for name in &names {
+        add(client, every(name, "counter", period_ms, "")).await;
+    }
+    crate::poll_async(
+        std::time::Duration::from_secs(60),
+        "every counter ticking on every node",
+        || async {
+            let all = tasks(client).await;
+            let owners: BTreeSet<u64> = all.iter().map(|t| t.owner).collect();
+            (all.iter().all(|t| t.tick >= 2) && owners == BTreeSet::from([1, 2, 3])).then_some(())
+        },
+    )
+    .await;
+    names
+}

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use baton_cluster_tests::history::{Expectations, Summary, check, collect};
-use baton_cluster_tests::task_api::{add, await_handed_off, await_ticking_elsewhere, deploy, every, history, tasks};
+use baton_cluster_tests::task_api::{await_handed_off, await_ticking_elsewhere, history, start_counters, tasks};
 use baton_cluster_tests::{TestCluster, poll_async};
 use baton_proto::{DrainNodeRequest, TaskInfo};
 use batonctl::ClusterClient;
@@ -43,21 +43,7 @@ struct Run {
 async fn start() -> Run {
     let cluster = TestCluster::start(3).await;
     let client = cluster.client();
-    deploy(&cluster, &client, "counter").await;
-    let names: BTreeSet<String> = (0..TASKS).map(|i| format!("c{i:03}")).collect();
-    for name in &names {
-        add(&client, every(name, "counter", PERIOD_MS, "")).await;
-    }
-    poll_async(
-        Duration::from_secs(60),
-        "every counter ticking on every node",
-        || async {
-            let all = tasks(&client).await;
-            let owners: BTreeSet<u64> = all.iter().map(|t| t.owner).collect();
-            (all.iter().all(|t| t.tick >= 2) && owners == BTreeSet::from([1, 2, 3])).then_some(())
-        },
-    )
-    .await;
+    let names = start_counters(&cluster, &client, TASKS, PERIOD_MS).await;
     let bound_ms = cluster.status().await.unwrap().failover_bound_ms;
     assert!(bound_ms > 0);
     Run {

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use baton_cluster_tests::history::{Expectations, check, collect};
 use baton_cluster_tests::task_api::{
-    add, await_all_on_version, await_rollout_end, control_rollout, deploy, every, release, release_bytes, rollout,
-    tasks,
+    await_all_on_version, await_rollout_end, control_rollout, release, release_bytes, rollout, start_counters, tasks,
 };
 use baton_cluster_tests::{TestCluster, example_module, padded, poll_async};
 use baton_proto::{DeployModuleRequest, ModuleHistoryRequest, RolloutAction, RolloutSettings};
@@ -35,21 +34,7 @@ struct Run {
 async fn start() -> Run {
     let cluster = TestCluster::start(3).await;
     let client = cluster.client();
-    deploy(&cluster, &client, "counter").await;
-    let names: BTreeSet<String> = (0..TASKS).map(|i| format!("c{i:03}")).collect();
-    for name in &names {
-        add(&client, every(name, "counter", PERIOD_MS, "")).await;
-    }
-    poll_async(
-        Duration::from_secs(60),
-        "every counter ticking on every node",
-        || async {
-            let all = tasks(&client).await;
-            let owners: BTreeSet<u64> = all.iter().map(|t| t.owner).collect();
-            (all.iter().all(|t| t.tick >= 2) && owners == BTreeSet::from([1, 2, 3])).then_some(())
-        },
-    )
-    .await;
+    let names = start_counters(&cluster, &client, TASKS, PERIOD_MS).await;
     Run { cluster, client, names }
 }
 
