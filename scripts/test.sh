@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # The README's second command: every test, on a fresh machine.
 #
-# Unit tests, in-process Raft tests with fault injection, and cluster tests
-# that start real baton-node and batonctl processes on loopback. Setup steps
-# that a fresh machine needs belong here.
+# Unit tests, in-process Raft tests with fault injection, cluster tests that
+# start real baton-node and batonctl processes on loopback, and the chaos
+# tests that run nodes in Docker containers (they need the Docker engine; a
+# missing engine fails them). Setup steps that a fresh machine needs belong
+# here.
+#
+# Everything is built once, for an explicit target with glibc linked
+# statically: the container image is made from scratch around that same
+# baton-node (there is no registry to pull a base image from), and the
+# process tests run it too. An explicit --target keeps build scripts and
+# proc macros dynamic. Binaries land in target/x86_64-unknown-linux-gnu/debug.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The cluster tests run the binaries from target/debug; `cargo test` alone
-# builds only those of packages with integration tests.
-cargo build --workspace --bins
+source scripts/static-target.sh
+# The cluster tests run the binaries beside them; `cargo test` alone builds
+# only those of packages with integration tests.
+cargo build --workspace --bins --target "$BATON_TEST_TARGET"
+check_static "target/$BATON_TEST_TARGET/debug/baton-node"
 # The example task modules, for wasm32-wasip2 (installs the target if needed).
 scripts/build-tasks.sh
-cargo test --workspace --all-targets "$@"
+# Containers left by a test process that was itself killed.
+scripts/chaos-clean.sh
+cargo test --workspace --all-targets --target "$BATON_TEST_TARGET" "$@"

@@ -7,7 +7,15 @@
 //! gets a private network with fixed addresses, a host directory per node
 //! (config, data) and shared certificates, all labelled with the run's id;
 //! dropping the cluster removes its containers and network, and a failing
-//! test prints every node's log first.
+//! test prints every node's log first. While it runs, the test holds
+//! `/tmp/baton-chaos-<run>.lock`, so `scripts/chaos-clean.sh` can tell a
+//! live run from one whose test process was killed.
+//!
+//! Faults: `docker kill`, `stop` and `pause`; network partitions and packet
+//! loss with iptables in a node's network namespace (entered with
+//! `nsenter`, since the image has no tools), in a chain of their own that
+//! healing flushes; and a full disk, on a node whose data directory is a
+//! small tmpfs.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use baton_node::config::{ClusterConfig, InitialMember, ModulesConfig, NodeConfig, TimingConfig, TlsPaths};
+use baton_node::config::{
+    ClusterConfig, InitialMember, ModulesConfig, NodeConfig, TestingConfig, TimingConfig, TlsPaths,
+};
 use baton_node::modules::signing;
 use baton_node::tls::TlsMaterial;
 use batonctl::ClusterClient;
@@ -27,7 +37,14 @@ pub const LABEL: &str = "baton.test";
 /// The port every node listens on inside its container.
 const PORT: u16 = 7000;
 
-/// Where the static node binary is built.
+/// The iptables chain the faults add their rules to.
+const CHAIN: &str = "BATON-CHAOS";
+
+/// The size of a small-disk node's data directory.
+const SMALL_DISK: &str = "256m";
+
+/// The static node binary, where scripts/test.sh (which builds every test
+/// for the static target) and scripts/build-static-node.sh put it.
 pub fn static_node_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/x86_64-unknown-linux-gnu/debug/baton-node")
 }
@@ -113,6 +130,19 @@ pub struct ContainerNode {
     pub name: String,
     pub ip: String,
     pub dir: PathBuf,
+    /// Whether its data directory is a small tmpfs (for the full disk).
+    pub small_disk: bool,
+}
+
+/// How a container cluster is laid out.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerOptions {
+    pub timing: TimingConfig,
+    /// The node whose data directory is a small tmpfs that a test can fill.
+    pub small_disk: Option<u64>,
+    /// `[testing] unsafe_disable_fencing` on every node: the suite's test
+    /// of its own teeth.
+    pub unsafe_disable_fencing: bool,
 }
 
 impl ContainerNode {
@@ -128,17 +158,26 @@ pub struct ContainerCluster {
     pub nodes: BTreeMap<u64, ContainerNode>,
     pub image: String,
     dir: tempfile::TempDir,
+    /// Held while the run lives (see `scripts/chaos-clean.sh`).
+    lock: PathBuf,
+    _held: std::fs::File,
 }
 
 impl ContainerCluster {
     /// Lays out and starts `n` nodes, each in its container with its own
     /// data directory and a fixed address.
-    pub fn start(n: u64, timing: TimingConfig) -> ContainerCluster {
+    pub fn start(n: u64, options: ContainerOptions) -> ContainerCluster {
         let image = node_image();
         let run = format!("{:08x}", rand::random::<u32>());
+        let lock = PathBuf::from(format!("/tmp/baton-chaos-{run}.lock"));
+        let held = std::fs::File::create(&lock).unwrap();
+        held.lock().expect("lock the run's lock file");
         let network = format!("baton-{run}");
         let subnet = create_network(&network, &run);
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("baton-chaos-{run}-"))
+            .tempdir()
+            .unwrap();
         let nodes: BTreeMap<u64, ContainerNode> = (1..=n)
             .map(|id| {
                 let node = ContainerNode {
@@ -146,6 +185,7 @@ impl ContainerCluster {
                     name: format!("baton-{run}-{id}"),
                     ip: format!("{subnet}.{}", 10 + id),
                     dir: dir.path().join(id.to_string()),
+                    small_disk: options.small_disk == Some(id),
                 };
                 (id, node)
             })
@@ -173,9 +213,16 @@ impl ContainerCluster {
             nodes,
             image,
             dir,
+            lock,
+            _held: held,
         };
         for node in cluster.nodes.values() {
-            std::fs::create_dir_all(node.dir.join("data")).unwrap();
+            let data = node.dir.join("data");
+            std::fs::create_dir_all(&data).unwrap();
+            if node.small_disk {
+                let size = format!("size={SMALL_DISK}");
+                run_host("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", &data.to_string_lossy()]);
+            }
             let certs = Path::new("/etc/baton/certs");
             let (cert, key) = pki::node_cert_paths(certs, node.id);
             let config = NodeConfig {
@@ -193,9 +240,12 @@ impl ContainerCluster {
                     name: "chaos".into(),
                     initial_members: initial.clone(),
                 },
-                timing: timing.clone(),
+                timing: options.timing.clone(),
                 modules: ModulesConfig {
                     trusted_keys: vec![trusted.clone()],
+                },
+                testing: TestingConfig {
+                    unsafe_disable_fencing: options.unsafe_disable_fencing,
                 },
             };
             std::fs::write(node.dir.join("node.toml"), toml::to_string(&config).unwrap()).unwrap();
@@ -241,10 +291,20 @@ impl ContainerCluster {
     /// A client for every node but `skip` (a lost node's address would
     /// stall each call until its attempt times out).
     pub fn client_without(&self, skip: u64) -> ClusterClient {
+        self.client_excluding(&[skip])
+    }
+
+    /// A client for every node not in `skip`.
+    pub fn client_excluding(&self, skip: &[u64]) -> ClusterClient {
         let certs = self.dir.path().join("certs");
         let (cert, key) = pki::admin_cert_paths(&certs);
         let tls = TlsMaterial::load_files(&pki::ca_cert_path(&certs), &cert, &key).unwrap();
-        let endpoints = self.nodes.values().filter(|n| n.id != skip).map(|n| n.addr()).collect();
+        let endpoints = self
+            .nodes
+            .values()
+            .filter(|n| !skip.contains(&n.id))
+            .map(|n| n.addr())
+            .collect();
         ClusterClient::new(endpoints, Some(tls), Duration::from_secs(10)).unwrap()
     }
 
@@ -281,6 +341,125 @@ impl ContainerCluster {
         docker(&["unpause", self.name(id)]);
     }
 
+    /// Whether node `id`'s container is running (not exited, maybe paused).
+    pub fn is_running(&self, id: u64) -> bool {
+        docker(&["inspect", "--format", "{{.State.Running}}", self.name(id)]) == "true"
+    }
+
+    /// The pid of node `id`'s process, as the host sees it.
+    fn pid(&self, id: u64) -> String {
+        docker(&["inspect", "--format", "{{.State.Pid}}", self.name(id)])
+    }
+
+    /// Runs a shell script in node `id`'s network namespace (the host's
+    /// iptables, the container's tables).
+    fn in_netns(&self, id: u64, script: &str) -> Result<(), String> {
+        let pid = self.pid(id);
+        let out = Command::new("nsenter")
+            .args(["-t", &pid, "-n", "sh", "-ec", script])
+            .output()
+            .map_err(|e| format!("cannot run nsenter ({e}); the network faults need util-linux and iptables"))?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        }
+    }
+
+    /// Adds `rules` to node `id`'s fault chain in one step (the chain is
+    /// made, and hooked into INPUT and OUTPUT, on first use in this
+    /// container's life).
+    fn add_rules(&self, id: u64, rules: &[String]) {
+        let mut script = format!(
+            "if ! iptables -w -n -L {CHAIN} >/dev/null 2>&1; then\n  iptables -w -N {CHAIN}\n  \
+             iptables -w -I INPUT -j {CHAIN}\n  iptables -w -I OUTPUT -j {CHAIN}\nfi\n"
+        );
+        for rule in rules {
+            script.push_str(&format!("iptables -w -A {CHAIN} {rule}\n"));
+        }
+        self.in_netns(id, &script)
+            .unwrap_or_else(|e| panic!("iptables on node {id}: {e}\n{script}"));
+    }
+
+    /// Cuts the network between every node of `side` and every other node,
+    /// both ways: each node of `side` drops what comes from, and what goes
+    /// to, the others. The test's own traffic (from the host) still flows.
+    pub fn partition(&self, side: &[u64]) {
+        for &id in side {
+            let rules: Vec<String> = self
+                .nodes
+                .values()
+                .filter(|n| !side.contains(&n.id))
+                .flat_map(|other| [format!("-s {} -j DROP", other.ip), format!("-d {} -j DROP", other.ip)])
+                .collect();
+            self.add_rules(id, &rules);
+        }
+    }
+
+    /// One-way loss: node `id` hears nothing from the other nodes, while
+    /// what it sends still reaches them.
+    pub fn drop_inbound(&self, id: u64) {
+        let rules: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.id != id)
+            .map(|other| format!("-s {} -j DROP", other.ip))
+            .collect();
+        self.add_rules(id, &rules);
+    }
+
+    /// Every node drops each packet to or from another node with
+    /// probability `p` (the iptables statistic match: this kernel has no
+    /// netem).
+    pub fn lose_packets(&self, p: f64) {
+        for node in self.nodes.values() {
+            let rules: Vec<String> = self
+                .nodes
+                .values()
+                .filter(|n| n.id != node.id)
+                .flat_map(|other| {
+                    ["-s", "-d"].map(|dir| {
+                        format!(
+                            "{dir} {} -m statistic --mode random --probability {p} -j DROP",
+                            other.ip
+                        )
+                    })
+                })
+                .collect();
+            self.add_rules(node.id, &rules);
+        }
+    }
+
+    /// Removes every network fault from every running node.
+    pub fn heal(&self) {
+        for node in self.nodes.values() {
+            if self.is_running(node.id) {
+                let _ = self.in_netns(node.id, &format!("iptables -w -F {CHAIN} 2>/dev/null || true"));
+            }
+        }
+    }
+
+    /// Fills node `id`'s small data disk to the last byte.
+    pub fn fill_disk(&self, id: u64) {
+        let node = &self.nodes[&id];
+        assert!(node.small_disk, "node {id} has no small disk to fill");
+        let mut file = std::fs::File::create(node.dir.join("data/filler")).unwrap();
+        let block = vec![0u8; 1 << 20];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling node {id}'s disk: {e}"),
+            }
+        }
+        let _ = file.sync_all();
+    }
+
+    /// Frees what `fill_disk` took.
+    pub fn free_disk(&self, id: u64) {
+        std::fs::remove_file(self.nodes[&id].dir.join("data/filler")).unwrap();
+    }
+
     /// The exit code of a stopped container.
     pub fn exit_code(&self, id: u64) -> i64 {
         docker(&["inspect", "--format", "{{.State.ExitCode}}", self.name(id)])
@@ -292,20 +471,30 @@ impl ContainerCluster {
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for node in self.nodes.values() {
-            // The node logs to stderr; docker logs replays both streams.
-            let (log, err) = Command::new("docker")
-                .args(["logs", "--tail", "80", &node.name])
-                .output()
-                .map(|o| {
-                    (
-                        String::from_utf8_lossy(&o.stdout).to_string(),
-                        String::from_utf8_lossy(&o.stderr).to_string(),
-                    )
-                })
-                .unwrap_or_else(|e| (String::new(), format!("docker logs: {e}")));
-            out.push_str(&format!("==== node {} ({}) ====\n{log}\n{err}\n", node.id, node.name));
+            let log = self.log_tail(node.id, "80");
+            out.push_str(&format!("==== node {} ({}) ====\n{log}\n", node.id, node.name));
         }
         out
+    }
+
+    /// Node `id`'s whole log.
+    pub fn log(&self, id: u64) -> String {
+        self.log_tail(id, "all")
+    }
+
+    fn log_tail(&self, id: u64, lines: &str) -> String {
+        // The node logs to stderr; docker logs replays both streams.
+        Command::new("docker")
+            .args(["logs", "--tail", lines, self.name(id)])
+            .output()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_else(|e| format!("docker logs: {e}"))
     }
 }
 
@@ -315,7 +504,25 @@ impl Drop for ContainerCluster {
             eprintln!("{}", self.logs());
         }
         remove_run(&self.run);
+        for node in self.nodes.values().filter(|n| n.small_disk) {
+            let _ = Command::new("umount").arg(node.dir.join("data")).status();
+        }
+        let _ = std::fs::remove_file(&self.lock);
     }
+}
+
+/// Runs a host command; panics with its stderr.
+fn run_host(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Removes every container and network labelled with run `run`.

@@ -204,9 +204,16 @@ async fn read_consistently(client: &ClusterClient, name: &str) -> Result<TaskHis
             .task
             .unwrap_or_default();
         let mut after = history().await?;
-        let last = |ticks: &[TickInfo]| ticks.last().map_or(0, |t| t.tick);
-        if last(&before) <= task.tick && task.tick <= last(&after) {
-            after.retain(|t| t.tick <= task.tick);
+        // Cut the later history at the task's tick, if the task was read
+        // after the earlier history (positions, not tick numbers: a broken
+        // fence can make tick numbers go back).
+        let cut = match task.tick {
+            0 => Some(0),
+            tick => after.iter().rposition(|t| t.tick == tick).map(|i| i + 1),
+        };
+        let ordered = |cut: usize| before.last().is_none_or(|b| after[..cut].contains(b));
+        if let Some(cut) = cut.filter(|cut| ordered(*cut)) {
+            after.truncate(cut);
             return Ok(TaskHistory {
                 name: task.name,
                 tick: task.tick,
@@ -214,6 +221,72 @@ async fn read_consistently(client: &ClusterClient, name: &str) -> Result<TaskHis
                 ticks: after,
             });
         }
+    }
+}
+
+/// Every task's committed ticks over a whole run. The cluster keeps only
+/// each task's last 256 ticks, so a long run reads them every so often and
+/// appends what is new.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    tasks: BTreeMap<String, TaskHistory>,
+    /// Reads that could not be joined to what came before, in words.
+    pub broken: Vec<Violation>,
+}
+
+impl Recorder {
+    /// Adds a read of every task (from `collect`).
+    pub fn record(&mut self, latest: Vec<TaskHistory>) {
+        for task in latest {
+            match self.tasks.get_mut(&task.name) {
+                None => {
+                    self.tasks.insert(task.name.clone(), task);
+                }
+                Some(known) => {
+                    if let Err(what) = merge(&mut known.ticks, &task.ticks) {
+                        self.broken.push(Violation {
+                            task: task.name.clone(),
+                            what,
+                        });
+                    }
+                    (known.tick, known.state) = (task.tick, task.state);
+                }
+            }
+        }
+    }
+
+    /// Every task's history so far.
+    pub fn histories(&self) -> Vec<TaskHistory> {
+        self.tasks.values().cloned().collect()
+    }
+
+    /// Checks everything recorded: the first broken join, else `check`.
+    pub fn check(&self, expect: &Expectations) -> Result<Summary, Violation> {
+        match self.broken.first() {
+            Some(broken) => Err(broken.clone()),
+            None => check(&self.histories(), expect),
+        }
+    }
+}
+
+/// Appends to `known` the ticks of `latest` after the last one `known`
+/// holds. An error when `latest` does not hold that tick: either the read
+/// came too late (more than 256 new ticks) or the committed history changed.
+pub fn merge(known: &mut Vec<TickInfo>, latest: &[TickInfo]) -> Result<(), String> {
+    let Some(last) = known.last() else {
+        known.extend_from_slice(latest);
+        return Ok(());
+    };
+    match latest.iter().rposition(|t| t == last) {
+        Some(i) => {
+            known.extend_from_slice(&latest[i + 1..]);
+            Ok(())
+        }
+        None => Err(format!(
+            "a later read no longer holds {} (it starts at {}): committed history changed, or was read too late",
+            describe(last),
+            latest.first().map_or("nothing".into(), describe)
+        )),
     }
 }
 
@@ -313,5 +386,46 @@ mod tests {
         e.tasks.insert("lost".into());
         let report = check(&[good()], &e).unwrap_err();
         assert_eq!(report.task, "lost");
+    }
+
+    #[test]
+    fn reads_are_joined_where_they_overlap() {
+        let all = good().ticks;
+        let mut known = all[..2].to_vec();
+        merge(&mut known, &all[1..4]).unwrap();
+        merge(&mut known, &all[3..]).unwrap();
+        merge(&mut known, &all[3..]).unwrap();
+        assert_eq!(known, all, "each tick once, in order");
+        let mut known = all[..2].to_vec();
+        let err = merge(&mut known, &all[3..]).unwrap_err();
+        assert!(err.contains("no longer holds tick 2"), "{err}");
+    }
+
+    #[test]
+    fn the_recorder_checks_the_whole_run_and_a_broken_join() {
+        let mut first = good();
+        first.ticks.truncate(3);
+        first.tick = 3;
+        first.state = 3u64.to_le_bytes().to_vec();
+        let mut later = good();
+        later.ticks.drain(..2);
+        let mut recorder = Recorder::default();
+        recorder.record(vec![first.clone()]);
+        recorder.record(vec![later]);
+        assert_eq!(recorder.histories(), vec![good()]);
+        assert_eq!(recorder.check(&expect()).unwrap().ticks, 5);
+        // A read in which tick 3 is gone: the committed history changed.
+        let mut rewritten = good();
+        rewritten.ticks.remove(2);
+        let mut recorder = Recorder::default();
+        recorder.record(vec![first]);
+        recorder.record(vec![rewritten]);
+        assert!(
+            recorder
+                .check(&expect())
+                .unwrap_err()
+                .what
+                .contains("no longer holds tick 3")
+        );
     }
 }

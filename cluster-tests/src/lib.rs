@@ -15,6 +15,8 @@ use nix::sys::signal::Signal;
 
 pub use batonctl::local_cluster;
 
+pub mod chaos;
+pub mod chaos_report;
 pub mod containers;
 pub mod history;
 pub mod task_api;

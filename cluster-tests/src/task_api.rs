@@ -120,9 +120,21 @@ pub async fn release_bytes(
     settings: baton_proto::RolloutSettings,
 ) -> u32 {
     let key = cluster.local.signing_key().expect("the cluster's signing key");
+    release_signed(client, &key, name, component, settings).await
+}
+
+/// Deploys `component`, signed with `key`, as a new version of module
+/// `name`, rolled out with `settings`; returns the version recorded.
+pub async fn release_signed(
+    client: &ClusterClient,
+    key: &baton_node::modules::signing::SigningKey,
+    name: &str,
+    component: Vec<u8>,
+    settings: baton_proto::RolloutSettings,
+) -> u32 {
     let request = baton_proto::DeployModuleRequest {
         rollout: Some(settings),
-        ..signed_deploy(name.into(), component, &key)
+        ..signed_deploy(name.into(), component, key)
     };
     let reply = client
         .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })

@@ -193,6 +193,7 @@ impl LocalCluster {
             modules: ModulesConfig {
                 trusted_keys: vec![self.trusted_key.clone()],
             },
+            testing: Default::default(),
         };
         let text = format!(
             "# Node {id} of a local Baton cluster; run it with\n#   baton-node --config {}\n{}",

@@ -40,6 +40,30 @@ pub struct NodeConfig {
     /// Task modules: who may sign them.
     #[serde(default)]
     pub modules: ModulesConfig,
+    /// Switches for Baton's own fault-injection tests. Never set them in
+    /// production.
+    #[serde(default, skip_serializing_if = "TestingConfig::is_default")]
+    pub testing: TestingConfig,
+}
+
+/// Switches that break Baton's guarantees on purpose, so that its chaos
+/// tests can show they catch the breakage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestingConfig {
+    /// UNSAFE: ticks start without a lease (no self-fencing) and the state
+    /// machine takes tick commits from any node at any epoch and tick (no
+    /// fencing token). Every node of a cluster must agree on it. Tasks then
+    /// run twice after a partition or a pause; the chaos suite's "teeth"
+    /// test sets it to show that the history checker notices.
+    #[serde(default)]
+    pub unsafe_disable_fencing: bool,
+}
+
+impl TestingConfig {
+    pub fn is_default(&self) -> bool {
+        self == &TestingConfig::default()
+    }
 }
 
 /// Which keys may sign task modules.

@@ -24,6 +24,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod cluster_state;
 pub mod config;
+pub mod fencing;
 pub mod modules;
 pub mod node;
 pub mod placement;

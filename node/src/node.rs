@@ -51,6 +51,12 @@ pub enum NodeError {
     Runtime(String),
     #[error("gRPC server failed: {0}")]
     Server(#[from] tonic::transport::Error),
+    #[error(
+        "raft stopped: {0}; this node can no longer keep its log, so it stops (its tasks move to other nodes \
+         once its lease ends); fix the cause (a full disk? free space in data_dir) and start it again: \
+         what it acknowledged is on disk"
+    )]
+    RaftStopped(String),
     #[error("shutdown did not finish within the {0:?} grace period")]
     ShutdownTimedOut(Duration),
 }
@@ -70,6 +76,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         );
     }
 
+    if config.testing.unsafe_disable_fencing {
+        crate::fencing::disable_for_testing();
+        tracing::error!(
+            "UNSAFE: testing.unsafe_disable_fencing = true: tasks tick without a lease and stale commits are \
+             accepted; a task will run twice after a partition. For Baton's own chaos tests only"
+        );
+    }
     let db = RaftDb::open(&config.data_dir)?;
     let stored = db.cluster_id().map_err(StoreError::Io)?;
     decide(stored.as_deref(), &cluster_id, config.is_initial_member(), false)?;
@@ -157,7 +170,21 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
     tracing::info!(node = config.id, addr = %config.advertised(), version = crate::VERSION, transport, "serving");
 
-    shutdown.await;
+    let stopped = tokio::select! {
+        _ = shutdown => None,
+        why = raft_stopped(&raft) => Some(why),
+    };
+    if let Some(why) = stopped {
+        // Fail-stop: nothing may tick or renew a lease on a node whose Raft
+        // is gone, and nothing can be handed off through it.
+        tracing::error!(node = config.id, "raft stopped: {why}; stopping this node");
+        for task in [&fetcher, &supervisor, &runner, &rollouts, &heartbeat] {
+            task.abort();
+        }
+        let _ = stop_serving_tx.send(());
+        let _ = tokio::time::timeout(config.shutdown_grace(), server).await;
+        return Err(NodeError::RaftStopped(why));
+    }
     let grace = config.shutdown_grace();
     tracing::info!(node = config.id, "shutting down (grace {grace:?})");
     let ordered = async {
@@ -185,6 +212,20 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             Ok(())
         }
         Err(_) => Err(NodeError::ShutdownTimedOut(grace)),
+    }
+}
+
+/// Resolves when Raft has stopped on its own, with why: a storage error (a
+/// full or failing disk) is fatal to openraft.
+async fn raft_stopped(raft: &Raft) -> String {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "its core ended".into();
+        }
     }
 }
 

@@ -269,13 +269,15 @@ impl TaskTable {
         let Some(task) = self.tasks.get_mut(&commit.task) else {
             return rejected(format!("no task named {}", commit.task));
         };
-        if commit.epoch != task.epoch || task.owner != Some(commit.node) {
+        // Off only in the chaos suite's test of its own teeth.
+        let fenced = !crate::fencing::disabled();
+        if fenced && (commit.epoch != task.epoch || task.owner != Some(commit.node)) {
             return rejected(format!(
                 "stale owner: task {} is at epoch {} owned by {:?}, the commit came from node {} at epoch {}",
                 commit.task, task.epoch, task.owner, commit.node, commit.epoch
             ));
         }
-        if commit.tick != task.tick + 1 {
+        if fenced && commit.tick != task.tick + 1 {
             return rejected(format!(
                 "out of order: task {} has committed tick {}, the commit is for tick {}",
                 commit.task, task.tick, commit.tick

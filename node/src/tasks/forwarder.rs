@@ -5,10 +5,27 @@ use std::time::Duration;
 
 use baton_proto::ProposeRequest;
 use baton_proto::peer_client::PeerClient;
+use openraft::async_runtime::watch::WatchReceiver;
 
 use crate::api::NodeContext;
 use crate::raft::{Committed, ProposeError};
-use crate::types::Command;
+use crate::types::{Command, NodeId};
+
+/// Resolves when this node's Raft knows a leader other than `leader` (or
+/// none), with the new one.
+async fn leader_changed(raft: &crate::types::Raft, leader: NodeId) -> Option<NodeId> {
+    let mut metrics = raft.metrics();
+    loop {
+        let current = metrics.borrow_and_update().current_leader;
+        if current != Some(leader) {
+            return current;
+        }
+        if metrics.changed().await.is_err() {
+            // Raft stopped: nothing here will change again.
+            std::future::pending::<()>().await;
+        }
+    }
+}
 
 /// Proposes `command` on the leader, wherever it is.
 pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Result<Committed, ProposeError> {
@@ -25,9 +42,18 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
             let request = context
                 .channels
                 .request(ProposeRequest { command: payload }, Some(Duration::from_secs(10)));
-            let reply = PeerClient::new(channel)
-                .propose(request)
-                .await
+            // A leader cut off from this node leaves the call hanging until
+            // its timeout; once this node hears of another leader, retry
+            // there at once. (If the first try did commit, the retry is
+            // refused as out of order and the caller finds it committed.)
+            let mut client = PeerClient::new(channel);
+            let reply = tokio::select! {
+                reply = client.propose(request) => reply,
+                new = leader_changed(&context.raft, leader) => {
+                    return Err(unreachable(format!("leadership moved to {new:?} during the call")));
+                }
+            };
+            let reply = reply
                 .map_err(|status| match status.code() {
                     tonic::Code::FailedPrecondition => ProposeError::NotLeader {
                         leader_id: None,

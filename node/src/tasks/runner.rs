@@ -288,7 +288,7 @@ async fn await_turn(context: &NodeContext, name: &str, epoch: u64, due: u64, wak
         }
         let wait = due.saturating_sub(now_ms());
         if wait == 0 {
-            if context.supervision.lease.is_valid(std::time::Instant::now()) {
+            if context.supervision.lease.is_valid(std::time::Instant::now()) || crate::fencing::disabled() {
                 if fenced {
                     tracing::info!(task = %name, "lease renewed; ticking again");
                 }

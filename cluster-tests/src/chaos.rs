@@ -1,0 +1,667 @@
+//! The chaos suite's driver: a cluster of node containers with counter
+//! tasks ticking, faults injected one at a time, and after each one the
+//! invariants checked and added to the report (`chaos_report`).
+//!
+//! Each fault runs while the tasks tick, then heals, then the cluster must
+//! converge: one leader, every member up, every task owned by a member and
+//! ticking. Everything the cluster committed is read every fault (it keeps
+//! only a task's last 256 ticks) and checked as one history. A failed
+//! invariant does not stop the run: the report says what broke, after which
+//! fault, and the caller decides (the matrix test fails, the teeth test
+//! expects it to).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use baton_node::config::TimingConfig;
+use baton_proto::{GetRequest, PutRequest, RolloutSettings, TaskInfo};
+use batonctl::ClusterClient;
+use batonctl::cmd::modules::signed_deploy;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::chaos_report::{FaultRun, Invariant, Report};
+use crate::containers::{ContainerCluster, ContainerOptions};
+use crate::history::{Expectations, Recorder, collect};
+use crate::task_api::{add, every, release_signed, tasks};
+use crate::{example_module, padded};
+
+/// How long a partition, a one-way loss or packet loss lasts: past the
+/// lease, so the cut-off node's tasks must move.
+const HOLD_MS: u64 = 3_000;
+
+/// How long the cluster gets to converge after a fault heals.
+const CONVERGE: Duration = Duration::from_secs(90);
+
+/// How long a lost node's tasks get to tick elsewhere before the failover
+/// counts as failed (the bound itself is checked from the history).
+const MOVE: Duration = Duration::from_secs(30);
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// `docker kill` of a follower, then `docker start` on its volume.
+    KillFollower,
+    /// The same, of the leader.
+    KillLeader,
+    /// `docker pause` (the cgroup freezer) of a follower past the lease.
+    Pause,
+    /// `docker stop`: SIGTERM, the tasks handed off, exit 0; then a start.
+    Stop,
+    /// A follower cut off from every other node, both ways.
+    IsolateFollower,
+    /// The leader cut off from every other node.
+    IsolateLeader,
+    /// The leader and one follower cut off from the other three (2|3; with
+    /// 3 nodes, the leader alone).
+    Split,
+    /// A follower hears nothing from the others; what it sends gets through.
+    OneWay,
+    /// Every node drops 10% of the packets to and from the others.
+    PacketLoss,
+    /// The small-disk node's data disk filled to the last byte.
+    FullDisk,
+    /// A new module version rolled out while a follower is cut off.
+    RolloutDuringPartition,
+    /// A new module version rolled out while a follower is killed.
+    RolloutDuringKill,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 12] = [
+        Fault::KillFollower,
+        Fault::KillLeader,
+        Fault::Pause,
+        Fault::Stop,
+        Fault::IsolateFollower,
+        Fault::IsolateLeader,
+        Fault::Split,
+        Fault::OneWay,
+        Fault::PacketLoss,
+        Fault::FullDisk,
+        Fault::RolloutDuringPartition,
+        Fault::RolloutDuringKill,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillFollower => "kill follower",
+            Fault::KillLeader => "kill leader",
+            Fault::Pause => "pause past the lease",
+            Fault::Stop => "stop (graceful)",
+            Fault::IsolateFollower => "isolate follower",
+            Fault::IsolateLeader => "isolate leader",
+            Fault::Split => "split, leader in the minority",
+            Fault::OneWay => "one-way (inbound lost)",
+            Fault::PacketLoss => "10% packet loss",
+            Fault::FullDisk => "full disk",
+            Fault::RolloutDuringPartition => "rollout during partition",
+            Fault::RolloutDuringKill => "rollout during kill",
+        }
+    }
+}
+
+/// What a chaos run looks like.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    pub nodes: u64,
+    pub tasks: usize,
+    pub period_ms: u64,
+    /// Seeds the choice of victims (and the soak's choice of faults).
+    pub seed: u64,
+    /// `[testing] unsafe_disable_fencing` on every node.
+    pub unsafe_disable_fencing: bool,
+    /// The report's heading.
+    pub title: String,
+}
+
+/// A running chaos cluster and its report so far.
+pub struct Chaos {
+    pub cluster: ContainerCluster,
+    pub report: Report,
+    pub rng: StdRng,
+    client: ClusterClient,
+    options: ChaosOptions,
+    names: BTreeSet<String>,
+    recorder: Recorder,
+    bound_ms: u64,
+    lease_ms: u64,
+    /// Keys written (and acknowledged) before each fault; value = key.
+    writes: Vec<String>,
+    releases: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl Chaos {
+    /// Starts the containers (the last node on a small disk), deploys the
+    /// counter and adds the tasks, and waits until every one ticks.
+    pub async fn start(options: ChaosOptions) -> Chaos {
+        let cluster = ContainerCluster::start(
+            options.nodes,
+            ContainerOptions {
+                timing: TimingConfig::default(),
+                small_disk: Some(options.nodes),
+                unsafe_disable_fencing: options.unsafe_disable_fencing,
+            },
+        );
+        let client = cluster.client();
+        crate::poll_async(Duration::from_secs(90), "a leader in the containers", || async {
+            batonctl::cmd::status::fetch(&client).await.ok()?.leader
+        })
+        .await;
+        let request = signed_deploy("counter".into(), example_module("counter"), &cluster.signing_key());
+        client
+            .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
+            .await
+            .expect("deploy the counter module");
+        let names: BTreeSet<String> = (0..options.tasks).map(|i| format!("c{i:02}")).collect();
+        for name in &names {
+            add(&client, every(name, "counter", options.period_ms, "")).await;
+        }
+        let status = batonctl::cmd::status::fetch(&client).await.expect("status");
+        let chaos = Chaos {
+            report: Report {
+                title: format!(
+                    "{}: {} nodes in containers, {} counters every {} ms, seed {}, {}",
+                    options.title,
+                    options.nodes,
+                    options.tasks,
+                    options.period_ms,
+                    options.seed,
+                    crate::machine()
+                ),
+                runs: Vec::new(),
+            },
+            rng: StdRng::seed_from_u64(options.seed),
+            cluster,
+            client,
+            names,
+            recorder: Recorder::default(),
+            bound_ms: status.failover_bound_ms,
+            lease_ms: status.lease_ms,
+            writes: Vec::new(),
+            releases: 0,
+            options,
+        };
+        if let Err(e) = chaos.converged(0).await {
+            panic!("the cluster did not start: {e}");
+        }
+        chaos
+    }
+
+    /// Runs one fault, heals it, and checks every invariant.
+    pub async fn run(&mut self, fault: Fault) -> &FaultRun {
+        let key = format!("chaos/{}", self.writes.len());
+        self.put(&key).await;
+        self.writes.push(key);
+        let (leader, followers) = self.roles().await;
+        let mut run = FaultRun {
+            fault: fault.name().to_string(),
+            ..FaultRun::default()
+        };
+        // Set right before the fault takes effect: failover and gaps count
+        // from there.
+        let started: u64;
+        let mut lost: Vec<u64> = Vec::new();
+        let mut moved = None;
+        let mut rollout = None;
+        match fault {
+            Fault::KillFollower | Fault::KillLeader | Fault::RolloutDuringKill => {
+                let victim = match fault {
+                    Fault::KillLeader => leader,
+                    _ => self.pick(&followers),
+                };
+                if fault == Fault::RolloutDuringKill {
+                    rollout = Some(self.release().await);
+                }
+                lost = vec![victim];
+                let owned = self.owned_by(&lost).await;
+                started = now_ms();
+                self.cluster.kill(victim);
+                moved = Some(self.await_moved(&owned, &lost, started).await);
+                self.cluster.start_again(victim);
+            }
+            Fault::Pause => {
+                let victim = self.pick(&followers);
+                lost = vec![victim];
+                let owned = self.owned_by(&lost).await;
+                started = now_ms();
+                self.cluster.pause(victim);
+                moved = Some(self.await_moved(&owned, &lost, started).await);
+                self.hold(started, 2 * self.lease_ms).await;
+                self.cluster.unpause(victim);
+            }
+            Fault::Stop => {
+                let victim = self.pick(&followers);
+                lost = vec![victim];
+                let owned = self.owned_by(&lost).await;
+                started = now_ms();
+                self.cluster.stop(victim, 15);
+                let code = self.cluster.exit_code(victim);
+                if code != 0 {
+                    run.outcomes.insert(
+                        Invariant::Converged,
+                        Err(format!("node {victim} exited {code} on SIGTERM, not 0")),
+                    );
+                }
+                moved = Some(self.await_moved(&owned, &lost, started).await);
+                self.cluster.start_again(victim);
+            }
+            Fault::IsolateFollower
+            | Fault::IsolateLeader
+            | Fault::Split
+            | Fault::OneWay
+            | Fault::RolloutDuringPartition => {
+                lost = match fault {
+                    Fault::IsolateLeader => vec![leader],
+                    Fault::Split if self.options.nodes >= 5 => vec![leader, self.pick(&followers)],
+                    Fault::Split => vec![leader],
+                    _ => vec![self.pick(&followers)],
+                };
+                if fault == Fault::RolloutDuringPartition {
+                    rollout = Some(self.release().await);
+                }
+                let owned = self.owned_by(&lost).await;
+                started = now_ms();
+                match fault {
+                    Fault::OneWay => self.cluster.drop_inbound(lost[0]),
+                    _ => self.cluster.partition(&lost),
+                }
+                moved = Some(self.await_moved(&owned, &lost, started).await);
+                self.hold(started, HOLD_MS).await;
+                self.cluster.heal();
+            }
+            Fault::PacketLoss => {
+                started = now_ms();
+                self.cluster.lose_packets(0.1);
+                self.hold(started, HOLD_MS + 2_000).await;
+                self.cluster.heal();
+            }
+            Fault::FullDisk => {
+                let victim = self.options.nodes;
+                lost = vec![victim];
+                let owned = self.owned_by(&lost).await;
+                self.cluster.fill_disk(victim);
+                started = now_ms();
+                if let Err(e) = self.await_fail_stop(victim).await {
+                    run.outcomes.insert(Invariant::Converged, Err(e));
+                }
+                moved = Some(self.await_moved(&owned, &lost, started).await);
+                self.cluster.free_disk(victim);
+                if !self.cluster.is_running(victim) {
+                    self.cluster.start_again(victim);
+                }
+            }
+        }
+        let roles = |ids: &[u64]| {
+            ids.iter()
+                .map(|id| match *id == leader {
+                    true => format!("node {id} (leader)"),
+                    false => format!("node {id}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        run.detail = match lost.is_empty() {
+            true => "every node".into(),
+            false => roles(&lost),
+        };
+        let healed = now_ms();
+        if let Some(version) = rollout {
+            run.detail.push_str(&format!(", version {version}"));
+            if let Err(e) = self.await_rollout(version).await {
+                run.outcomes.insert(Invariant::Converged, Err(e));
+            }
+        }
+        let converged = self.converged(healed).await;
+        let converged_at = now_ms();
+        run.outcomes.entry(Invariant::Converged).or_insert(converged);
+        if let Some(moved) = moved {
+            let allowed = self.options.period_ms + self.bound_ms;
+            let outcome = moved.and_then(|worst| {
+                run.failover_ms = Some(worst);
+                match worst <= allowed {
+                    true => Ok(()),
+                    false => Err(format!("a task of the lost node waited {worst} ms (allowed {allowed})")),
+                }
+            });
+            run.outcomes.insert(Invariant::Failover, outcome);
+        }
+        match collect(&self.client).await {
+            Ok(histories) => self.recorder.record(histories),
+            Err(e) => {
+                run.outcomes
+                    .insert(Invariant::History, Err(format!("cannot read the histories: {e}")));
+            }
+        }
+        let expect = Expectations {
+            tasks: self.names.clone(),
+            max_gap_ms: u64::MAX,
+            counters: true,
+        };
+        let history = self.recorder.check(&expect).map(|_| ()).map_err(|v| v.to_string());
+        run.outcomes.entry(Invariant::History).or_insert(history);
+        run.outcomes.insert(Invariant::OwnedOnce, self.owned_once().await);
+        run.outcomes.insert(Invariant::WritesKept, self.writes_kept().await);
+        let worst_gap = self.worst_gap(started, converged_at);
+        run.worst_gap_ms = worst_gap.as_ref().map(|(gap, _)| *gap);
+        let verdict = match run.passed() {
+            true => "ok".to_string(),
+            false => format!(
+                "FAILED: {:?}",
+                run.outcomes
+                    .values()
+                    .filter_map(|o| o.as_ref().err())
+                    .collect::<Vec<_>>()
+            ),
+        };
+        eprintln!(
+            "chaos: {} ({}): failover {:?} ms, worst gap {:?}, {verdict}",
+            run.fault, run.detail, run.failover_ms, worst_gap
+        );
+        self.report.runs.push(run);
+        self.report.runs.last().unwrap()
+    }
+
+    /// The leader and the other members.
+    async fn roles(&self) -> (u64, Vec<u64>) {
+        crate::poll_async(CONVERGE, "a leader", || async {
+            let status = batonctl::cmd::status::fetch(&self.client).await.ok()?;
+            let leader = status.leader?;
+            let followers = status.members.iter().map(|m| m.id).filter(|id| *id != leader).collect();
+            Some((leader, followers))
+        })
+        .await
+    }
+
+    fn pick(&mut self, ids: &[u64]) -> u64 {
+        ids[self.rng.random_range(0..ids.len())]
+    }
+
+    async fn hold(&self, started: u64, ms: u64) {
+        let left = (started + ms).saturating_sub(now_ms());
+        tokio::time::sleep(Duration::from_millis(left)).await;
+    }
+
+    /// Writes `key` = `key` until the cluster acknowledges it.
+    async fn put(&self, key: &str) {
+        let request = PutRequest {
+            key: key.to_string(),
+            value: key.as_bytes().to_vec(),
+        };
+        crate::poll_async(CONVERGE, &format!("the write of {key}"), || async {
+            self.client
+                .call_with(&request, |mut c, r| async move { c.put(r).await })
+                .await
+                .ok()
+        })
+        .await;
+    }
+
+    /// The tasks nodes `ids` own now.
+    async fn owned_by(&self, ids: &[u64]) -> Vec<String> {
+        let client = self.cluster.client_excluding(ids);
+        tasks(&client)
+            .await
+            .into_iter()
+            .filter(|t| ids.contains(&t.owner))
+            .map(|t| t.name)
+            .collect()
+    }
+
+    /// Waits until every task in `names` is owned outside `lost` and has
+    /// ticked there; returns the worst time from `since` to its first tick
+    /// elsewhere (from the committed history).
+    async fn await_moved(&self, names: &[String], lost: &[u64], since: u64) -> Result<u64, String> {
+        let client = self.cluster.client_excluding(lost);
+        let deadline = tokio::time::Instant::now() + MOVE;
+        let mut worst = 0;
+        for name in names {
+            loop {
+                let ticks = crate::task_api::history(&client, name).await;
+                if let Some(first) = ticks
+                    .iter()
+                    .find(|t| !lost.contains(&t.node) && t.committed_at_ms > since)
+                {
+                    worst = worst.max(first.committed_at_ms - since);
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "task {name} did not tick outside nodes {lost:?} within {MOVE:?}"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(worst)
+    }
+
+    /// Waits until node `id` has stopped on its own, with a non-zero exit
+    /// and the reason in its log.
+    async fn await_fail_stop(&self, id: u64) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + MOVE;
+        while self.cluster.is_running(id) {
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("node {id} kept running with a full disk for {MOVE:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let code = self.cluster.exit_code(id);
+        let log = self.cluster.log(id);
+        match (code, log.contains("raft stopped")) {
+            (0, _) => Err(format!("node {id} exited 0 with a full disk")),
+            (_, false) => Err(format!(
+                "node {id} exited {code} without saying why (no \"raft stopped\" in its log)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deploys the next version of the counter (version 2's code, with new
+    /// padding each time) and returns its version; the rollout is under way.
+    async fn release(&mut self) -> u32 {
+        self.releases += 1;
+        let component = example_module("counter_v2");
+        let component = padded(&component, component.len() + 64, self.options.seed ^ self.releases);
+        let settings = RolloutSettings {
+            canary: 1,
+            max_parallel: 2,
+            min_healthy_ms: 1_000,
+            healthy_deadline_ms: 20_000,
+            no_auto_revert: false,
+        };
+        release_signed(
+            &self.client,
+            &self.cluster.signing_key(),
+            "counter",
+            component,
+            settings,
+        )
+        .await
+    }
+
+    /// Waits for the rollout of `version` to end, done or reverted, with
+    /// every task on the version it ended with.
+    async fn await_rollout(&self, version: u32) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        loop {
+            let view = batonctl::cmd::rollout::status(&self.client, "counter")
+                .await
+                .ok()
+                .and_then(|views| views.into_iter().next());
+            if let Some(view) = view.filter(|v| v.to_version == version && !v.is_live()) {
+                let final_version = match view.state.as_str() {
+                    "done" => version,
+                    "reverted" => view.from_version,
+                    other => {
+                        return Err(format!(
+                            "the rollout of version {version} ended {other}: {}",
+                            view.reason
+                        ));
+                    }
+                };
+                return self.await_on_version(final_version).await;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the rollout of version {version} did not end within {CONVERGE:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn await_on_version(&self, version: u32) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        loop {
+            let all = tasks(&self.client).await;
+            let off: Vec<&TaskInfo> = all.iter().filter(|t| t.state_version != version).collect();
+            if off.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "{} tasks never ticked on version {version} (first: {} on {})",
+                    off.len(),
+                    off[0].name,
+                    off[0].state_version
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until one leader, every member up, and every task owned by a
+    /// member, running and ticking after `since_ms`; or says what is not.
+    async fn converged(&self, since_ms: u64) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        loop {
+            let missing = match batonctl::cmd::status::fetch(&self.client).await {
+                Err(e) => format!("no status: {e}"),
+                Ok(status) => {
+                    let members: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
+                    let down: Vec<String> = status
+                        .members
+                        .iter()
+                        .filter(|m| m.state != "up")
+                        .map(|m| format!("node {} {}", m.id, m.state))
+                        .collect();
+                    let all = tasks(&self.client).await;
+                    let stuck: Vec<&str> = all
+                        .iter()
+                        .filter(|t| {
+                            !members.contains(&t.owner)
+                                || t.status != "running"
+                                || t.last_tick_at_ms.is_none_or(|at| at <= since_ms)
+                        })
+                        .map(|t| t.name.as_str())
+                        .collect();
+                    match (
+                        status.leader,
+                        down.is_empty(),
+                        stuck.is_empty(),
+                        all.len() == self.names.len(),
+                    ) {
+                        (None, ..) => "no leader".to_string(),
+                        (_, false, ..) => down.join(", "),
+                        (_, _, false, _) => format!("tasks not ticking on a member: {stuck:?}"),
+                        (_, _, _, false) => format!("{} tasks, not {}", all.len(), self.names.len()),
+                        _ => return Ok(()),
+                    }
+                }
+            };
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("not converged {CONVERGE:?} after healing: {missing}"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Each epoch of each task was committed by one node only, and each task
+    /// is owned by a member now.
+    async fn owned_once(&self) -> Result<(), String> {
+        for history in self.recorder.histories() {
+            let mut by_epoch: BTreeMap<u64, u64> = BTreeMap::new();
+            for tick in &history.ticks {
+                let node = *by_epoch.entry(tick.epoch).or_insert(tick.node);
+                if node != tick.node {
+                    return Err(format!(
+                        "task {}: epoch {} committed by node {node} and by node {} (tick {})",
+                        history.name, tick.epoch, tick.node, tick.tick
+                    ));
+                }
+            }
+        }
+        let status = batonctl::cmd::status::fetch(&self.client)
+            .await
+            .map_err(|e| format!("no status: {e}"))?;
+        let members: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
+        match tasks(&self.client).await.iter().find(|t| !members.contains(&t.owner)) {
+            Some(t) => Err(format!("task {} is owned by {}, not a member", t.name, t.owner)),
+            None => Ok(()),
+        }
+    }
+
+    /// Every write acknowledged before a fault reads back (through the
+    /// leader).
+    async fn writes_kept(&self) -> Result<(), String> {
+        for key in &self.writes {
+            let request = GetRequest {
+                key: key.clone(),
+                local: false,
+            };
+            let reply = self
+                .client
+                .call_with(&request, |mut c, r| async move { c.get(r).await })
+                .await
+                .map_err(|e| format!("cannot read {key}: {e}"))?;
+            if !reply.found || reply.value != key.as_bytes() {
+                return Err(format!("the acknowledged write {key} is gone"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The largest gap between consecutive committed ticks of a task, for
+    /// ticks committed between `from` and `to`, and where it was.
+    fn worst_gap(&self, from: u64, to: u64) -> Option<(u64, String)> {
+        self.recorder
+            .histories()
+            .iter()
+            .flat_map(|h| {
+                h.ticks
+                    .windows(2)
+                    .filter(|w| w[1].committed_at_ms >= from && w[1].committed_at_ms <= to)
+                    .map(|w| {
+                        let (a, b) = (&w[0], &w[1]);
+                        let at = format!(
+                            "{}: tick {} on node {} (v{}), tick {} on node {} (v{}), {} ms into the fault",
+                            h.name,
+                            a.tick,
+                            a.node,
+                            a.version,
+                            b.tick,
+                            b.node,
+                            b.version,
+                            a.committed_at_ms.saturating_sub(from)
+                        );
+                        (b.committed_at_ms.saturating_sub(a.committed_at_ms), at)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .max()
+    }
+
+    /// Prints the report and writes it to `target/chaos/NAME.md`.
+    pub fn publish(&self, name: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/chaos/{name}.md"));
+        self.report.publish(&path);
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Removes what chaos tests left behind when their process was itself killed
+# (a test that ends, passing or failing, removes its own): containers,
+# networks and volumes labelled baton.test whose run is over, and the small
+# data disks (tmpfs) mounted for them. A run is over when no test process
+# holds its lock (/tmp/baton-chaos-<run>.lock).
+set -euo pipefail
+command -v docker >/dev/null || { echo "error: docker not found; the chaos tests need the Docker engine" >&2; exit 1; }
+runs=$( { docker ps -a --filter label=baton.test --format '{{.Label "baton.test"}}'
+          docker network ls --filter label=baton.test --format '{{.Label "baton.test"}}'
+          docker volume ls --filter label=baton.test --format '{{.Label "baton.test"}}'; } | sort -u)
+for run in $runs; do
+  lock="/tmp/baton-chaos-$run.lock"
+  if [ -e "$lock" ] && ! flock -n "$lock" true; then
+    continue  # a test still runs it
+  fi
+  echo "removing chaos run $run, left by a test process that ended without cleaning up"
+  docker ps -aq --filter "label=baton.test=$run" | xargs -r docker rm -f -v >/dev/null
+  docker network ls -q --filter "label=baton.test=$run" | xargs -r docker network rm >/dev/null
+  docker volume ls -q --filter "label=baton.test=$run" | xargs -r docker volume rm >/dev/null
+  rm -f "$lock"
+done
+# Small disks of runs that are over (their containers are gone by now).
+for data in /tmp/baton-chaos-*-*/*/data; do
+  [ -d "$data" ] || continue
+  run=$(basename "$(dirname "$(dirname "$data")")" | cut -d- -f3)
+  lock="/tmp/baton-chaos-$run.lock"
+  if [ -e "$lock" ] && ! flock -n "$lock" true; then
+    continue
+  fi
+  if mountpoint -q "$data"; then
+    umount "$data"
+  fi
+  rm -rf "$(dirname "$(dirname "$data")")"
+done
