@@ -3,8 +3,9 @@
 //! invariants checked and added to the report (`chaos_report`).
 //!
 //! Each fault runs while the tasks tick, then heals, then the cluster must
-//! converge: one leader, every member up, every task owned by a member and
-//! ticking. Everything the cluster committed is read every fault (it keeps
+//! converge (one leader, every member up, every task owned by a member and
+//! ticking) and settle (no task moving for 2 s, every task ticking): the
+//! worst tick gap of a fault runs until then. Everything the cluster committed is read every fault (it keeps
 //! only a task's last 256 ticks) and checked as one history. A failed
 //! invariant does not stop the run: the report says what broke, after which
 //! fault, and the caller decides (the matrix test fails, the teeth test
@@ -33,6 +34,12 @@ const HOLD_MS: u64 = 3_000;
 /// How long the cluster gets to converge after a fault heals.
 const CONVERGE: Duration = Duration::from_secs(90);
 
+/// How long a node on a full disk is watched for a stop.
+const FULL_DISK_WATCH: Duration = Duration::from_secs(5);
+
+/// How long the tasks must keep their owners before a fault counts as over.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// How long a lost node's tasks get to tick elsewhere before the failover
 /// counts as failed (the bound itself is checked from the history).
 const MOVE: Duration = Duration::from_secs(30);
@@ -59,6 +66,9 @@ pub enum Fault {
     OneWay,
     /// Every node drops 10% of the packets to and from the others.
     PacketLoss,
+    /// Every packet between nodes waits 10 ms (every hop, so 20 ms round
+    /// trips: a congested LAN; Raft's RPC timeout is the heartbeat interval).
+    Delay,
     /// The small-disk node's data disk filled to the last byte.
     FullDisk,
     /// A new module version rolled out while a follower is cut off.
@@ -68,7 +78,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 13] = [
         Fault::KillFollower,
         Fault::KillLeader,
         Fault::Pause,
@@ -78,6 +88,7 @@ impl Fault {
         Fault::Split,
         Fault::OneWay,
         Fault::PacketLoss,
+        Fault::Delay,
         Fault::FullDisk,
         Fault::RolloutDuringPartition,
         Fault::RolloutDuringKill,
@@ -94,6 +105,7 @@ impl Fault {
             Fault::Split => "split, leader in the minority",
             Fault::OneWay => "one-way (inbound lost)",
             Fault::PacketLoss => "10% packet loss",
+            Fault::Delay => "10 ms delay",
             Fault::FullDisk => "full disk",
             Fault::RolloutDuringPartition => "rollout during partition",
             Fault::RolloutDuringKill => "rollout during kill",
@@ -129,6 +141,14 @@ pub struct Chaos {
     /// Keys written (and acknowledged) before each fault; value = key.
     writes: Vec<String>,
     releases: u64,
+}
+
+/// The time a node's log line was written (its leading RFC 3339 timestamp),
+/// in ms since the Unix epoch. Containers share the host's clock.
+fn log_time_ms(line: &str) -> Option<u64> {
+    let stamp = line.split_whitespace().next()?;
+    let time = chrono::DateTime::parse_from_rfc3339(stamp).ok()?;
+    u64::try_from(time.timestamp_millis()).ok()
 }
 
 fn now_ms() -> u64 {
@@ -277,9 +297,12 @@ impl Chaos {
                 self.hold(started, HOLD_MS).await;
                 self.cluster.heal();
             }
-            Fault::PacketLoss => {
+            Fault::PacketLoss | Fault::Delay => {
                 started = now_ms();
-                self.cluster.lose_packets(0.1);
+                match fault {
+                    Fault::Delay => self.cluster.delay(10),
+                    _ => self.cluster.lose_packets(0.1),
+                }
                 self.hold(started, HOLD_MS + 2_000).await;
                 self.cluster.heal();
             }
@@ -287,12 +310,24 @@ impl Chaos {
                 let victim = self.options.nodes;
                 lost = vec![victim];
                 let owned = self.owned_by(&lost).await;
-                self.cluster.fill_disk(victim);
                 started = now_ms();
-                if let Err(e) = self.await_fail_stop(victim).await {
-                    run.outcomes.insert(Invariant::Converged, Err(e));
+                self.cluster.fill_disk(victim);
+                // A node whose next write finds no room stops; failover
+                // counts from its stop (its log says when), as for any lost
+                // node. One whose database file still has free pages (redb
+                // reuses them) writes on: then its tasks must keep ticking.
+                match self.await_fail_stop(victim).await {
+                    Ok(Some(stopped_at)) => {
+                        moved = Some(self.await_moved(&owned, &lost, stopped_at).await);
+                    }
+                    Ok(None) => {
+                        lost.clear();
+                        run.detail = format!("node {victim} wrote on: its database file had room");
+                    }
+                    Err(e) => {
+                        run.outcomes.insert(Invariant::Converged, Err(e));
+                    }
                 }
-                moved = Some(self.await_moved(&owned, &lost, started).await);
                 self.cluster.free_disk(victim);
                 if !self.cluster.is_running(victim) {
                     self.cluster.start_again(victim);
@@ -308,9 +343,10 @@ impl Chaos {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        run.detail = match lost.is_empty() {
-            true => "every node".into(),
-            false => roles(&lost),
+        run.detail = match (lost.is_empty(), run.detail.is_empty()) {
+            (false, _) => roles(&lost),
+            (true, true) => "every node".into(),
+            (true, false) => run.detail,
         };
         let healed = now_ms();
         if let Some(version) = rollout {
@@ -319,7 +355,10 @@ impl Chaos {
                 run.outcomes.insert(Invariant::Converged, Err(e));
             }
         }
-        let converged = self.converged(healed).await;
+        let converged = match self.converged(healed).await {
+            Ok(()) => self.settled().await,
+            Err(e) => Err(e),
+        };
         let converged_at = now_ms();
         run.outcomes.entry(Invariant::Converged).or_insert(converged);
         if let Some(moved) = moved {
@@ -443,24 +482,46 @@ impl Chaos {
         Ok(worst)
     }
 
-    /// Waits until node `id` has stopped on its own, with a non-zero exit
-    /// and the reason in its log.
-    async fn await_fail_stop(&self, id: u64) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + MOVE;
+    /// Watches node `id` on a full disk for `FULL_DISK_WATCH`: None if it
+    /// still runs and its tasks tick; when it stopped on its own, with a
+    /// non-zero exit and the reason in its log, the time it logged that.
+    async fn await_fail_stop(&self, id: u64) -> Result<Option<u64>, String> {
+        let watching = now_ms();
+        let deadline = tokio::time::Instant::now() + FULL_DISK_WATCH;
         while self.cluster.is_running(id) {
             if tokio::time::Instant::now() > deadline {
-                return Err(format!("node {id} kept running with a full disk for {MOVE:?}"));
+                let theirs: Vec<TaskInfo> = tasks(&self.client)
+                    .await
+                    .into_iter()
+                    .filter(|t| t.owner == id)
+                    .collect();
+                return match theirs
+                    .iter()
+                    .find(|t| t.last_tick_at_ms.is_none_or(|at| at <= watching))
+                {
+                    Some(t) => Err(format!(
+                        "node {id} runs on a full disk without ticking its tasks ({} stalled)",
+                        t.name
+                    )),
+                    None => Ok(None),
+                };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let code = self.cluster.exit_code(id);
         let log = self.cluster.log(id);
-        match (code, log.contains("raft stopped")) {
+        // The last such line: the log holds the container's earlier runs too.
+        let stopped_at = log
+            .lines()
+            .rev()
+            .filter(|line| line.contains("raft stopped"))
+            .find_map(log_time_ms);
+        match (code, stopped_at) {
             (0, _) => Err(format!("node {id} exited 0 with a full disk")),
-            (_, false) => Err(format!(
-                "node {id} exited {code} without saying why (no \"raft stopped\" in its log)"
+            (_, None) => Err(format!(
+                "node {id} exited {code} without saying why (no dated \"raft stopped\" in its log)"
             )),
-            _ => Ok(()),
+            (_, Some(at)) => Ok(Some(at)),
         }
     }
 
@@ -584,6 +645,34 @@ impl Chaos {
         }
     }
 
+    /// Waits until no task has changed owner for `SETTLE` and every task
+    /// ticked within the last two periods: the rebalancing that follows a
+    /// returning node is part of the fault it returned from (and so are its
+    /// gaps).
+    async fn settled(&self) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        let mut owners: BTreeMap<String, u64> = BTreeMap::new();
+        let mut since = tokio::time::Instant::now();
+        loop {
+            let all = tasks(&self.client).await;
+            let now: BTreeMap<String, u64> = all.iter().map(|t| (t.name.clone(), t.owner)).collect();
+            if now != owners {
+                (owners, since) = (now, tokio::time::Instant::now());
+            }
+            let fresh = now_ms().saturating_sub(2 * self.options.period_ms + 250);
+            let ticking = all.iter().all(|t| t.last_tick_at_ms.is_some_and(|at| at >= fresh));
+            if ticking && since.elapsed() >= SETTLE {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "tasks kept moving (or stalled) for {CONVERGE:?} after converging"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(self.options.period_ms)).await;
+        }
+    }
+
     /// Each epoch of each task was committed by one node only, and each task
     /// is owned by a member now.
     async fn owned_once(&self) -> Result<(), String> {
@@ -659,9 +748,27 @@ impl Chaos {
             .max()
     }
 
-    /// Prints the report and writes it to `target/chaos/NAME.md`.
+    /// Prints the report, its faults in the order of `Fault::ALL`, and
+    /// writes it to `target/chaos/NAME.md`.
     pub fn publish(&self, name: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/chaos/{name}.md"));
-        self.report.publish(&path);
+        let mut report = self.report.clone();
+        report
+            .runs
+            .sort_by_key(|run| Fault::ALL.iter().position(|f| f.name() == run.fault));
+        report.publish(&path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_is_dated_by_its_timestamp() {
+        let line = "2026-11-26T15:08:14.512336Z ERROR baton_node: raft stopped: ... No space left on device";
+        assert_eq!(log_time_ms(line), Some(1_795_705_694_512));
+        assert_eq!(log_time_ms("error: raft stopped: ..."), None);
+        assert_eq!(log_time_ms(""), None);
     }
 }

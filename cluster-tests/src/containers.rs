@@ -14,8 +14,9 @@
 //! Faults: `docker kill`, `stop` and `pause`; network partitions and packet
 //! loss with iptables in a node's network namespace (entered with
 //! `nsenter`, since the image has no tools), in a chain of their own that
-//! healing flushes; and a full disk, on a node whose data directory is a
-//! small tmpfs.
+//! healing flushes; delay by `baton-netdelay` holding each queued packet
+//! (NFQUEUE), since this kernel has no netem; and a full disk, on a node
+//! whose data directory is a small tmpfs.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -161,6 +162,8 @@ pub struct ContainerCluster {
     /// Held while the run lives (see `scripts/chaos-clean.sh`).
     lock: PathBuf,
     _held: std::fs::File,
+    /// `baton-netdelay` processes, one per node while a delay lasts.
+    delayers: std::sync::Mutex<Vec<std::process::Child>>,
 }
 
 impl ContainerCluster {
@@ -215,6 +218,7 @@ impl ContainerCluster {
             dir,
             lock,
             _held: held,
+            delayers: Default::default(),
         };
         for node in cluster.nodes.values() {
             let data = node.dir.join("data");
@@ -429,12 +433,45 @@ impl ContainerCluster {
         }
     }
 
+    /// Every packet from a node to another waits `ms` before it leaves:
+    /// `baton-netdelay` in each node's network namespace holds what an
+    /// NFQUEUE rule sends it (`--queue-bypass`: should it die, packets flow).
+    pub fn delay(&self, ms: u64) {
+        let delayer = batonctl::local_cluster::find_binary("baton-netdelay")
+            .expect("baton-netdelay is built beside the tests (scripts/test.sh builds it)");
+        for node in self.nodes.values() {
+            let child = Command::new("nsenter")
+                .args(["-t", &self.pid(node.id), "-n"])
+                .arg(&delayer)
+                .args(["--delay-ms", &ms.to_string()])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start baton-netdelay for node {}: {e}", node.id));
+            self.delayers.lock().unwrap().push(child);
+            let rules: Vec<String> = self
+                .nodes
+                .values()
+                .filter(|n| n.id != node.id)
+                .map(|other| format!("-d {} -j NFQUEUE --queue-num 0 --queue-bypass", other.ip))
+                .collect();
+            self.add_rules(node.id, &rules);
+        }
+    }
+
     /// Removes every network fault from every running node.
     pub fn heal(&self) {
         for node in self.nodes.values() {
             if self.is_running(node.id) {
                 let _ = self.in_netns(node.id, &format!("iptables -w -F {CHAIN} 2>/dev/null || true"));
             }
+        }
+        self.stop_delayers();
+    }
+
+    fn stop_delayers(&self) {
+        for mut child in self.delayers.lock().unwrap().drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -503,6 +540,7 @@ impl Drop for ContainerCluster {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
+        self.stop_delayers();
         remove_run(&self.run);
         for node in self.nodes.values().filter(|n| n.small_disk) {
             let _ = Command::new("umount").arg(node.dir.join("data")).status();

@@ -12,6 +12,13 @@ use tonic::transport::{Channel, Endpoint};
 use crate::tls::{TlsMaterial, node_dns_name};
 use crate::types::NodeId;
 
+/// How often a connection to a peer pings, and how long it waits for the
+/// answer before it gives the connection up. After a partition heals, TCP
+/// would resend on a stalled connection only when its backed-off
+/// retransmission timer fires (seconds later); a connection given up during
+/// the partition is made anew at the next call instead, at once.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+
 /// Largest message between peers (Raft batches and snapshots).
 pub const PEER_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -53,8 +60,8 @@ impl PeerChannels {
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE);
         if let Some(tls) = &self.tls {
             endpoint = endpoint.tls_config(tls.client_config(Some(&node_dns_name(id))))?;
         }
