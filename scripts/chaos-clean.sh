@@ -20,16 +20,24 @@ for run in $runs; do
   docker volume ls -q --filter "label=baton.test=$run" | xargs -r docker volume rm >/dev/null
   rm -f "$lock"
 done
-# Small disks of runs that are over (their containers are gone by now).
-for data in /tmp/baton-chaos-*-*/*/data; do
-  [ -d "$data" ] || continue
-  run=$(basename "$(dirname "$(dirname "$data")")" | cut -d- -f3)
+# The directories (and small disks) of runs that are over.
+for dir in /tmp/baton-chaos-*-*/; do
+  dir=${dir%/}
+  [ -d "$dir" ] || continue
+  run=$(basename "$dir" | cut -d- -f3)
   lock="/tmp/baton-chaos-$run.lock"
   if [ -e "$lock" ] && ! flock -n "$lock" true; then
     continue
   fi
-  if mountpoint -q "$data"; then
-    umount "$data"
+  busy=0
+  for data in "$dir"/*/data; do
+    if grep -qs " $data " /proc/mounts && ! umount "$data"; then
+      busy=1
+    fi
+  done
+  if [ "$busy" = 1 ]; then
+    echo "warning: cannot unmount a small disk under $dir yet; the next run of this script will try again" >&2
+    continue
   fi
-  rm -rf "$(dirname "$(dirname "$data")")"
+  rm -rf "$dir"
 done

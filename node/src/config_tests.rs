@@ -46,6 +46,18 @@ fn an_unknown_key_is_refused_by_name() {
 }
 
 #[test]
+fn fencing_is_on_unless_a_test_config_turns_it_off_by_its_full_name() {
+    assert!(!parse(VALID).testing.unsafe_disable_fencing);
+    let off = parse(&format!("{VALID}\n[testing]\nunsafe_disable_fencing = true\n"));
+    assert!(off.testing.unsafe_disable_fencing);
+    let text = format!("{VALID}\n[testing]\ndisable_fencing = true\n");
+    let err = NodeConfig::parse(&text, Path::new(".")).unwrap_err();
+    assert!(err.contains("disable_fencing"), "{err}");
+    // A config written back out says nothing of the switch unless it is set.
+    assert!(!toml::to_string(&parse(VALID)).unwrap().contains("testing"));
+}
+
+#[test]
 fn an_unknown_timing_key_is_refused_by_name() {
     let text = format!("{VALID}\n[timing]\nheartbeat_ms = 5\n");
     let err = NodeConfig::parse(&text, Path::new(".")).unwrap_err();

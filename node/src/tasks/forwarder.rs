@@ -43,9 +43,10 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
                 .channels
                 .request(ProposeRequest { command: payload }, Some(Duration::from_secs(10)));
             // A leader cut off from this node leaves the call hanging until
-            // its timeout; once this node hears of another leader, retry
-            // there at once. (If the first try did commit, the retry is
-            // refused as out of order and the caller finds it committed.)
+            // its timeout; once this node hears of another leader, the
+            // caller retries there at once. Every command a node forwards
+            // names the epoch it expects, so a retry of one that did commit
+            // is refused (a tick's as out of order, found committed).
             let mut client = PeerClient::new(channel);
             let reply = tokio::select! {
                 reply = client.propose(request) => reply,
