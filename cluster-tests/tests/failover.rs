@@ -9,17 +9,24 @@ use baton_cluster_tests::{TestCluster, poll_async};
 async fn three_nodes_elect_one_leader_and_every_member_is_up() {
     let cluster = TestCluster::start(3).await;
     // The first elections may overlap (a candidate can unseat a brand-new
-    // leader), so wait for the view to settle: one leader, the one reported.
-    let status = poll_async(Duration::from_secs(20), "one settled leader", || async {
-        let status = cluster.status().await.ok()?;
-        let leaders: Vec<u64> = status
-            .members
-            .iter()
-            .filter(|m| m.raft_state == "leader")
-            .map(|m| m.id)
-            .collect();
-        (leaders.len() == 1 && status.leader == Some(leaders[0])).then_some(status)
-    })
+    // leader), so wait for the view to settle: one leader, the one reported,
+    // and every member renewed with it (a leader in its first moments holds
+    // a member it has not heard from yet as suspect).
+    let status = poll_async(
+        Duration::from_secs(20),
+        "one settled leader, every member up",
+        || async {
+            let status = cluster.status().await.ok()?;
+            let leaders: Vec<u64> = status
+                .members
+                .iter()
+                .filter(|m| m.raft_state == "leader")
+                .map(|m| m.id)
+                .collect();
+            let up = status.members.iter().all(|m| m.state == "up");
+            (leaders.len() == 1 && status.leader == Some(leaders[0]) && up).then_some(status)
+        },
+    )
     .await;
     assert!(status.term >= 1);
     assert_eq!(status.members.len(), 3);

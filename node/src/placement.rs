@@ -8,6 +8,9 @@
 //! - When nothing else is moving, tasks are handed off from the most to the
 //!   least loaded eligible node, a few per round, until no node has more than
 //!   one task above another: new and returning nodes get their fair share.
+//! - A node still catching up on the log (it just started, or came back from
+//!   a partition) could not tick a task before it has caught up: it gets
+//!   tasks only when no other node is eligible, and no hand-offs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +27,9 @@ pub struct NodeView {
     /// Perhaps alive (renewals late, lease not over): they keep their tasks
     /// and get no new ones.
     pub suspect: BTreeSet<NodeId>,
+    /// Eligible nodes that are still applying the log: they keep their
+    /// tasks and get new ones only when no other node is eligible.
+    pub catching_up: BTreeSet<NodeId>,
 }
 
 /// What the leader proposes this round.
@@ -75,10 +81,11 @@ pub fn plan(table: &TaskTable, nodes: &NodeView, max_rebalance: usize) -> Plan {
             *n += 1;
         }
     }
+    // The least loaded node that has caught up, or the least loaded of all.
     let take_least_loaded = |load: &mut BTreeMap<NodeId, usize>| {
         let (&node, n) = load
             .iter_mut()
-            .min_by_key(|(id, n)| (**n, **id))
+            .min_by_key(|(id, n)| (nodes.catching_up.contains(id), **n, **id))
             .expect("eligible is not empty");
         *n += 1;
         node
@@ -111,13 +118,19 @@ pub fn plan(table: &TaskTable, nodes: &NodeView, max_rebalance: usize) -> Plan {
     }
     let moving = running().any(|t| t.handoff_to.is_some());
     if plan.is_empty() && !moving {
-        plan.hand_off = rebalance(table, &mut load, max_rebalance);
+        plan.hand_off = rebalance(table, &mut load, &nodes.catching_up, max_rebalance);
     }
     plan
 }
 
-/// Up to `max` hand-offs from the most to the least loaded eligible node.
-fn rebalance(table: &TaskTable, load: &mut BTreeMap<NodeId, usize>, max: usize) -> Vec<Assignment> {
+/// Up to `max` hand-offs from the most to the least loaded eligible node
+/// that is not catching up.
+fn rebalance(
+    table: &TaskTable,
+    load: &mut BTreeMap<NodeId, usize>,
+    catching_up: &BTreeSet<NodeId>,
+    max: usize,
+) -> Vec<Assignment> {
     let mut by_owner: BTreeMap<NodeId, Vec<&TaskRecord>> = BTreeMap::new();
     for task in table.tasks.values().filter(|t| t.status == TaskStatus::Running) {
         if let Some(owner) = task.owner.filter(|o| load.contains_key(o)) {
@@ -130,7 +143,13 @@ fn rebalance(table: &TaskTable, load: &mut BTreeMap<NodeId, usize>, max: usize) 
             .iter()
             .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
             .expect("not empty");
-        let (&least, &low) = load.iter().min_by_key(|(id, n)| (**n, **id)).expect("not empty");
+        let Some((&least, &low)) = load
+            .iter()
+            .filter(|(id, _)| !catching_up.contains(id))
+            .min_by_key(|(id, n)| (**n, **id))
+        else {
+            break;
+        };
         if high <= low + 1 {
             break;
         }
@@ -243,6 +262,34 @@ mod tests {
             vec![("b".into(), 2), ("c".into(), 2)]
         );
         assert!(plan(&t, &eligible(&[1, 2, 3]), 10).is_empty(), "one move at a time");
+    }
+
+    #[test]
+    fn a_node_still_catching_up_gets_no_hand_offs_and_new_tasks_only_as_a_last_resort() {
+        let t = table(&[("a", Some(1)), ("b", Some(1)), ("c", Some(1)), ("d", Some(1))]);
+        let mut view = eligible(&[1, 2]);
+        view.catching_up.insert(2);
+        assert!(
+            plan(&t, &view, 10).is_empty(),
+            "no rebalancing onto a node that cannot tick yet"
+        );
+        view.catching_up.clear();
+        assert_eq!(plan(&t, &view, 10).hand_off.len(), 2, "caught up: it gets its share");
+        // Lost tasks go to a node that has caught up, even a busier one...
+        let t = table(&[("a", Some(9)), ("b", Some(1)), ("c", Some(1))]);
+        let view = NodeView {
+            eligible: BTreeSet::from([1, 2]),
+            catching_up: BTreeSet::from([2]),
+            ..NodeView::default()
+        };
+        assert_eq!(owners(&plan(&t, &view, 10).assign), vec![("a".into(), 1)]);
+        // ... and to one catching up when it is the only one left.
+        let view = NodeView {
+            eligible: BTreeSet::from([2]),
+            catching_up: BTreeSet::from([2]),
+            ..NodeView::default()
+        };
+        assert_eq!(owners(&plan(&t, &view, 10).assign).len(), 3);
     }
 
     #[test]

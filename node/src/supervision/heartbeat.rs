@@ -72,6 +72,13 @@ async fn renew_as_leader(context: &NodeContext) {
     }
 }
 
+/// Whether this node has yet to apply what the leader had committed when it
+/// last acknowledged a renewal (or has had no acknowledgement yet).
+fn catching_up(context: &NodeContext) -> bool {
+    let commit = context.supervision.leader_commit();
+    commit == 0 || context.state_machine.last_applied_index() < commit
+}
+
 /// Streams pings to leader `id` until the stream breaks or another node
 /// leads. Returns the leader's incarnation when the stream broke while `id`
 /// still led (so the caller may check whether its process is gone).
@@ -104,6 +111,7 @@ async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Opti
                 })
                 .collect(),
             ready: context.engine.loaded_hashes().into_iter().collect(),
+            catching_up: catching_up(context),
         }
     };
     pings.send(send(&mut sent)).await.ok()?;

@@ -36,6 +36,8 @@ struct NodeLease {
     leaving: bool,
     /// The process that renewed last is provably gone.
     gone: bool,
+    /// The node said it has yet to apply the log up to the leader's commit.
+    catching_up: bool,
 }
 
 /// Every node's lease, for one leader term.
@@ -83,6 +85,7 @@ impl LeaseTable {
             incarnation: None,
             leaving,
             gone: false,
+            catching_up: false,
         });
         if entry.incarnation.as_deref() != Some(incarnation) {
             entry.incarnation = Some(incarnation.to_string());
@@ -105,6 +108,7 @@ impl LeaseTable {
             incarnation: Some(incarnation.to_string()),
             leaving: false,
             gone: false,
+            catching_up: false,
         });
         if entry.incarnation.as_deref() != Some(incarnation) || entry.gone {
             return false;
@@ -129,6 +133,18 @@ impl LeaseTable {
         } else {
             Health::Up
         }
+    }
+
+    /// Records whether `node` said it is still catching up on the log.
+    pub fn set_catching_up(&mut self, node: NodeId, catching_up: bool) {
+        if let Some(entry) = self.nodes.get_mut(&node) {
+            entry.catching_up = catching_up;
+        }
+    }
+
+    /// Whether `node` said, in its last renewal, that it is catching up.
+    pub fn catching_up(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(|n| n.catching_up)
     }
 
     /// Whether `node` said it is shutting down.
@@ -175,6 +191,21 @@ mod tests {
         assert_eq!(t.health(2, t0 + ms(1001)), Health::Down);
         t.renew(2, "a", false, t0 + ms(1002));
         assert_eq!(t.health(2, t0 + ms(1003)), Health::Up, "a late renewal brings it back");
+    }
+
+    #[test]
+    fn a_node_is_catching_up_as_its_last_renewal_said() {
+        let t0 = Instant::now();
+        let mut t = table(t0);
+        t.set_catching_up(2, true);
+        assert!(!t.catching_up(2), "nothing is known of a node that never renewed");
+        t.renew(2, "a", false, t0);
+        t.set_catching_up(2, true);
+        assert!(t.catching_up(2));
+        assert_eq!(t.health(2, t0), Health::Up, "alive all the same");
+        t.renew(2, "a", false, t0 + ms(100));
+        t.set_catching_up(2, false);
+        assert!(!t.catching_up(2));
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub async fn serve_renewals(
         let leaving_changed = context.supervision.leases(|l| {
             let was = l.leaving(node);
             l.renew(node, &ping.incarnation, ping.leaving, now);
+            l.set_catching_up(node, ping.catching_up);
             was != ping.leaving
         });
         if leaving_changed {

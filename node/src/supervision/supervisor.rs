@@ -112,6 +112,9 @@ pub(crate) fn node_view(
             Health::Up => &mut view.eligible,
         };
         set.insert(id);
+        if health == Health::Up && id != self_id && leases.catching_up(id) {
+            view.catching_up.insert(id);
+        }
     }
     view
 }
