@@ -34,6 +34,13 @@ const HOLD_MS: u64 = 3_000;
 /// How long the cluster gets to converge after a fault heals.
 const CONVERGE: Duration = Duration::from_secs(90);
 
+/// What the failover check allows beyond period + failover bound: the
+/// measurement (docker and nsenter calls, the commit) and a shared 2-core
+/// machine running five nodes, Docker and the test. The soak's figures
+/// against the bound itself are in BENCHMARKS.md; CI once measured a
+/// leader's loss to a partition 26 ms inside the bound.
+const NOISE_MS: u64 = 500;
+
 /// How long a node on a full disk is watched for a stop.
 const FULL_DISK_WATCH: Duration = Duration::from_secs(5);
 
@@ -362,7 +369,7 @@ impl Chaos {
         let converged_at = now_ms();
         run.outcomes.entry(Invariant::Converged).or_insert(converged);
         if let Some(moved) = moved {
-            let allowed = self.options.period_ms + self.bound_ms;
+            let allowed = self.options.period_ms + self.bound_ms + NOISE_MS;
             let outcome = moved.and_then(|worst| {
                 run.failover_ms = Some(worst);
                 match worst <= allowed {

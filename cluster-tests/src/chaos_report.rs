@@ -17,7 +17,8 @@ pub enum Invariant {
     /// The history checker over everything committed so far: no tick
     /// twice, none skipped, epochs never back, counter states = ticks.
     History,
-    /// The lost node's tasks ticked elsewhere within period + failover bound.
+    /// The lost node's tasks ticked elsewhere within period + failover bound
+    /// (+ 500 ms for measurement and a noisy machine).
     Failover,
     /// Every write acknowledged before the fault is still there.
     WritesKept,
