@@ -16,9 +16,8 @@ while [ $# -gt 0 ]; do
     *) echo "usage: scripts/chaos-soak.sh [--seed N] [--faults N]" >&2; exit 2 ;;
   esac
 done
+scripts/build-static-node.sh
 source scripts/static-target.sh
-cargo build -p baton-node --bin baton-node --target "$BATON_TEST_TARGET"
-check_static "target/$BATON_TEST_TARGET/debug/baton-node"
 scripts/build-tasks.sh
 scripts/chaos-clean.sh
 cargo test -p baton-cluster-tests --target "$BATON_TEST_TARGET" --test chaos soak -- --ignored --nocapture

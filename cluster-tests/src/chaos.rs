@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use baton_node::config::TimingConfig;
-use baton_proto::{GetRequest, PutRequest, RolloutSettings, TaskInfo};
+use baton_proto::{GetRequest, PutRequest, RolloutSettings, TaskInfo, TickInfo};
 use batonctl::ClusterClient;
 use batonctl::cmd::modules::signed_deploy;
 use rand::rngs::StdRng;
@@ -158,11 +158,58 @@ fn log_time_ms(line: &str) -> Option<u64> {
     u64::try_from(time.timestamp_millis()).ok()
 }
 
+/// Calls `check` every `every` until it returns Ok; once `timeout` has
+/// passed, returns its last Err (what is still missing) instead.
+async fn until<T, E>(timeout: Duration, every: Duration, mut check: impl AsyncFnMut() -> Result<T, E>) -> Result<T, E> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return Ok(value),
+            Err(missing) if tokio::time::Instant::now() > deadline => return Err(missing),
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+/// What injecting a fault did, as `Chaos::run` reports it.
+#[derive(Debug, Default)]
+struct Injected {
+    /// When the fault took effect: failover and gaps count from here.
+    started: u64,
+    /// The nodes whose tasks had to move.
+    lost: Vec<u64>,
+    /// The worst time from the loss to a moved task's first tick elsewhere,
+    /// or why one never came.
+    moved: Option<Result<u64, String>>,
+    /// The version a rollout started with the fault is heading for.
+    rollout: Option<u32>,
+    /// What to say of the fault instead of naming the lost nodes.
+    note: Option<String>,
+    /// What the fault itself showed broken (a bad exit code, a node that
+    /// did not stop).
+    broken: Option<String>,
+}
+
+impl Injected {
+    fn moved(started: u64, lost: Vec<u64>, moved: Result<u64, String>) -> Injected {
+        Injected {
+            started,
+            lost,
+            moved: Some(moved),
+            ..Injected::default()
+        }
+    }
+
+    fn with_rollout(self, rollout: Option<u32>) -> Injected {
+        Injected { rollout, ..self }
+    }
 }
 
 impl Chaos {
@@ -232,129 +279,25 @@ impl Chaos {
             fault: fault.name().to_string(),
             ..FaultRun::default()
         };
-        // Set right before the fault takes effect: failover and gaps count
-        // from there.
-        let started: u64;
-        let mut lost: Vec<u64> = Vec::new();
-        let mut moved = None;
-        let mut rollout = None;
-        match fault {
-            Fault::KillFollower | Fault::KillLeader | Fault::RolloutDuringKill => {
-                let victim = match fault {
-                    Fault::KillLeader => leader,
-                    _ => self.pick(&followers),
-                };
-                if fault == Fault::RolloutDuringKill {
-                    rollout = Some(self.release().await);
-                }
-                lost = vec![victim];
-                let owned = self.owned_by(&lost).await;
-                started = now_ms();
-                self.cluster.kill(victim);
-                moved = Some(self.await_moved(&owned, &lost, started).await);
-                self.cluster.start_again(victim);
-            }
-            Fault::Pause => {
-                let victim = self.pick(&followers);
-                lost = vec![victim];
-                let owned = self.owned_by(&lost).await;
-                started = now_ms();
-                self.cluster.pause(victim);
-                moved = Some(self.await_moved(&owned, &lost, started).await);
-                self.hold(started, 2 * self.lease_ms).await;
-                self.cluster.unpause(victim);
-            }
-            Fault::Stop => {
-                let victim = self.pick(&followers);
-                lost = vec![victim];
-                let owned = self.owned_by(&lost).await;
-                started = now_ms();
-                self.cluster.stop(victim, 15);
-                let code = self.cluster.exit_code(victim);
-                if code != 0 {
-                    run.outcomes.insert(
-                        Invariant::Converged,
-                        Err(format!("node {victim} exited {code} on SIGTERM, not 0")),
-                    );
-                }
-                moved = Some(self.await_moved(&owned, &lost, started).await);
-                self.cluster.start_again(victim);
-            }
-            Fault::IsolateFollower
-            | Fault::IsolateLeader
-            | Fault::Split
-            | Fault::OneWay
-            | Fault::RolloutDuringPartition => {
-                lost = match fault {
-                    Fault::IsolateLeader => vec![leader],
-                    Fault::Split if self.options.nodes >= 5 => vec![leader, self.pick(&followers)],
-                    Fault::Split => vec![leader],
-                    _ => vec![self.pick(&followers)],
-                };
-                if fault == Fault::RolloutDuringPartition {
-                    rollout = Some(self.release().await);
-                }
-                let owned = self.owned_by(&lost).await;
-                started = now_ms();
-                match fault {
-                    Fault::OneWay => self.cluster.drop_inbound(lost[0]),
-                    _ => self.cluster.partition(&lost),
-                }
-                moved = Some(self.await_moved(&owned, &lost, started).await);
-                self.hold(started, HOLD_MS).await;
-                self.cluster.heal();
-            }
-            Fault::PacketLoss | Fault::Delay => {
-                started = now_ms();
-                match fault {
-                    Fault::Delay => self.cluster.delay(10),
-                    _ => self.cluster.lose_packets(0.1),
-                }
-                self.hold(started, HOLD_MS + 2_000).await;
-                self.cluster.heal();
-            }
-            Fault::FullDisk => {
-                let victim = self.options.nodes;
-                lost = vec![victim];
-                let owned = self.owned_by(&lost).await;
-                started = now_ms();
-                self.cluster.fill_disk(victim);
-                // A node whose next write finds no room stops; failover
-                // counts from its stop (its log says when), as for any lost
-                // node. One whose database file still has free pages (redb
-                // reuses them) writes on: then its tasks must keep ticking.
-                match self.await_fail_stop(victim).await {
-                    Ok(Some(stopped_at)) => {
-                        moved = Some(self.await_moved(&owned, &lost, stopped_at).await);
-                    }
-                    Ok(None) => {
-                        lost.clear();
-                        run.detail = format!("node {victim} wrote on: its database file had room");
-                    }
-                    Err(e) => {
-                        run.outcomes.insert(Invariant::Converged, Err(e));
-                    }
-                }
-                self.cluster.free_disk(victim);
-                if !self.cluster.is_running(victim) {
-                    self.cluster.start_again(victim);
-                }
-            }
-        }
-        let roles = |ids: &[u64]| {
-            ids.iter()
+        let injected = self.inject(fault, leader, &followers).await;
+        let started = injected.started;
+        run.detail = match (injected.note, injected.lost.is_empty()) {
+            (Some(note), _) => note,
+            (None, true) => "every node".into(),
+            (None, false) => injected
+                .lost
+                .iter()
                 .map(|id| match *id == leader {
                     true => format!("node {id} (leader)"),
                     false => format!("node {id}"),
                 })
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
         };
-        run.detail = match (lost.is_empty(), run.detail.is_empty()) {
-            (false, _) => roles(&lost),
-            (true, true) => "every node".into(),
-            (true, false) => run.detail,
-        };
+        if let Some(broken) = injected.broken {
+            run.outcomes.insert(Invariant::Converged, Err(broken));
+        }
+        let (moved, rollout) = (injected.moved, injected.rollout);
         let healed = now_ms();
         if let Some(version) = rollout {
             run.detail.push_str(&format!(", version {version}"));
@@ -415,6 +358,127 @@ impl Chaos {
         self.report.runs.last().unwrap()
     }
 
+    /// Injects `fault`, measures how long the lost node's tasks took to
+    /// tick elsewhere, and heals the fault (restarts, unpauses, flushes the
+    /// rules, frees the disk).
+    async fn inject(&mut self, fault: Fault, leader: u64, followers: &[u64]) -> Injected {
+        match fault {
+            Fault::KillFollower | Fault::KillLeader | Fault::RolloutDuringKill => {
+                let victim = match fault {
+                    Fault::KillLeader => leader,
+                    _ => self.pick(followers),
+                };
+                let rollout = match fault {
+                    Fault::RolloutDuringKill => Some(self.release().await),
+                    _ => None,
+                };
+                let lost = vec![victim];
+                let owned = self.owned_by(&lost).await;
+                let started = now_ms();
+                self.cluster.kill(victim);
+                let moved = self.await_moved(&owned, &lost, started).await;
+                self.cluster.start_again(victim);
+                Injected::moved(started, lost, moved).with_rollout(rollout)
+            }
+            Fault::Pause => {
+                let lost = vec![self.pick(followers)];
+                let owned = self.owned_by(&lost).await;
+                let started = now_ms();
+                self.cluster.pause(lost[0]);
+                let moved = self.await_moved(&owned, &lost, started).await;
+                self.hold(started, 2 * self.lease_ms).await;
+                self.cluster.unpause(lost[0]);
+                Injected::moved(started, lost, moved)
+            }
+            Fault::Stop => {
+                let victim = self.pick(followers);
+                let lost = vec![victim];
+                let owned = self.owned_by(&lost).await;
+                let started = now_ms();
+                self.cluster.stop(victim, 15);
+                let code = self.cluster.exit_code(victim);
+                let moved = self.await_moved(&owned, &lost, started).await;
+                self.cluster.start_again(victim);
+                Injected {
+                    broken: (code != 0).then(|| format!("node {victim} exited {code} on SIGTERM, not 0")),
+                    ..Injected::moved(started, lost, moved)
+                }
+            }
+            Fault::IsolateFollower
+            | Fault::IsolateLeader
+            | Fault::Split
+            | Fault::OneWay
+            | Fault::RolloutDuringPartition => {
+                let lost = match fault {
+                    Fault::IsolateLeader => vec![leader],
+                    Fault::Split if self.options.nodes >= 5 => vec![leader, self.pick(followers)],
+                    Fault::Split => vec![leader],
+                    _ => vec![self.pick(followers)],
+                };
+                let rollout = match fault {
+                    Fault::RolloutDuringPartition => Some(self.release().await),
+                    _ => None,
+                };
+                let owned = self.owned_by(&lost).await;
+                let started = now_ms();
+                match fault {
+                    Fault::OneWay => self.cluster.drop_inbound(lost[0]),
+                    _ => self.cluster.partition(&lost),
+                }
+                let moved = self.await_moved(&owned, &lost, started).await;
+                self.hold(started, HOLD_MS).await;
+                self.cluster.heal();
+                Injected::moved(started, lost, moved).with_rollout(rollout)
+            }
+            Fault::PacketLoss | Fault::Delay => {
+                let started = now_ms();
+                match fault {
+                    Fault::Delay => self.cluster.delay(10),
+                    _ => self.cluster.lose_packets(0.1),
+                }
+                self.hold(started, HOLD_MS + 2_000).await;
+                self.cluster.heal();
+                Injected {
+                    started,
+                    ..Injected::default()
+                }
+            }
+            Fault::FullDisk => {
+                let victim = self.options.nodes;
+                let lost = vec![victim];
+                let owned = self.owned_by(&lost).await;
+                let started = now_ms();
+                self.cluster.fill_disk(victim);
+                // A node whose next write finds no room stops; failover
+                // counts from its stop (its log says when), as for any lost
+                // node. One whose database file still has free pages (redb
+                // reuses them) writes on: then its tasks must keep ticking.
+                let injected = match self.await_fail_stop(victim).await {
+                    Ok(Some(stopped_at)) => {
+                        let moved = self.await_moved(&owned, &lost, stopped_at).await;
+                        Injected::moved(started, lost, moved)
+                    }
+                    Ok(None) => Injected {
+                        started,
+                        note: Some(format!("node {victim} wrote on: its database file had room")),
+                        ..Injected::default()
+                    },
+                    Err(e) => Injected {
+                        started,
+                        lost,
+                        broken: Some(e),
+                        ..Injected::default()
+                    },
+                };
+                self.cluster.free_disk(victim);
+                if !self.cluster.is_running(victim) {
+                    self.cluster.start_again(victim);
+                }
+                injected
+            }
+        }
+    }
+
     /// The leader and the other members.
     async fn roles(&self) -> (u64, Vec<u64>) {
         crate::poll_async(CONVERGE, "a leader", || async {
@@ -461,32 +525,27 @@ impl Chaos {
             .collect()
     }
 
-    /// Waits until every task in `names` is owned outside `lost` and has
-    /// ticked there; returns the worst time from `since` to its first tick
-    /// elsewhere (from the committed history).
+    /// Waits until every task in `names` has ticked outside `lost`; returns
+    /// the worst time from `since` to its first tick elsewhere (from the
+    /// committed history).
     async fn await_moved(&self, names: &[String], lost: &[u64], since: u64) -> Result<u64, String> {
         let client = self.cluster.client_excluding(lost);
-        let deadline = tokio::time::Instant::now() + MOVE;
-        let mut worst = 0;
-        for name in names {
-            loop {
+        let mut moved: BTreeMap<&str, u64> = BTreeMap::new();
+        until(MOVE, Duration::from_millis(50), async || {
+            for name in names {
+                if moved.contains_key(name.as_str()) {
+                    continue;
+                }
                 let ticks = crate::task_api::history(&client, name).await;
-                if let Some(first) = ticks
+                let first = ticks
                     .iter()
                     .find(|t| !lost.contains(&t.node) && t.committed_at_ms > since)
-                {
-                    worst = worst.max(first.committed_at_ms - since);
-                    break;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    return Err(format!(
-                        "task {name} did not tick outside nodes {lost:?} within {MOVE:?}"
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                    .ok_or_else(|| format!("task {name} did not tick outside nodes {lost:?} within {MOVE:?}"))?;
+                moved.insert(name, first.committed_at_ms - since);
             }
-        }
-        Ok(worst)
+            Ok(moved.values().copied().max().unwrap_or(0))
+        })
+        .await
     }
 
     /// Watches node `id` on a full disk for `FULL_DISK_WATCH`: None if it
@@ -494,26 +553,25 @@ impl Chaos {
     /// non-zero exit and the reason in its log, the time it logged that.
     async fn await_fail_stop(&self, id: u64) -> Result<Option<u64>, String> {
         let watching = now_ms();
-        let deadline = tokio::time::Instant::now() + FULL_DISK_WATCH;
-        while self.cluster.is_running(id) {
-            if tokio::time::Instant::now() > deadline {
-                let theirs: Vec<TaskInfo> = tasks(&self.client)
-                    .await
-                    .into_iter()
-                    .filter(|t| t.owner == id)
-                    .collect();
-                return match theirs
-                    .iter()
-                    .find(|t| t.last_tick_at_ms.is_none_or(|at| at <= watching))
-                {
-                    Some(t) => Err(format!(
-                        "node {id} runs on a full disk without ticking its tasks ({} stalled)",
-                        t.name
-                    )),
-                    None => Ok(None),
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let running = async || match self.cluster.is_running(id) {
+            true => Err(()),
+            false => Ok(()),
+        };
+        if until(FULL_DISK_WATCH, Duration::from_millis(100), running)
+            .await
+            .is_err()
+        {
+            let stalled = tasks(&self.client)
+                .await
+                .into_iter()
+                .find(|t| t.owner == id && t.last_tick_at_ms.is_none_or(|at| at <= watching));
+            return match stalled {
+                Some(t) => Err(format!(
+                    "node {id} runs on a full disk without ticking its tasks ({} stalled)",
+                    t.name
+                )),
+                None => Ok(None),
+            };
         }
         let code = self.cluster.exit_code(id);
         let log = self.cluster.log(id);
@@ -558,98 +616,84 @@ impl Chaos {
     /// Waits for the rollout of `version` to end, done or reverted, with
     /// every task on the version it ended with.
     async fn await_rollout(&self, version: u32) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + CONVERGE;
-        loop {
-            let view = batonctl::cmd::rollout::status(&self.client, "counter")
+        let view = until(CONVERGE, Duration::from_millis(200), async || {
+            batonctl::cmd::rollout::status(&self.client, "counter")
                 .await
                 .ok()
-                .and_then(|views| views.into_iter().next());
-            if let Some(view) = view.filter(|v| v.to_version == version && !v.is_live()) {
-                let final_version = match view.state.as_str() {
-                    "done" => version,
-                    "reverted" => view.from_version,
-                    other => {
-                        return Err(format!(
-                            "the rollout of version {version} ended {other}: {}",
-                            view.reason
-                        ));
-                    }
-                };
-                return self.await_on_version(final_version).await;
-            }
-            if tokio::time::Instant::now() > deadline {
+                .and_then(|views| views.into_iter().next())
+                .filter(|v| v.to_version == version && !v.is_live())
+                .ok_or_else(|| format!("the rollout of version {version} did not end within {CONVERGE:?}"))
+        })
+        .await?;
+        let final_version = match view.state.as_str() {
+            "done" => version,
+            "reverted" => view.from_version,
+            other => {
                 return Err(format!(
-                    "the rollout of version {version} did not end within {CONVERGE:?}"
+                    "the rollout of version {version} ended {other}: {}",
+                    view.reason
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        };
+        self.await_on_version(final_version).await
     }
 
     async fn await_on_version(&self, version: u32) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + CONVERGE;
-        loop {
+        until(CONVERGE, Duration::from_millis(200), async || {
             let all = tasks(&self.client).await;
             let off: Vec<&TaskInfo> = all.iter().filter(|t| t.state_version != version).collect();
-            if off.is_empty() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!(
+            match off.first() {
+                None => Ok(()),
+                Some(first) => Err(format!(
                     "{} tasks never ticked on version {version} (first: {} on {})",
                     off.len(),
-                    off[0].name,
-                    off[0].state_version
-                ));
+                    first.name,
+                    first.state_version
+                )),
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until one leader, every member up, and every task owned by a
     /// member, running and ticking after `since_ms`; or says what is not.
     async fn converged(&self, since_ms: u64) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + CONVERGE;
-        loop {
-            let missing = match batonctl::cmd::status::fetch(&self.client).await {
-                Err(e) => format!("no status: {e}"),
-                Ok(status) => {
-                    let members: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
-                    let down: Vec<String> = status
-                        .members
-                        .iter()
-                        .filter(|m| m.state != "up")
-                        .map(|m| format!("node {} {}", m.id, m.state))
-                        .collect();
-                    let all = tasks(&self.client).await;
-                    let stuck: Vec<&str> = all
-                        .iter()
-                        .filter(|t| {
-                            !members.contains(&t.owner)
-                                || t.status != "running"
-                                || t.last_tick_at_ms.is_none_or(|at| at <= since_ms)
-                        })
-                        .map(|t| t.name.as_str())
-                        .collect();
-                    match (
-                        status.leader,
-                        down.is_empty(),
-                        stuck.is_empty(),
-                        all.len() == self.names.len(),
-                    ) {
-                        (None, ..) => "no leader".to_string(),
-                        (_, false, ..) => down.join(", "),
-                        (_, _, false, _) => format!("tasks not ticking on a member: {stuck:?}"),
-                        (_, _, _, false) => format!("{} tasks, not {}", all.len(), self.names.len()),
-                        _ => return Ok(()),
-                    }
-                }
-            };
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!("not converged {CONVERGE:?} after healing: {missing}"));
+        let missing = until(CONVERGE, Duration::from_millis(200), async || {
+            let status = batonctl::cmd::status::fetch(&self.client)
+                .await
+                .map_err(|e| format!("no status: {e}"))?;
+            let members: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
+            let down: Vec<String> = status
+                .members
+                .iter()
+                .filter(|m| m.state != "up")
+                .map(|m| format!("node {} {}", m.id, m.state))
+                .collect();
+            let all = tasks(&self.client).await;
+            let stuck: Vec<&str> = all
+                .iter()
+                .filter(|t| {
+                    !members.contains(&t.owner)
+                        || t.status != "running"
+                        || t.last_tick_at_ms.is_none_or(|at| at <= since_ms)
+                })
+                .map(|t| t.name.as_str())
+                .collect();
+            match (
+                status.leader,
+                down.is_empty(),
+                stuck.is_empty(),
+                all.len() == self.names.len(),
+            ) {
+                (None, ..) => Err("no leader".to_string()),
+                (_, false, ..) => Err(down.join(", ")),
+                (_, _, false, _) => Err(format!("tasks not ticking on a member: {stuck:?}")),
+                (_, _, _, false) => Err(format!("{} tasks, not {}", all.len(), self.names.len())),
+                _ => Ok(()),
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
+        missing.map_err(|missing| format!("not converged {CONVERGE:?} after healing: {missing}"))
     }
 
     /// Waits until no task has changed owner for `SETTLE` and every task
@@ -657,10 +701,10 @@ impl Chaos {
     /// returning node is part of the fault it returned from (and so are its
     /// gaps).
     async fn settled(&self) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + CONVERGE;
         let mut owners: BTreeMap<String, u64> = BTreeMap::new();
         let mut since = tokio::time::Instant::now();
-        loop {
+        let period = Duration::from_millis(self.options.period_ms);
+        until(CONVERGE, period, async || {
             let all = tasks(&self.client).await;
             let now: BTreeMap<String, u64> = all.iter().map(|t| (t.name.clone(), t.owner)).collect();
             if now != owners {
@@ -668,16 +712,14 @@ impl Chaos {
             }
             let fresh = now_ms().saturating_sub(2 * self.options.period_ms + 250);
             let ticking = all.iter().all(|t| t.last_tick_at_ms.is_some_and(|at| at >= fresh));
-            if ticking && since.elapsed() >= SETTLE {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!(
+            match ticking && since.elapsed() >= SETTLE {
+                true => Ok(()),
+                false => Err(format!(
                     "tasks kept moving (or stalled) for {CONVERGE:?} after converging"
-                ));
+                )),
             }
-            tokio::time::sleep(Duration::from_millis(self.options.period_ms)).await;
-        }
+        })
+        .await
     }
 
     /// Each epoch of each task was committed by one node only, and each task
@@ -728,31 +770,30 @@ impl Chaos {
     /// The largest gap between consecutive committed ticks of a task, for
     /// ticks committed between `from` and `to`, and where it was.
     fn worst_gap(&self, from: u64, to: u64) -> Option<(u64, String)> {
-        self.recorder
+        let gap = |w: &[TickInfo]| w[1].committed_at_ms.saturating_sub(w[0].committed_at_ms);
+        let (h, w) = self
+            .recorder
             .histories()
-            .iter()
             .flat_map(|h| {
                 h.ticks
                     .windows(2)
                     .filter(|w| w[1].committed_at_ms >= from && w[1].committed_at_ms <= to)
-                    .map(|w| {
-                        let (a, b) = (&w[0], &w[1]);
-                        let at = format!(
-                            "{}: tick {} on node {} (v{}), tick {} on node {} (v{}), {} ms into the fault",
-                            h.name,
-                            a.tick,
-                            a.node,
-                            a.version,
-                            b.tick,
-                            b.node,
-                            b.version,
-                            a.committed_at_ms.saturating_sub(from)
-                        );
-                        (b.committed_at_ms.saturating_sub(a.committed_at_ms), at)
-                    })
-                    .collect::<Vec<_>>()
+                    .map(move |w| (h, w))
             })
-            .max()
+            .max_by_key(|(_, w)| gap(w))?;
+        let (a, b) = (&w[0], &w[1]);
+        let at = format!(
+            "{}: tick {} on node {} (v{}), tick {} on node {} (v{}), {} ms into the fault",
+            h.name,
+            a.tick,
+            a.node,
+            a.version,
+            b.tick,
+            b.node,
+            b.version,
+            a.committed_at_ms.saturating_sub(from)
+        );
+        Some((gap(w), at))
     }
 
     /// Prints the report, its faults in the order of `Fault::ALL`, and

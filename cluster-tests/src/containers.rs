@@ -399,15 +399,15 @@ impl ContainerCluster {
         }
     }
 
+    /// Every node but `id`.
+    fn peers(&self, id: u64) -> impl Iterator<Item = &ContainerNode> {
+        self.nodes.values().filter(move |n| n.id != id)
+    }
+
     /// One-way loss: node `id` hears nothing from the other nodes, while
     /// what it sends still reaches them.
     pub fn drop_inbound(&self, id: u64) {
-        let rules: Vec<String> = self
-            .nodes
-            .values()
-            .filter(|n| n.id != id)
-            .map(|other| format!("-s {} -j DROP", other.ip))
-            .collect();
+        let rules: Vec<String> = self.peers(id).map(|other| format!("-s {} -j DROP", other.ip)).collect();
         self.add_rules(id, &rules);
     }
 
@@ -417,9 +417,7 @@ impl ContainerCluster {
     pub fn lose_packets(&self, p: f64) {
         for node in self.nodes.values() {
             let rules: Vec<String> = self
-                .nodes
-                .values()
-                .filter(|n| n.id != node.id)
+                .peers(node.id)
                 .flat_map(|other| {
                     ["-s", "-d"].map(|dir| {
                         format!(
@@ -449,9 +447,7 @@ impl ContainerCluster {
                 .unwrap_or_else(|e| panic!("cannot start baton-netdelay for node {}: {e}", node.id));
             self.delayers.lock().unwrap().push(child);
             let rules: Vec<String> = self
-                .nodes
-                .values()
-                .filter(|n| n.id != node.id)
+                .peers(node.id)
                 .map(|other| format!("-d {} -j NFQUEUE --queue-num 0 --queue-bypass", other.ip))
                 .collect();
             self.add_rules(node.id, &rules);

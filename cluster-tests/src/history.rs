@@ -256,15 +256,15 @@ impl Recorder {
     }
 
     /// Every task's history so far.
-    pub fn histories(&self) -> Vec<TaskHistory> {
-        self.tasks.values().cloned().collect()
+    pub fn histories(&self) -> impl Iterator<Item = &TaskHistory> {
+        self.tasks.values()
     }
 
     /// Checks everything recorded: the first broken join, else `check`.
     pub fn check(&self, expect: &Expectations) -> Result<Summary, Violation> {
         match self.broken.first() {
             Some(broken) => Err(broken.clone()),
-            None => check(&self.histories(), expect),
+            None => check(&self.histories().cloned().collect::<Vec<_>>(), expect),
         }
     }
 }
@@ -412,7 +412,7 @@ mod tests {
         let mut recorder = Recorder::default();
         recorder.record(vec![first.clone()]);
         recorder.record(vec![later]);
-        assert_eq!(recorder.histories(), vec![good()]);
+        assert_eq!(recorder.histories().collect::<Vec<_>>(), vec![&good()]);
         assert_eq!(recorder.check(&expect()).unwrap().ticks, 5);
         // A read in which tick 3 is gone: the committed history changed.
         let mut rewritten = good();
