@@ -20,6 +20,8 @@ pub mod chaos_report;
 pub mod containers;
 pub mod history;
 pub mod task_api;
+pub mod witness;
+pub mod witness_check;
 
 /// A cluster of real node processes in a temporary directory. Dropping it
 /// kills the nodes; if the test is failing, it prints their logs first.

@@ -68,6 +68,14 @@ pub fn committed_index(metrics: &typ::Metrics) -> u64 {
         .map_or(0, |l| l.index)
 }
 
+/// The last index in this node's log, or the committed one if later (a
+/// snapshot may cover more than the log): what a leader tells the nodes it
+/// renews to apply before they tick, since every decision it made before
+/// is at or below it.
+pub fn appended_index(metrics: &typ::Metrics) -> u64 {
+    metrics.last_log_index.unwrap_or(0).max(committed_index(metrics))
+}
+
 /// Reads the latest Raft metrics of `raft` without copying them.
 pub fn with_metrics<T>(raft: &Raft, f: impl FnOnce(&typ::Metrics) -> T) -> T {
     use openraft::async_runtime::watch::WatchReceiver;

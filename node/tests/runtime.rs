@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_node::runtime::{ModuleError, RuntimeLimits, TaskContext, TaskEngine, TickError};
+use baton_node::runtime::{
+    Fence, FenceError, FencingToken, ModuleError, RuntimeLimits, TaskContext, TaskEngine, TickError, TickFence,
+};
 
 fn example(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,7 +37,7 @@ fn task(name: &str, config: &str) -> TaskContext {
     TaskContext {
         name: name.into(),
         config: config.as_bytes().to_vec(),
-        allow_net: Vec::new(),
+        ..TaskContext::default()
     }
 }
 
@@ -192,7 +194,7 @@ fn a_task_reaches_only_the_network_addresses_it_was_granted() {
 
     let no_grant = engine.tick(&probe, task("p", &addr), b"").unwrap_err();
     assert!(
-        matches!(&no_grant, TickError::Failed(m) if m.contains("connect")),
+        matches!(&no_grant, TickError::Failed(m) if m.contains("not among the task's network grants")),
         "{no_grant}"
     );
     let other = TaskContext {
@@ -246,4 +248,142 @@ fn the_broken_counter_v3_traps_on_its_first_tick() {
     let v3 = engine.load(&example("counter_v3_broken")).unwrap();
     let err = engine.tick(&v3, task("c", ""), b"counter-v2:42").unwrap_err();
     assert!(matches!(err, TickError::Trapped(_)), "{err}");
+}
+
+/// A fence that lets a tick run until `until`, and refuses after `calls`
+/// questions (counting the one before the start).
+struct TestFence {
+    until: Instant,
+    calls: std::sync::atomic::AtomicU32,
+    refuse_after: u32,
+}
+
+impl TestFence {
+    fn new(until: Instant, refuse_after: u32) -> Fence {
+        Fence::new(Arc::new(TestFence {
+            until,
+            calls: Default::default(),
+            refuse_after,
+        }))
+    }
+}
+
+impl TickFence for TestFence {
+    fn permit(&self, now: Instant) -> Result<Instant, FenceError> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n >= self.refuse_after {
+            return Err(FenceError::NotOwner { epoch: 3 });
+        }
+        match now < self.until {
+            true => Ok(self.until),
+            false => Err(FenceError::LeaseEnded),
+        }
+    }
+}
+
+#[test]
+fn a_tick_is_interrupted_when_its_lease_ends_long_before_its_budget() {
+    let engine = engine(RuntimeLimits {
+        tick_budget: Duration::from_secs(5),
+        ..Default::default()
+    });
+    let faulty = engine.load(&example("faulty")).unwrap();
+    let started = Instant::now();
+    let lease_end = started + Duration::from_millis(150);
+    let fenced = TaskContext {
+        fence: TestFence::new(lease_end, u32::MAX),
+        ..task("f", r#"{"spin": true}"#)
+    };
+    let err = engine.tick(&faulty, fenced, b"").unwrap_err();
+    assert_eq!(err, TickError::Fenced(FenceError::LeaseEnded));
+    let late = Instant::now().saturating_duration_since(lease_end);
+    assert!(late < Duration::from_millis(100), "ran {late:?} past the lease");
+}
+
+#[test]
+fn a_tick_whose_fence_refuses_does_not_start() {
+    let engine = engine(RuntimeLimits::default());
+    let counter = engine.load(&example("counter")).unwrap();
+    let refused = TaskContext {
+        fence: TestFence::new(Instant::now() + Duration::from_secs(5), 0),
+        ..task("c", "")
+    };
+    let err = engine.tick(&counter, refused, b"").unwrap_err();
+    assert_eq!(err, TickError::Fenced(FenceError::NotOwner { epoch: 3 }));
+}
+
+#[test]
+fn a_host_call_with_an_effect_is_refused_once_the_fence_closes() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let engine = engine(RuntimeLimits::default());
+    let probe = engine.load(&example("netprobe")).unwrap();
+    // The fence holds at the start and refuses from the next question on.
+    let task = TaskContext {
+        allow_net: vec![addr.clone()],
+        fence: TestFence::new(Instant::now() + Duration::from_secs(5), 1),
+        ..task("p", &addr)
+    };
+    let err = engine.tick(&probe, task, b"").unwrap_err();
+    assert!(
+        matches!(&err, TickError::Failed(m) if m.contains("not sent") && m.contains("no longer owns"))
+            || err == TickError::Fenced(FenceError::NotOwner { epoch: 3 }),
+        "{err}"
+    );
+    assert!(listener.accept().is_err(), "the refused call connected all the same");
+}
+
+#[test]
+fn a_task_whose_peer_never_answers_fails_at_its_deadline() {
+    // Accepts (the kernel does) and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let budget = Duration::from_millis(300);
+    let engine = engine(RuntimeLimits {
+        tick_budget: budget,
+        ..Default::default()
+    });
+    let probe = engine.load(&example("netprobe")).unwrap();
+    let granted = TaskContext {
+        allow_net: vec![addr.clone()],
+        ..task("p", &addr)
+    };
+    let started = Instant::now();
+    let err = engine.tick(&probe, granted, b"").unwrap_err();
+    let took = started.elapsed();
+    // The call gives up at the deadline; the guest is then interrupted as
+    // soon as it runs again, or returns the call's error first.
+    assert!(
+        matches!(&err, TickError::Failed(m) if m.contains("deadline")) || err == TickError::OverBudget(budget),
+        "{err}"
+    );
+    assert!(took >= budget - Duration::from_millis(20), "gave up after {took:?}");
+    assert!(took < budget + Duration::from_millis(500), "held {took:?}");
+    drop(listener);
+}
+
+#[test]
+fn the_witnessed_module_tells_the_witness_its_task_node_and_fencing_token() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        stream.read_to_string(&mut request).unwrap();
+        stream.write_all(b"ok").unwrap();
+        request
+    });
+    let engine = engine(RuntimeLimits::default());
+    let witnessed = engine.load(&example("witnessed")).unwrap();
+    let task = TaskContext {
+        allow_net: vec![addr.clone()],
+        node: 7,
+        token: FencingToken { epoch: 3, tick: 9 },
+        ..task("w-1", &addr)
+    };
+    let outcome = engine.tick(&witnessed, task, &8u64.to_le_bytes()).unwrap();
+    assert_eq!(count(&outcome.state), 9);
+    assert_eq!(server.join().unwrap(), "task=w-1 node=7 epoch=3 tick=9");
 }

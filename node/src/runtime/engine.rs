@@ -3,14 +3,18 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 use super::Outcome;
 use super::bindings::Task;
 use super::errors::{ModuleError, TickError};
+use super::fence::FenceError;
 use super::host::{TaskContext, TaskHost};
 use super::module::{CompiledModule, compile, content_hash};
 
@@ -143,21 +147,41 @@ impl TaskEngine {
         Ok(module)
     }
 
-    /// A store for one call into a task, with its memory limit and its
-    /// time budget.
-    fn store(&self, task: TaskContext) -> Store<TaskHost> {
-        let mut store = Store::new(&self.engine, TaskHost::new(task, self.limits.memory_bytes));
+    /// A store for one call into a task, with its memory limit, its time
+    /// budget and its fence. Fails when the fence already refuses.
+    ///
+    /// The epoch advances every `EPOCH_TICK`; at each advance the guest
+    /// stops to ask whether its budget is spent and whether its fence still
+    /// holds (this node's lease, its ownership), so a tick is interrupted
+    /// within about an epoch of either ending, however long its loops.
+    fn store(&self, task: TaskContext) -> Result<Store<TaskHost>, TickError> {
+        let now = Instant::now();
+        task.fence.permit(now).map_err(TickError::Fenced)?;
+        let deadline = now + self.limits.tick_budget;
+        let mut store = Store::new(&self.engine, TaskHost::new(task, self.limits.memory_bytes, deadline));
         store.limiter(|host| &mut host.limits);
-        // The epoch advances every EPOCH_TICK, and the next advance may come
-        // at once: one tick more than the budget's worth guarantees the tick
-        // at least its whole budget (and at most EPOCH_TICK more).
-        let budget_ticks = self.limits.tick_budget.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
-        store.set_epoch_deadline(budget_ticks.max(1) + 1);
-        store
+        store.epoch_deadline_callback(|context| {
+            let host = context.data();
+            let now = Instant::now();
+            if now >= host.deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            match host.task.fence.permit(now) {
+                Ok(Some(lease_end)) if now >= lease_end => Err(FenceError::LeaseEnded.into()),
+                Ok(_) => Ok(UpdateDeadline::Continue(1)),
+                Err(e) => Err(e.into()),
+            }
+        });
+        store.set_epoch_deadline(1);
+        Ok(store)
     }
 
-    /// A trap, as a tick error (an interrupt is a blown budget).
+    /// A trap, as a tick error (an interrupt is a blown budget, a fence
+    /// error a tick stopped because its turn is over).
     fn trapped(&self, e: wasmtime::Error) -> TickError {
+        if let Some(fenced) = e.downcast_ref::<FenceError>() {
+            return TickError::Fenced(fenced.clone());
+        }
         match e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             true => TickError::OverBudget(self.limits.tick_budget),
             false => TickError::Trapped(format!("{e:#}")),
@@ -178,7 +202,7 @@ impl TaskEngine {
         let Some(pre) = &module.migrating else {
             return Ok(state.to_vec());
         };
-        let mut store = self.store(task);
+        let mut store = self.store(task)?;
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;
@@ -197,7 +221,7 @@ impl TaskEngine {
         let Some(pre) = &module.migrating else {
             return Ok(true);
         };
-        let mut store = self.store(TaskContext::default());
+        let mut store = self.store(TaskContext::default())?;
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;
@@ -210,7 +234,7 @@ impl TaskEngine {
     /// (so nothing but the committed state carries over between ticks).
     /// Blocking: call it from a blocking thread.
     pub fn tick(&self, module: &CompiledModule, task: TaskContext, state: &[u8]) -> Result<Outcome, TickError> {
-        let mut store = self.store(task);
+        let mut store = self.store(task)?;
         let instance = module
             .pre
             .instantiate(&mut store)
@@ -238,7 +262,7 @@ impl TaskEngine {
         let Some(pre) = &module.migrating else {
             return self.tick(module, task, state);
         };
-        let mut store = self.store(task);
+        let mut store = self.store(task)?;
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;

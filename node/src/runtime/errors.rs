@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::fence::FenceError;
+
 /// Why a module was refused at deploy. Nothing is recorded when this happens.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModuleError {
@@ -36,4 +38,9 @@ pub enum TickError {
     OverBudget(Duration),
     #[error("the task could not be started: {0}")]
     Instantiate(String),
+    /// Not the module's fault: this node's turn with the task is over (its
+    /// lease ended, or the task moved), so the tick was not started or was
+    /// stopped before it could act again.
+    #[error("the tick was stopped: {0}")]
+    Fenced(FenceError),
 }

@@ -1,73 +1,51 @@
-//! What a task instance may call: log, clock, its name and config, and a
-//! WASI context with nothing in it (no files, no environment) but the
-//! network addresses its task was granted.
+//! What a task instance may call: log, clock, its name, config and fencing
+//! token, and `tcp-exchange` to the addresses its task was granted (fenced
+//! and bounded by the tick's deadline), in a WASI context with nothing in it:
+//! no files, no environment, no sockets of its own.
 
-use std::collections::HashSet;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::baton::task::host::{Host, Level};
+use super::bindings::baton::task::host::{self as wit, Host, Level};
+use super::fence::{Fence, FencingToken};
+use super::net;
 
 /// The task an instance runs for.
 #[derive(Debug, Clone, Default)]
 pub struct TaskContext {
     pub name: String,
     pub config: Vec<u8>,
-    /// `HOST:PORT` addresses the task may open TCP connections to; nothing
+    /// `HOST:PORT` addresses the task may reach with `tcp-exchange`; nothing
     /// else on the network is reachable, and with none, nothing at all.
     pub allow_net: Vec<String>,
-}
-
-/// A WASI context that grants exactly the task's network grants: TCP
-/// connections to the listed addresses (and the ephemeral local bind a
-/// connection needs), name lookups when a grant names a host; no UDP, no
-/// files, no environment.
-fn wasi_for(task: &TaskContext) -> WasiCtx {
-    let mut builder = WasiCtx::builder();
-    if task.allow_net.is_empty() {
-        return builder.build();
-    }
-    let allowed: Arc<HashSet<SocketAddr>> = Arc::new(
-        task.allow_net
-            .iter()
-            .filter_map(|a| a.to_socket_addrs().ok())
-            .flatten()
-            .collect(),
-    );
-    let names_hosts = task.allow_net.iter().any(|a| a.parse::<SocketAddr>().is_err());
-    builder
-        .allow_tcp(true)
-        .allow_udp(false)
-        .allow_ip_name_lookup(names_hosts)
-        .socket_addr_check(move |addr, usage| {
-            let ok = match usage {
-                SocketAddrUse::TcpConnect => allowed.contains(&addr),
-                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                _ => false,
-            };
-            Box::pin(async move { ok })
-        });
-    builder.build()
+    /// The node running the tick.
+    pub node: u64,
+    /// The tick's fencing token.
+    pub token: FencingToken,
+    /// Whether the tick may still run and act; checked at every effectful
+    /// host call and while the guest runs.
+    pub fence: Fence,
 }
 
 /// The host state of one instance.
 pub(crate) struct TaskHost {
-    task: TaskContext,
+    pub(crate) task: TaskContext,
+    /// When the call's time budget ends.
+    pub(crate) deadline: Instant,
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
 }
 
 impl TaskHost {
-    pub(crate) fn new(task: TaskContext, memory_bytes: usize) -> Self {
+    pub(crate) fn new(task: TaskContext, memory_bytes: usize, deadline: Instant) -> Self {
         TaskHost {
-            wasi: wasi_for(&task),
+            wasi: WasiCtx::builder().build(),
             task,
+            deadline,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)
@@ -107,5 +85,27 @@ impl Host for TaskHost {
 
     fn task_config(&mut self) -> Vec<u8> {
         self.task.config.clone()
+    }
+
+    fn token(&mut self) -> wit::FencingToken {
+        wit::FencingToken {
+            epoch: self.task.token.epoch,
+            tick: self.task.token.tick,
+        }
+    }
+
+    fn node_id(&mut self) -> u64 {
+        self.task.node
+    }
+
+    fn tcp_exchange(&mut self, addr: String, request: Vec<u8>, max_reply_bytes: u32) -> Result<Vec<u8>, String> {
+        // The grant first: a refused address says so even to a stale owner.
+        let addrs = net::granted(&addr, &self.task.allow_net, self.deadline)?;
+        let deadline = match self.task.fence.permit(Instant::now()) {
+            Ok(Some(lease_end)) => self.deadline.min(lease_end),
+            Ok(None) => self.deadline,
+            Err(e) => return Err(format!("not sent to {addr}: {e}")),
+        };
+        net::exchange(&addrs, &request, max_reply_bytes as usize, deadline).map_err(|e| format!("{addr}: {e}"))
     }
 }

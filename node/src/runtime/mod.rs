@@ -1,14 +1,18 @@
 //! Running task modules: one wasmtime engine per node, components compiled
 //! once per content hash, a fresh pooled instance per tick with a time budget
-//! and a memory limit, and no file system or network for the guest.
+//! and a memory limit, a fence that stops a tick whose turn is over, and no
+//! file system or network for the guest but fenced `tcp-exchange` calls.
 
 mod engine;
 mod errors;
+mod fence;
 mod host;
 mod module;
+mod net;
 
 pub use engine::{RuntimeLimits, TaskEngine};
 pub use errors::{ModuleError, TickError};
+pub use fence::{Fence, FenceError, FencingToken, TickFence};
 pub use host::TaskContext;
 pub use module::{CompiledModule, content_hash};
 

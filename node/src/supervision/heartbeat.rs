@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::liveness::process_gone;
 use crate::api::NodeContext;
-use crate::types::{NodeId, leader, leadership_confirmed_at, with_metrics};
+use crate::types::{NodeId, appended_index, leader, leadership_confirmed_at, with_metrics};
 
 /// Pause before reconnecting after a stream ends.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
@@ -56,27 +56,30 @@ pub fn spawn_heartbeat(context: Arc<NodeContext>) -> JoinHandle<()> {
 async fn renew_as_leader(context: &NodeContext) {
     let mut metrics = context.raft.metrics();
     loop {
-        let (leads, confirmed) = with_metrics(&context.raft, |m| {
+        let (leads, confirmed, appended) = with_metrics(&context.raft, |m| {
             (
                 m.current_leader == Some(context.id),
                 leadership_confirmed_at(m, context.id),
+                appended_index(m),
             )
         });
         if !leads {
             return;
         }
+        // A new leader's log may hold a predecessor's moves of its own
+        // tasks: it ticks only once it has applied all of it.
         if let Some(at) = confirmed {
-            context.supervision.lease.renewed(at);
+            context.supervision.lease.renewed(at, appended);
         }
         let _ = tokio::time::timeout(context.supervision.renew, metrics.changed()).await;
     }
 }
 
-/// Whether this node has yet to apply what the leader had committed when it
+/// Whether this node has yet to apply what the leader's log held when it
 /// last acknowledged a renewal (or has had no acknowledgement yet).
 fn catching_up(context: &NodeContext) -> bool {
-    let commit = context.supervision.leader_commit();
-    commit == 0 || context.state_machine.last_applied_index() < commit
+    let required = context.supervision.lease.required_index();
+    required == 0 || context.state_machine.last_applied_index() < required
 }
 
 /// Streams pings to leader `id` until the stream breaks or another node
@@ -138,9 +141,8 @@ async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Opti
             }
             message = inbound.message() => match message {
                 Ok(Some(ack)) => {
-                    context.supervision.note_leader_commit(ack.commit_index);
                     if let Some((_, at)) = sent.iter().find(|(s, _)| *s == ack.seq) {
-                        context.supervision.lease.renewed(*at);
+                        context.supervision.lease.renewed(*at, ack.commit_index);
                     }
                     leader_incarnation = ack.incarnation;
                     context.record_contact(id);

@@ -7,6 +7,13 @@
 //! starting a new term knows nothing of the renewals its predecessor
 //! granted: it treats every node as renewed at the start of its term, which
 //! is the "wait one full lease before declaring anyone dead" rule.
+//!
+//! A node whose lease ran out before its next renewal arrived (a freeze, a
+//! partition) has *lapsed*: its tasks may already be on their way to other
+//! nodes, in a write this leader has decided on but not yet appended. It
+//! stays down, and its renewals go unacknowledged, until the committed
+//! state shows it owns nothing; only then may it hold a lease again. So a
+//! thawed node can never get a lease back in time to run a task that moved.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -38,6 +45,8 @@ struct NodeLease {
     gone: bool,
     /// The node said it has yet to apply the log up to the leader's commit.
     catching_up: bool,
+    /// Its lease ran out before it renewed again: down until it owns nothing.
+    lapsed: bool,
 }
 
 /// Every node's lease, for one leader term.
@@ -79,6 +88,8 @@ impl LeaseTable {
     /// Records a renewal from `node` received at `at`. A new incarnation
     /// clears what was known of the old process.
     pub fn renew(&mut self, node: NodeId, incarnation: &str, leaving: bool, at: Instant) {
+        let lease = self.lease;
+        let unknown_too_long = at.saturating_duration_since(self.term_started) > lease;
         let entry = self.nodes.entry(node).or_insert_with(|| NodeLease {
             renewed_at: at,
             renewed: true,
@@ -86,8 +97,14 @@ impl LeaseTable {
             leaving,
             gone: false,
             catching_up: false,
+            lapsed: unknown_too_long,
         });
+        if at.saturating_duration_since(entry.renewed_at) > lease {
+            entry.lapsed = true;
+        }
         if entry.incarnation.as_deref() != Some(incarnation) {
+            // A process proven gone may have lost its tasks already.
+            entry.lapsed |= entry.gone;
             entry.incarnation = Some(incarnation.to_string());
             entry.gone = false;
         }
@@ -109,6 +126,7 @@ impl LeaseTable {
             leaving: false,
             gone: false,
             catching_up: false,
+            lapsed: false,
         });
         if entry.incarnation.as_deref() != Some(incarnation) || entry.gone {
             return false;
@@ -126,13 +144,36 @@ impl LeaseTable {
             };
         };
         let age = now.saturating_duration_since(entry.renewed_at);
-        if entry.gone || age > self.lease {
+        if entry.gone || entry.lapsed || age > self.lease {
             Health::Down
         } else if age > self.late || !entry.renewed {
             Health::Suspect
         } else {
             Health::Up
         }
+    }
+
+    /// Whether `node`'s lease ran out before it renewed again, and it may
+    /// still own tasks: its renewals must not be acknowledged.
+    pub fn lapsed(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(|n| n.lapsed)
+    }
+
+    /// The committed state shows that lapsed `node` owns nothing any more:
+    /// it may hold a lease again.
+    pub fn restore(&mut self, node: NodeId) -> bool {
+        match self.nodes.get_mut(&node) {
+            Some(entry) if entry.lapsed => {
+                entry.lapsed = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The nodes that have lapsed.
+    pub fn lapsed_nodes(&self) -> Vec<NodeId> {
+        self.nodes.iter().filter(|(_, n)| n.lapsed).map(|(id, _)| *id).collect()
     }
 
     /// Records whether `node` said it is still catching up on the log.
@@ -190,7 +231,56 @@ mod tests {
         assert_eq!(t.health(2, t0 + ms(1000)), Health::Suspect, "the lease still runs");
         assert_eq!(t.health(2, t0 + ms(1001)), Health::Down);
         t.renew(2, "a", false, t0 + ms(1002));
-        assert_eq!(t.health(2, t0 + ms(1003)), Health::Up, "a late renewal brings it back");
+        assert_eq!(
+            t.health(2, t0 + ms(1003)),
+            Health::Down,
+            "a late renewal does not bring it back by itself"
+        );
+        assert!(t.lapsed(2));
+        assert!(t.restore(2), "once it owns nothing");
+        t.renew(2, "a", false, t0 + ms(1100));
+        assert_eq!(t.health(2, t0 + ms(1101)), Health::Up);
+        assert!(!t.restore(2), "nothing to restore");
+    }
+
+    #[test]
+    fn a_node_whose_lease_ran_out_stays_down_however_often_it_renews_until_restored() {
+        let t0 = Instant::now();
+        let mut t = table(t0);
+        t.renew(2, "a", false, t0);
+        // Frozen for three leases, then renewing on time again.
+        for k in 0..10 {
+            t.renew(2, "a", false, t0 + ms(3000 + 100 * k));
+            assert_eq!(t.health(2, t0 + ms(3000 + 100 * k)), Health::Down);
+        }
+        assert_eq!(t.lapsed_nodes(), vec![2]);
+        // Renewing within the lease never lapses.
+        t.renew(3, "a", false, t0);
+        t.renew(3, "a", false, t0 + ms(1000));
+        assert!(!t.lapsed(3));
+    }
+
+    #[test]
+    fn a_node_first_heard_of_after_a_full_lease_of_the_term_has_lapsed() {
+        let t0 = Instant::now();
+        let mut t = table(t0);
+        t.renew(2, "a", false, t0 + ms(999));
+        assert!(!t.lapsed(2), "within the first lease of the term");
+        t.renew(3, "a", false, t0 + ms(1001));
+        assert!(t.lapsed(3), "its tasks may have been moved by now");
+    }
+
+    #[test]
+    fn a_new_process_after_a_proven_death_has_lapsed() {
+        let t0 = Instant::now();
+        let mut t = table(t0);
+        t.renew(2, "a", false, t0);
+        t.renew(3, "a", false, t0);
+        assert!(t.mark_gone(2, "a"));
+        t.renew(2, "b", false, t0 + ms(5));
+        assert!(t.lapsed(2), "its tasks were moved (or are being moved)");
+        t.renew(3, "b", false, t0 + ms(5));
+        assert!(!t.lapsed(3), "a restart nobody saw as a death keeps its tasks");
     }
 
     #[test]
@@ -232,6 +322,7 @@ mod tests {
         assert!(t.mark_gone(2, "a"));
         assert_eq!(t.health(2, t0 + ms(1)), Health::Down);
         t.renew(2, "b", false, t0 + ms(2));
+        assert!(t.restore(2), "once the old process's tasks have moved");
         assert_eq!(
             t.health(2, t0 + ms(3)),
             Health::Up,
@@ -249,6 +340,7 @@ mod tests {
         assert!(!t.mark_gone(1, "old"), "only news once");
         assert_eq!(t.health(1, t0 + ms(1)), Health::Down);
         t.renew(1, "new", false, t0 + ms(2));
+        assert!(t.restore(1));
         assert_eq!(t.health(1, t0 + ms(3)), Health::Up, "it came back as a new process");
     }
 

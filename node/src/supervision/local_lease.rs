@@ -1,19 +1,39 @@
-//! This node's own lease: until when it may start ticks.
+//! This node's own lease: until when it may run ticks, and how far it must
+//! have applied the log before it trusts what it owns.
 //!
 //! A renewal acknowledged by the leader extends the lease to the time the
 //! node *sent* it plus the lease, less a guard for clock-rate differences
 //! between machines. The leader counts from when it *received* the renewal,
 //! so this node always stops before the leader may move its tasks.
+//!
+//! Each acknowledgement also carries the leader's last log index. Anything
+//! the leader decided about this node before it acknowledged (say, moving
+//! its tasks while it was frozen) is at or below that index, so a node
+//! that has not applied that far may hold a stale view of what it owns and
+//! starts nothing until it has.
+//!
+//! A tick *starts* only with at least half a lease left (a node that has
+//! missed half a lease of renewals is in trouble and starts nothing new),
+//! and *runs* only while the lease does.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Until when this node may start ticks.
+use crate::runtime::FenceError;
+
+/// What the renewals acknowledged so far grant.
+#[derive(Debug, Default, Clone, Copy)]
+struct Grant {
+    until: Option<Instant>,
+    required_index: u64,
+}
+
+/// Until when this node may run ticks.
 #[derive(Debug)]
 pub struct LocalLease {
     lease: Duration,
     guard: Duration,
-    valid_until: Mutex<Option<Instant>>,
+    grant: Mutex<Grant>,
 }
 
 impl LocalLease {
@@ -21,31 +41,62 @@ impl LocalLease {
         LocalLease {
             lease,
             guard: lease / 10,
-            valid_until: Mutex::new(None),
+            grant: Mutex::new(Grant::default()),
         }
     }
 
-    /// A renewal sent at `sent_at` was acknowledged.
-    pub fn renewed(&self, sent_at: Instant) {
-        let until = sent_at + self.lease - self.guard;
-        let mut valid = self.valid_until.lock().expect("lease lock poisoned");
-        *valid = Some(valid.map_or(until, |v| v.max(until)));
+    fn grant(&self) -> Grant {
+        *self.grant.lock().expect("lease lock poisoned")
     }
 
-    /// Whether a tick may start at `now`.
+    /// A renewal sent at `sent_at` was acknowledged by a leader whose log
+    /// ended at `required_index`.
+    pub fn renewed(&self, sent_at: Instant, required_index: u64) {
+        let until = sent_at + self.lease - self.guard;
+        let mut grant = self.grant.lock().expect("lease lock poisoned");
+        grant.until = Some(grant.until.map_or(until, |v| v.max(until)));
+        grant.required_index = grant.required_index.max(required_index);
+    }
+
+    /// Whether the lease runs at `now`.
     pub fn is_valid(&self, now: Instant) -> bool {
-        self.valid_until
-            .lock()
-            .expect("lease lock poisoned")
-            .is_some_and(|until| now < until)
+        self.grant().until.is_some_and(|until| now < until)
     }
 
     /// How long the lease still runs at `now` (zero when it has ended).
     pub fn remaining(&self, now: Instant) -> Duration {
-        self.valid_until
-            .lock()
-            .expect("lease lock poisoned")
+        self.grant()
+            .until
             .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
+    }
+
+    /// How far this node must have applied the log before it may tick.
+    pub fn required_index(&self) -> u64 {
+        self.grant().required_index
+    }
+
+    /// Until when a tick may go on running at `now`, with the log applied up
+    /// to `applied`.
+    pub fn permit(&self, now: Instant, applied: u64) -> Result<Instant, FenceError> {
+        let grant = self.grant();
+        let until = grant.until.filter(|until| now < *until).ok_or(FenceError::LeaseEnded)?;
+        if applied < grant.required_index {
+            return Err(FenceError::CatchingUp {
+                applied,
+                required: grant.required_index,
+            });
+        }
+        Ok(until)
+    }
+
+    /// Whether a tick may *start* at `now`: as `permit`, and with at least
+    /// half a lease left to finish in.
+    pub fn permit_start(&self, now: Instant, applied: u64) -> Result<Instant, FenceError> {
+        let until = self.permit(now, applied)?;
+        match until.saturating_duration_since(now) >= self.lease / 2 {
+            true => Ok(until),
+            false => Err(FenceError::LeaseEnded),
+        }
     }
 }
 
@@ -53,19 +104,48 @@ impl LocalLease {
 mod tests {
     use super::*;
 
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
     #[test]
     fn the_lease_runs_from_the_send_time_less_the_guard_and_never_shrinks() {
-        let lease = LocalLease::new(Duration::from_millis(1000));
+        let lease = LocalLease::new(ms(1000));
         let t0 = Instant::now();
         assert!(!lease.is_valid(t0), "no lease before the first renewal");
-        lease.renewed(t0);
-        assert!(lease.is_valid(t0 + Duration::from_millis(899)));
-        assert!(!lease.is_valid(t0 + Duration::from_millis(900)));
-        lease.renewed(t0 + Duration::from_millis(500));
-        lease.renewed(t0 + Duration::from_millis(100));
+        lease.renewed(t0, 0);
+        assert!(lease.is_valid(t0 + ms(899)));
+        assert!(!lease.is_valid(t0 + ms(900)));
+        lease.renewed(t0 + ms(500), 0);
+        lease.renewed(t0 + ms(100), 0);
+        assert_eq!(lease.remaining(t0 + ms(1000)), ms(400));
+    }
+
+    #[test]
+    fn nothing_may_tick_before_the_log_is_applied_as_far_as_the_renewal_said() {
+        let lease = LocalLease::new(ms(1000));
+        let t0 = Instant::now();
+        lease.renewed(t0, 42);
         assert_eq!(
-            lease.remaining(t0 + Duration::from_millis(1000)),
-            Duration::from_millis(400)
+            lease.permit(t0, 41),
+            Err(FenceError::CatchingUp {
+                applied: 41,
+                required: 42
+            })
         );
+        assert_eq!(lease.permit(t0, 42), Ok(t0 + ms(900)));
+        lease.renewed(t0 + ms(10), 7);
+        assert_eq!(lease.required_index(), 42, "the required index never goes back");
+    }
+
+    #[test]
+    fn a_tick_starts_only_with_half_a_lease_left_and_runs_only_while_it_lasts() {
+        let lease = LocalLease::new(ms(1000));
+        let t0 = Instant::now();
+        lease.renewed(t0, 0);
+        assert!(lease.permit_start(t0 + ms(400), 0).is_ok(), "500 ms left");
+        assert_eq!(lease.permit_start(t0 + ms(401), 0), Err(FenceError::LeaseEnded));
+        assert!(lease.permit(t0 + ms(899), 0).is_ok(), "a started tick runs on");
+        assert_eq!(lease.permit(t0 + ms(900), 0), Err(FenceError::LeaseEnded));
     }
 }

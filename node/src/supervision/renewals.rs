@@ -19,7 +19,7 @@ use tonic::{Status, Streaming};
 
 use super::liveness::process_gone;
 use crate::api::NodeContext;
-use crate::types::{NodeId, committed_index, leadership_confirmed_at, with_metrics};
+use crate::types::{NodeId, appended_index, leadership_confirmed_at, with_metrics};
 
 /// The tick counts and compiled modules a ping reports.
 fn report_of(ping: &HeartbeatPing) -> NodeReport {
@@ -49,7 +49,7 @@ pub async fn serve_renewals(
     acks: mpsc::Sender<Result<HeartbeatAck, Status>>,
 ) {
     let (latest, pending) = watch::channel::<Option<(u64, Instant)>>(None);
-    let acker = tokio::spawn(acknowledge(context.clone(), pending, acks));
+    let acker = tokio::spawn(acknowledge(context.clone(), node, pending, acks));
     let mut incarnation = String::new();
     let ended = loop {
         let ping = match inbound.message().await {
@@ -92,6 +92,7 @@ pub async fn serve_renewals(
 /// Acknowledges the latest ping once leadership is confirmed after it arrived.
 async fn acknowledge(
     context: Arc<NodeContext>,
+    node: NodeId,
     mut pending: watch::Receiver<Option<(u64, Instant)>>,
     acks: mpsc::Sender<Result<HeartbeatAck, Status>>,
 ) {
@@ -101,7 +102,10 @@ async fn acknowledge(
         let latest = *pending.borrow_and_update();
         match latest {
             Some((seq, received)) if seq > acked => {
-                if let Some((term, commit_index)) = confirmed_since(&context, received) {
+                // A node whose lease ran out waits for the supervisor to
+                // move its tasks off it before it may hold a lease again.
+                let lapsed = context.supervision.leases(|l| l.lapsed(node));
+                if let Some((term, commit_index)) = confirmed_since(&context, received).filter(|_| !lapsed) {
                     let ack = HeartbeatAck {
                         seq,
                         term,
@@ -129,8 +133,10 @@ async fn acknowledge(
     }
 }
 
-/// The current term and commit index, if this node leads and a quorum
-/// acknowledged it as leader for a heartbeat sent at or after `at`.
+/// The current term and the index the renewed node must apply before it
+/// ticks (this leader's last log index: whatever it decided before, such
+/// as moving that node's tasks, is at or below it), if this node leads and
+/// a quorum acknowledged it as leader for a heartbeat sent at or after `at`.
 fn confirmed_since(context: &NodeContext, at: Instant) -> Option<(u64, u64)> {
     with_metrics(&context.raft, |m| {
         if m.current_leader != Some(context.id) {
@@ -138,7 +144,7 @@ fn confirmed_since(context: &NodeContext, at: Instant) -> Option<(u64, u64)> {
         }
         leadership_confirmed_at(m, context.id)
             .is_some_and(|t| t >= at)
-            .then_some((m.current_term, committed_index(m)))
+            .then_some((m.current_term, appended_index(m)))
     })
 }
 

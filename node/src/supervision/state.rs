@@ -2,7 +2,7 @@
 //! view of everyone's leases, and the timing they run on.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -31,8 +31,6 @@ pub struct Supervision {
     /// Processes this node proved gone while following (a dead leader),
     /// and when: applied to the lease table if this node leads next.
     gone: Mutex<Vec<(NodeId, String, Instant)>>,
-    /// The highest commit index a leader reported with a renewal.
-    leader_commit: AtomicU64,
     /// The supervisor's latest view of the nodes (while this node leads).
     view: Mutex<NodeView>,
 }
@@ -50,19 +48,8 @@ impl Supervision {
             wake: Notify::new(),
             leaving: AtomicBool::new(false),
             gone: Mutex::new(Vec::new()),
-            leader_commit: AtomicU64::new(0),
             view: Mutex::new(NodeView::default()),
         }
-    }
-
-    pub fn note_leader_commit(&self, index: u64) {
-        self.leader_commit.fetch_max(index, Ordering::SeqCst);
-    }
-
-    /// How far this node must have applied before it trusts what its state
-    /// machine says it owns.
-    pub fn leader_commit(&self) -> u64 {
-        self.leader_commit.load(Ordering::SeqCst)
     }
 
     /// Remembers that process `incarnation` of `node` is gone.

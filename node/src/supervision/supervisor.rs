@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::lease_table::{Health, LeaseTable};
 use crate::api::NodeContext;
 use crate::placement::{NodeView, plan};
-use crate::task_table::Assignment;
+use crate::task_table::{Assignment, TaskStatus};
 use crate::types::{Command, NodeId, with_metrics};
 
 /// How often the leader looks, besides being woken by news.
@@ -44,11 +44,22 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
             let now = Instant::now();
             let drained = context.state_machine.read(|s| s.drained.clone());
             let noted_gone = context.supervision.noted_gone();
+            let owners = context.state_machine.read(|s| {
+                let running = s.tasks.tasks.values().filter(|t| t.status == TaskStatus::Running);
+                running.filter_map(|t| t.owner).collect::<BTreeSet<NodeId>>()
+            });
             let view = context.supervision.leases(|leases| {
                 leases.begin_term(term, now);
                 for (node, incarnation) in &noted_gone {
                     if leases.mark_gone(*node, incarnation) {
                         tracing::info!("node {node}'s process ({incarnation}) is gone; moving its tasks now");
+                    }
+                }
+                // A lapsed node may hold a lease again once the committed
+                // state shows it owns nothing (its renewals wait till then).
+                for node in leases.lapsed_nodes() {
+                    if !owners.contains(&node) && leases.restore(node) {
+                        tracing::info!("node {node}, whose lease had run out, owns nothing now; renewing it again");
                     }
                 }
                 node_view(
@@ -162,6 +173,9 @@ mod tests {
         let mut leases = LeaseTable::new(lease, Duration::from_millis(100), t0);
         leases.begin_term(1, t0);
         let now = t0 + Duration::from_millis(1500);
+        for id in [2, 3, 4] {
+            leases.renew(id, "a", false, t0 + Duration::from_millis(600));
+        }
         leases.renew(2, "a", false, now);
         leases.renew(3, "a", false, now);
         leases.renew(4, "a", true, now);

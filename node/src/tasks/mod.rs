@@ -2,6 +2,8 @@
 //! `supervision`), and the
 //! decisions (when a tick is due, whether to retry) are pure functions.
 
+mod commit;
+mod fence;
 mod forwarder;
 pub mod restarts;
 mod runner;

@@ -4,9 +4,12 @@
 //! owner) ends it. Failed ticks are retried with backoff until the restart
 //! intensity is exceeded, and then the task is marked failed.
 //!
-//! A tick starts only while this node's lease runs (self-fencing), and a
-//! task being handed off is released between ticks, or moves with the
-//! commit of the tick in flight.
+//! Every tick runs under a fence (`fence.rs`): it starts only with half a
+//! lease left, once this node has applied the log as far as its last
+//! renewal said and while its state machine shows it as the owner; it is
+//! interrupted when the lease ends, and every host call with an outside
+//! effect checks the fence again. A task being handed off is released
+//! between ticks, or moves with the commit of the tick in flight.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,13 +18,15 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
+use super::commit::commit_tick;
+use super::fence::OwnerFence;
 use super::forwarder::propose_on_leader;
 use super::restarts::{RestartTracker, Verdict};
 use super::schedule::{first_due, next_due};
 use crate::api::NodeContext;
-use crate::runtime::{CompiledModule, TaskContext};
+use crate::runtime::{CompiledModule, Fence, FencingToken, TaskContext, TickError};
 use crate::task_table::{TaskStatus, TickCommit};
-use crate::types::{Command, CommandResponse, ModuleRecord, now_ms};
+use crate::types::{Command, ModuleRecord, now_ms};
 
 /// How often the runner looks for tasks it gained or lost, besides every
 /// time the state machine applies entries.
@@ -124,10 +129,11 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
     let (mut tick, mut state, mut state_version) = (record.tick, record.state, record.state_version);
     let mut due = first_due(&spec.schedule, spec.catch_up, record.next_due_ms, now_ms());
     let mut restarts = RestartTracker::default();
+    let fence = Arc::new(OwnerFence::new(context.clone(), &name, epoch));
     // The module version this worker runs, compiled.
     let mut running: Option<(ModuleRecord, Arc<CompiledModule>)> = None;
     loop {
-        if !await_turn(&context, &name, epoch, due, &wake).await {
+        if !await_turn(&context, &fence, &name, epoch, due, &wake).await {
             return;
         }
         // The version this node runs now: a hot swap takes effect here,
@@ -177,6 +183,9 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             name: name.clone(),
             config: spec.config.clone(),
             allow_net: spec.allow_net.clone(),
+            node: context.id,
+            token: FencingToken { epoch, tick: tick + 1 },
+            fence: Fence::new(fence.clone()),
         };
         // Ticks run on blocking threads, as many at once as there are
         // cores: a burst of due tasks must not crowd out the threads that
@@ -186,6 +195,14 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             .acquire_owned()
             .await
             .expect("tick slots are never closed");
+        // Waiting for the slot or the module took time, and the node may
+        // have been paused meanwhile: look again, just before the start.
+        if let Err(e) = fence.permit_start(std::time::Instant::now()) {
+            tracing::debug!(task = %name, "not starting tick {}: {e}", tick + 1);
+            drop(slot);
+            tokio::time::sleep(LEASE_POLL).await;
+            continue;
+        }
         let result = tokio::task::spawn_blocking(move || {
             let outcome = match migration {
                 Some((from, to, None)) => engine.tick_migrated(&compiled_for_tick, task, from, to, &input),
@@ -198,13 +215,22 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             outcome
         })
         .await;
-        if let Ok(outcome) = &result {
+        if let Ok(outcome) = &result
+            && !matches!(outcome, Err(TickError::Fenced(_)))
+        {
             context
                 .tick_health
                 .record(&spec.module, release.version, outcome.is_ok());
         }
         let outcome = match result {
             Ok(Ok(outcome)) => outcome,
+            // This node's turn ended during the tick: not the module's
+            // fault, and nothing to commit. The loop finds out whether the
+            // turn comes back (the lease renewed) or is over (moved).
+            Ok(Err(TickError::Fenced(e))) => {
+                tracing::info!(task = %name, "tick {} stopped: {e}", tick + 1);
+                continue;
+            }
             Ok(Err(e)) => {
                 tracing::warn!(task = %name, "tick {} (version {}) failed: {e}", tick + 1, release.version);
                 match restarts.record_failure(now_ms(), &spec.restart) {
@@ -263,11 +289,22 @@ fn migration_for(state_version: u32, running: u32, state: &[u8]) -> Option<(u32,
 /// Waits until the task's tick is due and this node's lease runs. False when
 /// the task is no longer this worker's: its epoch moved on, or it was being
 /// handed off and this node released it.
-async fn await_turn(context: &NodeContext, name: &str, epoch: u64, due: u64, wake: &Notify) -> bool {
+async fn await_turn(
+    context: &NodeContext,
+    fence: &OwnerFence,
+    name: &str,
+    epoch: u64,
+    due: u64,
+    wake: &Notify,
+) -> bool {
     let mut fenced = false;
     loop {
         let handoff = context.state_machine.read(|s| {
-            let task = s.tasks.tasks.get(name).filter(|t| t.epoch == epoch)?;
+            let task = s
+                .tasks
+                .tasks
+                .get(name)
+                .filter(|t| t.epoch == epoch && t.owner == Some(context.id))?;
             Some(task.handoff_to)
         });
         let Some(handoff) = handoff else { return false };
@@ -288,15 +325,18 @@ async fn await_turn(context: &NodeContext, name: &str, epoch: u64, due: u64, wak
         }
         let wait = due.saturating_sub(now_ms());
         if wait == 0 {
-            if context.supervision.lease.is_valid(std::time::Instant::now()) || crate::fencing::disabled() {
-                if fenced {
-                    tracing::info!(task = %name, "lease renewed; ticking again");
+            match fence.permit_start(std::time::Instant::now()) {
+                Ok(_) => {
+                    if fenced {
+                        tracing::info!(task = %name, "lease renewed; ticking again");
+                    }
+                    return true;
                 }
-                return true;
-            }
-            if !fenced {
-                tracing::warn!(task = %name, "not ticking: this node's lease has ended (cut off from the leader?)");
-                fenced = true;
+                Err(e) if !fenced => {
+                    tracing::warn!(task = %name, "not ticking: {e} (cut off from the leader, or catching up?)");
+                    fenced = true;
+                }
+                Err(_) => {}
             }
         }
         let pause = match wait {
@@ -319,8 +359,13 @@ async fn caught_up(context: &NodeContext, name: &str, epoch: u64) -> bool {
         if !still_owned(context, name, epoch) {
             return false;
         }
-        let leased = context.supervision.lease.is_valid(std::time::Instant::now());
-        if leased && context.state_machine.last_applied_index() >= context.supervision.leader_commit() {
+        let applied = context.state_machine.last_applied_index();
+        if context
+            .supervision
+            .lease
+            .permit(std::time::Instant::now(), applied)
+            .is_ok()
+        {
             return true;
         }
         tokio::time::sleep(LEASE_POLL).await;
@@ -334,52 +379,6 @@ fn still_owned(context: &NodeContext, name: &str, epoch: u64) -> bool {
             .tasks
             .get(name)
             .is_some_and(|t| t.epoch == epoch && t.owner == Some(context.id))
-    })
-}
-
-/// Commits `commit`, retrying while no leader answers. False when the
-/// state machine refused it: this node no longer owns the task.
-async fn commit_tick(context: &NodeContext, commit: &TickCommit) -> bool {
-    loop {
-        match propose_on_leader(context, Command::CommitTick(commit.clone())).await {
-            Ok(committed) => match committed.response {
-                CommandResponse::Done => return true,
-                // A retry of a commit that did land the first time.
-                _ if already_committed(context, commit) => return true,
-                other => {
-                    tracing::info!(task = %commit.task, "stopping: {other:?}");
-                    return false;
-                }
-            },
-            Err(e) => {
-                if already_committed(context, commit) {
-                    return true;
-                }
-                tracing::debug!(task = %commit.task, "commit not confirmed ({e}); retrying");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let still_ours = context.state_machine.read(|s| {
-                    s.tasks
-                        .tasks
-                        .get(&commit.task)
-                        .is_some_and(|t| t.epoch == commit.epoch && t.tick < commit.tick)
-                });
-                if !still_ours {
-                    return already_committed(context, commit);
-                }
-            }
-        }
-    }
-}
-
-/// Whether this node's state machine shows `commit` as applied.
-fn already_committed(context: &NodeContext, commit: &TickCommit) -> bool {
-    context.state_machine.read(|s| {
-        s.tasks.tasks.get(&commit.task).is_some_and(|t| {
-            t.epoch == commit.epoch
-                && t.history
-                    .iter()
-                    .any(|h| h.tick == commit.tick && h.epoch == commit.epoch && h.node == commit.node)
-        })
     })
 }
 

@@ -42,9 +42,30 @@ pub mod migrating {
     });
 }
 
-pub use bindings::baton::task::host::{self, Level};
+pub use bindings::baton::task::host::{self, FencingToken, Level};
 pub use bindings::{Guest, Outcome, export};
 pub use migrating::export_migrating;
+
+/// This tick's fencing token: the task's epoch (it rises every time the
+/// task changes owner) and the number this tick will commit as. Send it
+/// with every request that changes something downstream, and have the
+/// downstream refuse a token lower than the highest it has seen for the
+/// task: a node that lost the task (frozen, cut off) is then refused even
+/// if its request arrives late.
+pub fn fencing_token() -> FencingToken {
+    host::token()
+}
+
+/// The network, as far as the task was granted it (`--allow-net`).
+pub mod net {
+    /// Sends `request` over a new TCP connection to `addr` and returns the
+    /// reply (what the peer sends until it closes), at most `max_reply`
+    /// bytes. Fails without connecting when `addr` was not granted or this
+    /// node no longer owns the task; never outlasts the tick's deadline.
+    pub fn exchange(addr: &str, request: &[u8], max_reply: u32) -> Result<Vec<u8>, String> {
+        super::host::tcp_exchange(addr, request, max_reply)
+    }
+}
 
 /// Logging through the node.
 pub mod log {

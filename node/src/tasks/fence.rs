@@ -1,0 +1,63 @@
+//! The node's side of a tick's fence: this node may run and act for task
+//! `name` at `epoch` only while its lease runs, it has applied the log as
+//! far as the leader's last renewal said, and its state machine still shows
+//! it as the task's owner at that epoch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::NodeContext;
+use crate::runtime::{FenceError, TickFence};
+use crate::task_table::TaskStatus;
+
+/// The fence of one worker's ticks.
+pub struct OwnerFence {
+    context: Arc<NodeContext>,
+    task: String,
+    epoch: u64,
+}
+
+impl OwnerFence {
+    pub fn new(context: Arc<NodeContext>, task: &str, epoch: u64) -> Self {
+        OwnerFence {
+            context,
+            task: task.to_string(),
+            epoch,
+        }
+    }
+
+    /// Whether the state machine shows this node owning the task at this
+    /// epoch, running. (A tick in flight when a hand-off starts may finish:
+    /// the new owner starts only once it has committed or been released.)
+    fn owns(&self) -> bool {
+        self.context.state_machine.read(|s| {
+            s.tasks.tasks.get(&self.task).is_some_and(|t| {
+                t.epoch == self.epoch && t.owner == Some(self.context.id) && t.status == TaskStatus::Running
+            })
+        })
+    }
+
+    fn check(&self, lease: Result<Instant, FenceError>) -> Result<Instant, FenceError> {
+        if crate::fencing::disabled() {
+            return Ok(Instant::now() + Duration::from_secs(3600));
+        }
+        let until = lease?;
+        match self.owns() {
+            true => Ok(until),
+            false => Err(FenceError::NotOwner { epoch: self.epoch }),
+        }
+    }
+
+    /// Whether a tick may start now: with half a lease left to finish in.
+    pub fn permit_start(&self, now: Instant) -> Result<Instant, FenceError> {
+        let applied = self.context.state_machine.last_applied_index();
+        self.check(self.context.supervision.lease.permit_start(now, applied))
+    }
+}
+
+impl TickFence for OwnerFence {
+    fn permit(&self, now: Instant) -> Result<Instant, FenceError> {
+        let applied = self.context.state_machine.last_applied_index();
+        self.check(self.context.supervision.lease.permit(now, applied))
+    }
+}
