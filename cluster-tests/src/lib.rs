@@ -70,6 +70,23 @@ impl TestCluster {
         .await
     }
 
+    /// Lays out and starts `n` voters whose configs also hold `extra` (TOML
+    /// appended to each, such as a `[testing]` table), and waits for a leader.
+    pub async fn start_with_config(n: u64, timing: TimingConfig, extra: &str) -> TestCluster {
+        let mut cluster = Self::create(n, timing);
+        for node in cluster.local.nodes.values() {
+            let path = node.config_path();
+            let text = std::fs::read_to_string(&path).expect("read node config");
+            std::fs::write(&path, format!("{text}\n{extra}\n")).expect("write node config");
+        }
+        for id in 1..=n {
+            cluster.local.start(id).expect("start node");
+        }
+        cluster.wait_for_leader(Duration::from_secs(30)).await;
+        cluster.wait_for_all_up(Duration::from_secs(30)).await;
+        cluster
+    }
+
     /// Lays out `n` voters without starting them.
     pub fn create(n: u64, timing: TimingConfig) -> TestCluster {
         let dir = tempfile::Builder::new()

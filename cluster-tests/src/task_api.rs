@@ -223,3 +223,47 @@ pub async fn start_counters(
     .await;
     names
 }
+
+/// Deploys `witnessed` and adds `n` tasks (`w00`, `w01`, ...) every
+/// `period_ms` that call `witness` on every tick (granted its address), and
+/// waits (up to 60 s) until every one has ticked twice; returns their names.
+pub async fn start_witnessed(
+    cluster: &TestCluster,
+    client: &ClusterClient,
+    witness: &crate::witness::Witness,
+    n: usize,
+    period_ms: u64,
+) -> std::collections::BTreeSet<String> {
+    use std::collections::BTreeSet;
+    deploy(cluster, client, "witnessed").await;
+    let addr = witness.addr().to_string();
+    let names: BTreeSet<String> = (0..n).map(|i| format!("w{i:02}")).collect();
+    for name in &names {
+        let mut request = every(name, "witnessed", period_ms, &addr);
+        request.allow_net = vec![addr.clone()];
+        add(client, request).await;
+    }
+    crate::poll_async(
+        std::time::Duration::from_secs(60),
+        "every witnessed task ticking",
+        || async {
+            let all = tasks(client).await;
+            let witnessed: Vec<&TaskInfo> = all.iter().filter(|t| names.contains(&t.name)).collect();
+            (witnessed.len() == n && witnessed.iter().all(|t| t.tick >= 2)).then_some(())
+        },
+    )
+    .await;
+    names
+}
+
+/// What the witness saw of the tasks in `names`, checked against what the
+/// cluster committed for them.
+pub async fn witness_report(
+    client: &ClusterClient,
+    witness: &crate::witness::Witness,
+    names: &std::collections::BTreeSet<String>,
+) -> crate::witness_check::WitnessReport {
+    let histories = crate::history::collect(client).await.expect("the committed histories");
+    let witnessed: Vec<_> = histories.into_iter().filter(|h| names.contains(&h.name)).collect();
+    crate::witness_check::check(&witness.runs(), &witnessed)
+}

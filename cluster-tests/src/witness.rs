@@ -28,9 +28,12 @@ pub struct Run {
     pub tick: u64,
     /// Microseconds since the witness started, when the call arrived.
     pub began_us: u64,
-    /// When the witness answered it.
+    /// When the witness answered it, or found its caller gone.
     pub ended_us: u64,
 }
+
+/// How often a held call is checked for a caller that is gone.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
 
 impl Run {
     /// The run's fencing token, comparable as a pair.
@@ -97,7 +100,19 @@ impl Witness {
                         if read.is_err() {
                             return;
                         }
-                        tokio::time::sleep(Duration::from_millis(hold_ms.load(Ordering::Relaxed))).await;
+                        let hold = Duration::from_millis(hold_ms.load(Ordering::Relaxed));
+                        let answer_at = tokio::time::Instant::now() + hold;
+                        let mut gone = false;
+                        while tokio::time::Instant::now() < answer_at {
+                            if stream.write_all(b".").await.is_err() {
+                                gone = true;
+                                break;
+                            }
+                            tokio::time::sleep(PROBE_EVERY.min(answer_at - tokio::time::Instant::now())).await;
+                        }
+                        if !gone {
+                            let _ = stream.write_all(b"ok").await;
+                        }
                         let ended_us = started.elapsed().as_micros() as u64;
                         match Run::parse(&String::from_utf8_lossy(&request), began_us, ended_us) {
                             Some(run) => runs.lock().expect("witness lock poisoned").push(run),
@@ -105,7 +120,6 @@ impl Witness {
                                 malformed.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                        let _ = stream.write_all(b"ok").await;
                     });
                 }
             }
@@ -166,9 +180,26 @@ mod tests {
         stream.shutdown().await.unwrap();
         let mut reply = Vec::new();
         stream.read_to_end(&mut reply).await.unwrap();
-        assert_eq!(reply, b"ok");
+        assert!(reply.ends_with(b"ok") && reply.len() > 2, "{reply:?}");
         let runs = witness.runs();
         assert_eq!(runs.len(), 1);
         assert!(runs[0].ended_us - runs[0].began_us >= 30_000);
+    }
+
+    #[tokio::test]
+    async fn a_run_ends_when_its_caller_is_gone() {
+        let witness = Witness::start("127.0.0.1:0", Duration::from_secs(5)).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(witness.addr()).await.unwrap();
+        stream.write_all(b"task=a node=1 epoch=1 tick=1").await.unwrap();
+        stream.shutdown().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(stream);
+        crate::poll_async(Duration::from_secs(3), "the run to end", || async {
+            let runs = witness.runs();
+            (runs.len() == 1).then_some(())
+        })
+        .await;
+        let run = &witness.runs()[0];
+        assert!(run.ended_us - run.began_us < 1_000_000, "{run:?}");
     }
 }

@@ -33,6 +33,10 @@ pub struct WitnessReport {
     pub tasks: usize,
     /// Runs of a tick beyond its first.
     pub reruns: usize,
+    /// Of those, runs at another epoch than the tick's first run: the tick
+    /// ran again on its new owner after a move (its first run's commit was
+    /// lost, or never made, with the old owner).
+    pub reruns_after_move: usize,
     pub overlaps: Vec<Overlap>,
     /// A run whose token was below one the task had already presented.
     pub backwards: Vec<(Run, Run)>,
@@ -67,10 +71,11 @@ impl fmt::Display for WitnessReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "witness: {} runs of {} tasks, {} re-runs, {} overlapping, {} tokens backwards, {} committed ticks never run",
+            "witness: {} runs of {} tasks, {} re-runs ({} after a move), {} overlapping, {} tokens backwards, {} committed ticks never run",
             self.runs,
             self.tasks,
             self.reruns,
+            self.reruns_after_move,
             self.overlaps.len(),
             self.backwards.len(),
             self.unseen.len()
@@ -121,10 +126,18 @@ pub fn check(runs: &[Run], committed: &[TaskHistory]) -> WitnessReport {
         // The run that ends last so far, and the highest token so far.
         let mut longest: Option<&Run> = None;
         let mut highest: Option<&Run> = None;
-        let mut ticks = BTreeSet::new();
+        let mut first_epoch: BTreeMap<u64, u64> = BTreeMap::new();
         for &run in runs.iter() {
-            if !ticks.insert(run.tick) {
-                report.reruns += 1;
+            match first_epoch.get(&run.tick) {
+                Some(&epoch) => {
+                    report.reruns += 1;
+                    if epoch != run.epoch {
+                        report.reruns_after_move += 1;
+                    }
+                }
+                None => {
+                    first_epoch.insert(run.tick, run.epoch);
+                }
             }
             if let Some(prior) = longest.filter(|p| p.ended_us > run.began_us) {
                 report.overlaps.push(Overlap {

@@ -1,7 +1,10 @@
 //! Supervision across machines on real processes: 200 counter tasks ticking
-//! every 250 ms on 3 nodes survive kill -9 of a worker and of the leader, a
-//! frozen node, a drain and a graceful stop; each run ends with the history
-//! checker over everything the cluster committed.
+//! every 250 ms, and 30 `witnessed` tasks calling a witness service every
+//! 300 ms, on 3 nodes survive kill -9 of a worker and of the leader, a
+//! frozen node, a drain, a graceful stop and a removal; each run ends with
+//! the history checker over everything the cluster committed and the
+//! witness's checker over everything the tasks did (no two runs of a task
+//! at once, no fencing token going back).
 //!
 //! The tests run one at a time (each drives 800 commits a second on a
 //! two-core machine), so that one test's load cannot starve another's
@@ -11,13 +14,26 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use baton_cluster_tests::history::{Expectations, Summary, check, collect};
-use baton_cluster_tests::task_api::{await_handed_off, await_ticking_elsewhere, history, start_counters, tasks};
+use baton_cluster_tests::task_api::{
+    await_handed_off, await_ticking_elsewhere, history, start_counters, start_witnessed, tasks, witness_report,
+};
+use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::{TestCluster, poll_async};
 use baton_proto::{DrainNodeRequest, TaskInfo};
 use batonctl::ClusterClient;
 
 const TASKS: usize = 200;
 const PERIOD_MS: u64 = 250;
+const WITNESSED: usize = 30;
+const WITNESSED_PERIOD_MS: u64 = 300;
+/// The longer of the two periods: what a hand-off's gap is measured against.
+const LONGEST_PERIOD_MS: u64 = if WITNESSED_PERIOD_MS > PERIOD_MS {
+    WITNESSED_PERIOD_MS
+} else {
+    PERIOD_MS
+};
+/// How long the witness holds each call, as a slow downstream API would.
+const HOLD: Duration = Duration::from_millis(150);
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -36,20 +52,27 @@ struct Run {
     cluster: TestCluster,
     client: ClusterClient,
     names: BTreeSet<String>,
+    witness: Witness,
+    witnessed: BTreeSet<String>,
     bound_ms: u64,
 }
 
-/// Three nodes with 200 counters ticking, spread over all of them.
+/// Three nodes with 200 counters and 30 witnessed tasks ticking, spread
+/// over all of them.
 async fn start() -> Run {
     let cluster = TestCluster::start(3).await;
     let client = cluster.client();
+    let witness = Witness::start("127.0.0.1:0", HOLD).await.unwrap();
     let names = start_counters(&cluster, &client, TASKS, PERIOD_MS).await;
+    let witnessed = start_witnessed(&cluster, &client, &witness, WITNESSED, WITNESSED_PERIOD_MS).await;
     let bound_ms = cluster.status().await.unwrap().failover_bound_ms;
     assert!(bound_ms > 0);
     Run {
         cluster,
         client,
         names,
+        witness,
+        witnessed,
         bound_ms,
     }
 }
@@ -87,7 +110,7 @@ impl Run {
     /// Waits until the tasks in `moved` tick elsewhere and checks that none
     /// waited longer than a period plus the failover bound after `since_ms`.
     async fn assert_moved_within_bound(&self, moved: &[TaskInfo], from: u64, since_ms: u64, what: &str) {
-        let allowed = self.bound_ms + PERIOD_MS;
+        let allowed = self.bound_ms + LONGEST_PERIOD_MS;
         let delays = self.await_moved(moved, from, since_ms).await;
         let worst = delays.iter().max().unwrap();
         assert!(
@@ -105,15 +128,20 @@ impl Run {
     }
 
     /// The history checker over every task, with gaps allowed up to a period
-    /// plus the failover bound.
+    /// plus the failover bound, and the witness's checker over what the
+    /// witnessed tasks did.
     async fn check_history(&self) -> Summary {
         let histories = collect(&self.client).await.unwrap();
         let expect = Expectations {
-            tasks: self.names.clone(),
-            max_gap_ms: PERIOD_MS + self.bound_ms,
+            tasks: self.names.iter().chain(&self.witnessed).cloned().collect(),
+            max_gap_ms: LONGEST_PERIOD_MS + self.bound_ms,
             counters: true,
         };
-        check(&histories, &expect).unwrap_or_else(|v| panic!("{v}"))
+        let summary = check(&histories, &expect).unwrap_or_else(|v| panic!("{v}"));
+        let report = witness_report(&self.client, &self.witness, &self.witnessed).await;
+        eprintln!("{report}");
+        assert!(report.is_clean(), "{report}");
+        summary
     }
 
     async fn drain(&self, id: u64, drain: bool) {
@@ -235,7 +263,10 @@ async fn drain_and_graceful_stop_hand_tasks_off_within_a_period_and_200_ms() {
     );
     await_handed_off(&run.client, &names(&moved), drained, drained_at).await;
     let gap = hand_off_gap(&run.client, &moved, drained, drained_at).await;
-    assert!(gap <= PERIOD_MS + 200, "a drained task went {gap} ms between ticks");
+    assert!(
+        gap <= LONGEST_PERIOD_MS + 200,
+        "a drained task went {gap} ms between ticks"
+    );
 
     run.drain(drained, false).await;
     run.await_share(drained, "the undrained node to get tasks back").await;
@@ -256,8 +287,35 @@ async fn drain_and_graceful_stop_hand_tasks_off_within_a_period_and_200_ms() {
     await_handed_off(&run.client, &names(&moved), stopped, stopped_at).await;
     let gap = hand_off_gap(&run.client, &moved, stopped, stopped_at).await;
     assert!(
-        gap <= PERIOD_MS + 200,
+        gap <= LONGEST_PERIOD_MS + 200,
         "a task of the stopped node went {gap} ms between ticks"
     );
+    run.check_history().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_live_owner_moves_its_tasks_only_after_its_lease_ran_out() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = start().await;
+    let removed = run.a_follower().await;
+    let moved = run.owned_by(removed).await;
+    assert!(!moved.is_empty());
+    let removed_at = now_ms();
+    // No drain first: the node is alive, ticking, and renewing its lease.
+    let request = baton_proto::RemoveNodeRequest { id: removed };
+    run.client
+        .call_with(&request, |mut c, r| async move { c.remove_node(r).await })
+        .await
+        .unwrap();
+    // Its lease runs out before its tasks move: a gap of about a lease.
+    await_handed_off(&run.client, &names(&moved), removed, removed_at).await;
+    let gap = hand_off_gap(&run.client, &moved, removed, removed_at).await;
+    let allowed = LONGEST_PERIOD_MS + run.bound_ms + 1000;
+    assert!(
+        gap <= allowed,
+        "a task of the removed node went {gap} ms between ticks (allowed {allowed})"
+    );
+    let status = run.cluster.status().await.unwrap();
+    assert!(status.members.iter().all(|m| m.id != removed), "{status:?}");
     run.check_history().await;
 }

@@ -181,6 +181,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         for task in [&fetcher, &supervisor, &runner, &rollouts, &heartbeat] {
             task.abort();
         }
+        stop_ticks(&context).await;
         let _ = stop_serving_tx.send(());
         let _ = tokio::time::timeout(config.shutdown_grace(), server).await;
         return Err(NodeError::RaftStopped(why));
@@ -194,6 +195,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         runner.abort();
         rollouts.abort();
         heartbeat.abort();
+        stop_ticks(&context).await;
         hand_off_leadership(&raft, config.id, grace / 3).await;
         let _ = stop_serving_tx.send(());
         match server.await {
@@ -304,6 +306,17 @@ async fn drain_for_shutdown(context: &NodeContext, wait: Duration) {
     match owned() {
         0 => tracing::info!("handed off all {before} task(s)"),
         left => tracing::warn!("{left} task(s) not handed off within {wait:?}; they move when this node is gone"),
+    }
+}
+
+/// Stops every tick in flight (their fences refuse, and the engine
+/// interrupts them within an epoch) and waits until none runs: a tick must
+/// not act on the world after this node's listener has closed, which peers
+/// may take as a sign that the process is gone.
+async fn stop_ticks(context: &NodeContext) {
+    context.supervision.stop_ticking();
+    if !context.supervision.ticks_stopped(Duration::from_secs(2)).await {
+        tracing::warn!("a tick is still running 2 s after it was told to stop");
     }
 }
 

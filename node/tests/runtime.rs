@@ -259,7 +259,7 @@ struct TestFence {
 }
 
 impl TestFence {
-    fn new(until: Instant, refuse_after: u32) -> Fence {
+    fn fence(until: Instant, refuse_after: u32) -> Fence {
         Fence::new(Arc::new(TestFence {
             until,
             calls: Default::default(),
@@ -291,7 +291,7 @@ fn a_tick_is_interrupted_when_its_lease_ends_long_before_its_budget() {
     let started = Instant::now();
     let lease_end = started + Duration::from_millis(150);
     let fenced = TaskContext {
-        fence: TestFence::new(lease_end, u32::MAX),
+        fence: TestFence::fence(lease_end, u32::MAX),
         ..task("f", r#"{"spin": true}"#)
     };
     let err = engine.tick(&faulty, fenced, b"").unwrap_err();
@@ -305,7 +305,7 @@ fn a_tick_whose_fence_refuses_does_not_start() {
     let engine = engine(RuntimeLimits::default());
     let counter = engine.load(&example("counter")).unwrap();
     let refused = TaskContext {
-        fence: TestFence::new(Instant::now() + Duration::from_secs(5), 0),
+        fence: TestFence::fence(Instant::now() + Duration::from_secs(5), 0),
         ..task("c", "")
     };
     let err = engine.tick(&counter, refused, b"").unwrap_err();
@@ -322,7 +322,7 @@ fn a_host_call_with_an_effect_is_refused_once_the_fence_closes() {
     // The fence holds at the start and refuses from the next question on.
     let task = TaskContext {
         allow_net: vec![addr.clone()],
-        fence: TestFence::new(Instant::now() + Duration::from_secs(5), 1),
+        fence: TestFence::fence(Instant::now() + Duration::from_secs(5), 1),
         ..task("p", &addr)
     };
     let err = engine.tick(&probe, task, b"").unwrap_err();

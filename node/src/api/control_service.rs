@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use baton_proto::control_server::Control;
 use baton_proto::*;
@@ -229,7 +230,17 @@ impl Control for ControlService {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        let changed = raft.change_membership(change, false).await.map_err(write_error)?;
+        // Its tasks move as soon as it is no longer a member. A node that is
+        // still running may hold a lease from its last renewal: stop renewing
+        // it and let that lease run out first, so that it has stopped every
+        // tick before anyone else may start one. (Drain it first for a
+        // hand-off without that pause.)
+        let supervision = &self.context.supervision;
+        supervision.set_revoked(id, true);
+        tokio::time::sleep(Duration::from_millis(supervision.lease_ms)).await;
+        let changed = raft.change_membership(change, false).await.map_err(write_error);
+        supervision.set_revoked(id, false);
+        let changed = changed?;
         Ok(Response::new(RemoveNodeReply {
             log_index: changed.log_id.index,
         }))

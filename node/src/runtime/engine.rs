@@ -105,6 +105,11 @@ impl TaskEngine {
             .cloned()
     }
 
+    /// The wall-clock budget of one tick.
+    pub fn tick_budget(&self) -> Duration {
+        self.limits.tick_budget
+    }
+
     /// The largest module this engine accepts.
     pub fn max_module_bytes(&self) -> usize {
         self.limits.max_module_bytes
@@ -163,13 +168,13 @@ impl TaskEngine {
         store.epoch_deadline_callback(|context| {
             let host = context.data();
             let now = Instant::now();
-            if now >= host.deadline {
-                return Ok(UpdateDeadline::Interrupt);
-            }
+            // The fence first: a tick frozen past both its lease and its
+            // budget was stopped by the former (not the module's fault).
             match host.task.fence.permit(now) {
                 Ok(Some(lease_end)) if now >= lease_end => Err(FenceError::LeaseEnded.into()),
-                Ok(_) => Ok(UpdateDeadline::Continue(1)),
                 Err(e) => Err(e.into()),
+                Ok(_) if now >= host.deadline => Ok(UpdateDeadline::Interrupt),
+                Ok(_) => Ok(UpdateDeadline::Continue(1)),
             }
         });
         store.set_epoch_deadline(1);

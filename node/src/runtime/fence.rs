@@ -25,6 +25,9 @@ pub enum FenceError {
     /// last renewed the lease: what it believes it owns may be stale.
     #[error("this node has not yet applied the log up to index {required} (it has applied {applied})")]
     CatchingUp { applied: u64, required: u64 },
+    /// This node is stopping: no tick may run on after its listener closes.
+    #[error("this node is stopping")]
+    Stopping,
 }
 
 /// Answers, for one tick, until when it may still run and act.
@@ -72,5 +75,43 @@ impl fmt::Debug for Fence {
             Some(_) => "Fence(owned)",
             None => "Fence(none)",
         })
+    }
+}
+
+/// A tick's claim on one of the node's tick slots (as many as it has
+/// cores), which it gives up while it waits on the network: a task whose
+/// peer is slow must not keep other tasks from the CPU.
+pub trait TickSlot: Send + Sync {
+    /// Gives the slot up for a while.
+    fn release(&self);
+    /// Takes a slot again (blocks until one is free).
+    fn reacquire(&self);
+}
+
+/// The slot a tick holds, if any (none outside the runner).
+#[derive(Clone, Default)]
+pub struct Slot(Option<Arc<dyn TickSlot>>);
+
+impl Slot {
+    pub fn new(slot: Arc<dyn TickSlot>) -> Self {
+        Slot(Some(slot))
+    }
+
+    /// Runs `f` (blocking I/O) without holding the slot.
+    pub fn released<T>(&self, f: impl FnOnce() -> T) -> T {
+        if let Some(slot) = &self.0 {
+            slot.release();
+        }
+        let result = f();
+        if let Some(slot) = &self.0 {
+            slot.reacquire();
+        }
+        result
+    }
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Slot(held)" } else { "Slot(none)" })
     }
 }

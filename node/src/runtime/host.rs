@@ -10,7 +10,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::baton::task::host::{self as wit, Host, Level};
-use super::fence::{Fence, FencingToken};
+use super::fence::{Fence, FencingToken, Slot};
 use super::net;
 
 /// The task an instance runs for.
@@ -28,6 +28,8 @@ pub struct TaskContext {
     /// Whether the tick may still run and act; checked at every effectful
     /// host call and while the guest runs.
     pub fence: Fence,
+    /// The tick slot it holds, given up while it waits on the network.
+    pub slot: Slot,
 }
 
 /// The host state of one instance.
@@ -98,14 +100,29 @@ impl Host for TaskHost {
         self.task.node
     }
 
-    fn tcp_exchange(&mut self, addr: String, request: Vec<u8>, max_reply_bytes: u32) -> Result<Vec<u8>, String> {
+    fn tcp_exchange(
+        &mut self,
+        addr: String,
+        request: Vec<u8>,
+        max_reply_bytes: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
         // The grant first: a refused address says so even to a stale owner.
-        let addrs = net::granted(&addr, &self.task.allow_net, self.deadline)?;
-        let deadline = match self.task.fence.permit(Instant::now()) {
-            Ok(Some(lease_end)) => self.deadline.min(lease_end),
-            Ok(None) => self.deadline,
-            Err(e) => return Err(format!("not sent to {addr}: {e}")),
+        let addrs = match net::granted(&addr, &self.task.allow_net, self.deadline) {
+            Ok(addrs) => addrs,
+            Err(e) => return Ok(Err(e)),
         };
-        net::exchange(&addrs, &request, max_reply_bytes as usize, deadline).map_err(|e| format!("{addr}: {e}"))
+        // A fence that refuses ends the tick: this node's turn is over.
+        let deadline = match self.task.fence.permit(Instant::now())? {
+            Some(lease_end) => self.deadline.min(lease_end),
+            None => self.deadline,
+        };
+        let reply = self
+            .task
+            .slot
+            .released(|| net::exchange(&addrs, &request, max_reply_bytes as usize, deadline));
+        // Cut off by the lease's end (or frozen past it): the tick is over
+        // for the same reason, whatever the network said.
+        self.task.fence.permit(Instant::now())?;
+        Ok(reply.map_err(|e| format!("{addr}: {e}")))
     }
 }

@@ -12,7 +12,7 @@ mod net;
 
 pub use engine::{RuntimeLimits, TaskEngine};
 pub use errors::{ModuleError, TickError};
-pub use fence::{Fence, FenceError, FencingToken, TickFence};
+pub use fence::{Fence, FenceError, FencingToken, Slot, TickFence, TickSlot};
 pub use host::TaskContext;
 pub use module::{CompiledModule, content_hash};
 
@@ -21,6 +21,9 @@ pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "task",
         path: "../wit",
+        // A call refused by the fence ends the tick there and then (a trap
+        // the runner tells apart), rather than returning to the guest.
+        imports: { "baton:task/host.tcp-exchange": trappable },
     });
 }
 

@@ -13,8 +13,8 @@
 //! starts nothing until it has.
 //!
 //! A tick *starts* only with at least half a lease left (a node that has
-//! missed half a lease of renewals is in trouble and starts nothing new),
-//! and *runs* only while the lease does.
+//! missed half a lease of renewals is in trouble and starts nothing new)
+//! and the log applied that far, and *runs* only while the lease does.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -75,24 +75,24 @@ impl LocalLease {
         self.grant().required_index
     }
 
-    /// Until when a tick may go on running at `now`, with the log applied up
-    /// to `applied`.
-    pub fn permit(&self, now: Instant, applied: u64) -> Result<Instant, FenceError> {
-        let grant = self.grant();
-        let until = grant.until.filter(|until| now < *until).ok_or(FenceError::LeaseEnded)?;
-        if applied < grant.required_index {
-            return Err(FenceError::CatchingUp {
-                applied,
-                required: grant.required_index,
-            });
-        }
-        Ok(until)
+    /// Until when a tick that has started may go on running at `now`.
+    pub fn permit(&self, now: Instant) -> Result<Instant, FenceError> {
+        self.grant()
+            .until
+            .filter(|until| now < *until)
+            .ok_or(FenceError::LeaseEnded)
     }
 
-    /// Whether a tick may *start* at `now`: as `permit`, and with at least
-    /// half a lease left to finish in.
+    /// Whether a tick may *start* at `now`, with the log applied up to
+    /// `applied`: the lease runs with at least half a lease left to finish
+    /// in, and the log is applied as far as the last renewal said (so what
+    /// this node believes it owns is not stale).
     pub fn permit_start(&self, now: Instant, applied: u64) -> Result<Instant, FenceError> {
-        let until = self.permit(now, applied)?;
+        let until = self.permit(now)?;
+        let required = self.required_index();
+        if applied < required {
+            return Err(FenceError::CatchingUp { applied, required });
+        }
         match until.saturating_duration_since(now) >= self.lease / 2 {
             true => Ok(until),
             false => Err(FenceError::LeaseEnded),
@@ -127,13 +127,14 @@ mod tests {
         let t0 = Instant::now();
         lease.renewed(t0, 42);
         assert_eq!(
-            lease.permit(t0, 41),
+            lease.permit_start(t0, 41),
             Err(FenceError::CatchingUp {
                 applied: 41,
                 required: 42
             })
         );
-        assert_eq!(lease.permit(t0, 42), Ok(t0 + ms(900)));
+        assert_eq!(lease.permit_start(t0, 42), Ok(t0 + ms(900)));
+        assert!(lease.permit(t0).is_ok(), "a tick already running is not stopped by it");
         lease.renewed(t0 + ms(10), 7);
         assert_eq!(lease.required_index(), 42, "the required index never goes back");
     }
@@ -145,7 +146,7 @@ mod tests {
         lease.renewed(t0, 0);
         assert!(lease.permit_start(t0 + ms(400), 0).is_ok(), "500 ms left");
         assert_eq!(lease.permit_start(t0 + ms(401), 0), Err(FenceError::LeaseEnded));
-        assert!(lease.permit(t0 + ms(899), 0).is_ok(), "a started tick runs on");
-        assert_eq!(lease.permit(t0 + ms(900), 0), Err(FenceError::LeaseEnded));
+        assert!(lease.permit(t0 + ms(899)).is_ok(), "a started tick runs on");
+        assert_eq!(lease.permit(t0 + ms(900)), Err(FenceError::LeaseEnded));
     }
 }

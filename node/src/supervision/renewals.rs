@@ -103,9 +103,10 @@ async fn acknowledge(
         match latest {
             Some((seq, received)) if seq > acked => {
                 // A node whose lease ran out waits for the supervisor to
-                // move its tasks off it before it may hold a lease again.
-                let lapsed = context.supervision.leases(|l| l.lapsed(node));
-                if let Some((term, commit_index)) = confirmed_since(&context, received).filter(|_| !lapsed) {
+                // move its tasks off it before it may hold a lease again;
+                // one being removed, or no longer a member, gets none.
+                let refused = context.supervision.leases(|l| l.lapsed(node)) || !renewable(&context, node);
+                if let Some((term, commit_index)) = confirmed_since(&context, received).filter(|_| !refused) {
                     let ack = HeartbeatAck {
                         seq,
                         term,
@@ -146,6 +147,14 @@ fn confirmed_since(context: &NodeContext, at: Instant) -> Option<(u64, u64)> {
             .is_some_and(|t| t >= at)
             .then_some((m.current_term, appended_index(m)))
     })
+}
+
+/// Whether `node` may be renewed: a member, and not being removed.
+fn renewable(context: &NodeContext, node: NodeId) -> bool {
+    !context.supervision.is_revoked(node)
+        && with_metrics(&context.raft, |m| {
+            m.membership_config.membership().get_node(&node).is_some()
+        })
 }
 
 fn leads(context: &NodeContext) -> bool {

@@ -2,7 +2,7 @@
 //! view of everyone's leases, and the timing they run on.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -28,6 +28,12 @@ pub struct Supervision {
     pub wake: Notify,
     /// This node is shutting down: its tasks should move off it.
     leaving: AtomicBool,
+    /// This node is stopping: every tick in flight must end now.
+    stopping: AtomicBool,
+    /// Nodes whose renewals this leader no longer acknowledges (being removed).
+    revoked: Mutex<std::collections::BTreeSet<NodeId>>,
+    /// Ticks running on blocking threads right now.
+    in_flight: std::sync::Arc<AtomicUsize>,
     /// Processes this node proved gone while following (a dead leader),
     /// and when: applied to the lease table if this node leads next.
     gone: Mutex<Vec<(NodeId, String, Instant)>>,
@@ -47,6 +53,9 @@ impl Supervision {
             leases: Mutex::new(LeaseTable::new(lease, renew, Instant::now())),
             wake: Notify::new(),
             leaving: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            in_flight: Default::default(),
+            revoked: Default::default(),
             gone: Mutex::new(Vec::new()),
             view: Mutex::new(NodeView::default()),
         }
@@ -90,5 +99,56 @@ impl Supervision {
 
     pub fn is_leaving(&self) -> bool {
         self.leaving.load(Ordering::SeqCst)
+    }
+
+    /// Stops (or resumes) acknowledging `node`'s renewals, so that its lease
+    /// runs out before its tasks are moved (a removal).
+    pub fn set_revoked(&self, node: NodeId, revoked: bool) {
+        let mut set = self.revoked.lock().expect("revoked lock poisoned");
+        match revoked {
+            true => set.insert(node),
+            false => set.remove(&node),
+        };
+    }
+
+    pub fn is_revoked(&self, node: NodeId) -> bool {
+        self.revoked.lock().expect("revoked lock poisoned").contains(&node)
+    }
+
+    /// Every tick in flight must stop (their fences refuse from now on),
+    /// and none may start.
+    pub fn stop_ticking(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Counts a tick as running until the guard is dropped.
+    pub fn tick_in_flight(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Waits (up to `wait`) until no tick runs; true when none does.
+    pub async fn ticks_stopped(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
+/// A tick running on a blocking thread, counted until dropped.
+pub struct InFlight(std::sync::Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -130,15 +130,29 @@ pub(crate) fn node_view(
     view
 }
 
-/// Hand-offs an owner has not completed within two leases (its worker is
-/// stuck or missing): move them at once. The fence rejects whatever the old
-/// owner still sends.
+/// How long an owner may take to complete a hand-off before the leader
+/// moves the task anyway. Long enough that the old owner can no longer be
+/// running a tick of it: it starts no tick once it has seen the hand-off,
+/// and it must have applied it before starting any tick after its next
+/// renewal (which asks it to apply the leader's whole log) or, without
+/// renewals, stops at its lease's end; a tick started before that runs at
+/// most its budget. So: a lease, a tick budget, and a renewal interval.
+pub(crate) fn forced_handoff_patience(lease: Duration, tick_budget: Duration, renew: Duration) -> Duration {
+    lease + tick_budget + renew
+}
+
+/// Hand-offs an owner has not completed within the patience above (its
+/// worker is stuck or missing): move them at once.
 fn stuck_handoffs(
     context: &NodeContext,
     handoffs: &mut HashMap<String, (u64, Instant)>,
     now: Instant,
 ) -> Vec<Assignment> {
-    let patience = Duration::from_millis(2 * context.supervision.lease_ms);
+    let patience = forced_handoff_patience(
+        Duration::from_millis(context.supervision.lease_ms),
+        context.engine.tick_budget(),
+        context.supervision.renew,
+    );
     context.state_machine.read(|s| {
         handoffs.retain(|name, (epoch, _)| {
             s.tasks
@@ -165,6 +179,16 @@ fn stuck_handoffs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forced_hand_off_waits_out_any_tick_the_old_owner_may_have_started() {
+        let ms = Duration::from_millis;
+        assert_eq!(forced_handoff_patience(ms(1000), ms(1000), ms(100)), ms(2100));
+        assert!(
+            forced_handoff_patience(ms(500), ms(5000), ms(100)) > ms(5000),
+            "never less than a tick's budget"
+        );
+    }
 
     #[test]
     fn the_view_sorts_nodes_by_health_drain_and_departure() {

@@ -19,12 +19,12 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
 use super::commit::commit_tick;
-use super::fence::OwnerFence;
+use super::fence::{HeldSlot, OwnerFence};
 use super::forwarder::propose_on_leader;
 use super::restarts::{RestartTracker, Verdict};
 use super::schedule::{first_due, next_due};
 use crate::api::NodeContext;
-use crate::runtime::{CompiledModule, Fence, FencingToken, TaskContext, TickError};
+use crate::runtime::{CompiledModule, Fence, FencingToken, Slot, TaskContext, TickError};
 use crate::task_table::{TaskStatus, TickCommit};
 use crate::types::{Command, ModuleRecord, now_ms};
 
@@ -177,6 +177,25 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             }
             None => None,
         };
+        // Ticks run on blocking threads, as many at once as there are
+        // cores: a burst of due tasks must not crowd out the threads that
+        // answer Raft and renew the lease. A tick waiting on the network
+        // gives its slot up meanwhile.
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("tick slots are never closed");
+        // Waiting for the slot or the module took time, and the node may
+        // have been paused meanwhile: look again, just before the start.
+        if let Err(e) = fence.permit_start(std::time::Instant::now()) {
+            tracing::debug!(task = %name, "not starting tick {}: {e}", tick + 1);
+            drop(permit);
+            tokio::time::sleep(LEASE_POLL).await;
+            continue;
+        }
+        let slot = Arc::new(HeldSlot::new(slots.clone(), permit));
+        let in_flight = context.supervision.tick_in_flight();
         let engine = context.engine.clone();
         let (compiled_for_tick, input) = (compiled.clone(), state.clone());
         let task = TaskContext {
@@ -186,23 +205,8 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             node: context.id,
             token: FencingToken { epoch, tick: tick + 1 },
             fence: Fence::new(fence.clone()),
+            slot: Slot::new(slot.clone()),
         };
-        // Ticks run on blocking threads, as many at once as there are
-        // cores: a burst of due tasks must not crowd out the threads that
-        // answer Raft and renew the lease.
-        let slot = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("tick slots are never closed");
-        // Waiting for the slot or the module took time, and the node may
-        // have been paused meanwhile: look again, just before the start.
-        if let Err(e) = fence.permit_start(std::time::Instant::now()) {
-            tracing::debug!(task = %name, "not starting tick {}: {e}", tick + 1);
-            drop(slot);
-            tokio::time::sleep(LEASE_POLL).await;
-            continue;
-        }
         let result = tokio::task::spawn_blocking(move || {
             let outcome = match migration {
                 Some((from, to, None)) => engine.tick_migrated(&compiled_for_tick, task, from, to, &input),
@@ -211,7 +215,8 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
                     .and_then(|state| engine.tick(&compiled_for_tick, task, &state)),
                 None => engine.tick(&compiled_for_tick, task, &input),
             };
-            drop(slot);
+            slot.free();
+            drop(in_flight);
             outcome
         })
         .await;
@@ -363,7 +368,7 @@ async fn caught_up(context: &NodeContext, name: &str, epoch: u64) -> bool {
         if context
             .supervision
             .lease
-            .permit(std::time::Instant::now(), applied)
+            .permit_start(std::time::Instant::now(), applied)
             .is_ok()
         {
             return true;
