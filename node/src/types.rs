@@ -68,12 +68,18 @@ pub fn committed_index(metrics: &typ::Metrics) -> u64 {
         .map_or(0, |l| l.index)
 }
 
-/// The last index in this node's log, or the committed one if later (a
-/// snapshot may cover more than the log): what a leader tells the nodes it
-/// renews to apply before they tick, since every decision it made before
-/// is at or below it.
-pub fn appended_index(metrics: &typ::Metrics) -> u64 {
-    metrics.last_log_index.unwrap_or(0).max(committed_index(metrics))
+/// What a leader tells the nodes it renews to apply before they tick: its
+/// committed index, once it has committed an entry of its own term. From
+/// then on, whatever a predecessor appended (such as moving a frozen node's
+/// tasks) is committed and at or below it; what this leader itself decides
+/// about a node whose lease ran out is committed before it renews that node
+/// again (`LeaseTable`'s lapsed rule). `None` until then: no renewal yet.
+pub fn renewal_index(metrics: &typ::Metrics) -> Option<u64> {
+    let committed = metrics
+        .cluster_committed
+        .as_ref()
+        .or(metrics.local_committed.as_ref())?;
+    (committed.leader_id.term == metrics.current_term).then_some(committed.index)
 }
 
 /// Reads the latest Raft metrics of `raft` without copying them.

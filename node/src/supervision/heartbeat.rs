@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::liveness::process_gone;
 use crate::api::NodeContext;
-use crate::types::{NodeId, appended_index, leader, leadership_confirmed_at, with_metrics};
+use crate::types::{NodeId, leader, leadership_confirmed_at, renewal_index, with_metrics};
 
 /// Pause before reconnecting after a stream ends.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
@@ -56,20 +56,21 @@ pub fn spawn_heartbeat(context: Arc<NodeContext>) -> JoinHandle<()> {
 async fn renew_as_leader(context: &NodeContext) {
     let mut metrics = context.raft.metrics();
     loop {
-        let (leads, confirmed, appended) = with_metrics(&context.raft, |m| {
+        let (leads, confirmed, index) = with_metrics(&context.raft, |m| {
             (
                 m.current_leader == Some(context.id),
                 leadership_confirmed_at(m, context.id),
-                appended_index(m),
+                renewal_index(m),
             )
         });
         if !leads {
             return;
         }
         // A new leader's log may hold a predecessor's moves of its own
-        // tasks: it ticks only once it has applied all of it.
-        if let Some(at) = confirmed {
-            context.supervision.lease.renewed(at, appended);
+        // tasks: it renews itself only once an entry of its term is
+        // committed, and ticks only once it has applied that far.
+        if let (Some(at), Some(index)) = (confirmed, index) {
+            context.supervision.lease.renewed(at, index);
         }
         let _ = tokio::time::timeout(context.supervision.renew, metrics.changed()).await;
     }

@@ -102,9 +102,11 @@ impl LeaseTable {
         if at.saturating_duration_since(entry.renewed_at) > lease {
             entry.lapsed = true;
         }
+        // A process proven gone may have lost its tasks already; one that
+        // renews all the same was not gone after all (a proof that was
+        // wrong): either way it is down until it owns nothing.
+        entry.lapsed |= entry.gone;
         if entry.incarnation.as_deref() != Some(incarnation) {
-            // A process proven gone may have lost its tasks already.
-            entry.lapsed |= entry.gone;
             entry.incarnation = Some(incarnation.to_string());
             entry.gone = false;
         }
@@ -165,10 +167,16 @@ impl LeaseTable {
         match self.nodes.get_mut(&node) {
             Some(entry) if entry.lapsed => {
                 entry.lapsed = false;
+                entry.gone = false;
                 true
             }
             _ => false,
         }
+    }
+
+    /// Whether the process that renewed last for `node` was proven gone.
+    pub fn gone(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(|n| n.gone)
     }
 
     /// The nodes that have lapsed.
@@ -268,6 +276,20 @@ mod tests {
         assert!(!t.lapsed(2), "within the first lease of the term");
         t.renew(3, "a", false, t0 + ms(1001));
         assert!(t.lapsed(3), "its tasks may have been moved by now");
+    }
+
+    #[test]
+    fn a_process_taken_for_gone_that_renews_all_the_same_stays_down_until_restored() {
+        let t0 = Instant::now();
+        let mut t = table(t0);
+        t.renew(2, "a", false, t0);
+        assert!(t.mark_gone(2, "a"));
+        t.renew(2, "a", false, t0 + ms(5));
+        assert!(t.lapsed(2) && t.gone(2));
+        assert_eq!(t.health(2, t0 + ms(6)), Health::Down);
+        assert!(t.restore(2));
+        t.renew(2, "a", false, t0 + ms(10));
+        assert_eq!(t.health(2, t0 + ms(11)), Health::Up);
     }
 
     #[test]

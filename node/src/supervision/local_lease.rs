@@ -6,11 +6,12 @@
 //! between machines. The leader counts from when it *received* the renewal,
 //! so this node always stops before the leader may move its tasks.
 //!
-//! Each acknowledgement also carries the leader's last log index. Anything
-//! the leader decided about this node before it acknowledged (say, moving
-//! its tasks while it was frozen) is at or below that index, so a node
-//! that has not applied that far may hold a stale view of what it owns and
-//! starts nothing until it has.
+//! Each acknowledgement also carries the leader's commit index, sent once
+//! the leader has committed an entry of its own term. Anything decided
+//! about this node before (say, a previous leader moving its tasks while it
+//! was frozen) is at or below that index, so a node that has not applied
+//! that far may hold a stale view of what it owns and starts nothing until
+//! it has.
 //!
 //! A tick *starts* only with at least half a lease left (a node that has
 //! missed half a lease of renewals is in trouble and starts nothing new)

@@ -19,7 +19,7 @@ use tonic::{Status, Streaming};
 
 use super::liveness::process_gone;
 use crate::api::NodeContext;
-use crate::types::{NodeId, appended_index, leadership_confirmed_at, with_metrics};
+use crate::types::{NodeId, leadership_confirmed_at, renewal_index, with_metrics};
 
 /// The tick counts and compiled modules a ping reports.
 fn report_of(ping: &HeartbeatPing) -> NodeReport {
@@ -105,7 +105,8 @@ async fn acknowledge(
                 // A node whose lease ran out waits for the supervisor to
                 // move its tasks off it before it may hold a lease again;
                 // one being removed, or no longer a member, gets none.
-                let refused = context.supervision.leases(|l| l.lapsed(node)) || !renewable(&context, node);
+                let refused =
+                    context.supervision.leases(|l| l.lapsed(node) || l.gone(node)) || !renewable(&context, node);
                 if let Some((term, commit_index)) = confirmed_since(&context, received).filter(|_| !refused) {
                     let ack = HeartbeatAck {
                         seq,
@@ -135,17 +136,18 @@ async fn acknowledge(
 }
 
 /// The current term and the index the renewed node must apply before it
-/// ticks (this leader's last log index: whatever it decided before, such
-/// as moving that node's tasks, is at or below it), if this node leads and
-/// a quorum acknowledged it as leader for a heartbeat sent at or after `at`.
+/// ticks (see `renewal_index`), if this node leads, has committed an entry
+/// of its term, and a quorum acknowledged it as leader for a heartbeat sent
+/// at or after `at`.
 fn confirmed_since(context: &NodeContext, at: Instant) -> Option<(u64, u64)> {
     with_metrics(&context.raft, |m| {
         if m.current_leader != Some(context.id) {
             return None;
         }
+        let index = renewal_index(m)?;
         leadership_confirmed_at(m, context.id)
             .is_some_and(|t| t >= at)
-            .then_some((m.current_term, appended_index(m)))
+            .then_some((m.current_term, index))
     })
 }
 
