@@ -136,8 +136,9 @@ pub enum TasksCommand {
         /// The restart window (like 60s).
         #[arg(long, value_parser = parse_duration_ms, default_value = "60s")]
         restart_window: u64,
-        /// Let the task open TCP connections to HOST:PORT (repeat for more).
-        /// Tasks get no network, file system or environment otherwise.
+        /// Let the task make fenced requests to HOST:PORT with tcp-exchange
+        /// (repeat for more). Tasks get no network, file system or
+        /// environment otherwise.
         #[arg(long = "allow-net", value_name = "HOST:PORT")]
         allow_net: Vec<String>,
     },
