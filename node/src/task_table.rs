@@ -80,6 +80,22 @@ pub struct TaskSpec {
     pub allow_net: Vec<String>,
 }
 
+#[cfg(test)]
+impl TaskSpec {
+    /// A counter task every second, with the default policies: for tests.
+    pub(crate) fn counter_every_second(name: &str) -> TaskSpec {
+        TaskSpec {
+            name: name.into(),
+            module: "counter".into(),
+            schedule: Schedule::EveryMs(1000),
+            catch_up: CatchUp::RunOnce,
+            restart: RestartPolicy::default(),
+            config: Vec::new(),
+            allow_net: Vec::new(),
+        }
+    }
+}
+
 /// One committed tick, for `tasks history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TickRecord {

@@ -1,15 +1,7 @@
 use super::*;
 
 fn spec(name: &str) -> TaskSpec {
-    TaskSpec {
-        name: name.into(),
-        module: "counter".into(),
-        schedule: Schedule::EveryMs(1000),
-        catch_up: CatchUp::RunOnce,
-        restart: RestartPolicy::default(),
-        config: Vec::new(),
-        allow_net: Vec::new(),
-    }
+    TaskSpec::counter_every_second(name)
 }
 
 /// A table with task `t` owned by node 1 at epoch 1.

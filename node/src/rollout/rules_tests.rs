@@ -1,5 +1,5 @@
 use super::*;
-use crate::task_table::{Assignment, CatchUp, RestartPolicy, Schedule, TaskSpec, TickCommit};
+use crate::task_table::{Assignment, TaskSpec, TickCommit};
 
 fn module(version: u32, hash: &str, migrates: bool, down_to: &[u32]) -> ModuleRecord {
     ModuleRecord {
@@ -24,15 +24,7 @@ fn settings() -> RolloutSettings {
 fn cluster() -> ClusterState {
     let mut s = ClusterState::default();
     s.record_release(&module(1, "aa", false, &[]), &settings(), 0);
-    s.tasks.add(TaskSpec {
-        name: "t".into(),
-        module: "counter".into(),
-        schedule: Schedule::EveryMs(1000),
-        catch_up: CatchUp::RunOnce,
-        restart: RestartPolicy::default(),
-        config: Vec::new(),
-        allow_net: Vec::new(),
-    });
+    s.tasks.add(TaskSpec::counter_every_second("t"));
     s.tasks.assign(&[Assignment {
         task: "t".into(),
         owner: Some(1),

@@ -79,7 +79,7 @@ pub(crate) async fn commit_tick(context: &NodeContext, commit: &TickCommit) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task_table::{CatchUp, RestartPolicy, Schedule, TaskSpec, TaskTable, TickRecord};
+    use crate::task_table::{TaskSpec, TaskTable, TickRecord};
 
     fn commit(tick: u64, state: &[u8]) -> TickCommit {
         TickCommit {
@@ -96,15 +96,7 @@ mod tests {
 
     fn record(tick: u64, state: &[u8], node: u64) -> TaskRecord {
         let mut table = TaskTable::default();
-        table.add(TaskSpec {
-            name: "t".into(),
-            module: "counter".into(),
-            schedule: Schedule::EveryMs(1000),
-            catch_up: CatchUp::RunOnce,
-            restart: RestartPolicy::default(),
-            config: Vec::new(),
-            allow_net: Vec::new(),
-        });
+        table.add(TaskSpec::counter_every_second("t"));
         let mut task = table.tasks.remove("t").expect("added");
         task.epoch = 3;
         task.tick = tick;
