@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/baton/v1/raft.proto",
         "proto/baton/v1/peer.proto",
         "proto/baton/v1/control.proto",
+        "proto/baton/v1/heart.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

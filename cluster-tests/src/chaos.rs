@@ -25,7 +25,14 @@ use crate::chaos_report::{FaultRun, Invariant, Report};
 use crate::containers::{ContainerCluster, ContainerOptions};
 use crate::history::{Expectations, Recorder, collect};
 use crate::task_api::{add, every, release_signed, tasks};
+use crate::witness::Witness;
+use crate::witness_check::WitnessReport;
 use crate::{example_module, padded};
+
+/// How often a witnessed task ticks, and how long the witness holds each
+/// call (a slow downstream): as in the process tests.
+const WITNESS_PERIOD_MS: u64 = 300;
+const WITNESS_HOLD: Duration = Duration::from_millis(150);
 
 /// How long a partition, a one-way loss or packet loss lasts: past the
 /// lease, so the cut-off node's tasks must move.
@@ -64,6 +71,9 @@ pub enum Fault {
     Stop,
     /// A follower cut off from every other node, both ways.
     IsolateFollower,
+    /// The same with REJECT rules (tcp-reset): to its peers the live
+    /// follower looks like a process that is gone.
+    RejectFollower,
     /// The leader cut off from every other node.
     IsolateLeader,
     /// The leader and one follower cut off from the other three (2|3; with
@@ -85,12 +95,13 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 14] = [
         Fault::KillFollower,
         Fault::KillLeader,
         Fault::Pause,
         Fault::Stop,
         Fault::IsolateFollower,
+        Fault::RejectFollower,
         Fault::IsolateLeader,
         Fault::Split,
         Fault::OneWay,
@@ -108,6 +119,7 @@ impl Fault {
             Fault::Pause => "pause past the lease",
             Fault::Stop => "stop (graceful)",
             Fault::IsolateFollower => "isolate follower",
+            Fault::RejectFollower => "isolate follower by REJECT (tcp-reset)",
             Fault::IsolateLeader => "isolate leader",
             Fault::Split => "split, leader in the minority",
             Fault::OneWay => "one-way (inbound lost)",
@@ -126,6 +138,9 @@ pub struct ChaosOptions {
     pub nodes: u64,
     pub tasks: usize,
     pub period_ms: u64,
+    /// Tasks of the `witnessed` module, calling the witness every
+    /// `WITNESS_PERIOD_MS`, beside the counters.
+    pub witnessed: usize,
     /// Seeds the choice of victims (and the soak's choice of faults).
     pub seed: u64,
     /// `[testing] unsafe_disable_fencing` on every node.
@@ -142,6 +157,12 @@ pub struct Chaos {
     client: ClusterClient,
     options: ChaosOptions,
     names: BTreeSet<String>,
+    /// The downstream service the witnessed tasks call, on the host's
+    /// address on the containers' network.
+    witness: Witness,
+    witnessed: BTreeSet<String>,
+    /// The witness's totals after the last fault: (runs, re-runs).
+    witness_seen: (usize, usize),
     recorder: Recorder,
     bound_ms: u64,
     lease_ms: u64,
@@ -238,15 +259,33 @@ impl Chaos {
         for name in &names {
             add(&client, every(name, "counter", options.period_ms, "")).await;
         }
+        let witness = Witness::start(&format!("{}:0", cluster.gateway), WITNESS_HOLD)
+            .await
+            .expect("the witness on the containers' network");
+        let request = signed_deploy("witnessed".into(), example_module("witnessed"), &cluster.signing_key());
+        client
+            .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
+            .await
+            .expect("deploy the witnessed module");
+        let addr = witness.addr().to_string();
+        let witnessed: BTreeSet<String> = (0..options.witnessed).map(|i| format!("w{i:02}")).collect();
+        for name in &witnessed {
+            let mut request = every(name, "witnessed", WITNESS_PERIOD_MS, &addr);
+            request.allow_net = vec![addr.clone()];
+            add(&client, request).await;
+        }
         let status = batonctl::cmd::status::fetch(&client).await.expect("status");
         let chaos = Chaos {
             report: Report {
                 title: format!(
-                    "{}: {} nodes in containers, {} counters every {} ms, seed {}, {}",
+                    "{}: {} nodes in containers, {} counters every {} ms and {} witnessed tasks every {} ms, \
+                     seed {}, {}",
                     options.title,
                     options.nodes,
                     options.tasks,
                     options.period_ms,
+                    options.witnessed,
+                    WITNESS_PERIOD_MS,
                     options.seed,
                     crate::machine()
                 ),
@@ -256,6 +295,9 @@ impl Chaos {
             cluster,
             client,
             names,
+            witness,
+            witnessed,
+            witness_seen: (0, 0),
             recorder: Recorder::default(),
             bound_ms: status.failover_bound_ms,
             lease_ms: status.lease_ms,
@@ -336,6 +378,17 @@ impl Chaos {
         };
         let history = self.recorder.check(&expect).map(|_| ()).map_err(|v| v.to_string());
         run.outcomes.entry(Invariant::History).or_insert(history);
+        let witnessed = self.witness_report();
+        let (runs, reruns) = (witnessed.runs, witnessed.reruns);
+        run.witnessed = Some((runs - self.witness_seen.0, reruns.saturating_sub(self.witness_seen.1)));
+        self.witness_seen = (runs, reruns);
+        run.outcomes.insert(
+            Invariant::Witness,
+            match witnessed.is_clean() {
+                true => Ok(()),
+                false => Err(witnessed.to_string()),
+            },
+        );
         run.outcomes.insert(Invariant::OwnedOnce, self.owned_once().await);
         run.outcomes.insert(Invariant::WritesKept, self.writes_kept().await);
         let worst_gap = self.worst_gap(started, converged_at);
@@ -351,8 +404,8 @@ impl Chaos {
             ),
         };
         eprintln!(
-            "chaos: {} ({}): failover {:?} ms, worst gap {:?}, {verdict}",
-            run.fault, run.detail, run.failover_ms, worst_gap
+            "chaos: {} ({}): failover {:?} ms, worst gap {:?}, witnessed runs (re-runs) {:?}, {verdict}",
+            run.fault, run.detail, run.failover_ms, worst_gap, run.witnessed
         );
         self.report.runs.push(run);
         self.report.runs.last().unwrap()
@@ -405,6 +458,7 @@ impl Chaos {
                 }
             }
             Fault::IsolateFollower
+            | Fault::RejectFollower
             | Fault::IsolateLeader
             | Fault::Split
             | Fault::OneWay
@@ -423,6 +477,7 @@ impl Chaos {
                 let started = now_ms();
                 match fault {
                     Fault::OneWay => self.cluster.drop_inbound(lost[0]),
+                    Fault::RejectFollower => self.cluster.partition_rejecting(&lost),
                     _ => self.cluster.partition(&lost),
                 }
                 let moved = self.await_moved(&owned, &lost, started).await;
@@ -477,6 +532,18 @@ impl Chaos {
                 injected
             }
         }
+    }
+
+    /// What the witness saw of the witnessed tasks so far, against what the
+    /// cluster committed for them.
+    fn witness_report(&self) -> WitnessReport {
+        let committed: Vec<_> = self
+            .recorder
+            .histories()
+            .filter(|h| self.witnessed.contains(&h.name))
+            .cloned()
+            .collect();
+        crate::witness_check::check(&self.witness.runs(), &committed)
     }
 
     /// The leader and the other members.

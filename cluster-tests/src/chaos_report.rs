@@ -17,6 +17,10 @@ pub enum Invariant {
     /// The history checker over everything committed so far: no tick
     /// twice, none skipped, epochs never back, counter states = ticks.
     History,
+    /// The witness's checker over every witnessed call so far: no two runs
+    /// of a task at once, no fencing token going back, every committed
+    /// tick run.
+    Witness,
     /// The lost node's tasks ticked elsewhere within period + failover bound
     /// (+ 500 ms for measurement and a noisy machine).
     Failover,
@@ -25,10 +29,11 @@ pub enum Invariant {
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 5] = [
+    pub const ALL: [Invariant; 6] = [
         Invariant::Converged,
         Invariant::OwnedOnce,
         Invariant::History,
+        Invariant::Witness,
         Invariant::Failover,
         Invariant::WritesKept,
     ];
@@ -38,6 +43,7 @@ impl Invariant {
             Invariant::Converged => "converged",
             Invariant::OwnedOnce => "owned once",
             Invariant::History => "history",
+            Invariant::Witness => "witness",
             Invariant::Failover => "failover in bound",
             Invariant::WritesKept => "writes kept",
         }
@@ -57,6 +63,9 @@ pub struct FaultRun {
     pub failover_ms: Option<u64>,
     /// The largest gap between two committed ticks of a task, during the fault.
     pub worst_gap_ms: Option<u64>,
+    /// Witnessed runs during the fault, and how many of them ran a tick
+    /// again (at-least-once side effects).
+    pub witnessed: Option<(usize, usize)>,
 }
 
 impl FaultRun {
@@ -103,9 +112,9 @@ impl Report {
         for invariant in Invariant::ALL {
             let _ = write!(out, " {} |", invariant.title());
         }
-        out.push_str(" worst failover | worst tick gap |\n|---|---:|");
+        out.push_str(" worst failover | worst tick gap | witnessed runs (re-runs) |\n|---|---:|");
         out.push_str(&"---|".repeat(Invariant::ALL.len()));
-        out.push_str("---:|---:|\n");
+        out.push_str("---:|---:|---:|\n");
         for kind in kinds {
             let runs: Vec<&FaultRun> = self.runs.iter().filter(|r| r.fault == kind).collect();
             let _ = write!(out, "| {kind} | {} |", runs.len());
@@ -128,7 +137,17 @@ impl Report {
                     .max()
                     .map_or("–".to_string(), |ms| format!("{ms} ms"))
             };
-            let _ = writeln!(out, " {} | {} |", worst(|r| r.failover_ms), worst(|r| r.worst_gap_ms));
+            let witnessed = runs
+                .iter()
+                .filter_map(|r| r.witnessed)
+                .reduce(|a, b| (a.0 + b.0, a.1 + b.1))
+                .map_or("–".to_string(), |(runs, reruns)| format!("{runs} ({reruns})"));
+            let _ = writeln!(
+                out,
+                " {} | {} | {witnessed} |",
+                worst(|r| r.failover_ms),
+                worst(|r| r.worst_gap_ms)
+            );
         }
         let failures = self.failures();
         match failures.is_empty() {
@@ -169,6 +188,7 @@ mod tests {
             outcomes: outcomes.iter().cloned().collect(),
             failover_ms: failover,
             worst_gap_ms: Some(gap),
+            witnessed: None,
         }
     }
 
@@ -186,11 +206,11 @@ mod tests {
         assert!(report.passed());
         let text = report.render();
         assert!(
-            text.contains("| kill | 2 | 2/2 | – | – | 2/2 | – | 310 ms | 500 ms |"),
+            text.contains("| kill | 2 | 2/2 | – | – | – | 2/2 | – | 310 ms | 500 ms | – |"),
             "{text}"
         );
         assert!(
-            text.contains("| loss | 1 | 1/1 | – | – | – | – | – | 700 ms |"),
+            text.contains("| loss | 1 | 1/1 | – | – | – | – | – | – | 700 ms | – |"),
             "{text}"
         );
         assert!(

@@ -156,6 +156,9 @@ impl ContainerNode {
 pub struct ContainerCluster {
     pub run: String,
     pub network: String,
+    /// The host's address on the network (its gateway): where a test's own
+    /// services (the witness) listen for the containers.
+    pub gateway: String,
     pub nodes: BTreeMap<u64, ContainerNode>,
     pub image: String,
     dir: tempfile::TempDir,
@@ -212,6 +215,7 @@ impl ContainerCluster {
             .collect();
         let cluster = ContainerCluster {
             run,
+            gateway: format!("{subnet}.1"),
             network,
             nodes,
             image,
@@ -248,6 +252,7 @@ impl ContainerCluster {
                 modules: ModulesConfig {
                     trusted_keys: vec![trusted.clone()],
                 },
+                heart: None,
                 testing: TestingConfig {
                     unsafe_disable_fencing: options.unsafe_disable_fencing,
                 },
@@ -394,6 +399,27 @@ impl ContainerCluster {
                 .values()
                 .filter(|n| !side.contains(&n.id))
                 .flat_map(|other| [format!("-s {} -j DROP", other.ip), format!("-d {} -j DROP", other.ip)])
+                .collect();
+            self.add_rules(id, &rules);
+        }
+    }
+
+    /// The same cut as [`partition`](Self::partition), made with REJECT
+    /// rules that answer every TCP segment with a reset: to the nodes on
+    /// either side, each looks as if its process were gone (a refused
+    /// connection), while it runs on.
+    pub fn partition_rejecting(&self, side: &[u64]) {
+        for &id in side {
+            let rules: Vec<String> = self
+                .nodes
+                .values()
+                .filter(|n| !side.contains(&n.id))
+                .flat_map(|other| {
+                    [
+                        format!("-p tcp -s {} -j REJECT --reject-with tcp-reset", other.ip),
+                        format!("-p tcp -d {} -j REJECT --reject-with tcp-reset", other.ip),
+                    ]
+                })
                 .collect();
             self.add_rules(id, &rules);
         }

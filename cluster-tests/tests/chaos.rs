@@ -1,11 +1,13 @@
 //! Chaos in containers: node containers on a private network (an image made
 //! from scratch around the static `baton-node`), counter tasks ticking, and
-//! one fault at a time: kill (follower, leader), pause past the lease,
-//! graceful stop, partitions (isolate a follower, isolate the leader, split
+//! witnessed tasks calling a witness on the host (a downstream service that
+//! records every run), and one fault at a time: kill (follower, leader),
+//! pause past the lease, graceful stop, partitions (isolate a follower, the
+//! same by REJECT rules that make it look gone, isolate the leader, split
 //! 2|3, one-way), packet loss, a full disk, and module rollouts during a
 //! partition and during a kill. After each: heal, converge, and check the
-//! invariants (`baton_cluster_tests::chaos`); the report goes to
-//! `target/chaos/NAME.md` and to stderr.
+//! invariants (`baton_cluster_tests::chaos`), the witness's among them; the
+//! report goes to `target/chaos/NAME.md` and to stderr.
 //!
 //! These tests need the Docker engine and root (nsenter, iptables, mount);
 //! without them they fail, they do not skip. `scripts/test.sh` runs them;
@@ -18,6 +20,9 @@ use rand::Rng;
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const PERIOD_MS: u64 = 250;
+
+/// Tasks calling the witness beside the counters.
+const WITNESSED: usize = 10;
 
 /// `BATON_CHAOS_SEED`, or a fresh one; printed either way.
 fn seed(what: &str) -> u64 {
@@ -36,6 +41,7 @@ async fn every_fault_on_five_nodes_keeps_every_invariant() {
         nodes: 5,
         tasks: 40,
         period_ms: PERIOD_MS,
+        witnessed: WITNESSED,
         seed: seed("matrix"),
         unsafe_disable_fencing: false,
         title: "Chaos matrix".into(),
@@ -53,7 +59,8 @@ async fn every_fault_on_five_nodes_keeps_every_invariant() {
 
 /// The suite's teeth: the same checks on a cluster whose nodes run with
 /// `[testing] unsafe_disable_fencing` (no self-fencing, no fencing token)
-/// must find a task that committed twice.
+/// must find a task that committed twice, and the witness two runs of a
+/// task at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_fencing_disabled_the_checker_finds_double_commits() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -61,26 +68,33 @@ async fn with_fencing_disabled_the_checker_finds_double_commits() {
         nodes: 3,
         tasks: 30,
         period_ms: PERIOD_MS,
+        witnessed: WITNESSED,
         seed: seed("teeth"),
         unsafe_disable_fencing: true,
         title: "Chaos teeth (fencing disabled on purpose: failures expected)".into(),
     })
     .await;
+    let caught = |chaos: &Chaos, which: Invariant| {
+        chaos
+            .report
+            .failures()
+            .iter()
+            .any(|(_, _, invariant, _)| *invariant == which)
+    };
     for fault in [Fault::Pause, Fault::IsolateFollower, Fault::Pause, Fault::IsolateLeader] {
-        let run = chaos.run(fault).await;
-        if matches!(run.outcomes.get(&Invariant::History), Some(Err(_))) {
+        chaos.run(fault).await;
+        if caught(&chaos, Invariant::History) && caught(&chaos, Invariant::Witness) {
             break;
         }
     }
     chaos.publish("teeth");
-    let caught = chaos
-        .report
-        .failures()
-        .iter()
-        .any(|(_, _, invariant, _)| *invariant == Invariant::History);
     assert!(
-        caught,
+        caught(&chaos, Invariant::History),
         "with fencing disabled, no fault led to a history violation: the checks have no teeth"
+    );
+    assert!(
+        caught(&chaos, Invariant::Witness),
+        "with fencing disabled, the witness saw no two runs of a task at once: it has no teeth"
     );
 }
 
@@ -96,6 +110,7 @@ async fn soak() {
         nodes: 5,
         tasks: 40,
         period_ms: PERIOD_MS,
+        witnessed: WITNESSED,
         seed,
         unsafe_disable_fencing: false,
         title: format!("Chaos soak, {faults} random faults"),

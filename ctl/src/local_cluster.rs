@@ -5,10 +5,15 @@
 //! DIR/certs/            the CA, node and admin certificates
 //! DIR/<id>/node.toml    each node's config (paths relative to it)
 //! DIR/<id>/data/        its Raft data
-//! DIR/<id>/node.log     its log
+//! DIR/<id>/node.log     its log (and its heart's)
 //! DIR/<id>/node.pid     its process id while it runs
 //! DIR/env               export lines for batonctl
 //! ```
+//!
+//! Each node runs under its own `baton-heart` (see `baton_node::heart`),
+//! which vouches for the node's exit so that a killed node's tasks move at
+//! once. The hearts run with `--no-restart`: a node that dies stays down
+//! until the cluster's owner starts it again, as a test or the tour expect.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -17,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use baton_node::config::{ClusterConfig, InitialMember, ModulesConfig, NodeConfig, TimingConfig, TlsPaths};
+use baton_node::config::{
+    ClusterConfig, HeartConfig, InitialMember, ModulesConfig, NodeConfig, TimingConfig, TlsPaths,
+};
 use baton_node::modules::signing;
 use baton_node::tls::TlsMaterial;
 use nix::sys::signal::{Signal, kill};
@@ -36,6 +43,10 @@ pub enum LocalClusterError {
         "cannot find the baton-node binary beside batonctl or on PATH; build it with `cargo build --release` or pass --node-binary"
     )]
     NoNodeBinary,
+    #[error(
+        "cannot find the baton-heart binary beside {0}; build it with `cargo build --release` (it is built with baton-node)"
+    )]
+    NoHeartBinary(PathBuf),
     #[error("cannot start {binary}: {source}")]
     Spawn { binary: PathBuf, source: std::io::Error },
     #[error("no node {0} in this cluster")]
@@ -58,8 +69,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError + '_ 
 pub struct LocalNode {
     pub id: u64,
     pub addr: String,
+    /// Where its heart listens.
+    pub heart_addr: String,
     pub dir: PathBuf,
-    child: Option<Child>,
+    /// The heart process that started the node, while it runs.
+    heart: Option<Child>,
+    /// Whether `reap_exited` has reported the node's exit.
+    exit_reported: bool,
 }
 
 impl LocalNode {
@@ -82,6 +98,7 @@ pub struct LocalCluster {
     initial: Vec<InitialMember>,
     timing: TimingConfig,
     node_binary: PathBuf,
+    heart_binary: PathBuf,
     /// The public key of `DIR/signing.key`, the one key the nodes trust.
     trusted_key: String,
 }
@@ -131,6 +148,7 @@ impl LocalCluster {
     /// Lays out a new cluster of `n` voters in `dir` (which must not hold
     /// one already): certificates, ports, configs. Starts nothing.
     pub fn create(dir: &Path, n: u64, timing: TimingConfig, node_binary: PathBuf) -> Result<Self, LocalClusterError> {
+        let heart_binary = heart_binary_beside(&node_binary)?;
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let dir = dir.canonicalize().map_err(io_err(dir))?;
         let specs: Vec<NodeSpec> = (1..=n).map(NodeSpec::local).collect();
@@ -152,6 +170,7 @@ impl LocalCluster {
             initial: initial.clone(),
             timing,
             node_binary,
+            heart_binary,
             trusted_key,
         };
         for member in initial {
@@ -193,6 +212,10 @@ impl LocalCluster {
             modules: ModulesConfig {
                 trusted_keys: vec![self.trusted_key.clone()],
             },
+            heart: Some(HeartConfig {
+                listen_addr: format!("127.0.0.1:{}", free_ports(1)?[0]),
+                advertise_addr: None,
+            }),
             testing: Default::default(),
         };
         let text = format!(
@@ -202,22 +225,30 @@ impl LocalCluster {
         );
         let path = node_dir.join("node.toml");
         std::fs::write(&path, text).map_err(io_err(&path))?;
+        let heart_addr = config.heart.as_ref().map(|h| h.listen_addr.clone()).unwrap_or_default();
         self.nodes.insert(
             id,
             LocalNode {
                 id,
                 addr,
+                heart_addr,
                 dir: node_dir,
-                child: None,
+                heart: None,
+                exit_reported: false,
             },
         );
         Ok(())
     }
 
-    /// Starts node `id`'s process (its log appends to `node.log`).
+    /// Starts node `id` under a heart of its own (both log to `node.log`).
+    /// A heart left idle by the node's earlier exit is stopped first.
     pub fn start(&mut self, id: u64) -> Result<(), LocalClusterError> {
-        let binary = self.node_binary.clone();
+        let (heart_binary, node_binary) = (self.heart_binary.clone(), self.node_binary.clone());
         let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
+        if let Some(mut idle) = node.heart.take() {
+            let _ = idle.kill();
+            let _ = idle.wait();
+        }
         let log_path = node.log_path();
         let log = File::options()
             .create(true)
@@ -225,32 +256,58 @@ impl LocalCluster {
             .open(&log_path)
             .map_err(io_err(&log_path))?;
         let log_err = log.try_clone().map_err(io_err(&log_path))?;
-        let child = Command::new(&binary)
+        let _ = std::fs::remove_file(node.pid_path());
+        let heart = Command::new(&heart_binary)
             .arg("--config")
             .arg(node.config_path())
+            .arg("--node-binary")
+            .arg(&node_binary)
+            .arg("--no-restart")
+            .arg("--pid-file")
+            .arg(node.pid_path())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
             .map_err(|source| LocalClusterError::Spawn {
-                binary: binary.clone(),
+                binary: heart_binary.clone(),
                 source,
             })?;
-        let pid_path = node.pid_path();
-        std::fs::write(&pid_path, format!("{}\n", child.id())).map_err(io_err(&pid_path))?;
-        node.child = Some(child);
+        node.heart = Some(heart);
+        node.exit_reported = false;
         Ok(())
     }
 
-    /// Sends `signal` to node `id`; with SIGKILL, also reaps it.
+    /// The pid of node `id`'s running process, waiting up to 10 s for its
+    /// heart to start it.
+    pub fn node_pid(&mut self, id: u64) -> Option<Pid> {
+        let node = self.nodes.get_mut(&id)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(pid) = read_pid(&node.pid_path()) {
+                return Some(pid);
+            }
+            let heart_runs = node.heart.as_mut().is_some_and(|h| matches!(h.try_wait(), Ok(None)));
+            if !heart_runs || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` to node `id`'s process; with SIGKILL, also waits until
+    /// its heart has reaped it (and so can vouch for its exit).
     pub fn signal(&mut self, id: u64, signal: Signal) -> Result<(), LocalClusterError> {
-        let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
-        if let Some(child) = &mut node.child {
-            let _ = kill(Pid::from_raw(child.id() as i32), signal);
-            if signal == Signal::SIGKILL {
-                let _ = child.wait();
-                node.child = None;
-                let _ = std::fs::remove_file(node.pid_path());
+        if !self.nodes.contains_key(&id) {
+            return Err(LocalClusterError::UnknownNode(id));
+        }
+        let Some(pid) = self.node_pid(id) else { return Ok(()) };
+        let _ = kill(pid, signal);
+        if signal == Signal::SIGKILL {
+            let pid_path = self.nodes[&id].pid_path();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while read_pid(&pid_path) == Some(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
         Ok(())
@@ -259,37 +316,44 @@ impl LocalCluster {
     /// Stops node `id` with SIGTERM, waiting up to `grace` before SIGKILL.
     /// Returns whether it exited cleanly (status 0) in time.
     pub fn stop(&mut self, id: u64, grace: Duration) -> Result<bool, LocalClusterError> {
-        self.signal(id, Signal::SIGTERM)?;
         let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
-        let Some(mut child) = node.child.take() else {
+        let Some(mut heart) = node.heart.take() else {
             return Ok(stop_adopted(&node.pid_path(), grace));
         };
+        // The heart passes SIGTERM on, waits for the node and exits as it did.
+        let _ = kill(Pid::from_raw(heart.id() as i32), Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         let clean = loop {
-            match child.try_wait() {
+            match heart.try_wait() {
                 Ok(Some(status)) => break status.success(),
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    if let Some(pid) = read_pid(&node.pid_path()) {
+                        let _ = kill(pid, Signal::SIGKILL);
+                    }
+                    let _ = heart.kill();
+                    let _ = heart.wait();
                     break false;
                 }
             }
         };
-        let _ = std::fs::remove_file(node.pid_path());
+        // A node restarted by hand after its heart's one exited (the tour).
+        if node.pid_path().exists() {
+            return Ok(stop_adopted(&node.pid_path(), grace) && clean);
+        }
         Ok(clean)
     }
 
-    /// Nodes whose process has exited since the last call, with how.
-    pub fn reap_exited(&mut self) -> Vec<(u64, std::process::ExitStatus)> {
+    /// Nodes whose process has exited since the last call (their hearts log
+    /// how).
+    pub fn reap_exited(&mut self) -> Vec<u64> {
         let mut exited = Vec::new();
         for node in self.nodes.values_mut() {
-            if let Some(child) = &mut node.child
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                exited.push((node.id, status));
-                node.child = None;
-                let _ = std::fs::remove_file(node.pid_path());
+            let Some(heart) = &mut node.heart else { continue };
+            let heart_ended = !matches!(heart.try_wait(), Ok(None));
+            if !node.exit_reported && (heart_ended || !node.pid_path().exists()) {
+                node.exit_reported = true;
+                exited.push(node.id);
             }
         }
         exited
@@ -342,13 +406,9 @@ impl LocalCluster {
 /// Stops a node that was restarted by hand and recorded its pid in
 /// `node.pid` (as the dev tour shows). Returns whether it exited in time.
 fn stop_adopted(pid_path: &Path, grace: Duration) -> bool {
-    let Some(pid) = std::fs::read_to_string(pid_path)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-    else {
+    let Some(pid) = read_pid(pid_path) else {
         return true;
     };
-    let pid = Pid::from_raw(pid);
     if kill(pid, Signal::SIGTERM).is_err() {
         let _ = std::fs::remove_file(pid_path);
         return true;
@@ -368,11 +428,30 @@ fn stop_adopted(pid_path: &Path, grace: Duration) -> bool {
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         for node in self.nodes.values_mut() {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
+            if let Some(mut heart) = node.heart.take() {
+                if let Some(pid) = read_pid(&node.pid_path()) {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+                let _ = heart.kill();
+                let _ = heart.wait();
                 let _ = std::fs::remove_file(node.pid_path());
             }
         }
     }
+}
+
+/// The pid in a pid file, if it holds one.
+fn read_pid(path: &Path) -> Option<Pid> {
+    let pid = std::fs::read_to_string(path).ok()?.trim().parse::<i32>().ok()?;
+    Some(Pid::from_raw(pid))
+}
+
+/// `baton-heart` beside `node_binary`, else found as `find_node_binary` does.
+fn heart_binary_beside(node_binary: &Path) -> Result<PathBuf, LocalClusterError> {
+    let name = format!("baton-heart{}", std::env::consts::EXE_SUFFIX);
+    let beside = node_binary.with_file_name(&name);
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    find_binary("baton-heart").ok_or_else(|| LocalClusterError::NoHeartBinary(node_binary.to_path_buf()))
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::heart::HeartConfig;
 use crate::types::NodeId;
 
 /// A `baton-node` configuration file.
@@ -40,6 +41,12 @@ pub struct NodeConfig {
     /// Task modules: who may sign them.
     #[serde(default)]
     pub modules: ModulesConfig,
+    /// The machine's heart (`baton-heart`), which starts this node and
+    /// vouches for its exit so that its tasks can move at once when its
+    /// process dies. Optional: without it, a dead node's tasks move when its
+    /// lease ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heart: Option<HeartConfig>,
     /// Switches for Baton's own fault-injection tests. Never set them in
     /// production.
     #[serde(default, skip_serializing_if = "TestingConfig::is_default")]
@@ -304,6 +311,11 @@ impl NodeConfig {
                 }
             }
             (None, true) => {}
+        }
+        if let Some(heart) = &self.heart {
+            for (key, message) in heart.problems(&self.listen_addr) {
+                problem(key, message);
+            }
         }
         self.validate_cluster(&mut problem);
         self.validate_timing(&mut problem);

@@ -13,6 +13,8 @@
 //! - [`modules`]: module bytes by content hash, fetched from peers.
 //! - [`rollout`]: hot code swap: releases, rollouts, their gates.
 //! - [`runtime`]: task modules on wasmtime: compile, budget, memory limit.
+//! - [`heart`]: the per-machine supervisor that starts a node and vouches
+//!   for its exit.
 //! - [`supervision`]: leases, failure detection, the fast path, hand-offs.
 //! - [`tasks`]: ticking owned tasks and committing them through the leader.
 //! - [`api`]: the gRPC services (Raft, Peer, Control) and who may call them.
@@ -25,6 +27,7 @@ pub mod bootstrap;
 pub mod cluster_state;
 pub mod config;
 pub mod fencing;
+pub mod heart;
 pub mod modules;
 pub mod node;
 pub mod placement;

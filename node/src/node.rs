@@ -105,11 +105,20 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let (raft, state_machine) =
         start_raft(config.id, raft_config, db.clone(), GrpcNetwork::new(channels.clone())).await?;
 
+    let (incarnation, heart_addr) = crate::heart::incarnation_and_heart(&config);
+    match &heart_addr {
+        Some(heart) => tracing::info!("started by the heart at {heart} as incarnation {incarnation}"),
+        None => tracing::info!(
+            "no heart started this process (incarnation {incarnation}): if it dies, its tasks move when its \
+             lease ends; run it under baton-heart to move them at once"
+        ),
+    }
     let context = Arc::new(NodeContext {
         id: config.id,
         cluster_id: cluster_id.clone(),
         version: crate::VERSION.to_string(),
-        incarnation: format!("{:016x}", rand::random::<u64>()),
+        incarnation,
+        heart_addr,
         started_at,
         raft: raft.clone(),
         proposer: Proposer::start(raft.clone()),

@@ -128,9 +128,10 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
         tokio::select! {
             _ = stop.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                for (id, status) in cluster.reap_exited() {
+                for id in cluster.reap_exited() {
                     eprintln!(
-                        "node {id} exited ({status}); it is not restarted. restart it with:\n  \
+                        "node {id} exited (its heart logged how in {dir}/{id}/node.log); it is not restarted. \
+                         restart it with:\n  \
                          baton-node --config {dir}/{id}/node.toml 2>>{dir}/{id}/node.log & echo $! > {dir}/{id}/node.pid"
                     );
                 }

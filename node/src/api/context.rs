@@ -18,6 +18,8 @@ pub struct NodeContext {
     pub version: String,
     /// Fresh for every process start.
     pub incarnation: String,
+    /// The heart that started this process and can vouch for its exit.
+    pub heart_addr: Option<String>,
     pub started_at: Instant,
     pub raft: Raft,
     /// Batches writes into Raft entries.

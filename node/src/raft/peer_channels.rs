@@ -28,6 +28,9 @@ pub struct PeerChannels {
     cluster_id: String,
     tls: Option<TlsMaterial>,
     channels: Mutex<HashMap<NodeId, (String, Channel)>>,
+    /// Channels to peers' hearts (see [`crate::heart`]), asked only when a
+    /// peer's stream breaks.
+    hearts: Mutex<HashMap<NodeId, (String, Channel)>>,
 }
 
 impl PeerChannels {
@@ -38,13 +41,29 @@ impl PeerChannels {
             cluster_id,
             tls,
             channels: Mutex::new(HashMap::new()),
+            hearts: Mutex::new(HashMap::new()),
         })
     }
 
     /// The channel to `id` at `addr`, created lazily on first use and replaced
     /// if the peer's address changed.
     pub fn channel(&self, id: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let mut channels = self.channels.lock().expect("peer channel lock poisoned");
+        self.cached(&self.channels, id, addr)
+    }
+
+    /// The channel to node `id`'s heart at `addr`. The heart presents its
+    /// node's certificate, so it is checked as the node's would be.
+    pub fn heart_channel(&self, id: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        self.cached(&self.hearts, id, addr)
+    }
+
+    fn cached(
+        &self,
+        map: &Mutex<HashMap<NodeId, (String, Channel)>>,
+        id: NodeId,
+        addr: &str,
+    ) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = map.lock().expect("peer channel lock poisoned");
         if let Some((known_addr, channel)) = channels.get(&id)
             && known_addr == addr
         {

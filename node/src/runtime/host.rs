@@ -116,10 +116,12 @@ impl Host for TaskHost {
             Some(lease_end) => self.deadline.min(lease_end),
             None => self.deadline,
         };
+        let fence = self.task.fence.clone();
+        let still = move || fence.permit(Instant::now()).map(|_| ()).map_err(|e| e.to_string());
         let reply = self
             .task
             .slot
-            .released(|| net::exchange(&addrs, &request, max_reply_bytes as usize, deadline));
+            .released(|| net::exchange(&addrs, &request, max_reply_bytes as usize, deadline, &still));
         // Cut off by the lease's end (or frozen past it): the tick is over
         // for the same reason, whatever the network said.
         self.task.fence.permit(Instant::now())?;

@@ -2,12 +2,18 @@
 //! reply over a new TCP connection to an address the task was granted,
 //! every step bounded by a deadline (the tick's budget or the node's lease,
 //! whichever ends first), so a peer that never answers costs the tick its
-//! deadline and no more.
+//! deadline and no more. While it waits to send or for the reply, it asks
+//! the tick's fence again every `RECHECK`, so a call whose task moved (a
+//! pause and resume, a hand-off) is cut off within that.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// How often an exchange waiting on the network asks whether the tick may
+/// still act.
+const RECHECK: Duration = Duration::from_millis(10);
 
 /// The addresses `addr` names, looked up on a helper thread so that a slow
 /// resolver cannot hold the tick past `deadline`.
@@ -59,14 +65,21 @@ fn left(deadline: Instant, what: &str) -> Result<Duration, String> {
     }
 }
 
+/// The next wait on the socket: until `deadline`, at most `RECHECK`.
+fn slice(deadline: Instant, what: &str) -> Result<Duration, String> {
+    Ok(left(deadline, what)?.min(RECHECK))
+}
+
 /// Connects to the first of `addrs` that answers, sends `request`, closes
 /// the sending side and reads the reply until the peer closes, all before
-/// `deadline`. Blocking.
+/// `deadline`, and only while `still` allows (asked every `RECHECK` while
+/// it waits). Blocking.
 pub(crate) fn exchange(
     addrs: &[SocketAddr],
     request: &[u8],
     max_reply: usize,
     deadline: Instant,
+    still: &dyn Fn() -> Result<(), String>,
 ) -> Result<Vec<u8>, String> {
     let mut last = String::from("no address to connect to");
     let mut stream = None;
@@ -80,28 +93,27 @@ pub(crate) fn exchange(
         }
     }
     let mut stream = stream.ok_or(last)?;
-    let timed_out = |e: std::io::Error, what: &str| match e.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => format!("{what}: the tick's deadline passed"),
-        _ => format!("{what}: {e}"),
-    };
+    let waited = |e: &std::io::Error| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
     let mut sent = 0;
     while sent < request.len() {
+        still()?;
         stream
-            .set_write_timeout(Some(left(deadline, "sending")?))
+            .set_write_timeout(Some(slice(deadline, "sending")?))
             .map_err(|e| e.to_string())?;
         match stream.write(&request[sent..]) {
             Ok(0) => return Err("sending: the peer closed the connection".into()),
             Ok(n) => sent += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(timed_out(e, "sending")),
+            Err(e) if e.kind() == ErrorKind::Interrupted || waited(&e) => {}
+            Err(e) => return Err(format!("sending: {e}")),
         }
     }
     let _ = stream.shutdown(Shutdown::Write);
     let mut reply = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
+        still()?;
         stream
-            .set_read_timeout(Some(left(deadline, "waiting for the reply")?))
+            .set_read_timeout(Some(slice(deadline, "waiting for the reply")?))
             .map_err(|e| e.to_string())?;
         match stream.read(&mut buf) {
             Ok(0) => return Ok(reply),
@@ -109,8 +121,8 @@ pub(crate) fn exchange(
                 return Err(format!("the reply is larger than the {max_reply} bytes asked for"));
             }
             Ok(n) => reply.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(timed_out(e, "waiting for the reply")),
+            Err(e) if e.kind() == ErrorKind::Interrupted || waited(&e) => {}
+            Err(e) => return Err(format!("waiting for the reply: {e}")),
         }
     }
 }
@@ -139,11 +151,28 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let started = Instant::now();
-        let err = exchange(&[addr], b"ping", 1024, soon(200)).unwrap_err();
+        let err = exchange(&[addr], b"ping", 1024, soon(200), &|| Ok(())).unwrap_err();
         let took = started.elapsed();
         assert!(err.contains("deadline"), "{err}");
         assert!(took >= Duration::from_millis(190), "gave up early: {took:?}");
         assert!(took < Duration::from_secs(2), "held past its deadline: {took:?}");
+        drop(listener);
+    }
+
+    #[test]
+    fn a_call_whose_tick_may_no_longer_act_is_cut_off_while_it_waits() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let started = Instant::now();
+        let moved_at = started + Duration::from_millis(100);
+        let still = || match Instant::now() < moved_at {
+            true => Ok(()),
+            false => Err("this node no longer owns the task at epoch 3".to_string()),
+        };
+        let err = exchange(&[addr], b"ping", 1024, soon(5000), &still).unwrap_err();
+        let took = started.elapsed();
+        assert!(err.contains("no longer owns"), "{err}");
+        assert!(took < Duration::from_millis(500), "waited on past the move: {took:?}");
         drop(listener);
     }
 
@@ -159,8 +188,11 @@ mod tests {
                 s.write_all(&[b'x'; 100]).unwrap();
             }
         });
-        assert_eq!(exchange(&[addr], b"hi", 100, soon(2000)).unwrap().len(), 100);
-        let err = exchange(&[addr], b"hi", 99, soon(2000)).unwrap_err();
+        assert_eq!(
+            exchange(&[addr], b"hi", 100, soon(2000), &|| Ok(())).unwrap().len(),
+            100
+        );
+        let err = exchange(&[addr], b"hi", 99, soon(2000), &|| Ok(())).unwrap_err();
         assert!(err.contains("larger than the 99 bytes"), "{err}");
         server.join().unwrap();
     }

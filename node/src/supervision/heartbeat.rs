@@ -3,9 +3,9 @@
 //! own lease from the Raft heartbeats a quorum acknowledged.
 //!
 //! The stream is closed only when another node becomes leader. When it
-//! breaks, the leader's process may be gone: if its port refuses a new
-//! connection (or another incarnation answers), this node asks for an
-//! election at once instead of waiting out the election timeout.
+//! breaks, the leader's process may be gone: if its heart vouches for its
+//! exit (or another incarnation answers; see `liveness`), this node asks
+//! for an election at once instead of waiting out the election timeout.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,6 +29,17 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
 /// for the one before it (in id order) to win an election.
 const STAGGER: Duration = Duration::from_millis(40);
 
+/// How long to wait for the leader's heart to vouch for its exit: a dead
+/// process is reaped within milliseconds; past this, the election timeout
+/// is as quick.
+const HEART_WAIT: Duration = Duration::from_millis(500);
+
+/// What a node knew of the leader's process when its stream broke.
+struct LastLeader {
+    incarnation: String,
+    heart_addr: String,
+}
+
 /// Starts the loop; abort the handle to stop it.
 pub fn spawn_heartbeat(context: Arc<NodeContext>) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -36,11 +47,11 @@ pub fn spawn_heartbeat(context: Arc<NodeContext>) -> JoinHandle<()> {
             match leader(&context.raft) {
                 (Some(id), _) if id == context.id => renew_as_leader(&context).await,
                 (Some(id), Some(addr)) => {
-                    if let Some(incarnation) = stream_to_leader(&context, id, &addr).await
+                    if let Some(last) = stream_to_leader(&context, id, &addr).await
                         && leader(&context.raft).0 == Some(id)
-                        && process_gone(&context, id, &addr, &incarnation).await
+                        && process_gone(&context, id, &addr, &last.heart_addr, &last.incarnation, HEART_WAIT).await
                     {
-                        context.supervision.note_gone(id, &incarnation);
+                        context.supervision.note_gone(id, &last.incarnation);
                         elect_at_once(&context, id).await;
                     }
                 }
@@ -68,8 +79,12 @@ async fn renew_as_leader(context: &NodeContext) {
         }
         // A new leader's log may hold a predecessor's moves of its own
         // tasks: it renews itself only once an entry of its term is
-        // committed, and ticks only once it has applied that far.
-        if let (Some(at), Some(index)) = (confirmed, index) {
+        // committed, and ticks only once it has applied that far. A leader
+        // being removed (`nodes remove` of itself) renews itself no more,
+        // as it renews no other node being removed: its ticks stop before
+        // the membership change can move its tasks.
+        let revoked = context.supervision.is_revoked(context.id);
+        if let (Some(at), Some(index), false) = (confirmed, index, revoked) {
             context.supervision.lease.renewed(at, index);
         }
         let _ = tokio::time::timeout(context.supervision.renew, metrics.changed()).await;
@@ -84,9 +99,10 @@ fn catching_up(context: &NodeContext) -> bool {
 }
 
 /// Streams pings to leader `id` until the stream breaks or another node
-/// leads. Returns the leader's incarnation when the stream broke while `id`
-/// still led (so the caller may check whether its process is gone).
-async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Option<String> {
+/// leads. Returns the leader's incarnation and heart when the stream broke
+/// while `id` still led (so the caller may check whether its process is
+/// gone).
+async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Option<LastLeader> {
     let channel = context.channels.channel(id, addr).ok()?;
     let (pings, outbound) = mpsc::channel::<HeartbeatPing>(8);
     let outbound = futures::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
@@ -116,6 +132,7 @@ async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Opti
                 .collect(),
             ready: context.engine.loaded_hashes().into_iter().collect(),
             catching_up: catching_up(context),
+            heart_addr: context.heart_addr.clone().unwrap_or_default(),
         }
     };
     pings.send(send(&mut sent)).await.ok()?;
@@ -129,7 +146,10 @@ async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Opti
         }
         Err(_) => return None,
     };
-    let mut leader_incarnation = String::new();
+    let mut last = LastLeader {
+        incarnation: String::new(),
+        heart_addr: String::new(),
+    };
     let mut ticker = tokio::time::interval(context.supervision.renew);
     ticker.tick().await;
     let mut metrics = context.raft.metrics();
@@ -137,7 +157,7 @@ async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Opti
         tokio::select! {
             _ = ticker.tick() => {
                 if pings.send(send(&mut sent)).await.is_err() {
-                    return Some(leader_incarnation);
+                    return Some(last);
                 }
             }
             message = inbound.message() => match message {
@@ -145,10 +165,11 @@ async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Opti
                     if let Some((_, at)) = sent.iter().find(|(s, _)| *s == ack.seq) {
                         context.supervision.lease.renewed(*at, ack.commit_index);
                     }
-                    leader_incarnation = ack.incarnation;
+                    last.incarnation = ack.incarnation;
+                    last.heart_addr = ack.heart_addr;
                     context.record_contact(id);
                 }
-                _ => return Some(leader_incarnation),
+                _ => return Some(last),
             },
             changed = metrics.changed() => {
                 if changed.is_err() || leader(&context.raft).0 != Some(id) {

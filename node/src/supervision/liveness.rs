@@ -1,71 +1,85 @@
 //! The fast path's proof that a process is gone.
 //!
-//! When a peer's stream breaks, a new connection to its address tells us
-//! more: refused means nothing listens there any more (the process died and
-//! the kernel closed its sockets), and an answer from another incarnation
-//! means the process was replaced. Either proves the old process can no
-//! longer tick or lead. A timeout or an unreachable host proves nothing: the
-//! machine may be frozen or cut off, and only the lease settles that.
+//! When a peer's stream breaks, its process may have died, or the network
+//! between us may have failed, or a firewall may be rejecting us. Only two
+//! things prove the first:
+//!
+//! - **Its heart says so.** The `baton-heart` that started the process has
+//!   reaped it (see [`crate::heart`]): asked with the incarnation the
+//!   stream carried, it answers as soon as `waitpid` returns.
+//! - **Another incarnation answers as that node** at its address, over
+//!   mutual TLS with the node's certificate. A node's data directory is
+//!   locked by the process that has it open, so a new process of that node
+//!   runs only once the old one has released it, by exiting.
+//!
+//! A refused or reset connection proves nothing: a REJECT rule, a rejecting
+//! network policy or another program on the port answers the same way for a
+//! live node. Neither does a timeout or an unreachable host: the machine
+//! may be frozen or cut off. Then only the lease settles it.
 
-use std::io::ErrorKind;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
 use crate::api::{NodeContext, probe};
+use crate::heart::ask_exit;
 use crate::types::NodeId;
 
-/// How long the connection attempt may take before it proves nothing.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
-
-/// Checks made when a port accepts but nobody answers on it.
-const ATTEMPTS: u32 = 5;
-
-/// Whether process `incarnation` of node `id`, last seen at `addr`, is
-/// provably gone.
-///
-/// A dying process closes its sockets one by one: the peer may see its
-/// connection close while its listener still accepts. So when the port
-/// accepts and the node does not answer at once, look again shortly; a
-/// node that answers slowly (frozen, overloaded) proves nothing.
-pub async fn process_gone(context: &NodeContext, id: NodeId, addr: &str, incarnation: &str) -> bool {
-    for attempt in 1..=ATTEMPTS {
-        let started = std::time::Instant::now();
-        match check(context, id, addr, incarnation).await {
-            Some(gone) => return gone,
-            None if attempt < ATTEMPTS && started.elapsed() < CONNECT_TIMEOUT => {
-                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+/// Whether process `incarnation` of node `id`, last seen at `addr` with
+/// its heart at `heart_addr` (empty when it has none), is provably gone.
+/// Waits for the heart's word for up to `wait`.
+pub async fn process_gone(
+    context: &NodeContext,
+    id: NodeId,
+    addr: &str,
+    heart_addr: &str,
+    incarnation: &str,
+    wait: Duration,
+) -> bool {
+    if incarnation.is_empty() {
+        return false;
+    }
+    if !heart_addr.is_empty() {
+        match ask_exit(&context.channels, id, heart_addr, incarnation, wait).await {
+            Ok(reply) if reply.exited => {
+                tracing::info!(
+                    "node {id}'s heart vouches that its process {incarnation} is gone ({})",
+                    reply.detail
+                );
+                return true;
             }
-            None => return false,
+            Ok(reply) => tracing::debug!("node {id}'s heart: process {incarnation} {}", reply.detail),
+            Err(status) => tracing::debug!("node {id}'s heart at {heart_addr}: {}", status.message()),
         }
     }
-    false
+    match probe(context, id, addr).await {
+        Some(answer) if replaced(incarnation, &answer.incarnation) => {
+            tracing::info!(
+                "node {id} answers at {addr} as incarnation {}: its process {incarnation} is gone",
+                answer.incarnation
+            );
+            true
+        }
+        _ => {
+            tracing::debug!("nothing proves node {id}'s process {incarnation} gone; only its lease can tell");
+            false
+        }
+    }
 }
 
-/// One look: `Some(true)` gone, `Some(false)` alive or unknowable, `None`
-/// accepted but did not answer.
-async fn check(context: &NodeContext, id: NodeId, addr: &str, incarnation: &str) -> Option<bool> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => return Some(true),
-        // The listener was closing as we connected: look again.
-        Ok(Err(e)) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
-            tracing::debug!("node {id} at {addr}: {e}; looking again");
-            return None;
-        }
-        Ok(Err(e)) => {
-            tracing::debug!("node {id} at {addr}: {e}; only its lease can tell");
-            return Some(false);
-        }
-        Err(_) => {
-            tracing::debug!("node {id} at {addr} did not accept within {CONNECT_TIMEOUT:?}; only its lease can tell");
-            return Some(false);
-        }
-        Ok(Ok(_)) => {}
+/// Whether a node that answers as incarnation `answering` proves that
+/// incarnation `last` is gone.
+pub fn replaced(last: &str, answering: &str) -> bool {
+    !last.is_empty() && !answering.is_empty() && last != answering
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replaced;
+
+    #[test]
+    fn only_another_incarnation_answering_proves_the_last_one_gone() {
+        assert!(replaced("a", "b"));
+        assert!(!replaced("a", "a"));
+        assert!(!replaced("", "b"));
+        assert!(!replaced("a", ""));
     }
-    let answer = probe(context, id, addr).await?;
-    tracing::debug!(
-        "node {id} at {addr} answers as incarnation {} (the stream's was {incarnation})",
-        answer.incarnation
-    );
-    Some(!incarnation.is_empty() && answer.incarnation != incarnation)
 }

@@ -3,8 +3,9 @@
 //! the ping arrived. A node's lease therefore never outlives the leadership
 //! that granted it: a deposed leader cannot keep a partitioned node ticking.
 //!
-//! When a stream breaks, the fast path checks whether the node's process is
-//! gone, so its tasks can move without waiting for the lease.
+//! When a stream breaks, the fast path asks whether the node's process is
+//! gone (its heart's word, see `liveness`), so its tasks can move without
+//! waiting for the lease.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +52,7 @@ pub async fn serve_renewals(
     let (latest, pending) = watch::channel::<Option<(u64, Instant)>>(None);
     let acker = tokio::spawn(acknowledge(context.clone(), node, pending, acks));
     let mut incarnation = String::new();
+    let mut heart_addr = String::new();
     let ended = loop {
         let ping = match inbound.message().await {
             Ok(Some(ping)) => ping,
@@ -69,6 +71,7 @@ pub async fn serve_renewals(
         }
         context.observed.report(node, report_of(&ping));
         incarnation = ping.incarnation;
+        heart_addr = ping.heart_addr;
         context.record_contact(node);
         let _ = latest.send(Some((ping.seq, now)));
     };
@@ -81,7 +84,8 @@ pub async fn serve_renewals(
         m.membership_config.membership().get_node(&node).map(|n| n.addr.clone())
     });
     let Some(addr) = addr else { return };
-    if process_gone(&context, node, &addr, &incarnation).await
+    let wait = Duration::from_millis(context.supervision.lease_ms);
+    if process_gone(&context, node, &addr, &heart_addr, &incarnation, wait).await
         && context.supervision.leases(|l| l.mark_gone(node, &incarnation))
     {
         tracing::info!("node {node}'s process ({incarnation}) is gone; moving its tasks now");
@@ -113,6 +117,7 @@ async fn acknowledge(
                         term,
                         incarnation: context.incarnation.clone(),
                         commit_index,
+                        heart_addr: context.heart_addr.clone().unwrap_or_default(),
                     };
                     if acks.send(Ok(ack)).await.is_err() {
                         return;

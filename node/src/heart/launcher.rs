@@ -1,0 +1,144 @@
+//! The heart's launcher: starts `baton-node` with a fresh incarnation,
+//! records its pid and its exit in the ledger, and starts it again with
+//! backoff (unless told not to), until shutdown.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::INCARNATION_ENV;
+use super::ledger::Backoff;
+use super::shared::SharedLedger;
+
+/// How the heart runs its node.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    /// The `baton-node` executable.
+    pub node_binary: PathBuf,
+    /// The config file, passed to the node as `--config`.
+    pub config_path: PathBuf,
+    /// Start the node again when it exits (with backoff). Without, the heart
+    /// starts it once and, after it exits, only vouches for that exit until
+    /// it is stopped itself (for harnesses that restart nodes by hand).
+    pub restart: bool,
+    /// A file that holds the running node's pid, removed once its exit is
+    /// recorded.
+    pub pid_file: Option<PathBuf>,
+    /// How long a node asked to stop (SIGTERM) may take before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+/// Runs the node until `shutdown` resolves, then stops it (SIGTERM, then
+/// SIGKILL after the grace). Returns the exit code the heart itself should
+/// exit with: that of the node's last exit (0 if it never ran).
+pub async fn supervise(options: &LaunchOptions, ledger: Arc<SharedLedger>, shutdown: impl Future<Output = ()>) -> i32 {
+    tokio::pin!(shutdown);
+    let mut backoff = Backoff::new();
+    loop {
+        let incarnation = format!("{:016x}", rand::random::<u64>());
+        let started = Instant::now();
+        let last_code = match spawn(options, &incarnation) {
+            Ok(mut child) => {
+                let pid = child.id().unwrap_or(0);
+                ledger.update(|l| l.started(&incarnation, pid));
+                write_pid_file(options, pid);
+                tracing::info!(
+                    "started {} (pid {pid}, incarnation {incarnation})",
+                    options.node_binary.display()
+                );
+                let status = tokio::select! {
+                    status = child.wait() => status,
+                    _ = &mut shutdown => {
+                        let status = stop(&mut child, pid, options.stop_grace).await;
+                        return record_exit(options, &ledger, &incarnation, status);
+                    }
+                };
+                record_exit(options, &ledger, &incarnation, status)
+            }
+            Err(e) => {
+                tracing::error!("cannot start {}: {e}", options.node_binary.display());
+                127
+            }
+        };
+        if !options.restart {
+            tracing::warn!("not starting baton-node again (--no-restart); still vouching for its exit");
+            shutdown.await;
+            return last_code;
+        }
+        let wait = backoff.after_exit(started.elapsed());
+        tracing::warn!("starting baton-node again in {wait:?}");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut shutdown => return last_code,
+        }
+    }
+}
+
+fn spawn(options: &LaunchOptions, incarnation: &str) -> std::io::Result<Child> {
+    Command::new(&options.node_binary)
+        .arg("--config")
+        .arg(&options.config_path)
+        .env(INCARNATION_ENV, incarnation)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// Records the exit (before the pid file goes, so that whoever sees the
+/// file gone can already get the heart's word); returns its exit code.
+fn record_exit(
+    options: &LaunchOptions,
+    ledger: &SharedLedger,
+    incarnation: &str,
+    status: std::io::Result<ExitStatus>,
+) -> i32 {
+    let (how, code) = match status {
+        Ok(status) => describe(status),
+        Err(e) => (format!("lost track of it: {e}"), 1),
+    };
+    tracing::warn!("baton-node (incarnation {incarnation}) exited: {how}");
+    ledger.update(|l| l.exited(incarnation, how));
+    if let Some(path) = &options.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    code
+}
+
+/// How a process ended, and the matching shell exit code.
+fn describe(status: ExitStatus) -> (String, i32) {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => (format!("exit status {code}"), code),
+        (None, Some(signal)) => (format!("signal {signal}"), 128 + signal),
+        _ => ("ended".into(), 1),
+    }
+}
+
+fn write_pid_file(options: &LaunchOptions, pid: u32) {
+    if let Some(path) = &options.pid_file
+        && let Err(e) = std::fs::write(path, format!("{pid}\n"))
+    {
+        tracing::warn!("cannot write the pid file {}: {e}", path.display());
+    }
+}
+
+/// Asks the node to stop (SIGTERM) and waits up to `grace`, then kills it.
+async fn stop(child: &mut Child, pid: u32, grace: Duration) -> std::io::Result<ExitStatus> {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            tracing::warn!("baton-node did not stop within {grace:?}; killing it");
+            let _ = child.kill().await;
+            child.wait().await
+        }
+    }
+}

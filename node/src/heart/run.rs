@@ -1,0 +1,84 @@
+//! Running a heart: bind its port, serve its word on exits, and supervise
+//! the node until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_proto::heart_server::HeartServer;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use super::launcher::{LaunchOptions, supervise};
+use super::service::HeartService;
+use super::shared::SharedLedger;
+use crate::config::NodeConfig;
+use crate::tls::{TlsError, TlsMaterial};
+
+/// Why a heart could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HeartError {
+    #[error(
+        "{0} has no [heart] table; add one with the heart's own port, like\n  [heart]\n  listen_addr = \"127.0.0.1:7101\""
+    )]
+    NoHeartTable(String),
+    #[error("tls.{0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}; is another heart running? change heart.listen_addr")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("the heart's gRPC server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+}
+
+/// Runs the heart of the node configured by `config` until `shutdown`, then
+/// stops the node. Returns the exit code the heart should exit with (the
+/// node's last).
+pub async fn run(
+    config: &NodeConfig,
+    options: LaunchOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<i32, HeartError> {
+    let heart = config
+        .heart
+        .as_ref()
+        .ok_or_else(|| HeartError::NoHeartTable(options.config_path.display().to_string()))?;
+    let tls = match &config.tls {
+        Some(paths) if !config.insecure => Some(TlsMaterial::load(paths)?),
+        _ => None,
+    };
+    let listener = TcpListener::bind(&heart.listen_addr)
+        .await
+        .map_err(|source| HeartError::Bind {
+            addr: heart.listen_addr.clone(),
+            source,
+        })?;
+    let ledger = Arc::new(SharedLedger::default());
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)));
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = builder.add_service(HeartServer::new(HeartService::new(ledger.clone())));
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = stop_rx.await;
+    }));
+    tracing::info!(
+        node = config.id,
+        addr = %heart.advertised(),
+        restart = options.restart,
+        "heart serving; starting {}",
+        options.node_binary.display()
+    );
+    let code = supervise(&options, ledger, shutdown).await;
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(e)) => tracing::warn!("heart server task failed: {e}"),
+        Err(_) => tracing::warn!("heart server did not stop within 5 s"),
+    }
+    Ok(code)
+}
