@@ -372,7 +372,7 @@ impl Chaos {
             }
         }
         let expect = Expectations {
-            tasks: self.names.clone(),
+            tasks: self.names.union(&self.witnessed).cloned().collect(),
             max_gap_ms: u64::MAX,
             counters: true,
         };
@@ -705,10 +705,15 @@ impl Chaos {
         self.await_on_version(final_version).await
     }
 
+    /// Waits until every counter (the rolled-out module's tasks) has ticked
+    /// on `version`.
     async fn await_on_version(&self, version: u32) -> Result<(), String> {
         until(CONVERGE, Duration::from_millis(200), async || {
             let all = tasks(&self.client).await;
-            let off: Vec<&TaskInfo> = all.iter().filter(|t| t.state_version != version).collect();
+            let off: Vec<&TaskInfo> = all
+                .iter()
+                .filter(|t| self.names.contains(&t.name) && t.state_version != version)
+                .collect();
             match off.first() {
                 None => Ok(()),
                 Some(first) => Err(format!(
@@ -750,12 +755,16 @@ impl Chaos {
                 status.leader,
                 down.is_empty(),
                 stuck.is_empty(),
-                all.len() == self.names.len(),
+                all.len() == self.names.len() + self.witnessed.len(),
             ) {
                 (None, ..) => Err("no leader".to_string()),
                 (_, false, ..) => Err(down.join(", ")),
                 (_, _, false, _) => Err(format!("tasks not ticking on a member: {stuck:?}")),
-                (_, _, _, false) => Err(format!("{} tasks, not {}", all.len(), self.names.len())),
+                (_, _, _, false) => Err(format!(
+                    "{} tasks, not {}",
+                    all.len(),
+                    self.names.len() + self.witnessed.len()
+                )),
                 _ => Ok(()),
             }
         })

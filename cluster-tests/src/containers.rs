@@ -404,22 +404,20 @@ impl ContainerCluster {
         }
     }
 
-    /// The same cut as [`partition`](Self::partition), made with REJECT
-    /// rules that answer every TCP segment with a reset: to the nodes on
-    /// either side, each looks as if its process were gone (a refused
-    /// connection), while it runs on.
+    /// Cuts every node of `side` off from the others with a firewall's
+    /// REJECT rules: each answers every TCP segment from the others with a
+    /// reset, as a rejecting host firewall or network policy would. No
+    /// connection between the sides can be made or kept (a reply to what
+    /// the node sends is rejected too), and to the nodes on the other side
+    /// each looks like a port where nothing listens, as if its process were
+    /// gone, while it runs on.
     pub fn partition_rejecting(&self, side: &[u64]) {
         for &id in side {
             let rules: Vec<String> = self
                 .nodes
                 .values()
                 .filter(|n| !side.contains(&n.id))
-                .flat_map(|other| {
-                    [
-                        format!("-p tcp -s {} -j REJECT --reject-with tcp-reset", other.ip),
-                        format!("-p tcp -d {} -j REJECT --reject-with tcp-reset", other.ip),
-                    ]
-                })
+                .map(|other| format!("-p tcp -s {} -j REJECT --reject-with tcp-reset", other.ip))
                 .collect();
             self.add_rules(id, &rules);
         }

@@ -293,29 +293,41 @@ async fn drain_and_graceful_stop_hand_tasks_off_within_a_period_and_200_ms() {
     run.check_history().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removing_a_live_owner_moves_its_tasks_only_after_its_lease_ran_out() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let run = start().await;
-    let removed = run.a_follower().await;
+/// Removes live, task-owning node `removed` without a drain: its lease
+/// must run out before its tasks move (a gap of about a lease), and it must
+/// be gone from the membership.
+async fn remove_live_owner(run: &Run, removed: u64, what: &str) {
     let moved = run.owned_by(removed).await;
-    assert!(!moved.is_empty());
+    assert!(!moved.is_empty(), "the {what} owns no task");
     let removed_at = now_ms();
-    // No drain first: the node is alive, ticking, and renewing its lease.
     let request = baton_proto::RemoveNodeRequest { id: removed };
     run.client
         .call_with(&request, |mut c, r| async move { c.remove_node(r).await })
         .await
         .unwrap();
-    // Its lease runs out before its tasks move: a gap of about a lease.
     await_handed_off(&run.client, &names(&moved), removed, removed_at).await;
     let gap = hand_off_gap(&run.client, &moved, removed, removed_at).await;
     let allowed = LONGEST_PERIOD_MS + run.bound_ms + 1000;
     assert!(
         gap <= allowed,
-        "a task of the removed node went {gap} ms between ticks (allowed {allowed})"
+        "a task of the removed {what} went {gap} ms between ticks (allowed {allowed})"
     );
+    let leader = run.cluster.wait_for_leader(Duration::from_secs(30)).await;
     let status = run.cluster.status().await.unwrap();
     assert!(status.members.iter().all(|m| m.id != removed), "{status:?}");
+    assert_ne!(leader, removed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_live_owner_follower_or_leader_moves_its_tasks_only_after_its_lease_ran_out() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = start().await;
+    let follower = run.a_follower().await;
+    remove_live_owner(&run, follower, "follower").await;
+    // The leader renews its own lease from Raft's heartbeats, not through
+    // a renewal stream: it must stop doing so once its removal is asked for.
+    let leader = run.cluster.wait_for_leader(Duration::from_secs(20)).await;
+    run.await_share(leader, "the leader owning its share").await;
+    remove_live_owner(&run, leader, "leader").await;
     run.check_history().await;
 }

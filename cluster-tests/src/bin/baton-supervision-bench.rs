@@ -7,7 +7,14 @@
 //! - drain: the hand-off gap of every moved task;
 //! - reassign: one write that gives 10,000 tasks of a dead node a new owner.
 //!
-//! For every moved task it reports the time from the loss to its first tick
+//! Beside the counters, `--witnessed` tasks (30) call a witness service
+//! that holds each call 150 ms and records when each run began and ended;
+//! after each kind of loss the witness's checker reports how many runs
+//! overlapped another run of their task (the goal is none), how many
+//! fencing tokens went back, and how many ticks ran again (at-least-once
+//! side effects).
+//!
+//! For every moved counter it reports the time from the loss to its first tick
 //! committed on another node, and how late that tick was against the task's
 //! schedule (a task whose next tick was not yet due when its node died is
 //! not late until that time). Prints Markdown tables.
@@ -17,7 +24,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use baton_cluster_tests::task_api::{add, await_handed_off, await_ticking_elsewhere, deploy, every, history, tasks};
+use baton_cluster_tests::task_api::{
+    add, await_handed_off, await_ticking_elsewhere, deploy, every, history, start_witnessed, tasks, witness_report,
+};
+use baton_cluster_tests::witness::Witness;
+use baton_cluster_tests::witness_check::WitnessReport;
 use baton_cluster_tests::{TestCluster, machine, poll_async, quantile};
 use baton_node::config::TimingConfig;
 use baton_proto::{DrainNodeRequest, ListNodesRequest, TaskInfo};
@@ -45,6 +56,9 @@ struct Args {
     /// Drains (and undrains) in the drain phase.
     #[arg(long, default_value_t = 5)]
     drains: usize,
+    /// Witnessed tasks (every 300 ms) beside the counters.
+    #[arg(long, default_value_t = 30)]
+    witnessed: usize,
     /// Tasks reassigned in one write in the last phase.
     #[arg(long, default_value_t = 10_000)]
     reassign: usize,
@@ -77,8 +91,27 @@ struct Moves {
     to_all: Vec<u64>,
 }
 
+/// What the witness saw during one kind of loss.
+struct Witnessed {
+    what: String,
+    losses: usize,
+    runs: usize,
+    overlaps: usize,
+    backwards: usize,
+    reruns: usize,
+    reruns_after_move: usize,
+}
+
+/// How often a witnessed task ticks, and how long the witness holds a call.
+const WITNESSED_PERIOD_MS: u64 = 300;
+const WITNESS_HOLD: Duration = Duration::from_millis(150);
+
 struct Bench {
     cluster: TestCluster,
+    witness: Witness,
+    witnessed: std::collections::BTreeSet<String>,
+    /// The witness's report at the end of the last phase.
+    seen: WitnessReport,
     tasks: usize,
     period_ms: u64,
     lease_ms: u64,
@@ -86,7 +119,7 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(timing: TimingConfig, tasks: usize, period_ms: u64) -> Bench {
+    async fn start(timing: TimingConfig, tasks: usize, period_ms: u64, witnessed: usize) -> Bench {
         let lease_ms = timing.lease_ms;
         let cluster = TestCluster::start_with(3, timing).await;
         let client = cluster.client();
@@ -94,8 +127,15 @@ impl Bench {
         for i in 0..tasks {
             add(&client, every(&format!("c{i:04}"), "counter", period_ms, "")).await;
         }
+        let witness = Witness::start("127.0.0.1:0", WITNESS_HOLD)
+            .await
+            .expect("start the witness");
+        let witnessed = start_witnessed(&cluster, &client, &witness, witnessed, WITNESSED_PERIOD_MS).await;
         let bench = Bench {
             cluster,
+            witness,
+            witnessed,
+            seen: WitnessReport::default(),
             tasks,
             period_ms,
             lease_ms,
@@ -150,7 +190,11 @@ impl Bench {
             _ => self.victim().await,
         };
         let client = self.client_without(victim);
-        let before: Vec<TaskInfo> = tasks(&client).await.into_iter().filter(|t| t.owner == victim).collect();
+        let before: Vec<TaskInfo> = tasks(&client)
+            .await
+            .into_iter()
+            .filter(|t| t.owner == victim && !self.witnessed.contains(&t.name))
+            .collect();
         let lost_at = now_ms();
         match how {
             Loss::Kill | Loss::KillLeader => self.cluster.kill9(victim),
@@ -216,6 +260,24 @@ impl Bench {
         set_drained(&client, victim, false).await;
         self.await_spread(&client).await;
         gaps
+    }
+}
+
+impl Bench {
+    /// What the witness saw since the last call, as `losses` losses of kind
+    /// `what`.
+    async fn witnessed(&mut self, what: &str, losses: usize) -> Witnessed {
+        let report = witness_report(&self.cluster.client(), &self.witness, &self.witnessed).await;
+        let seen = std::mem::replace(&mut self.seen, report.clone());
+        Witnessed {
+            what: what.to_string(),
+            losses,
+            runs: report.runs - seen.runs,
+            overlaps: report.overlaps.len() - seen.overlaps.len(),
+            backwards: report.backwards.len() - seen.backwards.len(),
+            reruns: report.reruns - seen.reruns,
+            reruns_after_move: report.reruns_after_move - seen.reruns_after_move,
+        }
     }
 }
 
@@ -307,43 +369,55 @@ async fn main() {
     let header = "| loss | samples | p50 | p99 | max | / lease (p50 / p99 / max) |\n|---|---|---|---|---|---|";
 
     let timing = TimingConfig::default();
-    let mut bench = Bench::start(timing.clone(), args.tasks, args.period_ms).await;
+    let mut bench = Bench::start(timing.clone(), args.tasks, args.period_ms, args.witnessed).await;
+    let lease = bench.lease_ms;
+    let mut witnessed = Vec::new();
     let mut crash = Moves::default();
     for _ in 0..args.kills {
         bench.lose(Loss::Kill, &mut crash).await;
     }
+    witnessed.push(bench.witnessed("kill -9 of a follower", args.kills).await);
     let mut leader_crash = Moves::default();
     for _ in 0..args.leader_kills {
         bench.lose(Loss::KillLeader, &mut leader_crash).await;
     }
+    witnessed.push(bench.witnessed("kill -9 of the leader", args.leader_kills).await);
     let mut freeze = Moves::default();
     for _ in 0..args.freezes {
         bench.lose(Loss::Freeze, &mut freeze).await;
     }
+    witnessed.push(
+        bench
+            .witnessed(&format!("SIGSTOP (lease {lease} ms)"), args.freezes)
+            .await,
+    );
     let mut gaps = Vec::new();
     for _ in 0..args.drains {
         gaps.extend(bench.drain_gaps().await);
     }
-    let lease = bench.lease_ms;
+    witnessed.push(bench.witnessed("drain", args.drains).await);
     drop(bench);
 
     let short = TimingConfig {
         lease_ms: 500,
         ..TimingConfig::default()
     };
-    let mut bench = Bench::start(short, args.tasks, args.period_ms).await;
+    let mut bench = Bench::start(short, args.tasks, args.period_ms, args.witnessed).await;
     let mut freeze_short = Moves::default();
     for _ in 0..args.freezes {
         bench.lose(Loss::Freeze, &mut freeze_short).await;
     }
+    witnessed.push(bench.witnessed("SIGSTOP (lease 500 ms)", args.freezes).await);
     drop(bench);
     let (reassign_took, reassign_write) = reassign(args.reassign).await;
 
     println!(
-        "Machine: {}; {} counter tasks every {} ms on 3 nodes; lease renewal every {} ms\n",
+        "Machine: {}; {} counter tasks every {} ms and {} witnessed tasks every {WITNESSED_PERIOD_MS} ms \
+         on 3 nodes; lease renewal every {} ms\n",
         machine(),
         args.tasks,
         args.period_ms,
+        args.witnessed,
         timing.lease_renew_ms
     );
     let losses: [(String, &Moves, u64); 4] = [
@@ -386,6 +460,22 @@ async fn main() {
         args.reassign,
         reassign_took.as_secs_f64() * 1e3,
         reassign_write.trim()
+    ));
+    let rows: Vec<String> = witnessed
+        .iter()
+        .map(|w| {
+            format!(
+                "| {} | {} | {} | {} | {} | {} ({}) |",
+                w.what, w.losses, w.runs, w.overlaps, w.backwards, w.reruns, w.reruns_after_move
+            )
+        })
+        .collect();
+    tables.push(format!(
+        "What the witness saw (each call held {} ms), per kind of loss:\n\n\
+         | loss | losses | witnessed runs | overlapping runs | tokens backwards | re-runs (after a move) |\n\
+         |---|---|---|---|---|---|\n{}",
+        WITNESS_HOLD.as_millis(),
+        rows.join("\n")
     ));
     println!("{}", tables.join("\n\n"));
 }
