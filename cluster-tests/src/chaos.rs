@@ -18,6 +18,7 @@ use baton_node::config::TimingConfig;
 use baton_proto::{GetRequest, PutRequest, RolloutSettings, TaskInfo, TickInfo};
 use batonctl::ClusterClient;
 use batonctl::cmd::modules::signed_deploy;
+use batonctl::cmd::rollout::RolloutView;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -33,6 +34,23 @@ use crate::{example_module, padded};
 /// call (a slow downstream): as in the process tests.
 const WITNESS_PERIOD_MS: u64 = 300;
 const WITNESS_HOLD: Duration = Duration::from_millis(150);
+
+/// How long the witness holds a call while a pause is to land in the middle
+/// of one: long enough that `docker pause` takes effect inside it.
+const MID_TICK_HOLD: Duration = Duration::from_millis(600);
+
+/// How the chaos suite's rollouts go: a canary, then two nodes at a time,
+/// each step healthy for a second.
+const ROLLOUT_SETTINGS: RolloutSettings = RolloutSettings {
+    canary: 1,
+    max_parallel: 2,
+    min_healthy_ms: 1_000,
+    healthy_deadline_ms: 20_000,
+    no_auto_revert: false,
+};
+
+/// A slow downstream: 800 ms of the tick's 1 s budget.
+const SLOW_HOLD: Duration = Duration::from_millis(800);
 
 /// How long a partition, a one-way loss or packet loss lasts: past the
 /// lease, so the cut-off node's tasks must move.
@@ -67,6 +85,9 @@ pub enum Fault {
     KillLeader,
     /// `docker pause` (the cgroup freezer) of a follower past the lease.
     Pause,
+    /// The same, landing while one of its witnessed ticks is in the middle
+    /// of its call (the witness holding it for `MID_TICK_HOLD`).
+    PauseMidTick,
     /// `docker stop`: SIGTERM, the tasks handed off, exit 0; then a start.
     Stop,
     /// A follower cut off from every other node, both ways.
@@ -74,6 +95,9 @@ pub enum Fault {
     /// The same with REJECT rules (tcp-reset): to its peers the live
     /// follower looks like a process that is gone.
     RejectFollower,
+    /// A follower cut off while its witnessed ticks each wait most of their
+    /// budget on a slow downstream (`SLOW_HOLD`).
+    SlowDownstreamCutOff,
     /// The leader cut off from every other node.
     IsolateLeader,
     /// The leader and one follower cut off from the other three (2|3; with
@@ -92,16 +116,22 @@ pub enum Fault {
     RolloutDuringPartition,
     /// A new module version rolled out while a follower is killed.
     RolloutDuringKill,
+    /// A broken version of the witnessed module (it calls the witness, then
+    /// fails every tick) rolled out and reverted by its gate while its
+    /// ticks are in flight.
+    RevertWithTicksInFlight,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 17] = [
         Fault::KillFollower,
         Fault::KillLeader,
         Fault::Pause,
+        Fault::PauseMidTick,
         Fault::Stop,
         Fault::IsolateFollower,
         Fault::RejectFollower,
+        Fault::SlowDownstreamCutOff,
         Fault::IsolateLeader,
         Fault::Split,
         Fault::OneWay,
@@ -110,6 +140,7 @@ impl Fault {
         Fault::FullDisk,
         Fault::RolloutDuringPartition,
         Fault::RolloutDuringKill,
+        Fault::RevertWithTicksInFlight,
     ];
 
     pub fn name(self) -> &'static str {
@@ -117,9 +148,11 @@ impl Fault {
             Fault::KillFollower => "kill follower",
             Fault::KillLeader => "kill leader",
             Fault::Pause => "pause past the lease",
+            Fault::PauseMidTick => "pause in the middle of a tick",
             Fault::Stop => "stop (graceful)",
             Fault::IsolateFollower => "isolate follower",
             Fault::RejectFollower => "isolate follower by REJECT (tcp-reset)",
+            Fault::SlowDownstreamCutOff => "slow downstream, follower cut off",
             Fault::IsolateLeader => "isolate leader",
             Fault::Split => "split, leader in the minority",
             Fault::OneWay => "one-way (inbound lost)",
@@ -128,6 +161,7 @@ impl Fault {
             Fault::FullDisk => "full disk",
             Fault::RolloutDuringPartition => "rollout during partition",
             Fault::RolloutDuringKill => "rollout during kill",
+            Fault::RevertWithTicksInFlight => "rollout reverted, ticks in flight",
         }
     }
 }
@@ -433,15 +467,30 @@ impl Chaos {
                 self.cluster.start_again(victim);
                 Injected::moved(started, lost, moved).with_rollout(rollout)
             }
-            Fault::Pause => {
-                let lost = vec![self.pick(followers)];
+            Fault::Pause | Fault::PauseMidTick => {
+                let mid_tick = fault == Fault::PauseMidTick;
+                let lost = match mid_tick {
+                    true => vec![self.witnessed_owner(followers).await],
+                    false => vec![self.pick(followers)],
+                };
                 let owned = self.owned_by(&lost).await;
+                let note = match mid_tick {
+                    true => {
+                        self.witness.set_hold(MID_TICK_HOLD);
+                        Some(self.await_call_in_flight(lost[0]).await)
+                    }
+                    false => None,
+                };
                 let started = now_ms();
                 self.cluster.pause(lost[0]);
                 let moved = self.await_moved(&owned, &lost, started).await;
                 self.hold(started, 2 * self.lease_ms).await;
                 self.cluster.unpause(lost[0]);
-                Injected::moved(started, lost, moved)
+                self.witness.set_hold(WITNESS_HOLD);
+                Injected {
+                    note,
+                    ..Injected::moved(started, lost, moved)
+                }
             }
             Fault::Stop => {
                 let victim = self.pick(followers);
@@ -456,6 +505,20 @@ impl Chaos {
                     broken: (code != 0).then(|| format!("node {victim} exited {code} on SIGTERM, not 0")),
                     ..Injected::moved(started, lost, moved)
                 }
+            }
+            Fault::SlowDownstreamCutOff => {
+                let lost = vec![self.witnessed_owner(followers).await];
+                self.witness.set_hold(SLOW_HOLD);
+                // Every witnessed tick now waits on the slow downstream.
+                tokio::time::sleep(SLOW_HOLD + Duration::from_millis(WITNESS_PERIOD_MS)).await;
+                let owned = self.owned_by(&lost).await;
+                let started = now_ms();
+                self.cluster.partition(&lost);
+                let moved = self.await_moved(&owned, &lost, started).await;
+                self.hold(started, HOLD_MS).await;
+                self.cluster.heal();
+                self.witness.set_hold(WITNESS_HOLD);
+                Injected::moved(started, lost, moved)
             }
             Fault::IsolateFollower
             | Fault::RejectFollower
@@ -495,6 +558,34 @@ impl Chaos {
                 self.cluster.heal();
                 Injected {
                     started,
+                    ..Injected::default()
+                }
+            }
+            Fault::RevertWithTicksInFlight => {
+                self.releases += 1;
+                let component = example_module("witnessed_v2_broken");
+                let component = padded(&component, component.len() + 64, self.options.seed ^ self.releases);
+                let started = now_ms();
+                let version = release_signed(
+                    &self.client,
+                    &self.cluster.signing_key(),
+                    "witnessed",
+                    component,
+                    ROLLOUT_SETTINGS,
+                )
+                .await;
+                let broken = match self.await_rollout_end("witnessed", version).await {
+                    Ok(view) if view.state == "reverted" => None,
+                    Ok(view) => Some(format!(
+                        "the broken witnessed version {version} ended {}, not reverted",
+                        view.state
+                    )),
+                    Err(e) => Some(e),
+                };
+                Injected {
+                    started,
+                    note: Some(format!("witnessed version {version}, broken, reverted by its gate")),
+                    broken,
                     ..Injected::default()
                 }
             }
@@ -544,6 +635,36 @@ impl Chaos {
             .cloned()
             .collect();
         crate::witness_check::check(&self.witness.runs(), &committed)
+    }
+
+    /// A follower that owns witnessed tasks (any follower if none does).
+    async fn witnessed_owner(&mut self, followers: &[u64]) -> u64 {
+        let owners: BTreeSet<u64> = tasks(&self.client)
+            .await
+            .into_iter()
+            .filter(|t| self.witnessed.contains(&t.name))
+            .map(|t| t.owner)
+            .collect();
+        match followers.iter().find(|f| owners.contains(f)) {
+            Some(owner) => *owner,
+            None => self.pick(followers),
+        }
+    }
+
+    /// Waits until the witness holds a call from node `id`; says what it
+    /// found, for the report.
+    async fn await_call_in_flight(&self, id: u64) -> String {
+        let found = until(Duration::from_secs(10), Duration::from_millis(5), async || {
+            match self.witness.in_flight(id) {
+                0 => Err(()),
+                n => Ok(n),
+            }
+        })
+        .await;
+        match found {
+            Ok(n) => format!("node {id}, paused with {n} witnessed call(s) in flight"),
+            Err(()) => format!("node {id}, paused with no witnessed call in flight (none came within 10 s)"),
+        }
     }
 
     /// The leader and the other members.
@@ -663,35 +784,34 @@ impl Chaos {
         self.releases += 1;
         let component = example_module("counter_v2");
         let component = padded(&component, component.len() + 64, self.options.seed ^ self.releases);
-        let settings = RolloutSettings {
-            canary: 1,
-            max_parallel: 2,
-            min_healthy_ms: 1_000,
-            healthy_deadline_ms: 20_000,
-            no_auto_revert: false,
-        };
         release_signed(
             &self.client,
             &self.cluster.signing_key(),
             "counter",
             component,
-            settings,
+            ROLLOUT_SETTINGS,
         )
+        .await
+    }
+
+    /// Waits for module `module`'s rollout of `version` to end (done,
+    /// reverted or halted).
+    async fn await_rollout_end(&self, module: &str, version: u32) -> Result<RolloutView, String> {
+        until(CONVERGE, Duration::from_millis(200), async || {
+            batonctl::cmd::rollout::status(&self.client, module)
+                .await
+                .ok()
+                .and_then(|views| views.into_iter().next())
+                .filter(|v| v.to_version == version && !v.is_live())
+                .ok_or_else(|| format!("the rollout of {module} version {version} did not end within {CONVERGE:?}"))
+        })
         .await
     }
 
     /// Waits for the rollout of `version` to end, done or reverted, with
     /// every task on the version it ended with.
     async fn await_rollout(&self, version: u32) -> Result<(), String> {
-        let view = until(CONVERGE, Duration::from_millis(200), async || {
-            batonctl::cmd::rollout::status(&self.client, "counter")
-                .await
-                .ok()
-                .and_then(|views| views.into_iter().next())
-                .filter(|v| v.to_version == version && !v.is_live())
-                .ok_or_else(|| format!("the rollout of version {version} did not end within {CONVERGE:?}"))
-        })
-        .await?;
+        let view = self.await_rollout_end("counter", version).await?;
         let final_version = match view.state.as_str() {
             "done" => version,
             "reverted" => view.from_version,

@@ -72,6 +72,8 @@ pub struct Witness {
     hold_ms: Arc<AtomicU64>,
     /// Requests that did not parse (a broken module would show here).
     malformed: Arc<AtomicU64>,
+    /// Calls being held now, per calling node.
+    in_flight: Arc<Mutex<std::collections::BTreeMap<u64, usize>>>,
     server: JoinHandle<()>,
 }
 
@@ -84,15 +86,18 @@ impl Witness {
         let runs = Arc::new(Mutex::new(Vec::new()));
         let hold_ms = Arc::new(AtomicU64::new(hold.as_millis() as u64));
         let malformed = Arc::new(AtomicU64::new(0));
+        let in_flight = Arc::new(Mutex::new(std::collections::BTreeMap::<u64, usize>::new()));
         let started = Instant::now();
         let server = tokio::spawn({
-            let (runs, hold_ms, malformed) = (runs.clone(), hold_ms.clone(), malformed.clone());
+            let (runs, hold_ms, malformed, in_flight) =
+                (runs.clone(), hold_ms.clone(), malformed.clone(), in_flight.clone());
             async move {
                 loop {
                     let Ok((mut stream, _)) = listener.accept().await else {
                         continue;
                     };
-                    let (runs, hold_ms, malformed) = (runs.clone(), hold_ms.clone(), malformed.clone());
+                    let (runs, hold_ms, malformed, in_flight) =
+                        (runs.clone(), hold_ms.clone(), malformed.clone(), in_flight.clone());
                     tokio::spawn(async move {
                         let mut request = Vec::new();
                         let read = (&mut stream).take(4096).read_to_end(&mut request).await;
@@ -100,6 +105,15 @@ impl Witness {
                         if read.is_err() {
                             return;
                         }
+                        let caller = Run::parse(&String::from_utf8_lossy(&request), 0, 0).map(|r| r.node);
+                        let count = |delta: isize| {
+                            if let Some(node) = caller {
+                                let mut calls = in_flight.lock().expect("witness lock poisoned");
+                                let n: &mut usize = calls.entry(node).or_insert(0);
+                                *n = n.saturating_add_signed(delta);
+                            }
+                        };
+                        count(1);
                         let hold = Duration::from_millis(hold_ms.load(Ordering::Relaxed));
                         let answer_at = tokio::time::Instant::now() + hold;
                         let mut gone = false;
@@ -113,6 +127,7 @@ impl Witness {
                         if !gone {
                             let _ = stream.write_all(b"ok").await;
                         }
+                        count(-1);
                         let ended_us = started.elapsed().as_micros() as u64;
                         match Run::parse(&String::from_utf8_lossy(&request), began_us, ended_us) {
                             Some(run) => runs.lock().expect("witness lock poisoned").push(run),
@@ -129,6 +144,7 @@ impl Witness {
             runs,
             hold_ms,
             malformed,
+            in_flight,
             server,
         })
     }
@@ -146,6 +162,12 @@ impl Witness {
     /// Every run recorded so far.
     pub fn runs(&self) -> Vec<Run> {
         self.runs.lock().expect("witness lock poisoned").clone()
+    }
+
+    /// How many calls from node `node` the witness is holding now.
+    pub fn in_flight(&self, node: u64) -> usize {
+        let calls = self.in_flight.lock().expect("witness lock poisoned");
+        calls.get(&node).copied().unwrap_or(0)
     }
 
     /// How many requests did not parse.
@@ -184,6 +206,20 @@ mod tests {
         let runs = witness.runs();
         assert_eq!(runs.len(), 1);
         assert!(runs[0].ended_us - runs[0].began_us >= 30_000);
+        assert_eq!(witness.in_flight(1), 0);
+    }
+
+    #[tokio::test]
+    async fn a_call_is_in_flight_while_it_is_held() {
+        let witness = Witness::start("127.0.0.1:0", Duration::from_secs(2)).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(witness.addr()).await.unwrap();
+        stream.write_all(b"task=a node=7 epoch=1 tick=1").await.unwrap();
+        stream.shutdown().await.unwrap();
+        crate::poll_async(Duration::from_secs(3), "the call in flight", || async {
+            (witness.in_flight(7) == 1).then_some(())
+        })
+        .await;
+        assert_eq!(witness.in_flight(1), 0);
     }
 
     #[tokio::test]

@@ -2,10 +2,13 @@
 //! from scratch around the static `baton-node`), counter tasks ticking, and
 //! witnessed tasks calling a witness on the host (a downstream service that
 //! records every run), and one fault at a time: kill (follower, leader),
-//! pause past the lease, graceful stop, partitions (isolate a follower, the
-//! same by REJECT rules that make it look gone, isolate the leader, split
-//! 2|3, one-way), packet loss, a full disk, and module rollouts during a
-//! partition and during a kill. After each: heal, converge, and check the
+//! pause past the lease (also landing in the middle of a witnessed call),
+//! graceful stop, partitions (isolate a follower, the same by REJECT rules
+//! that make it look gone, the same while a slow downstream holds every
+//! tick most of its budget, isolate the leader, split 2|3, one-way), packet
+//! loss, a full disk, module rollouts during a partition and during a kill,
+//! and a broken version of the witnessed module reverted while its ticks
+//! are in flight. After each: heal, converge, and check the
 //! invariants (`baton_cluster_tests::chaos`), the witness's among them; the
 //! report goes to `target/chaos/NAME.md` and to stderr.
 //!
