@@ -216,14 +216,16 @@ async fn a_node_that_dies_young_is_started_again_with_growing_pauses() {
 }
 
 #[tokio::test]
-async fn with_no_restart_the_heart_starts_the_node_once_and_exits_as_it_did() {
+async fn with_no_restart_the_heart_starts_the_node_once_and_vouches_until_stopped() {
     let mut heart = start_heart("exit 3", &["--no-restart"]);
     let first = heart.await_starts(1, Duration::from_secs(20))[0].clone();
     let reply = heart.ask(&first, 5_000).await;
     assert!(reply.exited && reply.detail == "exit status 3", "{reply:?}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(heart.incarnations().len(), 1, "started again despite --no-restart");
-    assert_eq!(heart.terminate(), Some(3));
+    assert!(heart.ask(&first, 0).await.exited, "it vouches on after the exit");
+    // Its node had exited before: the heart itself stops cleanly.
+    assert_eq!(heart.terminate(), Some(0));
 }
 
 #[tokio::test]

@@ -132,7 +132,9 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
                     eprintln!(
                         "node {id} exited (its heart logged how in {dir}/{id}/node.log); it is not restarted. \
                          restart it with:\n  \
-                         baton-node --config {dir}/{id}/node.toml 2>>{dir}/{id}/node.log & echo $! > {dir}/{id}/node.pid"
+                         baton-node --config {dir}/{id}/node.toml 2>>{dir}/{id}/node.log & echo $! > {dir}/{id}/node.pid\n\
+                         (without its heart, which stays to vouch for the exit: if it dies again, its tasks move \
+                         when its lease ends)"
                     );
                 }
             }

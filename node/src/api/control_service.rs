@@ -235,12 +235,19 @@ impl Control for ControlService {
         // it and let that lease run out first, so that it has stopped every
         // tick before anyone else may start one. (Drain it first for a
         // hand-off without that pause.)
-        let supervision = &self.context.supervision;
-        supervision.set_revoked(id, true);
-        tokio::time::sleep(Duration::from_millis(supervision.lease_ms)).await;
-        let changed = raft.change_membership(change, false).await.map_err(write_error);
-        supervision.set_revoked(id, false);
-        let changed = changed?;
+        // In a task of its own, so that a client that gives up (or retries)
+        // cannot cut it off between holding the renewals back and letting
+        // them through again.
+        let context = self.context.clone();
+        let removal = tokio::spawn(async move {
+            let _revoked = context.supervision.revoke(id);
+            tokio::time::sleep(Duration::from_millis(context.supervision.lease_ms)).await;
+            context.raft.change_membership(change, false).await
+        });
+        let changed = removal
+            .await
+            .map_err(|e| Status::internal(format!("the removal of node {id} failed: {e}")))?
+            .map_err(write_error)?;
         Ok(Response::new(RemoveNodeReply {
             log_index: changed.log_id.index,
         }))

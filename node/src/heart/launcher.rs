@@ -12,9 +12,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::INCARNATION_ENV;
 use super::ledger::Backoff;
 use super::shared::SharedLedger;
+use super::{HEART_PID_ENV, INCARNATION_ENV};
 
 /// How the heart runs its node.
 #[derive(Debug, Clone)]
@@ -36,14 +36,15 @@ pub struct LaunchOptions {
 
 /// Runs the node until `shutdown` resolves, then stops it (SIGTERM, then
 /// SIGKILL after the grace). Returns the exit code the heart itself should
-/// exit with: that of the node's last exit (0 if it never ran).
+/// exit with: the node's, when the heart stopped a running node; 0 when no
+/// node was running by then (an earlier exit is in the heart's log).
 pub async fn supervise(options: &LaunchOptions, ledger: Arc<SharedLedger>, shutdown: impl Future<Output = ()>) -> i32 {
     tokio::pin!(shutdown);
     let mut backoff = Backoff::new();
     loop {
         let incarnation = format!("{:016x}", rand::random::<u64>());
         let started = Instant::now();
-        let last_code = match spawn(options, &incarnation) {
+        match spawn(options, &incarnation) {
             Ok(mut child) => {
                 let pid = child.id().unwrap_or(0);
                 ledger.update(|l| l.started(&incarnation, pid));
@@ -59,23 +60,20 @@ pub async fn supervise(options: &LaunchOptions, ledger: Arc<SharedLedger>, shutd
                         return record_exit(options, &ledger, &incarnation, status);
                     }
                 };
-                record_exit(options, &ledger, &incarnation, status)
+                record_exit(options, &ledger, &incarnation, status);
             }
-            Err(e) => {
-                tracing::error!("cannot start {}: {e}", options.node_binary.display());
-                127
-            }
-        };
+            Err(e) => tracing::error!("cannot start {}: {e}", options.node_binary.display()),
+        }
         if !options.restart {
             tracing::warn!("not starting baton-node again (--no-restart); still vouching for its exit");
             shutdown.await;
-            return last_code;
+            return 0;
         }
         let wait = backoff.after_exit(started.elapsed());
         tracing::warn!("starting baton-node again in {wait:?}");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = &mut shutdown => return last_code,
+            _ = &mut shutdown => return 0,
         }
     }
 }
@@ -85,6 +83,7 @@ fn spawn(options: &LaunchOptions, incarnation: &str) -> std::io::Result<Child> {
         .arg("--config")
         .arg(&options.config_path)
         .env(INCARNATION_ENV, incarnation)
+        .env(HEART_PID_ENV, std::process::id().to_string())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -98,12 +97,20 @@ fn record_exit(
     incarnation: &str,
     status: std::io::Result<ExitStatus>,
 ) -> i32 {
-    let (how, code) = match status {
-        Ok(status) => describe(status),
-        Err(e) => (format!("lost track of it: {e}"), 1),
+    let code = match status {
+        Ok(status) => {
+            let (how, code) = describe(status);
+            tracing::warn!("baton-node (incarnation {incarnation}) exited: {how}");
+            ledger.update(|l| l.exited(incarnation, how));
+            code
+        }
+        Err(e) => {
+            // Not a proof of exit: the process may run on.
+            tracing::error!("lost track of baton-node (incarnation {incarnation}): {e}; cannot vouch for it");
+            ledger.update(|l| l.lost(incarnation));
+            1
+        }
     };
-    tracing::warn!("baton-node (incarnation {incarnation}) exited: {how}");
-    ledger.update(|l| l.exited(incarnation, how));
     if let Some(path) = &options.pid_file {
         let _ = std::fs::remove_file(path);
     }
@@ -130,7 +137,10 @@ fn write_pid_file(options: &LaunchOptions, pid: u32) {
 
 /// Asks the node to stop (SIGTERM) and waits up to `grace`, then kills it.
 async fn stop(child: &mut Child, pid: u32, grace: Duration) -> std::io::Result<ExitStatus> {
-    if let Ok(pid) = i32::try_from(pid) {
+    // Pid 0 would signal the heart's own process group.
+    if let Ok(pid) = i32::try_from(pid)
+        && pid > 0
+    {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
     match tokio::time::timeout(grace, child.wait()).await {

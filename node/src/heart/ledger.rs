@@ -44,6 +44,14 @@ impl Ledger {
         self.exited.push_back((incarnation.to_string(), how));
     }
 
+    /// The heart lost track of the running process of `incarnation` (waiting
+    /// on it failed): it can no longer vouch for it either way.
+    pub fn lost(&mut self, incarnation: &str) {
+        if self.running.as_ref().is_some_and(|(i, _)| i == incarnation) {
+            self.running = None;
+        }
+    }
+
     /// What this heart can say of `incarnation`.
     pub fn fate(&self, incarnation: &str) -> Fate {
         if let Some((_, how)) = self.exited.iter().find(|(i, _)| i == incarnation) {
@@ -113,6 +121,14 @@ mod tests {
         ledger.started("b", 11);
         assert_eq!(ledger.fate("a"), Fate::Exited("signal 9".into()));
         assert_eq!(ledger.fate("b"), Fate::Running);
+    }
+
+    #[test]
+    fn a_process_the_heart_lost_track_of_is_unknown_not_exited() {
+        let mut ledger = Ledger::default();
+        ledger.started("a", 10);
+        ledger.lost("a");
+        assert_eq!(ledger.fate("a"), Fate::Unknown);
     }
 
     #[test]

@@ -10,7 +10,12 @@
 //! the address answers the same way for a live node, which would then tick
 //! on while its tasks start elsewhere. The heart is the parent of the node
 //! process: when `waitpid` has returned, the process can no longer run a
-//! tick, send a byte or lead. So the node tells its peers where its heart
+//! tick, start a call or lead (bytes its kernel had already sent may still
+//! arrive; a task's calls are closed with a reset, which discards what is
+//! unsent, and the fencing token covers the rest). The heart passes each
+//! process its own pid too (`BATON_HEART_PID`), and the node takes the
+//! incarnation only if the heart is its parent: a wrapper that forks in
+//! between would be reaped while the node ran on. So the node tells its peers where its heart
 //! listens (with every heartbeat), the heart passes each process it starts
 //! a fresh incarnation (`BATON_INCARNATION`), and a peer asks the heart
 //! `AwaitExit(incarnation)`; only "exited" moves tasks early. A heart that
@@ -49,15 +54,76 @@ pub use shared::SharedLedger;
 /// it starts its incarnation.
 pub const INCARNATION_ENV: &str = "BATON_INCARNATION";
 
+/// The environment variable through which a heart tells the node process
+/// its own pid: the node takes the incarnation only if that is its parent.
+pub const HEART_PID_ENV: &str = "BATON_HEART_PID";
+
 /// This process's incarnation, and the address of the heart that started it
-/// (if one did): the heart's incarnation from the environment when it is
-/// sane and the config names a heart, else a fresh one and no heart.
+/// (if one did). The heart's incarnation counts only when the heart is this
+/// process's parent, which alone can reap it: a node started through a
+/// wrapper that forks (a shell script without `exec`, `sudo`, `timeout`),
+/// or by hand with the variables inherited, would otherwise run on after
+/// its heart vouched for an exit. Otherwise a fresh incarnation, and no
+/// heart: the lease decides.
 pub fn incarnation_and_heart(config: &crate::config::NodeConfig) -> (String, Option<String>) {
-    let given = std::env::var(INCARNATION_ENV)
-        .ok()
-        .filter(|i| !i.is_empty() && i.len() <= 64 && i.chars().all(|c| c.is_ascii_alphanumeric()));
-    match (given, &config.heart) {
-        (Some(incarnation), Some(heart)) => (incarnation, Some(heart.advertised().to_string())),
-        _ => (format!("{:016x}", rand::random::<u64>()), None),
+    let given = std::env::var(INCARNATION_ENV).ok();
+    let heart_pid = std::env::var(HEART_PID_ENV).ok().and_then(|p| p.parse::<i32>().ok());
+    let parent = nix::unistd::getppid().as_raw();
+    match decide_incarnation(given, heart_pid, parent, config.heart.as_ref()) {
+        Some((incarnation, heart)) => (incarnation, Some(heart)),
+        None => {
+            if std::env::var_os(INCARNATION_ENV).is_some() {
+                tracing::warn!(
+                    "{INCARNATION_ENV} is set, but the heart that set it is not this process's parent \
+                     (started through a wrapper that forks, or by hand?); no heart can vouch for this process"
+                );
+            }
+            (format!("{:016x}", rand::random::<u64>()), None)
+        }
+    }
+}
+
+/// The heart's incarnation and address, if the heart that gave them is
+/// `parent` and the config names a heart and the incarnation is sane.
+fn decide_incarnation(
+    given: Option<String>,
+    heart_pid: Option<i32>,
+    parent: i32,
+    heart: Option<&HeartConfig>,
+) -> Option<(String, String)> {
+    let incarnation =
+        given.filter(|i| !i.is_empty() && i.len() <= 64 && i.chars().all(|c| c.is_ascii_alphanumeric()))?;
+    let heart = heart?;
+    (heart_pid? == parent && parent > 1).then(|| (incarnation, heart.advertised().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heart() -> HeartConfig {
+        HeartConfig {
+            listen_addr: "127.0.0.1:7101".into(),
+            advertise_addr: None,
+        }
+    }
+
+    #[test]
+    fn the_incarnation_counts_only_from_a_heart_that_is_the_parent() {
+        let given = || Some("0123456789abcdef".to_string());
+        assert_eq!(
+            decide_incarnation(given(), Some(40), 40, Some(&heart())),
+            Some(("0123456789abcdef".into(), "127.0.0.1:7101".into()))
+        );
+        // A wrapper in between, or the variables inherited by hand.
+        assert_eq!(decide_incarnation(given(), Some(40), 41, Some(&heart())), None);
+        assert_eq!(decide_incarnation(given(), None, 40, Some(&heart())), None);
+        // No heart in the config, or no sane incarnation.
+        assert_eq!(decide_incarnation(given(), Some(40), 40, None), None);
+        assert_eq!(
+            decide_incarnation(Some("a b".into()), Some(40), 40, Some(&heart())),
+            None
+        );
+        assert_eq!(decide_incarnation(None, Some(40), 40, Some(&heart())), None);
     }
 }

@@ -33,7 +33,7 @@ pub enum HeartError {
 
 /// Runs the heart of the node configured by `config` until `shutdown`, then
 /// stops the node. Returns the exit code the heart should exit with (the
-/// node's last).
+/// node's, if it stopped a running one; see `launcher::supervise`).
 pub async fn run(
     config: &NodeConfig,
     options: LaunchOptions,

@@ -93,6 +93,12 @@ pub(crate) fn exchange(
         }
     }
     let mut stream = stream.ok_or(last)?;
+    // Closed (at the end, on a cut-off, or with the process) by a reset that
+    // discards what is unsent, not a FIN after it: a request cut off in the
+    // middle must not reach the peer later looking complete.
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .map_err(|e| format!("connect: {e}"))?;
     let waited = |e: &std::io::Error| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
     let mut sent = 0;
     while sent < request.len() {

@@ -18,7 +18,7 @@ use openraft::raft::TransferLeaderRequest;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::liveness::process_gone;
+use super::liveness::{process_gone, warm_heart};
 use crate::api::NodeContext;
 use crate::types::{NodeId, leader, leadership_confirmed_at, renewal_index, with_metrics};
 
@@ -102,7 +102,7 @@ fn catching_up(context: &NodeContext) -> bool {
 /// leads. Returns the leader's incarnation and heart when the stream broke
 /// while `id` still led (so the caller may check whether its process is
 /// gone).
-async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Option<LastLeader> {
+async fn stream_to_leader(context: &Arc<NodeContext>, id: NodeId, addr: &str) -> Option<LastLeader> {
     let channel = context.channels.channel(id, addr).ok()?;
     let (pings, outbound) = mpsc::channel::<HeartbeatPing>(8);
     let outbound = futures::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
@@ -164,6 +164,9 @@ async fn stream_to_leader(context: &NodeContext, id: NodeId, addr: &str) -> Opti
                 Ok(Some(ack)) => {
                     if let Some((_, at)) = sent.iter().find(|(s, _)| *s == ack.seq) {
                         context.supervision.lease.renewed(*at, ack.commit_index);
+                    }
+                    if (&ack.incarnation, &ack.heart_addr) != (&last.incarnation, &last.heart_addr) {
+                        warm_heart(context, id, &ack.heart_addr, &ack.incarnation);
                     }
                     last.incarnation = ack.incarnation;
                     last.heart_addr = ack.heart_addr;

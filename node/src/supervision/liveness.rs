@@ -8,15 +8,21 @@
 //!   reaped it (see [`crate::heart`]): asked with the incarnation the
 //!   stream carried, it answers as soon as `waitpid` returns.
 //! - **Another incarnation answers as that node** at its address, over
-//!   mutual TLS with the node's certificate. A node's data directory is
-//!   locked by the process that has it open, so a new process of that node
-//!   runs only once the old one has released it, by exiting.
+//!   mutual TLS with the node's certificate, when the node has no heart. A
+//!   node's data directory is locked by the process that has it open, so a
+//!   new process of that node runs only once the old one has released it,
+//!   by exiting. That holds for one machine per node id with its data on a
+//!   local disk; it does not where a lock can be lost while its holder runs
+//!   (a network file system whose lock lease expired, a volume detached by
+//!   force, a pod rescheduled under the same name while the old one still
+//!   runs). A node with a heart is taken on its heart's word alone.
 //!
 //! A refused or reset connection proves nothing: a REJECT rule, a rejecting
 //! network policy or another program on the port answers the same way for a
 //! live node. Neither does a timeout or an unreachable host: the machine
 //! may be frozen or cut off. Then only the lease settles it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{NodeContext, probe};
@@ -38,17 +44,29 @@ pub async fn process_gone(
         return false;
     }
     if !heart_addr.is_empty() {
-        match ask_exit(&context.channels, id, heart_addr, incarnation, wait).await {
+        return match ask_exit(&context.channels, id, heart_addr, incarnation, wait).await {
             Ok(reply) if reply.exited => {
                 tracing::info!(
                     "node {id}'s heart vouches that its process {incarnation} is gone ({})",
                     reply.detail
                 );
-                return true;
+                true
             }
-            Ok(reply) => tracing::debug!("node {id}'s heart: process {incarnation} {}", reply.detail),
-            Err(status) => tracing::debug!("node {id}'s heart at {heart_addr}: {}", status.message()),
-        }
+            Ok(reply) => {
+                tracing::debug!(
+                    "node {id}'s heart: process {incarnation} {}; only its lease can tell",
+                    reply.detail
+                );
+                false
+            }
+            Err(status) => {
+                tracing::debug!(
+                    "node {id}'s heart at {heart_addr}: {}; only its lease can tell",
+                    status.message()
+                );
+                false
+            }
+        };
     }
     match probe(context, id, addr).await {
         Some(answer) if replaced(incarnation, &answer.incarnation) => {
@@ -63,6 +81,24 @@ pub async fn process_gone(
             false
         }
     }
+}
+
+/// Opens the connection to node `id`'s heart ahead of need (one call that
+/// does not wait), so that asking it when the node's stream breaks costs no
+/// connection set-up and TLS handshake on the fast path.
+pub fn warm_heart(context: &Arc<NodeContext>, id: NodeId, heart_addr: &str, incarnation: &str) {
+    if heart_addr.is_empty() || incarnation.is_empty() {
+        return;
+    }
+    let (context, heart_addr, incarnation) = (context.clone(), heart_addr.to_string(), incarnation.to_string());
+    tokio::spawn(async move {
+        if let Err(status) = ask_exit(&context.channels, id, &heart_addr, &incarnation, Duration::ZERO).await {
+            tracing::debug!(
+                "node {id}'s heart at {heart_addr} does not answer yet: {}",
+                status.message()
+            );
+        }
+    });
 }
 
 /// Whether a node that answers as incarnation `answering` proves that

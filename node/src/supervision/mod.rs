@@ -15,6 +15,6 @@ pub use heartbeat::spawn_heartbeat;
 pub use lease_table::{Health, LeaseTable};
 pub use local_lease::LocalLease;
 pub use renewals::serve_renewals;
-pub use state::Supervision;
+pub use state::{Revocation, Supervision};
 pub(crate) use supervisor::node_view;
 pub use supervisor::spawn_supervisor;

@@ -18,7 +18,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
-use super::liveness::process_gone;
+use super::liveness::{process_gone, warm_heart};
 use crate::api::NodeContext;
 use crate::types::{NodeId, leadership_confirmed_at, renewal_index, with_metrics};
 
@@ -70,6 +70,9 @@ pub async fn serve_renewals(
             context.supervision.wake.notify_one();
         }
         context.observed.report(node, report_of(&ping));
+        if (&ping.incarnation, &ping.heart_addr) != (&incarnation, &heart_addr) {
+            warm_heart(&context, node, &ping.heart_addr, &ping.incarnation);
+        }
         incarnation = ping.incarnation;
         heart_addr = ping.heart_addr;
         context.record_contact(node);

@@ -30,8 +30,9 @@ pub struct Supervision {
     leaving: AtomicBool,
     /// This node is stopping: every tick in flight must end now.
     stopping: AtomicBool,
-    /// Nodes whose renewals this leader no longer acknowledges (being removed).
-    revoked: Mutex<std::collections::BTreeSet<NodeId>>,
+    /// Nodes whose renewals this leader no longer acknowledges (being
+    /// removed), with how many removals under way hold each.
+    revoked: Mutex<std::collections::BTreeMap<NodeId, usize>>,
     /// Ticks running on blocking threads right now.
     in_flight: std::sync::Arc<AtomicUsize>,
     /// Processes this node proved gone while following (a dead leader),
@@ -101,18 +102,25 @@ impl Supervision {
         self.leaving.load(Ordering::SeqCst)
     }
 
-    /// Stops (or resumes) acknowledging `node`'s renewals, so that its lease
-    /// runs out before its tasks are moved (a removal).
-    pub fn set_revoked(&self, node: NodeId, revoked: bool) {
-        let mut set = self.revoked.lock().expect("revoked lock poisoned");
-        match revoked {
-            true => set.insert(node),
-            false => set.remove(&node),
-        };
+    /// Stops acknowledging `node`'s renewals (or, for this node, renewing
+    /// its own lease) until the returned guard is dropped, so that its lease
+    /// runs out before its tasks are moved (a removal). Removals of one node
+    /// that overlap each hold their own guard.
+    pub fn revoke(&self, node: NodeId) -> Revocation<'_> {
+        *self
+            .revoked
+            .lock()
+            .expect("revoked lock poisoned")
+            .entry(node)
+            .or_insert(0) += 1;
+        Revocation {
+            supervision: self,
+            node,
+        }
     }
 
     pub fn is_revoked(&self, node: NodeId) -> bool {
-        self.revoked.lock().expect("revoked lock poisoned").contains(&node)
+        self.revoked.lock().expect("revoked lock poisoned").contains_key(&node)
     }
 
     /// Every tick in flight must stop (their fences refuse from now on),
@@ -150,5 +158,24 @@ pub struct InFlight(std::sync::Arc<AtomicUsize>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A node's renewals held back while a removal is under way; dropping it
+/// lets them through again (see [`Supervision::revoke`]).
+pub struct Revocation<'a> {
+    supervision: &'a Supervision,
+    node: NodeId,
+}
+
+impl Drop for Revocation<'_> {
+    fn drop(&mut self) {
+        let mut revoked = self.supervision.revoked.lock().expect("revoked lock poisoned");
+        if let Some(holders) = revoked.get_mut(&self.node) {
+            *holders -= 1;
+            if *holders == 0 {
+                revoked.remove(&self.node);
+            }
+        }
     }
 }

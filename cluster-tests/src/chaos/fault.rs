@@ -1,0 +1,91 @@
+//! The kinds of fault the chaos suite injects.
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// `docker kill` of a follower, then `docker start` on its volume.
+    KillFollower,
+    /// The same, of the leader.
+    KillLeader,
+    /// `docker pause` (the cgroup freezer) of a follower past the lease.
+    Pause,
+    /// The same, landing while one of its witnessed ticks is in the middle
+    /// of its call (the witness holding it for `MID_TICK_HOLD`).
+    PauseMidTick,
+    /// `docker stop`: SIGTERM, the tasks handed off, exit 0; then a start.
+    Stop,
+    /// A follower cut off from every other node, both ways.
+    IsolateFollower,
+    /// The same with REJECT rules (tcp-reset): to its peers the live
+    /// follower looks like a process that is gone.
+    RejectFollower,
+    /// A follower cut off while its witnessed ticks each wait most of their
+    /// budget on a slow downstream (`SLOW_HOLD`).
+    SlowDownstreamCutOff,
+    /// The leader cut off from every other node.
+    IsolateLeader,
+    /// The leader and one follower cut off from the other three (2|3; with
+    /// 3 nodes, the leader alone).
+    Split,
+    /// A follower hears nothing from the others; what it sends gets through.
+    OneWay,
+    /// Every node drops 10% of the packets to and from the others.
+    PacketLoss,
+    /// Every packet between nodes waits 10 ms (every hop, so 20 ms round
+    /// trips: a congested LAN; Raft's RPC timeout is the heartbeat interval).
+    Delay,
+    /// The small-disk node's data disk filled to the last byte.
+    FullDisk,
+    /// A new module version rolled out while a follower is cut off.
+    RolloutDuringPartition,
+    /// A new module version rolled out while a follower is killed.
+    RolloutDuringKill,
+    /// A broken version of the witnessed module (it calls the witness, then
+    /// fails every tick) rolled out and reverted by its gate while its
+    /// ticks are in flight.
+    RevertWithTicksInFlight,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 17] = [
+        Fault::KillFollower,
+        Fault::KillLeader,
+        Fault::Pause,
+        Fault::PauseMidTick,
+        Fault::Stop,
+        Fault::IsolateFollower,
+        Fault::RejectFollower,
+        Fault::SlowDownstreamCutOff,
+        Fault::IsolateLeader,
+        Fault::Split,
+        Fault::OneWay,
+        Fault::PacketLoss,
+        Fault::Delay,
+        Fault::FullDisk,
+        Fault::RolloutDuringPartition,
+        Fault::RolloutDuringKill,
+        Fault::RevertWithTicksInFlight,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillFollower => "kill follower",
+            Fault::KillLeader => "kill leader",
+            Fault::Pause => "pause past the lease",
+            Fault::PauseMidTick => "pause in the middle of a tick",
+            Fault::Stop => "stop (graceful)",
+            Fault::IsolateFollower => "isolate follower",
+            Fault::RejectFollower => "isolate follower by REJECT (tcp-reset)",
+            Fault::SlowDownstreamCutOff => "slow downstream, follower cut off",
+            Fault::IsolateLeader => "isolate leader",
+            Fault::Split => "split, leader in the minority",
+            Fault::OneWay => "one-way (inbound lost)",
+            Fault::PacketLoss => "10% packet loss",
+            Fault::Delay => "10 ms delay",
+            Fault::FullDisk => "full disk",
+            Fault::RolloutDuringPartition => "rollout during partition",
+            Fault::RolloutDuringKill => "rollout during kill",
+            Fault::RevertWithTicksInFlight => "rollout reverted, ticks in flight",
+        }
+    }
+}
