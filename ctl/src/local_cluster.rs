@@ -69,8 +69,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError + '_ 
 pub struct LocalNode {
     pub id: u64,
     pub addr: String,
-    /// Where its heart listens.
-    pub heart_addr: String,
     pub dir: PathBuf,
     /// The heart process that started the node, while it runs.
     heart: Option<Child>,
@@ -113,20 +111,7 @@ pub fn find_node_binary() -> Result<PathBuf, LocalClusterError> {
 
 /// Finds the executable `name` as `find_node_binary` does.
 pub fn find_binary(name: &str) -> Option<PathBuf> {
-    let name = format!("{name}{}", std::env::consts::EXE_SUFFIX);
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1).take(2) {
-            let candidate = dir.join(&name);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(&name))
-            .find(|p| p.is_file())
-    })
+    baton_node::process::find_executable(name)
 }
 
 /// Free loopback ports, found by binding port 0 (all held until returned, so
@@ -214,8 +199,9 @@ impl LocalCluster {
             modules: ModulesConfig {
                 trusted_keys: vec![self.trusted_key.clone()],
             },
+            // Port 0: each heart binds a free port and tells its node.
             heart: Some(HeartConfig {
-                listen_addr: format!("127.0.0.1:{}", free_ports(1)?[0]),
+                listen_addr: "127.0.0.1:0".into(),
                 advertise_addr: None,
             }),
             testing: Default::default(),
@@ -227,13 +213,11 @@ impl LocalCluster {
         );
         let path = node_dir.join("node.toml");
         std::fs::write(&path, text).map_err(io_err(&path))?;
-        let heart_addr = config.heart.as_ref().map(|h| h.listen_addr.clone()).unwrap_or_default();
         self.nodes.insert(
             id,
             LocalNode {
                 id,
                 addr,
-                heart_addr,
                 dir: node_dir,
                 heart: None,
                 pid_seen: false,

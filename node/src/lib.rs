@@ -20,6 +20,7 @@
 //! - [`api`]: the gRPC services (Raft, Peer, Control) and who may call them.
 //! - [`tls`]: mutual TLS material and certificate identities.
 //! - [`node`]: starting a node and shutting it down in order.
+//! - [`process`]: what the daemons share: logging, signals, sibling binaries.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod heart;
 pub mod modules;
 pub mod node;
 pub mod placement;
+pub mod process;
 pub mod raft;
 pub mod rollout;
 pub mod runtime;

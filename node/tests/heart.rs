@@ -18,7 +18,6 @@ use nix::unistd::Pid;
 struct HeartUnderTest {
     process: Child,
     dir: tempfile::TempDir,
-    addr: String,
 }
 
 impl Drop for HeartUnderTest {
@@ -39,22 +38,24 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts a heart whose node is the shell script `body` (it can use
-/// `$BATON_INCARNATION` and `$DIR`; each start is logged to `$DIR/starts`).
+/// Starts a heart (on a free port) whose node is the shell script `body`
+/// (it can use `$BATON_INCARNATION` and `$DIR`; each start is logged to
+/// `$DIR/starts`, and the heart's address it was told to `$DIR/heart`).
 fn start_heart(body: &str, extra: &[&str]) -> HeartUnderTest {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("node.sh");
     let text = format!(
-        "#!/bin/sh\nDIR={}\necho \"$BATON_INCARNATION\" >> \"$DIR/starts\"\n{body}\n",
+        "#!/bin/sh\nDIR={}\necho \"$BATON_HEART_ADDR\" > \"$DIR/heart\"\n\
+         echo \"$BATON_INCARNATION\" >> \"$DIR/starts\"\n{body}\n",
         dir.path().display()
     );
     std::fs::write(&script, text).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (port, heart_port) = (free_port(), free_port());
+    let port = free_port();
     let config = format!(
         "id = 1\nlisten_addr = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\ninsecure = true\n\n\
          [cluster]\ninitial_members = [{{ id = 1, addr = \"127.0.0.1:{port}\" }}]\n\n\
-         [heart]\nlisten_addr = \"127.0.0.1:{heart_port}\"\n"
+         [heart]\nlisten_addr = \"127.0.0.1:0\"\n"
     );
     let config_path = dir.path().join("node.toml");
     std::fs::File::create(&config_path)
@@ -72,16 +73,21 @@ fn start_heart(body: &str, extra: &[&str]) -> HeartUnderTest {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    HeartUnderTest {
-        process,
-        dir,
-        addr: format!("127.0.0.1:{heart_port}"),
-    }
+    HeartUnderTest { process, dir }
 }
 
 impl HeartUnderTest {
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The address the heart told its node.
+    fn addr(&self) -> String {
+        poll(Duration::from_secs(20), "the heart's address", || {
+            let text = std::fs::read_to_string(self.path().join("heart")).ok()?;
+            let addr = text.trim().to_string();
+            (!addr.is_empty()).then_some(addr)
+        })
     }
 
     fn incarnations(&self) -> Vec<String> {
@@ -106,7 +112,7 @@ impl HeartUnderTest {
     }
 
     async fn ask(&self, incarnation: &str, wait_ms: u32) -> AwaitExitReply {
-        let endpoint = format!("http://{}", self.addr);
+        let endpoint = format!("http://{}", self.addr());
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut client = loop {
             match HeartClient::connect(endpoint.clone()).await {
@@ -164,7 +170,7 @@ async fn the_heart_vouches_for_a_killed_node_at_once_and_for_nothing_else() {
     assert_eq!(stranger.detail, "not started by this heart");
 
     let waiting = {
-        let (endpoint, first) = (heart.addr.clone(), first.clone());
+        let (endpoint, first) = (heart.addr(), first.clone());
         tokio::spawn(async move {
             let mut client = HeartClient::connect(format!("http://{endpoint}")).await.unwrap();
             let request = AwaitExitRequest {

@@ -32,14 +32,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    baton_node::process::init_logging("info");
     baton_node::tls::install_crypto_provider();
 
     let config = match baton_node::config::NodeConfig::load(&args.config) {
@@ -49,7 +42,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(node_binary) = args.node_binary.clone().or_else(find_node_binary) else {
+    let node_binary = args
+        .node_binary
+        .clone()
+        .or_else(|| baton_node::process::find_executable("baton-node"));
+    let Some(node_binary) = node_binary else {
         eprintln!("error: cannot find baton-node beside baton-heart or on PATH; pass --node-binary");
         return ExitCode::from(2);
     };
@@ -60,46 +57,18 @@ fn main() -> ExitCode {
         pid_file: args.pid_file.clone(),
         // The node's own grace, and a little for its exit.
         stop_grace: config.shutdown_grace() + Duration::from_secs(2),
+        heart_addr: String::new(),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let signals = runtime.block_on(async { baton_node::signal::ShutdownSignal::install() });
-    let mut signals = match signals {
-        Ok(signals) => signals,
-        Err(e) => {
-            eprintln!("error: cannot catch SIGTERM and SIGINT: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(baton_node::heart::run(
-        &config,
-        options,
-        async move { signals.recv().await },
-    )) {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e) => {
+    match baton_node::process::run_until_signal(|shutdown| baton_node::heart::run(&config, options, shutdown)) {
+        Ok(Ok(code)) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Ok(Err(e)) => {
             tracing::error!("{e}");
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
-}
-
-/// `baton-node` beside this executable, else on PATH.
-fn find_node_binary() -> Option<PathBuf> {
-    let name = format!("baton-node{}", std::env::consts::EXE_SUFFIX);
-    let beside = std::env::current_exe().ok()?.parent()?.join(&name);
-    if beside.is_file() {
-        return Some(beside);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(&name))
-            .find(|p| p.is_file())
-    })
 }

@@ -19,14 +19,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    baton_node::process::init_logging("info,openraft=warn");
     baton_node::tls::install_crypto_provider();
 
     let config = match baton_node::config::NodeConfig::load(&args.config) {
@@ -45,27 +38,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Catch SIGTERM and Ctrl-C from here on, so that one arriving during
-    // start-up still gets an orderly shutdown.
-    let signals = runtime.block_on(async { baton_node::signal::ShutdownSignal::install() });
-    let mut signals = match signals {
-        Ok(signals) => signals,
-        Err(e) => {
-            eprintln!("error: cannot catch SIGTERM and SIGINT: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(baton_node::run(config, async move { signals.recv().await })) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    match baton_node::process::run_until_signal(|shutdown| baton_node::run(config, shutdown)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }

@@ -11,7 +11,9 @@ use crate::config::check_host_port;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartConfig {
-    /// Address the heart binds, `IP:PORT`; not the node's own port.
+    /// Address the heart binds, `IP:PORT`; not the node's own port. Port 0
+    /// takes a free port, which the heart tells its node (for tests and
+    /// one-machine clusters: peers learn it from the node's heartbeats).
     pub listen_addr: String,
     /// Address peers dial to ask the heart, `HOST:PORT`; defaults to
     /// `listen_addr`.
@@ -83,6 +85,10 @@ mod tests {
     fn a_heart_on_a_port_of_its_own_is_valid() {
         assert!(heart("127.0.0.1:7101", None).problems("127.0.0.1:7001").is_empty());
         assert_eq!(heart("127.0.0.1:7101", None).advertised(), "127.0.0.1:7101");
+        assert!(
+            heart("127.0.0.1:0", None).problems("127.0.0.1:7001").is_empty(),
+            "a free port"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 
 use super::ledger::Backoff;
 use super::shared::SharedLedger;
-use super::{HEART_PID_ENV, INCARNATION_ENV};
+use super::{HEART_ADDR_ENV, HEART_PID_ENV, INCARNATION_ENV};
 
 /// How the heart runs its node.
 #[derive(Debug, Clone)]
@@ -32,6 +32,9 @@ pub struct LaunchOptions {
     pub pid_file: Option<PathBuf>,
     /// How long a node asked to stop (SIGTERM) may take before SIGKILL.
     pub stop_grace: Duration,
+    /// Where peers reach the heart, told to the node (set by `run` once it
+    /// has bound its port).
+    pub heart_addr: String,
 }
 
 /// Runs the node until `shutdown` resolves, then stops it (SIGTERM, then
@@ -84,6 +87,7 @@ fn spawn(options: &LaunchOptions, incarnation: &str) -> std::io::Result<Child> {
         .arg(&options.config_path)
         .env(INCARNATION_ENV, incarnation)
         .env(HEART_PID_ENV, std::process::id().to_string())
+        .env(HEART_ADDR_ENV, &options.heart_addr)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -58,6 +58,11 @@ pub const INCARNATION_ENV: &str = "BATON_INCARNATION";
 /// its own pid: the node takes the incarnation only if that is its parent.
 pub const HEART_PID_ENV: &str = "BATON_HEART_PID";
 
+/// The environment variable through which a heart tells the node process
+/// the address peers reach it at (its `advertise_addr`, or the address it
+/// bound, which may have been port 0).
+pub const HEART_ADDR_ENV: &str = "BATON_HEART_ADDR";
+
 /// This process's incarnation, and the address of the heart that started it
 /// (if one did). The heart's incarnation counts only when the heart is this
 /// process's parent, which alone can reap it: a node started through a
@@ -69,7 +74,11 @@ pub fn incarnation_and_heart(config: &crate::config::NodeConfig) -> (String, Opt
     let given = std::env::var(INCARNATION_ENV).ok();
     let heart_pid = std::env::var(HEART_PID_ENV).ok().and_then(|p| p.parse::<i32>().ok());
     let parent = nix::unistd::getppid().as_raw();
-    match decide_incarnation(given, heart_pid, parent, config.heart.as_ref()) {
+    // The heart's own word on its address; else the config's.
+    let heart_addr = std::env::var(HEART_ADDR_ENV)
+        .ok()
+        .or_else(|| config.heart.as_ref().map(|h| h.advertised().to_string()));
+    match decide_incarnation(given, heart_pid, parent, heart_addr) {
         Some((incarnation, heart)) => (incarnation, Some(heart)),
         None => {
             if std::env::var_os(INCARNATION_ENV).is_some() {
@@ -84,46 +93,40 @@ pub fn incarnation_and_heart(config: &crate::config::NodeConfig) -> (String, Opt
 }
 
 /// The heart's incarnation and address, if the heart that gave them is
-/// `parent` and the config names a heart and the incarnation is sane.
+/// `parent`, its address is known and the incarnation is sane.
 fn decide_incarnation(
     given: Option<String>,
     heart_pid: Option<i32>,
     parent: i32,
-    heart: Option<&HeartConfig>,
+    heart_addr: Option<String>,
 ) -> Option<(String, String)> {
     let incarnation =
         given.filter(|i| !i.is_empty() && i.len() <= 64 && i.chars().all(|c| c.is_ascii_alphanumeric()))?;
-    let heart = heart?;
-    (heart_pid? == parent && parent > 1).then(|| (incarnation, heart.advertised().to_string()))
+    let heart_addr = heart_addr.filter(|a| !a.is_empty())?;
+    (heart_pid? == parent && parent > 1).then_some((incarnation, heart_addr))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn heart() -> HeartConfig {
-        HeartConfig {
-            listen_addr: "127.0.0.1:7101".into(),
-            advertise_addr: None,
-        }
+    fn heart() -> Option<String> {
+        Some("127.0.0.1:7101".into())
     }
 
     #[test]
     fn the_incarnation_counts_only_from_a_heart_that_is_the_parent() {
         let given = || Some("0123456789abcdef".to_string());
         assert_eq!(
-            decide_incarnation(given(), Some(40), 40, Some(&heart())),
+            decide_incarnation(given(), Some(40), 40, heart()),
             Some(("0123456789abcdef".into(), "127.0.0.1:7101".into()))
         );
         // A wrapper in between, or the variables inherited by hand.
-        assert_eq!(decide_incarnation(given(), Some(40), 41, Some(&heart())), None);
-        assert_eq!(decide_incarnation(given(), None, 40, Some(&heart())), None);
+        assert_eq!(decide_incarnation(given(), Some(40), 41, heart()), None);
+        assert_eq!(decide_incarnation(given(), None, 40, heart()), None);
         // No heart in the config, or no sane incarnation.
         assert_eq!(decide_incarnation(given(), Some(40), 40, None), None);
-        assert_eq!(
-            decide_incarnation(Some("a b".into()), Some(40), 40, Some(&heart())),
-            None
-        );
-        assert_eq!(decide_incarnation(None, Some(40), 40, Some(&heart())), None);
+        assert_eq!(decide_incarnation(Some("a b".into()), Some(40), 40, heart()), None);
+        assert_eq!(decide_incarnation(None, Some(40), 40, heart()), None);
     }
 }

@@ -36,7 +36,7 @@ pub enum HeartError {
 /// node's, if it stopped a running one; see `launcher::supervise`).
 pub async fn run(
     config: &NodeConfig,
-    options: LaunchOptions,
+    mut options: LaunchOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<i32, HeartError> {
     let heart = config
@@ -53,6 +53,12 @@ pub async fn run(
             addr: heart.listen_addr.clone(),
             source,
         })?;
+    // Port 0 binds a free port (tests); the node learns the real one.
+    options.heart_addr = match (&heart.advertise_addr, listener.local_addr()) {
+        (Some(advertised), _) => advertised.clone(),
+        (None, Ok(bound)) => bound.to_string(),
+        (None, Err(_)) => heart.listen_addr.clone(),
+    };
     let ledger = Arc::new(SharedLedger::default());
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
@@ -68,7 +74,7 @@ pub async fn run(
     }));
     tracing::info!(
         node = config.id,
-        addr = %heart.advertised(),
+        addr = %options.heart_addr,
         restart = options.restart,
         "heart serving; starting {}",
         options.node_binary.display()

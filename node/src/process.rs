@@ -1,0 +1,55 @@
+//! What Baton's daemons (`baton-node`, `baton-heart`) share around their
+//! `run`: logging, a runtime whose shutdown signals are caught from before
+//! start-up, and finding a sibling executable.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+/// A future that resolves on the first SIGTERM or Ctrl-C.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Logs to stderr, filtered by `BATON_LOG` (else `default_filter`), in
+/// colour only on a terminal.
+pub fn init_logging(default_filter: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Starts a multi-thread runtime, catches SIGTERM and SIGINT from then on
+/// (so that one arriving during start-up still gets an orderly shutdown),
+/// and runs `main` with the future that resolves on the first of them.
+/// Says why on failure to start either.
+pub fn run_until_signal<F: Future>(main: impl FnOnce(Shutdown) -> F) -> Result<F::Output, String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let mut signals = runtime
+        .block_on(async { crate::signal::ShutdownSignal::install() })
+        .map_err(|e| format!("cannot catch SIGTERM and SIGINT: {e}"))?;
+    let shutdown: Shutdown = Box::pin(async move { signals.recv().await });
+    Ok(runtime.block_on(main(shutdown)))
+}
+
+/// The executable `name` beside the running one, in the directory above it
+/// (cargo puts test binaries in `deps/`), or on PATH.
+pub fn find_executable(name: &str) -> Option<PathBuf> {
+    let name = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join(&name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(&name))
+            .find(|p| p.is_file())
+    })
+}
