@@ -115,8 +115,9 @@ impl LeaseTable {
         entry.leaving = leaving;
     }
 
-    /// The process `incarnation` of `node` is provably gone (its port refuses
-    /// connections, or another incarnation answers there). Ignored when
+    /// The process `incarnation` of `node` is provably gone (its heart
+    /// vouches for its exit, or another incarnation answers; see
+    /// `liveness`). Ignored when
     /// another incarnation has renewed since; a node not heard from in this
     /// term (a dead leader, seen by the follower that replaced it) is
     /// recorded as gone.
