@@ -168,6 +168,9 @@ struct Injected {
     rollout: Option<u32>,
     /// What to say of the fault instead of naming the lost nodes.
     note: Option<String>,
+    /// How long a tick of the lost node's tasks takes (a slow downstream):
+    /// a moved task's first tick elsewhere commits that much after it ran.
+    tick_ms: u64,
     /// What the fault itself showed broken (a bad exit code, a node that
     /// did not stop).
     broken: Option<String>,

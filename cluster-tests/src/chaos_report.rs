@@ -22,7 +22,8 @@ pub enum Invariant {
     /// tick run.
     Witness,
     /// The lost node's tasks ticked elsewhere within period + failover bound
-    /// (+ 500 ms for measurement and a noisy machine).
+    /// (+ 500 ms for measurement and a noisy machine, + a tick's length
+    /// where a slow downstream makes ticks long).
     Failover,
     /// Every write acknowledged before the fault is still there.
     WritesKept,

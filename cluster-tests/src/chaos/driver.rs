@@ -123,6 +123,7 @@ impl Chaos {
         if let Some(broken) = injected.broken {
             run.outcomes.insert(Invariant::Converged, Err(broken));
         }
+        let injected_tick_ms = injected.tick_ms;
         let (moved, rollout) = (injected.moved, injected.rollout);
         let healed = now_ms();
         if let Some(version) = rollout {
@@ -138,7 +139,7 @@ impl Chaos {
         let converged_at = now_ms();
         run.outcomes.entry(Invariant::Converged).or_insert(converged);
         if let Some(moved) = moved {
-            let allowed = self.options.period_ms + self.bound_ms + NOISE_MS;
+            let allowed = self.options.period_ms + self.bound_ms + injected_tick_ms + NOISE_MS;
             let outcome = moved.and_then(|worst| {
                 run.failover_ms = Some(worst);
                 match worst <= allowed {

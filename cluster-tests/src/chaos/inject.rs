@@ -54,6 +54,10 @@ impl Chaos {
                 self.witness.set_hold(WITNESS_HOLD);
                 Injected {
                     note,
+                    tick_ms: match mid_tick {
+                        true => MID_TICK_HOLD.as_millis() as u64,
+                        false => 0,
+                    },
                     ..Injected::moved(started, lost, moved)
                 }
             }
@@ -83,7 +87,10 @@ impl Chaos {
                 self.hold(started, HOLD_MS).await;
                 self.cluster.heal();
                 self.witness.set_hold(WITNESS_HOLD);
-                Injected::moved(started, lost, moved)
+                Injected {
+                    tick_ms: SLOW_HOLD.as_millis() as u64,
+                    ..Injected::moved(started, lost, moved)
+                }
             }
             Fault::IsolateFollower
             | Fault::RejectFollower

@@ -67,11 +67,12 @@ pub fn spawn_heartbeat(context: Arc<NodeContext>) -> JoinHandle<()> {
 async fn renew_as_leader(context: &NodeContext) {
     let mut metrics = context.raft.metrics();
     loop {
-        let (leads, confirmed, index) = with_metrics(&context.raft, |m| {
+        let (leads, confirmed, index, member) = with_metrics(&context.raft, |m| {
             (
                 m.current_leader == Some(context.id),
                 leadership_confirmed_at(m, context.id),
                 renewal_index(m),
+                m.membership_config.membership().voter_ids().any(|v| v == context.id),
             )
         });
         if !leads {
@@ -82,8 +83,10 @@ async fn renew_as_leader(context: &NodeContext) {
         // committed, and ticks only once it has applied that far. A leader
         // being removed (`nodes remove` of itself) renews itself no more,
         // as it renews no other node being removed: its ticks stop before
-        // the membership change can move its tasks.
-        let revoked = context.supervision.is_revoked(context.id);
+        // the membership change can move its tasks. Nor, once the change is
+        // in its log, does a leader that is no longer a voter: it leads on
+        // for a moment, while the next leader may already move its tasks.
+        let revoked = context.supervision.is_revoked(context.id) || !member;
         if let (Some(at), Some(index), false) = (confirmed, index, revoked) {
             context.supervision.lease.renewed(at, index);
         }
