@@ -111,17 +111,18 @@ impl Host for TaskHost {
             Ok(addrs) => addrs,
             Err(e) => return Ok(Err(e)),
         };
-        // A fence that refuses ends the tick: this node's turn is over.
-        let deadline = match self.task.fence.permit(Instant::now())? {
-            Some(lease_end) => self.deadline.min(lease_end),
-            None => self.deadline,
-        };
+        // A fence that refuses ends the tick: this node's turn is over. The
+        // call runs until the tick's deadline or the lease's end, whichever
+        // comes first, asking again as it waits (a renewal moves the
+        // lease's end on).
+        self.task.fence.permit(Instant::now())?;
         let fence = self.task.fence.clone();
-        let still = move || fence.permit(Instant::now()).map(|_| ()).map_err(|e| e.to_string());
+        let permit = move || fence.permit(Instant::now()).map_err(|e| e.to_string());
+        let deadline = self.deadline;
         let reply = self
             .task
             .slot
-            .released(|| net::exchange(&addrs, &request, max_reply_bytes as usize, deadline, &still));
+            .released(|| net::exchange(&addrs, &request, max_reply_bytes as usize, deadline, &permit));
         // Cut off by the lease's end (or frozen past it): the tick is over
         // for the same reason, whatever the network said.
         self.task.fence.permit(Instant::now())?;

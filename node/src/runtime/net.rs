@@ -3,8 +3,11 @@
 //! every step bounded by a deadline (the tick's budget or the node's lease,
 //! whichever ends first), so a peer that never answers costs the tick its
 //! deadline and no more. While it waits to send or for the reply, it asks
-//! the tick's fence again every `RECHECK`, so a call whose task moved (a
-//! pause and resume, a hand-off) is cut off within that.
+//! the tick's fence again every `RECHECK`: a call whose task moved (a pause
+//! and resume, a hand-off) or whose lease ended is cut off within that,
+//! and one whose lease is renewed meanwhile may run on to the tick's
+//! deadline (a slow downstream is no reason to fail a tick that still owns
+//! its task).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -65,26 +68,33 @@ fn left(deadline: Instant, what: &str) -> Result<Duration, String> {
     }
 }
 
-/// The next wait on the socket: until `deadline`, at most `RECHECK`.
-fn slice(deadline: Instant, what: &str) -> Result<Duration, String> {
-    Ok(left(deadline, what)?.min(RECHECK))
+/// Until when a call may act, asked again as it waits: `Ok(Some(t))` until
+/// `t` (the lease's end as known now), `Ok(None)` unbounded, `Err` no more.
+pub(crate) type Permit<'a> = &'a dyn Fn() -> Result<Option<Instant>, String>;
+
+/// The next wait on the socket: until `deadline` or what `permit` allows,
+/// whichever comes first, and at most `RECHECK`.
+fn slice(deadline: Instant, permit: Permit<'_>, what: &str) -> Result<Duration, String> {
+    let end = permit()?.map_or(deadline, |lease_end| lease_end.min(deadline));
+    Ok(left(end, what)?.min(RECHECK))
 }
 
 /// Connects to the first of `addrs` that answers, sends `request`, closes
 /// the sending side and reads the reply until the peer closes, all before
-/// `deadline`, and only while `still` allows (asked every `RECHECK` while
+/// `deadline`, and only while `permit` allows (asked every `RECHECK` while
 /// it waits). Blocking.
 pub(crate) fn exchange(
     addrs: &[SocketAddr],
     request: &[u8],
     max_reply: usize,
     deadline: Instant,
-    still: &dyn Fn() -> Result<(), String>,
+    permit: Permit<'_>,
 ) -> Result<Vec<u8>, String> {
     let mut last = String::from("no address to connect to");
     let mut stream = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(addr, left(deadline, "connecting")?) {
+        let end = permit()?.map_or(deadline, |lease_end| lease_end.min(deadline));
+        match TcpStream::connect_timeout(addr, left(end, "connecting")?) {
             Ok(s) => {
                 stream = Some(s);
                 break;
@@ -102,9 +112,8 @@ pub(crate) fn exchange(
     let waited = |e: &std::io::Error| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
     let mut sent = 0;
     while sent < request.len() {
-        still()?;
         stream
-            .set_write_timeout(Some(slice(deadline, "sending")?))
+            .set_write_timeout(Some(slice(deadline, permit, "sending")?))
             .map_err(|e| e.to_string())?;
         match stream.write(&request[sent..]) {
             Ok(0) => return Err("sending: the peer closed the connection".into()),
@@ -117,9 +126,8 @@ pub(crate) fn exchange(
     let mut reply = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
-        still()?;
         stream
-            .set_read_timeout(Some(slice(deadline, "waiting for the reply")?))
+            .set_read_timeout(Some(slice(deadline, permit, "waiting for the reply")?))
             .map_err(|e| e.to_string())?;
         match stream.read(&mut buf) {
             Ok(0) => return Ok(reply),
@@ -157,7 +165,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let started = Instant::now();
-        let err = exchange(&[addr], b"ping", 1024, soon(200), &|| Ok(())).unwrap_err();
+        let err = exchange(&[addr], b"ping", 1024, soon(200), &|| Ok(None)).unwrap_err();
         let took = started.elapsed();
         assert!(err.contains("deadline"), "{err}");
         assert!(took >= Duration::from_millis(190), "gave up early: {took:?}");
@@ -171,15 +179,33 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let started = Instant::now();
         let moved_at = started + Duration::from_millis(100);
-        let still = || match Instant::now() < moved_at {
-            true => Ok(()),
+        let permit = || match Instant::now() < moved_at {
+            true => Ok(Some(Instant::now() + Duration::from_secs(1))),
             false => Err("this node no longer owns the task at epoch 3".to_string()),
         };
-        let err = exchange(&[addr], b"ping", 1024, soon(5000), &still).unwrap_err();
+        let err = exchange(&[addr], b"ping", 1024, soon(5000), &permit).unwrap_err();
         let took = started.elapsed();
         assert!(err.contains("no longer owns"), "{err}");
         assert!(took < Duration::from_millis(500), "waited on past the move: {took:?}");
         drop(listener);
+    }
+
+    #[test]
+    fn a_call_whose_lease_is_renewed_may_run_on_to_the_ticks_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            s.read_to_end(&mut request).unwrap();
+            // A slow downstream: longer than any one lease renewal covers.
+            std::thread::sleep(Duration::from_millis(400));
+            s.write_all(b"ok").unwrap();
+        });
+        // Each renewal holds 150 ms from now; the tick's deadline is 2 s.
+        let renewed = || Ok(Some(Instant::now() + Duration::from_millis(150)));
+        assert_eq!(exchange(&[addr], b"hi", 100, soon(2000), &renewed).unwrap(), b"ok");
+        server.join().unwrap();
     }
 
     #[test]
@@ -195,10 +221,10 @@ mod tests {
             }
         });
         assert_eq!(
-            exchange(&[addr], b"hi", 100, soon(2000), &|| Ok(())).unwrap().len(),
+            exchange(&[addr], b"hi", 100, soon(2000), &|| Ok(None)).unwrap().len(),
             100
         );
-        let err = exchange(&[addr], b"hi", 99, soon(2000), &|| Ok(())).unwrap_err();
+        let err = exchange(&[addr], b"hi", 99, soon(2000), &|| Ok(None)).unwrap_err();
         assert!(err.contains("larger than the 99 bytes"), "{err}");
         server.join().unwrap();
     }
