@@ -3,8 +3,11 @@
 //! start-up, and finding a sibling executable.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::process::ExitCode;
+
+use crate::config::NodeConfig;
 
 /// A future that resolves on the first SIGTERM or Ctrl-C.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -20,6 +23,15 @@ pub fn init_logging(default_filter: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Loads and validates the config at `path` before anything binds; on a
+/// problem, prints it and gives the exit code for bad config (2).
+pub fn load_config(path: &Path) -> Result<NodeConfig, ExitCode> {
+    NodeConfig::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
 }
 
 /// Starts a multi-thread runtime, catches SIGTERM and SIGINT from then on

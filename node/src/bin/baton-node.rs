@@ -22,12 +22,9 @@ fn main() -> ExitCode {
     baton_node::process::init_logging("info,openraft=warn");
     baton_node::tls::install_crypto_provider();
 
-    let config = match baton_node::config::NodeConfig::load(&args.config) {
+    let config = match baton_node::process::load_config(&args.config) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if args.check {
         println!(
