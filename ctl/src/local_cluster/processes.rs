@@ -20,11 +20,7 @@ impl LocalCluster {
         let node = self.nodes.get_mut(&id).ok_or(LocalClusterError::UnknownNode(id))?;
         if let Some(mut old) = node.heart.take() {
             if let Some(pid) = read_pid(&node.pid_path()) {
-                let _ = kill(pid, Signal::SIGKILL);
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while read_pid(&node.pid_path()) == Some(pid) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
+                kill_and_await_reap(&node.pid_path(), pid);
             }
             let _ = old.kill();
             let _ = old.wait();
@@ -84,12 +80,10 @@ impl LocalCluster {
             return Err(LocalClusterError::UnknownNode(id));
         }
         let Some(pid) = self.node_pid(id) else { return Ok(()) };
-        let _ = kill(pid, signal);
-        if signal == Signal::SIGKILL {
-            let pid_path = self.nodes[&id].pid_path();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while read_pid(&pid_path) == Some(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
+        match signal {
+            Signal::SIGKILL => kill_and_await_reap(&self.nodes[&id].pid_path(), pid),
+            _ => {
+                let _ = kill(pid, signal);
             }
         }
         Ok(())
@@ -179,6 +173,17 @@ impl Drop for LocalCluster {
                 let _ = std::fs::remove_file(node.pid_path());
             }
         }
+    }
+}
+
+/// Kills node process `pid` and waits (up to 5 s) until its heart has
+/// reaped it, which it shows by removing the pid file (after recording the
+/// exit, so that it can vouch for it by then).
+fn kill_and_await_reap(pid_path: &Path, pid: Pid) {
+    let _ = kill(pid, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while read_pid(pid_path) == Some(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

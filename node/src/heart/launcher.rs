@@ -50,7 +50,7 @@ pub async fn supervise(options: &LaunchOptions, ledger: Arc<SharedLedger>, shutd
         match spawn(options, &incarnation) {
             Ok(mut child) => {
                 let pid = child.id().unwrap_or(0);
-                ledger.update(|l| l.started(&incarnation, pid));
+                ledger.update(|l| l.started(&incarnation));
                 write_pid_file(options, pid);
                 tracing::info!(
                     "started {} (pid {pid}, incarnation {incarnation})",

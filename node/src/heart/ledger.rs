@@ -23,19 +23,19 @@ pub enum Fate {
 /// The incarnations this heart started.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    running: Option<(String, u32)>,
+    running: Option<String>,
     exited: VecDeque<(String, String)>,
 }
 
 impl Ledger {
-    /// Process `pid` of `incarnation` was started.
-    pub fn started(&mut self, incarnation: &str, pid: u32) {
-        self.running = Some((incarnation.to_string(), pid));
+    /// The process of `incarnation` was started.
+    pub fn started(&mut self, incarnation: &str) {
+        self.running = Some(incarnation.to_string());
     }
 
     /// The running process of `incarnation` was reaped; it ended `how`.
     pub fn exited(&mut self, incarnation: &str, how: String) {
-        if self.running.as_ref().is_some_and(|(i, _)| i == incarnation) {
+        if self.running.as_deref() == Some(incarnation) {
             self.running = None;
         }
         if self.exited.len() >= EXITS_KEPT {
@@ -47,7 +47,7 @@ impl Ledger {
     /// The heart lost track of the running process of `incarnation` (waiting
     /// on it failed): it can no longer vouch for it either way.
     pub fn lost(&mut self, incarnation: &str) {
-        if self.running.as_ref().is_some_and(|(i, _)| i == incarnation) {
+        if self.running.as_deref() == Some(incarnation) {
             self.running = None;
         }
     }
@@ -57,15 +57,10 @@ impl Ledger {
         if let Some((_, how)) = self.exited.iter().find(|(i, _)| i == incarnation) {
             return Fate::Exited(how.clone());
         }
-        match &self.running {
-            Some((i, _)) if i == incarnation => Fate::Running,
-            _ => Fate::Unknown,
+        match self.running.as_deref() == Some(incarnation) {
+            true => Fate::Running,
+            false => Fate::Unknown,
         }
-    }
-
-    /// The pid of the running process, if one runs.
-    pub fn running_pid(&self) -> Option<u32> {
-        self.running.as_ref().map(|(_, pid)| *pid)
     }
 }
 
@@ -111,14 +106,12 @@ mod tests {
     fn only_a_reaped_incarnation_of_this_heart_is_exited() {
         let mut ledger = Ledger::default();
         assert_eq!(ledger.fate("a"), Fate::Unknown);
-        ledger.started("a", 10);
+        ledger.started("a");
         assert_eq!(ledger.fate("a"), Fate::Running);
-        assert_eq!(ledger.running_pid(), Some(10));
         assert_eq!(ledger.fate("b"), Fate::Unknown);
         ledger.exited("a", "signal 9".into());
         assert_eq!(ledger.fate("a"), Fate::Exited("signal 9".into()));
-        assert_eq!(ledger.running_pid(), None);
-        ledger.started("b", 11);
+        ledger.started("b");
         assert_eq!(ledger.fate("a"), Fate::Exited("signal 9".into()));
         assert_eq!(ledger.fate("b"), Fate::Running);
     }
@@ -126,7 +119,7 @@ mod tests {
     #[test]
     fn a_process_the_heart_lost_track_of_is_unknown_not_exited() {
         let mut ledger = Ledger::default();
-        ledger.started("a", 10);
+        ledger.started("a");
         ledger.lost("a");
         assert_eq!(ledger.fate("a"), Fate::Unknown);
     }
@@ -135,7 +128,7 @@ mod tests {
     fn old_exits_are_forgotten_and_then_unknown() {
         let mut ledger = Ledger::default();
         for i in 0..=EXITS_KEPT {
-            ledger.started(&i.to_string(), i as u32);
+            ledger.started(&i.to_string());
             ledger.exited(&i.to_string(), "exit status 1".into());
         }
         assert_eq!(ledger.fate("0"), Fate::Unknown);

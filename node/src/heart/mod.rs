@@ -27,18 +27,18 @@
 //!
 //! # Layout
 //!
-//! - [`ledger`]: the incarnations started and how each ended; the restart
+//! - `ledger`: the incarnations started and how each ended; the restart
 //!   backoff (pure).
-//! - [`shared`]: the ledger shared with waiting callers.
-//! - [`launcher`]: starting, reaping and restarting the node.
-//! - [`service`]: the `Heart` gRPC service.
-//! - [`client`]: how a peer asks a heart.
-//! - [`run`]: binding the port and running it all until shutdown.
+//! - `shared`: the ledger shared with waiting callers.
+//! - `launcher`: starting, reaping and restarting the node.
+//! - `service`: the `Heart` gRPC service.
+//! - `client`: how a peer asks a heart.
+//! - `run`: binding the port and running it all until shutdown.
 
 mod client;
 mod config;
 mod launcher;
-pub mod ledger;
+mod ledger;
 mod run;
 mod service;
 mod shared;
@@ -47,7 +47,6 @@ pub use client::ask_exit;
 pub use config::HeartConfig;
 pub use launcher::LaunchOptions;
 pub use run::{HeartError, run};
-pub use service::HeartService;
 pub use shared::SharedLedger;
 
 /// The environment variable through which a heart tells the node process

@@ -37,10 +37,6 @@ impl SharedLedger {
             .fate(incarnation)
     }
 
-    pub fn running_pid(&self) -> Option<u32> {
-        self.ledger.lock().expect("heart ledger lock poisoned").running_pid()
-    }
-
     /// The fate of `incarnation` once it is no longer running, or after
     /// `wait` (then `Running`).
     pub async fn await_exit(&self, incarnation: &str, wait: Duration) -> Fate {
@@ -68,7 +64,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_learns_of_the_exit_as_it_is_recorded() {
         let shared = Arc::new(SharedLedger::default());
-        shared.update(|l| l.started("a", 1));
+        shared.update(|l| l.started("a"));
         let waiter = {
             let shared = shared.clone();
             tokio::spawn(async move { shared.await_exit("a", Duration::from_secs(30)).await })
@@ -85,7 +81,7 @@ mod tests {
     #[tokio::test]
     async fn a_live_process_is_still_running_when_the_wait_ends() {
         let shared = SharedLedger::default();
-        shared.update(|l| l.started("a", 1));
+        shared.update(|l| l.started("a"));
         assert_eq!(shared.await_exit("a", Duration::from_millis(20)).await, Fate::Running);
         assert_eq!(shared.await_exit("b", Duration::from_secs(30)).await, Fate::Unknown);
     }

@@ -72,11 +72,16 @@ fn left(deadline: Instant, what: &str) -> Result<Duration, String> {
 /// `t` (the lease's end as known now), `Ok(None)` unbounded, `Err` no more.
 pub(crate) type Permit<'a> = &'a dyn Fn() -> Result<Option<Instant>, String>;
 
-/// The next wait on the socket: until `deadline` or what `permit` allows,
-/// whichever comes first, and at most `RECHECK`.
-fn slice(deadline: Instant, permit: Permit<'_>, what: &str) -> Result<Duration, String> {
+/// The time left for `what`: until `deadline` or what `permit` allows now,
+/// whichever comes first.
+fn allowed(deadline: Instant, permit: Permit<'_>, what: &str) -> Result<Duration, String> {
     let end = permit()?.map_or(deadline, |lease_end| lease_end.min(deadline));
-    Ok(left(end, what)?.min(RECHECK))
+    left(end, what)
+}
+
+/// The next wait on the socket: what is allowed, at most `RECHECK`.
+fn slice(deadline: Instant, permit: Permit<'_>, what: &str) -> Result<Duration, String> {
+    Ok(allowed(deadline, permit, what)?.min(RECHECK))
 }
 
 /// Connects to the first of `addrs` that answers, sends `request`, closes
@@ -93,8 +98,7 @@ pub(crate) fn exchange(
     let mut last = String::from("no address to connect to");
     let mut stream = None;
     for addr in addrs {
-        let end = permit()?.map_or(deadline, |lease_end| lease_end.min(deadline));
-        match TcpStream::connect_timeout(addr, left(end, "connecting")?) {
+        match TcpStream::connect_timeout(addr, allowed(deadline, permit, "connecting")?) {
             Ok(s) => {
                 stream = Some(s);
                 break;
