@@ -122,6 +122,8 @@ pub struct Chaos {
     recorder: Recorder,
     bound_ms: u64,
     lease_ms: u64,
+    /// How long the leader waits before it forces a hand-off.
+    patience_ms: u64,
     /// Keys written (and acknowledged) before each fault; value = key.
     writes: Vec<String>,
     releases: u64,
@@ -169,9 +171,10 @@ struct Injected {
     rollout: Option<u32>,
     /// What to say of the fault instead of naming the lost nodes.
     note: Option<String>,
-    /// How long a tick of the lost node's tasks takes (a slow downstream):
-    /// a moved task's first tick elsewhere commits that much after it ran.
-    tick_ms: u64,
+    /// What a move may take beyond the failover bound: a tick's length on
+    /// a slow downstream (a moved task's first tick elsewhere commits that
+    /// much after it ran), or a forced hand-off's patience.
+    extra_ms: u64,
     /// What the fault itself showed broken (a bad exit code, a node that
     /// did not stop).
     broken: Option<String>,

@@ -146,6 +146,10 @@ pub struct ContainerOptions {
     pub unsafe_disable_fencing: bool,
 }
 
+/// Where a node container looks for the file whose presence stalls its
+/// hand-offs (`[testing] stall_hand_offs_file`), in its data directory.
+const STALL_FILE: &str = "stall-hand-offs";
+
 impl ContainerNode {
     pub fn addr(&self) -> String {
         format!("{}:{PORT}", self.ip)
@@ -255,6 +259,7 @@ impl ContainerCluster {
                 heart: None,
                 testing: TestingConfig {
                     unsafe_disable_fencing: options.unsafe_disable_fencing,
+                    stall_hand_offs_file: Some(Path::new("/var/lib/baton").join(STALL_FILE)),
                 },
             };
             std::fs::write(node.dir.join("node.toml"), toml::to_string(&config).unwrap()).unwrap();
@@ -518,6 +523,16 @@ impl ContainerCluster {
     }
 
     /// The exit code of a stopped container.
+    /// Stalls node `id`'s hand-offs (its workers neither hand off nor tick
+    /// a task being handed off), or lets them go again.
+    pub fn stall_hand_offs(&self, id: u64, stall: bool) {
+        let file = self.nodes[&id].dir.join("data").join(STALL_FILE);
+        match stall {
+            true => std::fs::write(&file, b"").unwrap(),
+            false => std::fs::remove_file(&file).unwrap(),
+        }
+    }
+
     pub fn exit_code(&self, id: u64) -> i64 {
         docker(&["inspect", "--format", "{{.State.ExitCode}}", self.name(id)])
             .parse()

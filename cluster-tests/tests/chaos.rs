@@ -3,7 +3,8 @@
 //! witnessed tasks calling a witness on the host (a downstream service that
 //! records every run), and one fault at a time: kill (follower, leader),
 //! pause past the lease (also landing in the middle of a witnessed call),
-//! graceful stop, partitions (isolate a follower, the same by REJECT rules
+//! graceful stop, `nodes remove` of a running owner (then added back), a
+//! drain whose hand-offs the leader must force, partitions (isolate a follower, the same by REJECT rules
 //! that make it look gone, the same while a slow downstream holds every
 //! tick most of its budget, isolate the leader, split 2|3, one-way), packet
 //! loss, a full disk, module rollouts during a partition and during a kill,

@@ -65,6 +65,15 @@ pub struct TestingConfig {
     /// test sets it to show that the history checker notices.
     #[serde(default)]
     pub unsafe_disable_fencing: bool,
+    /// Stuck workers, on purpose: while this file exists, this node's
+    /// workers neither hand off nor tick a task that is being handed off to
+    /// another node, so the leader must force each hand-off once its
+    /// patience runs out (`supervision::forced_handoff_patience`). It breaks
+    /// no guarantee (a forced hand-off waits out any tick the owner may have
+    /// started); the chaos suite creates the file on one node for one fault
+    /// to show that, from outside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_hand_offs_file: Option<PathBuf>,
 }
 
 impl TestingConfig {

@@ -50,6 +50,13 @@ fn fencing_is_on_unless_a_test_config_turns_it_off_by_its_full_name() {
     assert!(!parse(VALID).testing.unsafe_disable_fencing);
     let off = parse(&format!("{VALID}\n[testing]\nunsafe_disable_fencing = true\n"));
     assert!(off.testing.unsafe_disable_fencing);
+    assert!(off.testing.stall_hand_offs_file.is_none());
+    let stalled = parse(&format!("{VALID}\n[testing]\nstall_hand_offs_file = \"/tmp/stall\"\n"));
+    assert_eq!(
+        stalled.testing.stall_hand_offs_file.as_deref(),
+        Some(Path::new("/tmp/stall"))
+    );
+    assert!(!stalled.testing.unsafe_disable_fencing);
     let text = format!("{VALID}\n[testing]\ndisable_fencing = true\n");
     let err = NodeConfig::parse(&text, Path::new(".")).unwrap_err();
     assert!(err.contains("disable_fencing"), "{err}");

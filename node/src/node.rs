@@ -83,6 +83,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
              accepted; a task will run twice after a partition. For Baton's own chaos tests only"
         );
     }
+    if let Some(file) = &config.testing.stall_hand_offs_file {
+        tracing::warn!(
+            "testing.stall_hand_offs_file is set: while {} exists, this node's workers ignore hand-offs, so \
+             the leader forces each after its patience. For Baton's own chaos tests only",
+            file.display()
+        );
+    }
     let db = RaftDb::open(&config.data_dir)?;
     let stored = db.cluster_id().map_err(StoreError::Io)?;
     decide(stored.as_deref(), &cluster_id, config.is_initial_member(), false)?;
@@ -130,6 +137,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         supervision: Supervision::new(&config.timing, config.failover_bound_ms()),
         tick_health: Default::default(),
         observed: Default::default(),
+        testing: config.testing.clone(),
         trusted_keys: config
             .modules
             .trusted_keys

@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use baton_node::config::TimingConfig;
+use baton_node::runtime::RuntimeLimits;
+use baton_node::supervision::forced_handoff_patience;
 use batonctl::cmd::modules::signed_deploy;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -21,10 +23,11 @@ impl Chaos {
     /// Starts the containers (the last node on a small disk), deploys the
     /// counter and adds the tasks, and waits until every one ticks.
     pub async fn start(options: ChaosOptions) -> Chaos {
+        let timing = TimingConfig::default();
         let cluster = ContainerCluster::start(
             options.nodes,
             ContainerOptions {
-                timing: TimingConfig::default(),
+                timing: timing.clone(),
                 small_disk: Some(options.nodes),
                 unsafe_disable_fencing: options.unsafe_disable_fencing,
             },
@@ -85,6 +88,12 @@ impl Chaos {
             recorder: Recorder::default(),
             bound_ms: status.failover_bound_ms,
             lease_ms: status.lease_ms,
+            patience_ms: forced_handoff_patience(
+                Duration::from_millis(status.lease_ms),
+                RuntimeLimits::default().tick_budget,
+                Duration::from_millis(timing.lease_renew_ms),
+            )
+            .as_millis() as u64,
             writes: Vec::new(),
             releases: 0,
             options,
@@ -123,7 +132,7 @@ impl Chaos {
         if let Some(broken) = injected.broken {
             run.outcomes.insert(Invariant::Converged, Err(broken));
         }
-        let injected_tick_ms = injected.tick_ms;
+        let injected_extra_ms = injected.extra_ms;
         let (moved, rollout) = (injected.moved, injected.rollout);
         let healed = now_ms();
         if let Some(version) = rollout {
@@ -139,7 +148,7 @@ impl Chaos {
         let converged_at = now_ms();
         run.outcomes.entry(Invariant::Converged).or_insert(converged);
         if let Some(moved) = moved {
-            let allowed = self.options.period_ms + self.bound_ms + injected_tick_ms + NOISE_MS;
+            let allowed = self.options.period_ms + self.bound_ms + injected_extra_ms + NOISE_MS;
             let outcome = moved.and_then(|worst| {
                 run.failover_ms = Some(worst);
                 match worst <= allowed {

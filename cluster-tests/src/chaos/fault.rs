@@ -14,6 +14,13 @@ pub enum Fault {
     PauseMidTick,
     /// `docker stop`: SIGTERM, the tasks handed off, exit 0; then a start.
     Stop,
+    /// `nodes remove` of a follower that owns witnessed tasks, while it runs
+    /// on; then `nodes add` of it again, with its data.
+    Remove,
+    /// `nodes drain` of a follower that owns witnessed tasks, its workers
+    /// stuck on purpose (`[testing] stall_hand_offs_file`): the leader must
+    /// force each hand-off.
+    ForcedHandOff,
     /// A follower cut off from every other node, both ways.
     IsolateFollower,
     /// The same with REJECT rules (tcp-reset): to its peers the live
@@ -47,12 +54,14 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 17] = [
+    pub const ALL: [Fault; 19] = [
         Fault::KillFollower,
         Fault::KillLeader,
         Fault::Pause,
         Fault::PauseMidTick,
         Fault::Stop,
+        Fault::Remove,
+        Fault::ForcedHandOff,
         Fault::IsolateFollower,
         Fault::RejectFollower,
         Fault::SlowDownstreamCutOff,
@@ -74,6 +83,8 @@ impl Fault {
             Fault::Pause => "pause past the lease",
             Fault::PauseMidTick => "pause in the middle of a tick",
             Fault::Stop => "stop (graceful)",
+            Fault::Remove => "`nodes remove` of an owner, added back",
+            Fault::ForcedHandOff => "drain, hand-offs forced (stuck worker)",
             Fault::IsolateFollower => "isolate follower",
             Fault::RejectFollower => "isolate follower by REJECT (tcp-reset)",
             Fault::SlowDownstreamCutOff => "slow downstream, follower cut off",

@@ -54,7 +54,7 @@ impl Chaos {
                 self.witness.set_hold(WITNESS_HOLD);
                 Injected {
                     note,
-                    tick_ms: match mid_tick {
+                    extra_ms: match mid_tick {
                         true => MID_TICK_HOLD.as_millis() as u64,
                         false => 0,
                     },
@@ -75,6 +75,52 @@ impl Chaos {
                     ..Injected::moved(started, lost, moved)
                 }
             }
+            Fault::Remove => {
+                let victim = self.witnessed_owner(followers).await;
+                let lost = vec![victim];
+                let owned = self.owned_by(&lost).await;
+                let started = now_ms();
+                let removed = self.remove(victim).await;
+                let moved = self.await_moved(&owned, &lost, started).await;
+                let added = self.add_back(victim).await;
+                Injected {
+                    note: Some(format!(
+                        "node {victim}, {} of its tasks witnessed",
+                        self.witnessed_among(&owned)
+                    )),
+                    broken: removed.err().or(added.err()),
+                    ..Injected::moved(started, lost, moved)
+                }
+            }
+            Fault::ForcedHandOff => {
+                let victim = self.witnessed_owner(followers).await;
+                let lost = vec![victim];
+                let owned = self.owned_by(&lost).await;
+                self.cluster.stall_hand_offs(victim, true);
+                let started = now_ms();
+                let drained = self.drain(victim, true).await;
+                let moved = self.await_moved(&owned, &lost, started).await;
+                let forced = self.forced_hand_offs(started);
+                self.cluster.stall_hand_offs(victim, false);
+                let undrained = self.drain(victim, false).await;
+                let broken = match (drained.and(undrained), forced) {
+                    (Err(e), _) => Some(e),
+                    (Ok(()), 0) if !owned.is_empty() => Some(format!(
+                        "no hand-off was forced: node {victim}'s {} tasks moved some other way",
+                        owned.len()
+                    )),
+                    _ => None,
+                };
+                Injected {
+                    note: Some(format!(
+                        "node {victim}: {forced} hand-off(s) forced, {} of its tasks witnessed",
+                        self.witnessed_among(&owned)
+                    )),
+                    extra_ms: self.patience_ms,
+                    broken,
+                    ..Injected::moved(started, lost, moved)
+                }
+            }
             Fault::SlowDownstreamCutOff => {
                 let lost = vec![self.witnessed_owner(followers).await];
                 self.witness.set_hold(SLOW_HOLD);
@@ -88,7 +134,7 @@ impl Chaos {
                 self.cluster.heal();
                 self.witness.set_hold(WITNESS_HOLD);
                 Injected {
-                    tick_ms: SLOW_HOLD.as_millis() as u64,
+                    extra_ms: SLOW_HOLD.as_millis() as u64,
                     ..Injected::moved(started, lost, moved)
                 }
             }

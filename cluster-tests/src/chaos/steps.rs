@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use baton_proto::{PutRequest, TaskInfo};
+use baton_proto::{AddNodeRequest, DrainNodeRequest, PutRequest, RemoveNodeRequest, TaskInfo};
 use batonctl::cmd::rollout::RolloutView;
 use rand::Rng;
 
@@ -41,6 +41,72 @@ impl Chaos {
             Ok(n) => format!("node {id}, paused with {n} witnessed call(s) in flight"),
             Err(()) => format!("node {id}, paused with no witnessed call in flight (none came within 10 s)"),
         }
+    }
+
+    /// How many of `names` are witnessed tasks.
+    pub(super) fn witnessed_among(&self, names: &[String]) -> usize {
+        names.iter().filter(|n| self.witnessed.contains(*n)).count()
+    }
+
+    /// `nodes remove` of node `id`, asked of the other nodes.
+    pub(super) async fn remove(&self, id: u64) -> Result<(), String> {
+        let client = self.cluster.client_excluding(&[id]);
+        client
+            .call(|mut c| async move { c.remove_node(RemoveNodeRequest { id }).await })
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("`nodes remove {id}` failed: {e}"))
+    }
+
+    /// `nodes add` of node `id` (removed, still running, with its data) as a
+    /// voter again, retried until it is a member that is up.
+    pub(super) async fn add_back(&self, id: u64) -> Result<(), String> {
+        let client = self.cluster.client_excluding(&[id]);
+        let request = AddNodeRequest {
+            id,
+            addr: self.cluster.nodes[&id].addr(),
+            worker: false,
+        };
+        until(CONVERGE, Duration::from_millis(500), async || {
+            let added = client
+                .call_with(&request, |mut c, r| async move { c.add_node(r).await })
+                .await;
+            let status = batonctl::cmd::status::fetch(&client).await.map_err(|e| e.to_string())?;
+            let member = status.members.iter().find(|m| m.id == id);
+            match (added, member) {
+                (_, Some(m)) if m.role == "voter" && m.state == "up" => Ok(()),
+                (Err(e), _) => Err(format!("`nodes add {id}` failed: {e}")),
+                (Ok(_), m) => Err(format!("node {id} added back but not an up voter: {m:?}")),
+            }
+        })
+        .await
+    }
+
+    /// `nodes drain` (or `undrain`) of node `id`, asked of the other nodes.
+    pub(super) async fn drain(&self, id: u64, drain: bool) -> Result<(), String> {
+        let client = self.cluster.client_excluding(&[id]);
+        client
+            .call(|mut c| async move { c.drain_node(DrainNodeRequest { id, drain }).await })
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("draining node {id} ({drain}) failed: {e}"))
+    }
+
+    /// How many hand-offs the nodes' logs say were forced since `since` (ms
+    /// since the epoch).
+    pub(super) fn forced_hand_offs(&self, since: u64) -> usize {
+        self.cluster
+            .nodes
+            .keys()
+            .map(|id| {
+                self.cluster
+                    .log(*id)
+                    .lines()
+                    .filter(|line| line.contains("hand-off not completed by its owner"))
+                    .filter(|line| log_time_ms(line).is_some_and(|at| at >= since))
+                    .count()
+            })
+            .sum()
     }
 
     /// The leader and the other members.

@@ -40,6 +40,8 @@ pub struct NodeContext {
     pub tick_health: crate::rollout::TickHealth,
     /// What the leader heard from every node, for rollout gates.
     pub observed: crate::rollout::health::Observed,
+    /// The test-only switches this process runs with (`[testing]`).
+    pub testing: crate::config::TestingConfig,
 }
 
 impl NodeContext {

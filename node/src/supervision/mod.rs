@@ -17,4 +17,4 @@ pub use local_lease::LocalLease;
 pub use renewals::serve_renewals;
 pub use state::{Revocation, Supervision};
 pub(crate) use supervisor::node_view;
-pub use supervisor::spawn_supervisor;
+pub use supervisor::{forced_handoff_patience, spawn_supervisor};

@@ -137,7 +137,7 @@ pub(crate) fn node_view(
 /// renewal (which asks it to apply the leader's whole log) or, without
 /// renewals, stops at its lease's end; a tick started before that runs at
 /// most its budget. So: a lease, a tick budget, and a renewal interval.
-pub(crate) fn forced_handoff_patience(lease: Duration, tick_budget: Duration, renew: Duration) -> Duration {
+pub fn forced_handoff_patience(lease: Duration, tick_budget: Duration, renew: Duration) -> Duration {
     lease + tick_budget + renew
 }
 

@@ -313,6 +313,12 @@ async fn await_turn(
             Some(task.handoff_to)
         });
         let Some(handoff) = handoff else { return false };
+        let stalled = || (context.testing.stall_hand_offs_file.as_deref()).is_some_and(|f| f.exists());
+        if handoff.is_some() && stalled() {
+            // A stuck worker, on purpose: the leader forces the hand-off.
+            tokio::time::sleep(LEASE_POLL).await;
+            continue;
+        }
         if handoff.is_some() {
             let release = Command::ReleaseTask {
                 name: name.to_string(),
