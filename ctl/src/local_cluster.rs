@@ -204,6 +204,7 @@ impl LocalCluster {
                 listen_addr: "127.0.0.1:0".into(),
                 advertise_addr: None,
             }),
+            limits: Default::default(),
             testing: Default::default(),
         };
         let text = format!(

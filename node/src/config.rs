@@ -47,14 +47,58 @@ pub struct NodeConfig {
     /// lease ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heart: Option<HeartConfig>,
+    /// What one task may keep and be given.
+    #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
+    pub limits: LimitsConfig,
     /// Switches for Baton's own fault-injection tests. Never set them in
     /// production.
     #[serde(default, skip_serializing_if = "TestingConfig::is_default")]
     pub testing: TestingConfig,
 }
 
-/// Switches that break Baton's guarantees on purpose, so that its chaos
-/// tests can show they catch the breakage.
+/// What one task may keep and be given: caps that keep every commit small
+/// enough to replicate. Give every node the same values: a tick over the cap
+/// fails on the node that runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The largest state a tick may return, in bytes. A tick over it fails
+    /// with a reason that names the task and the cap, and is retried, then
+    /// the task marked failed, like any failing tick: nothing larger is ever
+    /// proposed.
+    pub max_state_bytes: usize,
+    /// The largest config `batonctl tasks add` accepts, in bytes.
+    pub max_config_bytes: usize,
+}
+
+/// The default of both caps.
+pub const DEFAULT_CAP_BYTES: usize = 64 * 1024;
+
+/// The most either cap may be: a command carrying a state or config at the
+/// cap must fit the largest command a node proposes or forwards
+/// ([`crate::raft::MAX_COMMAND_BYTES`], 8 MiB) in its current encoding
+/// (JSON, up to four bytes per byte), and replicate within seconds on a
+/// loaded machine.
+pub const MAX_CAP_BYTES: usize = 512 * 1024;
+
+impl LimitsConfig {
+    pub fn is_default(&self) -> bool {
+        self == &LimitsConfig::default()
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_state_bytes: DEFAULT_CAP_BYTES,
+            max_config_bytes: DEFAULT_CAP_BYTES,
+        }
+    }
+}
+
+/// Switches for Baton's own fault-injection tests: some break its
+/// guarantees on purpose, so that its chaos tests can show they catch the
+/// breakage; others make a rare path happen on demand.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestingConfig {
@@ -328,6 +372,7 @@ impl NodeConfig {
         }
         self.validate_cluster(&mut problem);
         self.validate_timing(&mut problem);
+        self.validate_limits(&mut problem);
         for (i, key) in self.modules.trusted_keys.iter().enumerate() {
             if let Err(e) = crate::modules::signing::parse_public_key(key) {
                 problem(
@@ -381,6 +426,24 @@ impl NodeConfig {
                         self.id,
                         member.addr,
                         self.advertised()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn validate_limits(&self, problem: &mut impl FnMut(&str, String)) {
+        let caps = [
+            ("limits.max_state_bytes", self.limits.max_state_bytes),
+            ("limits.max_config_bytes", self.limits.max_config_bytes),
+        ];
+        for (key, value) in caps {
+            if value == 0 || value > MAX_CAP_BYTES {
+                problem(
+                    key,
+                    format!(
+                        "({value}) must be from 1 to {MAX_CAP_BYTES} bytes, so that every commit fits the \
+                         messages between nodes (the default is {DEFAULT_CAP_BYTES})"
                     ),
                 );
             }

@@ -198,3 +198,23 @@ fn load_reports_every_problem_with_the_file_name() {
         .to_string();
     assert!(missing.contains("cannot read config file"), "{missing}");
 }
+
+#[test]
+fn the_caps_default_to_64_kib_and_must_fit_a_message_between_nodes() {
+    let config = parse(VALID);
+    assert_eq!(config.limits.max_state_bytes, 64 * 1024);
+    assert_eq!(config.limits.max_config_bytes, 64 * 1024);
+    let small = parse(&format!("{VALID}\n[limits]\nmax_state_bytes = 4096\n"));
+    assert_eq!(small.limits.max_state_bytes, 4096);
+    assert_eq!(
+        small.limits.max_config_bytes,
+        64 * 1024,
+        "the other cap keeps its default"
+    );
+    for (key, value) in [("max_state_bytes", 0), ("max_config_bytes", 600 * 1024)] {
+        let problems = parse(&format!("{VALID}\n[limits]\n{key} = {value}\n")).validate();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, format!("limits.{key}"));
+        assert!(problems[0].message.contains("524288"), "{problems:?}");
+    }
+}

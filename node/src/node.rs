@@ -97,8 +97,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         db.set_cluster_id(&cluster_id).map_err(StoreError::Io)?;
     }
     let modules = ModuleStore::open(&config.data_dir.join("modules")).map_err(StoreError::Io)?;
-    let engine = TaskEngine::new(RuntimeLimits::default(), Some(&config.data_dir.join("wasm-cache")))
-        .map_err(NodeError::Runtime)?;
+    let limits = RuntimeLimits {
+        max_state_bytes: config.limits.max_state_bytes,
+        ..RuntimeLimits::default()
+    };
+    let engine = TaskEngine::new(limits, Some(&config.data_dir.join("wasm-cache"))).map_err(NodeError::Runtime)?;
 
     let listener = TcpListener::bind(&config.listen_addr)
         .await
@@ -138,6 +141,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         tick_health: Default::default(),
         observed: Default::default(),
         testing: config.testing.clone(),
+        limits: config.limits.clone(),
         trusted_keys: config
             .modules
             .trusted_keys
@@ -267,7 +271,9 @@ fn serve(
     let raft_service = RaftServer::new(RaftService::new(context.raft.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let peer_service = PeerServer::new(PeerService::new(context.clone()));
+    let peer_service = PeerServer::new(PeerService::new(context.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let control_service =
         ControlServer::new(ControlService::new(context)).max_decoding_message_size(CONTROL_MAX_MESSAGE_BYTES);
     let router = builder

@@ -189,29 +189,6 @@ pub struct ModuleRecord {
     pub signature: String,
 }
 
-impl Command {
-    /// Roughly how many bytes the command carries, for sizing batches.
-    pub fn payload_bytes(&self) -> usize {
-        match self {
-            Command::Put { key, value } => key.len() + value.len(),
-            Command::Delete { key } => key.len(),
-            Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
-            Command::DeployModule(module) | Command::Release { module, .. } => module.name.len() + module.hash.len(),
-            Command::RolloutStep { module, switch, .. } => module.len() + 8 * switch.len(),
-            Command::RolloutControl { module, .. } | Command::RolloutFinish { module, .. } => module.len() + 16,
-            Command::AddTask(spec) => spec.name.len() + spec.config.len(),
-            Command::CommitTick(commit) => commit.task.len() + commit.state.len(),
-            Command::AssignOwners(assignments) | Command::HandOff(assignments) => {
-                assignments.iter().map(|a| a.task.len() + 24).sum()
-            }
-            Command::ReleaseTask { name, .. } => name.len() + 16,
-            Command::SetDrained { .. } => 9,
-            Command::RemoveTask { name } | Command::SetTaskStatus { name, .. } => name.len(),
-            Command::MarkTaskFailed { name, reason, .. } => name.len() + reason.len(),
-        }
-    }
-}
-
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

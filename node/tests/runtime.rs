@@ -216,6 +216,47 @@ fn a_task_reaches_only_the_network_addresses_it_was_granted() {
 }
 
 #[test]
+fn a_state_over_the_cap_fails_the_tick_naming_the_task_and_the_cap() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // Answers with 1,000 bytes, then 1,001: one state at the cap, one over.
+    let server = std::thread::spawn(move || {
+        for (size, stream) in [1_000, 1_001].into_iter().zip(listener.incoming()) {
+            let mut stream = stream.unwrap();
+            stream.read_exact(&mut [0u8; 4]).unwrap();
+            stream.write_all(&vec![b'x'; size]).unwrap();
+        }
+    });
+    let engine = engine(RuntimeLimits {
+        max_state_bytes: 1_000,
+        ..RuntimeLimits::default()
+    });
+    let probe = engine.load(&example("netprobe")).unwrap();
+    let granted = || TaskContext {
+        allow_net: vec![addr.clone()],
+        ..task("poller-7", &addr)
+    };
+    let at_cap = engine.tick(&probe, granted(), b"").unwrap();
+    assert_eq!(at_cap.state.len(), 1_000, "a state at the cap is kept");
+    let over = engine.tick(&probe, granted(), b"").unwrap_err();
+    assert_eq!(
+        over,
+        TickError::StateTooLarge {
+            task: "poller-7".into(),
+            size: 1_001,
+            limit: 1_000
+        }
+    );
+    let message = over.to_string();
+    assert!(
+        message.contains("poller-7") && message.contains("1000 bytes") && message.contains("max_state_bytes"),
+        "{message}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
 fn counter_v2_migrates_states_up_and_down_and_v1_does_not_migrate() {
     let engine = engine(RuntimeLimits::default());
     let v1 = engine.load(&example("counter")).unwrap();

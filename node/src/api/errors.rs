@@ -39,6 +39,7 @@ pub fn propose_error(err: ProposeError) -> Status {
         ProposeError::NotLeader { leader_id, leader_addr } => not_leader(leader_id, leader_addr.as_deref()),
         ProposeError::Indeterminate | ProposeError::Stopped(_) => Status::unavailable(err.to_string()),
         ProposeError::Rejected(message) => Status::failed_precondition(message),
+        ProposeError::TooLarge { .. } => Status::invalid_argument(err.to_string()),
     }
 }
 

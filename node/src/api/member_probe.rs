@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use baton_proto::peer_client::PeerClient;
 use baton_proto::{MemberStatus, NodeInfoReply, NodeInfoRequest};
 use futures::future::join_all;
 
@@ -92,7 +91,7 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
 /// of this cluster.
 pub async fn probe(context: &NodeContext, id: NodeId, addr: &str) -> Option<NodeInfoReply> {
     let channel = context.channels.channel(id, addr).ok()?;
-    let mut client = PeerClient::new(channel);
+    let mut client = crate::raft::peer_client(channel);
     let request = context.channels.request(NodeInfoRequest {}, Some(PROBE_TIMEOUT));
     let reply = tokio::time::timeout(PROBE_TIMEOUT, client.node_info(request))
         .await

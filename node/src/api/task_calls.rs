@@ -14,8 +14,6 @@ use crate::types::{Command, CommandResponse};
 
 /// Longest task name.
 const MAX_NAME_BYTES: usize = 128;
-/// Largest task config.
-const MAX_CONFIG_BYTES: usize = 64 * 1024;
 /// Shortest interval.
 const MIN_EVERY_MS: u64 = 10;
 
@@ -34,7 +32,7 @@ fn check_name(name: &str) -> Result<(), Status> {
     }
 }
 
-fn spec(request: AddTaskRequest) -> Result<TaskSpec, Status> {
+fn spec(request: AddTaskRequest, max_config_bytes: usize) -> Result<TaskSpec, Status> {
     check_name(&request.name)?;
     let schedule = match (request.every_ms, request.cron) {
         (Some(ms), None) if ms >= MIN_EVERY_MS => Schedule::EveryMs(ms),
@@ -53,9 +51,12 @@ fn spec(request: AddTaskRequest) -> Result<TaskSpec, Status> {
             ));
         }
     };
-    if request.config.len() > MAX_CONFIG_BYTES {
+    if request.config.len() > max_config_bytes {
         return Err(Status::invalid_argument(format!(
-            "a task config is at most {MAX_CONFIG_BYTES} bytes"
+            "the config of task {} is {} bytes; a task config is at most {max_config_bytes} bytes \
+             ([limits] max_config_bytes)",
+            request.name,
+            request.config.len()
         )));
     }
     for addr in &request.allow_net {
@@ -151,7 +152,7 @@ async fn write(context: &NodeContext, name: &str, command: Command) -> Result<Ta
 }
 
 pub(crate) async fn add(context: &NodeContext, request: AddTaskRequest) -> Result<TaskReply, Status> {
-    let spec = spec(request)?;
+    let spec = spec(request, context.limits.max_config_bytes)?;
     let name = spec.name.clone();
     write(context, &name, Command::AddTask(spec)).await
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::FetchModuleRequest;
-use baton_proto::peer_client::PeerClient;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
@@ -129,7 +128,7 @@ async fn fetch(context: &NodeContext, hash: &str) -> bool {
 /// The bytes of module `hash` from node `id`, checked against the hash.
 async fn fetch_from(context: &NodeContext, id: NodeId, addr: &str, hash: &str) -> Result<Vec<u8>, String> {
     let channel = context.channels.channel(id, addr).map_err(|e| e.to_string())?;
-    let mut client = PeerClient::new(channel);
+    let mut client = crate::raft::peer_client(channel);
     let request = context.channels.request(
         FetchModuleRequest { hash: hash.to_string() },
         Some(Duration::from_secs(30)),

@@ -2,11 +2,13 @@
 //! `Raft` handle from a node's config.
 
 mod builder;
+pub mod message_limits;
 mod network;
 mod peer_channels;
 mod proposer;
 
 pub use builder::{openraft_config, start_raft};
+pub use message_limits::{MAX_COMMAND_BYTES, PEER_MAX_MESSAGE_BYTES};
 pub use network::GrpcNetwork;
-pub use peer_channels::{PEER_MAX_MESSAGE_BYTES, PeerChannels};
+pub use peer_channels::{PeerChannels, peer_client};
 pub use proposer::{Committed, ProposeError, Proposer};

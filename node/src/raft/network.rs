@@ -1,5 +1,6 @@
 //! openraft's network over tonic: each Raft RPC is one unary gRPC call on the
-//! peer's long-lived channel, carrying openraft's message as JSON.
+//! peer's long-lived channel, carrying openraft's message as JSON, with a
+//! timeout that allows for its size (see [`super::message_limits`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
-use super::peer_channels::{PEER_MAX_MESSAGE_BYTES, PeerChannels};
+use super::message_limits::{PEER_MAX_MESSAGE_BYTES, rpc_timeout};
+use super::peer_channels::PeerChannels;
 use crate::types::typ::*;
 use crate::types::{Member, NodeId, TypeConfig};
 
@@ -85,9 +87,12 @@ impl GrpcPeer {
         option: &RPCOption,
     ) -> Result<Resp, RpcError> {
         let mut client = self.client()?;
-        let request = self
-            .channels
-            .request(RaftRequest { payload: encode(req)? }, Some(option.soft_ttl()));
+        let payload = encode(req)?;
+        // openraft's timeout comes from the heartbeat interval (37.5 ms by
+        // default): too short for an entry of megabytes, which would time
+        // out and be resent for ever.
+        let timeout = rpc_timeout(option.soft_ttl(), payload.len());
+        let request = self.channels.request(RaftRequest { payload }, Some(timeout));
         let reply = match kind {
             RpcKind::AppendEntries => client.append_entries(request).await,
             RpcKind::Vote => client.vote(request).await,

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use baton_proto::peer_client::PeerClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
+use super::message_limits::PEER_MAX_MESSAGE_BYTES;
 use crate::tls::{TlsMaterial, node_dns_name};
 use crate::types::NodeId;
 
@@ -19,8 +21,13 @@ use crate::types::NodeId;
 /// the partition is made anew at the next call instead, at once.
 const KEEPALIVE: Duration = Duration::from_secs(1);
 
-/// Largest message between peers (Raft batches and snapshots).
-pub const PEER_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// A Peer service client on `channel`, with the limits every service
+/// between nodes shares.
+pub fn peer_client(channel: Channel) -> PeerClient<Channel> {
+    PeerClient::new(channel)
+        .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES)
+}
 
 /// The channels from this node to its peers.
 pub struct PeerChannels {

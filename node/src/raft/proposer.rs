@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::message_limits::{MAX_BATCH_BYTES, MAX_COMMAND_BYTES, encoded_len};
 use crate::types::typ::RaftError;
 use crate::types::{Command, CommandResponse, NodeId, Raft};
 
@@ -17,8 +18,6 @@ use crate::types::{Command, CommandResponse, NodeId, Raft};
 const MAX_IN_FLIGHT: usize = 4;
 /// Most commands in one entry.
 const MAX_BATCH_COMMANDS: usize = 1024;
-/// Most payload bytes in one entry (well under the peer message limit).
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Why a proposed write did not commit.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,6 +33,9 @@ pub enum ProposeError {
     Rejected(String),
     #[error("raft is not running on this node ({0}); try another node")]
     Stopped(String),
+    /// Refused before it reached Raft: nothing was written.
+    #[error("the command is {bytes} bytes encoded, over the {limit} bytes a node proposes; nothing was written")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 impl From<RaftError<crate::types::typ::ClientWriteError>> for ProposeError {
@@ -60,6 +62,8 @@ pub struct Committed {
 
 struct Pending {
     command: Command,
+    /// The command's encoded size.
+    bytes: usize,
     reply_tx: oneshot::Sender<Result<Committed, ProposeError>>,
 }
 
@@ -78,11 +82,23 @@ impl Proposer {
     }
 
     /// Proposes `command` and waits until it is committed and applied.
+    /// A command over [`MAX_COMMAND_BYTES`] encoded is refused at once.
     pub async fn propose(&self, command: Command) -> Result<Committed, ProposeError> {
+        let bytes = encoded_len(&command);
+        if bytes > MAX_COMMAND_BYTES {
+            return Err(ProposeError::TooLarge {
+                bytes,
+                limit: MAX_COMMAND_BYTES,
+            });
+        }
         let (reply_tx, reply_rx) = oneshot::channel();
         let stopped = || ProposeError::Stopped("the proposer has stopped".into());
         self.queue_tx
-            .send(Pending { command, reply_tx })
+            .send(Pending {
+                command,
+                bytes,
+                reply_tx,
+            })
             .map_err(|_| stopped())?;
         reply_rx.await.map_err(|_| stopped())?
     }
@@ -90,17 +106,30 @@ impl Proposer {
 
 async fn run(raft: Raft, mut queue_rx: mpsc::UnboundedReceiver<Pending>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = queue_rx.recv().await {
+    // A write that did not fit the last batch: it starts the next.
+    let mut held: Option<Pending> = None;
+    loop {
+        let first = match held.take() {
+            Some(pending) => pending,
+            None => match queue_rx.recv().await {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut bytes = first.command.payload_bytes();
+        let mut bytes = first.bytes;
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+        while batch.len() < MAX_BATCH_COMMANDS {
             match queue_rx.try_recv() {
-                Ok(pending) => {
-                    bytes += pending.command.payload_bytes();
+                Ok(pending) if joins_batch(bytes, pending.bytes) => {
+                    bytes += pending.bytes;
                     batch.push(pending);
+                }
+                Ok(pending) => {
+                    held = Some(pending);
+                    break;
                 }
                 Err(_) => break,
             }
@@ -113,9 +142,15 @@ async fn run(raft: Raft, mut queue_rx: mpsc::UnboundedReceiver<Pending>) {
     }
 }
 
+/// Whether a command of `next` encoded bytes joins a batch of `bytes`: a
+/// batch stays within [`MAX_BATCH_BYTES`] (a larger command goes alone).
+fn joins_batch(bytes: usize, next: usize) -> bool {
+    bytes + next <= MAX_BATCH_BYTES
+}
+
 async fn submit(raft: &Raft, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
-        let Pending { command, reply_tx } = batch.pop().expect("one pending write");
+        let Pending { command, reply_tx, .. } = batch.pop().expect("one pending write");
         let written = raft.client_write(command).await;
         let committed = written.map(|w| Committed {
             log_index: w.log_id.index,
@@ -141,5 +176,19 @@ async fn submit(raft: &Raft, mut batch: Vec<Pending>) {
                 let _ = reply_tx.send(Err(err.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stay_within_their_byte_limit_and_a_large_command_goes_alone() {
+        assert!(joins_batch(100, 200));
+        assert!(joins_batch(MAX_BATCH_BYTES - 10, 10));
+        assert!(!joins_batch(MAX_BATCH_BYTES - 10, 11));
+        // A command larger than a batch never joins one (it starts its own).
+        assert!(!joins_batch(1, MAX_BATCH_BYTES));
     }
 }

@@ -32,6 +32,8 @@ pub struct RuntimeLimits {
     pub max_instances: u32,
     /// Largest module accepted.
     pub max_module_bytes: usize,
+    /// Largest state a tick may return (`[limits] max_state_bytes`).
+    pub max_state_bytes: usize,
 }
 
 impl Default for RuntimeLimits {
@@ -41,6 +43,7 @@ impl Default for RuntimeLimits {
             memory_bytes: 64 * 1024 * 1024,
             max_instances: 256,
             max_module_bytes: 16 * 1024 * 1024,
+            max_state_bytes: crate::config::DEFAULT_CAP_BYTES,
         }
     }
 }
@@ -239,18 +242,22 @@ impl TaskEngine {
     /// (so nothing but the committed state carries over between ticks).
     /// Blocking: call it from a blocking thread.
     pub fn tick(&self, module: &CompiledModule, task: TaskContext, state: &[u8]) -> Result<Outcome, TickError> {
+        let name = task.name.clone();
         let mut store = self.store(task)?;
         let instance = module
             .pre
             .instantiate(&mut store)
             .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;
         let result = instance.call_tick(&mut store, state);
-        self.outcome(result.map(|r| {
-            r.map(|o| Outcome {
-                state: o.state,
-                next_in_ms: o.next_in_ms,
-            })
-        }))
+        self.outcome(
+            &name,
+            result.map(|r| {
+                r.map(|o| Outcome {
+                    state: o.state,
+                    next_in_ms: o.next_in_ms,
+                })
+            }),
+        )
     }
 
     /// The first tick of a task on `module` (version `to`) from a state
@@ -267,6 +274,7 @@ impl TaskEngine {
         let Some(pre) = &module.migrating else {
             return self.tick(module, task, state);
         };
+        let name = task.name.clone();
         let mut store = self.store(task)?;
         let instance = pre
             .instantiate(&mut store)
@@ -281,17 +289,25 @@ impl TaskEngine {
             Err(e) => return Err(self.trapped(e)),
         };
         let result = instance.call_tick(&mut store, &state);
-        self.outcome(result.map(|r| {
-            r.map(|o| Outcome {
-                state: o.state,
-                next_in_ms: o.next_in_ms,
-            })
-        }))
+        self.outcome(
+            &name,
+            result.map(|r| {
+                r.map(|o| Outcome {
+                    state: o.state,
+                    next_in_ms: o.next_in_ms,
+                })
+            }),
+        )
     }
 
     /// A tick's result as an outcome or a tick error.
-    fn outcome(&self, result: wasmtime::Result<Result<Outcome, String>>) -> Result<Outcome, TickError> {
+    fn outcome(&self, task: &str, result: wasmtime::Result<Result<Outcome, String>>) -> Result<Outcome, TickError> {
         match result {
+            Ok(Ok(outcome)) if outcome.state.len() > self.limits.max_state_bytes => Err(TickError::StateTooLarge {
+                task: task.to_string(),
+                size: outcome.state.len(),
+                limit: self.limits.max_state_bytes,
+            }),
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(message)) => Err(TickError::Failed(message)),
             Err(e) => Err(self.trapped(e)),

@@ -38,6 +38,12 @@ pub enum TickError {
     OverBudget(Duration),
     #[error("the task could not be started: {0}")]
     Instantiate(String),
+    /// The state the tick returned is over the cap; nothing was proposed.
+    #[error(
+        "task {task} returned a state of {size} bytes, over the cap of {limit} bytes ([limits] \
+         max_state_bytes): keep less in the task's state, or raise the cap on every node"
+    )]
+    StateTooLarge { task: String, size: usize, limit: usize },
     /// Not the module's fault: this node's turn with the task is over (its
     /// lease ended, or the task moved), so the tick was not started or was
     /// stopped before it could act again.

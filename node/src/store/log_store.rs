@@ -14,6 +14,7 @@ use redb::{Durability, ReadableTable};
 
 use super::db::{LOG, META, RaftDb, from_json, to_json};
 use super::flusher::Flusher;
+use crate::raft::message_limits::APPEND_BUDGET_BYTES;
 use crate::types::TypeConfig;
 use crate::types::typ::{Entry, LogId, Vote};
 
@@ -23,13 +24,30 @@ use crate::types::typ::{Entry, LogId, Vote};
 pub struct LogStore {
     db: RaftDb,
     flusher: Arc<Flusher>,
+    /// The most entry bytes read for one AppendEntries.
+    append_budget: u64,
 }
 
 impl LogStore {
     pub fn new(db: RaftDb) -> Self {
-        let flusher = Arc::new(Flusher::start(db.clone()));
-        LogStore { db, flusher }
+        Self::with_append_budget(db, APPEND_BUDGET_BYTES)
     }
+
+    /// A store whose replication reads stop at `append_budget` bytes.
+    pub fn with_append_budget(db: RaftDb, append_budget: u64) -> Self {
+        let flusher = Arc::new(Flusher::start(db.clone()));
+        LogStore {
+            db,
+            flusher,
+            append_budget,
+        }
+    }
+}
+
+/// Whether a read that holds `rows` entries of `bytes` in all may take one
+/// of `next` bytes more: the first always, the rest within `budget`.
+fn within_budget(rows: usize, bytes: u64, next: u64, budget: u64) -> bool {
+    rows == 0 || bytes + next <= budget
 }
 
 fn index_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, Option<u64>) {
@@ -66,6 +84,32 @@ impl RaftLogReader<TypeConfig> for LogStore {
             for row in iter {
                 let (_, value) = row?;
                 rows.push(value.value().to_vec());
+            }
+            Ok(rows)
+        })?;
+        rows.iter().map(|bytes| from_json::<Entry>(bytes)).collect()
+    }
+
+    /// The entries one AppendEntries carries: those in `start..end` up to
+    /// the append budget in stored bytes, and always the first, so that the
+    /// message stays within what peers accept (see
+    /// [`crate::raft::message_limits`]).
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, io::Error> {
+        if end <= start {
+            return Ok(Vec::new());
+        }
+        let budget = self.append_budget;
+        let rows = self.db.read(|txn| {
+            let table = txn.open_table(LOG)?;
+            let (mut rows, mut bytes) = (Vec::new(), 0u64);
+            for row in table.range(start..end)? {
+                let (_, value) = row?;
+                let value = value.value();
+                if !within_budget(rows.len(), bytes, value.len() as u64, budget) {
+                    break;
+                }
+                bytes += value.len() as u64;
+                rows.push(value.to_vec());
             }
             Ok(rows)
         })?;
@@ -169,7 +213,54 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 #[cfg(test)]
 mod tests {
-    use super::index_bounds;
+    use super::*;
+    use crate::types::Command;
+
+    #[test]
+    fn a_read_takes_the_first_entry_whatever_its_size_and_the_rest_within_the_budget() {
+        assert!(within_budget(0, 0, 10_000, 100), "the first entry always goes");
+        assert!(within_budget(1, 60, 40, 100));
+        assert!(!within_budget(1, 60, 41, 100));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replication_reads_stop_at_the_append_budget() {
+        use openraft::vote::RaftLeaderIdExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        // Ten entries of about 4 KiB of JSON each (1 KiB of bytes as numbers).
+        let leader = <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(1, 1);
+        let rows: Vec<(u64, Vec<u8>)> = (1..=10)
+            .map(|index| {
+                let command = Command::Put {
+                    key: format!("k{index:02}"),
+                    value: vec![200; 1024],
+                };
+                let entry = Entry::new_normal(LogId::new(leader, index), command);
+                (index, to_json(&entry).unwrap())
+            })
+            .collect();
+        let size = rows[0].1.len() as u64;
+        db.write(Durability::Immediate, |txn| {
+            let mut table = txn.open_table(LOG)?;
+            for (index, bytes) in &rows {
+                table.insert(*index, bytes.as_slice())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let mut store = LogStore::with_append_budget(db.clone(), 3 * size + size / 2);
+        let read = store.limited_get_log_entries(1, 11).await.unwrap();
+        assert_eq!(read.iter().map(|e| e.index()).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(store.limited_get_log_entries(9, 11).await.unwrap().len(), 2);
+        let mut tiny = LogStore::with_append_budget(db, 1);
+        assert_eq!(
+            tiny.limited_get_log_entries(4, 11).await.unwrap().len(),
+            1,
+            "never empty"
+        );
+        assert!(tiny.limited_get_log_entries(4, 4).await.unwrap().is_empty());
+    }
 
     #[test]
     fn index_bounds_cover_every_range_form() {

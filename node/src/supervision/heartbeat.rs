@@ -11,7 +11,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_proto::peer_client::PeerClient;
 use baton_proto::{HeartbeatPing, VersionTicks};
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::TransferLeaderRequest;
@@ -109,7 +108,7 @@ async fn stream_to_leader(context: &Arc<NodeContext>, id: NodeId, addr: &str) ->
     let channel = context.channels.channel(id, addr).ok()?;
     let (pings, outbound) = mpsc::channel::<HeartbeatPing>(8);
     let outbound = futures::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
-    let mut client = PeerClient::new(channel);
+    let mut client = crate::raft::peer_client(channel);
     let mut sent: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut seq = 0;
     let mut send = |sent: &mut VecDeque<(u64, Instant)>| {

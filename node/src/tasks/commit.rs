@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::forwarder::propose_on_leader;
 use crate::api::NodeContext;
+use crate::raft::ProposeError;
 use crate::task_table::{TaskRecord, TickCommit};
 use crate::types::{Command, CommandResponse};
 
@@ -60,6 +61,12 @@ pub(crate) async fn commit_tick(context: &NodeContext, commit: &TickCommit) -> b
                     return false;
                 }
             },
+            // Cannot happen while `[limits] max_state_bytes` holds (config
+            // validation sees to it); never retried.
+            Err(e @ ProposeError::TooLarge { .. }) => {
+                tracing::error!(task = %commit.task, "stopping: {e}");
+                return false;
+            }
             Err(e) => {
                 tracing::debug!(task = %commit.task, "commit not confirmed ({e}); retrying");
                 tokio::time::sleep(Duration::from_millis(50)).await;

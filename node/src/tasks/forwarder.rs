@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use baton_proto::ProposeRequest;
-use baton_proto::peer_client::PeerClient;
 use openraft::async_runtime::watch::WatchReceiver;
 
 use crate::api::NodeContext;
-use crate::raft::{Committed, ProposeError};
+use crate::raft::{Committed, MAX_COMMAND_BYTES, ProposeError, peer_client};
 use crate::types::{Command, NodeId};
 
 /// Resolves when this node's Raft knows a leader other than `leader` (or
@@ -39,6 +38,12 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
                 .channel(leader, &addr)
                 .map_err(|e| unreachable(e.to_string()))?;
             let payload = serde_json::to_vec(&command).map_err(|e| ProposeError::Rejected(e.to_string()))?;
+            if payload.len() > MAX_COMMAND_BYTES {
+                return Err(ProposeError::TooLarge {
+                    bytes: payload.len(),
+                    limit: MAX_COMMAND_BYTES,
+                });
+            }
             let request = context
                 .channels
                 .request(ProposeRequest { command: payload }, Some(Duration::from_secs(10)));
@@ -47,7 +52,7 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
             // caller retries there at once. Every command a node forwards
             // names the epoch it expects, so a retry of one that did commit
             // is refused (a tick's as out of order, found committed).
-            let mut client = PeerClient::new(channel);
+            let mut client = peer_client(channel);
             let reply = tokio::select! {
                 reply = client.propose(request) => reply,
                 new = leader_changed(&context.raft, leader) => {
