@@ -3,12 +3,13 @@
 use std::io::Cursor;
 
 use baton_proto::raft_server::Raft as RaftApi;
-use baton_proto::{RaftReply, RaftRequest, SnapshotRequest};
+use baton_proto::{RaftReply, RaftRequest, SnapshotChunk, SnapshotRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::errors::fatal;
+use crate::raft::snapshot_stream::{ReceivedSnapshot, SnapshotAssembly};
 use crate::types::Raft;
 use crate::types::typ::{Snapshot, SnapshotMeta, Vote};
 
@@ -30,6 +31,20 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Status> {
 fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
     let payload = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
     Ok(Response::new(RaftReply { payload }))
+}
+
+impl RaftService {
+    /// Hands a whole received snapshot to Raft.
+    async fn install(&self, received: ReceivedSnapshot) -> Result<Response<RaftReply>, Status> {
+        let vote: Vote = decode("snapshot vote", &received.vote)?;
+        let meta: SnapshotMeta = decode("snapshot meta", &received.meta)?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Cursor::new(received.data),
+        };
+        let response = self.raft.install_full_snapshot(vote, snapshot).await.map_err(fatal)?;
+        reply(&response)
+    }
 }
 
 #[tonic::async_trait]
@@ -65,15 +80,18 @@ impl RaftApi for RaftService {
     }
 
     async fn install_snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<RaftReply>, Status> {
-        let message = request.into_inner();
-        let vote: Vote = decode("snapshot vote", &message.vote)?;
-        let meta: SnapshotMeta = decode("snapshot meta", &message.meta)?;
-        let snapshot = Snapshot {
-            meta,
-            snapshot: Cursor::new(message.data),
-        };
-        let response = self.raft.install_full_snapshot(vote, snapshot).await.map_err(fatal)?;
-        reply(&response)
+        let SnapshotRequest { vote, meta, data } = request.into_inner();
+        self.install(ReceivedSnapshot { vote, meta, data }).await
+    }
+
+    async fn stream_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftReply>, Status> {
+        let invalid = |e: crate::raft::snapshot_stream::AssemblyError| Status::invalid_argument(e.to_string());
+        let mut stream = request.into_inner();
+        let mut assembly = SnapshotAssembly::start(stream.message().await?).map_err(invalid)?;
+        while let Some(chunk) = stream.message().await? {
+            assembly.push(chunk).map_err(invalid)?;
+        }
+        self.install(assembly.finish().map_err(invalid)?).await
     }
 
     async fn transfer_leader(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

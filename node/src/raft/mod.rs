@@ -6,6 +6,7 @@ pub mod message_limits;
 mod network;
 mod peer_channels;
 mod proposer;
+pub mod snapshot_stream;
 
 pub use builder::{openraft_config, start_raft};
 pub use message_limits::{MAX_COMMAND_BYTES, PEER_MAX_MESSAGE_BYTES};

@@ -1,12 +1,13 @@
 //! openraft's network over tonic: each Raft RPC is one unary gRPC call on the
 //! peer's long-lived channel, carrying openraft's message as JSON, with a
-//! timeout that allows for its size (see [`super::message_limits`]).
+//! timeout that allows for its size (see [`super::message_limits`]); a
+//! snapshot is one client stream of chunks (see [`super::snapshot_stream`]).
 
 use std::future::Future;
 use std::sync::Arc;
 
+use baton_proto::RaftRequest;
 use baton_proto::raft_client::RaftClient;
-use baton_proto::{RaftRequest, SnapshotRequest};
 use openraft::OptionalSend;
 use openraft::errors::{NetworkError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
@@ -16,6 +17,7 @@ use tonic::transport::Channel;
 
 use super::message_limits::{PEER_MAX_MESSAGE_BYTES, rpc_timeout};
 use super::peer_channels::PeerChannels;
+use super::snapshot_stream::{SNAPSHOT_CHUNK_BYTES, chunks};
 use crate::types::typ::*;
 use crate::types::{Member, NodeId, TypeConfig};
 
@@ -134,7 +136,7 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         &mut self,
         vote: Vote,
         snapshot: Snapshot,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse, StreamingError<TypeConfig>> {
         let to_streaming = |e: RpcError| match e {
@@ -142,17 +144,21 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
             other => StreamingError::Network(NetworkError::from_string(other.to_string())),
         };
         let mut client = self.client().map_err(to_streaming)?;
-        let message = SnapshotRequest {
-            vote: encode(&vote).map_err(to_streaming)?,
-            meta: encode(&snapshot.meta).map_err(to_streaming)?,
-            data: snapshot.snapshot.into_inner(),
-        };
-        let request = self.channels.request(message, Some(option.hard_ttl()));
-        let reply = client
-            .install_snapshot(request)
-            .await
-            .map_err(|s| to_streaming(rpc_error(s)))?;
-        decode(&reply.into_inner().payload).map_err(to_streaming)
+        let vote = encode(&vote).map_err(to_streaming)?;
+        let meta = encode(&snapshot.meta).map_err(to_streaming)?;
+        let data = snapshot.snapshot.into_inner();
+        // openraft allows install_snapshot_timeout for the whole transfer:
+        // add the time its bytes take at the slowest rate allowed.
+        let timeout = rpc_timeout(option.hard_ttl(), data.len());
+        let stream = futures::stream::iter(chunks(vote, meta, data, SNAPSHOT_CHUNK_BYTES));
+        let request = self.channels.request(stream, Some(timeout));
+        tokio::select! {
+            reply = client.stream_snapshot(request) => {
+                let reply = reply.map_err(|s| to_streaming(rpc_error(s)))?;
+                decode(&reply.into_inner().payload).map_err(to_streaming)
+            }
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
     }
 
     async fn transfer_leader(

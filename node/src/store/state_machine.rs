@@ -6,6 +6,13 @@
 //! start-up the state is the last snapshot's, and openraft re-applies the log
 //! entries after it. So an apply costs no disk write, and a snapshot (every
 //! `timing.snapshot_after_entries` entries) costs one.
+//!
+//! A snapshot is built from a copy of the state taken under the lock, and
+//! encoded and written after the lock is released, so applying goes on
+//! meanwhile. It is stored as its metadata (JSON) beside its data (the raw
+//! bytes, not wrapped again), under [`SNAPSHOT_META_KEY`] and
+//! [`SNAPSHOT_DATA_KEY`]; a store written before that layout, with both in
+//! one JSON document under [`LEGACY_SNAPSHOT_KEY`], is still read.
 
 use std::io::{self, Cursor};
 use std::sync::{Arc, RwLock};
@@ -22,9 +29,17 @@ use crate::cluster_state::ClusterState;
 use crate::types::TypeConfig;
 use crate::types::typ::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 
-/// A snapshot as stored in `sm_meta` under `snapshot`.
+/// The current snapshot's metadata, as JSON.
+const SNAPSHOT_META_KEY: &str = "snapshot_meta";
+/// The current snapshot's data: a JSON [`ClusterState`], stored as is.
+const SNAPSHOT_DATA_KEY: &str = "snapshot_data";
+/// Where stores of earlier releases keep the snapshot: a
+/// [`LegacySnapshot`] as JSON (its data a JSON array of numbers).
+const LEGACY_SNAPSHOT_KEY: &str = "snapshot";
+
+/// A snapshot as earlier releases stored it, under [`LEGACY_SNAPSHOT_KEY`].
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
+struct LegacySnapshot {
     meta: SnapshotMeta,
     data: Vec<u8>,
 }
@@ -49,11 +64,11 @@ struct Applied {
 impl StateMachineStore {
     /// Loads the last snapshot, if any, as the applied state.
     pub fn open(db: RaftDb) -> Result<Self, io::Error> {
-        let applied = match db.get_json::<StoredSnapshot>(SM_META, "snapshot")? {
-            Some(snapshot) => Applied {
-                last_applied: snapshot.meta.last_log_id,
-                last_membership: snapshot.meta.last_membership,
-                cluster: from_json(&snapshot.data)?,
+        let applied = match load(&db)? {
+            Some((meta, data)) => Applied {
+                last_applied: meta.last_log_id,
+                last_membership: meta.last_membership,
+                cluster: from_json(&data)?,
             },
             None => Applied::default(),
         };
@@ -85,36 +100,81 @@ impl StateMachineStore {
             .map_or(0, |l| l.index())
     }
 
-    /// Stores `snapshot` durably as the current one.
-    async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), io::Error> {
-        let stored = to_json(&StoredSnapshot {
-            meta: meta.clone(),
-            data: data.to_vec(),
-        })?;
+    /// Stores a snapshot durably as the current one, and hands its data
+    /// back.
+    async fn save(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<Vec<u8>, io::Error> {
+        let meta = to_json(meta)?;
         self.db
             .blocking(move |db| {
                 db.write(Durability::Immediate, |txn| {
-                    txn.open_table(SM_META)?.insert("snapshot", stored.as_slice())?;
+                    let mut table = txn.open_table(SM_META)?;
+                    table.insert(SNAPSHOT_META_KEY, meta.as_slice())?;
+                    table.insert(SNAPSHOT_DATA_KEY, data.as_slice())?;
+                    table.remove(LEGACY_SNAPSHOT_KEY)?;
                     Ok(())
-                })
+                })?;
+                Ok(data)
             })
             .await
     }
+}
+
+/// Reads the current snapshot's metadata and data, in either layout.
+fn load(db: &RaftDb) -> Result<Option<(SnapshotMeta, Vec<u8>)>, io::Error> {
+    let (meta, data) = db.read(|txn| {
+        let table = txn.open_table(SM_META)?;
+        let meta = table.get(SNAPSHOT_META_KEY)?.map(|v| v.value().to_vec());
+        let data = table.get(SNAPSHOT_DATA_KEY)?.map(|v| v.value().to_vec());
+        Ok((meta, data))
+    })?;
+    match (meta, data) {
+        (Some(meta), Some(data)) => Ok(Some((from_json(&meta)?, data))),
+        (None, None) => Ok(db
+            .get_json::<LegacySnapshot>(SM_META, LEGACY_SNAPSHOT_KEY)?
+            .map(|legacy| (legacy.meta, legacy.data))),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the store holds a snapshot's metadata without its data, or its data without its metadata",
+        )),
+    }
+}
+
+/// Encodes `cluster` off the async runtime's threads.
+async fn encode(cluster: ClusterState) -> Result<Vec<u8>, io::Error> {
+    tokio::task::spawn_blocking(move || to_json(&cluster))
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// Decodes a snapshot's data off the async runtime's threads, handing the
+/// data back.
+async fn decode(data: Vec<u8>) -> Result<(ClusterState, Vec<u8>), io::Error> {
+    tokio::task::spawn_blocking(move || from_json(&data).map(|cluster| (cluster, data)))
+        .await
+        .map_err(io::Error::other)?
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (meta, data) = {
+        let started = std::time::Instant::now();
+        // A copy under the lock; the encoding, which takes far longer, after.
+        let (meta, cluster) = {
             let applied = self.state.read().expect("state machine lock poisoned");
             let meta = SnapshotMeta {
                 last_log_id: applied.last_applied,
                 last_membership: applied.last_membership.clone(),
             };
-            (meta, to_json(&applied.cluster)?)
+            (meta, applied.cluster.clone())
         };
-        self.save(&meta, &data).await?;
+        let data = self.save(&meta, encode(cluster).await?).await?;
+        tracing::info!(
+            index = meta.last_log_id.as_ref().map_or(0, |l| l.index()),
+            bytes = data.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "built a snapshot"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Cursor::new(data),
@@ -163,9 +223,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
-        let data = snapshot.into_inner();
-        let cluster: ClusterState = from_json(&data)?;
-        self.save(meta, &data).await?;
+        let started = std::time::Instant::now();
+        let (cluster, data) = decode(snapshot.into_inner()).await?;
+        let data = self.save(meta, data).await?;
+        tracing::info!(
+            index = meta.last_log_id.as_ref().map_or(0, |l| l.index()),
+            bytes = data.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "installed a snapshot"
+        );
+        drop(data);
         let mut applied = self.state.write().expect("state machine lock poisoned");
         applied.cluster = cluster;
         applied.last_applied = meta.last_log_id;
@@ -176,10 +243,81 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let stored: Option<StoredSnapshot> = self.db.get_json(SM_META, "snapshot")?;
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Cursor::new(s.data),
+        let stored = self.db.blocking(|db| load(&db)).await?;
+        Ok(stored.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Cursor::new(data),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::RaftSnapshotBuilder;
+    use openraft::storage::RaftStateMachine;
+
+    use super::*;
+    use crate::types::Command;
+
+    fn cluster_with(key: &str) -> ClusterState {
+        let mut cluster = ClusterState::default();
+        cluster.apply(&Command::Put {
+            key: key.to_string(),
+            value: vec![255; 1000],
+        });
+        cluster
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_stored_by_an_earlier_release_is_read_and_rewritten_in_the_new_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        let legacy = to_json(&LegacySnapshot {
+            meta: SnapshotMeta::default(),
+            data: to_json(&cluster_with("old")).unwrap(),
+        })
+        .unwrap();
+        db.write(Durability::Immediate, |txn| {
+            txn.open_table(SM_META)?
+                .insert(LEGACY_SNAPSHOT_KEY, legacy.as_slice())?;
+            Ok(())
+        })
+        .unwrap();
+
+        let mut sm = StateMachineStore::open(db.clone()).unwrap();
+        assert_eq!(sm.read(|c| c.kv["old"].len()), 1000);
+        let built = sm.build_snapshot().await.unwrap();
+        // The data is stored as is: no JSON array of numbers around it.
+        let stored = db
+            .read(|txn| {
+                Ok(txn
+                    .open_table(SM_META)?
+                    .get(SNAPSHOT_DATA_KEY)?
+                    .map(|v| v.value().len()))
+            })
+            .unwrap();
+        assert_eq!(stored, Some(built.snapshot.get_ref().len()));
+        let legacy_left = db
+            .read(|txn| Ok(txn.open_table(SM_META)?.get(LEGACY_SNAPSHOT_KEY)?.is_some()))
+            .unwrap();
+        assert!(!legacy_left, "the legacy snapshot is removed once rewritten");
+
+        let reopened = StateMachineStore::open(db).unwrap();
+        assert_eq!(reopened.read(|c| c.kv["old"].len()), 1000);
+    }
+
+    #[tokio::test]
+    async fn an_installed_snapshot_replaces_the_state_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        let mut sm = StateMachineStore::open(db.clone()).unwrap();
+        let data = to_json(&cluster_with("new")).unwrap();
+        sm.install_snapshot(&SnapshotMeta::default(), Cursor::new(data.clone()))
+            .await
+            .unwrap();
+        assert!(sm.read(|c| c.kv.contains_key("new")));
+        let current = sm.get_current_snapshot().await.unwrap().expect("a snapshot");
+        assert_eq!(current.snapshot.into_inner(), data);
+        assert!(StateMachineStore::open(db).unwrap().read(|c| c.kv.contains_key("new")));
     }
 }

@@ -1,0 +1,132 @@
+//! A new node joins a cluster whose snapshot is several times the largest
+//! message between nodes: the snapshot streams to it in chunks.
+
+use std::time::{Duration, Instant};
+
+use baton_cluster_tests::{TestCluster, poll_async};
+use baton_node::config::TimingConfig;
+use baton_node::raft::PEER_MAX_MESSAGE_BYTES;
+use baton_proto::AddNodeRequest;
+use futures::future::join_all;
+
+/// The largest value a put takes.
+const VALUE_BYTES: usize = 64 * 1024;
+/// Large values written: each costs about 4 bytes a byte in the snapshot
+/// (JSON), so 800 of them make a snapshot of about 210 MB.
+const LARGE_VALUES: usize = 800;
+/// The snapshot the new node must receive, at least.
+const SNAPSHOT_AT_LEAST: usize = 3 * PEER_MAX_MESSAGE_BYTES;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_worker_joins_by_a_snapshot_several_times_the_message_limit() {
+    // Snapshots come often, and each purges the log behind it (openraft
+    // keeps the last 1,000 entries), so the new node cannot catch up from
+    // the log.
+    let timing = TimingConfig {
+        snapshot_after_entries: 500,
+        ..TimingConfig::default()
+    };
+    let mut cluster = TestCluster::start_with(3, timing).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let client = cluster.node_client(leader);
+
+    let value = "x".repeat(VALUE_BYTES);
+    let (cluster_ref, client_ref, value_ref) = (&cluster, &client, &value);
+    join_all((0..16).map(|writer| async move {
+        for i in (writer..LARGE_VALUES).step_by(16) {
+            cluster_ref
+                .put(client_ref, &format!("large-{i:04}"), value_ref)
+                .await
+                .unwrap_or_else(|e| panic!("large write {i}: {e}"));
+        }
+    }))
+    .await;
+    // Then small writes, one entry each, until the log has moved far enough
+    // past the large ones for a snapshot to hold them and the log before it
+    // to be purged.
+    // (A write may time out while a node builds a snapshot: only the
+    // acknowledged ones count.)
+    let mut last_small = None;
+    let mut failed = 0;
+    for i in 0.. {
+        let key = format!("small-{i:05}");
+        match cluster.put(&client, &key, "v").await {
+            Ok(index) if index > 2_500 => {
+                last_small = Some(key);
+                break;
+            }
+            Ok(_) => last_small = Some(key),
+            Err(e) => {
+                failed += 1;
+                assert!(failed < 20, "small writes keep failing: {e}");
+            }
+        }
+    }
+    let last_small = last_small.expect("an acknowledged small write");
+    // Every node has built a snapshot holding the large values.
+    let built = poll_async(Duration::from_secs(120), "a snapshot of every large value", || async {
+        let log = std::fs::read_to_string(cluster.local.nodes[&leader].log_path()).ok()?;
+        snapshot_bytes(&log, "built a snapshot")
+            .into_iter()
+            .max()
+            .filter(|&bytes| bytes >= SNAPSHOT_AT_LEAST)
+    })
+    .await;
+
+    let addr = cluster.local.add_node_layout(4).expect("lay out node 4").addr.clone();
+    cluster.local.start(4).expect("start node 4");
+    let started = Instant::now();
+    let request = AddNodeRequest {
+        id: 4,
+        addr,
+        worker: true,
+    };
+    cluster
+        .client()
+        .call_with(&request, |mut c, r| async move { c.add_node(r).await })
+        .await
+        .expect("add node 4 as a worker");
+    poll_async(Duration::from_secs(300), "node 4 to hold every write", || async {
+        let small = cluster.get_local(4, &last_small).await.ok()??;
+        let large = cluster
+            .get_local(4, &format!("large-{:04}", LARGE_VALUES - 1))
+            .await
+            .ok()??;
+        (small == b"v" && large.len() == VALUE_BYTES).then_some(())
+    })
+    .await;
+    let joined = started.elapsed();
+
+    let log = std::fs::read_to_string(cluster.local.nodes[&4].log_path()).expect("node 4's log");
+    let installed = snapshot_bytes(&log, "installed a snapshot");
+    assert!(
+        installed.iter().any(|&bytes| bytes >= SNAPSHOT_AT_LEAST),
+        "node 4 must have installed a snapshot of at least {SNAPSHOT_AT_LEAST} bytes; it installed {installed:?}"
+    );
+    for key in ["large-0000", "large-0401", last_small.as_str()] {
+        assert!(
+            cluster.get_local(4, key).await.expect("local read").is_some(),
+            "{key} on node 4"
+        );
+    }
+    // The cluster goes on committing.
+    cluster
+        .put(&client, "after", "v")
+        .await
+        .expect("a write after the join");
+    eprintln!(
+        "node 4 joined by a snapshot of {} bytes ({:.1}x the {PEER_MAX_MESSAGE_BYTES}-byte message limit; \
+         the leader's largest: {built} bytes) in {:.1} s",
+        installed.iter().max().unwrap(),
+        *installed.iter().max().unwrap() as f64 / PEER_MAX_MESSAGE_BYTES as f64,
+        joined.as_secs_f64()
+    );
+}
+
+/// The sizes in a node's log lines that say `what` (`bytes=N`).
+fn snapshot_bytes(log: &str, what: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|line| line.contains(what))
+        .filter_map(|line| line.split("bytes=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect()
+}
