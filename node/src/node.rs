@@ -25,7 +25,7 @@ use crate::api::{CONTROL_MAX_MESSAGE_BYTES, ControlService, Gate, NodeContext, P
 use crate::bootstrap::{Bootstrap, ClusterMismatch, decide};
 use crate::config::NodeConfig;
 use crate::modules::{ModuleStore, spawn_fetcher};
-use crate::raft::{GrpcNetwork, PeerChannels, Proposer, openraft_config, start_raft};
+use crate::raft::{GrpcNetwork, PeerChannels, Proposer, openraft_config, spawn_progress_watch, start_raft};
 use crate::rollout::spawn_rollouts;
 use crate::runtime::{RuntimeLimits, TaskEngine};
 use crate::store::{RaftDb, StoreError};
@@ -134,6 +134,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         proposer: Proposer::start(raft.clone()),
         state_machine,
         channels,
+        progress: Default::default(),
         engine,
         modules,
         last_contact: Mutex::new(Default::default()),
@@ -154,6 +155,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let supervisor = spawn_supervisor(context.clone());
     let runner = spawn_runner(context.clone());
     let rollouts = spawn_rollouts(context.clone());
+    let progress = spawn_progress_watch(raft.clone(), context.progress.clone());
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone());
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
     let server = serve(listener, tls.as_ref(), gate, context.clone(), stop_serving_rx)?;
@@ -199,7 +201,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         // Fail-stop: nothing may tick or renew a lease on a node whose Raft
         // is gone, and nothing can be handed off through it.
         tracing::error!(node = config.id, "raft stopped: {why}; stopping this node");
-        for task in [&fetcher, &supervisor, &runner, &rollouts, &heartbeat] {
+        for task in [&fetcher, &supervisor, &runner, &rollouts, &heartbeat, &progress] {
             task.abort();
         }
         stop_ticks(&context).await;
@@ -216,6 +218,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         runner.abort();
         rollouts.abort();
         heartbeat.abort();
+        progress.abort();
         stop_ticks(&context).await;
         hand_off_leadership(&raft, config.id, grace / 3).await;
         let _ = stop_serving_tx.send(());

@@ -166,6 +166,15 @@ pub struct TaskTable {
     pub tasks: BTreeMap<String, TaskRecord>,
 }
 
+/// A running task whose next tick is long overdue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overdue {
+    pub task: String,
+    pub owner: Option<NodeId>,
+    /// How long ago its next tick was due.
+    pub late_ms: u64,
+}
+
 fn rejected(why: String) -> CommandResponse {
     CommandResponse::Rejected(why)
 }
@@ -323,6 +332,25 @@ impl TaskTable {
             task.epoch += 1;
         }
         CommandResponse::Done
+    }
+
+    /// Running tasks whose next tick was due more than `grace_ms` before
+    /// `now_ms`, the latest first. A task that has not ticked yet is due at
+    /// once, with no time to be late from.
+    pub fn overdue(&self, now_ms: u64, grace_ms: u64) -> Vec<Overdue> {
+        let mut late: Vec<Overdue> = self
+            .tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Running && t.next_due_ms > 0)
+            .filter(|t| now_ms > t.next_due_ms.saturating_add(grace_ms))
+            .map(|t| Overdue {
+                task: t.spec.name.clone(),
+                owner: t.owner,
+                late_ms: now_ms - t.next_due_ms,
+            })
+            .collect();
+        late.sort_by(|a, b| b.late_ms.cmp(&a.late_ms).then_with(|| a.task.cmp(&b.task)));
+        late
     }
 
     /// Marks a task failed, if `epoch` is still its epoch.

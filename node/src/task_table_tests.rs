@@ -222,3 +222,33 @@ fn a_hand_off_of_an_unowned_task_assigns_it_at_once() {
     assert_eq!(table.hand_off(&hand_off_to(2, 0)), CommandResponse::Count(1));
     assert_eq!((table.tasks["t"].owner, table.tasks["t"].epoch), (Some(2), 1));
 }
+
+#[test]
+fn running_tasks_long_past_their_next_tick_are_overdue_the_latest_first() {
+    let mut table = owned();
+    table.commit_tick(&commit(1, 1, 1)); // next due at 1,000
+    for name in ["u", "never", "paused"] {
+        table.add(spec(name));
+    }
+    let tick = |name: &str, next_due_ms| TickCommit {
+        task: name.into(),
+        next_due_ms,
+        ..commit(1, 1, 1)
+    };
+    for name in ["u", "paused"] {
+        table.assign(&[Assignment {
+            task: name.into(),
+            owner: Some(1),
+            expected_epoch: 0,
+        }]);
+        table.commit_tick(&tick(name, 500));
+    }
+    table.set_status("paused", TaskStatus::Paused);
+
+    assert_eq!(table.overdue(5_400, 5_000), vec![], "within the grace");
+    let late = table.overdue(9_000, 5_000);
+    let names: Vec<(&str, u64)> = late.iter().map(|o| (o.task.as_str(), o.late_ms)).collect();
+    // Not the paused task, nor the one that has not ticked yet.
+    assert_eq!(names, vec![("u", 8_500), ("t", 8_000)]);
+    assert_eq!(late[0].owner, Some(1));
+}

@@ -1,6 +1,6 @@
 //! `batonctl status`: the cluster at a glance.
 
-use baton_proto::{MemberStatus, StatusReply, StatusRequest};
+use baton_proto::{MemberStatus, Stall, StatusReply, StatusRequest};
 use serde::{Deserialize, Serialize};
 
 use super::CmdError;
@@ -24,6 +24,32 @@ pub struct StatusView {
     /// The longest a task of a lost node waits before it runs elsewhere.
     pub failover_bound_ms: u64,
     pub lease_ms: u64,
+    /// What should move and has stood still for seconds; empty when all is
+    /// well (at most 20 tasks listed, `tasks.overdue` counts them all).
+    pub stalls: Vec<StallView>,
+}
+
+/// Something that should move and does not.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StallView {
+    /// commits, replication or task.
+    pub kind: String,
+    /// The member's id or the task's name; empty for commits.
+    pub subject: String,
+    /// How long it has stood still (a task: how late it is).
+    pub for_ms: u64,
+    pub summary: String,
+}
+
+impl From<Stall> for StallView {
+    fn from(s: Stall) -> Self {
+        StallView {
+            kind: s.kind,
+            subject: s.subject,
+            for_ms: s.for_ms,
+            summary: s.summary,
+        }
+    }
 }
 
 /// How the cluster's tasks are doing.
@@ -33,6 +59,8 @@ pub struct TasksSummary {
     pub paused: u64,
     /// Names of the tasks marked failed.
     pub failed: Vec<String>,
+    /// Running tasks whose next tick is long overdue.
+    pub overdue: u64,
 }
 
 /// One member, as `status` and `nodes list` print it.
@@ -86,9 +114,11 @@ impl From<StatusReply> for StatusView {
                 running: s.tasks_running,
                 paused: s.tasks_paused,
                 failed: s.failed_tasks,
+                overdue: s.overdue_tasks,
             },
             failover_bound_ms: s.failover_bound_ms,
             lease_ms: s.lease_ms,
+            stalls: s.stalls.into_iter().map(StallView::from).collect(),
         }
     }
 }
@@ -103,29 +133,52 @@ pub async fn fetch(client: &ClusterClient) -> Result<StatusView, ClientError> {
 
 pub async fn run(client: &ClusterClient, format: OutputFormat) -> Result<(), CmdError> {
     let view = fetch(client).await?;
-    output::print(format, &view, || {
-        let leader = view.leader.map_or("none".to_string(), |l| l.to_string());
-        let failed = match view.tasks.failed.as_slice() {
-            [] => String::new(),
-            names => format!("; FAILED: {} (see `batonctl tasks show NAME`)", names.join(", ")),
-        };
-        format!(
-            "cluster {}  leader {}  term {}  commit {}  (answered by node {})\ntasks: {} running, {} paused, {} failed{}\nfailover bound: {} ms (lease {} ms)\n\n{}",
-            view.cluster_id,
-            leader,
-            view.term,
-            view.commit_index,
-            view.answered_by,
-            view.tasks.running,
-            view.tasks.paused,
-            view.tasks.failed.len(),
-            failed,
-            view.failover_bound_ms,
-            view.lease_ms,
-            members_table(&view.members)
-        )
-    });
+    output::print(format, &view, || render(&view));
     Ok(())
+}
+
+/// `status` for people.
+pub fn render(view: &StatusView) -> String {
+    let leader = view.leader.map_or("none".to_string(), |l| l.to_string());
+    let failed = match view.tasks.failed.as_slice() {
+        [] => String::new(),
+        names => format!("; FAILED: {} (see `batonctl tasks show NAME`)", names.join(", ")),
+    };
+    let overdue = match view.tasks.overdue {
+        0 => String::new(),
+        n => format!(" ({n} overdue)"),
+    };
+    let mut out = format!(
+        "cluster {}  leader {}  term {}  commit {}  (answered by node {})\ntasks: {} running{}, {} paused, {} failed{}\nfailover bound: {} ms (lease {} ms)\n",
+        view.cluster_id,
+        leader,
+        view.term,
+        view.commit_index,
+        view.answered_by,
+        view.tasks.running,
+        overdue,
+        view.tasks.paused,
+        view.tasks.failed.len(),
+        failed,
+        view.failover_bound_ms,
+        view.lease_ms,
+    );
+    if !view.stalls.is_empty() {
+        out.push_str("\nSTALLED:\n");
+        for stall in &view.stalls {
+            out.push_str(&format!("  {}\n", stall.summary));
+        }
+        let listed = view.stalls.iter().filter(|s| s.kind == "task").count() as u64;
+        if view.tasks.overdue > listed {
+            out.push_str(&format!(
+                "  and {} more overdue tasks (see `batonctl tasks list`)\n",
+                view.tasks.overdue - listed
+            ));
+        }
+    }
+    out.push('\n');
+    out.push_str(&members_table(&view.members));
+    out
 }
 
 /// The members as a table.
@@ -168,4 +221,63 @@ pub fn members_table(members: &[MemberView]) -> String {
         ],
         &rows,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(stalls: Vec<StallView>, overdue: u64) -> StatusView {
+        StatusView {
+            cluster_id: "dev-1".into(),
+            leader: Some(1),
+            term: 2,
+            commit_index: 49,
+            last_applied_index: 49,
+            answered_by: 1,
+            members: vec![],
+            tasks: TasksSummary {
+                running: 9,
+                paused: 0,
+                failed: vec![],
+                overdue,
+            },
+            failover_bound_ms: 1_950,
+            lease_ms: 1_000,
+            stalls,
+        }
+    }
+
+    fn stall(kind: &str, summary: &str) -> StallView {
+        StallView {
+            kind: kind.into(),
+            subject: String::new(),
+            for_ms: 6_000,
+            summary: summary.into(),
+        }
+    }
+
+    #[test]
+    fn a_healthy_cluster_shows_no_stall_section() {
+        let text = render(&view(vec![], 0));
+        assert!(text.contains("tasks: 9 running, 0 paused, 0 failed\n"), "{text}");
+        assert!(!text.contains("STALLED"), "{text}");
+    }
+
+    #[test]
+    fn stalls_are_listed_with_the_overdue_count_and_what_was_not_listed() {
+        let stalls = vec![
+            stall("commits", "commits stalled for 6.0 s: ..."),
+            stall("task", "task a (running on node 2) is 9.0 s past its next tick"),
+        ];
+        let text = render(&view(stalls, 7));
+        assert!(text.contains("tasks: 9 running (7 overdue), 0 paused"), "{text}");
+        assert!(
+            text.contains(
+                "\nSTALLED:\n  commits stalled for 6.0 s: ...\n  task a (running on node 2) is 9.0 s past its next \
+                 tick\n  and 6 more overdue tasks"
+            ),
+            "{text}"
+        );
+    }
 }

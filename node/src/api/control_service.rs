@@ -91,7 +91,13 @@ impl Control for ControlService {
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         self.redirect_to_leader()?;
         let metrics = crate::types::metrics(&self.context.raft);
-        let members = probe_members(&self.context).await;
+        let mut members = probe_members(&self.context).await;
+        let (stalls, overdue_tasks) = super::stalls::current(&self.context);
+        for member in &mut members {
+            if let Some(state) = super::stalls::lagging_state(&member.state, member.id, &stalls) {
+                member.state = state.to_string();
+            }
+        }
         let (tasks_running, tasks_paused, failed_tasks) = self.context.state_machine.read(|s| {
             let count = |status: &TaskStatus| s.tasks.tasks.values().filter(|t| &t.status == status).count() as u64;
             let failed = s
@@ -116,6 +122,8 @@ impl Control for ControlService {
             failed_tasks,
             failover_bound_ms: self.context.supervision.failover_bound_ms,
             lease_ms: self.context.supervision.lease_ms,
+            stalls,
+            overdue_tasks,
         }))
     }
 

@@ -9,6 +9,7 @@ mod member_probe;
 mod module_calls;
 mod peer_service;
 mod raft_service;
+mod stalls;
 mod task_calls;
 
 pub use context::NodeContext;

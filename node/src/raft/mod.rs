@@ -5,6 +5,7 @@ mod builder;
 pub mod message_limits;
 mod network;
 mod peer_channels;
+mod progress;
 mod proposer;
 pub mod snapshot_stream;
 
@@ -12,4 +13,5 @@ pub use builder::{openraft_config, start_raft};
 pub use message_limits::{MAX_COMMAND_BYTES, PEER_MAX_MESSAGE_BYTES};
 pub use network::GrpcNetwork;
 pub use peer_channels::{PeerChannels, peer_client};
+pub use progress::{Progress, RaftStall, STALL_AFTER_MS, spawn_progress_watch};
 pub use proposer::{Committed, ProposeError, Proposer};

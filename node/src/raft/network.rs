@@ -121,7 +121,10 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RpcError> {
-        self.call(RpcKind::AppendEntries, &rpc, &option).await
+        let result = self.call(RpcKind::AppendEntries, &rpc, &option).await;
+        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        self.channels.note_replication(self.target, outcome);
+        result
     }
 
     async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
@@ -152,13 +155,19 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         let timeout = rpc_timeout(option.hard_ttl(), data.len());
         let stream = futures::stream::iter(chunks(vote, meta, data, SNAPSHOT_CHUNK_BYTES));
         let request = self.channels.request(stream, Some(timeout));
-        tokio::select! {
-            reply = client.stream_snapshot(request) => {
-                let reply = reply.map_err(|s| to_streaming(rpc_error(s)))?;
-                decode(&reply.into_inner().payload).map_err(to_streaming)
-            }
-            closed = cancel => Err(StreamingError::Closed(closed)),
-        }
+        let result = tokio::select! {
+            reply = client.stream_snapshot(request) => match reply {
+                Ok(reply) => decode(&reply.into_inner().payload).map_err(to_streaming),
+                Err(status) => Err(to_streaming(rpc_error(status))),
+            },
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+        };
+        let outcome = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| format!("sending a snapshot: {e}"));
+        self.channels.note_replication(self.target, outcome);
+        result
     }
 
     async fn transfer_leader(

@@ -38,6 +38,9 @@ pub struct PeerChannels {
     /// Channels to peers' hearts (see [`crate::heart`]), asked only when a
     /// peer's stream breaks.
     hearts: Mutex<HashMap<NodeId, (String, Channel)>>,
+    /// Why the last replication call to each peer failed, until one
+    /// succeeds again: the reason `status` gives for a stall.
+    replication_errors: Mutex<HashMap<NodeId, String>>,
 }
 
 impl PeerChannels {
@@ -49,6 +52,7 @@ impl PeerChannels {
             tls,
             channels: Mutex::new(HashMap::new()),
             hearts: Mutex::new(HashMap::new()),
+            replication_errors: Mutex::new(HashMap::new()),
         })
     }
 
@@ -92,6 +96,21 @@ impl PeerChannels {
             endpoint = endpoint.tls_config(tls.client_config(Some(&node_dns_name(id))))?;
         }
         Ok(endpoint)
+    }
+
+    /// Records how the last replication call to `id` ended.
+    pub fn note_replication(&self, id: NodeId, outcome: Result<(), String>) {
+        let mut errors = self.replication_errors.lock().expect("replication error lock poisoned");
+        match outcome {
+            Ok(()) => errors.remove(&id),
+            Err(why) => errors.insert(id, why),
+        };
+    }
+
+    /// Why the last replication call to `id` failed, if it did.
+    pub fn replication_error(&self, id: NodeId) -> Option<String> {
+        let errors = self.replication_errors.lock().expect("replication error lock poisoned");
+        errors.get(&id).cloned()
     }
 
     /// Wraps `message` in a request that names this node and its cluster.
