@@ -18,6 +18,7 @@
 //! - `fault`: the kinds of fault and their names.
 //! - `driver`: starting the cluster, running a fault, publishing the report.
 //! - `inject`: how each fault is made, measured and healed.
+//! - `large_states`: the tasks at the cap of the large-states row.
 //! - `steps`: the waits and measures the faults share.
 //! - `checks`: the invariants checked after each fault.
 
@@ -25,6 +26,7 @@ mod checks;
 mod driver;
 mod fault;
 mod inject;
+mod large_states;
 mod steps;
 
 pub use fault::Fault;

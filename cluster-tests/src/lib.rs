@@ -18,6 +18,7 @@ pub use batonctl::local_cluster;
 pub mod chaos;
 pub mod chaos_report;
 pub mod containers;
+pub mod downstream;
 pub mod history;
 pub mod task_api;
 pub mod witness;

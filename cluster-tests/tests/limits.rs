@@ -3,7 +3,6 @@
 //! and nothing else stops; states at the largest cap allowed (2 MiB of JSON
 //! each) replicate, forwarded by followers, instead of timing out.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use baton_cluster_tests::task_api::{add, deploy, every, history, tasks};
@@ -16,18 +15,7 @@ const CAP: usize = baton_node::config::MAX_CAP_BYTES;
 /// A downstream on loopback that answers every `ping` with `size` bytes (a
 /// `netprobe` task keeps the answer as its state).
 fn downstream(size: usize) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut ping = [0u8; 4];
-            if stream.read_exact(&mut ping).is_ok() {
-                let _ = stream.write_all(&vec![b'x'; size]);
-            }
-        }
-    });
-    addr
+    baton_cluster_tests::downstream::answering("127.0.0.1:0", size).expect("a downstream on loopback")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

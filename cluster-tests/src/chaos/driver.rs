@@ -54,6 +54,12 @@ impl Chaos {
             .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
             .await
             .expect("deploy the witnessed module");
+        // For the large-states row's tasks.
+        let request = signed_deploy("netprobe".into(), example_module("netprobe"), &cluster.signing_key());
+        client
+            .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
+            .await
+            .expect("deploy the netprobe module");
         let addr = witness.addr().to_string();
         let witnessed: BTreeSet<String> = (0..options.witnessed).map(|i| format!("w{i:02}")).collect();
         for name in &witnessed {

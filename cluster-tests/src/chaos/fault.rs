@@ -7,6 +7,9 @@ pub enum Fault {
     KillFollower,
     /// The same, of the leader.
     KillLeader,
+    /// The leader killed while tasks keep states at the cap (`[limits]
+    /// max_state_bytes`) on every node.
+    LargeStates,
     /// `docker pause` (the cgroup freezer) of a follower past the lease.
     Pause,
     /// The same, landing while one of its witnessed ticks is in the middle
@@ -54,9 +57,10 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 19] = [
+    pub const ALL: [Fault; 20] = [
         Fault::KillFollower,
         Fault::KillLeader,
+        Fault::LargeStates,
         Fault::Pause,
         Fault::PauseMidTick,
         Fault::Stop,
@@ -80,6 +84,7 @@ impl Fault {
         match self {
             Fault::KillFollower => "kill follower",
             Fault::KillLeader => "kill leader",
+            Fault::LargeStates => "large states (at the cap), kill leader",
             Fault::Pause => "pause past the lease",
             Fault::PauseMidTick => "pause in the middle of a tick",
             Fault::Stop => "stop (graceful)",

@@ -32,6 +32,21 @@ impl Chaos {
                 self.cluster.start_again(victim);
                 Injected::moved(started, lost, moved).with_rollout(rollout)
             }
+            Fault::LargeStates => {
+                let large = self.add_large_states().await;
+                let lost = vec![leader];
+                let owned = self.owned_by(&lost).await;
+                let started = now_ms();
+                self.cluster.kill(leader);
+                let moved = self.await_moved(&owned, &lost, started).await;
+                self.cluster.start_again(leader);
+                let kept_on = self.remove_large_states(&large, started).await;
+                Injected {
+                    note: Some(large.note),
+                    broken: kept_on.err(),
+                    ..Injected::moved(started, lost, moved)
+                }
+            }
             Fault::Pause | Fault::PauseMidTick => {
                 let mid_tick = fault == Fault::PauseMidTick;
                 let lost = match mid_tick {
