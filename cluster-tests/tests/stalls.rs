@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use baton_cluster_tests::task_api::{add, deploy, every};
+use baton_cluster_tests::task_api::{add, deploy, every, tasks};
 use baton_cluster_tests::{TestCluster, poll_async};
 use batonctl::cmd::status::render;
 
@@ -20,7 +20,13 @@ async fn status_reports_stalled_commits_and_overdue_tasks_until_the_cluster_move
     let at_leader = cluster.node_client(leader);
     let status = |client| async move { batonctl::cmd::status::fetch(client).await.ok() };
 
-    // Healthy: nothing stalls (polled: the tasks are placed and tick).
+    // Healthy: nothing stalls (polled: the tasks are placed and tick). A
+    // task is overdue only once it has ticked: until then it has no
+    // schedule to be late against.
+    poll_async(Duration::from_secs(30), "every task to tick", || async {
+        tasks(&client).await.iter().all(|t| t.tick >= 1).then_some(())
+    })
+    .await;
     poll_async(Duration::from_secs(30), "a healthy status", || async {
         let view = status(&at_leader).await?;
         (view.stalls.is_empty() && view.tasks.running == 6 && view.members.iter().all(|m| m.state == "up"))

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::errors::fatal;
-use crate::raft::snapshot_stream::{ReceivedSnapshot, SnapshotAssembly};
+use crate::raft::snapshot_stream::{AssemblyError, SnapshotAssembly};
 use crate::types::Raft;
 use crate::types::typ::{Snapshot, SnapshotMeta, Vote};
 
@@ -35,12 +35,10 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
 
 impl RaftService {
     /// Hands a whole received snapshot to Raft.
-    async fn install(&self, received: ReceivedSnapshot) -> Result<Response<RaftReply>, Status> {
-        let vote: Vote = decode("snapshot vote", &received.vote)?;
-        let meta: SnapshotMeta = decode("snapshot meta", &received.meta)?;
+    async fn install(&self, vote: Vote, meta: SnapshotMeta, data: Vec<u8>) -> Result<Response<RaftReply>, Status> {
         let snapshot = Snapshot {
             meta,
-            snapshot: Cursor::new(received.data),
+            snapshot: Cursor::new(data),
         };
         let response = self.raft.install_full_snapshot(vote, snapshot).await.map_err(fatal)?;
         reply(&response)
@@ -81,17 +79,24 @@ impl RaftApi for RaftService {
 
     async fn install_snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<RaftReply>, Status> {
         let SnapshotRequest { vote, meta, data } = request.into_inner();
-        self.install(ReceivedSnapshot { vote, meta, data }).await
+        let vote: Vote = decode("snapshot vote", &vote)?;
+        let meta: SnapshotMeta = decode("snapshot meta", &meta)?;
+        self.install(vote, meta, data).await
     }
 
     async fn stream_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftReply>, Status> {
-        let invalid = |e: crate::raft::snapshot_stream::AssemblyError| Status::invalid_argument(e.to_string());
+        let invalid = |e: AssemblyError| Status::invalid_argument(e.to_string());
         let mut stream = request.into_inner();
         let mut assembly = SnapshotAssembly::start(stream.message().await?).map_err(invalid)?;
+        // A stream whose header does not decode is refused before its data.
+        let (vote, meta) = assembly.header();
+        let vote: Vote = decode("snapshot vote", vote)?;
+        let meta: SnapshotMeta = decode("snapshot meta", meta)?;
         while let Some(chunk) = stream.message().await? {
             assembly.push(chunk).map_err(invalid)?;
         }
-        self.install(assembly.finish().map_err(invalid)?).await
+        let received = assembly.finish().map_err(invalid)?;
+        self.install(vote, meta, received.data).await
     }
 
     async fn transfer_leader(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

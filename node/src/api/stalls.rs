@@ -35,7 +35,10 @@ pub fn current(context: &NodeContext) -> (Vec<Stall>, u64) {
         .collect::<Vec<_>>();
     let errors: BTreeMap<NodeId, String> = members
         .into_iter()
-        .filter_map(|id| context.channels.replication_error(id).map(|e| (id, e)))
+        .filter_map(|id| {
+            let (why, ago) = context.channels.replication_error(id)?;
+            Some((id, format!("{why} ({:.1} s ago)", ago.as_secs_f64())))
+        })
         .collect();
     let grace = task_grace_ms(context.supervision.failover_bound_ms);
     let overdue = context

@@ -36,7 +36,7 @@ pub const APPEND_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Room for an AppendEntries' envelope (vote, log ids, field names) and for
 /// a snapshot's metadata.
-const ENVELOPE_BYTES: usize = 64 * 1024;
+pub const ENVELOPE_BYTES: usize = 64 * 1024;
 
 /// The slowest transfer between nodes that replication allows for: a
 /// loaded two-core machine encodes, sends, decodes and fsyncs at least this

@@ -4,10 +4,11 @@
 //! snapshot is one client stream of chunks (see [`super::snapshot_stream`]).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use baton_proto::RaftRequest;
 use baton_proto::raft_client::RaftClient;
+use baton_proto::{RaftRequest, SnapshotRequest};
 use openraft::OptionalSend;
 use openraft::errors::{NetworkError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
@@ -17,7 +18,7 @@ use tonic::transport::Channel;
 
 use super::message_limits::{PEER_MAX_MESSAGE_BYTES, rpc_timeout};
 use super::peer_channels::PeerChannels;
-use super::snapshot_stream::{SNAPSHOT_CHUNK_BYTES, chunks};
+use super::snapshot_stream::{SNAPSHOT_CHUNK_BYTES, chunk_count, chunks, fits_one_message};
 use crate::types::typ::*;
 use crate::types::{Member, NodeId, TypeConfig};
 
@@ -106,6 +107,70 @@ impl GrpcPeer {
     }
 }
 
+impl GrpcPeer {
+    /// Streams a snapshot in chunks. The transfer may take as long as it
+    /// needs while it moves: it fails only when no chunk has been taken for
+    /// `patience` (openraft's install_snapshot_timeout), or when the
+    /// receiver has not answered within `patience` plus the time its bytes
+    /// take to install at the slowest rate allowed, once it has them all. A
+    /// peer of an earlier release, without the streaming call, gets the
+    /// snapshot in one message if it fits one.
+    async fn send_snapshot(
+        &self,
+        vote: Vec<u8>,
+        meta: Vec<u8>,
+        data: Arc<Vec<u8>>,
+        patience: Duration,
+    ) -> Result<SnapshotResponse, RpcError> {
+        let mut client = self.client()?;
+        let total = data.len();
+        let count = chunk_count(total, SNAPSHOT_CHUNK_BYTES);
+        // When the transport last took a chunk, and whether it took the last.
+        let taken = Arc::new(Mutex::new((Instant::now(), false)));
+        let tracker = taken.clone();
+        let stream = chunks(vote.clone(), meta.clone(), data.clone(), SNAPSHOT_CHUNK_BYTES)
+            .enumerate()
+            .map(move |(i, chunk)| {
+                *tracker.lock().expect("snapshot progress lock poisoned") = (Instant::now(), i + 1 == count);
+                chunk
+            });
+        let request = self.channels.request(futures::stream::iter(stream), None);
+        let stalled = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let (at, all) = *taken.lock().expect("snapshot progress lock poisoned");
+                let allowed = if all { rpc_timeout(patience, total) } else { patience };
+                if at.elapsed() > allowed {
+                    return match all {
+                        true => format!(
+                            "node {} took all {total} snapshot bytes and did not answer within {allowed:?}",
+                            self.target
+                        ),
+                        false => format!("node {} took no snapshot chunk for {allowed:?}", self.target),
+                    };
+                }
+            }
+        };
+        let reply = tokio::select! {
+            reply = client.stream_snapshot(request) => reply,
+            why = stalled => return Err(RpcError::Unreachable(Unreachable::from_string(why))),
+        };
+        let reply = match reply {
+            Err(status) if status.code() == tonic::Code::Unimplemented && fits_one_message(total) => {
+                let message = SnapshotRequest {
+                    vote,
+                    meta,
+                    data: data.to_vec(),
+                };
+                let request = self.channels.request(message, Some(rpc_timeout(patience, total)));
+                client.install_snapshot(request).await
+            }
+            other => other,
+        };
+        decode(&reply.map_err(rpc_error)?.into_inner().payload)
+    }
+}
+
 enum RpcKind {
     AppendEntries,
     Vote,
@@ -121,9 +186,13 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RpcError> {
+        let carries_entries = !rpc.entries.is_empty();
         let result = self.call(RpcKind::AppendEntries, &rpc, &option).await;
-        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
-        self.channels.note_replication(self.target, outcome);
+        match &result {
+            Ok(_) if carries_entries => self.channels.note_replicated(self.target),
+            Ok(_) => {}
+            Err(e) => self.channels.note_replication_error(self.target, e.to_string()),
+        }
         result
     }
 
@@ -146,27 +215,19 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
             RpcError::Unreachable(u) => StreamingError::Unreachable(u),
             other => StreamingError::Network(NetworkError::from_string(other.to_string())),
         };
-        let mut client = self.client().map_err(to_streaming)?;
         let vote = encode(&vote).map_err(to_streaming)?;
         let meta = encode(&snapshot.meta).map_err(to_streaming)?;
-        let data = snapshot.snapshot.into_inner();
-        // openraft allows install_snapshot_timeout for the whole transfer:
-        // add the time its bytes take at the slowest rate allowed.
-        let timeout = rpc_timeout(option.hard_ttl(), data.len());
-        let stream = futures::stream::iter(chunks(vote, meta, data, SNAPSHOT_CHUNK_BYTES));
-        let request = self.channels.request(stream, Some(timeout));
+        let data = Arc::new(snapshot.snapshot.into_inner());
         let result = tokio::select! {
-            reply = client.stream_snapshot(request) => match reply {
-                Ok(reply) => decode(&reply.into_inner().payload).map_err(to_streaming),
-                Err(status) => Err(to_streaming(rpc_error(status))),
-            },
+            result = self.send_snapshot(vote, meta, data, option.hard_ttl()) => result.map_err(to_streaming),
             closed = cancel => return Err(StreamingError::Closed(closed)),
         };
-        let outcome = result
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| format!("sending a snapshot: {e}"));
-        self.channels.note_replication(self.target, outcome);
+        match &result {
+            Ok(_) => self.channels.note_replicated(self.target),
+            Err(e) => self
+                .channels
+                .note_replication_error(self.target, format!("sending a snapshot: {e}")),
+        }
         result
     }
 

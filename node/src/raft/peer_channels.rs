@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use baton_proto::peer_client::PeerClient;
 use tonic::metadata::MetadataValue;
@@ -38,9 +38,11 @@ pub struct PeerChannels {
     /// Channels to peers' hearts (see [`crate::heart`]), asked only when a
     /// peer's stream breaks.
     hearts: Mutex<HashMap<NodeId, (String, Channel)>>,
-    /// Why the last replication call to each peer failed, until one
-    /// succeeds again: the reason `status` gives for a stall.
-    replication_errors: Mutex<HashMap<NodeId, String>>,
+    /// Why the last replication call to each peer failed, and when, until
+    /// one that carries entries succeeds: the reason `status` gives for a
+    /// stall. (An empty heartbeat that gets through says nothing about the
+    /// entries that do not.)
+    replication_errors: Mutex<HashMap<NodeId, (Instant, String)>>,
 }
 
 impl PeerChannels {
@@ -98,19 +100,24 @@ impl PeerChannels {
         Ok(endpoint)
     }
 
-    /// Records how the last replication call to `id` ended.
-    pub fn note_replication(&self, id: NodeId, outcome: Result<(), String>) {
+    /// Records why a replication call to `id` failed.
+    pub fn note_replication_error(&self, id: NodeId, why: String) {
         let mut errors = self.replication_errors.lock().expect("replication error lock poisoned");
-        match outcome {
-            Ok(()) => errors.remove(&id),
-            Err(why) => errors.insert(id, why),
-        };
+        errors.insert(id, (Instant::now(), why));
     }
 
-    /// Why the last replication call to `id` failed, if it did.
-    pub fn replication_error(&self, id: NodeId) -> Option<String> {
+    /// Records that a replication call carrying entries (or a snapshot) to
+    /// `id` succeeded.
+    pub fn note_replicated(&self, id: NodeId) {
+        let mut errors = self.replication_errors.lock().expect("replication error lock poisoned");
+        errors.remove(&id);
+    }
+
+    /// Why the last replication call to `id` failed, and how long ago, if
+    /// none carrying entries has succeeded since.
+    pub fn replication_error(&self, id: NodeId) -> Option<(String, Duration)> {
         let errors = self.replication_errors.lock().expect("replication error lock poisoned");
-        errors.get(&id).cloned()
+        errors.get(&id).map(|(at, why)| (why.clone(), at.elapsed()))
     }
 
     /// Wraps `message` in a request that names this node and its cluster.

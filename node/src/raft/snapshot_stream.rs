@@ -8,26 +8,38 @@ use std::sync::Arc;
 
 use baton_proto::SnapshotChunk;
 
+use super::message_limits::{ENVELOPE_BYTES, PEER_MAX_MESSAGE_BYTES};
+
 /// The most snapshot data one chunk carries: far below what peers accept,
 /// and large enough that a chunk's envelope costs nothing.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// The most a receiver reserves up front on a stream's word (the buffer
-/// grows past it as data actually arrives).
-const MAX_RESERVE_BYTES: u64 = 1024 * 1024 * 1024;
+/// grows past it only as data actually arrives).
+const MAX_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How many chunks a snapshot of `total` bytes takes: at least one, the one
+/// with the header.
+pub fn chunk_count(total: usize, chunk_bytes: usize) -> usize {
+    total.div_ceil(chunk_bytes).max(1)
+}
+
+/// Whether a snapshot of `total` bytes fits one message of the Raft service
+/// (for a peer of an earlier release, without the streaming call).
+pub fn fits_one_message(total: usize) -> bool {
+    total + ENVELOPE_BYTES <= PEER_MAX_MESSAGE_BYTES
+}
 
 /// The chunks of one snapshot stream, made one at a time as they are sent.
 pub fn chunks(
     vote: Vec<u8>,
     meta: Vec<u8>,
-    data: Vec<u8>,
+    data: Arc<Vec<u8>>,
     chunk_bytes: usize,
 ) -> impl Iterator<Item = SnapshotChunk> + Send + 'static {
     assert!(chunk_bytes > 0, "chunks must carry data");
-    let data = Arc::new(data);
     let total_bytes = data.len() as u64;
-    // An empty snapshot is still one chunk: the one with the header.
-    let count = data.len().div_ceil(chunk_bytes).max(1);
+    let count = chunk_count(data.len(), chunk_bytes);
     let mut header = Some((vote, meta));
     (0..count).map(move |i| {
         let start = i * chunk_bytes;
@@ -92,6 +104,12 @@ impl SnapshotAssembly {
         Ok(assembly)
     }
 
+    /// The first chunk's vote and metadata, still encoded: decode them
+    /// before taking the rest.
+    pub fn header(&self) -> (&[u8], &[u8]) {
+        (&self.vote, &self.meta)
+    }
+
     /// Adds the next chunk.
     pub fn push(&mut self, chunk: SnapshotChunk) -> Result<(), AssemblyError> {
         if !chunk.vote.is_empty() || !chunk.meta.is_empty() || chunk.total_bytes != 0 {
@@ -147,7 +165,7 @@ mod tests {
         for size in [0usize, 1, 9, 10, 11, 99, 100, 101] {
             let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
             let (vote, meta) = header();
-            let chunks: Vec<_> = chunks(vote.clone(), meta.clone(), data.clone(), 10).collect();
+            let chunks: Vec<_> = chunks(vote.clone(), meta.clone(), Arc::new(data.clone()), 10).collect();
             assert_eq!(chunks.len(), size.div_ceil(10).max(1), "size {size}");
             assert!(chunks.iter().all(|c| c.data.len() <= 10));
             assert_eq!(
@@ -161,7 +179,7 @@ mod tests {
     #[test]
     fn only_the_first_chunk_carries_the_header() {
         let (vote, meta) = header();
-        let chunks: Vec<_> = chunks(vote, meta, vec![7; 25], 10).collect();
+        let chunks: Vec<_> = chunks(vote, meta, Arc::new(vec![7; 25]), 10).collect();
         assert_eq!(chunks[0].total_bytes, 25);
         assert!(
             chunks[1..]
@@ -173,7 +191,7 @@ mod tests {
     #[test]
     fn a_stream_with_more_or_less_than_it_announced_is_refused() {
         let (vote, meta) = header();
-        let mut all: Vec<_> = chunks(vote.clone(), meta.clone(), vec![1; 30], 10).collect();
+        let mut all: Vec<_> = chunks(vote.clone(), meta.clone(), Arc::new(vec![1; 30]), 10).collect();
         let last = all.pop().unwrap();
         assert_eq!(
             assemble(all.clone()),
@@ -186,7 +204,7 @@ mod tests {
         all.push(last);
         assert_eq!(assemble(all), Err(AssemblyError::TooLong { total: 30 }));
 
-        let mut lying: Vec<_> = chunks(vote, meta, vec![1; 30], 10).collect();
+        let mut lying: Vec<_> = chunks(vote, meta, Arc::new(vec![1; 30]), 10).collect();
         lying[0].total_bytes = 5;
         assert_eq!(assemble(lying), Err(AssemblyError::TooLong { total: 5 }));
     }
@@ -195,7 +213,7 @@ mod tests {
     fn a_stream_without_its_header_or_with_two_is_refused() {
         assert_eq!(assemble([]).unwrap_err(), AssemblyError::Empty);
         let (vote, meta) = header();
-        let mut chunks: Vec<_> = chunks(vote, meta, vec![1; 30], 10).collect();
+        let mut chunks: Vec<_> = chunks(vote, meta, Arc::new(vec![1; 30]), 10).collect();
         let mut headless = chunks.clone();
         headless[0].vote.clear();
         assert_eq!(assemble(headless).unwrap_err(), AssemblyError::NoHeader);

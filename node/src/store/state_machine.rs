@@ -21,7 +21,7 @@ use futures::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use redb::Durability;
+use redb::{Durability, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::db::{RaftDb, SM_META, from_json, to_json};
@@ -100,43 +100,78 @@ impl StateMachineStore {
             .map_or(0, |l| l.index())
     }
 
-    /// Stores a snapshot durably as the current one, and hands its data
-    /// back.
+    /// Stores a snapshot durably as the current one, unless the store holds
+    /// one as new or newer, and hands its data back. A build runs beside
+    /// installs: one that took a copy of the state before a newer snapshot
+    /// was installed must not put the older one back (the log before the
+    /// newer one is purged, and a restart could not re-apply it).
     async fn save(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<Vec<u8>, io::Error> {
+        let last_log_id = meta.last_log_id;
         let meta = to_json(meta)?;
         self.db
             .blocking(move |db| {
-                db.write(Durability::Immediate, |txn| {
+                let written = db.write(Durability::Immediate, |txn| {
                     let mut table = txn.open_table(SM_META)?;
+                    let stored = stored_snapshot(&table, false)?.and_then(|(meta, _)| meta.last_log_id);
+                    if stored.is_some() && stored >= last_log_id {
+                        return Ok(false);
+                    }
                     table.insert(SNAPSHOT_META_KEY, meta.as_slice())?;
                     table.insert(SNAPSHOT_DATA_KEY, data.as_slice())?;
                     table.remove(LEGACY_SNAPSHOT_KEY)?;
-                    Ok(())
+                    Ok(true)
                 })?;
+                if !written {
+                    tracing::info!("kept the stored snapshot: it is as new as this one or newer");
+                }
                 Ok(data)
             })
             .await
     }
 }
 
-/// Reads the current snapshot's metadata and data, in either layout.
+/// Reads the current snapshot's metadata (and its data, if `with_data`)
+/// from the `sm_meta` table, in either layout; the newer if both are there.
+fn stored_snapshot(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    with_data: bool,
+) -> Result<Option<(SnapshotMeta, Vec<u8>)>, redb::Error> {
+    let meta = table.get(SNAPSHOT_META_KEY)?.map(|v| v.value().to_vec());
+    let current = match meta {
+        Some(meta) => {
+            let data = match with_data {
+                true => table
+                    .get(SNAPSHOT_DATA_KEY)?
+                    .map(|v| v.value().to_vec())
+                    .ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the store holds a snapshot's metadata without its data",
+                        )
+                    })?,
+                false => Vec::new(),
+            };
+            Some((from_json::<SnapshotMeta>(&meta)?, data))
+        }
+        None => None,
+    };
+    let legacy = match table.get(LEGACY_SNAPSHOT_KEY)? {
+        Some(v) => {
+            let legacy: LegacySnapshot = from_json(v.value())?;
+            Some((legacy.meta, legacy.data))
+        }
+        None => None,
+    };
+    Ok(match (current, legacy) {
+        (Some(current), Some(legacy)) if legacy.0.last_log_id > current.0.last_log_id => Some(legacy),
+        (Some(current), _) => Some(current),
+        (None, legacy) => legacy,
+    })
+}
+
+/// Reads the current snapshot's metadata and data, in one read.
 fn load(db: &RaftDb) -> Result<Option<(SnapshotMeta, Vec<u8>)>, io::Error> {
-    let (meta, data) = db.read(|txn| {
-        let table = txn.open_table(SM_META)?;
-        let meta = table.get(SNAPSHOT_META_KEY)?.map(|v| v.value().to_vec());
-        let data = table.get(SNAPSHOT_DATA_KEY)?.map(|v| v.value().to_vec());
-        Ok((meta, data))
-    })?;
-    match (meta, data) {
-        (Some(meta), Some(data)) => Ok(Some((from_json(&meta)?, data))),
-        (None, None) => Ok(db
-            .get_json::<LegacySnapshot>(SM_META, LEGACY_SNAPSHOT_KEY)?
-            .map(|legacy| (legacy.meta, legacy.data))),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the store holds a snapshot's metadata without its data, or its data without its metadata",
-        )),
-    }
+    db.read(|txn| stored_snapshot(&txn.open_table(SM_META)?, true))
 }
 
 /// Encodes `cluster` off the async runtime's threads.
@@ -304,6 +339,34 @@ mod tests {
 
         let reopened = StateMachineStore::open(db).unwrap();
         assert_eq!(reopened.read(|c| c.kv["old"].len()), 1000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_build_that_finishes_after_a_newer_install_does_not_put_the_older_snapshot_back() {
+        use openraft::vote::RaftLeaderIdExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        // Two handles on one store: one still at nothing applied (a build
+        // that copied the state before the install), one that installs a
+        // snapshot at index 100.
+        let mut before = StateMachineStore::open(db.clone()).unwrap();
+        let mut installer = StateMachineStore::open(db.clone()).unwrap();
+        let leader = <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(1, 1);
+        let newer = SnapshotMeta {
+            last_log_id: Some(LogId::new(leader, 100)),
+            ..SnapshotMeta::default()
+        };
+        let data = to_json(&cluster_with("newer")).unwrap();
+        installer
+            .install_snapshot(&newer, Cursor::new(data.clone()))
+            .await
+            .unwrap();
+        before.build_snapshot().await.unwrap();
+
+        let current = installer.get_current_snapshot().await.unwrap().expect("a snapshot");
+        assert_eq!(current.meta.last_log_id, newer.last_log_id);
+        assert_eq!(current.snapshot.into_inner(), data);
+        assert_eq!(StateMachineStore::open(db).unwrap().last_applied_index(), 100);
     }
 
     #[tokio::test]

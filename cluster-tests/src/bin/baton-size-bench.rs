@@ -1,0 +1,250 @@
+//! `baton-size-bench`: what size costs, on a 3-node cluster of release
+//! `baton-node` processes on loopback with durable storage.
+//!
+//! - **Commit latency by size**: writes of 1 KiB, 16 KiB and 64 KiB (a
+//!   task's state travels in its tick's commit the same way: one command in
+//!   one Raft entry, JSON-encoded), by one client and by 16, for
+//!   `--seconds` each.
+//! - **Join time by snapshot size**: the cluster's state grown to each size
+//!   in `--snapshots-mb` with 64 KiB values, a snapshot built that holds it
+//!   (the log behind it purged), then a new worker added; the time from
+//!   `nodes add` until the worker has applied the last write.
+//!
+//! Prints Markdown tables. Run from the repository root:
+//! `scripts/bench-sizes.sh` (builds release binaries first).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_cluster_tests::{TestCluster, poll_async};
+use baton_node::config::TimingConfig;
+use baton_proto::AddNodeRequest;
+use batonctl::ClusterClient;
+use clap::Parser;
+use futures::future::join_all;
+use hdrhistogram::Histogram;
+
+#[derive(Parser)]
+#[command(about = "Commit latency by size and join time by snapshot size on a local Baton cluster")]
+struct Args {
+    /// Seconds of load per size and client count.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Snapshot sizes to join at, in MB (JSON bytes), increasing.
+    #[arg(long, value_delimiter = ',', default_value = "16,64,128,256")]
+    snapshots_mb: Vec<usize>,
+}
+
+/// The sizes whose commit latency is measured.
+const SIZES: [usize; 3] = [1024, 16 * 1024, 64 * 1024];
+
+/// The value that grows the state: the largest a put takes.
+const GROW_BYTES: usize = 64 * 1024;
+
+/// Snapshots come every this many entries; openraft keeps 1,000 entries
+/// behind one, so a node that joins later must take a snapshot.
+const SNAPSHOT_AFTER: u64 = 500;
+
+struct Phase {
+    size: usize,
+    clients: usize,
+    ops: u64,
+    elapsed: Duration,
+    latency_us: Histogram<u64>,
+    errors: u64,
+}
+
+async fn load(cluster: &Arc<TestCluster>, size: usize, clients: usize, seconds: u64) -> Phase {
+    let connections: Vec<Arc<ClusterClient>> = (0..clients.min(8)).map(|_| Arc::new(cluster.client())).collect();
+    let value = Arc::new("v".repeat(size));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let (cluster, client, value) = (
+                cluster.clone(),
+                connections[i % connections.len()].clone(),
+                value.clone(),
+            );
+            tokio::spawn(async move {
+                let mut hist = Histogram::<u64>::new(3).unwrap();
+                let (mut ops, mut errors) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    // Few keys per client: the state stays small.
+                    match cluster
+                        .put(&client, &format!("s{size}-c{i}-{}", ops % 16), &value)
+                        .await
+                    {
+                        Ok(_) => {
+                            hist.record(t.elapsed().as_micros() as u64).unwrap();
+                            ops += 1;
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (hist, ops, errors)
+            })
+        })
+        .collect();
+    let mut phase = Phase {
+        size,
+        clients,
+        ops: 0,
+        elapsed: Duration::ZERO,
+        latency_us: Histogram::new(3).unwrap(),
+        errors: 0,
+    };
+    for task in tasks {
+        let (hist, ops, errors) = task.await.unwrap();
+        phase.latency_us.add(hist).unwrap();
+        phase.ops += ops;
+        phase.errors += errors;
+    }
+    phase.elapsed = started.elapsed();
+    phase
+}
+
+/// The sizes in `log`'s lines that say `what` (`bytes=N`).
+fn logged_bytes(log: &str, what: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|line| line.contains(what))
+        .filter_map(|line| line.split("bytes=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+struct Join {
+    snapshot_bytes: usize,
+    took: Duration,
+}
+
+/// Grows the state to `target` bytes of snapshot, waits for a snapshot that
+/// holds it, adds worker `id`, and times its catching up.
+async fn join_at(cluster: &mut TestCluster, target: usize, id: u64, grown: &mut usize) -> Join {
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let client = cluster.node_client(leader);
+    // A value of 64 KiB of 'g' costs about 4 bytes a byte as JSON.
+    let per_value = 4 * GROW_BYTES;
+    let value = "g".repeat(GROW_BYTES);
+    let wanted = target.div_ceil(per_value);
+    let (cluster_ref, client_ref, value_ref, from) = (&*cluster, &client, &value, *grown);
+    join_all((0..16).map(|writer| async move {
+        for i in (from + writer..wanted).step_by(16) {
+            cluster_ref
+                .put(client_ref, &format!("grow-{i:06}"), value_ref)
+                .await
+                .unwrap_or_else(|e| panic!("write {i}: {e}"));
+        }
+    }))
+    .await;
+    *grown = (*grown).max(wanted);
+    // Small writes until the leader has built a snapshot of the target size.
+    let log_path = cluster.local.nodes[&leader].log_path();
+    let mut i = 0u64;
+    let snapshot_bytes = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(bytes) = logged_bytes(&log, "built a snapshot")
+            .into_iter()
+            .filter(|&b| b >= target)
+            .max()
+        {
+            break bytes;
+        }
+        let _ = cluster.put(&client, &format!("tick-{id}-{i}"), "v").await;
+        i += 1;
+    };
+    let last = format!("last-{id}");
+    cluster.put(&client, &last, "v").await.expect("the last write");
+
+    let addr = cluster
+        .local
+        .add_node_layout(id)
+        .expect("lay out the worker")
+        .addr
+        .clone();
+    cluster.local.start(id).expect("start the worker");
+    let started = Instant::now();
+    cluster
+        .client()
+        .call_with(&AddNodeRequest { id, addr, worker: true }, |mut c, r| async move {
+            c.add_node(r).await
+        })
+        .await
+        .expect("add the worker");
+    poll_async(Duration::from_secs(600), "the worker to catch up", || async {
+        cluster.get_local(id, &last).await.ok()?.map(|_| ())
+    })
+    .await;
+    Join {
+        snapshot_bytes,
+        took: started.elapsed(),
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = Args::parse();
+    baton_node::tls::install_crypto_provider();
+    let timing = TimingConfig {
+        snapshot_after_entries: SNAPSHOT_AFTER,
+        ..TimingConfig::default()
+    };
+    let cluster = Arc::new(TestCluster::start_with(3, timing).await);
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    eprintln!("3-node cluster up in {}; measuring...", cluster.path().display());
+    let mut phases = Vec::new();
+    for size in SIZES {
+        for clients in [1, 16] {
+            let phase = load(&cluster, size, clients, args.seconds).await;
+            eprintln!("{size} bytes, {clients} clients: {} commits", phase.ops);
+            phases.push(phase);
+        }
+    }
+    let mut cluster = Arc::into_inner(cluster).expect("load tasks finished");
+    // Past the first purge: from here on a new node needs a snapshot.
+    let client = cluster.client();
+    for i in 0..(SNAPSHOT_AFTER * 3) {
+        let _ = cluster.put(&client, &format!("fill-{i}"), "v").await;
+    }
+    let mut joins = Vec::new();
+    let mut grown = 0;
+    for (n, mb) in args.snapshots_mb.iter().enumerate() {
+        let join = join_at(&mut cluster, mb * 1_000_000, 4 + n as u64, &mut grown).await;
+        eprintln!(
+            "joined by a snapshot of {} bytes in {:.1} s",
+            join.snapshot_bytes,
+            join.took.as_secs_f64()
+        );
+        joins.push(join);
+    }
+
+    println!("Machine: {}\n", baton_cluster_tests::machine());
+    println!("| write size | clients | commits/s | p50 | p99 | max | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    for p in &phases {
+        println!(
+            "| {} KiB | {} | {:.0} | {} | {} | {} | {} |",
+            p.size / 1024,
+            p.clients,
+            p.ops as f64 / p.elapsed.as_secs_f64(),
+            ms(p.latency_us.value_at_quantile(0.5)),
+            ms(p.latency_us.value_at_quantile(0.99)),
+            ms(p.latency_us.max()),
+            p.errors
+        );
+    }
+    println!("\n| snapshot (JSON bytes) | x the 64 MiB message limit | new worker caught up in |");
+    println!("|---|---|---|");
+    for j in &joins {
+        println!(
+            "| {:.0} MB | {:.2} | {:.1} s |",
+            j.snapshot_bytes as f64 / 1e6,
+            j.snapshot_bytes as f64 / baton_node::raft::PEER_MAX_MESSAGE_BYTES as f64,
+            j.took.as_secs_f64()
+        );
+    }
+}
