@@ -20,6 +20,7 @@ pub mod chaos_report;
 pub mod containers;
 pub mod downstream;
 pub mod history;
+pub mod load;
 pub mod task_api;
 pub mod witness;
 pub mod witness_check;
@@ -334,4 +335,13 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The sizes a node's log gives in its lines that say `what` (as
+/// `bytes=N`), such as "built a snapshot" and "installed a snapshot".
+pub fn logged_bytes(log: &str, what: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|line| line.contains(what))
+        .filter_map(|line| line.split("bytes=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect()
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use baton_cluster_tests::{TestCluster, poll_async};
+use baton_cluster_tests::{TestCluster, logged_bytes, poll_async};
 use baton_node::config::TimingConfig;
 use baton_node::raft::PEER_MAX_MESSAGE_BYTES;
 use baton_proto::AddNodeRequest;
@@ -66,7 +66,7 @@ async fn a_new_worker_joins_by_a_snapshot_several_times_the_message_limit() {
     // Every node has built a snapshot holding the large values.
     let built = poll_async(Duration::from_secs(120), "a snapshot of every large value", || async {
         let log = std::fs::read_to_string(cluster.local.nodes[&leader].log_path()).ok()?;
-        snapshot_bytes(&log, "built a snapshot")
+        logged_bytes(&log, "built a snapshot")
             .into_iter()
             .max()
             .filter(|&bytes| bytes >= SNAPSHOT_AT_LEAST)
@@ -98,7 +98,7 @@ async fn a_new_worker_joins_by_a_snapshot_several_times_the_message_limit() {
     let joined = started.elapsed();
 
     let log = std::fs::read_to_string(cluster.local.nodes[&4].log_path()).expect("node 4's log");
-    let installed = snapshot_bytes(&log, "installed a snapshot");
+    let installed = logged_bytes(&log, "installed a snapshot");
     assert!(
         installed.iter().any(|&bytes| bytes >= SNAPSHOT_AT_LEAST),
         "node 4 must have installed a snapshot of at least {SNAPSHOT_AT_LEAST} bytes; it installed {installed:?}"
@@ -121,12 +121,4 @@ async fn a_new_worker_joins_by_a_snapshot_several_times_the_message_limit() {
         *installed.iter().max().unwrap() as f64 / PEER_MAX_MESSAGE_BYTES as f64,
         joined.as_secs_f64()
     );
-}
-
-/// The sizes in a node's log lines that say `what` (`bytes=N`).
-fn snapshot_bytes(log: &str, what: &str) -> Vec<usize> {
-    log.lines()
-        .filter(|line| line.contains(what))
-        .filter_map(|line| line.split("bytes=").nth(1)?.split_whitespace().next()?.parse().ok())
-        .collect()
 }

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::TestCluster;
+use baton_cluster_tests::load::put_load;
 use baton_node::config::TimingConfig;
-use batonctl::ClusterClient;
 use clap::Parser;
-use hdrhistogram::Histogram;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks a local Baton cluster")]
@@ -40,62 +39,6 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
         min.parse().map_err(|_| "MIN is not a number")?,
         max.parse().map_err(|_| "MAX is not a number")?,
     ))
-}
-
-struct Phase {
-    clients: usize,
-    ops: u64,
-    elapsed: Duration,
-    latency_us: Histogram<u64>,
-    errors: u64,
-}
-
-async fn load(cluster: &Arc<TestCluster>, clients: usize, seconds: u64) -> Phase {
-    // A few connections shared by all clients, as HTTP/2 multiplexes calls.
-    let connections: Vec<Arc<ClusterClient>> = (0..clients.min(8)).map(|_| Arc::new(cluster.client())).collect();
-    for c in &connections {
-        cluster.put(c, "warm-up", "x").await.expect("warm-up write");
-    }
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|i| {
-            let (cluster, client) = (cluster.clone(), connections[i % connections.len()].clone());
-            tokio::spawn(async move {
-                let mut hist = Histogram::<u64>::new(3).unwrap();
-                let (mut ops, mut errors) = (0u64, 0u64);
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    match cluster
-                        .put(&client, &format!("c{i}-{}", ops % 1000), "0123456789abcdef")
-                        .await
-                    {
-                        Ok(_) => {
-                            hist.record(t.elapsed().as_micros() as u64).unwrap();
-                            ops += 1;
-                        }
-                        Err(_) => errors += 1,
-                    }
-                }
-                (hist, ops, errors)
-            })
-        })
-        .collect();
-    let mut phase = Phase {
-        clients,
-        ops: 0,
-        elapsed: Duration::ZERO,
-        latency_us: Histogram::new(3).unwrap(),
-        errors: 0,
-    };
-    for task in tasks {
-        let (hist, ops, errors) = task.await.unwrap();
-        phase.latency_us.add(hist).unwrap();
-        phase.ops += ops;
-        phase.errors += errors;
-    }
-    phase.elapsed = started.elapsed();
-    phase
 }
 
 /// Kill -9 the leader, time until a write commits on a new leader; restart
@@ -181,8 +124,8 @@ async fn main() {
     let cluster = Arc::new(TestCluster::start_with(3, timing.clone()).await);
     let fsync = fsync_p50(&cluster.path());
     eprintln!("3-node cluster up in {}; measuring...", cluster.path().display());
-    let one = load(&cluster, 1, args.seconds).await;
-    let many = load(&cluster, args.clients, args.seconds).await;
+    let one = put_load(&cluster, "", 1, 16, 1000, args.seconds).await;
+    let many = put_load(&cluster, "", args.clients, 16, 1000, args.seconds).await;
     let mut cluster = Arc::into_inner(cluster).expect("load tasks finished");
     let times = failover(&mut cluster, args.kills).await;
 
@@ -197,7 +140,7 @@ async fn main() {
         println!(
             "| {} | {:.0} | {} | {} | {} | {} |",
             p.clients,
-            p.ops as f64 / p.elapsed.as_secs_f64(),
+            p.per_second(),
             ms(p.latency_us.value_at_quantile(0.5)),
             ms(p.latency_us.value_at_quantile(0.99)),
             ms(p.latency_us.max()),

@@ -16,13 +16,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use baton_cluster_tests::load::put_load;
 use baton_cluster_tests::{TestCluster, poll_async};
 use baton_node::config::TimingConfig;
 use baton_proto::AddNodeRequest;
-use batonctl::ClusterClient;
 use clap::Parser;
 use futures::future::join_all;
-use hdrhistogram::Histogram;
 
 #[derive(Parser)]
 #[command(about = "Commit latency by size and join time by snapshot size on a local Baton cluster")]
@@ -44,74 +43,6 @@ const GROW_BYTES: usize = 64 * 1024;
 /// Snapshots come every this many entries; openraft keeps 1,000 entries
 /// behind one, so a node that joins later must take a snapshot.
 const SNAPSHOT_AFTER: u64 = 500;
-
-struct Phase {
-    size: usize,
-    clients: usize,
-    ops: u64,
-    elapsed: Duration,
-    latency_us: Histogram<u64>,
-    errors: u64,
-}
-
-async fn load(cluster: &Arc<TestCluster>, size: usize, clients: usize, seconds: u64) -> Phase {
-    let connections: Vec<Arc<ClusterClient>> = (0..clients.min(8)).map(|_| Arc::new(cluster.client())).collect();
-    let value = Arc::new("v".repeat(size));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|i| {
-            let (cluster, client, value) = (
-                cluster.clone(),
-                connections[i % connections.len()].clone(),
-                value.clone(),
-            );
-            tokio::spawn(async move {
-                let mut hist = Histogram::<u64>::new(3).unwrap();
-                let (mut ops, mut errors) = (0u64, 0u64);
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    // Few keys per client: the state stays small.
-                    match cluster
-                        .put(&client, &format!("s{size}-c{i}-{}", ops % 16), &value)
-                        .await
-                    {
-                        Ok(_) => {
-                            hist.record(t.elapsed().as_micros() as u64).unwrap();
-                            ops += 1;
-                        }
-                        Err(_) => errors += 1,
-                    }
-                }
-                (hist, ops, errors)
-            })
-        })
-        .collect();
-    let mut phase = Phase {
-        size,
-        clients,
-        ops: 0,
-        elapsed: Duration::ZERO,
-        latency_us: Histogram::new(3).unwrap(),
-        errors: 0,
-    };
-    for task in tasks {
-        let (hist, ops, errors) = task.await.unwrap();
-        phase.latency_us.add(hist).unwrap();
-        phase.ops += ops;
-        phase.errors += errors;
-    }
-    phase.elapsed = started.elapsed();
-    phase
-}
-
-/// The sizes in `log`'s lines that say `what` (`bytes=N`).
-fn logged_bytes(log: &str, what: &str) -> Vec<usize> {
-    log.lines()
-        .filter(|line| line.contains(what))
-        .filter_map(|line| line.split("bytes=").nth(1)?.split_whitespace().next()?.parse().ok())
-        .collect()
-}
 
 struct Join {
     snapshot_bytes: usize,
@@ -143,7 +74,7 @@ async fn join_at(cluster: &mut TestCluster, target: usize, id: u64, grown: &mut 
     let mut i = 0u64;
     let snapshot_bytes = loop {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(bytes) = logged_bytes(&log, "built a snapshot")
+        if let Some(bytes) = baton_cluster_tests::logged_bytes(&log, "built a snapshot")
             .into_iter()
             .filter(|&b| b >= target)
             .max()
@@ -199,7 +130,8 @@ async fn main() {
     let mut phases = Vec::new();
     for size in SIZES {
         for clients in [1, 16] {
-            let phase = load(&cluster, size, clients, args.seconds).await;
+            // Few keys per client: the state stays small.
+            let phase = put_load(&cluster, &format!("s{size}-"), clients, size, 16, args.seconds).await;
             eprintln!("{size} bytes, {clients} clients: {} commits", phase.ops);
             phases.push(phase);
         }
@@ -228,9 +160,9 @@ async fn main() {
     for p in &phases {
         println!(
             "| {} KiB | {} | {:.0} | {} | {} | {} | {} |",
-            p.size / 1024,
+            p.value_bytes / 1024,
             p.clients,
-            p.ops as f64 / p.elapsed.as_secs_f64(),
+            p.per_second(),
             ms(p.latency_us.value_at_quantile(0.5)),
             ms(p.latency_us.value_at_quantile(0.99)),
             ms(p.latency_us.max()),
