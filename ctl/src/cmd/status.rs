@@ -32,9 +32,9 @@ pub struct StatusView {
 /// Something that should move and does not.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StallView {
-    /// commits, replication or task.
+    /// commits, apply, replication or task.
     pub kind: String,
-    /// The member's id or the task's name; empty for commits.
+    /// The member's id or the task's name; empty for commits and apply.
     pub subject: String,
     /// How long it has stood still (a task: how late it is).
     pub for_ms: u64,

@@ -74,6 +74,20 @@ pub fn describe(raft: &[RaftStall], errors: &BTreeMap<NodeId, String>, overdue: 
                 ),
             }
         }
+        RaftStall::Apply {
+            applied,
+            committed,
+            for_ms,
+        } => Stall {
+            kind: "apply".into(),
+            subject: String::new(),
+            for_ms: *for_ms,
+            summary: format!(
+                "applying stalled for {}: the state machine stays at {applied} while the commit index is \
+                 {committed}; see this node's log",
+                seconds(*for_ms)
+            ),
+        },
         RaftStall::Replication {
             node,
             matched,

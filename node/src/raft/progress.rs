@@ -27,6 +27,8 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 pub struct Sample {
     /// The commit index.
     pub committed: u64,
+    /// The index of the last entry applied to the state machine.
+    pub applied: u64,
     /// The index of the last entry in this node's log.
     pub last_log: u64,
     /// While this node leads: each other member's matched index (0 when
@@ -40,6 +42,9 @@ pub enum RaftStall {
     /// Entries wait in the log, and the commit index has not moved for
     /// `for_ms`.
     Commits { committed: u64, last_log: u64, for_ms: u64 },
+    /// Committed entries wait to be applied, and the applied index has not
+    /// moved for `for_ms`.
+    Apply { applied: u64, committed: u64, for_ms: u64 },
     /// Member `node`'s matched index has stood still behind the log for
     /// `for_ms`.
     Replication {
@@ -84,6 +89,7 @@ impl Mark {
 pub struct ProgressWatch {
     last: Sample,
     commit: Option<Mark>,
+    apply: Option<Mark>,
     matched: BTreeMap<NodeId, Mark>,
 }
 
@@ -92,6 +98,8 @@ impl ProgressWatch {
     pub fn observe(&mut self, now_ms: u64, sample: Sample) {
         let caught_up = sample.committed >= sample.last_log;
         self.commit = Some(Mark::observe(self.commit, sample.committed, caught_up, now_ms));
+        let applied_all = sample.applied >= sample.committed;
+        self.apply = Some(Mark::observe(self.apply, sample.applied, applied_all, now_ms));
         // Only while leading is anything known of the followers; a member
         // no longer listed is forgotten.
         self.matched = sample
@@ -120,6 +128,15 @@ impl ProgressWatch {
                 last_log,
                 for_ms,
             });
+        let committed = self.last.committed;
+        let apply = self.apply.filter(|m| m.value < committed);
+        let apply = apply.and_then(|m| {
+            m.stalled_for(now_ms).map(|for_ms| RaftStall::Apply {
+                applied: m.value,
+                committed,
+                for_ms,
+            })
+        });
         let followers = self.matched.iter().filter(|(_, mark)| behind(mark.value));
         let followers = followers.filter_map(|(&node, mark)| {
             mark.stalled_for(now_ms).map(|for_ms| RaftStall::Replication {
@@ -129,7 +146,7 @@ impl ProgressWatch {
                 for_ms,
             })
         });
-        commits.into_iter().chain(followers).collect()
+        commits.into_iter().chain(apply).chain(followers).collect()
     }
 }
 
@@ -169,6 +186,7 @@ impl Progress {
         };
         let sample = Sample {
             committed: crate::types::committed_index(&metrics),
+            applied: metrics.last_applied.as_ref().map_or(0, |l| l.index),
             last_log: metrics.last_log_index.unwrap_or(0),
             matched,
         };
@@ -205,9 +223,32 @@ mod tests {
     fn sample(committed: u64, last_log: u64, matched: &[(NodeId, u64)]) -> Sample {
         Sample {
             committed,
+            applied: committed,
             last_log,
             matched: matched.iter().copied().collect(),
         }
+    }
+
+    #[test]
+    fn an_applied_index_that_stands_still_behind_the_commit_index_is_a_stall() {
+        let mut watch = ProgressWatch::default();
+        let stuck = |committed| Sample {
+            applied: 20,
+            ..sample(committed, committed, &[])
+        };
+        watch.observe(0, stuck(20));
+        watch.observe(1_000, stuck(25));
+        watch.observe(6_000, stuck(30));
+        assert_eq!(
+            watch.stalls(6_000),
+            vec![RaftStall::Apply {
+                applied: 20,
+                committed: 30,
+                for_ms: 6_000
+            }]
+        );
+        watch.observe(6_500, sample(30, 30, &[]));
+        assert_eq!(watch.stalls(20_000), vec![]);
     }
 
     #[test]
