@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Snapshot sizes to join at, in MB (JSON bytes), increasing.
-    #[arg(long, value_delimiter = ',', default_value = "16,64,128,256")]
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200,400")]
     snapshots_mb: Vec<usize>,
 }
 
@@ -120,24 +120,30 @@ fn ms(us: u64) -> String {
 async fn main() {
     let args = Args::parse();
     baton_node::tls::install_crypto_provider();
-    let timing = TimingConfig {
-        snapshot_after_entries: SNAPSHOT_AFTER,
-        ..TimingConfig::default()
-    };
-    let cluster = Arc::new(TestCluster::start_with(3, timing).await);
+    // Latency on a cluster with the default timing (a snapshot every
+    // 20,000 entries), four keys per client so that the state stays small.
+    let cluster = Arc::new(TestCluster::start_with(3, TimingConfig::default()).await);
     cluster.wait_for_leader(Duration::from_secs(30)).await;
-    eprintln!("3-node cluster up in {}; measuring...", cluster.path().display());
+    eprintln!("3-node cluster up in {}; measuring commit latency...", cluster.path().display());
     let mut phases = Vec::new();
     for size in SIZES {
         for clients in [1, 16] {
-            // Few keys per client: the state stays small.
-            let phase = put_load(&cluster, &format!("s{size}-"), clients, size, 16, args.seconds).await;
+            let phase = put_load(&cluster, &format!("s{size}-"), clients, size, 4, args.seconds).await;
             eprintln!("{size} bytes, {clients} clients: {} commits", phase.ops);
             phases.push(phase);
         }
     }
-    let mut cluster = Arc::into_inner(cluster).expect("load tasks finished");
-    // Past the first purge: from here on a new node needs a snapshot.
+    drop(cluster);
+
+    // Joins on a cluster that snapshots often, past its first purge: from
+    // there on a new node needs a snapshot.
+    let timing = TimingConfig {
+        snapshot_after_entries: SNAPSHOT_AFTER,
+        ..TimingConfig::default()
+    };
+    let mut cluster = TestCluster::start_with(3, timing).await;
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    eprintln!("3-node cluster up in {}; measuring joins...", cluster.path().display());
     let client = cluster.client();
     for i in 0..(SNAPSHOT_AFTER * 3) {
         let _ = cluster.put(&client, &format!("fill-{i}"), "v").await;
