@@ -114,21 +114,28 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
     baton_node::process::find_executable(name)
 }
 
-/// Free loopback ports, found by binding port 0 (all held until returned, so
-/// they are distinct).
+/// Ports this process has handed out: a port is free when it is returned
+/// and taken only later, when its node starts, so two clusters laid out in
+/// one process (tests run in parallel) must not be handed the same one.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Free loopback ports, found by binding port 0: distinct, and never one
+/// this process has handed out before.
 pub fn free_ports(n: usize) -> Result<Vec<u16>, LocalClusterError> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io_err(Path::new("127.0.0.1:0")))?;
-    listeners
-        .iter()
-        .map(|l| {
-            l.local_addr()
-                .map(|a| a.port())
-                .map_err(io_err(Path::new("127.0.0.1:0")))
-        })
-        .collect()
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Every listener is held until the end, so the OS gives each port once.
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(io_err(Path::new("127.0.0.1:0")))?;
+        let port = listener.local_addr().map_err(io_err(Path::new("127.0.0.1:0")))?.port();
+        if handed_out.insert(port) {
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    Ok(ports)
 }
 
 impl LocalCluster {

@@ -124,7 +124,10 @@ async fn main() {
     // 20,000 entries), four keys per client so that the state stays small.
     let cluster = Arc::new(TestCluster::start_with(3, TimingConfig::default()).await);
     cluster.wait_for_leader(Duration::from_secs(30)).await;
-    eprintln!("3-node cluster up in {}; measuring commit latency...", cluster.path().display());
+    eprintln!(
+        "3-node cluster up in {}; measuring commit latency...",
+        cluster.path().display()
+    );
     let mut phases = Vec::new();
     for size in SIZES {
         for clients in [1, 16] {
