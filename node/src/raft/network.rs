@@ -105,9 +105,7 @@ impl GrpcPeer {
         .map_err(rpc_error)?;
         decode(&reply.into_inner().payload)
     }
-}
 
-impl GrpcPeer {
     /// Streams a snapshot in chunks. The transfer may take as long as it
     /// needs while it moves: it fails only when no chunk has been taken for
     /// `patience` (openraft's install_snapshot_timeout), or when the
