@@ -1,5 +1,6 @@
 //! A control-API client for a whole cluster: it tries the endpoints in turn,
-//! follows "not the leader" redirects, and waits out an election.
+//! follows "not the leader" redirects (marked in metadata), and waits out
+//! an election.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -69,16 +70,18 @@ enum Next {
     GiveUp,
 }
 
+/// Decides from the status's code and metadata, never from its message.
 fn classify(status: &Status) -> Next {
-    let leader_addr = status
-        .metadata()
+    let metadata = status.metadata();
+    let not_leader = metadata.get(baton_proto::NOT_LEADER_HEADER).is_some();
+    let leader_addr = metadata
         .get(baton_proto::LEADER_ADDR_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    match (status.code(), leader_addr) {
-        (Code::FailedPrecondition, Some(addr)) => Next::Redirect(addr),
-        (Code::FailedPrecondition, None) if status.message().contains("not the leader") => Next::TryElsewhere,
-        (Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled, _) => Next::TryElsewhere,
+    match (status.code(), not_leader, leader_addr) {
+        (_, true, Some(addr)) => Next::Redirect(addr),
+        (_, true, None) => Next::TryElsewhere,
+        (Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled, _, _) => Next::TryElsewhere,
         _ => Next::GiveUp,
     }
 }
@@ -279,25 +282,33 @@ mod tests {
 
     use super::*;
 
+    fn not_leader(message: &str, leader_addr: Option<&'static str>) -> Status {
+        let mut status = Status::failed_precondition(message);
+        let metadata = status.metadata_mut();
+        metadata.insert(baton_proto::NOT_LEADER_HEADER, MetadataValue::from_static("1"));
+        if let Some(addr) = leader_addr {
+            metadata.insert(baton_proto::LEADER_ADDR_HEADER, MetadataValue::from_static(addr));
+        }
+        status
+    }
+
     #[test]
     fn a_redirect_names_the_leader() {
-        let mut status = Status::failed_precondition("this node is not the leader; node 2 at 127.0.0.1:7002 is");
-        status.metadata_mut().insert(
-            baton_proto::LEADER_ADDR_HEADER,
-            MetadataValue::from_static("127.0.0.1:7002"),
-        );
+        let status = not_leader("whatever the words", Some("127.0.0.1:7002"));
         assert_eq!(classify(&status), Next::Redirect("127.0.0.1:7002".into()));
     }
 
     #[test]
     fn no_leader_yet_and_unavailable_nodes_are_retried_elsewhere() {
-        assert_eq!(
-            classify(&Status::failed_precondition(
-                "this node is not the leader and knows of none yet"
-            )),
-            Next::TryElsewhere
-        );
+        assert_eq!(classify(&not_leader("whatever the words", None)), Next::TryElsewhere);
         assert_eq!(classify(&Status::unavailable("connection refused")), Next::TryElsewhere);
+    }
+
+    #[test]
+    fn a_refusal_that_mentions_a_leader_is_still_a_refusal() {
+        // Only the metadata makes a redirect: the words do not.
+        let status = Status::failed_precondition("this node is not the leader; node 2 at 127.0.0.1:7002 is");
+        assert_eq!(classify(&status), Next::GiveUp);
     }
 
     #[test]

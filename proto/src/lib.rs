@@ -22,3 +22,7 @@ pub const CLUSTER_ID_HEADER: &str = "baton-cluster-id";
 pub const LEADER_ID_HEADER: &str = "baton-leader-id";
 /// gRPC metadata key naming the current leader's address on a redirect.
 pub const LEADER_ADDR_HEADER: &str = "baton-leader-addr";
+/// gRPC metadata key present (value "1") on every "this node is not the
+/// leader" status, whether or not it knows the leader: clients and peers
+/// tell a redirect from a refusal by it, never by the message.
+pub const NOT_LEADER_HEADER: &str = "baton-not-leader";

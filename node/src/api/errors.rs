@@ -12,13 +12,22 @@ pub const MAX_KEY_BYTES: usize = 256;
 /// Largest value of the replicated key-value space.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
-/// A "not the leader" status that names the leader, when known, in its
-/// message and in metadata for clients to follow.
+/// A "not the leader" status, marked so in its metadata
+/// ([`baton_proto::NOT_LEADER_HEADER`]), that names the leader, when known,
+/// in its message and in metadata for clients to follow.
 pub fn not_leader(leader_id: Option<NodeId>, leader_addr: Option<&str>) -> Status {
-    let (Some(id), Some(addr)) = (leader_id, leader_addr) else {
-        return Status::failed_precondition("this node is not the leader and knows of none yet; retry shortly");
+    let mut status = match (leader_id, leader_addr) {
+        (Some(id), Some(addr)) => {
+            Status::failed_precondition(format!("this node is not the leader; node {id} at {addr} is"))
+        }
+        _ => Status::failed_precondition("this node is not the leader and knows of none yet; retry shortly"),
     };
-    let mut status = Status::failed_precondition(format!("this node is not the leader; node {id} at {addr} is"));
+    status
+        .metadata_mut()
+        .insert(baton_proto::NOT_LEADER_HEADER, MetadataValue::from_static("1"));
+    let (Some(id), Some(addr)) = (leader_id, leader_addr) else {
+        return status;
+    };
     status
         .metadata_mut()
         .insert(baton_proto::LEADER_ID_HEADER, MetadataValue::from(id));
@@ -51,4 +60,26 @@ pub fn write_error(err: RaftError<crate::types::typ::ClientWriteError>) -> Statu
 /// Raft has stopped on this node (shutting down or a storage failure).
 pub fn fatal(err: openraft::errors::Fatal<TypeConfig>) -> Status {
     Status::unavailable(format!("raft is not running on this node ({err}); try another node"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_leader_statuses_are_marked_whether_or_not_they_name_the_leader() {
+        let named = not_leader(Some(2), Some("127.0.0.1:7002"));
+        let unknown = not_leader(None, None);
+        for status in [&named, &unknown] {
+            assert_eq!(status.metadata().get(baton_proto::NOT_LEADER_HEADER).unwrap(), "1");
+        }
+        assert_eq!(
+            named.metadata().get(baton_proto::LEADER_ADDR_HEADER).unwrap(),
+            "127.0.0.1:7002"
+        );
+        assert!(unknown.metadata().get(baton_proto::LEADER_ADDR_HEADER).is_none());
+        // A refusal of the same code is not a redirect.
+        let refused = propose_error(ProposeError::Rejected("no task named x".into()));
+        assert!(refused.metadata().get(baton_proto::NOT_LEADER_HEADER).is_none());
+    }
 }

@@ -60,12 +60,12 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
                 }
             };
             let reply = reply
-                .map_err(|status| match status.code() {
-                    tonic::Code::FailedPrecondition => ProposeError::NotLeader {
+                .map_err(|status| match status.metadata().get(baton_proto::NOT_LEADER_HEADER) {
+                    Some(_) => ProposeError::NotLeader {
                         leader_id: None,
                         leader_addr: None,
                     },
-                    _ => unreachable(status.message().to_string()),
+                    None => unreachable(status.message().to_string()),
                 })?
                 .into_inner();
             let response = serde_json::from_slice(&reply.response).map_err(|e| unreachable(e.to_string()))?;
