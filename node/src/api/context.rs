@@ -26,7 +26,8 @@ pub struct NodeContext {
     pub proposer: Proposer,
     pub state_machine: StateMachineStore,
     pub channels: Arc<PeerChannels>,
-    /// Since when commits and replication have stood still, if they have.
+    /// Since when commits, applies and replication have stood still, if
+    /// they have.
     pub progress: Arc<crate::raft::Progress>,
     /// Compiles and runs task modules.
     pub engine: Arc<TaskEngine>,
