@@ -40,16 +40,38 @@ pub fn current(context: &NodeContext) -> (Vec<Stall>, u64) {
             Some((id, format!("{why} ({:.1} s ago)", ago.as_secs_f64())))
         })
         .collect();
+    let sending: BTreeMap<NodeId, String> = raft
+        .iter()
+        .filter_map(|stall| match stall {
+            RaftStall::Replication { node, .. } => Some(*node),
+            _ => None,
+        })
+        .filter_map(|id| {
+            let (bytes, for_how_long) = context.channels.snapshot_in_flight(id)?;
+            let seconds = for_how_long.as_secs_f64();
+            Some((
+                id,
+                format!("a snapshot of {bytes} bytes has been streaming to it for {seconds:.1} s"),
+            ))
+        })
+        .collect();
     let grace = task_grace_ms(context.supervision.failover_bound_ms);
     let overdue = context
         .state_machine
         .read(|s| s.tasks.overdue(crate::types::now_ms(), grace));
-    (describe(&raft, &errors, &overdue), overdue.len() as u64)
+    (describe(&raft, &errors, &sending, &overdue), overdue.len() as u64)
 }
 
 /// The stalls as `status` reports them: Raft's first, then up to
-/// [`MAX_LISTED_TASKS`] overdue tasks.
-pub fn describe(raft: &[RaftStall], errors: &BTreeMap<NodeId, String>, overdue: &[Overdue]) -> Vec<Stall> {
+/// [`MAX_LISTED_TASKS`] overdue tasks. `errors` holds each peer's last
+/// replication error, `sending` each peer's snapshot in flight (which
+/// explains a member that stands still while it receives one).
+pub fn describe(
+    raft: &[RaftStall],
+    errors: &BTreeMap<NodeId, String>,
+    sending: &BTreeMap<NodeId, String>,
+    overdue: &[Overdue],
+) -> Vec<Stall> {
     let seconds = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
     let raft_stalls = raft.iter().map(|stall| match stall {
         RaftStall::Commits {
@@ -94,9 +116,10 @@ pub fn describe(raft: &[RaftStall], errors: &BTreeMap<NodeId, String>, overdue: 
             last_log,
             for_ms,
         } => {
-            let reason = match errors.get(node) {
-                Some(e) => format!("the last call to it failed: {e}"),
-                None => "no call to it has failed".to_string(),
+            let reason = match (sending.get(node), errors.get(node)) {
+                (Some(snapshot), _) => snapshot.clone(),
+                (None, Some(e)) => format!("the last call to it failed: {e}"),
+                (None, None) => "no call to it has failed".to_string(),
             };
             Stall {
                 kind: "replication".into(),
@@ -151,6 +174,7 @@ mod tests {
                 for_ms: 20_300,
             }],
             &errors,
+            &BTreeMap::new(),
             &[],
         );
         assert_eq!(stalls.len(), 1);
@@ -179,6 +203,7 @@ mod tests {
                 for_ms: 6_000,
             }],
             &BTreeMap::new(),
+            &BTreeMap::new(),
             &overdue,
         );
         assert_eq!(stalls.len(), 1 + MAX_LISTED_TASKS);
@@ -197,6 +222,27 @@ mod tests {
         assert_eq!(lagging_state("up", 3, &stalls), Some("lagging"));
         assert_eq!(lagging_state("down", 3, &stalls), None, "down says more");
         assert_eq!(lagging_state("up", 2, &stalls), None);
+    }
+
+    #[test]
+    fn a_member_that_stands_still_while_it_receives_a_snapshot_says_so() {
+        let stall = RaftStall::Replication {
+            node: 4,
+            matched: 0,
+            last_log: 2_600,
+            for_ms: 6_000,
+        };
+        let sending = BTreeMap::from([(
+            4,
+            "a snapshot of 400108471 bytes has been streaming to it for 6.1 s".into(),
+        )]);
+        let errors = BTreeMap::from([(4, "Timeout expired (9.0 s ago)".to_string())]);
+        let stalls = describe(&[stall], &errors, &sending, &[]);
+        assert_eq!(
+            stalls[0].summary,
+            "node 4 has replicated up to 0 of 2600 and has not moved for 6.0 s; a snapshot of 400108471 bytes has \
+             been streaming to it for 6.1 s"
+        );
     }
 
     #[test]

@@ -216,6 +216,7 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         let vote = encode(&vote).map_err(to_streaming)?;
         let meta = encode(&snapshot.meta).map_err(to_streaming)?;
         let data = Arc::new(snapshot.snapshot.into_inner());
+        let _sending = self.channels.snapshot_sending(self.target, data.len());
         let result = tokio::select! {
             result = self.send_snapshot(vote, meta, data, option.hard_ttl()) => result.map_err(to_streaming),
             closed = cancel => return Err(StreamingError::Closed(closed)),

@@ -43,6 +43,8 @@ pub struct PeerChannels {
     /// stall. (An empty heartbeat that gets through says nothing about the
     /// entries that do not.)
     replication_errors: Mutex<HashMap<NodeId, (Instant, String)>>,
+    /// Snapshots being streamed to peers: since when, and how many bytes.
+    snapshots_sending: Mutex<HashMap<NodeId, (Instant, usize)>>,
 }
 
 impl PeerChannels {
@@ -55,6 +57,7 @@ impl PeerChannels {
             channels: Mutex::new(HashMap::new()),
             hearts: Mutex::new(HashMap::new()),
             replication_errors: Mutex::new(HashMap::new()),
+            snapshots_sending: Mutex::new(HashMap::new()),
         })
     }
 
@@ -120,6 +123,21 @@ impl PeerChannels {
         errors.get(&id).map(|(at, why)| (why.clone(), at.elapsed()))
     }
 
+    /// Records that a snapshot of `bytes` is being streamed to `id` until
+    /// the returned guard is dropped.
+    pub fn snapshot_sending(&self, id: NodeId, bytes: usize) -> SnapshotSending<'_> {
+        let mut sending = self.snapshots_sending.lock().expect("snapshot lock poisoned");
+        sending.insert(id, (Instant::now(), bytes));
+        SnapshotSending { channels: self, id }
+    }
+
+    /// The snapshot being streamed to `id`, if one is: its bytes, and how
+    /// long it has been under way.
+    pub fn snapshot_in_flight(&self, id: NodeId) -> Option<(usize, Duration)> {
+        let sending = self.snapshots_sending.lock().expect("snapshot lock poisoned");
+        sending.get(&id).map(|(at, bytes)| (*bytes, at.elapsed()))
+    }
+
     /// Wraps `message` in a request that names this node and its cluster.
     pub fn request<T>(&self, message: T, timeout: Option<Duration>) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
@@ -132,5 +150,19 @@ impl PeerChannels {
             request.set_timeout(timeout);
         }
         request
+    }
+}
+
+/// A snapshot being streamed to a peer, forgotten when dropped (sent,
+/// failed or cancelled).
+pub struct SnapshotSending<'a> {
+    channels: &'a PeerChannels,
+    id: NodeId,
+}
+
+impl Drop for SnapshotSending<'_> {
+    fn drop(&mut self) {
+        let mut sending = self.channels.snapshots_sending.lock().expect("snapshot lock poisoned");
+        sending.remove(&self.id);
     }
 }
