@@ -24,6 +24,20 @@ impl Phase {
     pub fn per_second(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// The phase's cells for a Markdown table whose columns are
+    /// commits/s, p50, p99, max and errors.
+    pub fn cells(&self) -> String {
+        let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
+        format!(
+            "{:.0} | {} | {} | {} | {}",
+            self.per_second(),
+            ms(self.latency_us.value_at_quantile(0.5)),
+            ms(self.latency_us.value_at_quantile(0.99)),
+            ms(self.latency_us.max()),
+            self.errors
+        )
+    }
 }
 
 /// `clients` clients (sharing up to 8 connections, as HTTP/2 multiplexes
