@@ -26,3 +26,66 @@ pub const LEADER_ADDR_HEADER: &str = "baton-leader-addr";
 /// leader" status, whether or not it knows the leader: clients and peers
 /// tell a redirect from a refusal by it, never by the message.
 pub const NOT_LEADER_HEADER: &str = "baton-not-leader";
+
+/// The encoded form of the messages added with streamed snapshots and
+/// stall reports, pinned: a change to a field's number or type fails here.
+#[cfg(test)]
+mod golden {
+    use prost::Message;
+
+    use super::*;
+
+    fn stall() -> Stall {
+        Stall {
+            kind: "task".into(),
+            subject: "t".into(),
+            for_ms: 300,
+            summary: "s".into(),
+        }
+    }
+
+    const STALL: [u8; 15] = [
+        0x0a, 4, b't', b'a', b's', b'k', // 1: kind
+        0x12, 1, b't', // 2: subject
+        0x18, 0xac, 0x02, // 3: for_ms = 300
+        0x22, 1, b's', // 4: summary
+    ];
+
+    #[test]
+    fn a_snapshot_chunk_is_encoded_as_pinned() {
+        let chunk = SnapshotChunk {
+            vote: b"v".to_vec(),
+            meta: b"m".to_vec(),
+            total_bytes: 3,
+            data: b"abc".to_vec(),
+        };
+        let pinned = [
+            0x0a, 1, b'v', // 1: vote
+            0x12, 1, b'm', // 2: meta
+            0x18, 3, // 3: total_bytes
+            0x22, 3, b'a', b'b', b'c', // 4: data
+        ];
+        assert_eq!(chunk.encode_to_vec(), pinned);
+        assert_eq!(SnapshotChunk::decode(&pinned[..]).unwrap(), chunk);
+    }
+
+    #[test]
+    fn stalls_in_a_status_reply_are_encoded_as_pinned() {
+        assert_eq!(stall().encode_to_vec(), STALL);
+        let reply = StatusReply {
+            stalls: vec![stall()],
+            overdue_tasks: 2,
+            ..Default::default()
+        };
+        let mut pinned = vec![0x6a, STALL.len() as u8]; // 13: stalls
+        pinned.extend_from_slice(&STALL);
+        pinned.extend_from_slice(&[0x70, 2]); // 14: overdue_tasks
+        assert_eq!(reply.encode_to_vec(), pinned);
+        assert_eq!(StatusReply::decode(&pinned[..]).unwrap(), reply);
+    }
+
+    #[test]
+    fn the_not_leader_mark_is_pinned() {
+        assert_eq!(NOT_LEADER_HEADER, "baton-not-leader");
+    }
+}

@@ -10,6 +10,18 @@ use crate::task_api::release_signed;
 use crate::{example_module, padded};
 
 impl Chaos {
+    /// `docker kill` of `victim`; once its tasks tick elsewhere, `docker
+    /// start` on its volume.
+    async fn kill_and_start_again(&mut self, victim: u64) -> Injected {
+        let lost = vec![victim];
+        let owned = self.owned_by(&lost).await;
+        let started = now_ms();
+        self.cluster.kill(victim);
+        let moved = self.await_moved(&owned, &lost, started).await;
+        self.cluster.start_again(victim);
+        Injected::moved(started, lost, moved)
+    }
+
     /// Injects `fault`, measures how long the lost node's tasks took to
     /// tick elsewhere, and heals the fault (restarts, unpauses, flushes the
     /// rules, frees the disk).
@@ -24,27 +36,16 @@ impl Chaos {
                     Fault::RolloutDuringKill => Some(self.release().await),
                     _ => None,
                 };
-                let lost = vec![victim];
-                let owned = self.owned_by(&lost).await;
-                let started = now_ms();
-                self.cluster.kill(victim);
-                let moved = self.await_moved(&owned, &lost, started).await;
-                self.cluster.start_again(victim);
-                Injected::moved(started, lost, moved).with_rollout(rollout)
+                self.kill_and_start_again(victim).await.with_rollout(rollout)
             }
             Fault::LargeStates => {
                 let large = self.add_large_states().await;
-                let lost = vec![leader];
-                let owned = self.owned_by(&lost).await;
-                let started = now_ms();
-                self.cluster.kill(leader);
-                let moved = self.await_moved(&owned, &lost, started).await;
-                self.cluster.start_again(leader);
-                let kept_on = self.remove_large_states(&large, started).await;
+                let killed = self.kill_and_start_again(leader).await;
+                let kept_on = self.remove_large_states(&large, killed.started).await;
                 Injected {
                     note: Some(large.note),
                     broken: kept_on.err(),
-                    ..Injected::moved(started, lost, moved)
+                    ..killed
                 }
             }
             Fault::Pause | Fault::PauseMidTick => {

@@ -249,15 +249,7 @@ impl TaskEngine {
             .instantiate(&mut store)
             .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;
         let result = instance.call_tick(&mut store, state);
-        self.outcome(
-            &name,
-            result.map(|r| {
-                r.map(|o| Outcome {
-                    state: o.state,
-                    next_in_ms: o.next_in_ms,
-                })
-            }),
-        )
+        self.outcome(&name, result)
     }
 
     /// The first tick of a task on `module` (version `to`) from a state
@@ -289,20 +281,16 @@ impl TaskEngine {
             Err(e) => return Err(self.trapped(e)),
         };
         let result = instance.call_tick(&mut store, &state);
-        self.outcome(
-            &name,
-            result.map(|r| {
-                r.map(|o| Outcome {
-                    state: o.state,
-                    next_in_ms: o.next_in_ms,
-                })
-            }),
-        )
+        self.outcome(&name, result)
     }
 
     /// A tick's result as an outcome or a tick error.
-    fn outcome(&self, task: &str, result: wasmtime::Result<Result<Outcome, String>>) -> Result<Outcome, TickError> {
-        match result {
+    fn outcome<O: Into<Outcome>>(
+        &self,
+        task: &str,
+        result: wasmtime::Result<Result<O, String>>,
+    ) -> Result<Outcome, TickError> {
+        match result.map(|r| r.map(Into::into)) {
             Ok(Ok(outcome)) if outcome.state.len() > self.limits.max_state_bytes => Err(TickError::StateTooLarge {
                 task: task.to_string(),
                 size: outcome.state.len(),

@@ -45,3 +45,21 @@ pub struct Outcome {
     /// Run the next tick after this many milliseconds, not at the schedule's time.
     pub next_in_ms: Option<u64>,
 }
+
+impl From<bindings::Outcome> for Outcome {
+    fn from(o: bindings::Outcome) -> Self {
+        Outcome {
+            state: o.state,
+            next_in_ms: o.next_in_ms,
+        }
+    }
+}
+
+impl From<migrating_bindings::Outcome> for Outcome {
+    fn from(o: migrating_bindings::Outcome) -> Self {
+        Outcome {
+            state: o.state,
+            next_in_ms: o.next_in_ms,
+        }
+    }
+}

@@ -303,6 +303,15 @@ mod tests {
         cluster
     }
 
+    #[test]
+    fn the_snapshot_keys_on_disk_are_pinned() {
+        // Stores written by every release are read by these names.
+        assert_eq!(
+            (SNAPSHOT_META_KEY, SNAPSHOT_DATA_KEY, LEGACY_SNAPSHOT_KEY),
+            ("snapshot_meta", "snapshot_data", "snapshot")
+        );
+    }
+
     #[tokio::test]
     async fn a_snapshot_stored_by_an_earlier_release_is_read_and_rewritten_in_the_new_layout() {
         let dir = tempfile::tempdir().unwrap();
