@@ -94,6 +94,14 @@ pub enum NodesCommand {
         /// The node's id.
         id: u64,
     },
+    /// Bring back a node that lost its data (a wiped or replaced disk):
+    /// start it with its config and an empty data_dir first. It is removed
+    /// as the member it was, added again on its new storage as a learner
+    /// that catches up, then made a voter again if it was one.
+    Replace {
+        /// The node's id.
+        id: u64,
+    },
     /// Move every task off a node, each after its current tick commits, and
     /// give it no new ones until `undrain`. Waits until the node owns none.
     Drain {

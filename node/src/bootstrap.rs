@@ -1,12 +1,30 @@
 //! Whether a starting node forms a new cluster, resumes, or waits to be
-//! added: a pure decision over what the data directory and the config say.
+//! added: pure decisions over what the data directory and the config say
+//! ([`decide`]) and, for an initial member with an empty data directory,
+//! over what the other initial members answer ([`formation`]).
+//!
+//! An empty data directory alone cannot tell a first start from a lost
+//! disk: both look the same, and so does the config, which stays as it was
+//! (the failure this guards against came from restarting with the same
+//! config). A flag for the first start (etcd's `initial-cluster-state`)
+//! would stay in the config too. So an initial member with no Raft state
+//! asks the other initial members first, and forms the cluster only when
+//! every one of them answers and none has Raft state; if any has, the
+//! cluster exists and this node never forms another one. Since a wiped node
+//! would still answer Raft calls meant for its old self, the membership
+//! also records each member's storage id, and calls addressed to another
+//! storage are refused (see [`crate::raft::identity`]).
+
+use std::collections::BTreeMap;
+
+use crate::types::NodeId;
 
 /// What a starting node does about cluster formation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bootstrap {
-    /// A fresh initial member: initialize Raft with the initial members.
-    /// Every initial member does this with the same list, so they agree.
-    Initialize,
+    /// An initial member without Raft state: ask the other initial members
+    /// whether the cluster exists before forming it (see [`formation`]).
+    Form,
     /// Raft already has state here: carry on, never bootstrap again.
     Resume,
     /// Not an initial member and no state yet: wait for the leader to add it
@@ -48,10 +66,78 @@ pub fn decide(
     Ok(if initialized {
         Bootstrap::Resume
     } else if is_initial_member {
-        Bootstrap::Initialize
+        Bootstrap::Form
     } else {
         Bootstrap::AwaitJoin
     })
+}
+
+/// What another initial member said of itself when asked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerAnswer {
+    pub storage_id: String,
+    pub has_raft_state: bool,
+    /// The membership as it knows it: each member's storage id.
+    pub members: BTreeMap<NodeId, String>,
+}
+
+/// What an initial member without Raft state does, given the answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Formation {
+    /// Every initial member answered and none has Raft state: form the
+    /// cluster, recording each member's storage id. Every initial member
+    /// that gets here has the same answers, so they initialize alike.
+    Initialize(BTreeMap<NodeId, String>),
+    /// The cluster exists and lists this node with this storage: another
+    /// initial member formed it first, and its leader will reach this node.
+    AwaitLeader,
+    /// The cluster exists and lists this node with another storage, or with
+    /// none: this node was a member and has lost its data. It must not act
+    /// as that member; an operator replaces it.
+    LostData { told_by: NodeId, recorded: String },
+    /// The cluster exists and this node is not a member (it was removed).
+    NotAMember { told_by: NodeId },
+    /// Not every initial member has answered yet: ask again.
+    Wait { silent: Vec<NodeId> },
+}
+
+/// Decides, for initial member `me` on storage `my_storage` with no Raft
+/// state, whether to form the cluster of `initial` members. `answers` holds
+/// what each other initial member that answered said.
+pub fn formation(
+    me: NodeId,
+    my_storage: &str,
+    initial: &[NodeId],
+    answers: &BTreeMap<NodeId, PeerAnswer>,
+) -> Formation {
+    if let Some((told_by, answer)) = answers.iter().find(|(_, a)| a.has_raft_state) {
+        let told_by = *told_by;
+        return match answer.members.get(&me) {
+            Some(recorded) if recorded == my_storage => Formation::AwaitLeader,
+            Some(recorded) => Formation::LostData {
+                told_by,
+                recorded: recorded.clone(),
+            },
+            None => Formation::NotAMember { told_by },
+        };
+    }
+    let silent: Vec<NodeId> = initial
+        .iter()
+        .copied()
+        .filter(|id| *id != me && !answers.contains_key(id))
+        .collect();
+    if !silent.is_empty() {
+        return Formation::Wait { silent };
+    }
+    Formation::Initialize(
+        initial
+            .iter()
+            .map(|id| match *id == me {
+                true => (*id, my_storage.to_string()),
+                false => (*id, answers[id].storage_id.clone()),
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -59,8 +145,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fresh_initial_member_initializes() {
-        assert_eq!(decide(None, "c-1", true, false), Ok(Bootstrap::Initialize));
+    fn a_fresh_initial_member_asks_before_it_forms() {
+        assert_eq!(decide(None, "c-1", true, false), Ok(Bootstrap::Form));
     }
 
     #[test]
@@ -82,7 +168,86 @@ mod tests {
     }
 
     #[test]
-    fn a_crash_between_recording_the_id_and_initializing_initializes() {
-        assert_eq!(decide(Some("c-1"), "c-1", true, false), Ok(Bootstrap::Initialize));
+    fn a_crash_between_recording_the_id_and_initializing_asks_again() {
+        assert_eq!(decide(Some("c-1"), "c-1", true, false), Ok(Bootstrap::Form));
+    }
+
+    fn fresh(storage: &str) -> PeerAnswer {
+        PeerAnswer {
+            storage_id: storage.into(),
+            ..Default::default()
+        }
+    }
+
+    fn formed(members: &[(NodeId, &str)]) -> PeerAnswer {
+        PeerAnswer {
+            storage_id: "x".into(),
+            has_raft_state: true,
+            members: members.iter().map(|(id, s)| (*id, s.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn every_initial_member_answering_fresh_forms_the_cluster_with_their_storage_ids() {
+        let answers = BTreeMap::from([(2, fresh("s2")), (3, fresh("s3"))]);
+        assert_eq!(
+            formation(1, "s1", &[1, 2, 3], &answers),
+            Formation::Initialize(BTreeMap::from([(1, "s1".into()), (2, "s2".into()), (3, "s3".into())]))
+        );
+    }
+
+    #[test]
+    fn a_silent_initial_member_holds_formation_back() {
+        let answers = BTreeMap::from([(2, fresh("s2"))]);
+        assert_eq!(
+            formation(1, "s1", &[1, 2, 3], &answers),
+            Formation::Wait { silent: vec![3] }
+        );
+    }
+
+    #[test]
+    fn a_sole_initial_member_forms_alone() {
+        assert_eq!(
+            formation(1, "s1", &[1], &BTreeMap::new()),
+            Formation::Initialize(BTreeMap::from([(1, "s1".into())]))
+        );
+    }
+
+    #[test]
+    fn a_wiped_member_of_an_existing_cluster_never_forms_another() {
+        // Node 3 answers with state even while node 2 is silent.
+        let answers = BTreeMap::from([(3, formed(&[(1, "old1"), (2, "s2"), (3, "s3")]))]);
+        assert_eq!(
+            formation(1, "new1", &[1, 2, 3], &answers),
+            Formation::LostData {
+                told_by: 3,
+                recorded: "old1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_wiped_member_of_a_cluster_formed_before_storage_ids_has_lost_its_data() {
+        let answers = BTreeMap::from([(2, formed(&[(1, ""), (2, "")]))]);
+        assert!(matches!(
+            formation(1, "new1", &[1, 2], &answers),
+            Formation::LostData { .. }
+        ));
+    }
+
+    #[test]
+    fn a_member_listed_with_its_own_storage_waits_for_the_leader() {
+        // Another initial member formed the cluster first, with this node's id.
+        let answers = BTreeMap::from([(2, formed(&[(1, "s1"), (2, "s2")]))]);
+        assert_eq!(formation(1, "s1", &[1, 2], &answers), Formation::AwaitLeader);
+    }
+
+    #[test]
+    fn a_removed_member_is_not_a_member() {
+        let answers = BTreeMap::from([(2, formed(&[(2, "s2"), (3, "s3")]))]);
+        assert_eq!(
+            formation(1, "s1", &[1, 2, 3], &answers),
+            Formation::NotAMember { told_by: 2 }
+        );
     }
 }

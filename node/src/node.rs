@@ -7,7 +7,6 @@
 //! (its store is durable at every acknowledged write); all within the
 //! configured grace period.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +31,7 @@ use crate::store::{RaftDb, StoreError};
 use crate::supervision::{Supervision, spawn_heartbeat, spawn_supervisor};
 use crate::tasks::spawn_runner;
 use crate::tls::{TlsError, TlsMaterial};
-use crate::types::{Member, NodeId, Raft};
+use crate::types::{NodeId, Raft};
 
 /// Why a node could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +129,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         incarnation,
         heart_addr,
         started_at,
+        storage: db.identity().clone(),
         raft: raft.clone(),
         proposer: Proposer::start(raft.clone()),
         state_machine,
@@ -165,18 +165,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         .is_initialized()
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let mut formation = None;
     match decide(stored.as_deref(), &cluster_id, config.is_initial_member(), initialized)? {
-        Bootstrap::Initialize => {
-            let members: BTreeMap<NodeId, Member> = config
+        Bootstrap::Form => {
+            let initial = config
                 .cluster
                 .initial_members
                 .iter()
-                .map(|m| (m.id, Member { addr: m.addr.clone() }))
+                .map(|m| (m.id, m.addr.clone()))
                 .collect();
-            if let Err(e) = raft.initialize(members).await {
-                tracing::info!("cluster already formed here ({e}); resuming");
-            }
-            tracing::info!(node = config.id, cluster = %cluster_id, "formed cluster from its initial members");
+            formation = Some(tokio::spawn(crate::formation::form(context.clone(), initial)));
         }
         Bootstrap::Resume => {
             tracing::info!(node = config.id, cluster = %cluster_id, "resuming from {}", config.data_dir.display())
@@ -204,6 +202,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         for task in [&fetcher, &supervisor, &runner, &rollouts, &heartbeat, &progress] {
             task.abort();
         }
+        if let Some(formation) = &formation {
+            formation.abort();
+        }
         stop_ticks(&context).await;
         let _ = stop_serving_tx.send(());
         let _ = tokio::time::timeout(config.shutdown_grace(), server).await;
@@ -212,6 +213,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let grace = config.shutdown_grace();
     tracing::info!(node = config.id, "shutting down (grace {grace:?})");
     let ordered = async {
+        if let Some(formation) = &formation {
+            formation.abort();
+        }
         drain_for_shutdown(&context, grace / 3).await;
         fetcher.abort();
         supervisor.abort();
@@ -271,7 +275,7 @@ fn serve(
     }
     let max = crate::raft::PEER_MAX_MESSAGE_BYTES;
     let (peer_gate, raft_gate, admin_gate) = (gate.clone(), gate.clone(), gate);
-    let raft_service = RaftServer::new(RaftService::new(context.raft.clone()))
+    let raft_service = RaftServer::new(RaftService::new(context.raft.clone(), context.storage.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let peer_service = PeerServer::new(PeerService::new(context.clone()))

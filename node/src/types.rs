@@ -9,8 +9,7 @@ use crate::task_table::{Assignment, TaskSpec, TaskStatus, TickCommit};
 /// A node's id: a positive integer, unique in the cluster and never reused.
 pub type NodeId = u64;
 
-/// What Raft knows of a member: the address its peers dial.
-pub type Member = openraft::BasicNode;
+pub use crate::state::member::Member;
 
 openraft::declare_raft_types!(
     /// Baton's Raft types.

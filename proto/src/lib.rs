@@ -26,6 +26,10 @@ pub const LEADER_ADDR_HEADER: &str = "baton-leader-addr";
 /// leader" status, whether or not it knows the leader: clients and peers
 /// tell a redirect from a refusal by it, never by the message.
 pub const NOT_LEADER_HEADER: &str = "baton-not-leader";
+/// gRPC metadata key on every Raft call: the storage id the membership
+/// records for the member called. A node refuses calls addressed to another
+/// storage than its own (its disk was replaced since it was admitted).
+pub const TARGET_STORAGE_HEADER: &str = "baton-target-storage-id";
 
 /// The encoded form of the messages added with streamed snapshots and
 /// stall reports, pinned: a change to a field's number or type fails here.
@@ -87,5 +91,6 @@ mod golden {
     #[test]
     fn the_not_leader_mark_is_pinned() {
         assert_eq!(NOT_LEADER_HEADER, "baton-not-leader");
+        assert_eq!(TARGET_STORAGE_HEADER, "baton-target-storage-id");
     }
 }

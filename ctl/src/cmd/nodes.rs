@@ -1,8 +1,8 @@
-//! `batonctl nodes list|add|remove|drain|undrain`.
+//! `batonctl nodes list|add|remove|replace|drain|undrain`.
 
 use std::time::{Duration, Instant};
 
-use baton_proto::{AddNodeRequest, DrainNodeRequest, ListNodesRequest, RemoveNodeRequest};
+use baton_proto::{AddNodeRequest, DrainNodeRequest, ListNodesRequest, RemoveNodeRequest, ReplaceNodeRequest};
 use serde_json::json;
 
 use super::CmdError;
@@ -74,6 +74,29 @@ pub async fn run(client: &ClusterClient, command: NodesCommand, format: OutputFo
             output::print(format, &json!({"id": id, "log_index": reply.log_index}), || {
                 format!("removed node {id} (log index {})\n", reply.log_index)
             });
+        }
+        NodesCommand::Replace { id } => {
+            let reply = client
+                .call(|mut c| async move { c.replace_node(ReplaceNodeRequest { id }).await })
+                .await?;
+            output::print(
+                format,
+                &json!({"id": id, "log_index": reply.log_index, "old_storage_id": reply.old_storage_id,
+                        "new_storage_id": reply.new_storage_id, "unchanged": reply.unchanged}),
+                || match reply.unchanged {
+                    true => format!("node {id} runs on the storage it was admitted with; nothing to replace\n"),
+                    false => format!(
+                        "replaced node {id}: storage {} for {}; it has caught up (log index {})\n",
+                        reply.new_storage_id,
+                        if reply.old_storage_id.is_empty() {
+                            "its lost one"
+                        } else {
+                            &reply.old_storage_id
+                        },
+                        reply.log_index
+                    ),
+                },
+            );
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! `batonctl status`: the cluster at a glance.
 
+use baton_node::api::member_probe::LOST_DATA;
 use baton_proto::{MemberStatus, Stall, StatusReply, StatusRequest};
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +72,8 @@ pub struct MemberView {
     /// voter or worker.
     pub role: String,
     /// From the leader's leases: up, suspect, down or draining (unreachable
-    /// when no leader answered).
+    /// when no leader answered); lagging when its replication stands still;
+    /// lost-data when it answers from a new data_dir (`nodes replace`).
     pub state: String,
     /// Running tasks it owns.
     pub tasks: u64,
@@ -207,7 +209,7 @@ pub fn members_table(members: &[MemberView]) -> String {
             ]
         })
         .collect();
-    output::table(
+    let mut out = output::table(
         &[
             "ID",
             "ADDR",
@@ -220,7 +222,15 @@ pub fn members_table(members: &[MemberView]) -> String {
             "LAST CONTACT",
         ],
         &rows,
-    )
+    );
+    for m in members.iter().filter(|m| m.state == LOST_DATA) {
+        out.push_str(&format!(
+            "node {} runs on a new data_dir (its disk was lost or replaced) and takes no part until it is \
+             replaced: run `batonctl nodes replace {}`\n",
+            m.id, m.id
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -279,5 +289,25 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_member_that_lost_its_data_is_shown_with_the_command_that_brings_it_back() {
+        let member = |id: u64, state: &str| MemberView {
+            id,
+            addr: format!("127.0.0.1:700{id}"),
+            role: "voter".into(),
+            state: state.into(),
+            tasks: 0,
+            drained: false,
+            version: "0.1.0".into(),
+            raft_state: "learner".into(),
+            last_contact_ms: Some(5),
+            matched_index: None,
+        };
+        let text = members_table(&[member(1, "up"), member(3, LOST_DATA)]);
+        assert!(text.contains("lost-data"), "{text}");
+        assert!(text.contains("run `batonctl nodes replace 3`"), "{text}");
+        assert!(!text.contains("nodes replace 1"), "{text}");
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::modules::ModuleStore;
-use crate::raft::{PeerChannels, Proposer};
+use crate::raft::{PeerChannels, Proposer, StorageIdentity};
 use crate::runtime::TaskEngine;
 use crate::store::StateMachineStore;
 use crate::supervision::Supervision;
@@ -21,6 +21,8 @@ pub struct NodeContext {
     /// The heart that started this process and can vouch for its exit.
     pub heart_addr: Option<String>,
     pub started_at: Instant,
+    /// The data directory's storage id (see [`crate::raft::identity`]).
+    pub storage: StorageIdentity,
     pub raft: Raft,
     /// Batches writes into Raft entries.
     pub proposer: Proposer,

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::NodeContext;
 use super::errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, fatal, forward_to_leader, propose_error, write_error};
-use super::member_probe::{probe, probe_members};
+use super::member_probe::{has_lost_its_data, probe, probe_members};
 use super::module_calls;
 use super::task_calls;
 use crate::task_table::TaskStatus;
@@ -69,17 +69,40 @@ pub fn check_put(key: &str, value: &[u8]) -> Result<(), Status> {
 }
 
 /// Whether node `id` answers at `addr` within a few seconds.
-async fn answers_soon(context: &NodeContext, id: NodeId, addr: &str) -> bool {
+async fn answers_soon(context: &NodeContext, id: NodeId, addr: &str) -> Option<NodeInfoReply> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        if probe(context, id, addr).await.is_some() {
-            return true;
+        if let Some(info) = probe(context, id, addr).await {
+            return Some(info);
         }
         if tokio::time::Instant::now() >= deadline {
-            return false;
+            return None;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Takes node `id` out of the membership by `change`, once any lease it
+/// holds from its last renewal has run out, so that it has stopped every
+/// tick before anyone else may start one. In a task of its own, so that a
+/// client that gives up (or retries) cannot cut it off between holding the
+/// renewals back and letting them through again.
+async fn remove_after_its_lease(
+    context: &Arc<NodeContext>,
+    id: NodeId,
+    change: ChangeMembers<NodeId, Member>,
+) -> Result<u64, Status> {
+    let context = context.clone();
+    let removal = tokio::spawn(async move {
+        let _revoked = context.supervision.revoke(id);
+        tokio::time::sleep(Duration::from_millis(context.supervision.lease_ms)).await;
+        context.raft.change_membership(change, false).await
+    });
+    removal
+        .await
+        .map_err(|e| Status::internal(format!("the removal of node {id} failed: {e}")))?
+        .map(|changed| changed.log_id.index)
+        .map_err(write_error)
 }
 
 fn check_addr(addr: &str) -> Result<(), Status> {
@@ -152,16 +175,24 @@ impl Control for ControlService {
             return Err(Status::already_exists(format!("node {other} already uses {addr}")));
         }
         // Refuse rather than wait forever on a node that is not there (giving
-        // one that is still starting a few seconds to answer).
-        if membership.get_node(&id).is_none() && !answers_soon(&self.context, id, &addr).await {
-            return Err(Status::failed_precondition(format!(
-                "node {id} does not answer at {addr} as a node of cluster {}; start it first (with an empty \
-                 data_dir, this cluster's initial_members and a certificate for node {id}), then add it",
-                self.context.cluster_id
-            )));
-        }
+        // one that is still starting a few seconds to answer). The membership
+        // records the storage it answers from (see `raft::identity`).
+        let member = match membership.get_node(&id) {
+            Some(existing) => existing.clone(),
+            None => match answers_soon(&self.context, id, &addr).await {
+                Some(info) => Member::new(addr, info.storage_id),
+                None => {
+                    return Err(Status::failed_precondition(format!(
+                        "node {id} does not answer at {addr} as a node of cluster {}; start it first (with an \
+                         empty data_dir, this cluster's initial_members and a certificate for node {id}), then \
+                         add it",
+                        self.context.cluster_id
+                    )));
+                }
+            },
+        };
         // Join as a learner first and catch up; only then count as a voter.
-        let added = raft.add_learner(id, Member { addr }, true).await.map_err(write_error)?;
+        let added = raft.add_learner(id, member, true).await.map_err(write_error)?;
         let mut log_index = added.log_id.index;
         if !worker && !membership.voter_ids().any(|v| v == id) {
             let changed = raft
@@ -238,26 +269,100 @@ impl Control for ControlService {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        // Its tasks move as soon as it is no longer a member. A node that is
-        // still running may hold a lease from its last renewal: stop renewing
-        // it and let that lease run out first, so that it has stopped every
-        // tick before anyone else may start one. (Drain it first for a
-        // hand-off without that pause.)
-        // In a task of its own, so that a client that gives up (or retries)
-        // cannot cut it off between holding the renewals back and letting
-        // them through again.
+        // Its tasks move as soon as it is no longer a member. (Drain it first
+        // for a hand-off without waiting out its lease.)
+        let log_index = remove_after_its_lease(&self.context, id, change).await?;
+        Ok(Response::new(RemoveNodeReply { log_index }))
+    }
+
+    async fn replace_node(&self, request: Request<ReplaceNodeRequest>) -> Result<Response<ReplaceNodeReply>, Status> {
+        let id = request.into_inner().id;
+        Self::check_node_id(id)?;
+        let membership = crate::types::metrics(&self.context.raft)
+            .membership_config
+            .membership()
+            .clone();
+        let Some(member) = membership.get_node(&id).cloned() else {
+            return Err(Status::not_found(format!(
+                "node {id} is not a member (a replace that stopped after removing it leaves it so): add it with \
+                 `batonctl nodes add {id} ADDR`"
+            )));
+        };
+        let Some(info) = answers_soon(&self.context, id, &member.addr).await else {
+            return Err(Status::failed_precondition(format!(
+                "node {id} does not answer at {} as a node of cluster {}; start it (with its config and its new, \
+                 empty data_dir) first, then replace it",
+                member.addr, self.context.cluster_id
+            )));
+        };
+        if info.storage_id.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "node {id} runs baton-node {}, which has no storage ids; upgrade it first",
+                info.version
+            )));
+        }
+        if !has_lost_its_data(&member.storage_id, &info) {
+            return Ok(Response::new(ReplaceNodeReply {
+                log_index: self.context.state_machine.last_applied_index(),
+                old_storage_id: member.storage_id.clone(),
+                new_storage_id: member.storage_id,
+                unchanged: true,
+            }));
+        }
+        if info.has_raft_state {
+            return Err(Status::failed_precondition(format!(
+                "node {id} answers from storage {}, which holds Raft state but is not the storage the membership \
+                 admitted ({}); stop it, empty its data_dir, start it again, then replace it",
+                info.storage_id, member.storage_id
+            )));
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let was_voter = voters.contains(&id);
+        if was_voter && voters.len() == 1 {
+            return Err(Status::failed_precondition(format!(
+                "node {id} is the only voter: there is no other copy of the cluster's data to replace it from"
+            )));
+        }
+        // Out as the member it was (its lease, if it still had one, ended
+        // first), in again as a learner on its new storage that catches up by
+        // snapshot, and only then a voter. The steps run to the end in a task
+        // of their own even if the client gives up.
         let context = self.context.clone();
-        let removal = tokio::spawn(async move {
-            let _revoked = context.supervision.revoke(id);
-            tokio::time::sleep(Duration::from_millis(context.supervision.lease_ms)).await;
-            context.raft.change_membership(change, false).await
+        let new_member = Member::new(member.addr.clone(), info.storage_id.clone());
+        let replacement = tokio::spawn(async move {
+            let change = match was_voter {
+                true => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+                false => ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+            };
+            remove_after_its_lease(&context, id, change).await?;
+            tracing::info!(
+                node = id,
+                "replacing node {id}: removed; adding it again on its new storage"
+            );
+            let added = context
+                .raft
+                .add_learner(id, new_member, true)
+                .await
+                .map_err(write_error)?;
+            if !was_voter {
+                return Ok(added.log_id.index);
+            }
+            let changed = context
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                .await
+                .map_err(write_error)?;
+            tracing::info!(node = id, "replaced node {id}: a voter again");
+            Ok::<u64, Status>(changed.log_id.index)
         });
-        let changed = removal
+        let log_index = replacement
             .await
-            .map_err(|e| Status::internal(format!("the removal of node {id} failed: {e}")))?
-            .map_err(write_error)?;
-        Ok(Response::new(RemoveNodeReply {
-            log_index: changed.log_id.index,
+            .map_err(|e| Status::internal(format!("the replacement of node {id} failed: {e}")))??;
+        Ok(Response::new(ReplaceNodeReply {
+            log_index,
+            old_storage_id: member.storage_id,
+            new_storage_id: info.storage_id,
+            unchanged: false,
         }))
     }
 

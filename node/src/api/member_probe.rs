@@ -14,6 +14,23 @@ use crate::types::NodeId;
 /// How long a member may take to answer before it counts as unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
+/// The state of a member that answers from a data directory other than the
+/// one it was admitted with: it takes no part in Raft until it is replaced
+/// (`batonctl nodes replace`).
+pub const LOST_DATA: &str = "lost-data";
+
+/// Whether a member admitted with storage `recorded` answered from another
+/// one: a new data directory (a lost disk), or, for a member admitted before
+/// storage ids, one without Raft state. An answer from a release before
+/// storage ids says nothing either way.
+pub fn has_lost_its_data(recorded: &str, info: &NodeInfoReply) -> bool {
+    match (recorded, info.storage_id.as_str()) {
+        (_, "") => false,
+        ("", _) => !info.has_raft_state,
+        (recorded, actual) => recorded != actual,
+    }
+}
+
 /// Every member of the current membership with what it says of itself.
 pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
     let metrics = crate::types::metrics(&context.raft);
@@ -28,14 +45,15 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
             .map(|l| l.index)
     };
     let probes = membership.nodes().map(|(id, node)| {
-        let (id, addr) = (*id, node.addr.clone());
+        let (id, addr, recorded) = (*id, node.addr.clone(), node.storage_id.clone());
         async move {
             let info = if id == context.id {
                 Some(local_info(context))
             } else {
                 probe(context, id, &addr).await
             };
-            (id, addr, info)
+            let lost = info.as_ref().is_some_and(|i| has_lost_its_data(&recorded, i));
+            (id, addr, info, lost)
         }
     });
     let leads = metrics.current_leader == Some(context.id);
@@ -68,11 +86,15 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
     join_all(probes)
         .await
         .into_iter()
-        .map(|(id, addr, info)| MemberStatus {
+        .map(|(id, addr, info, lost)| MemberStatus {
             id,
             addr,
             role: if voters.contains(&id) { "voter" } else { "worker" }.to_string(),
-            state: state(id, info.is_some()).to_string(),
+            state: match lost {
+                true => LOST_DATA,
+                false => state(id, info.is_some()),
+            }
+            .to_string(),
             tasks: owned.get(&id).copied().unwrap_or(0),
             drained: drained.contains(&id),
             version: info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
@@ -103,4 +125,35 @@ pub async fn probe(context: &NodeContext, id: NodeId, addr: &str) -> Option<Node
     }
     context.record_contact(id);
     Some(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(storage_id: &str, has_raft_state: bool) -> NodeInfoReply {
+        NodeInfoReply {
+            storage_id: storage_id.into(),
+            has_raft_state,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_member_answering_from_another_storage_has_lost_its_data() {
+        assert!(has_lost_its_data("s1", &answer("s2", false)));
+        assert!(has_lost_its_data("s1", &answer("s2", true)));
+        assert!(!has_lost_its_data("s1", &answer("s1", true)));
+    }
+
+    #[test]
+    fn a_member_admitted_before_storage_ids_has_lost_its_data_only_without_raft_state() {
+        assert!(!has_lost_its_data("", &answer("s2", true)));
+        assert!(has_lost_its_data("", &answer("s2", false)));
+    }
+
+    #[test]
+    fn an_older_release_that_names_no_storage_is_taken_at_its_word() {
+        assert!(!has_lost_its_data("s1", &answer("", false)));
+    }
 }

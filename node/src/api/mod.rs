@@ -5,7 +5,7 @@ mod context;
 mod control_service;
 mod errors;
 mod gate;
-mod member_probe;
+pub mod member_probe;
 mod module_calls;
 mod peer_service;
 mod raft_service;

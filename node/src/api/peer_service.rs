@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use baton_proto::peer_server::Peer;
 use baton_proto::{
-    FetchModuleReply, FetchModuleRequest, HeartbeatAck, HeartbeatPing, NodeInfoReply, NodeInfoRequest, ProposeReply,
-    ProposeRequest,
+    FetchModuleReply, FetchModuleRequest, HeartbeatAck, HeartbeatPing, MemberRecord, NodeInfoReply, NodeInfoRequest,
+    ProposeReply, ProposeRequest,
 };
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -52,6 +52,20 @@ pub fn local_info(context: &NodeContext) -> NodeInfoReply {
         raft_state: format!("{:?}", metrics.state).to_lowercase(),
         last_applied_index: context.state_machine.last_applied_index(),
         uptime_ms: context.started_at.elapsed().as_millis() as u64,
+        storage_id: context.storage.id.clone(),
+        has_raft_state: metrics.last_log_index.is_some()
+            || metrics.snapshot.is_some()
+            || metrics.membership_config.membership().nodes().next().is_some(),
+        members: metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, member)| MemberRecord {
+                id: *id,
+                addr: member.addr.clone(),
+                storage_id: member.storage_id.clone(),
+            })
+            .collect(),
     }
 }
 

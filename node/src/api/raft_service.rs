@@ -9,18 +9,27 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::errors::fatal;
+use crate::raft::StorageIdentity;
 use crate::raft::snapshot_stream::{AssemblyError, SnapshotAssembly};
 use crate::types::Raft;
 use crate::types::typ::{Snapshot, SnapshotMeta, Vote};
 
-/// Hands incoming Raft RPCs to the local Raft.
+/// Hands incoming Raft RPCs to the local Raft, if they are addressed to
+/// this node's storage (see [`crate::raft::identity`]).
 pub struct RaftService {
     raft: Raft,
+    storage: StorageIdentity,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft) -> Self {
-        RaftService { raft }
+    pub fn new(raft: Raft, storage: StorageIdentity) -> Self {
+        RaftService { raft, storage }
+    }
+
+    /// The call's message, if it is addressed to this node's storage.
+    fn admit<T>(&self, request: Request<T>) -> Result<T, Status> {
+        self.storage.admit_call(request.metadata())?;
+        Ok(request.into_inner())
     }
 }
 
@@ -48,7 +57,7 @@ impl RaftService {
 #[tonic::async_trait]
 impl RaftApi for RaftService {
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode("append-entries request", &request.into_inner().payload)?;
+        let rpc = decode("append-entries request", &self.admit(request)?.payload)?;
         let response = self
             .raft
             .append_entries(rpc)
@@ -58,7 +67,7 @@ impl RaftApi for RaftService {
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode("vote request", &request.into_inner().payload)?;
+        let rpc = decode("vote request", &self.admit(request)?.payload)?;
         let response = self
             .raft
             .vote(rpc)
@@ -68,7 +77,7 @@ impl RaftApi for RaftService {
     }
 
     async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode("pre-vote request", &request.into_inner().payload)?;
+        let rpc = decode("pre-vote request", &self.admit(request)?.payload)?;
         let response = self
             .raft
             .pre_vote(rpc)
@@ -78,7 +87,7 @@ impl RaftApi for RaftService {
     }
 
     async fn install_snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<RaftReply>, Status> {
-        let SnapshotRequest { vote, meta, data } = request.into_inner();
+        let SnapshotRequest { vote, meta, data } = self.admit(request)?;
         let vote: Vote = decode("snapshot vote", &vote)?;
         let meta: SnapshotMeta = decode("snapshot meta", &meta)?;
         self.install(vote, meta, data).await
@@ -86,7 +95,7 @@ impl RaftApi for RaftService {
 
     async fn stream_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftReply>, Status> {
         let invalid = |e: AssemblyError| Status::invalid_argument(e.to_string());
-        let mut stream = request.into_inner();
+        let mut stream = self.admit(request)?;
         let mut assembly = SnapshotAssembly::start(stream.message().await?).map_err(invalid)?;
         // A stream whose header does not decode is refused before its data.
         let (vote, meta) = assembly.header();
@@ -100,7 +109,7 @@ impl RaftApi for RaftService {
     }
 
     async fn transfer_leader(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode("transfer-leader request", &request.into_inner().payload)?;
+        let rpc = decode("transfer-leader request", &self.admit(request)?.payload)?;
         let response = self.raft.handle_transfer_leader(rpc).await.map_err(fatal)?;
         reply(&response)
     }

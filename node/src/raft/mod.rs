@@ -2,6 +2,7 @@
 //! `Raft` handle from a node's config.
 
 mod builder;
+pub mod identity;
 pub mod message_limits;
 mod network;
 mod peer_channels;
@@ -10,6 +11,7 @@ mod proposer;
 pub mod snapshot_stream;
 
 pub use builder::{openraft_config, start_raft};
+pub use identity::{Misaddressed, StorageIdentity};
 pub use message_limits::{MAX_COMMAND_BYTES, PEER_MAX_MESSAGE_BYTES};
 pub use network::GrpcNetwork;
 pub use peer_channels::{PeerChannels, peer_client};

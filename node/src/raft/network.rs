@@ -40,6 +40,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> GrpcPeer {
         GrpcPeer {
             target,
+            target_storage: node.storage_id.clone(),
             channel: self.channels.channel(target, &node.addr),
             channels: self.channels.clone(),
         }
@@ -49,6 +50,9 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
 /// The Raft RPC client for one peer.
 pub struct GrpcPeer {
     target: NodeId,
+    /// The storage the membership admitted the target with: every call is
+    /// addressed to it (see [`super::identity`]).
+    target_storage: String,
     channel: Result<Channel, tonic::transport::Error>,
     channels: Arc<PeerChannels>,
 }
@@ -73,6 +77,18 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
 }
 
 impl GrpcPeer {
+    /// A call to the target: the peer headers, and the storage it is
+    /// addressed to.
+    fn request<T>(&self, message: T, timeout: Option<Duration>) -> tonic::Request<T> {
+        let mut request = self.channels.request(message, timeout);
+        if let Ok(storage) = self.target_storage.parse() {
+            request
+                .metadata_mut()
+                .insert(baton_proto::TARGET_STORAGE_HEADER, storage);
+        }
+        request
+    }
+
     fn client(&self) -> Result<RaftClient<Channel>, RpcError> {
         let channel = self
             .channel
@@ -95,7 +111,7 @@ impl GrpcPeer {
         // default): too short for an entry of megabytes, which would time
         // out and be resent for ever.
         let timeout = rpc_timeout(option.soft_ttl(), payload.len());
-        let request = self.channels.request(RaftRequest { payload }, Some(timeout));
+        let request = self.request(RaftRequest { payload }, Some(timeout));
         let reply = match kind {
             RpcKind::AppendEntries => client.append_entries(request).await,
             RpcKind::Vote => client.vote(request).await,
@@ -132,7 +148,7 @@ impl GrpcPeer {
                 *tracker.lock().expect("snapshot progress lock poisoned") = (Instant::now(), i + 1 == count);
                 chunk
             });
-        let request = self.channels.request(futures::stream::iter(stream), None);
+        let request = self.request(futures::stream::iter(stream), None);
         let stalled = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -160,7 +176,7 @@ impl GrpcPeer {
                     meta,
                     data: data.to_vec(),
                 };
-                let request = self.channels.request(message, Some(rpc_timeout(patience, total)));
+                let request = self.request(message, Some(rpc_timeout(patience, total)));
                 client.install_snapshot(request).await
             }
             other => other,

@@ -196,6 +196,17 @@ impl TaskEngine {
         }
     }
 
+    /// An instance that could not be made, as a tick error. Making one runs
+    /// guest code, so the epoch callback may stop it there too: a closed
+    /// fence is this node's turn ending, not the module's fault, and an
+    /// interrupt is the budget spent.
+    fn not_started(&self, e: wasmtime::Error) -> TickError {
+        match self.trapped(e) {
+            TickError::Trapped(message) => TickError::Instantiate(message),
+            stopped => stopped,
+        }
+    }
+
     /// Converts `state` from version `from`'s format to version `to`'s with
     /// `module` (the newer of the two); a module without `migrate` keeps
     /// one format, and the state passes unchanged. Blocking.
@@ -211,9 +222,7 @@ impl TaskEngine {
             return Ok(state.to_vec());
         };
         let mut store = self.store(task)?;
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;
+        let instance = pre.instantiate(&mut store).map_err(|e| self.not_started(e))?;
         match instance.call_migrate(&mut store, from, to, state) {
             Ok(Ok(state)) => Ok(state),
             Ok(Err(message)) => Err(TickError::Failed(format!(
@@ -230,9 +239,7 @@ impl TaskEngine {
             return Ok(true);
         };
         let mut store = self.store(TaskContext::default())?;
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;
+        let instance = pre.instantiate(&mut store).map_err(|e| self.not_started(e))?;
         instance
             .call_can_downgrade(&mut store, from, to)
             .map_err(|e| self.trapped(e))
@@ -244,10 +251,7 @@ impl TaskEngine {
     pub fn tick(&self, module: &CompiledModule, task: TaskContext, state: &[u8]) -> Result<Outcome, TickError> {
         let name = task.name.clone();
         let mut store = self.store(task)?;
-        let instance = module
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;
+        let instance = module.pre.instantiate(&mut store).map_err(|e| self.not_started(e))?;
         let result = instance.call_tick(&mut store, state);
         self.outcome(&name, result)
     }
@@ -268,9 +272,7 @@ impl TaskEngine {
         };
         let name = task.name.clone();
         let mut store = self.store(task)?;
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| TickError::Instantiate(format!("{e:#}")))?;
+        let instance = pre.instantiate(&mut store).map_err(|e| self.not_started(e))?;
         let state = match instance.call_migrate(&mut store, from, to, state) {
             Ok(Ok(state)) => state,
             Ok(Err(message)) => {

@@ -10,9 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::raft::StorageIdentity;
 
 /// Raft log entries by index, as JSON.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
@@ -39,7 +41,12 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct RaftDb {
     db: Arc<Database>,
+    identity: StorageIdentity,
 }
+
+/// META keys of the storage identity (see [`crate::raft::identity`]).
+const STORAGE_ID: &str = "storage_id";
+const STORAGE_LEGACY: &str = "storage_legacy";
 
 impl RaftDb {
     /// Opens (creating if needed) the store in `data_dir`.
@@ -53,14 +60,56 @@ impl RaftDb {
             path: path.clone(),
             source,
         })?;
-        let this = RaftDb { db: Arc::new(db) };
-        this.write(Durability::Immediate, |txn| {
-            txn.open_table(LOG)?;
-            txn.open_table(META)?;
-            txn.open_table(SM_META)?;
-            Ok(())
-        })?;
-        Ok(this)
+        let db = Arc::new(db);
+        let identity = Self::identify(&db)?;
+        Ok(RaftDb { db, identity })
+    }
+
+    /// The store's identity, created with the store: a fresh id, marked
+    /// legacy when the store already held Raft state (a store of a release
+    /// before storage ids, whose membership records none).
+    fn identify(db: &Database) -> Result<StorageIdentity, std::io::Error> {
+        let mut txn = db.begin_write().map_err(db_error)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(std::io::Error::other)?;
+        let identity = {
+            let log = txn.open_table(LOG).map_err(db_error)?;
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            let sm_meta = txn.open_table(SM_META).map_err(db_error)?;
+            let stored = |key: &str| -> Result<Option<Vec<u8>>, std::io::Error> {
+                Ok(meta.get(key).map_err(db_error)?.map(|v| v.value().to_vec()))
+            };
+            match stored(STORAGE_ID)? {
+                Some(id) => StorageIdentity {
+                    id: from_json(&id)?,
+                    legacy: stored(STORAGE_LEGACY)?
+                        .map(|v| from_json(&v))
+                        .transpose()?
+                        .unwrap_or(false),
+                },
+                None => {
+                    let has_raft_state = !log.is_empty().map_err(db_error)?
+                        || !sm_meta.is_empty().map_err(db_error)?
+                        || stored("vote")?.is_some();
+                    let identity = StorageIdentity {
+                        legacy: has_raft_state,
+                        ..StorageIdentity::fresh()
+                    };
+                    meta.insert(STORAGE_ID, to_json(&identity.id)?.as_slice())
+                        .map_err(db_error)?;
+                    meta.insert(STORAGE_LEGACY, to_json(&identity.legacy)?.as_slice())
+                        .map_err(db_error)?;
+                    identity
+                }
+            }
+        };
+        txn.commit().map_err(db_error)?;
+        Ok(identity)
+    }
+
+    /// Which storage this is (see [`crate::raft::identity`]).
+    pub fn identity(&self) -> &StorageIdentity {
+        &self.identity
     }
 
     /// Runs `f` in a write transaction and commits it with `durability`.
@@ -133,6 +182,10 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, std::
 
 pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
     serde_json::from_slice(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+fn db_error(e: impl Into<redb::Error>) -> std::io::Error {
+    io_error(e.into())
 }
 
 pub(crate) fn io_error(e: redb::Error) -> std::io::Error {

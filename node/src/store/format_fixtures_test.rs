@@ -194,14 +194,7 @@ fn log_id(term: u64, index: u64) -> LogId {
 
 fn membership() -> openraft::Membership<u64, Member> {
     let nodes: BTreeMap<u64, Member> = (1..=3)
-        .map(|id| {
-            (
-                id,
-                Member {
-                    addr: format!("10.0.0.{id}:7000"),
-                },
-            )
-        })
+        .map(|id| (id, Member::new(format!("10.0.0.{id}:7000"), "")))
         .collect();
     openraft::Membership::new(vec![BTreeSet::from([1, 2, 3])], nodes).expect("a valid membership")
 }

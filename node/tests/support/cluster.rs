@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_node::raft::start_raft;
+use baton_node::raft::{StorageIdentity, start_raft};
 use baton_node::store::{RaftDb, StateMachineStore};
 use baton_node::types::{Command, Member, NodeId, Raft};
 use openraft::{Config, ServerState};
@@ -15,15 +15,47 @@ use super::router::{Router, RouterFactory};
 pub struct TestNode {
     pub raft: Raft,
     pub state_machine: StateMachineStore,
+    pub storage: StorageIdentity,
     _dir: tempfile::TempDir,
 }
 
 pub struct InProcessCluster {
     pub router: Arc<Router>,
     pub nodes: BTreeMap<NodeId, TestNode>,
+    config: Arc<Config>,
 }
 
 impl InProcessCluster {
+    /// Starts node `id` on an empty data directory.
+    async fn start_node(router: &Arc<Router>, config: &Arc<Config>, id: NodeId) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        let storage = db.identity().clone();
+        let factory = RouterFactory {
+            from: id,
+            router: router.clone(),
+        };
+        let (raft, state_machine) = start_raft(id, config.clone(), db, factory).await.unwrap();
+        router.nodes.lock().unwrap().insert(id, raft.clone());
+        router.storage.lock().unwrap().insert(id, storage.clone());
+        TestNode {
+            raft,
+            state_machine,
+            storage,
+            _dir: dir,
+        }
+    }
+
+    /// Stops node `id`, deletes its data directory (a lost disk) and starts
+    /// it again on an empty one.
+    pub async fn wipe_and_restart(&mut self, id: NodeId) {
+        let old = self.nodes.remove(&id).unwrap();
+        old.raft.shutdown().await.unwrap();
+        drop(old);
+        let node = Self::start_node(&self.router, &self.config, id).await;
+        self.nodes.insert(id, node);
+    }
+
     pub async fn start(n: u64) -> Self {
         let router = Arc::new(Router::default());
         let config = Arc::new(
@@ -41,35 +73,14 @@ impl InProcessCluster {
         );
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
-            let dir = tempfile::tempdir().unwrap();
-            let db = RaftDb::open(dir.path()).unwrap();
-            let factory = RouterFactory {
-                from: id,
-                router: router.clone(),
-            };
-            let (raft, state_machine) = start_raft(id, config.clone(), db, factory).await.unwrap();
-            router.nodes.lock().unwrap().insert(id, raft.clone());
-            nodes.insert(
-                id,
-                TestNode {
-                    raft,
-                    state_machine,
-                    _dir: dir,
-                },
-            );
+            nodes.insert(id, Self::start_node(&router, &config, id).await);
         }
-        let members: BTreeMap<NodeId, Member> = (1..=n)
-            .map(|id| {
-                (
-                    id,
-                    Member {
-                        addr: format!("mem:{id}"),
-                    },
-                )
-            })
+        let members: BTreeMap<NodeId, Member> = nodes
+            .iter()
+            .map(|(id, node)| (*id, Member::new(format!("mem:{id}"), node.storage.id.clone())))
             .collect();
         nodes[&1].raft.initialize(members).await.unwrap();
-        InProcessCluster { router, nodes }
+        InProcessCluster { router, nodes, config }
     }
 
     /// Waits until the nodes in `among` agree on one leader among them.
@@ -99,6 +110,9 @@ impl InProcessCluster {
             if let Ok(index) = self.put(leader, key, value).await {
                 return index;
             }
+            // A leader that was cut off refuses writes until a quorum has
+            // answered it again (its lease).
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("write {key} never committed");
     }

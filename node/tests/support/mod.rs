@@ -1,4 +1,6 @@
-//! Shared pieces of the in-process tests.
+//! Shared pieces of the in-process tests. Each test binary uses a part of
+//! them, so the rest is dead code to it.
+#![allow(dead_code)]
 
 pub mod cluster;
 pub mod router;

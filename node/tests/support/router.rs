@@ -3,9 +3,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use baton_node::raft::StorageIdentity;
 use baton_node::types::typ::*;
 use baton_node::types::{Member, NodeId, Raft, TypeConfig};
 use openraft::OptionalSend;
@@ -27,6 +29,12 @@ pub struct Faults {
 #[derive(Default)]
 pub struct Router {
     pub nodes: Mutex<HashMap<NodeId, Raft>>,
+    /// Each node's storage: a message is delivered only if it is addressed
+    /// to it, as the gRPC service checks (`raft::identity`).
+    pub storage: Mutex<HashMap<NodeId, StorageIdentity>>,
+    /// Deliver messages whatever storage they are addressed to (to show
+    /// what the check prevents).
+    pub ignore_storage: AtomicBool,
     pub faults: Mutex<Faults>,
 }
 
@@ -52,7 +60,12 @@ impl Router {
 
     /// Applies the faults to one message from `from` to `to`, then hands the
     /// target's Raft to `deliver`.
-    async fn send<T, Fut>(&self, from: NodeId, to: NodeId, deliver: impl FnOnce(Raft) -> Fut) -> Result<T, RpcError>
+    async fn send<T, Fut>(
+        &self,
+        from: NodeId,
+        (to, addressed): (NodeId, &str),
+        deliver: impl FnOnce(Raft) -> Fut,
+    ) -> Result<T, RpcError>
     where
         Fut: Future<Output = Result<T, String>>,
     {
@@ -71,6 +84,12 @@ impl Router {
             tokio::time::sleep(delay).await;
         }
         let target = self.nodes.lock().unwrap().get(&to).cloned();
+        if !self.ignore_storage.load(Ordering::SeqCst)
+            && let Some(storage) = self.storage.lock().unwrap().get(&to)
+            && let Err(refused) = storage.admit(addressed)
+        {
+            return Err(RpcError::Unreachable(Unreachable::from_string(refused.to_string())));
+        }
         match (lost, target) {
             (false, Some(raft)) => deliver(raft)
                 .await
@@ -91,15 +110,17 @@ pub struct RouterFactory {
 pub struct RouterPeer {
     from: NodeId,
     to: NodeId,
+    to_storage: String,
     router: Arc<Router>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for RouterFactory {
     type Network = RouterPeer;
-    async fn new_client(&mut self, target: NodeId, _node: &Member) -> RouterPeer {
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> RouterPeer {
         RouterPeer {
             from: self.from,
             to: target,
+            to_storage: node.storage_id.clone(),
             router: self.router.clone(),
         }
     }
@@ -114,7 +135,7 @@ impl RaftNetworkV2<TypeConfig> for RouterPeer {
         _o: RPCOption,
     ) -> Result<AppendEntriesResponse, RpcError> {
         self.router
-            .send(self.from, self.to, |r| async move {
+            .send(self.from, (self.to, &self.to_storage), |r| async move {
                 r.append_entries(rpc).await.map_err(|e| e.to_string())
             })
             .await
@@ -122,7 +143,7 @@ impl RaftNetworkV2<TypeConfig> for RouterPeer {
 
     async fn vote(&mut self, rpc: VoteRequest, _o: RPCOption) -> Result<VoteResponse, RpcError> {
         self.router
-            .send(self.from, self.to, |r| async move {
+            .send(self.from, (self.to, &self.to_storage), |r| async move {
                 r.vote(rpc).await.map_err(|e| e.to_string())
             })
             .await
@@ -130,7 +151,7 @@ impl RaftNetworkV2<TypeConfig> for RouterPeer {
 
     async fn pre_vote(&mut self, rpc: VoteRequest, _o: RPCOption) -> Result<VoteResponse, RpcError> {
         self.router
-            .send(self.from, self.to, |r| async move {
+            .send(self.from, (self.to, &self.to_storage), |r| async move {
                 r.pre_vote(rpc).await.map_err(|e| e.to_string())
             })
             .await
@@ -145,7 +166,7 @@ impl RaftNetworkV2<TypeConfig> for RouterPeer {
     ) -> Result<SnapshotResponse, StreamingError<TypeConfig>> {
         let sent = self
             .router
-            .send(self.from, self.to, |r| async move {
+            .send(self.from, (self.to, &self.to_storage), |r| async move {
                 r.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string())
             })
             .await;

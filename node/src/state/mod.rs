@@ -1,0 +1,4 @@
+//! The replicated state's vocabulary: plain data and the rules over it, with
+//! no tokio, tonic, openraft or redb inside.
+
+pub mod member;
