@@ -518,6 +518,19 @@ impl ContainerCluster {
         let _ = file.sync_all();
     }
 
+    /// Deletes everything in node `id`'s data_dir (a lost disk replaced by
+    /// an empty one); the node must be stopped.
+    pub fn wipe_data(&self, id: u64) {
+        let data = self.nodes[&id].dir.join("data");
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let path = entry.unwrap().path();
+            match path.is_dir() {
+                true => std::fs::remove_dir_all(&path).unwrap(),
+                false => std::fs::remove_file(&path).unwrap(),
+            }
+        }
+    }
+
     /// Frees what `fill_disk` took.
     pub fn free_disk(&self, id: u64) {
         std::fs::remove_file(self.nodes[&id].dir.join("data/filler")).unwrap();

@@ -89,6 +89,46 @@ mod golden {
     }
 
     #[test]
+    fn a_node_info_reply_names_its_storage_and_membership_as_pinned() {
+        let reply = NodeInfoReply {
+            node_id: 3,
+            storage_id: "ab".into(),
+            has_raft_state: true,
+            members: vec![MemberRecord {
+                id: 1,
+                addr: "h:1".into(),
+                storage_id: "cd".into(),
+            }],
+            ..Default::default()
+        };
+        let pinned = [
+            0x08, 3, // 1: node_id
+            0x42, 2, b'a', b'b', // 8: storage_id
+            0x48, 1, // 9: has_raft_state
+            0x52, 11, // 10: members
+            0x08, 1, // 1: id
+            0x12, 3, b'h', b':', b'1', // 2: addr
+            0x1a, 2, b'c', b'd', // 3: storage_id
+        ];
+        assert_eq!(reply.encode_to_vec(), pinned);
+        assert_eq!(NodeInfoReply::decode(&pinned[..]).unwrap(), reply);
+    }
+
+    #[test]
+    fn a_replace_node_call_is_encoded_as_pinned() {
+        assert_eq!(ReplaceNodeRequest { id: 3 }.encode_to_vec(), [0x08, 3]);
+        let reply = ReplaceNodeReply {
+            log_index: 9,
+            old_storage_id: "a".into(),
+            new_storage_id: "b".into(),
+            unchanged: true,
+        };
+        let pinned = [0x08, 9, 0x12, 1, b'a', 0x1a, 1, b'b', 0x20, 1];
+        assert_eq!(reply.encode_to_vec(), pinned);
+        assert_eq!(ReplaceNodeReply::decode(&pinned[..]).unwrap(), reply);
+    }
+
+    #[test]
     fn the_not_leader_mark_is_pinned() {
         assert_eq!(NOT_LEADER_HEADER, "baton-not-leader");
         assert_eq!(TARGET_STORAGE_HEADER, "baton-target-storage-id");

@@ -46,6 +46,9 @@ pub enum Fault {
     Delay,
     /// The small-disk node's data disk filled to the last byte.
     FullDisk,
+    /// A follower killed, its data_dir emptied (a lost disk replaced), and
+    /// started again with the same config; then `nodes replace` of it.
+    DiskLost,
     /// A new module version rolled out while a follower is cut off.
     RolloutDuringPartition,
     /// A new module version rolled out while a follower is killed.
@@ -57,7 +60,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 20] = [
+    pub const ALL: [Fault; 21] = [
         Fault::KillFollower,
         Fault::KillLeader,
         Fault::LargeStates,
@@ -75,6 +78,7 @@ impl Fault {
         Fault::PacketLoss,
         Fault::Delay,
         Fault::FullDisk,
+        Fault::DiskLost,
         Fault::RolloutDuringPartition,
         Fault::RolloutDuringKill,
         Fault::RevertWithTicksInFlight,
@@ -99,6 +103,7 @@ impl Fault {
             Fault::PacketLoss => "10% packet loss",
             Fault::Delay => "10 ms delay",
             Fault::FullDisk => "full disk",
+            Fault::DiskLost => "a follower's disk lost, replaced",
             Fault::RolloutDuringPartition => "rollout during partition",
             Fault::RolloutDuringKill => "rollout during kill",
             Fault::RevertWithTicksInFlight => "rollout reverted, ticks in flight",

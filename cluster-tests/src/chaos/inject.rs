@@ -77,6 +77,24 @@ impl Chaos {
                     ..Injected::moved(started, lost, moved)
                 }
             }
+            Fault::DiskLost => {
+                let victim = self.pick(followers);
+                let lost = vec![victim];
+                let owned = self.owned_by(&lost).await;
+                let started = now_ms();
+                self.cluster.kill(victim);
+                let moved = self.await_moved(&owned, &lost, started).await;
+                self.cluster.wipe_data(victim);
+                self.cluster.start_again(victim);
+                let replaced = self.replace_lost(victim).await;
+                Injected {
+                    note: Some(format!(
+                        "node {victim}: lost-data until `nodes replace`, then caught up"
+                    )),
+                    broken: replaced.err(),
+                    ..Injected::moved(started, lost, moved)
+                }
+            }
             Fault::Stop => {
                 let victim = self.pick(followers);
                 let lost = vec![victim];

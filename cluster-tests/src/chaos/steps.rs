@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use baton_proto::{AddNodeRequest, DrainNodeRequest, PutRequest, RemoveNodeRequest, TaskInfo};
+use baton_node::api::member_probe::LOST_DATA;
+use baton_proto::{AddNodeRequest, DrainNodeRequest, PutRequest, RemoveNodeRequest, ReplaceNodeRequest, TaskInfo};
 use batonctl::cmd::rollout::RolloutView;
 use rand::Rng;
 
@@ -77,6 +78,47 @@ impl Chaos {
                 (_, Some(m)) if m.role == "voter" && m.state == "up" => Ok(()),
                 (Err(e), _) => Err(format!("`nodes add {id}` failed: {e}")),
                 (Ok(_), m) => Err(format!("node {id} added back but not an up voter: {m:?}")),
+            }
+        })
+        .await
+    }
+
+    /// Node `id`, started again on an empty data_dir: waits until it has said
+    /// that it has no data for the cluster and the leader shows it
+    /// lost-data, then `nodes replace` of it, retried until it is an up voter
+    /// that has caught up with the commit index.
+    pub(super) async fn replace_lost(&self, id: u64) -> Result<(), String> {
+        let client = self.cluster.client_excluding(&[id]);
+        until(CONVERGE, Duration::from_millis(500), async || {
+            if !self.cluster.log(id).contains("has no data for cluster") {
+                return Err(format!("node {id} has not said that it has no data for the cluster"));
+            }
+            let status = batonctl::cmd::status::fetch(&client).await.map_err(|e| e.to_string())?;
+            match status.members.iter().find(|m| m.id == id) {
+                Some(m) if m.state == LOST_DATA => Ok(()),
+                m => Err(format!(
+                    "node {id} on an empty data_dir is not shown as {LOST_DATA}: {m:?}"
+                )),
+            }
+        })
+        .await?;
+        until(CONVERGE, Duration::from_millis(500), async || {
+            let replaced = client
+                .call(|mut c| async move { c.replace_node(ReplaceNodeRequest { id }).await })
+                .await;
+            let status = batonctl::cmd::status::fetch(&client).await.map_err(|e| e.to_string())?;
+            let member = status.members.iter().find(|m| m.id == id);
+            match (replaced, member) {
+                // Within a few entries of the commit index (writes go on).
+                (_, Some(m))
+                    if m.role == "voter"
+                        && m.state == "up"
+                        && m.matched_index.is_some_and(|i| i + 100 >= status.commit_index) =>
+                {
+                    Ok(())
+                }
+                (Err(e), _) => Err(format!("`nodes replace {id}` failed: {e}")),
+                (Ok(_), m) => Err(format!("node {id} replaced but not an up voter that caught up: {m:?}")),
             }
         })
         .await

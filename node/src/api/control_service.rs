@@ -32,6 +32,18 @@ impl ControlService {
     /// Status and node lists come from the leader, which holds the leases;
     /// without a known leader, this node answers from what it can probe.
     fn redirect_to_leader(&self) -> Result<(), Status> {
+        let id = self.context.id;
+        let formed = crate::types::with_metrics(&self.context.raft, |m| {
+            m.membership_config.membership().nodes().next().is_some()
+        });
+        if !formed {
+            // Unavailable: a client tries its other endpoints.
+            return Err(Status::unavailable(format!(
+                "node {id} has no Raft state: it is waiting for the cluster to form, to be added (`batonctl \
+                 nodes add`), or, if its disk was lost, to be replaced (`batonctl nodes replace {id}`); ask \
+                 another node"
+            )));
+        }
         match crate::types::leader(&self.context.raft) {
             (Some(leader), addr) if leader != self.context.id => {
                 Err(super::errors::not_leader(Some(leader), addr.as_deref()))
@@ -278,6 +290,9 @@ impl Control for ControlService {
     async fn replace_node(&self, request: Request<ReplaceNodeRequest>) -> Result<Response<ReplaceNodeReply>, Status> {
         let id = request.into_inner().id;
         Self::check_node_id(id)?;
+        // The leader's membership, not a stale one (nor the empty one of the
+        // node being replaced, if the call reached it).
+        self.redirect_to_leader()?;
         let membership = crate::types::metrics(&self.context.raft)
             .membership_config
             .membership()
