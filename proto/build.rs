@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/baton/v1/peer.proto",
         "proto/baton/v1/control.proto",
         "proto/baton/v1/heart.proto",
+        "proto/baton/v1/rejection.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -10,6 +10,7 @@ use std::time::Duration;
 use baton_cluster_tests::local_cluster::find_binary;
 use baton_cluster_tests::{TestCluster, poll_async};
 use baton_node::api::member_probe::LOST_DATA;
+use baton_proto::AddNodeRequest;
 use batonctl::cmd::status::render;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,4 +113,64 @@ async fn a_follower_that_lost_its_disk_stays_out_until_replaced_then_serves_ever
         .await
         .expect("replace again");
     assert!(replaced.unchanged, "{replaced:?}");
+}
+
+/// The sole initial member of a cluster that grew by `nodes add` has no
+/// other initial member to ask: it must learn that the cluster exists from
+/// the calls of the members added since, and never form a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sole_initial_member_of_a_grown_cluster_never_forms_a_new_one_after_its_disk_is_lost() {
+    let mut cluster = TestCluster::start(1).await;
+    let client = cluster.client();
+    for id in [2, 3] {
+        let addr = cluster.local.add_node_layout(id).unwrap().addr.clone();
+        cluster.local.start(id).unwrap();
+        let request = AddNodeRequest {
+            id,
+            addr,
+            worker: false,
+        };
+        client
+            .call_with(&request, |mut c, r| async move { c.add_node(r).await })
+            .await
+            .expect("add a voter");
+    }
+    cluster.put(&client, "k", "acknowledged").await.expect("write");
+
+    cluster.kill9(1);
+    std::fs::remove_dir_all(cluster.local.nodes[&1].dir.join("data")).expect("delete node 1's data_dir");
+    cluster.restart(1);
+
+    let log_path = cluster.local.nodes[&1].log_path();
+    poll_async(Duration::from_secs(30), "node 1 to say it has no data", || async {
+        let log = std::fs::read_to_string(&log_path).ok()?;
+        log.contains("has no data for cluster").then_some(())
+    })
+    .await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    // Formed once, at its first start (the log runs on across restarts).
+    assert_eq!(
+        log.matches("formed cluster from its initial members").count(),
+        1,
+        "{log}"
+    );
+    // The two it left elect a leader between them and keep the write.
+    let client = cluster.client_for(&[2, 3].map(|id| cluster.local.nodes[&id].addr.clone()));
+    let view = poll_async(
+        Duration::from_secs(30),
+        "nodes 2 and 3 to show node 1 lost-data",
+        || async {
+            let view = batonctl::cmd::status::fetch(&client).await.ok()?;
+            view.members
+                .iter()
+                .any(|m| m.id == 1 && m.state == LOST_DATA)
+                .then_some(view)
+        },
+    )
+    .await;
+    assert!(view.leader.is_some_and(|l| l != 1), "{view:?}");
+    assert_eq!(
+        cluster.get(&client, "k").await.unwrap().as_deref(),
+        Some(b"acknowledged".as_slice())
+    );
 }

@@ -102,19 +102,35 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
         let _ = stream.write_all(&vec![0x42; 64 * 1024]);
     }
 
-    // A Raft call whose payload is not an openraft message.
+    // A Raft call whose payload is not an openraft message, addressed to
+    // node 1's storage (unaddressed, it is refused before it is read).
     let member = PeerChannels::new(2, status.cluster_id.clone(), Some(node_tls(&certs, &ca, 2)));
+    let storage = PeerClient::new(member.channel(1, &addr).unwrap())
+        .node_info(member.request(NodeInfoRequest {}, None))
+        .await
+        .unwrap()
+        .into_inner()
+        .storage_id;
     let mut raft = RaftClient::new(member.channel(1, &addr).unwrap());
-    let err = raft
-        .append_entries(member.request(
+    let garbage = |addressed: bool| {
+        let mut request = member.request(
             RaftRequest {
                 payload: b"{not json".to_vec(),
             },
             None,
-        ))
-        .await
-        .unwrap_err();
+        );
+        if addressed {
+            request
+                .metadata_mut()
+                .insert(baton_proto::TARGET_STORAGE_HEADER, storage.parse().unwrap());
+        }
+        request
+    };
+    let err = raft.append_entries(garbage(true)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = raft.append_entries(garbage(false)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("names no storage"), "{err:?}");
 
     // A control request over the size limit, and a value over the value limit.
     let client = cluster.client_for(&[addr]);

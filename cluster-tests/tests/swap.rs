@@ -232,6 +232,13 @@ async fn version_2_rolls_out_with_states_migrated_and_a_broken_version_3_reverts
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no rollout of counter is under way"), "{err}");
+    assert_eq!(
+        err.rejection(),
+        Some(baton_node::types::Rejection::NoRollout {
+            module: "counter".into()
+        }),
+        "the kind travels typed, not only as text"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

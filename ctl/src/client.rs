@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use baton_node::tls::{TlsError, TlsMaterial};
+use baton_node::types::Rejection;
 use baton_proto::control_client::ControlClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -40,6 +41,17 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// Why the cluster's state refused the request, typed, when that is
+    /// what happened (a node sends it as the status details).
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self {
+            ClientError::Refused(status) => baton_node::codec::rejection::from_status(status),
+            _ => None,
+        }
+    }
+}
+
 fn status_message(status: &Status) -> String {
     format!("{}: {}", code_name(status.code()), status.message())
 }
@@ -55,6 +67,7 @@ fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "unavailable",
         Code::DeadlineExceeded => "deadline exceeded",
         Code::ResourceExhausted => "too large",
+        Code::Aborted => "refused",
         _ => "error",
     }
 }
@@ -322,6 +335,20 @@ mod tests {
             classify(&Status::failed_precondition("cannot remove the last voter")),
             Next::GiveUp
         );
+    }
+
+    #[test]
+    fn every_rejection_a_client_can_meet_is_final_and_typed() {
+        for rejection in baton_node::codec::rejection::samples() {
+            let status = baton_node::api::rejected(&rejection);
+            assert_eq!(classify(&status), Next::GiveUp, "{rejection:?}");
+            let err = ClientError::Refused(status);
+            assert_eq!(err.rejection().as_ref(), Some(&rejection));
+            assert!(err.to_string().ends_with(&rejection.to_string()), "{err}");
+        }
+        // A refusal that is not the state's carries no rejection.
+        let err = ClientError::Refused(Status::failed_precondition("cannot remove the last voter"));
+        assert_eq!(err.rejection(), None);
     }
 
     #[test]

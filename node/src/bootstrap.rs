@@ -97,19 +97,33 @@ pub enum Formation {
     LostData { told_by: NodeId, recorded: String },
     /// The cluster exists and this node is not a member (it was removed).
     NotAMember { told_by: NodeId },
-    /// Not every initial member has answered yet: ask again.
-    Wait { silent: Vec<NodeId> },
+    /// Not yet: ask again. `silent` initial members have not answered;
+    /// `older` answered from a release before storage ids, whose answers
+    /// cannot show whether the cluster exists (upgrade them first). With
+    /// both empty, every answer says "fresh", but this node has not yet
+    /// been up long enough to be sure that no member of a grown cluster
+    /// calls it (see `refused`).
+    Wait { silent: Vec<NodeId>, older: Vec<NodeId> },
 }
 
 /// Decides, for initial member `me` on storage `my_storage` with no Raft
 /// state, whether to form the cluster of `initial` members. `answers` holds
-/// what each other initial member that answered said.
+/// what each other initial member that answered said; `refused`, the first
+/// Raft call this node refused as addressed to another storage (its sender,
+/// and the storage it named): members added after formation are not among
+/// the initial ones, but they call. `settled`: this node has been up longer
+/// than such calls take to come (a few election timeouts).
 pub fn formation(
     me: NodeId,
     my_storage: &str,
     initial: &[NodeId],
     answers: &BTreeMap<NodeId, PeerAnswer>,
+    refused: Option<(NodeId, String)>,
+    settled: bool,
 ) -> Formation {
+    if let Some((told_by, recorded)) = refused {
+        return Formation::LostData { told_by, recorded };
+    }
     if let Some((told_by, answer)) = answers.iter().find(|(_, a)| a.has_raft_state) {
         let told_by = *told_by;
         return match answer.members.get(&me) {
@@ -126,8 +140,13 @@ pub fn formation(
         .copied()
         .filter(|id| *id != me && !answers.contains_key(id))
         .collect();
-    if !silent.is_empty() {
-        return Formation::Wait { silent };
+    let older: Vec<NodeId> = answers
+        .iter()
+        .filter(|(_, a)| a.storage_id.is_empty())
+        .map(|(id, _)| *id)
+        .collect();
+    if !silent.is_empty() || !older.is_empty() || !settled {
+        return Formation::Wait { silent, older };
     }
     Formation::Initialize(
         initial
@@ -191,7 +210,7 @@ mod tests {
     fn every_initial_member_answering_fresh_forms_the_cluster_with_their_storage_ids() {
         let answers = BTreeMap::from([(2, fresh("s2")), (3, fresh("s3"))]);
         assert_eq!(
-            formation(1, "s1", &[1, 2, 3], &answers),
+            formation(1, "s1", &[1, 2, 3], &answers, None, true),
             Formation::Initialize(BTreeMap::from([(1, "s1".into()), (2, "s2".into()), (3, "s3".into())]))
         );
     }
@@ -200,15 +219,18 @@ mod tests {
     fn a_silent_initial_member_holds_formation_back() {
         let answers = BTreeMap::from([(2, fresh("s2"))]);
         assert_eq!(
-            formation(1, "s1", &[1, 2, 3], &answers),
-            Formation::Wait { silent: vec![3] }
+            formation(1, "s1", &[1, 2, 3], &answers, None, true),
+            Formation::Wait {
+                silent: vec![3],
+                older: vec![]
+            }
         );
     }
 
     #[test]
     fn a_sole_initial_member_forms_alone() {
         assert_eq!(
-            formation(1, "s1", &[1], &BTreeMap::new()),
+            formation(1, "s1", &[1], &BTreeMap::new(), None, true),
             Formation::Initialize(BTreeMap::from([(1, "s1".into())]))
         );
     }
@@ -218,7 +240,7 @@ mod tests {
         // Node 3 answers with state even while node 2 is silent.
         let answers = BTreeMap::from([(3, formed(&[(1, "old1"), (2, "s2"), (3, "s3")]))]);
         assert_eq!(
-            formation(1, "new1", &[1, 2, 3], &answers),
+            formation(1, "new1", &[1, 2, 3], &answers, None, true),
             Formation::LostData {
                 told_by: 3,
                 recorded: "old1".into()
@@ -230,7 +252,7 @@ mod tests {
     fn a_wiped_member_of_a_cluster_formed_before_storage_ids_has_lost_its_data() {
         let answers = BTreeMap::from([(2, formed(&[(1, ""), (2, "")]))]);
         assert!(matches!(
-            formation(1, "new1", &[1, 2], &answers),
+            formation(1, "new1", &[1, 2], &answers, None, true),
             Formation::LostData { .. }
         ));
     }
@@ -239,15 +261,55 @@ mod tests {
     fn a_member_listed_with_its_own_storage_waits_for_the_leader() {
         // Another initial member formed the cluster first, with this node's id.
         let answers = BTreeMap::from([(2, formed(&[(1, "s1"), (2, "s2")]))]);
-        assert_eq!(formation(1, "s1", &[1, 2], &answers), Formation::AwaitLeader);
+        assert_eq!(
+            formation(1, "s1", &[1, 2], &answers, None, true),
+            Formation::AwaitLeader
+        );
     }
 
     #[test]
     fn a_removed_member_is_not_a_member() {
         let answers = BTreeMap::from([(2, formed(&[(2, "s2"), (3, "s3")]))]);
         assert_eq!(
-            formation(1, "s1", &[1, 2, 3], &answers),
+            formation(1, "s1", &[1, 2, 3], &answers, None, true),
             Formation::NotAMember { told_by: 2 }
+        );
+    }
+
+    #[test]
+    fn a_call_addressed_to_another_storage_proves_the_cluster_exists() {
+        // A sole initial member whose cluster grew: nobody to ask, but the
+        // added members' leader calls it under its old storage.
+        assert_eq!(
+            formation(1, "new1", &[1], &BTreeMap::new(), Some((2, "old1".into())), true),
+            Formation::LostData {
+                told_by: 2,
+                recorded: "old1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn formation_waits_until_no_call_from_a_grown_cluster_could_still_come() {
+        assert_eq!(
+            formation(1, "s1", &[1], &BTreeMap::new(), None, false),
+            Formation::Wait {
+                silent: vec![],
+                older: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn an_answer_from_a_release_before_storage_ids_never_lets_a_node_form() {
+        // It says nothing of Raft state either way.
+        let answers = BTreeMap::from([(2, fresh(""))]);
+        assert_eq!(
+            formation(1, "s1", &[1, 2], &answers, None, true),
+            Formation::Wait {
+                silent: vec![],
+                older: vec![2]
+            }
         );
     }
 }

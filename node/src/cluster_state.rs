@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rollout::{Release, Rollout};
 use crate::task_table::TaskTable;
-use crate::types::{Command, CommandResponse, ModuleRecord, NodeId};
+use crate::types::{Command, CommandResponse, ModuleRecord, NodeId, Rejection};
 
 /// Everything the state machine holds. Serialized as a whole into snapshots.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,10 +45,9 @@ impl ClusterState {
             Command::DeployModule(module) => self.deploy_module(module),
             Command::AddTask(spec) => match self.modules.contains_key(&spec.module) {
                 true => self.tasks.add(spec.clone()),
-                false => CommandResponse::Rejected(format!(
-                    "no module named {}; deploy it first with `batonctl modules deploy`",
-                    spec.module
-                )),
+                false => CommandResponse::Rejected(Rejection::NoSuchModule {
+                    module: spec.module.clone(),
+                }),
             },
             Command::RemoveTask { name } => self.tasks.remove(name),
             Command::SetTaskStatus { name, status } => self.tasks.set_status(name, status.clone()),
@@ -95,11 +94,11 @@ impl ClusterState {
     fn deploy_module(&mut self, module: &ModuleRecord) -> CommandResponse {
         match self.modules.get(&module.name) {
             Some(existing) if existing.hash == module.hash => CommandResponse::Module(existing.clone()),
-            Some(existing) => CommandResponse::Rejected(format!(
-                "module {} already has version {} ({}); new versions are rolled out by the hot code swap, \
-                 not by deploy",
-                existing.name, existing.version, existing.hash
-            )),
+            Some(existing) => CommandResponse::Rejected(Rejection::ModuleNameTaken {
+                module: existing.name.clone(),
+                version: existing.version,
+                hash: existing.hash.clone(),
+            }),
             None => {
                 let record = ModuleRecord {
                     version: 1,
@@ -206,7 +205,10 @@ mod tests {
         state.apply(&Command::DeployModule(module("counter", "aa")));
         let before = state.clone();
         let response = state.apply(&Command::DeployModule(module("counter", "bb")));
-        assert!(matches!(&response, CommandResponse::Rejected(m) if m.contains("already has version 1")));
+        assert!(matches!(
+            &response,
+            CommandResponse::Rejected(Rejection::ModuleNameTaken { version: 1, .. })
+        ));
         assert_eq!(state, before);
     }
 
@@ -224,7 +226,9 @@ mod tests {
             allow_net: Vec::new(),
         };
         let response = state.apply(&Command::AddTask(spec.clone()));
-        assert!(matches!(&response, CommandResponse::Rejected(m) if m.contains("no module named counter")));
+        assert!(
+            matches!(&response, CommandResponse::Rejected(Rejection::NoSuchModule { module }) if module == "counter")
+        );
         state.apply(&Command::DeployModule(module("counter", "aa")));
         assert_eq!(state.apply(&Command::AddTask(spec)), CommandResponse::Done);
         assert_eq!(state.tasks.tasks["t"].epoch, 0);

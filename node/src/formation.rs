@@ -19,9 +19,14 @@ const ASK_EVERY: Duration = Duration::from_millis(500);
 const SAY_EVERY: Duration = Duration::from_secs(10);
 
 /// Asks the other `initial` members (id, address) until formation is
-/// decided, and acts on it. Returns what was decided.
-pub async fn form(context: Arc<NodeContext>, initial: Vec<(NodeId, String)>) -> Formation {
+/// decided, and acts on it. Returns what was decided. It forms nothing
+/// before `settle` has passed since it began: a member added after the
+/// cluster formed is not among the initial ones, but within a few election
+/// timeouts its leader (or its candidates) call this node under the storage
+/// it had (see [`crate::raft::Refusals`]).
+pub async fn form(context: Arc<NodeContext>, initial: Vec<(NodeId, String)>, settle: Duration) -> Formation {
     let me = context.id;
+    let began = Instant::now();
     let ids: Vec<NodeId> = initial.iter().map(|(id, _)| *id).collect();
     let mut answers = BTreeMap::<NodeId, PeerAnswer>::new();
     let mut said = None::<Instant>;
@@ -46,16 +51,22 @@ pub async fn form(context: Arc<NodeContext>, initial: Vec<(NodeId, String)>) -> 
                 None => answers.remove(&id),
             };
         }
-        let decided = formation(me, &context.storage.id, &ids, &answers);
+        let refused = context
+            .refusals
+            .first()
+            .map(|(from, refused)| (from, refused.addressed().to_string()));
+        let settled = began.elapsed() >= settle;
+        let decided = formation(me, &context.storage.id, &ids, &answers, refused, settled);
         match &decided {
-            Formation::Wait { silent } => {
-                if said.is_none_or(|at| at.elapsed() >= SAY_EVERY) {
+            Formation::Wait { silent, older } => {
+                if said.is_none_or(|at| at.elapsed() >= SAY_EVERY) && !(silent.is_empty() && older.is_empty()) {
                     said = Some(Instant::now());
                     tracing::info!(
                         node = me,
-                        "this data_dir is empty; the cluster is formed once every initial member answers, and \
-                         {silent:?} have not yet (start them; a node removed from the cluster is refused an \
-                         answer: add it back with `batonctl nodes add`)"
+                        "this data_dir is empty; the cluster is formed once every initial member answers from \
+                         this release or later: {silent:?} have not answered yet (start them; a node removed \
+                         from the cluster is refused an answer: add it back with `batonctl nodes add`), {older:?} \
+                         run a release before storage ids (upgrade them first)"
                     );
                 }
                 tokio::time::sleep(ASK_EVERY).await;

@@ -26,6 +26,7 @@
 pub mod api;
 pub mod bootstrap;
 pub mod cluster_state;
+pub mod codec;
 pub mod config;
 pub mod fencing;
 pub mod formation;

@@ -130,6 +130,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         heart_addr,
         started_at,
         storage: db.identity().clone(),
+        refusals: Default::default(),
         raft: raft.clone(),
         proposer: Proposer::start(raft.clone()),
         state_machine,
@@ -174,14 +175,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
                 .iter()
                 .map(|m| (m.id, m.addr.clone()))
                 .collect();
-            formation = Some(tokio::spawn(crate::formation::form(context.clone(), initial)));
+            // Longer than a grown cluster's leader, or its candidates, take
+            // to call this node (see `formation::form`).
+            let settle = Duration::from_millis(2 * config.timing.election_timeout_max_ms + config.timing.lease_ms);
+            formation = Some(tokio::spawn(crate::formation::form(context.clone(), initial, settle)));
         }
         Bootstrap::Resume => {
             tracing::info!(node = config.id, cluster = %cluster_id, "resuming from {}", config.data_dir.display())
         }
         Bootstrap::AwaitJoin => tracing::info!(
             node = config.id, cluster = %cluster_id,
-            "not an initial member; waiting to be added with `batonctl nodes add {} {}`", config.id, config.advertised()
+            "not an initial member; waiting to be added with `batonctl nodes add {} {}` (or, if it was a member \
+             and its disk was lost, to be replaced with `batonctl nodes replace {}`)",
+            config.id, config.advertised(), config.id
         ),
     }
     let transport = if tls.is_some() {
@@ -275,9 +281,13 @@ fn serve(
     }
     let max = crate::raft::PEER_MAX_MESSAGE_BYTES;
     let (peer_gate, raft_gate, admin_gate) = (gate.clone(), gate.clone(), gate);
-    let raft_service = RaftServer::new(RaftService::new(context.raft.clone(), context.storage.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let raft_service = RaftServer::new(RaftService::new(
+        context.raft.clone(),
+        context.storage.clone(),
+        context.refusals.clone(),
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
     let peer_service = PeerServer::new(PeerService::new(context.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{CommandResponse, NodeId};
+use crate::types::{CommandResponse, NodeId, OwnedWrite, Rejection};
 
 /// Committed ticks kept per task for `tasks history`.
 pub const HISTORY_LEN: usize = 256;
@@ -175,7 +175,7 @@ pub struct Overdue {
     pub late_ms: u64,
 }
 
-fn rejected(why: String) -> CommandResponse {
+fn rejected(why: Rejection) -> CommandResponse {
     CommandResponse::Rejected(why)
 }
 
@@ -183,10 +183,9 @@ impl TaskTable {
     /// Adds a task; it has no owner until the leader places it.
     pub fn add(&mut self, spec: TaskSpec) -> CommandResponse {
         if self.tasks.contains_key(&spec.name) {
-            return rejected(format!(
-                "task {} already exists; remove it first or pick another name",
-                spec.name
-            ));
+            return rejected(Rejection::TaskExists {
+                task: spec.name.clone(),
+            });
         }
         let record = TaskRecord {
             spec,
@@ -209,7 +208,7 @@ impl TaskTable {
     pub fn remove(&mut self, name: &str) -> CommandResponse {
         match self.tasks.remove(name) {
             Some(_) => CommandResponse::Done,
-            None => rejected(format!("no task named {name}")),
+            None => rejected(Rejection::NoSuchTask { task: name.to_string() }),
         }
     }
 
@@ -217,7 +216,7 @@ impl TaskTable {
     /// flight from before cannot commit after.
     pub fn set_status(&mut self, name: &str, status: TaskStatus) -> CommandResponse {
         let Some(task) = self.tasks.get_mut(name) else {
-            return rejected(format!("no task named {name}"));
+            return rejected(Rejection::NoSuchTask { task: name.to_string() });
         };
         task.status = status;
         task.failed_on = None;
@@ -272,16 +271,20 @@ impl TaskTable {
     /// to the hand-off's target with epoch + 1.
     pub fn release(&mut self, name: &str, epoch: u64, node: NodeId) -> CommandResponse {
         let Some(task) = self.tasks.get_mut(name) else {
-            return rejected(format!("no task named {name}"));
+            return rejected(Rejection::NoSuchTask { task: name.to_string() });
         };
         if task.epoch != epoch || task.owner != Some(node) {
-            return rejected(format!(
-                "stale owner: task {name} is at epoch {} owned by {:?}; the release came from node {node} at epoch {epoch}",
-                task.epoch, task.owner
-            ));
+            return rejected(Rejection::StaleOwner {
+                task: name.to_string(),
+                epoch: task.epoch,
+                owner: task.owner,
+                from_node: node,
+                from_epoch: epoch,
+                write: OwnedWrite::Release,
+            });
         }
         let Some(to) = task.handoff_to.take() else {
-            return rejected(format!("task {name} is not being handed off"));
+            return rejected(Rejection::NotHandedOff { task: name.to_string() });
         };
         task.owner = Some(to);
         task.epoch += 1;
@@ -292,24 +295,34 @@ impl TaskTable {
     /// epoch, as the next tick, while the task runs.
     pub fn commit_tick(&mut self, commit: &TickCommit) -> CommandResponse {
         let Some(task) = self.tasks.get_mut(&commit.task) else {
-            return rejected(format!("no task named {}", commit.task));
+            return rejected(Rejection::NoSuchTask {
+                task: commit.task.clone(),
+            });
         };
         // Off only in the chaos suite's test of its own teeth.
         let fenced = !crate::fencing::disabled();
         if fenced && (commit.epoch != task.epoch || task.owner != Some(commit.node)) {
-            return rejected(format!(
-                "stale owner: task {} is at epoch {} owned by {:?}, the commit came from node {} at epoch {}",
-                commit.task, task.epoch, task.owner, commit.node, commit.epoch
-            ));
+            return rejected(Rejection::StaleOwner {
+                task: commit.task.clone(),
+                epoch: task.epoch,
+                owner: task.owner,
+                from_node: commit.node,
+                from_epoch: commit.epoch,
+                write: OwnedWrite::Commit,
+            });
         }
         if fenced && commit.tick != task.tick + 1 {
-            return rejected(format!(
-                "out of order: task {} has committed tick {}, the commit is for tick {}",
-                commit.task, task.tick, commit.tick
-            ));
+            return rejected(Rejection::OutOfOrder {
+                task: commit.task.clone(),
+                committed: task.tick,
+                proposed: commit.tick,
+            });
         }
         if task.status != TaskStatus::Running {
-            return rejected(format!("task {} is not running ({:?})", commit.task, task.status));
+            return rejected(Rejection::NotRunning {
+                task: commit.task.clone(),
+                status: format!("{:?}", task.status),
+            });
         }
         task.tick = commit.tick;
         task.state = commit.state.clone();
@@ -365,8 +378,12 @@ impl TaskTable {
                 task.handoff_to = None;
                 CommandResponse::Done
             }
-            Some(task) => rejected(format!("stale epoch {epoch}; task {name} is at epoch {}", task.epoch)),
-            None => rejected(format!("no task named {name}")),
+            Some(task) => rejected(Rejection::StaleEpoch {
+                task: name.to_string(),
+                proposed: epoch,
+                current: task.epoch,
+            }),
+            None => rejected(Rejection::NoSuchTask { task: name.to_string() }),
         }
     }
 }

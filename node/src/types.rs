@@ -10,6 +10,7 @@ use crate::task_table::{Assignment, TaskSpec, TaskStatus, TickCommit};
 pub type NodeId = u64;
 
 pub use crate::state::member::Member;
+pub use crate::state::rejection::{OwnedWrite, Rejection};
 
 openraft::declare_raft_types!(
     /// Baton's Raft types.
@@ -235,8 +236,9 @@ pub enum CommandResponse {
     Module(ModuleRecord),
     /// How many items the command changed.
     Count(u64),
-    /// The state machine refused the command; nothing changed.
-    Rejected(String),
+    /// The state machine refused the command; nothing changed. In JSON as
+    /// its text (see [`crate::state::rejection::as_text`]).
+    Rejected(#[serde(with = "crate::state::rejection::as_text")] Rejection),
     /// A batch: each command's response, in order.
     Batch(Vec<CommandResponse>),
 }

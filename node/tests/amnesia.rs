@@ -78,7 +78,14 @@ async fn lose_a_disk_then_the_leader(check_storage: bool) -> (InProcessCluster, 
 
     // Asked at start, the others say the cluster exists: it forms none.
     let answers = BTreeMap::from([(leader, answer(&cluster, leader)), (behind, answer(&cluster, behind))]);
-    let decided = formation(wiped, &cluster.nodes[&wiped].storage.id, &[1, 2, 3], &answers);
+    let decided = formation(
+        wiped,
+        &cluster.nodes[&wiped].storage.id,
+        &[1, 2, 3],
+        &answers,
+        None,
+        true,
+    );
     assert!(matches!(decided, Formation::LostData { .. }), "{decided:?}");
 
     let elected = elects_a_leader_within(&cluster, &[wiped, behind], Duration::from_secs(4)).await;

@@ -122,8 +122,9 @@ mod golden {
             old_storage_id: "a".into(),
             new_storage_id: "b".into(),
             unchanged: true,
+            voter: true,
         };
-        let pinned = [0x08, 9, 0x12, 1, b'a', 0x1a, 1, b'b', 0x20, 1];
+        let pinned = [0x08, 9, 0x12, 1, b'a', 0x1a, 1, b'b', 0x20, 1, 0x28, 1];
         assert_eq!(reply.encode_to_vec(), pinned);
         assert_eq!(ReplaceNodeReply::decode(&pinned[..]).unwrap(), reply);
     }

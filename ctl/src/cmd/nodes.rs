@@ -82,10 +82,16 @@ pub async fn run(client: &ClusterClient, command: NodesCommand, format: OutputFo
             output::print(
                 format,
                 &json!({"id": id, "log_index": reply.log_index, "old_storage_id": reply.old_storage_id,
-                        "new_storage_id": reply.new_storage_id, "unchanged": reply.unchanged}),
-                || match reply.unchanged {
-                    true => format!("node {id} runs on the storage it was admitted with; nothing to replace\n"),
-                    false => format!(
+                        "new_storage_id": reply.new_storage_id, "unchanged": reply.unchanged, "voter": reply.voter}),
+                || match (reply.unchanged, reply.voter) {
+                    (true, true) => {
+                        format!("node {id} runs on the storage the membership records for it; nothing to replace\n")
+                    }
+                    (true, false) => format!(
+                        "node {id} runs on the storage the membership records for it, as a worker; if it was a \
+                         voter before its disk was lost, make it one again with `batonctl nodes add {id} ADDR`\n"
+                    ),
+                    (false, _) => format!(
                         "replaced node {id}: storage {} for {}; it has caught up (log index {})\n",
                         reply.new_storage_id,
                         if reply.old_storage_id.is_empty() {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::modules::ModuleStore;
-use crate::raft::{PeerChannels, Proposer, StorageIdentity};
+use crate::raft::{PeerChannels, Proposer, Refusals, StorageIdentity};
 use crate::runtime::TaskEngine;
 use crate::store::StateMachineStore;
 use crate::supervision::Supervision;
@@ -23,6 +23,8 @@ pub struct NodeContext {
     pub started_at: Instant,
     /// The data directory's storage id (see [`crate::raft::identity`]).
     pub storage: StorageIdentity,
+    /// Raft calls refused as addressed to another storage.
+    pub refusals: Arc<Refusals>,
     pub raft: Raft,
     /// Batches writes into Raft entries.
     pub proposer: Proposer,

@@ -22,11 +22,16 @@ use crate::types::{Command, Member, NodeId};
 
 pub struct ControlService {
     context: Arc<NodeContext>,
+    /// Nodes being replaced by this leader (see `replace_node`).
+    replacing: Arc<super::replace_node::InFlight>,
 }
 
 impl ControlService {
     pub fn new(context: Arc<NodeContext>) -> Self {
-        ControlService { context }
+        ControlService {
+            context,
+            replacing: Default::default(),
+        }
     }
 
     /// Status and node lists come from the leader, which holds the leases;
@@ -81,7 +86,7 @@ pub fn check_put(key: &str, value: &[u8]) -> Result<(), Status> {
 }
 
 /// Whether node `id` answers at `addr` within a few seconds.
-async fn answers_soon(context: &NodeContext, id: NodeId, addr: &str) -> Option<NodeInfoReply> {
+pub(super) async fn answers_soon(context: &NodeContext, id: NodeId, addr: &str) -> Option<NodeInfoReply> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         if let Some(info) = probe(context, id, addr).await {
@@ -99,7 +104,7 @@ async fn answers_soon(context: &NodeContext, id: NodeId, addr: &str) -> Option<N
 /// tick before anyone else may start one. In a task of its own, so that a
 /// client that gives up (or retries) cannot cut it off between holding the
 /// renewals back and letting them through again.
-async fn remove_after_its_lease(
+pub(super) async fn remove_after_its_lease(
     context: &Arc<NodeContext>,
     id: NodeId,
     change: ChangeMembers<NodeId, Member>,
@@ -190,8 +195,25 @@ impl Control for ControlService {
         // one that is still starting a few seconds to answer). The membership
         // records the storage it answers from (see `raft::identity`).
         let member = match membership.get_node(&id) {
-            Some(existing) => existing.clone(),
+            Some(existing) => {
+                if let Some(info) = probe(&self.context, id, &addr).await
+                    && has_lost_its_data(&existing.storage_id, &info)
+                {
+                    return Err(Status::failed_precondition(format!(
+                        "node {id} is a member that lost its data (it answers from a new data_dir); bring it back \
+                         with `batonctl nodes replace {id}`"
+                    )));
+                }
+                existing.clone()
+            }
             None => match answers_soon(&self.context, id, &addr).await {
+                Some(info) if info.storage_id.is_empty() => {
+                    return Err(Status::failed_precondition(format!(
+                        "node {id} runs baton-node {}, a release before storage ids, which this cluster records \
+                         for every member; start it with this release",
+                        info.version
+                    )));
+                }
                 Some(info) => Member::new(addr, info.storage_id),
                 None => {
                     return Err(Status::failed_precondition(format!(
@@ -293,92 +315,9 @@ impl Control for ControlService {
         // The leader's membership, not a stale one (nor the empty one of the
         // node being replaced, if the call reached it).
         self.redirect_to_leader()?;
-        let membership = crate::types::metrics(&self.context.raft)
-            .membership_config
-            .membership()
-            .clone();
-        let Some(member) = membership.get_node(&id).cloned() else {
-            return Err(Status::not_found(format!(
-                "node {id} is not a member (a replace that stopped after removing it leaves it so): add it with \
-                 `batonctl nodes add {id} ADDR`"
-            )));
-        };
-        let Some(info) = answers_soon(&self.context, id, &member.addr).await else {
-            return Err(Status::failed_precondition(format!(
-                "node {id} does not answer at {} as a node of cluster {}; start it (with its config and its new, \
-                 empty data_dir) first, then replace it",
-                member.addr, self.context.cluster_id
-            )));
-        };
-        if info.storage_id.is_empty() {
-            return Err(Status::failed_precondition(format!(
-                "node {id} runs baton-node {}, which has no storage ids; upgrade it first",
-                info.version
-            )));
-        }
-        if !has_lost_its_data(&member.storage_id, &info) {
-            return Ok(Response::new(ReplaceNodeReply {
-                log_index: self.context.state_machine.last_applied_index(),
-                old_storage_id: member.storage_id.clone(),
-                new_storage_id: member.storage_id,
-                unchanged: true,
-            }));
-        }
-        if info.has_raft_state {
-            return Err(Status::failed_precondition(format!(
-                "node {id} answers from storage {}, which holds Raft state but is not the storage the membership \
-                 admitted ({}); stop it, empty its data_dir, start it again, then replace it",
-                info.storage_id, member.storage_id
-            )));
-        }
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let was_voter = voters.contains(&id);
-        if was_voter && voters.len() == 1 {
-            return Err(Status::failed_precondition(format!(
-                "node {id} is the only voter: there is no other copy of the cluster's data to replace it from"
-            )));
-        }
-        // Out as the member it was (its lease, if it still had one, ended
-        // first), in again as a learner on its new storage that catches up by
-        // snapshot, and only then a voter. The steps run to the end in a task
-        // of their own even if the client gives up.
-        let context = self.context.clone();
-        let new_member = Member::new(member.addr.clone(), info.storage_id.clone());
-        let replacement = tokio::spawn(async move {
-            let change = match was_voter {
-                true => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
-                false => ChangeMembers::RemoveNodes(BTreeSet::from([id])),
-            };
-            remove_after_its_lease(&context, id, change).await?;
-            tracing::info!(
-                node = id,
-                "replacing node {id}: removed; adding it again on its new storage"
-            );
-            let added = context
-                .raft
-                .add_learner(id, new_member, true)
-                .await
-                .map_err(write_error)?;
-            if !was_voter {
-                return Ok(added.log_id.index);
-            }
-            let changed = context
-                .raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
-                .await
-                .map_err(write_error)?;
-            tracing::info!(node = id, "replaced node {id}: a voter again");
-            Ok::<u64, Status>(changed.log_id.index)
-        });
-        let log_index = replacement
+        super::replace_node::replace(&self.context, &self.replacing, id)
             .await
-            .map_err(|e| Status::internal(format!("the replacement of node {id} failed: {e}")))??;
-        Ok(Response::new(ReplaceNodeReply {
-            log_index,
-            old_storage_id: member.storage_id,
-            new_storage_id: info.storage_id,
-            unchanged: false,
-        }))
+            .map(Response::new)
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutReply>, Status> {

@@ -1,11 +1,12 @@
 //! Mapping openraft's errors to gRPC statuses, in one place.
 
-use tonic::Status;
+use prost::Message;
 use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
 
 use crate::raft::ProposeError;
 use crate::types::typ::RaftError;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::{NodeId, Rejection, TypeConfig};
 
 /// Longest key of the replicated key-value space.
 pub const MAX_KEY_BYTES: usize = 256;
@@ -42,12 +43,35 @@ pub fn forward_to_leader(forward: &openraft::errors::ForwardToLeader<TypeConfig>
     not_leader(forward.leader_id, forward.leader_node.as_ref().map(|n| n.addr.as_str()))
 }
 
+/// A command the state machine refused: its code by kind (NotFound,
+/// AlreadyExists, Aborted for a write that lost a race or came from a stale
+/// owner, else FailedPrecondition), its text as the message, and the
+/// rejection itself, typed, as the status details (`baton.v1.Rejection`).
+pub fn rejected(rejection: &Rejection) -> Status {
+    use Rejection as R;
+    let code = match rejection {
+        R::NoSuchTask { .. } | R::NoSuchModule { .. } | R::NoRollout { .. } => Code::NotFound,
+        R::TaskExists { .. } | R::ModuleNameTaken { .. } => Code::AlreadyExists,
+        R::StaleOwner { .. } | R::OutOfOrder { .. } | R::StaleEpoch { .. } | R::VersionRaced { .. } => Code::Aborted,
+        R::NotRunning { .. }
+        | R::NotHandedOff { .. }
+        | R::RolloutUnderWay { .. }
+        | R::RolloutOfOtherVersion { .. }
+        | R::RolloutNotRunning { .. }
+        | R::RolloutActionRefused { .. }
+        | R::CannotAbort { .. }
+        | R::Unrecognized { .. } => Code::FailedPrecondition,
+    };
+    let details = baton_proto::Rejection::from(rejection).encode_to_vec();
+    Status::with_details(code, rejection.to_string(), details.into())
+}
+
 /// Maps a write that did not commit.
 pub fn propose_error(err: ProposeError) -> Status {
     match err {
         ProposeError::NotLeader { leader_id, leader_addr } => not_leader(leader_id, leader_addr.as_deref()),
         ProposeError::Indeterminate | ProposeError::Stopped(_) => Status::unavailable(err.to_string()),
-        ProposeError::Rejected(message) => Status::failed_precondition(message),
+        ProposeError::Refused(message) => Status::failed_precondition(message),
         ProposeError::TooLarge { .. } => Status::invalid_argument(err.to_string()),
     }
 }
@@ -79,7 +103,25 @@ mod tests {
         );
         assert!(unknown.metadata().get(baton_proto::LEADER_ADDR_HEADER).is_none());
         // A refusal of the same code is not a redirect.
-        let refused = propose_error(ProposeError::Rejected("no task named x".into()));
+        let refused = propose_error(ProposeError::Refused("a membership change is in progress".into()));
         assert!(refused.metadata().get(baton_proto::NOT_LEADER_HEADER).is_none());
+        let rejected = rejected(&Rejection::NoSuchTask { task: "x".into() });
+        assert!(rejected.metadata().get(baton_proto::NOT_LEADER_HEADER).is_none());
+    }
+
+    #[test]
+    fn each_rejection_has_its_code_its_text_and_itself_as_details() {
+        for rejection in crate::codec::rejection::samples() {
+            let status = rejected(&rejection);
+            let expected = match rejection.kind() {
+                "no-such-task" | "no-such-module" | "no-rollout" => Code::NotFound,
+                "task-exists" | "module-name-taken" => Code::AlreadyExists,
+                "stale-owner" | "out-of-order" | "stale-epoch" | "version-raced" => Code::Aborted,
+                _ => Code::FailedPrecondition,
+            };
+            assert_eq!(status.code(), expected, "{rejection:?}");
+            assert_eq!(status.message(), rejection.to_string());
+            assert_eq!(crate::codec::rejection::from_status(&status), Some(rejection));
+        }
     }
 }

@@ -9,12 +9,13 @@ pub mod member_probe;
 mod module_calls;
 mod peer_service;
 mod raft_service;
+mod replace_node;
 mod stalls;
 mod task_calls;
 
 pub use context::NodeContext;
 pub use control_service::ControlService;
-pub use errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, rejected};
 pub use gate::Gate;
 pub use member_probe::{probe, probe_members};
 pub use peer_service::PeerService;

@@ -156,7 +156,7 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
             module: Some(module_info(&module)),
             log_index: committed.log_index,
         }),
-        CommandResponse::Rejected(why) => Err(Status::failed_precondition(why)),
+        CommandResponse::Rejected(why) => Err(super::errors::rejected(&why)),
         other => Err(Status::internal(format!("unexpected response to a deploy: {other:?}"))),
     }
 }
@@ -276,7 +276,9 @@ pub(crate) async fn control_rollout(
             let version = context
                 .state_machine
                 .read(|s| s.rollouts.get(&module).map(|r| r.release.version))
-                .ok_or_else(|| Status::failed_precondition(format!("no rollout of {module} is under way")))?;
+                .ok_or_else(|| {
+                    super::errors::rejected(&crate::types::Rejection::NoRollout { module: module.clone() })
+                })?;
             Command::RolloutFinish {
                 module: module.clone(),
                 version,
@@ -288,7 +290,7 @@ pub(crate) async fn control_rollout(
     };
     let committed = context.proposer.propose(command).await.map_err(propose_error)?;
     if let CommandResponse::Rejected(why) = committed.response {
-        return Err(Status::failed_precondition(why));
+        return Err(super::errors::rejected(&why));
     }
     rollout_status(context, &module)
 }

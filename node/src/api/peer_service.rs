@@ -115,11 +115,8 @@ impl Peer for PeerService {
             )));
         }
         let committed = self.context.proposer.propose(command).await.map_err(propose_error)?;
-        let response = serde_json::to_vec(&committed.response).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(ProposeReply {
-            response,
-            log_index: committed.log_index,
-        }))
+        let reply = crate::codec::propose::reply(&committed).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(reply))
     }
 
     type FetchModuleStream = Pin<Box<dyn Stream<Item = Result<FetchModuleReply, Status>> + Send + 'static>>;

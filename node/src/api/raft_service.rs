@@ -1,6 +1,7 @@
 //! The receiving end of the Raft transport.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use baton_proto::raft_server::Raft as RaftApi;
 use baton_proto::{RaftReply, RaftRequest, SnapshotChunk, SnapshotRequest};
@@ -9,8 +10,8 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::errors::fatal;
-use crate::raft::StorageIdentity;
 use crate::raft::snapshot_stream::{AssemblyError, SnapshotAssembly};
+use crate::raft::{Refusals, StorageIdentity};
 use crate::types::Raft;
 use crate::types::typ::{Snapshot, SnapshotMeta, Vote};
 
@@ -19,16 +20,21 @@ use crate::types::typ::{Snapshot, SnapshotMeta, Vote};
 pub struct RaftService {
     raft: Raft,
     storage: StorageIdentity,
+    refusals: Arc<Refusals>,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft, storage: StorageIdentity) -> Self {
-        RaftService { raft, storage }
+    pub fn new(raft: Raft, storage: StorageIdentity, refusals: Arc<Refusals>) -> Self {
+        RaftService {
+            raft,
+            storage,
+            refusals,
+        }
     }
 
     /// The call's message, if it is addressed to this node's storage.
     fn admit<T>(&self, request: Request<T>) -> Result<T, Status> {
-        self.storage.admit_call(request.metadata())?;
+        self.storage.admit_call(request.metadata(), &self.refusals)?;
         Ok(request.into_inner())
     }
 }

@@ -142,7 +142,7 @@ fn find(context: &NodeContext, name: &str) -> Result<TaskInfo, Status> {
 async fn write(context: &NodeContext, name: &str, command: Command) -> Result<TaskReply, Status> {
     let committed = context.proposer.propose(command).await.map_err(propose_error)?;
     if let CommandResponse::Rejected(why) = committed.response {
-        return Err(Status::failed_precondition(why));
+        return Err(super::errors::rejected(&why));
     }
     let task = find(context, name).ok();
     Ok(TaskReply {

@@ -21,7 +21,11 @@
 //! accepts those; a new store never does, so a wiped member of such a
 //! cluster is refused all the same.
 
+use std::sync::Mutex;
+
 use tonic::metadata::MetadataMap;
+
+use crate::types::NodeId;
 
 /// This node's storage: the id its data directory was created with, and
 /// whether it predates storage ids.
@@ -74,16 +78,61 @@ impl StorageIdentity {
         }
     }
 
-    /// [`Self::admit`] for a gRPC call, by its metadata.
-    pub fn admit_call(&self, metadata: &MetadataMap) -> Result<(), tonic::Status> {
+    /// [`Self::admit`] for a gRPC call, by its metadata; a refusal is
+    /// recorded in `refusals` with the caller's id.
+    pub fn admit_call(&self, metadata: &MetadataMap, refusals: &Refusals) -> Result<(), tonic::Status> {
         let addressed = metadata
             .get(baton_proto::TARGET_STORAGE_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        // Unavailable: the caller backs off and retries, as for a peer that
-        // is down, which for its Raft this node is.
-        self.admit(addressed)
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))
+        self.admit(addressed).map_err(|refused| {
+            let status = tonic::Status::unavailable(refused.to_string());
+            if let Some(from) = metadata
+                .get(baton_proto::NODE_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+            {
+                refusals.record(from, refused);
+            }
+            // Unavailable: the caller backs off and retries, as for a peer
+            // that is down, which for its Raft this node is.
+            status
+        })
+    }
+}
+
+/// The first Raft call this node refused as misaddressed, and who sent it:
+/// proof that a cluster which admitted this node under another storage
+/// exists, so this node must never form one (a sole initial member whose
+/// cluster grew by `nodes add` has no other initial member to ask).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    first: Mutex<Option<(NodeId, Misaddressed)>>,
+}
+
+impl Refusals {
+    pub fn record(&self, from: NodeId, refused: Misaddressed) {
+        let mut first = self.first.lock().expect("refusals lock poisoned");
+        if first.is_none() {
+            tracing::warn!(
+                "refused a Raft call from node {from}: {refused}; this node has lost the data it was admitted with"
+            );
+            *first = Some((from, refused));
+        }
+    }
+
+    pub fn first(&self) -> Option<(NodeId, Misaddressed)> {
+        self.first.lock().expect("refusals lock poisoned").clone()
+    }
+}
+
+impl Misaddressed {
+    /// The storage the call was addressed to (empty: none named).
+    pub fn addressed(&self) -> &str {
+        match self {
+            Misaddressed::OtherStorage { addressed, .. } => addressed,
+            Misaddressed::Unaddressed { .. } => "",
+        }
     }
 }
 
@@ -132,11 +181,20 @@ mod tests {
     }
 
     #[test]
-    fn a_call_is_admitted_by_its_header() {
+    fn a_call_is_admitted_by_its_header_and_a_refusal_is_remembered_with_its_sender() {
         let mut metadata = MetadataMap::new();
+        metadata.insert(baton_proto::NODE_ID_HEADER, "2".parse().unwrap());
         let me = store("a1", false);
-        assert_eq!(me.admit_call(&metadata).unwrap_err().code(), tonic::Code::Unavailable);
+        let refusals = Refusals::default();
         metadata.insert(baton_proto::TARGET_STORAGE_HEADER, "a1".parse().unwrap());
-        assert!(me.admit_call(&metadata).is_ok());
+        assert!(me.admit_call(&metadata, &refusals).is_ok());
+        assert_eq!(refusals.first(), None);
+        metadata.insert(baton_proto::TARGET_STORAGE_HEADER, "old".parse().unwrap());
+        assert_eq!(
+            me.admit_call(&metadata, &refusals).unwrap_err().code(),
+            tonic::Code::Unavailable
+        );
+        let (from, refused) = refusals.first().unwrap();
+        assert_eq!((from, refused.addressed()), (2, "old"));
     }
 }

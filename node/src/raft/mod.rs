@@ -11,7 +11,7 @@ mod proposer;
 pub mod snapshot_stream;
 
 pub use builder::{openraft_config, start_raft};
-pub use identity::{Misaddressed, StorageIdentity};
+pub use identity::{Misaddressed, Refusals, StorageIdentity};
 pub use message_limits::{MAX_COMMAND_BYTES, PEER_MAX_MESSAGE_BYTES};
 pub use network::GrpcNetwork;
 pub use peer_channels::{PeerChannels, peer_client};

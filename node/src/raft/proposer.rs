@@ -29,8 +29,10 @@ pub enum ProposeError {
     },
     #[error("leadership changed while the write was in flight; it may or may not have been committed; retry it")]
     Indeterminate,
+    /// Raft refused the write (a membership change while another is in
+    /// progress, say); not the state machine's [`crate::types::Rejection`].
     #[error("{0}")]
-    Rejected(String),
+    Refused(String),
     #[error("raft is not running on this node ({0}); try another node")]
     Stopped(String),
     /// Refused before it reached Raft: nothing was written.
@@ -47,7 +49,7 @@ impl From<RaftError<crate::types::typ::ClientWriteError>> for ProposeError {
                 leader_addr: f.leader_node.map(|n| n.addr),
             },
             RaftError::APIError(E::LogEntryDiscarded(_)) => ProposeError::Indeterminate,
-            RaftError::APIError(e) => ProposeError::Rejected(e.to_string()),
+            RaftError::APIError(e) => ProposeError::Refused(e.to_string()),
             RaftError::Fatal(e) => ProposeError::Stopped(e.to_string()),
         }
     }

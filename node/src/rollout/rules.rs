@@ -7,9 +7,9 @@
 use crate::cluster_state::ClusterState;
 use crate::rollout::{Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState};
 use crate::task_table::TaskStatus;
-use crate::types::{CommandResponse, ModuleRecord, NodeId};
+use crate::types::{CommandResponse, ModuleRecord, NodeId, Rejection};
 
-fn rejected(why: String) -> CommandResponse {
+fn rejected(why: Rejection) -> CommandResponse {
     CommandResponse::Rejected(why)
 }
 
@@ -75,19 +75,19 @@ impl ClusterState {
             return CommandResponse::Module(current.clone());
         }
         if let Some(live) = self.rollouts.get(name).filter(|r| r.state.is_live()) {
-            return rejected(format!(
-                "a rollout of {name} to version {} is {}; wait for it to finish, or `batonctl rollout abort {name}`",
-                live.release.version,
-                live.state.name()
-            ));
+            return rejected(Rejection::RolloutUnderWay {
+                module: name.clone(),
+                version: live.release.version,
+                state: live.state.name().into(),
+            });
         }
         let next = self.next_version(name);
         if module.version != next {
-            return rejected(format!(
-                "the next version of {name} is {next}, but this deploy was prepared as version {}: another deploy \
-                 came first; try again",
-                module.version
-            ));
+            return rejected(Rejection::VersionRaced {
+                module: name.clone(),
+                next,
+                prepared: module.version,
+            });
         }
         let Some(current) = self.modules.get(name) else {
             self.modules.insert(name.clone(), module.clone());
@@ -123,14 +123,17 @@ impl ClusterState {
     }
 
     /// The running rollout of `module` to `version`, or why there is none.
-    fn live_rollout(&mut self, module: &str, version: u32) -> Result<&mut Rollout, String> {
+    fn live_rollout(&mut self, module: &str, version: u32) -> Result<&mut Rollout, Rejection> {
         match self.rollouts.get_mut(module) {
             Some(r) if r.state.is_live() && r.release.version == version => Ok(r),
-            Some(r) if r.state.is_live() => Err(format!(
-                "the rollout of {module} is to version {}, not {version}",
-                r.release.version
-            )),
-            _ => Err(format!("no rollout of {module} is under way")),
+            Some(r) if r.state.is_live() => Err(Rejection::RolloutOfOtherVersion {
+                module: module.to_string(),
+                live: r.release.version,
+                asked: version,
+            }),
+            _ => Err(Rejection::NoRollout {
+                module: module.to_string(),
+            }),
         }
     }
 
@@ -147,7 +150,10 @@ impl ClusterState {
             Err(why) => return rejected(why),
         };
         if rollout.state != RolloutState::Running {
-            return rejected(format!("the rollout of {module} is {}", rollout.state.name()));
+            return rejected(Rejection::RolloutNotRunning {
+                module: module.to_string(),
+                state: rollout.state.name().into(),
+            });
         }
         rollout.switched.extend(switch.iter().copied());
         rollout.steps += 1;
@@ -158,7 +164,9 @@ impl ClusterState {
     /// Pauses, resumes or halts a live rollout.
     pub(crate) fn rollout_control(&mut self, module: &str, action: &RolloutAction, now_ms: u64) -> CommandResponse {
         let Some(rollout) = self.rollouts.get_mut(module).filter(|r| r.state.is_live()) else {
-            return rejected(format!("no rollout of {module} is under way"));
+            return rejected(Rejection::NoRollout {
+                module: module.to_string(),
+            });
         };
         match (action, &rollout.state) {
             (RolloutAction::Pause, RolloutState::Running) => rollout.state = RolloutState::Paused,
@@ -171,15 +179,16 @@ impl ClusterState {
                 rollout.state = RolloutState::Halted { reason: reason.clone() }
             }
             (action, state) => {
-                return rejected(format!(
-                    "the rollout of {module} is {}; cannot {}",
-                    state.name(),
-                    match action {
+                return rejected(Rejection::RolloutActionRefused {
+                    module: module.to_string(),
+                    state: state.name().into(),
+                    action: match action {
                         RolloutAction::Pause => "pause it",
                         RolloutAction::Resume => "resume it",
                         RolloutAction::Halt { .. } => "halt it",
                     }
-                ));
+                    .into(),
+                });
             }
         }
         CommandResponse::Done
@@ -203,7 +212,10 @@ impl ClusterState {
         };
         if let Some(why) = blocked.filter(|_| *finish != Finish::Done) {
             let Finish::Revert { reason } = finish else {
-                return rejected(format!("cannot abort the rollout of {module}: {why}"));
+                return rejected(Rejection::CannotAbort {
+                    module: module.to_string(),
+                    why,
+                });
             };
             rollout.state = RolloutState::Halted {
                 reason: format!("{reason}; cannot revert: {why}"),

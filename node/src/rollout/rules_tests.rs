@@ -81,7 +81,7 @@ fn the_current_bytes_again_change_nothing_and_a_live_rollout_blocks_another() {
     let before = s.clone();
     let response = s.record_release(&module(3, "cc", false, &[]), &settings(), 6);
     assert!(
-        matches!(&response, CommandResponse::Rejected(m) if m.contains("rollout abort counter")),
+        matches!(&response, CommandResponse::Rejected(Rejection::RolloutUnderWay { module, .. }) if module == "counter"),
         "{response:?}"
     );
     assert_eq!(s, before);
@@ -93,7 +93,7 @@ fn a_release_must_be_the_next_version() {
     let before = s.clone();
     let response = s.record_release(&module(5, "bb", false, &[]), &settings(), 5);
     assert!(
-        matches!(&response, CommandResponse::Rejected(m) if m.contains("try again")),
+        matches!(&response, CommandResponse::Rejected(Rejection::VersionRaced { .. })),
         "{response:?}"
     );
     assert_eq!(s, before);
@@ -154,7 +154,7 @@ fn a_revert_without_the_down_migration_is_refused_and_a_failed_gate_halts() {
     let before = s.clone();
     let response = s.rollout_finish("counter", 2, &Finish::Abort, 20);
     assert!(
-        matches!(&response, CommandResponse::Rejected(m) if m.contains("no down-migration to version 1")),
+        matches!(&response, CommandResponse::Rejected(r @ Rejection::CannotAbort { why, .. }) if why.contains("no down-migration to version 1") && r.to_string().starts_with("cannot abort")),
         "{response:?}"
     );
     assert_eq!(s, before);
@@ -208,9 +208,10 @@ fn pause_resume_and_halt_follow_the_rollouts_state() {
         CommandResponse::Done
     );
     s.rollout_finish("counter", 2, &Finish::Abort, 11);
-    assert!(
-        matches!(s.rollout_control("counter", &RolloutAction::Resume, 12), CommandResponse::Rejected(m) if m.contains("no rollout"))
-    );
+    assert!(matches!(
+        s.rollout_control("counter", &RolloutAction::Resume, 12),
+        CommandResponse::Rejected(Rejection::NoRollout { .. })
+    ));
     assert_eq!(s.releases["counter"][1].outcome, ReleaseOutcome::Aborted);
 }
 
@@ -223,7 +224,11 @@ fn a_module_deployed_before_releases_were_recorded_gets_the_next_version() {
     let before = s.clone();
     assert!(matches!(
         s.record_release(&module(1, "bb", false, &[]), &settings(), 5),
-        CommandResponse::Rejected(m) if m.contains("another deploy came first")
+        CommandResponse::Rejected(Rejection::VersionRaced {
+            next: 2,
+            prepared: 1,
+            ..
+        })
     ));
     assert_eq!(s, before);
     assert!(matches!(

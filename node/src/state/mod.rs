@@ -2,3 +2,4 @@
 //! no tokio, tonic, openraft or redb inside.
 
 pub mod member;
+pub mod rejection;

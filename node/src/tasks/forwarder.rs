@@ -37,7 +37,7 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
                 .channels
                 .channel(leader, &addr)
                 .map_err(|e| unreachable(e.to_string()))?;
-            let payload = serde_json::to_vec(&command).map_err(|e| ProposeError::Rejected(e.to_string()))?;
+            let payload = serde_json::to_vec(&command).map_err(|e| ProposeError::Refused(e.to_string()))?;
             if payload.len() > MAX_COMMAND_BYTES {
                 return Err(ProposeError::TooLarge {
                     bytes: payload.len(),
@@ -68,11 +68,7 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
                     None => unreachable(status.message().to_string()),
                 })?
                 .into_inner();
-            let response = serde_json::from_slice(&reply.response).map_err(|e| unreachable(e.to_string()))?;
-            Ok(Committed {
-                log_index: reply.log_index,
-                response,
-            })
+            crate::codec::propose::committed(reply).map_err(|e| unreachable(e.to_string()))
         }
         _ => Err(ProposeError::NotLeader {
             leader_id: None,
