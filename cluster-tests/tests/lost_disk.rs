@@ -130,10 +130,14 @@ async fn the_sole_initial_member_of_a_grown_cluster_never_forms_a_new_one_after_
             addr,
             worker: false,
         };
-        client
-            .call_with(&request, |mut c, r| async move { c.add_node(r).await })
-            .await
-            .expect("add a voter");
+        // Retried while the previous addition's change is still settling.
+        poll_async(Duration::from_secs(30), "the node to be added as a voter", || async {
+            client
+                .call_with(&request, |mut c, r| async move { c.add_node(r).await })
+                .await
+                .ok()
+        })
+        .await;
     }
     cluster.put(&client, "k", "acknowledged").await.expect("write");
 

@@ -63,7 +63,17 @@ impl RaftService {
 #[tonic::async_trait]
 impl RaftApi for RaftService {
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode("append-entries request", &self.admit(request)?.payload)?;
+        let payload = self.admit(request)?.payload;
+        let rpc = decode("append-entries request", &payload).map_err(|malformed| {
+            // Entries of a kind this release does not know, from a newer
+            // leader: refused by name, nothing appended.
+            let entries = serde_json::from_slice::<serde_json::Value>(&payload).ok();
+            let entries = entries.as_ref().and_then(|rpc| rpc.get("entries")?.as_array());
+            match entries.and_then(|entries| crate::codec::json::unknown_command(entries)) {
+                Some(unknown) => Status::invalid_argument(unknown.to_string()),
+                None => malformed,
+            }
+        })?;
         let response = self
             .raft
             .append_entries(rpc)

@@ -6,5 +6,6 @@
 //! absence keeps the old meaning; a decoder keeps what it does not know
 //! safe (an unknown rejection kind is shown by its text).
 
+pub mod json;
 pub mod propose;
 pub mod rejection;

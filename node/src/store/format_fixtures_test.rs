@@ -117,7 +117,7 @@ fn tick() -> TickCommit {
 }
 
 /// One command of every kind.
-fn commands() -> Vec<Command> {
+pub(crate) fn commands() -> Vec<Command> {
     let mut spec = TaskSpec::counter_every_second("count-1");
     spec.config = b"{\"to\":\"x\"}".to_vec();
     spec.allow_net = vec!["127.0.0.1:9000".into()];

@@ -12,8 +12,9 @@ use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use redb::{Durability, ReadableTable};
 
-use super::db::{LOG, META, RaftDb, from_json, to_json};
+use super::db::{LOG, META, RaftDb, to_json};
 use super::flusher::Flusher;
+use crate::codec::json::decode_entry;
 use crate::raft::message_limits::APPEND_BUDGET_BYTES;
 use crate::types::TypeConfig;
 use crate::types::typ::{Entry, LogId, Vote};
@@ -87,7 +88,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
             Ok(rows)
         })?;
-        rows.iter().map(|bytes| from_json::<Entry>(bytes)).collect()
+        rows.iter().map(|bytes| decode_entry(bytes)).collect()
     }
 
     /// The entries one AppendEntries carries: those in `start..end` up to
@@ -113,7 +114,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
             Ok(rows)
         })?;
-        rows.iter().map(|bytes| from_json::<Entry>(bytes)).collect()
+        rows.iter().map(|bytes| decode_entry(bytes)).collect()
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -131,7 +132,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })?;
         let last_purged_log_id: Option<LogId> = self.db.get_json(META, "last_purged")?;
         let last_log_id = match last {
-            Some(bytes) => Some(from_json::<Entry>(&bytes)?.log_id()),
+            Some(bytes) => Some(decode_entry(&bytes)?.log_id()),
             None => last_purged_log_id,
         };
         Ok(LogState {

@@ -11,6 +11,6 @@ pub use log_store::LogStore;
 pub use state_machine::StateMachineStore;
 
 #[cfg(test)]
-mod format_fixtures_test;
+pub(crate) mod format_fixtures_test;
 #[cfg(test)]
 mod suite_test;
