@@ -69,7 +69,7 @@ impl RaftApi for RaftService {
             // leader: refused by name, nothing appended.
             let entries = serde_json::from_slice::<serde_json::Value>(&payload).ok();
             let entries = entries.as_ref().and_then(|rpc| rpc.get("entries")?.as_array());
-            match entries.and_then(|entries| crate::codec::json::unknown_command(entries)) {
+            match entries.and_then(crate::codec::json::unknown_command) {
                 Some(unknown) => Status::invalid_argument(unknown.to_string()),
                 None => malformed,
             }
