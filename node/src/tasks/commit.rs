@@ -7,7 +7,7 @@ use super::forwarder::propose_on_leader;
 use crate::api::NodeContext;
 use crate::raft::ProposeError;
 use crate::task_table::{TaskRecord, TickCommit};
-use crate::types::{Command, CommandResponse, Rejection};
+use crate::types::{Command, CommandResponse};
 
 /// What the committed state says of a commit whose answer may have been lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,13 +54,10 @@ pub(crate) async fn commit_tick(context: &NodeContext, commit: &TickCommit) -> b
         match propose_on_leader(context, Command::CommitTick(commit.clone())).await {
             Ok(committed) => match committed.response {
                 CommandResponse::Done => return true,
-                // A retry of a commit that did land the first time is out
-                // of order; any other refusal is final.
-                CommandResponse::Rejected(Rejection::OutOfOrder { .. } | Rejection::Unrecognized { .. })
-                    if fate_now() == Fate::Landed =>
-                {
-                    return true;
-                }
+                // A retry of a commit that did land the first time: refused
+                // as out of order, or as from a stale owner when the task
+                // has been handed on since. The committed record decides.
+                CommandResponse::Rejected(_) if fate_now() == Fate::Landed => return true,
                 other => {
                     tracing::info!(task = %commit.task, "stopping: {other:?}");
                     return false;
