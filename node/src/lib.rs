@@ -4,10 +4,12 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML config and its validation (before any socket binds).
-//! - [`bootstrap`]: the pure decision to form, resume or await a cluster.
-//! - [`cluster_state`]: the replicated state as data, and how commands change it.
+//! - [`bootstrap`]: the pure decision to form, resume or await a cluster;
+//!   [`formation`] asks the other initial members.
+//! - [`state`]: the replicated state as plain data, the commands, and the
+//!   rules by which they change it (tasks, releases, rollouts, rejections).
+//! - [`codec`]: the replicated state's types on the wire.
 //! - [`placement`]: the leader's pure decision of which node owns a task.
-//! - [`task_table`]: tasks in the replicated state, and the commit fence.
 //! - [`store`]: the Raft log and state machine, durable in redb.
 //! - [`raft`]: openraft over tonic, one channel per peer.
 //! - [`modules`]: module bytes by content hash, fetched from peers.
@@ -25,7 +27,6 @@
 
 pub mod api;
 pub mod bootstrap;
-pub mod cluster_state;
 pub mod codec;
 pub mod config;
 pub mod fencing;
@@ -42,7 +43,6 @@ pub mod signal;
 pub mod state;
 pub mod store;
 pub mod supervision;
-pub mod task_table;
 pub mod tasks;
 pub mod tls;
 pub mod types;

@@ -329,7 +329,7 @@ async fn drain_for_shutdown(context: &NodeContext, wait: Duration) {
             s.tasks
                 .tasks
                 .values()
-                .filter(|t| t.owner == Some(context.id) && t.status == crate::task_table::TaskStatus::Running)
+                .filter(|t| t.owner == Some(context.id) && t.status == crate::state::tasks::TaskStatus::Running)
                 .count()
         })
     };

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::task_table::{Assignment, TaskRecord, TaskStatus, TaskTable};
+use crate::state::tasks::{Assignment, TaskRecord, TaskStatus, TaskTable};
 use crate::types::NodeId;
 
 /// The nodes as the leader sees them when it places tasks.
@@ -170,7 +170,7 @@ fn rebalance(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task_table::{CatchUp, RestartPolicy, Schedule, TaskSpec};
+    use crate::state::tasks::{CatchUp, RestartPolicy, Schedule, TaskSpec};
 
     fn table(tasks: &[(&str, Option<NodeId>)]) -> TaskTable {
         let mut table = TaskTable::default();

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use baton_cluster_tests::task_api::{add, deploy, every, history, rollout, tasks};
 use baton_cluster_tests::{TestCluster, example_module, machine, padded, poll_async, quantile};
-use baton_node::cluster_state::ClusterState;
 use baton_node::rollout::RolloutSettings;
 use baton_node::runtime::{RuntimeLimits, TaskContext, TaskEngine};
-use baton_node::task_table::{Assignment, CatchUp, RestartPolicy, Schedule, TaskSpec};
+use baton_node::state::cluster::ClusterState;
+use baton_node::state::tasks::{Assignment, CatchUp, RestartPolicy, Schedule, TaskSpec};
 use baton_node::types::{Command, ModuleRecord};
 use batonctl::ClusterClient;
 use batonctl::cmd::modules::signed_deploy;

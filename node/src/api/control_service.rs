@@ -16,7 +16,7 @@ use super::errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, fatal, forward_to_leader, pr
 use super::member_probe::{has_lost_its_data, probe, probe_members};
 use super::module_calls;
 use super::task_calls;
-use crate::task_table::TaskStatus;
+use crate::state::tasks::TaskStatus;
 use crate::types::typ::RaftError;
 use crate::types::{Command, Member, NodeId};
 

@@ -7,8 +7,8 @@ use futures::future::join_all;
 
 use super::NodeContext;
 use super::peer_service::local_info;
+use crate::state::tasks::TaskStatus;
 use crate::supervision::node_view;
-use crate::task_table::TaskStatus;
 use crate::types::NodeId;
 
 /// How long a member may take to answer before it counts as unreachable.

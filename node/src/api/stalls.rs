@@ -10,7 +10,7 @@ use baton_proto::Stall;
 
 use super::NodeContext;
 use crate::raft::{RaftStall, STALL_AFTER_MS};
-use crate::task_table::Overdue;
+use crate::state::tasks::Overdue;
 use crate::types::NodeId;
 
 /// The most overdue tasks `status` lists one by one.

@@ -6,9 +6,9 @@ use tonic::Status;
 
 use super::NodeContext;
 use super::errors::propose_error;
-use crate::cluster_state::ClusterState;
 use crate::config::check_host_port;
-use crate::task_table::{CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus};
+use crate::state::cluster::ClusterState;
+use crate::state::tasks::{CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus};
 use crate::tasks::schedule::parse_cron;
 use crate::types::{Command, CommandResponse};
 

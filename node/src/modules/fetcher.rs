@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use crate::api::NodeContext;
-use crate::cluster_state::ClusterState;
+use crate::state::cluster::ClusterState;
 use crate::types::NodeId;
 
 /// How often the fetcher looks for modules it lacks.

@@ -93,7 +93,7 @@ impl Write for Counter {
 mod tests {
     use super::*;
     use crate::config::MAX_CAP_BYTES;
-    use crate::task_table::{TaskSpec, TickCommit};
+    use crate::state::tasks::{TaskSpec, TickCommit};
     use crate::types::Command;
 
     fn tick_with_state(bytes: usize) -> Command {

@@ -2,8 +2,9 @@
 //! canary first, then batches, each step gated on the new version's health,
 //! reverting by itself when a gate fails.
 //!
-//! - [`record`]: the rollout and the releases, as replicated in Raft.
-//! - `rules`: how commands change them (pure, on `ClusterState`).
+//! - The rollout and the releases, as replicated in Raft, and how commands
+//!   change them, are part of the replicated state:
+//!   [`crate::state::rollouts`] (re-exported here).
 //! - [`gate`]: the leader's pure decision of the next move.
 //! - [`health`]: each node's tick counts per module version, reported to the
 //!   leader with every heartbeat.
@@ -12,10 +13,10 @@
 mod driver;
 pub mod gate;
 pub mod health;
-mod record;
-mod rules;
 
+pub use crate::state::rollouts::{
+    Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState,
+};
 pub use driver::spawn_rollouts;
 pub use gate::{Counts, Decision, GateView, decide};
 pub use health::TickHealth;
-pub use record::{Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState};

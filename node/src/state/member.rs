@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A node's id: a positive integer, unique in the cluster and never reused.
+pub type NodeId = u64;
+
 /// What Raft knows of a member: the address its peers dial, and the storage
 /// it was admitted with.
 ///

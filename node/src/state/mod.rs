@@ -1,5 +1,18 @@
 //! The replicated state's vocabulary: plain data and the rules over it, with
 //! no tokio, tonic, openraft or redb inside.
+//!
+//! - [`cluster`]: the whole state and `apply`, the one function through
+//!   which a command changes it.
+//! - [`command`]: the commands and their responses.
+//! - [`tasks`]: the task table and its rules (ownership, epochs, ticks).
+//! - [`rollouts`] and `rollout_rules`: module releases and rollouts.
+//! - [`member`]: what the membership records of a member.
+//! - [`rejection`]: why a command was refused.
 
+pub mod cluster;
+pub mod command;
 pub mod member;
 pub mod rejection;
+mod rollout_rules;
+pub mod rollouts;
+pub mod tasks;

@@ -2,7 +2,7 @@
 //! callers (the API, a forwarding peer, `batonctl`) tell them apart by kind,
 //! never by their text. Each kind's text is what users see.
 
-use crate::types::NodeId;
+use crate::state::member::NodeId;
 
 /// The write a stale owner made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

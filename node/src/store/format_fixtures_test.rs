@@ -18,9 +18,9 @@ use openraft::vote::RaftLeaderIdExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cluster_state::ClusterState;
 use crate::rollout::{Finish, RolloutAction, RolloutSettings};
-use crate::task_table::{Assignment, TaskSpec, TaskStatus, TickCommit};
+use crate::state::cluster::ClusterState;
+use crate::state::tasks::{Assignment, TaskSpec, TaskStatus, TickCommit};
 use crate::types::typ::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 use crate::types::{Command, CommandResponse, Member, ModuleRecord, Rejection, TypeConfig};
 

@@ -25,7 +25,7 @@ use redb::{Durability, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::db::{RaftDb, SM_META, from_json, to_json};
-use crate::cluster_state::ClusterState;
+use crate::state::cluster::ClusterState;
 use crate::types::TypeConfig;
 use crate::types::typ::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::lease_table::{Health, LeaseTable};
 use crate::api::NodeContext;
 use crate::placement::{NodeView, plan};
-use crate::task_table::{Assignment, TaskStatus};
+use crate::state::tasks::{Assignment, TaskStatus};
 use crate::types::{Command, NodeId, with_metrics};
 
 /// How often the leader looks, besides being woken by news.

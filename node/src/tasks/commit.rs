@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::forwarder::propose_on_leader;
 use crate::api::NodeContext;
 use crate::raft::ProposeError;
-use crate::task_table::{TaskRecord, TickCommit};
+use crate::state::tasks::{TaskRecord, TickCommit};
 use crate::types::{Command, CommandResponse};
 
 /// What the committed state says of a commit whose answer may have been lost.
@@ -88,7 +88,7 @@ pub(crate) async fn commit_tick(context: &NodeContext, commit: &TickCommit) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task_table::{TaskSpec, TaskTable, TickRecord};
+    use crate::state::tasks::{TaskSpec, TaskTable, TickRecord};
 
     fn commit(tick: u64, state: &[u8]) -> TickCommit {
         TickCommit {

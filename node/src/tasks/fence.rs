@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::NodeContext;
 use crate::runtime::{FenceError, TickFence, TickSlot};
-use crate::task_table::TaskStatus;
+use crate::state::tasks::TaskStatus;
 
 /// The fence of one worker's ticks.
 pub struct OwnerFence {

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use crate::task_table::RestartPolicy;
+use crate::state::tasks::RestartPolicy;
 
 /// First retry delay; it doubles with each failure in the window.
 const FIRST_BACKOFF_MS: u64 = 100;

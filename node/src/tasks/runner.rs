@@ -25,7 +25,7 @@ use super::restarts::{RestartTracker, Verdict};
 use super::schedule::{first_due, next_due};
 use crate::api::NodeContext;
 use crate::runtime::{CompiledModule, Fence, FencingToken, Slot, TaskContext, TickError};
-use crate::task_table::{TaskStatus, TickCommit};
+use crate::state::tasks::{TaskStatus, TickCommit};
 use crate::types::{Command, ModuleRecord, now_ms};
 
 /// How often the runner looks for tasks it gained or lost, besides every

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use crate::task_table::{CatchUp, Schedule};
+use crate::state::tasks::{CatchUp, Schedule};
 
 /// Parses a cron expression (seconds first: `sec min hour day month weekday`,
 /// an optional year last), with a message that says what is wrong.

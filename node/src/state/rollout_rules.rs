@@ -4,10 +4,12 @@
 //! the old one), and a revert that would feed the old version a state it
 //! cannot read is refused.
 
-use crate::cluster_state::ClusterState;
-use crate::rollout::{Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState};
-use crate::task_table::TaskStatus;
-use crate::types::{CommandResponse, ModuleRecord, NodeId, Rejection};
+use crate::state::cluster::ClusterState;
+use crate::state::command::{CommandResponse, ModuleRecord};
+use crate::state::member::NodeId;
+use crate::state::rejection::Rejection;
+use crate::state::rollouts::{Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState};
+use crate::state::tasks::TaskStatus;
 
 fn rejected(why: Rejection) -> CommandResponse {
     CommandResponse::Rejected(why)
@@ -287,5 +289,5 @@ impl ClusterState {
 }
 
 #[cfg(test)]
-#[path = "rules_tests.rs"]
+#[path = "rollout_rules_tests.rs"]
 mod tests;

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ModuleRecord, NodeId};
+use crate::state::command::ModuleRecord;
+use crate::state::member::NodeId;
 
 /// How a rollout proceeds: `batonctl modules deploy` flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

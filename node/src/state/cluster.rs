@@ -8,9 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::rollout::{Release, Rollout};
-use crate::task_table::TaskTable;
-use crate::types::{Command, CommandResponse, ModuleRecord, NodeId, Rejection};
+use crate::state::command::{Command, CommandResponse, ModuleRecord};
+use crate::state::member::NodeId;
+use crate::state::rejection::Rejection;
+use crate::state::rollouts::{Release, Rollout};
+use crate::state::tasks::TaskTable;
 
 /// Everything the state machine holds. Serialized as a whole into snapshots.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +216,7 @@ mod tests {
 
     #[test]
     fn a_task_needs_a_deployed_module() {
-        use crate::task_table::{CatchUp, RestartPolicy, Schedule, TaskSpec};
+        use crate::state::tasks::{CatchUp, RestartPolicy, Schedule, TaskSpec};
         let mut state = ClusterState::default();
         let spec = TaskSpec {
             name: "t".into(),

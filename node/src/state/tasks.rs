@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{CommandResponse, NodeId, OwnedWrite, Rejection};
+use crate::state::command::CommandResponse;
+use crate::state::member::NodeId;
+use crate::state::rejection::{OwnedWrite, Rejection};
 
 /// Committed ticks kept per task for `tasks history`.
 pub const HISTORY_LEN: usize = 256;
@@ -389,5 +391,5 @@ impl TaskTable {
 }
 
 #[cfg(test)]
-#[path = "task_table_tests.rs"]
+#[path = "tasks_tests.rs"]
 mod tests;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::task_table::{Assignment, TaskSpec, TickCommit};
+use crate::state::tasks::{Assignment, TaskSpec, TickCommit};
 
 fn module(version: u32, hash: &str, migrates: bool, down_to: &[u32]) -> ModuleRecord {
     ModuleRecord {
