@@ -31,8 +31,9 @@ pub const NOT_LEADER_HEADER: &str = "baton-not-leader";
 /// storage than its own (its disk was replaced since it was admitted).
 pub const TARGET_STORAGE_HEADER: &str = "baton-target-storage-id";
 
-/// The encoded form of the messages added with streamed snapshots and
-/// stall reports, pinned: a change to a field's number or type fails here.
+/// The encoded form of the messages added since formats became a promise
+/// (streamed snapshots, stall reports, the heart, storage ids, node
+/// replacement), pinned: a change to a field's number or type fails here.
 #[cfg(test)]
 mod golden {
     use prost::Message;
@@ -127,6 +128,25 @@ mod golden {
         let pinned = [0x08, 9, 0x12, 1, b'a', 0x1a, 1, b'b', 0x20, 1, 0x28, 1];
         assert_eq!(reply.encode_to_vec(), pinned);
         assert_eq!(ReplaceNodeReply::decode(&pinned[..]).unwrap(), reply);
+    }
+
+    #[test]
+    fn the_hearts_vouching_is_encoded_as_pinned() {
+        let request = AwaitExitRequest {
+            incarnation: "ab".into(),
+            wait_ms: 300,
+        };
+        let pinned = [0x0a, 2, b'a', b'b', 0x10, 0xac, 0x02];
+        assert_eq!(request.encode_to_vec(), pinned);
+        assert_eq!(AwaitExitRequest::decode(&pinned[..]).unwrap(), request);
+        let reply = AwaitExitReply {
+            exited: true,
+            detail: "signal 9".into(),
+        };
+        let mut pinned = vec![0x08, 1, 0x12, 8];
+        pinned.extend_from_slice(b"signal 9");
+        assert_eq!(reply.encode_to_vec(), pinned);
+        assert_eq!(AwaitExitReply::decode(&pinned[..]).unwrap(), reply);
     }
 
     #[test]
