@@ -65,7 +65,12 @@ async fn a_log_entry_of_a_kind_a_newer_release_wrote_is_refused_by_name_and_noth
 
     // A newer release appended an entry of a kind this one does not know.
     {
-        let db = Database::create(dir.path().join("raft.redb")).unwrap();
+        // Raft's storage tasks let go of the store shortly after shutdown.
+        let path = dir.path().join("raft.redb");
+        let db = poll(Duration::from_secs(10), "the stopped node to close its store", || {
+            Database::create(&path).ok()
+        })
+        .await;
         let txn = db.begin_write().unwrap();
         let entry = serde_json::json!({
             "log_id": {"leader_id": {"term": term, "node_id": 1}, "index": last + 1},
