@@ -26,7 +26,7 @@ use baton_cluster_tests::task_api::{add, deploy, every, history, rollout, tasks}
 use baton_cluster_tests::{TestCluster, example_module, machine, padded, poll_async, quantile};
 use baton_node::rollout::RolloutSettings;
 use baton_node::runtime::{RuntimeLimits, TaskContext, TaskEngine};
-use baton_node::state::cluster::ClusterState;
+use baton_node::state::cluster::{ClusterState, Rules};
 use baton_node::state::tasks::{Assignment, CatchUp, RestartPolicy, Schedule, TaskSpec};
 use baton_node::types::{Command, ModuleRecord};
 use batonctl::ClusterClient;
@@ -163,41 +163,53 @@ fn swap_cost(n: usize) -> (f64, f64) {
     };
     let mut state = ClusterState::default();
     let settings = RolloutSettings::default();
-    state.apply(&Command::Release {
-        module: record(1, &v1),
-        settings,
-        now_ms: 0,
-    });
+    state.apply(
+        &Command::Release {
+            module: record(1, &v1),
+            settings,
+            now_ms: 0,
+        },
+        &Rules::FENCED,
+    );
     let mut assignments = Vec::new();
     for i in 0..n {
         let name = format!("t{i:05}");
-        state.apply(&Command::AddTask(TaskSpec {
-            name: name.clone(),
-            module: "counter".into(),
-            schedule: Schedule::EveryMs(1000),
-            catch_up: CatchUp::RunOnce,
-            restart: RestartPolicy::default(),
-            config: Vec::new(),
-            allow_net: Vec::new(),
-        }));
+        state.apply(
+            &Command::AddTask(TaskSpec {
+                name: name.clone(),
+                module: "counter".into(),
+                schedule: Schedule::EveryMs(1000),
+                catch_up: CatchUp::RunOnce,
+                restart: RestartPolicy::default(),
+                config: Vec::new(),
+                allow_net: Vec::new(),
+            }),
+            &Rules::FENCED,
+        );
         assignments.push(Assignment {
             task: name,
             owner: Some(1),
             expected_epoch: 0,
         });
     }
-    state.apply(&Command::AssignOwners(assignments));
-    state.apply(&Command::Release {
-        module: record(2, &v2),
-        settings,
-        now_ms: 0,
-    });
-    state.apply(&Command::RolloutStep {
-        module: "counter".into(),
-        version: 2,
-        switch: vec![1],
-        now_ms: 0,
-    });
+    state.apply(&Command::AssignOwners(assignments), &Rules::FENCED);
+    state.apply(
+        &Command::Release {
+            module: record(2, &v2),
+            settings,
+            now_ms: 0,
+        },
+        &Rules::FENCED,
+    );
+    state.apply(
+        &Command::RolloutStep {
+            module: "counter".into(),
+            version: 2,
+            switch: vec![1],
+            now_ms: 0,
+        },
+        &Rules::FENCED,
+    );
     let old_state = 41u64.to_le_bytes();
     let task = || TaskContext {
         name: "t".into(),

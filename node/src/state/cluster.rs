@@ -37,13 +37,28 @@ pub struct ClusterState {
     pub drained: BTreeSet<NodeId>,
 }
 
+/// How a node applies commands: the same on every node, but for the test
+/// switch that turns the commit fence off (`[testing]
+/// unsafe_disable_fencing`, see `crate::fencing`), which each node process
+/// reads from its own config and never travels in the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Tick commits only from the current owner, at its epoch, in order.
+    pub fenced: bool,
+}
+
+impl Rules {
+    /// The rules of every real cluster.
+    pub const FENCED: Rules = Rules { fenced: true };
+}
+
 impl ClusterState {
-    /// Applies one committed command.
-    pub fn apply(&mut self, command: &Command) -> CommandResponse {
+    /// Applies one committed command under `rules`.
+    pub fn apply(&mut self, command: &Command, rules: &Rules) -> CommandResponse {
         match command {
             Command::Put { key, value } => CommandResponse::Previous(self.kv.insert(key.clone(), value.clone())),
             Command::Delete { key } => CommandResponse::Previous(self.kv.remove(key)),
-            Command::Batch(commands) => CommandResponse::Batch(commands.iter().map(|c| self.apply(c)).collect()),
+            Command::Batch(commands) => CommandResponse::Batch(commands.iter().map(|c| self.apply(c, rules)).collect()),
             Command::DeployModule(module) => self.deploy_module(module),
             Command::AddTask(spec) => match self.modules.contains_key(&spec.module) {
                 true => self.tasks.add(spec.clone()),
@@ -63,7 +78,7 @@ impl ClusterState {
                 };
                 CommandResponse::Count(u64::from(changed))
             }
-            Command::CommitTick(commit) => self.tasks.commit_tick(commit),
+            Command::CommitTick(commit) => self.tasks.commit_tick(commit, rules),
             Command::MarkTaskFailed {
                 name,
                 epoch,
@@ -127,9 +142,12 @@ mod tests {
     #[test]
     fn put_stores_the_value_and_reports_the_previous_one() {
         let mut state = ClusterState::default();
-        assert_eq!(state.apply(&put("a", b"1")), CommandResponse::Previous(None));
         assert_eq!(
-            state.apply(&put("a", b"2")),
+            state.apply(&put("a", b"1"), &Rules::FENCED),
+            CommandResponse::Previous(None)
+        );
+        assert_eq!(
+            state.apply(&put("a", b"2"), &Rules::FENCED),
             CommandResponse::Previous(Some(b"1".to_vec()))
         );
         assert_eq!(state.kv["a"], b"2");
@@ -138,10 +156,10 @@ mod tests {
     #[test]
     fn delete_of_a_missing_key_changes_nothing() {
         let mut state = ClusterState::default();
-        state.apply(&put("a", b"1"));
+        state.apply(&put("a", b"1"), &Rules::FENCED);
         let before = state.clone();
         assert_eq!(
-            state.apply(&Command::Delete { key: "nope".into() }),
+            state.apply(&Command::Delete { key: "nope".into() }, &Rules::FENCED),
             CommandResponse::Previous(None)
         );
         assert_eq!(state, before);
@@ -150,9 +168,9 @@ mod tests {
     #[test]
     fn delete_removes_the_key() {
         let mut state = ClusterState::default();
-        state.apply(&put("a", b"1"));
+        state.apply(&put("a", b"1"), &Rules::FENCED);
         assert_eq!(
-            state.apply(&Command::Delete { key: "a".into() }),
+            state.apply(&Command::Delete { key: "a".into() }, &Rules::FENCED),
             CommandResponse::Previous(Some(b"1".to_vec()))
         );
         assert!(state.kv.is_empty());
@@ -167,7 +185,10 @@ mod tests {
             Command::Delete { key: "a".into() },
         ]);
         let expected = [None, Some(b"1".to_vec()), Some(b"2".to_vec())].map(CommandResponse::Previous);
-        assert_eq!(state.apply(&batch), CommandResponse::Batch(expected.to_vec()));
+        assert_eq!(
+            state.apply(&batch, &Rules::FENCED),
+            CommandResponse::Batch(expected.to_vec())
+        );
         assert!(state.kv.is_empty());
     }
 
@@ -188,14 +209,14 @@ mod tests {
     #[test]
     fn a_first_deploy_records_version_1_and_the_same_bytes_again_change_nothing() {
         let mut state = ClusterState::default();
-        let first = state.apply(&Command::DeployModule(module("counter", "aa")));
+        let first = state.apply(&Command::DeployModule(module("counter", "aa")), &Rules::FENCED);
         let CommandResponse::Module(record) = first else {
             panic!("{first:?}")
         };
         assert_eq!(record.version, 1);
         let before = state.clone();
         assert_eq!(
-            state.apply(&Command::DeployModule(module("counter", "aa"))),
+            state.apply(&Command::DeployModule(module("counter", "aa")), &Rules::FENCED),
             CommandResponse::Module(record)
         );
         assert_eq!(state, before);
@@ -204,9 +225,9 @@ mod tests {
     #[test]
     fn other_bytes_under_a_deployed_name_are_rejected() {
         let mut state = ClusterState::default();
-        state.apply(&Command::DeployModule(module("counter", "aa")));
+        state.apply(&Command::DeployModule(module("counter", "aa")), &Rules::FENCED);
         let before = state.clone();
-        let response = state.apply(&Command::DeployModule(module("counter", "bb")));
+        let response = state.apply(&Command::DeployModule(module("counter", "bb")), &Rules::FENCED);
         assert!(matches!(
             &response,
             CommandResponse::Rejected(Rejection::ModuleNameTaken { version: 1, .. })
@@ -227,19 +248,22 @@ mod tests {
             config: Vec::new(),
             allow_net: Vec::new(),
         };
-        let response = state.apply(&Command::AddTask(spec.clone()));
+        let response = state.apply(&Command::AddTask(spec.clone()), &Rules::FENCED);
         assert!(
             matches!(&response, CommandResponse::Rejected(Rejection::NoSuchModule { module }) if module == "counter")
         );
-        state.apply(&Command::DeployModule(module("counter", "aa")));
-        assert_eq!(state.apply(&Command::AddTask(spec)), CommandResponse::Done);
+        state.apply(&Command::DeployModule(module("counter", "aa")), &Rules::FENCED);
+        assert_eq!(
+            state.apply(&Command::AddTask(spec), &Rules::FENCED),
+            CommandResponse::Done
+        );
         assert_eq!(state.tasks.tasks["t"].epoch, 0);
     }
 
     #[test]
     fn snapshots_round_trip_and_tolerate_unknown_fields() {
         let mut state = ClusterState::default();
-        state.apply(&put("x", b"1"));
+        state.apply(&put("x", b"1"), &Rules::FENCED);
         let mut json: serde_json::Value = serde_json::to_value(&state).unwrap();
         json["a_field_from_a_newer_version"] = serde_json::json!(42);
         assert_eq!(serde_json::from_value::<ClusterState>(json).unwrap(), state);
@@ -256,10 +280,10 @@ mod tests {
         let mut one = ClusterState::default();
         let mut two = ClusterState::default();
         for c in &commands {
-            one.apply(c);
+            one.apply(c, &Rules::FENCED);
         }
         for c in &commands {
-            two.apply(c);
+            two.apply(c, &Rules::FENCED);
         }
         assert_eq!(one, two);
         assert_eq!(one.kv.keys().collect::<Vec<_>>(), vec!["b", "c"]);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::state::cluster::Rules;
 use crate::state::tasks::{Assignment, TaskSpec, TickCommit};
 
 fn module(version: u32, hash: &str, migrates: bool, down_to: &[u32]) -> ModuleRecord {
@@ -36,16 +37,19 @@ fn cluster() -> ClusterState {
 
 fn commit(s: &mut ClusterState, tick: u64, version: u32) {
     let epoch = s.tasks.tasks["t"].epoch;
-    let response = s.tasks.commit_tick(&TickCommit {
-        task: "t".into(),
-        epoch,
-        tick,
-        node: 1,
-        state: vec![1],
-        next_due_ms: 0,
-        committed_at_ms: 0,
-        version,
-    });
+    let response = s.tasks.commit_tick(
+        &TickCommit {
+            task: "t".into(),
+            epoch,
+            tick,
+            node: 1,
+            state: vec![1],
+            next_due_ms: 0,
+            committed_at_ms: 0,
+            version,
+        },
+        &Rules::FENCED,
+    );
     assert_eq!(response, CommandResponse::Done);
 }
 
@@ -218,7 +222,10 @@ fn pause_resume_and_halt_follow_the_rollouts_state() {
 #[test]
 fn a_module_deployed_before_releases_were_recorded_gets_the_next_version() {
     let mut s = ClusterState::default();
-    s.apply(&crate::types::Command::DeployModule(module(0, "aa", false, &[])));
+    s.apply(
+        &crate::types::Command::DeployModule(module(0, "aa", false, &[])),
+        &Rules::FENCED,
+    );
     assert_eq!((s.modules["counter"].version, s.next_version("counter")), (1, 2));
     assert_eq!(s.releases_of("counter").len(), 1);
     let before = s.clone();

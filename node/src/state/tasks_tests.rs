@@ -33,7 +33,10 @@ fn commit(epoch: u64, tick: u64, node: NodeId) -> TickCommit {
 fn the_owner_commits_ticks_in_order() {
     let mut table = owned();
     for tick in 1..=3 {
-        assert_eq!(table.commit_tick(&commit(1, tick, 1)), CommandResponse::Done);
+        assert_eq!(
+            table.commit_tick(&commit(1, tick, 1), &Rules::FENCED),
+            CommandResponse::Done
+        );
     }
     let task = &table.tasks["t"];
     assert_eq!(
@@ -53,20 +56,23 @@ fn a_stale_epoch_commit_is_rejected() {
         expected_epoch: 1,
     }]);
     let before = table.clone();
-    let response = table.commit_tick(&commit(1, 1, 1));
+    let response = table.commit_tick(&commit(1, 1, 1), &Rules::FENCED);
     assert!(
         matches!(&response, CommandResponse::Rejected(Rejection::StaleOwner { .. })),
         "{response:?}"
     );
     assert_eq!(table, before);
-    assert_eq!(table.commit_tick(&commit(2, 1, 2)), CommandResponse::Done);
+    assert_eq!(
+        table.commit_tick(&commit(2, 1, 2), &Rules::FENCED),
+        CommandResponse::Done
+    );
 }
 
 #[test]
 fn a_commit_from_a_node_that_is_not_the_owner_is_rejected() {
     let mut table = owned();
     assert!(matches!(
-        table.commit_tick(&commit(1, 1, 2)),
+        table.commit_tick(&commit(1, 1, 2), &Rules::FENCED),
         CommandResponse::Rejected(_)
     ));
 }
@@ -74,10 +80,13 @@ fn a_commit_from_a_node_that_is_not_the_owner_is_rejected() {
 #[test]
 fn an_out_of_order_commit_is_rejected() {
     let mut table = owned();
-    assert_eq!(table.commit_tick(&commit(1, 1, 1)), CommandResponse::Done);
+    assert_eq!(
+        table.commit_tick(&commit(1, 1, 1), &Rules::FENCED),
+        CommandResponse::Done
+    );
     let before = table.clone();
     for tick in [1, 3, 0] {
-        let response = table.commit_tick(&commit(1, tick, 1));
+        let response = table.commit_tick(&commit(1, tick, 1), &Rules::FENCED);
         assert!(
             matches!(&response, CommandResponse::Rejected(Rejection::OutOfOrder { .. })),
             "{response:?}"
@@ -91,15 +100,18 @@ fn pausing_fences_a_tick_in_flight_and_resuming_needs_the_new_epoch() {
     let mut table = owned();
     table.set_status("t", TaskStatus::Paused);
     assert!(matches!(
-        table.commit_tick(&commit(1, 1, 1)),
+        table.commit_tick(&commit(1, 1, 1), &Rules::FENCED),
         CommandResponse::Rejected(_)
     ));
     assert!(matches!(
-        table.commit_tick(&commit(2, 1, 1)),
+        table.commit_tick(&commit(2, 1, 1), &Rules::FENCED),
         CommandResponse::Rejected(Rejection::NotRunning { .. })
     ));
     table.set_status("t", TaskStatus::Running);
-    assert_eq!(table.commit_tick(&commit(3, 1, 1)), CommandResponse::Done);
+    assert_eq!(
+        table.commit_tick(&commit(3, 1, 1), &Rules::FENCED),
+        CommandResponse::Done
+    );
 }
 
 #[test]
@@ -119,7 +131,7 @@ fn an_assignment_with_a_stale_expected_epoch_changes_nothing() {
 fn history_keeps_the_last_ticks_only() {
     let mut table = owned();
     for tick in 1..=(HISTORY_LEN as u64 + 10) {
-        table.commit_tick(&commit(1, tick, 1));
+        table.commit_tick(&commit(1, tick, 1), &Rules::FENCED);
     }
     let history = &table.tasks["t"].history;
     assert_eq!(history.len(), HISTORY_LEN);
@@ -172,17 +184,23 @@ fn a_hand_off_lets_the_tick_in_flight_commit_and_then_moves_the_task() {
     let mut table = owned();
     assert_eq!(table.hand_off(&hand_off_to(2, 1)), CommandResponse::Count(1));
     assert_eq!((table.tasks["t"].owner, table.tasks["t"].epoch), (Some(1), 1));
-    assert_eq!(table.commit_tick(&commit(1, 1, 1)), CommandResponse::Done);
+    assert_eq!(
+        table.commit_tick(&commit(1, 1, 1), &Rules::FENCED),
+        CommandResponse::Done
+    );
     let task = &table.tasks["t"];
     assert_eq!(
         (task.owner, task.epoch, task.tick, task.handoff_to),
         (Some(2), 2, 1, None)
     );
     assert!(matches!(
-        table.commit_tick(&commit(1, 2, 1)),
+        table.commit_tick(&commit(1, 2, 1), &Rules::FENCED),
         CommandResponse::Rejected(_)
     ));
-    assert_eq!(table.commit_tick(&commit(2, 2, 2)), CommandResponse::Done);
+    assert_eq!(
+        table.commit_tick(&commit(2, 2, 2), &Rules::FENCED),
+        CommandResponse::Done
+    );
 }
 
 #[test]
@@ -235,7 +253,7 @@ fn a_hand_off_of_an_unowned_task_assigns_it_at_once() {
 #[test]
 fn running_tasks_long_past_their_next_tick_are_overdue_the_latest_first() {
     let mut table = owned();
-    table.commit_tick(&commit(1, 1, 1)); // next due at 1,000
+    table.commit_tick(&commit(1, 1, 1), &Rules::FENCED); // next due at 1,000
     for name in ["u", "never", "paused"] {
         table.add(spec(name));
     }
@@ -250,7 +268,7 @@ fn running_tasks_long_past_their_next_tick_are_overdue_the_latest_first() {
             owner: Some(1),
             expected_epoch: 0,
         }]);
-        table.commit_tick(&tick(name, 500));
+        table.commit_tick(&tick(name, 500), &Rules::FENCED);
     }
     table.set_status("paused", TaskStatus::Paused);
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::rollout::{Finish, RolloutAction, RolloutSettings};
-use crate::state::cluster::ClusterState;
+use crate::state::cluster::{ClusterState, Rules};
 use crate::state::tasks::{Assignment, TaskSpec, TaskStatus, TickCommit};
 use crate::types::typ::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 use crate::types::{Command, CommandResponse, Member, ModuleRecord, Rejection, TypeConfig};
@@ -226,7 +226,7 @@ fn cluster_state() -> ClusterState {
         },
         Command::SetDrained { node: 3, drained: true },
     ] {
-        let response = state.apply(&command);
+        let response = state.apply(&command, &Rules::FENCED);
         assert!(
             !matches!(response, CommandResponse::Rejected(_)),
             "{command}: {response:?}"

@@ -25,7 +25,7 @@ use redb::{Durability, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::db::{RaftDb, SM_META, from_json, to_json};
-use crate::state::cluster::ClusterState;
+use crate::state::cluster::{ClusterState, Rules};
 use crate::types::TypeConfig;
 use crate::types::typ::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 
@@ -231,12 +231,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         let mut responses = Vec::new();
+        // The test switch is read here, in the shell, never in the rules.
+        let rules = Rules {
+            fenced: !crate::fencing::disabled(),
+        };
         while let Some((entry, responder)) = entries.try_next().await? {
             let mut applied = self.state.write().expect("state machine lock poisoned");
             applied.last_applied = Some(entry.log_id());
             let response = match &entry.payload {
                 EntryPayload::Blank => Default::default(),
-                EntryPayload::Normal(command) => applied.cluster.apply(command),
+                EntryPayload::Normal(command) => applied.cluster.apply(command, &rules),
                 EntryPayload::Membership(membership) => {
                     applied.last_membership = StoredMembership::new(Some(entry.log_id()), membership.clone());
                     Default::default()
@@ -296,10 +300,13 @@ mod tests {
 
     fn cluster_with(key: &str) -> ClusterState {
         let mut cluster = ClusterState::default();
-        cluster.apply(&Command::Put {
-            key: key.to_string(),
-            value: vec![255; 1000],
-        });
+        cluster.apply(
+            &Command::Put {
+                key: key.to_string(),
+                value: vec![255; 1000],
+            },
+            &Rules::FENCED,
+        );
         cluster
     }
 
