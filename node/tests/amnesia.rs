@@ -46,9 +46,9 @@ async fn elects_a_leader_within(cluster: &InProcessCluster, among: &[NodeId], wi
     None
 }
 
-/// Runs the scenario; returns the cluster once the old leader is back, and
-/// whether a leader was elected among the wiped node and the one that lacks
-/// the entry while the old leader was gone.
+/// Runs the scenario; returns the cluster (the old leader still cut off),
+/// and whether a leader was elected among the wiped node and the one that
+/// lacks the entry meanwhile.
 async fn lose_a_disk_then_the_leader(check_storage: bool) -> (InProcessCluster, NodeId, NodeId, Option<NodeId>) {
     let mut cluster = InProcessCluster::start(3).await;
     cluster.router.ignore_storage.store(!check_storage, Ordering::SeqCst);
@@ -89,7 +89,6 @@ async fn lose_a_disk_then_the_leader(check_storage: bool) -> (InProcessCluster, 
     assert!(matches!(decided, Formation::LostData { .. }), "{decided:?}");
 
     let elected = elects_a_leader_within(&cluster, &[wiped, behind], Duration::from_secs(4)).await;
-    cluster.router.heal();
     (cluster, leader, behind, elected)
 }
 
@@ -97,6 +96,7 @@ async fn lose_a_disk_then_the_leader(check_storage: bool) -> (InProcessCluster, 
 async fn a_wiped_follower_neither_votes_as_its_old_self_nor_forms_a_cluster_and_the_write_survives() {
     let (cluster, leader, behind, elected) = lose_a_disk_then_the_leader(true).await;
     assert_eq!(elected, None, "a node without X was elected with the wiped node's vote");
+    cluster.router.heal();
     // Back together, the node that has X leads and the write is everywhere
     // but on the wiped node, which takes no part until it is replaced.
     cluster.put_via_leader(&[leader, behind], "after", "1").await;
@@ -124,15 +124,13 @@ async fn without_the_storage_check_the_wiped_follower_elects_a_node_without_the_
     };
     assert_ne!(new_leader, leader);
     // It commits with the wiped node, and neither has X: the two of three
-    // that now make the cluster's history have lost an acknowledged write
-    // (the old leader, which has it, cannot even follow them: openraft
-    // stops on being asked to truncate a committed entry).
-    cluster
-        .put(new_leader, "after", "1")
-        .await
-        .expect("the new leader commits");
+    // that now make the cluster's history have lost an acknowledged write.
+    // (Were the old leader, which has it, to come back, it could not even
+    // follow them: openraft stops on being asked to truncate a committed
+    // entry.)
     let wiped = [1, 2, 3].into_iter().find(|id| ![leader, behind].contains(id)).unwrap();
-    for id in [new_leader, wiped] {
+    cluster.put_via_leader(&[behind, wiped], "after", "1").await;
+    for id in [behind, wiped] {
         poll(Duration::from_secs(10), "the new write applied", || {
             cluster.nodes[&id]
                 .state_machine
