@@ -131,6 +131,27 @@ mod golden {
     }
 
     #[test]
+    fn a_propose_reply_carries_its_rejection_typed_as_pinned() {
+        let reply = ProposeReply {
+            response: b"r".to_vec(),
+            log_index: 7,
+            rejection: Some(Rejection {
+                message: "m".into(),
+                kind: Some(rejection::Kind::NoSuchTask(RejectedTask { task: "t".into() })),
+            }),
+        };
+        let pinned = [
+            0x0a, 1, b'r', // 1: response
+            0x10, 7, // 2: log_index
+            0x1a, 8, // 3: rejection
+            0x0a, 1, b'm', // 1: message
+            0x12, 3, 0x0a, 1, b't', // 2: no_such_task { task }
+        ];
+        assert_eq!(reply.encode_to_vec(), pinned);
+        assert_eq!(ProposeReply::decode(&pinned[..]).unwrap(), reply);
+    }
+
+    #[test]
     fn the_hearts_vouching_is_encoded_as_pinned() {
         let request = AwaitExitRequest {
             incarnation: "ab".into(),

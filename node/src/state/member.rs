@@ -49,6 +49,9 @@ mod tests {
     fn a_member_with_a_storage_id_round_trips_and_an_older_reader_still_finds_its_address() {
         let member = Member::new("10.0.0.1:7000", "5f0c");
         let json = serde_json::to_string(&member).unwrap();
+        // Pinned: this is how the membership stores a member in the log and
+        // in snapshots.
+        assert_eq!(json, r#"{"addr":"10.0.0.1:7000","storage_id":"5f0c"}"#);
         assert_eq!(serde_json::from_str::<Member>(&json).unwrap(), member);
         // What releases before storage ids read (openraft's BasicNode).
         let older: openraft::BasicNode = serde_json::from_str(&json).unwrap();

@@ -191,3 +191,43 @@ fn db_error(e: impl Into<redb::Error>) -> std::io::Error {
 pub(crate) fn io_error(e: redb::Error) -> std::io::Error {
     std::io::Error::other(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(db: &RaftDb, key: &str) -> Option<Vec<u8>> {
+        db.read(|txn| Ok(txn.open_table(META)?.get(key)?.map(|v| v.value().to_vec())))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_new_store_gets_a_storage_id_kept_on_disk_as_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RaftDb::open(dir.path()).unwrap().identity().clone();
+        assert!(!first.legacy);
+        let db = RaftDb::open(dir.path()).unwrap();
+        assert_eq!(db.identity(), &first, "the id is created once and kept");
+        assert_eq!(raw(&db, STORAGE_ID).unwrap(), format!("\"{}\"", first.id).into_bytes());
+        assert_eq!(raw(&db, STORAGE_LEGACY).unwrap(), b"false");
+    }
+
+    #[test]
+    fn a_store_with_raft_state_and_no_storage_id_is_legacy() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        // As a release before storage ids left it: a vote, no id.
+        db.write(Durability::Immediate, |txn| {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("vote", b"{}".as_slice())?;
+            meta.remove(STORAGE_ID)?;
+            meta.remove(STORAGE_LEGACY)?;
+            Ok(())
+        })
+        .unwrap();
+        drop(db);
+        let db = RaftDb::open(dir.path()).unwrap();
+        assert!(db.identity().legacy);
+        assert_eq!(raw(&db, STORAGE_LEGACY).unwrap(), b"true");
+    }
+}
