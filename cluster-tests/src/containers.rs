@@ -261,6 +261,7 @@ impl ContainerCluster {
                 testing: TestingConfig {
                     unsafe_disable_fencing: options.unsafe_disable_fencing,
                     stall_hand_offs_file: Some(Path::new("/var/lib/baton").join(STALL_FILE)),
+                    max_cluster_version: None,
                 },
             };
             std::fs::write(node.dir.join("node.toml"), toml::to_string(&config).unwrap()).unwrap();

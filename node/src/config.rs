@@ -118,6 +118,12 @@ pub struct TestingConfig {
     /// to show that, from outside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_hand_offs_file: Option<PathBuf>,
+    /// Act as an older release in the cluster version's rules: report no
+    /// cluster version above this one, so the cluster's version is held
+    /// there, and refuse a data dir or a log above it, as that release
+    /// would. The version tests set it on one node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cluster_version: Option<u32>,
 }
 
 impl TestingConfig {
@@ -373,6 +379,15 @@ impl NodeConfig {
         self.validate_cluster(&mut problem);
         self.validate_timing(&mut problem);
         self.validate_limits(&mut problem);
+        let supported = crate::state::cluster_version::VersionRange::SUPPORTED;
+        if let Some(cap) = self.testing.max_cluster_version
+            && !supported.contains(cap)
+        {
+            problem(
+                "testing.max_cluster_version",
+                format!("({cap}) must be within what this release supports: {supported}"),
+            );
+        }
         for (i, key) in self.modules.trusted_keys.iter().enumerate() {
             if let Err(e) = crate::modules::signing::parse_public_key(key) {
                 problem(

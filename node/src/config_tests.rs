@@ -65,6 +65,24 @@ fn fencing_is_on_unless_a_test_config_turns_it_off_by_its_full_name() {
 }
 
 #[test]
+fn the_cluster_version_cap_must_be_a_version_this_release_supports() {
+    assert_eq!(parse(VALID).testing.max_cluster_version, None);
+    let capped = parse(&format!("{VALID}\n[testing]\nmax_cluster_version = 1\n"));
+    assert_eq!(capped.testing.max_cluster_version, Some(1));
+    assert_eq!(capped.validate(), vec![]);
+    for bad in [0, 99] {
+        let config = parse(&format!("{VALID}\n[testing]\nmax_cluster_version = {bad}\n"));
+        let problems = config.validate();
+        assert_eq!(keys(&config), ["testing.max_cluster_version"]);
+        assert!(
+            problems[0].message.contains("cluster versions 1 to"),
+            "{:?}",
+            problems[0]
+        );
+    }
+}
+
+#[test]
 fn an_unknown_timing_key_is_refused_by_name() {
     let text = format!("{VALID}\n[timing]\nheartbeat_ms = 5\n");
     let err = NodeConfig::parse(&text, Path::new(".")).unwrap_err();

@@ -27,11 +27,13 @@ use crate::modules::{ModuleStore, spawn_fetcher};
 use crate::raft::{GrpcNetwork, PeerChannels, Proposer, openraft_config, spawn_progress_watch, start_raft};
 use crate::rollout::spawn_rollouts;
 use crate::runtime::{RuntimeLimits, TaskEngine};
+use crate::state::cluster_version::{OutOfRange, VersionRange};
 use crate::store::{RaftDb, StoreError};
 use crate::supervision::{Supervision, spawn_heartbeat, spawn_supervisor};
 use crate::tasks::spawn_runner;
 use crate::tls::{TlsError, TlsMaterial};
 use crate::types::{NodeId, Raft};
+use crate::versioning::spawn_cluster_version;
 
 /// Why a node could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     ClusterMismatch(#[from] ClusterMismatch),
+    #[error(transparent)]
+    ClusterVersion(OutOfRange),
     #[error("cannot listen on {addr}: {source}; is another process using the port? change listen_addr")]
     Bind { addr: String, source: std::io::Error },
     #[error("raft: {0}")]
@@ -95,6 +99,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     if stored.is_none() {
         db.set_cluster_id(&cluster_id).map_err(StoreError::Io)?;
     }
+    let versions = VersionRange::supported(config.testing.max_cluster_version);
+    if let Some(refused) = versions.refuse(db.cluster_version().map_err(StoreError::Io)?, "data_dir") {
+        return Err(NodeError::ClusterVersion(refused));
+    }
+    if config.testing.max_cluster_version.is_some() {
+        tracing::warn!(
+            "testing.max_cluster_version is set: this node supports {versions} only, as an older release \
+             would. For Baton's own tests only"
+        );
+    }
     let modules = ModuleStore::open(&config.data_dir.join("modules")).map_err(StoreError::Io)?;
     let limits = RuntimeLimits {
         max_state_bytes: config.limits.max_state_bytes,
@@ -111,8 +125,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     let channels = PeerChannels::new(config.id, cluster_id.clone(), tls.clone());
     let raft_config = openraft_config(&config).map_err(|e| NodeError::Raft(e.to_string()))?;
-    let (raft, state_machine) =
-        start_raft(config.id, raft_config, db.clone(), GrpcNetwork::new(channels.clone())).await?;
+    let (raft, state_machine) = start_raft(
+        config.id,
+        raft_config,
+        db.clone(),
+        GrpcNetwork::new(channels.clone()),
+        versions,
+    )
+    .await?;
 
     let (incarnation, heart_addr) = crate::heart::incarnation_and_heart(&config);
     match &heart_addr {
@@ -126,6 +146,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         id: config.id,
         cluster_id: cluster_id.clone(),
         version: crate::VERSION.to_string(),
+        versions,
         incarnation,
         heart_addr,
         started_at,
@@ -156,6 +177,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let supervisor = spawn_supervisor(context.clone());
     let runner = spawn_runner(context.clone());
     let rollouts = spawn_rollouts(context.clone());
+    let cluster_version = spawn_cluster_version(context.clone());
     let progress = spawn_progress_watch(raft.clone(), context.progress.clone());
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone());
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
@@ -205,7 +227,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         // Fail-stop: nothing may tick or renew a lease on a node whose Raft
         // is gone, and nothing can be handed off through it.
         tracing::error!(node = config.id, "raft stopped: {why}; stopping this node");
-        for task in [&fetcher, &supervisor, &runner, &rollouts, &heartbeat, &progress] {
+        for task in [
+            &fetcher,
+            &supervisor,
+            &runner,
+            &rollouts,
+            &cluster_version,
+            &heartbeat,
+            &progress,
+        ] {
             task.abort();
         }
         if let Some(formation) = &formation {
@@ -227,6 +257,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         supervisor.abort();
         runner.abort();
         rollouts.abort();
+        cluster_version.abort();
         heartbeat.abort();
         progress.abort();
         stop_ticks(&context).await;

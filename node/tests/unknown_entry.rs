@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_node::raft::start_raft;
+use baton_node::state::cluster_version::VersionRange;
 use baton_node::store::RaftDb;
 use baton_node::types::{Command, Member, metrics};
 use redb::{Database, TableDefinition};
@@ -43,7 +44,9 @@ async fn a_log_entry_of_a_kind_a_newer_release_wrote_is_refused_by_name_and_noth
     // A node that commits three writes, then stops.
     let db = RaftDb::open(dir.path()).unwrap();
     let storage = db.identity().id.clone();
-    let (raft, state_machine) = start_raft(1, config(), db, factory()).await.unwrap();
+    let (raft, state_machine) = start_raft(1, config(), db, factory(), VersionRange::SUPPORTED)
+        .await
+        .unwrap();
     let members = std::collections::BTreeMap::from([(1, Member::new("mem:1", storage))]);
     raft.initialize(members).await.unwrap();
     poll(Duration::from_secs(10), "node 1 to lead", || {
@@ -76,7 +79,7 @@ async fn a_log_entry_of_a_kind_a_newer_release_wrote_is_refused_by_name_and_noth
             "log_id": {"leader_id": {"term": term, "node_id": 1}, "index": last + 1},
             "payload": {"Normal": {"batch": [
                 {"put": {"key": "new", "value": [1]}},
-                {"set_cluster_version": {"version": 2}}
+                {"grant_secret": {"task": "sync", "name": "api-key"}}
             ]}}
         });
         txn.open_table(LOG)
@@ -88,7 +91,7 @@ async fn a_log_entry_of_a_kind_a_newer_release_wrote_is_refused_by_name_and_noth
 
     // This release refuses to run on it, and says what it met and what to do.
     let db = RaftDb::open(dir.path()).unwrap();
-    let err = match start_raft(1, config(), db.clone(), factory()).await {
+    let err = match start_raft(1, config(), db.clone(), factory(), VersionRange::SUPPORTED).await {
         Err(e) => e.to_string(),
         Ok((raft, state_machine)) => {
             // Or it starts, and Raft stops at once on the entry.
@@ -104,7 +107,7 @@ async fn a_log_entry_of_a_kind_a_newer_release_wrote_is_refused_by_name_and_noth
             why
         }
     };
-    assert!(err.contains("kind `set_cluster_version`"), "{err}");
+    assert!(err.contains("kind `grant_secret`"), "{err}");
     assert!(err.contains("a newer release wrote it"), "{err}");
     assert!(err.contains(&format!("log entry {}", last + 1)), "{err}");
     assert!(applied >= 3, "the writes before it had applied ({applied})");

@@ -90,6 +90,45 @@ mod golden {
     }
 
     #[test]
+    fn cluster_versions_are_encoded_as_pinned() {
+        let ping = HeartbeatPing {
+            min_cluster_version: 1,
+            max_cluster_version: 2,
+            ..Default::default()
+        };
+        let pinned = [0x40, 1, 0x48, 2]; // 8, 9: min/max_cluster_version
+        assert_eq!(ping.encode_to_vec(), pinned);
+        assert_eq!(HeartbeatPing::decode(&pinned[..]).unwrap(), ping);
+
+        let info = NodeInfoReply {
+            min_cluster_version: 1,
+            max_cluster_version: 2,
+            cluster_version: 2,
+            ..Default::default()
+        };
+        let pinned = [0x58, 1, 0x60, 2, 0x68, 2]; // 11, 12, 13
+        assert_eq!(info.encode_to_vec(), pinned);
+        assert_eq!(NodeInfoReply::decode(&pinned[..]).unwrap(), info);
+
+        let status = StatusReply {
+            cluster_version: 1,
+            version_held_by: vec![3],
+            members: vec![MemberStatus {
+                max_cluster_version: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let pinned = [
+            0x3a, 2, 0x58, 1, // 7: members, each with 11: max_cluster_version
+            0x78, 1, // 15: cluster_version
+            0x82, 0x01, 1, 3, // 16: version_held_by, packed
+        ];
+        assert_eq!(status.encode_to_vec(), pinned);
+        assert_eq!(StatusReply::decode(&pinned[..]).unwrap(), status);
+    }
+
+    #[test]
     fn a_node_info_reply_names_its_storage_and_membership_as_pinned() {
         let reply = NodeInfoReply {
             node_id: 3,

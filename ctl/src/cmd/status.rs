@@ -28,6 +28,12 @@ pub struct StatusView {
     /// What should move and has stood still for seconds; empty when all is
     /// well (at most 20 tasks listed, `tasks.overdue` counts them all).
     pub stalls: Vec<StallView>,
+    /// What every member can read; 0 from a release before cluster
+    /// versions.
+    pub cluster_version: u32,
+    /// Members whose release does not support the next cluster version
+    /// while another's does: upgrading them lets the version rise.
+    pub version_held_by: Vec<u64>,
 }
 
 /// Something that should move and does not.
@@ -80,6 +86,8 @@ pub struct MemberView {
     /// Drained by an operator.
     pub drained: bool,
     pub version: String,
+    /// The highest cluster version its release supports; 0 when unknown.
+    pub max_cluster_version: u32,
     pub raft_state: String,
     pub last_contact_ms: Option<u64>,
     pub matched_index: Option<u64>,
@@ -95,6 +103,7 @@ impl From<MemberStatus> for MemberView {
             tasks: m.tasks,
             drained: m.drained,
             version: m.version,
+            max_cluster_version: m.max_cluster_version,
             raft_state: m.raft_state,
             last_contact_ms: m.last_contact_ms,
             matched_index: m.matched_index,
@@ -121,6 +130,8 @@ impl From<StatusReply> for StatusView {
             failover_bound_ms: s.failover_bound_ms,
             lease_ms: s.lease_ms,
             stalls: s.stalls.into_iter().map(StallView::from).collect(),
+            cluster_version: s.cluster_version,
+            version_held_by: s.version_held_by,
         }
     }
 }
@@ -165,6 +176,7 @@ pub fn render(view: &StatusView) -> String {
         view.failover_bound_ms,
         view.lease_ms,
     );
+    out.push_str(&cluster_version_line(view));
     if !view.stalls.is_empty() {
         out.push_str("\nSTALLED:\n");
         for stall in &view.stalls {
@@ -181,6 +193,25 @@ pub fn render(view: &StatusView) -> String {
     out.push('\n');
     out.push_str(&members_table(&view.members));
     out
+}
+
+/// The cluster version, and who holds it back.
+fn cluster_version_line(view: &StatusView) -> String {
+    let held = view.version_held_by.iter().map(|id| {
+        match view.members.iter().find(|m| m.id == *id).map(|m| m.max_cluster_version) {
+            Some(max) if max > 0 && max <= view.cluster_version => format!("node {id} (supports up to {max})"),
+            // Its release would do, but the leader has not heard it report.
+            _ => format!("node {id} (not up)"),
+        }
+    });
+    match (view.cluster_version, view.version_held_by.is_empty()) {
+        (0, _) => "cluster version: - (the answering node's release predates cluster versions)\n".into(),
+        (version, true) => format!("cluster version: {version}\n"),
+        (version, false) => format!(
+            "cluster version: {version}, held back by {}: upgrade them and it rises by itself\n",
+            held.collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// The members as a table.
@@ -255,6 +286,8 @@ mod tests {
             failover_bound_ms: 1_950,
             lease_ms: 1_000,
             stalls,
+            cluster_version: 2,
+            version_held_by: vec![],
         }
     }
 
@@ -291,20 +324,47 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_member_that_lost_its_data_is_shown_with_the_command_that_brings_it_back() {
-        let member = |id: u64, state: &str| MemberView {
+    fn member(id: u64, state: &str) -> MemberView {
+        MemberView {
             id,
             addr: format!("127.0.0.1:700{id}"),
             role: "voter".into(),
             state: state.into(),
             tasks: 0,
             drained: false,
-            version: "0.1.0".into(),
+            version: "0.2.0".into(),
+            max_cluster_version: 2,
             raft_state: "learner".into(),
             last_contact_ms: Some(5),
             matched_index: None,
-        };
+        }
+    }
+
+    #[test]
+    fn the_cluster_version_is_shown_with_the_members_that_hold_it_back() {
+        let mut status = view(vec![], 0);
+        assert!(
+            render(&status).contains("\ncluster version: 2\n"),
+            "{}",
+            render(&status)
+        );
+        let mut old = member(3, "up");
+        old.max_cluster_version = 1;
+        status.members = vec![member(1, "up"), member(2, "down"), old];
+        status.cluster_version = 1;
+        status.version_held_by = vec![2, 3];
+        let text = render(&status);
+        assert!(
+            text.contains(
+                "cluster version: 1, held back by node 2 (not up), node 3 (supports up to 1): upgrade \
+                 them"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_member_that_lost_its_data_is_shown_with_the_command_that_brings_it_back() {
         let text = members_table(&[member(1, "up"), member(3, LOST_DATA)]);
         assert!(text.contains("lost-data"), "{text}");
         assert!(text.contains("run `batonctl nodes replace 3`"), "{text}");

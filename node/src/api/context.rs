@@ -16,6 +16,9 @@ pub struct NodeContext {
     pub id: NodeId,
     pub cluster_id: String,
     pub version: String,
+    /// The cluster versions this process supports (its release's range,
+    /// capped by `[testing] max_cluster_version`).
+    pub versions: crate::state::cluster_version::VersionRange,
     /// Fresh for every process start.
     pub incarnation: String,
     /// The heart that started this process and can vouch for its exit.

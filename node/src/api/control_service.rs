@@ -16,9 +16,11 @@ use super::errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, fatal, forward_to_leader, pr
 use super::member_probe::{has_lost_its_data, probe, probe_members};
 use super::module_calls;
 use super::task_calls;
+use crate::state::cluster_version::{Step, VersionRange, next_step, release_advice};
 use crate::state::tasks::TaskStatus;
 use crate::types::typ::RaftError;
 use crate::types::{Command, Member, NodeId};
+use crate::versioning::member_ranges;
 
 pub struct ControlService {
     context: Arc<NodeContext>,
@@ -122,6 +124,23 @@ pub(super) async fn remove_after_its_lease(
         .map_err(write_error)
 }
 
+/// Refuses to add node `id` when its release cannot read this cluster's
+/// version (it would stop on the first entry it applied).
+pub(super) fn check_release(context: &NodeContext, id: NodeId, info: &NodeInfoReply) -> Result<(), Status> {
+    let version = context.state_machine.read(|s| s.cluster_version);
+    let range = VersionRange::reported(info.min_cluster_version, info.max_cluster_version);
+    let what = format!("the cluster node {id} would join");
+    match range.refuse(version, &what) {
+        Some(_) => Err(Status::failed_precondition(format!(
+            "node {id} runs baton-node {}, which supports {range}; this cluster is at cluster version {version}; \
+             start node {id} with {}, then add it",
+            info.version,
+            release_advice(version)
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn check_addr(addr: &str) -> Result<(), Status> {
     crate::config::check_host_port(addr).map_err(Status::invalid_argument)
 }
@@ -149,6 +168,11 @@ impl Control for ControlService {
                 .collect();
             (count(&TaskStatus::Running), count(&TaskStatus::Paused), failed)
         });
+        let cluster_version = self.context.state_machine.read(|s| s.cluster_version);
+        let version_held_by = match next_step(cluster_version, &member_ranges(&self.context)) {
+            Step::Held(held) => held.into_iter().map(|(id, _)| id).collect(),
+            Step::Raise(_) | Step::Highest => Vec::new(),
+        };
         Ok(Response::new(StatusReply {
             cluster_id: self.context.cluster_id.clone(),
             leader_id: metrics.current_leader.unwrap_or(0),
@@ -164,6 +188,8 @@ impl Control for ControlService {
             lease_ms: self.context.supervision.lease_ms,
             stalls,
             overdue_tasks,
+            cluster_version,
+            version_held_by,
         }))
     }
 
@@ -214,7 +240,10 @@ impl Control for ControlService {
                         info.version
                     )));
                 }
-                Some(info) => Member::new(addr, info.storage_id),
+                Some(info) => {
+                    check_release(&self.context, id, &info)?;
+                    Member::new(addr, info.storage_id)
+                }
                 None => {
                     return Err(Status::failed_precondition(format!(
                         "node {id} does not answer at {addr} as a node of cluster {}; start it first (with an \

@@ -66,6 +66,9 @@ pub fn local_info(context: &NodeContext) -> NodeInfoReply {
                 storage_id: member.storage_id.clone(),
             })
             .collect(),
+        min_cluster_version: context.versions.min,
+        max_cluster_version: context.versions.max,
+        cluster_version: context.state_machine.read(|s| s.cluster_version),
     }
 }
 

@@ -81,6 +81,7 @@ pub async fn replace(
             info.version
         )));
     }
+    super::control_service::check_release(context, id, &info)?;
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let was_voter = voters.contains(&id);
     if !has_lost_its_data(&member.storage_id, &info) {

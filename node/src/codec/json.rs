@@ -13,7 +13,7 @@ use crate::types::typ::Entry;
 
 /// The tag every command kind this release knows has in JSON (the
 /// snake_case variant name); a unit test checks it against every kind.
-pub const COMMAND_KINDS: [&str; 17] = [
+pub const COMMAND_KINDS: [&str; 18] = [
     "put",
     "delete",
     "batch",
@@ -31,6 +31,7 @@ pub const COMMAND_KINDS: [&str; 17] = [
     "rollout_step",
     "rollout_control",
     "rollout_finish",
+    "set_cluster_version",
 ];
 
 /// A log entry holding a command of a kind this release does not know.
@@ -115,14 +116,17 @@ mod tests {
 
     #[test]
     fn an_entry_of_a_kind_written_by_a_newer_release_is_refused_by_name() {
-        let bytes = entry(42, serde_json::json!({"set_cluster_version": {"version": 2}}));
+        let bytes = entry(
+            42,
+            serde_json::json!({"grant_secret": {"task": "sync", "name": "api-key"}}),
+        );
         let err = decode_entry(&bytes).unwrap_err();
         let unknown = err.get_ref().unwrap().downcast_ref::<UnknownCommand>().unwrap();
         assert_eq!(
             unknown,
             &UnknownCommand {
                 index: 42,
-                kind: "set_cluster_version".into()
+                kind: "grant_secret".into()
             }
         );
         assert!(err.to_string().contains("a newer release wrote it"), "{err}");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use openraft::{Config, SnapshotPolicy};
 
 use crate::config::NodeConfig;
+use crate::state::cluster_version::VersionRange;
 use crate::store::{LogStore, RaftDb, StateMachineStore};
 use crate::types::{NodeId, Raft, TypeConfig};
 
@@ -35,12 +36,13 @@ pub async fn start_raft<N>(
     raft_config: Arc<Config>,
     db: RaftDb,
     network: N,
+    supported: VersionRange,
 ) -> Result<(Raft, StateMachineStore), crate::NodeError>
 where
     N: openraft::network::RaftNetworkFactory<TypeConfig>,
     N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = crate::types::typ::SnapshotData>,
 {
-    let state_machine = StateMachineStore::open(db.clone()).map_err(crate::store::StoreError::Io)?;
+    let state_machine = StateMachineStore::open(db.clone(), supported).map_err(crate::store::StoreError::Io)?;
     let raft = Raft::new(id, raft_config, network, LogStore::new(db), state_machine.clone())
         .await
         .map_err(|e| crate::NodeError::Raft(e.to_string()))?;

@@ -113,6 +113,7 @@ fn gate_view(context: &NodeContext, rollout: &Rollout, baselines: &mut HashMap<S
             incarnation: context.incarnation.clone(),
             counts: context.tick_health.snapshot(),
             ready: context.engine.loaded_hashes(),
+            versions: context.versions,
         },
     );
     let now = now_ms();

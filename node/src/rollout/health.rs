@@ -42,6 +42,8 @@ pub struct NodeReport {
     pub counts: BTreeMap<VersionKey, Counts>,
     /// Content hashes of the modules it has compiled.
     pub ready: BTreeSet<String>,
+    /// The cluster versions its release supports.
+    pub versions: crate::state::cluster_version::VersionRange,
 }
 
 impl NodeReport {
@@ -107,6 +109,7 @@ mod tests {
             incarnation: incarnation.into(),
             counts: [(("counter".to_string(), 2), Counts { ok, failed })].into(),
             ready: BTreeSet::new(),
+            ..Default::default()
         }
     }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::cluster_version::{self, ClusterVersion};
 use crate::state::command::{Command, CommandResponse, ModuleRecord};
 use crate::state::member::NodeId;
 use crate::state::rejection::Rejection;
@@ -15,7 +16,7 @@ use crate::state::rollouts::{Release, Rollout};
 use crate::state::tasks::TaskTable;
 
 /// Everything the state machine holds. Serialized as a whole into snapshots.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
     /// The replicated key-value space (`batonctl kv`, tests, benchmarks).
     #[serde(default)]
@@ -35,6 +36,19 @@ pub struct ClusterState {
     /// Nodes an operator drained (`batonctl nodes drain`): they get no tasks.
     #[serde(default)]
     pub drained: BTreeSet<NodeId>,
+    /// What every member can read (see [`crate::state::cluster_version`]);
+    /// left out of the JSON at version 1, so a state that never raised it
+    /// encodes as before cluster versions.
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
+    pub cluster_version: ClusterVersion,
+}
+
+fn first_version() -> ClusterVersion {
+    cluster_version::FIRST
+}
+
+fn is_first_version(version: &ClusterVersion) -> bool {
+    *version == cluster_version::FIRST
 }
 
 /// How a node applies commands: the same on every node, but for the test
@@ -50,6 +64,20 @@ pub struct Rules {
 impl Rules {
     /// The rules of every real cluster.
     pub const FENCED: Rules = Rules { fenced: true };
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        ClusterState {
+            kv: BTreeMap::new(),
+            modules: BTreeMap::new(),
+            releases: BTreeMap::new(),
+            rollouts: BTreeMap::new(),
+            tasks: TaskTable::default(),
+            drained: BTreeSet::new(),
+            cluster_version: cluster_version::FIRST,
+        }
+    }
 }
 
 impl ClusterState {
@@ -79,6 +107,14 @@ impl ClusterState {
                 CommandResponse::Count(u64::from(changed))
             }
             Command::CommitTick(commit) => self.tasks.commit_tick(commit, rules),
+            Command::SetClusterVersion { version } => {
+                // Only ever raised; a repeat (a new leader's retry) changes nothing.
+                let raised = *version > self.cluster_version;
+                if raised {
+                    self.cluster_version = *version;
+                }
+                CommandResponse::Count(u64::from(raised))
+            }
             Command::MarkTaskFailed {
                 name,
                 epoch,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::cluster_version::ClusterVersion;
 use crate::state::member::NodeId;
 use crate::state::rejection::Rejection;
 use crate::state::rollouts::{Finish, RolloutAction, RolloutSettings};
@@ -80,6 +81,24 @@ pub enum Command {
         finish: Finish,
         now_ms: u64,
     },
+    /// Raise the cluster version (never lowers it): the leader proposes it
+    /// once every member supports `version` (see
+    /// [`crate::state::cluster_version`]). Introduced by version 2: a
+    /// release before cluster versions does not know this kind.
+    SetClusterVersion { version: ClusterVersion },
+}
+
+impl Command {
+    /// The highest cluster version this command (or any command of a
+    /// batch) raises to, if it raises one: a node that does not support it
+    /// must apply nothing of the entry.
+    pub fn raises_version_to(&self) -> Option<ClusterVersion> {
+        match self {
+            Command::SetClusterVersion { version } => Some(*version),
+            Command::Batch(commands) => commands.iter().filter_map(Command::raises_version_to).max(),
+            _ => None,
+        }
+    }
 }
 
 /// A deployed task module: name, version and content hash.
@@ -139,6 +158,7 @@ impl std::fmt::Display for Command {
             Command::SetDrained { node, drained } => write!(f, "set node {node} drained={drained}"),
             Command::CommitTick(c) => write!(f, "commit tick {} of {} at epoch {}", c.tick, c.task, c.epoch),
             Command::MarkTaskFailed { name, .. } => write!(f, "mark task {name} failed"),
+            Command::SetClusterVersion { version } => write!(f, "raise the cluster version to {version}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`cluster`]: the whole state and `apply`, the one function through
 //!   which a command changes it.
+//! - [`cluster_version`]: what every member can read, and when it rises.
 //! - [`command`]: the commands and their responses.
 //! - [`tasks`]: the task table and its rules (ownership, epochs, ticks).
 //! - [`rollouts`] and `rollout_rules`: module releases and rollouts.
@@ -10,6 +11,7 @@
 //! - [`rejection`]: why a command was refused.
 
 pub mod cluster;
+pub mod cluster_version;
 pub mod command;
 pub mod member;
 pub mod rejection;

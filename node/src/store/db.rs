@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::raft::StorageIdentity;
+use crate::state::cluster_version::{self, ClusterVersion};
 
 /// Raft log entries by index, as JSON.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
@@ -47,6 +48,8 @@ pub struct RaftDb {
 /// META keys of the storage identity (see [`crate::raft::identity`]).
 const STORAGE_ID: &str = "storage_id";
 const STORAGE_LEGACY: &str = "storage_legacy";
+/// META key of the highest cluster version applied here.
+const CLUSTER_VERSION: &str = "cluster_version";
 
 impl RaftDb {
     /// Opens (creating if needed) the store in `data_dir`.
@@ -166,6 +169,29 @@ impl RaftDb {
         self.get_json(META, "cluster_id")
     }
 
+    /// The highest cluster version this data directory has applied (see
+    /// `crate::state::cluster_version`); 1 if it never applied a raise.
+    pub fn cluster_version(&self) -> Result<ClusterVersion, std::io::Error> {
+        Ok(self.get_json(META, CLUSTER_VERSION)?.unwrap_or(cluster_version::FIRST))
+    }
+
+    /// Records that this data directory has applied cluster version
+    /// `version`, durably; never lowers what is recorded.
+    pub fn raise_cluster_version(&self, version: ClusterVersion) -> Result<(), std::io::Error> {
+        let bytes = to_json(&version)?;
+        self.write(Durability::Immediate, |txn| {
+            let mut meta = txn.open_table(META)?;
+            let recorded: ClusterVersion = match meta.get(CLUSTER_VERSION)? {
+                Some(v) => from_json(v.value())?,
+                None => cluster_version::FIRST,
+            };
+            if version > recorded {
+                meta.insert(CLUSTER_VERSION, bytes.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
     /// Records the cluster id this data directory belongs to, durably.
     pub fn set_cluster_id(&self, cluster_id: &str) -> Result<(), std::io::Error> {
         let bytes = to_json(&cluster_id)?;
@@ -229,5 +255,18 @@ mod tests {
         let db = RaftDb::open(dir.path()).unwrap();
         assert!(db.identity().legacy);
         assert_eq!(raw(&db, STORAGE_LEGACY).unwrap(), b"true");
+    }
+
+    #[test]
+    fn the_cluster_version_is_kept_as_pinned_and_never_lowered() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        assert_eq!(db.cluster_version().unwrap(), 1, "a store that never raised it is at 1");
+        assert_eq!(raw(&db, CLUSTER_VERSION), None);
+        db.raise_cluster_version(2).unwrap();
+        db.raise_cluster_version(1).unwrap();
+        assert_eq!(raw(&db, CLUSTER_VERSION).unwrap(), b"2");
+        drop(db);
+        assert_eq!(RaftDb::open(dir.path()).unwrap().cluster_version().unwrap(), 2);
     }
 }

@@ -78,6 +78,7 @@ fn kind(command: &Command) -> &'static str {
         Command::RolloutStep { .. } => "rollout-step",
         Command::RolloutControl { .. } => "rollout-control",
         Command::RolloutFinish { .. } => "rollout-finish",
+        Command::SetClusterVersion { .. } => "set-cluster-version",
     }
 }
 
@@ -184,6 +185,7 @@ pub(crate) fn commands() -> Vec<Command> {
             },
             now_ms: 1_790_000_000_800,
         },
+        Command::SetClusterVersion { version: 2 },
     ]
 }
 
@@ -288,6 +290,9 @@ fn log_entries_snapshots_and_raft_records_are_written_as_pinned() {
     };
     problems.extend(pinned("snapshot-meta", &meta));
     problems.extend(pinned("snapshot-data", &cluster_state()));
+    let mut raised = cluster_state();
+    raised.apply(&Command::SetClusterVersion { version: 2 }, &Rules::FENCED);
+    problems.extend(pinned("snapshot-data-version-2", &raised));
     problems.extend(pinned("vote", &Vote::new_committed(2, 1)));
     problems.extend(pinned("log-id", &log_id(2, 12)));
     assert!(problems.is_empty(), "{}", problems.join("\n"));

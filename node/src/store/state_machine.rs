@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::db::{RaftDb, SM_META, from_json, to_json};
 use crate::state::cluster::{ClusterState, Rules};
+use crate::state::cluster_version::{ClusterVersion, OutOfRange, VersionRange};
 use crate::types::TypeConfig;
 use crate::types::typ::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 
@@ -48,6 +49,9 @@ struct LegacySnapshot {
 #[derive(Clone)]
 pub struct StateMachineStore {
     db: RaftDb,
+    /// The cluster versions this node can apply: an entry or a snapshot
+    /// above them stops it (see [`crate::state::cluster_version`]).
+    supported: VersionRange,
     state: Arc<RwLock<Applied>>,
     /// The last applied index, announced after every apply.
     applied: Arc<tokio::sync::watch::Sender<u64>>,
@@ -62,8 +66,9 @@ struct Applied {
 }
 
 impl StateMachineStore {
-    /// Loads the last snapshot, if any, as the applied state.
-    pub fn open(db: RaftDb) -> Result<Self, io::Error> {
+    /// Loads the last snapshot, if any, as the applied state, for a node
+    /// that supports the cluster versions `supported`.
+    pub fn open(db: RaftDb, supported: VersionRange) -> Result<Self, io::Error> {
         let applied = match load(&db)? {
             Some((meta, data)) => Applied {
                 last_applied: meta.last_log_id,
@@ -72,9 +77,13 @@ impl StateMachineStore {
             },
             None => Applied::default(),
         };
+        if let Some(refused) = supported.refuse(applied.cluster.cluster_version, "the stored snapshot") {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, refused));
+        }
         let index = applied.last_applied.as_ref().map_or(0, |l| l.index());
         Ok(StateMachineStore {
             db,
+            supported,
             state: Arc::new(RwLock::new(applied)),
             applied: Arc::new(tokio::sync::watch::Sender::new(index)),
         })
@@ -127,6 +136,38 @@ impl StateMachineStore {
                 Ok(data)
             })
             .await
+    }
+}
+
+impl StateMachineStore {
+    /// Refuses what is at a cluster version above this node's range (`what`
+    /// names it): applying nothing of it, this node stops, saying which
+    /// release to run. A node below a cluster's version cannot read what it
+    /// may write.
+    fn check_version(&self, version: Option<ClusterVersion>, what: impl FnOnce() -> String) -> Result<(), io::Error> {
+        match version.filter(|v| *v > self.supported.max) {
+            Some(version) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                OutOfRange {
+                    what: what(),
+                    version,
+                    range: self.supported,
+                },
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a raised cluster version in the store at once, so that a
+    /// binary that does not support it refuses the data dir at start-up,
+    /// before it serves anything (see `RaftDb::cluster_version`).
+    async fn record_version(&self, before: ClusterVersion) -> Result<(), io::Error> {
+        let now = self.read(|s| s.cluster_version);
+        if now > before {
+            self.db.blocking(move |db| db.raise_cluster_version(now)).await?;
+            tracing::info!("the cluster version is now {now}");
+        }
+        Ok(())
     }
 }
 
@@ -235,7 +276,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let rules = Rules {
             fenced: !crate::fencing::disabled(),
         };
+        let version_before = self.read(|s| s.cluster_version);
         while let Some((entry, responder)) = entries.try_next().await? {
+            if let EntryPayload::Normal(command) = &entry.payload {
+                self.check_version(command.raises_version_to(), || format!("log entry {}", entry.index()))?;
+            }
             let mut applied = self.state.write().expect("state machine lock poisoned");
             applied.last_applied = Some(entry.log_id());
             let response = match &entry.payload {
@@ -250,6 +295,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 responses.push((responder, response));
             }
         }
+        self.record_version(version_before).await?;
         for (responder, response) in responses {
             responder.send(response);
         }
@@ -264,6 +310,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
         let started = std::time::Instant::now();
         let (cluster, data) = decode(snapshot.into_inner()).await?;
+        self.check_version(Some(cluster.cluster_version), || "the snapshot from the leader".into())?;
+        let version_before = self.read(|s| s.cluster_version);
         let data = self.save(meta, data).await?;
         tracing::info!(
             index = meta.last_log_id.as_ref().map_or(0, |l| l.index()),
@@ -272,11 +320,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             "installed a snapshot"
         );
         drop(data);
-        let mut applied = self.state.write().expect("state machine lock poisoned");
-        applied.cluster = cluster;
-        applied.last_applied = meta.last_log_id;
-        applied.last_membership = meta.last_membership.clone();
-        drop(applied);
+        {
+            let mut applied = self.state.write().expect("state machine lock poisoned");
+            applied.cluster = cluster;
+            applied.last_applied = meta.last_log_id;
+            applied.last_membership = meta.last_membership.clone();
+        }
+        self.record_version(version_before).await?;
         self.applied.send_replace(self.last_applied_index());
         Ok(())
     }
@@ -310,6 +360,83 @@ mod tests {
         cluster
     }
 
+    #[tokio::test]
+    async fn an_entry_above_the_nodes_cluster_versions_stops_it_before_anything_of_it_is_applied() {
+        use openraft::vote::RaftLeaderIdExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        let older = VersionRange { min: 1, max: 1 };
+        let mut sm = StateMachineStore::open(db.clone(), older).unwrap();
+        let leader = <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(1, 1);
+        let put = |key: &str| Command::Put {
+            key: key.into(),
+            value: vec![1],
+        };
+        let raise = Command::Batch(vec![put("x"), Command::SetClusterVersion { version: 2 }]);
+        let entries: Vec<Result<EntryResponder<TypeConfig>, io::Error>> = vec![
+            Ok((
+                crate::types::typ::Entry::new_normal(LogId::new(leader, 1), put("a")),
+                None,
+            )),
+            Ok((crate::types::typ::Entry::new_normal(LogId::new(leader, 2), raise), None)),
+        ];
+        let err = sm.apply(futures::stream::iter(entries)).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("log entry 2 is at cluster version 2; this baton-node (0.2.0) supports cluster version 1"),
+            "{err}"
+        );
+        assert_eq!(sm.last_applied_index(), 1, "the entry before it applied");
+        assert!(sm.read(|s| s.kv.contains_key("a") && !s.kv.contains_key("x")));
+        assert_eq!(db.cluster_version().unwrap(), 1);
+
+        // A node that supports it applies it and records it at once.
+        let mut sm = StateMachineStore::open(db.clone(), VersionRange::SUPPORTED).unwrap();
+        let raise = Command::SetClusterVersion { version: 2 };
+        let entries: Vec<Result<EntryResponder<TypeConfig>, io::Error>> = vec![Ok((
+            crate::types::typ::Entry::new_normal(LogId::new(leader, 2), raise),
+            None,
+        ))];
+        sm.apply(futures::stream::iter(entries)).await.unwrap();
+        assert_eq!(sm.read(|s| s.cluster_version), 2);
+        assert_eq!(db.cluster_version().unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_above_the_nodes_cluster_versions_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        let mut sm = StateMachineStore::open(db.clone(), VersionRange { min: 1, max: 1 }).unwrap();
+        let mut raised = cluster_with("k");
+        raised.apply(&Command::SetClusterVersion { version: 2 }, &Rules::FENCED);
+        let data = to_json(&raised).unwrap();
+        let err = sm
+            .install_snapshot(&SnapshotMeta::default(), Cursor::new(data.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("the snapshot from the leader is at cluster version 2"),
+            "{err}"
+        );
+        assert!(sm.read(|s| s.kv.is_empty()), "nothing of it was installed");
+
+        // Nor is a stored one opened by such a node.
+        let mut sm = StateMachineStore::open(db.clone(), VersionRange::SUPPORTED).unwrap();
+        sm.install_snapshot(&SnapshotMeta::default(), Cursor::new(data))
+            .await
+            .unwrap();
+        assert_eq!(db.cluster_version().unwrap(), 2);
+        let err = StateMachineStore::open(db, VersionRange { min: 1, max: 1 })
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("the stored snapshot is at cluster version 2"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn the_snapshot_keys_on_disk_are_pinned() {
         // Stores written by every release are read by these names.
@@ -335,7 +462,7 @@ mod tests {
         })
         .unwrap();
 
-        let mut sm = StateMachineStore::open(db.clone()).unwrap();
+        let mut sm = StateMachineStore::open(db.clone(), VersionRange::SUPPORTED).unwrap();
         assert_eq!(sm.read(|c| c.kv["old"].len()), 1000);
         let built = sm.build_snapshot().await.unwrap();
         // The data is stored as is: no JSON array of numbers around it.
@@ -353,7 +480,7 @@ mod tests {
             .unwrap();
         assert!(!legacy_left, "the legacy snapshot is removed once rewritten");
 
-        let reopened = StateMachineStore::open(db).unwrap();
+        let reopened = StateMachineStore::open(db, VersionRange::SUPPORTED).unwrap();
         assert_eq!(reopened.read(|c| c.kv["old"].len()), 1000);
     }
 
@@ -365,8 +492,8 @@ mod tests {
         // Two handles on one store: one still at nothing applied (a build
         // that copied the state before the install), one that installs a
         // snapshot at index 100.
-        let mut before = StateMachineStore::open(db.clone()).unwrap();
-        let mut installer = StateMachineStore::open(db.clone()).unwrap();
+        let mut before = StateMachineStore::open(db.clone(), VersionRange::SUPPORTED).unwrap();
+        let mut installer = StateMachineStore::open(db.clone(), VersionRange::SUPPORTED).unwrap();
         let leader = <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(1, 1);
         let newer = SnapshotMeta {
             last_log_id: Some(LogId::new(leader, 100)),
@@ -382,14 +509,19 @@ mod tests {
         let current = installer.get_current_snapshot().await.unwrap().expect("a snapshot");
         assert_eq!(current.meta.last_log_id, newer.last_log_id);
         assert_eq!(current.snapshot.into_inner(), data);
-        assert_eq!(StateMachineStore::open(db).unwrap().last_applied_index(), 100);
+        assert_eq!(
+            StateMachineStore::open(db, VersionRange::SUPPORTED)
+                .unwrap()
+                .last_applied_index(),
+            100
+        );
     }
 
     #[tokio::test]
     async fn an_installed_snapshot_replaces_the_state_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let db = RaftDb::open(dir.path()).unwrap();
-        let mut sm = StateMachineStore::open(db.clone()).unwrap();
+        let mut sm = StateMachineStore::open(db.clone(), VersionRange::SUPPORTED).unwrap();
         let data = to_json(&cluster_with("new")).unwrap();
         sm.install_snapshot(&SnapshotMeta::default(), Cursor::new(data.clone()))
             .await
@@ -397,6 +529,10 @@ mod tests {
         assert!(sm.read(|c| c.kv.contains_key("new")));
         let current = sm.get_current_snapshot().await.unwrap().expect("a snapshot");
         assert_eq!(current.snapshot.into_inner(), data);
-        assert!(StateMachineStore::open(db).unwrap().read(|c| c.kv.contains_key("new")));
+        assert!(
+            StateMachineStore::open(db, VersionRange::SUPPORTED)
+                .unwrap()
+                .read(|c| c.kv.contains_key("new"))
+        );
     }
 }

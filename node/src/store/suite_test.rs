@@ -12,7 +12,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = RaftDb::open(dir.path()).expect("open store");
-        let sm = StateMachineStore::open(db.clone()).expect("open state machine");
+        let sm = StateMachineStore::open(db.clone(), crate::state::cluster_version::VersionRange::SUPPORTED)
+            .expect("open state machine");
         Ok((dir, LogStore::new(db), sm))
     }
 }

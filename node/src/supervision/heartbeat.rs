@@ -135,6 +135,8 @@ async fn stream_to_leader(context: &Arc<NodeContext>, id: NodeId, addr: &str) ->
             ready: context.engine.loaded_hashes().into_iter().collect(),
             catching_up: catching_up(context),
             heart_addr: context.heart_addr.clone().unwrap_or_default(),
+            min_cluster_version: context.versions.min,
+            max_cluster_version: context.versions.max,
         }
     };
     pings.send(send(&mut sent)).await.ok()?;

@@ -20,6 +20,7 @@ use tonic::{Status, Streaming};
 
 use super::liveness::{process_gone, warm_heart};
 use crate::api::NodeContext;
+use crate::state::cluster_version::VersionRange;
 use crate::types::{NodeId, leadership_confirmed_at, renewal_index, with_metrics};
 
 /// The tick counts and compiled modules a ping reports.
@@ -38,6 +39,7 @@ fn report_of(ping: &HeartbeatPing) -> NodeReport {
             })
             .collect(),
         ready: ping.ready.iter().cloned().collect(),
+        versions: VersionRange::reported(ping.min_cluster_version, ping.max_cluster_version),
     }
 }
 

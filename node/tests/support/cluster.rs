@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_node::raft::{StorageIdentity, start_raft};
+use baton_node::state::cluster_version::VersionRange;
 use baton_node::store::{RaftDb, StateMachineStore};
 use baton_node::types::{Command, Member, NodeId, Raft};
 use openraft::{Config, ServerState};
@@ -35,7 +36,9 @@ impl InProcessCluster {
             from: id,
             router: router.clone(),
         };
-        let (raft, state_machine) = start_raft(id, config.clone(), db, factory).await.unwrap();
+        let (raft, state_machine) = start_raft(id, config.clone(), db, factory, VersionRange::SUPPORTED)
+            .await
+            .unwrap();
         router.nodes.lock().unwrap().insert(id, raft.clone());
         router.storage.lock().unwrap().insert(id, storage.clone());
         TestNode {

@@ -1,0 +1,257 @@
+//! The cluster version: what every member of the cluster can read.
+//!
+//! During a rolling upgrade nodes of two releases read one log. A release
+//! may write something an older one cannot read (a new command kind, a new
+//! format) only once no member runs that older release any more. So:
+//!
+//! - each release of `baton-node` supports a range of cluster versions
+//!   ([`VersionRange::SUPPORTED`]) and reports it with its heartbeats;
+//! - the replicated state records the cluster's version
+//!   (`ClusterState::cluster_version`), which the leader raises, one step
+//!   at a time and by one Raft write (`Command::SetClusterVersion`), only
+//!   once every member reports that it supports the next one
+//!   ([`next_step`]);
+//! - whatever an older release could not read is written only at a cluster
+//!   version at which no member runs such a release;
+//! - a binary refuses to start on a data dir, to join a cluster, or to apply
+//!   a log whose version is above its range, saying which release to run.
+//!
+//! A version is never lowered: once raised, a node may not go back to a
+//! release that does not support it (CockroachDB's "finalization").
+//!
+//! | version | what it adds | first release |
+//! | --- | --- | --- |
+//! | 1 | the formats of the releases before cluster versions | 0.1.0 |
+//! | 2 | the cluster records its version (`set_cluster_version` entries) | 0.2.0 |
+//!
+//! CockroachDB's cluster versions and etcd's storage versions are the models.
+
+use std::collections::BTreeMap;
+
+use crate::state::member::NodeId;
+
+/// A cluster version (see the module docs' table).
+pub type ClusterVersion = u32;
+
+/// The version of a cluster that has never raised it, and of every log and
+/// snapshot written before cluster versions existed.
+pub const FIRST: ClusterVersion = 1;
+
+/// The releases that introduced each version, for messages: index 0 is
+/// version 1.
+const FIRST_RELEASES: [&str; 2] = ["0.1.0", "0.2.0"];
+
+/// The cluster versions a binary can run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionRange {
+    pub min: ClusterVersion,
+    pub max: ClusterVersion,
+}
+
+impl Default for VersionRange {
+    /// A release before cluster versions: version 1 only.
+    fn default() -> Self {
+        VersionRange { min: FIRST, max: FIRST }
+    }
+}
+
+impl VersionRange {
+    /// What this release supports.
+    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 2 };
+
+    /// This release's range, its top lowered to `cap` (the `[testing]
+    /// max_cluster_version` knob, which makes a node act as an older release
+    /// would in the version's rules).
+    pub fn supported(cap: Option<ClusterVersion>) -> VersionRange {
+        let max = cap.map_or(Self::SUPPORTED.max, |cap| {
+            cap.clamp(Self::SUPPORTED.min, Self::SUPPORTED.max)
+        });
+        VersionRange {
+            min: Self::SUPPORTED.min,
+            max,
+        }
+    }
+
+    /// The range a node reported: `(0, 0)` comes from a release before
+    /// cluster versions, which reads version 1 only.
+    pub fn reported(min: ClusterVersion, max: ClusterVersion) -> VersionRange {
+        match (min, max) {
+            (0, 0) => VersionRange::default(),
+            (min, max) => VersionRange {
+                min: min.max(FIRST),
+                max,
+            },
+        }
+    }
+
+    pub fn contains(&self, version: ClusterVersion) -> bool {
+        (self.min..=self.max).contains(&version)
+    }
+
+    /// Why a binary of this range cannot run at `version`, if it cannot:
+    /// `what` is what is at that version ("data_dir", "the cluster", ...).
+    pub fn refuse(&self, version: ClusterVersion, what: &str) -> Option<OutOfRange> {
+        (!self.contains(version)).then(|| OutOfRange {
+            what: what.to_string(),
+            version,
+            range: *self,
+        })
+    }
+}
+
+impl std::fmt::Display for VersionRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.min == self.max {
+            true => write!(f, "cluster version {}", self.min),
+            false => write!(f, "cluster versions {} to {}", self.min, self.max),
+        }
+    }
+}
+
+/// The first release of `baton-node` that runs at `version`, if this
+/// release knows it.
+pub fn first_release(version: ClusterVersion) -> Option<&'static str> {
+    FIRST_RELEASES.get((version as usize).checked_sub(1)?).copied()
+}
+
+/// What to run for `version`: "baton-node 0.2.0 or later".
+pub fn release_advice(version: ClusterVersion) -> String {
+    match first_release(version) {
+        Some(release) => format!("baton-node {release} or later"),
+        None => format!(
+            "a release of baton-node newer than {} (one that supports cluster version {version})",
+            FIRST_RELEASES[FIRST_RELEASES.len() - 1]
+        ),
+    }
+}
+
+/// Something is at a cluster version a binary does not support.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct OutOfRange {
+    pub what: String,
+    pub version: ClusterVersion,
+    pub range: VersionRange,
+}
+
+impl std::fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is at cluster version {}; this baton-node ({}) supports {}; ",
+            self.what,
+            self.version,
+            crate::VERSION,
+            self.range
+        )?;
+        match self.version > self.range.max {
+            true => write!(f, "run {}", release_advice(self.version)),
+            false => write!(f, "run a release that supports it (one before {})", crate::VERSION),
+        }
+    }
+}
+
+/// What the leader does about the cluster version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Every member supports the next version: raise it to this.
+    Raise(ClusterVersion),
+    /// Some member supports more than the current version, but these do
+    /// not support the next one (`None`: it has not reported, so it may run
+    /// any release).
+    Held(Vec<(NodeId, Option<VersionRange>)>),
+    /// No member supports more: the cluster is at its highest version.
+    Highest,
+}
+
+/// The next step from `current`, given each member's reported range
+/// (`None` for a member not heard from: down, or not yet reported to this
+/// leader). Pure; the leader's loop in `crate::versioning` drives it.
+pub fn next_step(current: ClusterVersion, members: &BTreeMap<NodeId, Option<VersionRange>>) -> Step {
+    let next = current + 1;
+    let held: Vec<(NodeId, Option<VersionRange>)> = members
+        .iter()
+        .filter(|(_, range)| !range.is_some_and(|r| r.contains(next)))
+        .map(|(id, range)| (*id, *range))
+        .collect();
+    if held.is_empty() && !members.is_empty() {
+        return Step::Raise(next);
+    }
+    match members.values().any(|r| r.is_some_and(|r| r.max >= next)) {
+        true => Step::Held(held),
+        false => Step::Highest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(min: u32, max: u32) -> Option<VersionRange> {
+        Some(VersionRange { min, max })
+    }
+
+    #[test]
+    fn the_version_rises_only_when_every_member_supports_the_next_one() {
+        let all = BTreeMap::from([(1, range(1, 2)), (2, range(1, 2)), (3, range(1, 3))]);
+        assert_eq!(next_step(1, &all), Step::Raise(2));
+        assert_eq!(next_step(2, &all), Step::Held(vec![(1, range(1, 2)), (2, range(1, 2))]));
+
+        let old = BTreeMap::from([(1, range(1, 2)), (2, range(1, 2)), (3, range(1, 1))]);
+        assert_eq!(next_step(1, &old), Step::Held(vec![(3, range(1, 1))]));
+    }
+
+    #[test]
+    fn a_member_not_heard_from_holds_the_version_back() {
+        let silent = BTreeMap::from([(1, range(1, 2)), (2, None)]);
+        assert_eq!(next_step(1, &silent), Step::Held(vec![(2, None)]));
+    }
+
+    #[test]
+    fn a_cluster_whose_members_support_nothing_newer_is_at_its_highest() {
+        let top = BTreeMap::from([(1, range(1, 2)), (2, range(1, 2))]);
+        assert_eq!(next_step(2, &top), Step::Highest);
+        assert_eq!(
+            next_step(1, &BTreeMap::from([(1, range(1, 1)), (2, None)])),
+            Step::Highest
+        );
+        assert_eq!(next_step(1, &BTreeMap::new()), Step::Highest);
+    }
+
+    #[test]
+    fn a_member_that_no_longer_reads_the_next_version_holds_it_back() {
+        let dropped = BTreeMap::from([(1, range(1, 3)), (2, range(3, 3))]);
+        assert_eq!(next_step(1, &dropped), Step::Held(vec![(2, range(3, 3))]));
+    }
+
+    #[test]
+    fn a_release_before_cluster_versions_reads_version_one_only() {
+        assert_eq!(VersionRange::reported(0, 0), VersionRange { min: 1, max: 1 });
+        assert_eq!(VersionRange::reported(1, 2), VersionRange { min: 1, max: 2 });
+    }
+
+    #[test]
+    fn the_testing_cap_lowers_the_top_of_the_range_and_no_further() {
+        assert_eq!(VersionRange::supported(None), VersionRange::SUPPORTED);
+        assert_eq!(VersionRange::supported(Some(1)).max, 1);
+        assert_eq!(VersionRange::supported(Some(0)).max, VersionRange::SUPPORTED.min);
+        assert_eq!(VersionRange::supported(Some(99)).max, VersionRange::SUPPORTED.max);
+    }
+
+    #[test]
+    fn a_version_above_the_range_is_refused_with_what_to_run() {
+        let range = VersionRange { min: 1, max: 1 };
+        assert!(range.refuse(1, "data_dir").is_none());
+        let refused = range.refuse(2, "data_dir").unwrap().to_string();
+        assert!(refused.starts_with("data_dir is at cluster version 2;"), "{refused}");
+        assert!(refused.contains("supports cluster version 1;"), "{refused}");
+        assert!(refused.ends_with("run baton-node 0.2.0 or later"), "{refused}");
+        assert!(
+            range
+                .refuse(9, "the cluster")
+                .unwrap()
+                .to_string()
+                .ends_with("run a release of baton-node newer than 0.2.0 (one that supports cluster version 9)"),
+            "a version no release has names none"
+        );
+    }
+}
