@@ -314,7 +314,7 @@ mod tests {
             t.hand_off(&round.hand_off);
             for a in &round.hand_off {
                 let epoch = t.tasks[&a.task].epoch;
-                t.release(&a.task, epoch, t.tasks[&a.task].owner.unwrap());
+                t.yield_task(&a.task, epoch, t.tasks[&a.task].owner.unwrap());
             }
             rounds += 1;
             assert!(rounds < 10);

@@ -2,7 +2,7 @@
 //! replicated state's vocabulary (from [`crate::state`]) re-exported where
 //! Raft names it.
 
-pub use crate::state::command::{Command, CommandResponse, ModuleRecord};
+pub use crate::state::command::{Command, CommandResponse, ModuleVersion};
 pub use crate::state::member::{Member, NodeId};
 pub use crate::state::rejection::{OwnedWrite, Rejection};
 

@@ -28,7 +28,7 @@ use baton_node::rollout::RolloutSettings;
 use baton_node::runtime::{RuntimeLimits, TaskContext, TaskEngine};
 use baton_node::state::cluster::{ClusterState, Rules};
 use baton_node::state::tasks::{Assignment, CatchUp, RestartPolicy, Schedule, TaskSpec};
-use baton_node::types::{Command, ModuleRecord};
+use baton_node::types::{Command, ModuleVersion};
 use batonctl::ClusterClient;
 use batonctl::cmd::modules::signed_deploy;
 use clap::Parser;
@@ -150,7 +150,7 @@ fn swap_cost(n: usize) -> (f64, f64) {
     let engine = TaskEngine::new(RuntimeLimits::default(), None).unwrap();
     let v1 = engine.load(&example_module("counter")).unwrap();
     let v2 = engine.load(&example_module("counter_v2")).unwrap();
-    let record = |version: u32, module: &baton_node::runtime::CompiledModule| ModuleRecord {
+    let record = |version: u32, module: &baton_node::runtime::CompiledModule| ModuleVersion {
         name: "counter".into(),
         version,
         hash: module.hash.clone(),
@@ -164,7 +164,7 @@ fn swap_cost(n: usize) -> (f64, f64) {
     let mut state = ClusterState::default();
     let settings = RolloutSettings::default();
     state.apply(
-        &Command::Release {
+        &Command::AddRelease {
             module: record(1, &v1),
             settings,
             now_ms: 0,
@@ -194,7 +194,7 @@ fn swap_cost(n: usize) -> (f64, f64) {
     }
     state.apply(&Command::AssignOwners(assignments), &Rules::FENCED);
     state.apply(
-        &Command::Release {
+        &Command::AddRelease {
             module: record(2, &v2),
             settings,
             now_ms: 0,

@@ -11,7 +11,7 @@ use super::NodeContext;
 use super::errors::{not_leader, propose_error};
 use crate::modules::signing::{self, SigningError};
 use crate::rollout::{Finish, Rollout, RolloutAction, RolloutSettings};
-use crate::types::{Command, CommandResponse, ModuleRecord};
+use crate::types::{Command, CommandResponse, ModuleVersion};
 
 /// Longest module name.
 const MAX_NAME_BYTES: usize = 64;
@@ -33,7 +33,7 @@ fn check_name(name: &str) -> Result<(), Status> {
     }
 }
 
-pub(crate) fn module_info(m: &ModuleRecord) -> ModuleInfo {
+pub(crate) fn module_info(m: &ModuleVersion) -> ModuleInfo {
     ModuleInfo {
         name: m.name.clone(),
         version: m.version,
@@ -133,7 +133,7 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(format!("cannot store the module: {e}")))?;
-    let record = ModuleRecord {
+    let record = ModuleVersion {
         name,
         version: next,
         hash: compiled.hash.clone(),
@@ -144,7 +144,7 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         signer,
         signature,
     };
-    let command = Command::Release {
+    let command = Command::AddRelease {
         module: record,
         settings,
         now_ms: crate::types::now_ms(),

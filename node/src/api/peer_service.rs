@@ -101,7 +101,7 @@ impl Peer for PeerService {
             .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
         if !matches!(
             command,
-            Command::CommitTick(_) | Command::MarkTaskFailed { .. } | Command::ReleaseTask { .. }
+            Command::CommitTick(_) | Command::MarkTaskFailed { .. } | Command::YieldTask { .. }
         ) {
             return Err(Status::permission_denied(
                 "peers may only propose tick commits, task failures and task releases",
@@ -109,7 +109,7 @@ impl Peer for PeerService {
         }
         let claimed = match &command {
             Command::CommitTick(commit) => Some(commit.node),
-            Command::ReleaseTask { node, .. } => Some(*node),
+            Command::YieldTask { node, .. } => Some(*node),
             _ => None,
         };
         if claimed.is_some_and(|node| node != from) {

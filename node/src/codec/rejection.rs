@@ -35,7 +35,7 @@ impl From<&Rejection> for baton_proto::Rejection {
                 from_epoch: *from_epoch,
                 write: match write {
                     OwnedWrite::Commit => Write::Commit,
-                    OwnedWrite::Release => Write::Release,
+                    OwnedWrite::Yield => Write::Yield,
                 } as i32,
             })),
             Rejection::OutOfOrder {
@@ -121,7 +121,7 @@ impl From<baton_proto::Rejection> for Rejection {
             },
             Kind::StaleOwner(s) => {
                 let write = match s.write() {
-                    Write::Release => OwnedWrite::Release,
+                    Write::Yield => OwnedWrite::Yield,
                     // Unspecified: an older writer's default, a commit.
                     Write::Commit | Write::Unspecified => OwnedWrite::Commit,
                 };
@@ -213,7 +213,7 @@ pub fn samples() -> Vec<Rejection> {
             owner: Some(2),
             from_node: 3,
             from_epoch: 3,
-            write: OwnedWrite::Release,
+            write: OwnedWrite::Yield,
         },
         Rejection::OutOfOrder {
             task: task(),
@@ -310,7 +310,7 @@ mod tests {
             owner: Some(2),
             from_node: 3,
             from_epoch: 3,
-            write: OwnedWrite::Release,
+            write: OwnedWrite::Yield,
         };
         let wire = baton_proto::Rejection::from(&stale).encode_to_vec();
         let message = stale.to_string();

@@ -32,7 +32,7 @@ pub fn live_hashes(state: &ClusterState) -> BTreeSet<String> {
             .map(|r| r.release.hash.clone()),
     );
     for task in state.tasks.tasks.values() {
-        if let Some(release) = state.release(&task.spec.module, task.state_version) {
+        if let Some(release) = state.module_version(&task.spec.module, task.state_version) {
             hashes.insert(release.hash.clone());
         }
     }
@@ -161,10 +161,10 @@ async fn fetch_from(context: &NodeContext, id: NodeId, addr: &str, hash: &str) -
 mod tests {
     use super::*;
     use crate::rollout::RolloutSettings;
-    use crate::types::ModuleRecord;
+    use crate::types::ModuleVersion;
 
-    fn module(version: u32, hash: &str) -> ModuleRecord {
-        ModuleRecord {
+    fn module(version: u32, hash: &str) -> ModuleVersion {
+        ModuleVersion {
             name: "counter".into(),
             version,
             hash: hash.into(),

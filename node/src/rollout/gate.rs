@@ -152,12 +152,12 @@ fn list(nodes: &[NodeId]) -> String {
 mod tests {
     use super::*;
     use crate::rollout::RolloutSettings;
-    use crate::types::ModuleRecord;
+    use crate::types::ModuleVersion;
 
     fn rollout(switched: &[NodeId], steps: u32) -> Rollout {
         Rollout {
             from: 1,
-            release: ModuleRecord {
+            release: ModuleVersion {
                 name: "counter".into(),
                 version: 2,
                 hash: "bb".into(),

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::state::cluster_version::{self, ClusterVersion};
-use crate::state::command::{Command, CommandResponse, ModuleRecord};
+use crate::state::command::{Command, CommandResponse, ModuleVersion};
 use crate::state::member::NodeId;
 use crate::state::rejection::Rejection;
 use crate::state::rollouts::{Release, Rollout};
@@ -23,7 +23,7 @@ pub struct ClusterState {
     pub kv: BTreeMap<String, Vec<u8>>,
     /// Deployed task modules by name: the current version of each.
     #[serde(default)]
-    pub modules: BTreeMap<String, ModuleRecord>,
+    pub modules: BTreeMap<String, ModuleVersion>,
     /// Every version of each module and how it fared.
     #[serde(default)]
     pub releases: BTreeMap<String, Vec<Release>>,
@@ -98,7 +98,7 @@ impl ClusterState {
             Command::SetTaskStatus { name, status } => self.tasks.set_status(name, status.clone()),
             Command::AssignOwners(assignments) => self.tasks.assign(assignments),
             Command::HandOff(assignments) => self.tasks.hand_off(assignments),
-            Command::ReleaseTask { name, epoch, node } => self.tasks.release(name, *epoch, *node),
+            Command::YieldTask { name, epoch, node } => self.tasks.yield_task(name, *epoch, *node),
             Command::SetDrained { node, drained } => {
                 let changed = match drained {
                     true => self.drained.insert(*node),
@@ -121,7 +121,7 @@ impl ClusterState {
                 reason,
                 version,
             } => self.tasks.mark_failed(name, *epoch, reason, *version),
-            Command::Release {
+            Command::AddRelease {
                 module,
                 settings,
                 now_ms,
@@ -144,7 +144,7 @@ impl ClusterState {
 
     /// Records a module's first version; deploying the same bytes again is a
     /// no-op, and other bytes under a taken name are refused.
-    fn deploy_module(&mut self, module: &ModuleRecord) -> CommandResponse {
+    fn deploy_module(&mut self, module: &ModuleVersion) -> CommandResponse {
         match self.modules.get(&module.name) {
             Some(existing) if existing.hash == module.hash => CommandResponse::Module(existing.clone()),
             Some(existing) => CommandResponse::Rejected(Rejection::ModuleNameTaken {
@@ -153,7 +153,7 @@ impl ClusterState {
                 hash: existing.hash.clone(),
             }),
             None => {
-                let record = ModuleRecord {
+                let record = ModuleVersion {
                     version: 1,
                     ..module.clone()
                 };
@@ -228,8 +228,8 @@ mod tests {
         assert!(state.kv.is_empty());
     }
 
-    fn module(name: &str, hash: &str) -> ModuleRecord {
-        ModuleRecord {
+    fn module(name: &str, hash: &str) -> ModuleVersion {
+        ModuleVersion {
             name: name.into(),
             version: 0,
             hash: hash.into(),

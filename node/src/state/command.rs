@@ -34,8 +34,10 @@ pub enum Command {
     /// Move tasks off live owners after their current tick (drain, shutdown,
     /// rebalancing).
     HandOff(Vec<Assignment>),
-    /// The owner releases a task being handed off, between ticks.
-    ReleaseTask { name: String, epoch: u64, node: NodeId },
+    /// The owner yields a task being handed off, between ticks. (Named
+    /// `release_task` in the log, as before.)
+    #[serde(rename = "release_task")]
+    YieldTask { name: String, epoch: u64, node: NodeId },
     /// Drain a node (no tasks, its tasks handed off) or undrain it.
     SetDrained { node: NodeId, drained: bool },
     /// Commit one tick of a task (the fence is in `TaskTable::commit_tick`).
@@ -52,12 +54,14 @@ pub enum Command {
     },
     /// Record the first version of a task module (its bytes are already in
     /// the proposing node's module store; other nodes fetch them). Kept for
-    /// logs written before releases; new deploys propose `Release`.
-    DeployModule(ModuleRecord),
-    /// Record a module version: the first becomes current, a later one
-    /// starts a rollout with `settings`.
-    Release {
-        module: ModuleRecord,
+    /// logs written before releases; new deploys propose `AddRelease`.
+    DeployModule(ModuleVersion),
+    /// Release a module version: the first becomes current, a later one
+    /// starts a rollout with `settings`. (Named `release` in the log, as
+    /// before.)
+    #[serde(rename = "release")]
+    AddRelease {
+        module: ModuleVersion,
         settings: RolloutSettings,
         now_ms: u64,
     },
@@ -103,7 +107,7 @@ impl Command {
 
 /// A deployed task module: name, version and content hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModuleRecord {
+pub struct ModuleVersion {
     pub name: String,
     /// 1 for the first version; set by the state machine.
     pub version: u32,
@@ -135,7 +139,7 @@ impl std::fmt::Display for Command {
             Command::Delete { key } => write!(f, "delete {key}"),
             Command::Batch(commands) => write!(f, "batch of {}", commands.len()),
             Command::DeployModule(m) => write!(f, "deploy module {} ({})", m.name, m.hash),
-            Command::Release { module: m, .. } => write!(f, "release {} version {} ({})", m.name, m.version, m.hash),
+            Command::AddRelease { module: m, .. } => write!(f, "release {} version {} ({})", m.name, m.version, m.hash),
             Command::RolloutStep {
                 module,
                 version,
@@ -154,7 +158,7 @@ impl std::fmt::Display for Command {
             Command::SetTaskStatus { name, status } => write!(f, "set task {name} {status:?}"),
             Command::AssignOwners(a) => write!(f, "assign {} task(s)", a.len()),
             Command::HandOff(a) => write!(f, "hand off {} task(s)", a.len()),
-            Command::ReleaseTask { name, epoch, node } => write!(f, "node {node} releases {name} at epoch {epoch}"),
+            Command::YieldTask { name, epoch, node } => write!(f, "node {node} yields {name} at epoch {epoch}"),
             Command::SetDrained { node, drained } => write!(f, "set node {node} drained={drained}"),
             Command::CommitTick(c) => write!(f, "commit tick {} of {} at epoch {}", c.tick, c.task, c.epoch),
             Command::MarkTaskFailed { name, .. } => write!(f, "mark task {name} failed"),
@@ -173,7 +177,7 @@ pub enum CommandResponse {
     /// A key-value change: the value the key held before, if any.
     Previous(Option<Vec<u8>>),
     /// The module as recorded.
-    Module(ModuleRecord),
+    Module(ModuleVersion),
     /// How many items the command changed.
     Count(u64),
     /// The state machine refused the command; nothing changed. In JSON as

@@ -9,15 +9,15 @@ use crate::state::member::NodeId;
 pub enum OwnedWrite {
     /// A tick's commit.
     Commit,
-    /// A hand-off's release.
-    Release,
+    /// An owner yielding a task it hands off.
+    Yield,
 }
 
 impl std::fmt::Display for OwnedWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             OwnedWrite::Commit => "commit",
-            OwnedWrite::Release => "release",
+            OwnedWrite::Yield => "hand-off",
         })
     }
 }
@@ -166,10 +166,10 @@ mod tests {
             owner: None,
             from_node: 3,
             from_epoch: 3,
-            write: OwnedWrite::Release,
+            write: OwnedWrite::Yield,
         };
         assert!(
-            unowned.to_string().contains("owned by no node; the release came"),
+            unowned.to_string().contains("owned by no node; the hand-off came"),
             "{unowned}"
         );
     }

@@ -5,7 +5,7 @@
 //! cannot read is refused.
 
 use crate::state::cluster::ClusterState;
-use crate::state::command::{CommandResponse, ModuleRecord};
+use crate::state::command::{CommandResponse, ModuleVersion};
 use crate::state::member::NodeId;
 use crate::state::rejection::Rejection;
 use crate::state::rollouts::{Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState};
@@ -18,7 +18,7 @@ fn rejected(why: Rejection) -> CommandResponse {
 impl ClusterState {
     /// The module version node `node` runs: the rollout's new version once
     /// the node is switched, else the module's current version.
-    pub fn version_for(&self, module: &str, node: NodeId) -> Option<&ModuleRecord> {
+    pub fn version_for(&self, module: &str, node: NodeId) -> Option<&ModuleVersion> {
         match self.rollouts.get(module) {
             Some(r) if r.state.is_live() && r.switched.contains(&node) => Some(&r.release),
             _ => self.modules.get(module),
@@ -26,7 +26,7 @@ impl ClusterState {
     }
 
     /// Version `version` of `module`, if it was ever released.
-    pub fn release(&self, module: &str, version: u32) -> Option<&ModuleRecord> {
+    pub fn module_version(&self, module: &str, version: u32) -> Option<&ModuleVersion> {
         self.releases
             .get(module)?
             .iter()
@@ -66,7 +66,7 @@ impl ClusterState {
     /// start a rollout.
     pub(crate) fn record_release(
         &mut self,
-        module: &ModuleRecord,
+        module: &ModuleVersion,
         settings: &RolloutSettings,
         now_ms: u64,
     ) -> CommandResponse {

@@ -2,8 +2,8 @@ use super::*;
 use crate::state::cluster::Rules;
 use crate::state::tasks::{Assignment, TaskSpec, TickCommit};
 
-fn module(version: u32, hash: &str, migrates: bool, down_to: &[u32]) -> ModuleRecord {
-    ModuleRecord {
+fn module(version: u32, hash: &str, migrates: bool, down_to: &[u32]) -> ModuleVersion {
+    ModuleVersion {
         name: "counter".into(),
         version,
         hash: hash.into(),

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::command::ModuleRecord;
+use crate::state::command::ModuleVersion;
 use crate::state::member::NodeId;
 
 /// How a rollout proceeds: `batonctl modules deploy` flags.
@@ -109,7 +109,7 @@ pub struct Rollout {
     /// The version every node ran before (the module's current version).
     pub from: u32,
     /// The release being rolled out.
-    pub release: ModuleRecord,
+    pub release: ModuleVersion,
     pub settings: RolloutSettings,
     #[serde(flatten)]
     pub state: RolloutState,
@@ -154,7 +154,7 @@ impl ReleaseOutcome {
 /// One version of a module, for `batonctl modules history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
-    pub module: ModuleRecord,
+    pub module: ModuleVersion,
     pub outcome: ReleaseOutcome,
 }
 

@@ -246,7 +246,7 @@ impl TaskTable {
     }
 
     /// Starts hand-offs whose expected epoch still holds: the owner keeps the
-    /// task until its current tick commits (or it releases the task between
+    /// task until its current tick commits (or it yields the task between
     /// ticks), then the task moves with epoch + 1. A task without an owner
     /// is assigned at once. The epoch does not change yet, so a tick in
     /// flight still commits.
@@ -272,7 +272,7 @@ impl TaskTable {
 
     /// The owner gives up a task it is handing off, between ticks: it moves
     /// to the hand-off's target with epoch + 1.
-    pub fn release(&mut self, name: &str, epoch: u64, node: NodeId) -> CommandResponse {
+    pub fn yield_task(&mut self, name: &str, epoch: u64, node: NodeId) -> CommandResponse {
         let Some(task) = self.tasks.get_mut(name) else {
             return rejected(Rejection::NoSuchTask { task: name.to_string() });
         };
@@ -283,7 +283,7 @@ impl TaskTable {
                 owner: task.owner,
                 from_node: node,
                 from_epoch: epoch,
-                write: OwnedWrite::Release,
+                write: OwnedWrite::Yield,
             });
         }
         let Some(to) = task.handoff_to.take() else {

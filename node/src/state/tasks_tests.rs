@@ -207,21 +207,21 @@ fn a_hand_off_lets_the_tick_in_flight_commit_and_then_moves_the_task() {
 fn an_idle_owner_releases_a_task_being_handed_off() {
     let mut table = owned();
     assert!(matches!(
-        table.release("t", 1, 1),
+        table.yield_task("t", 1, 1),
         CommandResponse::Rejected(Rejection::NotHandedOff { .. })
     ));
     table.hand_off(&hand_off_to(3, 1));
     let before = table.clone();
     assert!(
-        matches!(table.release("t", 1, 2), CommandResponse::Rejected(_)),
+        matches!(table.yield_task("t", 1, 2), CommandResponse::Rejected(_)),
         "only the owner releases"
     );
     assert!(
-        matches!(table.release("t", 0, 1), CommandResponse::Rejected(_)),
+        matches!(table.yield_task("t", 0, 1), CommandResponse::Rejected(_)),
         "at its epoch"
     );
     assert_eq!(table, before);
-    assert_eq!(table.release("t", 1, 1), CommandResponse::Done);
+    assert_eq!(table.yield_task("t", 1, 1), CommandResponse::Done);
     assert_eq!((table.tasks["t"].owner, table.tasks["t"].epoch), (Some(3), 2));
 }
 

@@ -22,7 +22,7 @@ use crate::rollout::{Finish, RolloutAction, RolloutSettings};
 use crate::state::cluster::{ClusterState, Rules};
 use crate::state::tasks::{Assignment, TaskSpec, TaskStatus, TickCommit};
 use crate::types::typ::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
-use crate::types::{Command, CommandResponse, Member, ModuleRecord, Rejection, TypeConfig};
+use crate::types::{Command, CommandResponse, Member, ModuleVersion, Rejection, TypeConfig};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-json")
@@ -69,12 +69,12 @@ fn kind(command: &Command) -> &'static str {
         Command::SetTaskStatus { .. } => "set-task-status",
         Command::AssignOwners(_) => "assign-owners",
         Command::HandOff(_) => "hand-off",
-        Command::ReleaseTask { .. } => "release-task",
+        Command::YieldTask { .. } => "release-task",
         Command::SetDrained { .. } => "set-drained",
         Command::CommitTick(_) => "commit-tick",
         Command::MarkTaskFailed { .. } => "mark-task-failed",
         Command::DeployModule(_) => "deploy-module",
-        Command::Release { .. } => "release",
+        Command::AddRelease { .. } => "release",
         Command::RolloutStep { .. } => "rollout-step",
         Command::RolloutControl { .. } => "rollout-control",
         Command::RolloutFinish { .. } => "rollout-finish",
@@ -82,8 +82,8 @@ fn kind(command: &Command) -> &'static str {
     }
 }
 
-fn module(version: u32) -> ModuleRecord {
-    ModuleRecord {
+fn module(version: u32) -> ModuleVersion {
+    ModuleVersion {
         name: "counter".into(),
         version,
         hash: "ab".repeat(32),
@@ -145,7 +145,7 @@ pub(crate) fn commands() -> Vec<Command> {
         },
         Command::AssignOwners(vec![assignment()]),
         Command::HandOff(vec![assignment()]),
-        Command::ReleaseTask {
+        Command::YieldTask {
             name: "count-1".into(),
             epoch: 4,
             node: 2,
@@ -159,7 +159,7 @@ pub(crate) fn commands() -> Vec<Command> {
             version: 2,
         },
         Command::DeployModule(module(1)),
-        Command::Release {
+        Command::AddRelease {
             module: module(2),
             settings: RolloutSettings::default(),
             now_ms: 1_790_000_000_500,
@@ -221,7 +221,7 @@ fn cluster_state() -> ClusterState {
             tick: 1,
             ..tick()
         }),
-        Command::Release {
+        Command::AddRelease {
             module: module(2),
             settings: RolloutSettings::default(),
             now_ms: 1_790_000_000_500,

@@ -26,7 +26,7 @@ use super::schedule::{first_due, next_due};
 use crate::api::NodeContext;
 use crate::runtime::{CompiledModule, Fence, FencingToken, Slot, TaskContext, TickError};
 use crate::state::tasks::{TaskStatus, TickCommit};
-use crate::types::{Command, ModuleRecord, now_ms};
+use crate::types::{Command, ModuleVersion, now_ms};
 
 /// How often the runner looks for tasks it gained or lost, besides every
 /// time the state machine applies entries.
@@ -131,7 +131,7 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
     let mut restarts = RestartTracker::default();
     let fence = Arc::new(OwnerFence::new(context.clone(), &name, epoch));
     // The module version this worker runs, compiled.
-    let mut running: Option<(ModuleRecord, Arc<CompiledModule>)> = None;
+    let mut running: Option<(ModuleVersion, Arc<CompiledModule>)> = None;
     loop {
         if !await_turn(&context, &fence, &name, epoch, due, &wake).await {
             return;
@@ -165,7 +165,7 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
             Some((from, to)) => {
                 let newer = context
                     .state_machine
-                    .read(|s| s.release(&spec.module, from).map(|m| m.hash.clone()));
+                    .read(|s| s.module_version(&spec.module, from).map(|m| m.hash.clone()));
                 let Some(newer) = newer else {
                     tracing::error!(task = %name, "its state was written by version {from}, which this cluster has no record of");
                     return;
@@ -320,7 +320,7 @@ async fn await_turn(
             continue;
         }
         if handoff.is_some() {
-            let release = Command::ReleaseTask {
+            let release = Command::YieldTask {
                 name: name.to_string(),
                 epoch,
                 node: context.id,
