@@ -8,11 +8,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/baton/v1/control.proto",
         "proto/baton/v1/heart.proto",
         "proto/baton/v1/rejection.proto",
+        "proto/baton/state/v1/state.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Maps as BTreeMaps: a HashMap encodes its entries in a random order,
+    // and stored formats must encode equal values to equal bytes.
+    tonic_prost_build::configure().btree_map(".").compile_fds(descriptors)?;
     Ok(())
 }

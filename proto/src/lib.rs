@@ -14,6 +14,15 @@ pub mod v1 {
 
 pub use v1::*;
 
+/// The replicated state's stored formats (`baton.state.v1`): commands, log
+/// entries, Raft records and snapshots; `node/src/codec` converts them.
+pub mod state {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("baton.state.v1");
+    }
+}
+
 /// gRPC metadata key carrying the sender's node id on peer calls.
 pub const NODE_ID_HEADER: &str = "baton-node-id";
 /// gRPC metadata key carrying the sender's cluster id on peer calls.

@@ -59,7 +59,7 @@ fn pinned<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &
 
 /// The fixture name of each command kind. No `_` arm: a new kind does not
 /// compile until it has a name and a sample below.
-fn kind(command: &Command) -> &'static str {
+pub(crate) fn kind(command: &Command) -> &'static str {
     match command {
         Command::Put { .. } => "put",
         Command::Delete { .. } => "delete",
@@ -82,7 +82,7 @@ fn kind(command: &Command) -> &'static str {
     }
 }
 
-fn module(version: u32) -> ModuleVersion {
+pub(crate) fn module(version: u32) -> ModuleVersion {
     ModuleVersion {
         name: "counter".into(),
         version,
@@ -96,7 +96,7 @@ fn module(version: u32) -> ModuleVersion {
     }
 }
 
-fn assignment() -> Assignment {
+pub(crate) fn assignment() -> Assignment {
     Assignment {
         task: "count-1".into(),
         owner: Some(2),
@@ -104,7 +104,7 @@ fn assignment() -> Assignment {
     }
 }
 
-fn tick() -> TickCommit {
+pub(crate) fn tick() -> TickCommit {
     TickCommit {
         task: "count-1".into(),
         epoch: 4,
@@ -189,12 +189,12 @@ pub(crate) fn commands() -> Vec<Command> {
     ]
 }
 
-fn log_id(term: u64, index: u64) -> LogId {
+pub(crate) fn log_id(term: u64, index: u64) -> LogId {
     let leader = <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(term, 1);
     LogId::new(leader, index)
 }
 
-fn membership() -> openraft::Membership<u64, Member> {
+pub(crate) fn membership() -> openraft::Membership<u64, Member> {
     let nodes: BTreeMap<u64, Member> = (1..=3)
         .map(|id| (id, Member::new(format!("10.0.0.{id}:7000"), "")))
         .collect();
@@ -202,7 +202,7 @@ fn membership() -> openraft::Membership<u64, Member> {
 }
 
 /// A state with something in every part: what a snapshot holds.
-fn cluster_state() -> ClusterState {
+pub(crate) fn cluster_state() -> ClusterState {
     let mut state = ClusterState::default();
     for command in [
         Command::Put {
@@ -246,9 +246,9 @@ fn every_command_kind_is_written_as_pinned() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-#[test]
-fn every_response_kind_is_written_as_pinned() {
-    let responses = [
+/// One response of every kind, by name.
+pub(crate) fn responses() -> Vec<(&'static str, CommandResponse)> {
+    vec![
         ("done", CommandResponse::Done),
         ("previous", CommandResponse::Previous(Some(vec![1, 2]))),
         ("module", CommandResponse::Module(module(1))),
@@ -265,7 +265,12 @@ fn every_response_kind_is_written_as_pinned() {
             "batch",
             CommandResponse::Batch(vec![CommandResponse::Done, CommandResponse::Previous(None)]),
         ),
-    ];
+    ]
+}
+
+#[test]
+fn every_response_kind_is_written_as_pinned() {
+    let responses = responses();
     let problems: Vec<String> = responses
         .iter()
         .filter_map(|(name, r)| pinned(&format!("response-{name}"), r))

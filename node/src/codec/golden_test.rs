@@ -1,0 +1,603 @@
+//! The binary formats, pinned and checked:
+//!
+//! - golden files (`node/tests/fixtures/proto/*.hex`) hold the encoding of
+//!   every kind of command, response, log entry and Raft record, and of a
+//!   snapshot with something in every part. An encoding that changes fails
+//!   here. `BATON_BLESS=1 cargo test -p baton-node golden` writes them anew:
+//!   only for a new kind (a new file), never to paper over a change;
+//! - seeded round trips: decode(encode(x)) == x for thousands of generated
+//!   commands, responses, states, entries and records, with every kind of
+//!   each drawn in turn;
+//! - a command of a kind this release does not know is refused by its field
+//!   number, alone and inside a batch.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+
+use openraft::EntryPayload;
+use openraft::entry::RaftEntry;
+use openraft::vote::RaftLeaderIdExt;
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::DecodeError;
+use super::command::{decode_command, encode_command};
+use super::raft::*;
+use super::snapshot::{decode_state, encode_state};
+use crate::state::cluster::ClusterState;
+use crate::state::command::{Command, CommandResponse, ModuleVersion};
+use crate::state::member::Member;
+use crate::state::rejection::{OwnedWrite, Rejection};
+use crate::state::rollouts::{Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState};
+use crate::state::tasks::{
+    Assignment, CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus, TickCommit, TickRecord,
+};
+use crate::store::format_fixtures_test as samples;
+use crate::types::TypeConfig;
+use crate::types::typ::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proto")
+}
+
+/// Hex, 32 bytes a line.
+fn to_hex(bytes: &[u8]) -> String {
+    let mut out: String = bytes.chunks(32).map(|line| hex::encode(line) + "\n").collect();
+    if out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// Compares `bytes` with the golden file `name`; a problem, if any.
+fn pinned(name: &str, bytes: &[u8]) -> Option<String> {
+    let path = fixtures().join(format!("{name}.hex"));
+    let written = to_hex(bytes);
+    if std::env::var_os("BATON_BLESS").is_some() {
+        std::fs::create_dir_all(fixtures()).expect("fixture directory");
+        std::fs::write(&path, &written).expect("write golden file");
+        return None;
+    }
+    match std::fs::read_to_string(&path) {
+        Err(_) => Some(format!(
+            "{name}: no golden file at {} (BATON_BLESS=1 writes it)",
+            path.display()
+        )),
+        Ok(stored) if stored != written => Some(format!(
+            "{name}: encoded differently than {}:\n{written}",
+            path.display()
+        )),
+        Ok(_) => None,
+    }
+}
+
+fn check(problems: Vec<String>) {
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_command_kind_is_encoded_as_pinned_and_decodes_back() {
+    let mut problems = Vec::new();
+    for command in samples::commands() {
+        let bytes = encode_command(&command);
+        problems.extend(pinned(&format!("command-{}", samples::kind(&command)), &bytes));
+        assert_eq!(decode_command(&bytes).unwrap(), command);
+    }
+    check(problems);
+}
+
+#[test]
+fn every_response_kind_is_encoded_as_pinned_and_decodes_back() {
+    let mut responses = samples::responses();
+    responses.push((
+        "rejected-typed",
+        CommandResponse::Rejected(Rejection::StaleOwner {
+            task: "t".into(),
+            epoch: 4,
+            owner: Some(2),
+            from_node: 3,
+            from_epoch: 3,
+            write: OwnedWrite::Yield,
+        }),
+    ));
+    let mut problems = Vec::new();
+    for (name, response) in responses {
+        let bytes = baton_proto::state::v1::CommandResponse::from(&response).encode_to_vec();
+        problems.extend(pinned(&format!("response-{name}"), &bytes));
+        let decoded = baton_proto::state::v1::CommandResponse::decode(&bytes[..]).unwrap();
+        assert_eq!(CommandResponse::try_from(decoded).unwrap(), response);
+    }
+    check(problems);
+}
+
+#[test]
+fn log_entries_snapshots_and_raft_records_are_encoded_as_pinned_and_decode_back() {
+    let with_storage_ids = {
+        let nodes: BTreeMap<u64, Member> = (1..=3)
+            .map(|id| (id, Member::new(format!("10.0.0.{id}:7000"), format!("{id:032x}"))))
+            .collect();
+        openraft::Membership::new(vec![BTreeSet::from([1, 2]), BTreeSet::from([2, 3])], nodes).unwrap()
+    };
+    let entries = [
+        ("entry-blank", Entry::new_blank(samples::log_id(2, 10))),
+        (
+            "entry-normal",
+            Entry::new_normal(samples::log_id(2, 11), Command::CommitTick(samples::tick())),
+        ),
+        (
+            "entry-membership",
+            Entry::new_membership(samples::log_id(2, 12), samples::membership()),
+        ),
+        (
+            "entry-membership-joint-with-storage-ids",
+            Entry::new_membership(samples::log_id(3, 13), with_storage_ids),
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (name, entry) in entries {
+        let bytes = encode_entry(&entry);
+        problems.extend(pinned(name, &bytes));
+        assert_eq!(decode_entry(&bytes).unwrap(), entry);
+    }
+    let meta = SnapshotMeta {
+        last_log_id: Some(samples::log_id(2, 12)),
+        last_membership: StoredMembership::new(Some(samples::log_id(2, 12)), samples::membership()),
+    };
+    let bytes = encode_snapshot_meta(&meta);
+    problems.extend(pinned("snapshot-meta", &bytes));
+    assert_eq!(decode_snapshot_meta(&bytes).unwrap(), meta);
+    let empty = SnapshotMeta::default();
+    assert_eq!(decode_snapshot_meta(&encode_snapshot_meta(&empty)).unwrap(), empty);
+
+    let state = samples::cluster_state();
+    let bytes = encode_state(&state);
+    problems.extend(pinned("snapshot-data", &bytes));
+    assert_eq!(decode_state(&bytes).unwrap(), state);
+
+    for (name, vote) in [
+        ("vote", Vote::new_committed(2, 1)),
+        ("vote-uncommitted", Vote::new(3, 2)),
+    ] {
+        let bytes = encode_vote(&vote);
+        problems.extend(pinned(name, &bytes));
+        assert_eq!(decode_vote(&bytes).unwrap(), vote);
+    }
+    let log_id = samples::log_id(2, 12);
+    let bytes = encode_log_id(Some(&log_id));
+    problems.extend(pinned("log-id", &bytes));
+    assert_eq!(decode_log_id(&bytes).unwrap(), Some(log_id));
+    assert_eq!(decode_log_id(&encode_log_id(None)).unwrap(), None);
+    check(problems);
+}
+
+#[test]
+fn a_command_of_a_kind_this_release_does_not_know_is_refused_by_its_field_number() {
+    // Field 99, length-delimited, empty: a kind a newer release added.
+    let unknown = [0x9a, 0x06, 0x00];
+    assert_eq!(decode_command(&unknown), Err(DecodeError::UnknownKind { field: 99 }));
+    let message = decode_command(&unknown).unwrap_err().to_string();
+    assert!(
+        message.contains("kind #99") && message.contains("a newer release wrote it"),
+        "{message}"
+    );
+
+    // Inside a batch, beside a known one.
+    let batch = baton_proto::state::v1::Command {
+        kind: Some(baton_proto::state::v1::command::Kind::Batch(
+            baton_proto::state::v1::Batch {
+                commands: vec![encode_command(&Command::Delete { key: "k".into() }), unknown.to_vec()],
+            },
+        )),
+    }
+    .encode_to_vec();
+    assert_eq!(decode_command(&batch), Err(DecodeError::UnknownKind { field: 99 }));
+
+    // And in a log entry: the entry is refused as a whole.
+    let entry = baton_proto::state::v1::Entry {
+        log_id: Some(baton_proto::state::v1::LogId {
+            leader_id: Some(baton_proto::state::v1::LeaderId { term: 1, node_id: 1 }),
+            index: 5,
+        }),
+        payload: Some(baton_proto::state::v1::entry::Payload::Normal(batch)),
+    }
+    .encode_to_vec();
+    assert_eq!(decode_entry(&entry), Err(DecodeError::UnknownKind { field: 99 }));
+}
+
+#[test]
+fn bytes_stay_bytes() {
+    let value = vec![0xab; 4096];
+    let put = Command::Put {
+        key: "k".into(),
+        value: value.clone(),
+    };
+    let binary = encode_command(&put).len();
+    let json = serde_json::to_vec(&put).unwrap().len();
+    assert!(binary < value.len() + 16, "{binary} bytes for a 4096-byte value");
+    assert!(json > 3 * value.len(), "JSON writes a byte as a number ({json} bytes)");
+}
+
+#[test]
+fn what_is_missing_is_named() {
+    let no_module = baton_proto::state::v1::Command {
+        kind: Some(baton_proto::state::v1::command::Kind::AddRelease(
+            baton_proto::state::v1::AddRelease::default(),
+        )),
+    }
+    .encode_to_vec();
+    assert_eq!(
+        decode_command(&no_module),
+        Err(DecodeError::Missing("AddRelease.module"))
+    );
+    assert!(matches!(decode_command(&[0xff, 0xff]), Err(DecodeError::Malformed(_))));
+}
+
+/// A generator of values, seeded so that a failure can be replayed.
+struct Gen(StdRng);
+
+impl Gen {
+    fn u64(&mut self) -> u64 {
+        match self.0.random_range(0..4) {
+            0 => 0,
+            1 => self.0.random_range(1..300),
+            2 => u64::MAX - self.0.random_range(0..3),
+            _ => self.0.random(),
+        }
+    }
+
+    fn u32(&mut self) -> u32 {
+        match self.0.random_range(0..3) {
+            0 => 0,
+            1 => self.0.random_range(1..10),
+            _ => self.0.random(),
+        }
+    }
+
+    fn bool(&mut self) -> bool {
+        self.0.random()
+    }
+
+    fn string(&mut self) -> String {
+        let len = self.0.random_range(0..12);
+        (0..len)
+            .map(|_| match self.0.random_range(0..8) {
+                0 => 'é',
+                1 => '✓',
+                _ => self.0.random_range(b'a'..=b'z') as char,
+            })
+            .collect()
+    }
+
+    fn bytes(&mut self) -> Vec<u8> {
+        let len = [0, 1, 7, 300][self.0.random_range(0..4)];
+        (0..len).map(|_| self.0.random()).collect()
+    }
+
+    fn option<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        self.bool().then(|| f(self))
+    }
+
+    fn list<T>(&mut self, max: usize, mut f: impl FnMut(&mut Self) -> T) -> Vec<T> {
+        let len = self.0.random_range(0..=max);
+        (0..len).map(|_| f(self)).collect()
+    }
+
+    fn spec(&mut self) -> TaskSpec {
+        TaskSpec {
+            name: self.string(),
+            module: self.string(),
+            schedule: match self.bool() {
+                true => Schedule::EveryMs(self.u64()),
+                false => Schedule::Cron(self.string()),
+            },
+            catch_up: match self.bool() {
+                true => CatchUp::RunOnce,
+                false => CatchUp::Skip,
+            },
+            restart: RestartPolicy {
+                max_restarts: self.u32(),
+                window_ms: self.u64(),
+            },
+            config: self.bytes(),
+            allow_net: self.list(3, Self::string),
+        }
+    }
+
+    fn status(&mut self) -> TaskStatus {
+        match self.0.random_range(0..3) {
+            0 => TaskStatus::Running,
+            1 => TaskStatus::Paused,
+            _ => TaskStatus::Failed { reason: self.string() },
+        }
+    }
+
+    fn module(&mut self) -> ModuleVersion {
+        ModuleVersion {
+            name: self.string(),
+            version: self.u32(),
+            hash: self.string(),
+            size: self.u64(),
+            migrates: self.bool(),
+            down_to: self.list(3, Self::u32),
+            deployed_at_ms: self.u64(),
+            signer: self.string(),
+            signature: self.string(),
+        }
+    }
+
+    fn settings(&mut self) -> RolloutSettings {
+        RolloutSettings {
+            canary: self.u32(),
+            max_parallel: self.u32(),
+            min_healthy_ms: self.u64(),
+            healthy_deadline_ms: self.u64(),
+            auto_revert: self.bool(),
+        }
+    }
+
+    fn assignment(&mut self) -> Assignment {
+        Assignment {
+            task: self.string(),
+            owner: self.option(Self::u64),
+            expected_epoch: self.u64(),
+        }
+    }
+
+    fn tick_commit(&mut self) -> TickCommit {
+        TickCommit {
+            task: self.string(),
+            epoch: self.u64(),
+            tick: self.u64(),
+            node: self.u64(),
+            state: self.bytes(),
+            next_due_ms: self.u64(),
+            committed_at_ms: self.u64(),
+            version: self.u32(),
+        }
+    }
+
+    /// A command of kind `kind` (mod the number of kinds); batches nest to
+    /// `depth`.
+    fn command(&mut self, kind: usize, depth: u32) -> Command {
+        match kind % 18 {
+            0 => Command::Put {
+                key: self.string(),
+                value: self.bytes(),
+            },
+            1 => Command::Delete { key: self.string() },
+            2 if depth > 0 => {
+                let len = self.0.random_range(0..4);
+                Command::Batch(
+                    (0..len)
+                        .map(|_| {
+                            let kind = self.0.random_range(0..18);
+                            self.command(kind, depth - 1)
+                        })
+                        .collect(),
+                )
+            }
+            2 => Command::Batch(Vec::new()),
+            3 => Command::AddTask(self.spec()),
+            4 => Command::RemoveTask { name: self.string() },
+            5 => Command::SetTaskStatus {
+                name: self.string(),
+                status: self.status(),
+            },
+            6 => Command::AssignOwners(self.list(3, Self::assignment)),
+            7 => Command::HandOff(self.list(3, Self::assignment)),
+            8 => Command::YieldTask {
+                name: self.string(),
+                epoch: self.u64(),
+                node: self.u64(),
+            },
+            9 => Command::SetDrained {
+                node: self.u64(),
+                drained: self.bool(),
+            },
+            10 => Command::CommitTick(self.tick_commit()),
+            11 => Command::MarkTaskFailed {
+                name: self.string(),
+                epoch: self.u64(),
+                reason: self.string(),
+                version: self.u32(),
+            },
+            12 => Command::DeployModule(self.module()),
+            13 => Command::AddRelease {
+                module: self.module(),
+                settings: self.settings(),
+                now_ms: self.u64(),
+            },
+            14 => Command::RolloutStep {
+                module: self.string(),
+                version: self.u32(),
+                switch: self.list(4, Self::u64),
+                now_ms: self.u64(),
+            },
+            15 => Command::RolloutControl {
+                module: self.string(),
+                action: match self.0.random_range(0..3) {
+                    0 => RolloutAction::Pause,
+                    1 => RolloutAction::Resume,
+                    _ => RolloutAction::Halt { reason: self.string() },
+                },
+                now_ms: self.u64(),
+            },
+            16 => Command::RolloutFinish {
+                module: self.string(),
+                version: self.u32(),
+                finish: match self.0.random_range(0..3) {
+                    0 => Finish::Done,
+                    1 => Finish::Revert { reason: self.string() },
+                    _ => Finish::Abort,
+                },
+                now_ms: self.u64(),
+            },
+            _ => Command::SetClusterVersion { version: self.u32() },
+        }
+    }
+
+    fn response(&mut self, depth: u32) -> CommandResponse {
+        match self.0.random_range(0..6) {
+            0 => CommandResponse::Done,
+            1 => CommandResponse::Previous(self.option(Self::bytes)),
+            2 => CommandResponse::Module(self.module()),
+            3 => CommandResponse::Count(self.u64()),
+            4 => CommandResponse::Rejected(Rejection::NoSuchTask { task: self.string() }),
+            _ if depth > 0 => CommandResponse::Batch(self.list(3, |g| g.response(depth - 1))),
+            _ => CommandResponse::Batch(Vec::new()),
+        }
+    }
+
+    fn task(&mut self) -> TaskRecord {
+        TaskRecord {
+            spec: self.spec(),
+            owner: self.option(Self::u64),
+            epoch: self.u64(),
+            tick: self.u64(),
+            state: self.bytes(),
+            status: self.status(),
+            last_tick_at_ms: self.option(Self::u64),
+            next_due_ms: self.u64(),
+            history: VecDeque::from(self.list(5, |g| TickRecord {
+                tick: g.u64(),
+                epoch: g.u64(),
+                node: g.u64(),
+                committed_at_ms: g.u64(),
+                version: g.u32(),
+            })),
+            handoff_to: self.option(Self::u64),
+            state_version: self.u32(),
+            failed_on: self.option(Self::u32),
+        }
+    }
+
+    fn rollout(&mut self) -> Rollout {
+        Rollout {
+            from: self.u32(),
+            release: self.module(),
+            settings: self.settings(),
+            state: match self.0.random_range(0..6) {
+                0 => RolloutState::Running,
+                1 => RolloutState::Paused,
+                2 => RolloutState::Halted { reason: self.string() },
+                3 => RolloutState::Done,
+                4 => RolloutState::Reverted { reason: self.string() },
+                _ => RolloutState::Aborted,
+            },
+            switched: self.list(4, Self::u64).into_iter().collect(),
+            steps: self.u32(),
+            step_started_ms: self.u64(),
+            started_at_ms: self.u64(),
+            finished_at_ms: self.option(Self::u64),
+        }
+    }
+
+    fn release(&mut self) -> Release {
+        Release {
+            module: self.module(),
+            outcome: match self.0.random_range(0..5) {
+                0 => ReleaseOutcome::Deployed,
+                1 => ReleaseOutcome::RollingOut,
+                2 => ReleaseOutcome::RolledOut,
+                3 => ReleaseOutcome::Reverted { reason: self.string() },
+                _ => ReleaseOutcome::Aborted,
+            },
+        }
+    }
+
+    /// A state whose maps are keyed as the rules key them (a task by its
+    /// name, a module's current version by the module's name).
+    fn state(&mut self) -> ClusterState {
+        let mut state = ClusterState {
+            cluster_version: self.0.random_range(1..5),
+            ..ClusterState::default()
+        };
+        for _ in 0..self.0.random_range(0..4) {
+            state.kv.insert(self.string(), self.bytes());
+            let module = self.module();
+            state.modules.insert(module.name.clone(), module);
+            let name = self.string();
+            let releases = self.list(3, Self::release);
+            state.releases.insert(name.clone(), releases);
+            state.rollouts.insert(name, self.rollout());
+            let task = self.task();
+            state.tasks.tasks.insert(task.spec.name.clone(), task);
+            state.drained.insert(self.u64());
+        }
+        state
+    }
+
+    fn log_id(&mut self) -> LogId {
+        let leader = <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(self.u64(), self.u64());
+        LogId::new(leader, self.u64())
+    }
+
+    fn membership(&mut self) -> openraft::Membership<u64, Member> {
+        let voters: BTreeSet<u64> = (0..self.0.random_range(1..5)).map(|_| self.u64()).collect();
+        let mut nodes: BTreeMap<u64, Member> = voters
+            .iter()
+            .map(|id| (*id, Member::new(self.string(), self.string())))
+            .collect();
+        for _ in 0..self.0.random_range(0..3) {
+            nodes.insert(self.u64(), Member::new(self.string(), String::new()));
+        }
+        openraft::Membership::new(vec![voters], nodes).unwrap()
+    }
+}
+
+const ROUNDS: usize = 2000;
+
+#[test]
+fn generated_commands_and_responses_round_trip() {
+    let mut g = Gen(StdRng::seed_from_u64(14));
+    for round in 0..ROUNDS {
+        let command = g.command(round, 2);
+        assert_eq!(
+            decode_command(&encode_command(&command)).unwrap(),
+            command,
+            "round {round}"
+        );
+        let response = g.response(2);
+        let bytes = baton_proto::state::v1::CommandResponse::from(&response).encode_to_vec();
+        let decoded = baton_proto::state::v1::CommandResponse::decode(&bytes[..]).unwrap();
+        assert_eq!(CommandResponse::try_from(decoded).unwrap(), response, "round {round}");
+    }
+}
+
+#[test]
+fn generated_states_entries_and_raft_records_round_trip() {
+    let mut g = Gen(StdRng::seed_from_u64(15));
+    for round in 0..ROUNDS / 4 {
+        let state = g.state();
+        let bytes = encode_state(&state);
+        assert_eq!(decode_state(&bytes).unwrap(), state, "round {round}");
+        assert_eq!(encode_state(&state.clone()), bytes, "equal states encode alike");
+
+        let payload = match round % 3 {
+            0 => EntryPayload::Blank,
+            1 => EntryPayload::Normal(g.command(round, 1)),
+            _ => EntryPayload::Membership(g.membership()),
+        };
+        let entry = Entry {
+            log_id: g.log_id(),
+            payload,
+        };
+        assert_eq!(decode_entry(&encode_entry(&entry)).unwrap(), entry, "round {round}");
+
+        let meta = SnapshotMeta {
+            last_log_id: g.option(Gen::log_id),
+            last_membership: StoredMembership::new(g.option(Gen::log_id), g.membership()),
+        };
+        assert_eq!(
+            decode_snapshot_meta(&encode_snapshot_meta(&meta)).unwrap(),
+            meta,
+            "round {round}"
+        );
+        let vote = match g.bool() {
+            true => Vote::new_committed(g.u64(), g.u64()),
+            false => Vote::new(g.u64(), g.u64()),
+        };
+        assert_eq!(decode_vote(&encode_vote(&vote)).unwrap(), vote, "round {round}");
+    }
+}

@@ -1,0 +1,180 @@
+//! Raft's records as `baton.state.v1` protobuf: log ids, votes,
+//! memberships, log entries (whose commands are [`super::command`]'s) and
+//! snapshot metadata.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use baton_proto::state::v1 as pb;
+use openraft::EntryPayload;
+use openraft::vote::RaftLeaderIdExt;
+use prost::Message;
+
+use super::DecodeError;
+use super::command::{decode_command, encode_command};
+use crate::state::member::{Member, NodeId};
+use crate::types::TypeConfig;
+use crate::types::typ::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+
+type Membership = openraft::Membership<NodeId, Member>;
+type LeaderId = <TypeConfig as openraft::RaftTypeConfig>::LeaderId;
+
+fn missing(what: &'static str) -> DecodeError {
+    DecodeError::Missing(what)
+}
+
+/// A log entry's encoding.
+pub fn encode_entry(entry: &Entry) -> Vec<u8> {
+    use pb::entry::Payload;
+    let payload = match &entry.payload {
+        EntryPayload::Blank => Payload::Blank(pb::Unit {}),
+        EntryPayload::Normal(command) => Payload::Normal(encode_command(command)),
+        EntryPayload::Membership(membership) => Payload::Membership(membership_to(membership)),
+    };
+    pb::Entry {
+        log_id: Some(log_id_to(&entry.log_id)),
+        payload: Some(payload),
+    }
+    .encode_to_vec()
+}
+
+/// Decodes a log entry; one whose command is of a kind this release does
+/// not know is [`DecodeError::UnknownKind`].
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    use pb::entry::Payload;
+    let entry = pb::Entry::decode(bytes)?;
+    let log_id = log_id_from(entry.log_id.ok_or(missing("Entry.log_id"))?)?;
+    let payload = match entry.payload.ok_or(missing("Entry.payload"))? {
+        Payload::Blank(_) => EntryPayload::Blank,
+        Payload::Normal(command) => EntryPayload::Normal(decode_command(&command)?),
+        Payload::Membership(membership) => EntryPayload::Membership(membership_from(membership)?),
+    };
+    Ok(Entry { log_id, payload })
+}
+
+/// A vote's encoding.
+pub fn encode_vote(vote: &Vote) -> Vec<u8> {
+    pb::Vote {
+        leader_id: Some(leader_to(&vote.leader_id)),
+        committed: vote.committed,
+    }
+    .encode_to_vec()
+}
+
+pub fn decode_vote(bytes: &[u8]) -> Result<Vote, DecodeError> {
+    let vote = pb::Vote::decode(bytes)?;
+    let leader = vote.leader_id.ok_or(missing("Vote.leader_id"))?;
+    Ok(match vote.committed {
+        true => Vote::new_committed(leader.term, leader.node_id),
+        false => Vote::new(leader.term, leader.node_id),
+    })
+}
+
+/// An optional log id's encoding (empty for none).
+pub fn encode_log_id(log_id: Option<&LogId>) -> Vec<u8> {
+    log_id.map(log_id_to).unwrap_or_default().encode_to_vec()
+}
+
+pub fn decode_log_id(bytes: &[u8]) -> Result<Option<LogId>, DecodeError> {
+    optional_log_id(Some(pb::LogId::decode(bytes)?))
+}
+
+/// Snapshot metadata's encoding.
+pub fn encode_snapshot_meta(meta: &SnapshotMeta) -> Vec<u8> {
+    pb::SnapshotMeta {
+        last_log_id: meta.last_log_id.as_ref().map(log_id_to),
+        last_membership: Some(pb::StoredMembership {
+            log_id: meta.last_membership.log_id().as_ref().map(log_id_to),
+            membership: Some(membership_to(meta.last_membership.membership())),
+        }),
+    }
+    .encode_to_vec()
+}
+
+pub fn decode_snapshot_meta(bytes: &[u8]) -> Result<SnapshotMeta, DecodeError> {
+    let meta = pb::SnapshotMeta::decode(bytes)?;
+    let stored = meta.last_membership.unwrap_or_default();
+    let membership = match stored.membership {
+        Some(membership) => membership_from(membership)?,
+        None => Membership::default(),
+    };
+    Ok(SnapshotMeta {
+        last_log_id: optional_log_id(meta.last_log_id)?,
+        last_membership: StoredMembership::new(optional_log_id(stored.log_id)?, membership),
+    })
+}
+
+fn leader_to(leader: &LeaderId) -> pb::LeaderId {
+    pb::LeaderId {
+        term: leader.term,
+        node_id: leader.node_id,
+    }
+}
+
+fn log_id_to(log_id: &LogId) -> pb::LogId {
+    pb::LogId {
+        leader_id: Some(pb::LeaderId {
+            term: log_id.leader_id.term,
+            node_id: log_id.leader_id.node_id,
+        }),
+        index: log_id.index,
+    }
+}
+
+fn log_id_from(log_id: pb::LogId) -> Result<LogId, DecodeError> {
+    let leader = log_id.leader_id.ok_or(missing("LogId.leader_id"))?;
+    Ok(LogId::new(
+        LeaderId::new_committed(leader.term, leader.node_id),
+        log_id.index,
+    ))
+}
+
+/// `None` for an unset log id (or an empty one: no leader, no index).
+fn optional_log_id(log_id: Option<pb::LogId>) -> Result<Option<LogId>, DecodeError> {
+    match log_id {
+        Some(pb::LogId {
+            leader_id: None,
+            index: 0,
+        })
+        | None => Ok(None),
+        Some(log_id) => log_id_from(log_id).map(Some),
+    }
+}
+
+fn membership_to(membership: &Membership) -> pb::Membership {
+    pb::Membership {
+        configs: membership
+            .get_joint_config()
+            .iter()
+            .map(|voters| pb::VoterSet {
+                voters: voters.iter().copied().collect(),
+            })
+            .collect(),
+        nodes: membership
+            .nodes()
+            .map(|(id, member)| {
+                let member = pb::Member {
+                    addr: member.addr.clone(),
+                    storage_id: member.storage_id.clone(),
+                };
+                (*id, member)
+            })
+            .collect(),
+    }
+}
+
+fn membership_from(membership: pb::Membership) -> Result<Membership, DecodeError> {
+    let configs: Vec<BTreeSet<NodeId>> = membership
+        .configs
+        .into_iter()
+        .map(|set| set.voters.into_iter().collect())
+        .collect();
+    let nodes: BTreeMap<NodeId, Member> = membership
+        .nodes
+        .into_iter()
+        .map(|(id, member)| (id, Member::new(member.addr, member.storage_id)))
+        .collect();
+    Membership::new(configs, nodes).map_err(|e| DecodeError::Invalid {
+        what: "Membership",
+        why: e.to_string(),
+    })
+}

@@ -1,0 +1,239 @@
+//! [`ClusterState`], a snapshot's data, as `baton.state.v1` protobuf. Every
+//! map is written as a list sorted by key (the maps are `BTreeMap`s), so
+//! equal states encode to equal bytes.
+
+use baton_proto::state::v1 as pb;
+use prost::Message;
+
+use super::DecodeError;
+use crate::state::cluster::ClusterState;
+use crate::state::rollouts::{Release, ReleaseOutcome, Rollout, RolloutState};
+use crate::state::tasks::{TaskRecord, TaskTable, TickRecord};
+
+/// A state's encoding.
+pub fn encode_state(state: &ClusterState) -> Vec<u8> {
+    pb::ClusterState::from(state).encode_to_vec()
+}
+
+/// Decodes a state.
+pub fn decode_state(bytes: &[u8]) -> Result<ClusterState, DecodeError> {
+    pb::ClusterState::decode(bytes)?.try_into()
+}
+
+fn missing(what: &'static str) -> DecodeError {
+    DecodeError::Missing(what)
+}
+
+impl From<&ClusterState> for pb::ClusterState {
+    fn from(state: &ClusterState) -> Self {
+        pb::ClusterState {
+            cluster_version: state.cluster_version,
+            kv: state
+                .kv
+                .iter()
+                .map(|(key, value)| pb::KeyValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            modules: state.modules.values().map(pb::ModuleVersion::from).collect(),
+            releases: state
+                .releases
+                .iter()
+                .map(|(module, releases)| pb::ModuleReleases {
+                    module: module.clone(),
+                    releases: releases.iter().map(pb::Release::from).collect(),
+                })
+                .collect(),
+            rollouts: state
+                .rollouts
+                .iter()
+                .map(|(module, rollout)| rollout_to(module, rollout))
+                .collect(),
+            tasks: state.tasks.tasks.values().map(pb::TaskRecord::from).collect(),
+            drained: state.drained.iter().copied().collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::ClusterState> for ClusterState {
+    type Error = DecodeError;
+
+    fn try_from(state: pb::ClusterState) -> Result<Self, DecodeError> {
+        let mut rollouts = std::collections::BTreeMap::new();
+        for rollout in state.rollouts {
+            let module = rollout.module.clone();
+            rollouts.insert(module, rollout_from(rollout)?);
+        }
+        let mut tasks = std::collections::BTreeMap::new();
+        for task in state.tasks {
+            let task = TaskRecord::try_from(task)?;
+            tasks.insert(task.spec.name.clone(), task);
+        }
+        let mut releases = std::collections::BTreeMap::new();
+        for module in state.releases {
+            let list = module
+                .releases
+                .into_iter()
+                .map(Release::try_from)
+                .collect::<Result<_, _>>()?;
+            releases.insert(module.module, list);
+        }
+        Ok(ClusterState {
+            kv: state.kv.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+            modules: state.modules.into_iter().map(|m| (m.name.clone(), m.into())).collect(),
+            releases,
+            rollouts,
+            tasks: TaskTable { tasks },
+            drained: state.drained.into_iter().collect(),
+            cluster_version: state.cluster_version.max(crate::state::cluster_version::FIRST),
+        })
+    }
+}
+
+impl From<&Release> for pb::Release {
+    fn from(release: &Release) -> Self {
+        use pb::release_outcome::Outcome;
+        pb::Release {
+            module: Some((&release.module).into()),
+            outcome: Some(pb::ReleaseOutcome {
+                outcome: Some(match &release.outcome {
+                    ReleaseOutcome::Deployed => Outcome::Deployed(pb::Unit {}),
+                    ReleaseOutcome::RollingOut => Outcome::RollingOut(pb::Unit {}),
+                    ReleaseOutcome::RolledOut => Outcome::RolledOut(pb::Unit {}),
+                    ReleaseOutcome::Reverted { reason } => Outcome::Reverted(reason.clone()),
+                    ReleaseOutcome::Aborted => Outcome::Aborted(pb::Unit {}),
+                }),
+            }),
+        }
+    }
+}
+
+impl TryFrom<pb::Release> for Release {
+    type Error = DecodeError;
+
+    fn try_from(release: pb::Release) -> Result<Self, DecodeError> {
+        use pb::release_outcome::Outcome;
+        let outcome = match release.outcome.and_then(|o| o.outcome) {
+            Some(Outcome::Deployed(_)) => ReleaseOutcome::Deployed,
+            Some(Outcome::RollingOut(_)) => ReleaseOutcome::RollingOut,
+            Some(Outcome::RolledOut(_)) => ReleaseOutcome::RolledOut,
+            Some(Outcome::Reverted(reason)) => ReleaseOutcome::Reverted { reason },
+            Some(Outcome::Aborted(_)) => ReleaseOutcome::Aborted,
+            None => return Err(missing("Release.outcome")),
+        };
+        Ok(Release {
+            module: release.module.ok_or(missing("Release.module"))?.into(),
+            outcome,
+        })
+    }
+}
+
+fn rollout_to(module: &str, rollout: &Rollout) -> pb::Rollout {
+    use pb::rollout_state::State;
+    pb::Rollout {
+        module: module.to_string(),
+        from: rollout.from,
+        release: Some((&rollout.release).into()),
+        settings: Some((&rollout.settings).into()),
+        state: Some(pb::RolloutState {
+            state: Some(match &rollout.state {
+                RolloutState::Running => State::Running(pb::Unit {}),
+                RolloutState::Paused => State::Paused(pb::Unit {}),
+                RolloutState::Halted { reason } => State::Halted(reason.clone()),
+                RolloutState::Done => State::Done(pb::Unit {}),
+                RolloutState::Reverted { reason } => State::Reverted(reason.clone()),
+                RolloutState::Aborted => State::Aborted(pb::Unit {}),
+            }),
+        }),
+        switched: rollout.switched.iter().copied().collect(),
+        steps: rollout.steps,
+        step_started_ms: rollout.step_started_ms,
+        started_at_ms: rollout.started_at_ms,
+        finished_at_ms: rollout.finished_at_ms,
+    }
+}
+
+fn rollout_from(rollout: pb::Rollout) -> Result<Rollout, DecodeError> {
+    use pb::rollout_state::State;
+    let state = match rollout.state.and_then(|s| s.state) {
+        Some(State::Running(_)) => RolloutState::Running,
+        Some(State::Paused(_)) => RolloutState::Paused,
+        Some(State::Halted(reason)) => RolloutState::Halted { reason },
+        Some(State::Done(_)) => RolloutState::Done,
+        Some(State::Reverted(reason)) => RolloutState::Reverted { reason },
+        Some(State::Aborted(_)) => RolloutState::Aborted,
+        None => return Err(missing("Rollout.state")),
+    };
+    Ok(Rollout {
+        from: rollout.from,
+        release: rollout.release.ok_or(missing("Rollout.release"))?.into(),
+        settings: rollout.settings.ok_or(missing("Rollout.settings"))?.into(),
+        state,
+        switched: rollout.switched.into_iter().collect(),
+        steps: rollout.steps,
+        step_started_ms: rollout.step_started_ms,
+        started_at_ms: rollout.started_at_ms,
+        finished_at_ms: rollout.finished_at_ms,
+    })
+}
+
+impl From<&TaskRecord> for pb::TaskRecord {
+    fn from(task: &TaskRecord) -> Self {
+        pb::TaskRecord {
+            spec: Some((&task.spec).into()),
+            owner: task.owner,
+            epoch: task.epoch,
+            tick: task.tick,
+            state: task.state.clone(),
+            status: Some((&task.status).into()),
+            last_tick_at_ms: task.last_tick_at_ms,
+            next_due_ms: task.next_due_ms,
+            history: task
+                .history
+                .iter()
+                .map(|t| pb::TickRecord {
+                    tick: t.tick,
+                    epoch: t.epoch,
+                    node: t.node,
+                    committed_at_ms: t.committed_at_ms,
+                    version: t.version,
+                })
+                .collect(),
+            handoff_to: task.handoff_to,
+            state_version: task.state_version,
+            failed_on: task.failed_on,
+        }
+    }
+}
+
+impl TryFrom<pb::TaskRecord> for TaskRecord {
+    type Error = DecodeError;
+
+    fn try_from(task: pb::TaskRecord) -> Result<Self, DecodeError> {
+        Ok(TaskRecord {
+            spec: task.spec.ok_or(missing("TaskRecord.spec"))?.try_into()?,
+            owner: task.owner,
+            epoch: task.epoch,
+            tick: task.tick,
+            state: task.state,
+            status: task.status.ok_or(missing("TaskRecord.status"))?.try_into()?,
+            last_tick_at_ms: task.last_tick_at_ms,
+            next_due_ms: task.next_due_ms,
+            history: task
+                .history
+                .into_iter()
+                .map(|t| TickRecord {
+                    tick: t.tick,
+                    epoch: t.epoch,
+                    node: t.node,
+                    committed_at_ms: t.committed_at_ms,
+                    version: t.version,
+                })
+                .collect(),
+            handoff_to: task.handoff_to,
+            state_version: task.state_version,
+            failed_on: task.failed_on,
+        })
+    }
+}
