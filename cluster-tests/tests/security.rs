@@ -116,6 +116,7 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
         let mut request = member.request(
             RaftRequest {
                 payload: b"{not json".to_vec(),
+                ..Default::default()
             },
             None,
         );

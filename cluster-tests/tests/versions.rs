@@ -9,9 +9,18 @@
 use std::time::Duration;
 
 use baton_cluster_tests::{TestCluster, poll_async};
+use baton_node::codec::format::Format;
 use baton_node::config::TimingConfig;
+use baton_node::state::cluster_version::VersionRange;
 use baton_proto::AddNodeRequest;
 use batonctl::cmd::status::fetch;
+use redb::{ReadableDatabase, ReadableTable};
+
+/// The store's log table, as `baton_node::store` defines it.
+const LOG: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("raft_log");
+
+/// The highest cluster version this release supports.
+const HIGHEST: u32 = VersionRange::SUPPORTED.max;
 
 /// The config a node acting as an older release runs with.
 const OLDER_RELEASE: &str = "\n[testing]\nmax_cluster_version = 1\n";
@@ -25,6 +34,20 @@ fn set_older_release(cluster: &TestCluster, id: u64, older: bool) {
         false => text,
     };
     std::fs::write(&path, text).expect("write config");
+}
+
+/// The format of each entry in node `id`'s log, in order (the node must be
+/// stopped: redb allows one process at a time).
+fn log_formats(cluster: &TestCluster, id: u64) -> Vec<Format> {
+    let path = cluster.local.nodes[&id].dir.join("data/raft.redb");
+    let db = redb::Database::open(&path).expect("open the stopped node's store");
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(LOG).unwrap();
+    table
+        .iter()
+        .unwrap()
+        .map(|row| Format::of(row.unwrap().1.value()))
+        .collect()
 }
 
 fn log_of(cluster: &TestCluster, id: u64) -> String {
@@ -65,34 +88,54 @@ async fn the_cluster_version_rises_only_once_every_member_supports_it_and_older_
         );
     }
 
-    // Node 3 upgraded (restarted without the cap): the version rises, and
-    // every node applies it.
+    // Node 3 upgraded (restarted without the cap): the version rises, one
+    // step at a time, to the highest, and every node applies it.
     cluster.local.stop(3, Duration::from_secs(10)).expect("stop node 3");
     set_older_release(&cluster, 3, false);
     cluster.restart(3);
-    let view = poll_async(Duration::from_secs(30), "the version to rise to 2", || async {
-        let view = fetch(&client).await.ok()?;
-        (view.cluster_version == 2).then_some(view)
-    })
+    let view = poll_async(
+        Duration::from_secs(30),
+        "the version to rise to the highest",
+        || async {
+            let view = fetch(&client).await.ok()?;
+            (view.cluster_version == HIGHEST).then_some(view)
+        },
+    )
     .await;
     assert!(view.version_held_by.is_empty(), "{view:?}");
-    assert!(view.members.iter().all(|m| m.max_cluster_version == 2), "{view:?}");
-    poll_async(Duration::from_secs(20), "every node to apply version 2", || async {
+    assert!(
+        view.members.iter().all(|m| m.max_cluster_version == HIGHEST),
+        "{view:?}"
+    );
+    poll_async(Duration::from_secs(20), "every node to apply each version", || async {
         (1..=3)
-            .all(|id| log_of(&cluster, id).contains("the cluster version is now 2"))
+            .all(|id| {
+                let log = log_of(&cluster, id);
+                (2..=HIGHEST).all(|v| log.contains(&format!("the cluster version is now {v}")))
+            })
             .then_some(())
     })
     .await;
-    cluster.put(&client, "after", "2").await.expect("a write at version 2");
+    cluster
+        .put(&client, "after", "2")
+        .await
+        .expect("a write at the highest version");
 
     // Node 3 taken back to the older release: it refuses its data dir, and
-    // says what to run.
+    // says what to run. Its log, written before the raise as JSON, holds the
+    // entries after it in the binary format.
     cluster.local.stop(3, Duration::from_secs(10)).expect("stop node 3");
+    let formats = log_formats(&cluster, 3);
+    assert_eq!(formats.first(), Some(&Format::Json), "{formats:?}");
+    assert_eq!(formats.last(), Some(&Format::Binary), "{formats:?}");
     set_older_release(&cluster, 3, true);
     cluster.restart(3);
     poll_async(Duration::from_secs(20), "node 3 to refuse its data dir", || async {
         log_of(&cluster, 3)
-            .contains("data_dir is at cluster version 2; this baton-node (0.2.0) supports cluster version 1; run baton-node 0.2.0 or later")
+            .contains(&format!(
+                "data_dir is at cluster version {HIGHEST}; this baton-node (0.2.0) supports cluster version 1; run \
+                 baton-node 0.2.0 or later"
+            ))
             .then_some(())
     })
     .await;
@@ -122,7 +165,9 @@ async fn the_cluster_version_rises_only_once_every_member_supports_it_and_older_
     })
     .await;
     assert!(
-        refused.contains("this cluster is at cluster version 2; start node 4 with baton-node 0.2.0 or later"),
+        refused.contains(&format!(
+            "this cluster is at cluster version {HIGHEST}; start node 4 with baton-node 0.2.0 or later"
+        )),
         "{refused}"
     );
     let view = fetch(&client).await.unwrap();

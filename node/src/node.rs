@@ -129,7 +129,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         config.id,
         raft_config,
         db.clone(),
-        GrpcNetwork::new(channels.clone()),
+        GrpcNetwork::new(channels.clone(), db.applied_version()),
         versions,
     )
     .await?;

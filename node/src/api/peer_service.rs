@@ -97,7 +97,7 @@ impl Peer for PeerService {
 
     async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
         let from = caller(&request)?;
-        let command: Command = serde_json::from_slice(&request.into_inner().command)
+        let command: Command = crate::codec::format::decode_command(&request.into_inner().command)
             .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
         if !matches!(
             command,

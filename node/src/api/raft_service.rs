@@ -63,7 +63,22 @@ impl RaftService {
 #[tonic::async_trait]
 impl RaftApi for RaftService {
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let payload = self.admit(request)?.payload;
+        let RaftRequest {
+            payload,
+            append_entries,
+        } = self.admit(request)?;
+        if let Some(typed) = append_entries {
+            // Entries of a kind this release does not know refuse the whole
+            // request by their kind's number; nothing is appended.
+            let rpc = crate::codec::raft::append_entries_from(typed)
+                .map_err(|e| Status::invalid_argument(format!("malformed append-entries request: {e}")))?;
+            let response = self
+                .raft
+                .append_entries(rpc)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            return reply(&response);
+        }
         let rpc = decode("append-entries request", &payload).map_err(|malformed| {
             // Entries of a kind this release does not know, from a newer
             // leader: refused by name, nothing appended.

@@ -35,7 +35,7 @@ use crate::state::tasks::{
 };
 use crate::store::format_fixtures_test as samples;
 use crate::types::TypeConfig;
-use crate::types::typ::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+use crate::types::typ::{AppendEntriesRequest, Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proto")
@@ -163,6 +163,20 @@ fn log_entries_snapshots_and_raft_records_are_encoded_as_pinned_and_decode_back(
         problems.extend(pinned(name, &bytes));
         assert_eq!(decode_vote(&bytes).unwrap(), vote);
     }
+    let append = AppendEntriesRequest {
+        vote: Vote::new_committed(2, 1),
+        prev_log_id: Some(samples::log_id(2, 10)),
+        entries: vec![Entry::new_normal(
+            samples::log_id(2, 11),
+            Command::CommitTick(samples::tick()),
+        )],
+        leader_commit: Some(samples::log_id(2, 10)),
+    };
+    let bytes = append_entries_to(&append).encode_to_vec();
+    problems.extend(pinned("append-entries", &bytes));
+    let decoded = append_entries_from(baton_proto::state::v1::AppendEntries::decode(&bytes[..]).unwrap()).unwrap();
+    assert_eq!(format!("{decoded:?}"), format!("{append:?}"));
+
     let log_id = samples::log_id(2, 12);
     let bytes = encode_log_id(Some(&log_id));
     problems.extend(pinned("log-id", &bytes));
@@ -599,5 +613,14 @@ fn generated_states_entries_and_raft_records_round_trip() {
             false => Vote::new(g.u64(), g.u64()),
         };
         assert_eq!(decode_vote(&encode_vote(&vote)).unwrap(), vote, "round {round}");
+
+        let append = AppendEntriesRequest {
+            vote,
+            prev_log_id: g.option(Gen::log_id),
+            entries: vec![entry.clone(), entry],
+            leader_commit: g.option(Gen::log_id),
+        };
+        let decoded = append_entries_from(append_entries_to(&append)).unwrap();
+        assert_eq!(format!("{decoded:?}"), format!("{append:?}"), "round {round}");
     }
 }

@@ -7,6 +7,8 @@
 //! - [`snapshot`]: the whole state, a snapshot's data.
 //! - [`raft`]: log entries, votes, log ids, memberships, snapshot metadata.
 //! - [`rejection`], [`propose`]: typed rejections and peer proposals.
+//! - [`format`]: which encoding a writer uses (the cluster version decides)
+//!   and readers that take either.
 //! - [`json`]: the JSON of earlier releases, read so that an unknown kind is
 //!   refused by name.
 //!
@@ -41,6 +43,7 @@
 //! round-trip tests check that decode(encode(x)) == x for generated values.
 
 pub mod command;
+pub mod format;
 #[cfg(test)]
 mod golden_test;
 pub mod json;

@@ -13,7 +13,7 @@ use super::DecodeError;
 use super::command::{decode_command, encode_command};
 use crate::state::member::{Member, NodeId};
 use crate::types::TypeConfig;
-use crate::types::typ::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+use crate::types::typ::{AppendEntriesRequest, Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 
 type Membership = openraft::Membership<NodeId, Member>;
 type LeaderId = <TypeConfig as openraft::RaftTypeConfig>::LeaderId;
@@ -49,6 +49,35 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
         Payload::Membership(membership) => EntryPayload::Membership(membership_from(membership)?),
     };
     Ok(Entry { log_id, payload })
+}
+
+/// openraft's AppendEntries request, typed.
+pub fn append_entries_to(rpc: &AppendEntriesRequest) -> pb::AppendEntries {
+    pb::AppendEntries {
+        vote: Some(pb::Vote {
+            leader_id: Some(leader_to(&rpc.vote.leader_id)),
+            committed: rpc.vote.committed,
+        }),
+        prev_log_id: rpc.prev_log_id.as_ref().map(log_id_to),
+        entries: rpc.entries.iter().map(encode_entry).collect(),
+        leader_commit: rpc.leader_commit.as_ref().map(log_id_to),
+    }
+}
+
+/// An AppendEntries request from its typed form; an entry of a command kind
+/// this release does not know refuses the whole request.
+pub fn append_entries_from(rpc: pb::AppendEntries) -> Result<AppendEntriesRequest, DecodeError> {
+    let vote = rpc.vote.ok_or(missing("AppendEntries.vote"))?;
+    let leader = vote.leader_id.ok_or(missing("Vote.leader_id"))?;
+    Ok(AppendEntriesRequest {
+        vote: match vote.committed {
+            true => Vote::new_committed(leader.term, leader.node_id),
+            false => Vote::new(leader.term, leader.node_id),
+        },
+        prev_log_id: optional_log_id(rpc.prev_log_id)?,
+        entries: rpc.entries.iter().map(|e| decode_entry(e)).collect::<Result<_, _>>()?,
+        leader_commit: optional_log_id(rpc.leader_commit)?,
+    })
 }
 
 /// A vote's encoding.

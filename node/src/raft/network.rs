@@ -12,6 +12,7 @@ use baton_proto::{RaftRequest, SnapshotRequest};
 use openraft::OptionalSend;
 use openraft::errors::{NetworkError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
+use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
@@ -19,6 +20,8 @@ use tonic::transport::Channel;
 use super::message_limits::{PEER_MAX_MESSAGE_BYTES, rpc_timeout};
 use super::peer_channels::PeerChannels;
 use super::snapshot_stream::{SNAPSHOT_CHUNK_BYTES, chunk_count, chunks, fits_one_message};
+use crate::codec::format::{AppliedVersion, Format};
+use crate::codec::raft::append_entries_to;
 use crate::types::typ::*;
 use crate::types::{Member, NodeId, TypeConfig};
 
@@ -26,11 +29,14 @@ use crate::types::{Member, NodeId, TypeConfig};
 #[derive(Clone)]
 pub struct GrpcNetwork {
     channels: Arc<PeerChannels>,
+    applied: AppliedVersion,
 }
 
 impl GrpcNetwork {
-    pub fn new(channels: Arc<PeerChannels>) -> Self {
-        GrpcNetwork { channels }
+    /// `applied` is the cluster version this node has applied: it picks the
+    /// format AppendEntries travels in.
+    pub fn new(channels: Arc<PeerChannels>, applied: AppliedVersion) -> Self {
+        GrpcNetwork { channels, applied }
     }
 }
 
@@ -43,6 +49,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             target_storage: node.storage_id.clone(),
             channel: self.channels.channel(target, &node.addr),
             channels: self.channels.clone(),
+            applied: self.applied.clone(),
         }
     }
 }
@@ -55,6 +62,7 @@ pub struct GrpcPeer {
     target_storage: String,
     channel: Result<Channel, tonic::transport::Error>,
     channels: Arc<PeerChannels>,
+    applied: AppliedVersion,
 }
 
 /// Maps a failed gRPC call to openraft's error: an unreachable peer makes
@@ -70,6 +78,14 @@ fn rpc_error(status: tonic::Status) -> RpcError {
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, RpcError> {
     serde_json::to_vec(value).map_err(|e| RpcError::Network(NetworkError::new(&e)))
+}
+
+/// openraft's request as JSON, as every release reads it.
+fn json_request<T: Serialize>(value: &T) -> Result<RaftRequest, RpcError> {
+    Ok(RaftRequest {
+        payload: encode(value)?,
+        append_entries: None,
+    })
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
@@ -99,19 +115,18 @@ impl GrpcPeer {
             .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES))
     }
 
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    async fn call<Resp: DeserializeOwned>(
         &self,
         kind: RpcKind,
-        req: &Req,
+        message: RaftRequest,
         option: &RPCOption,
     ) -> Result<Resp, RpcError> {
         let mut client = self.client()?;
-        let payload = encode(req)?;
         // openraft's timeout comes from the heartbeat interval (37.5 ms by
         // default): too short for an entry of megabytes, which would time
         // out and be resent for ever.
-        let timeout = rpc_timeout(option.soft_ttl(), payload.len());
-        let request = self.request(RaftRequest { payload }, Some(timeout));
+        let timeout = rpc_timeout(option.soft_ttl(), message.encoded_len());
+        let request = self.request(message, Some(timeout));
         let reply = match kind {
             RpcKind::AppendEntries => client.append_entries(request).await,
             RpcKind::Vote => client.vote(request).await,
@@ -201,7 +216,15 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RpcError> {
         let carries_entries = !rpc.entries.is_empty();
-        let result = self.call(RpcKind::AppendEntries, &rpc, &option).await;
+        // Typed once every member reads it (see `codec::format`).
+        let message = match self.applied.format() {
+            Format::Json => json_request(&rpc)?,
+            Format::Binary => RaftRequest {
+                payload: Vec::new(),
+                append_entries: Some(append_entries_to(&rpc)),
+            },
+        };
+        let result = self.call(RpcKind::AppendEntries, message, &option).await;
         match &result {
             Ok(_) if carries_entries => self.channels.note_replicated(self.target),
             Ok(_) => {}
@@ -211,11 +234,11 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
     }
 
     async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
-        self.call(RpcKind::Vote, &rpc, &option).await
+        self.call(RpcKind::Vote, json_request(&rpc)?, &option).await
     }
 
     async fn pre_vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
-        self.call(RpcKind::PreVote, &rpc, &option).await
+        self.call(RpcKind::PreVote, json_request(&rpc)?, &option).await
     }
 
     async fn full_snapshot(
@@ -251,7 +274,7 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         req: TransferLeaderRequest,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse, RpcError> {
-        self.call(RpcKind::TransferLeader, &req, &option).await
+        self.call(RpcKind::TransferLeader, json_request(&req)?, &option).await
     }
 }
 

@@ -23,6 +23,7 @@
 //! | --- | --- | --- |
 //! | 1 | the formats of the releases before cluster versions | 0.1.0 |
 //! | 2 | the cluster records its version (`set_cluster_version` entries) | 0.2.0 |
+//! | 3 | binary formats: the log, the vote, snapshots and forwarded proposals as `baton.state.v1` protobuf (see `crate::codec::format`) | 0.2.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
@@ -37,9 +38,13 @@ pub type ClusterVersion = u32;
 /// snapshot written before cluster versions existed.
 pub const FIRST: ClusterVersion = 1;
 
+/// The version from which the log, the vote, snapshots and forwarded
+/// proposals are written as protobuf (`crate::codec::format`).
+pub const BINARY_FORMATS: ClusterVersion = 3;
+
 /// The releases that introduced each version, for messages: index 0 is
 /// version 1.
-const FIRST_RELEASES: [&str; 2] = ["0.1.0", "0.2.0"];
+const FIRST_RELEASES: [&str; 3] = ["0.1.0", "0.2.0", "0.2.0"];
 
 /// The cluster versions a binary can run at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +62,7 @@ impl Default for VersionRange {
 
 impl VersionRange {
     /// What this release supports.
-    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 2 };
+    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 3 };
 
     /// This release's range, its top lowered to `cap` (the `[testing]
     /// max_cluster_version` knob, which makes a node act as an older release

@@ -14,6 +14,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::codec::format::{AppliedVersion, Format};
 use crate::raft::StorageIdentity;
 use crate::state::cluster_version::{self, ClusterVersion};
 
@@ -43,6 +44,9 @@ pub enum StoreError {
 pub struct RaftDb {
     db: Arc<Database>,
     identity: StorageIdentity,
+    /// The highest cluster version applied here, which picks the format
+    /// the log store and the state machine write (`codec::format`).
+    applied_version: AppliedVersion,
 }
 
 /// META keys of the storage identity (see [`crate::raft::identity`]).
@@ -65,7 +69,24 @@ impl RaftDb {
         })?;
         let db = Arc::new(db);
         let identity = Self::identify(&db)?;
-        Ok(RaftDb { db, identity })
+        let raft_db = RaftDb {
+            db,
+            identity,
+            applied_version: AppliedVersion::new(cluster_version::FIRST),
+        };
+        raft_db.applied_version.raise(raft_db.cluster_version()?);
+        Ok(raft_db)
+    }
+
+    /// The format to write in, by the highest cluster version applied here.
+    pub fn format(&self) -> Format {
+        self.applied_version.format()
+    }
+
+    /// The highest cluster version applied here, shared (it picks the format
+    /// of what the node sends, too).
+    pub fn applied_version(&self) -> AppliedVersion {
+        self.applied_version.clone()
     }
 
     /// The store's identity, created with the store: a fresh id, marked
@@ -189,7 +210,9 @@ impl RaftDb {
                 meta.insert(CLUSTER_VERSION, bytes.as_slice())?;
             }
             Ok(())
-        })
+        })?;
+        self.applied_version.raise(version);
+        Ok(())
     }
 
     /// Records the cluster id this data directory belongs to, durably.

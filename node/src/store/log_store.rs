@@ -12,9 +12,9 @@ use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use redb::{Durability, ReadableTable};
 
-use super::db::{LOG, META, RaftDb, to_json};
+use super::db::{LOG, META, RaftDb};
 use super::flusher::Flusher;
-use crate::codec::json::decode_entry;
+use crate::codec::format::{decode_entry, decode_log_id, decode_vote, encode_entry, encode_log_id, encode_vote};
 use crate::raft::message_limits::APPEND_BUDGET_BYTES;
 use crate::types::TypeConfig;
 use crate::types::typ::{Entry, LogId, Vote};
@@ -30,6 +30,12 @@ pub struct LogStore {
 }
 
 impl LogStore {
+    /// A value of the META table, as stored.
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, io::Error> {
+        self.db
+            .read(|txn| Ok(txn.open_table(META)?.get(key)?.map(|v| v.value().to_vec())))
+    }
+
     pub fn new(db: RaftDb) -> Self {
         Self::with_append_budget(db, APPEND_BUDGET_BYTES)
     }
@@ -118,7 +124,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.db.get_json(META, "vote")
+        self.meta("vote")?.map(|bytes| decode_vote(&bytes)).transpose()
     }
 }
 
@@ -130,7 +136,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let table = txn.open_table(LOG)?;
             Ok(table.last()?.map(|(_, v)| v.value().to_vec()))
         })?;
-        let last_purged_log_id: Option<LogId> = self.db.get_json(META, "last_purged")?;
+        let last_purged_log_id = match self.meta("last_purged")? {
+            Some(bytes) => decode_log_id(&bytes)?,
+            None => None,
+        };
         let last_log_id = match last {
             Some(bytes) => Some(decode_entry(&bytes)?.log_id()),
             None => last_purged_log_id,
@@ -146,7 +155,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        let bytes = to_json(vote)?;
+        let bytes = encode_vote(vote, self.db.format())?;
         self.db
             .blocking(move |db| {
                 db.write(Durability::Immediate, |txn| {
@@ -162,9 +171,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // In the format every member reads (see `codec::format`).
+        let format = self.db.format();
         let mut rows = Vec::new();
         for entry in entries {
-            rows.push((entry.index(), to_json(&entry)?));
+            rows.push((entry.index(), encode_entry(&entry, format)?));
         }
         // Readable at once (openraft may read them back before they are
         // durable); the flusher fsyncs and then reports them persisted. The
@@ -198,7 +209,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        let bytes = to_json(&log_id)?;
+        let bytes = encode_log_id(&log_id, self.db.format())?;
         let upto = log_id.index();
         self.db
             .blocking(move |db| {
@@ -216,6 +227,52 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 mod tests {
     use super::*;
     use crate::types::Command;
+
+    #[tokio::test]
+    async fn a_log_written_before_the_raise_in_json_and_after_it_in_binary_reads_back_whole() {
+        use crate::codec::format::Format;
+        use openraft::vote::RaftLeaderIdExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        let mut store = LogStore::new(db.clone());
+        assert_eq!(db.format(), Format::Json);
+        store.save_vote(&Vote::new(1, 1)).await.unwrap();
+        let leader = <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(1, 1);
+        let entry = |index: u64| {
+            let put = Command::Put {
+                key: format!("k{index}"),
+                value: vec![index as u8; 3],
+            };
+            Entry::new_normal(LogId::new(leader, index), put)
+        };
+        let write = |index: u64, format: Format| {
+            let bytes = encode_entry(&entry(index), format).unwrap();
+            db.write(Durability::Immediate, |txn| {
+                txn.open_table(LOG)?.insert(index, bytes.as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        };
+        write(1, db.format());
+        db.raise_cluster_version(crate::state::cluster_version::BINARY_FORMATS)
+            .unwrap();
+        assert_eq!(db.format(), Format::Binary);
+        write(2, db.format());
+        store.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+
+        let formats: Vec<Format> = db
+            .read(|txn| {
+                let table = txn.open_table(LOG)?;
+                let rows = table.range(1..=2)?.map(|r| r.map(|(_, v)| Format::of(v.value())));
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(formats, [Format::Json, Format::Binary]);
+        assert_eq!(store.try_get_log_entries(1..=2).await.unwrap(), [entry(1), entry(2)]);
+        assert_eq!(store.get_log_state().await.unwrap().last_log_id, Some(entry(2).log_id));
+        assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new_committed(2, 1)));
+        assert_eq!(Format::of(&store.meta("vote").unwrap().unwrap()), Format::Binary);
+    }
 
     #[test]
     fn a_read_takes_the_first_entry_whatever_its_size_and_the_rest_within_the_budget() {
@@ -238,7 +295,7 @@ mod tests {
                     value: vec![200; 1024],
                 };
                 let entry = Entry::new_normal(LogId::new(leader, index), command);
-                (index, to_json(&entry).unwrap())
+                (index, crate::store::db::to_json(&entry).unwrap())
             })
             .collect();
         let size = rows[0].1.len() as u64;

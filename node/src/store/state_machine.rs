@@ -9,10 +9,12 @@
 //!
 //! A snapshot is built from a copy of the state taken under the lock, and
 //! encoded and written after the lock is released, so applying goes on
-//! meanwhile. It is stored as its metadata (JSON) beside its data (the raw
-//! bytes, not wrapped again), under [`SNAPSHOT_META_KEY`] and
-//! [`SNAPSHOT_DATA_KEY`]; a store written before that layout, with both in
-//! one JSON document under [`LEGACY_SNAPSHOT_KEY`], is still read.
+//! meanwhile. It is stored as its metadata beside its data (the raw bytes,
+//! not wrapped again), under [`SNAPSHOT_META_KEY`] and
+//! [`SNAPSHOT_DATA_KEY`], both as JSON below the cluster version of the
+//! binary formats and as protobuf from it on (`crate::codec::format`; the
+//! state's own version picks); a store written before that layout, with
+//! both in one JSON document under [`LEGACY_SNAPSHOT_KEY`], is still read.
 
 use std::io::{self, Cursor};
 use std::sync::{Arc, RwLock};
@@ -24,15 +26,16 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use redb::{Durability, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use super::db::{RaftDb, SM_META, from_json, to_json};
+use super::db::{RaftDb, SM_META, from_json};
+use crate::codec::format::{Format, decode_snapshot_meta, decode_state, encode_snapshot_meta, encode_state};
 use crate::state::cluster::{ClusterState, Rules};
 use crate::state::cluster_version::{ClusterVersion, OutOfRange, VersionRange};
 use crate::types::TypeConfig;
 use crate::types::typ::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 
-/// The current snapshot's metadata, as JSON.
+/// The current snapshot's metadata (JSON or protobuf, as its data).
 const SNAPSHOT_META_KEY: &str = "snapshot_meta";
-/// The current snapshot's data: a JSON [`ClusterState`], stored as is.
+/// The current snapshot's data: a [`ClusterState`] (JSON or protobuf), stored as is.
 const SNAPSHOT_DATA_KEY: &str = "snapshot_data";
 /// Where stores of earlier releases keep the snapshot: a
 /// [`LegacySnapshot`] as JSON (its data a JSON array of numbers).
@@ -73,7 +76,7 @@ impl StateMachineStore {
             Some((meta, data)) => Applied {
                 last_applied: meta.last_log_id,
                 last_membership: meta.last_membership,
-                cluster: from_json(&data)?,
+                cluster: decode_state(&data)?,
             },
             None => Applied::default(),
         };
@@ -116,7 +119,8 @@ impl StateMachineStore {
     /// newer one is purged, and a restart could not re-apply it).
     async fn save(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<Vec<u8>, io::Error> {
         let last_log_id = meta.last_log_id;
-        let meta = to_json(meta)?;
+        // Beside its data, in the same format.
+        let meta = encode_snapshot_meta(meta, Format::of(&data))?;
         self.db
             .blocking(move |db| {
                 let written = db.write(Durability::Immediate, |txn| {
@@ -192,7 +196,7 @@ fn stored_snapshot(
                     })?,
                 false => Vec::new(),
             };
-            Some((from_json::<SnapshotMeta>(&meta)?, data))
+            Some((decode_snapshot_meta(&meta)?, data))
         }
         None => None,
     };
@@ -217,7 +221,7 @@ fn load(db: &RaftDb) -> Result<Option<(SnapshotMeta, Vec<u8>)>, io::Error> {
 
 /// Encodes `cluster` off the async runtime's threads.
 async fn encode(cluster: ClusterState) -> Result<Vec<u8>, io::Error> {
-    tokio::task::spawn_blocking(move || to_json(&cluster))
+    tokio::task::spawn_blocking(move || encode_state(&cluster))
         .await
         .map_err(io::Error::other)?
 }
@@ -225,7 +229,7 @@ async fn encode(cluster: ClusterState) -> Result<Vec<u8>, io::Error> {
 /// Decodes a snapshot's data off the async runtime's threads, handing the
 /// data back.
 async fn decode(data: Vec<u8>) -> Result<(ClusterState, Vec<u8>), io::Error> {
-    tokio::task::spawn_blocking(move || from_json(&data).map(|cluster| (cluster, data)))
+    tokio::task::spawn_blocking(move || decode_state(&data).map(|cluster| (cluster, data)))
         .await
         .map_err(io::Error::other)?
 }
@@ -346,6 +350,7 @@ mod tests {
     use openraft::storage::RaftStateMachine;
 
     use super::*;
+    use crate::store::db::to_json;
     use crate::types::Command;
 
     fn cluster_with(key: &str) -> ClusterState {

@@ -7,6 +7,7 @@ use baton_proto::ProposeRequest;
 use openraft::async_runtime::watch::WatchReceiver;
 
 use crate::api::NodeContext;
+use crate::codec::format::{Format, encode_command};
 use crate::raft::{Committed, MAX_COMMAND_BYTES, ProposeError, peer_client};
 use crate::types::{Command, NodeId};
 
@@ -37,7 +38,9 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
                 .channels
                 .channel(leader, &addr)
                 .map_err(|e| unreachable(e.to_string()))?;
-            let payload = serde_json::to_vec(&command).map_err(|e| ProposeError::Refused(e.to_string()))?;
+            // In the format every member reads (see `codec::format`).
+            let format = context.state_machine.read(|s| Format::at(s.cluster_version));
+            let payload = encode_command(&command, format).map_err(|e| ProposeError::Refused(e.to_string()))?;
             if payload.len() > MAX_COMMAND_BYTES {
                 return Err(ProposeError::TooLarge {
                     bytes: payload.len(),
