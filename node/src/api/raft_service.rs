@@ -10,10 +10,11 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::errors::fatal;
+use crate::codec::{format, raft as codec};
 use crate::raft::snapshot_stream::{AssemblyError, SnapshotAssembly};
 use crate::raft::{Refusals, StorageIdentity};
 use crate::types::Raft;
-use crate::types::typ::{Snapshot, SnapshotMeta, Vote};
+use crate::types::typ::{Snapshot, SnapshotMeta, Vote, VoteRequest, VoteResponse};
 
 /// Hands incoming Raft RPCs to the local Raft, if they are addressed to
 /// this node's storage (see [`crate::raft::identity`]).
@@ -43,9 +44,44 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(bytes).map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
 }
 
+/// A snapshot's vote and metadata, in either format.
+fn snapshot_header(vote: &[u8], meta: &[u8]) -> Result<(Vote, SnapshotMeta), Status> {
+    fn malformed(what: &'static str) -> impl Fn(std::io::Error) -> Status {
+        move |e| Status::invalid_argument(format!("malformed {what}: {e}"))
+    }
+    Ok((
+        format::decode_vote(vote).map_err(malformed("snapshot vote"))?,
+        format::decode_snapshot_meta(meta).map_err(malformed("snapshot meta"))?,
+    ))
+}
+
+/// A (pre-)vote request in either form, and whether it came typed (then
+/// it is answered typed).
+fn vote_request(what: &str, request: RaftRequest) -> Result<(VoteRequest, bool), Status> {
+    match request.vote {
+        Some(typed) => codec::vote_request_from(typed)
+            .map(|rpc| (rpc, true))
+            .map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}"))),
+        None => Ok((decode(what, &request.payload)?, false)),
+    }
+}
+
+fn vote_reply(response: &VoteResponse, typed: bool) -> Result<Response<RaftReply>, Status> {
+    match typed {
+        true => Ok(Response::new(RaftReply {
+            vote: Some(codec::vote_reply_to(response)),
+            ..Default::default()
+        })),
+        false => reply(response),
+    }
+}
+
 fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
     let payload = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftReply { payload }))
+    Ok(Response::new(RaftReply {
+        payload,
+        ..Default::default()
+    }))
 }
 
 impl RaftService {
@@ -66,18 +102,22 @@ impl RaftApi for RaftService {
         let RaftRequest {
             payload,
             append_entries,
+            ..
         } = self.admit(request)?;
         if let Some(typed) = append_entries {
             // Entries of a kind this release does not know refuse the whole
             // request by their kind's number; nothing is appended.
-            let rpc = crate::codec::raft::append_entries_from(typed)
+            let rpc = codec::append_entries_from(typed)
                 .map_err(|e| Status::invalid_argument(format!("malformed append-entries request: {e}")))?;
             let response = self
                 .raft
                 .append_entries(rpc)
                 .await
                 .map_err(|e| Status::unavailable(e.to_string()))?;
-            return reply(&response);
+            return Ok(Response::new(RaftReply {
+                append_entries: Some(codec::append_reply_to(&response)),
+                ..Default::default()
+            }));
         }
         let rpc = decode("append-entries request", &payload).map_err(|malformed| {
             // Entries of a kind this release does not know, from a newer
@@ -98,29 +138,28 @@ impl RaftApi for RaftService {
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode("vote request", &self.admit(request)?.payload)?;
+        let (rpc, typed) = vote_request("vote request", self.admit(request)?)?;
         let response = self
             .raft
             .vote(rpc)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        reply(&response)
+        vote_reply(&response, typed)
     }
 
     async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode("pre-vote request", &self.admit(request)?.payload)?;
+        let (rpc, typed) = vote_request("pre-vote request", self.admit(request)?)?;
         let response = self
             .raft
             .pre_vote(rpc)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        reply(&response)
+        vote_reply(&response, typed)
     }
 
     async fn install_snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<RaftReply>, Status> {
         let SnapshotRequest { vote, meta, data } = self.admit(request)?;
-        let vote: Vote = decode("snapshot vote", &vote)?;
-        let meta: SnapshotMeta = decode("snapshot meta", &meta)?;
+        let (vote, meta) = snapshot_header(&vote, &meta)?;
         self.install(vote, meta, data).await
     }
 
@@ -130,8 +169,7 @@ impl RaftApi for RaftService {
         let mut assembly = SnapshotAssembly::start(stream.message().await?).map_err(invalid)?;
         // A stream whose header does not decode is refused before its data.
         let (vote, meta) = assembly.header();
-        let vote: Vote = decode("snapshot vote", vote)?;
-        let meta: SnapshotMeta = decode("snapshot meta", meta)?;
+        let (vote, meta) = snapshot_header(vote, meta)?;
         while let Some(chunk) = stream.message().await? {
             assembly.push(chunk).map_err(invalid)?;
         }

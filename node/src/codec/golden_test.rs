@@ -35,7 +35,10 @@ use crate::state::tasks::{
 };
 use crate::store::format_fixtures_test as samples;
 use crate::types::TypeConfig;
-use crate::types::typ::{AppendEntriesRequest, Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+use crate::types::typ::{
+    AppendEntriesRequest, AppendEntriesResponse, Entry, LogId, SnapshotMeta, StoredMembership, Vote, VoteRequest,
+    VoteResponse,
+};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proto")
@@ -176,6 +179,44 @@ fn log_entries_snapshots_and_raft_records_are_encoded_as_pinned_and_decode_back(
     problems.extend(pinned("append-entries", &bytes));
     let decoded = append_entries_from(baton_proto::state::v1::AppendEntries::decode(&bytes[..]).unwrap()).unwrap();
     assert_eq!(format!("{decoded:?}"), format!("{append:?}"));
+
+    let vote_request = VoteRequest {
+        vote: Vote::new(3, 2),
+        last_log_id: Some(samples::log_id(2, 12)),
+        leadership_transfer: true,
+    };
+    let bytes = vote_request_to(&vote_request).encode_to_vec();
+    problems.extend(pinned("vote-request", &bytes));
+    let decoded = vote_request_from(baton_proto::state::v1::VoteRequest::decode(&bytes[..]).unwrap()).unwrap();
+    assert_eq!(format!("{decoded:?}"), format!("{vote_request:?}"));
+    let vote_reply = VoteResponse {
+        vote: Vote::new(3, 2),
+        vote_granted: true,
+        last_log_id: None,
+    };
+    let bytes = vote_reply_to(&vote_reply).encode_to_vec();
+    problems.extend(pinned("vote-reply", &bytes));
+    let decoded = vote_reply_from(baton_proto::state::v1::VoteReply::decode(&bytes[..]).unwrap()).unwrap();
+    assert_eq!(format!("{decoded:?}"), format!("{vote_reply:?}"));
+    let replies = [
+        ("append-reply-success", AppendEntriesResponse::Success),
+        (
+            "append-reply-partial",
+            AppendEntriesResponse::PartialSuccess(Some(samples::log_id(2, 11))),
+        ),
+        ("append-reply-conflict", AppendEntriesResponse::Conflict),
+        (
+            "append-reply-higher-vote",
+            AppendEntriesResponse::HigherVote(Vote::new(4, 3)),
+        ),
+    ];
+    for (name, reply) in replies {
+        let bytes = append_reply_to(&reply).encode_to_vec();
+        problems.extend(pinned(name, &bytes));
+        let decoded =
+            append_reply_from(baton_proto::state::v1::AppendEntriesReply::decode(&bytes[..]).unwrap()).unwrap();
+        assert_eq!(decoded, reply);
+    }
 
     let log_id = samples::log_id(2, 12);
     let bytes = encode_log_id(Some(&log_id));
@@ -622,5 +663,19 @@ fn generated_states_entries_and_raft_records_round_trip() {
         };
         let decoded = append_entries_from(append_entries_to(&append)).unwrap();
         assert_eq!(format!("{decoded:?}"), format!("{append:?}"), "round {round}");
+        let request = VoteRequest {
+            vote,
+            last_log_id: g.option(Gen::log_id),
+            leadership_transfer: g.bool(),
+        };
+        let decoded = vote_request_from(vote_request_to(&request)).unwrap();
+        assert_eq!(format!("{decoded:?}"), format!("{request:?}"), "round {round}");
+        let reply = VoteResponse {
+            vote,
+            vote_granted: g.bool(),
+            last_log_id: g.option(Gen::log_id),
+        };
+        let decoded = vote_reply_from(vote_reply_to(&reply)).unwrap();
+        assert_eq!(format!("{decoded:?}"), format!("{reply:?}"), "round {round}");
     }
 }

@@ -13,7 +13,10 @@ use super::DecodeError;
 use super::command::{decode_command, encode_command};
 use crate::state::member::{Member, NodeId};
 use crate::types::TypeConfig;
-use crate::types::typ::{AppendEntriesRequest, Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+use crate::types::typ::{
+    AppendEntriesRequest, AppendEntriesResponse, Entry, LogId, SnapshotMeta, StoredMembership, Vote, VoteRequest,
+    VoteResponse,
+};
 
 type Membership = openraft::Membership<NodeId, Member>;
 type LeaderId = <TypeConfig as openraft::RaftTypeConfig>::LeaderId;
@@ -54,10 +57,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
 /// openraft's AppendEntries request, typed.
 pub fn append_entries_to(rpc: &AppendEntriesRequest) -> pb::AppendEntries {
     pb::AppendEntries {
-        vote: Some(pb::Vote {
-            leader_id: Some(leader_to(&rpc.vote.leader_id)),
-            committed: rpc.vote.committed,
-        }),
+        vote: Some(vote_to(&rpc.vote)),
         prev_log_id: rpc.prev_log_id.as_ref().map(log_id_to),
         entries: rpc.entries.iter().map(encode_entry).collect(),
         leader_commit: rpc.leader_commit.as_ref().map(log_id_to),
@@ -67,35 +67,93 @@ pub fn append_entries_to(rpc: &AppendEntriesRequest) -> pb::AppendEntries {
 /// An AppendEntries request from its typed form; an entry of a command kind
 /// this release does not know refuses the whole request.
 pub fn append_entries_from(rpc: pb::AppendEntries) -> Result<AppendEntriesRequest, DecodeError> {
-    let vote = rpc.vote.ok_or(missing("AppendEntries.vote"))?;
-    let leader = vote.leader_id.ok_or(missing("Vote.leader_id"))?;
     Ok(AppendEntriesRequest {
-        vote: match vote.committed {
-            true => Vote::new_committed(leader.term, leader.node_id),
-            false => Vote::new(leader.term, leader.node_id),
-        },
+        vote: vote_from(rpc.vote.ok_or(missing("AppendEntries.vote"))?)?,
         prev_log_id: optional_log_id(rpc.prev_log_id)?,
         entries: rpc.entries.iter().map(|e| decode_entry(e)).collect::<Result<_, _>>()?,
         leader_commit: optional_log_id(rpc.leader_commit)?,
     })
 }
 
-/// A vote's encoding.
-pub fn encode_vote(vote: &Vote) -> Vec<u8> {
+/// openraft's answer to an AppendEntries, typed.
+pub fn append_reply_to(reply: &AppendEntriesResponse) -> pb::AppendEntriesReply {
+    use pb::append_entries_reply::Result as R;
+    let result = match reply {
+        AppendEntriesResponse::Success => R::Success(pb::Unit {}),
+        AppendEntriesResponse::PartialSuccess(matching) => R::PartialSuccess(pb::PartialSuccess {
+            matching: matching.as_ref().map(log_id_to),
+        }),
+        AppendEntriesResponse::Conflict => R::Conflict(pb::Unit {}),
+        AppendEntriesResponse::HigherVote(vote) => R::HigherVote(vote_to(vote)),
+    };
+    pb::AppendEntriesReply { result: Some(result) }
+}
+
+pub fn append_reply_from(reply: pb::AppendEntriesReply) -> Result<AppendEntriesResponse, DecodeError> {
+    use pb::append_entries_reply::Result as R;
+    Ok(match reply.result.ok_or(missing("AppendEntriesReply.result"))? {
+        R::Success(_) => AppendEntriesResponse::Success,
+        R::PartialSuccess(p) => AppendEntriesResponse::PartialSuccess(optional_log_id(p.matching)?),
+        R::Conflict(_) => AppendEntriesResponse::Conflict,
+        R::HigherVote(vote) => AppendEntriesResponse::HigherVote(vote_from(vote)?),
+    })
+}
+
+/// openraft's (pre-)vote request, typed.
+pub fn vote_request_to(rpc: &VoteRequest) -> pb::VoteRequest {
+    pb::VoteRequest {
+        vote: Some(vote_to(&rpc.vote)),
+        last_log_id: rpc.last_log_id.as_ref().map(log_id_to),
+        leadership_transfer: rpc.leadership_transfer,
+    }
+}
+
+pub fn vote_request_from(rpc: pb::VoteRequest) -> Result<VoteRequest, DecodeError> {
+    Ok(VoteRequest {
+        vote: vote_from(rpc.vote.ok_or(missing("VoteRequest.vote"))?)?,
+        last_log_id: optional_log_id(rpc.last_log_id)?,
+        leadership_transfer: rpc.leadership_transfer,
+    })
+}
+
+pub fn vote_reply_to(reply: &VoteResponse) -> pb::VoteReply {
+    pb::VoteReply {
+        vote: Some(vote_to(&reply.vote)),
+        vote_granted: reply.vote_granted,
+        last_log_id: reply.last_log_id.as_ref().map(log_id_to),
+    }
+}
+
+pub fn vote_reply_from(reply: pb::VoteReply) -> Result<VoteResponse, DecodeError> {
+    Ok(VoteResponse {
+        vote: vote_from(reply.vote.ok_or(missing("VoteReply.vote"))?)?,
+        vote_granted: reply.vote_granted,
+        last_log_id: optional_log_id(reply.last_log_id)?,
+    })
+}
+
+fn vote_to(vote: &Vote) -> pb::Vote {
     pb::Vote {
         leader_id: Some(leader_to(&vote.leader_id)),
         committed: vote.committed,
     }
-    .encode_to_vec()
 }
 
-pub fn decode_vote(bytes: &[u8]) -> Result<Vote, DecodeError> {
-    let vote = pb::Vote::decode(bytes)?;
+fn vote_from(vote: pb::Vote) -> Result<Vote, DecodeError> {
     let leader = vote.leader_id.ok_or(missing("Vote.leader_id"))?;
     Ok(match vote.committed {
         true => Vote::new_committed(leader.term, leader.node_id),
         false => Vote::new(leader.term, leader.node_id),
     })
+}
+
+/// A vote's encoding.
+pub fn encode_vote(vote: &Vote) -> Vec<u8> {
+    vote_to(vote).encode_to_vec()
+}
+
+pub fn decode_vote(bytes: &[u8]) -> Result<Vote, DecodeError> {
+    vote_from(pb::Vote::decode(bytes)?)
 }
 
 /// An optional log id's encoding (empty for none).

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton_proto::raft_client::RaftClient;
-use baton_proto::{RaftRequest, SnapshotRequest};
+use baton_proto::{RaftReply, RaftRequest, SnapshotRequest};
 use openraft::OptionalSend;
 use openraft::errors::{NetworkError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
@@ -21,7 +21,7 @@ use super::message_limits::{PEER_MAX_MESSAGE_BYTES, rpc_timeout};
 use super::peer_channels::PeerChannels;
 use super::snapshot_stream::{SNAPSHOT_CHUNK_BYTES, chunk_count, chunks, fits_one_message};
 use crate::codec::format::{AppliedVersion, Format};
-use crate::codec::raft::append_entries_to;
+use crate::codec::raft::{append_entries_to, append_reply_from, vote_reply_from, vote_request_to};
 use crate::types::typ::*;
 use crate::types::{Member, NodeId, TypeConfig};
 
@@ -84,7 +84,7 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, RpcError> {
 fn json_request<T: Serialize>(value: &T) -> Result<RaftRequest, RpcError> {
     Ok(RaftRequest {
         payload: encode(value)?,
-        append_entries: None,
+        ..Default::default()
     })
 }
 
@@ -115,12 +115,7 @@ impl GrpcPeer {
             .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES))
     }
 
-    async fn call<Resp: DeserializeOwned>(
-        &self,
-        kind: RpcKind,
-        message: RaftRequest,
-        option: &RPCOption,
-    ) -> Result<Resp, RpcError> {
+    async fn call(&self, kind: RpcKind, message: RaftRequest, option: &RPCOption) -> Result<RaftReply, RpcError> {
         let mut client = self.client()?;
         // openraft's timeout comes from the heartbeat interval (37.5 ms by
         // default): too short for an entry of megabytes, which would time
@@ -134,7 +129,23 @@ impl GrpcPeer {
             RpcKind::TransferLeader => client.transfer_leader(request).await,
         }
         .map_err(rpc_error)?;
-        decode(&reply.into_inner().payload)
+        Ok(reply.into_inner())
+    }
+
+    /// A vote or pre-vote, typed once every member reads it.
+    async fn call_vote(&self, kind: RpcKind, rpc: &VoteRequest, option: &RPCOption) -> Result<VoteResponse, RpcError> {
+        let message = match self.applied.format() {
+            Format::Json => json_request(rpc)?,
+            Format::Binary => RaftRequest {
+                vote: Some(vote_request_to(rpc)),
+                ..Default::default()
+            },
+        };
+        let reply = self.call(kind, message, option).await?;
+        match reply.vote {
+            Some(typed) => vote_reply_from(typed).map_err(|e| RpcError::Network(NetworkError::new(&e))),
+            None => decode(&reply.payload),
+        }
     }
 
     /// Streams a snapshot in chunks. The transfer may take as long as it
@@ -220,11 +231,18 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         let message = match self.applied.format() {
             Format::Json => json_request(&rpc)?,
             Format::Binary => RaftRequest {
-                payload: Vec::new(),
                 append_entries: Some(append_entries_to(&rpc)),
+                ..Default::default()
             },
         };
-        let result = self.call(RpcKind::AppendEntries, message, &option).await;
+        let result = match self.call(RpcKind::AppendEntries, message, &option).await {
+            Ok(RaftReply {
+                append_entries: Some(typed),
+                ..
+            }) => append_reply_from(typed).map_err(|e| RpcError::Network(NetworkError::new(&e))),
+            Ok(reply) => decode(&reply.payload),
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(_) if carries_entries => self.channels.note_replicated(self.target),
             Ok(_) => {}
@@ -234,11 +252,11 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
     }
 
     async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
-        self.call(RpcKind::Vote, json_request(&rpc)?, &option).await
+        self.call_vote(RpcKind::Vote, &rpc, &option).await
     }
 
     async fn pre_vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
-        self.call(RpcKind::PreVote, json_request(&rpc)?, &option).await
+        self.call_vote(RpcKind::PreVote, &rpc, &option).await
     }
 
     async fn full_snapshot(
@@ -252,8 +270,11 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
             RpcError::Unreachable(u) => StreamingError::Unreachable(u),
             other => StreamingError::Network(NetworkError::from_string(other.to_string())),
         };
-        let vote = encode(&vote).map_err(to_streaming)?;
-        let meta = encode(&snapshot.meta).map_err(to_streaming)?;
+        // The header in the format every member reads (see `codec::format`).
+        let format = self.applied.format();
+        let header = |e: std::io::Error| to_streaming(RpcError::Network(NetworkError::new(&e)));
+        let vote = crate::codec::format::encode_vote(&vote, format).map_err(header)?;
+        let meta = crate::codec::format::encode_snapshot_meta(&snapshot.meta, format).map_err(header)?;
         let data = Arc::new(snapshot.snapshot.into_inner());
         let _sending = self.channels.snapshot_sending(self.target, data.len());
         let result = tokio::select! {
@@ -274,7 +295,8 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         req: TransferLeaderRequest,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse, RpcError> {
-        self.call(RpcKind::TransferLeader, json_request(&req)?, &option).await
+        let reply = self.call(RpcKind::TransferLeader, json_request(&req)?, &option).await?;
+        decode(&reply.payload)
     }
 }
 
