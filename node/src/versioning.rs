@@ -61,8 +61,8 @@ fn holding(id: NodeId, range: Option<VersionRange>) -> String {
 }
 
 /// The range each member's release supports, as this leader knows it:
-/// `None` for a member whose lease is not up (down, or not yet heard from),
-/// since it may come back running any release.
+/// `None` for a member whose lease is not up (down, or not yet heard from)
+/// or that is leaving, since it may come back running any release.
 pub fn member_ranges(context: &NodeContext) -> BTreeMap<NodeId, Option<VersionRange>> {
     let members: Vec<NodeId> = metrics(&context.raft)
         .membership_config
@@ -79,7 +79,10 @@ pub fn member_ranges(context: &NodeContext) -> BTreeMap<NodeId, Option<VersionRa
                 true => Some(context.versions),
                 false => context.supervision.leases(|leases| {
                     let report = reports.get(&id)?;
+                    // A node on its way out (stopping, maybe to go back to
+                    // an older binary) counts as not heard from.
                     let live = leases.health(id, now) == Health::Up
+                        && !leases.leaving(id)
                         && leases.incarnation(id) == Some(report.incarnation.as_str());
                     live.then_some(report.versions)
                 }),

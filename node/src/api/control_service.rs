@@ -220,6 +220,7 @@ impl Control for ControlService {
         // Refuse rather than wait forever on a node that is not there (giving
         // one that is still starting a few seconds to answer). The membership
         // records the storage it answers from (see `raft::identity`).
+        let mut joining = None;
         let member = match membership.get_node(&id) {
             Some(existing) => {
                 if let Some(info) = probe(&self.context, id, &addr).await
@@ -242,7 +243,9 @@ impl Control for ControlService {
                 }
                 Some(info) => {
                     check_release(&self.context, id, &info)?;
-                    Member::new(addr, info.storage_id)
+                    let member = Member::new(addr, info.storage_id.clone());
+                    joining = Some(info);
+                    member
                 }
                 None => {
                     return Err(Status::failed_precondition(format!(
@@ -257,6 +260,22 @@ impl Control for ControlService {
         // Join as a learner first and catch up; only then count as a voter.
         let added = raft.add_learner(id, member, true).await.map_err(write_error)?;
         let mut log_index = added.log_id.index;
+        // The cluster version may have risen while the node was added (a
+        // raise decided before the node was a member): check again once
+        // everything before its admission is applied, and take it out
+        // rather than let it stop on an entry it cannot read.
+        if let Some(info) = &joining {
+            let mut applied = self.context.state_machine.subscribe();
+            let caught_up = applied.wait_for(|index| *index >= log_index);
+            let _ = tokio::time::timeout(Duration::from_secs(5), caught_up).await;
+            if let Err(refused) = check_release(&self.context, id, info) {
+                let removal = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+                if let Err(e) = raft.change_membership(removal, false).await {
+                    tracing::warn!("node {id} could not be taken out again after its release was refused: {e}");
+                }
+                return Err(refused);
+            }
+        }
         if !worker && !membership.voter_ids().any(|v| v == id) {
             let changed = raft
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)

@@ -15,12 +15,20 @@ pub fn encode_command(command: &Command) -> Vec<u8> {
     pb::Command::from(command).encode_to_vec()
 }
 
+/// How deep batches may nest: the proposer nests them two deep; a peer's
+/// deeper nesting is refused rather than followed down the stack.
+pub const MAX_BATCH_DEPTH: u32 = 8;
+
 /// Decodes a command; one of a kind this release does not know (also
 /// inside a batch) is [`DecodeError::UnknownKind`], naming its field.
 pub fn decode_command(bytes: &[u8]) -> Result<Command, DecodeError> {
+    decode_nested(bytes, MAX_BATCH_DEPTH)
+}
+
+fn decode_nested(bytes: &[u8], depth: u32) -> Result<Command, DecodeError> {
     let decoded = pb::Command::decode(bytes)?;
     match decoded.kind {
-        Some(kind) => command_of(kind),
+        Some(kind) => command_of(kind, depth),
         None => Err(DecodeError::UnknownKind {
             field: first_field(bytes),
         }),
@@ -126,7 +134,7 @@ impl From<&Command> for pb::Command {
     }
 }
 
-fn command_of(kind: pb::command::Kind) -> Result<Command, DecodeError> {
+fn command_of(kind: pb::command::Kind, depth: u32) -> Result<Command, DecodeError> {
     use pb::command::Kind;
     let assignments = |list: pb::Assignments| list.assignments.into_iter().map(Assignment::from).collect();
     Ok(match kind {
@@ -135,7 +143,18 @@ fn command_of(kind: pb::command::Kind) -> Result<Command, DecodeError> {
             value: p.value,
         },
         Kind::Delete(d) => Command::Delete { key: d.key },
-        Kind::Batch(b) => Command::Batch(b.commands.iter().map(|c| decode_command(c)).collect::<Result<_, _>>()?),
+        Kind::Batch(_) if depth == 0 => {
+            return Err(DecodeError::Invalid {
+                what: "Batch",
+                why: format!("batches nest more than {MAX_BATCH_DEPTH} deep"),
+            });
+        }
+        Kind::Batch(b) => Command::Batch(
+            b.commands
+                .iter()
+                .map(|c| decode_nested(c, depth - 1))
+                .collect::<Result<_, _>>()?,
+        ),
         Kind::AddTask(spec) => Command::AddTask(spec.try_into()?),
         Kind::RemoveTask(r) => Command::RemoveTask { name: r.name },
         Kind::SetTaskStatus(s) => Command::SetTaskStatus {

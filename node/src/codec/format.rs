@@ -97,6 +97,16 @@ fn binary<T>(decoded: Result<T, DecodeError>) -> Result<T, io::Error> {
     decoded.map_err(invalid)
 }
 
+/// Empty bytes hold nothing in either format: protobuf would decode them
+/// as every field's default (an empty state, no log id), which must never
+/// stand in for a value that was lost or not sent.
+fn not_empty(bytes: &[u8], what: &str) -> Result<(), io::Error> {
+    match bytes.is_empty() {
+        true => Err(invalid(format!("{what} is empty"))),
+        false => Ok(()),
+    }
+}
+
 pub fn encode_entry(entry: &Entry, format: Format) -> Result<Vec<u8>, io::Error> {
     match format {
         Format::Json => json(entry),
@@ -107,6 +117,7 @@ pub fn encode_entry(entry: &Entry, format: Format) -> Result<Vec<u8>, io::Error>
 /// Decodes a log entry in either format; one whose command is of a kind
 /// this release does not know is refused, naming the kind.
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, io::Error> {
+    not_empty(bytes, "a log entry")?;
     match Format::of(bytes) {
         Format::Json => super::json::decode_entry(bytes),
         Format::Binary => binary(super::raft::decode_entry(bytes)),
@@ -121,6 +132,7 @@ pub fn encode_command(command: &Command, format: Format) -> Result<Vec<u8>, io::
 }
 
 pub fn decode_command(bytes: &[u8]) -> Result<Command, io::Error> {
+    not_empty(bytes, "a command")?;
     match Format::of(bytes) {
         Format::Json => from_json(bytes),
         Format::Binary => binary(super::command::decode_command(bytes)),
@@ -135,6 +147,7 @@ pub fn encode_vote(vote: &Vote, format: Format) -> Result<Vec<u8>, io::Error> {
 }
 
 pub fn decode_vote(bytes: &[u8]) -> Result<Vote, io::Error> {
+    not_empty(bytes, "a vote")?;
     match Format::of(bytes) {
         Format::Json => from_json(bytes),
         Format::Binary => binary(super::raft::decode_vote(bytes)),
@@ -149,6 +162,7 @@ pub fn encode_log_id(log_id: &LogId, format: Format) -> Result<Vec<u8>, io::Erro
 }
 
 pub fn decode_log_id(bytes: &[u8]) -> Result<Option<LogId>, io::Error> {
+    not_empty(bytes, "a log id")?;
     match Format::of(bytes) {
         Format::Json => from_json(bytes),
         Format::Binary => binary(super::raft::decode_log_id(bytes)),
@@ -163,6 +177,7 @@ pub fn encode_snapshot_meta(meta: &SnapshotMeta, format: Format) -> Result<Vec<u
 }
 
 pub fn decode_snapshot_meta(bytes: &[u8]) -> Result<SnapshotMeta, io::Error> {
+    not_empty(bytes, "a snapshot's metadata")?;
     match Format::of(bytes) {
         Format::Json => from_json(bytes),
         Format::Binary => binary(super::raft::decode_snapshot_meta(bytes)),
@@ -178,9 +193,21 @@ pub fn encode_state(state: &ClusterState) -> Result<Vec<u8>, io::Error> {
 }
 
 pub fn decode_state(bytes: &[u8]) -> Result<ClusterState, io::Error> {
+    not_empty(bytes, "a snapshot's data")?;
     match Format::of(bytes) {
         Format::Json => from_json(bytes),
-        Format::Binary => binary(super::snapshot::decode_state(bytes)),
+        Format::Binary => {
+            let state = binary(super::snapshot::decode_state(bytes))?;
+            // Only a state at the binary formats' version is written so.
+            match state.cluster_version >= BINARY_FORMATS {
+                true => Ok(state),
+                false => Err(invalid(format!(
+                    "a snapshot in the binary format says it is at cluster version {}, below {BINARY_FORMATS}, \
+                     which no release writes",
+                    state.cluster_version
+                ))),
+            }
+        }
     }
 }
 
@@ -201,6 +228,29 @@ mod tests {
                 assert_eq!(decode_command(&bytes).unwrap(), command);
             }
         }
+    }
+
+    #[test]
+    fn empty_bytes_are_refused_rather_than_read_as_defaults() {
+        let empty = [];
+        assert!(
+            decode_state(&empty)
+                .unwrap_err()
+                .to_string()
+                .contains("snapshot's data is empty")
+        );
+        assert!(decode_snapshot_meta(&empty).is_err());
+        assert!(decode_log_id(&empty).is_err());
+        assert!(decode_vote(&empty).is_err());
+        assert!(decode_entry(&empty).is_err());
+        assert!(decode_command(&empty).is_err());
+        let mut state = samples::cluster_state();
+        state.cluster_version = BINARY_FORMATS - 1;
+        let below = super::super::snapshot::encode_state(&state);
+        assert!(
+            decode_state(&below).is_err(),
+            "a binary state below the binary formats' version"
+        );
     }
 
     #[test]

@@ -261,6 +261,20 @@ fn a_command_of_a_kind_this_release_does_not_know_is_refused_by_its_field_number
 }
 
 #[test]
+fn batches_nested_deeper_than_the_limit_are_refused() {
+    let mut command = Command::Delete { key: "k".into() };
+    for _ in 0..super::command::MAX_BATCH_DEPTH {
+        command = Command::Batch(vec![command]);
+    }
+    assert_eq!(decode_command(&encode_command(&command)).unwrap(), command);
+    let deeper = Command::Batch(vec![command]);
+    assert!(matches!(
+        decode_command(&encode_command(&deeper)),
+        Err(DecodeError::Invalid { what: "Batch", .. })
+    ));
+}
+
+#[test]
 fn bytes_stay_bytes() {
     let value = vec![0xab; 4096];
     let put = Command::Put {

@@ -83,6 +83,9 @@ impl StateMachineStore {
         if let Some(refused) = supported.refuse(applied.cluster.cluster_version, "the stored snapshot") {
             return Err(io::Error::new(io::ErrorKind::Unsupported, refused));
         }
+        // A crash between storing a snapshot and recording its version
+        // leaves the record behind: it catches up here.
+        db.raise_cluster_version(applied.cluster.cluster_version)?;
         let index = applied.last_applied.as_ref().map_or(0, |l| l.index());
         Ok(StateMachineStore {
             db,
@@ -326,7 +329,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         drop(data);
         {
             let mut applied = self.state.write().expect("state machine lock poisoned");
+            // The version only rises: a snapshot from a leader of a release
+            // that does not record it (it reads as 1) keeps the one here.
+            let version = applied.cluster.cluster_version.max(cluster.cluster_version);
             applied.cluster = cluster;
+            applied.cluster.cluster_version = version;
             applied.last_applied = meta.last_log_id;
             applied.last_membership = meta.last_membership.clone();
         }
