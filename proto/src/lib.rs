@@ -187,6 +187,7 @@ mod golden {
                 message: "m".into(),
                 kind: Some(rejection::Kind::NoSuchTask(RejectedTask { task: "t".into() })),
             }),
+            typed_response: None,
         };
         let pinned = [
             0x0a, 1, b'r', // 1: response
@@ -197,6 +198,21 @@ mod golden {
         ];
         assert_eq!(reply.encode_to_vec(), pinned);
         assert_eq!(ProposeReply::decode(&pinned[..]).unwrap(), reply);
+
+        // The typed answer to a command sent in binary: a count of 2.
+        let typed = ProposeReply {
+            log_index: 7,
+            typed_response: Some(state::v1::CommandResponse {
+                response: Some(state::v1::command_response::Response::Count(2)),
+            }),
+            ..Default::default()
+        };
+        let pinned = [
+            0x10, 7, // 2: log_index
+            0x22, 2, 0x20, 2, // 4: typed_response { 4: count }
+        ];
+        assert_eq!(typed.encode_to_vec(), pinned);
+        assert_eq!(ProposeReply::decode(&pinned[..]).unwrap(), typed);
     }
 
     #[test]

@@ -97,7 +97,8 @@ impl Peer for PeerService {
 
     async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
         let from = caller(&request)?;
-        let command: Command = crate::codec::format::decode_command(&request.into_inner().command)
+        let bytes = request.into_inner().command;
+        let command: Command = crate::codec::format::decode_command(&bytes)
             .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
         if !matches!(
             command,
@@ -118,7 +119,9 @@ impl Peer for PeerService {
             )));
         }
         let committed = self.context.proposer.propose(command).await.map_err(propose_error)?;
-        let reply = crate::codec::propose::reply(&committed).map_err(|e| Status::internal(e.to_string()))?;
+        // Answered in the format the command came in.
+        let format = crate::codec::format::Format::of(&bytes);
+        let reply = crate::codec::propose::reply(&committed, format).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(reply))
     }
 

@@ -178,8 +178,22 @@ impl RaftApi for RaftService {
     }
 
     async fn transfer_leader(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = decode("transfer-leader request", &self.admit(request)?.payload)?;
+        let request = self.admit(request)?;
+        let (rpc, typed) = match request.transfer_leader {
+            Some(typed) => (
+                codec::transfer_from(typed)
+                    .map_err(|e| Status::invalid_argument(format!("malformed transfer-leader request: {e}")))?,
+                true,
+            ),
+            None => (decode("transfer-leader request", &request.payload)?, false),
+        };
         let response = self.raft.handle_transfer_leader(rpc).await.map_err(fatal)?;
-        reply(&response)
+        match typed {
+            true => Ok(Response::new(RaftReply {
+                transfer_leader: Some(codec::transfer_reply_to(&response)),
+                ..Default::default()
+            })),
+            false => reply(&response),
+        }
     }
 }

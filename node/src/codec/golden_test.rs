@@ -36,8 +36,8 @@ use crate::state::tasks::{
 use crate::store::format_fixtures_test as samples;
 use crate::types::TypeConfig;
 use crate::types::typ::{
-    AppendEntriesRequest, AppendEntriesResponse, Entry, LogId, SnapshotMeta, StoredMembership, Vote, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, Entry, LogId, SnapshotMeta, StoredMembership, TransferLeaderRequest,
+    TransferLeaderResponse, Vote, VoteRequest, VoteResponse,
 };
 
 fn fixtures() -> PathBuf {
@@ -215,6 +215,26 @@ fn log_entries_snapshots_and_raft_records_are_encoded_as_pinned_and_decode_back(
         problems.extend(pinned(name, &bytes));
         let decoded =
             append_reply_from(baton_proto::state::v1::AppendEntriesReply::decode(&bytes[..]).unwrap()).unwrap();
+        assert_eq!(decoded, reply);
+    }
+
+    let transfer = TransferLeaderRequest::new(Vote::new_committed(2, 1), 3, Some(samples::log_id(2, 12)));
+    let bytes = transfer_to(&transfer).encode_to_vec();
+    problems.extend(pinned("transfer-leader", &bytes));
+    let decoded = transfer_from(baton_proto::state::v1::TransferLeader::decode(&bytes[..]).unwrap()).unwrap();
+    assert_eq!(format!("{decoded:?}"), format!("{transfer:?}"));
+    let refused: TransferLeaderResponse = Err(openraft::raft::TransferLeaderError::LogNotFlushed {
+        expected: Some(samples::log_id(2, 12)),
+        actual: None,
+    });
+    for (name, reply) in [
+        ("transfer-leader-reply-done", Ok(())),
+        ("transfer-leader-reply-refused", refused),
+    ] {
+        let bytes = transfer_reply_to(&reply).encode_to_vec();
+        problems.extend(pinned(name, &bytes));
+        let decoded =
+            transfer_reply_from(baton_proto::state::v1::TransferLeaderReply::decode(&bytes[..]).unwrap()).unwrap();
         assert_eq!(decoded, reply);
     }
 

@@ -1,27 +1,48 @@
-//! A forwarded command's outcome on the wire (`ProposeReply`): the response
-//! as JSON, as every release reads it, and a rejection's kind beside it,
-//! typed (a JSON rejection holds only its text).
+//! A forwarded command's outcome on the wire (`ProposeReply`), in the
+//! format the command came in (see [`super::format`]): typed
+//! (`baton.state.v1.CommandResponse`) for a command sent in binary; else
+//! the response as JSON, as every release reads it, with a rejection's kind
+//! beside it, typed (a JSON rejection holds only its text).
 
 use baton_proto::ProposeReply;
 
+use super::format::Format;
 use crate::raft::Committed;
 use crate::types::{CommandResponse, Rejection};
 
-/// The reply a leader sends for `committed`.
-pub fn reply(committed: &Committed) -> Result<ProposeReply, serde_json::Error> {
-    Ok(ProposeReply {
-        response: serde_json::to_vec(&committed.response)?,
-        log_index: committed.log_index,
-        rejection: match &committed.response {
-            CommandResponse::Rejected(rejection) => Some(rejection.into()),
-            _ => None,
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The reply a leader sends for `committed`, in `format`.
+pub fn reply(committed: &Committed, format: Format) -> Result<ProposeReply, Error> {
+    let rejection = match &committed.response {
+        CommandResponse::Rejected(rejection) => Some(rejection.into()),
+        _ => None,
+    };
+    Ok(match format {
+        Format::Json => ProposeReply {
+            response: serde_json::to_vec(&committed.response)?,
+            log_index: committed.log_index,
+            rejection,
+            typed_response: None,
+        },
+        Format::Binary => ProposeReply {
+            response: Vec::new(),
+            log_index: committed.log_index,
+            rejection,
+            typed_response: Some((&committed.response).into()),
         },
     })
 }
 
 /// What a forwarding node makes of `reply`: a rejection typed when the
 /// leader sent its kind, else `Unrecognized` with its text.
-pub fn committed(reply: ProposeReply) -> Result<Committed, serde_json::Error> {
+pub fn committed(reply: ProposeReply) -> Result<Committed, Error> {
+    if let Some(typed) = reply.typed_response {
+        return Ok(Committed {
+            log_index: reply.log_index,
+            response: CommandResponse::try_from(typed)?,
+        });
+    }
     let mut response = serde_json::from_slice(&reply.response)?;
     if let (CommandResponse::Rejected(rejection), Some(typed)) = (&mut response, reply.rejection) {
         *rejection = Rejection::from(typed);
@@ -44,12 +65,24 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_gets_every_rejection_typed() {
-        for rejection in crate::codec::rejection::samples() {
-            let sent = refused(rejection.clone());
-            let got = committed(reply(&sent).unwrap()).unwrap();
-            assert_eq!(got.response, sent.response);
-            assert_eq!(got.log_index, 7);
+    fn a_peer_gets_every_rejection_typed_in_either_format() {
+        for format in [Format::Json, Format::Binary] {
+            for rejection in crate::codec::rejection::samples() {
+                let sent = refused(rejection.clone());
+                let wire = reply(&sent, format).unwrap();
+                assert_eq!(wire.typed_response.is_some(), format == Format::Binary);
+                let got = committed(wire).unwrap();
+                assert_eq!(got.response, sent.response);
+                assert_eq!(got.log_index, 7);
+            }
+            let done = Committed {
+                log_index: 8,
+                response: CommandResponse::Count(1),
+            };
+            assert_eq!(
+                committed(reply(&done, format).unwrap()).unwrap().response,
+                done.response
+            );
         }
     }
 
@@ -59,6 +92,7 @@ mod tests {
             response: br#"{"rejected":"no task named x"}"#.to_vec(),
             log_index: 7,
             rejection: None,
+            typed_response: None,
         };
         let got = committed(older).unwrap();
         assert_eq!(
@@ -71,7 +105,7 @@ mod tests {
 
     #[test]
     fn the_json_a_release_before_typed_rejections_reads_is_unchanged() {
-        let sent = reply(&refused(Rejection::NoSuchTask { task: "x".into() })).unwrap();
+        let sent = reply(&refused(Rejection::NoSuchTask { task: "x".into() }), Format::Json).unwrap();
         assert_eq!(sent.response, br#"{"rejected":"no task named x"}"#);
     }
 }

@@ -14,9 +14,11 @@ use super::command::{decode_command, encode_command};
 use crate::state::member::{Member, NodeId};
 use crate::types::TypeConfig;
 use crate::types::typ::{
-    AppendEntriesRequest, AppendEntriesResponse, Entry, LogId, SnapshotMeta, StoredMembership, Vote, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, Entry, LogId, SnapshotMeta, StoredMembership, TransferLeaderRequest,
+    TransferLeaderResponse, Vote, VoteRequest, VoteResponse,
 };
+
+type TransferLeaderError = openraft::raft::TransferLeaderError<TypeConfig>;
 
 type Membership = openraft::Membership<NodeId, Member>;
 type LeaderId = <TypeConfig as openraft::RaftTypeConfig>::LeaderId;
@@ -144,6 +146,54 @@ fn vote_from(vote: pb::Vote) -> Result<Vote, DecodeError> {
     Ok(match vote.committed {
         true => Vote::new_committed(leader.term, leader.node_id),
         false => Vote::new(leader.term, leader.node_id),
+    })
+}
+
+/// openraft's leadership transfer, typed.
+pub fn transfer_to(rpc: &TransferLeaderRequest) -> pb::TransferLeader {
+    pb::TransferLeader {
+        from_leader: Some(vote_to(rpc.from_leader())),
+        to_node_id: *rpc.to_node_id(),
+        last_log_id: rpc.last_log_id().map(log_id_to),
+    }
+}
+
+pub fn transfer_from(rpc: pb::TransferLeader) -> Result<TransferLeaderRequest, DecodeError> {
+    Ok(TransferLeaderRequest::new(
+        vote_from(rpc.from_leader.ok_or(missing("TransferLeader.from_leader"))?)?,
+        rpc.to_node_id,
+        optional_log_id(rpc.last_log_id)?,
+    ))
+}
+
+pub fn transfer_reply_to(reply: &TransferLeaderResponse) -> pb::TransferLeaderReply {
+    use pb::transfer_leader_reply::Result as R;
+    let result = match reply {
+        Ok(()) => R::Done(pb::Unit {}),
+        Err(TransferLeaderError::VoteChanged { expected, actual }) => R::VoteChanged(pb::VotesDiffer {
+            expected: Some(vote_to(expected)),
+            actual: Some(vote_to(actual)),
+        }),
+        Err(TransferLeaderError::LogNotFlushed { expected, actual }) => R::LogNotFlushed(pb::LogsDiffer {
+            expected: expected.as_ref().map(log_id_to),
+            actual: actual.as_ref().map(log_id_to),
+        }),
+    };
+    pb::TransferLeaderReply { result: Some(result) }
+}
+
+pub fn transfer_reply_from(reply: pb::TransferLeaderReply) -> Result<TransferLeaderResponse, DecodeError> {
+    use pb::transfer_leader_reply::Result as R;
+    Ok(match reply.result.ok_or(missing("TransferLeaderReply.result"))? {
+        R::Done(_) => Ok(()),
+        R::VoteChanged(v) => Err(TransferLeaderError::VoteChanged {
+            expected: vote_from(v.expected.ok_or(missing("VotesDiffer.expected"))?)?,
+            actual: vote_from(v.actual.ok_or(missing("VotesDiffer.actual"))?)?,
+        }),
+        R::LogNotFlushed(l) => Err(TransferLeaderError::LogNotFlushed {
+            expected: optional_log_id(l.expected)?,
+            actual: optional_log_id(l.actual)?,
+        }),
     })
 }
 

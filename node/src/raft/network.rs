@@ -21,7 +21,9 @@ use super::message_limits::{PEER_MAX_MESSAGE_BYTES, rpc_timeout};
 use super::peer_channels::PeerChannels;
 use super::snapshot_stream::{SNAPSHOT_CHUNK_BYTES, chunk_count, chunks, fits_one_message};
 use crate::codec::format::{AppliedVersion, Format};
-use crate::codec::raft::{append_entries_to, append_reply_from, vote_reply_from, vote_request_to};
+use crate::codec::raft::{
+    append_entries_to, append_reply_from, transfer_reply_from, transfer_to, vote_reply_from, vote_request_to,
+};
 use crate::types::typ::*;
 use crate::types::{Member, NodeId, TypeConfig};
 
@@ -295,8 +297,18 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         req: TransferLeaderRequest,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse, RpcError> {
-        let reply = self.call(RpcKind::TransferLeader, json_request(&req)?, &option).await?;
-        decode(&reply.payload)
+        let message = match self.applied.format() {
+            Format::Json => json_request(&req)?,
+            Format::Binary => RaftRequest {
+                transfer_leader: Some(transfer_to(&req)),
+                ..Default::default()
+            },
+        };
+        let reply = self.call(RpcKind::TransferLeader, message, &option).await?;
+        match reply.transfer_leader {
+            Some(typed) => transfer_reply_from(typed).map_err(|e| RpcError::Network(NetworkError::new(&e))),
+            None => decode(&reply.payload),
+        }
     }
 }
 
