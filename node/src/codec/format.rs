@@ -2,8 +2,10 @@
 //!
 //! Until the cluster version reaches [`BINARY_FORMATS`], everything is
 //! written as the JSON of earlier releases, which every member reads. From
-//! then on, the log, the vote, snapshots and forwarded proposals are
-//! written as `baton.state.v1` protobuf: every member's release reads it
+//! then on, the log, the vote, snapshots, forwarded proposals and the Raft
+//! calls (AppendEntries, votes, leadership transfers; a typed request gets a
+//! typed answer) are written as `baton.state.v1` protobuf: every member's
+//! release reads it
 //! (the version rose only once they all did), and a release that cannot
 //! read it refuses to start on the data dir (see
 //! [`crate::state::cluster_version`]). A node writes binary only once it

@@ -23,7 +23,7 @@
 //! | --- | --- | --- |
 //! | 1 | the formats of the releases before cluster versions | 0.1.0 |
 //! | 2 | the cluster records its version (`set_cluster_version` entries) | 0.2.0 |
-//! | 3 | binary formats: the log, the vote, snapshots and forwarded proposals as `baton.state.v1` protobuf (see `crate::codec::format`) | 0.2.0 |
+//! | 3 | binary formats: the log, the vote, snapshots, forwarded proposals and Raft calls as `baton.state.v1` protobuf (see `crate::codec::format`) | 0.2.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
