@@ -179,6 +179,46 @@ mod golden {
     }
 
     #[test]
+    fn the_raft_envelope_carries_typed_calls_as_pinned() {
+        use state::v1 as s;
+        let unit = || Some(s::Unit {});
+        let request = RaftRequest {
+            append_entries: Some(s::AppendEntries::default()),
+            vote: Some(s::VoteRequest::default()),
+            transfer_leader: Some(s::TransferLeader::default()),
+            ..Default::default()
+        };
+        let pinned = [
+            0x12, 0, // 2: append_entries
+            0x1a, 0, // 3: vote
+            0x22, 0, // 4: transfer_leader
+        ];
+        assert_eq!(request.encode_to_vec(), pinned);
+        assert_eq!(RaftRequest::decode(&pinned[..]).unwrap(), request);
+
+        let reply = RaftReply {
+            append_entries: Some(s::AppendEntriesReply {
+                result: Some(s::append_entries_reply::Result::Success(s::Unit {})),
+            }),
+            vote: Some(s::VoteReply {
+                vote_granted: true,
+                ..Default::default()
+            }),
+            transfer_leader: Some(s::TransferLeaderReply {
+                result: unit().map(s::transfer_leader_reply::Result::Done),
+            }),
+            ..Default::default()
+        };
+        let pinned = [
+            0x12, 2, 0x0a, 0, // 2: append_entries { 1: success }
+            0x1a, 2, 0x10, 1, // 3: vote { 2: vote_granted }
+            0x22, 2, 0x0a, 0, // 4: transfer_leader { 1: done }
+        ];
+        assert_eq!(reply.encode_to_vec(), pinned);
+        assert_eq!(RaftReply::decode(&pinned[..]).unwrap(), reply);
+    }
+
+    #[test]
     fn a_propose_reply_carries_its_rejection_typed_as_pinned() {
         let reply = ProposeReply {
             response: b"r".to_vec(),

@@ -178,11 +178,16 @@ impl RaftDb {
         table: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<T>, std::io::Error> {
-        let bytes = self.read(|txn| {
-            let table = txn.open_table(table)?;
-            Ok(table.get(key)?.map(|v| v.value().to_vec()))
-        })?;
-        bytes.map(|b| from_json(&b)).transpose()
+        self.get_bytes(table, key)?.map(|b| from_json(&b)).transpose()
+    }
+
+    /// Reads a value from a string-keyed table, as stored.
+    pub(crate) fn get_bytes(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, std::io::Error> {
+        self.read(|txn| Ok(txn.open_table(table)?.get(key)?.map(|v| v.value().to_vec())))
     }
 
     /// The cluster id this data directory belongs to, if it has joined one.

@@ -30,12 +30,6 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// A value of the META table, as stored.
-    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, io::Error> {
-        self.db
-            .read(|txn| Ok(txn.open_table(META)?.get(key)?.map(|v| v.value().to_vec())))
-    }
-
     pub fn new(db: RaftDb) -> Self {
         Self::with_append_budget(db, APPEND_BUDGET_BYTES)
     }
@@ -124,7 +118,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.meta("vote")?.map(|bytes| decode_vote(&bytes)).transpose()
+        self.db
+            .get_bytes(META, "vote")?
+            .map(|bytes| decode_vote(&bytes))
+            .transpose()
     }
 }
 
@@ -136,7 +133,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let table = txn.open_table(LOG)?;
             Ok(table.last()?.map(|(_, v)| v.value().to_vec()))
         })?;
-        let last_purged_log_id = match self.meta("last_purged")? {
+        let last_purged_log_id = match self.db.get_bytes(META, "last_purged")? {
             Some(bytes) => decode_log_id(&bytes)?,
             None => None,
         };
@@ -271,7 +268,10 @@ mod tests {
         assert_eq!(store.try_get_log_entries(1..=2).await.unwrap(), [entry(1), entry(2)]);
         assert_eq!(store.get_log_state().await.unwrap().last_log_id, Some(entry(2).log_id));
         assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new_committed(2, 1)));
-        assert_eq!(Format::of(&store.meta("vote").unwrap().unwrap()), Format::Binary);
+        assert_eq!(
+            Format::of(&store.db.get_bytes(META, "vote").unwrap().unwrap()),
+            Format::Binary
+        );
     }
 
     #[test]

@@ -84,8 +84,10 @@ impl StateMachineStore {
             return Err(io::Error::new(io::ErrorKind::Unsupported, refused));
         }
         // A crash between storing a snapshot and recording its version
-        // leaves the record behind: it catches up here.
-        db.raise_cluster_version(applied.cluster.cluster_version)?;
+        // leaves the record behind: it catches up here (a write only then).
+        if applied.cluster.cluster_version > db.cluster_version()? {
+            db.raise_cluster_version(applied.cluster.cluster_version)?;
+        }
         let index = applied.last_applied.as_ref().map_or(0, |l| l.index());
         Ok(StateMachineStore {
             db,
