@@ -19,6 +19,7 @@ pub mod chaos;
 pub mod chaos_report;
 pub mod containers;
 pub mod downstream;
+pub mod etcd;
 pub mod history;
 pub mod load;
 pub mod task_api;
@@ -91,11 +92,17 @@ impl TestCluster {
 
     /// Lays out `n` voters without starting them.
     pub fn create(n: u64, timing: TimingConfig) -> TestCluster {
+        let binary = find_node_binary().expect("baton-node is built beside the tests (scripts/test.sh builds it)");
+        Self::create_with_binary(n, timing, binary)
+    }
+
+    /// Lays out `n` voters that run `binary` (with the `baton-heart` beside
+    /// it), without starting them: benchmarks run an earlier build this way.
+    pub fn create_with_binary(n: u64, timing: TimingConfig, binary: PathBuf) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("baton-test-")
             .tempdir()
             .expect("temp dir");
-        let binary = find_node_binary().expect("baton-node is built beside the tests (scripts/test.sh builds it)");
         let local = LocalCluster::create(dir.path(), n, timing, binary).expect("lay out cluster");
         TestCluster { local, dir: Some(dir) }
     }

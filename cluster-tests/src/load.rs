@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use batonctl::ClusterClient;
+use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 
 use crate::TestCluster;
+use crate::etcd::EtcdCluster;
 
 /// What one load phase did.
 pub struct Phase {
@@ -40,10 +41,14 @@ impl Phase {
     }
 }
 
+/// One connection's put: a key and a value in, whether it committed out.
+pub type Put = Arc<dyn Fn(String, Arc<String>) -> BoxFuture<'static, bool> + Send + Sync>;
+
 /// `clients` clients (sharing up to 8 connections, as HTTP/2 multiplexes
-/// calls) each put `value_bytes`-byte values for `seconds`, cycling through
-/// `keys` keys of their own (named after `prefix`); a put counts when its
-/// reply is back, that is once it is committed on a quorum and applied.
+/// calls) each put `value_bytes`-byte values into Baton for `seconds`,
+/// cycling through `keys` keys of their own (named after `prefix`); a put
+/// counts when its reply is back, that is once it is committed on a quorum
+/// and applied.
 pub async fn put_load(
     cluster: &Arc<TestCluster>,
     prefix: &str,
@@ -52,35 +57,65 @@ pub async fn put_load(
     keys: u64,
     seconds: u64,
 ) -> Phase {
-    let connections: Vec<Arc<ClusterClient>> = (0..clients.min(8)).map(|_| Arc::new(cluster.client())).collect();
-    for c in &connections {
-        cluster.put(c, "warm-up", "x").await.expect("warm-up write");
+    let mut connections: Vec<Put> = Vec::new();
+    for _ in 0..clients.min(8) {
+        let client = Arc::new(cluster.client());
+        cluster.put(&client, "warm-up", "x").await.expect("warm-up write");
+        let cluster = cluster.clone();
+        connections.push(Arc::new(move |key: String, value: Arc<String>| {
+            let (cluster, client) = (cluster.clone(), client.clone());
+            Box::pin(async move { cluster.put(&client, &key, &value).await.is_ok() })
+        }));
     }
+    run_load(connections, prefix, clients, value_bytes, keys, seconds).await
+}
+
+/// The same load as [`put_load`], put into etcd: each connection goes to
+/// the member that leads, as Baton's client goes to Baton's leader.
+pub async fn etcd_put_load(etcd: &EtcdCluster, clients: usize, value_bytes: usize, keys: u64, seconds: u64) -> Phase {
+    let mut connections: Vec<Put> = Vec::new();
+    for _ in 0..clients.min(8) {
+        let client = etcd.client().await.expect("a connection to etcd's leader");
+        client
+            .put(b"warm-up".to_vec(), b"x".to_vec())
+            .await
+            .expect("warm-up write");
+        connections.push(Arc::new(move |key: String, value: Arc<String>| {
+            let client = client.clone();
+            Box::pin(async move { client.put(key.into_bytes(), value.as_bytes().to_vec()).await.is_ok() })
+        }));
+    }
+    run_load(connections, "", clients, value_bytes, keys, seconds).await
+}
+
+/// Runs `clients` clients over `connections` (client i uses connection
+/// i mod their number) for `seconds`, each putting as fast as its replies
+/// come back.
+pub async fn run_load(
+    connections: Vec<Put>,
+    prefix: &str,
+    clients: usize,
+    value_bytes: usize,
+    keys: u64,
+    seconds: u64,
+) -> Phase {
     let value = Arc::new("v".repeat(value_bytes));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|i| {
-            let (cluster, client, value) = (
-                cluster.clone(),
-                connections[i % connections.len()].clone(),
-                value.clone(),
-            );
+            let (put, value) = (connections[i % connections.len()].clone(), value.clone());
             let prefix = prefix.to_string();
             tokio::spawn(async move {
                 let mut hist = Histogram::<u64>::new(3).unwrap();
                 let (mut ops, mut errors) = (0u64, 0u64);
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    match cluster
-                        .put(&client, &format!("{prefix}c{i}-{}", ops % keys), &value)
-                        .await
-                    {
-                        Ok(_) => {
-                            hist.record(t.elapsed().as_micros() as u64).unwrap();
-                            ops += 1;
-                        }
-                        Err(_) => errors += 1,
+                    if put(format!("{prefix}c{i}-{}", ops % keys), value.clone()).await {
+                        hist.record(t.elapsed().as_micros() as u64).unwrap();
+                        ops += 1;
+                    } else {
+                        errors += 1;
                     }
                 }
                 (hist, ops, errors)

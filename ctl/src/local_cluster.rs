@@ -239,6 +239,11 @@ impl LocalCluster {
         self.nodes.values().map(|n| n.addr.clone()).collect()
     }
 
+    /// The `baton-node` its nodes run.
+    pub fn node_binary(&self) -> &Path {
+        &self.node_binary
+    }
+
     /// Paths of the CA and admin certificate and key.
     pub fn admin_paths(&self) -> (PathBuf, PathBuf, PathBuf) {
         let certs = self.dir.join("certs");

@@ -1,15 +1,24 @@
 //! `baton-bench`: Raft commit throughput and latency, and leader failover
 //! after kill -9, on a 3-node cluster of release `baton-node` processes on
-//! loopback with durable (fsync'd) storage. Prints a Markdown table.
+//! loopback with durable (fsync'd) storage. Prints Markdown tables.
+//!
+//! Side by side with etcd (unless `--no-etcd`): the same load, put into a
+//! 3-member etcd cluster on loopback (fsync on, mutual TLS as Baton has),
+//! in rounds that alternate Baton, etcd, Baton, etcd, each on a fresh
+//! cluster, so that drift on a shared machine hits both alike. Baton's
+//! figures are reported as ratios to etcd's from the same run: absolute
+//! figures move by 2x from one of these machines to the next.
 //!
 //! Run from the repository root: `scripts/bench.sh` (builds release binaries
-//! first; `baton-node` must sit beside this binary).
+//! first and installs Debian's `etcd-server` when it is missing;
+//! `baton-node` must sit beside this binary).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::TestCluster;
-use baton_cluster_tests::load::put_load;
+use baton_cluster_tests::etcd::EtcdCluster;
+use baton_cluster_tests::load::{Phase, etcd_put_load, put_load};
 use baton_node::config::TimingConfig;
 use clap::Parser;
 
@@ -22,6 +31,19 @@ struct Args {
     /// Concurrent clients in the second phase.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// Rounds of the load phases (each system on a fresh cluster per round).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Measure Baton alone, without etcd beside it.
+    #[arg(long)]
+    no_etcd: bool,
+    /// An earlier build of `baton-node` (its `baton-heart` beside it) to
+    /// measure in the same rounds, such as the commit before a change.
+    #[arg(long)]
+    baseline_binary: Option<std::path::PathBuf>,
+    /// Bytes in each value written.
+    #[arg(long, default_value_t = 16)]
+    value_bytes: usize,
     /// Leader kills in the failover phase.
     #[arg(long, default_value_t = 10)]
     kills: usize,
@@ -106,6 +128,22 @@ fn fsync_p50(dir: &std::path::Path) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// The two load phases of one round: one client, then `clients`.
+struct Round {
+    system: String,
+    round: usize,
+    one: Phase,
+    many: Phase,
+}
+
+fn mean(phases: &[&Phase], f: impl Fn(&Phase) -> f64) -> f64 {
+    phases.iter().map(|p| f(p)).sum::<f64>() / phases.len() as f64
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = Args::parse();
@@ -117,23 +155,103 @@ async fn main() {
     if let Some((min, max)) = args.election_timeout_ms {
         (timing.election_timeout_min_ms, timing.election_timeout_max_ms) = (min, max);
     }
-    let cluster = Arc::new(TestCluster::start_with(3, timing.clone()).await);
-    let fsync = fsync_p50(&cluster.path());
-    eprintln!("3-node cluster up in {}; measuring...", cluster.path().display());
-    let one = put_load(&cluster, "", 1, 16, 1000, args.seconds).await;
-    let many = put_load(&cluster, "", args.clients, 16, 1000, args.seconds).await;
-    let mut cluster = Arc::into_inner(cluster).expect("load tasks finished");
+    let mut rounds: Vec<Round> = Vec::new();
+    let mut fsync = Duration::ZERO;
+    let mut builds = vec![("Baton".to_string(), None)];
+    if let Some(path) = &args.baseline_binary {
+        builds.push(("Baton (baseline)".to_string(), Some(path.clone())));
+    }
+    for round in 1..=args.rounds {
+        for (system, binary) in &builds {
+            let mut cluster = match binary {
+                Some(binary) => TestCluster::create_with_binary(3, timing.clone(), binary.clone()),
+                None => TestCluster::create(3, timing.clone()),
+            };
+            for id in 1..=3 {
+                cluster.local.start(id).expect("start node");
+            }
+            cluster.wait_for_leader(Duration::from_secs(30)).await;
+            cluster.wait_for_all_up(Duration::from_secs(30)).await;
+            let cluster = Arc::new(cluster);
+            fsync = fsync_p50(&cluster.path());
+            eprintln!("round {round}: {system}, 3 nodes in {}", cluster.path().display());
+            let one = put_load(&cluster, "", 1, args.value_bytes, 1000, args.seconds).await;
+            let many = put_load(&cluster, "", args.clients, args.value_bytes, 1000, args.seconds).await;
+            drop(cluster);
+            rounds.push(Round {
+                system: system.clone(),
+                round,
+                one,
+                many,
+            });
+        }
+        if args.no_etcd {
+            continue;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("baton-bench-etcd-")
+            .tempdir()
+            .expect("temp dir");
+        let etcd = EtcdCluster::start(dir.path(), 3).await.expect("etcd cluster");
+        eprintln!("round {round}: etcd, 3 members in {}", dir.path().display());
+        let one = etcd_put_load(&etcd, 1, args.value_bytes, 1000, args.seconds).await;
+        let many = etcd_put_load(&etcd, args.clients, args.value_bytes, 1000, args.seconds).await;
+        drop(etcd);
+        rounds.push(Round {
+            system: "etcd".to_string(),
+            round,
+            one,
+            many,
+        });
+    }
+    let mut cluster = TestCluster::start_with(3, timing.clone()).await;
     let times = failover(&mut cluster, args.kills).await;
 
     println!(
-        "Machine: {}; disk 4 KiB append+fdatasync p50 {:.2} ms\n",
+        "Machine: {}; disk 4 KiB append+fdatasync p50 {:.2} ms; {}-byte values\n",
         baton_cluster_tests::machine(),
-        fsync.as_secs_f64() * 1e3
+        fsync.as_secs_f64() * 1e3,
+        args.value_bytes
     );
-    println!("| clients | commits/s | p50 | p99 | max | errors |");
-    println!("|---|---|---|---|---|---|");
-    for p in [&one, &many] {
-        println!("| {} | {} |", p.clients, p.cells());
+    println!("| round | system | clients | commits/s | p50 | p99 | max | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rounds {
+        for p in [&r.one, &r.many] {
+            println!("| {} | {} | {} | {} |", r.round, r.system, p.clients, p.cells());
+        }
+    }
+    if !args.no_etcd {
+        println!("\nMean over the rounds, each build as a ratio to etcd:\n");
+        println!(
+            "| build | clients | etcd commits/s | its commits/s | its / etcd | etcd p50 | its p50 | etcd p99 | its p99 |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for (system, _) in &builds {
+            for many in [false, true] {
+                let of = |name: &str| -> Vec<&Phase> {
+                    rounds
+                        .iter()
+                        .filter(|r| r.system == name)
+                        .map(|r| if many { &r.many } else { &r.one })
+                        .collect()
+                };
+                let (baton, etcd) = (of(system), of("etcd"));
+                let rate = |p: &Phase| p.per_second();
+                let p50 = |p: &Phase| ms(p.latency_us.value_at_quantile(0.5));
+                let p99 = |p: &Phase| ms(p.latency_us.value_at_quantile(0.99));
+                println!(
+                    "| {system} | {} | {:.0} | {:.0} | {:.2} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+                    baton[0].clients,
+                    mean(&etcd, rate),
+                    mean(&baton, rate),
+                    mean(&baton, rate) / mean(&etcd, rate),
+                    mean(&etcd, p50),
+                    mean(&baton, p50),
+                    mean(&etcd, p99),
+                    mean(&baton, p99),
+                );
+            }
+        }
     }
     let mut sorted = times.clone();
     sorted.sort();

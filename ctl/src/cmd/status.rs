@@ -1,7 +1,7 @@
 //! `batonctl status`: the cluster at a glance.
 
 use baton_node::api::member_probe::LOST_DATA;
-use baton_proto::{MemberStatus, Stall, StatusReply, StatusRequest};
+use baton_proto::{MemberStatus, Stall, StatusReply, StatusRequest, TickTimeliness};
 use serde::{Deserialize, Serialize};
 
 use super::CmdError;
@@ -34,6 +34,66 @@ pub struct StatusView {
     /// Members whose release does not support the next cluster version
     /// while another's does: upgrading them lets the version rise.
     pub version_held_by: Vec<u64>,
+    /// How on time ticks are, as the answering node saw their commits;
+    /// absent from a release before it.
+    pub ticks: Option<TicksView>,
+}
+
+/// Ticks committed against those the schedules ask for, over the last
+/// seconds, and how late past their due times their commits were.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TicksView {
+    pub window_ms: u64,
+    pub committed_per_second: f64,
+    /// What the running interval tasks ask for (cron tasks not counted).
+    pub due_per_second: f64,
+    pub late_p50_ms: u64,
+    pub late_p99_ms: u64,
+    pub late_max_ms: u64,
+}
+
+impl From<TickTimeliness> for TicksView {
+    fn from(t: TickTimeliness) -> Self {
+        TicksView {
+            window_ms: t.window_ms,
+            committed_per_second: t.committed_per_second,
+            due_per_second: t.due_per_second,
+            late_p50_ms: t.late_p50_ms,
+            late_p99_ms: t.late_p99_ms,
+            late_max_ms: t.late_max_ms,
+        }
+    }
+}
+
+impl TicksView {
+    /// Below this share of the demand, over a window this long, the
+    /// cluster is behind its schedules.
+    const BEHIND_SHARE: f64 = 0.95;
+    const BEHIND_WINDOW_MS: u64 = 5_000;
+
+    /// `status`'s line for it.
+    fn line(&self) -> String {
+        let mut line = format!(
+            "ticks: {:.0}/s committed of {:.0}/s due (last {:.0} s); late p50 {} ms, p99 {} ms, max {} ms",
+            self.committed_per_second,
+            self.due_per_second,
+            self.window_ms as f64 / 1000.0,
+            self.late_p50_ms,
+            self.late_p99_ms,
+            self.late_max_ms
+        );
+        if self.window_ms >= Self::BEHIND_WINDOW_MS
+            && self.due_per_second >= 1.0
+            && self.committed_per_second < Self::BEHIND_SHARE * self.due_per_second
+        {
+            line.push_str(&format!(
+                "\nBEHIND: the cluster commits {:.0} % of the ticks its tasks ask for",
+                100.0 * self.committed_per_second / self.due_per_second
+            ));
+        }
+        line.push('\n');
+        line
+    }
 }
 
 /// Something that should move and does not.
@@ -132,6 +192,7 @@ impl From<StatusReply> for StatusView {
             stalls: s.stalls.into_iter().map(StallView::from).collect(),
             cluster_version: s.cluster_version,
             version_held_by: s.version_held_by,
+            ticks: s.ticks.map(TicksView::from),
         }
     }
 }
@@ -177,6 +238,9 @@ pub fn render(view: &StatusView) -> String {
         view.lease_ms,
     );
     out.push_str(&cluster_version_line(view));
+    if let Some(ticks) = &view.ticks {
+        out.push_str(&ticks.line());
+    }
     if !view.stalls.is_empty() {
         out.push_str("\nSTALLED:\n");
         for stall in &view.stalls {
@@ -288,7 +352,42 @@ mod tests {
             stalls,
             cluster_version: 2,
             version_held_by: vec![],
+            ticks: None,
         }
+    }
+
+    fn ticks(committed: f64, due: f64, window_ms: u64) -> TicksView {
+        TicksView {
+            window_ms,
+            committed_per_second: committed,
+            due_per_second: due,
+            late_p50_ms: 3,
+            late_p99_ms: 41,
+            late_max_ms: 120,
+        }
+    }
+
+    #[test]
+    fn tick_timeliness_is_shown_and_a_cluster_behind_its_schedules_says_so() {
+        let mut status = view(vec![], 0);
+        status.ticks = Some(ticks(9_990.0, 10_000.0, 10_000));
+        let text = render(&status);
+        assert!(
+            text.contains(
+                "\nticks: 9990/s committed of 10000/s due (last 10 s); late p50 3 ms, p99 41 ms, max 120 ms\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("BEHIND"), "{text}");
+        status.ticks = Some(ticks(6_278.0, 10_000.0, 10_000));
+        let text = render(&status);
+        assert!(
+            text.contains("\nBEHIND: the cluster commits 63 % of the ticks its tasks ask for\n"),
+            "{text}"
+        );
+        // Just after start the window is too short to judge.
+        status.ticks = Some(ticks(10.0, 10_000.0, 1_000));
+        assert!(!render(&status).contains("BEHIND"));
     }
 
     fn stall(kind: &str, summary: &str) -> StallView {

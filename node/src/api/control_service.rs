@@ -168,7 +168,11 @@ impl Control for ControlService {
                 .collect();
             (count(&TaskStatus::Running), count(&TaskStatus::Paused), failed)
         });
-        let cluster_version = self.context.state_machine.read(|s| s.cluster_version);
+        let (cluster_version, due_per_second) = self
+            .context
+            .state_machine
+            .read(|s| (s.cluster_version, s.tasks.due_per_second()));
+        let ticks = self.context.state_machine.timeliness();
         let version_held_by = match next_step(cluster_version, &member_ranges(&self.context)) {
             Step::Held(held) => held.into_iter().map(|(id, _)| id).collect(),
             Step::Raise(_) | Step::Highest => Vec::new(),
@@ -190,6 +194,14 @@ impl Control for ControlService {
             overdue_tasks,
             cluster_version,
             version_held_by,
+            ticks: Some(TickTimeliness {
+                window_ms: ticks.window_ms,
+                committed_per_second: ticks.committed_per_second(),
+                due_per_second,
+                late_p50_ms: ticks.late_p50_ms,
+                late_p99_ms: ticks.late_p99_ms,
+                late_max_ms: ticks.late_max_ms,
+            }),
         }))
     }
 

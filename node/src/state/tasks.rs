@@ -369,6 +369,19 @@ impl TaskTable {
         late
     }
 
+    /// Ticks per second the running interval tasks ask for (cron tasks are
+    /// not counted: their rate is not a field).
+    pub fn due_per_second(&self) -> f64 {
+        self.tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Running)
+            .filter_map(|t| match t.spec.schedule {
+                Schedule::EveryMs(ms) if ms > 0 => Some(1000.0 / ms as f64),
+                _ => None,
+            })
+            .sum()
+    }
+
     /// Marks a task failed, if `epoch` is still its epoch.
     pub fn mark_failed(&mut self, name: &str, epoch: u64, reason: &str, version: u32) -> CommandResponse {
         match self.tasks.get_mut(name) {

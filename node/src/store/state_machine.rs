@@ -17,7 +17,7 @@
 //! both in one JSON document under [`LEGACY_SNAPSHOT_KEY`], is still read.
 
 use std::io::{self, Cursor};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
@@ -30,8 +30,11 @@ use super::db::{RaftDb, SM_META, from_json};
 use crate::codec::format::{Format, decode_snapshot_meta, decode_state, encode_snapshot_meta, encode_state};
 use crate::state::cluster::{ClusterState, Rules};
 use crate::state::cluster_version::{ClusterVersion, OutOfRange, VersionRange};
-use crate::types::TypeConfig;
+use crate::state::command::Command;
+use crate::state::tasks::TickCommit;
+use crate::tasks::timeliness::{Summary, Timeliness};
 use crate::types::typ::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
+use crate::types::{TypeConfig, now_ms};
 
 /// The current snapshot's metadata (JSON or protobuf, as its data).
 const SNAPSHOT_META_KEY: &str = "snapshot_meta";
@@ -58,6 +61,9 @@ pub struct StateMachineStore {
     state: Arc<RwLock<Applied>>,
     /// The last applied index, announced after every apply.
     applied: Arc<tokio::sync::watch::Sender<u64>>,
+    /// How on time the tick commits this node applies are (node-local,
+    /// never replicated).
+    timeliness: Arc<Mutex<Timeliness>>,
 }
 
 /// The in-memory image of what has been applied.
@@ -94,7 +100,17 @@ impl StateMachineStore {
             supported,
             state: Arc::new(RwLock::new(applied)),
             applied: Arc::new(tokio::sync::watch::Sender::new(index)),
+            timeliness: Arc::new(Mutex::new(Timeliness::new(now_ms()))),
         })
+    }
+
+    /// How on time the tick commits this node applied over the last
+    /// seconds were.
+    pub fn timeliness(&self) -> Summary {
+        self.timeliness
+            .lock()
+            .expect("timeliness lock poisoned")
+            .summary(now_ms())
     }
 
     /// Reads the applied cluster state.
@@ -182,6 +198,15 @@ impl StateMachineStore {
 
 /// Reads the current snapshot's metadata (and its data, if `with_data`)
 /// from the `sm_meta` table, in either layout; the newer if both are there.
+/// The tick commits in `command`, batches opened.
+fn tick_commits<'a>(command: &'a Command, out: &mut Vec<&'a TickCommit>) {
+    match command {
+        Command::CommitTick(commit) => out.push(commit),
+        Command::Batch(commands) => commands.iter().for_each(|c| tick_commits(c, out)),
+        _ => {}
+    }
+}
+
 fn stored_snapshot(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     with_data: bool,
@@ -286,6 +311,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             fenced: !crate::fencing::disabled(),
         };
         let version_before = self.read(|s| s.cluster_version);
+        // Tick commits applied: when each was due (see `timeliness`).
+        let mut ticks_due = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             if let EntryPayload::Normal(command) = &entry.payload {
                 self.check_version(command.raises_version_to(), || format!("log entry {}", entry.index()))?;
@@ -294,7 +321,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.last_applied = Some(entry.log_id());
             let response = match &entry.payload {
                 EntryPayload::Blank => Default::default(),
-                EntryPayload::Normal(command) => applied.cluster.apply(command, &rules),
+                EntryPayload::Normal(command) => {
+                    let mut commits = Vec::new();
+                    tick_commits(command, &mut commits);
+                    let due: Vec<Option<u64>> = commits
+                        .iter()
+                        .map(|c| applied.cluster.tasks.tasks.get(&c.task).map(|t| t.next_due_ms))
+                        .collect();
+                    let response = applied.cluster.apply(command, &rules);
+                    for (commit, due) in commits.into_iter().zip(due) {
+                        // Committed: the task's record is now this commit's.
+                        let landed = applied.cluster.tasks.tasks.get(&commit.task).is_some_and(|t| {
+                            t.tick == commit.tick && t.last_tick_at_ms == Some(commit.committed_at_ms)
+                        });
+                        if let (true, Some(due)) = (landed, due) {
+                            ticks_due.push(due);
+                        }
+                    }
+                    response
+                }
                 EntryPayload::Membership(membership) => {
                     applied.last_membership = StoredMembership::new(Some(entry.log_id()), membership.clone());
                     Default::default()
@@ -302,6 +347,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
             if let Some(responder) = responder {
                 responses.push((responder, response));
+            }
+        }
+        if !ticks_due.is_empty() {
+            let now = now_ms();
+            let mut timeliness = self.timeliness.lock().expect("timeliness lock poisoned");
+            for due in ticks_due {
+                timeliness.record(due, now);
             }
         }
         self.record_version(version_before).await?;

@@ -8,6 +8,7 @@ mod forwarder;
 pub mod restarts;
 mod runner;
 pub mod schedule;
+pub mod timeliness;
 
 pub use forwarder::propose_on_leader;
 pub use runner::spawn_runner;

@@ -1,0 +1,362 @@
+//! `baton-scale-bench`: many tasks on one cluster of release `baton-node`
+//! processes on loopback: 3 voters and `--workers` workers (learners), every
+//! node under its heart, as `batonctl dev` runs them.
+//!
+//! 1. Adds `--tasks` counter tasks every `--period-ms` (64 callers at once)
+//!    and waits until every one has ticked.
+//! 2. Measures, over `--seconds`, the ticks committed per second against
+//!    the ticks the schedules ask for, from outside: the sum of the tasks'
+//!    tick counts (`tasks list`) at the start and the end of the window;
+//!    and how overdue the tasks are at those moments (a task's next tick
+//!    due in the past and not yet committed). When the nodes report it,
+//!    the leader's own lateness figure (from `status`) beside it.
+//! 3. Resident memory of each node before the tasks and after, per task.
+//! 4. The last snapshot the leader built: its size and how long it took.
+//! 5. Kill -9 of a worker: the time until every task it owned has
+//!    committed a tick on another node, and the leader's reassignment write.
+//! 6. A new worker joins: the time from `nodes add` until it has applied a
+//!    write made just before.
+//!
+//! Prints Markdown tables. `--node-binary` runs another build of
+//! `baton-node` (its `baton-heart` beside it), such as the commit before a
+//! change, for figures measured side by side in one session.
+//!
+//! Run from the repository root: `scripts/bench-scale.sh`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use baton_cluster_tests::task_api::{add, deploy, every, tasks};
+use baton_cluster_tests::{TestCluster, logged_bytes, machine, poll_async, quantile};
+use baton_node::config::TimingConfig;
+use baton_proto::{AddNodeRequest, TaskInfo};
+use batonctl::ClusterClient;
+use batonctl::local_cluster::LocalCluster;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks many tasks on a local Baton cluster")]
+struct Args {
+    /// Counter tasks.
+    #[arg(long, default_value_t = 10_000)]
+    tasks: usize,
+    /// Their period.
+    #[arg(long, default_value_t = 1_000)]
+    period_ms: u64,
+    /// Workers beside the 3 voters.
+    #[arg(long, default_value_t = 1)]
+    workers: u64,
+    /// Seconds of the measured window.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Another `baton-node` to run (default: the one beside this binary).
+    #[arg(long)]
+    node_binary: Option<PathBuf>,
+    /// Skip the kill of a worker and the join of a new one.
+    #[arg(long)]
+    no_faults: bool,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Resident memory of a process, in KiB (from /proc).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The node processes' pids, by node id (from their pid files).
+fn pids(local: &LocalCluster) -> BTreeMap<u64, u32> {
+    local
+        .nodes
+        .values()
+        .filter_map(|n| {
+            let pid = std::fs::read_to_string(n.pid_path()).ok()?.trim().parse().ok()?;
+            Some((n.id, pid))
+        })
+        .collect()
+}
+
+/// One look at every task from outside.
+struct Sample {
+    at_ms: u64,
+    ticks: u64,
+    /// How far past its due time each running task's next tick is (0 when
+    /// not yet due), in ms.
+    overdue_ms: Vec<u64>,
+}
+
+async fn sample(client: &ClusterClient) -> Sample {
+    let all = tasks(client).await;
+    let at_ms = now_ms();
+    Sample {
+        at_ms,
+        ticks: all.iter().map(|t| t.tick).sum(),
+        overdue_ms: all
+            .iter()
+            .filter(|t| t.status == "running" && t.next_due_ms > 0)
+            .map(|t| at_ms.saturating_sub(t.next_due_ms))
+            .collect(),
+    }
+}
+
+/// Adds `n` counters every `period_ms` with 64 callers at once; returns
+/// the time it took.
+async fn add_tasks(cluster: &TestCluster, n: usize, period_ms: u64) -> Duration {
+    let started = Instant::now();
+    let mut adds = tokio::task::JoinSet::new();
+    let clients: Vec<std::sync::Arc<ClusterClient>> = (0..8).map(|_| std::sync::Arc::new(cluster.client())).collect();
+    for caller in 0..64 {
+        let client = clients[caller % clients.len()].clone();
+        adds.spawn(async move {
+            for i in (caller..n).step_by(64) {
+                add(&client, every(&format!("t{i:06}"), "counter", period_ms, "")).await;
+            }
+        });
+    }
+    adds.join_all().await;
+    started.elapsed()
+}
+
+fn owned_by(all: &[TaskInfo], node: u64) -> Vec<String> {
+    all.iter().filter(|t| t.owner == node).map(|t| t.name.clone()).collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = Args::parse();
+    baton_node::tls::install_crypto_provider();
+    let mut cluster = match &args.node_binary {
+        Some(binary) => TestCluster::create_with_binary(3, TimingConfig::default(), binary.clone()),
+        None => TestCluster::create(3, TimingConfig::default()),
+    };
+    for id in 1..=3 {
+        cluster.local.start(id).expect("start node");
+    }
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let client = cluster.client();
+    let mut next_id = 4;
+    for _ in 0..args.workers {
+        join(&mut cluster, &client, next_id).await;
+        next_id += 1;
+    }
+    cluster.wait_for_all_up(Duration::from_secs(60)).await;
+    eprintln!(
+        "{} nodes up in {}; adding {} tasks...",
+        3 + args.workers,
+        cluster.path().display(),
+        args.tasks
+    );
+    deploy(&cluster, &client, "counter").await;
+    let rss_before: BTreeMap<u64, u64> = pids(&cluster.local)
+        .into_iter()
+        .map(|(id, pid)| (id, rss_kib(pid)))
+        .collect();
+
+    let add_took = add_tasks(&cluster, args.tasks, args.period_ms).await;
+    eprintln!(
+        "added in {:.1} s; waiting for every task to tick...",
+        add_took.as_secs_f64()
+    );
+    let placed = Instant::now();
+    poll_async(Duration::from_secs(600), "every task to tick", || async {
+        tasks(&client).await.iter().all(|t| t.tick >= 1).then_some(())
+    })
+    .await;
+    let all_ticking = placed.elapsed() + add_took;
+    // Let the first ticks' catch-up settle before the window.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let first = sample(&client).await;
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let last = sample(&client).await;
+    let status = cluster.status().await.expect("status");
+    let rss_after: BTreeMap<u64, u64> = pids(&cluster.local)
+        .into_iter()
+        .map(|(id, pid)| (id, rss_kib(pid)))
+        .collect();
+    let committed_per_s = (last.ticks - first.ticks) as f64 * 1000.0 / (last.at_ms - first.at_ms) as f64;
+    let demand_per_s = args.tasks as f64 * 1000.0 / args.period_ms as f64;
+    let mut overdue: Vec<u64> = first.overdue_ms.iter().chain(&last.overdue_ms).copied().collect();
+    overdue.sort_unstable();
+
+    let leader_log = std::fs::read_to_string(cluster.local.nodes[&leader].log_path()).unwrap_or_default();
+    let snapshot = leader_log
+        .lines()
+        .rev()
+        .find(|l| l.contains("built a snapshot"))
+        .map(|l| {
+            let bytes = logged_bytes(l, "built a snapshot").first().copied().unwrap_or(0);
+            let ms = l
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("ms="))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            (bytes, ms)
+        });
+
+    let mut faults = None;
+    if !args.no_faults {
+        faults = Some(kill_and_join(&mut cluster, &client, leader, &mut next_id).await);
+    }
+
+    println!("Machine: {}\n", machine());
+    println!(
+        "{} counter tasks every {} ms on 3 voters and {} worker(s); node binary {}\n",
+        args.tasks,
+        args.period_ms,
+        args.workers,
+        cluster.local.node_binary().display()
+    );
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!(
+        "| tasks added (64 callers) | {:.1} s, {:.0}/s |",
+        add_took.as_secs_f64(),
+        args.tasks as f64 / add_took.as_secs_f64()
+    );
+    println!(
+        "| every task ticking, from the first add | {:.1} s |",
+        all_ticking.as_secs_f64()
+    );
+    println!("| ticks due per second | {demand_per_s:.0} |");
+    println!(
+        "| ticks committed per second ({} s, from outside) | {committed_per_s:.0} ({:.1} % of the demand) |",
+        args.seconds,
+        100.0 * committed_per_s / demand_per_s
+    );
+    println!(
+        "| overdue at a random moment, p50 / p99 / max (from outside) | {} / {} / {} ms |",
+        quantile(&overdue, 0.5),
+        quantile(&overdue, 0.99),
+        quantile(&overdue, 1.0)
+    );
+    if let Some(ticks) = &status.ticks {
+        println!(
+            "| the leader's figure: committed per second, late p50 / p99 / max | {:.0}/s; {} / {} / {} ms |",
+            ticks.committed_per_second, ticks.late_p50_ms, ticks.late_p99_ms, ticks.late_max_ms
+        );
+    }
+    for (id, after) in &rss_after {
+        let before = rss_before.get(id).copied().unwrap_or(0);
+        println!(
+            "| node {id} resident memory: before, after, per task | {} MiB, {} MiB, {:.1} KiB |",
+            before / 1024,
+            after / 1024,
+            after.saturating_sub(before) as f64 / args.tasks as f64
+        );
+    }
+    match snapshot {
+        Some((bytes, ms)) => println!(
+            "| the leader's last snapshot: size, build time | {:.1} MB, {ms} ms |",
+            bytes as f64 / 1e6
+        ),
+        None => println!("| the leader's last snapshot | none built in the run |"),
+    }
+    if let Some(f) = faults {
+        println!(
+            "| kill -9 of worker {}: its {} tasks all ticking elsewhere | {:.2} s |",
+            f.killed,
+            f.moved,
+            f.moved_in.as_secs_f64()
+        );
+        println!("| the leader's reassignment | {} |", f.reassign_write);
+        println!(
+            "| a new worker joins: `nodes add` to applied | {:.2} s |",
+            f.join_took.as_secs_f64()
+        );
+    }
+}
+
+struct Faults {
+    killed: u64,
+    moved: usize,
+    moved_in: Duration,
+    reassign_write: String,
+    join_took: Duration,
+}
+
+/// Lays out, starts and adds worker `id`; returns how long `nodes add`
+/// took until the worker had applied a write made just before.
+async fn join(cluster: &mut TestCluster, client: &ClusterClient, id: u64) -> Duration {
+    let marker = format!("before-{id}");
+    cluster
+        .put(client, &marker, "x")
+        .await
+        .expect("a write before the join");
+    let addr = cluster
+        .local
+        .add_node_layout(id)
+        .expect("lay out the worker")
+        .addr
+        .clone();
+    cluster.local.start(id).expect("start the worker");
+    let started = Instant::now();
+    client
+        .call_with(&AddNodeRequest { id, addr, worker: true }, |mut c, r| async move {
+            c.add_node(r).await
+        })
+        .await
+        .expect("add the worker");
+    poll_async(Duration::from_secs(600), "the worker to catch up", || async {
+        cluster.get_local(id, &marker).await.ok()?.map(|_| ())
+    })
+    .await;
+    started.elapsed()
+}
+
+async fn kill_and_join(cluster: &mut TestCluster, client: &ClusterClient, leader: u64, next_id: &mut u64) -> Faults {
+    let all = tasks(client).await;
+    let worker = (4..*next_id)
+        .max_by_key(|id| owned_by(&all, *id).len())
+        .expect("a worker");
+    let moved = owned_by(&all, worker);
+    let killed_at = now_ms();
+    let started = Instant::now();
+    cluster.kill9(worker);
+    poll_async(
+        Duration::from_secs(300),
+        "the killed worker's tasks to tick elsewhere",
+        || async {
+            let now: BTreeMap<String, TaskInfo> =
+                tasks(client).await.into_iter().map(|t| (t.name.clone(), t)).collect();
+            moved
+                .iter()
+                .all(|name| {
+                    now.get(name)
+                        .is_some_and(|t| t.owner != worker && t.last_tick_at_ms.is_some_and(|at| at > killed_at))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let moved_in = started.elapsed();
+    let log = std::fs::read_to_string(cluster.local.nodes[&leader].log_path()).unwrap_or_default();
+    let reassign_write = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("reassigned") && l.contains("task(s)"))
+        .and_then(|l| l.split("reassigned").nth(1))
+        .map(|l| format!("reassigned{l}"))
+        .unwrap_or_else(|| "(not logged)".into());
+    let id = *next_id;
+    *next_id += 1;
+    let join_took = join(cluster, client, id).await;
+    Faults {
+        killed: worker,
+        moved: moved.len(),
+        moved_in,
+        reassign_write,
+        join_took,
+    }
+}
