@@ -18,6 +18,9 @@ use super::fence::FenceError;
 use super::host::{TaskContext, TaskHost};
 use super::module::{CompiledModule, compile, content_hash};
 
+/// Freed instance slots decommitted together (see `TaskEngine::new`).
+const DECOMMIT_BATCH: usize = 16;
+
 /// How often the engine's epoch advances: the resolution of tick budgets.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -69,7 +72,13 @@ impl TaskEngine {
             .total_memories(limits.max_instances * 2)
             .total_tables(limits.max_instances * 4)
             .total_stacks(limits.max_instances)
-            .max_memory_size(limits.memory_bytes);
+            .max_memory_size(limits.memory_bytes)
+            // A tick instantiates its module afresh, and each freed slot's
+            // memory goes back to the kernel with madvise, whose TLB
+            // shootdowns interrupt every core: in batches, far fewer (10 %
+            // more ticks/s at 10,000 ticks/s of demand; keeping 1 MiB
+            // resident and resetting it with memset cost 40 % instead).
+            .decommit_batch_size(DECOMMIT_BATCH);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
