@@ -105,7 +105,7 @@ impl EtcdCluster {
             client_urls: client_urls.clone(),
             certs: certs.clone(),
         };
-        for i in 0..n as usize {
+        for (i, client_url) in client_urls.iter().enumerate() {
             let (cert, key) = pki::node_cert_paths(&certs, i as u64 + 1);
             let data = dir.join(format!("m{}", i + 1));
             std::fs::create_dir_all(&data)?;
@@ -116,9 +116,9 @@ impl EtcdCluster {
                 .arg("--data-dir")
                 .arg(&data)
                 .arg("--listen-client-urls")
-                .arg(&client_urls[i])
+                .arg(client_url)
                 .arg("--advertise-client-urls")
-                .arg(&client_urls[i])
+                .arg(client_url)
                 .arg("--listen-peer-urls")
                 .arg(peer_url(i))
                 .arg("--initial-advertise-peer-urls")

@@ -11,7 +11,7 @@ use std::time::Duration;
 use baton_cluster_tests::{TestCluster, poll_async};
 use baton_node::codec::format::Format;
 use baton_node::config::TimingConfig;
-use baton_node::state::cluster_version::VersionRange;
+use baton_node::state::cluster_version::{VersionRange, first_release};
 use baton_proto::AddNodeRequest;
 use batonctl::cmd::status::fetch;
 use redb::{ReadableDatabase, ReadableTable};
@@ -133,8 +133,10 @@ async fn the_cluster_version_rises_only_once_every_member_supports_it_and_older_
     poll_async(Duration::from_secs(20), "node 3 to refuse its data dir", || async {
         log_of(&cluster, 3)
             .contains(&format!(
-                "data_dir is at cluster version {HIGHEST}; this baton-node (0.2.0) supports cluster version 1; run \
-                 baton-node 0.2.0 or later"
+                "data_dir is at cluster version {HIGHEST}; this baton-node ({}) supports cluster version 1; run \
+                 baton-node {} or later",
+                baton_node::VERSION,
+                first_release(HIGHEST).expect("this release knows its versions")
             ))
             .then_some(())
     })
@@ -166,7 +168,8 @@ async fn the_cluster_version_rises_only_once_every_member_supports_it_and_older_
     .await;
     assert!(
         refused.contains(&format!(
-            "this cluster is at cluster version {HIGHEST}; start node 4 with baton-node 0.2.0 or later"
+            "this cluster is at cluster version {HIGHEST}; start node 4 with baton-node {} or later",
+            first_release(HIGHEST).expect("this release knows its versions")
         )),
         "{refused}"
     );

@@ -30,7 +30,7 @@ use crate::runtime::{RuntimeLimits, TaskEngine};
 use crate::state::cluster_version::{OutOfRange, VersionRange};
 use crate::store::{RaftDb, StoreError};
 use crate::supervision::{Supervision, spawn_heartbeat, spawn_supervisor};
-use crate::tasks::spawn_runner;
+use crate::tasks::{spawn_forwarder, spawn_runner};
 use crate::tls::{TlsError, TlsMaterial};
 use crate::types::{NodeId, Raft};
 use crate::versioning::spawn_cluster_version;
@@ -154,6 +154,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         refusals: Default::default(),
         raft: raft.clone(),
         proposer: Proposer::start(raft.clone()),
+        forwards: Default::default(),
         state_machine,
         channels,
         progress: Default::default(),
@@ -176,6 +177,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let heartbeat = spawn_heartbeat(context.clone());
     let supervisor = spawn_supervisor(context.clone());
     let runner = spawn_runner(context.clone());
+    let forwarder = spawn_forwarder(context.clone());
     let rollouts = spawn_rollouts(context.clone());
     let cluster_version = spawn_cluster_version(context.clone());
     let progress = spawn_progress_watch(raft.clone(), context.progress.clone());
@@ -242,6 +244,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             formation.abort();
         }
         stop_ticks(&context).await;
+        forwarder.abort();
         let _ = stop_serving_tx.send(());
         let _ = tokio::time::timeout(config.shutdown_grace(), server).await;
         return Err(NodeError::RaftStopped(why));
@@ -261,6 +264,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         heartbeat.abort();
         progress.abort();
         stop_ticks(&context).await;
+        forwarder.abort();
         hand_off_leadership(&raft, config.id, grace / 3).await;
         let _ = stop_serving_tx.send(());
         match server.await {

@@ -31,6 +31,8 @@ pub struct NodeContext {
     pub raft: Raft,
     /// Batches writes into Raft entries.
     pub proposer: Proposer,
+    /// Batches the writes this node forwards to the leader.
+    pub forwards: crate::tasks::ForwardQueue,
     pub state_machine: StateMachineStore,
     pub channels: Arc<PeerChannels>,
     /// Since when commits, applies and replication have stood still, if

@@ -100,24 +100,7 @@ impl Peer for PeerService {
         let bytes = request.into_inner().command;
         let command: Command = crate::codec::format::decode_command(&bytes)
             .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
-        if !matches!(
-            command,
-            Command::CommitTick(_) | Command::MarkTaskFailed { .. } | Command::YieldTask { .. }
-        ) {
-            return Err(Status::permission_denied(
-                "peers may only propose tick commits, task failures and task releases",
-            ));
-        }
-        let claimed = match &command {
-            Command::CommitTick(commit) => Some(commit.node),
-            Command::YieldTask { node, .. } => Some(*node),
-            _ => None,
-        };
-        if claimed.is_some_and(|node| node != from) {
-            return Err(Status::permission_denied(format!(
-                "node {from} may only commit and release its own tasks"
-            )));
-        }
+        check_forwarded(&command, from)?;
         let committed = self.context.proposer.propose(command).await.map_err(propose_error)?;
         // Answered in the format the command came in.
         let format = crate::codec::format::Format::of(&bytes);
@@ -148,5 +131,92 @@ impl Peer for PeerService {
             .map(|c| Ok(FetchModuleReply { component: c.to_vec() }))
             .collect();
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+}
+
+/// What a peer may propose through the leader: tick commits, task failures
+/// and task releases, each of its own tasks, alone or as one batch of them
+/// (from the cluster version of forwarded batches; never nested).
+fn check_forwarded(command: &Command, from: NodeId) -> Result<(), Status> {
+    let commands = match command {
+        Command::Batch(commands) => commands.as_slice(),
+        single => std::slice::from_ref(single),
+    };
+    for command in commands {
+        if !matches!(
+            command,
+            Command::CommitTick(_) | Command::MarkTaskFailed { .. } | Command::YieldTask { .. }
+        ) {
+            return Err(Status::permission_denied(
+                "peers may only propose tick commits, task failures and task releases, alone or in one batch",
+            ));
+        }
+        let claimed = match command {
+            Command::CommitTick(commit) => Some(commit.node),
+            Command::YieldTask { node, .. } => Some(*node),
+            _ => None,
+        };
+        if claimed.is_some_and(|node| node != from) {
+            return Err(Status::permission_denied(format!(
+                "node {from} may only commit and release its own tasks"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tasks::TickCommit;
+
+    fn tick(node: NodeId) -> Command {
+        Command::CommitTick(TickCommit {
+            task: "t".into(),
+            epoch: 1,
+            tick: 1,
+            node,
+            state: vec![],
+            next_due_ms: 0,
+            committed_at_ms: 0,
+            version: 1,
+        })
+    }
+
+    #[test]
+    fn a_peer_forwards_its_own_task_writes_alone_or_in_one_batch() {
+        assert!(check_forwarded(&tick(2), 2).is_ok());
+        assert!(check_forwarded(&Command::Batch(vec![tick(2), tick(2)]), 2).is_ok());
+        let yielded = Command::YieldTask {
+            name: "t".into(),
+            epoch: 1,
+            node: 2,
+        };
+        assert!(check_forwarded(&Command::Batch(vec![tick(2), yielded]), 2).is_ok());
+    }
+
+    #[test]
+    fn anything_else_in_a_forwarded_batch_is_refused() {
+        let refused = |command: Command| check_forwarded(&command, 2).unwrap_err().code();
+        // Another node's tick, alone or hidden in a batch.
+        assert_eq!(refused(tick(3)), tonic::Code::PermissionDenied);
+        assert_eq!(
+            refused(Command::Batch(vec![tick(2), tick(3)])),
+            tonic::Code::PermissionDenied
+        );
+        // Writes a peer may not forward, and batches in batches.
+        let put = Command::Put {
+            key: "k".into(),
+            value: vec![],
+        };
+        assert_eq!(refused(put.clone()), tonic::Code::PermissionDenied);
+        assert_eq!(
+            refused(Command::Batch(vec![tick(2), put])),
+            tonic::Code::PermissionDenied
+        );
+        assert_eq!(
+            refused(Command::Batch(vec![Command::Batch(vec![tick(2)])])),
+            tonic::Code::PermissionDenied
+        );
     }
 }

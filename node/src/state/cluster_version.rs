@@ -24,6 +24,7 @@
 //! | 1 | the formats of the releases before cluster versions | 0.1.0 |
 //! | 2 | the cluster records its version (`set_cluster_version` entries) | 0.2.0 |
 //! | 3 | binary formats: the log, the vote, snapshots, forwarded proposals and Raft calls as `baton.state.v1` protobuf (see `crate::codec::format`) | 0.2.0 |
+//! | 4 | peers forward their writes to the leader in batches (`crate::tasks::forwarder`) | 0.3.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
@@ -42,9 +43,13 @@ pub const FIRST: ClusterVersion = 1;
 /// proposals are written as protobuf (`crate::codec::format`).
 pub const BINARY_FORMATS: ClusterVersion = 3;
 
+/// The version from which a node forwards its writes to the leader in
+/// batches: a leader of an earlier release refuses a forwarded batch.
+pub const FORWARDED_BATCHES: ClusterVersion = 4;
+
 /// The releases that introduced each version, for messages: index 0 is
 /// version 1.
-const FIRST_RELEASES: [&str; 3] = ["0.1.0", "0.2.0", "0.2.0"];
+const FIRST_RELEASES: [&str; 4] = ["0.1.0", "0.2.0", "0.2.0", "0.3.0"];
 
 /// The cluster versions a binary can run at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +67,7 @@ impl Default for VersionRange {
 
 impl VersionRange {
     /// What this release supports.
-    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 3 };
+    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 4 };
 
     /// This release's range, its top lowered to `cap` (the `[testing]
     /// max_cluster_version` knob, which makes a node act as an older release
@@ -251,11 +256,10 @@ mod tests {
         assert!(refused.contains("supports cluster version 1;"), "{refused}");
         assert!(refused.ends_with("run baton-node 0.2.0 or later"), "{refused}");
         assert!(
-            range
-                .refuse(9, "the cluster")
-                .unwrap()
-                .to_string()
-                .ends_with("run a release of baton-node newer than 0.2.0 (one that supports cluster version 9)"),
+            range.refuse(9, "the cluster").unwrap().to_string().ends_with(&format!(
+                "run a release of baton-node newer than {} (one that supports cluster version 9)",
+                crate::VERSION
+            )),
             "a version no release has names none"
         );
     }

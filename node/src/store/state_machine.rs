@@ -448,8 +448,10 @@ mod tests {
         ];
         let err = sm.apply(futures::stream::iter(entries)).await.unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("log entry 2 is at cluster version 2; this baton-node (0.2.0) supports cluster version 1"),
+            err.to_string().starts_with(&format!(
+                "log entry 2 is at cluster version 2; this baton-node ({}) supports cluster version 1",
+                crate::VERSION
+            )),
             "{err}"
         );
         assert_eq!(sm.last_applied_index(), 1, "the entry before it applied");

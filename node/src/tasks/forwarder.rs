@@ -1,15 +1,64 @@
 //! A task owner's writes go to the leader: through the local proposer when
 //! this node leads, or over the peer API when another does.
+//!
+//! Forwarded writes are batched, as the leader's proposer batches its own:
+//! they queue here, and a call to the leader goes as soon as one of a few
+//! in-flight slots is free, carrying everything that queued meanwhile as
+//! one `Batch` (from the cluster version that lets peers send them, see
+//! [`FORWARDED_BATCHES`]). A lone write goes at once; under load, thousands
+//! of tick commits a second share calls instead of each paying for a gRPC
+//! request of its own. The leader answers a batch with a batch, and each
+//! write gets its own answer.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_proto::ProposeRequest;
 use openraft::async_runtime::watch::WatchReceiver;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::api::NodeContext;
 use crate::codec::format::{Format, encode_command};
-use crate::raft::{Committed, MAX_COMMAND_BYTES, ProposeError, peer_client};
-use crate::types::{Command, NodeId};
+use crate::raft::{Committed, MAX_BATCH_BYTES, MAX_COMMAND_BYTES, ProposeError, peer_client};
+use crate::state::cluster_version::FORWARDED_BATCHES;
+use crate::types::{Command, CommandResponse, NodeId};
+
+/// Forwarded calls to the leader in flight at once; more writes queue and
+/// join later calls.
+const MAX_IN_FLIGHT: usize = 4;
+/// Most writes in one forwarded batch.
+const MAX_BATCH_COMMANDS: usize = 1024;
+/// How long the leader may take to answer a forwarded call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A write waiting to be forwarded.
+struct Pending {
+    leader: NodeId,
+    addr: String,
+    command: Command,
+    /// Its encoded size in the format it travels in.
+    bytes: usize,
+    format: Format,
+    reply_tx: oneshot::Sender<Result<Committed, ProposeError>>,
+}
+
+/// The queue of writes this node forwards to the leader.
+pub struct ForwardQueue {
+    tx: mpsc::UnboundedSender<Pending>,
+    /// Taken by [`spawn_forwarder`].
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Pending>>>,
+}
+
+impl Default for ForwardQueue {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        ForwardQueue {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
 
 /// Resolves when this node's Raft knows a leader other than `leader` (or
 /// none), with the new one.
@@ -33,49 +82,174 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
     match (leader, addr) {
         (Some(leader), _) if leader == context.id => context.proposer.propose(command).await,
         (Some(leader), Some(addr)) => {
-            let unreachable = |why: String| ProposeError::Stopped(format!("leader {leader} at {addr}: {why}"));
-            let channel = context
-                .channels
-                .channel(leader, &addr)
-                .map_err(|e| unreachable(e.to_string()))?;
             // In the format every member reads (see `codec::format`).
-            let format = context.state_machine.read(|s| Format::at(s.cluster_version));
-            let payload = encode_command(&command, format).map_err(|e| ProposeError::Refused(e.to_string()))?;
-            if payload.len() > MAX_COMMAND_BYTES {
+            let version = context.state_machine.read(|s| s.cluster_version);
+            let format = Format::at(version);
+            let bytes = encode_command(&command, format)
+                .map_err(|e| ProposeError::Refused(e.to_string()))?
+                .len();
+            if bytes > MAX_COMMAND_BYTES {
                 return Err(ProposeError::TooLarge {
-                    bytes: payload.len(),
+                    bytes,
                     limit: MAX_COMMAND_BYTES,
                 });
             }
-            let request = context
-                .channels
-                .request(ProposeRequest { command: payload }, Some(Duration::from_secs(10)));
-            // A leader cut off from this node leaves the call hanging until
-            // its timeout; once this node hears of another leader, the
-            // caller retries there at once. Every command a node forwards
-            // names the epoch it expects, so a retry of one that did commit
-            // is refused (a tick's as out of order, found committed).
-            let mut client = peer_client(channel);
-            let reply = tokio::select! {
-                reply = client.propose(request) => reply,
-                new = leader_changed(&context.raft, leader) => {
-                    return Err(unreachable(format!("leadership moved to {new:?} during the call")));
-                }
-            };
-            let reply = reply
-                .map_err(|status| match status.metadata().get(baton_proto::NOT_LEADER_HEADER) {
-                    Some(_) => ProposeError::NotLeader {
-                        leader_id: None,
-                        leader_addr: None,
-                    },
-                    None => unreachable(status.message().to_string()),
-                })?
-                .into_inner();
-            crate::codec::propose::committed(reply).map_err(|e| unreachable(e.to_string()))
+            if version < FORWARDED_BATCHES {
+                return call(context, leader, &addr, &command, format).await;
+            }
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let stopped = || ProposeError::Stopped("the forwarder has stopped".into());
+            context
+                .forwards
+                .tx
+                .send(Pending {
+                    leader,
+                    addr,
+                    command,
+                    bytes,
+                    format,
+                    reply_tx,
+                })
+                .map_err(|_| stopped())?;
+            reply_rx.await.map_err(|_| stopped())?
         }
         _ => Err(ProposeError::NotLeader {
             leader_id: None,
             leader_addr: None,
         }),
     }
+}
+
+/// Starts the task that forwards queued writes in batches; abort the handle
+/// to stop it.
+pub fn spawn_forwarder(context: Arc<NodeContext>) -> JoinHandle<()> {
+    let rx = context.forwards.rx.lock().expect("forward queue lock poisoned").take();
+    tokio::spawn(async move {
+        let Some(mut rx) = rx else {
+            return;
+        };
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        // A write that could not join the last batch: it starts the next.
+        let mut held: Option<Pending> = None;
+        loop {
+            let first = match held.take() {
+                Some(pending) => pending,
+                None => match rx.recv().await {
+                    Some(pending) => pending,
+                    None => return,
+                },
+            };
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let mut bytes = first.bytes;
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH_COMMANDS {
+                match rx.try_recv() {
+                    Ok(pending) if joins(&batch[0], bytes, &pending) => {
+                        bytes += pending.bytes;
+                        batch.push(pending);
+                    }
+                    Ok(pending) => {
+                        held = Some(pending);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let context = context.clone();
+            tokio::spawn(async move {
+                send_batch(&context, batch).await;
+                drop(slot);
+            });
+        }
+    })
+}
+
+/// Whether `next` joins a batch that `first` started and that holds `bytes`:
+/// to the same leader, in the same format, within [`MAX_BATCH_BYTES`].
+fn joins(first: &Pending, bytes: usize, next: &Pending) -> bool {
+    next.leader == first.leader
+        && next.addr == first.addr
+        && next.format == first.format
+        && bytes + next.bytes <= MAX_BATCH_BYTES
+}
+
+/// Sends `batch` to its leader as one call, and gives each write its answer.
+async fn send_batch(context: &NodeContext, mut batch: Vec<Pending>) {
+    let (leader, addr, format) = (batch[0].leader, batch[0].addr.clone(), batch[0].format);
+    if batch.len() == 1 {
+        let Pending { command, reply_tx, .. } = batch.pop().expect("one pending write");
+        let _ = reply_tx.send(call(context, leader, &addr, &command, format).await);
+        return;
+    }
+    let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply_tx)).unzip();
+    let count = commands.len();
+    match call(context, leader, &addr, &Command::Batch(commands), format).await {
+        Ok(Committed {
+            log_index,
+            response: CommandResponse::Batch(responses),
+        }) if responses.len() == count => {
+            for (reply_tx, response) in replies.into_iter().zip(responses) {
+                let _ = reply_tx.send(Ok(Committed { log_index, response }));
+            }
+        }
+        Ok(other) => {
+            // A leader answers a batch with a batch of as many answers:
+            // anything else leaves each write's fate unknown.
+            let err = ProposeError::Stopped(format!(
+                "leader {leader} answered a batch of {count} writes with {:?}",
+                other.response
+            ));
+            for reply_tx in replies {
+                let _ = reply_tx.send(Err(err.clone()));
+            }
+        }
+        Err(err) => {
+            for reply_tx in replies {
+                let _ = reply_tx.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+/// One Propose call to the leader.
+async fn call(
+    context: &NodeContext,
+    leader: NodeId,
+    addr: &str,
+    command: &Command,
+    format: Format,
+) -> Result<Committed, ProposeError> {
+    let unreachable = |why: String| ProposeError::Stopped(format!("leader {leader} at {addr}: {why}"));
+    let channel = context
+        .channels
+        .channel(leader, addr)
+        .map_err(|e| unreachable(e.to_string()))?;
+    let payload = encode_command(command, format).map_err(|e| ProposeError::Refused(e.to_string()))?;
+    let request = context
+        .channels
+        .request(ProposeRequest { command: payload }, Some(CALL_TIMEOUT));
+    // A leader cut off from this node leaves the call hanging until its
+    // timeout; once this node hears of another leader, the caller retries
+    // there at once. Every command a node forwards names the epoch it
+    // expects, so a retry of one that did commit is refused (a tick's as
+    // out of order, found committed).
+    let mut client = peer_client(channel);
+    let reply = tokio::select! {
+        reply = client.propose(request) => reply,
+        new = leader_changed(&context.raft, leader) => {
+            return Err(unreachable(format!("leadership moved to {new:?} during the call")));
+        }
+    };
+    let reply = reply
+        .map_err(|status| match status.metadata().get(baton_proto::NOT_LEADER_HEADER) {
+            Some(_) => ProposeError::NotLeader {
+                leader_id: None,
+                leader_addr: None,
+            },
+            None => unreachable(status.message().to_string()),
+        })?
+        .into_inner();
+    crate::codec::propose::committed(reply).map_err(|e| unreachable(e.to_string()))
 }

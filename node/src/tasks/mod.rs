@@ -10,5 +10,5 @@ mod runner;
 pub mod schedule;
 pub mod timeliness;
 
-pub use forwarder::propose_on_leader;
+pub use forwarder::{ForwardQueue, propose_on_leader, spawn_forwarder};
 pub use runner::spawn_runner;
