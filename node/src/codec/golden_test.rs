@@ -11,7 +11,7 @@
 //! - a command of a kind this release does not know is refused by its field
 //!   number, alone and inside a batch.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use openraft::EntryPayload;
@@ -31,7 +31,7 @@ use crate::state::member::Member;
 use crate::state::rejection::{OwnedWrite, Rejection};
 use crate::state::rollouts::{Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState};
 use crate::state::tasks::{
-    Assignment, CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus, TickCommit, TickRecord,
+    Assignment, CatchUp, History, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus, TickCommit, TickRecord,
 };
 use crate::store::format_fixtures_test as samples;
 use crate::types::TypeConfig;
@@ -548,7 +548,7 @@ impl Gen {
             status: self.status(),
             last_tick_at_ms: self.option(Self::u64),
             next_due_ms: self.u64(),
-            history: VecDeque::from(self.list(5, |g| TickRecord {
+            history: History::from_iter(self.list(5, |g| TickRecord {
                 tick: g.u64(),
                 epoch: g.u64(),
                 node: g.u64(),

@@ -5,7 +5,8 @@
 //!   which a command changes it.
 //! - [`cluster_version`]: what every member can read, and when it rises.
 //! - [`command`]: the commands and their responses.
-//! - [`tasks`]: the task table and its rules (ownership, epochs, ticks).
+//! - [`tasks`]: the task table and its rules (ownership, epochs, ticks);
+//!   [`history`]: each task's recent ticks, kept compact.
 //! - [`rollouts`] and `rollout_rules`: module releases and rollouts.
 //! - [`member`]: what the membership records of a member.
 //! - [`rejection`]: why a command was refused.
@@ -13,6 +14,7 @@
 pub mod cluster;
 pub mod cluster_version;
 pub mod command;
+pub mod history;
 pub mod member;
 pub mod rejection;
 mod rollout_rules;

@@ -3,17 +3,15 @@
 //! time" hold: a tick commits only with the task's current epoch, from its
 //! current owner, as the next tick number, while the task is running.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::state::cluster::Rules;
 use crate::state::command::CommandResponse;
+pub use crate::state::history::{HISTORY_LEN, History, TickRecord};
 use crate::state::member::NodeId;
 use crate::state::rejection::{OwnedWrite, Rejection};
-
-/// Committed ticks kept per task for `tasks history`.
-pub const HISTORY_LEN: usize = 256;
 
 /// When a task runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,18 +97,6 @@ impl TaskSpec {
     }
 }
 
-/// One committed tick, for `tasks history`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TickRecord {
-    pub tick: u64,
-    pub epoch: u64,
-    pub node: NodeId,
-    pub committed_at_ms: u64,
-    /// The module version that ran it.
-    #[serde(default)]
-    pub version: u32,
-}
-
 /// A task and its progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -126,7 +112,8 @@ pub struct TaskRecord {
     pub last_tick_at_ms: Option<u64>,
     /// When the next tick is due (ms since the epoch; 0: at once).
     pub next_due_ms: u64,
-    pub history: VecDeque<TickRecord>,
+    /// Its last [`HISTORY_LEN`] committed ticks.
+    pub history: History,
     /// A hand-off in progress: the node the task moves to once its owner has
     /// committed its current tick (or released it between ticks).
     #[serde(default)]
@@ -199,7 +186,7 @@ impl TaskTable {
             status: TaskStatus::Running,
             last_tick_at_ms: None,
             next_due_ms: 0,
-            history: VecDeque::new(),
+            history: History::default(),
             handoff_to: None,
             state_version: 0,
             failed_on: None,
@@ -332,10 +319,7 @@ impl TaskTable {
         task.state_version = commit.version;
         task.last_tick_at_ms = Some(commit.committed_at_ms);
         task.next_due_ms = commit.next_due_ms;
-        if task.history.len() == HISTORY_LEN {
-            task.history.pop_front();
-        }
-        task.history.push_back(TickRecord {
+        task.history.push(TickRecord {
             tick: commit.tick,
             epoch: commit.epoch,
             node: commit.node,

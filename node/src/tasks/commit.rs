@@ -110,7 +110,7 @@ mod tests {
         task.epoch = 3;
         task.tick = tick;
         task.state = state.to_vec();
-        task.history.push_back(TickRecord {
+        task.history.push(TickRecord {
             tick,
             epoch: 3,
             node,
