@@ -12,7 +12,7 @@ pub mod snapshot_stream;
 
 pub use builder::{openraft_config, start_raft};
 pub use identity::{Misaddressed, Refusals, StorageIdentity};
-pub use message_limits::{MAX_BATCH_BYTES, MAX_COMMAND_BYTES, PEER_MAX_MESSAGE_BYTES};
+pub use message_limits::{MAX_BATCH_BYTES, MAX_COMMAND_BYTES, PEER_MAX_MESSAGE_BYTES, encoded_len};
 pub use network::GrpcNetwork;
 pub use peer_channels::{PeerChannels, peer_client};
 pub use progress::{Progress, RaftStall, STALL_AFTER_MS, spawn_progress_watch};

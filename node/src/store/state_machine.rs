@@ -196,8 +196,6 @@ impl StateMachineStore {
     }
 }
 
-/// Reads the current snapshot's metadata (and its data, if `with_data`)
-/// from the `sm_meta` table, in either layout; the newer if both are there.
 /// The tick commits in `command`, batches opened.
 fn tick_commits<'a>(command: &'a Command, out: &mut Vec<&'a TickCommit>) {
     match command {
@@ -207,6 +205,8 @@ fn tick_commits<'a>(command: &'a Command, out: &mut Vec<&'a TickCommit>) {
     }
 }
 
+/// Reads the current snapshot's metadata (and its data, if `with_data`)
+/// from the `sm_meta` table, in either layout; the newer if both are there.
 fn stored_snapshot(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     with_data: bool,
@@ -335,7 +335,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             t.tick == commit.tick && t.last_tick_at_ms == Some(commit.committed_at_ms)
                         });
                         if let (true, Some(due)) = (landed, due) {
-                            ticks_due.push(due);
+                            ticks_due.push((due, commit.committed_at_ms));
                         }
                     }
                     response
@@ -352,7 +352,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if !ticks_due.is_empty() {
             let now = now_ms();
             let mut timeliness = self.timeliness.lock().expect("timeliness lock poisoned");
-            for due in ticks_due {
+            // A commit proposed long before is a log replayed at start-up
+            // or caught up after a partition: this node's lateness, not the
+            // tick's.
+            let fresh = ticks_due
+                .into_iter()
+                .filter(|&(_, proposed)| now.saturating_sub(proposed) <= crate::tasks::timeliness::WINDOW_MS);
+            for (due, _) in fresh {
                 timeliness.record(due, now);
             }
         }

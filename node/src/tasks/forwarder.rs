@@ -20,13 +20,17 @@ use tokio::task::JoinHandle;
 
 use crate::api::NodeContext;
 use crate::codec::format::{Format, encode_command};
-use crate::raft::{Committed, MAX_BATCH_BYTES, MAX_COMMAND_BYTES, ProposeError, peer_client};
+use crate::raft::{Committed, MAX_BATCH_BYTES, MAX_COMMAND_BYTES, ProposeError, encoded_len, peer_client};
 use crate::state::cluster_version::FORWARDED_BATCHES;
 use crate::types::{Command, CommandResponse, NodeId};
 
 /// Forwarded calls to the leader in flight at once; more writes queue and
 /// join later calls.
 const MAX_IN_FLIGHT: usize = 4;
+// What the leader's proposer takes as one command holds a whole batch and
+// what batching adds (a few bytes per write).
+const _: () = assert!(2 * MAX_BATCH_BYTES <= MAX_COMMAND_BYTES);
+
 /// Most writes in one forwarded batch.
 const MAX_BATCH_COMMANDS: usize = 1024;
 /// How long the leader may take to answer a forwarded call.
@@ -37,7 +41,7 @@ struct Pending {
     leader: NodeId,
     addr: String,
     command: Command,
-    /// Its encoded size in the format it travels in.
+    /// Its size as the leader's proposer measures it (`encoded_len`).
     bytes: usize,
     format: Format,
     reply_tx: oneshot::Sender<Result<Committed, ProposeError>>,
@@ -85,9 +89,9 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
             // In the format every member reads (see `codec::format`).
             let version = context.state_machine.read(|s| s.cluster_version);
             let format = Format::at(version);
-            let bytes = encode_command(&command, format)
-                .map_err(|e| ProposeError::Refused(e.to_string()))?
-                .len();
+            // Measured as the leader's proposer measures what it is given,
+            // so that a batch within this node's budget is within its own.
+            let bytes = encoded_len(&command);
             if bytes > MAX_COMMAND_BYTES {
                 return Err(ProposeError::TooLarge {
                     bytes,
@@ -167,7 +171,9 @@ pub fn spawn_forwarder(context: Arc<NodeContext>) -> JoinHandle<()> {
 }
 
 /// Whether `next` joins a batch that `first` started and that holds `bytes`:
-/// to the same leader, in the same format, within [`MAX_BATCH_BYTES`].
+/// to the same leader, in the same format, within [`MAX_BATCH_BYTES`] (half
+/// of what the leader's proposer takes as one command, [`MAX_COMMAND_BYTES`]:
+/// a batch adds a few bytes per write).
 fn joins(first: &Pending, bytes: usize, next: &Pending) -> bool {
     next.leader == first.leader
         && next.addr == first.addr
@@ -252,4 +258,30 @@ async fn call(
         })?
         .into_inner();
     crate::codec::propose::committed(reply).map_err(|e| unreachable(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(leader: NodeId, format: Format, bytes: usize) -> Pending {
+        Pending {
+            leader,
+            addr: format!("127.0.0.1:700{leader}"),
+            command: Command::Delete { key: "k".into() },
+            bytes,
+            format,
+            reply_tx: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_batch_goes_to_one_leader_in_one_format_within_half_a_command() {
+        let first = pending(1, Format::Binary, 100);
+        assert!(joins(&first, 100, &pending(1, Format::Binary, 200)));
+        assert!(!joins(&first, 100, &pending(2, Format::Binary, 200)), "another leader");
+        assert!(!joins(&first, 100, &pending(1, Format::Json, 200)), "another format");
+        assert!(joins(&first, MAX_BATCH_BYTES - 10, &pending(1, Format::Binary, 10)));
+        assert!(!joins(&first, MAX_BATCH_BYTES - 10, &pending(1, Format::Binary, 11)));
+    }
 }
