@@ -326,7 +326,17 @@ pub fn machine() -> String {
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics at `timeout`.
-pub async fn poll_async<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+pub async fn poll_async<T, F, Fut>(timeout: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll_every(Duration::from_millis(50), timeout, what, check).await
+}
+
+/// Polls `check` every `interval` until it returns `Some`, or panics at
+/// `timeout`: for checks that cost the cluster much (listing 100,000 tasks).
+pub async fn poll_every<T, F, Fut>(interval: Duration, timeout: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -340,7 +350,7 @@ where
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::task_api::{add, deploy, every, tasks};
-use baton_cluster_tests::{TestCluster, logged_bytes, machine, poll_async, quantile};
+use baton_cluster_tests::{TestCluster, logged_bytes, machine, poll_async, poll_every, quantile};
 use baton_node::config::TimingConfig;
 use baton_proto::{AddNodeRequest, TaskInfo};
 use batonctl::ClusterClient;
@@ -128,6 +128,12 @@ async fn add_tasks(cluster: &TestCluster, n: usize, period_ms: u64) -> Duration 
     started.elapsed()
 }
 
+/// How often to list every task while waiting: a list of 100,000 tasks is
+/// about 10 MB for the leader to build and send.
+fn list_interval(tasks: usize) -> Duration {
+    Duration::from_millis((tasks as u64 / 10).clamp(200, 5_000))
+}
+
 fn owned_by(all: &[TaskInfo], node: u64) -> Vec<String> {
     all.iter().filter(|t| t.owner == node).map(|t| t.name.clone()).collect()
 }
@@ -169,7 +175,9 @@ async fn main() {
         add_took.as_secs_f64()
     );
     let placed = Instant::now();
-    poll_async(Duration::from_secs(600), "every task to tick", || async {
+    // A list of every task costs the leader much at scale: not too often.
+    let list_every = list_interval(args.tasks);
+    poll_every(list_every, Duration::from_secs(600), "every task to tick", || async {
         tasks(&client).await.iter().all(|t| t.tick >= 1).then_some(())
     })
     .await;
