@@ -107,6 +107,25 @@ impl TestCluster {
         TestCluster { local, dir: Some(dir) }
     }
 
+    /// Lays out, starts and adds worker `id`, which catches up by the log or
+    /// a snapshot; returns the time from `nodes add` until it has applied
+    /// `marker`, a key written before the call.
+    pub async fn join_worker(&mut self, client: &ClusterClient, id: u64, marker: &str) -> Duration {
+        let addr = self.local.add_node_layout(id).expect("lay out the worker").addr.clone();
+        self.local.start(id).expect("start the worker");
+        let started = Instant::now();
+        let request = baton_proto::AddNodeRequest { id, addr, worker: true };
+        client
+            .call_with(&request, |mut c, r| async move { c.add_node(r).await })
+            .await
+            .expect("add the worker");
+        poll_async(Duration::from_secs(600), "the worker to catch up", || async {
+            self.get_local(id, marker).await.ok()?.map(|_| ())
+        })
+        .await;
+        started.elapsed()
+    }
+
     pub fn path(&self) -> PathBuf {
         self.local.dir.clone()
     }

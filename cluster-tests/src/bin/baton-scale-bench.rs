@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use baton_cluster_tests::task_api::{add, deploy, every, tasks};
 use baton_cluster_tests::{TestCluster, logged_bytes, machine, poll_async, poll_every, quantile};
 use baton_node::config::TimingConfig;
-use baton_proto::{AddNodeRequest, TaskInfo};
+use baton_proto::TaskInfo;
 use batonctl::ClusterClient;
 use batonctl::local_cluster::LocalCluster;
 use clap::Parser;
@@ -213,11 +213,6 @@ async fn main() {
             (bytes, ms)
         });
 
-    let mut faults = None;
-    if !args.no_faults {
-        faults = Some(kill_and_join(&mut cluster, &client, leader, &mut next_id).await);
-    }
-
     println!("Machine: {}\n", machine());
     println!(
         "{} counter tasks every {} ms on 3 voters and {} worker(s); node binary {}\n",
@@ -271,7 +266,10 @@ async fn main() {
         ),
         None => println!("| the leader's last snapshot | none built in the run |"),
     }
-    if let Some(f) = faults {
+    // The faults last, their rows after the rest: a run that fails in them
+    // has printed everything before.
+    if !args.no_faults {
+        let f = kill_and_join(&mut cluster, &client, leader, &mut next_id).await;
         println!(
             "| kill -9 of worker {}: its {} tasks all ticking elsewhere | {:.2} s |",
             f.killed,
@@ -294,33 +292,15 @@ struct Faults {
     join_took: Duration,
 }
 
-/// Lays out, starts and adds worker `id`; returns how long `nodes add`
-/// took until the worker had applied a write made just before.
+/// Adds worker `id`; returns how long `nodes add` took until the worker had
+/// applied a write made just before.
 async fn join(cluster: &mut TestCluster, client: &ClusterClient, id: u64) -> Duration {
     let marker = format!("before-{id}");
     cluster
         .put(client, &marker, "x")
         .await
         .expect("a write before the join");
-    let addr = cluster
-        .local
-        .add_node_layout(id)
-        .expect("lay out the worker")
-        .addr
-        .clone();
-    cluster.local.start(id).expect("start the worker");
-    let started = Instant::now();
-    client
-        .call_with(&AddNodeRequest { id, addr, worker: true }, |mut c, r| async move {
-            c.add_node(r).await
-        })
-        .await
-        .expect("add the worker");
-    poll_async(Duration::from_secs(600), "the worker to catch up", || async {
-        cluster.get_local(id, &marker).await.ok()?.map(|_| ())
-    })
-    .await;
-    started.elapsed()
+    cluster.join_worker(client, id, &marker).await
 }
 
 async fn kill_and_join(cluster: &mut TestCluster, client: &ClusterClient, leader: u64, next_id: &mut u64) -> Faults {

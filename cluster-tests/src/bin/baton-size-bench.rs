@@ -14,12 +14,11 @@
 //! `scripts/bench-sizes.sh` (builds release binaries first).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use baton_cluster_tests::TestCluster;
 use baton_cluster_tests::load::put_load;
-use baton_cluster_tests::{TestCluster, poll_async};
 use baton_node::config::TimingConfig;
-use baton_proto::AddNodeRequest;
 use clap::Parser;
 use futures::future::join_all;
 
@@ -87,29 +86,8 @@ async fn join_at(cluster: &mut TestCluster, target: usize, id: u64, grown: &mut 
     let last = format!("last-{id}");
     cluster.put(&client, &last, "v").await.expect("the last write");
 
-    let addr = cluster
-        .local
-        .add_node_layout(id)
-        .expect("lay out the worker")
-        .addr
-        .clone();
-    cluster.local.start(id).expect("start the worker");
-    let started = Instant::now();
-    cluster
-        .client()
-        .call_with(&AddNodeRequest { id, addr, worker: true }, |mut c, r| async move {
-            c.add_node(r).await
-        })
-        .await
-        .expect("add the worker");
-    poll_async(Duration::from_secs(600), "the worker to catch up", || async {
-        cluster.get_local(id, &last).await.ok()?.map(|_| ())
-    })
-    .await;
-    Join {
-        snapshot_bytes,
-        took: started.elapsed(),
-    }
+    let took = cluster.join_worker(&client, id, &last).await;
+    Join { snapshot_bytes, took }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

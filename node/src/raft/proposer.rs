@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::batching::take_batch;
 use super::message_limits::{MAX_BATCH_BYTES, MAX_COMMAND_BYTES, encoded_len};
 use crate::types::typ::RaftError;
 use crate::types::{Command, CommandResponse, NodeId, Raft};
@@ -122,20 +123,13 @@ async fn run(raft: Raft, mut queue_rx: mpsc::UnboundedReceiver<Pending>) {
             return;
         };
         let mut bytes = first.bytes;
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_COMMANDS {
-            match queue_rx.try_recv() {
-                Ok(pending) if joins_batch(bytes, pending.bytes) => {
-                    bytes += pending.bytes;
-                    batch.push(pending);
-                }
-                Ok(pending) => {
-                    held = Some(pending);
-                    break;
-                }
-                Err(_) => break,
+        let batch = take_batch(first, &mut queue_rx, &mut held, MAX_BATCH_COMMANDS, |_, next| {
+            let joins = joins_batch(bytes, next.bytes);
+            if joins {
+                bytes += next.bytes;
             }
-        }
+            joins
+        });
         let raft = raft.clone();
         tokio::spawn(async move {
             submit(&raft, batch).await;

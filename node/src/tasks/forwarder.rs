@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::NodeContext;
 use crate::codec::format::{Format, encode_command};
+use crate::raft::batching::take_batch;
 use crate::raft::{Committed, MAX_BATCH_BYTES, MAX_COMMAND_BYTES, ProposeError, encoded_len, peer_client};
 use crate::state::cluster_version::FORWARDED_BATCHES;
 use crate::types::{Command, CommandResponse, NodeId};
@@ -147,20 +148,13 @@ pub fn spawn_forwarder(context: Arc<NodeContext>) -> JoinHandle<()> {
                 return;
             };
             let mut bytes = first.bytes;
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH_COMMANDS {
-                match rx.try_recv() {
-                    Ok(pending) if joins(&batch[0], bytes, &pending) => {
-                        bytes += pending.bytes;
-                        batch.push(pending);
-                    }
-                    Ok(pending) => {
-                        held = Some(pending);
-                        break;
-                    }
-                    Err(_) => break,
+            let batch = take_batch(first, &mut rx, &mut held, MAX_BATCH_COMMANDS, |batch, next| {
+                let joins = joins(&batch[0], bytes, next);
+                if joins {
+                    bytes += next.bytes;
                 }
-            }
+                joins
+            });
             let context = context.clone();
             tokio::spawn(async move {
                 send_batch(&context, batch).await;
