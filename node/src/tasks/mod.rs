@@ -5,6 +5,7 @@
 mod commit;
 mod fence;
 mod forwarder;
+mod log_rate;
 pub mod restarts;
 mod runner;
 pub mod schedule;

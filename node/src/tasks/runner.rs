@@ -21,6 +21,7 @@ use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use super::commit::commit_tick;
 use super::fence::{HeldSlot, OwnerFence};
 use super::forwarder::propose_on_leader;
+use super::log_rate::LogRate;
 use super::restarts::{RestartTracker, Verdict};
 use super::schedule::{first_due, next_due};
 use crate::api::NodeContext;
@@ -43,6 +44,14 @@ const LOAD_RETRY: Duration = Duration::from_secs(5);
 /// hundreds of entries a second, and one scan covers them all.
 const MIN_SCAN_GAP: Duration = Duration::from_millis(5);
 
+/// The runner's log lines about ticks held back by the fence and resumed:
+/// one per node and second, with how many tasks (see `log_rate`).
+#[derive(Default)]
+struct FenceLogs {
+    held_back: LogRate,
+    resumed: LogRate,
+}
+
 /// A running worker: the epoch it ticks at, and how to stop or wake it.
 struct Worker {
     epoch: u64,
@@ -64,6 +73,7 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
         let mut scan = 0u64;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let slots = Arc::new(Semaphore::new(cores));
+        let logs = Arc::new(FenceLogs::default());
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
@@ -98,7 +108,14 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
             });
             for (name, epoch) in new {
                 let wake = Arc::new(Notify::new());
-                let handle = running.spawn(work(context.clone(), name.clone(), epoch, wake.clone(), slots.clone()));
+                let handle = running.spawn(work(
+                    context.clone(),
+                    name.clone(),
+                    epoch,
+                    wake.clone(),
+                    slots.clone(),
+                    logs.clone(),
+                ));
                 let worker = Worker {
                     epoch,
                     handle,
@@ -115,7 +132,14 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
 }
 
 /// Ticks task `name` for as long as this node owns it at `epoch`.
-async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Notify>, slots: Arc<Semaphore>) {
+async fn work(
+    context: Arc<NodeContext>,
+    name: String,
+    epoch: u64,
+    wake: Arc<Notify>,
+    slots: Arc<Semaphore>,
+    logs: Arc<FenceLogs>,
+) {
     if !caught_up(&context, &name, epoch).await {
         return;
     }
@@ -133,7 +157,7 @@ async fn work(context: Arc<NodeContext>, name: String, epoch: u64, wake: Arc<Not
     // The module version this worker runs, compiled.
     let mut running: Option<(ModuleVersion, Arc<CompiledModule>)> = None;
     loop {
-        if !await_turn(&context, &fence, &name, epoch, due, &wake).await {
+        if !await_turn(&context, &fence, &name, epoch, due, &wake, &logs).await {
             return;
         }
         // The version this node runs now: a hot swap takes effect here,
@@ -301,6 +325,7 @@ async fn await_turn(
     epoch: u64,
     due: u64,
     wake: &Notify,
+    logs: &FenceLogs,
 ) -> bool {
     let mut fenced = false;
     loop {
@@ -339,12 +364,23 @@ async fn await_turn(
             match fence.permit_start(std::time::Instant::now()) {
                 Ok(_) => {
                     if fenced {
-                        tracing::info!(task = %name, "lease renewed; ticking again");
+                        match logs.resumed.count(now_ms()) {
+                            Some(n) => tracing::info!(task = %name, "lease renewed; {n} task(s) ticking again"),
+                            None => tracing::debug!(task = %name, "lease renewed; ticking again"),
+                        }
                     }
                     return true;
                 }
                 Err(e) if !fenced => {
-                    tracing::warn!(task = %name, "not ticking: {e} (cut off from the leader, or catching up?)");
+                    // One line per second for the whole node: every task
+                    // meets the same cause at once.
+                    match logs.held_back.count(now_ms()) {
+                        Some(n) => tracing::warn!(
+                            task = %name,
+                            "not ticking {n} task(s) (this one among them): {e} (cut off from the leader, or catching up?)"
+                        ),
+                        None => tracing::debug!(task = %name, "not ticking: {e}"),
+                    }
                     fenced = true;
                 }
                 Err(_) => {}
