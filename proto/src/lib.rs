@@ -135,6 +135,29 @@ mod golden {
         ];
         assert_eq!(status.encode_to_vec(), pinned);
         assert_eq!(StatusReply::decode(&pinned[..]).unwrap(), status);
+
+        let ticks = StatusReply {
+            ticks: Some(TickTimeliness {
+                window_ms: 10_000,
+                committed_per_second: 2.0,
+                due_per_second: 0.5,
+                late_p50_ms: 3,
+                late_p99_ms: 41,
+                late_max_ms: 120,
+            }),
+            ..Default::default()
+        };
+        let pinned = [
+            0x8a, 0x01, 27, // 17: ticks
+            0x08, 0x90, 0x4e, // 1: window_ms 10000
+            0x11, 0, 0, 0, 0, 0, 0, 0, 0x40, // 2: committed_per_second 2.0 (double)
+            0x19, 0, 0, 0, 0, 0, 0, 0xe0, 0x3f, // 3: due_per_second 0.5
+            0x20, 3, // 4: late_p50_ms
+            0x28, 41, // 5: late_p99_ms
+            0x30, 120, // 6: late_max_ms
+        ];
+        assert_eq!(ticks.encode_to_vec(), pinned);
+        assert_eq!(StatusReply::decode(&pinned[..]).unwrap(), ticks);
     }
 
     #[test]
