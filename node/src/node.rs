@@ -360,13 +360,9 @@ async fn drain_for_shutdown(context: &NodeContext, wait: Duration) {
     context.supervision.set_leaving();
     context.supervision.wake.notify_one();
     let owned = || {
-        context.state_machine.read(|s| {
-            s.tasks
-                .tasks
-                .values()
-                .filter(|t| t.owner == Some(context.id) && t.status == crate::state::tasks::TaskStatus::Running)
-                .count()
-        })
+        context
+            .state_machine
+            .read(|s| s.tasks.index().running_on(Some(context.id)).count())
     };
     let before = owned();
     if before == 0 {

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::state::tasks::{Assignment, TaskRecord, TaskStatus, TaskTable};
+use crate::state::tasks::{Assignment, TaskRecord, TaskTable};
 use crate::types::NodeId;
 
 /// The nodes as the leader sees them when it places tasks.
@@ -71,14 +71,24 @@ pub fn plan(table: &TaskTable, nodes: &NodeView, max_rebalance: usize) -> Plan {
     if nodes.eligible.is_empty() {
         return plan;
     }
-    let running = || table.tasks.values().filter(|t| t.status == TaskStatus::Running);
+    // Only the tasks that may move are looked at: those of owners that are
+    // gone or draining, and those being handed off (the index keeps them).
+    let index = table.index();
     let alive = |id: &NodeId| nodes.eligible.contains(id) || nodes.draining.contains(id) || nodes.suspect.contains(id);
-    // Where each task will be once the moves in flight complete.
-    let destination = |t: &TaskRecord| t.handoff_to.filter(|to| nodes.eligible.contains(to)).or(t.owner);
+    // Where each task will be once the moves in flight complete: with its
+    // hand-off's target if that is eligible, else with its owner.
     let mut load: BTreeMap<NodeId, usize> = nodes.eligible.iter().map(|id| (*id, 0)).collect();
-    for task in running() {
-        if let Some(n) = destination(task).and_then(|node| load.get_mut(&node)) {
-            *n += 1;
+    for (owner, tasks) in index.running_by_owner() {
+        if let Some(n) = owner.and_then(|node| load.get_mut(&node)) {
+            *n += tasks.len();
+        }
+    }
+    for task in index.handing_off().iter().map(|name| &table[name.as_str()]) {
+        if let Some(to) = task.handoff_to.filter(|to| nodes.eligible.contains(to)) {
+            if let Some(n) = task.owner.and_then(|owner| load.get_mut(&owner)) {
+                *n -= 1;
+            }
+            *load.get_mut(&to).expect("eligible") += 1;
         }
     }
     // The least loaded node that has caught up, or the least loaded of all.
@@ -90,33 +100,31 @@ pub fn plan(table: &TaskTable, nodes: &NodeView, max_rebalance: usize) -> Plan {
         *n += 1;
         node
     };
-    for task in running() {
-        let to_move = |task: &TaskRecord| Assignment {
-            task: task.spec.name.clone(),
-            owner: None,
-            expected_epoch: task.epoch,
-        };
-        match task.owner {
-            Some(owner) if alive(&owner) => {
-                let pending = task.handoff_to.is_some_and(|to| nodes.eligible.contains(&to));
-                if nodes.draining.contains(&owner) && !pending {
-                    let node = take_least_loaded(&mut load);
-                    plan.hand_off.push(Assignment {
-                        owner: Some(node),
-                        ..to_move(task)
-                    });
+    let to_move = |task: &TaskRecord, owner: NodeId| Assignment {
+        task: task.spec.name.clone(),
+        owner: Some(owner),
+        expected_epoch: task.epoch,
+    };
+    for (owner, tasks) in index.running_by_owner() {
+        let tasks = tasks.iter().map(|name| &table[name.as_str()]);
+        match owner {
+            Some(owner) if nodes.draining.contains(owner) => {
+                for task in tasks {
+                    let pending = task.handoff_to.is_some_and(|to| nodes.eligible.contains(&to));
+                    if !pending {
+                        plan.hand_off.push(to_move(task, take_least_loaded(&mut load)));
+                    }
                 }
             }
+            Some(owner) if alive(owner) => {}
             _ => {
-                let node = take_least_loaded(&mut load);
-                plan.assign.push(Assignment {
-                    owner: Some(node),
-                    ..to_move(task)
-                });
+                for task in tasks {
+                    plan.assign.push(to_move(task, take_least_loaded(&mut load)));
+                }
             }
         }
     }
-    let moving = running().any(|t| t.handoff_to.is_some());
+    let moving = !index.handing_off().is_empty();
     if plan.is_empty() && !moving {
         plan.hand_off = rebalance(table, &mut load, &nodes.catching_up, max_rebalance);
     }
@@ -124,19 +132,15 @@ pub fn plan(table: &TaskTable, nodes: &NodeView, max_rebalance: usize) -> Plan {
 }
 
 /// Up to `max` hand-offs from the most to the least loaded eligible node
-/// that is not catching up.
+/// that is not catching up (none is being handed off).
 fn rebalance(
     table: &TaskTable,
     load: &mut BTreeMap<NodeId, usize>,
     catching_up: &BTreeSet<NodeId>,
     max: usize,
 ) -> Vec<Assignment> {
-    let mut by_owner: BTreeMap<NodeId, Vec<&TaskRecord>> = BTreeMap::new();
-    for task in table.tasks.values().filter(|t| t.status == TaskStatus::Running) {
-        if let Some(owner) = task.owner.filter(|o| load.contains_key(o)) {
-            by_owner.entry(owner).or_default().push(task);
-        }
-    }
+    // How many of each node's tasks (the last by name first) are moving.
+    let mut taken: BTreeMap<NodeId, usize> = BTreeMap::new();
     let mut moves = Vec::new();
     while moves.len() < max {
         let (&most, &high) = load
@@ -153,9 +157,12 @@ fn rebalance(
         if high <= low + 1 {
             break;
         }
-        let Some(task) = by_owner.get_mut(&most).and_then(Vec::pop) else {
+        let skip = taken.entry(most).or_default();
+        let Some(name) = table.index().running_on(Some(most)).rev().nth(*skip) else {
             break;
         };
+        *skip += 1;
+        let task = &table[name];
         *load.get_mut(&most).expect("in load") -= 1;
         *load.get_mut(&least).expect("in load") += 1;
         moves.push(Assignment {
@@ -170,7 +177,7 @@ fn rebalance(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tasks::{CatchUp, RestartPolicy, Schedule, TaskSpec};
+    use crate::state::tasks::{CatchUp, RestartPolicy, Schedule, TaskSpec, TaskStatus};
 
     fn table(tasks: &[(&str, Option<NodeId>)]) -> TaskTable {
         let mut table = TaskTable::default();
@@ -240,8 +247,10 @@ mod tests {
             ..NodeView::default()
         };
         let placed = plan(&t, &view, 10);
+        // The unplaced task first (it has no owner), then the draining
+        // node's, each to the least loaded node at its turn.
         assert_eq!(owners(&placed.assign), vec![("n".into(), 3)]);
-        assert_eq!(owners(&placed.hand_off), vec![("a".into(), 3), ("b".into(), 2)]);
+        assert_eq!(owners(&placed.hand_off), vec![("a".into(), 2), ("b".into(), 3)]);
     }
 
     #[test]
@@ -313,14 +322,14 @@ mod tests {
             }
             t.hand_off(&round.hand_off);
             for a in &round.hand_off {
-                let epoch = t.tasks[&a.task].epoch;
-                t.yield_task(&a.task, epoch, t.tasks[&a.task].owner.unwrap());
+                let epoch = t[a.task.as_str()].epoch;
+                t.yield_task(&a.task, epoch, t[a.task.as_str()].owner.unwrap());
             }
             rounds += 1;
             assert!(rounds < 10);
         }
         let mut per_node = BTreeMap::new();
-        for task in t.tasks.values() {
+        for task in t.values() {
             *per_node.entry(task.owner.unwrap()).or_insert(0) += 1;
         }
         assert_eq!(per_node, BTreeMap::from([(1, 3), (2, 3), (3, 3)]));

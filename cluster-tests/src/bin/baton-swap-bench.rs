@@ -228,7 +228,7 @@ fn swap_cost(n: usize) -> (f64, f64) {
     let started = Instant::now();
     for i in 0..n {
         let name = format!("t{i:05}");
-        let release = state.version_for(&state.tasks.tasks[&name].spec.module, 1).unwrap();
+        let release = state.version_for(&state.tasks[name.as_str()].spec.module, 1).unwrap();
         let module = engine.loaded(&release.hash).unwrap();
         let outcome = engine
             .tick_migrated(&module, task(), 1, release.version, &old_state)

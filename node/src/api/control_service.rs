@@ -158,9 +158,8 @@ impl Control for ControlService {
             }
         }
         let (tasks_running, tasks_paused, failed_tasks) = self.context.state_machine.read(|s| {
-            let count = |status: &TaskStatus| s.tasks.tasks.values().filter(|t| &t.status == status).count() as u64;
+            let count = |status: &TaskStatus| s.tasks.values().filter(|t| &t.status == status).count() as u64;
             let failed = s
-                .tasks
                 .tasks
                 .values()
                 .filter(|t| matches!(t.status, TaskStatus::Failed { .. }))
@@ -327,7 +326,6 @@ impl Control for ControlService {
         let tasks_to_move = match drain {
             true => self.context.state_machine.read(|s| {
                 s.tasks
-                    .tasks
                     .values()
                     .filter(|t| t.owner == Some(id) && t.status == TaskStatus::Running)
                     .count() as u64

@@ -7,7 +7,6 @@ use futures::future::join_all;
 
 use super::NodeContext;
 use super::peer_service::local_info;
-use crate::state::tasks::TaskStatus;
 use crate::supervision::node_view;
 use crate::types::NodeId;
 
@@ -58,12 +57,9 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
     });
     let leads = metrics.current_leader == Some(context.id);
     let (drained, owned) = context.state_machine.read(|s| {
-        let mut owned = std::collections::BTreeMap::<NodeId, u64>::new();
-        for task in s.tasks.tasks.values().filter(|t| t.status == TaskStatus::Running) {
-            if let Some(owner) = task.owner {
-                *owned.entry(owner).or_default() += 1;
-            }
-        }
+        let owned: std::collections::BTreeMap<NodeId, u64> = (s.tasks.index().running_by_owner().iter())
+            .filter_map(|(owner, tasks)| Some(((*owner)?, tasks.len() as u64)))
+            .collect();
         (s.drained.clone(), owned)
     });
     // The leader sees everyone through its leases, as placement does; any

@@ -132,7 +132,7 @@ fn find(context: &NodeContext, name: &str) -> Result<TaskInfo, Status> {
     context
         .state_machine
         .read(|s| {
-            let task = s.tasks.tasks.get(name)?;
+            let task = s.tasks.get(name)?;
             Some(info(task, running_version(s, task)))
         })
         .ok_or_else(|| Status::not_found(format!("no task named {name}; see `batonctl tasks list`")))
@@ -179,13 +179,13 @@ pub(crate) fn show(context: &NodeContext, name: &str) -> Result<TaskReply, Statu
 pub(crate) fn list(context: &NodeContext) -> ListTasksReply {
     let tasks = context
         .state_machine
-        .read(|s| s.tasks.tasks.values().map(|t| info(t, running_version(s, t))).collect());
+        .read(|s| s.tasks.values().map(|t| info(t, running_version(s, t))).collect());
     ListTasksReply { tasks }
 }
 
 pub(crate) fn history(context: &NodeContext, name: &str) -> Result<TaskHistoryReply, Status> {
     let ticks = context.state_machine.read(|s| {
-        s.tasks.tasks.get(name).map(|t| {
+        s.tasks.get(name).map(|t| {
             t.history
                 .iter()
                 .map(|h| TickInfo {

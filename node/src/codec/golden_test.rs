@@ -602,6 +602,7 @@ impl Gen {
             cluster_version: self.0.random_range(1..5),
             ..ClusterState::default()
         };
+        let mut tasks = Vec::new();
         for _ in 0..self.0.random_range(0..4) {
             state.kv.insert(self.string(), self.bytes());
             let module = self.module();
@@ -611,9 +612,10 @@ impl Gen {
             state.releases.insert(name.clone(), releases);
             state.rollouts.insert(name, self.rollout());
             let task = self.task();
-            state.tasks.tasks.insert(task.spec.name.clone(), task);
+            tasks.push(task);
             state.drained.insert(self.u64());
         }
+        state.tasks = crate::state::tasks::TaskTable::from_records(tasks);
         state
     }
 

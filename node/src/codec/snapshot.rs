@@ -50,7 +50,7 @@ impl From<&ClusterState> for pb::ClusterState {
                 .iter()
                 .map(|(module, rollout)| rollout_to(module, rollout))
                 .collect(),
-            tasks: state.tasks.tasks.values().map(pb::TaskRecord::from).collect(),
+            tasks: state.tasks.values().map(pb::TaskRecord::from).collect(),
             drained: state.drained.iter().copied().collect(),
         }
     }
@@ -65,11 +65,11 @@ impl TryFrom<pb::ClusterState> for ClusterState {
             let module = rollout.module.clone();
             rollouts.insert(module, rollout_from(rollout)?);
         }
-        let mut tasks = std::collections::BTreeMap::new();
-        for task in state.tasks {
-            let task = TaskRecord::try_from(task)?;
-            tasks.insert(task.spec.name.clone(), task);
-        }
+        let tasks: Vec<TaskRecord> = state
+            .tasks
+            .into_iter()
+            .map(TaskRecord::try_from)
+            .collect::<Result<_, _>>()?;
         let mut releases = std::collections::BTreeMap::new();
         for module in state.releases {
             let list = module
@@ -84,7 +84,7 @@ impl TryFrom<pb::ClusterState> for ClusterState {
             modules: state.modules.into_iter().map(|m| (m.name.clone(), m.into())).collect(),
             releases,
             rollouts,
-            tasks: TaskTable { tasks },
+            tasks: TaskTable::from_records(tasks),
             drained: state.drained.into_iter().collect(),
             cluster_version: state.cluster_version.max(crate::state::cluster_version::FIRST),
         })

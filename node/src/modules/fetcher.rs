@@ -31,8 +31,8 @@ pub fn live_hashes(state: &ClusterState) -> BTreeSet<String> {
             .filter(|r| r.state.is_live())
             .map(|r| r.release.hash.clone()),
     );
-    for task in state.tasks.tasks.values() {
-        if let Some(release) = state.module_version(&task.spec.module, task.state_version) {
+    for (module, version) in state.tasks.index().state_versions().keys() {
+        if let Some(release) = state.module_version(module, *version) {
             hashes.insert(release.hash.clone());
         }
     }

@@ -151,7 +151,7 @@ fn gate_view(context: &NodeContext, rollout: &Rollout, baselines: &mut HashMap<S
         .collect();
     let tasks_on = context.state_machine.read(|s| {
         let mut on: BTreeMap<NodeId, usize> = BTreeMap::new();
-        for task in s.tasks.tasks.values().filter(|t| &t.spec.module == module) {
+        for task in s.tasks.values().filter(|t| &t.spec.module == module) {
             if let Some(owner) = task.owner {
                 *on.entry(owner).or_default() += 1;
             }

@@ -293,7 +293,7 @@ mod tests {
             state.apply(&Command::AddTask(spec), &Rules::FENCED),
             CommandResponse::Done
         );
-        assert_eq!(state.tasks.tasks["t"].epoch, 0);
+        assert_eq!(state.tasks["t"].epoch, 0);
     }
 
     #[test]

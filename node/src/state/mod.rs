@@ -6,7 +6,8 @@
 //! - [`cluster_version`]: what every member can read, and when it rises.
 //! - [`command`]: the commands and their responses.
 //! - [`tasks`]: the task table and its rules (ownership, epochs, ticks);
-//!   [`history`]: each task's recent ticks, kept compact.
+//!   [`history`]: each task's recent ticks, kept compact; [`task_index`]
+//!   and [`task_changes`]: views of the table kept as it changes.
 //! - [`rollouts`] and `rollout_rules`: module releases and rollouts.
 //! - [`member`]: what the membership records of a member.
 //! - [`rejection`]: why a command was refused.
@@ -19,4 +20,6 @@ pub mod member;
 pub mod rejection;
 mod rollout_rules;
 pub mod rollouts;
+pub mod task_changes;
+pub mod task_index;
 pub mod tasks;

@@ -9,7 +9,6 @@ use crate::state::command::{CommandResponse, ModuleVersion};
 use crate::state::member::NodeId;
 use crate::state::rejection::Rejection;
 use crate::state::rollouts::{Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState};
-use crate::state::tasks::TaskStatus;
 
 fn rejected(why: Rejection) -> CommandResponse {
     CommandResponse::Rejected(why)
@@ -244,14 +243,7 @@ impl ClusterState {
             self.modules.insert(module.to_string(), release.clone());
         } else {
             // Tasks the new version drove to failure run again, on the old.
-            for task in self.tasks.tasks.values_mut() {
-                if task.spec.module == module && task.failed_on == Some(version) {
-                    task.status = TaskStatus::Running;
-                    task.failed_on = None;
-                    task.epoch += 1;
-                    task.handoff_to = None;
-                }
-            }
+            self.tasks.restart_failed_on(module, version);
         }
         if let Some(entry) = self
             .releases
@@ -274,10 +266,11 @@ impl ClusterState {
         }
         let written = self
             .tasks
-            .tasks
-            .values()
-            .filter(|t| t.spec.module == module && t.state_version == version)
-            .count();
+            .index()
+            .state_versions()
+            .get(&(module.to_string(), version))
+            .copied()
+            .unwrap_or(0);
         (written > 0).then(|| {
             format!(
                 "{written} task(s) hold state written by version {version}, which provides no down-migration to \

@@ -1,6 +1,6 @@
 use super::*;
 use crate::state::cluster::Rules;
-use crate::state::tasks::{Assignment, TaskSpec, TickCommit};
+use crate::state::tasks::{Assignment, TaskSpec, TaskStatus, TickCommit};
 
 fn module(version: u32, hash: &str, migrates: bool, down_to: &[u32]) -> ModuleVersion {
     ModuleVersion {
@@ -36,7 +36,7 @@ fn cluster() -> ClusterState {
 }
 
 fn commit(s: &mut ClusterState, tick: u64, version: u32) {
-    let epoch = s.tasks.tasks["t"].epoch;
+    let epoch = s.tasks["t"].epoch;
     let response = s.tasks.commit_tick(
         &TickCommit {
             task: "t".into(),
@@ -126,13 +126,13 @@ fn a_revert_puts_every_node_back_and_resumes_tasks_the_new_version_failed() {
     let mut s = cluster();
     s.record_release(&module(2, "bb", false, &[]), &settings(), 5);
     s.rollout_step("counter", 2, &[1], 10);
-    let epoch = s.tasks.tasks["t"].epoch;
+    let epoch = s.tasks["t"].epoch;
     s.tasks.mark_failed("t", epoch, "trapped", 2);
     let reason = Finish::Revert { reason: "gate".into() };
     assert_eq!(s.rollout_finish("counter", 2, &reason, 20), CommandResponse::Done);
     assert_eq!(s.version_for("counter", 1).unwrap().version, 1);
     assert_eq!(s.modules["counter"].version, 1);
-    let task = &s.tasks.tasks["t"];
+    let task = &s.tasks["t"];
     assert_eq!((&task.status, task.epoch), (&TaskStatus::Running, epoch + 2));
     assert!(matches!(&s.releases["counter"][1].outcome, ReleaseOutcome::Reverted { reason } if reason == "gate"));
     // Over: a new release may start.

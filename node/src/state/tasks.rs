@@ -12,6 +12,7 @@ use crate::state::command::CommandResponse;
 pub use crate::state::history::{HISTORY_LEN, History, TickRecord};
 use crate::state::member::NodeId;
 use crate::state::rejection::{OwnedWrite, Rejection};
+use crate::state::task_index::{Placement, TaskIndex};
 
 /// When a task runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,10 +151,58 @@ pub struct Assignment {
     pub expected_epoch: u64,
 }
 
-/// All tasks, by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// All tasks, by name, with an index kept up to date as they change (every
+/// change to a record goes through [`TaskTable::change`]).
+#[derive(Clone, Default, Deserialize)]
+#[serde(from = "TaskRecords")]
 pub struct TaskTable {
-    pub tasks: BTreeMap<String, TaskRecord>,
+    tasks: BTreeMap<String, TaskRecord>,
+    index: TaskIndex,
+}
+
+/// A table's records alone: its serialized form.
+#[derive(Serialize, Deserialize)]
+struct TaskRecords {
+    tasks: BTreeMap<String, TaskRecord>,
+}
+
+impl From<TaskRecords> for TaskTable {
+    fn from(records: TaskRecords) -> Self {
+        TaskTable::from_records(records.tasks.into_values())
+    }
+}
+
+impl Serialize for TaskTable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            tasks: &'a BTreeMap<String, TaskRecord>,
+        }
+        Borrowed { tasks: &self.tasks }.serialize(serializer)
+    }
+}
+
+/// Two tables are equal when their records are (the index follows them).
+impl PartialEq for TaskTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.tasks == other.tasks
+    }
+}
+
+impl Eq for TaskTable {}
+
+impl std::fmt::Debug for TaskTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskTable").field("tasks", &self.tasks).finish()
+    }
+}
+
+impl std::ops::Index<&str> for TaskTable {
+    type Output = TaskRecord;
+
+    fn index(&self, name: &str) -> &TaskRecord {
+        &self.tasks[name]
+    }
 }
 
 /// A running task whose next tick is long overdue.
@@ -170,6 +219,45 @@ fn rejected(why: Rejection) -> CommandResponse {
 }
 
 impl TaskTable {
+    /// A table of these records.
+    pub fn from_records(records: impl IntoIterator<Item = TaskRecord>) -> TaskTable {
+        let tasks: BTreeMap<String, TaskRecord> = records.into_iter().map(|t| (t.spec.name.clone(), t)).collect();
+        let index = TaskIndex::build(tasks.values());
+        TaskTable { tasks, index }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TaskRecord> {
+        self.tasks.get(name)
+    }
+
+    /// Every task, by name.
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &TaskRecord> {
+        self.tasks.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Who runs what, and what changed: see [`TaskIndex`].
+    pub fn index(&self) -> &TaskIndex {
+        &self.index
+    }
+
+    /// Changes task `name` through `f`, keeping the index up to date; None
+    /// if there is no such task. The one place a record changes.
+    fn change<R>(&mut self, name: &str, f: impl FnOnce(&mut TaskRecord) -> R) -> Option<R> {
+        let task = self.tasks.get_mut(name)?;
+        let before = Placement::of(task);
+        let result = f(task);
+        self.index.changed(task, before);
+        Some(result)
+    }
+
     /// Adds a task; it has no owner until the leader places it.
     pub fn add(&mut self, spec: TaskSpec) -> CommandResponse {
         if self.tasks.contains_key(&spec.name) {
@@ -191,13 +279,17 @@ impl TaskTable {
             state_version: 0,
             failed_on: None,
         };
+        self.index.inserted(&record);
         self.tasks.insert(record.spec.name.clone(), record);
         CommandResponse::Done
     }
 
     pub fn remove(&mut self, name: &str) -> CommandResponse {
         match self.tasks.remove(name) {
-            Some(_) => CommandResponse::Done,
+            Some(task) => {
+                self.index.removed(&task);
+                CommandResponse::Done
+            }
             None => rejected(Rejection::NoSuchTask { task: name.to_string() }),
         }
     }
@@ -205,14 +297,16 @@ impl TaskTable {
     /// Pauses or resumes a task. Either way the epoch rises, so a tick in
     /// flight from before cannot commit after.
     pub fn set_status(&mut self, name: &str, status: TaskStatus) -> CommandResponse {
-        let Some(task) = self.tasks.get_mut(name) else {
-            return rejected(Rejection::NoSuchTask { task: name.to_string() });
-        };
-        task.status = status;
-        task.failed_on = None;
-        task.epoch += 1;
-        task.handoff_to = None;
-        CommandResponse::Done
+        let changed = self.change(name, |task| {
+            task.status = status;
+            task.failed_on = None;
+            task.epoch += 1;
+            task.handoff_to = None;
+        });
+        match changed {
+            Some(()) => CommandResponse::Done,
+            None => rejected(Rejection::NoSuchTask { task: name.to_string() }),
+        }
     }
 
     /// Applies owner changes whose expected epoch still holds, at once (the
@@ -220,14 +314,16 @@ impl TaskTable {
     pub fn assign(&mut self, assignments: &[Assignment]) -> CommandResponse {
         let mut applied = 0;
         for a in assignments {
-            if let Some(task) = self.tasks.get_mut(&a.task)
-                && task.epoch == a.expected_epoch
-            {
-                task.owner = a.owner;
-                task.epoch += 1;
-                task.handoff_to = None;
-                applied += 1;
-            }
+            let moved = self.change(&a.task, |task| {
+                let current = task.epoch == a.expected_epoch;
+                if current {
+                    task.owner = a.owner;
+                    task.epoch += 1;
+                    task.handoff_to = None;
+                }
+                current
+            });
+            applied += u64::from(moved == Some(true));
         }
         CommandResponse::Count(applied)
     }
@@ -240,19 +336,19 @@ impl TaskTable {
     pub fn hand_off(&mut self, assignments: &[Assignment]) -> CommandResponse {
         let mut applied = 0;
         for a in assignments {
-            let Some(task) = self.tasks.get_mut(&a.task) else {
-                continue;
-            };
-            if task.epoch != a.expected_epoch || task.status != TaskStatus::Running || task.owner == a.owner {
-                continue;
-            }
-            if task.owner.is_none() {
-                task.owner = a.owner;
-                task.epoch += 1;
-            } else {
-                task.handoff_to = a.owner;
-            }
-            applied += 1;
+            let started = self.change(&a.task, |task| {
+                if task.epoch != a.expected_epoch || task.status != TaskStatus::Running || task.owner == a.owner {
+                    return false;
+                }
+                if task.owner.is_none() {
+                    task.owner = a.owner;
+                    task.epoch += 1;
+                } else {
+                    task.handoff_to = a.owner;
+                }
+                true
+            });
+            applied += u64::from(started == Some(true));
         }
         CommandResponse::Count(applied)
     }
@@ -260,78 +356,19 @@ impl TaskTable {
     /// The owner gives up a task it is handing off, between ticks: it moves
     /// to the hand-off's target with epoch + 1.
     pub fn yield_task(&mut self, name: &str, epoch: u64, node: NodeId) -> CommandResponse {
-        let Some(task) = self.tasks.get_mut(name) else {
-            return rejected(Rejection::NoSuchTask { task: name.to_string() });
-        };
-        if task.epoch != epoch || task.owner != Some(node) {
-            return rejected(Rejection::StaleOwner {
-                task: name.to_string(),
-                epoch: task.epoch,
-                owner: task.owner,
-                from_node: node,
-                from_epoch: epoch,
-                write: OwnedWrite::Yield,
-            });
-        }
-        let Some(to) = task.handoff_to.take() else {
-            return rejected(Rejection::NotHandedOff { task: name.to_string() });
-        };
-        task.owner = Some(to);
-        task.epoch += 1;
-        CommandResponse::Done
+        self.change(name, |task| yield_task(task, name, epoch, node))
+            .unwrap_or_else(|| rejected(Rejection::NoSuchTask { task: name.to_string() }))
     }
 
     /// The fence: commits a tick only from the current owner, at the current
     /// epoch, as the next tick, while the task runs.
     pub fn commit_tick(&mut self, commit: &TickCommit, rules: &Rules) -> CommandResponse {
-        let Some(task) = self.tasks.get_mut(&commit.task) else {
-            return rejected(Rejection::NoSuchTask {
-                task: commit.task.clone(),
-            });
-        };
-        // Off only in the chaos suite's test of its own teeth.
-        let fenced = rules.fenced;
-        if fenced && (commit.epoch != task.epoch || task.owner != Some(commit.node)) {
-            return rejected(Rejection::StaleOwner {
-                task: commit.task.clone(),
-                epoch: task.epoch,
-                owner: task.owner,
-                from_node: commit.node,
-                from_epoch: commit.epoch,
-                write: OwnedWrite::Commit,
-            });
-        }
-        if fenced && commit.tick != task.tick + 1 {
-            return rejected(Rejection::OutOfOrder {
-                task: commit.task.clone(),
-                committed: task.tick,
-                proposed: commit.tick,
-            });
-        }
-        if task.status != TaskStatus::Running {
-            return rejected(Rejection::NotRunning {
-                task: commit.task.clone(),
-                status: format!("{:?}", task.status),
-            });
-        }
-        task.tick = commit.tick;
-        task.state = commit.state.clone();
-        task.state_version = commit.version;
-        task.last_tick_at_ms = Some(commit.committed_at_ms);
-        task.next_due_ms = commit.next_due_ms;
-        task.history.push(TickRecord {
-            tick: commit.tick,
-            epoch: commit.epoch,
-            node: commit.node,
-            committed_at_ms: commit.committed_at_ms,
-            version: commit.version,
-        });
-        // A hand-off completes with the tick that was in flight.
-        if let Some(to) = task.handoff_to.take() {
-            task.owner = Some(to);
-            task.epoch += 1;
-        }
-        CommandResponse::Done
+        self.change(&commit.task, |task| commit_tick(task, commit, rules))
+            .unwrap_or_else(|| {
+                rejected(Rejection::NoSuchTask {
+                    task: commit.task.clone(),
+                })
+            })
     }
 
     /// Running tasks whose next tick was due more than `grace_ms` before
@@ -356,36 +393,115 @@ impl TaskTable {
     /// Ticks per second the running interval tasks ask for (cron tasks are
     /// not counted: their rate is not a field).
     pub fn due_per_second(&self) -> f64 {
-        self.tasks
-            .values()
-            .filter(|t| t.status == TaskStatus::Running)
-            .filter_map(|t| match t.spec.schedule {
-                Schedule::EveryMs(ms) if ms > 0 => Some(1000.0 / ms as f64),
-                _ => None,
-            })
-            .sum()
+        self.index.due_per_second()
     }
 
     /// Marks a task failed, if `epoch` is still its epoch.
     pub fn mark_failed(&mut self, name: &str, epoch: u64, reason: &str, version: u32) -> CommandResponse {
-        match self.tasks.get_mut(name) {
-            Some(task) if task.epoch == epoch => {
-                task.status = TaskStatus::Failed {
-                    reason: reason.to_string(),
-                };
-                task.failed_on = (version > 0).then_some(version);
+        let marked = self.change(name, |task| {
+            if task.epoch != epoch {
+                return rejected(Rejection::StaleEpoch {
+                    task: name.to_string(),
+                    proposed: epoch,
+                    current: task.epoch,
+                });
+            }
+            task.status = TaskStatus::Failed {
+                reason: reason.to_string(),
+            };
+            task.failed_on = (version > 0).then_some(version);
+            task.epoch += 1;
+            task.handoff_to = None;
+            CommandResponse::Done
+        });
+        marked.unwrap_or_else(|| rejected(Rejection::NoSuchTask { task: name.to_string() }))
+    }
+
+    /// Runs again, each at a new epoch, the tasks of `module` that its
+    /// version `version` drove to failure (that version is being reverted).
+    pub fn restart_failed_on(&mut self, module: &str, version: u32) {
+        let failed: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| t.spec.module == module && t.failed_on == Some(version))
+            .map(|t| t.spec.name.clone())
+            .collect();
+        for name in failed {
+            self.change(&name, |task| {
+                task.status = TaskStatus::Running;
+                task.failed_on = None;
                 task.epoch += 1;
                 task.handoff_to = None;
-                CommandResponse::Done
-            }
-            Some(task) => rejected(Rejection::StaleEpoch {
-                task: name.to_string(),
-                proposed: epoch,
-                current: task.epoch,
-            }),
-            None => rejected(Rejection::NoSuchTask { task: name.to_string() }),
+            });
         }
     }
+}
+
+/// [`TaskTable::yield_task`] on the task's record.
+fn yield_task(task: &mut TaskRecord, name: &str, epoch: u64, node: NodeId) -> CommandResponse {
+    if task.epoch != epoch || task.owner != Some(node) {
+        return rejected(Rejection::StaleOwner {
+            task: name.to_string(),
+            epoch: task.epoch,
+            owner: task.owner,
+            from_node: node,
+            from_epoch: epoch,
+            write: OwnedWrite::Yield,
+        });
+    }
+    let Some(to) = task.handoff_to.take() else {
+        return rejected(Rejection::NotHandedOff { task: name.to_string() });
+    };
+    task.owner = Some(to);
+    task.epoch += 1;
+    CommandResponse::Done
+}
+
+/// [`TaskTable::commit_tick`] on the task's record.
+fn commit_tick(task: &mut TaskRecord, commit: &TickCommit, rules: &Rules) -> CommandResponse {
+    // Off only in the chaos suite's test of its own teeth.
+    let fenced = rules.fenced;
+    if fenced && (commit.epoch != task.epoch || task.owner != Some(commit.node)) {
+        return rejected(Rejection::StaleOwner {
+            task: commit.task.clone(),
+            epoch: task.epoch,
+            owner: task.owner,
+            from_node: commit.node,
+            from_epoch: commit.epoch,
+            write: OwnedWrite::Commit,
+        });
+    }
+    if fenced && commit.tick != task.tick + 1 {
+        return rejected(Rejection::OutOfOrder {
+            task: commit.task.clone(),
+            committed: task.tick,
+            proposed: commit.tick,
+        });
+    }
+    if task.status != TaskStatus::Running {
+        return rejected(Rejection::NotRunning {
+            task: commit.task.clone(),
+            status: format!("{:?}", task.status),
+        });
+    }
+    task.tick = commit.tick;
+    task.state = commit.state.clone();
+    task.state_version = commit.version;
+    task.last_tick_at_ms = Some(commit.committed_at_ms);
+    task.next_due_ms = commit.next_due_ms;
+    task.history.push(TickRecord {
+        tick: commit.tick,
+        epoch: commit.epoch,
+        node: commit.node,
+        committed_at_ms: commit.committed_at_ms,
+        version: commit.version,
+    });
+    // A hand-off completes with the tick that was in flight.
+    if let Some(to) = task.handoff_to.take() {
+        task.owner = Some(to);
+        task.epoch += 1;
+    }
+    CommandResponse::Done
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ fn the_owner_commits_ticks_in_order() {
             CommandResponse::Done
         );
     }
-    let task = &table.tasks["t"];
+    let task = &table["t"];
     assert_eq!(
         (task.tick, task.state.clone(), task.next_due_ms),
         (3, 3u64.to_le_bytes().to_vec(), 3000)
@@ -133,7 +133,7 @@ fn history_keeps_the_last_ticks_only() {
     for tick in 1..=(HISTORY_LEN as u64 + 10) {
         table.commit_tick(&commit(1, tick, 1), &Rules::FENCED);
     }
-    let history = &table.tasks["t"].history;
+    let history = &table["t"].history;
     assert_eq!(history.len(), HISTORY_LEN);
     assert_eq!(history.front().unwrap().tick, 11);
 }
@@ -149,7 +149,7 @@ fn marking_failed_needs_the_current_epoch_and_raises_it() {
         table.mark_failed("t", 1, "trapped 6 times in 60 s", 1),
         CommandResponse::Done
     );
-    let task = &table.tasks["t"];
+    let task = &table["t"];
     assert_eq!(
         task.status,
         TaskStatus::Failed {
@@ -183,12 +183,12 @@ fn hand_off_to(node: NodeId, expected_epoch: u64) -> Vec<Assignment> {
 fn a_hand_off_lets_the_tick_in_flight_commit_and_then_moves_the_task() {
     let mut table = owned();
     assert_eq!(table.hand_off(&hand_off_to(2, 1)), CommandResponse::Count(1));
-    assert_eq!((table.tasks["t"].owner, table.tasks["t"].epoch), (Some(1), 1));
+    assert_eq!((table["t"].owner, table["t"].epoch), (Some(1), 1));
     assert_eq!(
         table.commit_tick(&commit(1, 1, 1), &Rules::FENCED),
         CommandResponse::Done
     );
-    let task = &table.tasks["t"];
+    let task = &table["t"];
     assert_eq!(
         (task.owner, task.epoch, task.tick, task.handoff_to),
         (Some(2), 2, 1, None)
@@ -222,7 +222,7 @@ fn an_idle_owner_releases_a_task_being_handed_off() {
     );
     assert_eq!(table, before);
     assert_eq!(table.yield_task("t", 1, 1), CommandResponse::Done);
-    assert_eq!((table.tasks["t"].owner, table.tasks["t"].epoch), (Some(3), 2));
+    assert_eq!((table["t"].owner, table["t"].epoch), (Some(3), 2));
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn a_stale_hand_off_changes_nothing_and_reassignment_cancels_one() {
     assert_eq!(table, before);
     table.hand_off(&hand_off_to(2, 1));
     table.assign(&hand_off_to(3, 1));
-    let task = &table.tasks["t"];
+    let task = &table["t"];
     assert_eq!((task.owner, task.epoch, task.handoff_to), (Some(3), 2, None));
 }
 
@@ -247,7 +247,7 @@ fn a_hand_off_of_an_unowned_task_assigns_it_at_once() {
     let mut table = TaskTable::default();
     table.add(spec("t"));
     assert_eq!(table.hand_off(&hand_off_to(2, 0)), CommandResponse::Count(1));
-    assert_eq!((table.tasks["t"].owner, table.tasks["t"].epoch), (Some(2), 1));
+    assert_eq!((table["t"].owner, table["t"].epoch), (Some(2), 1));
 }
 
 #[test]
@@ -278,4 +278,66 @@ fn running_tasks_long_past_their_next_tick_are_overdue_the_latest_first() {
     // Not the paused task, nor the one that has not ticked yet.
     assert_eq!(names, vec![("u", 8_500), ("t", 8_000)]);
     assert_eq!(late[0].owner, Some(1));
+}
+
+/// Every kind of change, at random, on a few tasks and nodes: the index
+/// kept as the table changes says what one built from scratch would, and
+/// the change log names every task whose placement changed.
+#[test]
+fn the_index_follows_every_change() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use crate::state::task_changes::Since;
+    use crate::state::task_index::Placement;
+
+    let mut rng = StdRng::seed_from_u64(15);
+    let mut table = TaskTable::default();
+    let names = ["a", "b", "c", "d", "e"];
+    for step in 0..5_000 {
+        let name = names[rng.random_range(0..names.len())];
+        let node = rng.random_range(1..4);
+        let epoch = table.get(name).map_or(0, |t| t.epoch);
+        let before: Vec<Option<Placement>> = names.iter().map(|n| table.get(n).map(Placement::of)).collect();
+        let cursor = table.index().changes().cursor();
+        let assignment = vec![Assignment {
+            task: name.into(),
+            owner: Some(node),
+            expected_epoch: epoch,
+        }];
+        match rng.random_range(0..9) {
+            0 => drop(table.add(spec(name))),
+            1 => drop(table.remove(name)),
+            2 => drop(table.set_status(
+                name,
+                [TaskStatus::Running, TaskStatus::Paused][rng.random_range(0..2)].clone(),
+            )),
+            3 => drop(table.assign(&assignment)),
+            4 => drop(table.hand_off(&assignment)),
+            5 => drop(table.yield_task(name, epoch, node)),
+            6 => drop(table.mark_failed(name, epoch, "x", rng.random_range(0..3))),
+            7 => table.restart_failed_on("counter", rng.random_range(0..3)),
+            _ => {
+                let tick = table.get(name).map_or(0, |t| t.tick) + 1;
+                let commit = TickCommit {
+                    task: name.into(),
+                    version: rng.random_range(1..3),
+                    ..commit(epoch, tick, node)
+                };
+                drop(table.commit_tick(&commit, &Rules::FENCED));
+            }
+        }
+        assert!(table.index().agrees_with(table.values()), "step {step}");
+        let Since::Changed(noted) = table.index().changes().since(cursor) else {
+            panic!("the log keeps every change");
+        };
+        for (n, before) in names.iter().zip(before) {
+            let moved = match (before, table.get(n).map(Placement::of)) {
+                (Some(before), Some(after)) => before.moved(&after),
+                (None, None) => false,
+                _ => true,
+            };
+            assert_eq!(noted.contains(n), moved, "step {step}, task {n}");
+        }
+    }
 }

@@ -326,12 +326,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     tick_commits(command, &mut commits);
                     let due: Vec<Option<u64>> = commits
                         .iter()
-                        .map(|c| applied.cluster.tasks.tasks.get(&c.task).map(|t| t.next_due_ms))
+                        .map(|c| applied.cluster.tasks.get(&c.task).map(|t| t.next_due_ms))
                         .collect();
                     let response = applied.cluster.apply(command, &rules);
                     for (commit, due) in commits.into_iter().zip(due) {
                         // Committed: the task's record is now this commit's.
-                        let landed = applied.cluster.tasks.tasks.get(&commit.task).is_some_and(|t| {
+                        let landed = applied.cluster.tasks.get(&commit.task).is_some_and(|t| {
                             t.tick == commit.tick && t.last_tick_at_ms == Some(commit.committed_at_ms)
                         });
                         if let (true, Some(due)) = (landed, due) {

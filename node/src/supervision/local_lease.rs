@@ -20,6 +20,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
 use crate::runtime::FenceError;
 
 /// What the renewals acknowledged so far grant.
@@ -35,6 +37,8 @@ pub struct LocalLease {
     lease: Duration,
     guard: Duration,
     grant: Mutex<Grant>,
+    /// Wakes every waiter when a renewal is acknowledged.
+    renewals: Notify,
 }
 
 impl LocalLease {
@@ -43,6 +47,7 @@ impl LocalLease {
             lease,
             guard: lease / 10,
             grant: Mutex::new(Grant::default()),
+            renewals: Notify::new(),
         }
     }
 
@@ -57,6 +62,16 @@ impl LocalLease {
         let mut grant = self.grant.lock().expect("lease lock poisoned");
         grant.until = Some(grant.until.map_or(until, |v| v.max(until)));
         grant.required_index = grant.required_index.max(required_index);
+        drop(grant);
+        self.renewals.notify_waiters();
+    }
+
+    /// Completes at the next acknowledged renewal after this call: what a
+    /// worker held back by its fence waits for, rather than polling (25,000
+    /// workers of a node whose lease lapsed, polling every few milliseconds,
+    /// would starve the renewals they wait for).
+    pub fn next_renewal(&self) -> tokio::sync::futures::Notified<'_> {
+        self.renewals.notified()
     }
 
     /// Whether the lease runs at `now`.

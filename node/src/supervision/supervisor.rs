@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::lease_table::{Health, LeaseTable};
 use crate::api::NodeContext;
 use crate::placement::{NodeView, plan};
-use crate::state::tasks::{Assignment, TaskStatus};
+use crate::state::tasks::Assignment;
 use crate::types::{Command, NodeId, with_metrics};
 
 /// How often the leader looks, besides being woken by news.
@@ -45,8 +45,8 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
             let drained = context.state_machine.read(|s| s.drained.clone());
             let noted_gone = context.supervision.noted_gone();
             let owners = context.state_machine.read(|s| {
-                let running = s.tasks.tasks.values().filter(|t| t.status == TaskStatus::Running);
-                running.filter_map(|t| t.owner).collect::<BTreeSet<NodeId>>()
+                let running = s.tasks.index().running_by_owner().keys();
+                running.filter_map(|owner| *owner).collect::<BTreeSet<NodeId>>()
             });
             let view = context.supervision.leases(|leases| {
                 leases.begin_term(term, now);
@@ -156,7 +156,6 @@ fn stuck_handoffs(
     context.state_machine.read(|s| {
         handoffs.retain(|name, (epoch, _)| {
             s.tasks
-                .tasks
                 .get(name)
                 .is_some_and(|t| t.epoch == *epoch && t.handoff_to.is_some())
         });
@@ -164,7 +163,7 @@ fn stuck_handoffs(
             .iter()
             .filter(|(_, (_, since))| now.duration_since(*since) > patience)
             .filter_map(|(name, (epoch, _))| {
-                let task = s.tasks.tasks.get(name)?;
+                let task = s.tasks.get(name)?;
                 tracing::warn!(task = %name, "hand-off not completed by its owner; moving it at once");
                 Some(Assignment {
                     task: name.clone(),

@@ -45,11 +45,7 @@ pub(crate) fn fate(task: Option<&TaskRecord>, commit: &TickCommit) -> Fate {
 /// Commits `commit`, retrying while no leader answers. False when the
 /// state machine refused it or its fate cannot be told: this worker stops.
 pub(crate) async fn commit_tick(context: &NodeContext, commit: &TickCommit) -> bool {
-    let fate_now = || {
-        context
-            .state_machine
-            .read(|s| fate(s.tasks.tasks.get(&commit.task), commit))
-    };
+    let fate_now = || context.state_machine.read(|s| fate(s.tasks.get(&commit.task), commit));
     loop {
         match propose_on_leader(context, Command::CommitTick(commit.clone())).await {
             Ok(committed) => match committed.response {
@@ -106,7 +102,7 @@ mod tests {
     fn record(tick: u64, state: &[u8], node: u64) -> TaskRecord {
         let mut table = TaskTable::default();
         table.add(TaskSpec::counter_every_second("t"));
-        let mut task = table.tasks.remove("t").expect("added");
+        let mut task = table["t"].clone();
         task.epoch = 3;
         task.tick = tick;
         task.state = state.to_vec();

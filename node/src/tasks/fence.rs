@@ -34,7 +34,7 @@ impl OwnerFence {
     /// the new owner starts only once it has committed or been released.)
     fn owns(&self) -> bool {
         self.context.state_machine.read(|s| {
-            s.tasks.tasks.get(&self.task).is_some_and(|t| {
+            s.tasks.get(&self.task).is_some_and(|t| {
                 t.epoch == self.epoch && t.owner == Some(self.context.id) && t.status == TaskStatus::Running
             })
         })

@@ -11,7 +11,7 @@
 //! effect checks the fence again. A task being handed off is released
 //! between ticks, or moves with the commit of the tick in flight.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,16 +25,22 @@ use super::log_rate::LogRate;
 use super::restarts::{RestartTracker, Verdict};
 use super::schedule::{first_due, next_due};
 use crate::api::NodeContext;
-use crate::runtime::{CompiledModule, Fence, FencingToken, Slot, TaskContext, TickError};
-use crate::state::tasks::{TaskStatus, TickCommit};
-use crate::types::{Command, ModuleVersion, now_ms};
+use crate::runtime::{CompiledModule, Fence, FenceError, FencingToken, Slot, TaskContext, TickError};
+use crate::state::task_changes::{Cursor, Since};
+use crate::state::tasks::{TaskRecord, TaskStatus, TickCommit};
+use crate::types::{Command, ModuleVersion, NodeId, now_ms};
 
-/// How often the runner looks for tasks it gained or lost, besides every
-/// time the state machine applies entries.
-const SCAN_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the runner looks at every task for those it gained or lost;
+/// in between it looks only at the tasks whose placement changed (the
+/// state machine keeps their names), each time it applies entries.
+const FULL_SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often a worker whose lease has ended checks whether it is back.
 const LEASE_POLL: Duration = Duration::from_millis(10);
+
+/// The longest a worker held back by its fence waits for the next renewal
+/// before it looks again.
+const FENCED_WAIT: Duration = Duration::from_millis(250);
 
 /// How long a worker whose module does not load waits before it gives up
 /// (and the runner starts another).
@@ -58,7 +64,7 @@ struct Worker {
     handle: AbortHandle,
     /// Woken when its task starts being handed off.
     wake: Arc<Notify>,
-    /// The last scan that found its task still owned at its epoch.
+    /// The last full scan that found its task still owned at its epoch.
     seen: u64,
 }
 
@@ -68,45 +74,50 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
         // Dropping the set (when this task is aborted) aborts every worker.
         let mut running = JoinSet::new();
         let mut workers: HashMap<String, Worker> = HashMap::new();
-        let mut interval = tokio::time::interval(SCAN_INTERVAL);
+        let mut interval = tokio::time::interval(FULL_SCAN_INTERVAL);
         let mut changes = context.state_machine.subscribe();
+        let mut cursor = Cursor::START;
         let mut scan = 0u64;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let slots = Arc::new(Semaphore::new(cores));
         let logs = Arc::new(FenceLogs::default());
         loop {
-            tokio::select! {
-                _ = interval.tick() => {}
-                _ = changes.changed() => {}
-            }
+            let full = tokio::select! {
+                _ = interval.tick() => true,
+                _ = changes.changed() => false,
+            };
             while running.try_join_next().is_some() {}
             scan += 1;
-            // Mark the workers whose task is still this node's at their
-            // epoch (waking those being handed off), and list new ones;
-            // nothing is copied for tasks that did not change.
-            let new: Vec<(String, u64)> = context.state_machine.read(|s| {
-                let mut new = Vec::new();
-                let owned = s.tasks.tasks.values().filter(|t| t.owner == Some(context.id));
-                for task in owned.filter(|t| t.status == TaskStatus::Running) {
-                    match workers.get_mut(&task.spec.name) {
-                        Some(worker) if worker.epoch == task.epoch && !worker.handle.is_finished() => {
-                            worker.seen = scan;
-                            if task.handoff_to.is_some() {
-                                worker.wake.notify_one();
-                            }
-                        }
-                        _ => new.push((task.spec.name.clone(), task.epoch)),
+            // What to start, stop and wake; nothing is copied for tasks
+            // that did not change.
+            let (moves, at) = context.state_machine.read(|s| {
+                let log = s.tasks.index().changes();
+                let since = if full { Since::Everything } else { log.since(cursor) };
+                let moves = match since {
+                    Since::Everything => {
+                        let mine = s.tasks.index().running_on(Some(context.id)).map(|name| &s.tasks[name]);
+                        full_scan(mine, &mut workers, scan)
                     }
-                }
-                new
+                    Since::Changed(names) => {
+                        let names: BTreeSet<&str> = names.into_iter().collect();
+                        let changed = names.into_iter().map(|name| (name, s.tasks.get(name)));
+                        changed_scan(changed, context.id, &workers)
+                    }
+                };
+                (moves, log.cursor())
             });
-            workers.retain(|_, worker| {
-                if worker.seen != scan {
+            cursor = at;
+            for name in &moves.wake {
+                if let Some(worker) = workers.get(name.as_str()) {
+                    worker.wake.notify_one();
+                }
+            }
+            for name in &moves.stop {
+                if let Some(worker) = workers.remove(name.as_str()) {
                     worker.handle.abort();
                 }
-                worker.seen == scan
-            });
-            for (name, epoch) in new {
+            }
+            for (name, epoch) in moves.start {
                 let wake = Arc::new(Notify::new());
                 let handle = running.spawn(work(
                     context.clone(),
@@ -131,6 +142,68 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
     })
 }
 
+/// What a scan found: workers to start (task, epoch), to stop, and to wake
+/// (their task is being handed off).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Moves {
+    start: Vec<(String, u64)>,
+    stop: Vec<String>,
+    wake: Vec<String>,
+}
+
+/// Whether a worker at `epoch` serves `task` as this node owns it now.
+fn serves(worker: &Worker, task: &TaskRecord) -> bool {
+    worker.epoch == task.epoch && !worker.handle.is_finished()
+}
+
+/// A look at every task this node owns and runs (`mine`): workers for the
+/// new ones, and every worker not seen (marked with `scan`) stops.
+fn full_scan<'a>(
+    mine: impl Iterator<Item = &'a TaskRecord>,
+    workers: &mut HashMap<String, Worker>,
+    scan: u64,
+) -> Moves {
+    let mut moves = Moves::default();
+    for task in mine {
+        match workers.get_mut(&task.spec.name) {
+            Some(worker) if serves(worker, task) => {
+                worker.seen = scan;
+                if task.handoff_to.is_some() {
+                    moves.wake.push(task.spec.name.clone());
+                }
+            }
+            _ => moves.start.push((task.spec.name.clone(), task.epoch)),
+        }
+    }
+    let unseen = workers.iter().filter(|(_, w)| w.seen != scan);
+    moves.stop = unseen.map(|(name, _)| name.clone()).collect();
+    moves.stop.sort();
+    moves
+}
+
+/// A look at the tasks whose placement changed (a task removed is None).
+fn changed_scan<'a>(
+    changed: impl Iterator<Item = (&'a str, Option<&'a TaskRecord>)>,
+    me: NodeId,
+    workers: &HashMap<String, Worker>,
+) -> Moves {
+    let mut moves = Moves::default();
+    for (name, task) in changed {
+        let mine = task.filter(|t| t.owner == Some(me) && t.status == TaskStatus::Running);
+        match (mine, workers.get(name)) {
+            (Some(task), Some(worker)) if serves(worker, task) => {
+                if task.handoff_to.is_some() {
+                    moves.wake.push(name.to_string());
+                }
+            }
+            (Some(task), _) => moves.start.push((name.to_string(), task.epoch)),
+            (None, Some(_)) => moves.stop.push(name.to_string()),
+            (None, None) => {}
+        }
+    }
+    moves
+}
+
 /// Ticks task `name` for as long as this node owns it at `epoch`.
 async fn work(
     context: Arc<NodeContext>,
@@ -145,7 +218,7 @@ async fn work(
     }
     let Some(record) = context
         .state_machine
-        .read(|s| s.tasks.tasks.get(&name).filter(|t| t.epoch == epoch).cloned())
+        .read(|s| s.tasks.get(&name).filter(|t| t.epoch == epoch).cloned())
     else {
         return;
     };
@@ -327,11 +400,10 @@ async fn await_turn(
     wake: &Notify,
     logs: &FenceLogs,
 ) -> bool {
-    let mut fenced = false;
+    let mut fenced: Option<FenceError> = None;
     loop {
         let handoff = context.state_machine.read(|s| {
             let task = s
-                .tasks
                 .tasks
                 .get(name)
                 .filter(|t| t.epoch == epoch && t.owner == Some(context.id))?;
@@ -363,7 +435,7 @@ async fn await_turn(
         if wait == 0 {
             match fence.permit_start(std::time::Instant::now()) {
                 Ok(_) => {
-                    if fenced {
+                    if fenced.is_some() {
                         match logs.resumed.count(now_ms()) {
                             Some(n) => tracing::info!(task = %name, "lease renewed; {n} task(s) ticking again"),
                             None => tracing::debug!(task = %name, "lease renewed; ticking again"),
@@ -371,7 +443,7 @@ async fn await_turn(
                     }
                     return true;
                 }
-                Err(e) if !fenced => {
+                Err(e) if fenced.is_none() => {
                     // One line per second for the whole node: every task
                     // meets the same cause at once.
                     match logs.held_back.count(now_ms()) {
@@ -381,18 +453,36 @@ async fn await_turn(
                         ),
                         None => tracing::debug!(task = %name, "not ticking: {e}"),
                     }
-                    fenced = true;
+                    fenced = Some(e);
                 }
-                Err(_) => {}
+                Err(e) => fenced = Some(e),
             }
         }
-        let pause = match wait {
-            0 => LEASE_POLL,
-            ms => Duration::from_millis(ms),
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = wake.notified() => {}
+        match (wait, &fenced) {
+            (0, Some(e)) => fenced_wait(context, e, wake).await,
+            (ms, _) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Waits after the fence held a tick back with `why`: a node applying the
+/// log up to its last renewal's index is there within milliseconds, so it
+/// looks again soon; any other cause (the lease ran out) lasts until a
+/// renewal at the earliest, so it waits for one.
+async fn fenced_wait(context: &NodeContext, why: &FenceError, wake: &Notify) {
+    match why {
+        FenceError::CatchingUp { .. } => tokio::time::sleep(LEASE_POLL).await,
+        _ => {
+            tokio::select! {
+                _ = context.supervision.lease.next_renewal() => {}
+                _ = tokio::time::sleep(FENCED_WAIT) => {}
+                _ = wake.notified() => {}
+            }
         }
     }
 }
@@ -407,15 +497,14 @@ async fn caught_up(context: &NodeContext, name: &str, epoch: u64) -> bool {
             return false;
         }
         let applied = context.state_machine.last_applied_index();
-        if context
+        match context
             .supervision
             .lease
             .permit_start(std::time::Instant::now(), applied)
-            .is_ok()
         {
-            return true;
+            Ok(_) => return true,
+            Err(e) => fenced_wait(context, &e, &Notify::new()).await,
         }
-        tokio::time::sleep(LEASE_POLL).await;
     }
 }
 
@@ -423,7 +512,6 @@ async fn caught_up(context: &NodeContext, name: &str, epoch: u64) -> bool {
 fn still_owned(context: &NodeContext, name: &str, epoch: u64) -> bool {
     context.state_machine.read(|s| {
         s.tasks
-            .tasks
             .get(name)
             .is_some_and(|t| t.epoch == epoch && t.owner == Some(context.id))
     })
@@ -461,7 +549,94 @@ async fn load_module(context: &NodeContext, hash: &str) -> Option<Arc<CompiledMo
 
 #[cfg(test)]
 mod tests {
-    use super::migration_for;
+    use super::*;
+    use crate::state::tasks::{Assignment, TaskSpec, TaskTable};
+
+    /// Tasks a, b, c, d owned by node 1 at epoch 1 except d (node 2).
+    fn table() -> TaskTable {
+        let mut table = TaskTable::default();
+        for (name, owner) in [("a", 1), ("b", 1), ("c", 1), ("d", 2)] {
+            table.add(TaskSpec::counter_every_second(name));
+            table.assign(&[Assignment {
+                task: name.into(),
+                owner: Some(owner),
+                expected_epoch: 0,
+            }]);
+        }
+        table
+    }
+
+    fn worker(running: &mut JoinSet<()>, epoch: u64) -> Worker {
+        Worker {
+            epoch,
+            handle: running.spawn(std::future::pending()),
+            wake: Arc::new(Notify::new()),
+            seen: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_scan_starts_stops_and_wakes_workers() {
+        let mut table = table();
+        table.hand_off(&[Assignment {
+            task: "b".into(),
+            owner: Some(2),
+            expected_epoch: 1,
+        }]);
+        table.set_status("c", TaskStatus::Paused);
+        let mut running = JoinSet::new();
+        let mut workers = HashMap::from([
+            ("b".to_string(), worker(&mut running, 1)),
+            ("c".to_string(), worker(&mut running, 1)),
+            ("x".to_string(), worker(&mut running, 1)),
+        ]);
+        let mine = table.index().running_on(Some(1)).map(|name| &table[name]);
+        let moves = full_scan(mine, &mut workers, 7);
+        assert_eq!(
+            moves,
+            Moves {
+                start: vec![("a".into(), 1)],
+                stop: vec!["c".into(), "x".into()],
+                wake: vec!["b".into()],
+            }
+        );
+        assert_eq!(workers["b"].seen, 7);
+    }
+
+    #[tokio::test]
+    async fn a_scan_of_what_changed_looks_at_those_tasks_only() {
+        let mut table = table();
+        let mut running = JoinSet::new();
+        let workers = HashMap::from([
+            ("a".to_string(), worker(&mut running, 1)),
+            ("b".to_string(), worker(&mut running, 1)),
+        ]);
+        let cursor = table.index().changes().cursor();
+        // a moves away; b is paused and resumed (a new epoch); c is new
+        // to this node; d is not this node's; e is removed and unknown.
+        table.assign(&[Assignment {
+            task: "a".into(),
+            owner: Some(2),
+            expected_epoch: 1,
+        }]);
+        table.set_status("b", TaskStatus::Paused);
+        table.set_status("b", TaskStatus::Running);
+        table.add(TaskSpec::counter_every_second("e"));
+        table.remove("e");
+        let Since::Changed(names) = table.index().changes().since(cursor) else {
+            panic!("the log keeps these");
+        };
+        let names: BTreeSet<&str> = names.into_iter().chain(["c", "d"]).collect();
+        let moves = changed_scan(names.into_iter().map(|n| (n, table.get(n))), 1, &workers);
+        assert_eq!(
+            moves,
+            Moves {
+                start: vec![("b".into(), 3), ("c".into(), 1)],
+                stop: vec!["a".into()],
+                wake: vec![],
+            }
+        );
+    }
 
     #[test]
     fn a_state_is_migrated_only_when_another_version_wrote_it() {
