@@ -56,6 +56,10 @@ struct Args {
     /// Skip the kill of a worker and the join of a new one.
     #[arg(long)]
     no_faults: bool,
+    /// Build a snapshot after this many entries (the nodes' default if
+    /// unset): a lower figure makes the new worker join by a snapshot.
+    #[arg(long)]
+    snapshot_after: Option<u64>,
 }
 
 fn now_ms() -> u64 {
@@ -142,9 +146,13 @@ fn owned_by(all: &[TaskInfo], node: u64) -> Vec<String> {
 async fn main() {
     let args = Args::parse();
     baton_node::tls::install_crypto_provider();
+    let mut timing = TimingConfig::default();
+    if let Some(entries) = args.snapshot_after {
+        timing.snapshot_after_entries = entries;
+    }
     let mut cluster = match &args.node_binary {
-        Some(binary) => TestCluster::create_with_binary(3, TimingConfig::default(), binary.clone()),
-        None => TestCluster::create(3, TimingConfig::default()),
+        Some(binary) => TestCluster::create_with_binary(3, timing, binary.clone()),
+        None => TestCluster::create(3, timing),
     };
     for id in 1..=3 {
         cluster.local.start(id).expect("start node");
@@ -199,19 +207,7 @@ async fn main() {
     overdue.sort_unstable();
 
     let leader_log = std::fs::read_to_string(cluster.local.nodes[&leader].log_path()).unwrap_or_default();
-    let snapshot = leader_log
-        .lines()
-        .rev()
-        .find(|l| l.contains("built a snapshot"))
-        .map(|l| {
-            let bytes = logged_bytes(l, "built a snapshot").first().copied().unwrap_or(0);
-            let ms = l
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("ms="))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            (bytes, ms)
-        });
+    let snapshot = snapshot_line(&leader_log, "built a snapshot");
 
     println!("Machine: {}\n", machine());
     println!(
@@ -282,7 +278,28 @@ async fn main() {
             "| a new worker joins: `nodes add` to applied | {:.2} s |",
             f.join_took.as_secs_f64()
         );
+        match &f.installed {
+            Some((bytes, ms)) => println!(
+                "| the new worker's snapshot: size, install time | {:.1} MB, {ms} ms |",
+                *bytes as f64 / 1e6
+            ),
+            None => println!("| the new worker's snapshot | none: it caught up by the log |"),
+        }
     }
+}
+
+/// The size and time of the last snapshot a node's log says it `did`
+/// ("built a snapshot", "installed a snapshot").
+fn snapshot_line(log: &str, did: &str) -> Option<(u64, u64)> {
+    log.lines().rev().find(|l| l.contains(did)).map(|l| {
+        let bytes = logged_bytes(l, did).first().copied().unwrap_or(0) as u64;
+        let ms = l
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ms="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        (bytes, ms)
+    })
 }
 
 struct Faults {
@@ -291,6 +308,8 @@ struct Faults {
     moved_in: Duration,
     reassign_write: String,
     join_took: Duration,
+    /// The snapshot the new worker installed, if it joined by one: bytes, ms.
+    installed: Option<(u64, u64)>,
 }
 
 /// Adds worker `id`; returns how long `nodes add` took until the worker had
@@ -336,14 +355,17 @@ async fn kill_and_join(cluster: &mut TestCluster, client: &ClusterClient, leader
     let reassign_write = log
         .lines()
         .rev()
-        .find(|l| l.contains("reassigned") && l.contains("task(s)"))
+        .find(|l| l.contains("reassigned") && l.contains("task(s)") && !l.contains("reassigned 0 task(s)"))
         .and_then(|l| l.split("reassigned").nth(1))
         .map(|l| format!("reassigned{l}"))
         .unwrap_or_else(|| "(not logged)".into());
     let id = *next_id;
     *next_id += 1;
     let join_took = join(cluster, client, id).await;
+    let joiner_log = std::fs::read_to_string(cluster.local.nodes[&id].log_path()).unwrap_or_default();
+    let installed = snapshot_line(&joiner_log, "installed a snapshot");
     Faults {
+        installed,
         killed: worker,
         moved: moved.len(),
         moved_in,

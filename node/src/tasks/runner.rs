@@ -30,10 +30,11 @@ use crate::state::task_changes::{Cursor, Since};
 use crate::state::tasks::{TaskRecord, TaskStatus, TickCommit};
 use crate::types::{Command, ModuleVersion, NodeId, now_ms};
 
-/// How often the runner looks at every task for those it gained or lost;
-/// in between it looks only at the tasks whose placement changed (the
-/// state machine keeps their names), each time it applies entries.
-const FULL_SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the runner looks at every task it owns, as a safety net: in
+/// between it looks only at the tasks whose placement changed (the state
+/// machine keeps their names), each time it applies entries, and at those
+/// whose worker ended.
+const FULL_SCAN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often a worker whose lease has ended checks whether it is back.
 const LEASE_POLL: Duration = Duration::from_millis(10);
@@ -74,6 +75,7 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
         // Dropping the set (when this task is aborted) aborts every worker.
         let mut running = JoinSet::new();
         let mut workers: HashMap<String, Worker> = HashMap::new();
+        let mut names_by_id: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut interval = tokio::time::interval(FULL_SCAN_INTERVAL);
         let mut changes = context.state_machine.subscribe();
         let mut cursor = Cursor::START;
@@ -82,11 +84,24 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
         let slots = Arc::new(Semaphore::new(cores));
         let logs = Arc::new(FenceLogs::default());
         loop {
+            // Workers that ended (their module did not load, say) are
+            // looked at again: the task may still be this node's.
+            let mut ended = Vec::new();
+            let mut note_ended = |joined: Result<(tokio::task::Id, ()), tokio::task::JoinError>| {
+                let id = joined.map_or_else(|e| e.id(), |(id, ())| id);
+                ended.extend(names_by_id.remove(&id));
+            };
             let full = tokio::select! {
                 _ = interval.tick() => true,
                 _ = changes.changed() => false,
+                Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
+                    note_ended(joined);
+                    false
+                }
             };
-            while running.try_join_next().is_some() {}
+            while let Some(joined) = running.try_join_next_with_id() {
+                note_ended(joined);
+            }
             scan += 1;
             // What to start, stop and wake; nothing is copied for tasks
             // that did not change.
@@ -99,7 +114,7 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
                         full_scan(mine, &mut workers, scan)
                     }
                     Since::Changed(names) => {
-                        let names: BTreeSet<&str> = names.into_iter().collect();
+                        let names: BTreeSet<&str> = names.into_iter().chain(ended.iter().map(String::as_str)).collect();
                         let changed = names.into_iter().map(|name| (name, s.tasks.get(name)));
                         changed_scan(changed, context.id, &workers)
                     }
@@ -115,6 +130,7 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
             for name in &moves.stop {
                 if let Some(worker) = workers.remove(name.as_str()) {
                     worker.handle.abort();
+                    names_by_id.remove(&worker.handle.id());
                 }
             }
             for (name, epoch) in moves.start {
@@ -127,6 +143,7 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
                     slots.clone(),
                     logs.clone(),
                 ));
+                names_by_id.insert(handle.id(), name.clone());
                 let worker = Worker {
                     epoch,
                     handle,
@@ -135,6 +152,7 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
                 };
                 if let Some(old) = workers.insert(name, worker) {
                     old.handle.abort();
+                    names_by_id.remove(&old.handle.id());
                 }
             }
             tokio::time::sleep(MIN_SCAN_GAP).await;
@@ -400,7 +418,9 @@ async fn await_turn(
     wake: &Notify,
     logs: &FenceLogs,
 ) -> bool {
+    // Why the fence last held the tick back, and whether that was said.
     let mut fenced: Option<FenceError> = None;
+    let mut warned = false;
     loop {
         let handoff = context.state_machine.read(|s| {
             let task = s
@@ -435,7 +455,7 @@ async fn await_turn(
         if wait == 0 {
             match fence.permit_start(std::time::Instant::now()) {
                 Ok(_) => {
-                    if fenced.is_some() {
+                    if warned {
                         match logs.resumed.count(now_ms()) {
                             Some(n) => tracing::info!(task = %name, "lease renewed; {n} task(s) ticking again"),
                             None => tracing::debug!(task = %name, "lease renewed; ticking again"),
@@ -443,19 +463,27 @@ async fn await_turn(
                     }
                     return true;
                 }
-                Err(e) if fenced.is_none() => {
-                    // One line per second for the whole node: every task
-                    // meets the same cause at once.
-                    match logs.held_back.count(now_ms()) {
-                        Some(n) => tracing::warn!(
-                            task = %name,
-                            "not ticking {n} task(s) (this one among them): {e} (cut off from the leader, or catching up?)"
-                        ),
-                        None => tracing::debug!(task = %name, "not ticking: {e}"),
+                // A follower a few entries behind its last renewal's index
+                // is the common case under load, and over in milliseconds.
+                Err(e @ FenceError::CatchingUp { .. }) => {
+                    tracing::debug!(task = %name, "not ticking yet: {e}");
+                    fenced = Some(e);
+                }
+                Err(e) => {
+                    if !warned {
+                        // One line per second for the whole node: every
+                        // task meets the same cause at once.
+                        match logs.held_back.count(now_ms()) {
+                            Some(n) => tracing::warn!(
+                                task = %name,
+                                "not ticking {n} task(s) (this one among them): {e} (cut off from the leader?)"
+                            ),
+                            None => tracing::debug!(task = %name, "not ticking: {e}"),
+                        }
+                        warned = true;
                     }
                     fenced = Some(e);
                 }
-                Err(e) => fenced = Some(e),
             }
         }
         match (wait, &fenced) {
