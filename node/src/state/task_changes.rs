@@ -27,7 +27,7 @@ impl Cursor {
 }
 
 /// The recent changes, numbered.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TaskChanges {
     generation: u64,
     /// The number of the last change noted.
@@ -35,6 +35,15 @@ pub struct TaskChanges {
     /// The last changes, oldest first: `recent[i]` is change `seq - len + 1 + i`.
     recent: VecDeque<String>,
     capacity: usize,
+}
+
+/// A copy of a table (a snapshot is built from one) starts a generation of
+/// its own, empty: its readers look at every task once, and the copy does
+/// not carry up to 131,072 names it has no reader for.
+impl Clone for TaskChanges {
+    fn clone(&self) -> Self {
+        TaskChanges::with_capacity(self.capacity)
+    }
 }
 
 impl Default for TaskChanges {
@@ -123,5 +132,8 @@ mod tests {
         let other = TaskChanges::default();
         assert_eq!(other.since(log.cursor()), Since::Everything);
         assert_eq!(log.since(other.cursor()), Since::Everything);
+        let copy = log.clone();
+        assert_eq!(copy.since(log.cursor()), Since::Everything);
+        assert_eq!(copy.since(copy.cursor()), Since::Changed(vec![]));
     }
 }

@@ -77,16 +77,63 @@ impl TaskIndex {
         self.changes.note(&task.spec.name);
     }
 
-    /// Moves a record that was at `before` to where it is now.
+    /// Moves a record that was at `before` to where it is now, touching
+    /// only the views whose key changed (a reassignment changes owners and
+    /// epochs of thousands of tasks in one entry, on every node).
     pub(crate) fn changed(&mut self, task: &TaskRecord, before: Placement) {
         let after = Placement::of(task);
         if before == after {
             return;
         }
-        self.subtract(task, before);
-        self.add(task, after);
+        let name = &task.spec.name;
+        if (before.owner, before.running) != (after.owner, after.running) {
+            if before.running {
+                self.remove_running(before.owner, name);
+            }
+            if after.running {
+                self.running_by_owner
+                    .entry(after.owner)
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+        let handing_off = |p: &Placement| p.running && p.handoff_to.is_some();
+        match (handing_off(&before), handing_off(&after)) {
+            (false, true) => {
+                self.handing_off.insert(name.clone());
+            }
+            (true, false) => {
+                self.handing_off.remove(name);
+            }
+            _ => {}
+        }
+        if before.running != after.running
+            && let Some(period) = period_ms(task)
+        {
+            match after.running {
+                true => *self.periods.entry(period).or_default() += 1,
+                false => decrement(&mut self.periods, &period),
+            }
+        }
+        if before.state_version != after.state_version {
+            let module = &task.spec.module;
+            decrement(&mut self.state_versions, &(module.clone(), before.state_version));
+            *self
+                .state_versions
+                .entry((module.clone(), after.state_version))
+                .or_default() += 1;
+        }
         if before.moved(&after) {
-            self.changes.note(&task.spec.name);
+            self.changes.note(name);
+        }
+    }
+
+    fn remove_running(&mut self, owner: Option<NodeId>, name: &str) {
+        if let Some(set) = self.running_by_owner.get_mut(&owner) {
+            set.remove(name);
+            if set.is_empty() {
+                self.running_by_owner.remove(&owner);
+            }
         }
     }
 
@@ -110,12 +157,7 @@ impl TaskIndex {
     fn subtract(&mut self, task: &TaskRecord, at: Placement) {
         let name = &task.spec.name;
         if at.running {
-            if let Some(set) = self.running_by_owner.get_mut(&at.owner) {
-                set.remove(name);
-                if set.is_empty() {
-                    self.running_by_owner.remove(&at.owner);
-                }
-            }
+            self.remove_running(at.owner, name);
             self.handing_off.remove(name);
             if let Some(period) = period_ms(task) {
                 decrement(&mut self.periods, &period);
