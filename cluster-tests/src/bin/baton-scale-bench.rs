@@ -329,6 +329,8 @@ async fn kill_and_join(cluster: &mut TestCluster, client: &ClusterClient, leader
         .max_by_key(|id| owned_by(&all, *id).len())
         .expect("a worker");
     let moved = owned_by(&all, worker);
+    let leader_log = cluster.local.nodes[&leader].log_path();
+    let logged_before = std::fs::metadata(&leader_log).map_or(0, |m| m.len() as usize);
     let killed_at = now_ms();
     let started = Instant::now();
     cluster.kill9(worker);
@@ -351,11 +353,20 @@ async fn kill_and_join(cluster: &mut TestCluster, client: &ClusterClient, leader
     )
     .await;
     let moved_in = started.elapsed();
-    let log = std::fs::read_to_string(cluster.local.nodes[&leader].log_path()).unwrap_or_default();
+    // The largest reassignment the leader logged after the kill (placing
+    // new tasks logs the same line, before it).
+    let log = std::fs::read_to_string(&leader_log).unwrap_or_default();
+    let reassigned = |l: &&str| -> usize {
+        let count = l.split("reassigned ").nth(1).and_then(|r| r.split(' ').next());
+        count.and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
     let reassign_write = log
+        .get(logged_before..)
+        .unwrap_or_default()
         .lines()
-        .rev()
-        .find(|l| l.contains("reassigned") && l.contains("task(s)") && !l.contains("reassigned 0 task(s)"))
+        .filter(|l| l.contains("task(s)"))
+        .max_by_key(reassigned)
+        .filter(|l| reassigned(l) > 0)
         .and_then(|l| l.split("reassigned").nth(1))
         .map(|l| format!("reassigned{l}"))
         .unwrap_or_else(|| "(not logged)".into());
