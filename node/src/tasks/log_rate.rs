@@ -1,7 +1,7 @@
 //! One log line per node and second, not one per task: when a node may not
-//! tick (its lease ended, it is catching up on the log), every one of its
-//! tasks finds out at once, and 25,000 lines about the same cause hide
-//! everything else in the log (and cost the CPU the node is short of).
+//! tick (its lease ended, say), every one of its tasks finds out at once,
+//! and 25,000 lines about the same cause hide everything else in the log
+//! (and cost the CPU the node is short of).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
