@@ -41,6 +41,7 @@ use rand::rngs::StdRng;
 use crate::chaos_report::Report;
 use crate::containers::ContainerCluster;
 use crate::history::Recorder;
+use crate::task_api::now_ms;
 use crate::witness::Witness;
 
 /// How often a witnessed task ticks, and how long the witness holds each
@@ -150,13 +151,6 @@ async fn until<T, E>(timeout: Duration, every: Duration, mut check: impl AsyncFn
             Err(_) => tokio::time::sleep(every).await,
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// What injecting a fault did, as `Chaos::run` reports it.

@@ -9,6 +9,14 @@ use batonctl::cmd::rollout::RolloutView;
 
 use crate::{TestCluster, example_module};
 
+/// Wall-clock milliseconds since the Unix epoch, as tick times are kept.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as u64
+}
+
 /// Deploys example module `name`, signed with the cluster's key.
 pub async fn deploy(cluster: &TestCluster, client: &ClusterClient, name: &str) {
     let key = cluster.local.signing_key().expect("the cluster's signing key");

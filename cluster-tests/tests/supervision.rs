@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use baton_cluster_tests::history::{Expectations, Summary, check, collect};
 use baton_cluster_tests::task_api::{
-    await_handed_off, await_ticking_elsewhere, history, start_counters, start_witnessed, tasks, witness_report,
+    await_handed_off, await_ticking_elsewhere, history, now_ms, start_counters, start_witnessed, tasks, witness_report,
 };
 use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::{TestCluster, poll_async};
@@ -36,13 +36,6 @@ const LONGEST_PERIOD_MS: u64 = if WITNESSED_PERIOD_MS > PERIOD_MS {
 const HOLD: Duration = Duration::from_millis(150);
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn names(tasks: &[TaskInfo]) -> Vec<&str> {
     tasks.iter().map(|t| t.name.as_str()).collect()

@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
+use baton_cluster_tests::task_api::{await_ticking_elsewhere, now_ms, start_counters, tasks};
 use baton_cluster_tests::{TestCluster, poll_async};
 use baton_node::codec::format::Format;
 use baton_node::config::TimingConfig;
-use baton_node::state::cluster_version::{VersionRange, first_release};
+use baton_node::state::cluster_version::{REASSIGN_ALL, VersionRange, first_release};
 use baton_proto::AddNodeRequest;
 use batonctl::cmd::status::fetch;
 use redb::{ReadableDatabase, ReadableTable};
@@ -22,18 +23,28 @@ const LOG: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("raft_
 /// The highest cluster version this release supports.
 const HIGHEST: u32 = VersionRange::SUPPORTED.max;
 
-/// The config a node acting as an older release runs with.
-const OLDER_RELEASE: &str = "\n[testing]\nmax_cluster_version = 1\n";
+/// The config a node acting as a release that supports up to `cap` runs
+/// with.
+fn older_release(cap: u32) -> String {
+    format!("\n[testing]\nmax_cluster_version = {cap}\n")
+}
+
+/// Makes node `id` act as a release that supports versions up to `cap`, or
+/// as this release.
+fn set_release_cap(cluster: &TestCluster, id: u64, cap: Option<u32>) {
+    let path = cluster.local.nodes[&id].config_path();
+    let mut text = std::fs::read_to_string(&path).expect("read config");
+    for version in 1..=HIGHEST {
+        text = text.replace(&older_release(version), "");
+    }
+    if let Some(cap) = cap {
+        text.push_str(&older_release(cap));
+    }
+    std::fs::write(&path, text).expect("write config");
+}
 
 fn set_older_release(cluster: &TestCluster, id: u64, older: bool) {
-    let path = cluster.local.nodes[&id].config_path();
-    let text = std::fs::read_to_string(&path).expect("read config");
-    let text = text.replace(OLDER_RELEASE, "");
-    let text = match older {
-        true => format!("{text}{OLDER_RELEASE}"),
-        false => text,
-    };
-    std::fs::write(&path, text).expect("write config");
+    set_release_cap(cluster, id, older.then_some(1));
 }
 
 /// The format of each entry in node `id`'s log, in order (the node must be
@@ -175,4 +186,94 @@ async fn the_cluster_version_rises_only_once_every_member_supports_it_and_older_
     );
     let view = fetch(&client).await.unwrap();
     assert!(view.members.iter().all(|m| m.id != 4), "{view:?}");
+}
+
+/// A node that is not the leader and owns some of the tasks.
+async fn an_owning_follower(cluster: &TestCluster, client: &batonctl::ClusterClient) -> (u64, Vec<String>) {
+    poll_async(Duration::from_secs(30), "a follower that owns tasks", || async {
+        let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
+        let all = tasks(client).await;
+        (1..=3).filter(|id| *id != leader).find_map(|id| {
+            let owned: Vec<String> = all.iter().filter(|t| t.owner == id).map(|t| t.name.clone()).collect();
+            (!owned.is_empty()).then_some((id, owned))
+        })
+    })
+    .await
+}
+
+/// Kills node `victim` and waits until its tasks tick elsewhere; returns the
+/// leader's log from then on.
+async fn lose(cluster: &mut TestCluster, client: &batonctl::ClusterClient, victim: u64, owned: &[String]) -> String {
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
+    let from = log_of(cluster, leader).len();
+    let killed_at = now_ms();
+    cluster.kill9(victim);
+    let names: Vec<&str> = owned.iter().map(String::as_str).collect();
+    await_ticking_elsewhere(client, &names, victim, killed_at).await;
+    log_of(cluster, leader).get(from..).unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_nodes_tasks_move_one_assignment_each_beside_an_older_release_and_by_one_entry_after() {
+    let older = REASSIGN_ALL - 1;
+    let mut cluster = TestCluster::create(3, TimingConfig::default());
+    set_release_cap(&cluster, 3, Some(older));
+    for id in 1..=3 {
+        cluster.local.start(id).expect("start node");
+    }
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    cluster.wait_for_all_up(Duration::from_secs(30)).await;
+    let client = cluster.client();
+    poll_async(
+        Duration::from_secs(20),
+        "the version to stop below reassign_all",
+        || async {
+            let view = fetch(&client).await.ok()?;
+            (view.cluster_version == older && view.version_held_by == [3]).then_some(())
+        },
+    )
+    .await;
+    start_counters(&cluster, &client, 30, 250).await;
+
+    // Node 3 could not read a reassign_all: the tasks move one by one, and
+    // node 3 goes on applying.
+    let (victim, owned) = an_owning_follower(&cluster, &client).await;
+    let log = lose(&mut cluster, &client, victim, &owned).await;
+    assert!(log.contains("reassigned "), "{log}");
+    assert!(!log.contains("reassign_all"), "{log}");
+    cluster
+        .put(&client, "after-loss", "1")
+        .await
+        .expect("a write after the loss");
+    poll_async(Duration::from_secs(20), "node 3 to apply on", || async {
+        let view = fetch(&client).await.ok()?;
+        let three = view.members.iter().find(|m| m.id == 3)?;
+        (three.state == "up").then_some(())
+    })
+    .await;
+    assert!(
+        !log_of(&cluster, 3).contains("does not know"),
+        "{}",
+        log_of(&cluster, 3)
+    );
+
+    // Node 3 upgraded and the lost node back: the version reaches
+    // reassign_all, and the next loss moves every task in one entry.
+    cluster.restart(victim);
+    cluster.local.stop(3, Duration::from_secs(10)).expect("stop node 3");
+    set_release_cap(&cluster, 3, None);
+    cluster.restart(3);
+    poll_async(Duration::from_secs(30), "the version to reach reassign_all", || async {
+        let view = fetch(&client).await.ok()?;
+        (view.cluster_version >= REASSIGN_ALL && view.members.iter().all(|m| m.state == "up")).then_some(())
+    })
+    .await;
+    let (victim, owned) = an_owning_follower(&cluster, &client).await;
+    let log = lose(&mut cluster, &client, victim, &owned).await;
+    assert!(
+        log.contains(&format!(
+            "moving every task of node {victim} at once, in one reassign_all entry"
+        )),
+        "{log}"
+    );
 }

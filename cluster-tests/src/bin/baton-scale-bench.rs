@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use baton_cluster_tests::task_api::{add, deploy, every, tasks};
+use baton_cluster_tests::task_api::{add, deploy, every, now_ms, tasks};
 use baton_cluster_tests::{TestCluster, logged_bytes, machine, poll_every, quantile};
 use baton_node::config::TimingConfig;
 use baton_proto::TaskInfo;
@@ -60,13 +60,6 @@ struct Args {
     /// unset): a lower figure makes the new worker join by a snapshot.
     #[arg(long)]
     snapshot_after: Option<u64>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// Resident memory of a process, in KiB (from /proc).

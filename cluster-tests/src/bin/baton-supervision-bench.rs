@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::task_api::{
-    add, await_handed_off, await_ticking_elsewhere, deploy, every, history, start_witnessed, tasks, witness_report,
+    add, await_handed_off, await_ticking_elsewhere, deploy, every, history, now_ms, start_witnessed, tasks,
+    witness_report,
 };
 use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::witness_check::WitnessReport;
@@ -66,13 +67,6 @@ struct Args {
 
 /// Quiet time after the cluster is whole again, before the next loss.
 const SETTLE: Duration = Duration::from_secs(2);
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Loss {

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use baton_cluster_tests::task_api::{add, deploy, every, history, rollout, tasks};
+use baton_cluster_tests::task_api::{add, deploy, every, history, now_ms, rollout, tasks};
 use baton_cluster_tests::{TestCluster, example_module, machine, padded, poll_async, quantile};
 use baton_node::rollout::RolloutSettings;
 use baton_node::runtime::{RuntimeLimits, TaskContext, TaskEngine};
@@ -54,13 +54,6 @@ struct Args {
     /// Tasks in the in-process swap cost measurement.
     #[arg(long, default_value_t = 10_000)]
     swap_tasks: usize,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// What one rollout measured.

@@ -67,6 +67,10 @@ impl From<&Command> for pb::Command {
                 status: Some(status.into()),
             }),
             Command::AssignOwners(list) => Kind::AssignOwners(assignments(list)),
+            Command::ReassignAll { from, to } => Kind::ReassignAll(pb::ReassignAll {
+                from: *from,
+                to: to.clone(),
+            }),
             Command::HandOff(list) => Kind::HandOff(assignments(list)),
             Command::YieldTask { name, epoch, node } => Kind::YieldTask(pb::YieldTask {
                 name: name.clone(),
@@ -162,6 +166,7 @@ fn command_of(kind: pb::command::Kind, depth: u32) -> Result<Command, DecodeErro
             status: s.status.ok_or(missing("SetTaskStatus.status"))?.try_into()?,
         },
         Kind::AssignOwners(list) => Command::AssignOwners(assignments(list)),
+        Kind::ReassignAll(r) => Command::ReassignAll { from: r.from, to: r.to },
         Kind::HandOff(list) => Command::HandOff(assignments(list)),
         Kind::YieldTask(y) => Command::YieldTask {
             name: y.name,

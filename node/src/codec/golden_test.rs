@@ -449,7 +449,7 @@ impl Gen {
     /// A command of kind `kind` (mod the number of kinds); batches nest to
     /// `depth`.
     fn command(&mut self, kind: usize, depth: u32) -> Command {
-        match kind % 18 {
+        match kind % 19 {
             0 => Command::Put {
                 key: self.string(),
                 value: self.bytes(),
@@ -460,7 +460,7 @@ impl Gen {
                 Command::Batch(
                     (0..len)
                         .map(|_| {
-                            let kind = self.0.random_range(0..18);
+                            let kind = self.0.random_range(0..19);
                             self.command(kind, depth - 1)
                         })
                         .collect(),
@@ -522,7 +522,11 @@ impl Gen {
                 },
                 now_ms: self.u64(),
             },
-            _ => Command::SetClusterVersion { version: self.u32() },
+            17 => Command::SetClusterVersion { version: self.u32() },
+            _ => Command::ReassignAll {
+                from: self.option(Self::u64),
+                to: self.list(4, Self::u64),
+            },
         }
     }
 

@@ -13,7 +13,7 @@ use crate::types::typ::Entry;
 
 /// The tag every command kind this release knows has in JSON (the
 /// snake_case variant name); a unit test checks it against every kind.
-pub const COMMAND_KINDS: [&str; 18] = [
+pub const COMMAND_KINDS: [&str; 19] = [
     "put",
     "delete",
     "batch",
@@ -32,6 +32,7 @@ pub const COMMAND_KINDS: [&str; 18] = [
     "rollout_control",
     "rollout_finish",
     "set_cluster_version",
+    "reassign_all",
 ];
 
 /// A log entry holding a command of a kind this release does not know.

@@ -97,6 +97,7 @@ impl ClusterState {
             Command::RemoveTask { name } => self.tasks.remove(name),
             Command::SetTaskStatus { name, status } => self.tasks.set_status(name, status.clone()),
             Command::AssignOwners(assignments) => self.tasks.assign(assignments),
+            Command::ReassignAll { from, to } => self.tasks.reassign_all(*from, to),
             Command::HandOff(assignments) => self.tasks.hand_off(assignments),
             Command::YieldTask { name, epoch, node } => self.tasks.yield_task(name, *epoch, *node),
             Command::SetDrained { node, drained } => {

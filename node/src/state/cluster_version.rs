@@ -25,6 +25,7 @@
 //! | 2 | the cluster records its version (`set_cluster_version` entries) | 0.2.0 |
 //! | 3 | binary formats: the log, the vote, snapshots, forwarded proposals and Raft calls as `baton.state.v1` protobuf (see `crate::codec::format`) | 0.2.0 |
 //! | 4 | peers forward their writes to the leader in batches (`crate::tasks::forwarder`) | 0.3.0 |
+//! | 5 | the leader moves all of a lost node's tasks in one small `reassign_all` entry, decided as it is applied (`crate::placement`) | 0.4.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
@@ -47,9 +48,14 @@ pub const BINARY_FORMATS: ClusterVersion = 3;
 /// batches: a leader of an earlier release refuses a forwarded batch.
 pub const FORWARDED_BATCHES: ClusterVersion = 4;
 
+/// The version from which the leader moves every task of a lost node in
+/// one `Command::ReassignAll`, which a node of an earlier release cannot
+/// read: below it, one `Command::AssignOwners` lists each task.
+pub const REASSIGN_ALL: ClusterVersion = 5;
+
 /// The releases that introduced each version, for messages: index 0 is
 /// version 1.
-const FIRST_RELEASES: [&str; 4] = ["0.1.0", "0.2.0", "0.2.0", "0.3.0"];
+const FIRST_RELEASES: [&str; 5] = ["0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0"];
 
 /// The cluster versions a binary can run at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +73,7 @@ impl Default for VersionRange {
 
 impl VersionRange {
     /// What this release supports.
-    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 4 };
+    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 5 };
 
     /// This release's range, its top lowered to `cap` (the `[testing]
     /// max_cluster_version` knob, which makes a node act as an older release

@@ -31,6 +31,11 @@ pub enum Command {
     /// Give tasks new owners at once (the leader's placement; the old owner
     /// is gone).
     AssignOwners(Vec<Assignment>),
+    /// Move every running task of `from` (`None`: those not placed yet) at
+    /// once to the least loaded of `to`, decided as it is applied (see
+    /// `TaskTable::reassign_all`): one small entry however many tasks move.
+    /// Introduced by cluster version 5 (`REASSIGN_ALL`).
+    ReassignAll { from: Option<NodeId>, to: Vec<NodeId> },
     /// Move tasks off live owners after their current tick (drain, shutdown,
     /// rebalancing).
     HandOff(Vec<Assignment>),
@@ -157,6 +162,8 @@ impl std::fmt::Display for Command {
             Command::RemoveTask { name } => write!(f, "remove task {name}"),
             Command::SetTaskStatus { name, status } => write!(f, "set task {name} {status:?}"),
             Command::AssignOwners(a) => write!(f, "assign {} task(s)", a.len()),
+            Command::ReassignAll { from: Some(node), to } => write!(f, "move every task of node {node} to {to:?}"),
+            Command::ReassignAll { from: None, to } => write!(f, "place every task without an owner on {to:?}"),
             Command::HandOff(a) => write!(f, "hand off {} task(s)", a.len()),
             Command::YieldTask { name, epoch, node } => write!(f, "node {node} yields {name} at epoch {epoch}"),
             Command::SetDrained { node, drained } => write!(f, "set node {node} drained={drained}"),

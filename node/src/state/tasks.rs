@@ -328,6 +328,47 @@ impl TaskTable {
         CommandResponse::Count(applied)
     }
 
+    /// Moves every running task of `from` (`None`: the running tasks not
+    /// placed yet) at once, each to the node of `to` that runs the fewest
+    /// tasks at that moment (ties to the lowest id), at epoch + 1; hand-offs
+    /// of those tasks are cancelled. The leader proposes it when `from` is
+    /// gone; which task goes where is decided here, as the entry is applied,
+    /// so the entry stays a few bytes however many tasks move, and every
+    /// node decides alike from the same state. Tasks that reached `from`
+    /// after the leader's decision (a hand-off to it completing) move too.
+    pub fn reassign_all(&mut self, from: Option<NodeId>, to: &[NodeId]) -> CommandResponse {
+        let mut load: Vec<(usize, NodeId)> = to
+            .iter()
+            .filter(|node| Some(**node) != from)
+            .map(|node| {
+                (
+                    self.index
+                        .running_by_owner()
+                        .get(&Some(*node))
+                        .map_or(0, |tasks| tasks.len()),
+                    *node,
+                )
+            })
+            .collect();
+        load.sort_unstable();
+        load.dedup_by_key(|(_, node)| *node);
+        if load.is_empty() {
+            return CommandResponse::Count(0);
+        }
+        let moving: Vec<String> = self.index.running_on(from).map(str::to_string).collect();
+        for name in &moving {
+            let least = load.iter_mut().min().expect("not empty");
+            least.0 += 1;
+            let owner = least.1;
+            self.change(name, |task| {
+                task.owner = Some(owner);
+                task.epoch += 1;
+                task.handoff_to = None;
+            });
+        }
+        CommandResponse::Count(moving.len() as u64)
+    }
+
     /// Starts hand-offs whose expected epoch still holds: the owner keeps the
     /// task until its current tick commits (or it yields the task between
     /// ticks), then the task moves with epoch + 1. A task without an owner

@@ -341,3 +341,86 @@ fn the_index_follows_every_change() {
         }
     }
 }
+
+#[test]
+fn reassign_all_moves_every_running_task_of_a_node_to_the_least_loaded_and_fences_the_old_owner() {
+    let mut table = TaskTable::default();
+    for (name, owner) in [("a", 9), ("b", 9), ("c", 9), ("d", 1), ("p", 9), ("h", 9)] {
+        table.add(spec(name));
+        table.assign(&[Assignment {
+            task: name.into(),
+            owner: Some(owner),
+            expected_epoch: 0,
+        }]);
+    }
+    table.set_status("p", TaskStatus::Paused);
+    table.hand_off(&[Assignment {
+        task: "h".into(),
+        owner: Some(1),
+        expected_epoch: 1,
+    }]);
+    // Node 9 is in `to` too, and listed twice: it never takes its own.
+    assert_eq!(table.reassign_all(Some(9), &[2, 1, 9, 2]), CommandResponse::Count(4));
+    let placed: Vec<(&str, Option<NodeId>, u64, Option<NodeId>)> = table
+        .values()
+        .map(|t| (t.spec.name.as_str(), t.owner, t.epoch, t.handoff_to))
+        .collect();
+    // Node 1 already ran `d`: node 2 takes `a`, then they alternate from
+    // node 1 (ties to the lower id); the paused task stays, a hand-off is
+    // cancelled.
+    assert_eq!(
+        placed,
+        vec![
+            ("a", Some(2), 2, None),
+            ("b", Some(1), 2, None),
+            ("c", Some(2), 2, None),
+            ("d", Some(1), 1, None),
+            ("h", Some(1), 2, None),
+            ("p", Some(9), 2, None),
+        ]
+    );
+    // The old owner's tick is refused now.
+    let stale = TickCommit {
+        task: "a".into(),
+        ..commit(1, 1, 9)
+    };
+    assert!(matches!(
+        table.commit_tick(&stale, &Rules::FENCED),
+        CommandResponse::Rejected(_)
+    ));
+    assert!(table.index().agrees_with(table.values()));
+    // Again (a new leader's retry): nothing left to move.
+    assert_eq!(table.reassign_all(Some(9), &[1, 2]), CommandResponse::Count(0));
+    // Nowhere to go: nothing moves.
+    table.add(spec("new"));
+    assert_eq!(table.reassign_all(None, &[]), CommandResponse::Count(0));
+    assert_eq!(table.reassign_all(None, &[3]), CommandResponse::Count(1));
+    assert_eq!(table["new"].owner, Some(3));
+}
+
+/// How long applying one `reassign_all` of 100,000 tasks takes, and how
+/// large its entry is: `cargo test --release -p baton-node --lib
+/// reassign_all_of_100k -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: run it in release"]
+fn reassign_all_of_100k_tasks() {
+    let mut table = TaskTable::default();
+    let n = 100_000;
+    for i in 0..n {
+        let name = format!("count-{i:06}");
+        table.add(spec(&name));
+    }
+    table.reassign_all(None, &[9]);
+    let command = crate::state::command::Command::ReassignAll {
+        from: Some(9),
+        to: vec![1, 2, 3],
+    };
+    let started = std::time::Instant::now();
+    let response = table.reassign_all(Some(9), &[1, 2, 3]);
+    let took = started.elapsed();
+    assert_eq!(response, CommandResponse::Count(n));
+    println!(
+        "reassign_all of {n} tasks: applied in {took:?}; the entry is {} bytes",
+        crate::codec::command::encode_command(&command).len()
+    );
+}

@@ -79,6 +79,7 @@ pub(crate) fn kind(command: &Command) -> &'static str {
         Command::RolloutControl { .. } => "rollout-control",
         Command::RolloutFinish { .. } => "rollout-finish",
         Command::SetClusterVersion { .. } => "set-cluster-version",
+        Command::ReassignAll { .. } => "reassign-all",
     }
 }
 
@@ -186,6 +187,10 @@ pub(crate) fn commands() -> Vec<Command> {
             now_ms: 1_790_000_000_800,
         },
         Command::SetClusterVersion { version: 2 },
+        Command::ReassignAll {
+            from: Some(3),
+            to: vec![1, 2, 4],
+        },
     ]
 }
 

@@ -12,9 +12,9 @@ use tokio::task::JoinHandle;
 
 use super::lease_table::{Health, LeaseTable};
 use crate::api::NodeContext;
-use crate::placement::{NodeView, plan};
+use crate::placement::{NodeView, Plan, PlanRules, plan};
 use crate::state::tasks::Assignment;
-use crate::types::{Command, NodeId, with_metrics};
+use crate::types::{Command, CommandResponse, NodeId, with_metrics};
 
 /// How often the leader looks, besides being woken by news.
 const SCAN_INTERVAL: Duration = Duration::from_millis(25);
@@ -72,32 +72,66 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
                 )
             });
             context.supervision.set_view(&view);
-            let mut round = context.state_machine.read(|s| plan(&s.tasks, &view, MAX_REBALANCE));
-            round.assign.extend(stuck_handoffs(&context, &mut handoffs, now));
+            let mut round = context
+                .state_machine
+                .read(|s| plan(&s.tasks, &view, PlanRules::at(s.cluster_version, MAX_REBALANCE)));
+            // Forced hand-offs go first: should one land on a lost node,
+            // the `MoveAll` after it takes it on.
+            round.assign.splice(0..0, stuck_handoffs(&context, &mut handoffs, now));
             if round.is_empty() {
                 continue;
             }
             for a in &round.hand_off {
                 handoffs.insert(a.task.clone(), (a.expected_epoch, now));
             }
-            let (assigned, handed_off) = (round.assign.len(), round.hand_off.len());
-            let mut commands = Vec::new();
-            if assigned > 0 {
-                commands.push(Command::AssignOwners(round.assign));
+            for from in round.move_all.iter().filter_map(|m| m.from) {
+                tracing::info!("moving every task of node {from} at once, in one reassign_all entry");
             }
-            if handed_off > 0 {
-                commands.push(Command::HandOff(round.hand_off));
-            }
+            let handed_off = round.hand_off.len();
+            let moves = usize::from(!round.assign.is_empty()) + round.move_all.len();
             let started = Instant::now();
-            match context.proposer.propose(Command::Batch(commands)).await {
-                Ok(_) => tracing::info!(
-                    "reassigned {assigned} task(s), started {handed_off} hand-off(s), in one write of {} µs",
+            match context.proposer.propose(round_command(round)).await {
+                Ok(committed) => tracing::info!(
+                    "reassigned {} task(s), started {handed_off} hand-off(s), in one write of {} µs",
+                    moved(&committed.response, moves),
                     started.elapsed().as_micros()
                 ),
                 Err(e) => tracing::debug!("placement not committed: {e}"),
             }
         }
     })
+}
+
+/// One round's moves as one entry: assignments, then whole owners' moves,
+/// then hand-offs.
+fn round_command(round: Plan) -> Command {
+    let mut commands = Vec::new();
+    if !round.assign.is_empty() {
+        commands.push(Command::AssignOwners(round.assign));
+    }
+    commands.extend(
+        round
+            .move_all
+            .into_iter()
+            .map(|m| Command::ReassignAll { from: m.from, to: m.to }),
+    );
+    if !round.hand_off.is_empty() {
+        commands.push(Command::HandOff(round.hand_off));
+    }
+    Command::Batch(commands)
+}
+
+/// How many tasks a round's entry moved at once: the counts of its first
+/// `moves` commands (those that move at once; hand-offs come after).
+fn moved(response: &CommandResponse, moves: usize) -> u64 {
+    let CommandResponse::Batch(responses) = response else {
+        return 0;
+    };
+    let count = |r: &CommandResponse| match r {
+        CommandResponse::Count(n) => *n,
+        _ => 0,
+    };
+    responses.iter().take(moves).map(count).sum()
 }
 
 /// The nodes as placement (and `batonctl status`) needs them. The leader
