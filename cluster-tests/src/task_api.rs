@@ -2,7 +2,7 @@
 //! interval tasks, read tasks and their histories. They panic on errors, as
 //! tests want.
 
-use baton_proto::{AddTaskRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
+use baton_proto::{AddTaskRequest, DrainNodeRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
 use batonctl::ClusterClient;
 use batonctl::cmd::modules::signed_deploy;
 use batonctl::cmd::rollout::RolloutView;
@@ -15,6 +15,15 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("the clock is after 1970")
         .as_millis() as u64
+}
+
+/// Drains node `id` (its tasks move off, it gets none) or undrains it.
+pub async fn set_drained(client: &ClusterClient, id: u64, drain: bool) {
+    let request = DrainNodeRequest { id, drain };
+    client
+        .call_with(&request, |mut c, r| async move { c.drain_node(r).await })
+        .await
+        .expect("drain");
 }
 
 /// Deploys example module `name`, signed with the cluster's key.

@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use baton_cluster_tests::history::{Expectations, Summary, check, collect};
 use baton_cluster_tests::task_api::{
-    await_handed_off, await_ticking_elsewhere, history, now_ms, start_counters, start_witnessed, tasks, witness_report,
+    await_handed_off, await_ticking_elsewhere, history, now_ms, set_drained, start_counters, start_witnessed, tasks,
+    witness_report,
 };
 use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::{TestCluster, poll_async};
-use baton_proto::{DrainNodeRequest, TaskInfo};
+use baton_proto::TaskInfo;
 use batonctl::ClusterClient;
 
 const TASKS: usize = 200;
@@ -141,11 +142,7 @@ impl Run {
     }
 
     async fn drain(&self, id: u64, drain: bool) {
-        let request = DrainNodeRequest { id, drain };
-        self.client
-            .call_with(&request, |mut c, r| async move { c.drain_node(r).await })
-            .await
-            .unwrap();
+        set_drained(&self.client, id, drain).await;
     }
 }
 

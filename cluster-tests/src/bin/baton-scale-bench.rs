@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use baton_cluster_tests::task_api::{add, deploy, every, now_ms, tasks};
+use baton_cluster_tests::task_api::{add, deploy, every, now_ms, set_drained, tasks};
 use baton_cluster_tests::{TestCluster, logged_bytes, machine, poll_every, quantile};
 use baton_node::config::TimingConfig;
 use baton_proto::TaskInfo;
@@ -60,6 +60,16 @@ struct Args {
     /// unset): a lower figure makes the new worker join by a snapshot.
     #[arg(long)]
     snapshot_after: Option<u64>,
+    /// Every task on the first worker: the voters are drained while the
+    /// tasks are added, and undrained just before that worker's kill -9, so
+    /// the kill loses every task (for the reassignment of them all).
+    #[arg(long)]
+    all_on_one_worker: bool,
+    /// Run the voters as a release that supports cluster versions up to
+    /// this one (`[testing] max_cluster_version`), which holds the whole
+    /// cluster there: the same binary, measured as an older release.
+    #[arg(long)]
+    max_cluster_version: Option<u32>,
 }
 
 /// Resident memory of a process, in KiB (from /proc).
@@ -147,6 +157,14 @@ async fn main() {
         Some(binary) => TestCluster::create_with_binary(3, timing, binary.clone()),
         None => TestCluster::create(3, timing),
     };
+    if let Some(cap) = args.max_cluster_version {
+        for node in cluster.local.nodes.values() {
+            let path = node.config_path();
+            let text = std::fs::read_to_string(&path).expect("read node config");
+            std::fs::write(&path, format!("{text}\n[testing]\nmax_cluster_version = {cap}\n"))
+                .expect("write node config");
+        }
+    }
     for id in 1..=3 {
         cluster.local.start(id).expect("start node");
     }
@@ -165,6 +183,12 @@ async fn main() {
         args.tasks
     );
     deploy(&cluster, &client, "counter").await;
+    if args.all_on_one_worker {
+        assert!(args.workers >= 1, "--all-on-one-worker needs a worker");
+        for voter in 1..=3 {
+            set_drained(&client, voter, true).await;
+        }
+    }
     let rss_before: BTreeMap<u64, u64> = pids(&cluster.local)
         .into_iter()
         .map(|(id, pid)| (id, rss_kib(pid)))
@@ -204,11 +228,16 @@ async fn main() {
 
     println!("Machine: {}\n", machine());
     println!(
-        "{} counter tasks every {} ms on 3 voters and {} worker(s); node binary {}\n",
+        "{} counter tasks every {} ms on 3 voters and {} worker(s){}; node binary {}, at cluster version {}\n",
         args.tasks,
         args.period_ms,
         args.workers,
-        cluster.local.node_binary().display()
+        match args.all_on_one_worker {
+            true => ", all on the first worker",
+            false => "",
+        },
+        cluster.local.node_binary().display(),
+        status.cluster_version
     );
     println!("| figure | value |");
     println!("|---|---|");
@@ -258,6 +287,11 @@ async fn main() {
     // The faults last, their rows after the rest: a run that fails in them
     // has printed everything before.
     if !args.no_faults {
+        if args.all_on_one_worker {
+            for voter in 1..=3 {
+                set_drained(&client, voter, false).await;
+            }
+        }
         let f = kill_and_join(&mut cluster, &client, leader, &mut next_id).await;
         println!(
             "| kill -9 of worker {}: its {} tasks all ticking elsewhere (looked every {:.1} s) | {:.2} s |",

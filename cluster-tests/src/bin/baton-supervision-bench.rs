@@ -25,14 +25,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::task_api::{
-    add, await_handed_off, await_ticking_elsewhere, deploy, every, history, now_ms, start_witnessed, tasks,
-    witness_report,
+    add, await_handed_off, await_ticking_elsewhere, deploy, every, history, now_ms, set_drained, start_witnessed,
+    tasks, witness_report,
 };
 use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::witness_check::WitnessReport;
 use baton_cluster_tests::{TestCluster, machine, poll_async, quantile};
 use baton_node::config::TimingConfig;
-use baton_proto::{DrainNodeRequest, ListNodesRequest, TaskInfo};
+use baton_proto::{ListNodesRequest, TaskInfo};
 use batonctl::ClusterClient;
 use clap::Parser;
 
@@ -273,14 +273,6 @@ impl Bench {
             reruns_after_move: report.reruns_after_move - seen.reruns_after_move,
         }
     }
-}
-
-async fn set_drained(client: &ClusterClient, id: u64, drain: bool) {
-    let request = DrainNodeRequest { id, drain };
-    client
-        .call_with(&request, |mut c, r| async move { c.drain_node(r).await })
-        .await
-        .expect("drain");
 }
 
 async fn owned_by(client: &ClusterClient, id: u64) -> u64 {

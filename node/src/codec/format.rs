@@ -29,6 +29,7 @@ use super::DecodeError;
 use crate::state::cluster::ClusterState;
 use crate::state::cluster_version::{BINARY_FORMATS, ClusterVersion};
 use crate::state::command::Command;
+use crate::state::frozen::FrozenState;
 use crate::types::typ::{Entry, LogId, SnapshotMeta, Vote};
 
 /// An encoding of what is stored and replicated.
@@ -191,6 +192,15 @@ pub fn encode_state(state: &ClusterState) -> Result<Vec<u8>, io::Error> {
     match Format::at(state.cluster_version) {
         Format::Json => json(state),
         Format::Binary => Ok(super::snapshot::encode_state(state)),
+    }
+}
+
+/// A frozen state's snapshot data: the same bytes as [`encode_state`] of
+/// the state it froze.
+pub fn encode_frozen(frozen: &FrozenState) -> Result<Vec<u8>, io::Error> {
+    match Format::at(frozen.rest.cluster_version) {
+        Format::Json => json(&frozen.thaw()),
+        Format::Binary => Ok(super::snapshot::encode_frozen(frozen)),
     }
 }
 

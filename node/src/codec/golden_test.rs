@@ -668,6 +668,12 @@ fn generated_states_entries_and_raft_records_round_trip() {
         let bytes = encode_state(&state);
         assert_eq!(decode_state(&bytes).unwrap(), state, "round {round}");
         assert_eq!(encode_state(&state.clone()), bytes, "equal states encode alike");
+        let frozen = crate::state::frozen::FrozenState::of(&state);
+        assert_eq!(
+            crate::codec::format::encode_frozen(&frozen).unwrap(),
+            crate::codec::format::encode_state(&state).unwrap(),
+            "round {round}: a frozen state encodes as the state"
+        );
 
         let payload = match round % 3 {
             0 => EntryPayload::Blank,

@@ -7,12 +7,39 @@ use prost::Message;
 
 use super::DecodeError;
 use crate::state::cluster::ClusterState;
+use crate::state::frozen::FrozenState;
 use crate::state::rollouts::{Release, ReleaseOutcome, Rollout, RolloutState};
 use crate::state::tasks::{TaskRecord, TaskTable, TickRecord};
 
+/// The field number of `ClusterState.tasks`.
+const TASKS_FIELD: u32 = 6;
+
 /// A state's encoding.
 pub fn encode_state(state: &ClusterState) -> Vec<u8> {
-    pb::ClusterState::from(state).encode_to_vec()
+    encode_parts(state, state.tasks.values())
+}
+
+/// A frozen state's encoding: the same bytes as the state it froze.
+pub fn encode_frozen(frozen: &FrozenState) -> Vec<u8> {
+    encode_parts(&frozen.rest, frozen.tasks.iter().map(|task| &**task))
+}
+
+/// `rest` with `tasks` as its tasks, written one record at a time rather
+/// than as one message built whole (which would hold a second copy of every
+/// record): the fields before the tasks, each task, then those after, in
+/// field order, so the bytes are the whole message's.
+fn encode_parts<'a>(rest: &ClusterState, tasks: impl Iterator<Item = &'a TaskRecord>) -> Vec<u8> {
+    let mut head = without_tasks(rest);
+    let tail = pb::ClusterState {
+        drained: std::mem::take(&mut head.drained),
+        ..pb::ClusterState::default()
+    };
+    let mut bytes = head.encode_to_vec();
+    for task in tasks {
+        prost::encoding::message::encode(TASKS_FIELD, &pb::TaskRecord::from(task), &mut bytes);
+    }
+    tail.encode(&mut bytes).expect("a Vec grows as needed");
+    bytes
 }
 
 /// Decodes a state.
@@ -24,35 +51,34 @@ fn missing(what: &'static str) -> DecodeError {
     DecodeError::Missing(what)
 }
 
-impl From<&ClusterState> for pb::ClusterState {
-    fn from(state: &ClusterState) -> Self {
-        pb::ClusterState {
-            cluster_version: state.cluster_version,
-            kv: state
-                .kv
-                .iter()
-                .map(|(key, value)| pb::KeyValue {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-            modules: state.modules.values().map(pb::ModuleVersion::from).collect(),
-            releases: state
-                .releases
-                .iter()
-                .map(|(module, releases)| pb::ModuleReleases {
-                    module: module.clone(),
-                    releases: releases.iter().map(pb::Release::from).collect(),
-                })
-                .collect(),
-            rollouts: state
-                .rollouts
-                .iter()
-                .map(|(module, rollout)| rollout_to(module, rollout))
-                .collect(),
-            tasks: state.tasks.values().map(pb::TaskRecord::from).collect(),
-            drained: state.drained.iter().copied().collect(),
-        }
+/// Every field of `state` but its tasks.
+fn without_tasks(state: &ClusterState) -> pb::ClusterState {
+    pb::ClusterState {
+        cluster_version: state.cluster_version,
+        kv: state
+            .kv
+            .iter()
+            .map(|(key, value)| pb::KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        modules: state.modules.values().map(pb::ModuleVersion::from).collect(),
+        releases: state
+            .releases
+            .iter()
+            .map(|(module, releases)| pb::ModuleReleases {
+                module: module.clone(),
+                releases: releases.iter().map(pb::Release::from).collect(),
+            })
+            .collect(),
+        rollouts: state
+            .rollouts
+            .iter()
+            .map(|(module, rollout)| rollout_to(module, rollout))
+            .collect(),
+        tasks: Vec::new(),
+        drained: state.drained.iter().copied().collect(),
     }
 }
 

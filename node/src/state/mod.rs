@@ -5,6 +5,7 @@
 //!   which a command changes it.
 //! - [`cluster_version`]: what every member can read, and when it rises.
 //! - [`command`]: the commands and their responses.
+//! - [`frozen`]: the state as a snapshot takes it, records shared.
 //! - [`tasks`]: the task table and its rules (ownership, epochs, ticks);
 //!   [`history`]: each task's recent ticks, kept compact; [`task_index`]
 //!   and [`task_changes`]: views of the table kept as it changes.
@@ -15,6 +16,7 @@
 pub mod cluster;
 pub mod cluster_version;
 pub mod command;
+pub mod frozen;
 pub mod history;
 pub mod member;
 pub mod rejection;

@@ -4,6 +4,7 @@
 //! current owner, as the next tick number, while the task is running.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -153,10 +154,14 @@ pub struct Assignment {
 
 /// All tasks, by name, with an index kept up to date as they change (every
 /// change to a record goes through [`TaskTable::change`]).
+///
+/// Each record is behind an `Arc`, copied only when it changes while
+/// shared: a snapshot takes the records ([`TaskTable::share`]) without
+/// copying them, and encodes them while the table goes on changing.
 #[derive(Clone, Default, Deserialize)]
 #[serde(from = "TaskRecords")]
 pub struct TaskTable {
-    tasks: BTreeMap<String, TaskRecord>,
+    tasks: BTreeMap<String, Arc<TaskRecord>>,
     index: TaskIndex,
 }
 
@@ -174,11 +179,20 @@ impl From<TaskRecords> for TaskTable {
 
 impl Serialize for TaskTable {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Records<'a>(&'a BTreeMap<String, Arc<TaskRecord>>);
+        impl Serialize for Records<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().map(|(name, task)| (name, &**task)))
+            }
+        }
         #[derive(Serialize)]
         struct Borrowed<'a> {
-            tasks: &'a BTreeMap<String, TaskRecord>,
+            tasks: Records<'a>,
         }
-        Borrowed { tasks: &self.tasks }.serialize(serializer)
+        Borrowed {
+            tasks: Records(&self.tasks),
+        }
+        .serialize(serializer)
     }
 }
 
@@ -221,18 +235,27 @@ fn rejected(why: Rejection) -> CommandResponse {
 impl TaskTable {
     /// A table of these records.
     pub fn from_records(records: impl IntoIterator<Item = TaskRecord>) -> TaskTable {
-        let tasks: BTreeMap<String, TaskRecord> = records.into_iter().map(|t| (t.spec.name.clone(), t)).collect();
-        let index = TaskIndex::build(tasks.values());
+        let tasks: BTreeMap<String, Arc<TaskRecord>> = records
+            .into_iter()
+            .map(|t| (t.spec.name.clone(), Arc::new(t)))
+            .collect();
+        let index = TaskIndex::build(tasks.values().map(|t| &**t));
         TaskTable { tasks, index }
     }
 
     pub fn get(&self, name: &str) -> Option<&TaskRecord> {
-        self.tasks.get(name)
+        self.tasks.get(name).map(|t| &**t)
     }
 
     /// Every task, by name.
     pub fn values(&self) -> impl ExactSizeIterator<Item = &TaskRecord> {
-        self.tasks.values()
+        self.tasks.values().map(|t| &**t)
+    }
+
+    /// Every record, by name, shared rather than copied: a record changed
+    /// later is copied then, and what this returned stays as it was.
+    pub fn share(&self) -> Vec<Arc<TaskRecord>> {
+        self.tasks.values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
@@ -251,7 +274,7 @@ impl TaskTable {
     /// Changes task `name` through `f`, keeping the index up to date; None
     /// if there is no such task. The one place a record changes.
     fn change<R>(&mut self, name: &str, f: impl FnOnce(&mut TaskRecord) -> R) -> Option<R> {
-        let task = self.tasks.get_mut(name)?;
+        let task = Arc::make_mut(self.tasks.get_mut(name)?);
         let before = Placement::of(task);
         let result = f(task);
         self.index.changed(task, before);
@@ -280,7 +303,7 @@ impl TaskTable {
             failed_on: None,
         };
         self.index.inserted(&record);
-        self.tasks.insert(record.spec.name.clone(), record);
+        self.tasks.insert(record.spec.name.clone(), Arc::new(record));
         CommandResponse::Done
     }
 

@@ -411,7 +411,10 @@ fn reassign_all_of_100k_tasks() {
         table.add(spec(&name));
     }
     table.reassign_all(None, &[9]);
-    let command = crate::state::command::Command::ReassignAll {
+    let mut one_each = table.clone();
+    use crate::codec::command::encode_command;
+    use crate::state::command::Command;
+    let command = Command::ReassignAll {
         from: Some(9),
         to: vec![1, 2, 3],
     };
@@ -421,6 +424,23 @@ fn reassign_all_of_100k_tasks() {
     assert_eq!(response, CommandResponse::Count(n));
     println!(
         "reassign_all of {n} tasks: applied in {took:?}; the entry is {} bytes",
-        crate::codec::command::encode_command(&command).len()
+        encode_command(&command).len()
+    );
+    // Below cluster version 5: one assignment per task.
+    let assignments: Vec<Assignment> = table
+        .values()
+        .map(|t| Assignment {
+            task: t.spec.name.clone(),
+            owner: t.owner,
+            expected_epoch: 1,
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let response = one_each.assign(&assignments);
+    let took = started.elapsed();
+    assert_eq!(response, CommandResponse::Count(n));
+    println!(
+        "assign_owners of {n} tasks: applied in {took:?}; the entry is {} bytes",
+        encode_command(&Command::AssignOwners(assignments)).len()
     );
 }

@@ -27,10 +27,11 @@ use redb::{Durability, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::db::{RaftDb, SM_META, from_json};
-use crate::codec::format::{Format, decode_snapshot_meta, decode_state, encode_snapshot_meta, encode_state};
+use crate::codec::format::{Format, decode_snapshot_meta, decode_state, encode_frozen, encode_snapshot_meta};
 use crate::state::cluster::{ClusterState, Rules};
 use crate::state::cluster_version::{ClusterVersion, OutOfRange, VersionRange};
 use crate::state::command::Command;
+use crate::state::frozen::FrozenState;
 use crate::state::tasks::TickCommit;
 use crate::tasks::timeliness::{Summary, Timeliness};
 use crate::types::typ::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
@@ -249,9 +250,9 @@ fn load(db: &RaftDb) -> Result<Option<(SnapshotMeta, Vec<u8>)>, io::Error> {
     db.read(|txn| stored_snapshot(&txn.open_table(SM_META)?, true))
 }
 
-/// Encodes `cluster` off the async runtime's threads.
-async fn encode(cluster: ClusterState) -> Result<Vec<u8>, io::Error> {
-    tokio::task::spawn_blocking(move || encode_state(&cluster))
+/// Encodes `frozen` off the async runtime's threads.
+async fn encode(frozen: FrozenState) -> Result<Vec<u8>, io::Error> {
+    tokio::task::spawn_blocking(move || encode_frozen(&frozen))
         .await
         .map_err(io::Error::other)?
 }
@@ -269,16 +270,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let started = std::time::Instant::now();
-        // A copy under the lock; the encoding, which takes far longer, after.
-        let (meta, cluster) = {
+        // The state frozen under the lock, its records shared; the encoding,
+        // which takes far longer, after.
+        let (meta, frozen) = {
             let applied = self.state.read().expect("state machine lock poisoned");
             let meta = SnapshotMeta {
                 last_log_id: applied.last_applied,
                 last_membership: applied.last_membership.clone(),
             };
-            (meta, applied.cluster.clone())
+            (meta, FrozenState::of(&applied.cluster))
         };
-        let data = self.save(&meta, encode(cluster).await?).await?;
+        let data = self.save(&meta, encode(frozen).await?).await?;
         tracing::info!(
             index = meta.last_log_id.as_ref().map_or(0, |l| l.index()),
             bytes = data.len(),
