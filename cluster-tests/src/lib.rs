@@ -77,17 +77,23 @@ impl TestCluster {
     /// appended to each, such as a `[testing]` table), and waits for a leader.
     pub async fn start_with_config(n: u64, timing: TimingConfig, extra: &str) -> TestCluster {
         let mut cluster = Self::create(n, timing);
-        for node in cluster.local.nodes.values() {
-            let path = node.config_path();
-            let text = std::fs::read_to_string(&path).expect("read node config");
-            std::fs::write(&path, format!("{text}\n{extra}\n")).expect("write node config");
-        }
+        cluster.append_config(extra);
         for id in 1..=n {
             cluster.local.start(id).expect("start node");
         }
         cluster.wait_for_leader(Duration::from_secs(30)).await;
         cluster.wait_for_all_up(Duration::from_secs(30)).await;
         cluster
+    }
+
+    /// Appends `extra` (TOML, such as a `[testing]` table) to the config of
+    /// every node laid out so far.
+    pub fn append_config(&self, extra: &str) {
+        for node in self.local.nodes.values() {
+            let path = node.config_path();
+            let text = std::fs::read_to_string(&path).expect("read node config");
+            std::fs::write(&path, format!("{text}\n{extra}\n")).expect("write node config");
+        }
     }
 
     /// Lays out `n` voters without starting them.

@@ -148,8 +148,8 @@ pub fn plan(table: &TaskTable, nodes: &NodeView, rules: PlanRules) -> Plan {
         owner: Some(owner),
         expected_epoch: task.epoch,
     };
-    for (owner, tasks) in index.running_by_owner() {
-        let tasks = tasks.iter().map(|name| &table[name.as_str()]);
+    for (owner, names) in index.running_by_owner() {
+        let tasks = names.iter().map(|name| &table[name.as_str()]);
         match owner {
             Some(owner) if nodes.draining.contains(owner) => {
                 for task in tasks {
@@ -163,7 +163,7 @@ pub fn plan(table: &TaskTable, nodes: &NodeView, rules: PlanRules) -> Plan {
             _ if rules.move_all => {
                 // The state machine spreads them as `take_least_loaded`
                 // would; the load here follows, for the rest of the plan.
-                for _ in tasks {
+                for _ in 0..names.len() {
                     take_least_loaded(&mut load);
                 }
                 plan.move_all.push(MoveAll {

@@ -158,12 +158,7 @@ async fn main() {
         None => TestCluster::create(3, timing),
     };
     if let Some(cap) = args.max_cluster_version {
-        for node in cluster.local.nodes.values() {
-            let path = node.config_path();
-            let text = std::fs::read_to_string(&path).expect("read node config");
-            std::fs::write(&path, format!("{text}\n[testing]\nmax_cluster_version = {cap}\n"))
-                .expect("write node config");
-        }
+        cluster.append_config(&format!("[testing]\nmax_cluster_version = {cap}"));
     }
     for id in 1..=3 {
         cluster.local.start(id).expect("start node");
