@@ -10,9 +10,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// How many changes the log keeps: more than the tasks of a lost node move
-/// in one reassignment at the scale Baton is sized for (100,000 tasks).
-const CAPACITY: usize = 1 << 17;
+/// How many changes the log keeps: several rounds of placement's moves. A
+/// lost node's tasks, up to tens of thousands, start a new generation
+/// instead ([`TaskChanges::note_all`]); a reader further behind looks at
+/// every task once.
+const CAPACITY: usize = 1 << 14;
 
 /// Where a reader of [`TaskChanges`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +41,7 @@ pub struct TaskChanges {
 
 /// A copy of a table (a snapshot is built from one) starts a generation of
 /// its own, empty: its readers look at every task once, and the copy does
-/// not carry up to 131,072 names it has no reader for.
+/// not carry thousands of names it has no reader for.
 impl Clone for TaskChanges {
     fn clone(&self) -> Self {
         TaskChanges::with_capacity(self.capacity)
@@ -78,6 +80,13 @@ impl TaskChanges {
         }
         self.recent.push_back(task.to_string());
         self.seq += 1;
+    }
+
+    /// Notes that very many tasks changed at once: rather than their names,
+    /// the log starts a new generation, and every reader looks at every task
+    /// once, which costs it what reading that many names would.
+    pub(crate) fn note_all(&mut self) {
+        *self = TaskChanges::with_capacity(self.capacity);
     }
 
     /// The cursor just past the last change.
@@ -135,5 +144,9 @@ mod tests {
         let copy = log.clone();
         assert_eq!(copy.since(log.cursor()), Since::Everything);
         assert_eq!(copy.since(copy.cursor()), Since::Changed(vec![]));
+        let before = log.cursor();
+        log.note_all();
+        assert_eq!(log.since(before), Since::Everything);
+        assert_eq!(log.since(log.cursor()), Since::Changed(vec![]));
     }
 }

@@ -42,6 +42,9 @@ impl Placement {
     }
 }
 
+/// The most tasks [`TaskIndex::placed`] notes one by one in the change log.
+const NOTE_EACH_UP_TO: usize = 4096;
+
 /// The index.
 #[derive(Debug, Clone, Default)]
 pub struct TaskIndex {
@@ -125,6 +128,39 @@ impl TaskIndex {
         }
         if before.moved(&after) {
             self.changes.note(name);
+        }
+    }
+
+    /// Takes every running task of `owner` out, to be put back by
+    /// [`TaskIndex::placed`] once each has its new owner: a lost node's
+    /// tasks move as one set rather than one name at a time.
+    pub(crate) fn take_running(&mut self, owner: Option<NodeId>) -> BTreeSet<String> {
+        self.running_by_owner.remove(&owner).unwrap_or_default()
+    }
+
+    /// A task taken by [`TaskIndex::take_running`] is no longer handed off.
+    pub(crate) fn handoff_cancelled(&mut self, name: &str) {
+        self.handing_off.remove(name);
+    }
+
+    /// Puts back the tasks [`TaskIndex::take_running`] took, now running on
+    /// their new owners (each owner's names in order). Their epochs rose,
+    /// so the change log notes them; more than [`NOTE_EACH_UP_TO`] at once
+    /// start a new generation of it instead, as cheap for its readers (they
+    /// look at their tasks once) and with no name copied.
+    pub(crate) fn placed(&mut self, placed: BTreeMap<NodeId, Vec<String>>) {
+        let count: usize = placed.values().map(Vec::len).sum();
+        let note_each = count <= NOTE_EACH_UP_TO;
+        for (owner, names) in placed {
+            if note_each {
+                names.iter().for_each(|name| self.changes.note(name));
+            }
+            // Sorted names build a set in one pass, and two sets merge in one.
+            let mut names: BTreeSet<String> = names.into_iter().collect();
+            self.running_by_owner.entry(Some(owner)).or_default().append(&mut names);
+        }
+        if !note_each {
+            self.changes.note_all();
         }
     }
 

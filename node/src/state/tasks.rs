@@ -272,7 +272,8 @@ impl TaskTable {
     }
 
     /// Changes task `name` through `f`, keeping the index up to date; None
-    /// if there is no such task. The one place a record changes.
+    /// if there is no such task. The one place a record changes, but for
+    /// [`TaskTable::reassign_all`], which moves a whole owner's set at once.
     fn change<R>(&mut self, name: &str, f: impl FnOnce(&mut TaskRecord) -> R) -> Option<R> {
         let task = Arc::make_mut(self.tasks.get_mut(name)?);
         let before = Placement::of(task);
@@ -378,18 +379,41 @@ impl TaskTable {
         if load.is_empty() {
             return CommandResponse::Count(0);
         }
-        let moving: Vec<String> = self.index.running_on(from).map(str::to_string).collect();
-        for name in &moving {
+        // The whole set of `from` moves at once: each name goes to its new
+        // owner's set (no copy), and the sets are merged in one pass each.
+        let moving = self.index.take_running(from);
+        let count = moving.len();
+        let mut placed: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+        let index = &mut self.index;
+        let mut place = |name: String, record: &mut Arc<TaskRecord>| {
             let least = load.iter_mut().min().expect("not empty");
             least.0 += 1;
-            let owner = least.1;
-            self.change(name, |task| {
-                task.owner = Some(owner);
-                task.epoch += 1;
-                task.handoff_to = None;
-            });
+            let task = Arc::make_mut(record);
+            task.owner = Some(least.1);
+            task.epoch += 1;
+            if task.handoff_to.take().is_some() {
+                index.handoff_cancelled(&name);
+            }
+            placed.entry(least.1).or_default().push(name);
+        };
+        if moving.len() * 8 < self.tasks.len() {
+            for name in moving {
+                let record = self.tasks.get_mut(&name).expect("a task of the table");
+                place(name, record);
+            }
+        } else {
+            // Many of the table's tasks, in name order as the table is: one
+            // walk over it finds them all.
+            let mut records = self.tasks.iter_mut();
+            for name in moving {
+                let record = records
+                    .find_map(|(key, record)| (*key == name).then_some(record))
+                    .expect("a task of the table");
+                place(name, record);
+            }
         }
-        CommandResponse::Count(moving.len() as u64)
+        self.index.placed(placed);
+        CommandResponse::Count(count as u64)
     }
 
     /// Starts hand-offs whose expected epoch still holds: the owner keeps the

@@ -305,7 +305,7 @@ fn the_index_follows_every_change() {
             owner: Some(node),
             expected_epoch: epoch,
         }];
-        match rng.random_range(0..9) {
+        match rng.random_range(0..10) {
             0 => drop(table.add(spec(name))),
             1 => drop(table.remove(name)),
             2 => drop(table.set_status(
@@ -317,6 +317,11 @@ fn the_index_follows_every_change() {
             5 => drop(table.yield_task(name, epoch, node)),
             6 => drop(table.mark_failed(name, epoch, "x", rng.random_range(0..3))),
             7 => table.restart_failed_on("counter", rng.random_range(0..3)),
+            8 => {
+                let from = [None, Some(1), Some(2), Some(3)][rng.random_range(0..4)];
+                let to: Vec<NodeId> = (1..4).filter(|_| rng.random_bool(0.6)).collect();
+                drop(table.reassign_all(from, &to));
+            }
             _ => {
                 let tick = table.get(name).map_or(0, |t| t.tick) + 1;
                 let commit = TickCommit {
@@ -396,6 +401,34 @@ fn reassign_all_moves_every_running_task_of_a_node_to_the_least_loaded_and_fence
     assert_eq!(table.reassign_all(None, &[]), CommandResponse::Count(0));
     assert_eq!(table.reassign_all(None, &[3]), CommandResponse::Count(1));
     assert_eq!(table["new"].owner, Some(3));
+}
+
+/// A reassignment of very many tasks does not copy each name into the
+/// change log: its readers look at every task once.
+#[test]
+fn a_large_reassignment_has_the_change_log_readers_look_at_every_task() {
+    use crate::state::task_changes::Since;
+
+    let mut table = TaskTable::default();
+    for i in 0..5_000 {
+        table.add(spec(&format!("t{i:05}")));
+    }
+    let cursor = table.index().changes().cursor();
+    assert_eq!(table.reassign_all(None, &[1, 2]), CommandResponse::Count(5_000));
+    assert_eq!(table.index().changes().since(cursor), Since::Everything);
+    assert!(table.index().agrees_with(table.values()));
+    assert_eq!(table.index().running_on(Some(1)).count(), 2_500);
+    // A small one still names each task it moved.
+    let cursor = table.index().changes().cursor();
+    table.add(spec("late"));
+    let after_add = table.index().changes().cursor();
+    assert_eq!(table.reassign_all(None, &[2]), CommandResponse::Count(1));
+    assert_eq!(table.index().changes().since(after_add), Since::Changed(vec!["late"]));
+    assert_eq!(
+        table.index().changes().since(cursor),
+        Since::Changed(vec!["late", "late"])
+    );
+    assert_eq!(table["late"].owner, Some(2));
 }
 
 /// How long applying one `reassign_all` of 100,000 tasks takes, and how
