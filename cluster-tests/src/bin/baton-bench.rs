@@ -253,19 +253,22 @@ async fn main() {
             }
         }
     }
-    let mut sorted = times.clone();
-    sorted.sort();
-    let median = sorted[sorted.len() / 2];
-    let max = sorted[sorted.len() - 1];
-    println!("\n| leader failover after kill -9 (kill to first commit on the new leader) | median | max | kills |");
-    println!("|---|---|---|---|");
-    println!(
-        "| 3 nodes, heartbeat {} ms, election timeout {}-{} ms | {:.0} ms | {:.0} ms | {} |",
-        timing.heartbeat_interval_ms,
-        timing.election_timeout_min_ms,
-        timing.election_timeout_max_ms,
-        median.as_secs_f64() * 1e3,
-        max.as_secs_f64() * 1e3,
-        sorted.len()
-    );
+    // `--kills 0` skips the failover phase.
+    if !times.is_empty() {
+        let mut sorted = times.clone();
+        sorted.sort();
+        let median = sorted[sorted.len() / 2];
+        let max = sorted[sorted.len() - 1];
+        println!("\n| leader failover after kill -9 (kill to first commit on the new leader) | median | max | kills |");
+        println!("|---|---|---|---|");
+        println!(
+            "| 3 nodes, heartbeat {} ms, election timeout {}-{} ms | {:.0} ms | {:.0} ms | {} |",
+            timing.heartbeat_interval_ms,
+            timing.election_timeout_min_ms,
+            timing.election_timeout_max_ms,
+            median.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3,
+            sorted.len()
+        );
+    }
 }

@@ -32,7 +32,12 @@ impl Flusher {
                     batch.extend(pending_rx.try_iter());
                     // An immediate commit makes every earlier commit durable.
                     let result = db.write(Durability::Immediate, |_| Ok(()));
-                    for callback in batch {
+                    // Newest first: openraft keeps the highest flushed
+                    // position, so the older ones change nothing, and its
+                    // core wakes once for the batch rather than once per
+                    // append (its forwarder waits a timer tick, a
+                    // millisecond, between wakes that come close together).
+                    for callback in batch.into_iter().rev() {
                         callback.io_completed(match &result {
                             Ok(()) => Ok(()),
                             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
