@@ -43,7 +43,8 @@ where
     N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = crate::types::typ::SnapshotData>,
 {
     let state_machine = StateMachineStore::open(db.clone(), supported).map_err(crate::store::StoreError::Io)?;
-    let raft = Raft::new(id, raft_config, network, LogStore::new(db), state_machine.clone())
+    let log = LogStore::new(db).map_err(crate::store::StoreError::Io)?;
+    let raft = Raft::new(id, raft_config, network, log, state_machine.clone())
         .await
         .map_err(|e| crate::NodeError::Raft(e.to_string()))?;
     Ok((raft, state_machine))

@@ -1,11 +1,12 @@
 //! The Raft log and vote, stored in redb. The vote is fsync'd before
-//! `save_vote` returns; log entries are fsync'd, in groups, before openraft
-//! is told they are persisted (see `flusher`).
+//! `save_vote` returns; log entries are fsync'd, in groups, by one writer
+//! thread before openraft is told they are persisted (see `log_writer`),
+//! and read meanwhile from the log's tail in memory (see `log_tail`).
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -13,35 +14,92 @@ use openraft::{OptionalSend, RaftLogReader};
 use redb::{Durability, ReadableTable};
 
 use super::db::{LOG, META, RaftDb};
-use super::flusher::Flusher;
+use super::log_tail::LogTail;
+use super::log_writer::{LogChange, LogWriter};
 use crate::codec::format::{decode_entry, decode_log_id, decode_vote, encode_entry, encode_log_id, encode_vote};
 use crate::raft::message_limits::APPEND_BUDGET_BYTES;
 use crate::types::TypeConfig;
 use crate::types::typ::{Entry, LogId, Vote};
 
-/// openraft's log storage over [`RaftDb`]. Clones share the database and
-/// the fsync thread.
+/// openraft's log storage over [`RaftDb`]. Clones share the database, the
+/// log's tail and the writer thread.
 #[derive(Clone)]
 pub struct LogStore {
     db: RaftDb,
-    flusher: Arc<Flusher>,
+    tail: Arc<Mutex<LogTail>>,
+    writer: Arc<LogWriter>,
     /// The most entry bytes read for one AppendEntries.
     append_budget: u64,
 }
 
 impl LogStore {
-    pub fn new(db: RaftDb) -> Self {
+    pub fn new(db: RaftDb) -> Result<Self, io::Error> {
         Self::with_append_budget(db, APPEND_BUDGET_BYTES)
     }
 
     /// A store whose replication reads stop at `append_budget` bytes.
-    pub fn with_append_budget(db: RaftDb, append_budget: u64) -> Self {
-        let flusher = Arc::new(Flusher::start(db.clone()));
-        LogStore {
+    pub fn with_append_budget(db: RaftDb, append_budget: u64) -> Result<Self, io::Error> {
+        let next = db.read(|txn| Ok(txn.open_table(LOG)?.last()?.map(|(index, _)| index.value())))?;
+        let purged = match db.get_bytes(META, "last_purged")? {
+            Some(bytes) => decode_log_id(&bytes)?,
+            None => None,
+        };
+        let next = next.or(purged.map(|p| p.index())).map_or(0, |last| last + 1);
+        let tail = Arc::new(Mutex::new(LogTail::new(next)));
+        let writer = Arc::new(LogWriter::start(db.clone(), tail.clone()));
+        Ok(LogStore {
             db,
-            flusher,
+            tail,
+            writer,
             append_budget,
+        })
+    }
+
+    fn tail(&self) -> std::sync::MutexGuard<'_, LogTail> {
+        self.tail.lock().expect("log tail lock poisoned")
+    }
+
+    /// The entries of `start..=end` (`None`: to the last), the first always
+    /// and the rest within `budget` stored bytes: the newest from the tail,
+    /// those below it from the database. The tail is read first, so an
+    /// entry that leaves it meanwhile is in the database by then.
+    fn read_entries(&self, start: u64, end: Option<u64>, budget: u64) -> Result<Vec<Entry>, io::Error> {
+        let newest = self.tail().read(start, end, budget);
+        let mut entries = Vec::new();
+        let mut bytes = 0u64;
+        if start < newest.first {
+            let below = end.map_or(newest.first - 1, |end| end.min(newest.first - 1));
+            let (rows, cut) = self.db.read(|txn| {
+                let table = txn.open_table(LOG)?;
+                let (mut rows, mut bytes) = (Vec::new(), 0u64);
+                for row in table.range(start..=below)? {
+                    let (_, value) = row?;
+                    let value = value.value();
+                    if !within_budget(rows.len(), bytes, value.len() as u64, budget) {
+                        return Ok((rows, true));
+                    }
+                    bytes += value.len() as u64;
+                    rows.push(value.to_vec());
+                }
+                Ok((rows, false))
+            })?;
+            for row in &rows {
+                bytes += row.len() as u64;
+                entries.push(decode_entry(row)?);
+            }
+            if cut {
+                // Cut short by the budget: nothing newer goes.
+                return Ok(entries);
+            }
         }
+        for (entry, size) in newest.entries {
+            if !within_budget(entries.len(), bytes, size, budget) {
+                break;
+            }
+            bytes += size;
+            entries.push(entry);
+        }
+        Ok(entries)
     }
 }
 
@@ -75,20 +133,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if end.is_some_and(|end| end < start) {
             return Ok(Vec::new());
         }
-        let rows = self.db.read(|txn| {
-            let table = txn.open_table(LOG)?;
-            let mut rows = Vec::new();
-            let iter = match end {
-                Some(end) => table.range(start..=end)?,
-                None => table.range(start..)?,
-            };
-            for row in iter {
-                let (_, value) = row?;
-                rows.push(value.value().to_vec());
-            }
-            Ok(rows)
-        })?;
-        rows.iter().map(|bytes| decode_entry(bytes)).collect()
+        self.read_entries(start, end, u64::MAX)
     }
 
     /// The entries one AppendEntries carries: those in `start..end` up to
@@ -99,22 +144,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if end <= start {
             return Ok(Vec::new());
         }
-        let budget = self.append_budget;
-        let rows = self.db.read(|txn| {
-            let table = txn.open_table(LOG)?;
-            let (mut rows, mut bytes) = (Vec::new(), 0u64);
-            for row in table.range(start..end)? {
-                let (_, value) = row?;
-                let value = value.value();
-                if !within_budget(rows.len(), bytes, value.len() as u64, budget) {
-                    break;
-                }
-                bytes += value.len() as u64;
-                rows.push(value.to_vec());
-            }
-            Ok(rows)
-        })?;
-        rows.iter().map(|bytes| decode_entry(bytes)).collect()
+        self.read_entries(start, Some(end - 1), self.append_budget)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -129,6 +159,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let newest = self.tail().last_log_id();
         let last = self.db.read(|txn| {
             let table = txn.open_table(LOG)?;
             Ok(table.last()?.map(|(_, v)| v.value().to_vec()))
@@ -137,9 +168,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(bytes) => decode_log_id(&bytes)?,
             None => None,
         };
-        let last_log_id = match last {
-            Some(bytes) => Some(decode_entry(&bytes)?.log_id()),
-            None => last_purged_log_id,
+        let last_log_id = match (newest, last) {
+            (Some(newest), _) => Some(newest),
+            (None, Some(bytes)) => Some(decode_entry(&bytes)?.log_id()),
+            (None, None) => last_purged_log_id,
         };
         Ok(LogState {
             last_purged_log_id,
@@ -170,53 +202,45 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         // In the format every member reads (see `codec::format`).
         let format = self.db.format();
-        let mut rows = Vec::new();
+        let (mut rows, mut ids, mut kept) = (Vec::new(), Vec::new(), Vec::new());
         for entry in entries {
-            rows.push((entry.index(), encode_entry(&entry, format)?));
+            let bytes = encode_entry(&entry, format)?;
+            ids.push(entry.log_id());
+            kept.push((entry, bytes.len() as u64));
+            rows.push((ids.last().expect("pushed").index(), bytes));
         }
-        // Readable at once (openraft may read them back before they are
-        // durable); the flusher fsyncs and then reports them persisted. The
-        // write itself skips the fsync, but it may wait for redb's write lock
-        // while the flusher holds it through one, so it runs off the async
-        // workers.
-        self.db
-            .blocking(move |db| {
-                db.write(Durability::None, |txn| {
-                    let mut table = txn.open_table(LOG)?;
-                    for (index, bytes) in &rows {
-                        table.insert(*index, bytes.as_slice())?;
-                    }
-                    Ok(())
-                })
-            })
-            .await?;
-        self.flusher.flush_then(callback)
+        // Readable at once (openraft reads them back to replicate them
+        // before they are durable); the writer stores them, fsyncs, and
+        // then reports them persisted.
+        self.tail().append(kept).map_err(io::Error::other)?;
+        self.writer.send(LogChange::Append { rows, ids, callback })
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map(|id| id.index() + 1).unwrap_or(0);
-        self.db
-            .blocking(move |db| {
-                db.write(Durability::Immediate, |txn| {
-                    txn.open_table(LOG)?.retain_in(from.., |_, _| false)?;
-                    Ok(())
-                })
-            })
+        // Gone from the tail first: nothing reads them from the database
+        // while the writer removes them there (the tail covers `from` on).
+        self.tail().truncate(from);
+        let (done, finished) = tokio::sync::oneshot::channel();
+        self.writer.send(LogChange::Truncate { from, done })?;
+        finished
             .await
+            .map_err(|_| io::Error::other("the log writer thread has stopped"))?
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        let bytes = encode_log_id(&log_id, self.db.format())?;
+        let last_purged = encode_log_id(&log_id, self.db.format())?;
         let upto = log_id.index();
-        self.db
-            .blocking(move |db| {
-                db.write(Durability::Immediate, |txn| {
-                    txn.open_table(META)?.insert("last_purged", bytes.as_slice())?;
-                    txn.open_table(LOG)?.retain_in(..=upto, |_, _| false)?;
-                    Ok(())
-                })
-            })
+        self.tail().purge(upto);
+        let (done, finished) = tokio::sync::oneshot::channel();
+        self.writer.send(LogChange::Purge {
+            upto,
+            last_purged,
+            done,
+        })?;
+        finished
             .await
+            .map_err(|_| io::Error::other("the log writer thread has stopped"))?
     }
 }
 
@@ -231,9 +255,12 @@ mod tests {
         use openraft::vote::RaftLeaderIdExt;
         let dir = tempfile::tempdir().unwrap();
         let db = RaftDb::open(dir.path()).unwrap();
-        let mut store = LogStore::new(db.clone());
         assert_eq!(db.format(), Format::Json);
-        store.save_vote(&Vote::new(1, 1)).await.unwrap();
+        LogStore::new(db.clone())
+            .unwrap()
+            .save_vote(&Vote::new(1, 1))
+            .await
+            .unwrap();
         let leader = <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(1, 1);
         let entry = |index: u64| {
             let put = Command::Put {
@@ -255,6 +282,8 @@ mod tests {
             .unwrap();
         assert_eq!(db.format(), Format::Binary);
         write(2, db.format());
+        // A store opened over that log, as at a restart.
+        let mut store = LogStore::new(db.clone()).unwrap();
         store.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
 
         let formats: Vec<Format> = db
@@ -307,17 +336,71 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let mut store = LogStore::with_append_budget(db.clone(), 3 * size + size / 2);
+        let mut store = LogStore::with_append_budget(db.clone(), 3 * size + size / 2).unwrap();
         let read = store.limited_get_log_entries(1, 11).await.unwrap();
         assert_eq!(read.iter().map(|e| e.index()).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(store.limited_get_log_entries(9, 11).await.unwrap().len(), 2);
-        let mut tiny = LogStore::with_append_budget(db, 1);
+        // Newer entries, appended through the store, sit in its tail: a read
+        // goes on from the database into the tail within the same budget.
+        let newer: Vec<Entry> = (11..=12)
+            .map(|index| {
+                let command = Command::Put {
+                    key: format!("k{index:02}"),
+                    value: vec![200; 1024],
+                };
+                Entry::new_normal(LogId::new(leader, index), command)
+            })
+            .collect();
+        store.append(newer, IOFlushed::noop()).await.unwrap();
+        let read = store.limited_get_log_entries(9, 13).await.unwrap();
+        assert_eq!(read.iter().map(|e| e.index()).collect::<Vec<_>>(), vec![9, 10, 11]);
+        let read = store.limited_get_log_entries(11, 13).await.unwrap();
+        assert_eq!(read.iter().map(|e| e.index()).collect::<Vec<_>>(), vec![11, 12]);
+        let mut tiny = LogStore::with_append_budget(db, 1).unwrap();
         assert_eq!(
             tiny.limited_get_log_entries(4, 11).await.unwrap().len(),
             1,
             "never empty"
         );
         assert!(tiny.limited_get_log_entries(4, 4).await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appended_entries_read_back_at_once_and_from_the_database_once_stored() {
+        use openraft::vote::RaftLeaderIdExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        let leader = <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(1, 1);
+        let entry = |index: u64| {
+            let put = Command::Put {
+                key: format!("k{index}"),
+                value: vec![index as u8],
+            };
+            Entry::new_normal(LogId::new(leader, index), put)
+        };
+        let mut store = LogStore::new(db.clone()).unwrap();
+        use openraft::type_config::TypeConfigExt;
+        let (flushed_tx, flushed) = TypeConfig::oneshot();
+        store
+            .append((1..=3).map(entry), IOFlushed::signal(flushed_tx))
+            .await
+            .unwrap();
+        // Readable before the writer reports them durable.
+        assert_eq!(
+            store.try_get_log_entries(1..=3).await.unwrap(),
+            [entry(1), entry(2), entry(3)]
+        );
+        flushed.await.unwrap().unwrap();
+        store.truncate_after(Some(entry(2).log_id)).await.unwrap();
+        store.purge(entry(1).log_id).await.unwrap();
+        // A store opened anew (as after a restart) reads the database only.
+        let mut reopened = LogStore::new(db).unwrap();
+        assert_eq!(reopened.try_get_log_entries(0..).await.unwrap(), [entry(2)]);
+        let state = reopened.get_log_state().await.unwrap();
+        assert_eq!(
+            (state.last_purged_log_id, state.last_log_id),
+            (Some(entry(1).log_id), Some(entry(2).log_id))
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! snapshots, all in one database file under the node's data directory.
 
 mod db;
-mod flusher;
 mod log_store;
+mod log_tail;
+mod log_writer;
 mod state_machine;
 
 pub use db::{RaftDb, StoreError};

@@ -14,7 +14,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         let db = RaftDb::open(dir.path()).expect("open store");
         let sm = StateMachineStore::open(db.clone(), crate::state::cluster_version::VersionRange::SUPPORTED)
             .expect("open state machine");
-        Ok((dir, LogStore::new(db), sm))
+        Ok((dir, LogStore::new(db).expect("open the log"), sm))
     }
 }
 
