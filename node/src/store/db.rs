@@ -1,11 +1,11 @@
 //! The redb database behind a node's Raft storage.
 //!
-//! Durability: whatever Raft is told is written survives a crash. The vote,
-//! truncations, purges and snapshots commit with `Durability::Immediate`,
-//! which fsyncs before returning; log appends commit without an fsync and
-//! are reported persisted only after the flusher's next immediate commit,
-//! which makes every earlier commit durable. The state machine itself lives
-//! in memory and is rebuilt from the last snapshot and the log.
+//! Durability: whatever Raft is told is written survives a crash. The log
+//! and the vote are written by one thread, in the order they were made,
+//! each batch in one transaction with `Durability::Immediate`, which fsyncs
+//! before openraft hears of it (see `log_writer`); snapshots commit the
+//! same way. The state machine itself lives in memory and is rebuilt from
+//! the last snapshot and the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -150,6 +150,11 @@ impl RaftDb {
     }
 
     /// Runs `f` in a read transaction.
+    /// A read transaction: what every write committed so far holds.
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, std::io::Error> {
+        self.db.begin_read().map_err(|e| io_error(e.into()))
+    }
+
     pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,

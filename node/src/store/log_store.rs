@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use redb::{Durability, ReadableTable};
+use redb::ReadableTable;
 
 use super::db::{LOG, META, RaftDb};
 use super::log_tail::LogTail;
@@ -64,13 +64,18 @@ impl LogStore {
     /// those below it from the database. The tail is read first, so an
     /// entry that leaves it meanwhile is in the database by then.
     fn read_entries(&self, start: u64, end: Option<u64>, budget: u64) -> Result<Vec<Entry>, io::Error> {
-        let newest = self.tail().read(start, end, budget);
+        // The database's view is taken under the tail's lock, so that the
+        // two agree: a truncation after it changes neither.
+        let (newest, view) = {
+            let tail = self.tail();
+            (tail.read(start, end, budget), self.db.begin_read()?)
+        };
         let mut entries = Vec::new();
         let mut bytes = 0u64;
         if start < newest.first {
             let below = end.map_or(newest.first - 1, |end| end.min(newest.first - 1));
-            let (rows, cut) = self.db.read(|txn| {
-                let table = txn.open_table(LOG)?;
+            let read = || -> Result<(Vec<Vec<u8>>, bool), redb::Error> {
+                let table = view.open_table(LOG)?;
                 let (mut rows, mut bytes) = (Vec::new(), 0u64);
                 for row in table.range(start..=below)? {
                     let (_, value) = row?;
@@ -82,7 +87,8 @@ impl LogStore {
                     rows.push(value.to_vec());
                 }
                 Ok((rows, false))
-            })?;
+            };
+            let (rows, cut) = read().map_err(super::db::io_error)?;
             for row in &rows {
                 bytes += row.len() as u64;
                 entries.push(decode_entry(row)?);
@@ -184,15 +190,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        let bytes = encode_vote(vote, self.db.format())?;
-        self.db
-            .blocking(move |db| {
-                db.write(Durability::Immediate, |txn| {
-                    txn.open_table(META)?.insert("vote", bytes.as_slice())?;
-                    Ok(())
-                })
-            })
-            .await
+        // Through the writer, after the appends queued before it: openraft
+        // takes every append under an older vote as persisted once a newer
+        // vote is.
+        let vote = encode_vote(vote, self.db.format())?;
+        let (done, finished) = tokio::sync::oneshot::channel();
+        self.writer.change(LogChange::Vote { vote, done }, finished).await
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
@@ -213,7 +216,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // before they are durable); the writer stores them, fsyncs, and
         // then reports them persisted.
         self.tail().append(kept).map_err(io::Error::other)?;
-        self.writer.send(LogChange::Append { rows, ids, callback })
+        self.writer.append(rows, ids, callback).await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
@@ -222,10 +225,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // while the writer removes them there (the tail covers `from` on).
         self.tail().truncate(from);
         let (done, finished) = tokio::sync::oneshot::channel();
-        self.writer.send(LogChange::Truncate { from, done })?;
-        finished
-            .await
-            .map_err(|_| io::Error::other("the log writer thread has stopped"))?
+        self.writer.change(LogChange::Truncate { from, done }, finished).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
@@ -233,19 +233,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let upto = log_id.index();
         self.tail().purge(upto);
         let (done, finished) = tokio::sync::oneshot::channel();
-        self.writer.send(LogChange::Purge {
+        let purge = LogChange::Purge {
             upto,
             last_purged,
             done,
-        })?;
-        finished
-            .await
-            .map_err(|_| io::Error::other("the log writer thread has stopped"))?
+        };
+        self.writer.change(purge, finished).await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use redb::Durability;
+
     use super::*;
     use crate::types::Command;
 
@@ -391,6 +391,12 @@ mod tests {
             [entry(1), entry(2), entry(3)]
         );
         flushed.await.unwrap().unwrap();
+        // A vote saved after an append is durable only with the append:
+        // openraft takes the append as persisted once the vote is.
+        store.append([entry(4)], IOFlushed::noop()).await.unwrap();
+        store.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+        let fresh = LogStore::new(db.clone()).unwrap();
+        assert_eq!(fresh.tail().read(0, None, u64::MAX).first, 5, "entry 4 is stored");
         store.truncate_after(Some(entry(2).log_id)).await.unwrap();
         store.purge(entry(1).log_id).await.unwrap();
         // A store opened anew (as after a restart) reads the database only.
