@@ -61,18 +61,20 @@ impl LogStore {
 
     /// The entries of `start..=end` (`None`: to the last), the first always
     /// and the rest within `budget` stored bytes: the newest from the tail,
-    /// those below it from the database. The tail is read first, so an
-    /// entry that leaves it meanwhile is in the database by then.
+    /// those below it from the database. The database's view is taken under
+    /// the tail's lock, so that the two agree: an entry that leaves the tail
+    /// after it was stored before it, and a truncation after it changes
+    /// neither.
     fn read_entries(&self, start: u64, end: Option<u64>, budget: u64) -> Result<Vec<Entry>, io::Error> {
-        // The database's view is taken under the tail's lock, so that the
-        // two agree: a truncation after it changes neither.
         let (newest, view) = {
             let tail = self.tail();
-            (tail.read(start, end, budget), self.db.begin_read()?)
+            let newest = tail.read(start, end, budget);
+            let below = start < newest.first;
+            (newest, below.then(|| self.db.begin_read()).transpose()?)
         };
         let mut entries = Vec::new();
         let mut bytes = 0u64;
-        if start < newest.first {
+        if let Some(view) = view {
             let below = end.map_or(newest.first - 1, |end| end.min(newest.first - 1));
             let read = || -> Result<(Vec<Vec<u8>>, bool), redb::Error> {
                 let table = view.open_table(LOG)?;
