@@ -149,12 +149,12 @@ impl RaftDb {
         Ok(out)
     }
 
-    /// Runs `f` in a read transaction.
     /// A read transaction: what every write committed so far holds.
     pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, std::io::Error> {
         self.db.begin_read().map_err(|e| io_error(e.into()))
     }
 
+    /// Runs `f` in a read transaction.
     pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,

@@ -196,8 +196,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // takes every append under an older vote as persisted once a newer
         // vote is.
         let vote = encode_vote(vote, self.db.format())?;
-        let (done, finished) = tokio::sync::oneshot::channel();
-        self.writer.change(LogChange::Vote { vote, done }, finished).await
+        self.writer.change(|done| LogChange::Vote { vote, done }).await
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
@@ -210,9 +209,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let (mut rows, mut ids, mut kept) = (Vec::new(), Vec::new(), Vec::new());
         for entry in entries {
             let bytes = encode_entry(&entry, format)?;
-            ids.push(entry.log_id());
+            let id = entry.log_id();
             kept.push((entry, bytes.len() as u64));
-            rows.push((ids.last().expect("pushed").index(), bytes));
+            rows.push((id.index(), bytes));
+            ids.push(id);
         }
         // Readable at once (openraft reads them back to replicate them
         // before they are durable); the writer stores them, fsyncs, and
@@ -226,21 +226,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Gone from the tail first: nothing reads them from the database
         // while the writer removes them there (the tail covers `from` on).
         self.tail().truncate(from);
-        let (done, finished) = tokio::sync::oneshot::channel();
-        self.writer.change(LogChange::Truncate { from, done }, finished).await
+        self.writer.change(|done| LogChange::Truncate { from, done }).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let last_purged = encode_log_id(&log_id, self.db.format())?;
         let upto = log_id.index();
         self.tail().purge(upto);
-        let (done, finished) = tokio::sync::oneshot::channel();
-        let purge = LogChange::Purge {
+        let purge = |done| LogChange::Purge {
             upto,
             last_purged,
             done,
         };
-        self.writer.change(purge, finished).await
+        self.writer.change(purge).await
     }
 }
 

@@ -122,13 +122,14 @@ impl LogWriter {
         })
     }
 
-    /// Queues a change that answers on `finished`, and waits for it.
+    /// Queues the change `make` builds around its answer's sender, and
+    /// waits for the answer.
     pub(crate) async fn change(
         &self,
-        change: LogChange,
-        finished: oneshot::Receiver<io::Result<()>>,
+        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> LogChange,
     ) -> Result<(), io::Error> {
-        self.send(change)?;
+        let (done, finished) = oneshot::channel();
+        self.send(make(done))?;
         finished.await.map_err(|_| stopped())?
     }
 
