@@ -60,6 +60,24 @@ fn counter_counts_its_ticks_from_an_empty_state() {
 }
 
 #[test]
+fn nothing_but_the_state_carries_over_from_one_tick_to_the_next() {
+    // Instance slots are reused, and their memory reset in place: each tick
+    // must still start from the module's own image. Past 4 MiB, what a tick
+    // grew is handed back to the kernel instead; both are covered.
+    let engine = engine(RuntimeLimits::default());
+    let faulty = engine.load(&example("faulty")).unwrap();
+    let mut state = Vec::new();
+    for allocate_mib in [0, 6, 0, 1, 6] {
+        for _ in 0..10 {
+            let config = format!(r#"{{"remember": true, "allocate_mib": {allocate_mib}}}"#);
+            let outcome = engine.tick(&faulty, task("f", &config), &state).unwrap();
+            state = outcome.state;
+        }
+    }
+    assert_eq!(count(&state), 50);
+}
+
+#[test]
 fn greeter_follows_its_json_config_and_refuses_a_bad_one() {
     let engine = engine(RuntimeLimits::default());
     let greeter = engine.load(&example("greeter")).unwrap();

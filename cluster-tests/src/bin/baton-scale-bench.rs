@@ -82,6 +82,28 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time a process has used, user and system, in ms (from /proc; the
+/// kernel counts it in ticks of 10 ms).
+fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: utime and stime are the 12th and 13th of them.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) * 10
+}
+
+/// The machine's cores.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// CPU time all the node processes have used, in ms.
+fn nodes_cpu_ms(local: &LocalCluster) -> u64 {
+    pids(local).values().map(|&pid| cpu_ms(pid)).sum()
+}
+
 /// The node processes' pids, by node id (from their pid files).
 fn pids(local: &LocalCluster) -> BTreeMap<u64, u32> {
     local
@@ -205,9 +227,11 @@ async fn main() {
     // Let the first ticks' catch-up settle before the window.
     tokio::time::sleep(Duration::from_secs(5)).await;
 
+    let cpu_before = nodes_cpu_ms(&cluster.local);
     let first = sample(&client).await;
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let last = sample(&client).await;
+    let cpu_used_ms = nodes_cpu_ms(&cluster.local).saturating_sub(cpu_before);
     let status = cluster.status().await.expect("status");
     let rss_after: BTreeMap<u64, u64> = pids(&cluster.local)
         .into_iter()
@@ -263,6 +287,13 @@ async fn main() {
             ticks.committed_per_second, ticks.late_p50_ms, ticks.late_p99_ms, ticks.late_max_ms
         );
     }
+    let window_ms = (last.at_ms - first.at_ms).max(1) as f64;
+    println!(
+        "| CPU of the nodes over the window: of the machine's cores, per committed tick | {:.0} % of {} cores, {:.0} µs |",
+        100.0 * cpu_used_ms as f64 / window_ms / cores() as f64,
+        cores(),
+        cpu_used_ms as f64 * 1000.0 / (last.ticks - first.ticks).max(1) as f64
+    );
     for (id, after) in &rss_after {
         let before = rss_before.get(id).copied().unwrap_or(0);
         println!(

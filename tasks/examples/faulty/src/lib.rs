@@ -4,10 +4,18 @@
 //! - `{"trap_every": N}`: tick number N, 2N, ... traps;
 //! - `{"fail": true}`: every tick returns an error;
 //! - `{"spin": true}`: every tick loops forever (the node's time budget stops it);
-//! - `{"allocate_mib": N}`: every tick allocates N MiB (past the memory limit it fails).
+//! - `{"allocate_mib": N}`: every tick allocates N MiB (past the memory limit it fails);
+//! - `{"remember": true}`: every tick fails if its instance's memory still
+//!   holds what an earlier tick wrote there (each tick has a fresh instance,
+//!   so only the state carries over).
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use baton_task_sdk::{Guest, Outcome, host, state};
 use serde::Deserialize;
+
+/// The last tick this instance ran, in its linear memory (zero at start).
+static EARLIER_TICK: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -17,6 +25,7 @@ struct Config {
     fail: bool,
     spin: bool,
     allocate_mib: u64,
+    remember: bool,
 }
 
 struct Faulty;
@@ -30,6 +39,12 @@ impl Guest for Faulty {
             serde_json::from_slice(&raw).map_err(|e| format!("bad config: {e}"))?
         };
         let count = state::read_u64(&previous)? + 1;
+        if config.remember {
+            let earlier = EARLIER_TICK.swap(count, Ordering::Relaxed);
+            if earlier != 0 {
+                return Err(format!("faulty: tick {count} found tick {earlier}'s memory"));
+            }
+        }
         if config.trap || (config.trap_every > 0 && count % config.trap_every == 0) {
             panic!("faulty: trapping on tick {count} as configured");
         }
