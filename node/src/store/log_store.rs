@@ -46,7 +46,7 @@ impl LogStore {
         };
         let next = next.or(purged.map(|p| p.index())).map_or(0, |last| last + 1);
         let tail = Arc::new(Mutex::new(LogTail::new(next)));
-        let writer = Arc::new(LogWriter::start(db.clone(), tail.clone()));
+        let writer = Arc::new(LogWriter::start(db.clone(), tail.clone())?);
         Ok(LogStore {
             db,
             tail,
@@ -167,19 +167,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let newest = self.tail().last_log_id();
-        let last = self.db.read(|txn| {
-            let table = txn.open_table(LOG)?;
-            Ok(table.last()?.map(|(_, v)| v.value().to_vec()))
-        })?;
         let last_purged_log_id = match self.db.get_bytes(META, "last_purged")? {
             Some(bytes) => decode_log_id(&bytes)?,
             None => None,
         };
-        let last_log_id = match (newest, last) {
-            (Some(newest), _) => Some(newest),
-            (None, Some(bytes)) => Some(decode_entry(&bytes)?.log_id()),
-            (None, None) => last_purged_log_id,
+        // The newest entry is the tail's, when it holds any; else the
+        // database's last, else the last purged.
+        let newest = self.tail().last_log_id();
+        let last_log_id = match newest {
+            Some(newest) => Some(newest),
+            None => {
+                let last = self.db.read(|txn| {
+                    let table = txn.open_table(LOG)?;
+                    Ok(table.last()?.map(|(_, v)| v.value().to_vec()))
+                })?;
+                match last {
+                    Some(bytes) => Some(decode_entry(&bytes)?.log_id()),
+                    None => last_purged_log_id,
+                }
+            }
         };
         Ok(LogState {
             last_purged_log_id,

@@ -72,7 +72,7 @@ pub(crate) struct LogWriter {
 
 impl LogWriter {
     /// Starts the thread over `db`; it marks what it stored in `tail`.
-    pub(crate) fn start(db: RaftDb, tail: Arc<Mutex<LogTail>>) -> LogWriter {
+    pub(crate) fn start(db: RaftDb, tail: Arc<Mutex<LogTail>>) -> io::Result<LogWriter> {
         let (changes_tx, changes_rx) = mpsc::channel::<LogChange>();
         std::thread::Builder::new()
             .name("baton-log-writer".into())
@@ -90,12 +90,11 @@ impl LogWriter {
                     }
                     report(batch, &result);
                 }
-            })
-            .expect("spawn the log writer thread");
-        LogWriter {
+            })?;
+        Ok(LogWriter {
             changes_tx,
             queued: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)),
-        }
+        })
     }
 
     /// Queues an append of `rows` (with their ids), waiting first while
