@@ -287,14 +287,17 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 }
 
 /// Resolves when Raft has stopped on its own, with why: a storage error (a
-/// full or failing disk) is fatal to openraft.
+/// full or failing disk) is fatal to openraft. It waits on the server's
+/// metrics (leader, vote, membership), which end with the core, and not on
+/// all of them, which change with every write.
 async fn raft_stopped(raft: &Raft) -> String {
-    let mut metrics = raft.metrics();
+    let mut server = raft.server_metrics();
     loop {
-        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+        let ended = server.changed().await.is_err();
+        if let Err(fatal) = &crate::types::with_metrics(raft, |m| m.running_state.clone()) {
             return fatal.to_string();
         }
-        if metrics.changed().await.is_err() {
+        if ended {
             return "its core ended".into();
         }
     }

@@ -139,7 +139,7 @@ impl Peer for PeerService {
 /// (from the cluster version of forwarded batches; never nested).
 fn check_forwarded(command: &Command, from: NodeId) -> Result<(), Status> {
     let commands = match command {
-        Command::Batch(commands) => commands.as_slice(),
+        Command::Batch(commands) => &commands[..],
         single => std::slice::from_ref(single),
     };
     for command in commands {
@@ -186,13 +186,13 @@ mod tests {
     #[test]
     fn a_peer_forwards_its_own_task_writes_alone_or_in_one_batch() {
         assert!(check_forwarded(&tick(2), 2).is_ok());
-        assert!(check_forwarded(&Command::Batch(vec![tick(2), tick(2)]), 2).is_ok());
+        assert!(check_forwarded(&Command::Batch(vec![tick(2), tick(2)].into()), 2).is_ok());
         let yielded = Command::YieldTask {
             name: "t".into(),
             epoch: 1,
             node: 2,
         };
-        assert!(check_forwarded(&Command::Batch(vec![tick(2), yielded]), 2).is_ok());
+        assert!(check_forwarded(&Command::Batch(vec![tick(2), yielded].into()), 2).is_ok());
     }
 
     #[test]
@@ -201,7 +201,7 @@ mod tests {
         // Another node's tick, alone or hidden in a batch.
         assert_eq!(refused(tick(3)), tonic::Code::PermissionDenied);
         assert_eq!(
-            refused(Command::Batch(vec![tick(2), tick(3)])),
+            refused(Command::Batch(vec![tick(2), tick(3)].into())),
             tonic::Code::PermissionDenied
         );
         // Writes a peer may not forward, and batches in batches.
@@ -211,11 +211,11 @@ mod tests {
         };
         assert_eq!(refused(put.clone()), tonic::Code::PermissionDenied);
         assert_eq!(
-            refused(Command::Batch(vec![tick(2), put])),
+            refused(Command::Batch(vec![tick(2), put].into())),
             tonic::Code::PermissionDenied
         );
         assert_eq!(
-            refused(Command::Batch(vec![Command::Batch(vec![tick(2)])])),
+            refused(Command::Batch(vec![Command::Batch(vec![tick(2)].into())].into())),
             tonic::Code::PermissionDenied
         );
     }

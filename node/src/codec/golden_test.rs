@@ -284,10 +284,10 @@ fn a_command_of_a_kind_this_release_does_not_know_is_refused_by_its_field_number
 fn batches_nested_deeper_than_the_limit_are_refused() {
     let mut command = Command::Delete { key: "k".into() };
     for _ in 0..super::command::MAX_BATCH_DEPTH {
-        command = Command::Batch(vec![command]);
+        command = Command::Batch([command].into());
     }
     assert_eq!(decode_command(&encode_command(&command)).unwrap(), command);
-    let deeper = Command::Batch(vec![command]);
+    let deeper = Command::Batch([command].into());
     assert!(matches!(
         decode_command(&encode_command(&deeper)),
         Err(DecodeError::Invalid { what: "Batch", .. })
@@ -466,7 +466,7 @@ impl Gen {
                         .collect(),
                 )
             }
-            2 => Command::Batch(Vec::new()),
+            2 => Command::Batch(std::sync::Arc::from([])),
             3 => Command::AddTask(self.spec()),
             4 => Command::RemoveTask { name: self.string() },
             5 => Command::SetTaskStatus {

@@ -156,7 +156,7 @@ async fn submit(raft: &Raft, mut batch: Vec<Pending>) {
         return;
     }
     let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply_tx)).unzip();
-    match raft.client_write(Command::Batch(commands)).await {
+    match raft.client_write(Command::Batch(commands.into())).await {
         Ok(written) => {
             let log_index = written.log_id.index;
             let CommandResponse::Batch(responses) = written.data else {

@@ -216,11 +216,7 @@ mod tests {
     #[test]
     fn a_batch_applies_in_order_and_answers_each_command() {
         let mut state = ClusterState::default();
-        let batch = Command::Batch(vec![
-            put("a", b"1"),
-            put("a", b"2"),
-            Command::Delete { key: "a".into() },
-        ]);
+        let batch = Command::Batch(vec![put("a", b"1"), put("a", b"2"), Command::Delete { key: "a".into() }].into());
         let expected = [None, Some(b"1".to_vec()), Some(b"2".to_vec())].map(CommandResponse::Previous);
         assert_eq!(
             state.apply(&batch, &Rules::FENCED),

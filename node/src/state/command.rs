@@ -1,6 +1,8 @@
 //! The commands the replicated state applies, and what applying one
 //! produced.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::state::cluster_version::ClusterVersion;
@@ -21,7 +23,10 @@ pub enum Command {
     /// Remove `key` from the replicated key-value space.
     Delete { key: String },
     /// Several commands in one entry, applied in order (see `Proposer`).
-    Batch(Vec<Command>),
+    /// Shared, so that the copies of an entry (in the log's tail, one for
+    /// each follower it is sent to, and the one applied) cost no copy of
+    /// the commands.
+    Batch(Arc<[Command]>),
     /// Add a task (its module must be deployed).
     AddTask(TaskSpec),
     /// Remove a task.

@@ -129,13 +129,16 @@ pub(crate) fn commands() -> Vec<Command> {
             value: vec![0, 1, 255],
         },
         Command::Delete { key: "k".into() },
-        Command::Batch(vec![
-            Command::Put {
-                key: "a".into(),
-                value: b"1".to_vec(),
-            },
-            Command::CommitTick(tick()),
-        ]),
+        Command::Batch(
+            vec![
+                Command::Put {
+                    key: "a".into(),
+                    value: b"1".to_vec(),
+                },
+                Command::CommitTick(tick()),
+            ]
+            .into(),
+        ),
         Command::AddTask(spec),
         Command::RemoveTask { name: "count-1".into() },
         Command::SetTaskStatus {

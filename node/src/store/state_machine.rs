@@ -446,7 +446,7 @@ mod tests {
             key: key.into(),
             value: vec![1],
         };
-        let raise = Command::Batch(vec![put("x"), Command::SetClusterVersion { version: 2 }]);
+        let raise = Command::Batch(vec![put("x"), Command::SetClusterVersion { version: 2 }].into());
         let entries: Vec<Result<EntryResponder<TypeConfig>, io::Error>> = vec![
             Ok((
                 crate::types::typ::Entry::new_normal(LogId::new(leader, 1), put("a")),

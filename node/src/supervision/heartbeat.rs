@@ -64,7 +64,14 @@ pub fn spawn_heartbeat(context: Arc<NodeContext>) -> JoinHandle<()> {
 /// While this node leads: its lease runs from the send time of the last
 /// Raft heartbeat a quorum acknowledged (a sole voter renews itself).
 async fn renew_as_leader(context: &NodeContext) {
+    // Every change of the metrics until the first renewal (a new leader
+    // renews itself as soon as an entry of its term commits); after that,
+    // every `renew` as a follower does, or at once when the leader or the
+    // membership changes: the metrics change with every write, and waking
+    // on each costs the leader CPU for nothing.
     let mut metrics = context.raft.metrics();
+    let mut server = context.raft.server_metrics();
+    let mut renewed = false;
     loop {
         let (leads, confirmed, index, member) = with_metrics(&context.raft, |m| {
             (
@@ -88,8 +95,17 @@ async fn renew_as_leader(context: &NodeContext) {
         let revoked = context.supervision.is_revoked(context.id) || !member;
         if let (Some(at), Some(index), false) = (confirmed, index, revoked) {
             context.supervision.lease.renewed(at, index);
+            renewed = true;
         }
-        let _ = tokio::time::timeout(context.supervision.renew, metrics.changed()).await;
+        let renew = context.supervision.renew;
+        let changed = match renewed {
+            false => tokio::time::timeout(renew, metrics.changed()).await,
+            true => tokio::time::timeout(renew, server.changed()).await,
+        };
+        if let Ok(Err(_)) = changed {
+            // Raft has stopped: nothing renews this node any more.
+            return;
+        }
     }
 }
 

@@ -118,7 +118,7 @@ fn round_command(round: Plan) -> Command {
     if !round.hand_off.is_empty() {
         commands.push(Command::HandOff(round.hand_off));
     }
-    Command::Batch(commands)
+    Command::Batch(commands.into())
 }
 
 /// How many tasks a round's entry moved at once: the counts of its first

@@ -68,7 +68,9 @@ impl Default for ForwardQueue {
 /// Resolves when this node's Raft knows a leader other than `leader` (or
 /// none), with the new one.
 async fn leader_changed(raft: &crate::types::Raft, leader: NodeId) -> Option<NodeId> {
-    let mut metrics = raft.metrics();
+    // The server's metrics, which change with the leader and not with every
+    // entry: this waits beside every forwarded batch.
+    let mut metrics = raft.server_metrics();
     loop {
         let current = metrics.borrow_and_update().current_leader;
         if current != Some(leader) {
@@ -185,7 +187,7 @@ async fn send_batch(context: &NodeContext, mut batch: Vec<Pending>) {
     }
     let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply_tx)).unzip();
     let count = commands.len();
-    match call(context, leader, &addr, &Command::Batch(commands), format).await {
+    match call(context, leader, &addr, &Command::Batch(commands.into()), format).await {
         Ok(Committed {
             log_index,
             response: CommandResponse::Batch(responses),

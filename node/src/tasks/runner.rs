@@ -252,14 +252,19 @@ async fn work(
             return;
         }
         // The version this node runs now: a hot swap takes effect here,
-        // between ticks, never in the middle of one.
-        let Some(release) = context
-            .state_machine
-            .read(|s| s.version_for(&spec.module, context.id).cloned())
-        else {
+        // between ticks, never in the middle of one. Copied only when it is
+        // not the one running.
+        let running_hash = running.as_ref().map(|(r, _)| r.hash.as_str());
+        let Some(newer) = context.state_machine.read(|s| {
+            let release = s.version_for(&spec.module, context.id)?;
+            Some((running_hash != Some(release.hash.as_str())).then(|| release.clone()))
+        }) else {
             return;
         };
-        if running.as_ref().is_none_or(|(r, _)| r.hash != release.hash) {
+        // Whether time may have passed since `await_turn` let the tick start.
+        let mut waited = false;
+        if let Some(release) = newer {
+            waited = true;
             let Some(compiled) = load_module(&context, &release.hash).await else {
                 return;
             };
@@ -271,11 +276,14 @@ async fn work(
             }
             running = Some((release, compiled));
         }
-        let (release, compiled) = running.clone().expect("loaded above");
+        let (version, compiled) = running
+            .as_ref()
+            .map(|(r, c)| (r.version, c.clone()))
+            .expect("loaded above");
         // A state another version wrote is converted by the newer module:
         // this one when going up (in the tick's own instance), the one that
         // wrote it when going back down.
-        let migration = match migration_for(state_version, release.version, &state) {
+        let migration = match migration_for(state_version, version, &state) {
             Some((from, to)) if to > from => Some((from, to, None)),
             Some((from, to)) => {
                 let newer = context
@@ -288,6 +296,7 @@ async fn work(
                 let Some(module) = load_module(&context, &newer).await else {
                     return;
                 };
+                waited = true;
                 Some((from, to, Some(module)))
             }
             None => None,
@@ -296,14 +305,21 @@ async fn work(
         // cores: a burst of due tasks must not crowd out the threads that
         // answer Raft and renew the lease. A tick waiting on the network
         // gives its slot up meanwhile.
-        let permit = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("tick slots are never closed");
-        // Waiting for the slot or the module took time, and the node may
-        // have been paused meanwhile: look again, just before the start.
-        if let Err(e) = fence.permit_start(std::time::Instant::now()) {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                waited = true;
+                slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("tick slots are never closed")
+            }
+        };
+        // Waiting for the slot or a module took time, and the node may have
+        // been paused meanwhile: look again, just before the start. (The
+        // engine looks once more as it makes the instance.)
+        if waited && let Err(e) = fence.permit_start(std::time::Instant::now()) {
             tracing::debug!(task = %name, "not starting tick {}: {e}", tick + 1);
             drop(permit);
             tokio::time::sleep(LEASE_POLL).await;
@@ -338,9 +354,7 @@ async fn work(
         if let Ok(outcome) = &result
             && !matches!(outcome, Err(TickError::Fenced(_)))
         {
-            context
-                .tick_health
-                .record(&spec.module, release.version, outcome.is_ok());
+            context.tick_health.record(&spec.module, version, outcome.is_ok());
         }
         let outcome = match result {
             Ok(Ok(outcome)) => outcome,
@@ -352,7 +366,7 @@ async fn work(
                 continue;
             }
             Ok(Err(e)) => {
-                tracing::warn!(task = %name, "tick {} (version {}) failed: {e}", tick + 1, release.version);
+                tracing::warn!(task = %name, "tick {} (version {}) failed: {e}", tick + 1, version);
                 match restarts.record_failure(now_ms(), &spec.restart) {
                     Verdict::Retry { after_ms } => {
                         due = now_ms() + after_ms;
@@ -368,7 +382,7 @@ async fn work(
                             name,
                             epoch,
                             reason,
-                            version: release.version,
+                            version: version,
                         };
                         let _ = propose_on_leader(&context, failed).await;
                         return;
@@ -390,12 +404,13 @@ async fn work(
             state: outcome.state,
             next_due_ms: next,
             committed_at_ms: now,
-            version: release.version,
+            version: version,
         };
-        if !commit_tick(&context, &commit).await || !still_owned(&context, &name, epoch) {
+        // Whether the task is still this worker's is the next turn's question.
+        if !commit_tick(&context, &commit).await {
             return;
         }
-        (tick, state, due, state_version) = (commit.tick, commit.state, next, release.version);
+        (tick, state, due, state_version) = (commit.tick, commit.state, next, version);
     }
 }
 
@@ -421,14 +436,23 @@ async fn await_turn(
     // Why the fence last held the tick back, and whether that was said.
     let mut fenced: Option<FenceError> = None;
     let mut warned = false;
+    // Whether to look at the task before the fence does: at first, and
+    // after anything but a quiet sleep until the due time. (A hand-off
+    // begun meanwhile wakes the worker; any other change of owner stops
+    // it, and the fence refuses a tick that is no longer this node's.)
+    let mut look = true;
     loop {
-        let handoff = context.state_machine.read(|s| {
-            let task = s
-                .tasks
-                .get(name)
-                .filter(|t| t.epoch == epoch && t.owner == Some(context.id))?;
-            Some(task.handoff_to)
-        });
+        let handoff = match look {
+            true => context.state_machine.read(|s| {
+                let task = s
+                    .tasks
+                    .get(name)
+                    .filter(|t| t.epoch == epoch && t.owner == Some(context.id))?;
+                Some(task.handoff_to)
+            }),
+            false => Some(None),
+        };
+        look = true;
         let Some(handoff) = handoff else { return false };
         let stalled = || (context.testing.stall_hand_offs_file.as_deref()).is_some_and(|f| f.exists());
         if handoff.is_some() && stalled() {
@@ -463,6 +487,9 @@ async fn await_turn(
                     }
                     return true;
                 }
+                // Read once caught up: the task has moved on for good (an
+                // epoch never comes back).
+                Err(FenceError::NotOwner { .. }) => return false,
                 // A follower a few entries behind its last renewal's index
                 // is the common case under load, and over in milliseconds.
                 Err(e @ FenceError::CatchingUp { .. }) => {
@@ -490,7 +517,7 @@ async fn await_turn(
             (0, Some(e)) => fenced_wait(context, e, wake).await,
             (ms, _) => {
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => look = false,
                     _ = wake.notified() => {}
                 }
             }
