@@ -231,7 +231,7 @@ async fn work(
     slots: Arc<Semaphore>,
     logs: Arc<FenceLogs>,
 ) {
-    if !caught_up(&context, &name, epoch).await {
+    if !Box::pin(caught_up(&context, &name, epoch)).await {
         return;
     }
     let Some(record) = context
@@ -265,7 +265,7 @@ async fn work(
         let mut waited = false;
         if let Some(release) = newer {
             waited = true;
-            let Some(compiled) = load_module(&context, &release.hash).await else {
+            let Some(compiled) = Box::pin(load_module(&context, &release.hash)).await else {
                 return;
             };
             if let Some((old, _)) = &running {
@@ -293,7 +293,7 @@ async fn work(
                     tracing::error!(task = %name, "its state was written by version {from}, which this cluster has no record of");
                     return;
                 };
-                let Some(module) = load_module(&context, &newer).await else {
+                let Some(module) = Box::pin(load_module(&context, &newer)).await else {
                     return;
                 };
                 waited = true;
@@ -384,7 +384,7 @@ async fn work(
                             reason,
                             version: version,
                         };
-                        let _ = propose_on_leader(&context, failed).await;
+                        let _ = Box::pin(propose_on_leader(&context, failed)).await;
                         return;
                     }
                 }
@@ -407,7 +407,7 @@ async fn work(
             version: version,
         };
         // Whether the task is still this worker's is the next turn's question.
-        if !commit_tick(&context, &commit).await {
+        if !Box::pin(commit_tick(&context, &commit)).await {
             return;
         }
         (tick, state, due, state_version) = (commit.tick, commit.state, next, version);
@@ -466,7 +466,7 @@ async fn await_turn(
                 epoch,
                 node: context.id,
             };
-            match propose_on_leader(context, release).await {
+            match Box::pin(propose_on_leader(context, release)).await {
                 Ok(_) => return false,
                 Err(e) => {
                     tracing::debug!(task = %name, "release not confirmed ({e}); retrying");
