@@ -382,7 +382,7 @@ async fn work(
                             name,
                             epoch,
                             reason,
-                            version: version,
+                            version,
                         };
                         let _ = Box::pin(propose_on_leader(&context, failed)).await;
                         return;
@@ -404,7 +404,7 @@ async fn work(
             state: outcome.state,
             next_due_ms: next,
             committed_at_ms: now,
-            version: version,
+            version,
         };
         // Whether the task is still this worker's is the next turn's question.
         if !Box::pin(commit_tick(&context, &commit)).await {
