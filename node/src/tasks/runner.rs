@@ -83,6 +83,8 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let slots = Arc::new(Semaphore::new(cores));
         let logs = Arc::new(FenceLogs::default());
+        // Whether the size of a worker has been logged.
+        let mut sized = false;
         loop {
             // Workers that ended (their module did not load, say) are
             // looked at again: the task may still be this node's.
@@ -135,14 +137,20 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
             }
             for (name, epoch) in moves.start {
                 let wake = Arc::new(Notify::new());
-                let handle = running.spawn(work(
+                let worker = work(
                     context.clone(),
                     name.clone(),
                     epoch,
                     wake.clone(),
                     slots.clone(),
                     logs.clone(),
-                ));
+                );
+                if !sized {
+                    // What each task costs its owner for as long as it owns it.
+                    tracing::debug!("a task's worker takes {} bytes", std::mem::size_of_val(&worker));
+                    sized = true;
+                }
+                let handle = running.spawn(worker);
                 names_by_id.insert(handle.id(), name.clone());
                 let worker = Worker {
                     epoch,
