@@ -210,6 +210,9 @@ impl LocalCluster {
             heart: Some(HeartConfig {
                 listen_addr: "127.0.0.1:0".into(),
                 advertise_addr: None,
+                state_dir: None,
+                // The dev key signs node binaries too (`batonctl upgrade`).
+                trusted_keys: vec![self.trusted_key.clone()],
             }),
             limits: Default::default(),
             testing: Default::default(),

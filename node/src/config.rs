@@ -293,6 +293,9 @@ impl NodeConfig {
             resolve(&mut tls.cert);
             resolve(&mut tls.key);
         }
+        if let Some(dir) = config.heart.as_mut().and_then(|h| h.state_dir.as_mut()) {
+            resolve(dir);
+        }
         Ok(config)
     }
 
@@ -373,7 +376,7 @@ impl NodeConfig {
         }
         if let Some(heart) = &self.heart {
             for (key, message) in heart.problems(&self.listen_addr) {
-                problem(key, message);
+                problem(&key, message);
             }
         }
         self.validate_cluster(&mut problem);

@@ -86,7 +86,7 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         .map_err(|e| Status::internal(e.to_string()))?;
     let compiled = compiled.map_err(|e| Status::invalid_argument(format!("module {name} refused: {e}")))?;
     signing::verify(&context.trusted_keys, &name, &compiled.hash, &signer, &signature).map_err(|e| match e {
-        SigningError::NoTrustedKeys => Status::failed_precondition(e.to_string()),
+        SigningError::NoTrustedKeys(..) => Status::failed_precondition(e.to_string()),
         _ => Status::permission_denied(e.to_string()),
     })?;
     let (current, live, next) = context.state_machine.read(|s| {

@@ -1,7 +1,9 @@
 //! The `[heart]` table of a node's config: where the machine's heart
-//! listens. The heart and its node read the same file.
+//! listens, where it keeps node binaries, and which keys may sign them. The
+//! heart and its node read the same file.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,16 @@ pub struct HeartConfig {
     /// `listen_addr`.
     #[serde(default)]
     pub advertise_addr: Option<String>,
+    /// Where the heart keeps node binaries by content hash and its record of
+    /// which is permanent and which on trial; defaults to `heart` in the
+    /// node's `data_dir`. Relative paths are from the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// ed25519 public keys (64 hex digits, the `.pub` of `batonctl keys
+    /// new`) that may sign node binaries. With none, the heart runs only its
+    /// installed binary and refuses every upgrade.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<String>,
 }
 
 impl HeartConfig {
@@ -27,13 +39,28 @@ impl HeartConfig {
         self.advertise_addr.as_deref().unwrap_or(&self.listen_addr)
     }
 
+    /// Where the heart keeps its binaries, for a node whose data lives in
+    /// `data_dir`.
+    pub fn state_dir(&self, data_dir: &Path) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| data_dir.join("heart"))
+    }
+
+    /// The keys that may sign node binaries; the malformed ones are reported
+    /// by [`HeartConfig::problems`].
+    pub fn trusted(&self) -> Vec<crate::modules::signing::VerifyingKey> {
+        self.trusted_keys
+            .iter()
+            .filter_map(|k| crate::modules::signing::parse_public_key(k).ok())
+            .collect()
+    }
+
     /// Every problem with this table, as (key, message), given the node's
     /// own listen address.
-    pub fn problems(&self, node_listen_addr: &str) -> Vec<(&'static str, String)> {
-        let mut problems = Vec::new();
+    pub fn problems(&self, node_listen_addr: &str) -> Vec<(String, String)> {
+        let mut problems: Vec<(String, String)> = Vec::new();
         match self.listen_addr.parse::<SocketAddr>() {
             Err(_) => problems.push((
-                "heart.listen_addr",
+                "heart.listen_addr".into(),
                 format!(
                     "{:?} is not an IP:PORT address; write it like \"127.0.0.1:7101\"",
                     self.listen_addr
@@ -42,7 +69,7 @@ impl HeartConfig {
             Ok(listen) => {
                 if node_listen_addr.parse::<SocketAddr>().is_ok_and(|n| n == listen) {
                     problems.push((
-                        "heart.listen_addr",
+                        "heart.listen_addr".into(),
                         format!(
                             "{} is the node's own listen_addr; give the heart a port of its own",
                             self.listen_addr
@@ -51,7 +78,7 @@ impl HeartConfig {
                 }
                 if self.advertise_addr.is_none() && listen.ip().is_unspecified() {
                     problems.push((
-                        "heart.advertise_addr",
+                        "heart.advertise_addr".into(),
                         format!(
                             "heart.listen_addr {} listens on every interface, so peers cannot dial it; \
                              set heart.advertise_addr to this machine's reachable HOST:PORT",
@@ -64,7 +91,15 @@ impl HeartConfig {
         if let Some(addr) = &self.advertise_addr
             && let Err(why) = check_host_port(addr)
         {
-            problems.push(("heart.advertise_addr", why));
+            problems.push(("heart.advertise_addr".into(), why));
+        }
+        for (i, key) in self.trusted_keys.iter().enumerate() {
+            if let Err(e) = crate::modules::signing::parse_public_key(key) {
+                problems.push((
+                    format!("heart.trusted_keys[{i}]"),
+                    format!("{e}; use the .pub file that `batonctl keys new` writes"),
+                ));
+            }
         }
         problems
     }
@@ -78,6 +113,8 @@ mod tests {
         HeartConfig {
             listen_addr: listen.into(),
             advertise_addr: advertise.map(str::to_string),
+            state_dir: None,
+            trusted_keys: Vec::new(),
         }
     }
 

@@ -1,6 +1,18 @@
 //! The heart (`baton-heart`): a small per-machine supervisor, after Erlang's
 //! `heart`. It starts `baton-node`, starts it again with backoff when it
-//! dies, and vouches for its exit.
+//! dies, vouches for its exit, and swaps its binary.
+//!
+//! The swap is what a rolling upgrade stands on. The heart keeps node
+//! binaries by content hash, each signed by a key in `[heart]
+//! trusted_keys`, with a permanent and a trial slot (`slots`). Trying a
+//! binary stops the node and starts the trial binary once; unless the trial
+//! is made permanent before its deadline, the heart stops it (if it still
+//! runs) and boots the permanent binary again, so a binary that crashes at
+//! start, hangs, or never passes its health gate cannot keep the machine
+//! down. The heart checks a binary's hash and signature before every start,
+//! and a heart that restarts mid-trial reverts the trial. Without a
+//! permanent binary it boots its installed one (`--node-binary`). It is
+//! never upgraded in the same step as its node.
 //!
 //! The vouching is what makes the crash fast path safe. When a node's
 //! heartbeat stream breaks, the leader (or, for a leader, its followers)
@@ -29,12 +41,22 @@
 //!
 //! - `ledger`: the incarnations started and how each ended; the restart
 //!   backoff (pure).
+//! - `slots`: the permanent and trial binaries, and the rules of a trial
+//!   (pure).
+//! - `binary_store`: binaries by hash with their signatures, and the slots
+//!   record, on disk.
+//! - `binaries`: the store, the slots and the running binary as one handle.
+//! - `binaries_service`: the `HeartBinaries` gRPC service (stage, try,
+//!   make permanent, status).
 //! - `shared`: the ledger shared with waiting callers.
 //! - `launcher`: starting, reaping and restarting the node.
 //! - `service`: the `Heart` gRPC service.
 //! - `client`: how a peer asks a heart.
 //! - `run`: binding the port and running it all until shutdown.
 
+mod binaries;
+mod binaries_service;
+mod binary_store;
 mod client;
 mod config;
 mod launcher;
@@ -42,7 +64,10 @@ mod ledger;
 mod run;
 mod service;
 mod shared;
+mod slots;
 
+pub use binaries::MAX_TRIAL;
+pub use binary_store::{MAX_BINARY_BYTES, SignedBinary, hash_reader};
 pub use client::ask_exit;
 pub use config::HeartConfig;
 pub use launcher::LaunchOptions;

@@ -5,11 +5,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton_proto::heart_binaries_server::HeartBinariesServer;
 use baton_proto::heart_server::HeartServer;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use super::binaries::Binaries;
+use super::binaries_service::{BinariesService, only_own_node_or_admin};
+use super::binary_store::StoreError;
 use super::launcher::{LaunchOptions, supervise};
 use super::service::HeartService;
 use super::shared::SharedLedger;
@@ -29,6 +33,8 @@ pub enum HeartError {
     Bind { addr: String, source: std::io::Error },
     #[error("the heart's gRPC server failed: {0}")]
     Server(#[from] tonic::transport::Error),
+    #[error("the heart's binaries: {0}")]
+    Binaries(#[from] StoreError),
 }
 
 /// Runs the heart of the node configured by `config` until `shutdown`, then
@@ -47,6 +53,12 @@ pub async fn run(
         Some(paths) if !config.insecure => Some(TlsMaterial::load(paths)?),
         _ => None,
     };
+    let state_dir = heart.state_dir(&config.data_dir);
+    let binaries = Arc::new(Binaries::open(
+        &state_dir,
+        heart.trusted(),
+        options.node_binary.clone(),
+    )?);
     let listener = TcpListener::bind(&heart.listen_addr)
         .await
         .map_err(|source| HeartError::Bind {
@@ -67,7 +79,12 @@ pub async fn run(
         builder = builder.tls_config(tls.server_config())?;
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let router = builder.add_service(HeartServer::new(HeartService::new(ledger.clone())));
+    let router = builder
+        .add_service(HeartServer::new(HeartService::new(ledger.clone())))
+        .add_service(HeartBinariesServer::with_interceptor(
+            BinariesService::new(binaries.clone()),
+            only_own_node_or_admin(config.id, tls.is_some()),
+        ));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rx.await;
@@ -76,10 +93,10 @@ pub async fn run(
         node = config.id,
         addr = %options.heart_addr,
         restart = options.restart,
-        "heart serving; starting {}",
-        options.node_binary.display()
+        binaries = %state_dir.display(),
+        "heart serving"
     );
-    let code = supervise(&options, ledger, shutdown).await;
+    let code = supervise(&options, ledger, binaries, shutdown).await;
     let _ = stop_tx.send(());
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(result)) => result?,

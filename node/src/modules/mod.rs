@@ -4,7 +4,7 @@
 
 mod fetcher;
 pub mod signing;
-mod store;
+pub(crate) mod store;
 
 pub use fetcher::spawn_fetcher;
 pub use store::{ModuleStore, is_hash};

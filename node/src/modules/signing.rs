@@ -1,39 +1,81 @@
-//! Module signatures: ed25519 over the module's name and content hash.
+//! Signatures: ed25519 over a module's name and content hash, or over a
+//! node binary's version and content hash.
 //!
-//! `batonctl keys new` makes a key pair; `batonctl modules deploy` signs with
-//! the private key; every node lists the public keys it trusts
-//! (`[modules] trusted_keys`). A deploy is recorded only if it is signed by
-//! a trusted key over exactly this name and these bytes.
+//! `batonctl keys new` makes a key pair; `batonctl modules deploy` and
+//! `batonctl upgrade` sign with the private key; every node lists the public
+//! keys it trusts (`[modules] trusted_keys` for task code, `[heart]
+//! trusted_keys` for node binaries). A deploy is recorded, and a binary run,
+//! only if it is signed by a trusted key over exactly these bytes.
 
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, Verifier};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
+/// What a signature covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A task module, by name.
+    Module(String),
+    /// A node binary, by the version its signer gave it.
+    NodeBinary(String),
+}
+
+impl Subject {
+    /// The bytes a signature over this subject and `hash` covers.
+    fn message(&self, hash: &str) -> Vec<u8> {
+        match self {
+            Subject::Module(name) => format!("baton-module-v1\n{name}\n{hash}").into_bytes(),
+            Subject::NodeBinary(version) => format!("baton-node-binary-v1\n{version}\n{hash}").into_bytes(),
+        }
+    }
+
+    /// The command that signs it.
+    fn signing_command(&self) -> &'static str {
+        match self {
+            Subject::Module(_) => "batonctl modules deploy --signing-key FILE",
+            Subject::NodeBinary(_) => "batonctl upgrade BINARY --signing-key FILE",
+        }
+    }
+
+    /// The config table that lists the keys trusted for it.
+    fn trusted_keys_table(&self) -> &'static str {
+        match self {
+            Subject::Module(_) => "[modules] trusted_keys",
+            Subject::NodeBinary(_) => "[heart] trusted_keys",
+        }
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Module(name) => write!(f, "module {name}"),
+            Subject::NodeBinary(version) => write!(f, "node binary {version}"),
+        }
+    }
+}
+
 /// Why a signature was refused, or a key could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {
     #[error(
-        "module {name} is not signed; sign it with `batonctl modules deploy --signing-key FILE` (or BATON_SIGNING_KEY) \
-         using a key this cluster trusts"
+        "{subject} is not signed; sign it with `{}` (or BATON_SIGNING_KEY) using a key this cluster trusts",
+        subject.signing_command()
     )]
-    Unsigned { name: String },
+    Unsigned { subject: Subject },
     #[error(
-        "module {name} is signed by {signer}, which this cluster does not trust; sign with a trusted key, or add \
-         the key's .pub to [modules] trusted_keys on every node"
+        "{subject} is signed by {signer}, which this cluster does not trust; sign with a trusted key, or add \
+         the key's .pub to {} on every node",
+        subject.trusted_keys_table()
     )]
-    Untrusted { name: String, signer: String },
-    #[error("module {name}: the signature does not match its name and bytes (tampered, or signed for other bytes)")]
-    Mismatch { name: String },
-    #[error("this cluster trusts no signing key; list the .pub of `batonctl keys new` under [modules] trusted_keys")]
-    NoTrustedKeys,
+    Untrusted { subject: Subject, signer: String },
+    #[error("{subject}: the signature does not match its bytes (tampered, or signed for other bytes)")]
+    Mismatch { subject: Subject },
+    #[error("this cluster trusts no key to sign a {0}; list the .pub of `batonctl keys new` under {1}")]
+    NoTrustedKeys(&'static str, &'static str),
     #[error("{0}")]
     Malformed(String),
-}
-
-/// The bytes a module signature covers.
-fn message(name: &str, hash: &str) -> Vec<u8> {
-    format!("baton-module-v1\n{name}\n{hash}").into_bytes()
 }
 
 /// A public key from its hex form (64 hex digits).
@@ -106,12 +148,22 @@ pub fn read_private_key(path: &Path) -> Result<SigningKey, SigningError> {
 
 /// Signs module `name` with content hash `hash`: (signer, signature), hex.
 pub fn sign(key: &SigningKey, name: &str, hash: &str) -> (String, String) {
-    let signature = key.sign(&message(name, hash));
+    sign_subject(key, &Subject::Module(name.to_string()), hash)
+}
+
+/// Signs a node binary of `version` with content hash `hash`: (signer,
+/// signature), hex.
+pub fn sign_node_binary(key: &SigningKey, version: &str, hash: &str) -> (String, String) {
+    sign_subject(key, &Subject::NodeBinary(version.to_string()), hash)
+}
+
+fn sign_subject(key: &SigningKey, subject: &Subject, hash: &str) -> (String, String) {
+    let signature = key.sign(&subject.message(hash));
     (public_key_text(&key.verifying_key()), hex::encode(signature.to_bytes()))
 }
 
-/// Checks that `signature` by `signer` covers `name` and `hash` and that the
-/// signer is trusted.
+/// Checks that `signature` by `signer` covers module `name` and `hash` and
+/// that the signer is trusted.
 pub fn verify(
     trusted: &[VerifyingKey],
     name: &str,
@@ -119,16 +171,47 @@ pub fn verify(
     signer: &str,
     signature: &str,
 ) -> Result<(), SigningError> {
+    verify_subject(trusted, Subject::Module(name.to_string()), hash, signer, signature)
+}
+
+/// Checks that `signature` by `signer` covers a node binary of `version` and
+/// `hash` and that the signer is trusted.
+pub fn verify_node_binary(
+    trusted: &[VerifyingKey],
+    version: &str,
+    hash: &str,
+    signer: &str,
+    signature: &str,
+) -> Result<(), SigningError> {
+    verify_subject(
+        trusted,
+        Subject::NodeBinary(version.to_string()),
+        hash,
+        signer,
+        signature,
+    )
+}
+
+fn verify_subject(
+    trusted: &[VerifyingKey],
+    subject: Subject,
+    hash: &str,
+    signer: &str,
+    signature: &str,
+) -> Result<(), SigningError> {
     if trusted.is_empty() {
-        return Err(SigningError::NoTrustedKeys);
+        return Err(match subject {
+            Subject::Module(_) => SigningError::NoTrustedKeys("module", "[modules] trusted_keys"),
+            Subject::NodeBinary(_) => SigningError::NoTrustedKeys("node binary", "[heart] trusted_keys"),
+        });
     }
     if signer.is_empty() || signature.is_empty() {
-        return Err(SigningError::Unsigned { name: name.to_string() });
+        return Err(SigningError::Unsigned { subject });
     }
     let key = parse_public_key(signer)?;
     if !trusted.contains(&key) {
         return Err(SigningError::Untrusted {
-            name: name.to_string(),
+            subject,
             signer: signer.to_string(),
         });
     }
@@ -136,8 +219,10 @@ pub fn verify(
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| SigningError::Malformed("a signature is 128 hex digits".into()))?;
-    key.verify(&message(name, hash), &Signature::from_bytes(&bytes))
-        .map_err(|_| SigningError::Mismatch { name: name.to_string() })
+    match key.verify(&subject.message(hash), &Signature::from_bytes(&bytes)) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(SigningError::Mismatch { subject }),
+    }
 }
 
 #[cfg(test)]
@@ -168,10 +253,28 @@ mod tests {
             verify(&trusted, "counter", "aa", &signer, &signature),
             Err(SigningError::Untrusted { .. })
         ));
-        assert_eq!(
+        assert!(matches!(
             verify(&[], "counter", "aa", &signer, &signature),
-            Err(SigningError::NoTrustedKeys)
-        );
+            Err(SigningError::NoTrustedKeys(..))
+        ));
+    }
+
+    #[test]
+    fn a_binary_signature_covers_its_version_and_hash_and_is_no_module_signature() {
+        let key = generate();
+        let trusted = [key.verifying_key()];
+        let (signer, signature) = sign_node_binary(&key, "0.5.0", "aa");
+        assert_eq!(verify_node_binary(&trusted, "0.5.0", "aa", &signer, &signature), Ok(()));
+        assert!(matches!(
+            verify_node_binary(&trusted, "0.5.1", "aa", &signer, &signature),
+            Err(SigningError::Mismatch { .. })
+        ));
+        // A module signature over the same words signs no binary, and back.
+        assert!(verify(&trusted, "0.5.0", "aa", &signer, &signature).is_err());
+        let (signer, signature) = sign(&key, "0.5.0", "aa");
+        assert!(verify_node_binary(&trusted, "0.5.0", "aa", &signer, &signature).is_err());
+        let error = verify_node_binary(&[], "0.5.0", "aa", &signer, &signature).unwrap_err();
+        assert!(error.to_string().contains("[heart] trusted_keys"), "{error}");
     }
 
     #[test]

@@ -1,0 +1,449 @@
+//! The heart's directory: node binaries by content hash, each with its
+//! signature, and the slots record. Every file is written atomically (temp
+//! file, fsync, rename, fsync of the directory), so a heart killed at any
+//! point finds either the old record or the new one, and never a partial
+//! binary under a hash.
+//!
+//! ```text
+//! STATE_DIR/slots.json              the slots (see `slots`)
+//! STATE_DIR/binaries/<sha256>       an executable node binary
+//! STATE_DIR/binaries/<sha256>.sig   its signature (JSON)
+//! ```
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::slots::{BinaryId, SLOTS_FORMAT, Slots, short};
+use crate::modules::signing::{self, SigningError};
+use crate::modules::store::is_hash;
+
+/// The largest node binary the heart takes (a release build with debug
+/// information is about 150 MiB).
+pub const MAX_BINARY_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A node binary's identity and signature, as `batonctl upgrade` signs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedBinary {
+    pub hash: String,
+    pub version: String,
+    pub signer: String,
+    pub signature: String,
+    pub size: u64,
+}
+
+impl SignedBinary {
+    pub fn id(&self) -> BinaryId {
+        BinaryId {
+            hash: self.hash.clone(),
+            version: self.version.clone(),
+        }
+    }
+
+    /// The header's own problems, before any byte is taken: a sane hash,
+    /// version and size, and a signature by a trusted key.
+    pub fn check(&self, trusted: &[VerifyingKey]) -> Result<(), StoreError> {
+        if !is_hash(&self.hash) {
+            return Err(StoreError::BadHash(self.hash.clone()));
+        }
+        if self.version.is_empty() || self.version.len() > 64 || !self.version.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(StoreError::BadVersion(self.version.clone()));
+        }
+        if self.size == 0 || self.size > MAX_BINARY_BYTES {
+            return Err(StoreError::Size {
+                size: self.size,
+                limit: MAX_BINARY_BYTES,
+            });
+        }
+        signing::verify_node_binary(trusted, &self.version, &self.hash, &self.signer, &self.signature)?;
+        Ok(())
+    }
+}
+
+/// Why the store refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("{0:?} is not a sha256 in lowercase hex")]
+    BadHash(String),
+    #[error("{0:?} is not a version: 1 to 64 printable characters without spaces")]
+    BadVersion(String),
+    #[error("a node binary of {size} bytes is refused: it must be 1 byte to {limit} bytes")]
+    Size { size: u64, limit: u64 },
+    #[error("the bytes sent are {got}, not the {expected} the header announced")]
+    Length { expected: u64, got: u64 },
+    #[error("the bytes have sha256 {got}, not the {expected} they were signed as")]
+    Hash { expected: String, got: String },
+    #[error("{0}")]
+    Signing(#[from] SigningError),
+    #[error("binary {0} is not in the heart's store; stage it first")]
+    Missing(String),
+    #[error(
+        "{path} has format {found}, newer than this heart's {SLOTS_FORMAT}; run the newer baton-heart, \
+         or move the file away to boot the installed binary"
+    )]
+    NewerFormat { path: PathBuf, found: u32 },
+    #[error("{path} cannot be read: {why}; move it away to boot the installed binary")]
+    Corrupt { path: PathBuf, why: String },
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+    let what = what.into();
+    move |source| StoreError::Io { what, source }
+}
+
+/// The heart's directory.
+#[derive(Debug, Clone)]
+pub struct BinaryStore {
+    dir: PathBuf,
+}
+
+impl BinaryStore {
+    /// Opens (creating) the store in `dir`, and removes what an interrupted
+    /// staging left.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let binaries = dir.join("binaries");
+        std::fs::create_dir_all(&binaries).map_err(io_error(format!("cannot create {}", binaries.display())))?;
+        if let Ok(entries) = std::fs::read_dir(&binaries) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".staging-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(BinaryStore { dir: dir.to_path_buf() })
+    }
+
+    fn slots_path(&self) -> PathBuf {
+        self.dir.join("slots.json")
+    }
+
+    /// The executable of binary `hash` (whether or not it is there).
+    pub fn path(&self, hash: &str) -> Result<PathBuf, StoreError> {
+        match is_hash(hash) {
+            true => Ok(self.dir.join("binaries").join(hash)),
+            false => Err(StoreError::BadHash(hash.to_string())),
+        }
+    }
+
+    fn signature_path(&self, hash: &str) -> Result<PathBuf, StoreError> {
+        self.path(hash)?;
+        Ok(self.dir.join("binaries").join(format!("{hash}.sig")))
+    }
+
+    /// The slots record; a fresh one if there is none yet.
+    pub fn load_slots(&self) -> Result<Slots, StoreError> {
+        let path = self.slots_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Slots::default()),
+            Err(e) => return Err(io_error(format!("cannot read {}", path.display()))(e)),
+        };
+        // The format first, so that a newer record is named as such rather
+        // than as unreadable.
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        let corrupt = |why: String| StoreError::Corrupt {
+            path: path.clone(),
+            why,
+        };
+        let format: Format = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        if format.format > SLOTS_FORMAT {
+            return Err(StoreError::NewerFormat {
+                path,
+                found: format.format,
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Writes the slots record atomically.
+    pub fn save_slots(&self, slots: &Slots) -> Result<(), StoreError> {
+        let text = serde_json::to_vec_pretty(slots).expect("slots serialize");
+        write_atomically(&self.slots_path(), &text, 0o644)
+    }
+
+    /// Starts taking binary `header`; the signature is checked first, so an
+    /// untrusted binary is refused before its bytes are sent. `None` if the
+    /// store already holds it.
+    pub fn stage(&self, header: SignedBinary, trusted: &[VerifyingKey]) -> Result<Option<Staging>, StoreError> {
+        header.check(trusted)?;
+        let path = self.path(&header.hash)?;
+        if path.is_file() && self.signature_path(&header.hash)?.is_file() {
+            return Ok(None);
+        }
+        let tmp = self
+            .dir
+            .join("binaries")
+            .join(format!(".staging-{:016x}", rand::random::<u64>()));
+        let file = std::fs::File::create(&tmp).map_err(io_error(format!("cannot create {}", tmp.display())))?;
+        Ok(Some(Staging {
+            store: self.clone(),
+            header,
+            tmp,
+            file: Some(file),
+            digest: Sha256::new(),
+            written: 0,
+        }))
+    }
+
+    /// Checks binary `hash` before it runs: its signature by a key trusted
+    /// now, and its bytes against the hash (a file changed on disk is not
+    /// run). Reads the whole file.
+    pub fn check(&self, hash: &str, trusted: &[VerifyingKey]) -> Result<BinaryId, StoreError> {
+        let path = self.path(hash)?;
+        let sig_path = self.signature_path(hash)?;
+        let text = match std::fs::read_to_string(&sig_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Missing(short(hash).into())),
+            Err(e) => return Err(io_error(format!("cannot read {}", sig_path.display()))(e)),
+        };
+        let header: SignedBinary = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            path: sig_path.clone(),
+            why: e.to_string(),
+        })?;
+        if header.hash != hash {
+            return Err(StoreError::Corrupt {
+                path: sig_path,
+                why: format!("it signs {}, not {hash}", header.hash),
+            });
+        }
+        header.check(trusted)?;
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Missing(short(hash).into())),
+            Err(e) => return Err(io_error(format!("cannot open {}", path.display()))(e)),
+        };
+        let got = hash_reader(&mut file).map_err(io_error(format!("cannot read {}", path.display())))?;
+        if got != hash {
+            return Err(StoreError::Hash {
+                expected: hash.to_string(),
+                got,
+            });
+        }
+        Ok(header.id())
+    }
+}
+
+/// A binary being taken into the store; dropped unfinished, it leaves
+/// nothing behind.
+pub struct Staging {
+    store: BinaryStore,
+    header: SignedBinary,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    digest: Sha256,
+    written: u64,
+}
+
+impl Staging {
+    /// Appends bytes; refuses more than the header announced.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let written = self.written + bytes.len() as u64;
+        if written > self.header.size {
+            return Err(StoreError::Length {
+                expected: self.header.size,
+                got: written,
+            });
+        }
+        let file = self.file.as_mut().expect("an unfinished staging has its file");
+        file.write_all(bytes)
+            .map_err(io_error(format!("cannot write {}", self.tmp.display())))?;
+        self.digest.update(bytes);
+        self.written = written;
+        Ok(())
+    }
+
+    /// Checks the length and hash, and keeps the binary under its hash.
+    pub fn finish(mut self) -> Result<BinaryId, StoreError> {
+        if self.written != self.header.size {
+            return Err(StoreError::Length {
+                expected: self.header.size,
+                got: self.written,
+            });
+        }
+        let got = hex::encode(std::mem::take(&mut self.digest).finalize());
+        if got != self.header.hash {
+            return Err(StoreError::Hash {
+                expected: self.header.hash.clone(),
+                got,
+            });
+        }
+        let file = self.file.take().expect("an unfinished staging has its file");
+        let what = format!("cannot keep {}", self.tmp.display());
+        file.set_permissions(std::fs::Permissions::from_mode(0o755))
+            .map_err(io_error(what.clone()))?;
+        file.sync_all().map_err(io_error(what.clone()))?;
+        drop(file);
+        let path = self.store.path(&self.header.hash)?;
+        std::fs::rename(&self.tmp, &path).map_err(io_error(what))?;
+        let signature = serde_json::to_vec_pretty(&self.header).expect("a signature serializes");
+        write_atomically(&self.store.signature_path(&self.header.hash)?, &signature, 0o644)?;
+        Ok(self.header.id())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// sha256 of everything `reader` yields, hex.
+pub fn hash_reader(reader: &mut impl Read) -> io::Result<String> {
+    let mut digest = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(hex::encode(digest.finalize()));
+        }
+        digest.update(&buffer[..n]);
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file beside it: fsync, rename,
+/// fsync of the directory.
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let what = format!("cannot write {}", path.display());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    ));
+    let mut file = std::fs::File::create(&tmp).map_err(io_error(what.clone()))?;
+    file.write_all(bytes).map_err(io_error(what.clone()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_error(what.clone()))?;
+    file.sync_all().map_err(io_error(what.clone()))?;
+    std::fs::rename(&tmp, path).map_err(io_error(what.clone()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::signing::{SigningKey, generate, sign_node_binary};
+
+    fn signed(key: &SigningKey, bytes: &[u8], version: &str) -> SignedBinary {
+        let hash = hex::encode(Sha256::digest(bytes));
+        let (signer, signature) = sign_node_binary(key, version, &hash);
+        SignedBinary {
+            hash,
+            version: version.into(),
+            signer,
+            signature,
+            size: bytes.len() as u64,
+        }
+    }
+
+    #[test]
+    fn a_signed_binary_is_kept_by_hash_and_checked_before_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BinaryStore::open(dir.path()).unwrap();
+        let key = generate();
+        let trusted = [key.verifying_key()];
+        let bytes = b"#!/bin/sh\nexit 0\n";
+        let header = signed(&key, bytes, "0.5.0");
+        let mut staging = store.stage(header.clone(), &trusted).unwrap().unwrap();
+        staging.write(&bytes[..5]).unwrap();
+        staging.write(&bytes[5..]).unwrap();
+        let id = staging.finish().unwrap();
+        assert_eq!(id, header.id());
+        let path = store.path(&header.hash).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(store.check(&header.hash, &trusted).unwrap(), id);
+        assert!(store.stage(header.clone(), &trusted).unwrap().is_none(), "already held");
+
+        // A key no longer trusted, or bytes changed on disk: not run.
+        let other = [generate().verifying_key()];
+        assert!(matches!(
+            store.check(&header.hash, &other),
+            Err(StoreError::Signing(SigningError::Untrusted { .. }))
+        ));
+        std::fs::write(&path, b"#!/bin/sh\nexit 1\n").unwrap();
+        assert!(matches!(
+            store.check(&header.hash, &trusted),
+            Err(StoreError::Hash { .. })
+        ));
+        assert!(matches!(
+            store.check(&"0".repeat(64), &trusted),
+            Err(StoreError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn bad_headers_and_bytes_are_refused_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BinaryStore::open(dir.path()).unwrap();
+        let key = generate();
+        let trusted = [key.verifying_key()];
+        let bytes = b"binary";
+        let stranger = signed(&generate(), bytes, "0.5.0");
+        assert!(matches!(
+            store.stage(stranger, &trusted),
+            Err(StoreError::Signing(SigningError::Untrusted { .. }))
+        ));
+        let mut relabelled = signed(&key, bytes, "0.5.0");
+        relabelled.version = "9.9.9".into();
+        assert!(matches!(
+            store.stage(relabelled, &trusted),
+            Err(StoreError::Signing(SigningError::Mismatch { .. }))
+        ));
+        let mut huge = signed(&key, bytes, "0.5.0");
+        huge.size = MAX_BINARY_BYTES + 1;
+        assert!(matches!(store.stage(huge, &trusted), Err(StoreError::Size { .. })));
+
+        // More bytes than announced, fewer, or other bytes.
+        let header = signed(&key, bytes, "0.5.0");
+        let mut staging = store.stage(header.clone(), &trusted).unwrap().unwrap();
+        assert!(matches!(staging.write(b"binary!"), Err(StoreError::Length { .. })));
+        drop(staging);
+        let mut staging = store.stage(header.clone(), &trusted).unwrap().unwrap();
+        staging.write(b"bin").unwrap();
+        assert!(matches!(staging.finish(), Err(StoreError::Length { .. })));
+        let mut staging = store.stage(header.clone(), &trusted).unwrap().unwrap();
+        staging.write(b"BINARY").unwrap();
+        assert!(matches!(staging.finish(), Err(StoreError::Hash { .. })));
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("binaries")).unwrap().collect();
+        assert!(left.is_empty(), "a refused binary left {left:?}");
+    }
+
+    #[test]
+    fn the_slots_record_survives_a_reopen_and_a_newer_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BinaryStore::open(dir.path()).unwrap();
+        assert_eq!(store.load_slots().unwrap(), Slots::default());
+        let mut slots = Slots::default();
+        slots
+            .begin_trial(
+                BinaryId {
+                    hash: "a".into(),
+                    version: "1".into(),
+                },
+                5,
+            )
+            .unwrap();
+        store.save_slots(&slots).unwrap();
+        assert_eq!(BinaryStore::open(dir.path()).unwrap().load_slots().unwrap(), slots);
+
+        std::fs::write(dir.path().join("slots.json"), r#"{"format":2,"whatever":true}"#).unwrap();
+        let error = store.load_slots().unwrap_err();
+        assert!(matches!(error, StoreError::NewerFormat { found: 2, .. }), "{error}");
+        std::fs::write(dir.path().join("slots.json"), "{").unwrap();
+        assert!(matches!(store.load_slots(), Err(StoreError::Corrupt { .. })));
+    }
+}
