@@ -3,158 +3,16 @@
 //! as soon as it has reaped the process and for nothing else, starts a
 //! dead node again with backoff, and passes SIGTERM on.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use baton_proto::AwaitExitRequest;
 use baton_proto::heart_client::HeartClient;
-use baton_proto::{AwaitExitReply, AwaitExitRequest};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-
-/// A heart started on a scripted "node" in a directory of its own.
-struct HeartUnderTest {
-    process: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for HeartUnderTest {
-    fn drop(&mut self) {
-        if let Some(pid) = self.node_pid() {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts a heart (on a free port) whose node is the shell script `body`
-/// (it can use `$BATON_INCARNATION` and `$DIR`; each start is logged to
-/// `$DIR/starts`, and the heart's address it was told to `$DIR/heart`).
-fn start_heart(body: &str, extra: &[&str]) -> HeartUnderTest {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("node.sh");
-    let text = format!(
-        "#!/bin/sh\nDIR={}\necho \"$BATON_HEART_ADDR\" > \"$DIR/heart\"\n\
-         echo \"$BATON_INCARNATION\" >> \"$DIR/starts\"\n{body}\n",
-        dir.path().display()
-    );
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = free_port();
-    let config = format!(
-        "id = 1\nlisten_addr = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\ninsecure = true\n\n\
-         [cluster]\ninitial_members = [{{ id = 1, addr = \"127.0.0.1:{port}\" }}]\n\n\
-         [heart]\nlisten_addr = \"127.0.0.1:0\"\n"
-    );
-    let config_path = dir.path().join("node.toml");
-    std::fs::File::create(&config_path)
-        .unwrap()
-        .write_all(config.as_bytes())
-        .unwrap();
-    let process = Command::new(env!("CARGO_BIN_EXE_baton-heart"))
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--node-binary")
-        .arg(&script)
-        .arg("--pid-file")
-        .arg(dir.path().join("node.pid"))
-        .args(extra)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    HeartUnderTest { process, dir }
-}
-
-impl HeartUnderTest {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The address the heart told its node.
-    fn addr(&self) -> String {
-        poll(Duration::from_secs(20), "the heart's address", || {
-            let text = std::fs::read_to_string(self.path().join("heart")).ok()?;
-            let addr = text.trim().to_string();
-            (!addr.is_empty()).then_some(addr)
-        })
-    }
-
-    fn incarnations(&self) -> Vec<String> {
-        std::fs::read_to_string(self.path().join("starts"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn node_pid(&self) -> Option<Pid> {
-        let text = std::fs::read_to_string(self.path().join("node.pid")).ok()?;
-        Some(Pid::from_raw(text.trim().parse().ok()?))
-    }
-
-    /// Waits until the node has started `n` times; returns the incarnations.
-    fn await_starts(&self, n: usize, within: Duration) -> Vec<String> {
-        poll(within, &format!("{n} start(s)"), || {
-            let starts = self.incarnations();
-            (starts.len() >= n).then_some(starts)
-        })
-    }
-
-    async fn ask(&self, incarnation: &str, wait_ms: u32) -> AwaitExitReply {
-        let endpoint = format!("http://{}", self.addr());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut client = loop {
-            match HeartClient::connect(endpoint.clone()).await {
-                Ok(client) => break client,
-                Err(e) if Instant::now() > deadline => panic!("the heart at {endpoint} never listened: {e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
-        let request = AwaitExitRequest {
-            incarnation: incarnation.to_string(),
-            wait_ms,
-        };
-        client
-            .await_exit(request)
-            .await
-            .expect("the heart answers")
-            .into_inner()
-    }
-
-    /// Asks the heart to stop and returns its exit code.
-    fn terminate(&mut self) -> Option<i32> {
-        let _ = kill(Pid::from_raw(self.process.id() as i32), Signal::SIGTERM);
-        let process = &mut self.process;
-        poll(Duration::from_secs(20), "the heart to exit", || {
-            process.try_wait().unwrap().map(|status| status.code())
-        })
-    }
-}
-
-fn poll<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use support::heart::{free_port, poll, start_heart};
 
 #[tokio::test]
 async fn the_heart_vouches_for_a_killed_node_at_once_and_for_nothing_else() {

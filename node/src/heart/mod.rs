@@ -102,11 +102,25 @@ pub fn incarnation_and_heart(config: &crate::config::NodeConfig) -> (String, Opt
     let heart_addr = std::env::var(HEART_ADDR_ENV)
         .ok()
         .or_else(|| config.heart.as_ref().map(|h| h.advertised().to_string()));
+    let heart_addr_known = heart_addr.is_some();
     match decide_incarnation(given, heart_pid, parent, heart_addr) {
-        Some((incarnation, heart)) => (incarnation, Some(heart)),
+        Some((incarnation, heart)) => {
+            die_with_parent(parent);
+            (incarnation, Some(heart))
+        }
         None => {
+            if let Some(pid) = heart_pid.filter(|&pid| pid != parent && pid > 0)
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
+            {
+                // The heart that started this process died before it could
+                // be tied to it; the restarted heart starts the node again.
+                heart_gone();
+            }
             if std::env::var_os(INCARNATION_ENV).is_some() {
                 tracing::warn!(
+                    heart_pid = ?heart_pid,
+                    parent,
+                    heart_addr_known,
                     "{INCARNATION_ENV} is set, but the heart that set it is not this process's parent \
                      (started through a wrapper that forks, or by hand?); no heart can vouch for this process"
                 );
@@ -114,6 +128,25 @@ pub fn incarnation_and_heart(config: &crate::config::NodeConfig) -> (String, Opt
             (format!("{:016x}", rand::random::<u64>()), None)
         }
     }
+}
+
+/// Ties this process's life to its heart's: the kernel kills it (SIGKILL)
+/// when the heart exits. A node that outlived a heart killed by force
+/// would run on unvouched, beside the node that the restarted heart starts
+/// on the same data, and hold its database. If the heart has already gone,
+/// this process exits at once.
+fn die_with_parent(heart_pid: i32) {
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        tracing::warn!("cannot tie this process to its heart (prctl: {e}); it would outlive a killed heart");
+    }
+    if nix::unistd::getppid().as_raw() != heart_pid {
+        heart_gone();
+    }
+}
+
+fn heart_gone() -> ! {
+    eprintln!("error: the heart that started this node exited as it started; the restarted heart starts it again");
+    std::process::exit(1);
 }
 
 /// The heart's incarnation and address, if the heart that gave them is
