@@ -50,7 +50,7 @@ pub fn forward_to_leader(forward: &openraft::errors::ForwardToLeader<TypeConfig>
 pub fn rejected(rejection: &Rejection) -> Status {
     use Rejection as R;
     let code = match rejection {
-        R::NoSuchTask { .. } | R::NoSuchModule { .. } | R::NoRollout { .. } => Code::NotFound,
+        R::NoSuchTask { .. } | R::NoSuchModule { .. } | R::NoRollout { .. } | R::NoUpgrade { .. } => Code::NotFound,
         R::TaskExists { .. } | R::ModuleNameTaken { .. } => Code::AlreadyExists,
         R::StaleOwner { .. } | R::OutOfOrder { .. } | R::StaleEpoch { .. } | R::VersionRaced { .. } => Code::Aborted,
         R::NotRunning { .. }
@@ -60,6 +60,9 @@ pub fn rejected(rejection: &Rejection) -> Status {
         | R::RolloutNotRunning { .. }
         | R::RolloutActionRefused { .. }
         | R::CannotAbort { .. }
+        | R::BinaryUnsupported { .. }
+        | R::UpgradeUnderWay { .. }
+        | R::UpgradeActionRefused { .. }
         | R::Unrecognized { .. } => Code::FailedPrecondition,
     };
     let details = baton_proto::Rejection::from(rejection).encode_to_vec();
@@ -114,7 +117,7 @@ mod tests {
         for rejection in crate::codec::rejection::samples() {
             let status = rejected(&rejection);
             let expected = match rejection.kind() {
-                "no-such-task" | "no-such-module" | "no-rollout" => Code::NotFound,
+                "no-such-task" | "no-such-module" | "no-rollout" | "no-upgrade" => Code::NotFound,
                 "task-exists" | "module-name-taken" => Code::AlreadyExists,
                 "stale-owner" | "out-of-order" | "stale-epoch" | "version-raced" => Code::Aborted,
                 _ => Code::FailedPrecondition,

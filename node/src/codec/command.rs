@@ -133,6 +133,33 @@ impl From<&Command> for pb::Command {
             Command::SetClusterVersion { version } => {
                 Kind::SetClusterVersion(pb::SetClusterVersion { version: *version })
             }
+            Command::StartUpgrade {
+                binary,
+                settings,
+                nodes,
+                now_ms,
+            } => Kind::StartUpgrade(pb::StartUpgrade {
+                binary: Some(binary.into()),
+                settings: Some(settings.into()),
+                nodes: nodes.clone(),
+                now_ms: *now_ms,
+            }),
+            Command::UpgradePhase {
+                hash,
+                node,
+                phase,
+                now_ms,
+            } => Kind::UpgradePhase(pb::UpgradePhase {
+                hash: hash.clone(),
+                node: *node,
+                phase: Some(phase.into()),
+                now_ms: *now_ms,
+            }),
+            Command::UpgradeControl { hash, action, now_ms } => Kind::UpgradeControl(pb::UpgradeControl {
+                hash: hash.clone(),
+                action: Some(action.into()),
+                now_ms: *now_ms,
+            }),
         };
         pb::Command { kind: Some(kind) }
     }
@@ -208,6 +235,23 @@ fn command_of(kind: pb::command::Kind, depth: u32) -> Result<Command, DecodeErro
             now_ms: f.now_ms,
         },
         Kind::SetClusterVersion(s) => Command::SetClusterVersion { version: s.version },
+        Kind::StartUpgrade(s) => Command::StartUpgrade {
+            binary: s.binary.ok_or(missing("StartUpgrade.binary"))?.into(),
+            settings: s.settings.ok_or(missing("StartUpgrade.settings"))?.into(),
+            nodes: s.nodes,
+            now_ms: s.now_ms,
+        },
+        Kind::UpgradePhase(p) => Command::UpgradePhase {
+            hash: p.hash,
+            node: p.node,
+            phase: p.phase.ok_or(missing("UpgradePhase.phase"))?.try_into()?,
+            now_ms: p.now_ms,
+        },
+        Kind::UpgradeControl(c) => Command::UpgradeControl {
+            hash: c.hash,
+            action: c.action.ok_or(missing("UpgradeControl.action"))?.try_into()?,
+            now_ms: c.now_ms,
+        },
     })
 }
 

@@ -33,7 +33,11 @@ use crate::state::rollouts::{Finish, Release, ReleaseOutcome, Rollout, RolloutAc
 use crate::state::tasks::{
     Assignment, CatchUp, History, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus, TickCommit, TickRecord,
 };
+use crate::state::upgrades::{NodeBinary, Phase, Upgrade, UpgradeAction, UpgradeSettings, UpgradeState};
 use crate::store::format_fixtures_test as samples;
+
+/// How many kinds of command there are.
+const COMMAND_KINDS: usize = super::json::COMMAND_KINDS.len();
 use crate::types::TypeConfig;
 use crate::types::typ::{
     AppendEntriesRequest, AppendEntriesResponse, Entry, LogId, SnapshotMeta, StoredMembership, TransferLeaderRequest,
@@ -446,10 +450,57 @@ impl Gen {
         }
     }
 
+    fn node_binary(&mut self) -> NodeBinary {
+        NodeBinary {
+            hash: self.string(),
+            version: self.string(),
+            size: self.u64(),
+            signer: self.string(),
+            signature: self.string(),
+            min_cluster_version: self.u32(),
+            max_cluster_version: self.u32(),
+        }
+    }
+
+    fn phase(&mut self) -> Phase {
+        match self.0.random_range(0..6) {
+            0 => Phase::Waiting,
+            1 => Phase::Draining,
+            2 => Phase::Swapping { gate_index: self.u64() },
+            3 => Phase::Gating,
+            4 => Phase::Done,
+            _ => Phase::Reverted { reason: self.string() },
+        }
+    }
+
+    fn upgrade(&mut self) -> Upgrade {
+        Upgrade {
+            binary: self.node_binary(),
+            settings: UpgradeSettings {
+                min_healthy_ms: self.u64(),
+                healthy_deadline_ms: self.u64(),
+                auto_revert: self.0.random(),
+            },
+            state: match self.0.random_range(0..5) {
+                0 => UpgradeState::Running,
+                1 => UpgradeState::Paused,
+                2 => UpgradeState::Halted { reason: self.string() },
+                3 => UpgradeState::Done,
+                _ => UpgradeState::Aborted,
+            },
+            phases: (0..self.0.random_range(0..4))
+                .map(|_| (self.u64(), self.phase()))
+                .collect(),
+            started_at_ms: self.u64(),
+            phase_started_ms: self.u64(),
+            finished_at_ms: self.option(Self::u64),
+        }
+    }
+
     /// A command of kind `kind` (mod the number of kinds); batches nest to
     /// `depth`.
     fn command(&mut self, kind: usize, depth: u32) -> Command {
-        match kind % 19 {
+        match kind % COMMAND_KINDS {
             0 => Command::Put {
                 key: self.string(),
                 value: self.bytes(),
@@ -460,7 +511,7 @@ impl Gen {
                 Command::Batch(
                     (0..len)
                         .map(|_| {
-                            let kind = self.0.random_range(0..19);
+                            let kind = self.0.random_range(0..COMMAND_KINDS);
                             self.command(kind, depth - 1)
                         })
                         .collect(),
@@ -523,9 +574,35 @@ impl Gen {
                 now_ms: self.u64(),
             },
             17 => Command::SetClusterVersion { version: self.u32() },
-            _ => Command::ReassignAll {
+            18 => Command::ReassignAll {
                 from: self.option(Self::u64),
                 to: self.list(4, Self::u64),
+            },
+            19 => Command::StartUpgrade {
+                binary: self.node_binary(),
+                settings: UpgradeSettings {
+                    min_healthy_ms: self.u64(),
+                    healthy_deadline_ms: self.u64(),
+                    auto_revert: self.0.random(),
+                },
+                nodes: self.list(4, Self::u64),
+                now_ms: self.u64(),
+            },
+            20 => Command::UpgradePhase {
+                hash: self.string(),
+                node: self.u64(),
+                phase: self.phase(),
+                now_ms: self.u64(),
+            },
+            _ => Command::UpgradeControl {
+                hash: self.string(),
+                action: match self.0.random_range(0..4) {
+                    0 => UpgradeAction::Pause,
+                    1 => UpgradeAction::Resume,
+                    2 => UpgradeAction::Halt { reason: self.string() },
+                    _ => UpgradeAction::Abort,
+                },
+                now_ms: self.u64(),
             },
         }
     }
@@ -620,6 +697,7 @@ impl Gen {
             state.drained.insert(self.u64());
         }
         state.tasks = crate::state::tasks::TaskTable::from_records(tasks);
+        state.upgrade = self.0.random_bool(0.5).then(|| self.upgrade());
         state
     }
 

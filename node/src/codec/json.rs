@@ -13,7 +13,7 @@ use crate::types::typ::Entry;
 
 /// The tag every command kind this release knows has in JSON (the
 /// snake_case variant name); a unit test checks it against every kind.
-pub const COMMAND_KINDS: [&str; 19] = [
+pub const COMMAND_KINDS: [&str; 22] = [
     "put",
     "delete",
     "batch",
@@ -33,6 +33,9 @@ pub const COMMAND_KINDS: [&str; 19] = [
     "rollout_finish",
     "set_cluster_version",
     "reassign_all",
+    "start_upgrade",
+    "upgrade_phase",
+    "upgrade_control",
 ];
 
 /// A log entry holding a command of a kind this release does not know.

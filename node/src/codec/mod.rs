@@ -7,6 +7,7 @@
 //! - [`snapshot`]: the whole state, a snapshot's data.
 //! - [`raft`]: log entries, votes, log ids, memberships, snapshot metadata.
 //! - [`rejection`], [`propose`]: typed rejections and peer proposals.
+//! - [`upgrade`]: a rolling upgrade of the node binary.
 //! - [`format`]: which encoding a writer uses (the cluster version decides)
 //!   and readers that take either.
 //! - [`json`]: the JSON of earlier releases, read so that an unknown kind is
@@ -51,6 +52,7 @@ pub mod propose;
 pub mod raft;
 pub mod rejection;
 pub mod snapshot;
+pub mod upgrade;
 
 /// Why bytes did not decode as what they should hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -94,6 +94,29 @@ impl From<&Rejection> for baton_proto::Rejection {
                 module: module.clone(),
                 why: why.clone(),
             })),
+            Rejection::BinaryUnsupported {
+                version,
+                min,
+                max,
+                cluster_version,
+            } => Some(Kind::BinaryUnsupported(p::BinaryUnsupported {
+                version: version.clone(),
+                min: *min,
+                max: *max,
+                cluster_version: *cluster_version,
+            })),
+            Rejection::UpgradeUnderWay { version, state } => Some(Kind::UpgradeUnderWay(p::UpgradeUnderWay {
+                version: version.clone(),
+                state: state.clone(),
+            })),
+            Rejection::NoUpgrade { hash } => Some(Kind::NoUpgrade(p::NoUpgrade { hash: hash.clone() })),
+            Rejection::UpgradeActionRefused { version, state, action } => {
+                Some(Kind::UpgradeActionRefused(p::UpgradeActionRefused {
+                    version: version.clone(),
+                    state: state.clone(),
+                    action: action.clone(),
+                }))
+            }
             Rejection::Unrecognized { .. } => None,
         };
         p::Rejection {
@@ -178,6 +201,22 @@ impl From<baton_proto::Rejection> for Rejection {
                 module: c.module,
                 why: c.why,
             },
+            Kind::BinaryUnsupported(b) => Rejection::BinaryUnsupported {
+                version: b.version,
+                min: b.min,
+                max: b.max,
+                cluster_version: b.cluster_version,
+            },
+            Kind::UpgradeUnderWay(u) => Rejection::UpgradeUnderWay {
+                version: u.version,
+                state: u.state,
+            },
+            Kind::NoUpgrade(n) => Rejection::NoUpgrade { hash: n.hash },
+            Kind::UpgradeActionRefused(u) => Rejection::UpgradeActionRefused {
+                version: u.version,
+                state: u.state,
+                action: u.action,
+            },
         }
     }
 }
@@ -259,6 +298,22 @@ pub fn samples() -> Vec<Rejection> {
             module: module(),
             why: "w".into(),
         },
+        Rejection::BinaryUnsupported {
+            version: "0.5.0".into(),
+            min: 1,
+            max: 5,
+            cluster_version: 6,
+        },
+        Rejection::UpgradeUnderWay {
+            version: "0.5.0".into(),
+            state: "halted".into(),
+        },
+        Rejection::NoUpgrade { hash: "ab".into() },
+        Rejection::UpgradeActionRefused {
+            version: "0.5.0".into(),
+            state: "done".into(),
+            action: "pause".into(),
+        },
         Rejection::Unrecognized { message: "m".into() },
     ];
     for sample in &all {
@@ -279,6 +334,10 @@ pub fn samples() -> Vec<Rejection> {
             | Rejection::RolloutNotRunning { .. }
             | Rejection::RolloutActionRefused { .. }
             | Rejection::CannotAbort { .. }
+            | Rejection::BinaryUnsupported { .. }
+            | Rejection::UpgradeUnderWay { .. }
+            | Rejection::NoUpgrade { .. }
+            | Rejection::UpgradeActionRefused { .. }
             | Rejection::Unrecognized { .. } => {}
         }
     }

@@ -10,6 +10,7 @@ use crate::state::cluster::ClusterState;
 use crate::state::frozen::FrozenState;
 use crate::state::rollouts::{Release, ReleaseOutcome, Rollout, RolloutState};
 use crate::state::tasks::{TaskRecord, TaskTable, TickRecord};
+use crate::state::upgrades::Upgrade;
 
 /// The field number of `ClusterState.tasks`.
 const TASKS_FIELD: u32 = 6;
@@ -32,6 +33,7 @@ fn encode_parts<'a>(rest: &ClusterState, tasks: impl Iterator<Item = &'a TaskRec
     let mut head = without_tasks(rest);
     let tail = pb::ClusterState {
         drained: std::mem::take(&mut head.drained),
+        upgrade: head.upgrade.take(),
         ..pb::ClusterState::default()
     };
     let mut bytes = head.encode_to_vec();
@@ -79,6 +81,7 @@ fn without_tasks(state: &ClusterState) -> pb::ClusterState {
             .collect(),
         tasks: Vec::new(),
         drained: state.drained.iter().copied().collect(),
+        upgrade: state.upgrade.as_ref().map(pb::Upgrade::from),
     }
 }
 
@@ -113,6 +116,7 @@ impl TryFrom<pb::ClusterState> for ClusterState {
             tasks: TaskTable::from_records(tasks),
             drained: state.drained.into_iter().collect(),
             cluster_version: state.cluster_version.max(crate::state::cluster_version::FIRST),
+            upgrade: state.upgrade.map(Upgrade::try_from).transpose()?,
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::state::member::NodeId;
 use crate::state::rejection::Rejection;
 use crate::state::rollouts::{Release, Rollout};
 use crate::state::tasks::TaskTable;
+use crate::state::upgrades::{NodeBinary, Upgrade, UpgradeSettings};
 
 /// Everything the state machine holds. Serialized as a whole into snapshots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,10 @@ pub struct ClusterState {
     /// encodes as before cluster versions.
     #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
     pub cluster_version: ClusterVersion,
+    /// The latest upgrade of the node binary (under way or finished); left
+    /// out of the JSON when there never was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<Upgrade>,
 }
 
 fn first_version() -> ClusterVersion {
@@ -76,6 +81,7 @@ impl Default for ClusterState {
             tasks: TaskTable::default(),
             drained: BTreeSet::new(),
             cluster_version: cluster_version::FIRST,
+            upgrade: None,
         }
     }
 }
@@ -140,6 +146,57 @@ impl ClusterState {
                 finish,
                 now_ms,
             } => self.rollout_finish(module, *version, finish, *now_ms),
+            Command::StartUpgrade {
+                binary,
+                settings,
+                nodes,
+                now_ms,
+            } => self.start_upgrade(binary, settings, nodes, *now_ms),
+            Command::UpgradePhase {
+                hash,
+                node,
+                phase,
+                now_ms,
+            } => self.with_upgrade(hash, |u| u.set_phase(*node, phase.clone(), *now_ms)),
+            Command::UpgradeControl { hash, action, now_ms } => self.with_upgrade(hash, |u| u.control(action, *now_ms)),
+        }
+    }
+
+    /// Starts an upgrade of the node binary, unless one is live.
+    fn start_upgrade(
+        &mut self,
+        binary: &NodeBinary,
+        settings: &UpgradeSettings,
+        nodes: &[NodeId],
+        now_ms: u64,
+    ) -> CommandResponse {
+        if let Some(live) = self.upgrade.as_ref().filter(|u| u.state.is_live()) {
+            return CommandResponse::Rejected(Rejection::UpgradeUnderWay {
+                version: live.binary.version.clone(),
+                state: live.state.name().to_string(),
+            });
+        }
+        match Upgrade::start(binary.clone(), *settings, nodes, self.cluster_version, now_ms) {
+            Ok(upgrade) => {
+                self.upgrade = Some(upgrade);
+                CommandResponse::Count(1)
+            }
+            Err(rejection) => CommandResponse::Rejected(rejection),
+        }
+    }
+
+    /// Changes the upgrade to binary `hash`, if it is the latest one.
+    fn with_upgrade(
+        &mut self,
+        hash: &str,
+        change: impl FnOnce(&mut Upgrade) -> Result<(), Rejection>,
+    ) -> CommandResponse {
+        let Some(upgrade) = self.upgrade.as_mut().filter(|u| u.binary.hash == hash) else {
+            return CommandResponse::Rejected(Rejection::NoUpgrade { hash: hash.to_string() });
+        };
+        match change(upgrade) {
+            Ok(()) => CommandResponse::Count(1),
+            Err(rejection) => CommandResponse::Rejected(rejection),
         }
     }
 
@@ -320,5 +377,51 @@ mod tests {
         }
         assert_eq!(one, two);
         assert_eq!(one.kv.keys().collect::<Vec<_>>(), vec!["b", "c"]);
+    }
+
+    #[test]
+    fn one_upgrade_at_a_time_and_only_the_live_binary_moves() {
+        use crate::state::upgrades::{NodeBinary, Phase, UpgradeSettings, UpgradeState};
+        let binary = |hash: &str| NodeBinary {
+            hash: hash.into(),
+            version: "0.5.0".into(),
+            size: 1,
+            signer: String::new(),
+            signature: String::new(),
+            min_cluster_version: 1,
+            max_cluster_version: 6,
+        };
+        let start = |hash: &str| Command::StartUpgrade {
+            binary: binary(hash),
+            settings: UpgradeSettings::default(),
+            nodes: vec![1, 2],
+            now_ms: 1,
+        };
+        let mut state = ClusterState::default();
+        assert_eq!(state.apply(&start("a"), &Rules::FENCED), CommandResponse::Count(1));
+        assert!(matches!(
+            state.apply(&start("b"), &Rules::FENCED),
+            CommandResponse::Rejected(Rejection::UpgradeUnderWay { .. })
+        ));
+        let phase = |hash: &str, node, phase| Command::UpgradePhase {
+            hash: hash.into(),
+            node,
+            phase,
+            now_ms: 2,
+        };
+        assert!(matches!(
+            state.apply(&phase("b", 1, Phase::Draining), &Rules::FENCED),
+            CommandResponse::Rejected(Rejection::NoUpgrade { .. })
+        ));
+        for node in [1, 2] {
+            state.apply(&phase("a", node, Phase::Draining), &Rules::FENCED);
+            state.apply(&phase("a", node, Phase::Done), &Rules::FENCED);
+        }
+        assert_eq!(state.upgrade.as_ref().unwrap().state, UpgradeState::Done);
+        assert_eq!(
+            state.apply(&start("b"), &Rules::FENCED),
+            CommandResponse::Count(1),
+            "after it is done"
+        );
     }
 }

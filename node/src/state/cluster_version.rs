@@ -26,6 +26,7 @@
 //! | 3 | binary formats: the log, the vote, snapshots, forwarded proposals and Raft calls as `baton.state.v1` protobuf (see `crate::codec::format`) | 0.2.0 |
 //! | 4 | peers forward their writes to the leader in batches (`crate::tasks::forwarder`) | 0.3.0 |
 //! | 5 | the leader moves all of a lost node's tasks in one small `reassign_all` entry, decided as it is applied (`crate::placement`) | 0.4.0 |
+//! | 6 | rolling upgrades of the node binary: `start_upgrade`, `upgrade_phase` and `upgrade_control` entries, and the upgrade in snapshots (`crate::state::upgrades`) | 0.5.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
@@ -53,9 +54,13 @@ pub const FORWARDED_BATCHES: ClusterVersion = 4;
 /// read: below it, one `Command::AssignOwners` lists each task.
 pub const REASSIGN_ALL: ClusterVersion = 5;
 
+/// The version from which the cluster records rolling upgrades of the node
+/// binary (`Command::StartUpgrade` and the two after it).
+pub const NODE_UPGRADES: ClusterVersion = 6;
+
 /// The releases that introduced each version, for messages: index 0 is
 /// version 1.
-const FIRST_RELEASES: [&str; 5] = ["0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0"];
+const FIRST_RELEASES: [&str; 6] = ["0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0"];
 
 /// The cluster versions a binary can run at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +78,7 @@ impl Default for VersionRange {
 
 impl VersionRange {
     /// What this release supports.
-    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 5 };
+    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 6 };
 
     /// This release's range, its top lowered to `cap` (the `[testing]
     /// max_cluster_version` knob, which makes a node act as an older release

@@ -10,6 +10,7 @@ use crate::state::member::NodeId;
 use crate::state::rejection::Rejection;
 use crate::state::rollouts::{Finish, RolloutAction, RolloutSettings};
 use crate::state::tasks::{Assignment, TaskSpec, TaskStatus, TickCommit};
+use crate::state::upgrades::{NodeBinary, Phase, UpgradeAction, UpgradeSettings};
 
 /// A change to the cluster's replicated state, proposed through Raft.
 ///
@@ -100,6 +101,28 @@ pub enum Command {
     /// [`crate::state::cluster_version`]). Introduced by version 2: a
     /// release before cluster versions does not know this kind.
     SetClusterVersion { version: ClusterVersion },
+    /// Start a rolling upgrade of `nodes` to a signed node binary (see
+    /// [`crate::state::upgrades`]). Introduced by cluster version 6
+    /// (`NODE_UPGRADES`), as are the two below.
+    StartUpgrade {
+        binary: NodeBinary,
+        settings: UpgradeSettings,
+        nodes: Vec<NodeId>,
+        now_ms: u64,
+    },
+    /// Move a node of the upgrade to binary `hash` to its next phase.
+    UpgradePhase {
+        hash: String,
+        node: NodeId,
+        phase: Phase,
+        now_ms: u64,
+    },
+    /// Pause, resume, halt or abort the upgrade to binary `hash`.
+    UpgradeControl {
+        hash: String,
+        action: UpgradeAction,
+        now_ms: u64,
+    },
 }
 
 impl Command {
@@ -175,6 +198,15 @@ impl std::fmt::Display for Command {
             Command::CommitTick(c) => write!(f, "commit tick {} of {} at epoch {}", c.tick, c.task, c.epoch),
             Command::MarkTaskFailed { name, .. } => write!(f, "mark task {name} failed"),
             Command::SetClusterVersion { version } => write!(f, "raise the cluster version to {version}"),
+            Command::StartUpgrade { binary, nodes, .. } => {
+                write!(
+                    f,
+                    "upgrade node(s) {nodes:?} to binary {} ({})",
+                    binary.version, binary.hash
+                )
+            }
+            Command::UpgradePhase { node, phase, .. } => write!(f, "upgrade: node {node} {}", phase.name()),
+            Command::UpgradeControl { action, .. } => write!(f, "upgrade: {}", action.name()),
         }
     }
 }

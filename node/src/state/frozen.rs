@@ -34,6 +34,7 @@ impl FrozenState {
                 tasks: TaskTable::default(),
                 drained: state.drained.clone(),
                 cluster_version: state.cluster_version,
+                upgrade: state.upgrade.clone(),
             },
             tasks: state.tasks.share(),
         }

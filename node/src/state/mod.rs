@@ -12,6 +12,7 @@
 //! - [`rollouts`] and `rollout_rules`: module releases and rollouts.
 //! - [`member`]: what the membership records of a member.
 //! - [`rejection`]: why a command was refused.
+//! - [`upgrades`]: a rolling upgrade of the node binary.
 
 pub mod cluster;
 pub mod cluster_version;
@@ -25,3 +26,4 @@ pub mod rollouts;
 pub mod task_changes;
 pub mod task_index;
 pub mod tasks;
+pub mod upgrades;

@@ -91,6 +91,26 @@ pub enum Rejection {
     },
     #[error("cannot abort the rollout of {module}: {why}")]
     CannotAbort { module: String, why: String },
+    #[error(
+        "node binary {version} supports cluster versions {min} to {max}, but the cluster runs version \
+         {cluster_version}; build or pick a binary that supports it"
+    )]
+    BinaryUnsupported {
+        version: String,
+        min: u32,
+        max: u32,
+        cluster_version: u32,
+    },
+    #[error("an upgrade to node binary {version} is {state}; wait for it to finish, or `batonctl upgrade abort`")]
+    UpgradeUnderWay { version: String, state: String },
+    #[error("no upgrade of the node binary {hash} is under way")]
+    NoUpgrade { hash: String },
+    #[error("the upgrade to node binary {version} is {state}; cannot {action}")]
+    UpgradeActionRefused {
+        version: String,
+        state: String,
+        action: String,
+    },
     /// A rejection this release does not know: from a newer release, or from
     /// one before typed rejections, which sent only the text.
     #[error("{message}")]
@@ -117,6 +137,10 @@ impl Rejection {
             Rejection::RolloutNotRunning { .. } => "rollout-not-running",
             Rejection::RolloutActionRefused { .. } => "rollout-action-refused",
             Rejection::CannotAbort { .. } => "cannot-abort",
+            Rejection::BinaryUnsupported { .. } => "binary-unsupported",
+            Rejection::UpgradeUnderWay { .. } => "upgrade-under-way",
+            Rejection::NoUpgrade { .. } => "no-upgrade",
+            Rejection::UpgradeActionRefused { .. } => "upgrade-action-refused",
             Rejection::Unrecognized { .. } => "unrecognized",
         }
     }

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use crate::rollout::{Finish, RolloutAction, RolloutSettings};
 use crate::state::cluster::{ClusterState, Rules};
 use crate::state::tasks::{Assignment, TaskSpec, TaskStatus, TickCommit};
+use crate::state::upgrades::{NodeBinary, Phase, UpgradeAction, UpgradeSettings};
 use crate::types::typ::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 use crate::types::{Command, CommandResponse, Member, ModuleVersion, Rejection, TypeConfig};
 
@@ -80,6 +81,9 @@ pub(crate) fn kind(command: &Command) -> &'static str {
         Command::RolloutFinish { .. } => "rollout-finish",
         Command::SetClusterVersion { .. } => "set-cluster-version",
         Command::ReassignAll { .. } => "reassign-all",
+        Command::StartUpgrade { .. } => "start-upgrade",
+        Command::UpgradePhase { .. } => "upgrade-phase",
+        Command::UpgradeControl { .. } => "upgrade-control",
     }
 }
 
@@ -94,6 +98,18 @@ pub(crate) fn module(version: u32) -> ModuleVersion {
         deployed_at_ms: 1_790_000_000_000,
         signer: "cd".repeat(32),
         signature: "ef".repeat(64),
+    }
+}
+
+pub(crate) fn node_binary() -> NodeBinary {
+    NodeBinary {
+        hash: "12".repeat(32),
+        version: "0.5.0".into(),
+        size: 60_000_000,
+        signer: "cd".repeat(32),
+        signature: "ef".repeat(64),
+        min_cluster_version: 1,
+        max_cluster_version: 6,
     }
 }
 
@@ -193,6 +209,29 @@ pub(crate) fn commands() -> Vec<Command> {
         Command::ReassignAll {
             from: Some(3),
             to: vec![1, 2, 4],
+        },
+        Command::StartUpgrade {
+            binary: node_binary(),
+            settings: UpgradeSettings {
+                min_healthy_ms: 10_000,
+                healthy_deadline_ms: 120_000,
+                auto_revert: true,
+            },
+            nodes: vec![1, 2, 3],
+            now_ms: 1_790_000_000_900,
+        },
+        Command::UpgradePhase {
+            hash: "12".repeat(32),
+            node: 2,
+            phase: Phase::Swapping { gate_index: 4_000 },
+            now_ms: 1_790_000_001_000,
+        },
+        Command::UpgradeControl {
+            hash: "12".repeat(32),
+            action: UpgradeAction::Halt {
+                reason: "node 2: exit status 1".into(),
+            },
+            now_ms: 1_790_000_001_100,
         },
     ]
 }
