@@ -62,6 +62,9 @@ pub enum Command {
     /// Watch and steer a module's rollout (hot code swap).
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Upgrade every node to a new baton-node binary, one node at a time
+    /// (`upgrade BINARY`), and watch or steer the upgrade.
+    Upgrade(UpgradeArgs),
     /// Read and write the replicated key-value space (for checks and scripts).
     #[command(subcommand)]
     Kv(KvCommand),
@@ -244,6 +247,55 @@ pub enum RolloutCommand {
     /// Revert every switched node to the old version (refused if a task's
     /// state would need a down-migration the new version lacks).
     Abort { module: String },
+}
+
+/// `batonctl upgrade BINARY` or `batonctl upgrade status|pause|resume|abort`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct UpgradeArgs {
+    #[command(subcommand)]
+    pub command: Option<UpgradeCommand>,
+    /// The new baton-node binary. It is signed, sent to the leader, and run
+    /// by each node's heart in turn: drained, swapped, gated, then made
+    /// permanent.
+    #[arg(required = true)]
+    pub binary: Option<PathBuf>,
+    /// The private key to sign it with (from `batonctl keys new`); its public
+    /// half must be in every node's [heart] trusted_keys.
+    #[arg(long, env = "BATON_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// How long a node must run well on the new binary before it is made
+    /// permanent there.
+    #[arg(long, value_parser = parse_duration_ms, default_value = "10s")]
+    pub min_healthy: u64,
+    /// How long a node may take, from its swap, to come back healthy before
+    /// it is put back on its binary before and the upgrade halts.
+    #[arg(long, value_parser = parse_duration_ms, default_value = "2m")]
+    pub healthy_deadline: u64,
+    /// When a node's ticks fail on the new binary, halt and leave it on
+    /// trial (its heart still reverts it at its deadline) instead of
+    /// reverting it at once.
+    #[arg(long)]
+    pub no_auto_revert: bool,
+    /// Return once the upgrade is recorded instead of following it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpgradeCommand {
+    /// Show the latest upgrade, node by node; --watch follows it.
+    Status {
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Start no further phase until `upgrade resume`.
+    Pause,
+    /// Continue a paused or halted upgrade; a node that failed is tried again.
+    Resume,
+    /// Stop the upgrade for good: the node in progress goes back to its
+    /// binary before; nodes already done keep the new one.
+    Abort,
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,6 +46,7 @@ pub mod supervision;
 pub mod tasks;
 pub mod tls;
 pub mod types;
+pub mod upgrade;
 pub mod versioning;
 
 pub use node::{NodeError, run};

@@ -142,6 +142,17 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
              lease ends; run it under baton-heart to move them at once"
         ),
     }
+    let binary = crate::heart::running_binary(&heart_addr);
+    let heart = match (&heart_addr, &config.heart) {
+        (Some(addr), Some(table)) => Some(crate::upgrade::HeartLink::new(
+            config.id,
+            addr.clone(),
+            table.state_dir(&config.data_dir),
+            table.trusted(),
+            channels.clone(),
+        )),
+        _ => None,
+    };
     let context = Arc::new(NodeContext {
         id: config.id,
         cluster_id: cluster_id.clone(),
@@ -149,6 +160,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         versions,
         incarnation,
         heart_addr,
+        binary,
+        heart,
         started_at,
         storage: db.identity().clone(),
         refusals: Default::default(),
@@ -179,6 +192,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let runner = spawn_runner(context.clone());
     let forwarder = spawn_forwarder(context.clone());
     let rollouts = spawn_rollouts(context.clone());
+    let upgrades = crate::upgrade::spawn_upgrades(context.clone());
     let cluster_version = spawn_cluster_version(context.clone());
     let progress = spawn_progress_watch(raft.clone(), context.progress.clone());
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone());
@@ -234,6 +248,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             &supervisor,
             &runner,
             &rollouts,
+            &upgrades,
             &cluster_version,
             &heartbeat,
             &progress,
@@ -260,6 +275,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         supervisor.abort();
         runner.abort();
         rollouts.abort();
+        upgrades.abort();
         cluster_version.abort();
         heartbeat.abort();
         progress.abort();

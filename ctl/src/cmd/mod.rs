@@ -9,6 +9,7 @@ pub mod nodes;
 pub mod rollout;
 pub mod status;
 pub mod tasks;
+pub mod upgrade;
 
 use crate::cli::{Cli, Command};
 use crate::client::{ClientError, ClusterClient};
@@ -52,5 +53,6 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Modules(command) => modules::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
         Command::Rollout(command) => rollout::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
         Command::Kv(command) => kv::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
+        Command::Upgrade(args) => upgrade::run(&ClusterClient::from_args(&cli.global)?, args, format).await,
     }
 }

@@ -146,6 +146,9 @@ pub struct MemberView {
     /// Drained by an operator.
     pub drained: bool,
     pub version: String,
+    /// The binary it runs: a hash from its heart's store, "installed", or
+    /// empty without a heart.
+    pub binary: String,
     /// The highest cluster version its release supports; 0 when unknown.
     pub max_cluster_version: u32,
     pub raft_state: String,
@@ -163,6 +166,7 @@ impl From<MemberStatus> for MemberView {
             tasks: m.tasks,
             drained: m.drained,
             version: m.version,
+            binary: m.binary,
             max_cluster_version: m.max_cluster_version,
             raft_state: m.raft_state,
             last_contact_ms: m.last_contact_ms,
@@ -289,10 +293,10 @@ pub fn members_table(members: &[MemberView]) -> String {
                 m.role.clone(),
                 m.state.clone(),
                 m.tasks.to_string(),
-                if m.version.is_empty() {
-                    "-".into()
-                } else {
-                    m.version.clone()
+                match (m.version.as_str(), m.binary.as_str()) {
+                    ("", _) => "-".into(),
+                    (version, "" | "installed") => version.to_string(),
+                    (version, hash) => format!("{version} ({})", &hash[..hash.len().min(12)]),
                 },
                 if m.raft_state.is_empty() {
                     "-".into()
@@ -432,6 +436,7 @@ mod tests {
             tasks: 0,
             drained: false,
             version: "0.2.0".into(),
+            binary: String::new(),
             max_cluster_version: 2,
             raft_state: "learner".into(),
             last_contact_ms: Some(5),

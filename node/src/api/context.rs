@@ -23,6 +23,11 @@ pub struct NodeContext {
     pub incarnation: String,
     /// The heart that started this process and can vouch for its exit.
     pub heart_addr: Option<String>,
+    /// The binary this process runs, as its heart said ("installed" or a
+    /// hash); empty without a heart.
+    pub binary: String,
+    /// This node's side of its heart's binaries, if a heart started it.
+    pub heart: Option<crate::upgrade::HeartLink>,
     pub started_at: Instant,
     /// The data directory's storage id (see [`crate::raft::identity`]).
     pub storage: StorageIdentity,

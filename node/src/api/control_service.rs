@@ -12,6 +12,7 @@ use openraft::errors::LinearizableReadError;
 use tonic::{Request, Response, Status};
 
 use super::NodeContext;
+use super::binary_calls;
 use super::errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, fatal, forward_to_leader, propose_error, write_error};
 use super::member_probe::{has_lost_its_data, probe, probe_members};
 use super::module_calls;
@@ -444,6 +445,34 @@ impl Control for ControlService {
             &self.context,
             &request.into_inner().module,
         )?))
+    }
+
+    async fn upload_node_binary(
+        &self,
+        request: Request<tonic::Streaming<baton_proto::UploadNodeBinaryChunk>>,
+    ) -> Result<Response<baton_proto::UpgradeStatusReply>, Status> {
+        self.redirect_to_leader()?;
+        Ok(Response::new(
+            binary_calls::upload_node_binary(&self.context, request).await?,
+        ))
+    }
+
+    async fn upgrade_status(
+        &self,
+        _request: Request<baton_proto::UpgradeStatusRequest>,
+    ) -> Result<Response<baton_proto::UpgradeStatusReply>, Status> {
+        self.redirect_to_leader()?;
+        Ok(Response::new(binary_calls::upgrade_status(&self.context)))
+    }
+
+    async fn control_upgrade(
+        &self,
+        request: Request<baton_proto::ControlUpgradeRequest>,
+    ) -> Result<Response<baton_proto::UpgradeStatusReply>, Status> {
+        self.redirect_to_leader()?;
+        Ok(Response::new(
+            binary_calls::control_upgrade(&self.context, request.into_inner()).await?,
+        ))
     }
 
     async fn control_rollout(

@@ -94,6 +94,7 @@ pub async fn probe_members(context: &NodeContext) -> Vec<MemberStatus> {
             tasks: owned.get(&id).copied().unwrap_or(0),
             drained: drained.contains(&id),
             version: info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
+            binary: info.as_ref().map(|i| i.binary.clone()).unwrap_or_default(),
             max_cluster_version: info.as_ref().map_or(0, |i| i.max_cluster_version),
             last_contact_ms: context.last_contact_ms(id),
             raft_state: info.map(|i| i.raft_state).unwrap_or_default(),

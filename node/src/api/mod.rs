@@ -1,6 +1,7 @@
 //! The gRPC services a node serves, all on one mutual-TLS port: Raft and
 //! Peer for other nodes, Control for `batonctl`.
 
+mod binary_calls;
 mod context;
 mod control_service;
 mod errors;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use baton_proto::peer_server::Peer;
 use baton_proto::{
-    FetchModuleReply, FetchModuleRequest, HeartbeatAck, HeartbeatPing, MemberRecord, NodeInfoReply, NodeInfoRequest,
-    ProposeReply, ProposeRequest,
+    BinaryRequest, FetchModuleReply, FetchModuleRequest, FetchNodeBinaryRequest, HeartbeatAck, HeartbeatPing,
+    MemberRecord, NodeInfoReply, NodeInfoRequest, ProposeReply, ProposeRequest, RevertBinaryRequest, SwapBinaryReply,
+    SwapBinaryRequest,
 };
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -19,7 +20,7 @@ use crate::types::{Command, NodeId};
 
 /// The node a peer call comes from (the gate checked the header against the
 /// caller's certificate).
-fn caller<T>(request: &Request<T>) -> Result<NodeId, Status> {
+pub(super) fn caller<T>(request: &Request<T>) -> Result<NodeId, Status> {
     request
         .metadata()
         .get(baton_proto::NODE_ID_HEADER)
@@ -69,6 +70,7 @@ pub fn local_info(context: &NodeContext) -> NodeInfoReply {
         min_cluster_version: context.versions.min,
         max_cluster_version: context.versions.max,
         cluster_version: context.state_machine.read(|s| s.cluster_version),
+        binary: context.binary.clone(),
     }
 }
 
@@ -109,6 +111,30 @@ impl Peer for PeerService {
     }
 
     type FetchModuleStream = Pin<Box<dyn Stream<Item = Result<FetchModuleReply, Status>> + Send + 'static>>;
+
+    type FetchNodeBinaryStream = super::binary_calls::BinaryStream;
+
+    async fn fetch_node_binary(
+        &self,
+        request: Request<FetchNodeBinaryRequest>,
+    ) -> Result<Response<Self::FetchNodeBinaryStream>, Status> {
+        super::binary_calls::fetch_node_binary(&self.context, request).await
+    }
+
+    async fn swap_binary(&self, request: Request<SwapBinaryRequest>) -> Result<Response<SwapBinaryReply>, Status> {
+        super::binary_calls::swap_binary(&self.context, request).await
+    }
+
+    async fn make_binary_permanent(
+        &self,
+        request: Request<BinaryRequest>,
+    ) -> Result<Response<SwapBinaryReply>, Status> {
+        super::binary_calls::make_binary_permanent(&self.context, request).await
+    }
+
+    async fn revert_binary(&self, request: Request<RevertBinaryRequest>) -> Result<Response<SwapBinaryReply>, Status> {
+        super::binary_calls::revert_binary(&self.context, request).await
+    }
 
     async fn fetch_module(
         &self,

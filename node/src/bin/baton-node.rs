@@ -10,8 +10,12 @@ use clap::Parser;
 #[command(name = "baton-node", version)]
 struct Args {
     /// The node's TOML config file.
-    #[arg(long, short)]
-    config: PathBuf,
+    #[arg(long, short, required_unless_present = "describe")]
+    config: Option<PathBuf>,
+    /// Print this binary's release and the cluster versions it supports, as
+    /// JSON, and exit (`batonctl upgrade` reads it).
+    #[arg(long, conflicts_with = "check")]
+    describe: bool,
     /// Validate the config and exit.
     #[arg(long)]
     check: bool,
@@ -19,17 +23,29 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.describe {
+        println!(
+            "{}",
+            serde_json::to_string(&baton_node::state::cluster_version::ReleaseDescription::this_release())
+                .expect("serializes")
+        );
+        return ExitCode::SUCCESS;
+    }
+    let Some(config_path) = args.config else {
+        eprintln!("error: --config FILE is required");
+        return ExitCode::from(2);
+    };
     baton_node::process::init_logging("info,openraft=warn");
     baton_node::tls::install_crypto_provider();
 
-    let config = match baton_node::process::load_config(&args.config) {
+    let config = match baton_node::process::load_config(&config_path) {
         Ok(config) => config,
         Err(code) => return code,
     };
     if args.check {
         println!(
             "{}: ok (node {}, cluster {})",
-            args.config.display(),
+            config_path.display(),
             config.id,
             config.cluster_id()
         );

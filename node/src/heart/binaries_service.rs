@@ -1,14 +1,15 @@
 //! The heart's `HeartBinaries` gRPC service: staging a signed node binary,
-//! trying it, making it permanent, and saying what runs. Only the heart's
-//! own node and the admin may call it (see [`only_own_node_or_admin`]).
+//! trying it, making it permanent or reverting it, and saying what runs.
+//! Only the heart's own node and the admin may change anything; any member
+//! may ask for the status (the leader reads why a trial was reverted).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::heart_binaries_server::HeartBinaries;
 use baton_proto::{
-    HeartBinary, HeartStatusReply, HeartStatusRequest, MakePermanentReply, MakePermanentRequest, StageBinaryChunk,
-    StageBinaryReply, TryBinaryReply, TryBinaryRequest,
+    HeartBinary, HeartStatusReply, HeartStatusRequest, MakePermanentReply, MakePermanentRequest, RevertTrialReply,
+    RevertTrialRequest, StageBinaryChunk, StageBinaryReply, TryBinaryReply, TryBinaryRequest,
 };
 use tonic::{Request, Response, Status, Streaming};
 
@@ -22,31 +23,36 @@ use crate::types::{NodeId, now_ms};
 /// See the module docs.
 pub struct BinariesService {
     binaries: Arc<Binaries>,
+    /// The heart's node.
+    node: NodeId,
+    /// Callers are checked by their certificates (else anyone may call).
+    tls: bool,
+    identities: IdentityCache,
 }
 
 impl BinariesService {
-    pub fn new(binaries: Arc<Binaries>) -> Self {
-        BinariesService { binaries }
+    pub fn new(binaries: Arc<Binaries>, node: NodeId, tls: bool) -> Self {
+        BinariesService {
+            binaries,
+            node,
+            tls,
+            identities: IdentityCache::default(),
+        }
     }
-}
 
-/// The interceptor of the service: with TLS, the caller's certificate must
-/// name this heart's node or the admin.
-pub fn only_own_node_or_admin(
-    node: NodeId,
-    tls: bool,
-) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
-    let identities = Arc::new(IdentityCache::default());
-    move |request: Request<()>| {
-        if !tls {
-            return Ok(request);
+    /// With TLS, the caller's certificate must name this heart's node or the
+    /// admin; with `any_member`, any node of the cluster CA will do.
+    fn check<T>(&self, request: &Request<T>, any_member: bool) -> Result<(), Status> {
+        if !self.tls {
+            return Ok(());
         }
         let certs = request
             .peer_certs()
             .ok_or_else(|| Status::unauthenticated("a client certificate from the cluster CA is required"))?;
-        match identities.identify(&certs) {
-            Some(PeerIdentity::Admin) => Ok(request),
-            Some(PeerIdentity::Node(id)) if id == node => Ok(request),
+        let node = self.node;
+        match self.identities.identify(&certs) {
+            Some(PeerIdentity::Admin) => Ok(()),
+            Some(PeerIdentity::Node(id)) if id == node || any_member => Ok(()),
             Some(PeerIdentity::Node(id)) => Err(Status::permission_denied(format!(
                 "node {id} cannot change the binaries of node {node}'s heart; only node {node} or the admin can"
             ))),
@@ -102,6 +108,7 @@ impl HeartBinaries for BinariesService {
         &self,
         request: Request<Streaming<StageBinaryChunk>>,
     ) -> Result<Response<StageBinaryReply>, Status> {
+        self.check(&request, false)?;
         let mut chunks = request.into_inner();
         let first = chunks
             .message()
@@ -139,6 +146,7 @@ impl HeartBinaries for BinariesService {
     }
 
     async fn try_binary(&self, request: Request<TryBinaryRequest>) -> Result<Response<TryBinaryReply>, Status> {
+        self.check(&request, false)?;
         let request = request.into_inner();
         let binaries = self.binaries.clone();
         let deadline = Duration::from_millis(request.deadline_ms);
@@ -150,13 +158,26 @@ impl HeartBinaries for BinariesService {
         &self,
         request: Request<MakePermanentRequest>,
     ) -> Result<Response<MakePermanentReply>, Status> {
+        self.check(&request, false)?;
         let request = request.into_inner();
         let binaries = self.binaries.clone();
         blocking(move || binaries.make_permanent(&request.hash)).await?;
         Ok(Response::new(MakePermanentReply {}))
     }
 
-    async fn status(&self, _request: Request<HeartStatusRequest>) -> Result<Response<HeartStatusReply>, Status> {
+    async fn revert_trial(&self, request: Request<RevertTrialRequest>) -> Result<Response<RevertTrialReply>, Status> {
+        self.check(&request, false)?;
+        let request = request.into_inner();
+        let reason = match request.reason.trim() {
+            "" => "reverted on request".to_string(),
+            reason => reason.chars().take(1000).collect(),
+        };
+        let reverted = self.binaries.revert_trial(&request.hash, reason).is_some();
+        Ok(Response::new(RevertTrialReply { reverted }))
+    }
+
+    async fn status(&self, request: Request<HeartStatusRequest>) -> Result<Response<HeartStatusReply>, Status> {
+        self.check(&request, true)?;
         let status = self.binaries.status();
         let slots = &status.slots;
         let (running_hash, running_incarnation) = match &status.running {
@@ -179,6 +200,12 @@ impl HeartBinaries for BinariesService {
                 .map(|r| format!("{}: {}", r.binary, r.reason))
                 .unwrap_or_default(),
             installed: status.installed.display().to_string(),
+            last_revert_hash: slots
+                .last_revert
+                .as_ref()
+                .map(|r| r.binary.hash.clone())
+                .unwrap_or_default(),
+            last_revert_at_ms: slots.last_revert.as_ref().map_or(0, |r| r.at_unix_ms),
         }))
     }
 }

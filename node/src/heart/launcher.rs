@@ -16,7 +16,7 @@ use super::binaries::{Binaries, Running, describe};
 use super::ledger::Backoff;
 use super::shared::SharedLedger;
 use super::slots::Boot;
-use super::{HEART_ADDR_ENV, HEART_PID_ENV, INCARNATION_ENV};
+use super::{BINARY_ENV, HEART_ADDR_ENV, HEART_PID_ENV, INCARNATION_ENV};
 use crate::types::now_ms;
 
 /// How the heart runs its node.
@@ -70,7 +70,7 @@ pub async fn supervise(
         };
         let incarnation = format!("{:016x}", rand::random::<u64>());
         let started = Instant::now();
-        match spawn(&path, options, &incarnation) {
+        match spawn(&path, boot.label(), options, &incarnation) {
             Ok(mut child) => {
                 let pid = child.id().unwrap_or(0);
                 ledger.update(|l| l.started(&incarnation));
@@ -215,8 +215,9 @@ async fn sleep_or_never(wait: Option<Duration>) {
     }
 }
 
-fn spawn(binary: &Path, options: &LaunchOptions, incarnation: &str) -> std::io::Result<Child> {
+fn spawn(binary: &Path, label: &str, options: &LaunchOptions, incarnation: &str) -> std::io::Result<Child> {
     Command::new(binary)
+        .env(BINARY_ENV, label)
         .arg("--config")
         .arg(&options.config_path)
         .env(INCARNATION_ENV, incarnation)

@@ -67,7 +67,7 @@ mod shared;
 mod slots;
 
 pub use binaries::MAX_TRIAL;
-pub use binary_store::{MAX_BINARY_BYTES, SignedBinary, hash_reader};
+pub use binary_store::{MAX_BINARY_BYTES, SignedBinary, StoreError, hash_reader};
 pub use client::ask_exit;
 pub use config::HeartConfig;
 pub use launcher::LaunchOptions;
@@ -86,6 +86,22 @@ pub const HEART_PID_ENV: &str = "BATON_HEART_PID";
 /// the address peers reach it at (its `advertise_addr`, or the address it
 /// bound, which may have been port 0).
 pub const HEART_ADDR_ENV: &str = "BATON_HEART_ADDR";
+
+/// The environment variable through which a heart tells the node process
+/// which binary it started: a hash from its store, or "installed".
+pub const BINARY_ENV: &str = "BATON_BINARY";
+
+/// The binary this process runs, as the heart that started it said
+/// ("installed", or a hash of its store); empty without a heart.
+pub fn running_binary(heart_addr: &Option<String>) -> String {
+    match heart_addr {
+        Some(_) => std::env::var(BINARY_ENV)
+            .ok()
+            .filter(|b| b.len() <= 64 && b.chars().all(|c| c.is_ascii_alphanumeric()))
+            .unwrap_or_default(),
+        None => String::new(),
+    }
+}
 
 /// This process's incarnation, and the address of the heart that started it
 /// (if one did). The heart's incarnation counts only when the heart is this

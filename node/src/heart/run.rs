@@ -12,7 +12,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use super::binaries::Binaries;
-use super::binaries_service::{BinariesService, only_own_node_or_admin};
+use super::binaries_service::BinariesService;
 use super::binary_store::StoreError;
 use super::launcher::{LaunchOptions, supervise};
 use super::service::HeartService;
@@ -81,10 +81,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let router = builder
         .add_service(HeartServer::new(HeartService::new(ledger.clone())))
-        .add_service(HeartBinariesServer::with_interceptor(
-            BinariesService::new(binaries.clone()),
-            only_own_node_or_admin(config.id, tls.is_some()),
-        ));
+        .add_service(HeartBinariesServer::new(BinariesService::new(
+            binaries.clone(),
+            config.id,
+            tls.is_some(),
+        )));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rx.await;

@@ -114,6 +114,9 @@ fn gate_view(context: &NodeContext, rollout: &Rollout, baselines: &mut HashMap<S
             counts: context.tick_health.snapshot(),
             ready: context.engine.loaded_hashes(),
             versions: context.versions,
+            binary: context.binary.clone(),
+            heart_addr: context.heart_addr.clone().unwrap_or_default(),
+            catching_up: false,
         },
     );
     let now = now_ms();

@@ -44,9 +44,24 @@ pub struct NodeReport {
     pub ready: BTreeSet<String>,
     /// The cluster versions its release supports.
     pub versions: crate::state::cluster_version::VersionRange,
+    /// The binary it runs (see `heart::running_binary`).
+    pub binary: String,
+    /// Where its heart listens; empty without one.
+    pub heart_addr: String,
+    /// It has not yet applied the commit index of its last acknowledgement.
+    pub catching_up: bool,
 }
 
 impl NodeReport {
+    /// Every tick counted since `baseline` (all of them if the process
+    /// restarted since, or there is no baseline): (ok, failed).
+    pub fn totals_since(&self, baseline: Option<&NodeReport>) -> (u64, u64) {
+        self.counts.keys().fold((0, 0), |(ok, failed), key| {
+            let counts = self.since(baseline, key);
+            (ok + counts.ok, failed + counts.failed)
+        })
+    }
+
     /// The ticks of `key` counted since `baseline` (all of them if the
     /// process restarted since, or there is no baseline).
     pub fn since(&self, baseline: Option<&NodeReport>, key: &VersionKey) -> Counts {

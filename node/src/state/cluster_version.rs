@@ -62,6 +62,26 @@ pub const NODE_UPGRADES: ClusterVersion = 6;
 /// version 1.
 const FIRST_RELEASES: [&str; 6] = ["0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0"];
 
+/// What `baton-node --describe` prints: a release and the cluster versions
+/// it supports, so that `batonctl upgrade` can check a binary before it
+/// uploads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReleaseDescription {
+    pub version: String,
+    pub min_cluster_version: ClusterVersion,
+    pub max_cluster_version: ClusterVersion,
+}
+
+impl ReleaseDescription {
+    pub fn this_release() -> Self {
+        ReleaseDescription {
+            version: crate::VERSION.to_string(),
+            min_cluster_version: VersionRange::SUPPORTED.min,
+            max_cluster_version: VersionRange::SUPPORTED.max,
+        }
+    }
+}
+
 /// The cluster versions a binary can run at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VersionRange {

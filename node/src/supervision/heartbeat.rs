@@ -153,6 +153,7 @@ async fn stream_to_leader(context: &Arc<NodeContext>, id: NodeId, addr: &str) ->
             heart_addr: context.heart_addr.clone().unwrap_or_default(),
             min_cluster_version: context.versions.min,
             max_cluster_version: context.versions.max,
+            binary: context.binary.clone(),
         }
     };
     pings.send(send(&mut sent)).await.ok()?;

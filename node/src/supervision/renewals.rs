@@ -40,6 +40,9 @@ fn report_of(ping: &HeartbeatPing) -> NodeReport {
             .collect(),
         ready: ping.ready.iter().cloned().collect(),
         versions: VersionRange::reported(ping.min_cluster_version, ping.max_cluster_version),
+        binary: ping.binary.clone(),
+        heart_addr: ping.heart_addr.clone(),
+        catching_up: ping.catching_up,
     }
 }
 

@@ -1,0 +1,213 @@
+//! The rolling upgrade of the node binary on real processes, each node
+//! under its heart: `batonctl upgrade BINARY` moves one node at a time
+//! through drain, swap, rejoin and gate while counters and witnessed tasks
+//! tick, and every node ends on the new binary, made permanent. A binary
+//! that exits at start is reverted by its heart and the upgrade halts with
+//! the reason, the tasks ticking on.
+//!
+//! The "new" binary is this build's baton-node, staged by hash (a heart's
+//! installed binary is not in its store, so the same bytes make a trial of
+//! their own); a broken one is a script that exits at start, signed as a
+//! release of this version.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use baton_cluster_tests::history::{Expectations, check, collect};
+use baton_cluster_tests::local_cluster::find_binary;
+use baton_cluster_tests::task_api::{start_counters, start_witnessed, witness_report};
+use baton_cluster_tests::witness::Witness;
+use baton_cluster_tests::{TestCluster, poll_async};
+use batonctl::cmd::status::fetch;
+
+const COUNTERS: usize = 200;
+const WITNESSED: usize = 20;
+const PERIOD_MS: u64 = 250;
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `batonctl upgrade ARGS` against `cluster` with its admin
+/// certificate and signing key; returns (success, stdout, stderr).
+fn batonctl_upgrade(cluster: &TestCluster, args: &[&str]) -> (bool, String, String) {
+    let env = cluster.local.write_env().expect("the env file");
+    let script = format!(
+        ". {} && exec {} upgrade {}",
+        env.display(),
+        find_binary("batonctl")
+            .expect("batonctl is built beside the tests")
+            .display(),
+        args.join(" ")
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("batonctl runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    eprintln!("batonctl upgrade {}:\n{stdout}{stderr}", args.join(" "));
+    (out.status.success(), stdout, stderr)
+}
+
+/// Waits until the cluster has raised its version as far as this release
+/// goes (one step every half second after it forms): upgrades need it.
+async fn await_highest_version(client: &batonctl::ClusterClient) {
+    let highest = baton_node::state::cluster_version::VersionRange::SUPPORTED.max;
+    poll_async(Duration::from_secs(30), "the highest cluster version", || async {
+        let status = fetch(client).await.ok()?;
+        (status.cluster_version == highest).then_some(())
+    })
+    .await;
+}
+
+/// The sha256 of `path`, as the hearts name binaries.
+fn hash_of(path: &Path) -> String {
+    let mut file = std::fs::File::open(path).unwrap();
+    baton_node::heart::hash_reader(&mut file).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_moves_to_the_new_binary_one_at_a_time_and_no_task_notices() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let witness = Witness::start("127.0.0.1:0", Duration::from_millis(50)).await.unwrap();
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client();
+    let mut names = start_counters(&cluster, &client, COUNTERS, PERIOD_MS).await;
+    let witnessed = start_witnessed(&cluster, &client, &witness, WITNESSED, PERIOD_MS).await;
+    names.extend(witnessed.iter().cloned());
+    let binary = cluster.local.node_binary().to_path_buf();
+    let hash = hash_of(&binary);
+    await_highest_version(&client).await;
+
+    let started = Instant::now();
+    let (ok, stdout, stderr) = batonctl_upgrade(
+        &cluster,
+        &[
+            &binary.display().to_string(),
+            "--min-healthy",
+            "2s",
+            "--healthy-deadline",
+            "60s",
+        ],
+    );
+    assert!(ok, "the upgrade did not finish: {stdout}{stderr}");
+    eprintln!("the upgrade took {:?}", started.elapsed());
+    assert!(stdout.contains("done"), "{stdout}");
+
+    let status = fetch(&client).await.unwrap();
+    for member in &status.members {
+        assert_eq!(member.binary, hash, "node {} runs another binary", member.id);
+        assert_eq!(member.state, "up", "node {}", member.id);
+        assert!(!member.drained, "node {} was left drained", member.id);
+    }
+    // Every task ticks on after the last swap.
+    let after: Vec<(String, u64)> = baton_cluster_tests::task_api::tasks(&client)
+        .await
+        .into_iter()
+        .map(|t| (t.name, t.tick))
+        .collect();
+    poll_async(
+        Duration::from_secs(30),
+        "every task ticking after the upgrade",
+        || async {
+            let now = baton_cluster_tests::task_api::tasks(&client).await;
+            after
+                .iter()
+                .all(|(name, tick)| now.iter().any(|t| &t.name == name && t.tick > *tick))
+                .then_some(())
+        },
+    )
+    .await;
+
+    let report = witness_report(&client, &witness, &witnessed).await;
+    eprintln!("{report}");
+    assert!(report.is_clean(), "{report}");
+    // Hand-offs move a task at once; a gap beyond a period and a generous
+    // allowance for a debug build on two cores would be a stop.
+    let expect = Expectations {
+        tasks: names,
+        max_gap_ms: PERIOD_MS + 1_500,
+        counters: true,
+    };
+    let histories = collect(&client).await.unwrap();
+    let summary = check(&histories, &expect).unwrap_or_else(|v| panic!("{v}"));
+    eprintln!(
+        "history: {} tasks, {} ticks, largest gap {} ms ({})",
+        summary.tasks, summary.ticks, summary.max_gap_ms, summary.max_gap_task
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_that_exits_at_start_is_reverted_and_the_upgrade_halts() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client();
+    let names = start_counters(&cluster, &client, 30, PERIOD_MS).await;
+    // A "release" that describes itself as this one and exits at start.
+    let broken = cluster.path().join("broken-node");
+    let describe =
+        serde_json::to_string(&baton_node::state::cluster_version::ReleaseDescription::this_release()).unwrap();
+    std::fs::write(
+        &broken,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --describe ]; then echo '{describe}'; exit 0; fi\n\
+             echo 'broken on purpose' >&2\nexit 3\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
+    await_highest_version(&client).await;
+
+    let (ok, stdout, stderr) = batonctl_upgrade(
+        &cluster,
+        &[
+            &broken.display().to_string(),
+            "--min-healthy",
+            "1s",
+            "--healthy-deadline",
+            "30s",
+        ],
+    );
+    assert!(!ok, "a broken binary upgraded: {stdout}");
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains("halted") && said.contains("exit status 3"),
+        "the reason is not given: {said}"
+    );
+
+    // The reverted node is back on its installed binary, undrained, and
+    // every task ticks on.
+    let status = cluster.wait_for_all_up(Duration::from_secs(30)).await;
+    for member in &status.members {
+        assert_eq!(member.binary, "installed", "node {}", member.id);
+        assert!(!member.drained, "node {} was left drained", member.id);
+    }
+    let before: Vec<(String, u64)> = baton_cluster_tests::task_api::tasks(&client)
+        .await
+        .into_iter()
+        .map(|t| (t.name, t.tick))
+        .collect();
+    poll_async(Duration::from_secs(30), "every task ticking after the halt", || async {
+        let now = baton_cluster_tests::task_api::tasks(&client).await;
+        before
+            .iter()
+            .all(|(name, tick)| now.iter().any(|t| &t.name == name && t.tick > *tick))
+            .then_some(())
+    })
+    .await;
+    let expect = Expectations {
+        tasks: names.into_iter().collect::<BTreeSet<_>>(),
+        max_gap_ms: PERIOD_MS + 1_500,
+        counters: true,
+    };
+    check(&collect(&client).await.unwrap(), &expect).unwrap_or_else(|v| panic!("{v}"));
+
+    // Aborting ends it; a new upgrade may start after.
+    let (ok, stdout, _) = batonctl_upgrade(&cluster, &["abort"]);
+    assert!(ok && stdout.contains("aborted"), "{stdout}");
+}

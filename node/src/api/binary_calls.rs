@@ -1,0 +1,305 @@
+//! The calls about node binaries and their rolling upgrade: an operator's
+//! upload (which starts the upgrade), its status and control, and the peer
+//! calls through which the leader moves a node (swap, make permanent,
+//! revert) and nodes fetch a binary from each other's hearts.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use baton_proto::{
+    BinaryRequest, ControlUpgradeRequest, FetchNodeBinaryReply, FetchNodeBinaryRequest, RevertBinaryRequest,
+    SwapBinaryReply, SwapBinaryRequest, UpgradeNodeStatus, UpgradeStatusReply, UploadNodeBinaryChunk,
+};
+use futures::Stream;
+use tokio::io::AsyncReadExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::NodeContext;
+use super::errors::{propose_error, rejected};
+use super::peer_service::caller;
+use crate::heart::{MAX_BINARY_BYTES, MAX_TRIAL};
+use crate::state::cluster_version::{NODE_UPGRADES, release_advice};
+use crate::state::command::{Command, CommandResponse};
+use crate::state::upgrades::{NodeBinary, Phase, UpgradeAction, UpgradeSettings, UpgradeState};
+use crate::upgrade::heart_link::CHUNK_BYTES;
+
+/// A binary's bytes, streamed to a peer.
+pub type BinaryStream = Pin<Box<dyn Stream<Item = Result<FetchNodeBinaryReply, Status>> + Send + 'static>>;
+
+/// Serves the bytes of binary `hash` from this node's heart's store.
+pub async fn fetch_node_binary(
+    context: &NodeContext,
+    request: Request<FetchNodeBinaryRequest>,
+) -> Result<Response<BinaryStream>, Status> {
+    let hash = request.into_inner().hash;
+    let path = context
+        .heart
+        .as_ref()
+        .and_then(|heart| heart.binary_file(&hash))
+        .ok_or_else(|| Status::not_found(format!("node {}'s heart does not hold node binary {hash}", context.id)))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| Status::internal(format!("cannot open {}: {e}", path.display())))?;
+    let chunks = futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buffer = vec![0u8; CHUNK_BYTES];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok(FetchNodeBinaryReply { data: buffer }), Some(file)))
+            }
+            Err(e) => Some((Err(Status::internal(format!("cannot read the binary: {e}"))), None)),
+        }
+    });
+    Ok(Response::new(Box::pin(chunks)))
+}
+
+/// The leader's calls on this node may come from the leader only.
+fn from_leader<T>(context: &NodeContext, request: &Request<T>) -> Result<(), Status> {
+    let from = caller(request)?;
+    match crate::types::leader(&context.raft).0 {
+        Some(leader) if leader == from => Ok(()),
+        _ => Err(Status::permission_denied(format!(
+            "node {from} does not lead; only the leader moves a node through an upgrade"
+        ))),
+    }
+}
+
+fn heart_of(context: &NodeContext) -> Result<&crate::upgrade::HeartLink, Status> {
+    context.heart.as_ref().ok_or_else(|| {
+        Status::failed_precondition(format!(
+            "node {} runs without a heart; rolling upgrades need baton-heart on every node",
+            context.id
+        ))
+    })
+}
+
+pub async fn swap_binary(
+    context: &NodeContext,
+    request: Request<SwapBinaryRequest>,
+) -> Result<Response<SwapBinaryReply>, Status> {
+    from_leader(context, &request)?;
+    let request = request.into_inner();
+    let binary: NodeBinary = request
+        .binary
+        .ok_or_else(|| Status::invalid_argument("the binary is missing"))?
+        .into();
+    let deadline = Duration::from_millis(request.deadline_ms).min(MAX_TRIAL);
+    tracing::info!(
+        "the leader asks this node to run node binary {} ({})",
+        binary.version,
+        binary.hash
+    );
+    crate::upgrade::swap(context, &binary, deadline).await?;
+    Ok(Response::new(SwapBinaryReply {}))
+}
+
+pub async fn make_binary_permanent(
+    context: &NodeContext,
+    request: Request<BinaryRequest>,
+) -> Result<Response<SwapBinaryReply>, Status> {
+    from_leader(context, &request)?;
+    heart_of(context)?.make_permanent(&request.into_inner().hash).await?;
+    Ok(Response::new(SwapBinaryReply {}))
+}
+
+pub async fn revert_binary(
+    context: &NodeContext,
+    request: Request<RevertBinaryRequest>,
+) -> Result<Response<SwapBinaryReply>, Status> {
+    from_leader(context, &request)?;
+    let request = request.into_inner();
+    heart_of(context)?.revert(&request.hash, &request.reason).await?;
+    Ok(Response::new(SwapBinaryReply {}))
+}
+
+/// An operator's upload: the binary is checked, staged in this (the
+/// leader's) heart, and an upgrade of every member to it recorded.
+pub async fn upload_node_binary(
+    context: &NodeContext,
+    request: Request<Streaming<UploadNodeBinaryChunk>>,
+) -> Result<UpgradeStatusReply, Status> {
+    let mut chunks = request.into_inner();
+    let first = chunks
+        .message()
+        .await?
+        .ok_or_else(|| Status::invalid_argument("no chunk was sent; the first carries the binary's header"))?;
+    let header = first
+        .header
+        .ok_or_else(|| Status::invalid_argument("the first chunk must carry the binary's header"))?;
+    let signed = header
+        .binary
+        .ok_or_else(|| Status::invalid_argument("the header must name the binary"))?;
+    let settings = UpgradeSettings {
+        min_healthy_ms: header.min_healthy_ms,
+        healthy_deadline_ms: header.healthy_deadline_ms,
+        auto_revert: header.auto_revert,
+    };
+    settings.check().map_err(Status::invalid_argument)?;
+    let cluster_version = context.state_machine.read(|s| s.cluster_version);
+    if cluster_version < NODE_UPGRADES {
+        return Err(Status::failed_precondition(format!(
+            "the cluster runs at cluster version {cluster_version}; rolling upgrades need version {NODE_UPGRADES}: \
+             restart each node on {} by hand first (see `batonctl status`)",
+            release_advice(NODE_UPGRADES)
+        )));
+    }
+    if let Some(live) = context
+        .state_machine
+        .read(|s| s.upgrade.clone().filter(|u| u.state.is_live()))
+    {
+        return Err(rejected(&crate::state::rejection::Rejection::UpgradeUnderWay {
+            version: live.binary.version,
+            state: live.state.name().to_string(),
+        }));
+    }
+    let heart = heart_of(context)?;
+    let binary = NodeBinary {
+        hash: signed.hash.clone(),
+        version: signed.version.clone(),
+        size: signed.size,
+        signer: signed.signer.clone(),
+        signature: signed.signature.clone(),
+        min_cluster_version: header.min_cluster_version,
+        max_cluster_version: header.max_cluster_version,
+    };
+    crate::heart::SignedBinary {
+        hash: signed.hash.clone(),
+        version: signed.version.clone(),
+        signer: signed.signer.clone(),
+        signature: signed.signature.clone(),
+        size: signed.size,
+    }
+    .check(heart.trusted())
+    .map_err(|e| match e {
+        crate::heart::StoreError::Signing(_) => Status::permission_denied(e.to_string()),
+        _ => Status::invalid_argument(e.to_string()),
+    })?;
+    if !binary.range().contains(cluster_version) {
+        return Err(rejected(&crate::state::rejection::Rejection::BinaryUnsupported {
+            version: binary.version.clone(),
+            min: binary.min_cluster_version,
+            max: binary.max_cluster_version,
+            cluster_version,
+        }));
+    }
+
+    // The bytes go on to the heart as they arrive.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let pump = async move {
+        if !first.data.is_empty() && tx.send(first.data).await.is_err() {
+            return Ok(());
+        }
+        let mut received = 0u64;
+        while let Some(chunk) = chunks.message().await? {
+            received += chunk.data.len() as u64;
+            if received > MAX_BINARY_BYTES {
+                return Err(Status::invalid_argument(format!(
+                    "a node binary may have at most {MAX_BINARY_BYTES} bytes"
+                )));
+            }
+            if tx.send(chunk.data).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), Status>(())
+    };
+    let (pumped, staged) = tokio::join!(pump, heart.stage(signed, rx));
+    pumped?;
+    staged?;
+
+    let nodes: Vec<u64> = crate::types::with_metrics(&context.raft, |m| {
+        m.membership_config.membership().nodes().map(|(id, _)| *id).collect()
+    });
+    let command = Command::StartUpgrade {
+        binary,
+        settings,
+        nodes,
+        now_ms: crate::types::now_ms(),
+    };
+    let committed = context.proposer.propose(command).await.map_err(propose_error)?;
+    if let CommandResponse::Rejected(why) = committed.response {
+        return Err(rejected(&why));
+    }
+    Ok(upgrade_status(context))
+}
+
+/// The latest upgrade, with what each node reports running.
+pub fn upgrade_status(context: &NodeContext) -> UpgradeStatusReply {
+    let Some(upgrade) = context.state_machine.read(|s| s.upgrade.clone()) else {
+        return UpgradeStatusReply::default();
+    };
+    let reports = context.observed.reports();
+    let reason = match &upgrade.state {
+        UpgradeState::Halted { reason } => reason.clone(),
+        _ => String::new(),
+    };
+    UpgradeStatusReply {
+        exists: true,
+        hash: upgrade.binary.hash.clone(),
+        version: upgrade.binary.version.clone(),
+        state: upgrade.state.name().to_string(),
+        reason,
+        nodes: upgrade
+            .phases
+            .iter()
+            .map(|(id, phase)| {
+                let binary = match *id == context.id {
+                    true => context.binary.clone(),
+                    false => reports.get(id).map(|r| r.binary.clone()).unwrap_or_default(),
+                };
+                UpgradeNodeStatus {
+                    id: *id,
+                    phase: phase.name().to_string(),
+                    reason: match phase {
+                        Phase::Reverted { reason } => reason.clone(),
+                        _ => String::new(),
+                    },
+                    version: match binary == upgrade.binary.hash {
+                        true => upgrade.binary.version.clone(),
+                        false => String::new(),
+                    },
+                    binary,
+                }
+            })
+            .collect(),
+        started_at_ms: upgrade.started_at_ms,
+        phase_started_ms: upgrade.phase_started_ms,
+        finished_at_ms: upgrade.finished_at_ms,
+        min_healthy_ms: upgrade.settings.min_healthy_ms,
+        healthy_deadline_ms: upgrade.settings.healthy_deadline_ms,
+        auto_revert: upgrade.settings.auto_revert,
+    }
+}
+
+/// Pause, resume or abort.
+pub async fn control_upgrade(
+    context: &NodeContext,
+    request: ControlUpgradeRequest,
+) -> Result<UpgradeStatusReply, Status> {
+    let action = match request.action.as_str() {
+        "pause" => UpgradeAction::Pause,
+        "resume" => UpgradeAction::Resume,
+        "abort" => UpgradeAction::Abort,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "{other:?} is not an upgrade action: use pause, resume or abort"
+            )));
+        }
+    };
+    let hash = context
+        .state_machine
+        .read(|s| s.upgrade.as_ref().map(|u| u.binary.hash.clone()))
+        .ok_or_else(|| Status::not_found("this cluster has had no upgrade of the node binary"))?;
+    let command = Command::UpgradeControl {
+        hash,
+        action,
+        now_ms: crate::types::now_ms(),
+    };
+    let committed = context.proposer.propose(command).await.map_err(propose_error)?;
+    if let CommandResponse::Rejected(why) = committed.response {
+        return Err(rejected(&why));
+    }
+    Ok(upgrade_status(context))
+}

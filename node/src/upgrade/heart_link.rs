@@ -1,0 +1,219 @@
+//! A node's link to its own heart's binaries: staging a binary (uploaded by
+//! an operator, or fetched from a peer), trying it, making it permanent or
+//! reverting it, and serving the heart's copy to peers. The heart answers
+//! these calls only from its own node (or the admin), whose certificate
+//! this link presents.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_proto::heart_binaries_client::HeartBinariesClient;
+use baton_proto::{
+    FetchNodeBinaryRequest, MakePermanentRequest, RevertTrialRequest, SignedBinary, StageBinaryChunk, TryBinaryRequest,
+};
+use ed25519_dalek::VerifyingKey;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::api::NodeContext;
+use crate::modules::store::is_hash;
+use crate::raft::PeerChannels;
+use crate::state::upgrades::NodeBinary;
+use crate::types::NodeId;
+
+/// Bytes per chunk when a binary is streamed.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// See the module docs.
+pub struct HeartLink {
+    node: NodeId,
+    addr: String,
+    state_dir: PathBuf,
+    trusted: Vec<VerifyingKey>,
+    channels: Arc<PeerChannels>,
+}
+
+impl HeartLink {
+    pub fn new(
+        node: NodeId,
+        addr: String,
+        state_dir: PathBuf,
+        trusted: Vec<VerifyingKey>,
+        channels: Arc<PeerChannels>,
+    ) -> Self {
+        HeartLink {
+            node,
+            addr,
+            state_dir,
+            trusted,
+            channels,
+        }
+    }
+
+    /// The keys the heart trusts to sign node binaries (the same config).
+    pub fn trusted(&self) -> &[VerifyingKey] {
+        &self.trusted
+    }
+
+    fn client(&self) -> Result<HeartBinariesClient<Channel>, Status> {
+        let channel = self
+            .channels
+            .heart_channel(self.node, &self.addr)
+            .map_err(|e| Status::unavailable(format!("cannot reach this node's heart at {}: {e}", self.addr)))?;
+        Ok(HeartBinariesClient::new(channel))
+    }
+
+    /// The heart's copy of binary `hash`, if it holds one.
+    pub fn binary_file(&self, hash: &str) -> Option<PathBuf> {
+        let path = self.state_dir.join("binaries").join(hash);
+        (is_hash(hash) && path.is_file() && self.state_dir.join("binaries").join(format!("{hash}.sig")).is_file())
+            .then_some(path)
+    }
+
+    /// Stages a binary whose bytes arrive on `data` (closed early, the
+    /// heart refuses the short binary and keeps nothing). True if the heart
+    /// stored it, false if it held it already.
+    pub async fn stage(&self, header: SignedBinary, data: mpsc::Receiver<Vec<u8>>) -> Result<bool, Status> {
+        let first = StageBinaryChunk {
+            header: Some(header),
+            data: Vec::new(),
+        };
+        let rest = futures::stream::unfold(data, |mut data| async move {
+            data.recv().await.map(|bytes| {
+                let chunk = StageBinaryChunk {
+                    header: None,
+                    data: bytes,
+                };
+                (chunk, data)
+            })
+        });
+        let chunks = futures::StreamExt::chain(futures::stream::iter([first]), rest);
+        let reply = self.client()?.stage_binary(chunks).await?;
+        Ok(reply.into_inner().stored)
+    }
+
+    pub async fn try_binary(&self, hash: &str, deadline: Duration) -> Result<(), Status> {
+        let request = TryBinaryRequest {
+            hash: hash.to_string(),
+            deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+        };
+        self.client()?.try_binary(request).await.map(|_| ())
+    }
+
+    pub async fn make_permanent(&self, hash: &str) -> Result<(), Status> {
+        let request = MakePermanentRequest { hash: hash.to_string() };
+        self.client()?.make_permanent(request).await.map(|_| ())
+    }
+
+    /// Reverts the trial of `hash`; false if it was not on trial.
+    pub async fn revert(&self, hash: &str, reason: &str) -> Result<bool, Status> {
+        let request = RevertTrialRequest {
+            hash: hash.to_string(),
+            reason: reason.to_string(),
+        };
+        Ok(self.client()?.revert_trial(request).await?.into_inner().reverted)
+    }
+}
+
+/// The header under which `binary` is staged.
+pub fn signed(binary: &NodeBinary) -> SignedBinary {
+    SignedBinary {
+        hash: binary.hash.clone(),
+        version: binary.version.clone(),
+        signer: binary.signer.clone(),
+        signature: binary.signature.clone(),
+        size: binary.size,
+    }
+}
+
+/// Tries `binary` through this node's heart, fetching it from a peer first
+/// if the heart lacks it. The heart then stops this process and starts the
+/// binary on trial.
+pub async fn swap(context: &NodeContext, binary: &NodeBinary, deadline: Duration) -> Result<(), Status> {
+    let heart = context
+        .heart
+        .as_ref()
+        .ok_or_else(|| Status::failed_precondition(format!("node {} runs without a heart", context.id)))?;
+    match heart.try_binary(&binary.hash, deadline).await {
+        Err(status) if status.code() == Code::NotFound => {
+            fetch_into_heart(context, heart, binary).await?;
+            heart.try_binary(&binary.hash, deadline).await
+        }
+        other => other,
+    }
+}
+
+/// Streams `binary` from the leader, else another member, into this node's
+/// heart.
+async fn fetch_into_heart(context: &NodeContext, heart: &HeartLink, binary: &NodeBinary) -> Result<(), Status> {
+    let (leader, peers): (Option<NodeId>, Vec<(NodeId, String)>) = crate::types::with_metrics(&context.raft, |m| {
+        let peers = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        (m.current_leader, peers)
+    });
+    let mut peers: Vec<_> = peers.into_iter().filter(|(id, _)| *id != context.id).collect();
+    peers.sort_by_key(|(id, _)| Some(*id) != leader);
+    let mut last = Status::not_found(format!("no peer holds node binary {}", binary.hash));
+    for (id, addr) in peers {
+        match fetch_from(context, heart, binary, id, &addr).await {
+            Ok(()) => {
+                tracing::info!(
+                    peer = id,
+                    "fetched node binary {} into this node's heart",
+                    binary.version
+                );
+                return Ok(());
+            }
+            Err(status) => {
+                tracing::debug!(
+                    peer = id,
+                    "node binary not fetched from node {id}: {}",
+                    status.message()
+                );
+                last = status;
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn fetch_from(
+    context: &NodeContext,
+    heart: &HeartLink,
+    binary: &NodeBinary,
+    id: NodeId,
+    addr: &str,
+) -> Result<(), Status> {
+    let channel = context
+        .channels
+        .channel(id, addr)
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let request = context.channels.request(
+        FetchNodeBinaryRequest {
+            hash: binary.hash.clone(),
+        },
+        Some(Duration::from_secs(300)),
+    );
+    let mut chunks = crate::raft::peer_client(channel)
+        .fetch_node_binary(request)
+        .await?
+        .into_inner();
+    let (tx, rx) = mpsc::channel(4);
+    let pump = async move {
+        while let Some(chunk) = chunks.message().await? {
+            if tx.send(chunk.data).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), Status>(())
+    };
+    let (pumped, staged) = tokio::join!(pump, heart.stage(signed(binary), rx));
+    pumped?;
+    staged.map(|_| ())
+}
