@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use baton_proto::{
-    BinaryRequest, ControlUpgradeRequest, FetchNodeBinaryReply, FetchNodeBinaryRequest, RevertBinaryRequest,
-    SwapBinaryReply, SwapBinaryRequest, UpgradeNodeStatus, UpgradeStatusReply, UploadNodeBinaryChunk,
+    BinaryRequest, ControlUpgradeRequest, FetchNodeBinaryReply, FetchNodeBinaryRequest, SwapBinaryReply,
+    SwapBinaryRequest, UpgradeNodeStatus, UpgradeStatusReply, UploadNodeBinaryChunk,
 };
 use futures::Stream;
 use tokio::io::AsyncReadExt;
@@ -55,13 +55,33 @@ pub async fn fetch_node_binary(
     Ok(Response::new(Box::pin(chunks)))
 }
 
-/// The leader's calls on this node may come from the leader only.
-fn from_leader<T>(context: &NodeContext, request: &Request<T>) -> Result<(), Status> {
+/// The leader's calls on this node may come from the leader only, and
+/// only for the upgrade this node's own copy of the state has in `phase`
+/// (`swapping` or `gating`) for it: a late or stale call, after the
+/// upgrade moved on, reverted the node or was aborted, changes nothing.
+fn from_leader<T>(context: &NodeContext, request: &Request<T>, hash: &str, phase: &str) -> Result<(), Status> {
     let from = caller(request)?;
-    match crate::types::leader(&context.raft).0 {
-        Some(leader) if leader == from => Ok(()),
-        _ => Err(Status::permission_denied(format!(
+    if crate::types::leader(&context.raft).0 != Some(from) {
+        return Err(Status::permission_denied(format!(
             "node {from} does not lead; only the leader moves a node through an upgrade"
+        )));
+    }
+    let mine = context.state_machine.read(|s| {
+        s.upgrade
+            .as_ref()
+            .filter(|u| u.binary.hash == hash && u.state.is_live())
+            .and_then(|u| u.phases.get(&context.id))
+            .map(|p| p.name())
+    });
+    match mine {
+        Some(name) if name == phase => Ok(()),
+        Some(name) => Err(Status::failed_precondition(format!(
+            "node {} is {name} in the upgrade to {hash}, not {phase}",
+            context.id
+        ))),
+        None => Err(Status::failed_precondition(format!(
+            "node {} knows of no live upgrade to {hash} (yet)",
+            context.id
         ))),
     }
 }
@@ -79,7 +99,13 @@ pub async fn swap_binary(
     context: &NodeContext,
     request: Request<SwapBinaryRequest>,
 ) -> Result<Response<SwapBinaryReply>, Status> {
-    from_leader(context, &request)?;
+    let hash = request
+        .get_ref()
+        .binary
+        .as_ref()
+        .map(|b| b.hash.clone())
+        .unwrap_or_default();
+    from_leader(context, &request, &hash, "swapping")?;
     let request = request.into_inner();
     let binary: NodeBinary = request
         .binary
@@ -99,18 +125,9 @@ pub async fn make_binary_permanent(
     context: &NodeContext,
     request: Request<BinaryRequest>,
 ) -> Result<Response<SwapBinaryReply>, Status> {
-    from_leader(context, &request)?;
-    heart_of(context)?.make_permanent(&request.into_inner().hash).await?;
-    Ok(Response::new(SwapBinaryReply {}))
-}
-
-pub async fn revert_binary(
-    context: &NodeContext,
-    request: Request<RevertBinaryRequest>,
-) -> Result<Response<SwapBinaryReply>, Status> {
-    from_leader(context, &request)?;
-    let request = request.into_inner();
-    heart_of(context)?.revert(&request.hash, &request.reason).await?;
+    let hash = request.get_ref().hash.clone();
+    from_leader(context, &request, &hash, "gating")?;
+    heart_of(context)?.make_permanent(&hash).await?;
     Ok(Response::new(SwapBinaryReply {}))
 }
 

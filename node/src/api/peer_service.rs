@@ -6,8 +6,7 @@ use std::sync::Arc;
 use baton_proto::peer_server::Peer;
 use baton_proto::{
     BinaryRequest, FetchModuleReply, FetchModuleRequest, FetchNodeBinaryRequest, HeartbeatAck, HeartbeatPing,
-    MemberRecord, NodeInfoReply, NodeInfoRequest, ProposeReply, ProposeRequest, RevertBinaryRequest, SwapBinaryReply,
-    SwapBinaryRequest,
+    MemberRecord, NodeInfoReply, NodeInfoRequest, ProposeReply, ProposeRequest, SwapBinaryReply, SwapBinaryRequest,
 };
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -130,10 +129,6 @@ impl Peer for PeerService {
         request: Request<BinaryRequest>,
     ) -> Result<Response<SwapBinaryReply>, Status> {
         super::binary_calls::make_binary_permanent(&self.context, request).await
-    }
-
-    async fn revert_binary(&self, request: Request<RevertBinaryRequest>) -> Result<Response<SwapBinaryReply>, Status> {
-        super::binary_calls::revert_binary(&self.context, request).await
     }
 
     async fn fetch_module(

@@ -494,6 +494,7 @@ impl Gen {
             started_at_ms: self.u64(),
             phase_started_ms: self.u64(),
             finished_at_ms: self.option(Self::u64),
+            drained_before: self.list(3, Self::u64).into_iter().collect(),
         }
     }
 

@@ -166,6 +166,7 @@ impl From<&Upgrade> for pb::Upgrade {
             started_at_ms: u.started_at_ms,
             phase_started_ms: u.phase_started_ms,
             finished_at_ms: u.finished_at_ms,
+            drained_before: u.drained_before.iter().copied().collect(),
         }
     }
 }
@@ -186,6 +187,7 @@ impl TryFrom<pb::Upgrade> for Upgrade {
             started_at_ms: u.started_at_ms,
             phase_started_ms: u.phase_started_ms,
             finished_at_ms: u.finished_at_ms,
+            drained_before: u.drained_before.into_iter().collect(),
         })
     }
 }

@@ -63,12 +63,20 @@ pub struct Binaries {
 impl Binaries {
     /// Opens the store in `dir`. A trial found there was interrupted by the
     /// heart's own exit, and is reverted at once.
+    /// A record that cannot be read, or a revert that cannot be written,
+    /// does not keep the heart from booting a binary: it boots its
+    /// installed binary (or reverts in memory) and says why.
     pub fn open(dir: &Path, trusted: Vec<VerifyingKey>, installed: PathBuf) -> Result<Self, StoreError> {
         let store = BinaryStore::open(dir)?;
-        let mut slots = store.load_slots()?;
+        let mut slots = store.load_slots().unwrap_or_else(|e| {
+            tracing::error!("{e}; booting the installed binary {}", installed.display());
+            Slots::default()
+        });
         if let Some(revert) = slots.recover(now_ms()) {
-            store.save_slots(&slots)?;
             tracing::warn!("reverted the trial of {}: {}", revert.binary, revert.reason);
+            if let Err(e) = store.save_slots(&slots) {
+                tracing::error!("cannot record the revert: {e}; the permanent binary boots all the same");
+            }
         }
         Ok(Binaries {
             store,
@@ -135,7 +143,10 @@ impl Binaries {
             };
             let checked = self
                 .store
-                .check(&binary.hash, &self.trusted)
+                .check(
+                    &binary.hash,
+                    matches!(boot, Boot::Trial(_)).then_some(&self.trusted[..]),
+                )
                 .and_then(|_| self.store.path(&binary.hash));
             match (checked, &boot) {
                 (Ok(path), _) => return (boot, path),
@@ -165,7 +176,7 @@ impl Binaries {
         if deadline.is_zero() || deadline > MAX_TRIAL {
             return Err(BinariesError::Deadline);
         }
-        let binary = self.store.check(hash, &self.trusted)?;
+        let binary = self.store.check(hash, Some(&self.trusted))?;
         let until = now_ms() + u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         let started = self.change(|slots| slots.begin_trial(binary.clone(), until))?;
         if started {
@@ -177,15 +188,32 @@ impl Binaries {
     /// Makes the running trial binary `hash` permanent; true if it was on
     /// trial (false: it already was permanent).
     pub fn make_permanent(&self, hash: &str) -> Result<bool, BinariesError> {
-        let running = self.lock().running.clone();
-        let on_trial = self.lock().slots.trial.as_ref().map(|t| t.binary.hash.clone());
-        let runs_it = matches!(&running, Some(Running { boot: Boot::Trial(b), .. }) if b.hash == hash);
-        if on_trial.as_deref() == Some(hash) && !runs_it {
-            return Err(BinariesError::NotRunning(hash.to_string()));
-        }
-        let made = self.change(|slots| slots.make_permanent(hash))?;
+        let made = {
+            // Checked and changed under one lock: a trial process that is
+            // exiting is no longer `running` (the launcher clears it as it
+            // reaps), so a crashed trial is never made permanent.
+            let mut state = self.lock();
+            let runs_it = matches!(&state.running, Some(Running { boot: Boot::Trial(b), .. }) if b.hash == hash);
+            let on_trial = state.slots.trial.as_ref().is_some_and(|t| t.binary.hash == hash);
+            if on_trial && !runs_it {
+                return Err(BinariesError::NotRunning(hash.to_string()));
+            }
+            let mut slots = state.slots.clone();
+            let made = slots.make_permanent(hash)?;
+            if made {
+                self.store.save_slots(&slots)?;
+                state.slots = slots;
+            }
+            made
+        };
         if made {
+            self.changed.send_modify(|n| *n += 1);
             tracing::info!("made {} permanent", super::slots::short(hash));
+            // Binaries neither permanent nor on trial only take room.
+            let removed = self.store.remove_all_but(&[hash]);
+            if removed > 0 {
+                tracing::info!("removed {removed} binary(ies) no longer permanent");
+            }
         }
         Ok(made)
     }

@@ -1,7 +1,9 @@
 //! The heart's `HeartBinaries` gRPC service: staging a signed node binary,
 //! trying it, making it permanent or reverting it, and saying what runs.
-//! Only the heart's own node and the admin may change anything; any member
-//! may ask for the status (the leader reads why a trial was reverted).
+//! Only the heart's own node and the admin may stage, try or make a binary
+//! permanent; any member may ask for the status (the leader reads why a
+//! trial was reverted) or revert a trial (the safe direction, for when the
+//! node itself does not answer).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,7 +168,7 @@ impl HeartBinaries for BinariesService {
     }
 
     async fn revert_trial(&self, request: Request<RevertTrialRequest>) -> Result<Response<RevertTrialReply>, Status> {
-        self.check(&request, false)?;
+        self.check(&request, true)?;
         let request = request.into_inner();
         let reason = match request.reason.trim() {
             "" => "reverted on request".to_string(),
@@ -206,6 +208,7 @@ impl HeartBinaries for BinariesService {
                 .map(|r| r.binary.hash.clone())
                 .unwrap_or_default(),
             last_revert_at_ms: slots.last_revert.as_ref().map_or(0, |r| r.at_unix_ms),
+            now_ms: now_ms(),
         }))
     }
 }

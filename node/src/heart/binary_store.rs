@@ -195,10 +195,13 @@ impl BinaryStore {
         }))
     }
 
-    /// Checks binary `hash` before it runs: its signature by a key trusted
-    /// now, and its bytes against the hash (a file changed on disk is not
-    /// run). Reads the whole file.
-    pub fn check(&self, hash: &str, trusted: &[VerifyingKey]) -> Result<BinaryId, StoreError> {
+    /// Checks binary `hash` before it runs: its signature, by a key trusted
+    /// now when `trusted` is given (a trial), and its bytes against the hash
+    /// (a file changed on disk is not run). A permanent binary is checked by
+    /// its hash alone: its signature was checked when it was tried, and a
+    /// key removed since must not make the heart fall back to an older
+    /// binary. Reads the whole file.
+    pub fn check(&self, hash: &str, trusted: Option<&[VerifyingKey]>) -> Result<BinaryId, StoreError> {
         let path = self.path(hash)?;
         let sig_path = self.signature_path(hash)?;
         let text = match std::fs::read_to_string(&sig_path) {
@@ -216,7 +219,9 @@ impl BinaryStore {
                 why: format!("it signs {}, not {hash}", header.hash),
             });
         }
-        header.check(trusted)?;
+        if let Some(trusted) = trusted {
+            header.check(trusted)?;
+        }
         let mut file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Missing(short(hash).into())),
@@ -230,6 +235,28 @@ impl BinaryStore {
             });
         }
         Ok(header.id())
+    }
+}
+
+impl BinaryStore {
+    /// Removes every binary but those of `keep`, and temp files left by a
+    /// write that was cut off; returns how many binaries went.
+    pub fn remove_all_but(&self, keep: &[&str]) -> usize {
+        let mut removed = 0;
+        let Ok(entries) = std::fs::read_dir(self.dir.join("binaries")) else {
+            return 0;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let hash = name.trim_end_matches(".sig");
+            let stale_temp = name.starts_with('.') && name.ends_with(".tmp");
+            let unkept = is_hash(hash) && !keep.contains(&hash);
+            if (unkept || stale_temp) && std::fs::remove_file(entry.path()).is_ok() && unkept && !name.ends_with(".sig")
+            {
+                removed += 1;
+            }
+        }
+        removed
     }
 }
 
@@ -317,9 +344,11 @@ pub fn hash_reader(reader: &mut impl Read) -> io::Result<String> {
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
     let what = format!("cannot write {}", path.display());
     let dir = path.parent().unwrap_or(Path::new("."));
+    // A name of its own: two writers of one file never share a temp file.
     let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ".{}.{:016x}.tmp",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        rand::random::<u64>()
     ));
     let mut file = std::fs::File::create(&tmp).map_err(io_error(what.clone()))?;
     file.write_all(bytes).map_err(io_error(what.clone()))?;
@@ -365,22 +394,22 @@ mod tests {
         let path = store.path(&header.hash).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o755);
-        assert_eq!(store.check(&header.hash, &trusted).unwrap(), id);
+        assert_eq!(store.check(&header.hash, Some(&trusted)).unwrap(), id);
         assert!(store.stage(header.clone(), &trusted).unwrap().is_none(), "already held");
 
         // A key no longer trusted, or bytes changed on disk: not run.
         let other = [generate().verifying_key()];
         assert!(matches!(
-            store.check(&header.hash, &other),
+            store.check(&header.hash, Some(&other)),
             Err(StoreError::Signing(SigningError::Untrusted { .. }))
         ));
         std::fs::write(&path, b"#!/bin/sh\nexit 1\n").unwrap();
         assert!(matches!(
-            store.check(&header.hash, &trusted),
+            store.check(&header.hash, Some(&trusted)),
             Err(StoreError::Hash { .. })
         ));
         assert!(matches!(
-            store.check(&"0".repeat(64), &trusted),
+            store.check(&"0".repeat(64), Some(&trusted)),
             Err(StoreError::Missing(_))
         ));
     }

@@ -14,7 +14,7 @@ use crate::state::member::NodeId;
 use crate::state::rejection::Rejection;
 use crate::state::rollouts::{Release, Rollout};
 use crate::state::tasks::TaskTable;
-use crate::state::upgrades::{NodeBinary, Upgrade, UpgradeSettings};
+use crate::state::upgrades::{NodeBinary, Upgrade, UpgradeSettings, drain_of};
 
 /// Everything the state machine holds. Serialized as a whole into snapshots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,7 +177,8 @@ impl ClusterState {
             });
         }
         match Upgrade::start(binary.clone(), *settings, nodes, self.cluster_version, now_ms) {
-            Ok(upgrade) => {
+            Ok(mut upgrade) => {
+                upgrade.drained_before = self.drained.clone();
                 self.upgrade = Some(upgrade);
                 CommandResponse::Count(1)
             }
@@ -185,7 +186,10 @@ impl ClusterState {
         }
     }
 
-    /// Changes the upgrade to binary `hash`, if it is the latest one.
+    /// Changes the upgrade to binary `hash`, if it is the latest one. A node
+    /// moved into a phase is drained or undrained with it, in the same
+    /// apply (see [`drain_of`]); one an operator had drained before the
+    /// upgrade stays drained.
     fn with_upgrade(
         &mut self,
         hash: &str,
@@ -194,10 +198,25 @@ impl ClusterState {
         let Some(upgrade) = self.upgrade.as_mut().filter(|u| u.binary.hash == hash) else {
             return CommandResponse::Rejected(Rejection::NoUpgrade { hash: hash.to_string() });
         };
-        match change(upgrade) {
-            Ok(()) => CommandResponse::Count(1),
-            Err(rejection) => CommandResponse::Rejected(rejection),
+        let before = upgrade.phases.clone();
+        if let Err(rejection) = change(upgrade) {
+            return CommandResponse::Rejected(rejection);
         }
+        for (node, phase) in &upgrade.phases {
+            if before.get(node) == Some(phase) {
+                continue;
+            }
+            match drain_of(phase) {
+                Some(true) => {
+                    self.drained.insert(*node);
+                }
+                Some(false) if !upgrade.drained_before.contains(node) => {
+                    self.drained.remove(node);
+                }
+                _ => {}
+            }
+        }
+        CommandResponse::Count(1)
     }
 
     /// Records a module's first version; deploying the same bytes again is a
@@ -413,8 +432,15 @@ mod tests {
             state.apply(&phase("b", 1, Phase::Draining), &Rules::FENCED),
             CommandResponse::Rejected(Rejection::NoUpgrade { .. })
         ));
+        // Node 2 was drained by an operator before: it stays drained.
+        state.drained.insert(2);
+        state.upgrade.as_mut().unwrap().drained_before.insert(2);
         for node in [1, 2] {
             state.apply(&phase("a", node, Phase::Draining), &Rules::FENCED);
+            assert!(state.drained.contains(&node), "drained with its phase");
+            state.apply(&phase("a", node, Phase::Swapping { gate_index: 1 }), &Rules::FENCED);
+            state.apply(&phase("a", node, Phase::Gating), &Rules::FENCED);
+            assert_eq!(state.drained.contains(&node), node == 2, "undrained as it is gated");
             state.apply(&phase("a", node, Phase::Done), &Rules::FENCED);
         }
         assert_eq!(state.upgrade.as_ref().unwrap().state, UpgradeState::Done);

@@ -203,6 +203,20 @@ pub struct Upgrade {
     /// When the latest phase began (the leader's clock).
     pub phase_started_ms: u64,
     pub finished_at_ms: Option<u64>,
+    /// Nodes an operator had drained when it started: they stay drained
+    /// after their turn.
+    #[serde(default)]
+    pub drained_before: std::collections::BTreeSet<NodeId>,
+}
+
+/// Whether a node moving into `phase` is drained (true) or undrained
+/// (false) by it, if either.
+pub fn drain_of(phase: &Phase) -> Option<bool> {
+    match phase {
+        Phase::Draining => Some(true),
+        Phase::Gating | Phase::Done | Phase::Reverted { .. } => Some(false),
+        Phase::Waiting | Phase::Swapping { .. } => None,
+    }
 }
 
 impl Upgrade {
@@ -231,6 +245,7 @@ impl Upgrade {
             started_at_ms: now_ms,
             phase_started_ms: now_ms,
             finished_at_ms: None,
+            drained_before: Default::default(),
         })
     }
 
@@ -239,18 +254,36 @@ impl Upgrade {
         self.phases.iter().find(|(_, p)| p.is_current()).map(|(n, _)| *n)
     }
 
-    /// Moves `node` to `phase`. Only a running upgrade moves; only one node
-    /// is worked on at a time; a reverted node halts the upgrade, and the
-    /// last node done finishes it.
+    /// Moves `node` to `phase`, one step along its way (asking again for
+    /// the phase it is in changes nothing; any other move, such as a stale
+    /// leader's, is refused). A running upgrade begins a node; a paused one
+    /// still finishes the node it works on (so none is left drained or on
+    /// trial). One node at a time; a reverted node halts the upgrade, and
+    /// the last node done finishes it.
     pub fn set_phase(&mut self, node: NodeId, phase: Phase, now_ms: u64) -> Result<(), Rejection> {
-        if self.state != UpgradeState::Running {
-            return Err(self.refused(&format!("move node {node} to {}", phase.name())));
-        }
         let Some(current) = self.phases.get(&node) else {
             return Err(self.refused(&format!("move node {node}, which it does not upgrade,")));
         };
         if current == &phase {
             return Ok(());
+        }
+        let allowed = match (&self.state, current, &phase) {
+            (UpgradeState::Running, Phase::Waiting, Phase::Draining) => true,
+            (
+                UpgradeState::Running | UpgradeState::Paused,
+                Phase::Draining | Phase::Swapping { .. } | Phase::Gating,
+                Phase::Reverted { .. },
+            ) => true,
+            (UpgradeState::Running | UpgradeState::Paused, from, to) => matches!(
+                (from, to),
+                (Phase::Draining, Phase::Swapping { .. })
+                    | (Phase::Swapping { .. }, Phase::Gating)
+                    | (Phase::Gating, Phase::Done)
+            ),
+            _ => false,
+        };
+        if !allowed {
+            return Err(self.refused(&format!("move node {node} from {} to {}", current.name(), phase.name())));
         }
         if phase.is_current()
             && let Some(other) = self.current().filter(|other| *other != node)
@@ -285,7 +318,18 @@ impl Upgrade {
                 UpgradeState::Running
             }
             (UpgradeState::Running, UpgradeAction::Halt { reason }) => UpgradeState::Halted { reason: reason.clone() },
-            (state, UpgradeAction::Abort) if state.is_live() => UpgradeState::Aborted,
+            (state, UpgradeAction::Abort) if state.is_live() => {
+                // The node in progress goes back to its binary before.
+                if let Some(node) = self.current() {
+                    self.phases.insert(
+                        node,
+                        Phase::Reverted {
+                            reason: "the upgrade was aborted".into(),
+                        },
+                    );
+                }
+                UpgradeState::Aborted
+            }
             _ => return Err(self.refused(action.name())),
         };
         if next == UpgradeState::Aborted {
@@ -351,9 +395,10 @@ mod tests {
         up.set_phase(2, Phase::Gating, 130).unwrap();
         up.set_phase(2, Phase::Done, 140).unwrap();
         assert_eq!(up.current(), None);
+        assert!(up.set_phase(2, Phase::Draining, 141).is_err(), "a stale leader's move");
         for node in [1, 3] {
-            up.set_phase(node, Phase::Draining, 150).unwrap();
-            up.set_phase(node, Phase::Done, 160).unwrap();
+            assert!(up.set_phase(node, Phase::Done, 150).is_err(), "skips its phases");
+            through(&mut up, node, 160);
         }
         assert_eq!(up.state, UpgradeState::Done);
         assert_eq!(up.finished_at_ms, Some(160));
@@ -362,6 +407,37 @@ mod tests {
             "a finished upgrade moves nothing"
         );
         assert!(up.set_phase(9, Phase::Draining, 170).is_err());
+    }
+
+    fn through(up: &mut Upgrade, node: NodeId, now_ms: u64) {
+        up.set_phase(node, Phase::Draining, now_ms).unwrap();
+        up.set_phase(node, Phase::Swapping { gate_index: 1 }, now_ms).unwrap();
+        up.set_phase(node, Phase::Gating, now_ms).unwrap();
+        up.set_phase(node, Phase::Done, now_ms).unwrap();
+    }
+
+    #[test]
+    fn a_paused_upgrade_finishes_its_node_but_begins_no_other() {
+        let mut up = upgrade();
+        up.set_phase(1, Phase::Draining, 1).unwrap();
+        up.control(&UpgradeAction::Pause, 2).unwrap();
+        up.set_phase(1, Phase::Swapping { gate_index: 1 }, 3).unwrap();
+        up.set_phase(1, Phase::Gating, 4).unwrap();
+        up.set_phase(1, Phase::Done, 5).unwrap();
+        assert!(up.set_phase(2, Phase::Draining, 6).is_err());
+        assert_eq!(up.state, UpgradeState::Paused);
+    }
+
+    #[test]
+    fn an_abort_reverts_the_node_in_progress() {
+        let mut up = upgrade();
+        through(&mut up, 2, 1);
+        up.set_phase(1, Phase::Draining, 2).unwrap();
+        up.set_phase(1, Phase::Swapping { gate_index: 1 }, 3).unwrap();
+        up.control(&UpgradeAction::Abort, 4).unwrap();
+        assert!(matches!(&up.phases[&1], Phase::Reverted { reason } if reason.contains("aborted")));
+        assert_eq!(up.phases[&2], Phase::Done, "a node done keeps the new binary");
+        assert_eq!(up.current(), None);
     }
 
     #[test]

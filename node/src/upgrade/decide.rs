@@ -4,8 +4,9 @@
 //!
 //! One node at a time, workers and followers first and the leader last:
 //! 1. Preflight: the node has a heart, and every other voter is up and
-//!    caught up (a swap must never leave two voters down). Waiting longer
-//!    than the healthy deadline halts the upgrade.
+//!    caught up (a swap must never leave two voters down; checked again
+//!    before every swap). Waiting longer than the healthy deadline halts
+//!    the upgrade.
 //! 2. Drain it, and wait until it owns no task.
 //! 3. Swap: record the commit index, then ask the node to try the binary
 //!    through its heart (the heart stops it; a leader hands leadership off
@@ -41,11 +42,12 @@ pub struct NodeSeen {
     pub ticks_failed: u64,
 }
 
-/// A trial the node's heart reverted: the hash, when, and why.
+/// A trial the node's heart reverted: the hash, how long ago (by the
+/// heart's own clock, so no two machines' clocks are compared), and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeartRevert {
     pub hash: String,
-    pub at_ms: u64,
+    pub age_ms: u64,
     pub reason: String,
 }
 
@@ -68,7 +70,7 @@ pub struct View {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Move {
     Wait,
-    /// Drain the node and mark it `Draining`.
+    /// Mark it `Draining` (which drains it).
     Begin(NodeId),
     /// Mark it `Swapping` at `gate_index`, then ask it to swap.
     Swap {
@@ -77,12 +79,12 @@ pub enum Move {
     },
     /// Ask it (again) to swap: it is `Swapping` but not on the binary yet.
     AskSwap(NodeId),
-    /// Undrain it and mark it `Gating`.
+    /// Mark it `Gating` (which undrains it).
     Gate(NodeId),
     /// Ask its heart to make the binary permanent, then mark it `Done`.
     MakePermanent(NodeId),
     /// Put it back on its binary before (through its heart, if
-    /// `ask_heart`), undrain it, and mark it `Reverted`, which halts.
+    /// `ask_heart`), and mark it `Reverted` (which undrains it and halts).
     Revert {
         node: NodeId,
         reason: String,
@@ -92,9 +94,10 @@ pub enum Move {
     Halt(String),
 }
 
-/// The next move for `upgrade`.
+/// The next move for `upgrade`. A paused upgrade finishes the node it is
+/// working on and begins no other.
 pub fn decide(upgrade: &Upgrade, view: &View) -> Move {
-    if upgrade.state != UpgradeState::Running {
+    if !matches!(upgrade.state, UpgradeState::Running | UpgradeState::Paused) {
         return Move::Wait;
     }
     let hash = &upgrade.binary.hash;
@@ -104,15 +107,29 @@ pub fn decide(upgrade: &Upgrade, view: &View) -> Move {
         .now_ms
         .saturating_sub(view.watched_since_ms.max(upgrade.phase_started_ms));
     let Some(node) = upgrade.current() else {
-        return next_node(upgrade, view, in_phase);
+        return match upgrade.state {
+            UpgradeState::Running => next_node(upgrade, view, in_phase),
+            _ => Move::Wait,
+        };
     };
     let seen = view.nodes.get(&node).cloned().unwrap_or_default();
     let on_new = seen.binary == *hash;
     let deadline = format!("{} s", settings.healthy_deadline_ms / 1000);
+    // A revert by the node's heart since this phase began.
+    let reverted = view
+        .heart_revert
+        .as_ref()
+        .filter(|r| r.hash == *hash && r.age_ms <= in_phase);
+    let others_down = voters_not_ready(view, node);
     match &upgrade.phases[&node] {
-        Phase::Draining if seen.tasks == 0 => Move::Swap {
+        Phase::Draining if seen.tasks == 0 && others_down.is_empty() => Move::Swap {
             node,
             gate_index: view.commit_index,
+        },
+        Phase::Draining if seen.tasks == 0 && in_phase > settings.healthy_deadline_ms => Move::Revert {
+            node,
+            reason: format!("not swapped: {}", others_down.join("; ")),
+            ask_heart: false,
         },
         Phase::Draining if in_phase > settings.healthy_deadline_ms => Move::Revert {
             node,
@@ -124,11 +141,7 @@ pub fn decide(upgrade: &Upgrade, view: &View) -> Move {
             if on_new && seen.up && seen.caught_up && seen.matched >= *gate_index {
                 return Move::Gate(node);
             }
-            if let Some(revert) = view
-                .heart_revert
-                .as_ref()
-                .filter(|r| r.hash == *hash && r.at_ms >= upgrade.phase_started_ms)
-            {
+            if let Some(revert) = reverted {
                 return Move::Revert {
                     node,
                     reason: format!("its heart went back to the binary before: {}", revert.reason),
@@ -142,12 +155,19 @@ pub fn decide(upgrade: &Upgrade, view: &View) -> Move {
                     ask_heart: true,
                 };
             }
-            match on_new {
+            match on_new || !others_down.is_empty() {
                 true => Move::Wait,
                 false => Move::AskSwap(node),
             }
         }
         Phase::Gating => {
+            if let Some(revert) = reverted.filter(|_| !on_new) {
+                return Move::Revert {
+                    node,
+                    reason: format!("its heart went back to the binary before: {}", revert.reason),
+                    ask_heart: false,
+                };
+            }
             if seen.up && !on_new {
                 return Move::Revert {
                     node,
@@ -208,12 +228,7 @@ fn next_node(upgrade: &Upgrade, view: &View, in_phase: u64) -> Move {
             "node {node} runs without a heart (baton-heart); it cannot be swapped"
         ));
     }
-    for voter in view.voters.iter().filter(|v| **v != node) {
-        let other = view.nodes.get(voter).cloned().unwrap_or_default();
-        if !other.up || !other.caught_up {
-            problems.push(format!("voter {voter} is not up and caught up"));
-        }
-    }
+    problems.extend(voters_not_ready(view, node));
     if problems.is_empty() {
         return Move::Begin(node);
     }
@@ -221,6 +236,17 @@ fn next_node(upgrade: &Upgrade, view: &View, in_phase: u64) -> Move {
         true => Move::Halt(format!("preflight for node {node}: {}", problems.join("; "))),
         false => Move::Wait,
     }
+}
+
+/// The voters other than `node` that are not up and caught up: with any,
+/// taking `node` down could leave the cluster without a quorum.
+fn voters_not_ready(view: &View, node: NodeId) -> Vec<String> {
+    view.voters
+        .iter()
+        .filter(|v| **v != node)
+        .filter(|v| view.nodes.get(v).is_none_or(|other| !other.up || !other.caught_up))
+        .map(|v| format!("voter {v} is not up and caught up"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -277,6 +303,8 @@ mod tests {
         assert_eq!(decide(&up, &view(1)), Move::Begin(2));
         for node in [2, 3] {
             up.set_phase(node, Phase::Draining, 1).unwrap();
+            up.set_phase(node, Phase::Swapping { gate_index: 1 }, 1).unwrap();
+            up.set_phase(node, Phase::Gating, 1).unwrap();
             up.set_phase(node, Phase::Done, 1).unwrap();
         }
         assert_eq!(decide(&up, &view(1)), Move::Begin(1));
@@ -336,13 +364,14 @@ mod tests {
         up.set_phase(2, Phase::Draining, 0).unwrap();
         up.set_phase(2, Phase::Swapping { gate_index: 100 }, 50).unwrap();
         let mut v = view(100);
+        // In phase for 50 ms; the heart reverted 70 ms ago, by its clock.
         v.heart_revert = Some(HeartRevert {
             hash: HASH.into(),
-            at_ms: 40,
+            age_ms: 70,
             reason: "old".into(),
         });
         assert_eq!(decide(&up, &v), Move::AskSwap(2), "a revert from before this swap");
-        v.heart_revert.as_mut().unwrap().at_ms = 60;
+        v.heart_revert.as_mut().unwrap().age_ms = 30;
         assert!(matches!(
             decide(&up, &v),
             Move::Revert { node: 2, ask_heart: false, reason } if reason.contains("old")
@@ -363,6 +392,7 @@ mod tests {
     fn a_failed_tick_on_the_new_binary_reverts_or_halts() {
         let mut up = upgrade();
         up.set_phase(2, Phase::Draining, 0).unwrap();
+        up.set_phase(2, Phase::Swapping { gate_index: 1 }, 0).unwrap();
         up.set_phase(2, Phase::Gating, 0).unwrap();
         let mut v = view(100);
         let node = v.nodes.get_mut(&2).unwrap();
@@ -387,9 +417,32 @@ mod tests {
     }
 
     #[test]
-    fn nothing_moves_unless_running() {
+    fn a_paused_upgrade_finishes_its_node_and_begins_no_other() {
         let mut up = upgrade();
         up.control(&crate::state::upgrades::UpgradeAction::Pause, 1).unwrap();
         assert_eq!(decide(&up, &view(1)), Move::Wait);
+        let mut up = upgrade();
+        up.set_phase(2, Phase::Draining, 0).unwrap();
+        up.control(&crate::state::upgrades::UpgradeAction::Pause, 1).unwrap();
+        assert_eq!(
+            decide(&up, &view(1)),
+            Move::Swap {
+                node: 2,
+                gate_index: 100
+            }
+        );
+    }
+
+    #[test]
+    fn no_swap_while_another_voter_is_down() {
+        let mut up = upgrade();
+        up.set_phase(2, Phase::Draining, 0).unwrap();
+        let mut v = view(10);
+        v.nodes.get_mut(&3).unwrap().up = false;
+        assert_eq!(decide(&up, &v), Move::Wait, "drained, but voter 3 went down");
+        up.set_phase(2, Phase::Swapping { gate_index: 100 }, 10).unwrap();
+        assert_eq!(decide(&up, &v), Move::Wait, "no second ask to swap either");
+        v.nodes.get_mut(&3).unwrap().up = true;
+        assert_eq!(decide(&up, &v), Move::AskSwap(2));
     }
 }

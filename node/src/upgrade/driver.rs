@@ -1,22 +1,23 @@
 //! The leader's upgrade loop: while an upgrade of the node binary runs, it
 //! gathers what the leader sees of the nodes, asks the pure [`decide`] for
-//! the next move, and carries it out (a Raft write, a call to the node, or
-//! both). A new leader takes over from the phase recorded in Raft and
-//! watches a gate anew from its own start.
+//! the next move, and carries it out (a Raft write, a call to a node or its
+//! heart, or both). Draining follows the phases in the state machine. A new
+//! leader takes over from the phase recorded in Raft and watches a gate
+//! anew from its own start.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton_proto::heart_binaries_client::HeartBinariesClient;
-use baton_proto::{BinaryRequest, HeartStatusRequest, RevertBinaryRequest, SwapBinaryRequest};
+use baton_proto::{BinaryRequest, HeartStatusRequest, RevertTrialRequest, SwapBinaryRequest};
 use tokio::task::JoinHandle;
 
 use super::decide::{HeartRevert, Move, NodeSeen, View, decide};
 use crate::api::NodeContext;
 use crate::heart::MAX_TRIAL;
 use crate::rollout::health::NodeReport;
-use crate::state::upgrades::{NodeBinary, Phase, Upgrade, UpgradeAction, UpgradeState};
+use crate::state::upgrades::{NodeBinary, Phase, Upgrade, UpgradeAction};
 use crate::types::{Command, CommandResponse, NodeId, now_ms};
 
 /// How often the leader looks.
@@ -37,52 +38,94 @@ struct Watched {
     baseline: Option<NodeReport>,
 }
 
+/// The swaps asked of nodes: one in flight per node, and none again once a
+/// node's heart took the trial in the current phase.
+#[derive(Default)]
+struct Swaps {
+    in_flight: HashSet<NodeId>,
+    /// (node, when its phase began).
+    taken: HashSet<(NodeId, u64)>,
+}
+
+/// A revert the current node's heart reported, and when it was heard.
+struct Heard {
+    node: NodeId,
+    revert: HeartRevert,
+    at: Instant,
+}
+
+/// What was asked of whom, and when: (node, what).
+type Asked = HashMap<(NodeId, &'static str), Instant>;
+
 /// Starts the loop; abort the handle to stop it.
 pub fn spawn_upgrades(context: Arc<NodeContext>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watched: Option<Watched> = None;
-        let mut asked: HashMap<NodeId, Instant> = HashMap::new();
-        let mut heart_revert: Option<HeartRevert> = None;
-        let mut cleaned: BTreeSet<u64> = BTreeSet::new();
+        let mut asked = Asked::new();
+        let mut heard: Option<Heard> = None;
+        let swaps = Arc::new(Mutex::new(Swaps::default()));
         loop {
             interval.tick().await;
             if crate::types::leader(&context.raft).0 != Some(context.id) {
                 watched = None;
+                heard = None;
                 continue;
             }
             let Some(upgrade) = context.state_machine.read(|s| s.upgrade.clone()) else {
                 continue;
             };
-            if upgrade.state == UpgradeState::Aborted {
-                if cleaned.insert(upgrade.started_at_ms) {
-                    clean_up_after_abort(&context, &upgrade).await;
-                }
-                continue;
-            }
-            if upgrade.state != UpgradeState::Running {
-                continue;
-            }
+            revert_leftover_trials(&context, &upgrade, &mut asked).await;
             let current = upgrade.current();
             if let Some(node) = current
-                && matches!(upgrade.phases[&node], Phase::Swapping { .. })
-                && due(&mut asked, node + 1_000_000)
+                && matches!(upgrade.phases[&node], Phase::Swapping { .. } | Phase::Gating)
+                && due(&mut asked, (node, "status"))
+                && let Some(revert) = ask_heart_status(&context, node).await
             {
-                heart_revert = ask_heart_status(&context, node).await;
+                heard = Some(Heard {
+                    node,
+                    revert,
+                    at: Instant::now(),
+                });
             }
-            let view = view_of(&context, &upgrade, &mut watched, heart_revert.clone());
+            // What the heart said ages as it is kept.
+            let heart_revert = heard.as_ref().filter(|h| Some(h.node) == current).map(|h| HeartRevert {
+                age_ms: h.revert.age_ms + h.at.elapsed().as_millis() as u64,
+                ..h.revert.clone()
+            });
+            let view = view_of(&context, &upgrade, &mut watched, heart_revert);
             let next = decide(&upgrade, &view);
             if next != Move::Wait {
                 tracing::debug!("upgrade: {next:?}");
             }
-            carry_out(&context, &upgrade, next, &mut asked).await;
+            carry_out(&context, &upgrade, next, &mut asked, &swaps).await;
         }
     })
 }
 
+/// A node the upgrade reverted (or an abort stopped) that still reports the
+/// new binary runs a trial nobody gates: its heart is asked to revert it,
+/// every few seconds until it has.
+async fn revert_leftover_trials(context: &NodeContext, upgrade: &Upgrade, asked: &mut Asked) {
+    let reports = context.observed.reports();
+    for (node, phase) in &upgrade.phases {
+        let Phase::Reverted { reason } = phase else { continue };
+        let runs_it = match *node == context.id {
+            true => context.binary == upgrade.binary.hash,
+            false => reports.get(node).is_some_and(|r| r.binary == upgrade.binary.hash),
+        };
+        if runs_it
+            && due(asked, (*node, "revert"))
+            && let Err(e) = revert_through_heart(context, *node, &upgrade.binary.hash, reason).await
+        {
+            tracing::warn!("upgrade: node {node}'s heart not asked to revert: {e}");
+        }
+    }
+}
+
 /// Whether `key` is due to be asked again (and marks it asked).
-fn due(asked: &mut HashMap<NodeId, Instant>, key: NodeId) -> bool {
+fn due(asked: &mut Asked, key: (NodeId, &'static str)) -> bool {
     match asked.get(&key) {
         Some(at) if at.elapsed() < ASK_EVERY => false,
         _ => {
@@ -201,12 +244,44 @@ async fn ask_heart_status(context: &NodeContext, node: NodeId) -> Option<HeartRe
     }
     Some(HeartRevert {
         hash: status.last_revert_hash,
-        at_ms: status.last_revert_at_ms,
+        age_ms: status.now_ms.saturating_sub(status.last_revert_at_ms),
         reason: status.last_revert,
     })
 }
 
-async fn carry_out(context: &Arc<NodeContext>, upgrade: &Upgrade, next: Move, asked: &mut HashMap<NodeId, Instant>) {
+/// Asks node `node`'s heart, directly, to revert the trial of `hash`.
+async fn revert_through_heart(context: &NodeContext, node: NodeId, hash: &str, reason: &str) -> Result<bool, String> {
+    let request = RevertTrialRequest {
+        hash: hash.to_string(),
+        reason: reason.to_string(),
+    };
+    if node == context.id {
+        let heart = context.heart.as_ref().ok_or("this node runs without a heart")?;
+        return heart.revert(hash, reason).await.map_err(|s| s.message().to_string());
+    }
+    let addr = context
+        .observed
+        .reports()
+        .get(&node)
+        .map(|r| r.heart_addr.clone())
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| format!("node {node}'s heart is not known"))?;
+    let channel = context.channels.heart_channel(node, &addr).map_err(|e| e.to_string())?;
+    let request = context.channels.request(request, Some(Duration::from_secs(5)));
+    let reply = HeartBinariesClient::new(channel)
+        .revert_trial(request)
+        .await
+        .map_err(|s| s.message().to_string())?;
+    Ok(reply.into_inner().reverted)
+}
+
+async fn carry_out(
+    context: &Arc<NodeContext>,
+    upgrade: &Upgrade,
+    next: Move,
+    asked: &mut Asked,
+    swaps: &Arc<Mutex<Swaps>>,
+) {
     let hash = upgrade.binary.hash.clone();
     let phase = |node, phase| Command::UpgradePhase {
         hash: hash.clone(),
@@ -214,27 +289,44 @@ async fn carry_out(context: &Arc<NodeContext>, upgrade: &Upgrade, next: Move, as
         phase,
         now_ms: now_ms(),
     };
-    let drained = |node, drained| Command::SetDrained { node, drained };
     match next {
         Move::Wait => {}
         Move::Begin(node) => {
-            propose(context, batch(vec![drained(node, true), phase(node, Phase::Draining)])).await;
+            propose(context, phase(node, Phase::Draining)).await;
         }
         Move::Swap { node, gate_index } => {
             if propose(context, phase(node, Phase::Swapping { gate_index })).await {
-                asked.insert(node, Instant::now());
-                ask_swap(context, node, &upgrade.binary, trial_deadline(upgrade));
+                // The phase as recorded: its start names this swap.
+                let started = context
+                    .state_machine
+                    .read(|s| s.upgrade.as_ref().map(|u| u.phase_started_ms))
+                    .unwrap_or_default();
+                asked.insert((node, "swap"), Instant::now());
+                ask_swap(context, node, started, &upgrade.binary, trial_deadline(upgrade), swaps);
             }
         }
         Move::AskSwap(node) => {
-            if due(asked, node) {
-                ask_swap(context, node, &upgrade.binary, trial_deadline(upgrade));
+            let taken = swaps
+                .lock()
+                .expect("swaps lock poisoned")
+                .taken
+                .contains(&(node, upgrade.phase_started_ms));
+            if !taken && due(asked, (node, "swap")) {
+                let deadline = trial_deadline(upgrade);
+                ask_swap(
+                    context,
+                    node,
+                    upgrade.phase_started_ms,
+                    &upgrade.binary,
+                    deadline,
+                    swaps,
+                );
             }
         }
         Move::Gate(node) => {
-            propose(context, batch(vec![phase(node, Phase::Gating), drained(node, false)])).await;
+            propose(context, phase(node, Phase::Gating)).await;
         }
-        Move::MakePermanent(node) => match call_node(context, node, NodeCall::MakePermanent(hash.clone())).await {
+        Move::MakePermanent(node) => match make_permanent(context, node, &hash).await {
             Ok(()) => {
                 propose(context, phase(node, Phase::Done)).await;
             }
@@ -245,16 +337,11 @@ async fn carry_out(context: &Arc<NodeContext>, upgrade: &Upgrade, next: Move, as
             reason,
             ask_heart,
         } => {
-            if ask_heart && let Err(e) = call_node(context, node, NodeCall::Revert(hash.clone(), reason.clone())).await
-            {
-                tracing::warn!("upgrade: node {node} not asked to revert ({e}); its heart reverts at its deadline");
+            if ask_heart && let Err(e) = revert_through_heart(context, node, &hash, &reason).await {
+                tracing::warn!("upgrade: node {node}'s heart not asked to revert ({e}); asked again until it has");
             }
             tracing::warn!("upgrade: node {node} reverted: {reason}");
-            propose(
-                context,
-                batch(vec![phase(node, Phase::Reverted { reason }), drained(node, false)]),
-            )
-            .await;
+            propose(context, phase(node, Phase::Reverted { reason })).await;
         }
         Move::Halt(reason) => {
             tracing::warn!("upgrade: halted: {reason}");
@@ -275,22 +362,12 @@ fn trial_deadline(upgrade: &Upgrade) -> Duration {
     Duration::from_millis(2 * settings.healthy_deadline_ms + settings.min_healthy_ms + 30_000).min(MAX_TRIAL)
 }
 
-fn batch(commands: Vec<Command>) -> Command {
-    Command::Batch(Arc::from(commands))
-}
-
 async fn propose(context: &NodeContext, command: Command) -> bool {
     let what = command.to_string();
     match context.proposer.propose(command).await {
         Ok(committed) => match committed.response {
             CommandResponse::Rejected(why) => {
                 tracing::warn!("upgrade: {what} refused: {why}");
-                false
-            }
-            CommandResponse::Batch(responses)
-                if responses.iter().any(|r| matches!(r, CommandResponse::Rejected(_))) =>
-            {
-                tracing::warn!("upgrade: {what} partly refused: {responses:?}");
                 false
             }
             _ => {
@@ -306,82 +383,76 @@ async fn propose(context: &NodeContext, command: Command) -> bool {
 }
 
 /// Asks `node` to swap to `binary`, in the background (the node may fetch
-/// the binary first; the leader itself is stopped by its heart).
-fn ask_swap(context: &Arc<NodeContext>, node: NodeId, binary: &NodeBinary, deadline: Duration) {
-    let (context, binary) = (context.clone(), binary.clone());
+/// the binary first; the leader itself is stopped by its heart): at most
+/// one ask in flight per node, and none again once its heart took the
+/// trial in the phase that began at `phase_started_ms`.
+fn ask_swap(
+    context: &Arc<NodeContext>,
+    node: NodeId,
+    phase_started_ms: u64,
+    binary: &NodeBinary,
+    deadline: Duration,
+    swaps: &Arc<Mutex<Swaps>>,
+) {
+    if !swaps.lock().expect("swaps lock poisoned").in_flight.insert(node) {
+        return;
+    }
+    let (context, binary, swaps) = (context.clone(), binary.clone(), swaps.clone());
     tokio::spawn(async move {
-        let result = match node == context.id {
-            true => super::swap(&context, &binary, deadline)
-                .await
-                .map_err(|s| s.message().to_string()),
-            false => call_node(&context, node, NodeCall::Swap(binary, deadline)).await,
-        };
+        let result = swap_on(&context, node, &binary, deadline).await;
+        let mut swaps = swaps.lock().expect("swaps lock poisoned");
+        swaps.in_flight.remove(&node);
         match result {
-            Ok(()) => tracing::info!("upgrade: node {node} is swapping to the new binary"),
+            Ok(()) => {
+                swaps.taken.insert((node, phase_started_ms));
+                tracing::info!("upgrade: node {node}'s heart took the new binary on trial");
+            }
             Err(e) => tracing::warn!("upgrade: node {node} did not swap: {e}"),
         }
     });
 }
 
-/// A call the leader makes on a node during an upgrade.
-enum NodeCall {
-    Swap(NodeBinary, Duration),
-    MakePermanent(String),
-    Revert(String, String),
-}
-
-async fn call_node(context: &NodeContext, node: NodeId, call: NodeCall) -> Result<(), String> {
-    if node == context.id {
-        let heart = context.heart.as_ref().ok_or("this node runs without a heart")?;
-        return match call {
-            NodeCall::Swap(binary, deadline) => super::swap(context, &binary, deadline).await,
-            NodeCall::MakePermanent(hash) => heart.make_permanent(&hash).await,
-            NodeCall::Revert(hash, reason) => heart.revert(&hash, &reason).await.map(|_| ()),
-        }
-        .map_err(|s| s.message().to_string());
-    }
+/// The peer client of member `node`.
+fn peer(
+    context: &NodeContext,
+    node: NodeId,
+) -> Result<baton_proto::peer_client::PeerClient<tonic::transport::Channel>, String> {
     let addr = crate::types::with_metrics(&context.raft, |m| {
         m.membership_config.membership().get_node(&node).map(|n| n.addr.clone())
     })
     .ok_or_else(|| format!("node {node} is not a member"))?;
     let channel = context.channels.channel(node, &addr).map_err(|e| e.to_string())?;
-    let mut client = crate::raft::peer_client(channel);
-    let result = match call {
-        NodeCall::Swap(binary, deadline) => {
-            let request = SwapBinaryRequest {
-                binary: Some((&binary).into()),
-                deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
-            };
-            client
-                .swap_binary(context.channels.request(request, Some(CALL_TIMEOUT)))
-                .await
-        }
-        NodeCall::MakePermanent(hash) => {
-            client
-                .make_binary_permanent(context.channels.request(BinaryRequest { hash }, Some(CALL_TIMEOUT)))
-                .await
-        }
-        NodeCall::Revert(hash, reason) => {
-            let request = RevertBinaryRequest { hash, reason };
-            client
-                .revert_binary(context.channels.request(request, Some(CALL_TIMEOUT)))
-                .await
-        }
-    };
-    result.map(|_| ()).map_err(|s| s.message().to_string())
+    Ok(crate::raft::peer_client(channel))
 }
 
-/// An aborted upgrade leaves no node drained or on trial: the node it was
-/// working on has its heart asked to revert, and is undrained.
-async fn clean_up_after_abort(context: &NodeContext, upgrade: &Upgrade) {
-    let Some(node) = upgrade.current() else { return };
-    let reason = "the upgrade was aborted".to_string();
-    if let Err(e) = call_node(context, node, NodeCall::Revert(upgrade.binary.hash.clone(), reason)).await {
-        tracing::warn!(
-            "upgrade: node {node} not asked to revert after the abort ({e}); its heart reverts at its deadline"
-        );
+/// Asks `node` (this node: its heart) to try `binary`.
+async fn swap_on(context: &NodeContext, node: NodeId, binary: &NodeBinary, deadline: Duration) -> Result<(), String> {
+    if node == context.id {
+        return super::swap(context, binary, deadline)
+            .await
+            .map_err(|s| s.message().to_string());
     }
-    if context.state_machine.read(|s| s.drained.contains(&node)) {
-        propose(context, Command::SetDrained { node, drained: false }).await;
+    let request = SwapBinaryRequest {
+        binary: Some(binary.into()),
+        deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+    };
+    peer(context, node)?
+        .swap_binary(context.channels.request(request, Some(CALL_TIMEOUT)))
+        .await
+        .map(|_| ())
+        .map_err(|s| s.message().to_string())
+}
+
+/// Asks `node` (this node: its heart) to make binary `hash` permanent.
+async fn make_permanent(context: &NodeContext, node: NodeId, hash: &str) -> Result<(), String> {
+    if node == context.id {
+        let heart = context.heart.as_ref().ok_or("this node runs without a heart")?;
+        return heart.make_permanent(hash).await.map_err(|s| s.message().to_string());
     }
+    let request = BinaryRequest { hash: hash.to_string() };
+    peer(context, node)?
+        .make_binary_permanent(context.channels.request(request, Some(CALL_TIMEOUT)))
+        .await
+        .map(|_| ())
+        .map_err(|s| s.message().to_string())
 }

@@ -33,6 +33,8 @@ pub struct HeartLink {
     state_dir: PathBuf,
     trusted: Vec<VerifyingKey>,
     channels: Arc<PeerChannels>,
+    /// Held through a swap: one fetch and trial at a time.
+    swapping: tokio::sync::Mutex<()>,
 }
 
 impl HeartLink {
@@ -49,6 +51,7 @@ impl HeartLink {
             state_dir,
             trusted,
             channels,
+            swapping: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -136,6 +139,7 @@ pub async fn swap(context: &NodeContext, binary: &NodeBinary, deadline: Duration
         .heart
         .as_ref()
         .ok_or_else(|| Status::failed_precondition(format!("node {} runs without a heart", context.id)))?;
+    let _one = heart.swapping.lock().await;
     match heart.try_binary(&binary.hash, deadline).await {
         Err(status) if status.code() == Code::NotFound => {
             fetch_into_heart(context, heart, binary).await?;
