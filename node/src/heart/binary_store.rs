@@ -251,8 +251,11 @@ impl BinaryStore {
             let hash = name.trim_end_matches(".sig");
             let stale_temp = name.starts_with('.') && name.ends_with(".tmp");
             let unkept = is_hash(hash) && !keep.contains(&hash);
-            if (unkept || stale_temp) && std::fs::remove_file(entry.path()).is_ok() && unkept && !name.ends_with(".sig")
-            {
+            if !unkept && !stale_temp {
+                continue;
+            }
+            let gone = std::fs::remove_file(entry.path()).is_ok();
+            if gone && unkept && !name.ends_with(".sig") {
                 removed += 1;
             }
         }
@@ -363,6 +366,8 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::modules::signing::{SigningKey, generate, sign_node_binary};
 
@@ -449,6 +454,29 @@ mod tests {
         assert!(matches!(staging.finish(), Err(StoreError::Hash { .. })));
         let left: Vec<_> = std::fs::read_dir(dir.path().join("binaries")).unwrap().collect();
         assert!(left.is_empty(), "a refused binary left {left:?}");
+    }
+
+    #[test]
+    fn binaries_no_longer_kept_are_removed_with_their_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BinaryStore::open(dir.path()).unwrap();
+        let key = generate();
+        let trusted = [key.verifying_key()];
+        let mut hashes = Vec::new();
+        for bytes in [&b"one"[..], b"two"] {
+            let header = signed(&key, bytes, "1.0");
+            let mut staging = store.stage(header.clone(), &trusted).unwrap().unwrap();
+            staging.write(bytes).unwrap();
+            staging.finish().unwrap();
+            hashes.push(header.hash);
+        }
+        std::fs::write(dir.path().join("binaries/.slots.json.0123.tmp"), b"x").unwrap();
+        assert_eq!(store.remove_all_but(&[&hashes[1]]), 1);
+        let left: BTreeSet<String> = std::fs::read_dir(dir.path().join("binaries"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(left, [hashes[1].clone(), format!("{}.sig", hashes[1])].into());
     }
 
     #[test]
