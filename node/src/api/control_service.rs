@@ -315,6 +315,21 @@ impl Control for ControlService {
                 "node {id} is the only node: its tasks would have nowhere to go; add a node first"
             )));
         }
+        // The node an upgrade is working on is drained and undrained by the
+        // upgrade's phases: an operator's change would put tasks on a node
+        // about to stop, or leave it drained after its turn.
+        let upgrading = self.context.state_machine.read(|s| {
+            s.upgrade
+                .as_ref()
+                .filter(|u| u.current() == Some(id))
+                .map(|u| u.phases[&id].name())
+        });
+        if let Some(phase) = upgrading {
+            return Err(Status::failed_precondition(format!(
+                "node {id} is being upgraded ({phase}); its drain follows the upgrade: wait for its turn to end, \
+                 or `batonctl upgrade abort`"
+            )));
+        }
         let committed = self
             .context
             .proposer

@@ -174,7 +174,8 @@ impl HeartBinaries for BinariesService {
             "" => "reverted on request".to_string(),
             reason => reason.chars().take(1000).collect(),
         };
-        let reverted = self.binaries.revert_trial(&request.hash, reason).is_some();
+        let binaries = self.binaries.clone();
+        let reverted = blocking(move || Ok(binaries.revert_trial(&request.hash, reason).is_some())).await?;
         Ok(Response::new(RevertTrialReply { reverted }))
     }
 
