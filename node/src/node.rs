@@ -193,6 +193,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let forwarder = spawn_forwarder(context.clone());
     let rollouts = spawn_rollouts(context.clone());
     let upgrades = crate::upgrade::spawn_upgrades(context.clone());
+    let prefetch = crate::upgrade::spawn_prefetch(context.clone());
     let cluster_version = spawn_cluster_version(context.clone());
     let progress = spawn_progress_watch(raft.clone(), context.progress.clone());
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone());
@@ -249,6 +250,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             &runner,
             &rollouts,
             &upgrades,
+            &prefetch,
             &cluster_version,
             &heartbeat,
             &progress,
@@ -276,6 +278,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         runner.abort();
         rollouts.abort();
         upgrades.abort();
+        prefetch.abort();
         cluster_version.abort();
         heartbeat.abort();
         progress.abort();

@@ -34,6 +34,23 @@ pub fn leader(raft: &Raft) -> (Option<NodeId>, Option<String>) {
 }
 
 /// Milliseconds since the Unix epoch, by this node's clock.
+/// The other members of the cluster as `raft` knows them, with their
+/// addresses, the leader first: where to fetch what this node lacks.
+pub fn peers_leader_first(raft: &Raft, self_id: NodeId) -> Vec<(NodeId, String)> {
+    let (leader, peers): (Option<NodeId>, Vec<(NodeId, String)>) = with_metrics(raft, |m| {
+        let peers = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        (m.current_leader, peers)
+    });
+    let mut peers: Vec<_> = peers.into_iter().filter(|(id, _)| *id != self_id).collect();
+    peers.sort_by_key(|(id, _)| Some(*id) != leader);
+    peers
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -30,7 +30,16 @@ pub fn spawn_cluster_version(context: Arc<NodeContext>) -> JoinHandle<()> {
                 last_held = None;
                 continue;
             }
-            let current = context.state_machine.read(|s| s.cluster_version);
+            let (current, upgrading) = context.state_machine.read(|s| {
+                let upgrading = s.upgrade.as_ref().is_some_and(|u| u.state.is_live());
+                (s.cluster_version, upgrading)
+            });
+            // During a rolling upgrade of the node binary the version stays:
+            // until the upgrade is done, any node may still go back to the
+            // binary before, which must be able to read everything.
+            if upgrading {
+                continue;
+            }
             match next_step(current, &member_ranges(&context)) {
                 Step::Raise(version) => raise(&context, version).await,
                 Step::Held(held) => {

@@ -80,7 +80,7 @@ impl UpgradeView {
         })
     }
 
-    fn is_live(&self) -> bool {
+    pub fn is_live(&self) -> bool {
         matches!(self.state.as_str(), "running" | "paused" | "halted")
     }
 
@@ -214,16 +214,37 @@ async fn start(client: &ClusterClient, args: UpgradeArgs, format: OutputFormat) 
         )
     })?;
     let key = read_private_key(&key)?;
-    let release = describe(&binary).await?;
-    let bytes = std::fs::read(&binary).map_err(|source| CmdError::File {
-        path: binary.clone(),
+    let settings = (args.min_healthy, args.healthy_deadline, !args.no_auto_revert);
+    let view = upload(client, &binary, &key, settings).await?;
+    if args.no_wait {
+        output::print(format, &view, || {
+            view.as_ref().map(UpgradeView::text).unwrap_or_default()
+        });
+        return Ok(());
+    }
+    let view = watch(client).await?;
+    output::print(format, &view, || view.text());
+    outcome(&view)
+}
+
+/// Signs `binary` with `key` and uploads it to the leader, which starts an
+/// upgrade with `(min_healthy_ms, healthy_deadline_ms, auto_revert)`.
+pub async fn upload(
+    client: &ClusterClient,
+    binary: &Path,
+    key: &baton_node::modules::signing::SigningKey,
+    (min_healthy_ms, healthy_deadline_ms, auto_revert): (u64, u64, bool),
+) -> Result<Option<UpgradeView>, CmdError> {
+    let release = describe(binary).await?;
+    let bytes = std::fs::read(binary).map_err(|source| CmdError::File {
+        path: binary.to_path_buf(),
         source,
     })?;
     let hash = baton_node::heart::hash_reader(&mut &bytes[..]).map_err(|source| CmdError::File {
-        path: binary.clone(),
+        path: binary.to_path_buf(),
         source,
     })?;
-    let (signer, signature) = sign_node_binary(&key, &release.version, &hash);
+    let (signer, signature) = sign_node_binary(key, &release.version, &hash);
     let header = UploadNodeBinaryHeader {
         binary: Some(SignedBinary {
             hash,
@@ -234,9 +255,9 @@ async fn start(client: &ClusterClient, args: UpgradeArgs, format: OutputFormat) 
         }),
         min_cluster_version: release.min_cluster_version,
         max_cluster_version: release.max_cluster_version,
-        min_healthy_ms: args.min_healthy,
-        healthy_deadline_ms: args.healthy_deadline,
-        auto_revert: !args.no_auto_revert,
+        min_healthy_ms,
+        healthy_deadline_ms,
+        auto_revert,
     };
     let _ = writeln!(
         std::io::stderr(),
@@ -251,16 +272,7 @@ async fn start(client: &ClusterClient, args: UpgradeArgs, format: OutputFormat) 
             async move { c.upload_node_binary(futures::stream::iter(chunks)).await }
         })
         .await?;
-    let view = UpgradeView::of(reply);
-    if args.no_wait {
-        output::print(format, &view, || {
-            view.as_ref().map(UpgradeView::text).unwrap_or_default()
-        });
-        return Ok(());
-    }
-    let view = watch(client).await?;
-    output::print(format, &view, || view.text());
-    outcome(&view)
+    Ok(UpgradeView::of(reply))
 }
 
 /// The upload's chunks: the header with the first bytes, then the rest.

@@ -181,18 +181,12 @@ pub async fn upload_node_binary(
         min_cluster_version: header.min_cluster_version,
         max_cluster_version: header.max_cluster_version,
     };
-    crate::heart::SignedBinary {
-        hash: signed.hash.clone(),
-        version: signed.version.clone(),
-        signer: signed.signer.clone(),
-        signature: signed.signature.clone(),
-        size: signed.size,
-    }
-    .check(heart.trusted())
-    .map_err(|e| match e {
-        crate::heart::StoreError::Signing(_) => Status::permission_denied(e.to_string()),
-        _ => Status::invalid_argument(e.to_string()),
-    })?;
+    crate::heart::SignedBinary::from(signed.clone())
+        .check(heart.trusted())
+        .map_err(|e| match e {
+            crate::heart::StoreError::Signing(_) => Status::permission_denied(e.to_string()),
+            _ => Status::invalid_argument(e.to_string()),
+        })?;
     if !binary.range().contains(cluster_version) {
         return Err(rejected(&crate::state::rejection::Rejection::BinaryUnsupported {
             version: binary.version.clone(),

@@ -119,13 +119,7 @@ impl HeartBinaries for BinariesService {
         let header = first
             .header
             .ok_or_else(|| Status::invalid_argument("the first chunk must carry the binary's header"))?;
-        let header = SignedBinary {
-            hash: header.hash,
-            version: header.version,
-            signer: header.signer,
-            signature: header.signature,
-            size: header.size,
-        };
+        let header = SignedBinary::from(header);
         let binaries = self.binaries.clone();
         let staging = blocking(move || Ok(binaries.store().stage(header, binaries.trusted())?)).await?;
         let Some(mut staging) = staging else {

@@ -37,6 +37,18 @@ pub struct SignedBinary {
     pub size: u64,
 }
 
+impl From<baton_proto::SignedBinary> for SignedBinary {
+    fn from(b: baton_proto::SignedBinary) -> Self {
+        SignedBinary {
+            hash: b.hash,
+            version: b.version,
+            signer: b.signer,
+            signature: b.signature,
+            size: b.size,
+        }
+    }
+}
+
 impl SignedBinary {
     pub fn id(&self) -> BinaryId {
         BinaryId {

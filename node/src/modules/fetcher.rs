@@ -93,18 +93,7 @@ async fn compile(context: &NodeContext, hash: &str) -> bool {
 /// Streams module `hash` from the leader, else another member, and stores
 /// it once its sha256 matches. False if no peer had it.
 async fn fetch(context: &NodeContext, hash: &str) -> bool {
-    let (leader, peers): (Option<NodeId>, Vec<(NodeId, String)>) = crate::types::with_metrics(&context.raft, |m| {
-        let peers = m
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect();
-        (m.current_leader, peers)
-    });
-    let mut peers: Vec<_> = peers.into_iter().filter(|(id, _)| *id != context.id).collect();
-    peers.sort_by_key(|(id, _)| Some(*id) != leader);
-    for (id, addr) in peers {
+    for (id, addr) in crate::types::peers_leader_first(&context.raft, context.id) {
         let bytes = match fetch_from(context, id, &addr, hash).await {
             Ok(bytes) => bytes,
             Err(e) => {

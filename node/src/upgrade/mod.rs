@@ -9,4 +9,4 @@ mod driver;
 pub(crate) mod heart_link;
 
 pub use driver::spawn_upgrades;
-pub use heart_link::{HeartLink, swap};
+pub use heart_link::{HeartLink, spawn_prefetch, swap};
