@@ -119,7 +119,11 @@ pub fn incarnation_and_heart(config: &crate::config::NodeConfig) -> (String, Opt
         .ok()
         .or_else(|| config.heart.as_ref().map(|h| h.advertised().to_string()));
     let heart_addr_known = heart_addr.is_some();
-    match decide_incarnation(given, heart_pid, parent, heart_addr) {
+    let parent_is = ParentIs {
+        pid: parent,
+        heart_as_init: parent == 1 && init_is_a_heart(),
+    };
+    match decide_incarnation(given, heart_pid, parent_is, heart_addr) {
         Some((incarnation, heart)) => {
             die_with_parent(parent);
             (incarnation, Some(heart))
@@ -165,18 +169,34 @@ fn heart_gone() -> ! {
     std::process::exit(1);
 }
 
-/// The heart's incarnation and address, if the heart that gave them is
-/// `parent`, its address is known and the incarnation is sane.
+/// This process's parent: its pid, and whether it is init (pid 1) and that
+/// init is a heart (a container whose first process is `baton-heart`).
+#[derive(Debug, Clone, Copy)]
+struct ParentIs {
+    pid: i32,
+    heart_as_init: bool,
+}
+
+/// Whether this pid namespace's init is `baton-heart`.
+fn init_is_a_heart() -> bool {
+    std::fs::read_to_string("/proc/1/comm").is_ok_and(|comm| comm.trim() == "baton-heart")
+}
+
+/// The heart's incarnation and address, if the heart that gave them is the
+/// parent, its address is known and the incarnation is sane. Init (pid 1)
+/// counts only when it is a heart itself: a node whose heart died is
+/// reparented to init, which must not pass for its heart.
 fn decide_incarnation(
     given: Option<String>,
     heart_pid: Option<i32>,
-    parent: i32,
+    parent: ParentIs,
     heart_addr: Option<String>,
 ) -> Option<(String, String)> {
     let incarnation =
         given.filter(|i| !i.is_empty() && i.len() <= 64 && i.chars().all(|c| c.is_ascii_alphanumeric()))?;
     let heart_addr = heart_addr.filter(|a| !a.is_empty())?;
-    (heart_pid? == parent && parent > 1).then_some((incarnation, heart_addr))
+    let parent_ok = parent.pid > 1 || (parent.pid == 1 && parent.heart_as_init);
+    (heart_pid? == parent.pid && parent_ok).then_some((incarnation, heart_addr))
 }
 
 #[cfg(test)]
@@ -190,16 +210,41 @@ mod tests {
     #[test]
     fn the_incarnation_counts_only_from_a_heart_that_is_the_parent() {
         let given = || Some("0123456789abcdef".to_string());
+        let parent = |pid| ParentIs {
+            pid,
+            heart_as_init: false,
+        };
         assert_eq!(
-            decide_incarnation(given(), Some(40), 40, heart()),
+            decide_incarnation(given(), Some(40), parent(40), heart()),
             Some(("0123456789abcdef".into(), "127.0.0.1:7101".into()))
         );
         // A wrapper in between, or the variables inherited by hand.
-        assert_eq!(decide_incarnation(given(), Some(40), 41, heart()), None);
-        assert_eq!(decide_incarnation(given(), None, 40, heart()), None);
+        assert_eq!(decide_incarnation(given(), Some(40), parent(41), heart()), None);
+        assert_eq!(decide_incarnation(given(), None, parent(40), heart()), None);
         // No heart in the config, or no sane incarnation.
-        assert_eq!(decide_incarnation(given(), Some(40), 40, None), None);
-        assert_eq!(decide_incarnation(Some("a b".into()), Some(40), 40, heart()), None);
-        assert_eq!(decide_incarnation(None, Some(40), 40, heart()), None);
+        assert_eq!(decide_incarnation(given(), Some(40), parent(40), None), None);
+        assert_eq!(
+            decide_incarnation(Some("a b".into()), Some(40), parent(40), heart()),
+            None
+        );
+        assert_eq!(decide_incarnation(None, Some(40), parent(40), heart()), None);
+    }
+
+    #[test]
+    fn init_counts_as_the_heart_only_when_init_is_a_heart() {
+        let given = || Some("0123456789abcdef".to_string());
+        // Reparented to init after the heart died: init is no heart.
+        let plain_init = ParentIs {
+            pid: 1,
+            heart_as_init: false,
+        };
+        assert_eq!(decide_incarnation(given(), Some(1), plain_init, heart()), None);
+        // A container whose first process is the heart.
+        let heart_init = ParentIs {
+            pid: 1,
+            heart_as_init: true,
+        };
+        assert!(decide_incarnation(given(), Some(1), heart_init, heart()).is_some());
+        assert_eq!(decide_incarnation(given(), Some(40), heart_init, heart()), None);
     }
 }
