@@ -17,7 +17,7 @@ use super::decide::{HeartRevert, Move, NodeSeen, View, decide};
 use crate::api::NodeContext;
 use crate::heart::MAX_TRIAL;
 use crate::rollout::health::NodeReport;
-use crate::state::upgrades::{NodeBinary, Phase, Upgrade, UpgradeAction};
+use crate::state::upgrades::{NodeBinary, Phase, Upgrade, UpgradeAction, UpgradeState};
 use crate::types::{Command, CommandResponse, NodeId, now_ms};
 
 /// How often the leader looks.
@@ -77,6 +77,12 @@ pub fn spawn_upgrades(context: Arc<NodeContext>) -> JoinHandle<()> {
                 continue;
             };
             revert_leftover_trials(&context, &upgrade, &mut asked).await;
+            // A finished or halted upgrade moves no node: no view to build
+            // (which reads every task) until an operator resumes it.
+            if !matches!(upgrade.state, UpgradeState::Running | UpgradeState::Paused) {
+                watched = None;
+                continue;
+            }
             let current = upgrade.current();
             if let Some(node) = current
                 && matches!(upgrade.phases[&node], Phase::Swapping { .. } | Phase::Gating)
