@@ -804,3 +804,115 @@ fn generated_states_entries_and_raft_records_round_trip() {
         assert_eq!(format!("{decoded:?}"), format!("{reply:?}"), "round {round}");
     }
 }
+
+/// A snapshot's upgrade record, and the messages between a node and its
+/// heart, and between the leader and a node, about binaries: a heart is
+/// upgraded apart from its node, so each must read the other's.
+#[test]
+fn the_upgrade_record_and_the_binary_messages_are_encoded_as_pinned() {
+    use baton_proto as p;
+    let mut problems = Vec::new();
+    let binary = samples::node_binary();
+    let mut upgrade = Upgrade::start(
+        binary.clone(),
+        UpgradeSettings::default(),
+        &[1, 2, 3],
+        6,
+        1_790_000_000_000,
+    )
+    .expect("the sample binary supports version 6");
+    upgrade.set_phase(2, Phase::Draining, 1_790_000_000_100).unwrap();
+    upgrade
+        .set_phase(2, Phase::Swapping { gate_index: 40 }, 1_790_000_000_200)
+        .unwrap();
+    upgrade.drained_before.insert(3);
+    let bytes = p::state::v1::Upgrade::from(&upgrade).encode_to_vec();
+    problems.extend(pinned("upgrade", &bytes));
+    assert_eq!(
+        Upgrade::try_from(p::state::v1::Upgrade::decode(&bytes[..]).unwrap()).unwrap(),
+        upgrade
+    );
+
+    let signed = p::SignedBinary {
+        hash: binary.hash.clone(),
+        version: binary.version.clone(),
+        signer: binary.signer.clone(),
+        signature: binary.signature.clone(),
+        size: binary.size,
+    };
+    let messages: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "heart-stage-chunk",
+            p::StageBinaryChunk {
+                header: Some(signed.clone()),
+                data: vec![0x7f, b'E', b'L', b'F'],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "heart-try",
+            p::TryBinaryRequest {
+                hash: binary.hash.clone(),
+                deadline_ms: 270_000,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "heart-revert",
+            p::RevertTrialRequest {
+                hash: binary.hash.clone(),
+                reason: "the upgrade was aborted".into(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "heart-status-reply",
+            p::HeartStatusReply {
+                permanent: Some(p::HeartBinary {
+                    hash: "ab".repeat(32),
+                    version: "0.4.0".into(),
+                }),
+                trial: Some(p::HeartBinary {
+                    hash: binary.hash.clone(),
+                    version: binary.version.clone(),
+                }),
+                trial_ms_left: 120_000,
+                running_hash: binary.hash.clone(),
+                running_incarnation: "0123456789abcdef".into(),
+                last_revert: "0.5.0 (121212121212): exit status 3".into(),
+                installed: "/usr/local/bin/baton-node".into(),
+                last_revert_hash: binary.hash.clone(),
+                last_revert_at_ms: 1_790_000_000_300,
+                now_ms: 1_790_000_000_400,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "swap-binary",
+            p::SwapBinaryRequest {
+                binary: Some((&binary).into()),
+                deadline_ms: 270_000,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "upload-header",
+            p::UploadNodeBinaryChunk {
+                header: Some(p::UploadNodeBinaryHeader {
+                    binary: Some(signed),
+                    min_cluster_version: 1,
+                    max_cluster_version: 6,
+                    min_healthy_ms: 10_000,
+                    healthy_deadline_ms: 120_000,
+                    auto_revert: true,
+                }),
+                data: Vec::new(),
+            }
+            .encode_to_vec(),
+        ),
+    ];
+    for (name, bytes) in messages {
+        problems.extend(pinned(name, &bytes));
+    }
+    check(problems);
+}

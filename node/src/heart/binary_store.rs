@@ -491,6 +491,27 @@ mod tests {
         assert_eq!(left, [hashes[1].clone(), format!("{}.sig", hashes[1])].into());
     }
 
+    /// A binary's `.sig` file as this release writes it: a later heart
+    /// must read it.
+    #[test]
+    fn the_signature_file_is_pinned() {
+        let signed = SignedBinary {
+            hash: "12".repeat(32),
+            version: "0.5.0".into(),
+            signer: "cd".repeat(32),
+            signature: "ef".repeat(64),
+            size: 202,
+        };
+        let pinned = format!(
+            "{{\n  \"hash\": \"{}\",\n  \"version\": \"0.5.0\",\n  \"signer\": \"{}\",\n  \"signature\": \"{}\",\n  \"size\": 202\n}}",
+            "12".repeat(32),
+            "cd".repeat(32),
+            "ef".repeat(64)
+        );
+        assert_eq!(serde_json::to_string_pretty(&signed).unwrap(), pinned);
+        assert_eq!(serde_json::from_str::<SignedBinary>(&pinned).unwrap(), signed);
+    }
+
     #[test]
     fn the_slots_record_survives_a_reopen_and_a_newer_one_is_named() {
         let dir = tempfile::tempdir().unwrap();
