@@ -178,9 +178,12 @@ async fn a_binary_that_exits_hangs_or_never_becomes_healthy_is_reverted_and_the_
     ];
     for (name, body, reason) in cases {
         eprintln!("=== a binary that {name}");
+        let witness = Witness::start("127.0.0.1:0", Duration::from_millis(50)).await.unwrap();
         let cluster = TestCluster::start(3).await;
         let client = cluster.client();
-        let names = start_counters(&cluster, &client, 30, PERIOD_MS).await;
+        let mut names = start_counters(&cluster, &client, 30, PERIOD_MS).await;
+        let witnessed = start_witnessed(&cluster, &client, &witness, 10, PERIOD_MS).await;
+        names.extend(witnessed.iter().cloned());
         let broken = broken_release(&cluster, name, body);
         await_highest_version(&client).await;
 
@@ -236,6 +239,9 @@ async fn a_binary_that_exits_hangs_or_never_becomes_healthy_is_reverted_and_the_
             counters: true,
         };
         check(&collect(&client).await.unwrap(), &expect).unwrap_or_else(|v| panic!("{name}: {v}"));
+        // Seen from outside: no task ran twice at once through the reverts.
+        let report = witness_report(&client, &witness, &witnessed).await;
+        assert!(report.is_clean(), "{name}: {report}");
 
         // Aborting ends it.
         let (ok, stdout, _) = batonctl_upgrade(&cluster, &["abort"]);
