@@ -19,8 +19,13 @@ source scripts/static-target.sh
 # only those of packages with integration tests.
 cargo build --workspace --bins --target "$BATON_TEST_TARGET"
 check_static "target/$BATON_TEST_TARGET/debug/baton-node"
+check_static "target/$BATON_TEST_TARGET/debug/baton-heart"
 # The example task modules, for wasm32-wasip2 (installs the target if needed).
 scripts/build-tasks.sh
+# The "Three machines" test builds its machines from a static busybox.
+if ! { [ -x /bin/busybox ] && ldd /bin/busybox 2>&1 | grep -q "not a dynamic executable"; }; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static
+fi
 # Containers left by a test process that was itself killed.
 scripts/chaos-clean.sh
 cargo test --workspace --all-targets --target "$BATON_TEST_TARGET" "$@"

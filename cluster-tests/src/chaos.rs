@@ -21,6 +21,7 @@
 //! - `large_states`: the tasks at the cap of the large-states row.
 //! - `steps`: the waits and measures the faults share.
 //! - `checks`: the invariants checked after each fault.
+//! - `upgrades`: the rolling upgrades of the node binary during a fault.
 
 mod checks;
 mod driver;
@@ -28,6 +29,7 @@ mod fault;
 mod inject;
 mod large_states;
 mod steps;
+mod upgrades;
 
 pub use fault::Fault;
 

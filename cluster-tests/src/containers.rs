@@ -1,9 +1,12 @@
 //! Baton nodes in Docker containers, for the chaos tests.
 //!
 //! The engine here has no registry, so nothing is pulled: the image is made
-//! from scratch with `docker import` of a tar holding one static
-//! `baton-node` (built by `scripts/build-static-node.sh`), tagged by the
-//! binary's sha256 and made again only when the binary changes. A cluster
+//! from scratch with `docker import` of a tar holding the static
+//! `baton-heart` and `baton-node` (built by `scripts/build-static-node.sh`),
+//! tagged by their sha256 and made again only when one changes. The heart
+//! is each container's first process, as systemd's unit is on a machine: it
+//! starts the node beside it, starts it again when it exits, and keeps node
+//! binaries for upgrades in a directory of its own. A cluster
 //! gets a private network with fixed addresses, a host directory per node
 //! (config, data) and shared certificates, all labelled with the run's id;
 //! dropping the cluster removes its containers and network, and a failing
@@ -27,6 +30,7 @@ use std::time::Duration;
 use baton_node::config::{
     ClusterConfig, InitialMember, ModulesConfig, NodeConfig, TestingConfig, TimingConfig, TlsPaths,
 };
+use baton_node::heart::HeartConfig;
 use baton_node::modules::signing;
 use baton_node::tls::TlsMaterial;
 use batonctl::ClusterClient;
@@ -44,10 +48,25 @@ const CHAIN: &str = "BATON-CHAOS";
 /// The size of a small-disk node's data directory.
 const SMALL_DISK: &str = "256m";
 
-/// The static node binary, where scripts/test.sh (which builds every test
-/// for the static target) and scripts/build-static-node.sh put it.
+/// The port every node's heart listens on inside its container.
+const HEART_PORT: u16 = 7001;
+
+/// Where a node's heart keeps its binaries inside the container: a volume
+/// of its own, not the node's data disk (which a fault may fill or wipe).
+const HEART_DIR: &str = "/var/lib/baton-heart";
+
+/// A static binary of this workspace, where scripts/test.sh (which builds
+/// every binary for the static target) and scripts/build-static-node.sh
+/// put it.
+pub fn static_binary(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/x86_64-unknown-linux-gnu/debug")
+        .join(name)
+}
+
+/// The static node binary.
 pub fn static_node_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/x86_64-unknown-linux-gnu/debug/baton-node")
+    static_binary("baton-node")
 }
 
 /// Runs `docker ARGS`, returning its stdout; panics with its stderr.
@@ -67,27 +86,37 @@ pub fn try_docker(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// The node image for the static binary, made if the engine lacks it:
-/// `baton-node:<first 16 hex digits of the binary's sha256>`.
+/// The node image for the static binaries, made if the engine lacks it:
+/// `baton-node:<first 16 hex digits of the sha256 of both binaries>`.
 pub fn node_image() -> String {
-    let binary = static_node_binary();
-    let bytes = std::fs::read(&binary).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the static node with scripts/build-static-node.sh (scripts/test.sh does)",
-            binary.display()
-        )
-    });
-    let tag = format!("baton-node:{}", &baton_node::runtime::content_hash(&bytes)[..16]);
+    let binaries = ["baton-heart", "baton-node"];
+    let mut hashes = String::new();
+    for name in binaries {
+        let path = static_binary(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; build the static binaries with scripts/build-static-node.sh (scripts/test.sh does)",
+                path.display()
+            )
+        });
+        hashes.push_str(&baton_node::runtime::content_hash(&bytes));
+    }
+    let tag = format!(
+        "baton-node:{}",
+        &baton_node::runtime::content_hash(hashes.as_bytes())[..16]
+    );
     if try_docker(&["image", "inspect", "--format", "{{.Id}}", &tag]).is_ok() {
         return tag;
     }
     let root = tempfile::tempdir().unwrap();
-    std::fs::copy(&binary, root.path().join("baton-node")).unwrap();
+    for name in binaries {
+        std::fs::copy(static_binary(name), root.path().join(name)).unwrap();
+    }
     std::fs::create_dir(root.path().join("tmp")).unwrap();
     let tar = Command::new("tar")
         .args(["-C"])
         .arg(root.path())
-        .args(["-c", "baton-node", "tmp"])
+        .args(["-c", "baton-heart", "baton-node", "tmp"])
         .output()
         .expect("tar");
     assert!(tar.status.success(), "tar: {}", String::from_utf8_lossy(&tar.stderr));
@@ -95,7 +124,7 @@ pub fn node_image() -> String {
         .args([
             "import",
             "--change",
-            r#"ENTRYPOINT ["/baton-node"]"#,
+            r#"ENTRYPOINT ["/baton-heart"]"#,
             "--change",
             &format!("LABEL {LABEL}.image=baton-node"),
             "-",
@@ -153,6 +182,11 @@ const STALL_FILE: &str = "stall-hand-offs";
 impl ContainerNode {
     pub fn addr(&self) -> String {
         format!("{}:{PORT}", self.ip)
+    }
+
+    /// Where its heart is reached.
+    pub fn heart_addr(&self) -> String {
+        format!("{}:{HEART_PORT}", self.ip)
     }
 }
 
@@ -231,6 +265,7 @@ impl ContainerCluster {
         for node in cluster.nodes.values() {
             let data = node.dir.join("data");
             std::fs::create_dir_all(&data).unwrap();
+            std::fs::create_dir_all(node.dir.join("heart")).unwrap();
             if node.small_disk {
                 let size = format!("size={SMALL_DISK}");
                 run_host("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", &data.to_string_lossy()]);
@@ -256,7 +291,12 @@ impl ContainerCluster {
                 modules: ModulesConfig {
                     trusted_keys: vec![trusted.clone()],
                 },
-                heart: None,
+                heart: Some(HeartConfig {
+                    listen_addr: format!("0.0.0.0:{HEART_PORT}"),
+                    advertise_addr: Some(node.heart_addr()),
+                    state_dir: Some(PathBuf::from(HEART_DIR)),
+                    trusted_keys: vec![trusted.clone()],
+                }),
                 limits: Default::default(),
                 testing: TestingConfig {
                     unsafe_disable_fencing: options.unsafe_disable_fencing,
@@ -293,10 +333,25 @@ impl ContainerCluster {
             &mount(&node.dir.join("node.toml"), "/etc/baton/node.toml", "ro"),
             "-v",
             &mount(&node.dir.join("data"), "/var/lib/baton", "rw"),
+            "-v",
+            &mount(&node.dir.join("heart"), HEART_DIR, "rw"),
             &self.image,
             "--config",
             "/etc/baton/node.toml",
         ]);
+    }
+
+    /// Where the cluster's files are kept on the host.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A client for node `id` alone that gives up after `timeout`.
+    pub fn client_of(&self, id: u64, timeout: Duration) -> ClusterClient {
+        let certs = self.dir.path().join("certs");
+        let (cert, key) = pki::admin_cert_paths(&certs);
+        let tls = TlsMaterial::load_files(&pki::ca_cert_path(&certs), &cert, &key).unwrap();
+        ClusterClient::new(vec![self.nodes[&id].addr()], Some(tls), timeout).unwrap()
     }
 
     /// A client for every node, with the admin certificate.

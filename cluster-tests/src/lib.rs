@@ -22,6 +22,7 @@ pub mod downstream;
 pub mod etcd;
 pub mod history;
 pub mod load;
+pub mod outages;
 pub mod task_api;
 pub mod witness;
 pub mod witness_check;

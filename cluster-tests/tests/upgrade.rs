@@ -1,7 +1,8 @@
 //! The rolling upgrade of the node binary on real processes, each node
 //! under its heart: `batonctl upgrade BINARY` moves one node at a time
 //! through drain, swap, rejoin and gate while counters and witnessed tasks
-//! tick, and every node ends on the new binary, made permanent. A binary
+//! tick, and every node ends on the new binary, made permanent (and the
+//! upgrade, started with --hold-version, is finalized once). A binary
 //! that exits at start, never becomes healthy, or hangs through SIGTERM is
 //! put back by its heart and the upgrade halts with the reason, the tasks
 //! ticking on.
@@ -94,11 +95,19 @@ async fn every_node_moves_to_the_new_binary_one_at_a_time_and_no_task_notices() 
             "2s",
             "--healthy-deadline",
             "60s",
+            "--hold-version",
         ],
     );
     assert!(ok, "the upgrade did not finish: {stdout}{stderr}");
     eprintln!("the upgrade took {:?}", started.elapsed());
     assert!(stdout.contains("done"), "{stdout}");
+    // It held the cluster version (the binary before could come back) until
+    // finalized, once.
+    assert!(stdout.contains("upgrade finalize"), "{stdout}");
+    let (ok, stdout, stderr) = batonctl_upgrade(&cluster, &["finalize"]);
+    assert!(ok && !stdout.contains("upgrade finalize"), "{stdout}{stderr}");
+    let (ok, _, stderr) = batonctl_upgrade(&cluster, &["finalize"]);
+    assert!(!ok && stderr.contains("already finalized"), "{stderr}");
 
     let status = fetch(&client).await.unwrap();
     for member in &status.members {

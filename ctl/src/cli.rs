@@ -74,6 +74,9 @@ pub enum Command {
     /// Make module signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write node config files for the machines of a cluster.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Run a local cluster of baton-node processes for trying Baton out.
     Dev(DevArgs),
 }
@@ -277,6 +280,12 @@ pub struct UpgradeArgs {
     /// reverting it at once.
     #[arg(long)]
     pub no_auto_revert: bool,
+    /// Keep the cluster version where it is once every node runs the new
+    /// binary, until `upgrade finalize`: until then another upgrade can
+    /// bring the binary before back. Without it, the version rises by
+    /// itself once the upgrade is done.
+    #[arg(long)]
+    pub hold_version: bool,
     /// Return once the upgrade is recorded instead of following it.
     #[arg(long)]
     pub no_wait: bool,
@@ -296,6 +305,10 @@ pub enum UpgradeCommand {
     /// Stop the upgrade for good: the node in progress goes back to its
     /// binary before; nodes already done keep the new one.
     Abort,
+    /// Let the cluster version rise after an upgrade started with
+    /// --hold-version is done (the binary before can then no longer come
+    /// back if the version rises past what it reads).
+    Finalize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -349,6 +362,40 @@ pub enum CertsCommand {
         /// The node as ID=HOST[,HOST...].
         #[arg(value_name = "ID=HOSTS")]
         node: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the config of node ID (for /etc/baton/node.toml on its
+    /// machine): it listens on every interface, advertises its member
+    /// address, and runs under the machine's heart on port 7001.
+    Node {
+        /// The node's id.
+        #[arg(long)]
+        id: u64,
+        /// The cluster's name (the same on every node).
+        #[arg(long)]
+        cluster: String,
+        /// An initial member as ID=HOST[:PORT] (port 7000 if left out).
+        /// Repeat for each; the same list on every node, also on nodes
+        /// that join later.
+        #[arg(long = "member", value_name = "ID=HOST")]
+        members: Vec<String>,
+        /// This node's HOST[:PORT], for a node that is not an initial member.
+        #[arg(long)]
+        addr: Option<String>,
+        /// A public key file (`batonctl keys new`'s FILE.pub) trusted to
+        /// sign task modules and node binaries. Repeatable.
+        #[arg(long = "trusted-key", value_name = "FILE")]
+        trusted_keys: Vec<PathBuf>,
+        /// Where the node keeps its data on its machine.
+        #[arg(long, default_value = "/var/lib/baton")]
+        data_dir: PathBuf,
+        /// Where its certificates are on its machine (ca.pem, node-ID.pem,
+        /// node-ID.key, as `batonctl certs init` names them).
+        #[arg(long, default_value = "/etc/baton/certs")]
+        certs: PathBuf,
     },
 }
 

@@ -31,12 +31,13 @@ pub fn spawn_cluster_version(context: Arc<NodeContext>) -> JoinHandle<()> {
                 continue;
             }
             let (current, upgrading) = context.state_machine.read(|s| {
-                let upgrading = s.upgrade.as_ref().is_some_and(|u| u.state.is_live());
+                let upgrading = s.upgrade.as_ref().is_some_and(|u| u.holds_cluster_version());
                 (s.cluster_version, upgrading)
             });
             // During a rolling upgrade of the node binary the version stays:
-            // until the upgrade is done, any node may still go back to the
-            // binary before, which must be able to read everything.
+            // until the upgrade is done (and finalized, if it holds the
+            // version), any node may still go back to the binary before,
+            // which must be able to read everything.
             if upgrading {
                 continue;
             }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use baton_cluster_tests::task_api::{add, deploy, every, history, now_ms, tasks};
 use baton_cluster_tests::{TestCluster, machine, poll_async, quantile};
 use baton_node::state::cluster_version::VersionRange;
+use baton_node::state::upgrades::UpgradeSettings;
 use batonctl::ClusterClient;
 use batonctl::cmd::status::fetch;
 use batonctl::cmd::upgrade::{status, upload};
@@ -127,7 +128,13 @@ async fn one_upgrade(args: &Args, n: u64) -> Measured {
     let key = cluster.local.signing_key().unwrap();
     let binary = cluster.local.node_binary().to_path_buf();
     let started = now_ms();
-    upload(&client, &binary, &key, (args.min_healthy_ms, 120_000, true))
+    let settings = UpgradeSettings {
+        min_healthy_ms: args.min_healthy_ms,
+        healthy_deadline_ms: 120_000,
+        auto_revert: true,
+        hold_version: false,
+    };
+    upload(&client, &binary, &key, &settings)
         .await
         .expect("the upgrade starts");
     // When each node entered each phase, by the leader's clock.

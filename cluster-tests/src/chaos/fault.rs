@@ -57,10 +57,15 @@ pub enum Fault {
     /// fails every tick) rolled out and reverted by its gate while its
     /// ticks are in flight.
     RevertWithTicksInFlight,
+    /// A rolling upgrade of the node binary while a node other than the
+    /// one at its gate is killed (then started again).
+    UpgradeDuringKill,
+    /// The same while a node other than the one at its gate is cut off.
+    UpgradeDuringPartition,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 21] = [
+    pub const ALL: [Fault; 23] = [
         Fault::KillFollower,
         Fault::KillLeader,
         Fault::LargeStates,
@@ -82,6 +87,8 @@ impl Fault {
         Fault::RolloutDuringPartition,
         Fault::RolloutDuringKill,
         Fault::RevertWithTicksInFlight,
+        Fault::UpgradeDuringKill,
+        Fault::UpgradeDuringPartition,
     ];
 
     pub fn name(self) -> &'static str {
@@ -107,6 +114,8 @@ impl Fault {
             Fault::RolloutDuringPartition => "rollout during partition",
             Fault::RolloutDuringKill => "rollout during kill",
             Fault::RevertWithTicksInFlight => "rollout reverted, ticks in flight",
+            Fault::UpgradeDuringKill => "node binary upgrade during kill",
+            Fault::UpgradeDuringPartition => "node binary upgrade during partition",
         }
     }
 }

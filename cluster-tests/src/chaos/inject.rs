@@ -12,7 +12,7 @@ use crate::{example_module, padded};
 impl Chaos {
     /// `docker kill` of `victim`; once its tasks tick elsewhere, `docker
     /// start` on its volume.
-    async fn kill_and_start_again(&mut self, victim: u64) -> Injected {
+    pub(super) async fn kill_and_start_again(&mut self, victim: u64) -> Injected {
         let lost = vec![victim];
         let owned = self.owned_by(&lost).await;
         let started = now_ms();
@@ -213,6 +213,7 @@ impl Chaos {
                     ..Injected::default()
                 }
             }
+            Fault::UpgradeDuringKill | Fault::UpgradeDuringPartition => self.upgrade_during(fault).await,
             Fault::RevertWithTicksInFlight => {
                 self.releases += 1;
                 let component = example_module("witnessed_v2_broken");

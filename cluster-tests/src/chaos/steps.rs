@@ -221,18 +221,31 @@ impl Chaos {
     }
 
     /// Watches node `id` on a full disk for `FULL_DISK_WATCH`: None if it
-    /// still runs and its tasks tick; when it stopped on its own, with a
-    /// non-zero exit and the reason in its log, the time it logged that.
+    /// runs on and its tasks tick; when its node process stopped on its own,
+    /// with the reason in its log and a non-zero exit (which its heart, the
+    /// container's first process, logs before starting it again with
+    /// backoff), the time it logged the reason.
     pub(super) async fn await_fail_stop(&self, id: u64) -> Result<Option<u64>, String> {
         let watching = now_ms();
-        let running = async || match self.cluster.is_running(id) {
-            true => Err(()),
-            false => Ok(()),
+        // The last such lines: the log holds the container's earlier runs too.
+        let stopped = async || {
+            let log = self.cluster.log(id);
+            let at = log
+                .lines()
+                .filter(|line| line.contains("raft stopped"))
+                .filter_map(log_time_ms)
+                .rfind(|at| *at >= watching);
+            let exit = log
+                .lines()
+                .filter(|line| line.contains("baton-node (incarnation") && line.contains(") exited: "))
+                .filter(|line| log_time_ms(line).is_some_and(|t| t >= watching))
+                .find_map(|line| line.split(") exited: ").nth(1).map(str::to_string));
+            match (at, exit) {
+                (Some(at), Some(exit)) => Ok((at, exit)),
+                _ => Err(()),
+            }
         };
-        if until(FULL_DISK_WATCH, Duration::from_millis(100), running)
-            .await
-            .is_err()
-        {
+        let Ok((stopped_at, exit)) = until(FULL_DISK_WATCH, Duration::from_millis(100), stopped).await else {
             let stalled = tasks(&self.client)
                 .await
                 .into_iter()
@@ -244,21 +257,10 @@ impl Chaos {
                 )),
                 None => Ok(None),
             };
-        }
-        let code = self.cluster.exit_code(id);
-        let log = self.cluster.log(id);
-        // The last such line: the log holds the container's earlier runs too.
-        let stopped_at = log
-            .lines()
-            .rev()
-            .filter(|line| line.contains("raft stopped"))
-            .find_map(log_time_ms);
-        match (code, stopped_at) {
-            (0, _) => Err(format!("node {id} exited 0 with a full disk")),
-            (_, None) => Err(format!(
-                "node {id} exited {code} without saying why (no dated \"raft stopped\" in its log)"
-            )),
-            (_, Some(at)) => Ok(Some(at)),
+        };
+        match exit.as_str() {
+            "exit status 0" => Err(format!("node {id} exited 0 with a full disk")),
+            _ => Ok(Some(stopped_at)),
         }
     }
 

@@ -1,6 +1,7 @@
 //! One file per subcommand, each with a `run` that takes parsed arguments.
 
 pub mod certs;
+pub mod config;
 pub mod dev;
 pub mod keys;
 pub mod kv;
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
     match cli.command {
         Command::Certs(command) => certs::run(command, format),
         Command::Keys(command) => keys::run(command, format),
+        Command::Config(command) => config::run(command),
         Command::Dev(args) => dev::run(args, format).await,
         Command::Status => status::run(&ClusterClient::from_args(&cli.global)?, format).await,
         Command::Nodes(command) => nodes::run(&ClusterClient::from_args(&cli.global)?, command, format).await,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use baton_node::modules::signing::{read_private_key, sign_node_binary};
 use baton_node::state::cluster_version::ReleaseDescription;
+use baton_node::state::upgrades::UpgradeSettings;
 use baton_proto::{
     ControlUpgradeRequest, SignedBinary, UpgradeStatusReply, UpgradeStatusRequest, UploadNodeBinaryChunk,
     UploadNodeBinaryHeader,
@@ -42,6 +43,10 @@ pub struct UpgradeView {
     pub min_healthy_ms: u64,
     pub healthy_deadline_ms: u64,
     pub auto_revert: bool,
+    pub hold_version: bool,
+    /// Done, holding the cluster version until `upgrade finalize`.
+    pub awaits_finalize: bool,
+    pub finalized_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -77,6 +82,9 @@ impl UpgradeView {
             min_healthy_ms: reply.min_healthy_ms,
             healthy_deadline_ms: reply.healthy_deadline_ms,
             auto_revert: reply.auto_revert,
+            hold_version: reply.hold_version,
+            awaits_finalize: reply.awaits_finalize,
+            finalized_at_ms: reply.finalized_at_ms,
         })
     }
 
@@ -108,6 +116,12 @@ impl UpgradeView {
         );
         if !self.reason.is_empty() {
             text.push_str(&format!("  reason: {}\n", self.reason));
+        }
+        if self.awaits_finalize {
+            text.push_str(
+                "  the cluster version is held (--hold-version): `batonctl upgrade finalize` lets it rise; until \
+                 then another upgrade can bring the binary before back\n",
+            );
         }
         for node in &self.nodes {
             let runs = match node.binary.as_str() {
@@ -187,17 +201,23 @@ pub async fn run(client: &ClusterClient, args: UpgradeArgs, format: OutputFormat
         Some(UpgradeCommand::Pause) => "pause",
         Some(UpgradeCommand::Resume) => "resume",
         Some(UpgradeCommand::Abort) => "abort",
+        Some(UpgradeCommand::Finalize) => "finalize",
         None => return start(client, args, format).await,
     };
-    let request = ControlUpgradeRequest { action: action.into() };
-    let reply = client
-        .call_with(&request, |mut c, r| async move { c.control_upgrade(r).await })
-        .await?;
-    let view = UpgradeView::of(reply);
+    let view = control(client, action).await?;
     output::print(format, &view, || {
         view.as_ref().map(UpgradeView::text).unwrap_or_default()
     });
     Ok(())
+}
+
+/// Pauses, resumes or aborts (`action`) the live upgrade; what it is then.
+pub async fn control(client: &ClusterClient, action: &str) -> Result<Option<UpgradeView>, CmdError> {
+    let request = ControlUpgradeRequest { action: action.into() };
+    let reply = client
+        .call_with(&request, |mut c, r| async move { c.control_upgrade(r).await })
+        .await?;
+    Ok(UpgradeView::of(reply))
 }
 
 /// Signs and uploads the binary, which starts the upgrade; follows it
@@ -214,8 +234,13 @@ async fn start(client: &ClusterClient, args: UpgradeArgs, format: OutputFormat) 
         )
     })?;
     let key = read_private_key(&key)?;
-    let settings = (args.min_healthy, args.healthy_deadline, !args.no_auto_revert);
-    let view = upload(client, &binary, &key, settings).await?;
+    let settings = UpgradeSettings {
+        min_healthy_ms: args.min_healthy,
+        healthy_deadline_ms: args.healthy_deadline,
+        auto_revert: !args.no_auto_revert,
+        hold_version: args.hold_version,
+    };
+    let view = upload(client, &binary, &key, &settings).await?;
     if args.no_wait {
         output::print(format, &view, || {
             view.as_ref().map(UpgradeView::text).unwrap_or_default()
@@ -228,12 +253,12 @@ async fn start(client: &ClusterClient, args: UpgradeArgs, format: OutputFormat) 
 }
 
 /// Signs `binary` with `key` and uploads it to the leader, which starts an
-/// upgrade with `(min_healthy_ms, healthy_deadline_ms, auto_revert)`.
+/// upgrade with `settings`.
 pub async fn upload(
     client: &ClusterClient,
     binary: &Path,
     key: &baton_node::modules::signing::SigningKey,
-    (min_healthy_ms, healthy_deadline_ms, auto_revert): (u64, u64, bool),
+    settings: &UpgradeSettings,
 ) -> Result<Option<UpgradeView>, CmdError> {
     let release = describe(binary).await?;
     let bytes = std::fs::read(binary).map_err(|source| CmdError::File {
@@ -255,9 +280,10 @@ pub async fn upload(
         }),
         min_cluster_version: release.min_cluster_version,
         max_cluster_version: release.max_cluster_version,
-        min_healthy_ms,
-        healthy_deadline_ms,
-        auto_revert,
+        min_healthy_ms: settings.min_healthy_ms,
+        healthy_deadline_ms: settings.healthy_deadline_ms,
+        auto_revert: settings.auto_revert,
+        hold_version: settings.hold_version,
     };
     let _ = writeln!(
         std::io::stderr(),

@@ -152,6 +152,7 @@ pub async fn upload_node_binary(
         min_healthy_ms: header.min_healthy_ms,
         healthy_deadline_ms: header.healthy_deadline_ms,
         auto_revert: header.auto_revert,
+        hold_version: header.hold_version,
     };
     settings.check().map_err(Status::invalid_argument)?;
     let cluster_version = context.state_machine.read(|s| s.cluster_version);
@@ -281,10 +282,13 @@ pub fn upgrade_status(context: &NodeContext) -> UpgradeStatusReply {
         min_healthy_ms: upgrade.settings.min_healthy_ms,
         healthy_deadline_ms: upgrade.settings.healthy_deadline_ms,
         auto_revert: upgrade.settings.auto_revert,
+        hold_version: upgrade.settings.hold_version,
+        awaits_finalize: upgrade.awaits_finalize(),
+        finalized_at_ms: upgrade.finalized_at_ms,
     }
 }
 
-/// Pause, resume or abort.
+/// Pause, resume, abort or finalize.
 pub async fn control_upgrade(
     context: &NodeContext,
     request: ControlUpgradeRequest,
@@ -293,9 +297,10 @@ pub async fn control_upgrade(
         "pause" => UpgradeAction::Pause,
         "resume" => UpgradeAction::Resume,
         "abort" => UpgradeAction::Abort,
+        "finalize" => UpgradeAction::Finalize,
         other => {
             return Err(Status::invalid_argument(format!(
-                "{other:?} is not an upgrade action: use pause, resume or abort"
+                "{other:?} is not an upgrade action: use pause, resume, abort or finalize"
             )));
         }
     };

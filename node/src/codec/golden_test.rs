@@ -480,6 +480,7 @@ impl Gen {
                 min_healthy_ms: self.u64(),
                 healthy_deadline_ms: self.u64(),
                 auto_revert: self.0.random(),
+                hold_version: self.0.random(),
             },
             state: match self.0.random_range(0..5) {
                 0 => UpgradeState::Running,
@@ -495,6 +496,7 @@ impl Gen {
             phase_started_ms: self.u64(),
             finished_at_ms: self.option(Self::u64),
             drained_before: self.list(3, Self::u64).into_iter().collect(),
+            finalized_at_ms: self.option(Self::u64),
         }
     }
 
@@ -585,6 +587,7 @@ impl Gen {
                     min_healthy_ms: self.u64(),
                     healthy_deadline_ms: self.u64(),
                     auto_revert: self.0.random(),
+                    hold_version: self.0.random(),
                 },
                 nodes: self.list(4, Self::u64),
                 now_ms: self.u64(),
@@ -597,10 +600,11 @@ impl Gen {
             },
             _ => Command::UpgradeControl {
                 hash: self.string(),
-                action: match self.0.random_range(0..4) {
+                action: match self.0.random_range(0..5) {
                     0 => UpgradeAction::Pause,
                     1 => UpgradeAction::Resume,
                     2 => UpgradeAction::Halt { reason: self.string() },
+                    3 => UpgradeAction::Finalize,
                     _ => UpgradeAction::Abort,
                 },
                 now_ms: self.u64(),
@@ -832,6 +836,33 @@ fn the_upgrade_record_and_the_binary_messages_are_encoded_as_pinned() {
         Upgrade::try_from(p::state::v1::Upgrade::decode(&bytes[..]).unwrap()).unwrap(),
         upgrade
     );
+    // One that held the cluster version until an operator finalized it.
+    let mut held = Upgrade::start(
+        binary.clone(),
+        UpgradeSettings {
+            hold_version: true,
+            ..UpgradeSettings::default()
+        },
+        &[1],
+        6,
+        1_790_000_000_000,
+    )
+    .expect("the sample binary supports version 6");
+    for phase in [
+        Phase::Draining,
+        Phase::Swapping { gate_index: 7 },
+        Phase::Gating,
+        Phase::Done,
+    ] {
+        held.set_phase(1, phase, 1_790_000_000_300).unwrap();
+    }
+    held.control(&UpgradeAction::Finalize, 1_790_000_000_400).unwrap();
+    let bytes = p::state::v1::Upgrade::from(&held).encode_to_vec();
+    problems.extend(pinned("upgrade-finalized", &bytes));
+    assert_eq!(
+        Upgrade::try_from(p::state::v1::Upgrade::decode(&bytes[..]).unwrap()).unwrap(),
+        held
+    );
 
     let signed = p::SignedBinary {
         hash: binary.hash.clone(),
@@ -905,6 +936,7 @@ fn the_upgrade_record_and_the_binary_messages_are_encoded_as_pinned() {
                     min_healthy_ms: 10_000,
                     healthy_deadline_ms: 120_000,
                     auto_revert: true,
+                    hold_version: false,
                 }),
                 data: Vec::new(),
             }

@@ -45,6 +45,7 @@ impl From<&UpgradeSettings> for pb::UpgradeSettings {
             min_healthy_ms: s.min_healthy_ms,
             healthy_deadline_ms: s.healthy_deadline_ms,
             auto_revert: s.auto_revert,
+            hold_version: s.hold_version,
         }
     }
 }
@@ -55,6 +56,7 @@ impl From<pb::UpgradeSettings> for UpgradeSettings {
             min_healthy_ms: s.min_healthy_ms,
             healthy_deadline_ms: s.healthy_deadline_ms,
             auto_revert: s.auto_revert,
+            hold_version: s.hold_version,
         }
     }
 }
@@ -100,6 +102,7 @@ impl From<&UpgradeAction> for pb::UpgradeAction {
                 UpgradeAction::Resume => Action::Resume(pb::Unit {}),
                 UpgradeAction::Halt { reason } => Action::Halt(reason.clone()),
                 UpgradeAction::Abort => Action::Abort(pb::Unit {}),
+                UpgradeAction::Finalize => Action::Finalize(pb::Unit {}),
             }),
         }
     }
@@ -115,6 +118,7 @@ impl TryFrom<pb::UpgradeAction> for UpgradeAction {
             Action::Resume(_) => UpgradeAction::Resume,
             Action::Halt(reason) => UpgradeAction::Halt { reason },
             Action::Abort(_) => UpgradeAction::Abort,
+            Action::Finalize(_) => UpgradeAction::Finalize,
         })
     }
 }
@@ -167,6 +171,7 @@ impl From<&Upgrade> for pb::Upgrade {
             phase_started_ms: u.phase_started_ms,
             finished_at_ms: u.finished_at_ms,
             drained_before: u.drained_before.iter().copied().collect(),
+            finalized_at_ms: u.finalized_at_ms,
         }
     }
 }
@@ -188,6 +193,7 @@ impl TryFrom<pb::Upgrade> for Upgrade {
             phase_started_ms: u.phase_started_ms,
             finished_at_ms: u.finished_at_ms,
             drained_before: u.drained_before.into_iter().collect(),
+            finalized_at_ms: u.finalized_at_ms,
         })
     }
 }

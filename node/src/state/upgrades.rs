@@ -60,6 +60,11 @@ pub struct UpgradeSettings {
     /// Put a node that fails its gate back on its binary before (otherwise
     /// halt and leave it on trial until its heart's deadline).
     pub auto_revert: bool,
+    /// Keep the cluster version where it is once every node runs the new
+    /// binary, until an operator finalizes the upgrade: until then another
+    /// upgrade can still bring the binary before back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold_version: bool,
 }
 
 impl Default for UpgradeSettings {
@@ -68,6 +73,7 @@ impl Default for UpgradeSettings {
             min_healthy_ms: 10_000,
             healthy_deadline_ms: 120_000,
             auto_revert: true,
+            hold_version: false,
         }
     }
 }
@@ -177,6 +183,8 @@ pub enum UpgradeAction {
         reason: String,
     },
     Abort,
+    /// Let the cluster version rise after a done upgrade that holds it.
+    Finalize,
 }
 
 impl UpgradeAction {
@@ -186,6 +194,7 @@ impl UpgradeAction {
             UpgradeAction::Resume => "resume",
             UpgradeAction::Halt { .. } => "halt",
             UpgradeAction::Abort => "abort",
+            UpgradeAction::Finalize => "finalize",
         }
     }
 }
@@ -207,6 +216,10 @@ pub struct Upgrade {
     /// after their turn.
     #[serde(default)]
     pub drained_before: std::collections::BTreeSet<NodeId>,
+    /// When an operator finalized a done upgrade that holds the cluster
+    /// version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finalized_at_ms: Option<u64>,
 }
 
 /// Whether a node moving into `phase` is drained (true) or undrained
@@ -246,7 +259,22 @@ impl Upgrade {
             phase_started_ms: now_ms,
             finished_at_ms: None,
             drained_before: Default::default(),
+            finalized_at_ms: None,
         })
+    }
+
+    /// Whether the cluster version must stay where it is: while the upgrade
+    /// is live (a node may still go back to the binary before, which must
+    /// read everything), and after it is done while it holds the version
+    /// and is not finalized.
+    pub fn holds_cluster_version(&self) -> bool {
+        self.state.is_live() || self.awaits_finalize()
+    }
+
+    /// Whether it is done, holds the cluster version, and waits for
+    /// `upgrade finalize`.
+    pub fn awaits_finalize(&self) -> bool {
+        self.state == UpgradeState::Done && self.settings.hold_version && self.finalized_at_ms.is_none()
     }
 
     /// The node being worked on, if any.
@@ -304,8 +332,24 @@ impl Upgrade {
         Ok(())
     }
 
-    /// Pauses, resumes, halts or aborts.
+    /// Pauses, resumes, halts, aborts or finalizes.
     pub fn control(&mut self, action: &UpgradeAction, now_ms: u64) -> Result<(), Rejection> {
+        if *action == UpgradeAction::Finalize {
+            if !self.awaits_finalize() {
+                let state = match (&self.state, self.settings.hold_version) {
+                    (UpgradeState::Done, false) => "done and did not hold the cluster version (no --hold-version)",
+                    (UpgradeState::Done, true) => "done and already finalized",
+                    (state, _) => state.name(),
+                };
+                return Err(Rejection::UpgradeActionRefused {
+                    version: self.binary.version.clone(),
+                    state: state.to_string(),
+                    action: action.name().to_string(),
+                });
+            }
+            self.finalized_at_ms = Some(now_ms);
+            return Ok(());
+        }
         let next = match (&self.state, action) {
             (UpgradeState::Running, UpgradeAction::Pause) => UpgradeState::Paused,
             (UpgradeState::Paused | UpgradeState::Halted { .. }, UpgradeAction::Resume) => {
@@ -414,6 +458,44 @@ mod tests {
         up.set_phase(node, Phase::Swapping { gate_index: 1 }, now_ms).unwrap();
         up.set_phase(node, Phase::Gating, now_ms).unwrap();
         up.set_phase(node, Phase::Done, now_ms).unwrap();
+    }
+
+    #[test]
+    fn the_cluster_version_is_held_while_live_and_after_done_until_finalized_if_asked() {
+        let mut up = upgrade();
+        assert!(up.holds_cluster_version(), "running");
+        for node in [1, 2, 3] {
+            through(&mut up, node, 10);
+        }
+        assert!(!up.holds_cluster_version(), "done, without --hold-version");
+        let refused = up.control(&UpgradeAction::Finalize, 11).unwrap_err();
+        assert!(refused.to_string().contains("--hold-version"), "{refused}");
+
+        let mut up = Upgrade::start(binary(6), settings_holding(), &[1, 2], 6, 0).unwrap();
+        let early = up.control(&UpgradeAction::Finalize, 1).unwrap_err();
+        assert!(early.to_string().contains("running"), "{early}");
+        for node in [1, 2] {
+            through(&mut up, node, 10);
+        }
+        assert!(up.awaits_finalize() && up.holds_cluster_version());
+        up.control(&UpgradeAction::Finalize, 20).unwrap();
+        assert_eq!(up.finalized_at_ms, Some(20));
+        assert!(!up.holds_cluster_version());
+        assert_eq!(up.state, UpgradeState::Done);
+        let again = up.control(&UpgradeAction::Finalize, 21).unwrap_err();
+        assert!(again.to_string().contains("already finalized"), "{again}");
+
+        // An aborted upgrade holds nothing, whatever it asked for.
+        let mut up = Upgrade::start(binary(6), settings_holding(), &[1], 6, 0).unwrap();
+        up.control(&UpgradeAction::Abort, 1).unwrap();
+        assert!(!up.holds_cluster_version());
+    }
+
+    fn settings_holding() -> UpgradeSettings {
+        UpgradeSettings {
+            hold_version: true,
+            ..UpgradeSettings::default()
+        }
     }
 
     #[test]

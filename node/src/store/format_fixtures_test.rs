@@ -216,6 +216,7 @@ pub(crate) fn commands() -> Vec<Command> {
                 min_healthy_ms: 10_000,
                 healthy_deadline_ms: 120_000,
                 auto_revert: true,
+                hold_version: false,
             },
             nodes: vec![1, 2, 3],
             now_ms: 1_790_000_000_900,

@@ -270,6 +270,7 @@ mod tests {
             min_healthy_ms: 1_000,
             healthy_deadline_ms: 10_000,
             auto_revert: true,
+            hold_version: false,
         };
         Upgrade::start(binary, settings, &[1, 2, 3], 6, 0).unwrap()
     }

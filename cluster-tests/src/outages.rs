@@ -1,0 +1,145 @@
+//! Which nodes were down when, seen from outside: a watcher asks every node
+//! directly (a client with that one endpoint) for the cluster's status,
+//! every `EVERY`, and a node that does not answer within `ANSWER` is down
+//! from the start of that call to the start of the next one it answers.
+//! The rolling upgrade's promise that it never takes a node down while
+//! another is down is checked on these intervals ([`two_down_at_once`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use batonctl::ClusterClient;
+
+use crate::task_api::now_ms;
+
+/// How often each node is asked.
+const EVERY: Duration = Duration::from_millis(100);
+
+/// How long a node has to answer.
+const ANSWER: Duration = Duration::from_millis(1_000);
+
+/// A time interval in ms since the Unix epoch, `[from, to)`.
+pub type Span = (u64, u64);
+
+/// Each node's down intervals; an interval still open ends at the stop.
+pub type Downs = BTreeMap<u64, Vec<Span>>;
+
+/// A running watcher; [`Outages::stop`] ends it and returns what it saw.
+pub struct Outages {
+    seen: Arc<Mutex<Downs>>,
+    open: Arc<Mutex<BTreeMap<u64, u64>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Outages {
+    /// Starts asking each `(id, client)`: each client should hold only that
+    /// node's endpoint.
+    pub fn watch(nodes: Vec<(u64, ClusterClient)>) -> Outages {
+        let seen: Arc<Mutex<Downs>> = Arc::default();
+        let open: Arc<Mutex<BTreeMap<u64, u64>>> = Arc::default();
+        let tasks = nodes
+            .into_iter()
+            .map(|(id, client)| {
+                let (seen, open) = (seen.clone(), open.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let asked = now_ms();
+                        let answered = tokio::time::timeout(ANSWER, batonctl::cmd::status::fetch(&client))
+                            .await
+                            .is_ok_and(|r| r.is_ok());
+                        {
+                            let mut open = open.lock().unwrap();
+                            match (answered, open.get(&id).copied()) {
+                                (false, None) => {
+                                    open.insert(id, asked);
+                                }
+                                (true, Some(since)) => {
+                                    open.remove(&id);
+                                    seen.lock().unwrap().entry(id).or_default().push((since, asked));
+                                }
+                                _ => {}
+                            }
+                        }
+                        tokio::time::sleep(EVERY).await;
+                    }
+                })
+            })
+            .collect();
+        Outages { seen, open, tasks }
+    }
+
+    /// Stops watching; every node's down intervals, an open one ending now.
+    pub fn stop(self) -> Downs {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let now = now_ms();
+        let mut downs = self.seen.lock().unwrap().clone();
+        for (id, since) in self.open.lock().unwrap().iter() {
+            downs.entry(*id).or_default().push((*since, now));
+        }
+        downs
+    }
+}
+
+/// The first moment two nodes were down together, as (node, node, from,
+/// to), or None.
+pub fn two_down_at_once(downs: &Downs) -> Option<(u64, u64, Span)> {
+    let mut all: Vec<(u64, Span)> = downs
+        .iter()
+        .flat_map(|(id, spans)| spans.iter().map(|s| (*id, *s)))
+        .collect();
+    all.sort_by_key(|(_, (from, _))| *from);
+    let mut first: Option<(u64, u64, Span)> = None;
+    for (i, (a, (_, a_to))) in all.iter().enumerate() {
+        for (b, (b_from, b_to)) in &all[i + 1..] {
+            if b_from >= a_to {
+                break;
+            }
+            if a != b {
+                let span = (*b_from, (*a_to).min(*b_to));
+                if first.is_none_or(|(_, _, (from, _))| span.0 < from) {
+                    first = Some((*a, *b, span));
+                }
+            }
+        }
+    }
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn downs(spans: &[(u64, Span)]) -> Downs {
+        let mut downs = Downs::new();
+        for (id, span) in spans {
+            downs.entry(*id).or_default().push(*span);
+        }
+        downs
+    }
+
+    #[test]
+    fn one_node_down_at_a_time_is_not_two() {
+        assert_eq!(two_down_at_once(&Downs::new()), None);
+        assert_eq!(
+            two_down_at_once(&downs(&[(1, (0, 10)), (2, (10, 20)), (1, (30, 40))])),
+            None
+        );
+    }
+
+    #[test]
+    fn overlapping_outages_of_two_nodes_are_found_with_their_overlap() {
+        let found = two_down_at_once(&downs(&[(1, (0, 10)), (3, (50, 70)), (2, (60, 90))]));
+        assert_eq!(found, Some((3, 2, (60, 70))));
+        // A long outage overlapping a later, short one of another node.
+        let found = two_down_at_once(&downs(&[(1, (0, 100)), (1, (200, 210)), (2, (40, 45))]));
+        assert_eq!(found, Some((1, 2, (40, 45))));
+    }
+
+    #[test]
+    fn a_node_overlapping_itself_is_not_two() {
+        assert_eq!(two_down_at_once(&downs(&[(1, (0, 10)), (1, (5, 20))])), None);
+    }
+}
