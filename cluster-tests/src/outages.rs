@@ -2,6 +2,8 @@
 //! directly (a client with that one endpoint) for the cluster's status,
 //! every `EVERY`, and a node that does not answer within `ANSWER` is down
 //! from the start of that call to the start of the next one it answers.
+//! For finer figures, [`Outages::watch_ports`] only connects to each
+//! node's port.
 //! The rolling upgrade's promise that it never takes a node down while
 //! another is down is checked on these intervals ([`two_down_at_once`]).
 
@@ -25,6 +27,9 @@ pub type Span = (u64, u64);
 /// Each node's down intervals; an interval still open ends at the stop.
 pub type Downs = BTreeMap<u64, Vec<Span>>;
 
+/// One look at a node: whether it answered.
+type Probe = Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync>;
+
 /// A running watcher; [`Outages::stop`] ends it and returns what it saw.
 pub struct Outages {
     seen: Arc<Mutex<Downs>>,
@@ -33,21 +38,59 @@ pub struct Outages {
 }
 
 impl Outages {
-    /// Starts asking each `(id, client)`: each client should hold only that
-    /// node's endpoint.
+    /// Starts asking each `(id, client)` every `EVERY`, giving it `ANSWER`:
+    /// each client should hold only that node's endpoint.
     pub fn watch(nodes: Vec<(u64, ClusterClient)>) -> Outages {
-        let seen: Arc<Mutex<Downs>> = Arc::default();
-        let open: Arc<Mutex<BTreeMap<u64, u64>>> = Arc::default();
-        let tasks = nodes
+        let probes = nodes
             .into_iter()
             .map(|(id, client)| {
+                let client = Arc::new(client);
+                let probe: Probe = Box::new(move || {
+                    let client = client.clone();
+                    Box::pin(async move {
+                        tokio::time::timeout(ANSWER, batonctl::cmd::status::fetch(&client))
+                            .await
+                            .is_ok_and(|r| r.is_ok())
+                    })
+                });
+                (id, probe)
+            })
+            .collect();
+        Self::start(probes, EVERY)
+    }
+
+    /// Starts connecting to each `(id, HOST:PORT)` every `every`: a node is
+    /// down while its port takes no connection within `answer` (its process
+    /// stopped serving, to its next one serving), whatever its load.
+    pub fn watch_ports(nodes: Vec<(u64, String)>, every: Duration, answer: Duration) -> Outages {
+        let probes = nodes
+            .into_iter()
+            .map(|(id, addr)| {
+                let probe: Probe = Box::new(move || {
+                    let addr = addr.clone();
+                    Box::pin(async move {
+                        tokio::time::timeout(answer, tokio::net::TcpStream::connect(addr))
+                            .await
+                            .is_ok_and(|r| r.is_ok())
+                    })
+                });
+                (id, probe)
+            })
+            .collect();
+        Self::start(probes, every)
+    }
+
+    fn start(probes: Vec<(u64, Probe)>, every: Duration) -> Outages {
+        let seen: Arc<Mutex<Downs>> = Arc::default();
+        let open: Arc<Mutex<BTreeMap<u64, u64>>> = Arc::default();
+        let tasks = probes
+            .into_iter()
+            .map(|(id, probe)| {
                 let (seen, open) = (seen.clone(), open.clone());
                 tokio::spawn(async move {
                     loop {
                         let asked = now_ms();
-                        let answered = tokio::time::timeout(ANSWER, batonctl::cmd::status::fetch(&client))
-                            .await
-                            .is_ok_and(|r| r.is_ok());
+                        let answered = probe().await;
                         {
                             let mut open = open.lock().unwrap();
                             match (answered, open.get(&id).copied()) {
@@ -61,7 +104,7 @@ impl Outages {
                                 _ => {}
                             }
                         }
-                        tokio::time::sleep(EVERY).await;
+                        tokio::time::sleep(every).await;
                     }
                 })
             })

@@ -95,8 +95,24 @@ fn classify(status: &Status) -> Next {
         (_, true, Some(addr)) => Next::Redirect(addr),
         (_, true, None) => Next::TryElsewhere,
         (Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled, _, _) => Next::TryElsewhere,
+        // The connection failed under the call (a node shutting down sends
+        // HTTP/2 GOAWAY): the node did not refuse anything.
+        (Code::Internal, _, _) if from_transport(status) => Next::TryElsewhere,
         _ => Next::GiveUp,
     }
+}
+
+/// Whether the status stands for a failed connection rather than an answer
+/// (its source is a transport error).
+fn from_transport(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// The shortest time one attempt on one node is given.

@@ -64,6 +64,10 @@ pub enum NodeError {
     ShutdownTimedOut(Duration),
 }
 
+/// How long a stopping node lets its calls in flight finish once it has
+/// stopped taking connections.
+const SERVE_DRAIN: Duration = Duration::from_millis(500);
+
 /// Runs a node until `shutdown` resolves, then shuts it down in order.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
     let started_at = Instant::now();
@@ -286,9 +290,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         forwarder.abort();
         hand_off_leadership(&raft, config.id, grace / 3).await;
         let _ = stop_serving_tx.send(());
-        match server.await {
-            Ok(result) => result?,
-            Err(e) => tracing::warn!("server task failed: {e}"),
+        // The server stops taking connections and lets the calls in flight
+        // finish, but long-lived streams (a follower's renewals, a client's
+        // watch) end only when their callers notice: they are cut after a
+        // moment, and their callers go elsewhere, rather than keep this node
+        // half-stopped (refusing new calls) for seconds.
+        let mut server = server;
+        match tokio::time::timeout(SERVE_DRAIN, &mut server).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
+            Err(_) => {
+                tracing::info!("calls still open after {SERVE_DRAIN:?} are cut");
+                server.abort();
+            }
         }
         // Raft's storage fsyncs every write it acknowledges, so once Raft
         // has stopped there is nothing left to flush.

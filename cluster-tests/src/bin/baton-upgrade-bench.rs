@@ -7,6 +7,10 @@
 //! - per-node upgrade time: from the node's swap (its `swapping` phase, by
 //!   the leader's clock) to its being back on the new binary, caught up
 //!   (`gating`): stop, start, rejoin and catch-up, without the gate;
+//! - per-node time down, seen from outside: the bench connects to every
+//!   node's port every 5 ms, and a node is down from the first connection
+//!   refused (or not taken within 100 ms) to the next one taken: its stop
+//!   to its serving again;
 //! - the whole upgrade, minus the gates (`--min-healthy` per node);
 //! - the gaps between consecutive committed ticks of every task during the
 //!   upgrade, against the period;
@@ -22,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use baton_cluster_tests::outages::Outages;
 use baton_cluster_tests::task_api::{add, deploy, every, history, now_ms, tasks};
 use baton_cluster_tests::{TestCluster, machine, poll_async, quantile};
 use baton_node::state::cluster_version::VersionRange;
@@ -52,6 +57,7 @@ struct Args {
 struct Measured {
     nodes: u64,
     per_node: Vec<u64>,
+    down: Vec<u64>,
     whole_minus_gates: u64,
     gaps: Vec<u64>,
     writes: Vec<u64>,
@@ -127,6 +133,11 @@ async fn one_upgrade(args: &Args, n: u64) -> Measured {
 
     let key = cluster.local.signing_key().unwrap();
     let binary = cluster.local.node_binary().to_path_buf();
+    let outages = Outages::watch_ports(
+        (1..=n).map(|id| (id, cluster.local.nodes[&id].addr.clone())).collect(),
+        Duration::from_millis(5),
+        Duration::from_millis(100),
+    );
     let started = now_ms();
     let settings = UpgradeSettings {
         min_healthy_ms: args.min_healthy_ms,
@@ -155,6 +166,15 @@ async fn one_upgrade(args: &Args, n: u64) -> Measured {
     };
     assert_eq!(ended.state, "done", "{ended:?}");
     let finished = ended.finished_at_ms.unwrap_or_else(now_ms);
+    let downs = outages.stop();
+    let down: Vec<u64> = (1..=n)
+        .map(|id| {
+            downs
+                .get(&id)
+                .map_or(0, |spans| spans.iter().map(|(from, to)| to - from).sum())
+        })
+        .collect();
+    eprintln!("{n} nodes: down from outside, per node: {down:?} ms");
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
     let (writes, longest_write_wait, failed_writes) = writer.await.unwrap();
@@ -167,6 +187,7 @@ async fn one_upgrade(args: &Args, n: u64) -> Measured {
         })
         .collect();
     let mut gaps = Vec::new();
+    let mut late_at: BTreeMap<u64, usize> = BTreeMap::new();
     for task in tasks(&client).await.into_iter().filter(|t| names.contains(&t.name)) {
         let during: Vec<u64> = history(&client, &task.name)
             .await
@@ -175,7 +196,11 @@ async fn one_upgrade(args: &Args, n: u64) -> Measured {
             .filter(|at| (started..=finished + args.period_ms).contains(at))
             .collect();
         gaps.extend(during.windows(2).map(|w| w[1] - w[0]));
+        for w in during.windows(2).filter(|w| w[1] - w[0] > args.period_ms + 50) {
+            *late_at.entry((w[1] - started) / 1000).or_insert(0usize) += 1;
+        }
     }
+    eprintln!("{n} nodes: ticks more than 50 ms late, by second since the upload: {late_at:?}");
     eprintln!(
         "{n} nodes: upgraded in {} ms ({} ms of gates)",
         finished - started,
@@ -184,6 +209,7 @@ async fn one_upgrade(args: &Args, n: u64) -> Measured {
     Measured {
         nodes: n,
         per_node,
+        down,
         whole_minus_gates: (finished - started).saturating_sub(n * args.min_healthy_ms),
         gaps,
         writes,
@@ -208,16 +234,19 @@ async fn main() {
         machine()
     );
     println!(
-        "| nodes | per-node upgrade p50 | max | whole upgrade minus gates | tick gaps p50 | p99 | max | gaps above period + 50 ms |"
+        "| nodes | per-node upgrade p50 | max | down, seen from outside, p50 | max | whole upgrade minus gates | \
+         tick gaps p50 | p99 | max | gaps above period + 50 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         let over = r.gaps.iter().filter(|g| **g > args.period_ms + 50).count();
         println!(
-            "| {} | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {over} of {} |",
+            "| {} | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {} ms | {over} of {} |",
             r.nodes,
             quantile(&r.per_node, 0.5),
             quantile(&r.per_node, 1.0),
+            quantile(&r.down, 0.5),
+            quantile(&r.down, 1.0),
             r.whole_minus_gates,
             quantile(&r.gaps, 0.5),
             quantile(&r.gaps, 0.99),

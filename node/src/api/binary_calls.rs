@@ -59,21 +59,30 @@ pub async fn fetch_node_binary(
 /// only for the upgrade this node's own copy of the state has in `phase`
 /// (`swapping` or `gating`) for it: a late or stale call, after the
 /// upgrade moved on, reverted the node or was aborted, changes nothing.
-fn from_leader<T>(context: &NodeContext, request: &Request<T>, hash: &str, phase: &str) -> Result<(), Status> {
+async fn from_leader<T>(context: &NodeContext, request: &Request<T>, hash: &str, phase: &str) -> Result<(), Status> {
     let from = caller(request)?;
     if crate::types::leader(&context.raft).0 != Some(from) {
         return Err(Status::permission_denied(format!(
             "node {from} does not lead; only the leader moves a node through an upgrade"
         )));
     }
-    let mine = context.state_machine.read(|s| {
-        s.upgrade
-            .as_ref()
-            .filter(|u| u.binary.hash == hash && u.state.is_live())
-            .and_then(|u| u.phases.get(&context.id))
-            .map(|p| p.name())
-    });
-    match mine {
+    let mine = || {
+        context.state_machine.read(|s| {
+            s.upgrade
+                .as_ref()
+                .filter(|u| u.binary.hash == hash && u.state.is_live())
+                .and_then(|u| u.phases.get(&context.id))
+                .map(|p| p.name())
+        })
+    };
+    // The leader asks as soon as it has committed the phase; this node may
+    // not have applied it yet (it hears of the commit with the next
+    // append), so it waits a little rather than have the leader ask again.
+    let deadline = tokio::time::Instant::now() + PHASE_WAIT;
+    while mine() != Some(phase) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    match mine() {
         Some(name) if name == phase => Ok(()),
         Some(name) => Err(Status::failed_precondition(format!(
             "node {} is {name} in the upgrade to {hash}, not {phase}",
@@ -85,6 +94,10 @@ fn from_leader<T>(context: &NodeContext, request: &Request<T>, hash: &str, phase
         ))),
     }
 }
+
+/// How long a node asked by the leader for a phase's step waits to apply
+/// the phase itself.
+const PHASE_WAIT: Duration = Duration::from_secs(2);
 
 fn heart_of(context: &NodeContext) -> Result<&crate::upgrade::HeartLink, Status> {
     context.heart.as_ref().ok_or_else(|| {
@@ -105,7 +118,7 @@ pub async fn swap_binary(
         .as_ref()
         .map(|b| b.hash.clone())
         .unwrap_or_default();
-    from_leader(context, &request, &hash, "swapping")?;
+    from_leader(context, &request, &hash, "swapping").await?;
     let request = request.into_inner();
     let binary: NodeBinary = request
         .binary
@@ -126,7 +139,7 @@ pub async fn make_binary_permanent(
     request: Request<BinaryRequest>,
 ) -> Result<Response<SwapBinaryReply>, Status> {
     let hash = request.get_ref().hash.clone();
-    from_leader(context, &request, &hash, "gating")?;
+    from_leader(context, &request, &hash, "gating").await?;
     heart_of(context)?.make_permanent(&hash).await?;
     Ok(Response::new(SwapBinaryReply {}))
 }

@@ -915,6 +915,21 @@ fn the_upgrade_record_and_the_binary_messages_are_encoded_as_pinned() {
                 last_revert_hash: binary.hash.clone(),
                 last_revert_at_ms: 1_790_000_000_300,
                 now_ms: 1_790_000_000_400,
+                held: Vec::new(),
+                lists_held: false,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "heart-status-reply-held",
+            p::HeartStatusReply {
+                running_hash: "installed".into(),
+                running_incarnation: "0123456789abcdef".into(),
+                installed: "/usr/local/bin/baton-node".into(),
+                now_ms: 1_790_000_000_400,
+                held: vec![binary.hash.clone(), "ab".repeat(32)],
+                lists_held: true,
+                ..Default::default()
             }
             .encode_to_vec(),
         ),

@@ -204,6 +204,8 @@ impl HeartBinaries for BinariesService {
                 .unwrap_or_default(),
             last_revert_at_ms: slots.last_revert.as_ref().map_or(0, |r| r.at_unix_ms),
             now_ms: now_ms(),
+            held: self.binaries.store().held(),
+            lists_held: true,
         }))
     }
 }

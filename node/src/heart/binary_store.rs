@@ -10,9 +10,11 @@
 //! STATE_DIR/binaries/<sha256>.sig   its signature (JSON)
 //! ```
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -114,7 +116,55 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
 #[derive(Debug, Clone)]
 pub struct BinaryStore {
     dir: PathBuf,
+    /// The files whose bytes this process has seen match their hash (as it
+    /// wrote them, or read them), by what their inode said then: a file
+    /// whose inode says the same was not written since (any write or
+    /// chmod moves its ctime), so it is not read again. This keeps hashing
+    /// a binary of hundreds of megabytes out of a swap's stop-to-start.
+    verified: Arc<Mutex<HashMap<String, FileStamp>>>,
 }
+
+/// What an inode says of its file's identity and last change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(file: &std::fs::File) -> io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata()?;
+        Ok(FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        })
+    }
+
+    /// Whether the file last changed at least `STAMP_MARGIN` before `now`:
+    /// the kernel dates changes by a coarse clock (a few ms a tick), so a
+    /// write in the same tick as the change stamped would leave the stamp
+    /// as it was, but a write after `now` cannot.
+    fn settled(&self, now: std::time::SystemTime) -> bool {
+        nanos(now) - self.ctime_ns.max(self.mtime_ns) >= STAMP_MARGIN.as_nanos() as i128
+    }
+}
+
+/// A time in ns since the Unix epoch.
+fn nanos(time: std::time::SystemTime) -> i128 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// How long before a check its file must have last changed for the check
+/// to be remembered.
+const STAMP_MARGIN: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl BinaryStore {
     /// Opens (creating) the store in `dir`, and removes what an interrupted
@@ -129,7 +179,10 @@ impl BinaryStore {
                 }
             }
         }
-        Ok(BinaryStore { dir: dir.to_path_buf() })
+        Ok(BinaryStore {
+            dir: dir.to_path_buf(),
+            verified: Arc::default(),
+        })
     }
 
     fn slots_path(&self) -> PathBuf {
@@ -204,6 +257,7 @@ impl BinaryStore {
             file: Some(file),
             digest: Sha256::new(),
             written: 0,
+            unsynced: 0,
         }))
     }
 
@@ -212,7 +266,8 @@ impl BinaryStore {
     /// (a file changed on disk is not run). A permanent binary is checked by
     /// its hash alone: its signature was checked when it was tried, and a
     /// key removed since must not make the heart fall back to an older
-    /// binary. Reads the whole file.
+    /// binary. Reads the whole file, unless this process already saw its
+    /// bytes match and the file has not changed since (see `verified`).
     pub fn check(&self, hash: &str, trusted: Option<&[VerifyingKey]>) -> Result<BinaryId, StoreError> {
         let path = self.path(hash)?;
         let sig_path = self.signature_path(hash)?;
@@ -239,18 +294,45 @@ impl BinaryStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Missing(short(hash).into())),
             Err(e) => return Err(io_error(format!("cannot open {}", path.display()))(e)),
         };
+        let stamp = FileStamp::of(&file).map_err(io_error(format!("cannot read {}", path.display())))?;
+        if self.verified.lock().unwrap().get(hash) == Some(&stamp) {
+            return Ok(header.id());
+        }
         let got = hash_reader(&mut file).map_err(io_error(format!("cannot read {}", path.display())))?;
         if got != hash {
+            self.verified.lock().unwrap().remove(hash);
             return Err(StoreError::Hash {
                 expected: hash.to_string(),
                 got,
             });
+        }
+        // A write after the stamp was taken shows in the next one, unless it
+        // fell in the same tick of the kernel's coarse clock: only a file
+        // last changed well before now is remembered.
+        if stamp.settled(std::time::SystemTime::now()) {
+            self.verified.lock().unwrap().insert(hash.to_string(), stamp);
         }
         Ok(header.id())
     }
 }
 
 impl BinaryStore {
+    /// The hashes of the binaries held whole (a staging renames a binary
+    /// into place only once all of it is written, and its signature after).
+    pub fn held(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("binaries")) else {
+            return Vec::new();
+        };
+        let mut held: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|name| is_hash(name))
+            .filter(|hash| self.signature_path(hash).is_ok_and(|p| p.is_file()))
+            .collect();
+        held.sort();
+        held
+    }
+
     /// Removes every binary but those of `keep`, and temp files left by a
     /// write that was cut off; returns how many binaries went.
     pub fn remove_all_but(&self, keep: &[&str]) -> usize {
@@ -284,7 +366,15 @@ pub struct Staging {
     file: Option<std::fs::File>,
     digest: Sha256,
     written: u64,
+    /// Bytes written since the file was last flushed to disk.
+    unsynced: u64,
 }
+
+/// How much of a binary being staged may wait in the page cache: flushing
+/// as it comes keeps the final fsync small, so that staging a binary of
+/// hundreds of megabytes never holds the disk (and the Raft log's fsyncs
+/// behind it) for seconds.
+const SYNC_EVERY: u64 = 8 << 20;
 
 impl Staging {
     /// Appends bytes; refuses more than the header announced.
@@ -301,6 +391,12 @@ impl Staging {
             .map_err(io_error(format!("cannot write {}", self.tmp.display())))?;
         self.digest.update(bytes);
         self.written = written;
+        self.unsynced += bytes.len() as u64;
+        if self.unsynced >= SYNC_EVERY {
+            file.sync_data()
+                .map_err(io_error(format!("cannot write {}", self.tmp.display())))?;
+            self.unsynced = 0;
+        }
         Ok(())
     }
 
@@ -323,10 +419,25 @@ impl Staging {
         let what = format!("cannot keep {}", self.tmp.display());
         file.set_permissions(std::fs::Permissions::from_mode(0o755))
             .map_err(io_error(what.clone()))?;
+        // Its bytes were hashed as they were written. Its modification time
+        // is set a second back: any later write dates the file by the
+        // kernel's clock, now or later, so the stamp taken below tells it
+        // apart even within one tick of that clock, and no check has to
+        // read the file again while this heart runs.
+        let sealed = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+        file.set_modified(sealed).map_err(io_error(what.clone()))?;
         file.sync_all().map_err(io_error(what.clone()))?;
-        drop(file);
         let path = self.store.path(&self.header.hash)?;
-        std::fs::rename(&self.tmp, &path).map_err(io_error(what))?;
+        std::fs::rename(&self.tmp, &path).map_err(io_error(what.clone()))?;
+        let stamp = FileStamp::of(&file).map_err(io_error(what))?;
+        drop(file);
+        if stamp.mtime_ns == nanos(sealed) {
+            self.store
+                .verified
+                .lock()
+                .unwrap()
+                .insert(self.header.hash.clone(), stamp);
+        }
         let signature = serde_json::to_vec_pretty(&self.header).expect("a signature serializes");
         write_atomically(&self.store.signature_path(&self.header.hash)?, &signature, 0o644)?;
         Ok(self.header.id())
@@ -432,6 +543,51 @@ mod tests {
     }
 
     #[test]
+    fn only_a_file_that_changed_well_before_its_check_is_remembered() {
+        let stamp = FileStamp {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: 1_000_000_000,
+            ctime_ns: 2_000_000_000,
+        };
+        let at = |ms: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        assert!(!stamp.settled(at(2_000)), "changed in the same tick");
+        assert!(!stamp.settled(at(2_099)));
+        assert!(stamp.settled(at(2_100)));
+    }
+
+    #[test]
+    fn a_staged_binary_is_not_read_again_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BinaryStore::open(dir.path()).unwrap();
+        let key = generate();
+        let trusted = [key.verifying_key()];
+        let bytes = b"#!/bin/sh\nexit 0\n";
+        let header = signed(&key, bytes, "0.5.0");
+        let mut staging = store.stage(header.clone(), &trusted).unwrap().unwrap();
+        staging.write(bytes).unwrap();
+        staging.finish().unwrap();
+        // Hashed as it was written, and sealed: remembered at once.
+        assert!(store.verified.lock().unwrap().contains_key(&header.hash));
+        store.check(&header.hash, Some(&trusted)).unwrap();
+        // The same length, other bytes, in the same tick of the kernel's
+        // clock: the write dates the file now, not a second back.
+        let path = store.path(&header.hash).unwrap();
+        std::fs::write(&path, b"#!/bin/sh\nexit 1\n").unwrap();
+        assert!(matches!(
+            store.check(&header.hash, Some(&trusted)),
+            Err(StoreError::Hash { .. })
+        ));
+        assert!(!store.verified.lock().unwrap().contains_key(&header.hash));
+        // A heart started again remembers nothing: it reads the file.
+        std::fs::write(&path, bytes).unwrap();
+        let again = BinaryStore::open(dir.path()).unwrap();
+        assert!(again.verified.lock().unwrap().is_empty());
+        again.check(&header.hash, Some(&trusted)).unwrap();
+    }
+
+    #[test]
     fn bad_headers_and_bytes_are_refused_and_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = BinaryStore::open(dir.path()).unwrap();
@@ -483,7 +639,11 @@ mod tests {
             hashes.push(header.hash);
         }
         std::fs::write(dir.path().join("binaries/.slots.json.0123.tmp"), b"x").unwrap();
+        let mut both = hashes.clone();
+        both.sort();
+        assert_eq!(store.held(), both);
         assert_eq!(store.remove_all_but(&[&hashes[1]]), 1);
+        assert_eq!(store.held(), [hashes[1].clone()]);
         let left: BTreeSet<String> = std::fs::read_dir(dir.path().join("binaries"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())

@@ -3,10 +3,11 @@
 //! (`driver.rs`) gathers the view and carries the move out.
 //!
 //! One node at a time, workers and followers first and the leader last:
-//! 1. Preflight: the node has a heart, and every other voter is up and
-//!    caught up (a swap must never leave two voters down; checked again
-//!    before every swap). Waiting longer than the healthy deadline halts
-//!    the upgrade.
+//! 1. Preflight: the node has a heart that holds the new binary (fetched
+//!    ahead, so that no fetch falls between its stop and its start), and
+//!    every other voter is up and caught up (a swap must never leave two
+//!    voters down; checked again before every swap). Waiting longer than
+//!    the healthy deadline halts the upgrade.
 //! 2. Drain it, and wait until it owns no task.
 //! 3. Swap: record the commit index, then ask the node to try the binary
 //!    through its heart (the heart stops it; a leader hands leadership off
@@ -35,6 +36,9 @@ pub struct NodeSeen {
     pub binary: String,
     /// It runs under a heart.
     pub has_heart: bool,
+    /// Its heart holds the new binary (None: not asked, or a heart that
+    /// does not say).
+    pub holds_binary: Option<bool>,
     /// Tasks it owns or is being handed.
     pub tasks: usize,
     /// Ticks since the current phase began (as this leader counted).
@@ -206,17 +210,20 @@ pub fn decide(upgrade: &Upgrade, view: &View) -> Move {
     }
 }
 
-/// The next node to begin, once the preflight holds.
-fn next_node(upgrade: &Upgrade, view: &View, in_phase: u64) -> Move {
-    let mut waiting: Vec<NodeId> = upgrade
+/// The node the upgrade begins next: the waiting node of lowest id, the
+/// leader last (it hands leadership off as it stops).
+pub fn next_in_line(upgrade: &Upgrade, leader: NodeId) -> Option<NodeId> {
+    upgrade
         .phases
         .iter()
         .filter(|(_, p)| **p == Phase::Waiting)
         .map(|(n, _)| *n)
-        .collect();
-    // The leader last: it hands leadership off as it stops.
-    waiting.sort_by_key(|n| (*n == view.leader, *n));
-    let Some(&node) = waiting.first() else {
+        .min_by_key(|n| (*n == leader, *n))
+}
+
+/// The next node to begin, once the preflight holds.
+fn next_node(upgrade: &Upgrade, view: &View, in_phase: u64) -> Move {
+    let Some(node) = next_in_line(upgrade, view.leader) else {
         return Move::Wait;
     };
     let seen = view.nodes.get(&node).cloned().unwrap_or_default();
@@ -226,6 +233,11 @@ fn next_node(upgrade: &Upgrade, view: &View, in_phase: u64) -> Move {
     } else if !seen.has_heart {
         return Move::Halt(format!(
             "node {node} runs without a heart (baton-heart); it cannot be swapped"
+        ));
+    }
+    if seen.holds_binary == Some(false) {
+        problems.push(format!(
+            "node {node}'s heart does not hold the binary yet (it fetches it from a peer)"
         ));
     }
     problems.extend(voters_not_ready(view, node));
@@ -322,6 +334,23 @@ mod tests {
         let mut v = view(1);
         v.nodes.get_mut(&2).unwrap().has_heart = false;
         assert!(matches!(decide(&up, &v), Move::Halt(reason) if reason.contains("without a heart")));
+    }
+
+    #[test]
+    fn preflight_waits_for_the_nodes_heart_to_hold_the_binary() {
+        let up = upgrade();
+        assert_eq!(next_in_line(&up, 1), Some(2));
+        assert_eq!(next_in_line(&up, 2), Some(1));
+        let mut v = view(1);
+        v.nodes.get_mut(&2).unwrap().holds_binary = Some(false);
+        assert_eq!(decide(&up, &v), Move::Wait);
+        v.now_ms = 20_000;
+        assert!(matches!(decide(&up, &v), Move::Halt(reason) if reason.contains("does not hold the binary")));
+        // Held, or a heart that does not say: the node begins.
+        for holds in [Some(true), None] {
+            v.nodes.get_mut(&2).unwrap().holds_binary = holds;
+            assert_eq!(decide(&up, &v), Move::Begin(2));
+        }
     }
 
     #[test]

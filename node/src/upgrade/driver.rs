@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton_proto::heart_binaries_client::HeartBinariesClient;
-use baton_proto::{BinaryRequest, HeartStatusRequest, RevertTrialRequest, SwapBinaryRequest};
+use baton_proto::{BinaryRequest, HeartStatusReply, HeartStatusRequest, RevertTrialRequest, SwapBinaryRequest};
 use tokio::task::JoinHandle;
 
-use super::decide::{HeartRevert, Move, NodeSeen, View, decide};
+use super::decide::{HeartRevert, Move, NodeSeen, View, decide, next_in_line};
 use crate::api::NodeContext;
 use crate::heart::MAX_TRIAL;
 use crate::rollout::health::NodeReport;
@@ -22,6 +22,10 @@ use crate::types::{Command, CommandResponse, NodeId, now_ms};
 
 /// How often the leader looks.
 const INTERVAL: Duration = Duration::from_millis(200);
+
+/// How often the leader looks while a node is being swapped: its return is
+/// most of the node's time away, so it is seen within this.
+const SWAP_INTERVAL: Duration = Duration::from_millis(25);
 
 /// How often a node is asked again to swap, and its heart asked for news.
 const ASK_EVERY: Duration = Duration::from_secs(2);
@@ -60,14 +64,16 @@ type Asked = HashMap<(NodeId, &'static str), Instant>;
 /// Starts the loop; abort the handle to stop it.
 pub fn spawn_upgrades(context: Arc<NodeContext>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(INTERVAL);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pause = INTERVAL;
         let mut watched: Option<Watched> = None;
         let mut asked = Asked::new();
         let mut heard: Option<Heard> = None;
+        // Hearts known to hold a binary: (node, hash).
+        let mut holding: HashSet<(NodeId, String)> = HashSet::new();
         let swaps = Arc::new(Mutex::new(Swaps::default()));
         loop {
-            interval.tick().await;
+            tokio::time::sleep(pause).await;
+            pause = INTERVAL;
             if crate::types::leader(&context.raft).0 != Some(context.id) {
                 watched = None;
                 heard = None;
@@ -84,10 +90,13 @@ pub fn spawn_upgrades(context: Arc<NodeContext>) -> JoinHandle<()> {
                 continue;
             }
             let current = upgrade.current();
+            if current.is_some_and(|n| matches!(upgrade.phases[&n], Phase::Swapping { .. })) {
+                pause = SWAP_INTERVAL;
+            }
             if let Some(node) = current
                 && matches!(upgrade.phases[&node], Phase::Swapping { .. } | Phase::Gating)
                 && due(&mut asked, (node, "status"))
-                && let Some(revert) = ask_heart_status(&context, node).await
+                && let Some(revert) = ask_heart(&context, node).await.as_ref().and_then(revert_of)
             {
                 heard = Some(Heard {
                     node,
@@ -100,7 +109,27 @@ pub fn spawn_upgrades(context: Arc<NodeContext>) -> JoinHandle<()> {
                 age_ms: h.revert.age_ms + h.at.elapsed().as_millis() as u64,
                 ..h.revert.clone()
             });
-            let view = view_of(&context, &upgrade, &mut watched, heart_revert);
+            let mut view = view_of(&context, &upgrade, &mut watched, heart_revert);
+            // Whether the next node's heart holds the binary yet (asked
+            // every round until it does: its fetch began with the upgrade).
+            if current.is_none()
+                && upgrade.state == UpgradeState::Running
+                && let Some(next) = next_in_line(&upgrade, context.id)
+            {
+                let key = (next, upgrade.binary.hash.clone());
+                let holds = match holding.contains(&key) {
+                    true => Some(true),
+                    false => ask_heart(&context, next)
+                        .await
+                        .and_then(|s| s.lists_held.then(|| s.held.contains(&key.1))),
+                };
+                if holds == Some(true) {
+                    holding.insert(key);
+                }
+                if let Some(seen) = view.nodes.get_mut(&next) {
+                    seen.holds_binary = holds;
+                }
+            }
             let next = decide(&upgrade, &view);
             if next != Move::Wait {
                 tracing::debug!("upgrade: {next:?}");
@@ -212,6 +241,7 @@ fn view_of(
                 },
                 binary: report.map(|r| r.binary.clone()).unwrap_or_default(),
                 has_heart: report.is_some_and(|r| !r.heart_addr.is_empty()),
+                holds_binary: None,
                 tasks: tasks.get(id).copied().unwrap_or(0),
                 ticks_ok,
                 ticks_failed,
@@ -230,8 +260,8 @@ fn view_of(
     }
 }
 
-/// What node `node`'s heart last reverted (any member may ask a heart).
-async fn ask_heart_status(context: &NodeContext, node: NodeId) -> Option<HeartRevert> {
+/// What node `node`'s heart says of itself (any member may ask a heart).
+async fn ask_heart(context: &NodeContext, node: NodeId) -> Option<HeartStatusReply> {
     let addr = context.observed.reports().get(&node).map(|r| r.heart_addr.clone())?;
     if addr.is_empty() {
         return None;
@@ -240,18 +270,22 @@ async fn ask_heart_status(context: &NodeContext, node: NodeId) -> Option<HeartRe
     let request = context
         .channels
         .request(HeartStatusRequest {}, Some(Duration::from_secs(2)));
-    let status = HeartBinariesClient::new(channel)
+    HeartBinariesClient::new(channel)
         .status(request)
         .await
-        .ok()?
-        .into_inner();
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+/// What a heart last reverted, if anything.
+fn revert_of(status: &HeartStatusReply) -> Option<HeartRevert> {
     if status.last_revert_hash.is_empty() {
         return None;
     }
     Some(HeartRevert {
-        hash: status.last_revert_hash,
+        hash: status.last_revert_hash.clone(),
         age_ms: status.now_ms.saturating_sub(status.last_revert_at_ms),
-        reason: status.last_revert,
+        reason: status.last_revert.clone(),
     })
 }
 
