@@ -346,14 +346,6 @@ impl ContainerCluster {
         self.dir.path()
     }
 
-    /// A client for node `id` alone that gives up after `timeout`.
-    pub fn client_of(&self, id: u64, timeout: Duration) -> ClusterClient {
-        let certs = self.dir.path().join("certs");
-        let (cert, key) = pki::admin_cert_paths(&certs);
-        let tls = TlsMaterial::load_files(&pki::ca_cert_path(&certs), &cert, &key).unwrap();
-        ClusterClient::new(vec![self.nodes[&id].addr()], Some(tls), timeout).unwrap()
-    }
-
     /// A client for every node, with the admin certificate.
     pub fn client(&self) -> ClusterClient {
         self.client_without(0)

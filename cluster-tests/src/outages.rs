@@ -1,25 +1,17 @@
-//! Which nodes were down when, seen from outside: a watcher asks every node
-//! directly (a client with that one endpoint) for the cluster's status,
-//! every `EVERY`, and a node that does not answer within `ANSWER` is down
-//! from the start of that call to the start of the next one it answers.
-//! For finer figures, [`Outages::watch_ports`] only connects to each
-//! node's port.
-//! The rolling upgrade's promise that it never takes a node down while
-//! another is down is checked on these intervals ([`two_down_at_once`]).
+//! Which nodes were down when, seen from outside: a watcher connects to
+//! every node's port every few milliseconds, and a node is down from the
+//! first connection refused (or not taken in time) to the next one taken:
+//! its process stopped serving, or its machine is gone, until one serves
+//! again. (A call such as the cluster's status would not do: a follower
+//! sends the caller to the leader, which answers for it.) The rolling
+//! upgrade's promise that it never takes a node down while another is down
+//! is checked on these intervals ([`two_down_at_once`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use batonctl::ClusterClient;
-
 use crate::task_api::now_ms;
-
-/// How often each node is asked.
-const EVERY: Duration = Duration::from_millis(100);
-
-/// How long a node has to answer.
-const ANSWER: Duration = Duration::from_millis(1_000);
 
 /// A time interval in ms since the Unix epoch, `[from, to)`.
 pub type Span = (u64, u64);
@@ -38,27 +30,6 @@ pub struct Outages {
 }
 
 impl Outages {
-    /// Starts asking each `(id, client)` every `EVERY`, giving it `ANSWER`:
-    /// each client should hold only that node's endpoint.
-    pub fn watch(nodes: Vec<(u64, ClusterClient)>) -> Outages {
-        let probes = nodes
-            .into_iter()
-            .map(|(id, client)| {
-                let client = Arc::new(client);
-                let probe: Probe = Box::new(move || {
-                    let client = client.clone();
-                    Box::pin(async move {
-                        tokio::time::timeout(ANSWER, batonctl::cmd::status::fetch(&client))
-                            .await
-                            .is_ok_and(|r| r.is_ok())
-                    })
-                });
-                (id, probe)
-            })
-            .collect();
-        Self::start(probes, EVERY)
-    }
-
     /// Starts connecting to each `(id, HOST:PORT)` every `every`: a node is
     /// down while its port takes no connection within `answer` (its process
     /// stopped serving, to its next one serving), whatever its load.

@@ -95,20 +95,22 @@ fn classify(status: &Status) -> Next {
         (_, true, Some(addr)) => Next::Redirect(addr),
         (_, true, None) => Next::TryElsewhere,
         (Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled, _, _) => Next::TryElsewhere,
-        // The connection failed under the call (a node shutting down sends
-        // HTTP/2 GOAWAY): the node did not refuse anything.
-        (Code::Internal, _, _) if from_transport(status) => Next::TryElsewhere,
+        // A node shutting down sent HTTP/2 GOAWAY before taking the call:
+        // it did not refuse anything. (Like the codes above, and until
+        // calls carry ids a node can recognise, a write whose answer was
+        // lost may be sent again.)
+        (Code::Internal, _, _) if shut_by_node(status) => Next::TryElsewhere,
         _ => Next::GiveUp,
     }
 }
 
-/// Whether the status stands for a failed connection rather than an answer
-/// (its source is a transport error).
-fn from_transport(status: &Status) -> bool {
+/// Whether the status stands for the node closing the connection in order
+/// (a GOAWAY with no error) rather than for an answer.
+fn shut_by_node(status: &Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
-        if error.is::<tonic::transport::Error>() {
-            return true;
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
         }
         source = error.source();
     }

@@ -292,9 +292,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         let _ = stop_serving_tx.send(());
         // The server stops taking connections and lets the calls in flight
         // finish, but long-lived streams (a follower's renewals, a client's
-        // watch) end only when their callers notice: they are cut after a
-        // moment, and their callers go elsewhere, rather than keep this node
-        // half-stopped (refusing new calls) for seconds.
+        // watch) end only when their callers notice. After a moment the
+        // node stops waiting for them rather than stay half-stopped
+        // (refusing new calls) for seconds; they end with the process, and
+        // their callers go elsewhere. Nothing in them needs finishing: a
+        // write is acknowledged only once committed, and a renewal counts
+        // only once a quorum confirms it.
         let mut server = server;
         match tokio::time::timeout(SERVE_DRAIN, &mut server).await {
             Ok(Ok(result)) => result?,

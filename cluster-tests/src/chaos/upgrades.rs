@@ -2,9 +2,11 @@
 //! upgrade`'s upload, signed with the key every heart trusts) with a node
 //! killed, or cut off, while a node of the upgrade is at its gate. The
 //! upgrade must end done (every node on the new binary) or halted with a
-//! reason, and never take a node down while another is down: every node is
-//! asked for its status every 100 ms from outside (`outages`), and a cut-off
-//! node counts as down until its partition heals.
+//! reason, and never take a node down while another is down: the test
+//! connects to every node's port every 20 ms (`outages`), and a cut-off
+//! node (whose port the test still reaches) counts as down until its
+//! partition heals. The killed node must show as down: a watcher that saw
+//! nothing would pass anything.
 
 use std::time::Duration;
 
@@ -27,8 +29,10 @@ const HEALTHY_DEADLINE_MS: u64 = 45_000;
 /// How long a whole upgrade of the chaos cluster may take.
 const UPGRADE: Duration = Duration::from_secs(300);
 
-/// How long a node answering the watcher may take.
-const ANSWER: Duration = Duration::from_millis(1_000);
+/// How often the watcher connects to each node, and how long a connection
+/// may take to be taken.
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+const ANSWER: Duration = Duration::from_millis(500);
 
 impl Chaos {
     /// Starts an upgrade to a new binary, injects `fault` (a kill or a
@@ -44,12 +48,10 @@ impl Chaos {
         }
         let binary = self.new_node_binary();
         let hash = baton_node::heart::hash_reader(&mut std::fs::File::open(&binary).unwrap()).unwrap();
-        let outages = Outages::watch(
-            self.cluster
-                .nodes
-                .keys()
-                .map(|id| (*id, self.cluster.client_of(*id, ANSWER)))
-                .collect(),
+        let outages = Outages::watch_ports(
+            self.cluster.nodes.values().map(|n| (n.id, n.addr())).collect(),
+            PROBE_EVERY,
+            ANSWER,
         );
         let settings = UpgradeSettings {
             min_healthy_ms: MIN_HEALTHY_MS,
@@ -93,6 +95,7 @@ impl Chaos {
         };
         let ended = self.await_upgrade_end().await;
         let mut downs = outages.stop();
+        let seen_killed = downs.get(&victim).is_some_and(|spans| !spans.is_empty());
         if let Some(span) = cut_off {
             downs.entry(victim).or_default().push(span);
         }
@@ -102,6 +105,11 @@ impl Chaos {
                 to - from
             )
         });
+        if fault == Fault::UpgradeDuringKill && !seen_killed {
+            broken.get_or_insert(format!(
+                "the watcher never saw node {victim} down while it was killed: its check has no teeth"
+            ));
+        }
         let note = match ended {
             Ok(view) => {
                 let outcome = match view.state.as_str() {

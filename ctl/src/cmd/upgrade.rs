@@ -241,6 +241,13 @@ async fn start(client: &ClusterClient, args: UpgradeArgs, format: OutputFormat) 
         hold_version: args.hold_version,
     };
     let view = upload(client, &binary, &key, &settings).await?;
+    if settings.hold_version && view.as_ref().is_some_and(|v| !v.hold_version) {
+        return Err(CmdError::Usage(
+            "the leader's release started the upgrade without --hold-version (it does not know it): the cluster \
+             version will rise once the upgrade is done; `batonctl upgrade abort` stops it"
+                .into(),
+        ));
+    }
     if args.no_wait {
         output::print(format, &view, || {
             view.as_ref().map(UpgradeView::text).unwrap_or_default()

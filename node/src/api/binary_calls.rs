@@ -55,13 +55,51 @@ pub async fn fetch_node_binary(
     Ok(Response::new(Box::pin(chunks)))
 }
 
+/// The phase a leader's call on this node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// `swapping`, in the round recorded at `gate_index` (0: any round).
+    Swapping {
+        gate_index: u64,
+    },
+    Gating,
+}
+
+impl Want {
+    fn name(self) -> &'static str {
+        match self {
+            Want::Swapping { .. } => "swapping",
+            Want::Gating => "gating",
+        }
+    }
+
+    fn is(self, phase: &Phase) -> bool {
+        match (self, phase) {
+            (Want::Swapping { gate_index: 0 }, Phase::Swapping { .. }) => true,
+            (Want::Swapping { gate_index }, Phase::Swapping { gate_index: at }) => gate_index == *at,
+            (Want::Gating, Phase::Gating) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether `phase` is the step just before: the leader has committed
+    /// the wanted phase and this node has not applied it yet.
+    fn follows(self, phase: &Phase) -> bool {
+        matches!(
+            (self, phase),
+            (Want::Swapping { .. }, Phase::Draining) | (Want::Gating, Phase::Swapping { .. })
+        )
+    }
+}
+
 /// The leader's calls on this node may come from the leader only, and
-/// only for the upgrade this node's own copy of the state has in `phase`
-/// (`swapping` or `gating`) for it: a late or stale call, after the
+/// only for the upgrade this node's own copy of the state has in the
+/// wanted phase (and round) for it: a late or stale call, after the
 /// upgrade moved on, reverted the node or was aborted, changes nothing.
-async fn from_leader<T>(context: &NodeContext, request: &Request<T>, hash: &str, phase: &str) -> Result<(), Status> {
+async fn from_leader<T>(context: &NodeContext, request: &Request<T>, hash: &str, want: Want) -> Result<(), Status> {
     let from = caller(request)?;
-    if crate::types::leader(&context.raft).0 != Some(from) {
+    let leads = || crate::types::leader(&context.raft).0 == Some(from);
+    if !leads() {
         return Err(Status::permission_denied(format!(
             "node {from} does not lead; only the leader moves a node through an upgrade"
         )));
@@ -72,21 +110,29 @@ async fn from_leader<T>(context: &NodeContext, request: &Request<T>, hash: &str,
                 .as_ref()
                 .filter(|u| u.binary.hash == hash && u.state.is_live())
                 .and_then(|u| u.phases.get(&context.id))
-                .map(|p| p.name())
+                .cloned()
         })
     };
     // The leader asks as soon as it has committed the phase; this node may
     // not have applied it yet (it hears of the commit with the next
-    // append), so it waits a little rather than have the leader ask again.
+    // append), so it waits a little, while it is a step behind, rather
+    // than have the leader ask again.
     let deadline = tokio::time::Instant::now() + PHASE_WAIT;
-    while mine() != Some(phase) && tokio::time::Instant::now() < deadline {
+    while mine().is_some_and(|p| want.follows(&p)) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    if !leads() {
+        return Err(Status::permission_denied(format!(
+            "node {from} no longer leads; only the leader moves a node through an upgrade"
+        )));
+    }
     match mine() {
-        Some(name) if name == phase => Ok(()),
-        Some(name) => Err(Status::failed_precondition(format!(
-            "node {} is {name} in the upgrade to {hash}, not {phase}",
-            context.id
+        Some(phase) if want.is(&phase) => Ok(()),
+        Some(phase) => Err(Status::failed_precondition(format!(
+            "node {} is {} in the upgrade to {hash}, not {} (in the round asked for)",
+            context.id,
+            phase.name(),
+            want.name()
         ))),
         None => Err(Status::failed_precondition(format!(
             "node {} knows of no live upgrade to {hash} (yet)",
@@ -118,7 +164,8 @@ pub async fn swap_binary(
         .as_ref()
         .map(|b| b.hash.clone())
         .unwrap_or_default();
-    from_leader(context, &request, &hash, "swapping").await?;
+    let gate_index = request.get_ref().gate_index;
+    from_leader(context, &request, &hash, Want::Swapping { gate_index }).await?;
     let request = request.into_inner();
     let binary: NodeBinary = request
         .binary
@@ -139,7 +186,7 @@ pub async fn make_binary_permanent(
     request: Request<BinaryRequest>,
 ) -> Result<Response<SwapBinaryReply>, Status> {
     let hash = request.get_ref().hash.clone();
-    from_leader(context, &request, &hash, "gating").await?;
+    from_leader(context, &request, &hash, Want::Gating).await?;
     heart_of(context)?.make_permanent(&hash).await?;
     Ok(Response::new(SwapBinaryReply {}))
 }
@@ -331,4 +378,30 @@ pub async fn control_upgrade(
         return Err(rejected(&why));
     }
     Ok(upgrade_status(context))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leaders_call_is_for_one_round_of_one_phase() {
+        let swap = Want::Swapping { gate_index: 40 };
+        assert!(swap.is(&Phase::Swapping { gate_index: 40 }));
+        assert!(!swap.is(&Phase::Swapping { gate_index: 7 }), "another round");
+        assert!(Want::Swapping { gate_index: 0 }.is(&Phase::Swapping { gate_index: 7 }));
+        assert!(!swap.is(&Phase::Gating));
+        assert!(Want::Gating.is(&Phase::Gating));
+        // Only the step just before is waited out.
+        assert!(swap.follows(&Phase::Draining));
+        assert!(Want::Gating.follows(&Phase::Swapping { gate_index: 40 }));
+        for phase in [
+            Phase::Waiting,
+            Phase::Gating,
+            Phase::Done,
+            Phase::Reverted { reason: String::new() },
+        ] {
+            assert!(!swap.follows(&phase), "{phase:?}");
+        }
+    }
 }

@@ -938,6 +938,16 @@ fn the_upgrade_record_and_the_binary_messages_are_encoded_as_pinned() {
             p::SwapBinaryRequest {
                 binary: Some((&binary).into()),
                 deadline_ms: 270_000,
+                gate_index: 0,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "swap-binary-round",
+            p::SwapBinaryRequest {
+                binary: Some((&binary).into()),
+                deadline_ms: 270_000,
+                gate_index: 40,
             }
             .encode_to_vec(),
         ),

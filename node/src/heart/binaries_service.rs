@@ -16,7 +16,7 @@ use baton_proto::{
 use tonic::{Request, Response, Status, Streaming};
 
 use super::binaries::{Binaries, BinariesError};
-use super::binary_store::{SignedBinary, StoreError};
+use super::binary_store::{SignedBinary, Staging, StoreError};
 use super::slots::BinaryId;
 use crate::modules::signing::SigningError;
 use crate::tls::{IdentityCache, PeerIdentity};
@@ -122,19 +122,23 @@ impl HeartBinaries for BinariesService {
         let header = SignedBinary::from(header);
         let binaries = self.binaries.clone();
         let staging = blocking(move || Ok(binaries.store().stage(header, binaries.trusted())?)).await?;
-        let Some(mut staging) = staging else {
+        let Some(staging) = staging else {
             return Ok(Response::new(StageBinaryReply { stored: false }));
         };
-        staging
-            .write(&first.data)
-            .map_err(|e| status_of(BinariesError::Store(e)))?;
+        // Writes (and the syncs among them) off the async threads, which
+        // answer status, try and revert meanwhile.
+        let write = |mut staging: Staging, data: Vec<u8>| {
+            blocking(move || {
+                staging.write(&data)?;
+                Ok(staging)
+            })
+        };
+        let mut staging = write(staging, first.data).await?;
         while let Some(chunk) = chunks.message().await? {
             if chunk.header.is_some() {
                 return Err(Status::invalid_argument("only the first chunk may carry a header"));
             }
-            staging
-                .write(&chunk.data)
-                .map_err(|e| status_of(BinariesError::Store(e)))?;
+            staging = write(staging, chunk.data).await?;
         }
         let id = blocking(move || Ok(staging.finish()?)).await?;
         tracing::info!("staged node binary {id}");

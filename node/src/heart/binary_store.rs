@@ -294,6 +294,8 @@ impl BinaryStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Missing(short(hash).into())),
             Err(e) => return Err(io_error(format!("cannot open {}", path.display()))(e)),
         };
+        // Taken before the stamp: a write after it cannot be dated earlier.
+        let now = std::time::SystemTime::now();
         let stamp = FileStamp::of(&file).map_err(io_error(format!("cannot read {}", path.display())))?;
         if self.verified.lock().unwrap().get(hash) == Some(&stamp) {
             return Ok(header.id());
@@ -309,7 +311,7 @@ impl BinaryStore {
         // A write after the stamp was taken shows in the next one, unless it
         // fell in the same tick of the kernel's coarse clock: only a file
         // last changed well before now is remembered.
-        if stamp.settled(std::time::SystemTime::now()) {
+        if stamp.settled(now) {
             self.verified.lock().unwrap().insert(hash.to_string(), stamp);
         }
         Ok(header.id())

@@ -176,7 +176,13 @@ impl ClusterState {
                 state: live.state.name().to_string(),
             });
         }
-        match Upgrade::start(binary.clone(), *settings, nodes, self.cluster_version, now_ms) {
+        // A cluster version held by the upgrade before (awaiting `upgrade
+        // finalize`) stays held through this one: it may be the way back.
+        let mut settings = *settings;
+        if self.upgrade.as_ref().is_some_and(Upgrade::awaits_finalize) {
+            settings.hold_version = true;
+        }
+        match Upgrade::start(binary.clone(), settings, nodes, self.cluster_version, now_ms) {
             Ok(mut upgrade) => {
                 upgrade.drained_before = self.drained.clone();
                 self.upgrade = Some(upgrade);
@@ -449,5 +455,41 @@ mod tests {
             CommandResponse::Count(1),
             "after it is done"
         );
+    }
+
+    #[test]
+    fn a_held_cluster_version_stays_held_through_the_next_upgrade() {
+        use crate::state::upgrades::{NodeBinary, UpgradeAction, UpgradeSettings};
+        let start = |hash: &str, hold_version| Command::StartUpgrade {
+            binary: NodeBinary {
+                hash: hash.into(),
+                version: "0.5.0".into(),
+                size: 1,
+                signer: String::new(),
+                signature: String::new(),
+                min_cluster_version: 1,
+                max_cluster_version: 6,
+            },
+            settings: UpgradeSettings {
+                hold_version,
+                ..UpgradeSettings::default()
+            },
+            nodes: vec![1],
+            now_ms: 1,
+        };
+        let abort = |hash: &str| Command::UpgradeControl {
+            hash: hash.into(),
+            action: UpgradeAction::Abort,
+            now_ms: 2,
+        };
+        let mut state = ClusterState::default();
+        state.apply(&start("a", true), &Rules::FENCED);
+        state.apply(&abort("a"), &Rules::FENCED);
+        assert!(state.upgrade.as_ref().unwrap().holds_cluster_version());
+        // The way back, started without --hold-version, keeps the hold.
+        state.apply(&start("b", false), &Rules::FENCED);
+        state.apply(&abort("b"), &Rules::FENCED);
+        let upgrade = state.upgrade.as_ref().unwrap();
+        assert!(upgrade.settings.hold_version && upgrade.holds_cluster_version());
     }
 }

@@ -271,10 +271,11 @@ impl Upgrade {
         self.state.is_live() || self.awaits_finalize()
     }
 
-    /// Whether it is done, holds the cluster version, and waits for
-    /// `upgrade finalize`.
+    /// Whether it has ended (done or aborted), holds the cluster version,
+    /// and waits for `upgrade finalize`. An upgrade started meanwhile takes
+    /// the hold over (see `ClusterState::start_upgrade`).
     pub fn awaits_finalize(&self) -> bool {
-        self.state == UpgradeState::Done && self.settings.hold_version && self.finalized_at_ms.is_none()
+        !self.state.is_live() && self.settings.hold_version && self.finalized_at_ms.is_none()
     }
 
     /// The node being worked on, if any.
@@ -336,10 +337,10 @@ impl Upgrade {
     pub fn control(&mut self, action: &UpgradeAction, now_ms: u64) -> Result<(), Rejection> {
         if *action == UpgradeAction::Finalize {
             if !self.awaits_finalize() {
-                let state = match (&self.state, self.settings.hold_version) {
-                    (UpgradeState::Done, false) => "done and did not hold the cluster version (no --hold-version)",
-                    (UpgradeState::Done, true) => "done and already finalized",
-                    (state, _) => state.name(),
+                let state = match (self.state.is_live(), self.settings.hold_version) {
+                    (true, _) => self.state.name(),
+                    (false, false) => "over and did not hold the cluster version (no --hold-version)",
+                    (false, true) => "over and already finalized",
                 };
                 return Err(Rejection::UpgradeActionRefused {
                     version: self.binary.version.clone(),
@@ -485,9 +486,12 @@ mod tests {
         let again = up.control(&UpgradeAction::Finalize, 21).unwrap_err();
         assert!(again.to_string().contains("already finalized"), "{again}");
 
-        // An aborted upgrade holds nothing, whatever it asked for.
+        // An aborted one holds it too, until finalized: the nodes it did
+        // upgrade run the new binary.
         let mut up = Upgrade::start(binary(6), settings_holding(), &[1], 6, 0).unwrap();
         up.control(&UpgradeAction::Abort, 1).unwrap();
+        assert!(up.awaits_finalize() && up.holds_cluster_version());
+        up.control(&UpgradeAction::Finalize, 2).unwrap();
         assert!(!up.holds_cluster_version());
     }
 

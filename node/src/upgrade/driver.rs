@@ -342,7 +342,8 @@ async fn carry_out(
                     .read(|s| s.upgrade.as_ref().map(|u| u.phase_started_ms))
                     .unwrap_or_default();
                 asked.insert((node, "swap"), Instant::now());
-                ask_swap(context, node, started, &upgrade.binary, trial_deadline(upgrade), swaps);
+                let round = (started, gate_index);
+                ask_swap(context, node, round, &upgrade.binary, trial_deadline(upgrade), swaps);
             }
         }
         Move::AskSwap(node) => {
@@ -351,16 +352,14 @@ async fn carry_out(
                 .expect("swaps lock poisoned")
                 .taken
                 .contains(&(node, upgrade.phase_started_ms));
+            let gate_index = match upgrade.phases.get(&node) {
+                Some(Phase::Swapping { gate_index }) => *gate_index,
+                _ => 0,
+            };
             if !taken && due(asked, (node, "swap")) {
                 let deadline = trial_deadline(upgrade);
-                ask_swap(
-                    context,
-                    node,
-                    upgrade.phase_started_ms,
-                    &upgrade.binary,
-                    deadline,
-                    swaps,
-                );
+                let round = (upgrade.phase_started_ms, gate_index);
+                ask_swap(context, node, round, &upgrade.binary, deadline, swaps);
             }
         }
         Move::Gate(node) => {
@@ -426,10 +425,12 @@ async fn propose(context: &NodeContext, command: Command) -> bool {
 /// the binary first; the leader itself is stopped by its heart): at most
 /// one ask in flight per node, and none again once its heart took the
 /// trial in the phase that began at `phase_started_ms`.
+/// Asks `node` to swap in the round `(phase_started_ms, gate_index)` of
+/// its `swapping` phase, unless a call is already in flight.
 fn ask_swap(
     context: &Arc<NodeContext>,
     node: NodeId,
-    phase_started_ms: u64,
+    (phase_started_ms, gate_index): (u64, u64),
     binary: &NodeBinary,
     deadline: Duration,
     swaps: &Arc<Mutex<Swaps>>,
@@ -439,7 +440,7 @@ fn ask_swap(
     }
     let (context, binary, swaps) = (context.clone(), binary.clone(), swaps.clone());
     tokio::spawn(async move {
-        let result = swap_on(&context, node, &binary, deadline).await;
+        let result = swap_on(&context, node, &binary, gate_index, deadline).await;
         let mut swaps = swaps.lock().expect("swaps lock poisoned");
         swaps.in_flight.remove(&node);
         match result {
@@ -466,7 +467,13 @@ fn peer(
 }
 
 /// Asks `node` (this node: its heart) to try `binary`.
-async fn swap_on(context: &NodeContext, node: NodeId, binary: &NodeBinary, deadline: Duration) -> Result<(), String> {
+async fn swap_on(
+    context: &NodeContext,
+    node: NodeId,
+    binary: &NodeBinary,
+    gate_index: u64,
+    deadline: Duration,
+) -> Result<(), String> {
     if node == context.id {
         return super::swap(context, binary, deadline)
             .await
@@ -475,6 +482,7 @@ async fn swap_on(context: &NodeContext, node: NodeId, binary: &NodeBinary, deadl
     let request = SwapBinaryRequest {
         binary: Some(binary.into()),
         deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+        gate_index,
     };
     peer(context, node)?
         .swap_binary(context.channels.request(request, Some(CALL_TIMEOUT)))
