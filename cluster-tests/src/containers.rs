@@ -27,9 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use baton_node::config::{
-    ClusterConfig, InitialMember, ModulesConfig, NodeConfig, TestingConfig, TimingConfig, TlsPaths,
-};
+use baton_node::config::{ClusterConfig, InitialMember, ModulesConfig, NodeConfig, TestingConfig, TimingConfig};
 use baton_node::heart::HeartConfig;
 use baton_node::modules::signing;
 use baton_node::tls::TlsMaterial;
@@ -271,18 +269,13 @@ impl ContainerCluster {
                 run_host("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", &data.to_string_lossy()]);
             }
             let certs = Path::new("/etc/baton/certs");
-            let (cert, key) = pki::node_cert_paths(certs, node.id);
             let config = NodeConfig {
                 id: node.id,
                 listen_addr: format!("0.0.0.0:{PORT}"),
                 advertise_addr: Some(node.addr()),
                 data_dir: PathBuf::from("/var/lib/baton"),
                 insecure: false,
-                tls: Some(TlsPaths {
-                    ca: pki::ca_cert_path(certs),
-                    cert,
-                    key,
-                }),
+                tls: Some(pki::node_tls_paths(certs, node.id)),
                 cluster: ClusterConfig {
                     name: "chaos".into(),
                     initial_members: initial.clone(),

@@ -20,9 +20,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
-use baton_node::config::{
-    ClusterConfig, HeartConfig, InitialMember, ModulesConfig, NodeConfig, TimingConfig, TlsPaths,
-};
+use baton_node::config::{ClusterConfig, HeartConfig, InitialMember, ModulesConfig, NodeConfig, TimingConfig};
 use baton_node::modules::signing;
 use baton_node::tls::TlsMaterial;
 
@@ -186,18 +184,13 @@ impl LocalCluster {
         let node_dir = self.dir.join(id.to_string());
         std::fs::create_dir_all(&node_dir).map_err(io_err(&node_dir))?;
         let certs = Path::new("..").join("certs");
-        let (cert, key) = pki::node_cert_paths(&certs, id);
         let config = NodeConfig {
             id,
             listen_addr: addr.clone(),
             advertise_addr: None,
             data_dir: PathBuf::from("data"),
             insecure: false,
-            tls: Some(TlsPaths {
-                ca: pki::ca_cert_path(&certs),
-                cert,
-                key,
-            }),
+            tls: Some(pki::node_tls_paths(&certs, id)),
             cluster: ClusterConfig {
                 name: "dev".into(),
                 initial_members: self.initial.clone(),

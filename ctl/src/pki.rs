@@ -68,6 +68,16 @@ pub fn ca_cert_path(dir: &Path) -> PathBuf {
 pub fn node_cert_paths(dir: &Path, id: u64) -> (PathBuf, PathBuf) {
     (dir.join(format!("node-{id}.pem")), dir.join(format!("node-{id}.key")))
 }
+/// Node `id`'s `[tls]` table, for certificates kept in `dir`.
+pub fn node_tls_paths(dir: &Path, id: u64) -> baton_node::config::TlsPaths {
+    let (cert, key) = node_cert_paths(dir, id);
+    baton_node::config::TlsPaths {
+        ca: ca_cert_path(dir),
+        cert,
+        key,
+    }
+}
+
 pub fn admin_cert_paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("admin.pem"), dir.join("admin.key"))
 }

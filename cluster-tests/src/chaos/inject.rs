@@ -22,6 +22,19 @@ impl Chaos {
         Injected::moved(started, lost, moved)
     }
 
+    /// Cuts `lost` off from the other nodes (both ways); once their tasks
+    /// tick elsewhere and `HOLD_MS` has passed, heals. Also returns the
+    /// span the cut lasted.
+    pub(super) async fn cut_off_and_heal(&mut self, lost: Vec<u64>) -> (Injected, (u64, u64)) {
+        let owned = self.owned_by(&lost).await;
+        let started = now_ms();
+        self.cluster.partition(&lost);
+        let moved = self.await_moved(&owned, &lost, started).await;
+        self.hold(started, HOLD_MS).await;
+        self.cluster.heal();
+        (Injected::moved(started, lost, moved), (started, now_ms()))
+    }
+
     /// Injects `fault`, measures how long the lost node's tasks took to
     /// tick elsewhere, and heals the fault (restarts, unpauses, flushes the
     /// rules, frees the disk).
@@ -160,16 +173,11 @@ impl Chaos {
                 self.witness.set_hold(SLOW_HOLD);
                 // Every witnessed tick now waits on the slow downstream.
                 tokio::time::sleep(SLOW_HOLD + Duration::from_millis(WITNESS_PERIOD_MS)).await;
-                let owned = self.owned_by(&lost).await;
-                let started = now_ms();
-                self.cluster.partition(&lost);
-                let moved = self.await_moved(&owned, &lost, started).await;
-                self.hold(started, HOLD_MS).await;
-                self.cluster.heal();
+                let (injected, _) = self.cut_off_and_heal(lost).await;
                 self.witness.set_hold(WITNESS_HOLD);
                 Injected {
                     extra_ms: SLOW_HOLD.as_millis() as u64,
-                    ..Injected::moved(started, lost, moved)
+                    ..injected
                 }
             }
             Fault::IsolateFollower

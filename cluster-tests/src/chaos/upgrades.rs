@@ -14,7 +14,7 @@ use baton_node::state::cluster_version::VersionRange;
 use baton_node::state::upgrades::UpgradeSettings;
 use batonctl::cmd::upgrade::{self, UpgradeView};
 
-use super::{CONVERGE, Chaos, Fault, HOLD_MS, Injected, now_ms, until};
+use super::{CONVERGE, Chaos, Fault, Injected, now_ms, until};
 use crate::containers::static_node_binary;
 use crate::outages::{Outages, two_down_at_once};
 
@@ -83,14 +83,8 @@ impl Chaos {
         let (injected, cut_off) = match fault {
             Fault::UpgradeDuringKill => (self.kill_and_start_again(victim).await, None),
             _ => {
-                let lost = vec![victim];
-                let owned = self.owned_by(&lost).await;
-                let started = now_ms();
-                self.cluster.partition(&lost);
-                let moved = self.await_moved(&owned, &lost, started).await;
-                self.hold(started, HOLD_MS).await;
-                self.cluster.heal();
-                (Injected::moved(started, lost, moved), Some((started, now_ms())))
+                let (injected, span) = self.cut_off_and_heal(vec![victim]).await;
+                (injected, Some(span))
             }
         };
         let ended = self.await_upgrade_end().await;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use baton_node::config::{
-    ClusterConfig, HeartConfig, InitialMember, ModulesConfig, NodeConfig, TestingConfig, TimingConfig, TlsPaths,
+    ClusterConfig, HeartConfig, InitialMember, ModulesConfig, NodeConfig, TestingConfig, TimingConfig,
 };
 
 use super::CmdError;
@@ -102,18 +102,13 @@ pub fn node_config(
     let (host, port) = advertise
         .rsplit_once(':')
         .ok_or_else(|| CmdError::Usage(format!("{advertise:?} is not HOST:PORT")))?;
-    let (cert, key) = pki::node_cert_paths(&certs, id);
     let config = NodeConfig {
         id,
         listen_addr: format!("0.0.0.0:{port}"),
         advertise_addr: Some(advertise.clone()),
         data_dir,
         insecure: false,
-        tls: Some(TlsPaths {
-            ca: pki::ca_cert_path(&certs),
-            cert,
-            key,
-        }),
+        tls: Some(pki::node_tls_paths(&certs, id)),
         cluster: ClusterConfig {
             name: cluster.to_string(),
             initial_members: members,

@@ -407,17 +407,8 @@ mod tests {
     #[test]
     fn one_upgrade_at_a_time_and_only_the_live_binary_moves() {
         use crate::state::upgrades::{NodeBinary, Phase, UpgradeSettings, UpgradeState};
-        let binary = |hash: &str| NodeBinary {
-            hash: hash.into(),
-            version: "0.5.0".into(),
-            size: 1,
-            signer: String::new(),
-            signature: String::new(),
-            min_cluster_version: 1,
-            max_cluster_version: 6,
-        };
         let start = |hash: &str| Command::StartUpgrade {
-            binary: binary(hash),
+            binary: NodeBinary::sample(hash, 6),
             settings: UpgradeSettings::default(),
             nodes: vec![1, 2],
             now_ms: 1,
@@ -461,15 +452,7 @@ mod tests {
     fn a_held_cluster_version_stays_held_through_the_next_upgrade() {
         use crate::state::upgrades::{NodeBinary, UpgradeAction, UpgradeSettings};
         let start = |hash: &str, hold_version| Command::StartUpgrade {
-            binary: NodeBinary {
-                hash: hash.into(),
-                version: "0.5.0".into(),
-                size: 1,
-                signer: String::new(),
-                signature: String::new(),
-                min_cluster_version: 1,
-                max_cluster_version: 6,
-            },
+            binary: NodeBinary::sample(hash, 6),
             settings: UpgradeSettings {
                 hold_version,
                 ..UpgradeSettings::default()

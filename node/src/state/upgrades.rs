@@ -222,6 +222,23 @@ pub struct Upgrade {
     pub finalized_at_ms: Option<u64>,
 }
 
+#[cfg(test)]
+impl NodeBinary {
+    /// A binary for tests of the rules: `hash`, release 0.5.0, unsigned,
+    /// running at cluster versions 1 to `max`.
+    pub fn sample(hash: &str, max: ClusterVersion) -> NodeBinary {
+        NodeBinary {
+            hash: hash.into(),
+            version: "0.5.0".into(),
+            size: 1,
+            signer: String::new(),
+            signature: String::new(),
+            min_cluster_version: 1,
+            max_cluster_version: max,
+        }
+    }
+}
+
 /// Whether a node moving into `phase` is drained (true) or undrained
 /// (false) by it, if either.
 pub fn drain_of(phase: &Phase) -> Option<bool> {
@@ -399,15 +416,7 @@ mod tests {
     use super::*;
 
     fn binary(max: ClusterVersion) -> NodeBinary {
-        NodeBinary {
-            hash: "ab".repeat(32),
-            version: "0.5.0".into(),
-            size: 10,
-            signer: "k".into(),
-            signature: "s".into(),
-            min_cluster_version: 1,
-            max_cluster_version: max,
-        }
+        NodeBinary::sample(&"ab".repeat(32), max)
     }
 
     fn upgrade() -> Upgrade {

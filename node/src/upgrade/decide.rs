@@ -269,15 +269,7 @@ mod tests {
     const HASH: &str = "aa";
 
     fn upgrade() -> Upgrade {
-        let binary = NodeBinary {
-            hash: HASH.into(),
-            version: "0.5.0".into(),
-            size: 1,
-            signer: String::new(),
-            signature: String::new(),
-            min_cluster_version: 1,
-            max_cluster_version: 6,
-        };
+        let binary = NodeBinary::sample(HASH, 6);
         let settings = UpgradeSettings {
             min_healthy_ms: 1_000,
             healthy_deadline_ms: 10_000,
