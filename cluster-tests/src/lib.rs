@@ -42,13 +42,24 @@ impl TestCluster {
 
     /// Lays out and starts `n` voters with `timing`, and waits for a leader.
     pub async fn start_with(n: u64, timing: TimingConfig) -> TestCluster {
-        let mut cluster = Self::create(n, timing);
+        Self::create(n, timing).started(n).await
+    }
+
+    /// Lays out and starts `n` voters running `binary` (with the
+    /// `baton-heart` beside it), and waits for a leader.
+    pub async fn start_with_binary(n: u64, binary: PathBuf) -> TestCluster {
+        Self::create_with_binary(n, TimingConfig::default(), binary)
+            .started(n)
+            .await
+    }
+
+    async fn started(mut self, n: u64) -> TestCluster {
         for id in 1..=n {
-            cluster.local.start(id).expect("start node");
+            self.local.start(id).expect("start node");
         }
-        cluster.wait_for_leader(Duration::from_secs(30)).await;
-        cluster.wait_for_all_up(Duration::from_secs(30)).await;
-        cluster
+        self.wait_for_leader(Duration::from_secs(30)).await;
+        self.wait_for_all_up(Duration::from_secs(30)).await;
+        self
     }
 
     /// Polls until the leader reports every member up (renewing its lease).

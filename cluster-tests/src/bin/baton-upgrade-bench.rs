@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use baton_cluster_tests::outages::Outages;
 use baton_cluster_tests::task_api::{add, deploy, every, history, now_ms, tasks};
 use baton_cluster_tests::{TestCluster, machine, poll_async, quantile};
-use baton_node::state::cluster_version::VersionRange;
+use baton_node::state::cluster_version::NODE_UPGRADES;
 use baton_node::state::upgrades::UpgradeSettings;
 use batonctl::ClusterClient;
 use batonctl::cmd::status::fetch;
@@ -51,6 +51,15 @@ struct Args {
     /// Each node's gate (`--min-healthy`).
     #[arg(long, default_value_t = 2_000)]
     min_healthy_ms: u64,
+    /// The baton-node the clusters start on, its baton-heart beside it
+    /// [default: this build's]. With `--upgrade-binary`, an older release
+    /// upgraded to this one (`scripts/upgrade-soak.sh`).
+    #[arg(long)]
+    installed_binary: Option<std::path::PathBuf>,
+    /// The baton-node every node is upgraded to [default: the installed
+    /// one, staged as a new binary].
+    #[arg(long)]
+    upgrade_binary: Option<std::path::PathBuf>,
 }
 
 /// What one upgrade measured.
@@ -119,12 +128,16 @@ async fn counters_on_every_node(
 }
 
 async fn one_upgrade(args: &Args, n: u64) -> Measured {
-    let cluster = TestCluster::start(n).await;
+    let cluster = match &args.installed_binary {
+        Some(binary) => TestCluster::start_with_binary(n, binary.clone()).await,
+        None => TestCluster::start(n).await,
+    };
     let client = cluster.client();
     let names = counters_on_every_node(&cluster, &client, n, args).await;
     poll_async(Duration::from_secs(60), "the highest cluster version", || async {
         let view = fetch(&client).await.ok()?;
-        (view.cluster_version == VersionRange::SUPPORTED.max).then_some(())
+        // Upgrades need it; an older installed release may go no higher.
+        (view.cluster_version >= NODE_UPGRADES).then_some(())
     })
     .await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -132,7 +145,10 @@ async fn one_upgrade(args: &Args, n: u64) -> Measured {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let key = cluster.local.signing_key().unwrap();
-    let binary = cluster.local.node_binary().to_path_buf();
+    let binary = args
+        .upgrade_binary
+        .clone()
+        .unwrap_or_else(|| cluster.local.node_binary().to_path_buf());
     let outages = Outages::watch_ports(
         (1..=n).map(|id| (id, cluster.local.nodes[&id].addr.clone())).collect(),
         Duration::from_millis(5),
@@ -166,6 +182,12 @@ async fn one_upgrade(args: &Args, n: u64) -> Measured {
     };
     assert_eq!(ended.state, "done", "{ended:?}");
     let finished = ended.finished_at_ms.unwrap_or_else(now_ms);
+    let after = fetch(&client).await.expect("status after the upgrade");
+    let releases: BTreeSet<String> = after.members.iter().map(|m| m.version.clone()).collect();
+    eprintln!(
+        "{n} nodes: after the upgrade, releases {releases:?} at cluster version {}",
+        after.cluster_version
+    );
     let downs = outages.stop();
     let down: Vec<u64> = (1..=n)
         .map(|id| {
