@@ -118,15 +118,33 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
 static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// Free loopback ports, found by binding port 0: distinct, and never one
-/// this process has handed out before.
+/// Free loopback ports, found by binding them: distinct, never one this
+/// process has handed out before, and below the kernel's range for the
+/// source ports of outgoing connections where that leaves room (else any
+/// free port).
 pub fn free_ports(n: usize) -> Result<Vec<u16>, LocalClusterError> {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    // Every listener is held until the end, so the OS gives each port once.
+    // Every listener is held until the end, so that no port is given twice.
     let mut held = Vec::new();
     let mut ports = Vec::new();
+    // Below the kernel's range for outgoing connections' own ports: a port
+    // from that range, free now, may be taken as the source port of any
+    // connection before its node binds it.
+    let below = below_ephemeral();
+    let mut tries = 0;
     while ports.len() < n {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(io_err(Path::new("127.0.0.1:0")))?;
+        let listener = match below.clone() {
+            Some(range) if tries < 1000 => {
+                tries += 1;
+                let span = u64::from(range.end - range.start);
+                let port = range.start + (random() % span) as u16;
+                match TcpListener::bind(("127.0.0.1", port)) {
+                    Ok(listener) => listener,
+                    Err(_) => continue,
+                }
+            }
+            _ => TcpListener::bind("127.0.0.1:0").map_err(io_err(Path::new("127.0.0.1:0")))?,
+        };
         let port = listener.local_addr().map_err(io_err(Path::new("127.0.0.1:0")))?.port();
         if handed_out.insert(port) {
             ports.push(port);
@@ -134,6 +152,20 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>, LocalClusterError> {
         held.push(listener);
     }
     Ok(ports)
+}
+
+/// Ports from 10000 up to the first the kernel hands out as the source port
+/// of an outgoing connection, if that leaves at least a thousand.
+fn below_ephemeral() -> Option<std::ops::Range<u16>> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let low: u16 = text.split_whitespace().next()?.parse().ok()?;
+    (low > 11_000).then_some(10_000..low)
+}
+
+/// A random number, from the standard library's per-instance hash keys.
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
 impl LocalCluster {
