@@ -205,39 +205,51 @@ impl Machines {
 
     /// Runs `block` in machine `n`'s /root with `N` set, as root.
     fn run(&self, n: u64, block: &str) {
-        let out = Command::new("docker")
-            .args([
-                "exec",
-                "-e",
-                &format!("N={n}"),
-                "-w",
-                "/root",
-                &self.names[&n],
-                "sh",
-                "-ec",
-                block,
-            ])
-            .output()
-            .expect("docker exec");
-        eprintln!(
-            "--- machine {n}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "the block failed on machine {n}:\n{block}");
+        let mut command = Command::new("docker");
+        command.args([
+            "exec",
+            "-e",
+            &format!("N={n}"),
+            "-w",
+            "/root",
+            &self.names[&n],
+            "sh",
+            "-ec",
+            block,
+        ]);
+        run_block(command, &format!("machine {n}"), block);
     }
+}
+
+/// Runs `command` (which runs `block` at `place`), shows what it printed,
+/// and fails the test unless it succeeded.
+fn run_block(mut command: Command, place: &str, block: &str) {
+    let out = command.output().expect("the block's shell runs");
+    eprintln!(
+        "--- {place}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the block failed on {place}:\n{block}");
 }
 
 impl Drop for Machines {
     fn drop(&mut self) {
         for name in self.names.values() {
             if std::thread::panicking() {
-                let log = try_docker(&["logs", "--tail", "60", name]).unwrap_or_default();
-                let err = Command::new("docker").args(["logs", "--tail", "60", name]).output();
-                let err = err
-                    .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
+                // The heart and the node log to stderr, which docker
+                // replays as its own stderr.
+                let logs = Command::new("docker").args(["logs", "--tail", "60", name]).output();
+                let logs = logs
+                    .map(|o| {
+                        format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        )
+                    })
                     .unwrap_or_default();
-                eprintln!("==== {name} ====\n{log}{err}");
+                eprintln!("==== {name} ====\n{logs}");
             }
             let _ = try_docker(&["rm", "-f", name]);
         }
@@ -297,18 +309,12 @@ impl Workstation {
              \"${{!v}}\"; done > {env}\n",
             env = env.display()
         );
-        let out = Command::new("bash")
+        let mut command = Command::new("bash");
+        command
             .args(["-ec", &script])
             .current_dir(self.folder())
-            .env("BATON_RELEASE_BINARIES", static_binary("."))
-            .output()
-            .expect("bash");
-        eprintln!(
-            "--- workstation:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "the block failed on the workstation:\n{block}");
+            .env("BATON_RELEASE_BINARIES", static_binary("."));
+        run_block(command, "the workstation", block);
     }
 }
 

@@ -33,7 +33,6 @@ pub fn leader(raft: &Raft) -> (Option<NodeId>, Option<String>) {
     })
 }
 
-/// Milliseconds since the Unix epoch, by this node's clock.
 /// The other members of the cluster as `raft` knows them, with their
 /// addresses, the leader first: where to fetch what this node lacks.
 pub fn peers_leader_first(raft: &Raft, self_id: NodeId) -> Vec<(NodeId, String)> {
@@ -51,6 +50,7 @@ pub fn peers_leader_first(raft: &Raft, self_id: NodeId) -> Vec<(NodeId, String)>
     peers
 }
 
+/// Milliseconds since the Unix epoch, by this node's clock.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -967,9 +967,59 @@ fn the_upgrade_record_and_the_binary_messages_are_encoded_as_pinned() {
             }
             .encode_to_vec(),
         ),
+        (
+            "upload-header-hold",
+            p::UploadNodeBinaryHeader {
+                min_cluster_version: 1,
+                max_cluster_version: 6,
+                min_healthy_ms: 10_000,
+                healthy_deadline_ms: 120_000,
+                auto_revert: true,
+                hold_version: true,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "upgrade-status-reply",
+            p::UpgradeStatusReply {
+                exists: true,
+                hash: binary.hash.clone(),
+                version: binary.version.clone(),
+                state: "done".into(),
+                reason: String::new(),
+                nodes: vec![p::UpgradeNodeStatus {
+                    id: 2,
+                    phase: "done".into(),
+                    reason: String::new(),
+                    binary: binary.hash.clone(),
+                    version: binary.version.clone(),
+                }],
+                started_at_ms: 1_790_000_000_000,
+                phase_started_ms: 1_790_000_000_300,
+                finished_at_ms: Some(1_790_000_000_300),
+                min_healthy_ms: 10_000,
+                healthy_deadline_ms: 120_000,
+                auto_revert: true,
+                hold_version: true,
+                awaits_finalize: true,
+                finalized_at_ms: None,
+            }
+            .encode_to_vec(),
+        ),
     ];
     for (name, bytes) in messages {
         problems.extend(pinned(name, &bytes));
     }
+    // The Raft log's entry for `upgrade finalize` (the command fixtures
+    // hold one upgrade control, a halt).
+    let finalize = Command::UpgradeControl {
+        hash: binary.hash.clone(),
+        action: UpgradeAction::Finalize,
+        now_ms: 1_790_000_000_400,
+    };
+    let bytes = encode_command(&finalize);
+    problems.extend(pinned("command-upgrade-finalize", &bytes));
+    assert_eq!(decode_command(&bytes).unwrap(), finalize);
     check(problems);
 }

@@ -508,6 +508,15 @@ mod tests {
         }
     }
 
+    /// `bytes` signed by `key` as `version`, staged whole in `store`.
+    fn staged(store: &BinaryStore, key: &SigningKey, bytes: &[u8], version: &str) -> SignedBinary {
+        let header = signed(key, bytes, version);
+        let mut staging = store.stage(header.clone(), &[key.verifying_key()]).unwrap().unwrap();
+        staging.write(bytes).unwrap();
+        staging.finish().unwrap();
+        header
+    }
+
     #[test]
     fn a_signed_binary_is_kept_by_hash_and_checked_before_it_runs() {
         let dir = tempfile::tempdir().unwrap();
@@ -566,10 +575,7 @@ mod tests {
         let key = generate();
         let trusted = [key.verifying_key()];
         let bytes = b"#!/bin/sh\nexit 0\n";
-        let header = signed(&key, bytes, "0.5.0");
-        let mut staging = store.stage(header.clone(), &trusted).unwrap().unwrap();
-        staging.write(bytes).unwrap();
-        staging.finish().unwrap();
+        let header = staged(&store, &key, bytes, "0.5.0");
         // Hashed as it was written, and sealed: remembered at once.
         assert!(store.verified.lock().unwrap().contains_key(&header.hash));
         store.check(&header.hash, Some(&trusted)).unwrap();
@@ -631,14 +637,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BinaryStore::open(dir.path()).unwrap();
         let key = generate();
-        let trusted = [key.verifying_key()];
         let mut hashes = Vec::new();
         for bytes in [&b"one"[..], b"two"] {
-            let header = signed(&key, bytes, "1.0");
-            let mut staging = store.stage(header.clone(), &trusted).unwrap().unwrap();
-            staging.write(bytes).unwrap();
-            staging.finish().unwrap();
-            hashes.push(header.hash);
+            hashes.push(staged(&store, &key, bytes, "1.0").hash);
         }
         std::fs::write(dir.path().join("binaries/.slots.json.0123.tmp"), b"x").unwrap();
         let mut both = hashes.clone();
