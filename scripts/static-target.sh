@@ -3,7 +3,7 @@
 # configured by IP address, so baton-node never needs glibc's NSS modules)
 # and no debug info (a smaller image, a shorter link). Only units built for
 # this target get these flags; build scripts and proc macros stay dynamic.
-BATON_TEST_TARGET=x86_64-unknown-linux-gnu
+export BATON_TEST_TARGET=x86_64-unknown-linux-gnu
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static -C debuginfo=0"
 
 # Fails unless $1 is a static executable: ldd says "statically linked"

@@ -24,6 +24,7 @@ pub mod history;
 pub mod load;
 pub mod outages;
 pub mod task_api;
+pub mod upgrades;
 pub mod witness;
 pub mod witness_check;
 

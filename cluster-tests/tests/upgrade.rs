@@ -14,15 +14,14 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::history::{Expectations, check, collect};
-use baton_cluster_tests::local_cluster::find_binary;
 use baton_cluster_tests::task_api::{start_counters, start_witnessed, witness_report};
+use baton_cluster_tests::upgrades::{await_cluster_version, batonctl_upgrade, hash_of};
 use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::{TestCluster, poll_async};
+use baton_node::state::cluster_version::VersionRange;
 use batonctl::cmd::status::fetch;
 
 const COUNTERS: usize = 200;
@@ -30,48 +29,6 @@ const WITNESSED: usize = 20;
 const PERIOD_MS: u64 = 250;
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Runs `batonctl upgrade ARGS` against `cluster` with its admin
-/// certificate and signing key; returns (success, stdout, stderr).
-fn batonctl_upgrade(cluster: &TestCluster, args: &[&str]) -> (bool, String, String) {
-    let env = cluster.local.write_env().expect("the env file");
-    let script = format!(
-        ". {} && exec {} upgrade {}",
-        env.display(),
-        find_binary("batonctl")
-            .expect("batonctl is built beside the tests")
-            .display(),
-        args.join(" ")
-    );
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("batonctl runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    );
-    eprintln!("batonctl upgrade {}:\n{stdout}{stderr}", args.join(" "));
-    (out.status.success(), stdout, stderr)
-}
-
-/// Waits until the cluster has raised its version as far as this release
-/// goes (one step every half second after it forms): upgrades need it.
-async fn await_highest_version(client: &batonctl::ClusterClient) {
-    let highest = baton_node::state::cluster_version::VersionRange::SUPPORTED.max;
-    poll_async(Duration::from_secs(30), "the highest cluster version", || async {
-        let status = fetch(client).await.ok()?;
-        (status.cluster_version == highest).then_some(())
-    })
-    .await;
-}
-
-/// The sha256 of `path`, as the hearts name binaries.
-fn hash_of(path: &Path) -> String {
-    let mut file = std::fs::File::open(path).unwrap();
-    baton_node::heart::hash_reader(&mut file).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_moves_to_the_new_binary_one_at_a_time_and_no_task_notices() {
@@ -84,7 +41,7 @@ async fn every_node_moves_to_the_new_binary_one_at_a_time_and_no_task_notices() 
     names.extend(witnessed.iter().cloned());
     let binary = cluster.local.node_binary().to_path_buf();
     let hash = hash_of(&binary);
-    await_highest_version(&client).await;
+    await_cluster_version(&client, VersionRange::SUPPORTED.max).await;
 
     let started = Instant::now();
     let (ok, stdout, stderr) = batonctl_upgrade(
@@ -194,7 +151,7 @@ async fn a_binary_that_exits_hangs_or_never_becomes_healthy_is_reverted_and_the_
         let witnessed = start_witnessed(&cluster, &client, &witness, 10, PERIOD_MS).await;
         names.extend(witnessed.iter().cloned());
         let broken = broken_release(&cluster, name, body);
-        await_highest_version(&client).await;
+        await_cluster_version(&client, VersionRange::SUPPORTED.max).await;
 
         let (ok, stdout, stderr) = batonctl_upgrade(
             &cluster,

@@ -51,5 +51,10 @@ pub mod versioning;
 
 pub use node::{NodeError, run};
 
-/// This binary's version, reported to peers and `batonctl status`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// This binary's version, reported to peers and `batonctl status`: the
+/// package's, or `BATON_BUILD_RELEASE` when it was set at build time (see
+/// `state::cluster_version`'s `BUILD_MAX`).
+pub const VERSION: &str = match option_env!("BATON_BUILD_RELEASE") {
+    Some(release) => release,
+    None => env!("CARGO_PKG_VERSION"),
+};

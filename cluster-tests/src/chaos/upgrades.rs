@@ -132,12 +132,8 @@ impl Chaos {
     /// seen.
     fn new_node_binary(&mut self) -> std::path::PathBuf {
         self.releases += 1;
-        let mut bytes = std::fs::read(static_node_binary()).expect("the static node binary");
-        bytes.extend_from_slice(format!("\nbaton-chaos-release {} {}\n", self.options.seed, self.releases).as_bytes());
-        let path = self.cluster.path().join(format!("baton-node-{}", self.releases));
-        std::fs::write(&path, bytes).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        path
+        let mark = format!("chaos-{}-{}", self.options.seed, self.releases);
+        crate::upgrades::marked_copy(&static_node_binary(), self.cluster.path(), &mark)
     }
 
     /// Waits until the cluster runs the highest version this release

@@ -18,7 +18,7 @@ use super::NodeContext;
 use super::errors::{propose_error, rejected};
 use super::peer_service::caller;
 use crate::heart::{MAX_BINARY_BYTES, MAX_TRIAL};
-use crate::state::cluster_version::{NODE_UPGRADES, release_advice};
+use crate::state::cluster_version::{BelowVersion, HELD_UPGRADES, NODE_UPGRADES, release_advice};
 use crate::state::command::{Command, CommandResponse};
 use crate::state::upgrades::{NodeBinary, Phase, UpgradeAction, UpgradeSettings, UpgradeState};
 use crate::upgrade::heart_link::CHUNK_BYTES;
@@ -223,6 +223,10 @@ pub async fn upload_node_binary(
             release_advice(NODE_UPGRADES)
         )));
     }
+    if settings.hold_version {
+        BelowVersion::check(cluster_version, HELD_UPGRADES, "--hold-version")
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+    }
     if let Some(live) = context
         .state_machine
         .read(|s| s.upgrade.clone().filter(|u| u.state.is_live()))
@@ -364,6 +368,11 @@ pub async fn control_upgrade(
             )));
         }
     };
+    if action == UpgradeAction::Finalize {
+        let cluster_version = context.state_machine.read(|s| s.cluster_version);
+        BelowVersion::check(cluster_version, HELD_UPGRADES, "`upgrade finalize`")
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+    }
     let hash = context
         .state_machine
         .read(|s| s.upgrade.as_ref().map(|u| u.binary.hash.clone()))

@@ -27,6 +27,7 @@
 //! | 4 | peers forward their writes to the leader in batches (`crate::tasks::forwarder`) | 0.3.0 |
 //! | 5 | the leader moves all of a lost node's tasks in one small `reassign_all` entry, decided as it is applied (`crate::placement`) | 0.4.0 |
 //! | 6 | rolling upgrades of the node binary: `start_upgrade`, `upgrade_phase` and `upgrade_control` entries, and the upgrade in snapshots (`crate::state::upgrades`) | 0.5.0 |
+//! | 7 | held upgrades: an upgrade's `hold_version` and the `finalize` control (`batonctl upgrade --hold-version`, `upgrade finalize`) | 0.6.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
@@ -58,9 +59,54 @@ pub const REASSIGN_ALL: ClusterVersion = 5;
 /// binary (`Command::StartUpgrade` and the two after it).
 pub const NODE_UPGRADES: ClusterVersion = 6;
 
+/// The version from which an upgrade may hold the cluster version until an
+/// operator finalizes it (`UpgradeSettings::hold_version` and
+/// `UpgradeAction::Finalize`). A node of 0.5.0 would read such an upgrade
+/// without its hold (the field is new to it), and could raise the version
+/// as its leader, or fail on the `finalize` control it does not know.
+pub const HELD_UPGRADES: ClusterVersion = 7;
+
+/// The highest version of this source tree.
+const HIGHEST: ClusterVersion = 7;
+
 /// The releases that introduced each version, for messages: index 0 is
 /// version 1.
-const FIRST_RELEASES: [&str; 6] = ["0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0"];
+const FIRST_RELEASES: [&str; HIGHEST as usize] = ["0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0"];
+
+/// The highest version of this build: [`HIGHEST`], or lower when built with
+/// `BATON_BUILD_MAX_CLUSTER_VERSION` set. With `BATON_BUILD_RELEASE` (see
+/// [`crate::VERSION`]) that builds a real binary that acts in every way as
+/// an earlier release, which is how the tests upgrade a cluster between
+/// two real builds (`cluster-tests/tests/two_builds.rs`).
+const BUILD_MAX: ClusterVersion = match option_env!("BATON_BUILD_MAX_CLUSTER_VERSION") {
+    None => HIGHEST,
+    Some(text) => parse_build_cap(text),
+};
+
+/// Parses `BATON_BUILD_MAX_CLUSTER_VERSION` while compiling: a bad value
+/// fails the build with this message.
+const fn parse_build_cap(text: &str) -> ClusterVersion {
+    let bytes = text.as_bytes();
+    assert!(
+        !bytes.is_empty(),
+        "BATON_BUILD_MAX_CLUSTER_VERSION is empty: unset it, or give a cluster version"
+    );
+    let mut value: ClusterVersion = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(
+            bytes[i].is_ascii_digit() && value < 1000,
+            "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version such as 6"
+        );
+        value = value * 10 + (bytes[i] - b'0') as ClusterVersion;
+        i += 1;
+    }
+    assert!(
+        value >= FIRST && value <= HIGHEST,
+        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to 7"
+    );
+    value
+}
 
 /// What `baton-node --describe` prints: a release and the cluster versions
 /// it supports, so that `batonctl upgrade` can check a binary before it
@@ -98,7 +144,7 @@ impl Default for VersionRange {
 
 impl VersionRange {
     /// What this release supports.
-    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 6 };
+    pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: BUILD_MAX };
 
     /// This release's range, its top lowered to `cap` (the `[testing]
     /// max_cluster_version` knob, which makes a node act as an older release
@@ -152,7 +198,10 @@ impl std::fmt::Display for VersionRange {
 /// The first release of `baton-node` that runs at `version`, if this
 /// release knows it.
 pub fn first_release(version: ClusterVersion) -> Option<&'static str> {
-    FIRST_RELEASES.get((version as usize).checked_sub(1)?).copied()
+    match version <= BUILD_MAX {
+        true => FIRST_RELEASES.get((version as usize).checked_sub(1)?).copied(),
+        false => None,
+    }
 }
 
 /// What to run for `version`: "baton-node 0.2.0 or later".
@@ -161,7 +210,7 @@ pub fn release_advice(version: ClusterVersion) -> String {
         Some(release) => format!("baton-node {release} or later"),
         None => format!(
             "a release of baton-node newer than {} (one that supports cluster version {version})",
-            FIRST_RELEASES[FIRST_RELEASES.len() - 1]
+            FIRST_RELEASES[BUILD_MAX as usize - 1]
         ),
     }
 }
@@ -187,6 +236,37 @@ impl std::fmt::Display for OutOfRange {
         match self.version > self.range.max {
             true => write!(f, "run {}", release_advice(self.version)),
             false => write!(f, "run a release that supports it (one before {})", crate::VERSION),
+        }
+    }
+}
+
+/// An operator asked for something new at cluster version `needed` while
+/// the cluster runs below it. Checked when the leader takes the request,
+/// never when an entry is applied: there, nodes of both releases must reach
+/// the same result, and the older one does not know the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} needs cluster version {needed} and the cluster runs at {version}: every node must run {} first \
+     (upgrade them without it; the version rises by itself once that upgrade is done, see `batonctl status`)",
+    release_advice(*.needed)
+)]
+pub struct BelowVersion {
+    pub what: String,
+    pub needed: ClusterVersion,
+    pub version: ClusterVersion,
+}
+
+impl BelowVersion {
+    /// Refuses `what` unless the cluster, at `version`, has reached
+    /// `needed`.
+    pub fn check(version: ClusterVersion, needed: ClusterVersion, what: &str) -> Result<(), BelowVersion> {
+        match version >= needed {
+            true => Ok(()),
+            false => Err(BelowVersion {
+                what: what.to_string(),
+                needed,
+                version,
+            }),
         }
     }
 }
@@ -293,5 +373,35 @@ mod tests {
             )),
             "a version no release has names none"
         );
+    }
+
+    #[test]
+    fn what_is_new_at_a_version_is_refused_below_it_with_what_to_run() {
+        assert_eq!(BelowVersion::check(7, HELD_UPGRADES, "--hold-version"), Ok(()));
+        assert_eq!(BelowVersion::check(8, HELD_UPGRADES, "--hold-version"), Ok(()));
+        let refused = BelowVersion::check(6, HELD_UPGRADES, "--hold-version")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.starts_with("--hold-version needs cluster version 7 and the cluster runs at 6:"),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("every node must run baton-node 0.6.0 or later first"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_build_cap_is_a_version_this_tree_knows() {
+        assert_eq!(parse_build_cap("6"), 6);
+        assert_eq!(parse_build_cap("1"), 1);
+        assert_eq!(parse_build_cap("7"), HIGHEST);
+        for bad in ["", "0", "8", "6 ", "-1", "v6", "99999999999"] {
+            assert!(
+                std::panic::catch_unwind(|| parse_build_cap(bad)).is_err(),
+                "{bad:?} was taken"
+            );
+        }
     }
 }

@@ -1,0 +1,114 @@
+//! Helpers for the tests of rolling upgrades of the node binary: running
+//! `batonctl upgrade`, naming a binary as the hearts do, waiting for a
+//! cluster version, and building a real earlier release of this tree.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use baton_node::state::cluster_version::ClusterVersion;
+use batonctl::ClusterClient;
+use batonctl::cmd::status::fetch;
+use batonctl::local_cluster::find_binary;
+
+use crate::{TestCluster, poll_async};
+
+/// `batonctl upgrade ARGS` against `cluster`, with its admin certificate
+/// and signing key, ready to run.
+pub fn upgrade_command(cluster: &TestCluster, args: &[&str]) -> Command {
+    let env = cluster.local.write_env().expect("the env file");
+    let script = format!(
+        ". {} && exec {} upgrade {}",
+        env.display(),
+        find_binary("batonctl")
+            .expect("batonctl is built beside the tests")
+            .display(),
+        args.join(" ")
+    );
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(script);
+    command
+}
+
+/// Runs `batonctl upgrade ARGS` against `cluster`; returns (success,
+/// stdout, stderr).
+pub fn batonctl_upgrade(cluster: &TestCluster, args: &[&str]) -> (bool, String, String) {
+    let out = upgrade_command(cluster, args).output().expect("batonctl runs");
+    upgrade_output(args, &out)
+}
+
+/// Prints what `batonctl upgrade ARGS` said and returns (success, stdout,
+/// stderr).
+pub fn upgrade_output(args: &[&str], out: &std::process::Output) -> (bool, String, String) {
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    eprintln!("batonctl upgrade {}:\n{stdout}{stderr}", args.join(" "));
+    (out.status.success(), stdout, stderr)
+}
+
+/// The sha256 of `path`, as the hearts name binaries.
+pub fn hash_of(path: &Path) -> String {
+    let mut file = std::fs::File::open(path).expect("open the binary");
+    baton_node::heart::hash_reader(&mut file).expect("read the binary")
+}
+
+/// Waits until the cluster runs at `version` (the leader raises it one step
+/// every half second once every member supports the next).
+pub async fn await_cluster_version(client: &ClusterClient, version: ClusterVersion) {
+    poll_async(
+        Duration::from_secs(60),
+        &format!("cluster version {version}"),
+        || async {
+            let status = fetch(client).await.ok()?;
+            (status.cluster_version == version).then_some(())
+        },
+    )
+    .await;
+}
+
+/// A real `baton-node` of this tree built as an earlier release would be:
+/// it says it is `release` and supports cluster versions up to `max`
+/// (`BATON_BUILD_RELEASE` and `BATON_BUILD_MAX_CLUSTER_VERSION`). It is
+/// built into a target directory of its own, `target/earlier-release`, so
+/// that the two builds do not rebuild each other; the first build there
+/// takes minutes, later ones only what changed. The target and flags of
+/// the running tests (`scripts/static-target.sh`) are kept.
+pub fn build_earlier_release(release: &str, max: ClusterVersion) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace holds cluster-tests");
+    let target_dir = root.join("target/earlier-release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(root)
+        .args(["build", "--locked", "-p", "baton-node", "--bin", "baton-node"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("BATON_BUILD_RELEASE", release)
+        .env("BATON_BUILD_MAX_CLUSTER_VERSION", max.to_string());
+    let mut out = target_dir.clone();
+    if let Ok(target) = std::env::var("BATON_TEST_TARGET") {
+        build.args(["--target", &target]);
+        out.push(target);
+    }
+    eprintln!(
+        "building baton-node as release {release} (cluster versions up to {max}) in {}",
+        target_dir.display()
+    );
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "the earlier release did not build: {status}");
+    out.join("debug/baton-node")
+}
+
+/// A copy of `binary` in `dir` with `mark` appended: the same program under
+/// another hash, which the hearts take as a new release.
+pub fn marked_copy(binary: &Path, dir: &Path, mark: &str) -> PathBuf {
+    let mut bytes = std::fs::read(binary).expect("read the node binary");
+    bytes.extend_from_slice(format!("\nbaton-test-release {mark}\n").as_bytes());
+    let path = dir.join(format!("baton-node-{mark}"));
+    std::fs::write(&path, bytes).expect("write the marked copy");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("make it executable");
+    path
+}
