@@ -22,9 +22,19 @@ check_static "target/$BATON_TEST_TARGET/debug/baton-node"
 check_static "target/$BATON_TEST_TARGET/debug/baton-heart"
 # The example task modules, for wasm32-wasip2 (installs the target if needed).
 scripts/build-tasks.sh
-# The "Three machines" test builds its machines from a static busybox.
+# Debian packages the tests use: a static busybox, from which the "Three
+# machines" test builds its machines, and Prometheus, which the metrics test
+# runs against a cluster.
+missing=()
 if ! { [ -x /bin/busybox ] && ldd /bin/busybox 2>&1 | grep -q "not a dynamic executable"; }; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static
+  missing+=(busybox-static)
+fi
+if ! command -v prometheus >/dev/null; then
+  missing+=(prometheus)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 # Containers left by a test process that was itself killed.
 scripts/chaos-clean.sh

@@ -291,6 +291,7 @@ impl ContainerCluster {
                     trusted_keys: vec![trusted.clone()],
                 }),
                 limits: Default::default(),
+                metrics: Default::default(),
                 testing: TestingConfig {
                     unsafe_disable_fencing: options.unsafe_disable_fencing,
                     stall_hand_offs_file: Some(Path::new("/var/lib/baton").join(STALL_FILE)),

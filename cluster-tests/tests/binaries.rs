@@ -91,6 +91,89 @@ fn baton_node_refuses_a_bad_config_before_binding_anything() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `--log-format json` (here through `BATON_LOG_FORMAT`, as a heart passes
+/// it on): every line the node writes to stderr while it runs is one JSON
+/// object, its fields beside the message. A metrics port that is taken
+/// stops the node with what to change.
+#[test]
+fn baton_node_logs_json_lines_and_names_a_taken_metrics_port() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let port = baton_cluster_tests::local_cluster::free_ports(1).unwrap()[0];
+    let me = format!("{{ id = 1, addr = \"127.0.0.1:{port}\" }}");
+    let config = write_config(
+        dir.path(),
+        port,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{taken}\""),
+        &me,
+    );
+    let out = Command::new(binary("baton-node"))
+        .arg("--config")
+        .arg(&config)
+        .env("BATON_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{taken} for metrics"))
+            && stderr.contains("change [metrics] listen"),
+        "{stderr}"
+    );
+
+    let metrics = baton_cluster_tests::local_cluster::free_ports(1).unwrap()[0];
+    let config = write_config(
+        dir.path(),
+        port,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\""),
+        &me,
+    );
+    let mut node = Command::new(binary("baton-node"))
+        .arg("--config")
+        .arg(&config)
+        .env("BATON_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = node.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let serving = loop {
+        let line = lines_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no \"serving\" line within 30 s; lines: {seen:#?}"));
+        let object: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        seen.push(line);
+        if object["message"] == "serving" {
+            break object;
+        }
+    };
+    let _ = node.kill();
+    let _ = node.wait();
+    assert_eq!(serving["level"], "INFO", "{serving}");
+    assert_eq!(serving["node"], 1, "{serving}");
+    assert_eq!(
+        serving["metrics"],
+        format!("http://127.0.0.1:{metrics}/metrics"),
+        "{serving}"
+    );
+    assert!(
+        serving["timestamp"].is_string() && serving["target"] == "baton_node::node",
+        "{serving}"
+    );
+}
+
 #[test]
 fn batonctl_explains_what_is_missing() {
     let out = Command::new(binary("batonctl"))

@@ -20,7 +20,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
-use baton_node::config::{ClusterConfig, HeartConfig, InitialMember, ModulesConfig, NodeConfig, TimingConfig};
+use baton_node::config::{
+    ClusterConfig, HeartConfig, InitialMember, MetricsConfig, ModulesConfig, NodeConfig, TimingConfig,
+};
 use baton_node::modules::signing;
 use baton_node::tls::TlsMaterial;
 
@@ -67,6 +69,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError + '_ 
 pub struct LocalNode {
     pub id: u64,
     pub addr: String,
+    /// Its `/metrics`, `/healthz` and `/readyz` listener, `127.0.0.1:PORT`.
+    pub metrics_addr: String,
     pub dir: PathBuf,
     /// The heart process that started the node, while it runs.
     heart: Option<Child>,
@@ -216,6 +220,8 @@ impl LocalCluster {
         let node_dir = self.dir.join(id.to_string());
         std::fs::create_dir_all(&node_dir).map_err(io_err(&node_dir))?;
         let certs = Path::new("..").join("certs");
+        // Nodes on one machine each need a metrics port of their own.
+        let metrics_addr = format!("127.0.0.1:{}", free_ports(1)?[0]);
         let config = NodeConfig {
             id,
             listen_addr: addr.clone(),
@@ -240,6 +246,7 @@ impl LocalCluster {
                 trusted_keys: vec![self.trusted_key.clone()],
             }),
             limits: Default::default(),
+            metrics: MetricsConfig::at(&metrics_addr),
             testing: Default::default(),
         };
         let text = format!(
@@ -254,6 +261,7 @@ impl LocalCluster {
             LocalNode {
                 id,
                 addr,
+                metrics_addr,
                 dir: node_dir,
                 heart: None,
                 pid_seen: false,

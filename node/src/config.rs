@@ -50,6 +50,10 @@ pub struct NodeConfig {
     /// What one task may keep and be given.
     #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
     pub limits: LimitsConfig,
+    /// The plain-HTTP listener for Prometheus (`/metrics`), `/healthz` and
+    /// `/readyz`.
+    #[serde(default, skip_serializing_if = "MetricsConfig::is_default")]
+    pub metrics: MetricsConfig,
     /// Switches for Baton's own fault-injection tests. Never set them in
     /// production.
     #[serde(default, skip_serializing_if = "TestingConfig::is_default")]
@@ -69,6 +73,44 @@ pub struct LimitsConfig {
     pub max_state_bytes: usize,
     /// The largest config `batonctl tasks add` accepts, in bytes.
     pub max_config_bytes: usize,
+}
+
+/// `[metrics]`: the node's plain-HTTP listener for Prometheus' `/metrics`,
+/// `/healthz` and `/readyz` (see `docs/metrics.md`). It serves nothing that
+/// changes the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve it at all.
+    pub enabled: bool,
+    /// The address it binds, `IP:PORT`. Loopback by default: to let a
+    /// Prometheus on another machine scrape it, bind the machine's address
+    /// (or `0.0.0.0:9464`) and keep the port behind your firewall.
+    pub listen: String,
+}
+
+/// The metrics listener's default address (Prometheus' registry of default
+/// ports has nothing at 9464; OpenTelemetry's exporters use it).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+impl MetricsConfig {
+    pub fn is_default(&self) -> bool {
+        self == &MetricsConfig::default()
+    }
+
+    /// The listener at `listen`.
+    pub fn at(listen: impl Into<String>) -> MetricsConfig {
+        MetricsConfig {
+            enabled: true,
+            listen: listen.into(),
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig::at(DEFAULT_METRICS_LISTEN)
+    }
 }
 
 /// The default of both caps.
@@ -382,6 +424,7 @@ impl NodeConfig {
         self.validate_cluster(&mut problem);
         self.validate_timing(&mut problem);
         self.validate_limits(&mut problem);
+        self.validate_metrics(&mut problem);
         let supported = crate::state::cluster_version::VersionRange::SUPPORTED;
         if let Some(cap) = self.testing.max_cluster_version
             && !supported.contains(cap)
@@ -445,6 +488,38 @@ impl NodeConfig {
                         member.addr,
                         self.advertised()
                     ),
+                );
+            }
+        }
+    }
+
+    fn validate_metrics(&self, problem: &mut impl FnMut(&str, String)) {
+        if !self.metrics.enabled {
+            return;
+        }
+        let Ok(metrics) = self.metrics.listen.parse::<SocketAddr>() else {
+            problem(
+                "metrics.listen",
+                format!(
+                    "{:?} is not an IP:PORT address; write it like \"{DEFAULT_METRICS_LISTEN}\", or set \
+                     metrics.enabled = false",
+                    self.metrics.listen
+                ),
+            );
+            return;
+        };
+        let heart = self
+            .heart
+            .as_ref()
+            .map(|h| ("heart.listen_addr", h.listen_addr.as_str()));
+        for (key, other) in [("listen_addr", self.listen_addr.as_str())].into_iter().chain(heart) {
+            if other
+                .parse::<SocketAddr>()
+                .is_ok_and(|other| same_socket(metrics, other))
+            {
+                problem(
+                    "metrics.listen",
+                    format!("{metrics} is {key}'s address too; give the metrics listener a port of its own"),
                 );
             }
         }
@@ -588,3 +663,9 @@ pub fn check_host_port(addr: &str) -> Result<(), String> {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+/// Whether two listeners would contend for one socket: the same port, on
+/// the same address or where either binds every address.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}

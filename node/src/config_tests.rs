@@ -236,3 +236,28 @@ fn the_caps_default_to_64_kib_and_must_fit_a_message_between_nodes() {
         assert!(problems[0].message.contains("524288"), "{problems:?}");
     }
 }
+
+#[test]
+fn the_metrics_listener_defaults_to_loopback_and_needs_a_port_of_its_own() {
+    let config = parse(VALID);
+    assert_eq!(config.metrics, MetricsConfig::at("127.0.0.1:9464"));
+    let off = parse(&format!("{VALID}\n[metrics]\nenabled = false\nlisten = \"nonsense\"\n"));
+    assert_eq!(off.validate(), vec![], "a listener that is off is not checked");
+    for (listen, says) in [
+        ("localhost:9464", "is not an IP:PORT address"),
+        ("127.0.0.1:7001", "is listen_addr's address too"),
+        ("0.0.0.0:7001", "is listen_addr's address too"),
+    ] {
+        let problems = parse(&format!("{VALID}\n[metrics]\nlisten = \"{listen}\"\n")).validate();
+        assert_eq!(problems.len(), 1, "{listen}: {problems:?}");
+        assert_eq!(problems[0].key, "metrics.listen");
+        assert!(problems[0].message.contains(says), "{problems:?}");
+    }
+    assert_eq!(
+        parse(&format!("{VALID}\n[metrics]\nlisten = \"127.0.0.2:7001\"\n")).validate(),
+        vec![],
+        "another address, the same port"
+    );
+    let err = NodeConfig::parse(&format!("{VALID}\n[metrics]\nport = 1\n"), Path::new(".")).unwrap_err();
+    assert!(err.contains("unknown field `port`"), "{err}");
+}

@@ -32,6 +32,7 @@ pub mod config;
 pub mod fencing;
 pub mod formation;
 pub mod heart;
+pub mod metrics;
 pub mod modules;
 pub mod node;
 pub mod placement;

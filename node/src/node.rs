@@ -48,6 +48,11 @@ pub enum NodeError {
     ClusterVersion(OutOfRange),
     #[error("cannot listen on {addr}: {source}; is another process using the port? change listen_addr")]
     Bind { addr: String, source: std::io::Error },
+    #[error(
+        "cannot listen on {addr} for metrics: {source}; is another process (another node on this machine?) \
+         using the port? change [metrics] listen, or set [metrics] enabled = false"
+    )]
+    MetricsBind { addr: String, source: std::io::Error },
     #[error("raft: {0}")]
     Raft(String),
     #[error("task runtime: {0}")]
@@ -126,6 +131,18 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             addr: config.listen_addr.clone(),
             source,
         })?;
+    let metrics_listener = match config.metrics.enabled {
+        true => Some(
+            TcpListener::bind(&config.metrics.listen)
+                .await
+                .map_err(|source| NodeError::MetricsBind {
+                    addr: config.metrics.listen.clone(),
+                    source,
+                })?,
+        ),
+        false => None,
+    };
+    let metrics = Arc::new(crate::metrics::Metrics::default());
 
     let channels = PeerChannels::new(config.id, cluster_id.clone(), tls.clone());
     let raft_config = openraft_config(&config).map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -135,6 +152,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         db.clone(),
         GrpcNetwork::new(channels.clone(), db.applied_version()),
         versions,
+        Some(metrics.storage_commit_duration.clone()),
     )
     .await?;
 
@@ -170,7 +188,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         storage: db.identity().clone(),
         refusals: Default::default(),
         raft: raft.clone(),
-        proposer: Proposer::start(raft.clone()),
+        proposer: Proposer::start(raft.clone(), metrics.proposal_duration.clone()),
+        metrics,
         forwards: Default::default(),
         state_machine,
         channels,
@@ -204,6 +223,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
     let server = serve(listener, tls.as_ref(), gate, context.clone(), stop_serving_rx)?;
     let server = tokio::spawn(server);
+    let (stop_metrics_tx, stop_metrics_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let metrics_server =
+        metrics_listener.map(|l| tokio::spawn(crate::metrics::http::serve(l, context.clone(), stop_metrics_rx)));
+    let leader_watch = crate::metrics::spawn_leader_watch(raft.clone(), context.metrics.clone());
 
     let initialized = raft
         .is_initialized()
@@ -238,7 +262,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     } else {
         "INSECURE plain TCP, no authentication"
     };
-    tracing::info!(node = config.id, addr = %config.advertised(), version = crate::VERSION, transport, "serving");
+    let metrics_at = metrics_addr.map_or("off".to_string(), |a| format!("http://{a}/metrics"));
+    tracing::info!(node = config.id, addr = %config.advertised(), version = crate::VERSION, transport, metrics = %metrics_at, "serving");
 
     let stopped = tokio::select! {
         _ = shutdown => None,
@@ -258,6 +283,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             &cluster_version,
             &heartbeat,
             &progress,
+            &leader_watch,
         ] {
             task.abort();
         }
@@ -268,6 +294,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         forwarder.abort();
         let _ = stop_serving_tx.send(());
         let _ = tokio::time::timeout(config.shutdown_grace(), server).await;
+        if let Some(metrics_server) = &metrics_server {
+            metrics_server.abort();
+        }
         return Err(NodeError::RaftStopped(why));
     }
     let grace = config.shutdown_grace();
@@ -286,6 +315,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         cluster_version.abort();
         heartbeat.abort();
         progress.abort();
+        leader_watch.abort();
         stop_ticks(&context).await;
         forwarder.abort();
         hand_off_leadership(&raft, config.id, grace / 3).await;
@@ -310,6 +340,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         // Raft's storage fsyncs every write it acknowledges, so once Raft
         // has stopped there is nothing left to flush.
         raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        // Last, so that /readyz said "shutting down" throughout.
+        let _ = stop_metrics_tx.send(());
+        if let Some(mut metrics_server) = metrics_server
+            && tokio::time::timeout(SERVE_DRAIN, &mut metrics_server).await.is_err()
+        {
+            metrics_server.abort();
+        }
         Ok::<(), NodeError>(())
     };
     match tokio::time::timeout(grace, ordered).await {
@@ -353,6 +390,7 @@ fn serve(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls.server_config())?;
     }
+    let mut builder = builder.layer(crate::metrics::grpc::GrpcCounting::new(context.metrics.grpc.clone()));
     let max = crate::raft::PEER_MAX_MESSAGE_BYTES;
     let (peer_gate, raft_gate, admin_gate) = (gate.clone(), gate.clone(), gate);
     let raft_service = RaftServer::new(RaftService::new(

@@ -12,17 +12,44 @@ use crate::config::NodeConfig;
 /// A future that resolves on the first SIGTERM or Ctrl-C.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Logs to stderr, filtered by `BATON_LOG` (else `default_filter`), in
-/// colour only on a terminal.
-pub fn init_logging(default_filter: &str) {
+/// The variable that sets `--log-format`; a heart sets it for its node.
+pub const LOG_FORMAT_ENV: &str = "BATON_LOG_FORMAT";
+
+/// How the daemons write their log lines (`--log-format`, or the
+/// `BATON_LOG_FORMAT` variable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text an event, for people.
+    #[default]
+    Text,
+    /// One JSON object a line, for log collectors: `timestamp`, `level`,
+    /// `target`, `message`, and the event's fields (`task`, `node`, ...)
+    /// beside them.
+    Json,
+}
+
+impl LogFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `BATON_LOG` (else `default_filter`), as
+/// `format` says; text in colour only on a terminal.
+pub fn init_logging(default_filter: &str, format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logger.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logger.json().flatten_event(true).with_current_span(false).init(),
+    }
 }
 
 /// Loads and validates the config at `path` before anything binds; on a

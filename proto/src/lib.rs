@@ -14,6 +14,8 @@ pub mod v1 {
 
 pub use v1::*;
 
+include!(concat!(env!("OUT_DIR"), "/grpc_methods.rs"));
+
 /// The replicated state's stored formats (`baton.state.v1`): commands, log
 /// entries, Raft records and snapshots; `node/src/codec` converts them.
 pub mod state {

@@ -124,6 +124,7 @@ pub fn node_config(
             trusted_keys,
         }),
         limits: Default::default(),
+        metrics: Default::default(),
         testing: TestingConfig::default(),
     };
     // The certificates are checked where the node runs.

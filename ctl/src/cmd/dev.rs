@@ -116,7 +116,10 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
     let nodes: Vec<_> = cluster
         .nodes
         .values()
-        .map(|n| json!({"id": n.id, "addr": n.addr, "config": n.config_path(), "log": n.log_path()}))
+        .map(|n| {
+            json!({"id": n.id, "addr": n.addr, "metrics": format!("http://{}/metrics", n.metrics_addr),
+                "config": n.config_path(), "log": n.log_path()})
+        })
         .collect();
     output::print(
         format,
@@ -268,10 +271,13 @@ In another terminal:
   batonctl rollout status counter -o json
   batonctl kv put greeting hello      # a plain write committed through Raft
   batonctl nodes list -o json         # every command has --output json
+  curl -s http://{metrics}/metrics | grep baton_ticks_total
+                                      # Prometheus metrics; /healthz and /readyz beside them
 
 Ctrl-C here stops every node.
 ",
         n = cluster.nodes.len(),
+        metrics = cluster.nodes.get(&first).map_or("", |n| n.metrics_addr.as_str()),
         env = env_path.display(),
     )
 }

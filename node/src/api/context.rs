@@ -57,6 +57,8 @@ pub struct NodeContext {
     pub tick_health: crate::rollout::TickHealth,
     /// What the leader heard from every node, for rollout gates.
     pub observed: crate::rollout::health::Observed,
+    /// What this node counts, for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// What one task may keep and be given (`[limits]`).
     pub limits: crate::config::LimitsConfig,
     /// The test-only switches this process runs with (`[testing]`).

@@ -28,11 +28,15 @@ struct Args {
     /// Keep the running node's pid in this file.
     #[arg(long)]
     pid_file: Option<PathBuf>,
+    /// How to write log lines to stderr: text, or one JSON object a line.
+    /// Set as `BATON_LOG_FORMAT`, the node it starts writes the same.
+    #[arg(long, env = "BATON_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: baton_node::process::LogFormat,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    baton_node::process::init_logging("info");
+    baton_node::process::init_logging("info", args.log_format);
     baton_node::tls::install_crypto_provider();
 
     let config = match baton_node::process::load_config(&args.config) {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         // The node's own grace, and a little for its exit.
         stop_grace: config.shutdown_grace() + Duration::from_secs(2),
         heart_addr: String::new(),
+        log_format: args.log_format,
     };
     match baton_node::process::run_until_signal(|shutdown| baton_node::heart::run(&config, options, shutdown)) {
         Ok(Ok(code)) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

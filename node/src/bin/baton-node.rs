@@ -19,6 +19,9 @@ struct Args {
     /// Validate the config and exit.
     #[arg(long)]
     check: bool,
+    /// How to write log lines to stderr: text, or one JSON object a line.
+    #[arg(long, env = "BATON_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: baton_node::process::LogFormat,
 }
 
 fn main() -> ExitCode {
@@ -35,7 +38,7 @@ fn main() -> ExitCode {
         eprintln!("error: --config FILE is required");
         return ExitCode::from(2);
     };
-    baton_node::process::init_logging("info,openraft=warn");
+    baton_node::process::init_logging("info,openraft=warn", args.log_format);
     baton_node::tls::install_crypto_provider();
 
     let config = match baton_node::process::load_config(&config_path) {

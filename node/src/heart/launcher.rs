@@ -39,6 +39,8 @@ pub struct LaunchOptions {
     /// Where peers reach the heart, told to the node (set by `run` once it
     /// has bound its port).
     pub heart_addr: String,
+    /// How the node writes its log lines: as the heart does.
+    pub log_format: crate::process::LogFormat,
 }
 
 /// Runs the node until `shutdown` resolves, then stops it (SIGTERM, then
@@ -223,6 +225,7 @@ fn spawn(binary: &Path, label: &str, options: &LaunchOptions, incarnation: &str)
         .env(INCARNATION_ENV, incarnation)
         .env(HEART_PID_ENV, std::process::id().to_string())
         .env(HEART_ADDR_ENV, &options.heart_addr)
+        .env(crate::process::LOG_FORMAT_ENV, options.log_format.name())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -30,20 +30,26 @@ pub fn openraft_config(config: &NodeConfig) -> Result<Arc<Config>, openraft::Con
     Ok(Arc::new(raft_config.validate()?))
 }
 
-/// Starts Raft for node `id` on the store in `db`, with `network`.
+/// Starts Raft for node `id` on the store in `db`, with `network`; each
+/// durable write of the log is timed into `commit_time`, if given.
 pub async fn start_raft<N>(
     id: NodeId,
     raft_config: Arc<Config>,
     db: RaftDb,
     network: N,
     supported: VersionRange,
+    commit_time: Option<prometheus_client::metrics::histogram::Histogram>,
 ) -> Result<(Raft, StateMachineStore), crate::NodeError>
 where
     N: openraft::network::RaftNetworkFactory<TypeConfig>,
     N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = crate::types::typ::SnapshotData>,
 {
     let state_machine = StateMachineStore::open(db.clone(), supported).map_err(crate::store::StoreError::Io)?;
-    let log = LogStore::new(db).map_err(crate::store::StoreError::Io)?;
+    let log = match commit_time {
+        Some(histogram) => LogStore::timed(db, histogram),
+        None => LogStore::new(db),
+    }
+    .map_err(crate::store::StoreError::Io)?;
     let raft = Raft::new(id, raft_config, network, log, state_machine.clone())
         .await
         .map_err(|e| crate::NodeError::Raft(e.to_string()))?;

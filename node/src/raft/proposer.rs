@@ -74,14 +74,16 @@ struct Pending {
 #[derive(Clone)]
 pub struct Proposer {
     queue_tx: mpsc::UnboundedSender<Pending>,
+    /// Each proposal's time from here to its apply.
+    duration: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Proposer {
     /// Starts the batching task; it ends when the last handle is dropped.
-    pub fn start(raft: Raft) -> Proposer {
+    pub fn start(raft: Raft, duration: prometheus_client::metrics::histogram::Histogram) -> Proposer {
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, queue_rx));
-        Proposer { queue_tx }
+        Proposer { queue_tx, duration }
     }
 
     /// Proposes `command` and waits until it is committed and applied.
@@ -96,6 +98,7 @@ impl Proposer {
         }
         let (reply_tx, reply_rx) = oneshot::channel();
         let stopped = || ProposeError::Stopped("the proposer has stopped".into());
+        let started = std::time::Instant::now();
         self.queue_tx
             .send(Pending {
                 command,
@@ -103,7 +106,9 @@ impl Proposer {
                 reply_tx,
             })
             .map_err(|_| stopped())?;
-        reply_rx.await.map_err(|_| stopped())?
+        let committed = reply_rx.await.map_err(|_| stopped())??;
+        self.duration.observe(started.elapsed().as_secs_f64());
+        Ok(committed)
     }
 }
 

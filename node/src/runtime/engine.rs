@@ -67,6 +67,17 @@ pub struct TaskEngine {
     modules: Mutex<HashMap<String, Arc<CompiledModule>>>,
     /// Held while compiling, so a module is compiled once however many ask.
     compiling: Mutex<()>,
+    /// When the epoch thread, which ends ticks at their budgets, last
+    /// advanced the epoch (its own monotonic clock, in ms).
+    epoch_beat: Arc<EpochBeat>,
+}
+
+/// The epoch thread's last beat: ticks end at their budgets only while it
+/// beats, so a node whose thread stopped is not ready.
+#[derive(Debug)]
+struct EpochBeat {
+    since: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
 }
 
 impl TaskEngine {
@@ -118,14 +129,27 @@ impl TaskEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("{e:#}"))?;
         Task::add_to_linker::<TaskHost, HasSelf<TaskHost>>(&mut linker, |host| host).map_err(|e| format!("{e:#}"))?;
-        start_epoch_ticker(&engine);
+        let epoch_beat = Arc::new(EpochBeat {
+            since: std::time::Instant::now(),
+            last_ms: Default::default(),
+        });
+        start_epoch_ticker(&engine, epoch_beat.clone());
         Ok(Arc::new(TaskEngine {
             engine,
             linker,
             limits,
             modules: Mutex::new(HashMap::new()),
             compiling: Mutex::new(()),
+            epoch_beat,
         }))
+    }
+
+    /// How long ago the epoch thread last advanced the epoch (it does every
+    /// 10 ms while the engine runs).
+    pub fn since_epoch_beat(&self) -> Duration {
+        let beat = &self.epoch_beat;
+        let last = Duration::from_millis(beat.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        beat.since.elapsed().saturating_sub(last)
     }
 
     /// The module with content hash `hash`, if it is already compiled.
@@ -335,7 +359,7 @@ impl TaskEngine {
 }
 
 /// Advances the engine's epoch every `EPOCH_TICK` until the engine is gone.
-fn start_epoch_ticker(engine: &Engine) {
+fn start_epoch_ticker(engine: &Engine, beat: Arc<EpochBeat>) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("baton-wasm-epoch".into())
@@ -343,6 +367,8 @@ fn start_epoch_ticker(engine: &Engine) {
             while let Some(engine) = weak.upgrade() {
                 engine.increment_epoch();
                 drop(engine);
+                let now = beat.since.elapsed().as_millis() as u64;
+                beat.last_ms.store(now, std::sync::atomic::Ordering::Relaxed);
                 std::thread::sleep(EPOCH_TICK);
             }
         })

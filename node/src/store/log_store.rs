@@ -34,11 +34,24 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn new(db: RaftDb) -> Result<Self, io::Error> {
-        Self::with_append_budget(db, APPEND_BUDGET_BYTES)
+        Self::open(db, APPEND_BUDGET_BYTES, None)
+    }
+
+    /// A store that times each durable write of the log into `commit_time`.
+    pub fn timed(db: RaftDb, commit_time: prometheus_client::metrics::histogram::Histogram) -> Result<Self, io::Error> {
+        Self::open(db, APPEND_BUDGET_BYTES, Some(commit_time))
     }
 
     /// A store whose replication reads stop at `append_budget` bytes.
     pub fn with_append_budget(db: RaftDb, append_budget: u64) -> Result<Self, io::Error> {
+        Self::open(db, append_budget, None)
+    }
+
+    fn open(
+        db: RaftDb,
+        append_budget: u64,
+        commit_time: Option<prometheus_client::metrics::histogram::Histogram>,
+    ) -> Result<Self, io::Error> {
         let next = db.read(|txn| Ok(txn.open_table(LOG)?.last()?.map(|(index, _)| index.value())))?;
         let purged = match db.get_bytes(META, "last_purged")? {
             Some(bytes) => decode_log_id(&bytes)?,
@@ -46,7 +59,7 @@ impl LogStore {
         };
         let next = next.or(purged.map(|p| p.index())).map_or(0, |last| last + 1);
         let tail = Arc::new(Mutex::new(LogTail::new(next)));
-        let writer = Arc::new(LogWriter::start(db.clone(), tail.clone())?);
+        let writer = Arc::new(LogWriter::start(db.clone(), tail.clone(), commit_time)?);
         Ok(LogStore {
             db,
             tail,

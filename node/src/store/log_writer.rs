@@ -72,7 +72,12 @@ pub(crate) struct LogWriter {
 
 impl LogWriter {
     /// Starts the thread over `db`; it marks what it stored in `tail`.
-    pub(crate) fn start(db: RaftDb, tail: Arc<Mutex<LogTail>>) -> io::Result<LogWriter> {
+    /// Each group's write is timed into `commit_time`, if given.
+    pub(crate) fn start(
+        db: RaftDb,
+        tail: Arc<Mutex<LogTail>>,
+        commit_time: Option<prometheus_client::metrics::histogram::Histogram>,
+    ) -> io::Result<LogWriter> {
         let (changes_tx, changes_rx) = mpsc::channel::<LogChange>();
         std::thread::Builder::new()
             .name("baton-log-writer".into())
@@ -83,7 +88,14 @@ impl LogWriter {
                     batch.extend(changes_rx.try_iter());
                     let result = match &failed {
                         Some(why) => Err(why.clone()),
-                        None => write_batch(&db, &tail, &batch),
+                        None => {
+                            let started = std::time::Instant::now();
+                            let written = write_batch(&db, &tail, &batch);
+                            if let Some(histogram) = &commit_time {
+                                histogram.observe(started.elapsed().as_secs_f64());
+                            }
+                            written
+                        }
                     };
                     if let Err(why) = &result {
                         failed.get_or_insert_with(|| why.clone());

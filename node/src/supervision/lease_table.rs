@@ -207,6 +207,11 @@ impl LeaseTable {
         self.nodes.get(&node).and_then(|n| n.incarnation.as_deref())
     }
 
+    /// When this node began leading the current term.
+    pub fn term_started(&self) -> Instant {
+        self.term_started
+    }
+
     /// When `node` last renewed, if it did in this term.
     pub fn renewed_at(&self, node: NodeId) -> Option<Instant> {
         self.nodes.get(&node).filter(|n| n.renewed).map(|n| n.renewed_at)

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::lease_table::{Health, LeaseTable};
 use crate::api::NodeContext;
+use crate::metrics::FailoverReason;
 use crate::placement::{NodeView, Plan, PlanRules, plan};
 use crate::state::tasks::Assignment;
 use crate::types::{Command, CommandResponse, NodeId, with_metrics};
@@ -28,6 +29,8 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
         let mut interval = tokio::time::interval(SCAN_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut handoffs: HashMap<String, (u64, Instant)> = HashMap::new();
+        // Members seen down this term, for `baton_lease_expiries_total`.
+        let mut down: BTreeSet<NodeId> = BTreeSet::new();
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
@@ -48,8 +51,10 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
                 let running = s.tasks.index().running_by_owner().keys();
                 running.filter_map(|owner| *owner).collect::<BTreeSet<NodeId>>()
             });
-            let view = context.supervision.leases(|leases| {
-                leases.begin_term(term, now);
+            let (view, lost, expired) = context.supervision.leases(|leases| {
+                if leases.begin_term(term, now) {
+                    down.clear();
+                }
                 for (node, incarnation) in &noted_gone {
                     if leases.mark_gone(*node, incarnation) {
                         tracing::info!("node {node}'s process ({incarnation}) is gone; moving its tasks now");
@@ -62,15 +67,19 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
                         tracing::info!("node {node}, whose lease had run out, owns nothing now; renewing it again");
                     }
                 }
-                node_view(
+                let view = node_view(
                     leases,
                     &members,
                     &drained,
                     context.id,
                     context.supervision.is_leaving(),
                     now,
-                )
+                );
+                let lost = lost_owners(leases, &view, &owners);
+                let expired = newly_expired(leases, &view, &members, &mut down);
+                (view, lost, expired)
             });
+            context.metrics.lease_expiries.inc_by(expired);
             context.supervision.set_view(&view);
             let mut round = context
                 .state_machine
@@ -91,15 +100,62 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
             let moves = usize::from(!round.assign.is_empty()) + round.move_all.len();
             let started = Instant::now();
             match context.proposer.propose(round_command(round)).await {
-                Ok(committed) => tracing::info!(
-                    "reassigned {} task(s), started {handed_off} hand-off(s), in one write of {} µs",
-                    moved(&committed.response, moves),
-                    started.elapsed().as_micros()
-                ),
+                Ok(committed) => {
+                    let moved = moved(&committed.response, moves);
+                    tracing::info!(
+                        "reassigned {moved} task(s), started {handed_off} hand-off(s), in one write of {} µs",
+                        started.elapsed().as_micros()
+                    );
+                    if moved > 0 {
+                        for (reason, since) in &lost {
+                            context.metrics.failover(*reason, since.elapsed());
+                        }
+                    }
+                }
                 Err(e) => tracing::debug!("placement not committed: {e}"),
             }
         }
     })
+}
+
+/// The owners of running tasks that are not alive in `view`: why each is
+/// lost, and since when (its last renewal, or the start of this term if it
+/// renewed none).
+fn lost_owners(leases: &LeaseTable, view: &NodeView, owners: &BTreeSet<NodeId>) -> Vec<(FailoverReason, Instant)> {
+    owners
+        .iter()
+        .filter(|owner| !alive(view, **owner))
+        .map(|owner| {
+            let reason = match leases.gone(*owner) {
+                true => FailoverReason::ProcessGone,
+                false => FailoverReason::LeaseExpired,
+            };
+            (reason, leases.renewed_at(*owner).unwrap_or(leases.term_started()))
+        })
+        .collect()
+}
+
+/// How many of `members` went down (not alive in `view`, their process not
+/// known gone) since the last look; `down` remembers who is down.
+fn newly_expired(leases: &LeaseTable, view: &NodeView, members: &[NodeId], down: &mut BTreeSet<NodeId>) -> u64 {
+    let mut expired = 0;
+    for member in members {
+        match alive(view, *member) {
+            true => {
+                down.remove(member);
+            }
+            false => {
+                if down.insert(*member) && !leases.gone(*member) {
+                    expired += 1;
+                }
+            }
+        }
+    }
+    expired
+}
+
+fn alive(view: &NodeView, node: NodeId) -> bool {
+    view.eligible.contains(&node) || view.draining.contains(&node) || view.suspect.contains(&node)
 }
 
 /// One round's moves as one entry: assignments, then whole owners' moves,

@@ -25,6 +25,7 @@ use super::log_rate::LogRate;
 use super::restarts::{RestartTracker, Verdict};
 use super::schedule::{first_due, next_due};
 use crate::api::NodeContext;
+use crate::metrics::TickOutcome;
 use crate::runtime::{CompiledModule, Fence, FenceError, FencingToken, Slot, TaskContext, TickError};
 use crate::state::task_changes::{Cursor, Since};
 use crate::state::tasks::{TaskRecord, TaskStatus, TickCommit};
@@ -253,6 +254,7 @@ async fn work(
     let mut due = first_due(&spec.schedule, spec.catch_up, record.next_due_ms, now_ms());
     let mut restarts = RestartTracker::default();
     let fence = Arc::new(OwnerFence::new(context.clone(), &name, epoch));
+    let counted = context.metrics.module(&spec.module);
     // The module version this worker runs, compiled.
     let mut running: Option<(ModuleVersion, Arc<CompiledModule>)> = None;
     loop {
@@ -346,6 +348,7 @@ async fn work(
             fence: Fence::new(fence.clone()),
             slot: Slot::new(slot.clone()),
         };
+        let (started, lateness) = (std::time::Instant::now(), now_ms().saturating_sub(due));
         let result = tokio::task::spawn_blocking(move || {
             let outcome = match migration {
                 Some((from, to, None)) => engine.tick_migrated(&compiled_for_tick, task, from, to, &input),
@@ -359,6 +362,11 @@ async fn work(
             outcome
         })
         .await;
+        counted.tick(
+            TickOutcome::of(result.as_ref().ok()),
+            started.elapsed(),
+            Duration::from_millis(lateness),
+        );
         if let Ok(outcome) = &result
             && !matches!(outcome, Err(TickError::Fenced(_)))
         {

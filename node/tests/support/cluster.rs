@@ -36,7 +36,7 @@ impl InProcessCluster {
             from: id,
             router: router.clone(),
         };
-        let (raft, state_machine) = start_raft(id, config.clone(), db, factory, VersionRange::SUPPORTED)
+        let (raft, state_machine) = start_raft(id, config.clone(), db, factory, VersionRange::SUPPORTED, None)
             .await
             .unwrap();
         router.nodes.lock().unwrap().insert(id, raft.clone());
