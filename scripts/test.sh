@@ -20,6 +20,12 @@ source scripts/static-target.sh
 cargo build --workspace --bins --target "$BATON_TEST_TARGET"
 check_static "target/$BATON_TEST_TARGET/debug/baton-node"
 check_static "target/$BATON_TEST_TARGET/debug/baton-heart"
+# The two-builds test upgrades a cluster of this tree built as an earlier
+# release (cluster-tests/tests/two_builds.rs; the release and the cap must
+# match its EARLIER and NODE_UPGRADES): built here, before any test runs, in
+# a target directory of its own.
+CARGO_TARGET_DIR=target/earlier-release BATON_BUILD_RELEASE=0.5.0-earlier BATON_BUILD_MAX_CLUSTER_VERSION=6 \
+  cargo build --locked -p baton-node --bin baton-node --target "$BATON_TEST_TARGET"
 # The example task modules, for wasm32-wasip2 (installs the target if needed).
 scripts/build-tasks.sh
 # Debian packages the tests use: a static busybox, from which the "Three

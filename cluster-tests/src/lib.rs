@@ -114,18 +114,26 @@ impl TestCluster {
     /// Lays out `n` voters without starting them.
     pub fn create(n: u64, timing: TimingConfig) -> TestCluster {
         let binary = find_node_binary().expect("baton-node is built beside the tests (scripts/test.sh builds it)");
-        Self::create_with_binary(n, timing, binary)
+        let dir = Self::temp_dir();
+        let local = LocalCluster::create(dir.path(), n, timing, binary).expect("lay out cluster");
+        TestCluster { local, dir: Some(dir) }
     }
 
     /// Lays out `n` voters that run `binary` (with the `baton-heart` beside
-    /// it), without starting them: benchmarks run an earlier build this way.
+    /// it), without starting them: benchmarks and upgrade tests run an
+    /// earlier build this way, so the configs are those an earlier release
+    /// reads (no `[metrics]` table).
     pub fn create_with_binary(n: u64, timing: TimingConfig, binary: PathBuf) -> TestCluster {
-        let dir = tempfile::Builder::new()
+        let dir = Self::temp_dir();
+        let local = LocalCluster::create_for_earlier_release(dir.path(), n, timing, binary).expect("lay out cluster");
+        TestCluster { local, dir: Some(dir) }
+    }
+
+    fn temp_dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
             .prefix("baton-test-")
             .tempdir()
-            .expect("temp dir");
-        let local = LocalCluster::create(dir.path(), n, timing, binary).expect("lay out cluster");
-        TestCluster { local, dir: Some(dir) }
+            .expect("temp dir")
     }
 
     /// Lays out, starts and adds worker `id`, which catches up by the log or

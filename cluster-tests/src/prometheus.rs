@@ -103,3 +103,31 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// GETs `/metrics` from every one of `targets` every `every`, as a
+/// Prometheus would, until the handle is aborted (for the benchmarks of
+/// what scraping costs). Counts the scrapes that answered 200.
+pub fn spawn_scraper(
+    targets: Vec<String>,
+    every: Duration,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let scraped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = scraped.clone();
+    let handle = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        loop {
+            interval.tick().await;
+            for target in &targets {
+                if let Ok(answer) = get(target, "/metrics", every).await
+                    && answer.status == 200
+                {
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    (handle, scraped)
+}

@@ -15,7 +15,7 @@ use crate::{TestCluster, poll_async};
 
 /// `batonctl upgrade ARGS` against `cluster`, with its admin certificate
 /// and signing key, ready to run.
-pub fn upgrade_command(cluster: &TestCluster, args: &[&str]) -> Command {
+pub fn upgrade_command<S: AsRef<str>>(cluster: &TestCluster, args: &[S]) -> Command {
     let env = cluster.local.write_env().expect("the env file");
     let script = format!(
         ". {} && exec {} upgrade {}",
@@ -23,7 +23,7 @@ pub fn upgrade_command(cluster: &TestCluster, args: &[&str]) -> Command {
         find_binary("batonctl")
             .expect("batonctl is built beside the tests")
             .display(),
-        args.join(" ")
+        joined(args)
     );
     let mut command = Command::new("sh");
     command.arg("-c").arg(script);
@@ -32,20 +32,24 @@ pub fn upgrade_command(cluster: &TestCluster, args: &[&str]) -> Command {
 
 /// Runs `batonctl upgrade ARGS` against `cluster`; returns (success,
 /// stdout, stderr).
-pub fn batonctl_upgrade(cluster: &TestCluster, args: &[&str]) -> (bool, String, String) {
+pub fn batonctl_upgrade<S: AsRef<str>>(cluster: &TestCluster, args: &[S]) -> (bool, String, String) {
     let out = upgrade_command(cluster, args).output().expect("batonctl runs");
     upgrade_output(args, &out)
 }
 
 /// Prints what `batonctl upgrade ARGS` said and returns (success, stdout,
 /// stderr).
-pub fn upgrade_output(args: &[&str], out: &std::process::Output) -> (bool, String, String) {
+pub fn upgrade_output<S: AsRef<str>>(args: &[S], out: &std::process::Output) -> (bool, String, String) {
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     );
-    eprintln!("batonctl upgrade {}:\n{stdout}{stderr}", args.join(" "));
+    eprintln!("batonctl upgrade {}:\n{stdout}{stderr}", joined(args));
     (out.status.success(), stdout, stderr)
+}
+
+fn joined<S: AsRef<str>>(args: &[S]) -> String {
+    args.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ")
 }
 
 /// The sha256 of `path`, as the hearts name binaries.

@@ -57,7 +57,7 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
             "baton_storage_commit_duration_seconds_count ",
             "baton_build_info{",
             "baton_grpc_requests_total{service=\"",
-            "baton_ready 1",
+            "baton_ready ",
         ] {
             assert!(metrics.body.contains(name), "{addr}: no {name:?} in\n{}", metrics.body);
         }
@@ -93,7 +93,12 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
         sum(&prometheus, "min(baton_tasks{status=\"running\"})").await,
         Some(TASKS as f64)
     );
-    assert_eq!(sum(&prometheus, "sum(baton_tasks_owned)").await, Some(TASKS as f64));
+    poll_async(Duration::from_secs(30), "every task owned once", || async {
+        sum(&prometheus, "sum(baton_tasks_owned)")
+            .await
+            .filter(|n| *n == TASKS as f64)
+    })
+    .await;
 
     // A follower that owns tasks is killed: Prometheus sees it down, and
     // the leader counts the move of its tasks as a failover.
@@ -116,8 +121,9 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
         },
     )
     .await;
+    // Its heart vouched for its exit: the fast path.
     poll_async(Duration::from_secs(30), "the failover counted", || async {
-        sum(&prometheus, "sum(baton_failovers_total)")
+        sum(&prometheus, "sum(baton_failovers_total{reason=\"process_gone\"})")
             .await
             .filter(|n| *n >= 1.0)
     })
@@ -128,4 +134,11 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
             .filter(|n| *n == TASKS as f64)
     })
     .await;
+    // Counted once, however many rounds of placement came after.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sum(&prometheus, "sum(baton_failovers_total)").await, Some(1.0));
+    assert_eq!(
+        sum(&prometheus, "sum(baton_failover_duration_seconds_count)").await,
+        Some(1.0)
+    );
 }

@@ -8,8 +8,9 @@
 //! `upgrade finalize`). The test checks that:
 //! - the earlier cluster refuses the gated feature with a clear error and
 //!   records nothing;
-//! - during the upgrade the nodes run both builds, and the cluster version
-//!   stays at 6 while any node runs the earlier one;
+//! - an upgrade to this build aborted after one node leaves both builds
+//!   running and holds nothing, yet the cluster version stays at 6 while any
+//!   node runs the earlier one;
 //! - once every node runs this build, the version rises to 7 by itself, the
 //!   gated feature is taken, and the earlier build can no longer come back;
 //! - no task stopped or ran twice (the history checker and the witness).
@@ -34,14 +35,14 @@ const COUNTERS: usize = 60;
 const WITNESSED: usize = 10;
 const PERIOD_MS: u64 = 250;
 
-/// What the nodes ran, seen from outside while the upgrade went on.
-#[derive(Default)]
-struct Seen {
-    /// Each distinct set of releases the members reported at one moment.
-    release_sets: BTreeSet<Vec<String>>,
-    /// The highest cluster version reported while some member ran the
-    /// earlier release.
-    highest_while_mixed: u32,
+/// `batonctl upgrade BINARY` with a short gate, held or not.
+fn upgrade_args(binary: &std::path::Path, hold: bool) -> Vec<String> {
+    let mut args = vec![binary.display().to_string()];
+    args.extend(["--min-healthy", "2s", "--healthy-deadline", "60s"].map(String::from));
+    if hold {
+        args.push("--hold-version".into());
+    }
+    args
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,56 +77,49 @@ async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_fo
         "a refused upgrade was recorded: {stdout}"
     );
 
-    // The upgrade to this build, watched from outside as it goes.
-    let args = [
-        this.display().to_string(),
-        "--min-healthy".into(),
-        "2s".into(),
-        "--healthy-deadline".into(),
-        "60s".into(),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let started = Instant::now();
-    let mut upgrade = tokio::process::Command::from(upgrade_command(&cluster, &args));
+    // An upgrade to this build, aborted once one node runs it: no upgrade
+    // holds the version then, yet it stays at 6 while the other nodes run
+    // the earlier build, which cannot read 7.
+    let mut upgrade = tokio::process::Command::from(upgrade_command(&cluster, &upgrade_args(&this, false)));
     let upgrade = upgrade.kill_on_drop(true).output();
-    tokio::pin!(upgrade);
-    let mut seen = Seen::default();
-    let out = loop {
-        tokio::select! {
-            out = &mut upgrade => break out.expect("batonctl runs"),
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                let Ok(status) = fetch(&client).await else { continue };
-                let releases: BTreeSet<String> = status.members.iter().map(|m| m.version.clone()).collect();
-                if releases.contains(EARLIER) {
-                    seen.highest_while_mixed = seen.highest_while_mixed.max(status.cluster_version);
-                }
-                seen.release_sets.insert(releases.into_iter().collect());
-            }
-        }
-    };
-    let (ok, stdout, stderr) = upgrade_output(&args, &out);
+    // Done: made permanent (an abort puts back the node in progress).
+    poll_async(Duration::from_secs(120), "one node done", || async {
+        let (_, stdout, _) = batonctl_upgrade(&cluster, &["status"]);
+        stdout.contains(": done").then_some(())
+    })
+    .await;
+    let (ok, stdout, stderr) = batonctl_upgrade(&cluster, &["abort"]);
+    assert!(ok, "{stdout}{stderr}");
+    let out = upgrade.await.expect("batonctl runs");
+    upgrade_output(&upgrade_args(&this, false), &out);
+    let mixed = vec![EARLIER.to_string(), baton_node::VERSION.to_string()];
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(3) {
+        let status = fetch(&client).await.unwrap();
+        let releases: BTreeSet<String> = status.members.iter().map(|m| m.version.clone()).collect();
+        assert_eq!(
+            releases.into_iter().collect::<Vec<_>>(),
+            mixed,
+            "both builds run after the abort"
+        );
+        assert_eq!(
+            status.cluster_version, NODE_UPGRADES,
+            "the version rose while nodes run the earlier build"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The upgrade again, to the end (this build under a new hash, so that
+    // the node already on it is upgraded like the others).
+    let next = marked_copy(&this, &cluster.path(), "second");
+    let (ok, stdout, stderr) = batonctl_upgrade(&cluster, &upgrade_args(&next, false));
     assert!(
         ok && stdout.contains("done"),
         "the upgrade did not finish: {stdout}{stderr}"
     );
-    eprintln!(
-        "the upgrade took {:?}; releases seen: {:?}",
-        started.elapsed(),
-        seen.release_sets
-    );
-    let mixed = vec![EARLIER.to_string(), baton_node::VERSION.to_string()];
-    assert!(
-        seen.release_sets.contains(&mixed),
-        "no moment with both builds was seen: {:?}",
-        seen.release_sets
-    );
-    assert_eq!(
-        seen.highest_while_mixed, NODE_UPGRADES,
-        "the cluster version rose while a node ran the earlier build"
-    );
 
     // Every node runs this build; the version rises by itself.
-    let hash = hash_of(&this);
+    let hash = hash_of(&next);
     let status = fetch(&client).await.unwrap();
     for member in &status.members {
         assert_eq!(
@@ -142,18 +136,8 @@ async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_fo
     assert!(!ok && stderr.contains("supports cluster versions 1 to 6"), "{stderr}");
     let (ok, _, stderr) = batonctl_upgrade(&cluster, &["finalize"]);
     assert!(!ok && stderr.contains("did not hold the cluster version"), "{stderr}");
-    let next = marked_copy(&this, &cluster.path(), "held");
-    let (ok, stdout, stderr) = batonctl_upgrade(
-        &cluster,
-        &[
-            &next.display().to_string(),
-            "--min-healthy",
-            "2s",
-            "--healthy-deadline",
-            "60s",
-            "--hold-version",
-        ],
-    );
+    let held = marked_copy(&this, &cluster.path(), "held");
+    let (ok, stdout, stderr) = batonctl_upgrade(&cluster, &upgrade_args(&held, true));
     assert!(ok && stdout.contains("upgrade finalize"), "{stdout}{stderr}");
     let (ok, stdout, stderr) = batonctl_upgrade(&cluster, &["finalize"]);
     assert!(ok, "{stdout}{stderr}");

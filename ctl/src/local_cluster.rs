@@ -69,7 +69,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError + '_ 
 pub struct LocalNode {
     pub id: u64,
     pub addr: String,
-    /// Its `/metrics`, `/healthz` and `/readyz` listener, `127.0.0.1:PORT`.
+    /// Its `/metrics`, `/healthz` and `/readyz` listener, `127.0.0.1:PORT`
+    /// (when the cluster was laid out with `[metrics]` tables).
     pub metrics_addr: String,
     pub dir: PathBuf,
     /// The heart process that started the node, while it runs.
@@ -103,6 +104,10 @@ pub struct LocalCluster {
     heart_binary: PathBuf,
     /// The public key of `DIR/signing.key`, the one key the nodes trust.
     trusted_key: String,
+    /// Give each node a `[metrics]` table with a port of its own; without
+    /// (for a release before 0.6.0, which refuses the table), nodes use the
+    /// default listener, which only the first to start on the machine gets.
+    metrics_tables: bool,
 }
 
 /// Finds `baton-node` beside the running executable, in the directory above
@@ -176,6 +181,27 @@ impl LocalCluster {
     /// Lays out a new cluster of `n` voters in `dir` (which must not hold
     /// one already): certificates, ports, configs. Starts nothing.
     pub fn create(dir: &Path, n: u64, timing: TimingConfig, node_binary: PathBuf) -> Result<Self, LocalClusterError> {
+        Self::lay_out(dir, n, timing, node_binary, true)
+    }
+
+    /// As [`LocalCluster::create`], with configs a release before 0.6.0 can
+    /// read: no `[metrics]` table.
+    pub fn create_for_earlier_release(
+        dir: &Path,
+        n: u64,
+        timing: TimingConfig,
+        node_binary: PathBuf,
+    ) -> Result<Self, LocalClusterError> {
+        Self::lay_out(dir, n, timing, node_binary, false)
+    }
+
+    fn lay_out(
+        dir: &Path,
+        n: u64,
+        timing: TimingConfig,
+        node_binary: PathBuf,
+        metrics_tables: bool,
+    ) -> Result<Self, LocalClusterError> {
         let heart_binary = heart_binary_beside(&node_binary)?;
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let dir = dir.canonicalize().map_err(io_err(dir))?;
@@ -200,6 +226,7 @@ impl LocalCluster {
             node_binary,
             heart_binary,
             trusted_key,
+            metrics_tables,
         };
         for member in initial {
             cluster.lay_out_node(member.id, member.addr)?;
@@ -246,7 +273,7 @@ impl LocalCluster {
                 trusted_keys: vec![self.trusted_key.clone()],
             }),
             limits: Default::default(),
-            metrics: MetricsConfig::at(&metrics_addr),
+            metrics: self.metrics_tables.then(|| MetricsConfig::at(&metrics_addr)),
             testing: Default::default(),
         };
         let text = format!(

@@ -51,9 +51,12 @@ pub struct NodeConfig {
     #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
     pub limits: LimitsConfig,
     /// The plain-HTTP listener for Prometheus (`/metrics`), `/healthz` and
-    /// `/readyz`.
-    #[serde(default, skip_serializing_if = "MetricsConfig::is_default")]
-    pub metrics: MetricsConfig,
+    /// `/readyz`. Without the table, the node listens at the default address
+    /// if it can (see [`NodeConfig::metrics`]); the table is new in 0.6.0,
+    /// and a node or heart of an earlier release refuses a config that has
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
     /// Switches for Baton's own fault-injection tests. Never set them in
     /// production.
     #[serde(default, skip_serializing_if = "TestingConfig::is_default")]
@@ -94,10 +97,6 @@ pub struct MetricsConfig {
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 impl MetricsConfig {
-    pub fn is_default(&self) -> bool {
-        self == &MetricsConfig::default()
-    }
-
     /// The listener at `listen`.
     pub fn at(listen: impl Into<String>) -> MetricsConfig {
         MetricsConfig {
@@ -493,17 +492,28 @@ impl NodeConfig {
         }
     }
 
-    fn validate_metrics(&self, problem: &mut impl FnMut(&str, String)) {
-        if !self.metrics.enabled {
-            return;
+    /// The metrics listener this node runs, and whether its config chose it
+    /// (`[metrics]`): a chosen address that cannot be bound stops the node,
+    /// the default one only turns the listener off (so that a config written
+    /// for 0.5.0, two nodes on one machine say, still starts).
+    pub fn metrics(&self) -> (MetricsConfig, bool) {
+        match &self.metrics {
+            Some(metrics) => (metrics.clone(), true),
+            None => (MetricsConfig::default(), false),
         }
-        let Ok(metrics) = self.metrics.listen.parse::<SocketAddr>() else {
+    }
+
+    fn validate_metrics(&self, problem: &mut impl FnMut(&str, String)) {
+        let Some(table) = self.metrics.as_ref().filter(|m| m.enabled) else {
+            return;
+        };
+        let Ok(metrics) = table.listen.parse::<SocketAddr>() else {
             problem(
                 "metrics.listen",
                 format!(
                     "{:?} is not an IP:PORT address; write it like \"{DEFAULT_METRICS_LISTEN}\", or set \
                      metrics.enabled = false",
-                    self.metrics.listen
+                    table.listen
                 ),
             );
             return;

@@ -240,7 +240,9 @@ fn the_caps_default_to_64_kib_and_must_fit_a_message_between_nodes() {
 #[test]
 fn the_metrics_listener_defaults_to_loopback_and_needs_a_port_of_its_own() {
     let config = parse(VALID);
-    assert_eq!(config.metrics, MetricsConfig::at("127.0.0.1:9464"));
+    assert_eq!(config.metrics(), (MetricsConfig::at("127.0.0.1:9464"), false));
+    let chosen = parse(&format!("{VALID}\n[metrics]\nlisten = \"127.0.0.1:9500\"\n"));
+    assert_eq!(chosen.metrics(), (MetricsConfig::at("127.0.0.1:9500"), true));
     let off = parse(&format!("{VALID}\n[metrics]\nenabled = false\nlisten = \"nonsense\"\n"));
     assert_eq!(off.validate(), vec![], "a listener that is off is not checked");
     for (listen, says) in [

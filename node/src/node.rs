@@ -131,16 +131,25 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             addr: config.listen_addr.clone(),
             source,
         })?;
-    let metrics_listener = match config.metrics.enabled {
-        true => Some(
-            TcpListener::bind(&config.metrics.listen)
-                .await
-                .map_err(|source| NodeError::MetricsBind {
-                    addr: config.metrics.listen.clone(),
+    let metrics_listener = match config.metrics() {
+        (metrics, _) if !metrics.enabled => None,
+        (metrics, chosen) => match TcpListener::bind(&metrics.listen).await {
+            Ok(listener) => Some(listener),
+            Err(source) if chosen => {
+                return Err(NodeError::MetricsBind {
+                    addr: metrics.listen,
                     source,
-                })?,
-        ),
-        false => None,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "no metrics: cannot listen on {} (the default, as the config has no [metrics] table): {e}; \
+                     give this node a port of its own with [metrics] listen (see docs/metrics.md)",
+                    metrics.listen
+                );
+                None
+            }
+        },
     };
     let metrics = Arc::new(crate::metrics::Metrics::default());
 

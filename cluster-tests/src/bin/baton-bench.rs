@@ -53,6 +53,11 @@ struct Args {
     /// Election timeout range, as MIN-MAX in ms (default: the node's default).
     #[arg(long, value_parser = parse_range)]
     election_timeout_ms: Option<(u64, u64)>,
+    /// Also measure each build while every node's `/metrics` is scraped
+    /// every this many ms, beside the same build unscraped, in the same
+    /// rounds (the cost of metrics).
+    #[arg(long)]
+    scraped_every_ms: Option<u64>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -157,12 +162,16 @@ async fn main() {
     }
     let mut rounds: Vec<Round> = Vec::new();
     let mut fsync = Duration::ZERO;
-    let mut builds = vec![("Baton".to_string(), None)];
+    let mut builds = vec![("Baton".to_string(), None, None)];
     if let Some(path) = &args.baseline_binary {
-        builds.push(("Baton (baseline)".to_string(), Some(path.clone())));
+        builds.push(("Baton (baseline)".to_string(), Some(path.clone()), None));
+    }
+    if let Some(ms) = args.scraped_every_ms {
+        let every = Duration::from_millis(ms);
+        builds.push((format!("Baton, scraped every {ms} ms"), None, Some(every)));
     }
     for round in 1..=args.rounds {
-        for (system, binary) in &builds {
+        for (system, binary, scraped) in &builds {
             let mut cluster = match binary {
                 Some(binary) => TestCluster::create_with_binary(3, timing.clone(), binary.clone()),
                 None => TestCluster::create(3, timing.clone()),
@@ -175,8 +184,19 @@ async fn main() {
             let cluster = Arc::new(cluster);
             fsync = fsync_p50(&cluster.path());
             eprintln!("round {round}: {system}, 3 nodes in {}", cluster.path().display());
+            let scraper = scraped.map(|every| {
+                let targets = cluster.local.nodes.values().map(|n| n.metrics_addr.clone()).collect();
+                baton_cluster_tests::prometheus::spawn_scraper(targets, every)
+            });
             let one = put_load(&cluster, "", 1, args.value_bytes, 1000, args.seconds).await;
             let many = put_load(&cluster, "", args.clients, args.value_bytes, 1000, args.seconds).await;
+            if let Some((scraper, scrapes)) = scraper {
+                scraper.abort();
+                eprintln!(
+                    "{} scrapes answered",
+                    scrapes.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
             drop(cluster);
             rounds.push(Round {
                 system: system.clone(),
@@ -226,7 +246,7 @@ async fn main() {
             "| build | clients | etcd commits/s | its commits/s | its / etcd | etcd p50 | its p50 | etcd p99 | its p99 |"
         );
         println!("|---|---|---|---|---|---|---|---|---|");
-        for (system, _) in &builds {
+        for (system, _, _) in &builds {
             for many in [false, true] {
                 let of = |name: &str| -> Vec<&Phase> {
                     rounds
@@ -251,6 +271,35 @@ async fn main() {
                     mean(&baton, p99),
                 );
             }
+        }
+    }
+    if args.scraped_every_ms.is_some() {
+        println!("\nMean over the rounds, scraped as a ratio to unscraped (the same build):\n");
+        println!(
+            "| clients | unscraped commits/s | scraped commits/s | scraped / unscraped | unscraped p99 | scraped p99 |"
+        );
+        println!("|---|---|---|---|---|---|");
+        let scraped_name = &builds.last().expect("the scraped build").0;
+        for many in [false, true] {
+            let of = |name: &str| -> Vec<&Phase> {
+                rounds
+                    .iter()
+                    .filter(|r| r.system == name)
+                    .map(|r| if many { &r.many } else { &r.one })
+                    .collect()
+            };
+            let (plain, scraped) = (of("Baton"), of(scraped_name));
+            let rate = |p: &Phase| p.per_second();
+            let p99 = |p: &Phase| ms(p.latency_us.value_at_quantile(0.99));
+            println!(
+                "| {} | {:.0} | {:.0} | {:.3} | {:.2} ms | {:.2} ms |",
+                plain[0].clients,
+                mean(&plain, rate),
+                mean(&scraped, rate),
+                mean(&scraped, rate) / mean(&plain, rate),
+                mean(&plain, p99),
+                mean(&scraped, p99),
+            );
         }
     }
     // `--kills 0` skips the failover phase.

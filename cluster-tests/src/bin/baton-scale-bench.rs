@@ -70,6 +70,10 @@ struct Args {
     /// cluster there: the same binary, measured as an older release.
     #[arg(long)]
     max_cluster_version: Option<u32>,
+    /// GET every node's `/metrics` every this many ms through the measured
+    /// window, as a Prometheus would (the cost of metrics).
+    #[arg(long)]
+    scrape_every_ms: Option<u64>,
 }
 
 /// Resident memory of a process, in KiB (from /proc).
@@ -227,10 +231,18 @@ async fn main() {
     // Let the first ticks' catch-up settle before the window.
     tokio::time::sleep(Duration::from_secs(5)).await;
 
+    let scraper = args.scrape_every_ms.map(|ms| {
+        let targets = cluster.local.nodes.values().map(|n| n.metrics_addr.clone()).collect();
+        baton_cluster_tests::prometheus::spawn_scraper(targets, Duration::from_millis(ms))
+    });
     let cpu_before = nodes_cpu_ms(&cluster.local);
     let first = sample(&client).await;
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let last = sample(&client).await;
+    let scrapes = scraper.map(|(scraper, scrapes)| {
+        scraper.abort();
+        scrapes.load(std::sync::atomic::Ordering::Relaxed)
+    });
     let cpu_used_ms = nodes_cpu_ms(&cluster.local).saturating_sub(cpu_before);
     let status = cluster.status().await.expect("status");
     let rss_after: BTreeMap<u64, u64> = pids(&cluster.local)
@@ -270,6 +282,10 @@ async fn main() {
         all_ticking.as_secs_f64()
     );
     println!("| ticks due per second | {demand_per_s:.0} |");
+    match (args.scrape_every_ms, scrapes) {
+        (Some(ms), Some(n)) => println!("| every node's /metrics scraped every {ms} ms | {n} scrapes answered |"),
+        _ => println!("| /metrics scraped | no |"),
+    }
     println!(
         "| ticks committed per second ({} s, from outside) | {committed_per_s:.0} ({:.1} % of the demand) |",
         args.seconds,

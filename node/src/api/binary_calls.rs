@@ -368,7 +368,13 @@ pub async fn control_upgrade(
             )));
         }
     };
-    if action == UpgradeAction::Finalize {
+    // Lifting a hold that exists is always safe, whoever set it: builds of
+    // 0.5.0 before the gate set holds at version 6, and a cluster must not
+    // stay held there for good.
+    let awaits = context
+        .state_machine
+        .read(|s| s.upgrade.as_ref().is_some_and(|u| u.awaits_finalize()));
+    if action == UpgradeAction::Finalize && !awaits {
         let cluster_version = context.state_machine.read(|s| s.cluster_version);
         BelowVersion::check(cluster_version, HELD_UPGRADES, "`upgrade finalize`")
             .map_err(|e| Status::failed_precondition(e.to_string()))?;

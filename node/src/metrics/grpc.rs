@@ -139,16 +139,17 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let name = self.calls.name(request.uri().path());
-        let calls = self.calls.clone();
+        // Open from the start: a caller that gives up (its deadline, a
+        // cancel) while the handler works drops the future, and with it
+        // the call, counted as cancelled.
+        let mut open = OpenCall {
+            calls: self.calls.clone(),
+            name: self.calls.name(request.uri().path()),
+            counted: false,
+        };
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
-            let mut open = OpenCall {
-                calls,
-                name,
-                counted: false,
-            };
             if let Some(code) = status_in(response.headers()) {
                 open.end(code);
             }

@@ -10,7 +10,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::api::NodeContext;
-use crate::metrics::http::Readiness;
+use crate::metrics::Readiness;
 use crate::state::tasks::TaskStatus;
 use crate::types::{NodeId, committed_index, with_metrics};
 
@@ -21,11 +21,18 @@ const ROLLOUT_STATES: [&str; 6] = ["running", "paused", "halted", "done", "rever
 /// Reads the node's state when Prometheus scrapes.
 pub struct Scrape {
     context: Arc<NodeContext>,
+    /// When the process started, in Unix seconds (read once: the clock may
+    /// step later).
+    started_unix_s: i64,
 }
 
 impl Scrape {
     pub fn new(context: Arc<NodeContext>) -> Scrape {
-        Scrape { context }
+        let started_unix_s = started_unix_s(context.started_at);
+        Scrape {
+            context,
+            started_unix_s,
+        }
     }
 }
 
@@ -201,7 +208,7 @@ impl Collector for Scrape {
             &mut encoder,
             "process_start_time_seconds",
             "When this node's process started, in seconds since the Unix epoch",
-            started_unix_s(context.started_at),
+            self.started_unix_s,
         )?;
         Ok(())
     }

@@ -103,7 +103,7 @@ const fn parse_build_cap(text: &str) -> ClusterVersion {
     }
     assert!(
         value >= FIRST && value <= HIGHEST,
-        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to 7"
+        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to HIGHEST (7)"
     );
     value
 }

@@ -75,8 +75,11 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
                     context.supervision.is_leaving(),
                     now,
                 );
-                let lost = lost_owners(leases, &view, &owners);
-                let expired = newly_expired(leases, &view, &members, &mut down);
+                // A node being removed (its lease revoked) is neither a
+                // failover nor an expiry.
+                let removed = |node: NodeId| context.supervision.is_revoked(node);
+                let lost = lost_owners(leases, &view, &owners, &members, removed);
+                let expired = newly_expired(leases, &view, &members, &mut down, removed);
                 (view, lost, expired)
             });
             context.metrics.lease_expiries.inc_by(expired);
@@ -106,9 +109,19 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
                         "reassigned {moved} task(s), started {handed_off} hand-off(s), in one write of {} µs",
                         started.elapsed().as_micros()
                     );
+                    // A failover is a lost node's tasks all moved: counted once,
+                    // when the node no longer owns a running task.
                     if moved > 0 {
-                        for (reason, since) in &lost {
-                            context.metrics.failover(*reason, since.elapsed());
+                        let owns = context.state_machine.read(|s| {
+                            let running = s.tasks.index().running_by_owner();
+                            lost.iter()
+                                .map(|(node, ..)| running.contains_key(&Some(*node)))
+                                .collect::<Vec<_>>()
+                        });
+                        for ((_, reason, since), owns) in lost.iter().zip(owns) {
+                            if !owns {
+                                context.metrics.failover(*reason, since.elapsed());
+                            }
                         }
                     }
                 }
@@ -118,26 +131,40 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
     })
 }
 
-/// The owners of running tasks that are not alive in `view`: why each is
-/// lost, and since when (its last renewal, or the start of this term if it
-/// renewed none).
-fn lost_owners(leases: &LeaseTable, view: &NodeView, owners: &BTreeSet<NodeId>) -> Vec<(FailoverReason, Instant)> {
+/// The members that own running tasks and are not alive in `view` (nor
+/// being `removed`): each with why it is lost, and since when (its last
+/// renewal, or the start of this term if it renewed none).
+fn lost_owners(
+    leases: &LeaseTable,
+    view: &NodeView,
+    owners: &BTreeSet<NodeId>,
+    members: &[NodeId],
+    removed: impl Fn(NodeId) -> bool,
+) -> Vec<(NodeId, FailoverReason, Instant)> {
     owners
         .iter()
-        .filter(|owner| !alive(view, **owner))
+        .copied()
+        .filter(|owner| members.contains(owner) && !alive(view, *owner) && !removed(*owner))
         .map(|owner| {
-            let reason = match leases.gone(*owner) {
+            let reason = match leases.gone(owner) {
                 true => FailoverReason::ProcessGone,
                 false => FailoverReason::LeaseExpired,
             };
-            (reason, leases.renewed_at(*owner).unwrap_or(leases.term_started()))
+            (owner, reason, leases.renewed_at(owner).unwrap_or(leases.term_started()))
         })
         .collect()
 }
 
-/// How many of `members` went down (not alive in `view`, their process not
-/// known gone) since the last look; `down` remembers who is down.
-fn newly_expired(leases: &LeaseTable, view: &NodeView, members: &[NodeId], down: &mut BTreeSet<NodeId>) -> u64 {
+/// How many of `members` went down (not alive in `view`; their process not
+/// known gone, nor being `removed`) since the last look; `down` remembers
+/// who is down.
+fn newly_expired(
+    leases: &LeaseTable,
+    view: &NodeView,
+    members: &[NodeId],
+    down: &mut BTreeSet<NodeId>,
+    removed: impl Fn(NodeId) -> bool,
+) -> u64 {
     let mut expired = 0;
     for member in members {
         match alive(view, *member) {
@@ -145,7 +172,7 @@ fn newly_expired(leases: &LeaseTable, view: &NodeView, members: &[NodeId], down:
                 down.remove(member);
             }
             false => {
-                if down.insert(*member) && !leases.gone(*member) {
+                if down.insert(*member) && !leases.gone(*member) && !removed(*member) {
                     expired += 1;
                 }
             }
@@ -303,6 +330,53 @@ mod tests {
             leaving.draining,
             BTreeSet::from([1]),
             "a leader that shuts down drains too"
+        );
+    }
+
+    #[test]
+    fn a_lost_owner_is_a_failover_with_its_reason_and_a_removed_node_is_not() {
+        let t0 = Instant::now();
+        let mut leases = LeaseTable::new(Duration::from_millis(1000), Duration::from_millis(100), t0);
+        leases.begin_term(1, t0);
+        for id in [2, 3, 4] {
+            leases.renew(id, "a", false, t0);
+        }
+        assert!(leases.mark_gone(3, "a"));
+        // 2 and 3 own tasks and are down; 4 is being removed; 5 is no member.
+        let view = NodeView {
+            eligible: BTreeSet::from([1]),
+            ..NodeView::default()
+        };
+        let owners = BTreeSet::from([2, 3, 4, 5]);
+        let members = [1, 2, 3, 4];
+        let lost = lost_owners(&leases, &view, &owners, &members, |n| n == 4);
+        assert_eq!(
+            lost,
+            vec![
+                (2, FailoverReason::LeaseExpired, t0),
+                (3, FailoverReason::ProcessGone, t0)
+            ]
+        );
+        let mut down = BTreeSet::new();
+        assert_eq!(
+            newly_expired(&leases, &view, &members, &mut down, |n| n == 4),
+            1,
+            "2's lease ran out; 3 is gone, 4 removed"
+        );
+        assert_eq!(
+            newly_expired(&leases, &view, &members, &mut down, |n| n == 4),
+            0,
+            "counted once"
+        );
+        let back = NodeView {
+            eligible: BTreeSet::from([1, 2]),
+            ..NodeView::default()
+        };
+        newly_expired(&leases, &back, &members, &mut down, |_| false);
+        assert_eq!(
+            newly_expired(&leases, &view, &members, &mut down, |_| false),
+            1,
+            "down again"
         );
     }
 }
