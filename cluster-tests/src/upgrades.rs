@@ -116,3 +116,47 @@ pub fn marked_copy(binary: &Path, dir: &Path, mark: &str) -> PathBuf {
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("make it executable");
     path
 }
+
+/// After an upgrade: every task ticks again after it, the witness saw no
+/// overlap or re-run among `witnessed`, and no task's history has a gap
+/// beyond a period and a generous allowance for a debug build on two cores
+/// (hand-offs move a task at once; a longer gap would be a stop).
+pub async fn no_task_stopped(
+    client: &ClusterClient,
+    witness: &crate::witness::Witness,
+    witnessed: &std::collections::BTreeSet<String>,
+    names: std::collections::BTreeSet<String>,
+    period_ms: u64,
+) {
+    let after: Vec<(String, u64)> = crate::task_api::tasks(client)
+        .await
+        .into_iter()
+        .map(|t| (t.name, t.tick))
+        .collect();
+    poll_async(
+        Duration::from_secs(30),
+        "every task ticking after the upgrade",
+        || async {
+            let now = crate::task_api::tasks(client).await;
+            after
+                .iter()
+                .all(|(name, tick)| now.iter().any(|t| &t.name == name && t.tick > *tick))
+                .then_some(())
+        },
+    )
+    .await;
+    let report = crate::task_api::witness_report(client, witness, witnessed).await;
+    eprintln!("{report}");
+    assert!(report.is_clean(), "{report}");
+    let expect = crate::history::Expectations {
+        tasks: names,
+        max_gap_ms: period_ms + 1_500,
+        counters: true,
+    };
+    let histories = crate::history::collect(client).await.expect("the histories");
+    let summary = crate::history::check(&histories, &expect).unwrap_or_else(|v| panic!("{v}"));
+    eprintln!(
+        "history: {} tasks, {} ticks, largest gap {} ms ({})",
+        summary.tasks, summary.ticks, summary.max_gap_ms, summary.max_gap_task
+    );
+}

@@ -267,11 +267,12 @@ fn batonctl_dev_runs_a_cluster_and_stops_it_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("dev");
     let output = std::fs::File::create(dir.path().join("dev.out")).unwrap();
+    // Run from a directory that is not the repository: it finds the
+    // example modules where it was built.
     let child = Command::new(binary("batonctl"))
+        .current_dir(dir.path())
         .args(["dev", "--nodes", "3", "--data-dir"])
         .arg(&data)
-        .arg("--examples")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/target/wasm32-wasip2/release"))
         .stdout(output.try_clone().unwrap())
         .stderr(output)
         .spawn()

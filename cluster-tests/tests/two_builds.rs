@@ -18,12 +18,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use baton_cluster_tests::history::{Expectations, check, collect};
 use baton_cluster_tests::local_cluster::find_binary;
-use baton_cluster_tests::task_api::{start_counters, start_witnessed, witness_report};
+use baton_cluster_tests::task_api::{start_counters, start_witnessed};
 use baton_cluster_tests::upgrades::{
-    await_cluster_version, batonctl_upgrade, build_earlier_release, hash_of, marked_copy, upgrade_command,
-    upgrade_output,
+    await_cluster_version, batonctl_upgrade, build_earlier_release, hash_of, marked_copy, no_task_stopped,
+    upgrade_command, upgrade_output,
 };
 use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::{TestCluster, poll_async};
@@ -143,30 +142,5 @@ async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_fo
     assert!(ok, "{stdout}{stderr}");
 
     // No task stopped or ran twice through all of it.
-    let report = witness_report(&client, &witness, &witnessed).await;
-    eprintln!("{report}");
-    assert!(report.is_clean(), "{report}");
-    let last = baton_cluster_tests::task_api::tasks(&client).await;
-    poll_async(
-        Duration::from_secs(30),
-        "every task ticking after the upgrades",
-        || async {
-            let now = baton_cluster_tests::task_api::tasks(&client).await;
-            last.iter()
-                .all(|before| now.iter().any(|t| t.name == before.name && t.tick > before.tick))
-                .then_some(())
-        },
-    )
-    .await;
-    let expect = Expectations {
-        tasks: names,
-        max_gap_ms: PERIOD_MS + 1_500,
-        counters: true,
-    };
-    let histories = collect(&client).await.unwrap();
-    let summary = check(&histories, &expect).unwrap_or_else(|v| panic!("{v}"));
-    eprintln!(
-        "history: {} tasks, {} ticks, largest gap {} ms ({})",
-        summary.tasks, summary.ticks, summary.max_gap_ms, summary.max_gap_task
-    );
+    no_task_stopped(&client, &witness, &witnessed, names, PERIOD_MS).await;
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use baton_cluster_tests::history::{Expectations, check, collect};
 use baton_cluster_tests::task_api::{start_counters, start_witnessed, witness_report};
-use baton_cluster_tests::upgrades::{await_cluster_version, batonctl_upgrade, hash_of};
+use baton_cluster_tests::upgrades::{await_cluster_version, batonctl_upgrade, hash_of, no_task_stopped};
 use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::{TestCluster, poll_async};
 use baton_node::state::cluster_version::VersionRange;
@@ -72,41 +72,7 @@ async fn every_node_moves_to_the_new_binary_one_at_a_time_and_no_task_notices() 
         assert_eq!(member.state, "up", "node {}", member.id);
         assert!(!member.drained, "node {} was left drained", member.id);
     }
-    // Every task ticks on after the last swap.
-    let after: Vec<(String, u64)> = baton_cluster_tests::task_api::tasks(&client)
-        .await
-        .into_iter()
-        .map(|t| (t.name, t.tick))
-        .collect();
-    poll_async(
-        Duration::from_secs(30),
-        "every task ticking after the upgrade",
-        || async {
-            let now = baton_cluster_tests::task_api::tasks(&client).await;
-            after
-                .iter()
-                .all(|(name, tick)| now.iter().any(|t| &t.name == name && t.tick > *tick))
-                .then_some(())
-        },
-    )
-    .await;
-
-    let report = witness_report(&client, &witness, &witnessed).await;
-    eprintln!("{report}");
-    assert!(report.is_clean(), "{report}");
-    // Hand-offs move a task at once; a gap beyond a period and a generous
-    // allowance for a debug build on two cores would be a stop.
-    let expect = Expectations {
-        tasks: names,
-        max_gap_ms: PERIOD_MS + 1_500,
-        counters: true,
-    };
-    let histories = collect(&client).await.unwrap();
-    let summary = check(&histories, &expect).unwrap_or_else(|v| panic!("{v}"));
-    eprintln!(
-        "history: {} tasks, {} ticks, largest gap {} ms ({})",
-        summary.tasks, summary.ticks, summary.max_gap_ms, summary.max_gap_task
-    );
+    no_task_stopped(&client, &witness, &witnessed, names, PERIOD_MS).await;
 }
 
 /// A "release" that describes itself as this one and then does `body`

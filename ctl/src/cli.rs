@@ -411,9 +411,12 @@ pub struct DevArgs {
     #[arg(long)]
     pub node_binary: Option<PathBuf>,
     /// Where the example task modules are (scripts/build-tasks.sh builds
-    /// them); their counter tasks start with the cluster.
-    #[arg(long, default_value = "tasks/target/wasm32-wasip2/release")]
-    pub examples: PathBuf,
+    /// them); their counter tasks start with the cluster. Default: the
+    /// first that holds them of tasks/target/wasm32-wasip2/release under
+    /// the current directory, `examples/` beside batonctl (a release
+    /// archive), and the repository batonctl was built from.
+    #[arg(long)]
+    pub examples: Option<PathBuf>,
 }
 
 #[cfg(test)]

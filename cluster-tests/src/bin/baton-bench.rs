@@ -141,6 +141,16 @@ struct Round {
     many: Phase,
 }
 
+/// The phases `system` ran in every round: the many-client ones, or the
+/// one-client ones.
+fn phases<'a>(rounds: &'a [Round], system: &str, many: bool) -> Vec<&'a Phase> {
+    rounds
+        .iter()
+        .filter(|r| r.system == system)
+        .map(|r| if many { &r.many } else { &r.one })
+        .collect()
+}
+
 fn mean(phases: &[&Phase], f: impl Fn(&Phase) -> f64) -> f64 {
     phases.iter().map(|p| f(p)).sum::<f64>() / phases.len() as f64
 }
@@ -248,14 +258,7 @@ async fn main() {
         println!("|---|---|---|---|---|---|---|---|---|");
         for (system, _, _) in &builds {
             for many in [false, true] {
-                let of = |name: &str| -> Vec<&Phase> {
-                    rounds
-                        .iter()
-                        .filter(|r| r.system == name)
-                        .map(|r| if many { &r.many } else { &r.one })
-                        .collect()
-                };
-                let (baton, etcd) = (of(system), of("etcd"));
+                let (baton, etcd) = (phases(&rounds, system, many), phases(&rounds, "etcd", many));
                 let rate = |p: &Phase| p.per_second();
                 let p50 = |p: &Phase| ms(p.latency_us.value_at_quantile(0.5));
                 let p99 = |p: &Phase| ms(p.latency_us.value_at_quantile(0.99));
@@ -281,14 +284,7 @@ async fn main() {
         println!("|---|---|---|---|---|---|");
         let scraped_name = &builds.last().expect("the scraped build").0;
         for many in [false, true] {
-            let of = |name: &str| -> Vec<&Phase> {
-                rounds
-                    .iter()
-                    .filter(|r| r.system == name)
-                    .map(|r| if many { &r.many } else { &r.one })
-                    .collect()
-            };
-            let (plain, scraped) = (of("Baton"), of(scraped_name));
+            let (plain, scraped) = (phases(&rounds, "Baton", many), phases(&rounds, scraped_name, many));
             let rate = |p: &Phase| p.per_second();
             let p99 = |p: &Phase| ms(p.latency_us.value_at_quantile(0.99));
             println!(

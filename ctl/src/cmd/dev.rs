@@ -109,8 +109,22 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
         return Err(DevError::NoLeader(wait, cluster.dir.clone()).into());
     };
     let env_path = cluster.write_env().map_err(DevError::from)?;
-    let examples = start_examples(&client, &args.examples, &cluster).await;
-    copy_example_modules(&args.examples, &cluster.dir.join("modules"));
+    let examples_dir = match args.examples {
+        Some(dir) => dir,
+        None => {
+            let beside = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|d| d.join("examples")));
+            let candidates = example_dirs(std::env::current_dir().ok(), beside);
+            candidates
+                .iter()
+                .find(|dir| dir.join("counter.wasm").is_file())
+                .cloned()
+                .unwrap_or_else(|| candidates[0].clone())
+        }
+    };
+    let examples = start_examples(&client, &examples_dir, &cluster).await;
+    copy_example_modules(&examples_dir, &cluster.dir.join("modules"));
 
     let dir = cluster.dir.display().to_string();
     let nodes: Vec<_> = cluster
@@ -168,6 +182,23 @@ const EXAMPLE_MODULES: [(&str, &str); 4] = [
     ("counter_v3_broken.wasm", "counter-v3-broken.wasm"),
     ("greeter.wasm", "greeter.wasm"),
 ];
+
+/// Where `scripts/build-tasks.sh` puts the example modules, under a
+/// repository.
+const BUILT_EXAMPLES: &str = "tasks/target/wasm32-wasip2/release";
+
+/// Where to look for the example modules, in order: under the current
+/// directory `cwd`, in `beside` (`examples/` beside batonctl, as a release
+/// archive lays them out), and in the repository batonctl was built from
+/// (so `batonctl dev` finds them from any directory).
+fn example_dirs(cwd: Option<PathBuf>, beside: Option<PathBuf>) -> Vec<PathBuf> {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(BUILT_EXAMPLES);
+    cwd.map(|cwd| cwd.join(BUILT_EXAMPLES))
+        .into_iter()
+        .chain(beside)
+        .chain([repository])
+        .collect()
+}
 
 /// Copies the example modules into `to`, saying which are missing.
 fn copy_example_modules(from: &Path, to: &Path) {
@@ -280,4 +311,22 @@ Ctrl-C here stops every node.
         metrics = cluster.nodes.get(&first).map_or("", |n| n.metrics_addr.as_str()),
         env = env_path.display(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_examples_are_looked_for_here_beside_batonctl_and_in_its_repository() {
+        let dirs = example_dirs(Some("/work/x".into()), Some("/opt/baton/bin/examples".into()));
+        assert_eq!(dirs[0], Path::new("/work/x/tasks/target/wasm32-wasip2/release"));
+        assert_eq!(dirs[1], Path::new("/opt/baton/bin/examples"));
+        assert!(
+            dirs[2].ends_with("ctl/../tasks/target/wasm32-wasip2/release"),
+            "{:?}",
+            dirs[2]
+        );
+        assert_eq!(example_dirs(None, None).len(), 1);
+    }
 }
