@@ -92,8 +92,8 @@ pub struct MetricsConfig {
     pub listen: String,
 }
 
-/// The metrics listener's default address (Prometheus' registry of default
-/// ports has nothing at 9464; OpenTelemetry's exporters use it).
+/// The metrics listener's default address: the port OpenTelemetry's
+/// Prometheus exporters use by default, on loopback.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 impl MetricsConfig {
