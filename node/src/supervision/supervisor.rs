@@ -111,7 +111,7 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
                     );
                     // A failover is a lost node's tasks all moved: counted once,
                     // when the node no longer owns a running task.
-                    if moved > 0 {
+                    if moved > 0 && !lost.is_empty() {
                         let owns = context.state_machine.read(|s| {
                             let running = s.tasks.index().running_by_owner();
                             lost.iter()
