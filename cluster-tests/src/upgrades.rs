@@ -39,7 +39,7 @@ pub fn batonctl_upgrade<S: AsRef<str>>(cluster: &TestCluster, args: &[S]) -> (bo
 
 /// Prints what `batonctl upgrade ARGS` said and returns (success, stdout,
 /// stderr).
-pub fn upgrade_output<S: AsRef<str>>(args: &[S], out: &std::process::Output) -> (bool, String, String) {
+fn upgrade_output<S: AsRef<str>>(args: &[S], out: &std::process::Output) -> (bool, String, String) {
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),

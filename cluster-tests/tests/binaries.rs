@@ -181,20 +181,20 @@ fn batonctl_explains_what_is_missing() {
         .env_remove("BATON_ENDPOINTS")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("BATON_ENDPOINTS"));
     let out = Command::new(binary("batonctl"))
         .args(["status", "--endpoints", "127.0.0.1:1"])
         .env_remove("BATON_CA")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ca"));
     let out = Command::new(binary("batonctl"))
         .args(["certs", "init", "--dir", "/tmp/x", "--node", "zero"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ID=HOST"));
 
     // Signing keys: a pair is made once and never overwritten; a deploy
@@ -229,7 +229,7 @@ fn batonctl_explains_what_is_missing() {
         .env_remove("BATON_SIGNING_KEY")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--signing-key"));
 }
 

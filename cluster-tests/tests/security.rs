@@ -2,7 +2,7 @@
 //! after garbage and oversized requests.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use baton_cluster_tests::TestCluster;
 use baton_node::raft::PeerChannels;
@@ -11,6 +11,7 @@ use baton_proto::peer_client::PeerClient;
 use baton_proto::raft_client::RaftClient;
 use baton_proto::{NodeInfoRequest, PutRequest, RaftRequest};
 use batonctl::ClusterClient;
+use batonctl::client::{ClientError, Unreachable};
 use batonctl::pki::{self, NodeSpec};
 use tonic::Code;
 
@@ -78,11 +79,37 @@ async fn certificates_decide_who_may_call_what() {
         Duration::from_secs(2),
     )
     .unwrap();
-    assert!(batonctl::cmd::status::fetch(&foreign_admin).await.is_err());
+    let started = Instant::now();
+    let err = batonctl::cmd::status::fetch(&foreign_admin).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Unreachable { causes, .. }
+            if matches!(causes[..], [(_, Unreachable::CertificateRefused(_))])),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    eprintln!("an admin of another CA: {err}");
 
-    // Plain TCP gets nowhere.
+    // A client that trusts another CA refuses the node's certificate.
+    let (acert, akey) = pki::admin_cert_paths(&certs);
+    let wrong_ca = ClusterClient::new(
+        vec![addr.clone()],
+        Some(TlsMaterial::load_files(&pki::ca_cert_path(foreign.path()), &acert, &akey).unwrap()),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let err = batonctl::cmd::status::fetch(&wrong_ca).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Unreachable { causes, .. }
+            if matches!(causes[..], [(_, Unreachable::NodeCertificate(_))])),
+        "{err:?}"
+    );
+    eprintln!("a client of another CA: {err}");
+
+    // Plain TCP gets nowhere, and is told to drop --insecure.
     let plain = ClusterClient::new(vec![addr], None, Duration::from_secs(2)).unwrap();
-    assert!(batonctl::cmd::status::fetch(&plain).await.is_err());
+    let err = batonctl::cmd::status::fetch(&plain).await.unwrap_err();
+    eprintln!("a plain client: {err}");
+    assert!(err.to_string().contains("--insecure"), "{err:?}");
 
     assert!(cluster.status().await.unwrap().leader.is_some());
 }

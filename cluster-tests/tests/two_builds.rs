@@ -22,10 +22,10 @@ use baton_cluster_tests::local_cluster::find_binary;
 use baton_cluster_tests::task_api::{start_counters, start_witnessed};
 use baton_cluster_tests::upgrades::{
     await_cluster_version, batonctl_upgrade, build_earlier_release, hash_of, marked_copy, no_task_stopped,
-    upgrade_command, upgrade_output,
+    upgrade_command,
 };
 use baton_cluster_tests::witness::Witness;
-use baton_cluster_tests::{TestCluster, poll_async};
+use baton_cluster_tests::{TestCluster, poll_every};
 use baton_node::state::cluster_version::{HELD_UPGRADES, NODE_UPGRADES};
 use batonctl::cmd::status::fetch;
 
@@ -37,7 +37,18 @@ const PERIOD_MS: u64 = 250;
 /// `batonctl upgrade BINARY` with a short gate, held or not.
 fn upgrade_args(binary: &std::path::Path, hold: bool) -> Vec<String> {
     let mut args = vec![binary.display().to_string()];
-    args.extend(["--min-healthy", "2s", "--healthy-deadline", "60s"].map(String::from));
+    // The upload of a 60 MiB debug build may take a while on a loaded machine.
+    args.extend(
+        [
+            "--min-healthy",
+            "2s",
+            "--healthy-deadline",
+            "60s",
+            "--timeout-secs",
+            "120",
+        ]
+        .map(String::from),
+    );
     if hold {
         args.push("--hold-version".into());
     }
@@ -79,18 +90,30 @@ async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_fo
     // An upgrade to this build, aborted once one node runs it: no upgrade
     // holds the version then, yet it stays at 6 while the other nodes run
     // the earlier build, which cannot read 7.
-    let mut upgrade = tokio::process::Command::from(upgrade_command(&cluster, &upgrade_args(&this, false)));
-    let upgrade = upgrade.kill_on_drop(true).output();
+    let log = cluster.path().join("first-upgrade.log");
+    let mut upgrade = upgrade_command(&cluster, &upgrade_args(&this, false));
+    let file = std::fs::File::create(&log).expect("the upgrade's log");
+    upgrade.stdout(file.try_clone().expect("the log again")).stderr(file);
+    let mut upgrade = upgrade.spawn().expect("batonctl runs");
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
     // Done: made permanent (an abort puts back the node in progress).
-    poll_async(Duration::from_secs(120), "one node done", || async {
-        let (_, stdout, _) = batonctl_upgrade(&cluster, &["status"]);
-        stdout.contains(": done").then_some(())
-    })
+    poll_every(
+        Duration::from_millis(500),
+        Duration::from_secs(180),
+        "one node done",
+        || {
+            if let Some(exit) = upgrade.try_wait().expect("wait for batonctl") {
+                panic!("batonctl upgrade ended ({exit}) before a node was done:\n{}", said());
+            }
+            let (_, stdout, _) = batonctl_upgrade(&cluster, &["status"]);
+            std::future::ready(stdout.contains(": done").then_some(()))
+        },
+    )
     .await;
     let (ok, stdout, stderr) = batonctl_upgrade(&cluster, &["abort"]);
     assert!(ok, "{stdout}{stderr}");
-    let out = upgrade.await.expect("batonctl runs");
-    upgrade_output(&upgrade_args(&this, false), &out);
+    let exit = upgrade.wait().expect("batonctl ends");
+    eprintln!("batonctl upgrade ({exit}):\n{}", said());
     let mixed = vec![EARLIER.to_string(), baton_node::VERSION.to_string()];
     let window = Instant::now();
     while window.elapsed() < Duration::from_secs(3) {

@@ -1,6 +1,15 @@
 //! A control-API client for a whole cluster: it tries the endpoints in turn,
 //! follows "not the leader" redirects (marked in metadata), and waits out
 //! an election.
+//!
+//! It fails fast where waiting cannot help. Reaching an endpoint (TCP, TLS
+//! and HTTP/2) gets [`CONNECT_BUDGET`], so a frozen node costs a command
+//! about a second before the next is tried. When no endpoint can be reached
+//! at all, the command ends with why, per endpoint ([`Unreachable`]): at once
+//! for a certificate either side refused, after [`UNREACHABLE_GRACE`] when
+//! nothing listens (a node restarting is back within it). Causes are read
+//! from the typed errors in the source chain (I/O kinds, rustls errors),
+//! never from their text.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -8,6 +17,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use baton_node::tls::{TlsError, TlsMaterial};
+
+use crate::connect::NodeConnector;
+pub use crate::unreachable::{Unreachable, unreachable_cause};
+use crate::unreachable::{chain, unreachable_message};
 use baton_node::types::Rejection;
 use baton_proto::control_client::ControlClient;
 use tonic::transport::{Channel, Endpoint};
@@ -31,6 +44,12 @@ pub enum ClientError {
     Tls(#[from] TlsError),
     #[error("{0:?} is not a valid endpoint: {1}")]
     BadEndpoint(String, String),
+    #[error("{}", unreachable_message(.causes, *.insecure))]
+    Unreachable {
+        /// Each endpoint tried in the last round, and why it failed.
+        causes: Vec<(String, Unreachable)>,
+        insecure: bool,
+    },
     #[error("{}", status_message(.0))]
     Refused(Status),
     #[error("no node could serve the request within {timeout:?} (tried {tried}); last error: {}", status_message(.last))]
@@ -49,6 +68,44 @@ impl ClientError {
             ClientError::Refused(status) => baton_node::codec::rejection::from_status(status),
             _ => None,
         }
+    }
+}
+
+/// `HOST:PORT` from an endpoint as a user may write it. A scheme is taken
+/// when it matches the client (`https://` with TLS, `http://` with
+/// --insecure), and a trailing slash is dropped; anything else is
+/// explained.
+pub fn endpoint_address(raw: &str, tls: bool) -> Result<String, String> {
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme.to_ascii_lowercase()), rest),
+        None => (None, raw),
+    };
+    match (scheme.as_deref(), tls) {
+        (None, _) | (Some("https"), true) | (Some("http"), false) => {}
+        (Some("https"), false) => {
+            return Err("https:// needs TLS, and --insecure talks plain TCP: drop the scheme or --insecure".into());
+        }
+        (Some("http"), true) => {
+            return Err(
+                "nodes speak TLS unless started with insecure = true: write HOST:PORT (or \
+                 https://HOST:PORT), or pass --insecure for an insecure cluster"
+                    .into(),
+            );
+        }
+        (Some(other), _) => {
+            return Err(format!(
+                "unknown scheme {other}://: write HOST:PORT, the node's listen address"
+            ));
+        }
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        return Err("an endpoint is HOST:PORT, without a path".into());
+    }
+    let port = rest.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+    match port {
+        Some((host, Ok(port))) if !host.is_empty() && port != 0 => Ok(rest.to_string()),
+        _ => Err("write HOST:PORT, with the node's port (its listen address, like 127.0.0.1:7001)".into()),
     }
 }
 
@@ -120,10 +177,43 @@ fn shut_by_node(status: &Status) -> bool {
 /// The shortest time one attempt on one node is given.
 const MIN_ATTEMPT: Duration = Duration::from_secs(2);
 
+/// How long reaching one endpoint may take (TCP, TLS, HTTP/2): a frozen
+/// node accepts the TCP connection and then answers nothing.
+pub const CONNECT_BUDGET: Duration = Duration::from_secs(1);
+
+/// How long a command keeps trying while nothing listens at any endpoint
+/// before it says so.
+pub const UNREACHABLE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long one attempt on one node may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// A share of the budget: a node that takes the call and never answers
+    /// (a stale leader cut off from its quorum) does not use it all.
+    Share,
+    /// Whatever is left of the budget: uploads, whose answer comes only
+    /// once every byte is in and stored.
+    Rest,
+}
+
+/// Whether a round in which no endpoint could be reached ends the command:
+/// certificates do not mend while it waits; a refused connection may be a
+/// node restarting, so that gets `UNREACHABLE_GRACE`; a silent node only
+/// ends it at the deadline.
+fn unreachable_is_final(causes: &[(String, Unreachable)], elapsed: Duration) -> bool {
+    !causes.is_empty()
+        && (causes.iter().all(|(_, c)| c.is_permanent())
+            || (elapsed >= UNREACHABLE_GRACE
+                && causes
+                    .iter()
+                    .all(|(_, c)| c.is_permanent() || *c == Unreachable::NothingListens)))
+}
+
 /// A client for the cluster's control API.
 pub struct ClusterClient {
     endpoints: Vec<String>,
-    tls: Option<TlsMaterial>,
+    connector: NodeConnector,
+    insecure: bool,
     timeout: Duration,
     channels: Mutex<HashMap<String, Channel>>,
     /// The endpoint that last answered, tried first next time.
@@ -158,27 +248,32 @@ impl ClusterClient {
         Self::new(args.endpoints.clone(), tls, Duration::from_secs(args.timeout_secs))
     }
 
-    /// `tls: None` talks plain TCP.
+    /// `tls: None` talks plain TCP. Endpoints are `HOST:PORT`, or with the
+    /// scheme that matches `tls` ([`endpoint_address`]).
     pub fn new(endpoints: Vec<String>, tls: Option<TlsMaterial>, timeout: Duration) -> Result<Self, ClientError> {
-        let endpoints: Vec<String> = endpoints
+        let endpoints = endpoints
             .into_iter()
             .map(|e| e.trim().to_string())
             .filter(|e| !e.is_empty())
-            .collect();
+            .map(|e| endpoint_address(&e, tls.is_some()).map_err(|why| ClientError::BadEndpoint(e, why)))
+            .collect::<Result<Vec<String>, ClientError>>()?;
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
         baton_node::tls::install_crypto_provider();
+        let insecure = tls.is_none();
+        let tls = tls.map(|tls| tls.rustls_client_config()).transpose()?;
         let client = ClusterClient {
             endpoints,
-            tls,
+            connector: NodeConnector::new(tls),
+            insecure,
             timeout,
             channels: Mutex::new(HashMap::new()),
             preferred: Mutex::new(None),
             retry_pause: Duration::from_millis(100),
         };
         for endpoint in &client.endpoints {
-            client.channel(endpoint)?;
+            client.endpoint(endpoint)?;
         }
         Ok(client)
     }
@@ -189,16 +284,12 @@ impl ClusterClient {
         self
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
-        let mut channels = self.channels.lock().expect("channel lock poisoned");
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
-        }
-        let bad = |e: tonic::transport::Error| ClientError::BadEndpoint(addr.to_string(), e.to_string());
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+    /// How tonic sees `addr`: plain HTTP/2, since the connector makes the
+    /// TLS connection itself.
+    fn endpoint(&self, addr: &str) -> Result<Endpoint, ClientError> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| ClientError::BadEndpoint(addr.to_string(), e.to_string()))?
-            .connect_timeout(Duration::from_secs(1))
+            .connect_timeout(CONNECT_BUDGET)
             .timeout(self.timeout)
             // A frozen or cut-off node keeps its TCP connection open: pings
             // find it out, so calls go elsewhere.
@@ -206,22 +297,51 @@ impl ClusterClient {
             .keep_alive_timeout(Duration::from_secs(2))
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
-        if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.client_config(None)).map_err(bad)?;
+        Ok(endpoint)
+    }
+
+    /// A connection to `addr`, made within [`CONNECT_BUDGET`] (TCP, TLS and
+    /// the HTTP/2 greeting) or failed with why.
+    async fn connect(&self, addr: &str) -> Result<Channel, Unreachable> {
+        if let Some(channel) = self.channels.lock().expect("channel lock poisoned").get(addr) {
+            return Ok(channel.clone());
         }
-        let channel = endpoint.connect_lazy();
-        channels.insert(addr.to_string(), channel.clone());
+        // A redirect may name an address this client was not given.
+        let endpoint = self.endpoint(addr).map_err(|e| Unreachable::Other(e.to_string()))?;
+        let connector = self.connector.clone();
+        let target = addr.to_string();
+        let connect = endpoint.connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+            let (connector, target) = (connector.clone(), target.clone());
+            async move { connector.connect(&target).await }
+        }));
+        let channel = match tokio::time::timeout(CONNECT_BUDGET, connect).await {
+            Err(_) => return Err(Unreachable::NoAnswer(CONNECT_BUDGET)),
+            Ok(Err(e)) => return Err(unreachable_cause(&e).unwrap_or_else(|| Unreachable::Other(chain(&e)))),
+            Ok(Ok(channel)) => channel,
+        };
+        self.channels
+            .lock()
+            .expect("channel lock poisoned")
+            .insert(addr.to_string(), channel.clone());
         Ok(channel)
     }
 
+    /// Drops the connection to `addr`, so that the next attempt connects
+    /// afresh within its budget.
+    fn forget(&self, addr: &str) {
+        self.channels.lock().expect("channel lock poisoned").remove(addr);
+    }
+
     /// How long one attempt on one node may take: a quarter of the whole
-    /// budget (at least 2 s), and never past the deadline.
-    fn attempt_timeout(&self, deadline: Instant) -> Duration {
+    /// budget (at least 2 s), or what is left of it; never past the
+    /// deadline.
+    fn attempt_timeout(&self, attempt: Attempt, deadline: Instant) -> Duration {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        (self.timeout / 4)
-            .max(MIN_ATTEMPT)
-            .min(remaining)
-            .max(Duration::from_millis(1))
+        let share = match attempt {
+            Attempt::Share => (self.timeout / 4).max(MIN_ATTEMPT),
+            Attempt::Rest => remaining,
+        };
+        share.min(remaining).max(Duration::from_millis(1))
     }
 
     /// Calls `f` with a copy of `request`, as [`call`](Self::call) does.
@@ -236,29 +356,54 @@ impl ClusterClient {
 
     /// Calls `f` on a node that can serve it: the preferred endpoint first,
     /// then the others, following leader redirects, until `timeout`.
-    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
     where
         F: FnMut(ControlClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let deadline = Instant::now() + self.timeout;
+        self.call_within(Attempt::Share, f).await
+    }
+
+    /// As [`call`](Self::call), for calls that take long by nature
+    /// (uploads): an attempt may use all that is left of the budget. A node
+    /// that freezes meanwhile is still found out by the HTTP/2 pings.
+    pub async fn call_long<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    where
+        F: FnMut(ControlClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_within(Attempt::Rest, f).await
+    }
+
+    async fn call_within<T, F, Fut>(&self, attempt: Attempt, mut f: F) -> Result<T, ClientError>
+    where
+        F: FnMut(ControlClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
         let mut queue: VecDeque<String> = VecDeque::new();
         let mut tried: Vec<String> = Vec::new();
         let mut last = Status::unavailable("no endpoint answered");
+        // This round's endpoints that could not be reached, and whether
+        // any could.
+        let mut unreachable: Vec<(String, Unreachable)> = Vec::new();
+        let mut reached = false;
         loop {
             if queue.is_empty() {
                 if !tried.is_empty() {
+                    if !reached && unreachable_is_final(&unreachable, started.elapsed()) {
+                        return Err(self.unreachable(unreachable));
+                    }
                     // Every endpoint failed this round (down, or an election is
                     // on): wait a little before the next round.
                     if Instant::now() >= deadline {
-                        return Err(ClientError::Exhausted {
-                            timeout: self.timeout,
-                            tried: tried.join(", "),
-                            last,
-                        });
+                        return Err(self.gave_up(tried, last, reached, unreachable));
                     }
                     tokio::time::sleep(self.retry_pause).await;
                 }
+                unreachable.clear();
+                reached = false;
                 let preferred = self.preferred.lock().expect("lock poisoned").clone();
                 queue.extend(preferred.clone());
                 queue.extend(
@@ -269,14 +414,30 @@ impl ClusterClient {
                 );
             }
             let addr = queue.pop_front().expect("queue refilled above");
-            let client = ControlClient::new(self.channel(&addr)?)
-                .max_decoding_message_size(baton_node::api::CONTROL_MAX_MESSAGE_BYTES);
-            // One node may not use up the whole budget: a frozen node accepts
-            // connections and then answers nothing.
-            let attempt = self.attempt_timeout(deadline);
-            let answer = tokio::time::timeout(attempt, f(client)).await.unwrap_or_else(|_| {
+            if !tried.contains(&addr) {
+                tried.push(addr.clone());
+            }
+            let channel = match self.connect(&addr).await {
+                Ok(channel) => channel,
+                Err(cause) => {
+                    unreachable.push((addr, cause));
+                    if Instant::now() >= deadline {
+                        return Err(self.gave_up(tried, last, reached, unreachable));
+                    }
+                    continue;
+                }
+            };
+            let client =
+                ControlClient::new(channel).max_decoding_message_size(baton_node::api::CONTROL_MAX_MESSAGE_BYTES);
+            // One node may not use up the whole budget: a node may take the
+            // call and never answer.
+            let limit = self.attempt_timeout(attempt, deadline);
+            let answer = tokio::time::timeout(limit, f(client)).await.unwrap_or_else(|_| {
+                // Its connection may be to a node frozen since: the next
+                // attempt connects afresh, within its budget.
+                self.forget(&addr);
                 Err(Status::deadline_exceeded(format!(
-                    "{addr} did not answer within {attempt:?}"
+                    "{addr} did not answer within {limit:?}"
                 )))
             });
             match answer {
@@ -285,24 +446,51 @@ impl ClusterClient {
                     return Ok(response.into_inner());
                 }
                 Err(status) => {
-                    if !tried.contains(&addr) {
-                        tried.push(addr.clone());
-                    }
-                    match classify(&status) {
-                        Next::GiveUp => return Err(ClientError::Refused(status)),
-                        Next::Redirect(leader) => queue.push_front(leader),
-                        Next::TryElsewhere => {}
+                    if let Some(cause) = unreachable_cause(&status) {
+                        // The connection failed under the call (a certificate
+                        // refused after the handshake, a node gone since).
+                        self.forget(&addr);
+                        unreachable.push((addr, cause));
+                    } else {
+                        reached = true;
+                        match classify(&status) {
+                            Next::GiveUp => return Err(ClientError::Refused(status)),
+                            Next::Redirect(leader) => queue.push_front(leader),
+                            Next::TryElsewhere => {}
+                        }
                     }
                     last = status;
                 }
             }
             if Instant::now() >= deadline {
-                return Err(ClientError::Exhausted {
-                    timeout: self.timeout,
-                    tried: tried.join(", "),
-                    last,
-                });
+                return Err(self.gave_up(tried, last, reached, unreachable));
             }
+        }
+    }
+
+    fn unreachable(&self, causes: Vec<(String, Unreachable)>) -> ClientError {
+        ClientError::Unreachable {
+            causes,
+            insecure: self.insecure,
+        }
+    }
+
+    /// The error at the deadline: why each endpoint could not be reached
+    /// if none could this round, else the last answer.
+    fn gave_up(
+        &self,
+        tried: Vec<String>,
+        last: Status,
+        reached: bool,
+        unreachable: Vec<(String, Unreachable)>,
+    ) -> ClientError {
+        if !reached && !unreachable.is_empty() {
+            return self.unreachable(unreachable);
+        }
+        ClientError::Exhausted {
+            timeout: self.timeout,
+            tried: tried.join(", "),
+            last,
         }
     }
 }
@@ -375,5 +563,71 @@ mod tests {
             ClusterClient::new(vec![" ".into()], None, Duration::from_secs(1)),
             Err(ClientError::NoEndpoints)
         ));
+    }
+
+    #[test]
+    fn an_endpoint_may_carry_the_scheme_that_matches_the_client() {
+        assert_eq!(endpoint_address("10.0.0.1:7001", true).unwrap(), "10.0.0.1:7001");
+        assert_eq!(endpoint_address("https://node-1:7001/", true).unwrap(), "node-1:7001");
+        assert_eq!(endpoint_address("HTTP://[::1]:7001", false).unwrap(), "[::1]:7001");
+        assert!(
+            endpoint_address("http://10.0.0.1:7001", true)
+                .unwrap_err()
+                .contains("--insecure")
+        );
+        assert!(
+            endpoint_address("https://10.0.0.1:7001", false)
+                .unwrap_err()
+                .contains("needs TLS")
+        );
+        assert!(
+            endpoint_address("grpc://10.0.0.1:7001", true)
+                .unwrap_err()
+                .contains("unknown scheme")
+        );
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1:",
+            ":7001",
+            "10.0.0.1:0",
+            "10.0.0.1:99999",
+            "h:7001/api",
+        ] {
+            assert!(endpoint_address(bad, true).is_err(), "{bad}");
+        }
+        let err = ClusterClient::new(vec!["http://127.0.0.1:7001".into()], None, Duration::from_secs(1));
+        assert!(err.is_ok());
+        let err = ClusterClient::new(vec!["127.0.0.1".into()], None, Duration::from_secs(1));
+        assert!(matches!(err, Err(ClientError::BadEndpoint(..))));
+    }
+
+    #[test]
+    fn certificates_end_a_command_at_once_and_silence_only_at_its_deadline() {
+        let at = |cause: Unreachable| vec![("n:1".to_string(), cause)];
+        let cert = Unreachable::CertificateRefused("UnknownCA".into());
+        assert!(unreachable_is_final(&at(cert.clone()), Duration::ZERO));
+        assert!(!unreachable_is_final(
+            &at(Unreachable::NothingListens),
+            Duration::from_millis(500)
+        ));
+        assert!(unreachable_is_final(
+            &at(Unreachable::NothingListens),
+            UNREACHABLE_GRACE
+        ));
+        let silent = Unreachable::NoAnswer(CONNECT_BUDGET);
+        assert!(!unreachable_is_final(&at(silent.clone()), Duration::from_secs(20)));
+        let mixed = vec![
+            ("a:1".to_string(), Unreachable::NothingListens),
+            ("b:1".to_string(), silent),
+        ];
+        assert!(!unreachable_is_final(&mixed, Duration::from_secs(20)));
+        assert!(!unreachable_is_final(&[], Duration::from_secs(20)));
+        let message = ClientError::Unreachable {
+            causes: at(cert),
+            insecure: false,
+        }
+        .to_string();
+        assert!(message.contains("n:1: the node refused this client's certificate (TLS alert UnknownCA)"));
+        assert!(message.contains("BATON_CERT"), "{message}");
     }
 }

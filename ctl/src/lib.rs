@@ -13,8 +13,10 @@
 pub mod cli;
 pub mod client;
 pub mod cmd;
+pub mod connect;
 pub mod local_cluster;
 pub mod output;
 pub mod pki;
+pub mod unreachable;
 
 pub use client::{ClientError, ClusterClient};

@@ -46,6 +46,8 @@ pub enum TlsError {
         path: String,
         what: &'static str,
     },
+    #[error("{0} cannot be used for TLS; use the files `batonctl certs init` wrote")]
+    Invalid(String),
 }
 
 /// A node's or client's certificates, as PEM.
@@ -107,6 +109,31 @@ impl TlsMaterial {
         ServerTlsConfig::new()
             .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
             .client_ca_root(Certificate::from_pem(&self.ca_pem))
+    }
+
+    /// The same client side as a rustls config, for a client that makes
+    /// its own connections (batonctl, to read a node's first words): the
+    /// cluster CA as the only root, our certificate, HTTP/2 by ALPN.
+    pub fn rustls_client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
+        let invalid = |what: String| TlsError::Invalid(what);
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            let cert = cert.map_err(|e| invalid(format!("the CA certificate: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| invalid(format!("the CA certificate: {e}")))?;
+        }
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("the certificate: {e}")))?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| invalid(format!("the key: {e}")))?;
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| invalid(format!("the certificate and key: {e}")))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
     }
 
     /// Client side: trust only the cluster CA, present our certificate, and

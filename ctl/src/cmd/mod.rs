@@ -37,8 +37,48 @@ pub enum CmdError {
     },
     #[error(transparent)]
     Signing(#[from] baton_node::modules::signing::SigningError),
+    /// The command line is wrong or incomplete.
     #[error("{0}")]
     Usage(String),
+    /// What was asked for did not come about (a rollout or upgrade that
+    /// halted).
+    #[error("{0}")]
+    Failed(String),
+    /// What the command names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// `batonctl`'s exit codes, for scripts (`docs/cli.md` lists them).
+pub mod exit {
+    /// The command did what it was asked.
+    pub const OK: u8 = 0;
+    /// It failed: the cluster refused the request, or a local file could
+    /// not be read or written.
+    pub const FAILED: u8 = 1;
+    /// The command line is wrong or incomplete (nothing was sent).
+    pub const USAGE: u8 = 2;
+    /// No node could be reached, or none answered in time.
+    pub const UNREACHABLE: u8 = 3;
+    /// The named task, module, rollout or upgrade does not exist.
+    pub const NOT_FOUND: u8 = 4;
+}
+
+impl CmdError {
+    /// The exit code that stands for this error ([`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CmdError::Usage(_)
+            | CmdError::Pki(PkiError::BadSpec(_) | PkiError::NoNodes)
+            | CmdError::Client(ClientError::NoEndpoints | ClientError::MissingCert(_) | ClientError::BadEndpoint(..)) => {
+                exit::USAGE
+            }
+            CmdError::Client(ClientError::Unreachable { .. } | ClientError::Exhausted { .. }) => exit::UNREACHABLE,
+            CmdError::NotFound(_) => exit::NOT_FOUND,
+            CmdError::Client(ClientError::Refused(status)) if status.code() == tonic::Code::NotFound => exit::NOT_FOUND,
+            _ => exit::FAILED,
+        }
+    }
 }
 
 /// Runs the parsed command line.

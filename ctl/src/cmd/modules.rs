@@ -129,7 +129,11 @@ pub async fn run(client: &ClusterClient, command: ModulesCommand, format: Output
             let mut request = signed_deploy(name.clone(), component, &key);
             request.rollout = Some(settings(&rollout));
             let reply = client
-                .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
+                // The leader checks and compiles the module before it answers.
+                .call_long(|mut c| {
+                    let request = request.clone();
+                    async move { c.deploy_module(request).await }
+                })
                 .await?;
             let module: Vec<ModuleView> = reply.module.into_iter().map(ModuleView::from).collect();
             let started = reply.rollout_started;

@@ -142,7 +142,7 @@ pub async fn watch(client: &ClusterClient, module: &str) -> Result<RolloutView, 
             .await?
             .into_iter()
             .next()
-            .ok_or_else(|| CmdError::Usage(format!("module {module} has no rollout")))?;
+            .ok_or_else(|| CmdError::NotFound(format!("module {module} has no rollout")))?;
         let line = view.line();
         if line != last {
             let mut err = std::io::stderr();
@@ -161,7 +161,7 @@ pub async fn watch(client: &ClusterClient, module: &str) -> Result<RolloutView, 
 pub fn outcome(view: &RolloutView) -> Result<(), CmdError> {
     match view.state.as_str() {
         "done" => Ok(()),
-        state => Err(CmdError::Usage(format!(
+        state => Err(CmdError::Failed(format!(
             "the rollout of {} to version {} is {state}{}",
             view.module,
             view.to_version,

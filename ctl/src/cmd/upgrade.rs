@@ -155,7 +155,7 @@ pub async fn watch(client: &ClusterClient) -> Result<UpgradeView, CmdError> {
     loop {
         let view = status(client)
             .await?
-            .ok_or_else(|| CmdError::Usage("this cluster has had no upgrade of the node binary".into()))?;
+            .ok_or_else(|| CmdError::NotFound("this cluster has had no upgrade of the node binary".into()))?;
         let text = view.text();
         if text != last {
             let _ = write!(std::io::stderr(), "{text}");
@@ -172,7 +172,7 @@ pub async fn watch(client: &ClusterClient) -> Result<UpgradeView, CmdError> {
 fn outcome(view: &UpgradeView) -> Result<(), CmdError> {
     match view.state.as_str() {
         "done" => Ok(()),
-        state => Err(CmdError::Usage(format!(
+        state => Err(CmdError::Failed(format!(
             "the upgrade to {} is {state}{}",
             view.version,
             match view.reason.as_str() {
@@ -242,7 +242,7 @@ async fn start(client: &ClusterClient, args: UpgradeArgs, format: OutputFormat) 
     };
     let view = upload(client, &binary, &key, &settings).await?;
     if settings.hold_version && view.as_ref().is_some_and(|v| !v.hold_version) {
-        return Err(CmdError::Usage(
+        return Err(CmdError::Failed(
             "the leader's release started the upgrade without --hold-version (it does not know it): the cluster \
              version will rise once the upgrade is done; `batonctl upgrade abort` stops it"
                 .into(),
@@ -299,8 +299,9 @@ pub async fn upload(
         bytes.len(),
         release.version
     );
+    // The answer comes once every byte is stored by the leader's heart.
     let reply = client
-        .call(|mut c| {
+        .call_long(|mut c| {
             let chunks = chunks(&header, &bytes);
             async move { c.upload_node_binary(futures::stream::iter(chunks)).await }
         })

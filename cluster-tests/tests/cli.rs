@@ -1,0 +1,129 @@
+//! `batonctl` as an operator meets it, run as a process against a real
+//! cluster: it says within seconds, and why, when it cannot reach the
+//! cluster; a frozen endpoint costs a command about a second; an address
+//! with a scheme is taken or explained; exit codes tell scripts what
+//! happened.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use baton_cluster_tests::TestCluster;
+use baton_cluster_tests::local_cluster::find_binary;
+use batonctl::cmd::exit;
+use batonctl::pki::{self, NodeSpec};
+
+/// Runs batonctl with the cluster's admin credentials and `args`, with
+/// `overrides` on top of them; returns what it printed and how long it
+/// took.
+fn batonctl(cluster: &TestCluster, overrides: &[(&str, &Path)], args: &[&str]) -> (Output, Duration) {
+    let (ca, cert, key) = cluster.local.admin_paths();
+    let mut command = Command::new(find_binary("batonctl").expect("batonctl is built beside the tests"));
+    command
+        .env("BATON_ENDPOINTS", cluster.local.endpoints().join(","))
+        .env("BATON_CA", ca)
+        .env("BATON_CERT", cert)
+        .env("BATON_KEY", key)
+        .env_remove("BATON_INSECURE")
+        .args(args);
+    for (name, value) in overrides {
+        command.env(name, value);
+    }
+    let started = Instant::now();
+    let out = command.output().expect("batonctl runs");
+    let took = started.elapsed();
+    eprintln!(
+        "batonctl {} ({:?} in {took:?}):\n{}{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, took)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Well under the 30 s a command is given, with room for a loaded machine
+/// (the promise is 3 s).
+const FAST: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batonctl_says_within_seconds_why_it_cannot_reach_the_cluster() {
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let foreign = tempfile::tempdir().unwrap();
+    pki::init(foreign.path(), &[NodeSpec::local(1)]).unwrap();
+
+    // Nothing listens at any endpoint: two ports just closed.
+    let closed: Vec<String> = (0..2)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().to_string()
+        })
+        .collect();
+    let (out, took) = batonctl(&cluster, &[], &["status", "--endpoints", &closed.join(",")]);
+    assert_eq!(out.status.code(), Some(exit::UNREACHABLE.into()));
+    assert!(stderr(&out).contains("nothing listens there"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&closed[1]), "every endpoint is named");
+    assert!(took < FAST, "{took:?}");
+
+    // An admin certificate of another CA: the nodes refuse it.
+    let (fcert, fkey) = pki::admin_cert_paths(foreign.path());
+    let (out, took) = batonctl(&cluster, &[("BATON_CERT", &fcert), ("BATON_KEY", &fkey)], &["status"]);
+    assert_eq!(out.status.code(), Some(exit::UNREACHABLE.into()));
+    assert!(
+        stderr(&out).contains("refused this client's certificate") && stderr(&out).contains("BATON_CERT"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(took < FAST, "{took:?}");
+
+    // A CA that is not the cluster's: the client refuses the nodes.
+    let (out, took) = batonctl(
+        &cluster,
+        &[("BATON_CA", &pki::ca_cert_path(foreign.path()))],
+        &["status"],
+    );
+    assert_eq!(out.status.code(), Some(exit::UNREACHABLE.into()));
+    assert!(
+        stderr(&out).contains("certificate was not accepted") && stderr(&out).contains("BATON_CA"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(took < FAST, "{took:?}");
+
+    // An address with the scheme that matches is taken; one that does not
+    // is explained, and nothing is sent.
+    let first = cluster.local.endpoints()[0].clone();
+    let (out, _) = batonctl(&cluster, &[], &["status", "--endpoints", &format!("https://{first}/")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, _) = batonctl(&cluster, &[], &["status", "--endpoints", &format!("http://{first}")]);
+    assert_eq!(out.status.code(), Some(exit::USAGE.into()));
+    assert!(stderr(&out).contains("--insecure"), "{}", stderr(&out));
+
+    // A frozen node first in the list: it accepts TCP connections (the
+    // kernel does, into the backlog) and never answers. It costs the
+    // command about a second, not a quarter of its timeout.
+    let frozen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoints = format!(
+        "{},{}",
+        frozen.local_addr().unwrap(),
+        cluster.local.endpoints().join(",")
+    );
+    for _ in 0..2 {
+        let (out, took) = batonctl(&cluster, &[], &["status", "--endpoints", &endpoints]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(took < Duration::from_millis(3_500), "a frozen endpoint cost {took:?}");
+    }
+
+    // Exit codes: a task that does not exist, and a command line that
+    // names nothing to do.
+    let (out, _) = batonctl(&cluster, &[], &["tasks", "show", "no-such-task"]);
+    assert_eq!(out.status.code(), Some(exit::NOT_FOUND.into()), "{}", stderr(&out));
+    let (out, _) = batonctl(&cluster, &[], &["tasks", "add", "t", "--module", "m"]);
+    assert_eq!(out.status.code(), Some(exit::USAGE.into()), "{}", stderr(&out));
+    drop(frozen);
+}
