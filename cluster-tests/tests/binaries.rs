@@ -159,8 +159,33 @@ fn baton_node_logs_json_lines_and_names_a_taken_metrics_port() {
             break object;
         }
     };
+    // batonctl talks plain TCP to it (the node speaks first without TLS
+    // too), by an http:// address.
+    let asked = Instant::now();
+    let answered = loop {
+        let started = Instant::now();
+        let out = Command::new(binary("batonctl"))
+            .args([
+                "--insecure",
+                "--endpoints",
+                &format!("http://127.0.0.1:{port}"),
+                "status",
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break started.elapsed();
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(30),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let _ = node.kill();
     let _ = node.wait();
+    assert!(answered < Duration::from_secs(5), "status took {answered:?}");
     assert_eq!(serving["level"], "INFO", "{serving}");
     assert_eq!(serving["node"], 1, "{serving}");
     assert_eq!(
@@ -179,6 +204,8 @@ fn batonctl_explains_what_is_missing() {
     let out = Command::new(binary("batonctl"))
         .arg("status")
         .env_remove("BATON_ENDPOINTS")
+        .env_remove("BATON_CONTEXT")
+        .env("BATON_CONTEXTS", "/nonexistent/contexts.toml")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -231,6 +258,31 @@ fn batonctl_explains_what_is_missing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--signing-key"));
+}
+
+#[test]
+fn batonctl_prints_completion_scripts() {
+    for (shell, mark) in [
+        ("bash", "_batonctl()"),
+        ("zsh", "#compdef batonctl"),
+        ("fish", "complete -c batonctl"),
+    ] {
+        let out = Command::new(binary("batonctl"))
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains(mark) && script.contains("history"),
+            "{shell}:\n{script}"
+        );
+    }
+    let out = Command::new(binary("batonctl"))
+        .args(["completion", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 /// Stops `batonctl dev` and its nodes when the test ends, even by a panic.

@@ -2,7 +2,7 @@
 //! cluster: it says within seconds, and why, when it cannot reach the
 //! cluster; a frozen endpoint costs a command about a second; an address
 //! with a scheme is taken or explained; exit codes tell scripts what
-//! happened.
+//! happened; contexts name a cluster so that a command needs no flags.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -126,4 +126,89 @@ async fn batonctl_says_within_seconds_why_it_cannot_reach_the_cluster() {
     let (out, _) = batonctl(&cluster, &[], &["tasks", "add", "t", "--module", "m"]);
     assert_eq!(out.status.code(), Some(exit::USAGE.into()), "{}", stderr(&out));
     drop(frozen);
+
+    // Contexts: a named cluster, used with no flags or variables.
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("baton/contexts.toml");
+    let (ca, cert, key) = cluster.local.admin_paths();
+    let (ca, cert, key) = (
+        ca.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string(),
+    );
+    let endpoints = cluster.local.endpoints().join(",");
+    let out = with_contexts(
+        &file,
+        &[
+            "context",
+            "add",
+            "test",
+            "--endpoints",
+            &endpoints,
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ],
+    );
+    assert!(
+        out.status.success() && stderr(&out).contains("the current context"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(with_contexts(&file, &["status"]).status.success());
+    let out = with_contexts(
+        &file,
+        &["context", "add", "other", "--insecure", "--endpoints", &closed[0]],
+    );
+    assert!(
+        out.status.success() && stderr(&out).contains("context use other"),
+        "{}",
+        stderr(&out)
+    );
+    let out = with_contexts(&file, &["context", "list", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["name"], "other");
+    assert_eq!(
+        (list[1]["name"].as_str(), list[1]["current"].as_bool()),
+        (Some("test"), Some(true))
+    );
+    let out = with_contexts(&file, &["--context", "other", "status"]);
+    assert_eq!(out.status.code(), Some(exit::UNREACHABLE.into()), "{}", stderr(&out));
+    let out = with_contexts(&file, &["--context", "prod", "status"]);
+    assert_eq!(out.status.code(), Some(exit::USAGE.into()));
+    assert!(stderr(&out).contains("there are other, test"), "{}", stderr(&out));
+    assert!(with_contexts(&file, &["context", "rm", "test"]).status.success());
+    let out = with_contexts(&file, &["status"]);
+    assert_eq!(out.status.code(), Some(exit::USAGE.into()), "no context is current now");
+}
+
+/// Runs batonctl with no BATON_* variables but the contexts file.
+fn with_contexts(file: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(find_binary("batonctl").expect("batonctl is built beside the tests"));
+    for name in [
+        "BATON_ENDPOINTS",
+        "BATON_CA",
+        "BATON_CERT",
+        "BATON_KEY",
+        "BATON_INSECURE",
+        "BATON_CONTEXT",
+    ] {
+        command.env_remove(name);
+    }
+    let out = command
+        .env("BATON_CONTEXTS", file)
+        .args(args)
+        .output()
+        .expect("batonctl runs");
+    eprintln!(
+        "batonctl {} ({:?}):\n{}{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

@@ -38,6 +38,10 @@ pub struct GlobalArgs {
     /// Give up on a command after this many seconds.
     #[arg(long, default_value_t = 30, global = true)]
     pub timeout_secs: u64,
+    /// Reach the cluster of this context (`batonctl context list`); flags
+    /// and BATON_* variables win over it, field by field.
+    #[arg(long, env = "BATON_CONTEXT", global = true)]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,6 +83,32 @@ pub enum Command {
     Config(ConfigCommand),
     /// Run a local cluster of baton-node processes for trying Baton out.
     Dev(DevArgs),
+    /// Name clusters, with their endpoints and credentials, and pick the
+    /// one commands use.
+    #[command(subcommand)]
+    Context(ContextCommand),
+    /// Print a completion script for a shell, for example
+    /// `batonctl completion bash > ~/.local/share/bash-completion/completions/batonctl`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContextCommand {
+    /// Add (or replace) a context from the global flags or BATON_*
+    /// variables given with it: `batonctl context add prod --endpoints
+    /// 10.0.0.11:7000 --ca ca.pem --cert admin.pem --key admin.key`, or,
+    /// after `source baton-dev/env`, `batonctl context add dev`. The first
+    /// context added becomes the current one.
+    Add { name: String },
+    /// Make NAME the context commands use when none is named.
+    Use { name: String },
+    /// List the contexts; the current one is marked.
+    List,
+    /// Remove a context.
+    Rm { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,8 +190,13 @@ pub enum TasksCommand {
     List,
     /// Show one task, with its state.
     Show { name: String },
-    /// Show a task's recently committed ticks.
-    History { name: String },
+    /// Show a task's recently committed ticks, newest first.
+    History {
+        name: String,
+        /// Show at most this many (the cluster keeps the last 256).
+        #[arg(long, short = 'n')]
+        limit: Option<usize>,
+    },
     /// Remove a task.
     Rm { name: String },
     /// Pause a task (a tick in flight does not commit).

@@ -32,8 +32,8 @@ use crate::cli::GlobalArgs;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "no endpoints: pass --endpoints HOST:PORT[,...] or set BATON_ENDPOINTS \
-         (after `batonctl dev`, run `source baton-dev/env`)"
+        "no endpoints: pass --endpoints HOST:PORT[,...], set BATON_ENDPOINTS \
+         (after `batonctl dev`, run `source baton-dev/env`), or pick a context (`batonctl context list`)"
     )]
     NoEndpoints,
     #[error(
@@ -196,17 +196,15 @@ enum Attempt {
     Rest,
 }
 
-/// Whether a round in which no endpoint could be reached ends the command:
+/// Whether a round in which no endpoint could be reached ends the command,
+/// every endpoint having refused for `refusing_for` (rounds in a row):
 /// certificates do not mend while it waits; a refused connection may be a
 /// node restarting, so that gets `UNREACHABLE_GRACE`; a silent node only
 /// ends it at the deadline.
-fn unreachable_is_final(causes: &[(String, Unreachable)], elapsed: Duration) -> bool {
+fn unreachable_is_final(causes: &[(String, Unreachable)], refusing_for: Duration) -> bool {
     !causes.is_empty()
         && (causes.iter().all(|(_, c)| c.is_permanent())
-            || (elapsed >= UNREACHABLE_GRACE
-                && causes
-                    .iter()
-                    .all(|(_, c)| c.is_permanent() || *c == Unreachable::NothingListens)))
+            || (refusing_for >= UNREACHABLE_GRACE && causes.iter().all(|(_, c)| c.refuses())))
 }
 
 /// A client for the cluster's control API.
@@ -300,9 +298,9 @@ impl ClusterClient {
         Ok(endpoint)
     }
 
-    /// A connection to `addr`, made within [`CONNECT_BUDGET`] (TCP, TLS and
-    /// the HTTP/2 greeting) or failed with why.
-    async fn connect(&self, addr: &str) -> Result<Channel, Unreachable> {
+    /// A connection to `addr`, made within `budget` (TCP, TLS and the
+    /// HTTP/2 greeting) or failed with why.
+    async fn connect(&self, addr: &str, budget: Duration) -> Result<Channel, Unreachable> {
         if let Some(channel) = self.channels.lock().expect("channel lock poisoned").get(addr) {
             return Ok(channel.clone());
         }
@@ -314,8 +312,8 @@ impl ClusterClient {
             let (connector, target) = (connector.clone(), target.clone());
             async move { connector.connect(&target).await }
         }));
-        let channel = match tokio::time::timeout(CONNECT_BUDGET, connect).await {
-            Err(_) => return Err(Unreachable::NoAnswer(CONNECT_BUDGET)),
+        let channel = match tokio::time::timeout(budget, connect).await {
+            Err(_) => return Err(Unreachable::NoAnswer(budget)),
             Ok(Err(e)) => return Err(unreachable_cause(&e).unwrap_or_else(|| Unreachable::Other(chain(&e)))),
             Ok(Ok(channel)) => channel,
         };
@@ -380,8 +378,7 @@ impl ClusterClient {
         F: FnMut(ControlClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let started = Instant::now();
-        let deadline = started + self.timeout;
+        let deadline = Instant::now() + self.timeout;
         let mut queue: VecDeque<String> = VecDeque::new();
         let mut tried: Vec<String> = Vec::new();
         let mut last = Status::unavailable("no endpoint answered");
@@ -389,10 +386,18 @@ impl ClusterClient {
         // any could.
         let mut unreachable: Vec<(String, Unreachable)> = Vec::new();
         let mut reached = false;
+        // Since when every round has found every endpoint refusing.
+        let mut refusing_since: Option<Instant> = None;
         loop {
             if queue.is_empty() {
                 if !tried.is_empty() {
-                    if !reached && unreachable_is_final(&unreachable, started.elapsed()) {
+                    if reached || !unreachable.iter().all(|(_, c)| c.refuses()) {
+                        refusing_since = None;
+                    } else {
+                        refusing_since.get_or_insert_with(Instant::now);
+                    }
+                    let refusing_for = refusing_since.map_or(Duration::ZERO, |since| since.elapsed());
+                    if !reached && unreachable_is_final(&unreachable, refusing_for) {
                         return Err(self.unreachable(unreachable));
                     }
                     // Every endpoint failed this round (down, or an election is
@@ -417,7 +422,10 @@ impl ClusterClient {
             if !tried.contains(&addr) {
                 tried.push(addr.clone());
             }
-            let channel = match self.connect(&addr).await {
+            let budget = CONNECT_BUDGET
+                .min(deadline.saturating_duration_since(Instant::now()))
+                .max(Duration::from_millis(1));
+            let channel = match self.connect(&addr, budget).await {
                 Ok(channel) => channel,
                 Err(cause) => {
                     unreachable.push((addr, cause));

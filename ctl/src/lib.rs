@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod cmd;
 pub mod connect;
+pub mod contexts;
 pub mod local_cluster;
 pub mod output;
 pub mod pki;

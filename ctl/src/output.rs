@@ -14,6 +14,18 @@ pub fn print<T: Serialize>(format: OutputFormat, value: &T, table: impl FnOnce()
     }
 }
 
+/// A time in milliseconds since the Unix epoch as RFC 3339, in UTC, to
+/// the millisecond (`2026-12-04T23:10:53.123Z`).
+pub fn rfc3339_ms(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+        .map_or_else(
+            || format!("{ms} ms after 1970"),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
+}
+
 /// Renders rows under a header with columns padded to fit.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -39,7 +51,14 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::table;
+    use super::{rfc3339_ms, table};
+
+    #[test]
+    fn times_are_rfc3339_in_utc_to_the_millisecond() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_796_425_853_123), "2026-12-04T23:10:53.123Z");
+        assert_eq!(rfc3339_ms(u64::MAX), format!("{} ms after 1970", u64::MAX));
+    }
 
     #[test]
     fn columns_are_padded_to_the_widest_cell() {

@@ -33,6 +33,12 @@ impl Unreachable {
         )
     }
 
+    /// Whether the node refused the connection, or it cannot be made at
+    /// all: not a node that may be slow.
+    pub fn refuses(&self) -> bool {
+        self.is_permanent() || *self == Unreachable::NothingListens
+    }
+
     /// What the user can do about it.
     fn advice(&self, insecure: bool) -> &'static str {
         match self {
@@ -63,7 +69,7 @@ impl std::fmt::Display for Unreachable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unreachable::NothingListens => write!(f, "nothing listens there (connection refused)"),
-            Unreachable::NoAnswer(budget) => write!(f, "no answer within {budget:?}"),
+            Unreachable::NoAnswer(budget) => write!(f, "no answer within {} ms", budget.as_millis()),
             Unreachable::CertificateRefused(alert) => {
                 write!(f, "the node refused this client's certificate (TLS alert {alert})")
             }

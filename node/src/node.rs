@@ -393,6 +393,9 @@ fn serve(
     context: Arc<NodeContext>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<impl Future<Output = Result<(), NodeError>> + use<>, NodeError> {
+    // HTTP/2 only (no `accept_http1`): the server then sends its settings
+    // first, which batonctl waits for to know a connection took
+    // (`ctl/src/connect.rs`; `cluster-tests/tests/cli.rs` checks it).
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)));

@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod config;
+pub mod context;
 pub mod dev;
 pub mod keys;
 pub mod kv;
@@ -12,8 +13,9 @@ pub mod status;
 pub mod tasks;
 pub mod upgrade;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, GlobalArgs};
 use crate::client::{ClientError, ClusterClient};
+use crate::contexts::{ContextError, Contexts};
 use crate::pki::PkiError;
 
 /// Why a command failed.
@@ -25,6 +27,8 @@ pub enum CmdError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Dev(#[from] dev::DevError),
+    #[error(transparent)]
+    Context(#[from] ContextError),
     #[error("cannot read {path}: {source}")]
     File {
         path: std::path::PathBuf,
@@ -70,6 +74,7 @@ impl CmdError {
         match self {
             CmdError::Usage(_)
             | CmdError::Pki(PkiError::BadSpec(_) | PkiError::NoNodes)
+            | CmdError::Context(ContextError::Unknown { .. } | ContextError::NoPath)
             | CmdError::Client(ClientError::NoEndpoints | ClientError::MissingCert(_) | ClientError::BadEndpoint(..)) => {
                 exit::USAGE
             }
@@ -81,6 +86,18 @@ impl CmdError {
     }
 }
 
+/// A client for the cluster the flags, the variables and the context name.
+fn client(mut global: GlobalArgs) -> Result<ClusterClient, CmdError> {
+    let path = match Contexts::path() {
+        Ok(path) => path,
+        // No home and no contexts file named: only flags and variables.
+        Err(ContextError::NoPath) if global.context.is_none() => return Ok(ClusterClient::from_args(&global)?),
+        Err(e) => return Err(e.into()),
+    };
+    Contexts::load(&path)?.apply(&mut global)?;
+    Ok(ClusterClient::from_args(&global)?)
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CmdError> {
     let format = cli.global.output;
@@ -89,12 +106,18 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Keys(command) => keys::run(command, format),
         Command::Config(command) => config::run(command),
         Command::Dev(args) => dev::run(args, format).await,
-        Command::Status => status::run(&ClusterClient::from_args(&cli.global)?, format).await,
-        Command::Nodes(command) => nodes::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
-        Command::Tasks(command) => tasks::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
-        Command::Modules(command) => modules::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
-        Command::Rollout(command) => rollout::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
-        Command::Kv(command) => kv::run(&ClusterClient::from_args(&cli.global)?, command, format).await,
-        Command::Upgrade(args) => upgrade::run(&ClusterClient::from_args(&cli.global)?, args, format).await,
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "batonctl", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Context(command) => context::run(command, &cli.global, format),
+        Command::Status => status::run(&client(cli.global)?, format).await,
+        Command::Nodes(command) => nodes::run(&client(cli.global)?, command, format).await,
+        Command::Tasks(command) => tasks::run(&client(cli.global)?, command, format).await,
+        Command::Modules(command) => modules::run(&client(cli.global)?, command, format).await,
+        Command::Rollout(command) => rollout::run(&client(cli.global)?, command, format).await,
+        Command::Kv(command) => kv::run(&client(cli.global)?, command, format).await,
+        Command::Upgrade(args) => upgrade::run(&client(cli.global)?, args, format).await,
     }
 }

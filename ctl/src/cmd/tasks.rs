@@ -23,7 +23,11 @@ pub struct TaskView {
     pub tick: u64,
     pub status: String,
     pub failure: Option<String>,
+    /// When its last tick committed, RFC 3339 in UTC.
+    pub last_tick_at: Option<String>,
     pub last_tick_at_ms: Option<u64>,
+    /// When its next tick is due, RFC 3339 in UTC.
+    pub next_due: String,
     pub next_due_ms: u64,
     pub schedule: String,
     pub allow_net: Vec<String>,
@@ -44,7 +48,9 @@ impl From<TaskInfo> for TaskView {
             tick: t.tick,
             status: t.status,
             failure: (!t.failure.is_empty()).then_some(t.failure),
+            last_tick_at: t.last_tick_at_ms.map(output::rfc3339_ms),
             last_tick_at_ms: t.last_tick_at_ms,
+            next_due: output::rfc3339_ms(t.next_due_ms),
             next_due_ms: t.next_due_ms,
             schedule: t.schedule,
             allow_net: t.allow_net,
@@ -154,12 +160,13 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
             output::print(format, &tasks, || table(&tasks));
             return Ok(());
         }
-        TasksCommand::History { name } => {
+        TasksCommand::History { name, limit } => {
             let request = name_request(&name);
             let reply = client
                 .call_with(&request, |mut c, r| async move { c.task_history(r).await })
                 .await?;
-            print_history(format, &reply.ticks);
+            let views = history_views(reply.ticks, limit);
+            output::print(format, &views, || history_table(&views));
             return Ok(());
         }
         TasksCommand::Show { name } => call_named(client, &name, Named::Show).await?,
@@ -194,36 +201,78 @@ async fn call_named(client: &ClusterClient, name: &str, what: Named) -> Result<b
         .await?)
 }
 
-#[derive(Serialize)]
-struct TickView {
-    tick: u64,
-    epoch: u64,
-    node: u64,
-    committed_at_ms: u64,
+/// A committed tick as `tasks history` prints it.
+#[derive(Debug, Serialize)]
+pub struct TickView {
+    pub tick: u64,
+    pub epoch: u64,
+    pub node: u64,
+    /// The module version that ran it.
+    pub version: u32,
+    /// When it committed, RFC 3339 in UTC.
+    pub committed_at: String,
+    /// The same, in milliseconds since the Unix epoch.
+    pub committed_at_ms: u64,
 }
 
-fn print_history(format: OutputFormat, ticks: &[TickInfo]) {
-    let views: Vec<TickView> = ticks
-        .iter()
+/// `ticks` (oldest first, as the cluster keeps them) newest first, at
+/// most `limit` of them.
+pub fn history_views(ticks: Vec<TickInfo>, limit: Option<usize>) -> Vec<TickView> {
+    ticks
+        .into_iter()
+        .rev()
+        .take(limit.unwrap_or(usize::MAX))
         .map(|t| TickView {
             tick: t.tick,
             epoch: t.epoch,
             node: t.node,
+            version: t.version,
+            committed_at: output::rfc3339_ms(t.committed_at_ms),
             committed_at_ms: t.committed_at_ms,
         })
+        .collect()
+}
+
+fn history_table(views: &[TickView]) -> String {
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|t| {
+            vec![
+                t.tick.to_string(),
+                t.epoch.to_string(),
+                t.node.to_string(),
+                t.version.to_string(),
+                t.committed_at.clone(),
+            ]
+        })
         .collect();
-    output::print(format, &views, || {
-        let rows: Vec<Vec<String>> = views
-            .iter()
-            .map(|t| {
-                vec![
-                    t.tick.to_string(),
-                    t.epoch.to_string(),
-                    t.node.to_string(),
-                    t.committed_at_ms.to_string(),
-                ]
-            })
-            .collect();
-        output::table(&["TICK", "EPOCH", "NODE", "COMMITTED AT (ms)"], &rows)
-    });
+    output::table(&["TICK", "EPOCH", "NODE", "VERSION", "COMMITTED AT"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(tick: u64) -> TickInfo {
+        TickInfo {
+            tick,
+            epoch: 1,
+            node: 2,
+            committed_at_ms: 1_796_425_853_000 + tick,
+            version: 3,
+        }
+    }
+
+    #[test]
+    fn history_is_newest_first_and_limited() {
+        let views = history_views((1..=5).map(tick).collect(), Some(2));
+        assert_eq!(views.iter().map(|v| v.tick).collect::<Vec<_>>(), [5, 4]);
+        assert_eq!(views[0].committed_at, "2026-12-04T23:10:53.005Z");
+        assert_eq!(history_views((1..=5).map(tick).collect(), None).len(), 5);
+        let table = history_table(&views);
+        assert!(
+            table.starts_with("TICK  EPOCH  NODE  VERSION  COMMITTED AT\n5 "),
+            "{table}"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use baton_node::modules::signing::{read_private_key, sign_node_binary};
 use baton_node::state::cluster_version::ReleaseDescription;
@@ -16,11 +16,15 @@ use serde::Serialize;
 
 use super::CmdError;
 use crate::cli::{OutputFormat, UpgradeArgs, UpgradeCommand};
-use crate::client::ClusterClient;
+use crate::client::{ClientError, ClusterClient};
 use crate::output;
 
 /// How often `--watch` asks.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a followed upgrade is still followed while no node can be
+/// reached.
+const WATCH_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Bytes per uploaded chunk.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -152,10 +156,25 @@ pub async fn status(client: &ClusterClient) -> Result<Option<UpgradeView>, CmdEr
 /// progress on stderr.
 pub async fn watch(client: &ClusterClient) -> Result<UpgradeView, CmdError> {
     let mut last = String::new();
+    let mut lost_since: Option<Instant> = None;
     loop {
-        let view = status(client)
-            .await?
-            .ok_or_else(|| CmdError::NotFound("this cluster has had no upgrade of the node binary".into()))?;
+        let view = match status(client).await {
+            Ok(view) => {
+                lost_since = None;
+                view
+            }
+            // The upgrade restarts the nodes, one at a time: with a single
+            // endpoint, that one may be down for a while.
+            Err(CmdError::Client(ClientError::Unreachable { .. }))
+                if lost_since.get_or_insert_with(Instant::now).elapsed() < WATCH_PATIENCE =>
+            {
+                tokio::time::sleep(WATCH_INTERVAL).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let view =
+            view.ok_or_else(|| CmdError::NotFound("this cluster has had no upgrade of the node binary".into()))?;
         let text = view.text();
         if text != last {
             let _ = write!(std::io::stderr(), "{text}");
