@@ -1,11 +1,13 @@
 //! `batonctl context add|use|list|rm`: the contexts file
 //! ([`crate::contexts`]).
 
+use std::path::PathBuf;
+
 use serde::Serialize;
 
 use super::CmdError;
 use crate::cli::{ContextCommand, GlobalArgs, OutputFormat};
-use crate::client::endpoint_address;
+use crate::client::ClusterClient;
 use crate::contexts::{Context, Contexts};
 use crate::output;
 
@@ -83,54 +85,32 @@ pub fn run(command: ContextCommand, global: &GlobalArgs, format: OutputFormat) -
 }
 
 /// A context from the flags and variables given with `context add`,
-/// checked as a command would use it: endpoints that parse, and the
-/// certificate files readable (kept as absolute paths).
+/// checked as a command would use them (a client is built from them: the
+/// endpoints parse, the certificate files load), with the files kept as
+/// absolute paths.
 fn from_args(global: &GlobalArgs) -> Result<Context, CmdError> {
-    let endpoints: Vec<String> = global
-        .endpoints
-        .iter()
-        .map(|e| e.trim().to_string())
-        .filter(|e| !e.is_empty())
-        .collect();
-    if endpoints.is_empty() {
-        return Err(CmdError::Usage(
-            "a context needs endpoints: `batonctl context add NAME --endpoints HOST:PORT[,...]` with --ca, --cert \
-             and --key (or --insecure)"
-                .into(),
-        ));
-    }
-    for endpoint in &endpoints {
-        endpoint_address(endpoint, !global.insecure)
-            .map_err(|why| CmdError::Usage(format!("{endpoint:?} is not a valid endpoint: {why}")))?;
-    }
-    if global.insecure {
-        return Ok(Context {
-            endpoints,
-            ca: None,
-            cert: None,
-            key: None,
-            insecure: true,
-        });
-    }
-    let (Some(ca), Some(cert), Some(key)) = (&global.ca, &global.cert, &global.key) else {
-        return Err(CmdError::Usage(
-            "a context needs --ca, --cert and --key (or BATON_CA, BATON_CERT, BATON_KEY), or --insecure for a \
-             cluster without TLS"
-                .into(),
-        ));
+    ClusterClient::from_args(global)?;
+    let absolute = |path: &Option<PathBuf>| {
+        path.as_deref()
+            .map(|path| {
+                std::path::absolute(path).map_err(|source| CmdError::File {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            })
+            .transpose()
     };
-    baton_node::tls::TlsMaterial::load_files(ca, cert, key).map_err(crate::client::ClientError::from)?;
-    let absolute = |path: &std::path::Path| {
-        std::path::absolute(path).map_err(|source| CmdError::File {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
+    let secure = !global.insecure;
     Ok(Context {
-        endpoints,
-        ca: Some(absolute(ca)?),
-        cert: Some(absolute(cert)?),
-        key: Some(absolute(key)?),
-        insecure: false,
+        endpoints: global
+            .endpoints
+            .iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect(),
+        ca: if secure { absolute(&global.ca)? } else { None },
+        cert: if secure { absolute(&global.cert)? } else { None },
+        key: if secure { absolute(&global.key)? } else { None },
+        insecure: global.insecure,
     })
 }
