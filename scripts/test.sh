@@ -29,14 +29,21 @@ CARGO_TARGET_DIR=target/earlier-release BATON_BUILD_RELEASE=0.5.0-earlier BATON_
 # The example task modules, for wasm32-wasip2 (installs the target if needed).
 scripts/build-tasks.sh
 # Debian packages the tests use: a static busybox, from which the "Three
-# machines" test builds its machines, and Prometheus, which the metrics test
-# runs against a cluster.
+# machines" test builds its machines; Prometheus, which the metrics test
+# runs against a cluster; Chromium and its WebDriver, with which the status
+# page's test reads and clicks the page.
 missing=()
 if ! { [ -x /bin/busybox ] && ldd /bin/busybox 2>&1 | grep -q "not a dynamic executable"; }; then
   missing+=(busybox-static)
 fi
 if ! command -v prometheus >/dev/null; then
   missing+=(prometheus)
+fi
+if ! command -v chromium >/dev/null; then
+  missing+=(chromium)
+fi
+if ! command -v chromedriver >/dev/null; then
+  missing+=(chromium-driver)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq

@@ -1,51 +1,116 @@
 //! A small HTTP/1.0 client for the tests: a GET to a node's metrics
-//! listener or to Prometheus' API. HTTP/1.0 keeps the answer unchunked and
-//! ends it with the connection.
+//! listener or to Prometheus' API, a POST to the status page or to a
+//! WebDriver. HTTP/1.0 keeps the answer unchunked and ends it with the
+//! connection.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// An answer: its status code and body.
+/// An answer: its status code, headers and body.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
     pub content_type: String,
+    /// Every header, names in lower case, in the order sent.
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
-/// GETs `path` from `addr` (`HOST:PORT`) within `timeout`.
-pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Answer, String> {
-    tokio::time::timeout(timeout, exchange(addr, path))
-        .await
-        .map_err(|_| format!("GET http://{addr}{path}: no answer within {timeout:?}"))?
+impl Answer {
+    /// The first header called `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
 }
 
-async fn exchange(addr: &str, path: &str) -> Result<Answer, String> {
-    let fail = |e: std::io::Error| format!("GET http://{addr}{path}: {e}");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(fail)?;
+/// Sends `method path` to `addr` as HTTP/1.1 with `headers` and `body` (its
+/// Content-Length added), within `timeout`. For servers that answer with a
+/// Content-Length (the status page, chromedriver, which refuses HTTP/1.0
+/// and keeps a connection open after its answer).
+pub async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    head.push_str(body);
+    send(addr, method, path, head, timeout).await
+}
+
+/// GETs `path` from `addr` (`HOST:PORT`) as HTTP/1.0 within `timeout`.
+pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Answer, String> {
     let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
+    send(addr, "GET", path, request, timeout).await
+}
+
+async fn send(addr: &str, method: &str, path: &str, request: String, timeout: Duration) -> Result<Answer, String> {
+    tokio::time::timeout(timeout, exchange(addr, method, path, request))
+        .await
+        .map_err(|_| format!("{method} http://{addr}{path}: no answer within {timeout:?}"))?
+}
+
+/// Where the answer in `bytes` ends, if it is all there: after its
+/// Content-Length, or at the end of the connection without one.
+fn answer_len(bytes: &[u8]) -> Option<usize> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&bytes[..end]);
+    let length: usize = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
+    })?;
+    (bytes.len() >= end + length).then_some(end + length)
+}
+
+async fn exchange(addr: &str, method: &str, path: &str, request: String) -> Result<Answer, String> {
+    let fail = |e: std::io::Error| format!("{method} http://{addr}{path}: {e}");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(fail)?;
     stream.write_all(request.as_bytes()).await.map_err(fail)?;
     let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).await.map_err(fail)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buf).await.map_err(fail)?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+        if let Some(len) = answer_len(&bytes) {
+            bytes.truncate(len);
+            break;
+        }
+    }
     let text = String::from_utf8_lossy(&bytes);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("GET http://{addr}{path}: no end of headers in {text:?}"))?;
+        .ok_or_else(|| format!("{method} http://{addr}{path}: no end of headers in {text:?}"))?;
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("GET http://{addr}{path}: no status line in {head:?}"))?;
-    let content_type = lines
+        .ok_or_else(|| format!("{method} http://{addr}{path}: no status line in {head:?}"))?;
+    let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .map(|(_, value)| value.trim().to_string())
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    let content_type = headers
+        .iter()
+        .find(|(name, _)| name == "content-type")
+        .map(|(_, value)| value.clone())
         .unwrap_or_default();
     Ok(Answer {
         status,
         content_type,
+        headers,
         body: body.to_string(),
     })
 }

@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 
 pub use batonctl::local_cluster;
 
+pub mod browser;
 pub mod chaos;
 pub mod chaos_report;
 pub mod containers;

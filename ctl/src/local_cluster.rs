@@ -57,6 +57,10 @@ pub enum LocalClusterError {
 
 /// The module signing key in a local cluster's directory (and `.pub`).
 pub const SIGNING_KEY_FILE: &str = "signing.key";
+/// The file under a local cluster's directory holding the token that
+/// unlocks the nodes' status pages' manual steps (`[metrics]
+/// admin_token_file`).
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError + '_ {
     move |source| LocalClusterError::Io {
@@ -108,6 +112,25 @@ pub struct LocalCluster {
     /// (for a release before 0.6.0, which refuses the table), nodes use the
     /// default listener, which only the first to start on the machine gets.
     metrics_tables: bool,
+}
+
+/// Writes a fresh random admin token to `path`, readable by its owner only.
+fn write_admin_token(path: &Path) -> Result<(), LocalClusterError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(io_err(Path::new("/dev/urandom")))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(io_err(path))
 }
 
 /// Finds `baton-node` beside the running executable, in the directory above
@@ -210,6 +233,9 @@ impl LocalCluster {
         let signing_key = signing::generate();
         let trusted_key = signing::write_key_pair(&dir.join(SIGNING_KEY_FILE), &signing_key)
             .map_err(|(path, source)| LocalClusterError::Io { path, source })?;
+        if metrics_tables {
+            write_admin_token(&dir.join(ADMIN_TOKEN_FILE))?;
+        }
         let ports = free_ports(n as usize)?;
         let initial: Vec<InitialMember> = (1..=n)
             .zip(&ports)
@@ -273,7 +299,10 @@ impl LocalCluster {
                 trusted_keys: vec![self.trusted_key.clone()],
             }),
             limits: Default::default(),
-            metrics: self.metrics_tables.then(|| MetricsConfig::at(&metrics_addr)),
+            metrics: self.metrics_tables.then(|| MetricsConfig {
+                admin_token_file: Some(self.dir.join(ADMIN_TOKEN_FILE)),
+                ..MetricsConfig::at(&metrics_addr)
+            }),
             testing: Default::default(),
         };
         let text = format!(
@@ -305,6 +334,13 @@ impl LocalCluster {
     /// The `baton-node` its nodes run.
     pub fn node_binary(&self) -> &Path {
         &self.node_binary
+    }
+
+    /// The token that unlocks the status pages' manual steps, if the nodes
+    /// were given one (clusters laid out with `[metrics]` tables).
+    pub fn admin_token(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.dir.join(ADMIN_TOKEN_FILE)).ok()?;
+        Some(text.trim().to_string())
     }
 
     /// Paths of the CA and admin certificate and key.

@@ -79,8 +79,9 @@ pub struct LimitsConfig {
 }
 
 /// `[metrics]`: the node's plain-HTTP listener for Prometheus' `/metrics`,
-/// `/healthz` and `/readyz` (see `docs/metrics.md`). It serves nothing that
-/// changes the cluster.
+/// `/healthz`, `/readyz` and the status page (see `docs/metrics.md` and
+/// `docs/status-page.md`). It changes nothing in the cluster unless
+/// `admin_token_file` is set, and then only for whoever shows that token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
@@ -90,6 +91,12 @@ pub struct MetricsConfig {
     /// Prometheus on another machine scrape it, bind the machine's address
     /// (or `0.0.0.0:9464`) and keep the port behind your firewall.
     pub listen: String,
+    /// A file holding the token that unlocks the status page's manual steps
+    /// (pause a task, drain a node, pause a rollout...): one line of at
+    /// least [`crate::web::AdminToken::MIN_CHARS`] characters. Without it
+    /// the page is read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// The metrics listener's default address: the port OpenTelemetry's
@@ -102,6 +109,7 @@ impl MetricsConfig {
         MetricsConfig {
             enabled: true,
             listen: listen.into(),
+            admin_token_file: None,
         }
     }
 }
@@ -337,6 +345,9 @@ impl NodeConfig {
         if let Some(dir) = config.heart.as_mut().and_then(|h| h.state_dir.as_mut()) {
             resolve(dir);
         }
+        if let Some(file) = config.metrics.as_mut().and_then(|m| m.admin_token_file.as_mut()) {
+            resolve(file);
+        }
         Ok(config)
     }
 
@@ -518,6 +529,11 @@ impl NodeConfig {
             );
             return;
         };
+        if let Some(file) = &table.admin_token_file
+            && let Err(why) = crate::web::AdminToken::load(file)
+        {
+            problem("metrics.admin_token_file", why);
+        }
         let heart = self
             .heart
             .as_ref()

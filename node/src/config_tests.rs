@@ -263,3 +263,29 @@ fn the_metrics_listener_defaults_to_loopback_and_needs_a_port_of_its_own() {
     let err = NodeConfig::parse(&format!("{VALID}\n[metrics]\nport = 1\n"), Path::new(".")).unwrap_err();
     assert!(err.contains("unknown field `port`"), "{err}");
 }
+
+#[test]
+fn an_admin_token_file_is_resolved_beside_the_config_and_must_hold_a_token() {
+    let named = parse(&format!("{VALID}\n[metrics]\nadmin_token_file = \"admin-token\"\n"));
+    let file = named.metrics().0.admin_token_file.unwrap();
+    assert_eq!(file, Path::new("/etc/baton/admin-token"));
+    let problems = named.validate();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "metrics.admin_token_file");
+    assert!(
+        problems[0].message.contains("cannot read /etc/baton/admin-token"),
+        "{problems:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    let at = |text: &str| {
+        std::fs::write(&token, text).unwrap();
+        let config = format!("{VALID}\n[metrics]\nadmin_token_file = \"{}\"\n", token.display());
+        parse(&config).validate()
+    };
+    assert_eq!(at("0123456789abcdef0123\n"), vec![]);
+    let short = at("short\n");
+    assert_eq!(short.len(), 1);
+    assert!(short[0].message.contains("at least 16"), "{short:?}");
+}

@@ -49,6 +49,7 @@ pub mod tls;
 pub mod types;
 pub mod upgrade;
 pub mod versioning;
+pub mod web;
 
 pub use node::{NodeError, run};
 

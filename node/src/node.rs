@@ -53,6 +53,8 @@ pub enum NodeError {
          using the port? change [metrics] listen, or set [metrics] enabled = false"
     )]
     MetricsBind { addr: String, source: std::io::Error },
+    #[error("metrics.admin_token_file: {0}")]
+    AdminToken(String),
     #[error("raft: {0}")]
     Raft(String),
     #[error("task runtime: {0}")]
@@ -125,6 +127,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
     let engine = TaskEngine::new(limits, Some(&config.data_dir.join("wasm-cache"))).map_err(NodeError::Runtime)?;
 
+    // Read before anything binds: a config that names a token file the
+    // node cannot use stops it here, with what to do.
+    let admin_token = match config.metrics().0.admin_token_file {
+        Some(file) if config.metrics().0.enabled => {
+            Some(crate::web::AdminToken::load(&file).map_err(NodeError::AdminToken)?)
+        }
+        _ => None,
+    };
     let listener = TcpListener::bind(&config.listen_addr)
         .await
         .map_err(|source| NodeError::Bind {
@@ -234,8 +244,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let server = tokio::spawn(server);
     let (stop_metrics_tx, stop_metrics_rx) = tokio::sync::oneshot::channel::<()>();
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let metrics_server =
-        metrics_listener.map(|l| tokio::spawn(crate::metrics::http::serve(l, context.clone(), stop_metrics_rx)));
+    let metrics_server = metrics_listener.map(|l| {
+        tokio::spawn(crate::metrics::http::serve(
+            l,
+            context.clone(),
+            admin_token,
+            stop_metrics_rx,
+        ))
+    });
     let leader_watch = crate::metrics::spawn_leader_watch(raft.clone(), context.metrics.clone());
 
     let initialized = raft

@@ -17,6 +17,10 @@
 //! 6. A new worker joins: the time from `nodes add` until it has applied a
 //!    write made just before.
 //!
+//! 7. With `--status-page-loads N`: how long each status page takes to load
+//!    from the leader and from a follower, beside `/metrics` and a
+//!    `tasks list` of every task in the same run.
+//!
 //! Prints Markdown tables. `--node-binary` runs another build of
 //! `baton-node` (its `baton-heart` beside it), such as the commit before a
 //! change, for figures measured side by side in one session.
@@ -74,6 +78,10 @@ struct Args {
     /// window, as a Prometheus would (the cost of metrics).
     #[arg(long)]
     scrape_every_ms: Option<u64>,
+    /// After the window, load each status page this many times from the
+    /// leader and from a follower (`scripts/bench-status-page.sh`).
+    #[arg(long)]
+    status_page_loads: Option<usize>,
 }
 
 /// Resident memory of a process, in KiB (from /proc).
@@ -165,6 +173,58 @@ async fn add_tasks(cluster: &TestCluster, n: usize, period_ms: u64) -> Duration 
 /// about 10 MB for the leader to build and send.
 fn list_interval(tasks: usize) -> Duration {
     Duration::from_millis((tasks as u64 / 10).clamp(200, 5_000))
+}
+
+/// Loads each status page `loads` times from node `id` and prints a row per
+/// page: p50, p99 and max load time and the page's size; `/metrics` and a
+/// `tasks list` of every task beside them, as peers.
+async fn time_status_page(cluster: &TestCluster, client: &ClusterClient, id: u64, role: &str, loads: usize) {
+    let addr = &cluster.local.nodes[&id].metrics_addr;
+    let paths = [
+        "/",
+        "/tasks",
+        "/tasks?status=running&page=50",
+        "/tasks?name=t0099",
+        "/tasks/t000042",
+        "/nodes",
+        "/modules",
+        "/metrics",
+    ];
+    for path in paths {
+        let mut ms = Vec::with_capacity(loads);
+        let mut bytes = 0;
+        for _ in 0..loads {
+            let started = Instant::now();
+            let answer = baton_cluster_tests::http::get(addr, path, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+            ms.push(started.elapsed().as_micros() as u64);
+            bytes = answer.body.len();
+        }
+        ms.sort_unstable();
+        println!(
+            "| node {id} ({role}) | `{path}` | {:.1} | {:.1} | {:.1} | {} KiB |",
+            quantile(&ms, 0.5) as f64 / 1000.0,
+            quantile(&ms, 0.99) as f64 / 1000.0,
+            quantile(&ms, 1.0) as f64 / 1000.0,
+            bytes / 1024
+        );
+    }
+    let mut ms = Vec::with_capacity(loads);
+    for _ in 0..loads {
+        let started = Instant::now();
+        let all = tasks(client).await;
+        ms.push(started.elapsed().as_micros() as u64);
+        assert!(!all.is_empty());
+    }
+    ms.sort_unstable();
+    println!(
+        "| any ({role} run) | `batonctl tasks list` (gRPC, every task) | {:.1} | {:.1} | {:.1} | - |",
+        quantile(&ms, 0.5) as f64 / 1000.0,
+        quantile(&ms, 0.99) as f64 / 1000.0,
+        quantile(&ms, 1.0) as f64 / 1000.0,
+    );
 }
 
 fn owned_by(all: &[TaskInfo], node: u64) -> Vec<String> {
@@ -328,6 +388,17 @@ async fn main() {
     }
     // The faults last, their rows after the rest: a run that fails in them
     // has printed everything before.
+    if let Some(loads) = args.status_page_loads {
+        let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+        println!(
+            "\n### The status page with {} tasks ({loads} loads each, one after another, while the tasks tick)\n",
+            args.tasks
+        );
+        println!("| from | page | p50 ms | p99 ms | max ms | size |");
+        println!("|---|---|---|---|---|---|");
+        time_status_page(&cluster, &client, leader, "leader", loads).await;
+        time_status_page(&cluster, &client, follower, "follower", loads).await;
+    }
     if !args.no_faults {
         if args.all_on_one_worker {
             for voter in 1..=3 {

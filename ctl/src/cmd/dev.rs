@@ -132,12 +132,13 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
         .values()
         .map(|n| {
             json!({"id": n.id, "addr": n.addr, "metrics": format!("http://{}/metrics", n.metrics_addr),
-                "config": n.config_path(), "log": n.log_path()})
+                "status_page": format!("http://{}/", n.metrics_addr), "config": n.config_path(), "log": n.log_path()})
         })
         .collect();
     output::print(
         format,
-        &json!({"dir": dir, "env": env_path, "leader": view.leader, "nodes": nodes, "tasks": examples}),
+        &json!({"dir": dir, "env": env_path, "leader": view.leader, "nodes": nodes, "tasks": examples,
+            "admin_token_file": cluster.dir.join(crate::local_cluster::ADMIN_TOKEN_FILE)}),
         || tour(&cluster, &env_path, view.leader.unwrap_or(0), &examples),
     );
 
@@ -304,6 +305,8 @@ In another terminal:
   batonctl nodes list -o json         # every command has --output json
   curl -s http://{metrics}/metrics | grep baton_ticks_total
                                       # Prometheus metrics; /healthz and /readyz beside them
+  open http://{metrics}/           # the status page, live; sign in with the token in
+                                      # {dir}/admin-token for manual steps
 
 Ctrl-C here stops every node.
 ",

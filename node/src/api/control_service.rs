@@ -66,6 +66,65 @@ impl ControlService {
         }
         Ok(())
     }
+
+    /// The cluster's status as this node sees it: what `status` answers on
+    /// the leader, and on any other node its probes of the members (the
+    /// status page shows it on every node).
+    pub async fn status_here(&self) -> StatusReply {
+        let metrics = crate::types::metrics(&self.context.raft);
+        let mut members = probe_members(&self.context).await;
+        let (stalls, overdue_tasks) = super::stalls::current(&self.context);
+        for member in &mut members {
+            if let Some(state) = super::stalls::lagging_state(&member.state, member.id, &stalls) {
+                member.state = state.to_string();
+            }
+        }
+        let (tasks_running, tasks_paused, failed_tasks) = self.context.state_machine.read(|s| {
+            let count = |status: &TaskStatus| s.tasks.values().filter(|t| &t.status == status).count() as u64;
+            let failed = s
+                .tasks
+                .values()
+                .filter(|t| matches!(t.status, TaskStatus::Failed { .. }))
+                .map(|t| t.spec.name.clone())
+                .collect();
+            (count(&TaskStatus::Running), count(&TaskStatus::Paused), failed)
+        });
+        let (cluster_version, due_per_second) = self
+            .context
+            .state_machine
+            .read(|s| (s.cluster_version, s.tasks.due_per_second()));
+        let ticks = self.context.state_machine.timeliness();
+        let version_held_by = match next_step(cluster_version, &member_ranges(&self.context)) {
+            Step::Held(held) => held.into_iter().map(|(id, _)| id).collect(),
+            Step::Raise(_) | Step::Highest => Vec::new(),
+        };
+        StatusReply {
+            cluster_id: self.context.cluster_id.clone(),
+            leader_id: metrics.current_leader.unwrap_or(0),
+            term: metrics.current_term,
+            commit_index: crate::types::committed_index(&metrics),
+            last_applied_index: metrics.last_applied.as_ref().map_or(0, |l| l.index),
+            answered_by: self.context.id,
+            members,
+            tasks_running,
+            tasks_paused,
+            failed_tasks,
+            failover_bound_ms: self.context.supervision.failover_bound_ms,
+            lease_ms: self.context.supervision.lease_ms,
+            stalls,
+            overdue_tasks,
+            cluster_version,
+            version_held_by,
+            ticks: Some(TickTimeliness {
+                window_ms: ticks.window_ms,
+                committed_per_second: ticks.committed_per_second(),
+                due_per_second,
+                late_p50_ms: ticks.late_p50_ms,
+                late_p99_ms: ticks.late_p99_ms,
+                late_max_ms: ticks.late_max_ms,
+            }),
+        }
+    }
 }
 
 /// Checks a key-value write before it reaches Raft.
@@ -150,59 +209,7 @@ fn check_addr(addr: &str) -> Result<(), Status> {
 impl Control for ControlService {
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         self.redirect_to_leader()?;
-        let metrics = crate::types::metrics(&self.context.raft);
-        let mut members = probe_members(&self.context).await;
-        let (stalls, overdue_tasks) = super::stalls::current(&self.context);
-        for member in &mut members {
-            if let Some(state) = super::stalls::lagging_state(&member.state, member.id, &stalls) {
-                member.state = state.to_string();
-            }
-        }
-        let (tasks_running, tasks_paused, failed_tasks) = self.context.state_machine.read(|s| {
-            let count = |status: &TaskStatus| s.tasks.values().filter(|t| &t.status == status).count() as u64;
-            let failed = s
-                .tasks
-                .values()
-                .filter(|t| matches!(t.status, TaskStatus::Failed { .. }))
-                .map(|t| t.spec.name.clone())
-                .collect();
-            (count(&TaskStatus::Running), count(&TaskStatus::Paused), failed)
-        });
-        let (cluster_version, due_per_second) = self
-            .context
-            .state_machine
-            .read(|s| (s.cluster_version, s.tasks.due_per_second()));
-        let ticks = self.context.state_machine.timeliness();
-        let version_held_by = match next_step(cluster_version, &member_ranges(&self.context)) {
-            Step::Held(held) => held.into_iter().map(|(id, _)| id).collect(),
-            Step::Raise(_) | Step::Highest => Vec::new(),
-        };
-        Ok(Response::new(StatusReply {
-            cluster_id: self.context.cluster_id.clone(),
-            leader_id: metrics.current_leader.unwrap_or(0),
-            term: metrics.current_term,
-            commit_index: crate::types::committed_index(&metrics),
-            last_applied_index: metrics.last_applied.as_ref().map_or(0, |l| l.index),
-            answered_by: self.context.id,
-            members,
-            tasks_running,
-            tasks_paused,
-            failed_tasks,
-            failover_bound_ms: self.context.supervision.failover_bound_ms,
-            lease_ms: self.context.supervision.lease_ms,
-            stalls,
-            overdue_tasks,
-            cluster_version,
-            version_held_by,
-            ticks: Some(TickTimeliness {
-                window_ms: ticks.window_ms,
-                committed_per_second: ticks.committed_per_second(),
-                due_per_second,
-                late_p50_ms: ticks.late_p50_ms,
-                late_p99_ms: ticks.late_p99_ms,
-                late_max_ms: ticks.late_max_ms,
-            }),
-        }))
+        Ok(Response::new(self.status_here().await))
     }
 
     async fn list_nodes(&self, _request: Request<ListNodesRequest>) -> Result<Response<ListNodesReply>, Status> {
@@ -211,7 +218,6 @@ impl Control for ControlService {
             members: probe_members(&self.context).await,
         }))
     }
-
     async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<AddNodeReply>, Status> {
         let AddNodeRequest { id, addr, worker } = request.into_inner();
         Self::check_node_id(id)?;

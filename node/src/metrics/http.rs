@@ -1,10 +1,12 @@
 //! The node's plain-HTTP listener (`[metrics] listen`): `/metrics` for
-//! Prometheus, `/healthz` (the process serves and its Raft runs) and
-//! `/readyz` (it may run tasks: see [`Readiness`]).
+//! Prometheus, `/healthz` (the process serves and its Raft runs), `/readyz`
+//! (it may run tasks: see [`Readiness`]) and the status page (every other
+//! address, see [`crate::web`]).
 //!
 //! It is off the mutual-TLS port so that a scraper or a load balancer's
-//! probe needs no client certificate; it serves nothing that changes the
-//! cluster, and by default listens on loopback only.
+//! probe needs no client certificate. It changes nothing in the cluster
+//! but for the status page's manual steps, which need the admin token, and
+//! by default listens on loopback only.
 
 use std::sync::Arc;
 
@@ -31,22 +33,26 @@ struct Served {
     context: Arc<NodeContext>,
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `stop`
-/// fires (or is dropped).
+/// Serves `/metrics`, `/healthz`, `/readyz` and the status page (its manual
+/// steps unlocked by `admin_token`, if any) on `listener` until `stop` fires
+/// (or is dropped).
 pub async fn serve(
     listener: TcpListener,
     context: Arc<NodeContext>,
+    admin_token: Option<crate::web::AdminToken>,
     stop: oneshot::Receiver<()>,
 ) -> std::io::Result<()> {
     let mut registry = Registry::with_prefix("baton");
     context.metrics.register(&mut registry);
     registry.register_collector(Box::new(Scrape::new(context.clone())));
+    let site = crate::web::router(context.clone(), admin_token);
     let served = Arc::new(Served { registry, context });
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(served);
+        .with_state(served)
+        .merge(site);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = stop.await;
