@@ -2,16 +2,16 @@
 //! serves it; it reads the cluster as `batonctl` does; it takes no manual
 //! step without the admin token, nor from another site's page; and a real
 //! browser (headless Chromium) sees it update live, signs in, pauses and
-//! resumes a task and drains and undrains a node, while a witness outside
-//! the cluster sees the paused task stop and no task run on two nodes at
-//! once.
+//! resumes a task, drains and undrains a node, and sees a killed node's
+//! tasks move, while a witness outside the cluster sees the paused task
+//! stop and no task run on two nodes at once.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use baton_cluster_tests::browser::Browser;
 use baton_cluster_tests::http::{Answer, get, request};
-use baton_cluster_tests::task_api::{start_counters, start_witnessed, task, tasks, witness_report};
+use baton_cluster_tests::task_api::{history, start_counters, start_witnessed, task, tasks, witness_report};
 use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::{TestCluster, poll_async};
 
@@ -49,7 +49,6 @@ async fn every_node_serves_the_page_and_its_steps_need_the_token_from_this_site(
     let names = start_counters(&cluster, &client, 6, PERIOD_MS).await;
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
     let token = cluster.local.admin_token().expect("a local cluster has an admin token");
-    let owned_by_1 = tasks(&client).await.iter().filter(|t| t.owner == 1).count();
 
     for node in cluster.local.nodes.values() {
         let addr = &node.metrics_addr;
@@ -76,14 +75,19 @@ async fn every_node_serves_the_page_and_its_steps_need_the_token_from_this_site(
         for name in &names {
             assert!(all.body.contains(&format!("data-task=\"{name}\"")), "{name}");
         }
-        let filtered = get(addr, "/tasks?module=counter&owner=1", ANSWER).await.unwrap();
-        assert!(
-            filtered
-                .body
-                .contains(&format!("<p id=\"task-count\">{owned_by_1} of 6 tasks</p>")),
-            "{}",
-            filtered.body
-        );
+        // The page says what the cluster says (polled: a task may move
+        // between the two looks).
+        poll_async(
+            Duration::from_secs(20),
+            "the filtered count to match the cluster's",
+            || async {
+                let owned_by_1 = tasks(&client).await.iter().filter(|t| t.owner == 1).count();
+                let filtered = get(addr, "/tasks?module=counter&owner=1&page=abc", ANSWER).await.ok()?;
+                let count = format!("<p id=\"task-count\">{owned_by_1} of 6 tasks</p>");
+                filtered.body.contains(&count).then_some(())
+            },
+        )
+        .await;
         let one = get(addr, "/tasks/c000", ANSWER).await.unwrap();
         assert_eq!(one.status, 200);
         assert!(one.body.contains("<h1>Task c000</h1>") && one.body.contains("<table id=\"history\">"));
@@ -99,6 +103,7 @@ async fn every_node_serves_the_page_and_its_steps_need_the_token_from_this_site(
     let addr = &cluster.local.nodes[&leader].metrics_addr;
     let pause = "step=pause-task&task=c000&back=%2Ftasks";
     let bearer = format!("Bearer {token}");
+    let from_here = format!("http://{addr}");
     let refused = [
         ("no token", vec![]),
         (
@@ -117,7 +122,8 @@ async fn every_node_serves_the_page_and_its_steps_need_the_token_from_this_site(
     }
     let done = post(addr, "/act", &[("Authorization", &bearer)], pause).await;
     assert_eq!(done.status, 303, "{}", done.body);
-    assert_eq!(done.header("location"), Some("/tasks?notice=Paused%20task%20c000."));
+    assert_eq!(done.header("location"), Some("/tasks"));
+    assert_eq!(done.body, "Paused task c000.\n");
     assert_eq!(task(&client, "c000").await.status, "paused");
 
     // A follower names the leader, which takes the steps.
@@ -125,42 +131,72 @@ async fn every_node_serves_the_page_and_its_steps_need_the_token_from_this_site(
     let there = &cluster.local.nodes[&follower].metrics_addr;
     let resume = "step=resume-task&task=c000&back=%2Ftasks%2Fc000";
     let redirected = post(there, "/act", &[("Authorization", &bearer)], resume).await;
-    let location = redirected.header("location").unwrap_or_default().to_string();
+    assert_eq!(redirected.header("location"), Some("/tasks/c000"));
     assert!(
-        location.starts_with("/tasks/c000?notice=refused%3A%20this%20node%20is%20not%20the%20leader"),
-        "{location}"
+        redirected
+            .body
+            .starts_with(&format!("refused: this node is not the leader; node {leader} at")),
+        "{}",
+        redirected.body
     );
     assert_eq!(task(&client, "c000").await.status, "paused");
 
-    // The sign-in form sets a cookie that takes steps in the token's place.
+    // The sign-in form sets a session cookie, which takes steps in the
+    // token's place from this page, and only from it.
     let wrong = post(addr, "/login", &[], "token=not-the-token-at-all-000").await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.header("set-cookie").is_none());
     let signed_in = post(addr, "/login", &[], &format!("token={token}")).await;
     assert_eq!(signed_in.status, 303);
-    let cookie = signed_in
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    assert!(!cookie.contains(&token), "the cookie must not hold the token itself");
-    let resumed = post(addr, "/act", &[("Cookie", &cookie)], resume).await;
+    let port = addr.rsplit(':').next().unwrap();
+    let session = signed_in
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "set-cookie")
+        .map(|(_, value)| value.split(';').next().unwrap().to_string())
+        .find(|cookie| cookie.starts_with(&format!("baton_admin_{port}=")))
+        .expect("a session cookie named for the port");
+    assert!(!session.contains(&token), "the cookie must not hold the token itself");
+    for (what, headers) in [
+        ("no Origin", vec![("Cookie", session.as_str())]),
+        (
+            "another site's Origin",
+            vec![("Cookie", session.as_str()), ("Origin", "http://evil.example")],
+        ),
+        (
+            "a same-site page",
+            vec![("Cookie", session.as_str()), ("Sec-Fetch-Site", "same-site")],
+        ),
+    ] {
+        let answer = post(addr, "/act", &headers, resume).await;
+        assert_eq!(answer.status, 403, "a session with {what}: {}", answer.body);
+        assert_eq!(
+            task(&client, "c000").await.status,
+            "paused",
+            "a session with {what} resumed it"
+        );
+    }
+    let resumed = post(addr, "/act", &[("Cookie", &session), ("Origin", &from_here)], resume).await;
     assert_eq!(resumed.status, 303, "{}", resumed.body);
     assert_eq!(task(&client, "c000").await.status, "running");
-    let page = request(addr, "GET", "/tasks", &[("Cookie", &cookie)], "", ANSWER)
+    let page = request(addr, "GET", "/tasks", &[("Cookie", &session)], "", ANSWER)
         .await
         .unwrap();
     assert!(
         page.body.contains("data-step=\"pause-task\""),
         "signed in, the page offers steps"
     );
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    // On a follower, the signed-in reader is sent to the leader's page.
+    let elsewhere = request(there, "GET", "/tasks", &[("Authorization", &bearer)], "", ANSWER)
+        .await
+        .unwrap();
+    assert!(elsewhere.body.contains("id=\"steps-elsewhere\"") && !elsewhere.body.contains("data-step="));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_sees_the_page_live_and_takes_manual_steps_that_a_witness_confirms() {
-    let cluster = TestCluster::start(3).await;
+    let mut cluster = TestCluster::start(3).await;
     let client = cluster.client();
     let witness = Witness::start("127.0.0.1:0", Duration::ZERO).await.unwrap();
     let names = start_witnessed(&cluster, &client, &witness, 4, PERIOD_MS).await;
@@ -205,17 +241,24 @@ async fn a_browser_sees_the_page_live_and_takes_manual_steps_that_a_witness_conf
     browser.click("button[data-step=\"pause-task\"]").await.unwrap();
     notice(&browser, "Paused task w00.").await;
     assert_eq!(task(&client, "w00").await.status, "paused");
-    let runs_of = |name: &str| witness.runs().iter().filter(|r| r.task == name).count();
-    // A tick already under way when the pause committed may still reach
-    // the witness; then nothing more.
-    tokio::time::sleep(Duration::from_millis(2 * PERIOD_MS)).await;
-    let paused_runs = runs_of("w00");
-    tokio::time::sleep(Duration::from_millis(8 * PERIOD_MS)).await;
-    assert_eq!(runs_of("w00"), paused_runs, "the witness saw the paused task run");
+    // A tick in flight when the pause committed may still reach the
+    // witness, at most one past the last committed; none after it.
+    let paused_at = task(&client, "w00").await.tick;
+    let runs_of = |name: &str| {
+        witness
+            .runs()
+            .into_iter()
+            .filter(|r| r.task == name)
+            .collect::<Vec<_>>()
+    };
+    tokio::time::sleep(Duration::from_millis(10 * PERIOD_MS)).await;
+    let late: Vec<_> = runs_of("w00").into_iter().filter(|r| r.tick > paused_at + 1).collect();
+    assert!(late.is_empty(), "the witness saw the paused task run: {late:?}");
+    let paused_runs = runs_of("w00").len();
     browser.click("button[data-step=\"resume-task\"]").await.unwrap();
     notice(&browser, "Resumed task w00.").await;
     poll_async(Duration::from_secs(20), "the witness to see w00 run again", || async {
-        (runs_of("w00") > paused_runs).then_some(())
+        (runs_of("w00").len() > paused_runs).then_some(())
     })
     .await;
 
@@ -252,6 +295,71 @@ async fn a_browser_sees_the_page_live_and_takes_manual_steps_that_a_witness_conf
         browser.open(&format!("{base}/tasks")).await.unwrap();
         browser.screenshot(&dir.join("status-page-tasks.png")).await.unwrap();
     }
+
+    // A failover, seen without a reload: a follower is killed, and the
+    // task table shows its tasks on other nodes, each strip with a move.
+    browser.open(&format!("{base}/tasks")).await.unwrap();
+    browser.eval("window.loadedOnce = true; return null;").await.unwrap();
+    let killed = cluster.local.nodes.keys().copied().find(|id| *id != leader).unwrap();
+    // Tasks that have ticked on the node to kill (one just handed to it may
+    // not have, and would show no move when it goes back).
+    let lost: Vec<String> = poll_async(
+        Duration::from_secs(30),
+        "a task ticking on the node to kill",
+        || async {
+            let mut ticked_there = Vec::new();
+            for t in tasks(&client).await.into_iter().filter(|t| t.owner == killed) {
+                if history(&client, &t.name)
+                    .await
+                    .last()
+                    .is_some_and(|tick| tick.node == killed)
+                {
+                    ticked_there.push(t.name);
+                }
+            }
+            (!ticked_there.is_empty()).then_some(ticked_there)
+        },
+    )
+    .await;
+    let moves_of =
+        |name: &str| format!("return document.querySelectorAll('tr[data-task=\"{name}\"] .strip i.moved').length;");
+    let mut moves_before = Vec::new();
+    for name in &lost {
+        moves_before.push(browser.eval(&moves_of(name)).await.unwrap().as_u64().unwrap());
+    }
+    cluster.kill9(killed);
+    // Each lost task shows on another node as soon as it is placed, and a
+    // new move in its strip once that node has committed a tick. (Its heart
+    // starts the killed node again, which may later get tasks back.)
+    for (name, before) in lost.iter().zip(moves_before) {
+        let owner = format!("tr[data-task=\"{name}\"] td:nth-child(4)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen_elsewhere = false;
+        loop {
+            let shown = browser.text(&owner).await.unwrap_or_default();
+            seen_elsewhere |= shown.starts_with("node ") && shown != format!("node {killed}");
+            let moves = browser
+                .eval(&moves_of(name))
+                .await
+                .ok()
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            if seen_elsewhere && moves > before {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the page never showed {name} moved off node {killed} (shows {shown:?}, {moves} moves)"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let kept = browser.eval("return window.loadedOnce === true;").await.unwrap();
+    assert_eq!(
+        kept,
+        serde_json::Value::Bool(true),
+        "the page was reloaded, not updated"
+    );
 
     let all: BTreeSet<String> = names;
     let report = witness_report(&client, &witness, &all).await;

@@ -97,6 +97,20 @@ pub struct MetricsConfig {
     /// the page is read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token_file: Option<PathBuf>,
+    /// Serve the status page (true by default). It shows to anyone who can
+    /// reach the listener what `batonctl status` and `tasks list` show to
+    /// the admin: turn it off where the port is open to more than your
+    /// operators (to a Prometheus elsewhere, say) and keep `/metrics`.
+    #[serde(default = "serve_status_page", skip_serializing_if = "is_true")]
+    pub status_page: bool,
+}
+
+fn serve_status_page() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// The metrics listener's default address: the port OpenTelemetry's
@@ -110,6 +124,7 @@ impl MetricsConfig {
             enabled: true,
             listen: listen.into(),
             admin_token_file: None,
+            status_page: true,
         }
     }
 }

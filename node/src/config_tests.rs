@@ -289,3 +289,14 @@ fn an_admin_token_file_is_resolved_beside_the_config_and_must_hold_a_token() {
     assert_eq!(short.len(), 1);
     assert!(short[0].message.contains("at least 16"), "{short:?}");
 }
+
+#[test]
+fn the_status_page_is_served_unless_turned_off() {
+    assert!(parse(VALID).metrics().0.status_page);
+    let off = parse(&format!("{VALID}\n[metrics]\nstatus_page = false\n"));
+    assert!(!off.metrics().0.status_page);
+    assert_eq!(off.validate(), vec![]);
+    // Written back, a config that serves it says nothing of it.
+    let text = toml::to_string(&MetricsConfig::default()).unwrap();
+    assert!(!text.contains("status_page"), "{text}");
+}

@@ -129,11 +129,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     // Read before anything binds: a config that names a token file the
     // node cannot use stops it here, with what to do.
-    let admin_token = match config.metrics().0.admin_token_file {
-        Some(file) if config.metrics().0.enabled => {
-            Some(crate::web::AdminToken::load(&file).map_err(NodeError::AdminToken)?)
-        }
-        _ => None,
+    let (metrics_config, _) = config.metrics();
+    let status_page = match (metrics_config.status_page, &metrics_config.admin_token_file) {
+        (false, _) => None,
+        (true, None) => Some(None),
+        (true, Some(file)) => Some(Some(crate::web::AdminToken::load(file).map_err(NodeError::AdminToken)?)),
     };
     let listener = TcpListener::bind(&config.listen_addr)
         .await
@@ -248,7 +248,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         tokio::spawn(crate::metrics::http::serve(
             l,
             context.clone(),
-            admin_token,
+            status_page,
             stop_metrics_rx,
         ))
     });

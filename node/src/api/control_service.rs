@@ -67,6 +67,17 @@ impl ControlService {
         Ok(())
     }
 
+    /// Every module's latest rollout, from this node's state (the page
+    /// shows it on every node; the Control call answers on the leader).
+    pub fn rollouts_here(&self) -> RolloutStatusReply {
+        module_calls::rollout_status(&self.context, "").unwrap_or_default()
+    }
+
+    /// The node binary upgrade, from this node's state.
+    pub fn upgrade_here(&self) -> baton_proto::UpgradeStatusReply {
+        binary_calls::upgrade_status(&self.context)
+    }
+
     /// The cluster's status as this node sees it: what `status` answers on
     /// the leader, and on any other node its probes of the members (the
     /// status page shows it on every node).

@@ -33,31 +33,37 @@ struct Served {
     context: Arc<NodeContext>,
 }
 
-/// Serves `/metrics`, `/healthz`, `/readyz` and the status page (its manual
-/// steps unlocked by `admin_token`, if any) on `listener` until `stop` fires
-/// (or is dropped).
+/// Serves `/metrics`, `/healthz`, `/readyz` and, if `status_page` is some,
+/// the status page (its manual steps unlocked by the token, if any) on
+/// `listener` until `stop` fires (or is dropped).
 pub async fn serve(
     listener: TcpListener,
     context: Arc<NodeContext>,
-    admin_token: Option<crate::web::AdminToken>,
+    status_page: Option<Option<crate::web::AdminToken>>,
     stop: oneshot::Receiver<()>,
 ) -> std::io::Result<()> {
     let mut registry = Registry::with_prefix("baton");
     context.metrics.register(&mut registry);
     registry.register_collector(Box::new(Scrape::new(context.clone())));
-    let site = crate::web::router(context.clone(), admin_token);
+    let port = listener.local_addr()?.port();
+    let site = status_page.map(|token| crate::web::router(context.clone(), token, port));
     let served = Arc::new(Served { registry, context });
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(served)
-        .merge(site);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = stop.await;
-        })
-        .await
+        .with_state(served);
+    if let Some(site) = site {
+        app = app.merge(site);
+    }
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = stop.await;
+    })
+    .await
 }
 
 async fn metrics(State(served): State<Arc<Served>>) -> Response {

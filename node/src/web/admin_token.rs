@@ -1,20 +1,23 @@
 //! Who may take the status page's manual steps: whoever shows the token in
 //! the node's `[metrics] admin_token_file`, either as `Authorization:
 //! Bearer TOKEN` (scripts, curl) or through the page's sign-in form, which
-//! sets a cookie holding the token's digest (`HttpOnly`, `SameSite=Strict`,
-//! so another site cannot make a signed-in browser take a step).
+//! sets a session cookie: the time it ends (12 hours on) and an HMAC of it
+//! keyed by the token, never the token itself. The cookie is `HttpOnly`,
+//! `SameSite=Strict`, and named for the listener's port, as browsers share
+//! cookies between the ports of one host.
 //!
-//! Reading the page needs no token: it shows what `batonctl status` and
-//! `tasks list` show to anyone who can reach the listener.
+//! A step must also come from the page itself (see [`from_this_page`]), so
+//! that another site cannot make a signed-in browser take one.
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-/// The name of the cookie the sign-in form sets.
-pub const COOKIE: &str = "baton_admin";
+/// How long a sign-in lasts.
+pub const SESSION_MS: u64 = 12 * 3600 * 1000;
 
-/// The token that unlocks manual steps, kept only as its digest.
+/// The token that unlocks manual steps, kept only as its digest (which
+/// also keys the session cookies' HMACs).
 #[derive(Clone)]
 pub struct AdminToken {
     digest: [u8; 32],
@@ -32,8 +35,8 @@ pub enum Presented<'a> {
     Nothing,
     /// `Authorization: Bearer` and the token.
     Bearer(&'a str),
-    /// The sign-in cookie's value.
-    Cookie(&'a str),
+    /// The session cookie's value.
+    Session(&'a str),
 }
 
 impl AdminToken {
@@ -73,27 +76,76 @@ impl AdminToken {
         Ok(AdminToken { digest: digest(token) })
     }
 
-    /// The sign-in cookie's value for this token.
-    pub fn cookie_value(&self) -> String {
-        hex::encode(self.digest)
+    /// Whether `token` is this token (compared in constant time).
+    pub fn is(&self, token: &str) -> bool {
+        same(&digest(token.trim()), &self.digest)
     }
 
-    /// Whether `presented` shows this token (compared in constant time).
-    pub fn admits(&self, presented: Presented<'_>) -> bool {
-        let shown = match presented {
-            Presented::Nothing => return false,
-            Presented::Bearer(token) => digest(token.trim()),
-            Presented::Cookie(value) => match hex::decode(value.trim()).ok().and_then(|b| b.try_into().ok()) {
-                Some(digest) => digest,
-                None => return false,
-            },
-        };
-        shown
-            .iter()
-            .zip(self.digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    /// A session cookie's value, for a sign-in at `now_ms`.
+    pub fn session(&self, now_ms: u64) -> String {
+        let ends = now_ms + SESSION_MS;
+        format!(
+            "{ends}.{}",
+            hex::encode(self.mac(b"session", ends.to_string().as_bytes()))
+        )
     }
+
+    /// Whether `presented` shows this token, or a session of it that has
+    /// not ended by `now_ms`.
+    pub fn admits(&self, presented: Presented<'_>, now_ms: u64) -> bool {
+        match presented {
+            Presented::Nothing => false,
+            Presented::Bearer(token) => self.is(token),
+            Presented::Session(value) => {
+                let Some((ends, mac)) = value.trim().split_once('.') else {
+                    return false;
+                };
+                let live = ends.parse::<u64>().is_ok_and(|ends| ends > now_ms);
+                let shown: Option<[u8; 32]> = hex::decode(mac).ok().and_then(|b| b.try_into().ok());
+                live && shown.is_some_and(|shown| same(&shown, &self.mac(b"session", ends.as_bytes())))
+            }
+        }
+    }
+
+    /// `text` with its HMAC, for a cookie this node reads back ([`Self::open`]).
+    pub fn seal(&self, text: &str) -> String {
+        let encoded = super::task_rows::percent_encode(text);
+        format!("{encoded}.{}", hex::encode(self.mac(b"notice", text.as_bytes())))
+    }
+
+    /// The text [`Self::seal`] sealed, if `sealed` is one of this token's.
+    pub fn open(&self, sealed: &str) -> Option<String> {
+        let (encoded, mac) = sealed.rsplit_once('.')?;
+        let text = percent_decode(encoded)?;
+        let shown: [u8; 32] = hex::decode(mac).ok()?.try_into().ok()?;
+        same(&shown, &self.mac(b"notice", text.as_bytes())).then_some(text)
+    }
+
+    /// HMAC-SHA256 (RFC 2104) of `purpose`, a zero byte and `message`,
+    /// keyed by the token's digest.
+    fn mac(&self, purpose: &[u8], message: &[u8]) -> [u8; 32] {
+        let mut inner_pad = [0x36u8; 64];
+        let mut outer_pad = [0x5cu8; 64];
+        for (i, byte) in self.digest.iter().enumerate() {
+            inner_pad[i] ^= byte;
+            outer_pad[i] ^= byte;
+        }
+        let inner = Sha256::new()
+            .chain_update(inner_pad)
+            .chain_update(purpose)
+            .chain_update([0])
+            .chain_update(message)
+            .finalize();
+        Sha256::new()
+            .chain_update(outer_pad)
+            .chain_update(inner)
+            .finalize()
+            .into()
+    }
+}
+
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -103,34 +155,62 @@ fn digest(token: &str) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// What a request presents, from its `Authorization` and `Cookie` headers.
-pub fn presented<'a>(authorization: Option<&'a str>, cookies: Option<&'a str>) -> Presented<'a> {
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(cookies: Option<&'a str>, name: &str) -> Option<&'a str> {
+    cookies.into_iter().flat_map(|c| c.split(';')).find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
+/// What a request presents, from its `Authorization` header and its
+/// session cookie `session_cookie`.
+pub fn presented<'a>(authorization: Option<&'a str>, cookies: Option<&'a str>, session_cookie: &str) -> Presented<'a> {
     if let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
         return Presented::Bearer(token);
     }
-    let cookie = cookies.into_iter().flat_map(|c| c.split(';')).find_map(|pair| {
-        let (name, value) = pair.trim().split_once('=')?;
-        (name == COOKIE).then_some(value)
-    });
-    match cookie {
-        Some(value) => Presented::Cookie(value),
+    match cookie(cookies, session_cookie) {
+        Some(value) => Presented::Session(value),
         None => Presented::Nothing,
     }
 }
 
-/// Whether a step's request comes from this page: a browser sends
-/// `Origin` with every POST, and it must name the host the page was served
-/// from. Requests without it (curl, scripts) rely on the bearer token.
-pub fn same_origin(origin: Option<&str>, host: Option<&str>) -> bool {
-    match (origin, host) {
-        (None, _) => true,
-        (Some(origin), Some(host)) => {
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host)
+/// Whether a step comes from this node's own page. A browser names where a
+/// POST comes from in `Origin`, or at least in `Sec-Fetch-Site`: it must
+/// be this host, or `same-origin`. A request with neither (curl, a script)
+/// is taken only with the bearer token, which a browser never adds by
+/// itself.
+pub fn from_this_page(origin: Option<&str>, fetch_site: Option<&str>, host: Option<&str>, bearer: bool) -> bool {
+    match (origin, fetch_site) {
+        (Some(origin), _) => {
+            host.is_some()
+                && origin
+                    .strip_prefix("http://")
+                    .or_else(|| origin.strip_prefix("https://"))
+                    == host
         }
-        (Some(_), None) => false,
+        (None, Some(site)) => site == "same-origin",
+        (None, None) => bearer,
     }
 }
 
@@ -139,6 +219,7 @@ mod tests {
     use super::*;
 
     const TOKEN: &str = "s3cret-token-of-24-chars";
+    const NOW: u64 = 1_700_000_000_000;
 
     #[test]
     fn a_token_is_its_first_line_and_must_be_long_enough() {
@@ -158,35 +239,70 @@ mod tests {
     }
 
     #[test]
-    fn the_token_or_its_cookie_admits_and_nothing_else_does() {
+    fn the_token_or_a_live_session_admits_and_nothing_else_does() {
         let token = AdminToken::parse(TOKEN).unwrap();
-        assert!(token.admits(Presented::Bearer(TOKEN)));
-        assert!(token.admits(Presented::Cookie(&token.cookie_value())));
-        assert!(!token.admits(Presented::Nothing));
-        assert!(!token.admits(Presented::Bearer("s3cret-token-of-24-charz")));
-        // The cookie holds the digest, not the token.
-        assert!(!token.admits(Presented::Cookie(TOKEN)));
-        assert!(!token.admits(Presented::Cookie("00")));
+        assert!(token.admits(Presented::Bearer(TOKEN), NOW));
+        assert!(!token.admits(Presented::Bearer("s3cret-token-of-24-charz"), NOW));
+        assert!(!token.admits(Presented::Nothing, NOW));
+        let session = token.session(NOW);
+        assert!(!session.contains(TOKEN), "a session holds no token");
+        assert!(token.admits(Presented::Session(&session), NOW + SESSION_MS - 1));
+        assert!(!token.admits(Presented::Session(&session), NOW + SESSION_MS), "it ends");
+        // Moving its end breaks its HMAC; another token's session is not one.
+        let (_, mac) = session.split_once('.').unwrap();
+        let later = format!("{}.{mac}", NOW + 2 * SESSION_MS);
+        assert!(!token.admits(Presented::Session(&later), NOW));
+        let other = AdminToken::parse("another-token-of-24-char").unwrap();
+        assert!(!token.admits(Presented::Session(&other.session(NOW)), NOW));
+        for junk in ["", "00", "x.y", TOKEN] {
+            assert!(!token.admits(Presented::Session(junk), NOW), "{junk}");
+        }
         assert!(!format!("{token:?}").contains(TOKEN));
     }
 
     #[test]
-    fn requests_present_a_bearer_token_or_the_cookie() {
-        assert_eq!(presented(Some("Bearer abc"), None), Presented::Bearer("abc"));
-        assert_eq!(
-            presented(None, Some("theme=dark; baton_admin=ff00; x=1")),
-            Presented::Cookie("ff00")
+    fn a_sealed_notice_opens_only_unchanged_and_with_its_token() {
+        let token = AdminToken::parse(TOKEN).unwrap();
+        let sealed = token.seal("Paused task a; 50% done.");
+        assert!(!sealed.contains(' ') && !sealed.contains(';'), "{sealed}");
+        assert_eq!(token.open(&sealed).as_deref(), Some("Paused task a; 50% done."));
+        let forged = format!(
+            "refused%3A%20sign%20in%20elsewhere{}",
+            &sealed[sealed.rfind('.').unwrap()..]
         );
-        assert_eq!(presented(Some("Basic abc"), Some("other=1")), Presented::Nothing);
-        assert_eq!(presented(None, None), Presented::Nothing);
+        assert_eq!(token.open(&forged), None);
+        let other = AdminToken::parse("another-token-of-24-char").unwrap();
+        assert_eq!(other.open(&sealed), None);
+        assert_eq!(token.open("no-mac"), None);
     }
 
     #[test]
-    fn a_browser_step_must_come_from_the_page_host() {
-        assert!(same_origin(None, Some("127.0.0.1:9464")));
-        assert!(same_origin(Some("http://127.0.0.1:9464"), Some("127.0.0.1:9464")));
-        assert!(!same_origin(Some("http://evil.example"), Some("127.0.0.1:9464")));
-        assert!(!same_origin(Some("null"), Some("127.0.0.1:9464")));
-        assert!(!same_origin(Some("http://127.0.0.1:9464"), None));
+    fn requests_present_a_bearer_token_or_the_session_cookie_of_this_port() {
+        assert_eq!(presented(Some("Bearer abc"), None, "s"), Presented::Bearer("abc"));
+        let cookies = Some("theme=dark; baton_admin_9464=ff00; baton_admin_9465=aa");
+        assert_eq!(presented(None, cookies, "baton_admin_9464"), Presented::Session("ff00"));
+        assert_eq!(presented(None, cookies, "baton_admin_9466"), Presented::Nothing);
+        assert_eq!(presented(Some("Basic abc"), Some("other=1"), "s"), Presented::Nothing);
+    }
+
+    #[test]
+    fn a_step_must_come_from_the_page_or_carry_the_bearer_token() {
+        let host = Some("127.0.0.1:9464");
+        assert!(from_this_page(Some("http://127.0.0.1:9464"), None, host, false));
+        assert!(!from_this_page(
+            Some("http://evil.example"),
+            Some("same-origin"),
+            host,
+            true
+        ));
+        assert!(!from_this_page(Some("null"), None, host, false));
+        assert!(!from_this_page(Some("http://127.0.0.1:9464"), None, None, false));
+        assert!(from_this_page(None, Some("same-origin"), host, false));
+        assert!(!from_this_page(None, Some("same-site"), host, false));
+        assert!(
+            !from_this_page(None, None, host, false),
+            "a cookie alone, from nowhere known"
+        );
+        assert!(from_this_page(None, None, host, true), "a script with the token");
     }
 }

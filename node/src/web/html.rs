@@ -46,10 +46,18 @@ pub fn relative(ms: u64, now_ms: u64) -> String {
     }
 }
 
-/// A `<time>` element: the relative form shown, the exact time on hover.
+/// A `<time>` element: the time of day in UTC (with its date when not
+/// today), the exact time and how long ago on hover. Not relative in the
+/// text: a live page is sent again only when its text changes.
 pub fn time_tag(ms: u64, now_ms: u64) -> String {
+    let day = |ms: u64| ms / 86_400_000;
+    let shown = match chrono::DateTime::from_timestamp_millis(ms as i64) {
+        Some(t) if day(ms) == day(now_ms) => t.format("%H:%M:%SZ").to_string(),
+        Some(t) => t.format("%Y-%m-%d %H:%MZ").to_string(),
+        None => format!("{ms} ms"),
+    };
     format!(
-        "<time datetime=\"{t}\" title=\"{t}\">{}</time>",
+        "<time datetime=\"{t}\" title=\"{t} ({})\">{shown}</time>",
         relative(ms, now_ms),
         t = time(ms)
     )
@@ -118,8 +126,10 @@ button{font:inherit;padding:1px 8px;cursor:pointer}form.step{display:inline;marg
 const SCRIPT: &str = "\
 (function(){if(!window.EventSource)return;var es;\
 function follow(){es=new EventSource('/live?path='+encodeURIComponent(location.pathname+location.search));\
-es.onmessage=function(e){document.getElementById('live').innerHTML=e.data;\
-document.body.setAttribute('data-live-updates',String(1+Number(document.body.getAttribute('data-live-updates')||0)));};}\
+es.onmessage=function(e){document.getElementById('live').innerHTML=e.data;offline(false);\
+document.body.setAttribute('data-live-updates',String(1+Number(document.body.getAttribute('data-live-updates')||0)));};\
+es.onerror=function(){offline(true);};}\
+function offline(on){var b=document.getElementById('offline');if(b)b.hidden=!on;}\
 follow();\
 addEventListener('pagehide',function(){es.close();});\
 addEventListener('pageshow',function(e){if(e.persisted)follow();});\
@@ -163,6 +173,10 @@ impl Layout<'_> {
             };
             let _ = write!(page, "<div class=\"{class}\" id=\"notice\">{}</div>", escape(notice));
         }
+        page.push_str(
+            "<div class=\"notice error\" id=\"offline\" hidden>Live updates stopped: the node does not answer. \
+             What follows may be out of date; they resume when it answers again.</div>",
+        );
         if !self.above.is_empty() {
             let _ = write!(page, "<div class=\"above\">{}</div>", self.above);
         }
@@ -220,6 +234,12 @@ mod tests {
         assert_eq!(relative(13_200, 10_000), "in 3.2 s");
         assert_eq!(relative(0, 180_000), "3 min ago");
         assert_eq!(relative(0, 7_200_000), "2.0 h ago");
+        let today = time_tag(1_700_000_000_123, 1_700_000_005_000);
+        assert!(
+            today.contains(">22:13:20Z</time>") && today.contains("(4.9 s ago)"),
+            "{today}"
+        );
+        assert!(time_tag(1_700_000_000_123, 1_700_200_000_000).contains(">2023-11-14 22:13Z<"));
     }
 
     #[test]

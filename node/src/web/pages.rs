@@ -133,8 +133,11 @@ pub fn members(members: &[MemberStatus], cx: Context<'_>) -> String {
             n if n > 12 => escape(&m.binary[..12]),
             _ => escape(&m.binary),
         };
+        // In whole seconds, so that a live page changes when something
+        // does, not every time it is rendered.
         let heard = match m.last_contact_ms {
-            Some(ms) => format!("{ms} ms ago"),
+            Some(0..1_000) => "within 1 s".to_string(),
+            Some(ms) => format!("{} s ago", ms / 1_000),
             None => "<span class=\"muted\">never</span>".into(),
         };
         let state = match m.drained && m.state != "draining" {
@@ -144,7 +147,7 @@ pub fn members(members: &[MemberStatus], cx: Context<'_>) -> String {
         let _ = write!(
             out,
             "<tr data-node=\"{id}\"><td>{id}</td><td>{addr}</td><td>{role}</td><td>{state}</td><td>{version}</td>\
-             <td>{binary}</td><td class=\"num\"><a href=\"/tasks?owner={id}\">{tasks}</a></td><td>{heard}</td>\
+             <td>{binary}</td><td class=\"num\"><a href=\"/tasks?owner={id}&amp;status=running\">{tasks}</a></td><td>{heard}</td>\
              <td>{raft}</td>",
             id = m.id,
             addr = escape(&m.addr),
@@ -275,11 +278,11 @@ fn upgrade_section(upgrade: &UpgradeStatusReply, cx: Context<'_>) -> String {
         );
     }
     out.push_str("</table>");
-    if cx.can_act {
+    let live = matches!(upgrade.state.as_str(), "running" | "paused" | "halted");
+    if cx.can_act && live {
         match upgrade.state.as_str() {
             "running" => out.push_str(&step_button("Pause the upgrade", "pause-upgrade", &[], cx.back)),
-            "paused" | "halted" => out.push_str(&step_button("Resume the upgrade", "resume-upgrade", &[], cx.back)),
-            _ => {}
+            _ => out.push_str(&step_button("Resume the upgrade", "resume-upgrade", &[], cx.back)),
         }
         out.push_str(&step_button("Abort the upgrade", "abort-upgrade", &[], cx.back));
     }
@@ -552,7 +555,7 @@ mod tests {
         assert!(read.contains("2 of 7 tasks"));
         assert!(read.contains("<a href=\"/tasks/a&lt;b&gt;\">a&lt;b&gt;</a>"));
         assert!(read.contains("<i class=\"ok\"></i><i class=\"moved\"></i>"));
-        assert!(read.contains("400 ms ago") && read.contains("in 600 ms"));
+        assert!(read.contains("(400 ms ago)") && read.contains("(in 600 ms)"));
         assert!(!read.contains("<form"));
         let signed_in = tasks(&page(rows), &TaskFilter::default(), cx(true));
         assert!(signed_in.contains("value=\"pause-task\"") && signed_in.contains("value=\"resume-task\""));

@@ -3,23 +3,26 @@
 //! cannot disagree), renders it with [`super::pages`], streams changes as
 //! server-sent events, and takes manual steps from a signed-in reader.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use baton_proto::control_server::Control;
-use baton_proto::{ControlRolloutRequest, ControlUpgradeRequest, DrainNodeRequest, RolloutAction, TaskRequest};
+use baton_proto::{
+    ControlRolloutRequest, ControlUpgradeRequest, DrainNodeRequest, RolloutAction, StatusReply, TaskRequest,
+};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Request;
 
-use super::admin_token::{AdminToken, COOKIE, presented, same_origin};
+use super::admin_token::{AdminToken, Presented, cookie, from_this_page, presented};
 use super::html::{Access, Layout, Section, escape};
 use super::pages::{self, Context};
 use super::task_rows::{TaskFilter, TaskRow, task_page};
@@ -28,19 +31,41 @@ use crate::state::history::TickRecord;
 
 /// How often a live page is rendered again (and sent when it changed).
 const LIVE_EVERY: Duration = Duration::from_secs(1);
+/// Live pages one node follows at once; more are refused until one closes
+/// (each costs a render a second).
+const MAX_LIVE_PAGES: usize = 64;
+/// How long the cluster's status, which probes every member, is shared
+/// between the pages that render it.
+const STATUS_FRESH: Duration = Duration::from_millis(900);
+/// What a wrong token costs its sender: failed sign-ins and steps wait in
+/// one line, one a second.
+const FAILED_AUTH_COST: Duration = Duration::from_secs(1);
 
 struct Site {
     context: Arc<NodeContext>,
     control: ControlService,
     token: Option<AdminToken>,
+    /// The cookies' names: browsers share cookies between the ports of a
+    /// host, so they are named for this listener's.
+    session_cookie: String,
+    notice_cookie: String,
+    status: Mutex<Option<(Instant, Arc<StatusReply>)>>,
+    live_pages: Arc<Semaphore>,
+    failed_auth: tokio::sync::Mutex<()>,
 }
 
-/// The status page's routes, to merge into the node's plain-HTTP listener.
-pub fn router(context: Arc<NodeContext>, token: Option<AdminToken>) -> Router {
+/// The status page's routes, to merge into the node's plain-HTTP listener
+/// on `port` (served with `ConnectInfo<SocketAddr>`).
+pub fn router(context: Arc<NodeContext>, token: Option<AdminToken>, port: u16) -> Router {
     let site = Arc::new(Site {
         control: ControlService::new(context.clone()),
         context,
         token,
+        session_cookie: format!("baton_admin_{port}"),
+        notice_cookie: format!("baton_notice_{port}"),
+        status: Mutex::new(None),
+        live_pages: Arc::new(Semaphore::new(MAX_LIVE_PAGES)),
+        failed_auth: tokio::sync::Mutex::new(()),
     });
     Router::new()
         .route("/live", get(live))
@@ -56,27 +81,51 @@ impl Site {
         let Some(token) = &self.token else {
             return Access::ReadOnly;
         };
-        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        match token.admits(presented(header(header::AUTHORIZATION), header(header::COOKIE))) {
+        match token.admits(self.presented(headers), crate::types::now_ms()) {
             true => Access::SignedIn,
             false => Access::SignedOut,
         }
     }
 
+    fn presented<'a>(&self, headers: &'a HeaderMap) -> Presented<'a> {
+        presented(
+            header_str(headers, header::AUTHORIZATION),
+            header_str(headers, header::COOKIE),
+            &self.session_cookie,
+        )
+    }
+
+    fn leads(&self) -> bool {
+        crate::types::leader(&self.context.raft).0 == Some(self.context.id)
+    }
+
+    /// The cluster's status, shared for [`STATUS_FRESH`] between pages.
+    async fn status(&self) -> Arc<StatusReply> {
+        if let Some((at, status)) = self.status.lock().expect("status cache").as_ref()
+            && at.elapsed() < STATUS_FRESH
+        {
+            return status.clone();
+        }
+        let status = Arc::new(self.control.status_here().await);
+        *self.status.lock().expect("status cache") = Some((Instant::now(), status.clone()));
+        status
+    }
+
     /// The page at `uri`: its section, title, the part above its live part,
-    /// and the live part; `None` for an address that is no page.
-    async fn view(&self, uri: &Uri, can_act: bool) -> Option<View> {
+    /// and the live part; `None` for an address that is no page. Steps are
+    /// offered to a signed-in reader of the leader's page, which takes them.
+    async fn view(&self, uri: &Uri, signed_in: bool) -> Option<View> {
         let back = without_notice(uri);
         let cx = Context {
             now_ms: crate::types::now_ms(),
-            can_act,
+            can_act: signed_in && self.leads(),
             back: &back,
         };
         let path = uri.path();
-        let view = match path {
+        let mut view = match path {
             "/" => {
-                let status = self.control.status_here().await;
-                let (rollouts, upgrade) = self.rollouts_and_upgrade().await;
+                let status = self.status().await;
+                let (rollouts, upgrade) = (self.control.rollouts_here(), self.control.upgrade_here());
                 View::new(
                     Section::Overview,
                     "Overview",
@@ -84,7 +133,7 @@ impl Site {
                 )
             }
             "/nodes" => {
-                let status = self.control.status_here().await;
+                let status = self.status().await;
                 View::new(Section::Nodes, "Nodes", pages::nodes(&status, cx))
             }
             "/modules" => {
@@ -94,7 +143,7 @@ impl Site {
                     .await
                     .map(|r| r.into_inner())
                     .unwrap_or_default();
-                let (rollouts, upgrade) = self.rollouts_and_upgrade().await;
+                let (rollouts, upgrade) = (self.control.rollouts_here(), self.control.upgrade_here());
                 View::new(
                     Section::Modules,
                     "Modules",
@@ -102,7 +151,10 @@ impl Site {
                 )
             }
             "/tasks" => {
-                let filter = Query::<TaskFilter>::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
+                let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
+                    .map(|q| q.0)
+                    .unwrap_or_default();
+                let filter = TaskFilter::from_pairs(&pairs);
                 let page = self.context.state_machine.read(|s| task_page(s, &filter));
                 let mut view = View::new(Section::Tasks, "Tasks", pages::tasks(&page, &filter, cx));
                 view.above = pages::task_filter_form(&filter, &page.modules);
@@ -125,23 +177,17 @@ impl Site {
                 View::new(Section::Tasks, &format!("Task {name}"), html)
             }
         };
+        if signed_in && !cx.can_act {
+            let leader = match crate::types::leader(&self.context.raft).0 {
+                Some(id) => format!("node {id}"),
+                None => "the leader, once there is one".to_string(),
+            };
+            view.live = format!(
+                "<p class=\"muted\" id=\"steps-elsewhere\">Manual steps are taken on the leader's page: {leader}.</p>{}",
+                view.live
+            );
+        }
         Some(view)
-    }
-
-    async fn rollouts_and_upgrade(&self) -> (baton_proto::RolloutStatusReply, baton_proto::UpgradeStatusReply) {
-        let rollouts = self
-            .control
-            .rollout_status(Request::new(Default::default()))
-            .await
-            .map(|r| r.into_inner())
-            .unwrap_or_default();
-        let upgrade = self
-            .control
-            .upgrade_status(Request::new(Default::default()))
-            .await
-            .map(|r| r.into_inner())
-            .unwrap_or_default();
-        (rollouts, upgrade)
     }
 
     fn layout(&self, view: &View, access: Access, notice: Option<&str>) -> String {
@@ -156,6 +202,23 @@ impl Site {
             live: &view.live,
         }
         .render()
+    }
+
+    /// A sign-in or step refused for its token: logged with who sent it,
+    /// and answered only after [`FAILED_AUTH_COST`], one at a time.
+    async fn refuse_slowly(&self, client: SocketAddr, what: &str) {
+        tracing::warn!(%client, "status page: refused {what}: no valid admin token");
+        let _one_at_a_time = self.failed_auth.lock().await;
+        tokio::time::sleep(FAILED_AUTH_COST).await;
+    }
+
+    /// A cookie that shows `notice` on the next page.
+    fn notice_cookie(&self, notice: &str) -> Option<String> {
+        let sealed = self.token.as_ref()?.seal(notice);
+        Some(format!(
+            "{}={sealed}; Path=/; HttpOnly; SameSite=Strict; Max-Age=60",
+            self.notice_cookie
+        ))
     }
 }
 
@@ -177,29 +240,62 @@ impl View {
     }
 }
 
-fn html(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response()
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct NoticeQuery {
-    notice: Option<String>,
+/// An HTML answer, not to be cached or framed by another page.
+fn html(status: StatusCode, body: String, cookies: &[String]) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// A redirect to `to` after a POST, setting `cookies`, its body `text` (for
+/// scripts, which do not follow it).
+fn see_other(to: &str, cookies: &[String], text: &str) -> Response {
+    let mut response = (StatusCode::SEE_OTHER, format!("{text}\n")).into_response();
+    let headers = response.headers_mut();
+    if let Ok(to) = HeaderValue::from_str(to) {
+        headers.insert(header::LOCATION, to);
+    }
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 async fn page(State(site): State<Arc<Site>>, uri: Uri, headers: HeaderMap) -> Response {
     let access = site.access(&headers);
-    let notice = Query::<NoticeQuery>::try_from_uri(&uri).ok().and_then(|q| q.0.notice);
+    let sealed = cookie(header_str(&headers, header::COOKIE), &site.notice_cookie);
+    let notice = sealed.and_then(|sealed| site.token.as_ref()?.open(sealed));
+    // A notice is shown once.
+    let cleared: Vec<String> = sealed
+        .map(|_| format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", site.notice_cookie))
+        .into_iter()
+        .collect();
     match site.view(&uri, access == Access::SignedIn).await {
-        Some(view) => html(StatusCode::OK, site.layout(&view, access, notice.as_deref())),
+        Some(view) => html(StatusCode::OK, site.layout(&view, access, notice.as_deref()), &cleared),
         None => {
             let view = View::new(
                 Section::Overview,
@@ -209,7 +305,7 @@ async fn page(State(site): State<Arc<Site>>, uri: Uri, headers: HeaderMap) -> Re
                     escape(uri.path())
                 ),
             );
-            html(StatusCode::NOT_FOUND, site.layout(&view, access, None))
+            html(StatusCode::NOT_FOUND, site.layout(&view, access, None), &cleared)
         }
     }
 }
@@ -220,7 +316,7 @@ struct LiveQuery {
 }
 
 /// Server-sent events for the page at `path`: its live part, each time it
-/// changes (checked every [`LIVE_EVERY`]).
+/// changes (checked every [`LIVE_EVERY`]), while the reader stays.
 async fn live(State(site): State<Arc<Site>>, Query(query): Query<LiveQuery>, headers: HeaderMap) -> Response {
     let Some(uri) = local_path(&query.path).and_then(|p| p.parse::<Uri>().ok()) else {
         return (
@@ -229,12 +325,20 @@ async fn live(State(site): State<Arc<Site>>, Query(query): Query<LiveQuery>, hea
         )
             .into_response();
     };
-    let can_act = site.access(&headers) == Access::SignedIn;
+    let Ok(permit) = site.live_pages.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this node already follows {MAX_LIVE_PAGES} live pages; reload later, or close some\n"),
+        )
+            .into_response();
+    };
+    let signed_in = site.access(&headers) == Access::SignedIn;
     let (tx, rx) = mpsc::channel::<Result<Event, std::convert::Infallible>>(2);
     tokio::spawn(async move {
+        let _permit = permit;
         let mut last = String::new();
         loop {
-            let Some(view) = site.view(&uri, can_act).await else {
+            let Some(view) = site.view(&uri, signed_in).await else {
                 return;
             };
             if view.live != last {
@@ -256,7 +360,7 @@ async fn live(State(site): State<Arc<Site>>, Query(query): Query<LiveQuery>, hea
 
 async fn login_form(State(site): State<Arc<Site>>, headers: HeaderMap) -> Response {
     let access = site.access(&headers);
-    html(StatusCode::OK, sign_in_page(&site, access, None))
+    html(StatusCode::OK, sign_in_page(&site, access, None), &[])
 }
 
 fn sign_in_page(site: &Site, access: Access, notice: Option<&str>) -> String {
@@ -280,37 +384,40 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(site): State<Arc<Site>>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(site): State<Arc<Site>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let Some(token) = &site.token else {
-        return html(StatusCode::FORBIDDEN, sign_in_page(&site, Access::ReadOnly, None));
+        return html(StatusCode::FORBIDDEN, sign_in_page(&site, Access::ReadOnly, None), &[]);
     };
-    if !token.admits(super::admin_token::Presented::Bearer(&form.token)) {
-        // A wrong guess costs its sender a second.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    if !token.is(&form.token) {
+        site.refuse_slowly(client, "a sign-in").await;
         let notice = "refused: that is not this node's admin token";
         return html(
             StatusCode::UNAUTHORIZED,
             sign_in_page(&site, site.access(&headers), Some(notice)),
+            &[],
         );
     }
-    let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", token.cookie_value());
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::SET_COOKIE, cookie),
-            (header::LOCATION, "/?notice=Signed%20in.".to_string()),
-        ],
-    )
-        .into_response()
+    tracing::info!(%client, "status page: signed in");
+    let session = format!(
+        "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        site.session_cookie,
+        token.session(crate::types::now_ms()),
+        super::admin_token::SESSION_MS / 1000
+    );
+    let cookies: Vec<String> = std::iter::once(session)
+        .chain(site.notice_cookie("Signed in."))
+        .collect();
+    see_other("/", &cookies, "Signed in.")
 }
 
-async fn logout() -> Response {
-    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    (
-        StatusCode::SEE_OTHER,
-        [(header::SET_COOKIE, cookie), (header::LOCATION, "/".to_string())],
-    )
-        .into_response()
+async fn logout(State(site): State<Arc<Site>>) -> Response {
+    let cleared = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", site.session_cookie);
+    see_other("/", &[cleared], "Signed out.")
 }
 
 /// A manual step, as the page's buttons post it.
@@ -324,23 +431,46 @@ struct Step {
     module: String,
 }
 
-async fn act(State(site): State<Arc<Site>>, headers: HeaderMap, Form(step): Form<Step>) -> Response {
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+async fn act(
+    State(site): State<Arc<Site>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(step): Form<Step>,
+) -> Response {
     let back = local_path(&step.back).unwrap_or("/").to_string();
     match site.access(&headers) {
         Access::SignedIn => {}
-        access => {
-            let why = match access {
-                Access::ReadOnly => "refused: this node's page is read-only (no [metrics] admin_token_file)",
-                _ => "refused: sign in first (the node's admin token)",
-            };
-            return html(StatusCode::FORBIDDEN, sign_in_page(&site, access, Some(why)));
+        Access::ReadOnly => {
+            let why = "refused: this node's page is read-only (no [metrics] admin_token_file)";
+            return html(
+                StatusCode::FORBIDDEN,
+                sign_in_page(&site, Access::ReadOnly, Some(why)),
+                &[],
+            );
+        }
+        Access::SignedOut => {
+            site.refuse_slowly(client, &format!("the step {:?}", step.step)).await;
+            let why = "refused: sign in first (the node's admin token)";
+            return html(
+                StatusCode::FORBIDDEN,
+                sign_in_page(&site, Access::SignedOut, Some(why)),
+                &[],
+            );
         }
     }
-    if !same_origin(header(header::ORIGIN), header(header::HOST)) {
+    let bearer = matches!(site.presented(&headers), Presented::Bearer(_));
+    let from_page = from_this_page(
+        header_str(&headers, header::ORIGIN),
+        headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+        header_str(&headers, header::HOST),
+        bearer,
+    );
+    if !from_page {
+        tracing::warn!(%client, step = %step.step, "status page: refused a step sent from another site's page");
         return (
             StatusCode::FORBIDDEN,
-            "refused: the step was sent from another site's page\n",
+            "refused: the step was not sent from this node's page (its Origin names another site, or it has none); \
+             scripts send the token as Authorization: Bearer\n",
         )
             .into_response();
     }
@@ -348,8 +478,12 @@ async fn act(State(site): State<Arc<Site>>, headers: HeaderMap, Form(step): Form
         Ok(done) => done,
         Err(why) => format!("refused: {why}"),
     };
-    tracing::info!(step = %step.step, task = %step.task, node = %step.node, module = %step.module, "status page: {notice}");
-    (StatusCode::SEE_OTHER, [(header::LOCATION, with_notice(&back, &notice))]).into_response()
+    // The page the reader comes back to shows the step's effect.
+    *site.status.lock().expect("status cache") = None;
+    tracing::info!(%client, step = %step.step, task = %step.task, node = %step.node, module = %step.module,
+        "status page: {notice}");
+    let cookies: Vec<String> = site.notice_cookie(&notice).into_iter().collect();
+    see_other(&back, &cookies, &notice)
 }
 
 /// Takes `step` through the Control calls `batonctl` makes; what was done,
@@ -361,78 +495,77 @@ async fn take(control: &ControlService, step: &Step) -> Result<String, String> {
             .parse()
             .map_err(|_| format!("{:?} is not a node id", step.node))
     };
-    let rollout = |action: RolloutAction| ControlRolloutRequest {
-        module: step.module.clone(),
-        action: action as i32,
+    let rollout = |action: RolloutAction| {
+        Request::new(ControlRolloutRequest {
+            module: step.module.clone(),
+            action: action as i32,
+        })
     };
-    let upgrade = |action: &str| ControlUpgradeRequest { action: action.into() };
+    let upgrade = |action: &str| Request::new(ControlUpgradeRequest { action: action.into() });
     let task = || {
         Request::new(TaskRequest {
             name: step.task.clone(),
         })
     };
-    match step.step.as_str() {
-        "pause-task" => control.pause_task(task()).await.map(|_| ()).map_err(why)?,
-        "resume-task" => control.resume_task(task()).await.map(|_| ()).map_err(why)?,
+    let module = &step.module;
+    Ok(match step.step.as_str() {
+        "pause-task" => {
+            control.pause_task(task()).await.map_err(why)?;
+            format!("Paused task {}.", step.task)
+        }
+        "resume-task" => {
+            control.resume_task(task()).await.map_err(why)?;
+            format!("Resumed task {}.", step.task)
+        }
         "drain" | "undrain" => {
             let drain = step.step == "drain";
             let id = node()?;
-            let reply = control
-                .drain_node(Request::new(DrainNodeRequest { id, drain }))
-                .await
-                .map_err(why)?
-                .into_inner();
-            return Ok(match drain {
+            let request = Request::new(DrainNodeRequest { id, drain });
+            let reply = control.drain_node(request).await.map_err(why)?.into_inner();
+            match drain {
                 true => format!("Drained node {id}: {} tasks move off it.", reply.tasks_to_move),
                 false => format!("Undrained node {id}: it takes tasks again."),
-            });
+            }
         }
-        "pause-rollout" => control
-            .control_rollout(Request::new(rollout(RolloutAction::Pause)))
-            .await
-            .map(|_| ())
-            .map_err(why)?,
-        "resume-rollout" => control
-            .control_rollout(Request::new(rollout(RolloutAction::Resume)))
-            .await
-            .map(|_| ())
-            .map_err(why)?,
-        "abort-rollout" => control
-            .control_rollout(Request::new(rollout(RolloutAction::Abort)))
-            .await
-            .map(|_| ())
-            .map_err(why)?,
-        "pause-upgrade" | "resume-upgrade" | "abort-upgrade" => {
-            let action = step.step.trim_end_matches("-upgrade");
+        "pause-rollout" => {
             control
-                .control_upgrade(Request::new(upgrade(action)))
+                .control_rollout(rollout(RolloutAction::Pause))
                 .await
                 .map_err(why)?;
-            return Ok(format!("The node upgrade: {action} done."));
+            format!("Paused the rollout of {module}.")
+        }
+        "resume-rollout" => {
+            control
+                .control_rollout(rollout(RolloutAction::Resume))
+                .await
+                .map_err(why)?;
+            format!("Resumed the rollout of {module}.")
+        }
+        "abort-rollout" => {
+            control
+                .control_rollout(rollout(RolloutAction::Abort))
+                .await
+                .map_err(why)?;
+            format!("Aborted the rollout of {module}: its nodes go back to the old version.")
+        }
+        "pause-upgrade" | "resume-upgrade" | "abort-upgrade" => {
+            let action = step.step.trim_end_matches("-upgrade");
+            control.control_upgrade(upgrade(action)).await.map_err(why)?;
+            format!("The node upgrade: {action} done.")
         }
         other => return Err(format!("{other:?} is not a step this page takes")),
-    }
-    let what = match step.step.as_str() {
-        "pause-task" => format!("Paused task {}.", step.task),
-        "resume-task" => format!("Resumed task {}.", step.task),
-        "pause-rollout" => format!("Paused the rollout of {}.", step.module),
-        "resume-rollout" => format!("Resumed the rollout of {}.", step.module),
-        _ => format!(
-            "Aborted the rollout of {}: its nodes go back to the old version.",
-            step.module
-        ),
-    };
-    Ok(what)
+    })
 }
 
 /// `path` if it is an address on this site (so a step cannot send its
-/// reader elsewhere): it starts with one `/`.
+/// reader elsewhere): it starts with one `/` and holds only visible ASCII.
 fn local_path(path: &str) -> Option<&str> {
-    let local = path.starts_with('/') && !path.starts_with("//") && !path.contains(['\\', '\r', '\n']);
-    local.then_some(path)
+    let visible = path.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'\\');
+    (visible && path.starts_with('/') && !path.starts_with("//")).then_some(path)
 }
 
-/// `uri`'s path and query without a `notice` parameter.
+/// `uri`'s path and query without a `notice` parameter (which earlier
+/// releases of the page put there).
 fn without_notice(uri: &Uri) -> String {
     let kept: Vec<&str> = uri
         .query()
@@ -446,13 +579,6 @@ fn without_notice(uri: &Uri) -> String {
     }
 }
 
-/// `back` with `notice` added to its query.
-fn with_notice(back: &str, notice: &str) -> String {
-    let encoded = super::task_rows::percent_encode(notice);
-    let join = if back.contains('?') { '&' } else { '?' };
-    format!("{back}{join}notice={encoded}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,21 +586,38 @@ mod tests {
     #[test]
     fn steps_come_back_only_to_this_site() {
         assert_eq!(local_path("/tasks?x=1"), Some("/tasks?x=1"));
-        for elsewhere in ["//evil.example/", "http://evil.example/", "", "/\\evil", "tasks"] {
-            assert_eq!(local_path(elsewhere), None, "{elsewhere}");
+        for elsewhere in [
+            "//evil.example/",
+            "http://evil.example/",
+            "",
+            "/\\evil",
+            "tasks",
+            "/\t/evil.example",
+            "/ /evil",
+            "/é",
+        ] {
+            assert_eq!(local_path(elsewhere), None, "{elsewhere:?}");
         }
     }
 
     #[test]
-    fn a_notice_replaces_the_last_one() {
+    fn a_page_comes_back_without_a_notice_parameter() {
         let uri: Uri = "/tasks?module=counter&notice=Paused%20x.&page=2".parse().unwrap();
-        let back = without_notice(&uri);
-        assert_eq!(back, "/tasks?module=counter&page=2");
-        assert_eq!(
-            with_notice(&back, "Paused y."),
-            "/tasks?module=counter&page=2&notice=Paused%20y."
-        );
-        assert_eq!(with_notice("/", "ok"), "/?notice=ok");
+        assert_eq!(without_notice(&uri), "/tasks?module=counter&page=2");
         assert_eq!(without_notice(&"/?notice=x".parse().unwrap()), "/");
+    }
+
+    #[test]
+    fn answers_forbid_framing_and_caching() {
+        let answer = html(StatusCode::OK, String::new(), &["a=b".into(), "c=d".into()]);
+        assert_eq!(answer.headers()[header::X_FRAME_OPTIONS], "DENY");
+        assert!(
+            answer.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        assert_eq!(answer.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(answer.headers().get_all(header::SET_COOKIE).iter().count(), 2);
     }
 }

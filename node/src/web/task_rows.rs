@@ -3,8 +3,6 @@
 //! functions of the replicated state, so a page with 100,000 tasks costs one
 //! pass over them and rows only for the page shown.
 
-use serde::Deserialize;
-
 use crate::state::cluster::ClusterState;
 use crate::state::history::TickRecord;
 use crate::state::tasks::{Schedule, TaskRecord, TaskStatus};
@@ -20,8 +18,7 @@ pub const LATE_AFTER_MS: u64 = 50;
 
 /// The task table's filter, from the page's query string (every field may
 /// be left empty).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskFilter {
     /// Part of the name.
     pub name: String,
@@ -36,15 +33,36 @@ pub struct TaskFilter {
 }
 
 impl TaskFilter {
+    /// The filter a query string's pairs give, field by field: a field that
+    /// does not parse (a page that is no number) or is unknown is left out,
+    /// not the whole filter.
+    pub fn from_pairs(pairs: &[(String, String)]) -> TaskFilter {
+        let mut filter = TaskFilter::default();
+        for (key, value) in pairs {
+            let value = value.trim().to_string();
+            match key.as_str() {
+                "name" => filter.name = value,
+                "module" => filter.module = value,
+                "status" => filter.status = value,
+                "owner" => filter.owner = value,
+                "page" => filter.page = value.parse().ok(),
+                _ => {}
+            }
+        }
+        filter
+    }
+
     fn admits(&self, task: &TaskRecord) -> bool {
-        let owner = match task.owner {
-            Some(id) => id.to_string(),
-            None => "none".to_string(),
+        let owner_matches = match (self.owner.as_str(), task.owner) {
+            ("", _) => true,
+            ("none", None) => true,
+            (wanted, Some(id)) => wanted.parse::<NodeId>() == Ok(id),
+            (_, None) => false,
         };
-        (self.name.is_empty() || task.spec.name.contains(self.name.trim()))
-            && (self.module.is_empty() || task.spec.module == self.module.trim())
-            && (self.status.is_empty() || status_name(&task.status) == self.status.trim())
-            && (self.owner.is_empty() || owner == self.owner.trim())
+        (self.name.is_empty() || task.spec.name.contains(&self.name))
+            && (self.module.is_empty() || task.spec.module == self.module)
+            && (self.status.is_empty() || status_name(&task.status) == self.status)
+            && owner_matches
     }
 
     /// The query string of this filter on `page` (for the page links).
@@ -332,6 +350,17 @@ mod tests {
         };
         assert_eq!(by(status("paused")), 1);
         assert_eq!(by(status("running")), 249);
+    }
+
+    #[test]
+    fn a_filter_takes_each_field_that_parses() {
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let filter = TaskFilter::from_pairs(&pairs(&[("module", " counter "), ("page", "abc"), ("x", "1")]));
+        assert_eq!(filter.module, "counter");
+        assert_eq!(filter.page, None);
+        assert_eq!(TaskFilter::from_pairs(&pairs(&[("page", "3")])).page, Some(3));
     }
 
     #[test]
