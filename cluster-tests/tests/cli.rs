@@ -212,3 +212,68 @@ fn with_contexts(file: &Path, args: &[&str]) -> Output {
     );
     out
 }
+
+/// `tasks run-now`: a task that ticks once a minute ticks within seconds of
+/// the command, as a witness outside the cluster sees it, and its schedule
+/// goes on as before; an unknown task and a paused one are refused with
+/// their exit codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_run_now_ticks_at_once_and_the_schedule_goes_on() {
+    use baton_cluster_tests::task_api::{add, deploy, every, task};
+    use baton_cluster_tests::witness::Witness;
+    use baton_cluster_tests::{poll_async, task_api};
+
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client();
+    let witness = Witness::start("127.0.0.1:0", Duration::ZERO).await.unwrap();
+    deploy(&cluster, &client, "witnessed").await;
+    let addr = witness.addr().to_string();
+    let mut request = every("slow", "witnessed", 60_000, &addr);
+    request.allow_net = vec![addr.clone()];
+    add(&client, request).await;
+    let first = poll_async(Duration::from_secs(30), "slow's first tick", || async {
+        let slow = task(&client, "slow").await;
+        (slow.tick == 1).then_some(slow)
+    })
+    .await;
+    let runs = || witness.runs().into_iter().filter(|r| r.task == "slow").count();
+    assert_eq!(runs(), 1);
+    // A new cluster raises its version a step at a time, to the one that
+    // knows the request.
+    let highest = baton_node::state::cluster_version::VersionRange::SUPPORTED.max;
+    baton_cluster_tests::upgrades::await_cluster_version(&client, highest).await;
+
+    let (out, _) = batonctl(&cluster, &[], &["tasks", "run-now", "slow"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let asked = Instant::now();
+    poll_async(
+        Duration::from_secs(10),
+        "the witness to see slow's second tick",
+        || async { (runs() == 2).then_some(()) },
+    )
+    .await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the tick came {:?} after the command, nearer its schedule than now",
+        asked.elapsed()
+    );
+    let second = poll_async(Duration::from_secs(10), "slow's second tick committed", || async {
+        let slow = task(&client, "slow").await;
+        (slow.tick == 2).then_some(slow)
+    })
+    .await;
+    assert_eq!(second.next_due_ms, first.next_due_ms, "the schedule goes on as it was");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs(), 2, "one tick asked for, one tick run");
+
+    let (out, _) = batonctl(&cluster, &[], &["tasks", "run-now", "no-such-task"]);
+    assert_eq!(out.status.code(), Some(exit::NOT_FOUND.into()), "{}", stderr(&out));
+    let (out, _) = batonctl(&cluster, &[], &["tasks", "pause", "slow"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, _) = batonctl(&cluster, &[], &["tasks", "run-now", "slow"]);
+    assert_eq!(out.status.code(), Some(exit::FAILED.into()), "{}", stderr(&out));
+    assert!(stderr(&out).contains("slow is not running"), "{}", stderr(&out));
+    let names = std::collections::BTreeSet::from(["slow".to_string()]);
+    let report = task_api::witness_report(&client, &witness, &names).await;
+    assert!(report.is_clean(), "{report}");
+}

@@ -12,8 +12,10 @@ use std::time::Duration;
 use baton_cluster_tests::browser::Browser;
 use baton_cluster_tests::http::{Answer, get, request};
 use baton_cluster_tests::task_api::{history, start_counters, start_witnessed, task, tasks, witness_report};
+use baton_cluster_tests::upgrades::await_cluster_version;
 use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::{TestCluster, poll_async};
+use baton_node::state::cluster_version::VersionRange;
 
 const ANSWER: Duration = Duration::from_secs(10);
 const PERIOD_MS: u64 = 250;
@@ -115,9 +117,12 @@ async fn every_node_serves_the_page_and_its_steps_need_the_token_from_this_site(
             vec![("Authorization", bearer.as_str()), ("Origin", "http://evil.example")],
         ),
     ];
+    let run_now = "step=run-now&task=c001&back=%2Ftasks";
     for (what, headers) in refused {
-        let answer = post(addr, "/act", &headers, pause).await;
-        assert_eq!(answer.status, 403, "{what}: {}", answer.body);
+        for step in [pause, run_now] {
+            let answer = post(addr, "/act", &headers, step).await;
+            assert_eq!(answer.status, 403, "{what}: {}", answer.body);
+        }
         assert_eq!(task(&client, "c000").await.status, "running", "{what} paused it");
     }
     let done = post(addr, "/act", &[("Authorization", &bearer)], pause).await;
@@ -200,6 +205,9 @@ async fn a_browser_sees_the_page_live_and_takes_manual_steps_that_a_witness_conf
     let client = cluster.client();
     let witness = Witness::start("127.0.0.1:0", Duration::ZERO).await.unwrap();
     let names = start_witnessed(&cluster, &client, &witness, 4, PERIOD_MS).await;
+    // "Run now" needs the cluster version that knows it; a new cluster
+    // raises its version a step at a time.
+    await_cluster_version(&client, VersionRange::SUPPORTED.max).await;
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
     let token = cluster.local.admin_token().unwrap();
     let base = format!("http://{}", cluster.local.nodes[&leader].metrics_addr);
@@ -257,6 +265,8 @@ async fn a_browser_sees_the_page_live_and_takes_manual_steps_that_a_witness_conf
     let paused_runs = runs_of("w00").len();
     browser.click("button[data-step=\"resume-task\"]").await.unwrap();
     notice(&browser, "Resumed task w00.").await;
+    browser.click("button[data-step=\"run-now\"]").await.unwrap();
+    notice(&browser, "Asked task w00 for a tick now.").await;
     poll_async(Duration::from_secs(20), "the witness to see w00 run again", || async {
         (runs_of("w00").len() > paused_runs).then_some(())
     })

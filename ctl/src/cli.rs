@@ -201,6 +201,9 @@ pub enum TasksCommand {
     Rm { name: String },
     /// Pause a task (a tick in flight does not commit).
     Pause { name: String },
+    /// Run one tick of a running task now, outside its schedule (fenced
+    /// like any tick); its schedule goes on as before.
+    RunNow { name: String },
     /// Resume a paused or failed task.
     Resume { name: String },
 }

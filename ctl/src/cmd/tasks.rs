@@ -1,4 +1,4 @@
-//! `batonctl tasks add|list|show|history|rm|pause|resume`.
+//! `batonctl tasks add|list|show|history|rm|pause|resume|run-now`.
 
 use baton_proto::{AddTaskRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
 use serde::Serialize;
@@ -172,6 +172,7 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
         TasksCommand::Show { name } => call_named(client, &name, Named::Show).await?,
         TasksCommand::Rm { name } => call_named(client, &name, Named::Remove).await?,
         TasksCommand::Pause { name } => call_named(client, &name, Named::Pause).await?,
+        TasksCommand::RunNow { name } => call_named(client, &name, Named::RunNow).await?,
         TasksCommand::Resume { name } => call_named(client, &name, Named::Resume).await?,
     };
     let tasks: Vec<TaskView> = task.task.into_iter().map(TaskView::from).collect();
@@ -184,6 +185,7 @@ enum Named {
     Remove,
     Pause,
     Resume,
+    RunNow,
 }
 
 async fn call_named(client: &ClusterClient, name: &str, what: Named) -> Result<baton_proto::TaskReply, CmdError> {
@@ -196,6 +198,7 @@ async fn call_named(client: &ClusterClient, name: &str, what: Named) -> Result<b
                 Named::Remove => c.remove_task(r).await,
                 Named::Pause => c.pause_task(r).await,
                 Named::Resume => c.resume_task(r).await,
+                Named::RunNow => c.run_task_now(r).await,
             }
         })
         .await?)

@@ -554,6 +554,11 @@ impl Control for ControlService {
         ))
     }
 
+    async fn run_task_now(&self, request: Request<TaskRequest>) -> Result<Response<TaskReply>, Status> {
+        let name = request.into_inner().name;
+        Ok(Response::new(task_calls::run_now(&self.context, name).await?))
+    }
+
     async fn resume_task(&self, request: Request<TaskRequest>) -> Result<Response<TaskReply>, Status> {
         let name = request.into_inner().name;
         Ok(Response::new(

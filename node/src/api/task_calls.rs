@@ -8,6 +8,7 @@ use super::NodeContext;
 use super::errors::propose_error;
 use crate::config::check_host_port;
 use crate::state::cluster::ClusterState;
+use crate::state::cluster_version::{BelowVersion, RUN_NOW};
 use crate::state::tasks::{CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus};
 use crate::tasks::schedule::parse_cron;
 use crate::types::{Command, CommandResponse};
@@ -167,6 +168,21 @@ pub(crate) async fn remove(context: &NodeContext, name: String) -> Result<TaskRe
 pub(crate) async fn set_status(context: &NodeContext, name: String, status: TaskStatus) -> Result<TaskReply, Status> {
     find(context, &name)?;
     write(context, &name.clone(), Command::SetTaskStatus { name, status }).await
+}
+
+/// Asks the task's owner for one tick now (`batonctl tasks run-now`). The
+/// leader takes it, once the cluster runs at the version whose nodes all
+/// know the request ([`RUN_NOW`]).
+pub(crate) async fn run_now(context: &NodeContext, name: String) -> Result<TaskReply, Status> {
+    match crate::types::leader(&context.raft) {
+        (Some(leader), _) if leader == context.id => {}
+        (leader, addr) => return Err(super::errors::not_leader(leader, addr.as_deref())),
+    }
+    find(context, &name)?;
+    let version = context.state_machine.read(|s| s.cluster_version);
+    BelowVersion::check(version, RUN_NOW, "`tasks run-now`").map_err(|e| Status::failed_precondition(e.to_string()))?;
+    let now_ms = crate::types::now_ms();
+    write(context, &name.clone(), Command::RunNow { name, now_ms }).await
 }
 
 pub(crate) fn show(context: &NodeContext, name: &str) -> Result<TaskReply, Status> {

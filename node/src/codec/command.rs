@@ -66,6 +66,10 @@ impl From<&Command> for pb::Command {
                 name: name.clone(),
                 status: Some(status.into()),
             }),
+            Command::RunNow { name, now_ms } => Kind::RunNow(pb::RunNow {
+                name: name.clone(),
+                now_ms: *now_ms,
+            }),
             Command::AssignOwners(list) => Kind::AssignOwners(assignments(list)),
             Command::ReassignAll { from, to } => Kind::ReassignAll(pb::ReassignAll {
                 from: *from,
@@ -191,6 +195,10 @@ fn command_of(kind: pb::command::Kind, depth: u32) -> Result<Command, DecodeErro
         Kind::SetTaskStatus(s) => Command::SetTaskStatus {
             name: s.name,
             status: s.status.ok_or(missing("SetTaskStatus.status"))?.try_into()?,
+        },
+        Kind::RunNow(r) => Command::RunNow {
+            name: r.name,
+            now_ms: r.now_ms,
         },
         Kind::AssignOwners(list) => Command::AssignOwners(assignments(list)),
         Kind::ReassignAll(r) => Command::ReassignAll { from: r.from, to: r.to },

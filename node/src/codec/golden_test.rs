@@ -161,6 +161,19 @@ fn log_entries_snapshots_and_raft_records_are_encoded_as_pinned_and_decode_back(
     let bytes = encode_state(&state);
     problems.extend(pinned("snapshot-data", &bytes));
     assert_eq!(decode_state(&bytes).unwrap(), state);
+    // A tick asked for now is kept in the snapshot (cluster version 8).
+    let mut asked = samples::cluster_state();
+    let run_now = Command::RunNow {
+        name: "count-1".into(),
+        now_ms: 1_790_000_001_200,
+    };
+    assert_eq!(
+        asked.apply(&run_now, &crate::state::cluster::Rules::FENCED),
+        CommandResponse::Done
+    );
+    let bytes = encode_state(&asked);
+    problems.extend(pinned("snapshot-data-run-requested", &bytes));
+    assert_eq!(decode_state(&bytes).unwrap(), asked);
 
     for (name, vote) in [
         ("vote", Vote::new_committed(2, 1)),
@@ -598,6 +611,10 @@ impl Gen {
                 phase: self.phase(),
                 now_ms: self.u64(),
             },
+            21 => Command::RunNow {
+                name: self.string(),
+                now_ms: self.u64(),
+            },
             _ => Command::UpgradeControl {
                 hash: self.string(),
                 action: match self.0.random_range(0..5) {
@@ -644,6 +661,7 @@ impl Gen {
             handoff_to: self.option(Self::u64),
             state_version: self.u32(),
             failed_on: self.option(Self::u32),
+            run_requested_ms: self.option(Self::u64),
         }
     }
 

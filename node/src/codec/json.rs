@@ -13,7 +13,7 @@ use crate::types::typ::Entry;
 
 /// The tag every command kind this release knows has in JSON (the
 /// snake_case variant name); a unit test checks it against every kind.
-pub const COMMAND_KINDS: [&str; 22] = [
+pub const COMMAND_KINDS: [&str; 23] = [
     "put",
     "delete",
     "batch",
@@ -36,6 +36,7 @@ pub const COMMAND_KINDS: [&str; 22] = [
     "start_upgrade",
     "upgrade_phase",
     "upgrade_control",
+    "run_now",
 ];
 
 /// A log entry holding a command of a kind this release does not know.

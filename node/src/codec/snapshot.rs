@@ -233,6 +233,7 @@ impl From<&TaskRecord> for pb::TaskRecord {
             handoff_to: task.handoff_to,
             state_version: task.state_version,
             failed_on: task.failed_on,
+            run_requested_ms: task.run_requested_ms,
         }
     }
 }
@@ -264,6 +265,7 @@ impl TryFrom<pb::TaskRecord> for TaskRecord {
             handoff_to: task.handoff_to,
             state_version: task.state_version,
             failed_on: task.failed_on,
+            run_requested_ms: task.run_requested_ms,
         })
     }
 }

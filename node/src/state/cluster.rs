@@ -102,6 +102,7 @@ impl ClusterState {
             },
             Command::RemoveTask { name } => self.tasks.remove(name),
             Command::SetTaskStatus { name, status } => self.tasks.set_status(name, status.clone()),
+            Command::RunNow { name, now_ms } => self.tasks.run_now(name, *now_ms),
             Command::AssignOwners(assignments) => self.tasks.assign(assignments),
             Command::ReassignAll { from, to } => self.tasks.reassign_all(*from, to),
             Command::HandOff(assignments) => self.tasks.hand_off(assignments),

@@ -28,6 +28,7 @@
 //! | 5 | the leader moves all of a lost node's tasks in one small `reassign_all` entry, decided as it is applied (`crate::placement`) | 0.4.0 |
 //! | 6 | rolling upgrades of the node binary: `start_upgrade`, `upgrade_phase` and `upgrade_control` entries, and the upgrade in snapshots (`crate::state::upgrades`) | 0.5.0 |
 //! | 7 | held upgrades: an upgrade's `hold_version` and the `finalize` control (`batonctl upgrade --hold-version`, `upgrade finalize`) | 0.6.0 |
+//! | 8 | a tick asked for now: `run_now` entries and a task's `run_requested_ms` (`batonctl tasks run-now`, the status page's "Run now") | 0.7.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
@@ -66,12 +67,19 @@ pub const NODE_UPGRADES: ClusterVersion = 6;
 /// as its leader, or fail on the `finalize` control it does not know.
 pub const HELD_UPGRADES: ClusterVersion = 7;
 
+/// The version from which a task may be asked for a tick now
+/// (`Command::RunNow`, `TaskRecord::run_requested_ms`): a node of 0.6.0
+/// would stop on the entry it does not know, and would drop the request
+/// from a snapshot.
+pub const RUN_NOW: ClusterVersion = 8;
+
 /// The highest version of this source tree.
-const HIGHEST: ClusterVersion = 7;
+const HIGHEST: ClusterVersion = 8;
 
 /// The releases that introduced each version, for messages: index 0 is
 /// version 1.
-const FIRST_RELEASES: [&str; HIGHEST as usize] = ["0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0"];
+const FIRST_RELEASES: [&str; HIGHEST as usize] =
+    ["0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0"];
 
 /// The highest version of this build: [`HIGHEST`], or lower when built with
 /// `BATON_BUILD_MAX_CLUSTER_VERSION` set. With `BATON_BUILD_RELEASE` (see
@@ -103,7 +111,7 @@ const fn parse_build_cap(text: &str) -> ClusterVersion {
     }
     assert!(
         value >= FIRST && value <= HIGHEST,
-        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to HIGHEST (7)"
+        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to HIGHEST (8)"
     );
     value
 }
@@ -396,8 +404,8 @@ mod tests {
     fn a_build_cap_is_a_version_this_tree_knows() {
         assert_eq!(parse_build_cap("6"), 6);
         assert_eq!(parse_build_cap("1"), 1);
-        assert_eq!(parse_build_cap("7"), HIGHEST);
-        for bad in ["", "0", "8", "6 ", "-1", "v6", "99999999999"] {
+        assert_eq!(parse_build_cap("8"), HIGHEST);
+        for bad in ["", "0", "9", "6 ", "-1", "v6", "99999999999"] {
             assert!(
                 std::panic::catch_unwind(|| parse_build_cap(bad)).is_err(),
                 "{bad:?} was taken"

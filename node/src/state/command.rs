@@ -34,6 +34,12 @@ pub enum Command {
     RemoveTask { name: String },
     /// Pause, resume or fail a task; raises its epoch.
     SetTaskStatus { name: String, status: TaskStatus },
+    /// Ask a running task for one tick now, outside its schedule
+    /// (`batonctl tasks run-now`), at `now_ms` on the leader's clock: its
+    /// owner ticks it at once, fenced like any tick, and the request ends
+    /// with the next tick committed. Introduced by cluster version 8
+    /// (`RUN_NOW`).
+    RunNow { name: String, now_ms: u64 },
     /// Give tasks new owners at once (the leader's placement; the old owner
     /// is gone).
     AssignOwners(Vec<Assignment>),
@@ -189,6 +195,7 @@ impl std::fmt::Display for Command {
             Command::AddTask(spec) => write!(f, "add task {}", spec.name),
             Command::RemoveTask { name } => write!(f, "remove task {name}"),
             Command::SetTaskStatus { name, status } => write!(f, "set task {name} {status:?}"),
+            Command::RunNow { name, .. } => write!(f, "run task {name} now"),
             Command::AssignOwners(a) => write!(f, "assign {} task(s)", a.len()),
             Command::ReassignAll { from: Some(node), to } => write!(f, "move every task of node {node} to {to:?}"),
             Command::ReassignAll { from: None, to } => write!(f, "place every task without an owner on {to:?}"),

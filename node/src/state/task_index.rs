@@ -22,6 +22,7 @@ pub(crate) struct Placement {
     running: bool,
     handoff_to: Option<NodeId>,
     state_version: u32,
+    run_requested_ms: Option<u64>,
 }
 
 impl Placement {
@@ -32,13 +33,26 @@ impl Placement {
             running: task.status == TaskStatus::Running,
             handoff_to: task.handoff_to,
             state_version: task.state_version,
+            run_requested_ms: task.run_requested_ms,
         }
     }
 
-    /// Whether the runner and placement must look at the task again.
+    /// Whether the runner and placement must look at the task again (a
+    /// tick asked for now wakes its owner's worker).
     pub(crate) fn moved(&self, other: &Placement) -> bool {
-        (self.owner, self.epoch, self.running, self.handoff_to)
-            != (other.owner, other.epoch, other.running, other.handoff_to)
+        (
+            self.owner,
+            self.epoch,
+            self.running,
+            self.handoff_to,
+            self.run_requested_ms,
+        ) != (
+            other.owner,
+            other.epoch,
+            other.running,
+            other.handoff_to,
+            other.run_requested_ms,
+        )
     }
 }
 

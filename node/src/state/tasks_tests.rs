@@ -481,3 +481,36 @@ fn reassign_all_of_100k_tasks() {
         encode_command(&Command::AssignOwners(assignments)).len()
     );
 }
+
+#[test]
+fn a_tick_asked_for_now_stands_until_a_tick_commits_and_only_for_a_running_task() {
+    let mut table = owned();
+    let changes = table.index().changes().cursor();
+    assert_eq!(table.run_now("t", 5_000), CommandResponse::Done);
+    assert_eq!(table["t"].run_requested_ms, Some(5_000));
+    // Its owner's runner hears of it.
+    assert!(matches!(
+        table.index().changes().since(changes),
+        crate::state::task_changes::Since::Changed(names) if names.contains(&"t")
+    ));
+    // Asked twice before the tick: one request, from the first time.
+    assert_eq!(table.run_now("t", 6_000), CommandResponse::Done);
+    assert_eq!(table["t"].run_requested_ms, Some(5_000));
+    assert_eq!(
+        table.commit_tick(&commit(1, 1, 1), &Rules::FENCED),
+        CommandResponse::Done
+    );
+    assert_eq!(table["t"].run_requested_ms, None);
+    // A pause ends a request; a paused or unknown task takes none.
+    assert_eq!(table.run_now("t", 7_000), CommandResponse::Done);
+    table.set_status("t", TaskStatus::Paused);
+    assert_eq!(table["t"].run_requested_ms, None);
+    assert!(matches!(
+        table.run_now("t", 8_000),
+        CommandResponse::Rejected(Rejection::NotRunning { .. })
+    ));
+    assert!(matches!(
+        table.run_now("nope", 8_000),
+        CommandResponse::Rejected(Rejection::NoSuchTask { .. })
+    ));
+}

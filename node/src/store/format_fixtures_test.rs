@@ -84,6 +84,7 @@ pub(crate) fn kind(command: &Command) -> &'static str {
         Command::StartUpgrade { .. } => "start-upgrade",
         Command::UpgradePhase { .. } => "upgrade-phase",
         Command::UpgradeControl { .. } => "upgrade-control",
+        Command::RunNow { .. } => "run-now",
     }
 }
 
@@ -233,6 +234,10 @@ pub(crate) fn commands() -> Vec<Command> {
                 reason: "node 2: exit status 1".into(),
             },
             now_ms: 1_790_000_001_100,
+        },
+        Command::RunNow {
+            name: "count-1".into(),
+            now_ms: 1_790_000_001_200,
         },
     ]
 }

@@ -64,7 +64,8 @@ struct FenceLogs {
 struct Worker {
     epoch: u64,
     handle: AbortHandle,
-    /// Woken when its task starts being handed off.
+    /// Woken when its task starts being handed off or is asked for a tick
+    /// now.
     wake: Arc<Notify>,
     /// The last full scan that found its task still owned at its epoch.
     seen: u64,
@@ -170,12 +171,18 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
 }
 
 /// What a scan found: workers to start (task, epoch), to stop, and to wake
-/// (their task is being handed off).
+/// (their task is being handed off, or asked for a tick now).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Moves {
     start: Vec<(String, u64)>,
     stop: Vec<String>,
     wake: Vec<String>,
+}
+
+/// Whether a task's worker must look at it before its due time: it is
+/// being handed off, or a tick was asked for now.
+fn wakes(task: &TaskRecord) -> bool {
+    task.handoff_to.is_some() || task.run_requested_ms.is_some()
 }
 
 /// Whether a worker at `epoch` serves `task` as this node owns it now.
@@ -195,7 +202,7 @@ fn full_scan<'a>(
         match workers.get_mut(&task.spec.name) {
             Some(worker) if serves(worker, task) => {
                 worker.seen = scan;
-                if task.handoff_to.is_some() {
+                if wakes(task) {
                     moves.wake.push(task.spec.name.clone());
                 }
             }
@@ -219,7 +226,7 @@ fn changed_scan<'a>(
         let mine = task.filter(|t| t.owner == Some(me) && t.status == TaskStatus::Running);
         match (mine, workers.get(name)) {
             (Some(task), Some(worker)) if serves(worker, task) => {
-                if task.handoff_to.is_some() {
+                if wakes(task) {
                     moves.wake.push(name.to_string());
                 }
             }
@@ -257,10 +264,15 @@ async fn work(
     let counted = context.metrics.module(&spec.module);
     // The module version this worker runs, compiled.
     let mut running: Option<(ModuleVersion, Arc<CompiledModule>)> = None;
+    // The last request for a tick now that this worker ran a tick for.
+    let mut served_request: Option<u64> = None;
     loop {
-        if !await_turn(&context, &fence, &name, epoch, due, &wake, &logs).await {
+        if !await_turn(&context, &fence, &name, epoch, due, &wake, &logs, &mut served_request).await {
             return;
         }
+        // Before its due time only when a tick was asked for now: the
+        // schedule then goes on as it was.
+        let early = now_ms() < due;
         // The version this node runs now: a hot swap takes effect here,
         // between ticks, never in the middle of one. Copied only when it is
         // not the one running.
@@ -411,7 +423,10 @@ async fn work(
             }
         };
         let now = now_ms();
-        let next = next_due(&spec.schedule, due, now, outcome.next_in_ms);
+        let next = match early {
+            true => next_due(&spec.schedule, due, now, outcome.next_in_ms).min(due),
+            false => next_due(&spec.schedule, due, now, outcome.next_in_ms),
+        };
         let commit = TickCommit {
             task: name.clone(),
             epoch,
@@ -437,17 +452,20 @@ fn migration_for(state_version: u32, running: u32, state: &[u8]) -> Option<(u32,
     (!state.is_empty() && state_version != 0 && state_version != running).then_some((state_version, running))
 }
 
-/// Waits until the task's tick is due and this node's lease runs. False when
-/// the task is no longer this worker's: its epoch moved on, or it was being
-/// handed off and this node released it.
+/// Waits until the task's tick is due (or was asked for now: a request
+/// not in `served`, which then holds it) and this node's lease runs. False
+/// when the task is no longer this worker's: its epoch moved on, or it was
+/// being handed off and this node released it.
+#[allow(clippy::too_many_arguments)]
 async fn await_turn(
     context: &NodeContext,
     fence: &OwnerFence,
     name: &str,
     epoch: u64,
-    due: u64,
+    mut due: u64,
     wake: &Notify,
     logs: &FenceLogs,
+    served: &mut Option<u64>,
 ) -> bool {
     // Why the fence last held the tick back, and whether that was said.
     let mut fenced: Option<FenceError> = None;
@@ -458,18 +476,29 @@ async fn await_turn(
     // it, and the fence refuses a tick that is no longer this node's.)
     let mut look = true;
     loop {
-        let handoff = match look {
+        let looked = match look {
             true => context.state_machine.read(|s| {
                 let task = s
                     .tasks
                     .get(name)
                     .filter(|t| t.epoch == epoch && t.owner == Some(context.id))?;
-                Some(task.handoff_to)
+                Some((task.handoff_to, task.run_requested_ms))
             }),
-            false => Some(None),
+            false => Some((None, None)),
         };
         look = true;
-        let Some(handoff) = handoff else { return false };
+        let Some((handoff, requested)) = looked else {
+            return false;
+        };
+        // A request this worker has not run a tick for yet: one tick now.
+        // (Its own tick's commit ends the request; until this node has
+        // applied that, `served` keeps it from running a second.)
+        if let Some(at) = requested
+            && *served != Some(at)
+        {
+            *served = Some(at);
+            due = due.min(now_ms());
+        }
         let stalled = || (context.testing.stall_hand_offs_file.as_deref()).is_some_and(|f| f.exists());
         if handoff.is_some() && stalled() {
             // A stuck worker, on purpose: the leader forces the hand-off.

@@ -357,7 +357,9 @@ pub fn task_filter_form(filter: &TaskFilter, modules: &[String]) -> String {
 fn task_steps(row_status: &str, name: &str, cx: Context<'_>) -> String {
     let fields = [("task", name)];
     match row_status {
-        "running" => step_button("Pause", "pause-task", &fields, cx.back),
+        "running" => {
+            step_button("Run now", "run-now", &fields, cx.back) + &step_button("Pause", "pause-task", &fields, cx.back)
+        }
         _ => step_button("Resume", "resume-task", &fields, cx.back),
     }
 }
@@ -559,6 +561,7 @@ mod tests {
         assert!(!read.contains("<form"));
         let signed_in = tasks(&page(rows), &TaskFilter::default(), cx(true));
         assert!(signed_in.contains("value=\"pause-task\"") && signed_in.contains("value=\"resume-task\""));
+        assert!(signed_in.contains("value=\"run-now\""));
     }
 
     #[test]

@@ -517,6 +517,10 @@ async fn take(control: &ControlService, step: &Step) -> Result<String, String> {
             control.resume_task(task()).await.map_err(why)?;
             format!("Resumed task {}.", step.task)
         }
+        "run-now" => {
+            control.run_task_now(task()).await.map_err(why)?;
+            format!("Asked task {} for a tick now.", step.task)
+        }
         "drain" | "undrain" => {
             let drain = step.step == "drain";
             let id = node()?;
