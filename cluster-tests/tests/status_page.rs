@@ -117,7 +117,7 @@ async fn every_node_serves_the_page_and_its_steps_need_the_token_from_this_site(
             vec![("Authorization", bearer.as_str()), ("Origin", "http://evil.example")],
         ),
     ];
-    let run_now = "step=run-now&task=c001&back=%2Ftasks";
+    let run_now = "step=run-now&task=c000&back=%2Ftasks";
     for (what, headers) in refused {
         for step in [pause, run_now] {
             let answer = post(addr, "/act", &headers, step).await;

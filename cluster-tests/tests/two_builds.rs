@@ -29,6 +29,15 @@ use baton_cluster_tests::{TestCluster, poll_every};
 use baton_node::state::cluster_version::{NODE_UPGRADES, VersionRange};
 use batonctl::cmd::status::fetch;
 
+/// Asks for a tick of `name` now.
+async fn run_now(client: &batonctl::ClusterClient, name: &str) -> Result<(), batonctl::client::ClientError> {
+    let request = baton_proto::TaskRequest { name: name.into() };
+    client
+        .call_with(&request, |mut c, r| async move { c.run_task_now(r).await })
+        .await
+        .map(|_| ())
+}
+
 const EARLIER: &str = "0.5.0-earlier";
 const COUNTERS: usize = 60;
 const WITNESSED: usize = 10;
@@ -85,6 +94,12 @@ async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_fo
     assert!(
         ok && stdout.contains("no upgrade yet"),
         "a refused upgrade was recorded: {stdout}"
+    );
+    // So is `tasks run-now`, gated at 8.
+    let refused = run_now(&client, "c000").await.unwrap_err().to_string();
+    assert!(
+        refused.contains("`tasks run-now` needs cluster version 8 and the cluster runs at 6"),
+        "{refused}"
     );
 
     // An upgrade to this build, aborted once one node runs it: no upgrade
@@ -163,6 +178,7 @@ async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_fo
     assert!(ok && stdout.contains("upgrade finalize"), "{stdout}{stderr}");
     let (ok, stdout, stderr) = batonctl_upgrade(&cluster, &["finalize"]);
     assert!(ok, "{stdout}{stderr}");
+    run_now(&client, "c000").await.expect("run-now at the highest version");
 
     // No task stopped or ran twice through all of it.
     no_task_stopped(&client, &witness, &witnessed, names, PERIOD_MS).await;

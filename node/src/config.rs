@@ -544,7 +544,7 @@ impl NodeConfig {
             );
             return;
         };
-        if let Some(file) = &table.admin_token_file
+        if let Some(file) = table.admin_token_file.as_ref().filter(|_| table.status_page)
             && let Err(why) = crate::web::AdminToken::load(file)
         {
             problem("metrics.admin_token_file", why);

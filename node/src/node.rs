@@ -130,7 +130,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     // Read before anything binds: a config that names a token file the
     // node cannot use stops it here, with what to do.
     let (metrics_config, _) = config.metrics();
-    let status_page = match (metrics_config.status_page, &metrics_config.admin_token_file) {
+    let status_page = match (
+        metrics_config.enabled && metrics_config.status_page,
+        &metrics_config.admin_token_file,
+    ) {
         (false, _) => None,
         (true, None) => Some(None),
         (true, Some(file)) => Some(Some(crate::web::AdminToken::load(file).map_err(NodeError::AdminToken)?)),

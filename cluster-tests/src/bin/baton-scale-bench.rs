@@ -202,13 +202,11 @@ async fn time_status_page(cluster: &TestCluster, client: &ClusterClient, id: u64
             ms.push(started.elapsed().as_micros() as u64);
             bytes = answer.body.len();
         }
-        ms.sort_unstable();
-        println!(
-            "| node {id} ({role}) | `{path}` | {:.1} | {:.1} | {:.1} | {} KiB |",
-            quantile(&ms, 0.5) as f64 / 1000.0,
-            quantile(&ms, 0.99) as f64 / 1000.0,
-            quantile(&ms, 1.0) as f64 / 1000.0,
-            bytes / 1024
+        load_row(
+            &format!("node {id} ({role})"),
+            &format!("`{path}`"),
+            ms,
+            &format!("{} KiB", bytes / 1024),
         );
     }
     let mut ms = Vec::with_capacity(loads);
@@ -218,12 +216,24 @@ async fn time_status_page(cluster: &TestCluster, client: &ClusterClient, id: u64
         ms.push(started.elapsed().as_micros() as u64);
         assert!(!all.is_empty());
     }
-    ms.sort_unstable();
+    load_row(
+        &format!("any ({role} run)"),
+        "`batonctl tasks list` (gRPC, every task)",
+        ms,
+        "-",
+    );
+}
+
+/// A row of the page-load table: p50, p99 and max of `us` (microseconds),
+/// in milliseconds.
+fn load_row(from: &str, what: &str, mut us: Vec<u64>, size: &str) {
+    us.sort_unstable();
+    let ms = |q: f64| quantile(&us, q) as f64 / 1000.0;
     println!(
-        "| any ({role} run) | `batonctl tasks list` (gRPC, every task) | {:.1} | {:.1} | {:.1} | - |",
-        quantile(&ms, 0.5) as f64 / 1000.0,
-        quantile(&ms, 0.99) as f64 / 1000.0,
-        quantile(&ms, 1.0) as f64 / 1000.0,
+        "| {from} | {what} | {:.1} | {:.1} | {:.1} | {size} |",
+        ms(0.5),
+        ms(0.99),
+        ms(1.0)
     );
 }
 

@@ -163,6 +163,7 @@ fn log_entries_snapshots_and_raft_records_are_encoded_as_pinned_and_decode_back(
     assert_eq!(decode_state(&bytes).unwrap(), state);
     // A tick asked for now is kept in the snapshot (cluster version 8).
     let mut asked = samples::cluster_state();
+    asked.cluster_version = crate::state::cluster_version::RUN_NOW;
     let run_now = Command::RunNow {
         name: "count-1".into(),
         now_ms: 1_790_000_001_200,

@@ -523,6 +523,7 @@ impl TaskTable {
                 reason: reason.to_string(),
             };
             task.failed_on = (version > 0).then_some(version);
+            task.run_requested_ms = None;
             task.epoch += 1;
             task.handoff_to = None;
             CommandResponse::Done
@@ -545,6 +546,7 @@ impl TaskTable {
                 task.failed_on = None;
                 task.epoch += 1;
                 task.handoff_to = None;
+                task.run_requested_ms = None;
             });
         }
     }

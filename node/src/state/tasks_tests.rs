@@ -513,4 +513,11 @@ fn a_tick_asked_for_now_stands_until_a_tick_commits_and_only_for_a_running_task(
         table.run_now("nope", 8_000),
         CommandResponse::Rejected(Rejection::NoSuchTask { .. })
     ));
+    // Marked failed, a task drops its request; a revert does not bring it
+    // back.
+    table.set_status("t", TaskStatus::Running);
+    assert_eq!(table.run_now("t", 9_000), CommandResponse::Done);
+    let epoch = table["t"].epoch;
+    assert_eq!(table.mark_failed("t", epoch, "trapped", 1), CommandResponse::Done);
+    assert_eq!(table["t"].run_requested_ms, None);
 }

@@ -264,12 +264,14 @@ async fn work(
     let counted = context.metrics.module(&spec.module);
     // The module version this worker runs, compiled.
     let mut running: Option<(ModuleVersion, Arc<CompiledModule>)> = None;
-    // The last request for a tick now that this worker ran a tick for.
+    // The last request for a tick now that a tick of this worker served (its
+    // commit may not be applied here yet).
     let mut served_request: Option<u64> = None;
     loop {
-        if !await_turn(&context, &fence, &name, epoch, due, &wake, &logs, &mut served_request).await {
+        let Some(request) = await_turn(&context, &fence, &name, epoch, due, &wake, &logs, &mut served_request).await
+        else {
             return;
-        }
+        };
         // Before its due time only when a tick was asked for now: the
         // schedule then goes on as it was.
         let early = now_ms() < due;
@@ -395,9 +397,14 @@ async fn work(
             }
             Ok(Err(e)) => {
                 tracing::warn!(task = %name, "tick {} (version {}) failed: {e}", tick + 1, version);
+                // A tick asked for now ran and failed: the request is
+                // served, and the schedule goes on (no retry ahead of it).
+                served_request = request.or(served_request);
                 match restarts.record_failure(now_ms(), &spec.restart) {
                     Verdict::Retry { after_ms } => {
-                        due = now_ms() + after_ms;
+                        if !early {
+                            due = now_ms() + after_ms;
+                        }
                         continue;
                     }
                     Verdict::GiveUp { failures } => {
@@ -441,6 +448,7 @@ async fn work(
         if !Box::pin(commit_tick(&context, &commit)).await {
             return;
         }
+        served_request = request.or(served_request);
         (tick, state, due, state_version) = (commit.tick, commit.state, next, version);
     }
 }
@@ -452,10 +460,17 @@ fn migration_for(state_version: u32, running: u32, state: &[u8]) -> Option<(u32,
     (!state.is_empty() && state_version != 0 && state_version != running).then_some((state_version, running))
 }
 
-/// Waits until the task's tick is due (or was asked for now: a request
-/// not in `served`, which then holds it) and this node's lease runs. False
-/// when the task is no longer this worker's: its epoch moved on, or it was
-/// being handed off and this node released it.
+/// The request for a tick now that the next tick serves: the one the task
+/// holds, unless a tick of this worker served it already (and its commit,
+/// which ends the request, is not applied here yet).
+fn unserved(requested: Option<u64>, served: Option<u64>) -> Option<u64> {
+    requested.filter(|at| served != Some(*at))
+}
+
+/// Waits until the task's tick is due, or was asked for now (a request not
+/// `served`), and this node's lease runs: then the request the tick serves,
+/// if any. None when the task is no longer this worker's: its epoch moved
+/// on, or it was being handed off and this node released it.
 #[allow(clippy::too_many_arguments)]
 async fn await_turn(
     context: &NodeContext,
@@ -466,7 +481,7 @@ async fn await_turn(
     wake: &Notify,
     logs: &FenceLogs,
     served: &mut Option<u64>,
-) -> bool {
+) -> Option<Option<u64>> {
     // Why the fence last held the tick back, and whether that was said.
     let mut fenced: Option<FenceError> = None;
     let mut warned = false;
@@ -475,7 +490,10 @@ async fn await_turn(
     // begun meanwhile wakes the worker; any other change of owner stops
     // it, and the fence refuses a tick that is no longer this node's.)
     let mut look = true;
+    // The request for a tick now that the tick about to start serves.
+    let mut taking: Option<u64> = None;
     loop {
+        let look_was = look;
         let looked = match look {
             true => context.state_machine.read(|s| {
                 let task = s
@@ -487,16 +505,14 @@ async fn await_turn(
             false => Some((None, None)),
         };
         look = true;
-        let Some((handoff, requested)) = looked else {
-            return false;
-        };
-        // A request this worker has not run a tick for yet: one tick now.
-        // (Its own tick's commit ends the request; until this node has
-        // applied that, `served` keeps it from running a second.)
-        if let Some(at) = requested
-            && *served != Some(at)
-        {
-            *served = Some(at);
+        let (handoff, requested) = looked?;
+        if look_was && requested.is_none() {
+            // The served request's end is applied: a later one, even with
+            // the same time, is new.
+            *served = None;
+        }
+        if let Some(at) = unserved(requested, *served) {
+            taking = Some(at);
             due = due.min(now_ms());
         }
         let stalled = || (context.testing.stall_hand_offs_file.as_deref()).is_some_and(|f| f.exists());
@@ -512,7 +528,7 @@ async fn await_turn(
                 node: context.id,
             };
             match Box::pin(propose_on_leader(context, release)).await {
-                Ok(_) => return false,
+                Ok(_) => return None,
                 Err(e) => {
                     tracing::debug!(task = %name, "release not confirmed ({e}); retrying");
                     tokio::time::sleep(LEASE_POLL).await;
@@ -530,11 +546,11 @@ async fn await_turn(
                             None => tracing::debug!(task = %name, "lease renewed; ticking again"),
                         }
                     }
-                    return true;
+                    return Some(taking);
                 }
                 // Read once caught up: the task has moved on for good (an
                 // epoch never comes back).
-                Err(FenceError::NotOwner { .. }) => return false,
+                Err(FenceError::NotOwner { .. }) => return None,
                 // A follower a few entries behind its last renewal's index
                 // is the common case under load, and over in milliseconds.
                 Err(e @ FenceError::CatchingUp { .. }) => {
@@ -649,6 +665,16 @@ async fn load_module(context: &NodeContext, hash: &str) -> Option<Arc<CompiledMo
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_request_is_served_once_by_this_worker_until_its_end_is_applied() {
+        // None asked; one asked; the same one after this worker's tick
+        // served it (its commit not yet applied here); a later one.
+        assert_eq!(unserved(None, None), None);
+        assert_eq!(unserved(Some(5), None), Some(5));
+        assert_eq!(unserved(Some(5), Some(5)), None);
+        assert_eq!(unserved(Some(9), Some(5)), Some(9));
+    }
+
     use super::*;
     use crate::state::tasks::{Assignment, TaskSpec, TaskTable};
 

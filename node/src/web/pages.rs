@@ -19,6 +19,8 @@ pub struct Context<'a> {
     pub now_ms: u64,
     /// The reader may take manual steps (signed in).
     pub can_act: bool,
+    /// The cluster runs at a version that knows "run now".
+    pub run_now: bool,
     /// This page's own address, for the steps to come back to.
     pub back: &'a str,
 }
@@ -357,9 +359,10 @@ pub fn task_filter_form(filter: &TaskFilter, modules: &[String]) -> String {
 fn task_steps(row_status: &str, name: &str, cx: Context<'_>) -> String {
     let fields = [("task", name)];
     match row_status {
-        "running" => {
+        "running" if cx.run_now => {
             step_button("Run now", "run-now", &fields, cx.back) + &step_button("Pause", "pause-task", &fields, cx.back)
         }
+        "running" => step_button("Pause", "pause-task", &fields, cx.back),
         _ => step_button("Resume", "resume-task", &fields, cx.back),
     }
 }
@@ -520,6 +523,7 @@ mod tests {
         Context {
             now_ms: NOW,
             can_act,
+            run_now: true,
             back: "/tasks",
         }
     }
@@ -562,6 +566,15 @@ mod tests {
         let signed_in = tasks(&page(rows), &TaskFilter::default(), cx(true));
         assert!(signed_in.contains("value=\"pause-task\"") && signed_in.contains("value=\"resume-task\""));
         assert!(signed_in.contains("value=\"run-now\""));
+        let older = Context {
+            run_now: false,
+            ..cx(true)
+        };
+        let below = tasks(&page(vec![row("a", "running")]), &TaskFilter::default(), older);
+        assert!(
+            !below.contains("run-now"),
+            "no Run now below the cluster version that knows it"
+        );
     }
 
     #[test]

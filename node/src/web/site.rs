@@ -116,9 +116,11 @@ impl Site {
     /// offered to a signed-in reader of the leader's page, which takes them.
     async fn view(&self, uri: &Uri, signed_in: bool) -> Option<View> {
         let back = without_notice(uri);
+        let version = self.context.state_machine.read(|s| s.cluster_version);
         let cx = Context {
             now_ms: crate::types::now_ms(),
             can_act: signed_in && self.leads(),
+            run_now: version >= crate::state::cluster_version::RUN_NOW,
             back: &back,
         };
         let path = uri.path();
@@ -531,26 +533,17 @@ async fn take(control: &ControlService, step: &Step) -> Result<String, String> {
                 false => format!("Undrained node {id}: it takes tasks again."),
             }
         }
-        "pause-rollout" => {
-            control
-                .control_rollout(rollout(RolloutAction::Pause))
-                .await
-                .map_err(why)?;
-            format!("Paused the rollout of {module}.")
-        }
-        "resume-rollout" => {
-            control
-                .control_rollout(rollout(RolloutAction::Resume))
-                .await
-                .map_err(why)?;
-            format!("Resumed the rollout of {module}.")
-        }
-        "abort-rollout" => {
-            control
-                .control_rollout(rollout(RolloutAction::Abort))
-                .await
-                .map_err(why)?;
-            format!("Aborted the rollout of {module}: its nodes go back to the old version.")
+        "pause-rollout" | "resume-rollout" | "abort-rollout" => {
+            let (action, done) = match step.step.as_str() {
+                "pause-rollout" => (RolloutAction::Pause, format!("Paused the rollout of {module}.")),
+                "resume-rollout" => (RolloutAction::Resume, format!("Resumed the rollout of {module}.")),
+                _ => (
+                    RolloutAction::Abort,
+                    format!("Aborted the rollout of {module}: its nodes go back to the old version."),
+                ),
+            };
+            control.control_rollout(rollout(action)).await.map_err(why)?;
+            done
         }
         "pause-upgrade" | "resume-upgrade" | "abort-upgrade" => {
             let action = step.step.trim_end_matches("-upgrade");
