@@ -142,7 +142,7 @@ impl Chaos {
             Fault::ForcedHandOff => {
                 let victim = self.witnessed_owner(followers).await;
                 let lost = vec![victim];
-                let owned = self.owned_by(&lost).await;
+                let owned = self.owned_and_ticking_on(victim).await;
                 self.cluster.stall_hand_offs(victim, true);
                 let started = now_ms();
                 let drained = self.drain(victim, true).await;

@@ -186,6 +186,26 @@ impl Chaos {
         .await;
     }
 
+    /// The tasks node `id` owns once each has committed a tick on it (up to
+    /// [`CONVERGE`]): a node just added back may still be catching up, and
+    /// placement moves a catching-up node's tasks at once rather than by
+    /// hand-off.
+    pub(super) async fn owned_and_ticking_on(&self, id: u64) -> Vec<String> {
+        let client = self.cluster.client_excluding(&[id]);
+        let found = until(CONVERGE, Duration::from_millis(250), async || {
+            let owned = self.owned_by(&[id]).await;
+            for name in &owned {
+                let ticks = crate::task_api::history(&client, name).await;
+                if ticks.last().is_none_or(|tick| tick.node != id) {
+                    return Err(owned);
+                }
+            }
+            Ok(owned)
+        })
+        .await;
+        found.unwrap_or_else(|owned| owned)
+    }
+
     /// The tasks nodes `ids` own now.
     pub(super) async fn owned_by(&self, ids: &[u64]) -> Vec<String> {
         let client = self.cluster.client_excluding(ids);
