@@ -32,8 +32,12 @@ pub struct Run {
     pub ended_us: u64,
 }
 
-/// How often a held call is checked for a caller that is gone.
-const PROBE_EVERY: Duration = Duration::from_millis(5);
+/// How often a held call is checked for a caller that is gone. A caller
+/// that dies is seen gone only at the write after the one its death makes
+/// the peer refuse: up to two of these late. At 5 ms, a kill that the heart
+/// vouches for moved a task in less than that, and the witness reported its
+/// dead owner's run as overlapping the new one by 1-2 ms (CI, 2026-12-05).
+const PROBE_EVERY: Duration = Duration::from_millis(1);
 
 impl Run {
     /// The run's fencing token, comparable as a pair.
