@@ -115,7 +115,7 @@ impl Site {
     /// and the live part; `None` for an address that is no page. Steps are
     /// offered to a signed-in reader of the leader's page, which takes them.
     async fn view(&self, uri: &Uri, signed_in: bool) -> Option<View> {
-        let back = without_notice(uri);
+        let back = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
         let version = self.context.state_machine.read(|s| s.cluster_version);
         let cx = Context {
             now_ms: crate::types::now_ms(),
@@ -263,12 +263,16 @@ fn html(status: StatusCode, body: String, cookies: &[String]) -> Response {
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
+    set_cookies(headers, cookies);
+    response
+}
+
+fn set_cookies(headers: &mut HeaderMap, cookies: &[String]) {
     for cookie in cookies {
         if let Ok(value) = HeaderValue::from_str(cookie) {
             headers.append(header::SET_COOKIE, value);
         }
     }
-    response
 }
 
 /// A redirect to `to` after a POST, setting `cookies`, its body `text` (for
@@ -279,11 +283,7 @@ fn see_other(to: &str, cookies: &[String], text: &str) -> Response {
     if let Ok(to) = HeaderValue::from_str(to) {
         headers.insert(header::LOCATION, to);
     }
-    for cookie in cookies {
-        if let Ok(value) = HeaderValue::from_str(cookie) {
-            headers.append(header::SET_COOKIE, value);
-        }
-    }
+    set_cookies(headers, cookies);
     response
 }
 
@@ -561,21 +561,6 @@ fn local_path(path: &str) -> Option<&str> {
     (visible && path.starts_with('/') && !path.starts_with("//")).then_some(path)
 }
 
-/// `uri`'s path and query without a `notice` parameter (which earlier
-/// releases of the page put there).
-fn without_notice(uri: &Uri) -> String {
-    let kept: Vec<&str> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("notice="))
-        .collect();
-    match kept.is_empty() {
-        true => uri.path().to_string(),
-        false => format!("{}?{}", uri.path(), kept.join("&")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,13 +580,6 @@ mod tests {
         ] {
             assert_eq!(local_path(elsewhere), None, "{elsewhere:?}");
         }
-    }
-
-    #[test]
-    fn a_page_comes_back_without_a_notice_parameter() {
-        let uri: Uri = "/tasks?module=counter&notice=Paused%20x.&page=2".parse().unwrap();
-        assert_eq!(without_notice(&uri), "/tasks?module=counter&page=2");
-        assert_eq!(without_notice(&"/?notice=x".parse().unwrap()), "/");
     }
 
     #[test]
