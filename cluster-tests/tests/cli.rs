@@ -287,3 +287,314 @@ async fn tasks_run_now_ticks_at_once_and_the_schedule_goes_on() {
     let report = task_api::witness_report(&client, &witness, &names).await;
     assert!(report.is_clean(), "{report}");
 }
+
+/// batonctl running in the background (`--follow`), what it printed so
+/// far, line by line, on stdout and on stderr.
+struct Follower {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    err: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Follower {
+    fn start(cluster: &TestCluster, endpoints: &str, args: &[&str]) -> Follower {
+        use std::io::BufRead;
+        let (ca, cert, key) = cluster.local.admin_paths();
+        let mut child = Command::new(find_binary("batonctl").expect("batonctl is built beside the tests"))
+            .env("BATON_ENDPOINTS", endpoints)
+            .env("BATON_CA", ca)
+            .env("BATON_CERT", cert)
+            .env("BATON_KEY", key)
+            .env_remove("BATON_INSECURE")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("batonctl starts");
+        let collect = |pipe: Box<dyn std::io::Read + Send>| {
+            let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    eprintln!("  follower: {line}");
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            lines
+        };
+        let out = collect(Box::new(child.stdout.take().unwrap()));
+        let err = collect(Box::new(child.stderr.take().unwrap()));
+        Follower { child, out, err }
+    }
+
+    fn out(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
+    }
+
+    fn err(&self) -> String {
+        self.err.lock().unwrap().join("\n")
+    }
+
+    /// Its exit code once it exits by itself.
+    async fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        let child = &mut self.child;
+        baton_cluster_tests::poll_async(timeout, "the follower to exit", || {
+            let status = child.try_wait().unwrap();
+            async move { status.map(|s| s.code()) }
+        })
+        .await
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The numbers of the greetings in `lines` (`hello, world (#N)`), in order.
+fn greetings(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|l| l.split("(#").nth(1)?.trim_end_matches(')').parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_logs_shows_the_owners_lines_and_follows_them_across_a_move() {
+    use baton_cluster_tests::poll_async;
+    use baton_cluster_tests::task_api::{add, deploy, every, set_drained, task};
+
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client();
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    deploy(&cluster, &client, "greeter").await;
+    add(&client, every("hello", "greeter", 200, r#"{"name": "world"}"#)).await;
+    let owner = poll_async(Duration::from_secs(30), "hello's third tick", || async {
+        let hello = task(&client, "hello").await;
+        (hello.tick >= 3).then_some(hello.owner)
+    })
+    .await;
+    // Asked of a node that is not the owner: it asks the owner.
+    let other = (1..=3).find(|id| *id != owner).unwrap();
+    let other_endpoint = cluster.local.nodes[&other].addr.clone();
+    let at_other = [("BATON_ENDPOINTS", Path::new(&other_endpoint))];
+
+    let (out, _) = batonctl(&cluster, &at_other, &["tasks", "logs", "hello", "-n", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "the newest two lines: {text}");
+    let numbers = greetings(&lines);
+    assert_eq!(numbers.len(), 2, "{text}");
+    assert_eq!(numbers[1], numbers[0] + 1, "oldest first, one per tick: {text}");
+    assert!(
+        lines[0].contains(&format!("node {owner}")) && lines[0].contains(" info "),
+        "{text}"
+    );
+
+    let (out, _) = batonctl(
+        &cluster,
+        &at_other,
+        &["tasks", "logs", "hello", "-n", "1", "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(json["node"], owner);
+    assert_eq!(json["level"], "info");
+    assert!(
+        json["message"].as_str().unwrap().starts_with("hello, world (#"),
+        "{json}"
+    );
+
+    let (out, took) = batonctl(&cluster, &[], &["tasks", "logs", "no-such-task"]);
+    assert_eq!(out.status.code(), Some(exit::NOT_FOUND.into()), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no task named no-such-task"), "{}", stderr(&out));
+    assert!(took < FAST, "an unknown task took {took:?}");
+    let (out, _) = batonctl(&cluster, &[], &["tasks", "logs", "hello", "-n", "0"]);
+    assert_eq!(out.status.code(), Some(exit::USAGE.into()), "{}", stderr(&out));
+
+    // Followed: new lines as they come, then from the new owner after a
+    // drain moves the task, then the end when the task is removed.
+    let mut follower = Follower::start(
+        &cluster,
+        &cluster.local.endpoints().join(","),
+        &["tasks", "logs", "hello", "-f", "-n", "1"],
+    );
+    poll_async(Duration::from_secs(20), "the follower to print three lines", || async {
+        (greetings(&follower.out()).len() >= 3).then_some(())
+    })
+    .await;
+    set_drained(&client, owner, true).await;
+    let moved_to = poll_async(Duration::from_secs(30), "hello to move off its owner", || async {
+        let hello = task(&client, "hello").await;
+        (hello.owner != owner && hello.owner != 0).then_some(hello.owner)
+    })
+    .await;
+    poll_async(
+        Duration::from_secs(20),
+        "the follower to print the new owner's lines",
+        || async {
+            let out = follower.out();
+            let from_new = out.iter().filter(|l| l.contains(&format!("node {moved_to} "))).count();
+            (from_new >= 2).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        follower.err().contains(&format!("task hello moved to node {moved_to}")),
+        "the follower says where the task went: {}",
+        follower.err()
+    );
+    let numbers = greetings(&follower.out());
+    assert!(
+        numbers.windows(2).all(|w| w[1] > w[0]),
+        "every greeting once, in order, across the move: {numbers:?}"
+    );
+    let (out, _) = batonctl(&cluster, &[], &["tasks", "rm", "hello"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let code = follower.exit_code(Duration::from_secs(20)).await;
+    assert_eq!(code, Some(exit::NOT_FOUND.into()), "{}", follower.err());
+    assert!(follower.err().contains("task hello was removed"), "{}", follower.err());
+    set_drained(&client, owner, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tell_what_happened_the_same_on_every_node_and_follow_it() {
+    use baton_cluster_tests::poll_async;
+    use baton_cluster_tests::task_api::{add, deploy, every, set_drained, task};
+
+    let mut cluster = TestCluster::start(3).await;
+    let client = cluster.client();
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    // At the highest cluster version, a lost node's tasks move in one
+    // command, told as one failover.
+    let highest = baton_node::state::cluster_version::VersionRange::SUPPORTED.max;
+    baton_cluster_tests::upgrades::await_cluster_version(&client, highest).await;
+    deploy(&cluster, &client, "counter").await;
+    for name in ["e1", "e2", "e3"] {
+        add(&client, every(name, "counter", 200, "")).await;
+    }
+    let mut follower = Follower::start(
+        &cluster,
+        &cluster.local.endpoints().join(","),
+        &["events", "-f", "-o", "json"],
+    );
+    let kinds_followed = |follower: &Follower| -> Vec<String> {
+        follower
+            .out()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|e| e["kind"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    poll_async(
+        Duration::from_secs(20),
+        "the follower to print the events so far",
+        || async {
+            kinds_followed(&follower)
+                .contains(&"task-added".to_string())
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A drain and an undrain of a node that owns a task, and a kill of
+    // another that owns one (not the leader: its lease ends, its tasks move).
+    let owners: Vec<u64> = futures::future::join_all(["e1", "e2", "e3"].map(|n| task(&client, n)))
+        .await
+        .iter()
+        .map(|t| t.owner)
+        .collect();
+    let drained = owners[0];
+    set_drained(&client, drained, true).await;
+    poll_async(Duration::from_secs(30), "e1 to move off the drained node", || async {
+        (task(&client, "e1").await.owner != drained).then_some(())
+    })
+    .await;
+    set_drained(&client, drained, false).await;
+    let victim = (1..=3).find(|id| *id != leader && owners.contains(id));
+    if let Some(victim) = victim {
+        cluster.kill9(victim);
+    }
+    let client = cluster.client_for(
+        &(1..=3)
+            .filter(|id| Some(*id) != victim)
+            .map(|id| cluster.local.nodes[&id].addr.clone())
+            .collect::<Vec<_>>(),
+    );
+    let (out, _) = batonctl(&cluster, &[], &["tasks", "pause", "e2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut wanted = vec![
+        "leader",
+        "members",
+        "module-released",
+        "task-added",
+        "drained",
+        "hand-off",
+        "handed-off",
+        "undrained",
+        "task-paused",
+    ];
+    if victim.is_some() {
+        wanted.push("failover");
+    }
+    poll_async(
+        Duration::from_secs(30),
+        "the follower to print every kind of change made",
+        || async {
+            let seen = kinds_followed(&follower);
+            wanted.iter().all(|k| seen.iter().any(|s| s == k)).then_some(())
+        },
+    )
+    .await;
+
+    // The same events, under the same numbers, from each node still up.
+    let listing = |id: u64| {
+        let endpoint = cluster.local.nodes[&id].addr.clone();
+        let (out, _) = batonctl(
+            &cluster,
+            &[("BATON_ENDPOINTS", Path::new(&endpoint))],
+            &["events", "-n", "1000", "-o", "json"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let e: serde_json::Value = serde_json::from_str(l).expect("a JSON event a line");
+                (
+                    e["index"].as_u64().unwrap(),
+                    e["position"].as_u64().unwrap(),
+                    e["kind"].to_string(),
+                    e["text"].to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let up: Vec<u64> = (1..=3).filter(|id| Some(*id) != victim).collect();
+    let first = listing(up[0]);
+    let second = listing(up[1]);
+    let common = first.len().min(second.len());
+    assert!(common > 5, "{first:?}");
+    assert_eq!(first[..common], second[..common], "every node tells the same story");
+    if let Some(victim) = victim {
+        let failover = first.iter().find(|e| e.2 == "\"failover\"").expect("a failover");
+        assert!(failover.3.contains(&format!("node {victim} lost ")), "{failover:?}");
+    }
+    let (out, _) = batonctl(&cluster, &[], &["events", "-n", "5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("20") || l.starts_with("(time not known)")),
+        "{text}"
+    );
+    assert!(
+        follower.child.try_wait().unwrap().is_none(),
+        "a follower goes on: {}",
+        follower.err()
+    );
+    drop(client);
+}

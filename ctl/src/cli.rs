@@ -83,6 +83,17 @@ pub enum Command {
     Config(ConfigCommand),
     /// Run a local cluster of baton-node processes for trying Baton out.
     Dev(DevArgs),
+    /// What happened in the cluster, oldest first: failovers, placements,
+    /// hand-offs, drains, leaders, member changes, rollout and upgrade
+    /// steps, task changes (one JSON object a line with `-o json`).
+    Events {
+        /// Keep printing new events as they happen.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Start with at most this many of the newest events (at most 1,000).
+        #[arg(long, short = 'n', default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
     /// Name clusters, with their endpoints and credentials, and pick the
     /// one commands use.
     #[command(subcommand)]
@@ -206,6 +217,19 @@ pub enum TasksCommand {
     RunNow { name: String },
     /// Resume a paused or failed task.
     Resume { name: String },
+    /// Show the lines a task's module logged, oldest first, from the node
+    /// that owns it (each node keeps the newest 200 lines of each task it
+    /// ran; one JSON object a line with `-o json`).
+    Logs {
+        name: String,
+        /// Keep printing new lines as they are logged, across moves, until
+        /// the task is removed.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Start with at most this many of the newest lines (at most 1,000).
+        #[arg(long, short = 'n', default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
 }
 
 /// Parses `500ms`, `30s`, `5m` or `1h` into milliseconds.

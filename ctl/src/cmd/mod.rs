@@ -4,8 +4,10 @@ pub mod certs;
 pub mod config;
 pub mod context;
 pub mod dev;
+pub mod events;
 pub mod keys;
 pub mod kv;
+pub mod logs;
 pub mod modules;
 pub mod nodes;
 pub mod rollout;
@@ -119,5 +121,6 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Rollout(command) => rollout::run(&client(cli.global)?, command, format).await,
         Command::Kv(command) => kv::run(&client(cli.global)?, command, format).await,
         Command::Upgrade(args) => upgrade::run(&client(cli.global)?, args, format).await,
+        Command::Events { follow, limit } => events::run(&client(cli.global)?, limit, follow, format).await,
     }
 }

@@ -1,4 +1,5 @@
-//! `batonctl tasks add|list|show|history|rm|pause|resume|run-now`.
+//! `batonctl tasks add|list|show|history|rm|pause|resume|run-now` (and
+//! `logs`, in `logs.rs`).
 
 use baton_proto::{AddTaskRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
 use serde::Serialize;
@@ -30,6 +31,9 @@ pub struct TaskView {
     pub next_due: String,
     pub next_due_ms: u64,
     pub schedule: String,
+    /// When `tasks run-now` asked for a tick that has not committed yet,
+    /// RFC 3339 in UTC.
+    pub run_requested_at: Option<String>,
     pub allow_net: Vec<String>,
     /// The state as JSON when it is UTF-8 JSON, a string when it is other
     /// printable text, else `{"hex": "..."}`.
@@ -53,6 +57,7 @@ impl From<TaskInfo> for TaskView {
             next_due: output::rfc3339_ms(t.next_due_ms),
             next_due_ms: t.next_due_ms,
             schedule: t.schedule,
+            run_requested_at: t.run_requested_ms.map(output::rfc3339_ms),
             allow_net: t.allow_net,
             state: state_json(&t.state),
         }
@@ -87,9 +92,10 @@ fn table(tasks: &[TaskView]) -> String {
                 t.owner.map_or("-".into(), |o| o.to_string()),
                 t.epoch.to_string(),
                 t.tick.to_string(),
-                match &t.failure {
-                    Some(why) => format!("failed: {why}"),
-                    None => t.status.clone(),
+                match (&t.failure, &t.run_requested_at) {
+                    (Some(why), _) => format!("failed: {why}"),
+                    (None, Some(_)) => format!("{} (run now asked)", t.status),
+                    (None, None) => t.status.clone(),
                 },
                 t.schedule.clone(),
                 state,
@@ -168,6 +174,9 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
             let views = history_views(reply.ticks, limit);
             output::print(format, &views, || history_table(&views));
             return Ok(());
+        }
+        TasksCommand::Logs { name, follow, limit } => {
+            return super::logs::run(client, name, limit, follow, format).await;
         }
         TasksCommand::Show { name } => call_named(client, &name, Named::Show).await?,
         TasksCommand::Rm { name } => call_named(client, &name, Named::Remove).await?,

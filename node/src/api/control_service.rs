@@ -559,6 +559,19 @@ impl Control for ControlService {
         Ok(Response::new(task_calls::run_now(&self.context, name).await?))
     }
 
+    async fn task_logs(&self, request: Request<TaskLogsRequest>) -> Result<Response<TaskLogsReply>, Status> {
+        Ok(Response::new(
+            super::log_calls::task_logs(&self.context, request.into_inner()).await?,
+        ))
+    }
+
+    async fn events(&self, request: Request<EventsRequest>) -> Result<Response<EventsReply>, Status> {
+        Ok(Response::new(super::log_calls::events(
+            &self.context,
+            &request.into_inner(),
+        )))
+    }
+
     async fn resume_task(&self, request: Request<TaskRequest>) -> Result<Response<TaskReply>, Status> {
         let name = request.into_inner().name;
         Ok(Response::new(

@@ -6,6 +6,7 @@ mod context;
 mod control_service;
 mod errors;
 mod gate;
+mod log_calls;
 pub mod member_probe;
 mod module_calls;
 mod peer_service;

@@ -7,6 +7,7 @@ use baton_proto::peer_server::Peer;
 use baton_proto::{
     BinaryRequest, FetchModuleReply, FetchModuleRequest, FetchNodeBinaryRequest, HeartbeatAck, HeartbeatPing,
     MemberRecord, NodeInfoReply, NodeInfoRequest, ProposeReply, ProposeRequest, SwapBinaryReply, SwapBinaryRequest,
+    TaskLogsReply, TaskLogsRequest,
 };
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -129,6 +130,13 @@ impl Peer for PeerService {
         request: Request<BinaryRequest>,
     ) -> Result<Response<SwapBinaryReply>, Status> {
         super::binary_calls::make_binary_permanent(&self.context, request).await
+    }
+
+    async fn task_logs(&self, request: Request<TaskLogsRequest>) -> Result<Response<TaskLogsReply>, Status> {
+        Ok(Response::new(super::log_calls::task_logs_here(
+            &self.context,
+            &request.into_inner(),
+        )))
     }
 
     async fn fetch_module(

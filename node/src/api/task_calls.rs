@@ -126,6 +126,7 @@ fn info(task: &TaskRecord, module_version: u32) -> TaskInfo {
         config: task.spec.config.clone(),
         allow_net: task.spec.allow_net.clone(),
         state_version: task.state_version,
+        run_requested_ms: task.run_requested_ms,
     }
 }
 

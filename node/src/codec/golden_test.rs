@@ -1042,3 +1042,82 @@ fn the_upgrade_record_and_the_binary_messages_are_encoded_as_pinned() {
     assert_eq!(decode_command(&bytes).unwrap(), finalize);
     check(problems);
 }
+
+/// `Control.TaskLogs` (and `Peer.TaskLogs`, which a node answering it sends
+/// the owner) and `Control.Events`: a reader's cursors travel in them, so
+/// their fields are pinned like the others'.
+#[test]
+fn the_task_log_and_event_messages_are_encoded_as_pinned() {
+    use baton_proto as p;
+    let mut problems = Vec::new();
+    let messages: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "task-logs-request",
+            p::TaskLogsRequest {
+                name: "sync-account-42".into(),
+                node: 2,
+                after_seq: 1_234,
+                after_ms: 1_790_000_000_000,
+                limit: 100,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "task-logs-reply",
+            p::TaskLogsReply {
+                node: 2,
+                lines: vec![p::TaskLogLine {
+                    seq: 1_235,
+                    at_ms: 1_790_000_000_100,
+                    level: "warn".into(),
+                    tick: 41,
+                    epoch: 3,
+                    message: "the feed answered 503; trying again next tick".into(),
+                }],
+                owner_silent: String::new(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "task-logs-reply-silent",
+            p::TaskLogsReply {
+                node: 3,
+                lines: Vec::new(),
+                owner_silent: "no answer within 2s".into(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "events-request",
+            p::EventsRequest {
+                after_index: 812,
+                after_position: 1,
+                limit: 1_000,
+                newest: false,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "events-reply",
+            p::EventsReply {
+                events: vec![p::Event {
+                    index: 813,
+                    position: 0,
+                    at_ms: 1_790_000_000_200,
+                    kind: "failover".into(),
+                    node: 2,
+                    subject: String::new(),
+                    text: "node 2 lost 12 tasks (its lease ended or it exited): moved at once to nodes 1, 3".into(),
+                }],
+                oldest_index: 17,
+                oldest_position: 0,
+                answered_by: 1,
+            }
+            .encode_to_vec(),
+        ),
+    ];
+    for (name, bytes) in messages {
+        problems.extend(pinned(name, &bytes));
+    }
+    check(problems);
+}

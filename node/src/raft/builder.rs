@@ -45,11 +45,17 @@ where
     N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = crate::types::typ::SnapshotData>,
 {
     let state_machine = StateMachineStore::open(db.clone(), supported).map_err(crate::store::StoreError::Io)?;
-    let log = match commit_time {
+    let mut log = match commit_time {
         Some(histogram) => LogStore::timed(db, histogram),
         None => LogStore::new(db),
     }
     .map_err(crate::store::StoreError::Io)?;
+    // The entries in the log now were written before this process: their
+    // events are replays (see `crate::store::EventLog`).
+    let in_log = openraft::storage::RaftLogStorage::get_log_state(&mut log)
+        .await
+        .map_err(crate::store::StoreError::Io)?;
+    (state_machine.events()).set_replayed_until(in_log.last_log_id.map(|l| l.index()));
     let raft = Raft::new(id, raft_config, network, log, state_machine.clone())
         .await
         .map_err(|e| crate::NodeError::Raft(e.to_string()))?;

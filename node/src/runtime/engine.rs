@@ -17,6 +17,7 @@ use super::errors::{ModuleError, TickError};
 use super::fence::FenceError;
 use super::host::{TaskContext, TaskHost};
 use super::module::{CompiledModule, compile, content_hash};
+use super::task_logs::TaskLogs;
 
 /// Freed instance slots decommitted together (see `TaskEngine::new`).
 const DECOMMIT_BATCH: usize = 16;
@@ -70,6 +71,8 @@ pub struct TaskEngine {
     /// When the epoch thread, which ends ticks at their budgets, last
     /// advanced the epoch (its own monotonic clock, in ms).
     epoch_beat: Arc<EpochBeat>,
+    /// The lines task modules logged on this node.
+    logs: Arc<TaskLogs>,
 }
 
 /// The epoch thread's last beat: ticks end at their budgets only while it
@@ -138,6 +141,7 @@ impl TaskEngine {
             engine,
             linker,
             limits,
+            logs: Arc::new(TaskLogs::default()),
             modules: Mutex::new(HashMap::new()),
             compiling: Mutex::new(()),
             epoch_beat,
@@ -159,6 +163,11 @@ impl TaskEngine {
             .expect("module cache lock poisoned")
             .get(hash)
             .cloned()
+    }
+
+    /// The lines task modules logged on this node.
+    pub fn logs(&self) -> &Arc<TaskLogs> {
+        &self.logs
     }
 
     /// The wall-clock budget of one tick.
@@ -219,7 +228,10 @@ impl TaskEngine {
         let now = Instant::now();
         task.fence.permit(now).map_err(TickError::Fenced)?;
         let deadline = now + self.limits.tick_budget;
-        let mut store = Store::new(&self.engine, TaskHost::new(task, self.limits.memory_bytes, deadline));
+        let mut store = Store::new(
+            &self.engine,
+            TaskHost::new(task, self.logs.clone(), self.limits.memory_bytes, deadline),
+        );
         store.limiter(|host| &mut host.limits);
         store.epoch_deadline_callback(|context| {
             let host = context.data();

@@ -3,6 +3,7 @@
 //! and bounded by the tick's deadline), in a WASI context with nothing in it:
 //! no files, no environment, no sockets of its own.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
@@ -12,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::baton::task::host::{self as wit, Host, Level};
 use super::fence::{Fence, FencingToken, Slot};
 use super::net;
+use super::task_logs::{LogLevel, TaskLogs};
 
 /// The task an instance runs for.
 #[derive(Debug, Clone, Default)]
@@ -40,11 +42,14 @@ pub(crate) struct TaskHost {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
+    /// Where the lines it logs are kept for `batonctl tasks logs`.
+    logs: Arc<TaskLogs>,
 }
 
 impl TaskHost {
-    pub(crate) fn new(task: TaskContext, memory_bytes: usize, deadline: Instant) -> Self {
+    pub(crate) fn new(task: TaskContext, logs: Arc<TaskLogs>, memory_bytes: usize, deadline: Instant) -> Self {
         TaskHost {
+            logs,
             wasi: WasiCtx::builder().build(),
             task,
             deadline,
@@ -69,6 +74,15 @@ impl WasiView for TaskHost {
 impl Host for TaskHost {
     fn log(&mut self, level: Level, message: String) {
         let task = self.task.name.as_str();
+        let kept = match level {
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        let token = &self.task.token;
+        self.logs
+            .push(task, crate::types::now_ms(), kept, token.tick, token.epoch, &message);
         match level {
             Level::Debug => tracing::debug!(task, "{message}"),
             Level::Info => tracing::info!(task, "{message}"),

@@ -9,12 +9,14 @@ mod fence;
 mod host;
 mod module;
 mod net;
+mod task_logs;
 
 pub use engine::{RuntimeLimits, TaskEngine};
 pub use errors::{ModuleError, TickError};
 pub use fence::{Fence, FenceError, FencingToken, Slot, TickFence, TickSlot};
 pub use host::TaskContext;
 pub use module::{CompiledModule, content_hash};
+pub use task_logs::{LogLevel, LogLine, TaskLogs};
 
 /// The host side of the `baton:task/task` WIT world (`wit/task.wit`).
 pub(crate) mod bindings {

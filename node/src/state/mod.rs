@@ -5,6 +5,7 @@
 //!   which a command changes it.
 //! - [`cluster_version`]: what every member can read, and when it rises.
 //! - [`command`]: the commands and their responses.
+//! - [`events`]: what an applied entry tells an operator (`batonctl events`).
 //! - [`frozen`]: the state as a snapshot takes it, records shared.
 //! - [`tasks`]: the task table and its rules (ownership, epochs, ticks);
 //!   [`history`]: each task's recent ticks, kept compact; [`task_index`]
@@ -17,6 +18,7 @@
 pub mod cluster;
 pub mod cluster_version;
 pub mod command;
+pub mod events;
 pub mod frozen;
 pub mod history;
 pub mod member;

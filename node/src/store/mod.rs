@@ -2,12 +2,14 @@
 //! snapshots, all in one database file under the node's data directory.
 
 mod db;
+mod event_log;
 mod log_store;
 mod log_tail;
 mod log_writer;
 mod state_machine;
 
 pub use db::{RaftDb, StoreError};
+pub use event_log::{EventLog, Recorded};
 pub use log_store::LogStore;
 pub use state_machine::StateMachineStore;
 

@@ -27,10 +27,12 @@ use redb::{Durability, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::db::{RaftDb, SM_META, from_json};
+use super::event_log::EventLog;
 use crate::codec::format::{Format, decode_snapshot_meta, decode_state, encode_frozen, encode_snapshot_meta};
 use crate::state::cluster::{ClusterState, Rules};
 use crate::state::cluster_version::{ClusterVersion, OutOfRange, VersionRange};
 use crate::state::command::Command;
+use crate::state::events;
 use crate::state::frozen::FrozenState;
 use crate::state::tasks::TickCommit;
 use crate::tasks::timeliness::{Summary, Timeliness};
@@ -65,6 +67,8 @@ pub struct StateMachineStore {
     /// How on time the tick commits this node applies are (node-local,
     /// never replicated).
     timeliness: Arc<Mutex<Timeliness>>,
+    /// What the applied entries told (`batonctl events`; node-local).
+    events: Arc<EventLog>,
 }
 
 /// The in-memory image of what has been applied.
@@ -102,6 +106,7 @@ impl StateMachineStore {
             state: Arc::new(RwLock::new(applied)),
             applied: Arc::new(tokio::sync::watch::Sender::new(index)),
             timeliness: Arc::new(Mutex::new(Timeliness::new(now_ms()))),
+            events: Arc::default(),
         })
     }
 
@@ -112,6 +117,11 @@ impl StateMachineStore {
             .lock()
             .expect("timeliness lock poisoned")
             .summary(now_ms())
+    }
+
+    /// What the entries this node applied told.
+    pub fn events(&self) -> &EventLog {
+        &self.events
     }
 
     /// Reads the applied cluster state.
@@ -321,8 +331,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             let mut applied = self.state.write().expect("state machine lock poisoned");
             applied.last_applied = Some(entry.log_id());
+            let mut told = Vec::new();
             let response = match &entry.payload {
-                EntryPayload::Blank => Default::default(),
+                EntryPayload::Blank => {
+                    let leader = entry.log_id().leader_id;
+                    told.push(events::of_leader(leader.node_id, leader.term));
+                    Default::default()
+                }
                 EntryPayload::Normal(command) => {
                     let mut commits = Vec::new();
                     tick_commits(command, &mut commits);
@@ -331,6 +346,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         .map(|c| applied.cluster.tasks.get(&c.task).map(|t| t.next_due_ms))
                         .collect();
                     let response = applied.cluster.apply(command, &rules);
+                    told = events::of_command(command, &response, &applied.cluster);
                     for (commit, due) in commits.into_iter().zip(due) {
                         // Committed: the task's record is now this commit's.
                         let landed = applied.cluster.tasks.get(&commit.task).is_some_and(|t| {
@@ -343,10 +359,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     response
                 }
                 EntryPayload::Membership(membership) => {
+                    let roles = |m: &openraft::Membership<_, _>| -> (Vec<_>, Vec<_>) {
+                        (m.voter_ids().collect(), m.learner_ids().collect())
+                    };
+                    let (before, after) = (roles(applied.last_membership.membership()), roles(membership));
+                    told.extend(events::of_membership((&before.0, &before.1), (&after.0, &after.1)));
                     applied.last_membership = StoredMembership::new(Some(entry.log_id()), membership.clone());
                     Default::default()
                 }
             };
+            drop(applied);
+            self.events.record(entry.index(), told, now_ms());
             if let Some(responder) = responder {
                 responses.push((responder, response));
             }

@@ -136,6 +136,11 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
                     worker.handle.abort();
                     names_by_id.remove(&worker.handle.id());
                 }
+                // A removed task's lines go with it: one added again under
+                // its name starts with none.
+                if context.state_machine.read(|s| s.tasks.get(name).is_none()) {
+                    context.engine.logs().forget(name);
+                }
             }
             for (name, epoch) in moves.start {
                 let wake = Arc::new(Notify::new());

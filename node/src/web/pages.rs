@@ -6,7 +6,8 @@
 use std::fmt::Write;
 
 use baton_proto::{
-    ListModulesReply, MemberStatus, RolloutInfo, RolloutStatusReply, StatusReply, TaskInfo, UpgradeStatusReply,
+    ListModulesReply, MemberStatus, RolloutInfo, RolloutStatusReply, StatusReply, TaskInfo, TaskLogsReply,
+    UpgradeStatusReply,
 };
 
 use super::html::{escape, step_button, time, time_tag};
@@ -452,9 +453,19 @@ fn task_row(row: &TaskRow, cx: Context<'_>) -> String {
     out
 }
 
-/// One task's page: what `batonctl tasks show` says, its strip and its
-/// history, newest first.
-pub fn task(info: &TaskInfo, row: &TaskRow, history: &[TickRecord], cx: Context<'_>) -> String {
+/// Log lines a task's page shows, the newest.
+pub const LOG_LINES_SHOWN: u32 = 20;
+
+/// One task's page: what `batonctl tasks show` says, its strip, the newest
+/// lines it logged (`None`: they could not be read), and its history,
+/// newest first.
+pub fn task(
+    info: &TaskInfo,
+    row: &TaskRow,
+    history: &[TickRecord],
+    logs: Option<&TaskLogsReply>,
+    cx: Context<'_>,
+) -> String {
     let mut out = format!(
         "<h1>Task {name}</h1><p>{status} · module <a href=\"/tasks?module={module}\">{module}</a> v{version} · \
          {owner} · epoch {epoch} · {schedule}</p>",
@@ -476,6 +487,13 @@ pub fn task(info: &TaskInfo, row: &TaskRow, history: &[TickRecord], cx: Context<
             escape(&info.failure)
         );
     }
+    if let Some(asked) = info.run_requested_ms {
+        let _ = write!(
+            out,
+            "<p id=\"run-requested\">Run now asked {}: its owner ticks it at once.</p>",
+            time_tag(asked, cx.now_ms)
+        );
+    }
     let _ = write!(
         out,
         "<p>Tick {tick}; last run {last}; next {next}. State: {bytes} bytes (written by v{state_version}).</p>\
@@ -492,6 +510,7 @@ pub fn task(info: &TaskInfo, row: &TaskRow, history: &[TickRecord], cx: Context<
         state_version = info.state_version,
         strip = strip_html(&row.strip),
     );
+    out.push_str(&log_lines(&info.name, logs));
     out.push_str(
         "<h2>History</h2><table id=\"history\"><tr><th class=\"num\">tick</th><th>committed</th><th>node</th>\
          <th class=\"num\">epoch</th><th>version</th></tr>",
@@ -509,6 +528,65 @@ pub fn task(info: &TaskInfo, row: &TaskRow, history: &[TickRecord], cx: Context<
     }
     out.push_str("</table>");
     out.push_str(LEGEND);
+    out
+}
+
+/// The "Recent log lines" section of a task's page.
+fn log_lines(name: &str, logs: Option<&TaskLogsReply>) -> String {
+    let mut out = String::from("<h2>Recent log lines</h2>");
+    let lines = match logs {
+        None => {
+            out.push_str("<p class=\"muted\" id=\"log-lines\">Its lines could not be read just now.</p>");
+            return out;
+        }
+        Some(reply) if !reply.owner_silent.is_empty() => {
+            let _ = write!(
+                out,
+                "<p class=\"muted\" id=\"log-lines\">Its lines are kept by its owner, node {}, which did not \
+                 answer: {}</p>",
+                reply.node,
+                escape(&reply.owner_silent)
+            );
+            return out;
+        }
+        Some(reply) if reply.node == 0 => {
+            out.push_str("<p class=\"muted\" id=\"log-lines\">No owner now, so no lines.</p>");
+            return out;
+        }
+        Some(reply) if reply.lines.is_empty() => {
+            let _ = write!(
+                out,
+                "<p class=\"muted\" id=\"log-lines\">Nothing logged on node {} (its owner) yet.</p>",
+                reply.node
+            );
+            return out;
+        }
+        Some(reply) => reply,
+    };
+    let _ = write!(
+        out,
+        "<p class=\"muted\">From node {}, its owner, newest last (<code>batonctl tasks logs {} -f</code> \
+         follows them).</p><table id=\"log-lines\"><tr><th>logged</th><th class=\"num\">tick</th><th>level</th>\
+         <th>message</th></tr>",
+        lines.node,
+        escape(name)
+    );
+    for line in &lines.lines {
+        let class = match line.level.as_str() {
+            "error" => " class=\"failed\"",
+            "warn" => " class=\"paused\"",
+            _ => "",
+        };
+        let _ = write!(
+            out,
+            "<tr{class}><td>{}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            time(line.at_ms),
+            line.tick,
+            escape(&line.level),
+            escape(&line.message)
+        );
+    }
+    out.push_str("</table>");
     out
 }
 

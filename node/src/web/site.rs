@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use baton_proto::control_server::Control;
 use baton_proto::{
-    ControlRolloutRequest, ControlUpgradeRequest, DrainNodeRequest, RolloutAction, StatusReply, TaskRequest,
+    ControlRolloutRequest, ControlUpgradeRequest, DrainNodeRequest, RolloutAction, StatusReply, TaskLogsRequest,
+    TaskRequest,
 };
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
@@ -175,7 +176,16 @@ impl Site {
                     .ok()
                     .and_then(|r| r.into_inner().task);
                 let ((row, history), info) = (found?, info?);
-                let html = pages::task(&info, &row, &history, cx);
+                let logs = self
+                    .control
+                    .task_logs(Request::new(TaskLogsRequest {
+                        name: name.to_string(),
+                        limit: pages::LOG_LINES_SHOWN,
+                        ..TaskLogsRequest::default()
+                    }))
+                    .await
+                    .map(|r| r.into_inner());
+                let html = pages::task(&info, &row, &history, logs.as_ref().ok(), cx);
                 View::new(Section::Tasks, &format!("Task {name}"), html)
             }
         };

@@ -1,0 +1,197 @@
+//! `batonctl events [--follow]`: what happened in the cluster, read off its
+//! log (failovers, placements, hand-offs, drains, leaders, members, rollout
+//! and upgrade steps, task changes), oldest first.
+
+use baton_proto::{Event, EventsReply, EventsRequest};
+use serde::Serialize;
+
+use super::CmdError;
+use super::logs::FOLLOW_EVERY;
+use crate::cli::OutputFormat;
+use crate::client::ClusterClient;
+use crate::output;
+
+/// Events asked for at once while following.
+const PAGE: u32 = 1_000;
+
+/// An event as `events --output json` prints it (one JSON object a line).
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    /// When it happened, RFC 3339 in UTC; None when the node that answered
+    /// replayed its entry at start-up and the command carries no time.
+    pub at: Option<String>,
+    pub at_ms: Option<u64>,
+    pub kind: String,
+    /// The node it is about, if one.
+    pub node: Option<u64>,
+    /// The task or module it is about, if one.
+    pub subject: Option<String>,
+    pub text: String,
+    /// Its log entry, and its place among the entry's events.
+    pub index: u64,
+    pub position: u32,
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> Self {
+        let at_ms = (e.at_ms != 0).then_some(e.at_ms);
+        EventView {
+            at: at_ms.map(output::rfc3339_ms),
+            at_ms,
+            kind: e.kind,
+            node: (e.node != 0).then_some(e.node),
+            subject: (!e.subject.is_empty()).then_some(e.subject),
+            text: e.text,
+            index: e.index,
+            position: e.position,
+        }
+    }
+}
+
+impl EventView {
+    fn render(&self, format: OutputFormat) -> String {
+        match format {
+            OutputFormat::Json => serde_json::to_string(self).expect("an event serializes"),
+            OutputFormat::Table => format!(
+                "{:<24}  {:<16}  {}",
+                self.at.as_deref().unwrap_or("(time not known)"),
+                self.kind,
+                self.text
+            ),
+        }
+    }
+}
+
+/// Where a reader is in the events.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EventCursor {
+    index: u64,
+    position: u32,
+}
+
+impl EventCursor {
+    pub fn request(&self) -> EventsRequest {
+        EventsRequest {
+            after_index: self.index,
+            after_position: self.position,
+            limit: PAGE,
+            newest: false,
+        }
+    }
+
+    /// Takes a reply: its events, and a note when the node that answered no
+    /// longer keeps some events after the cursor.
+    pub fn take(&mut self, reply: EventsReply) -> (Vec<EventView>, Option<String>) {
+        let oldest = (reply.oldest_index, reply.oldest_position);
+        // The cursor's own event is gone: those after it may be too.
+        let missed = *self != EventCursor::default() && oldest > (self.index, self.position);
+        let note = missed.then(|| {
+            format!(
+                "events after log index {} and before {} may be missing: node {} no longer keeps them",
+                self.index, oldest.0, reply.answered_by
+            )
+        });
+        if let Some(last) = reply.events.last() {
+            (self.index, self.position) = (last.index, last.position);
+        }
+        (reply.events.into_iter().map(EventView::from).collect(), note)
+    }
+}
+
+pub async fn run(client: &ClusterClient, limit: u32, follow: bool, format: OutputFormat) -> Result<(), CmdError> {
+    let newest = EventsRequest {
+        limit,
+        newest: true,
+        ..EventsRequest::default()
+    };
+    let reply = client
+        .call_with(&newest, |mut c, r| async move { c.events(r).await })
+        .await?;
+    let mut cursor = EventCursor::default();
+    let (events, _) = cursor.take(reply);
+    for event in &events {
+        println!("{}", event.render(format));
+    }
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        // Page on until a reply is short: all caught up.
+        loop {
+            let request = cursor.request();
+            let reply = client
+                .call_with(&request, |mut c, r| async move { c.events(r).await })
+                .await?;
+            let (events, note) = cursor.take(reply);
+            if let Some(note) = note {
+                eprintln!("({note})");
+            }
+            for event in &events {
+                println!("{}", event.render(format));
+            }
+            if events.len() < PAGE as usize {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(index: u64, position: u32, at_ms: u64) -> Event {
+        Event {
+            index,
+            position,
+            at_ms,
+            kind: "failover".into(),
+            node: 2,
+            subject: String::new(),
+            text: "node 2 lost its 3 tasks".into(),
+        }
+    }
+
+    fn reply(oldest: (u64, u32), events: Vec<Event>) -> EventsReply {
+        EventsReply {
+            events,
+            oldest_index: oldest.0,
+            oldest_position: oldest.1,
+            answered_by: 1,
+        }
+    }
+
+    #[test]
+    fn the_cursor_moves_to_the_last_event_and_notes_a_gap() {
+        let mut cursor = EventCursor::default();
+        let (events, note) = cursor.take(reply((3, 0), vec![event(3, 0, 5), event(8, 1, 6)]));
+        assert_eq!(events.len(), 2);
+        assert_eq!(note, None);
+        let request = cursor.request();
+        assert_eq!((request.after_index, request.after_position), (8, 1));
+        // Nothing new, nothing missed.
+        assert_eq!(cursor.take(reply((3, 0), vec![])).1, None);
+        // The node answering now keeps only from index 20 on.
+        let (_, note) = cursor.take(reply((20, 0), vec![event(20, 0, 7)]));
+        assert_eq!(
+            note.as_deref(),
+            Some("events after log index 8 and before 20 may be missing: node 1 no longer keeps them")
+        );
+    }
+
+    #[test]
+    fn an_event_without_a_time_says_so() {
+        let view = EventView::from(event(4, 0, 0));
+        assert_eq!(view.at, None);
+        assert!(view.render(OutputFormat::Table).starts_with("(time not known)"));
+        let view = EventView::from(event(4, 0, 1_796_425_853_005));
+        assert_eq!(
+            view.render(OutputFormat::Table),
+            "2026-12-04T23:10:53.005Z  failover          node 2 lost its 3 tasks"
+        );
+        let json: serde_json::Value = serde_json::from_str(&view.render(OutputFormat::Json)).unwrap();
+        assert_eq!(json["node"], 2);
+        assert_eq!(json["subject"], serde_json::Value::Null);
+    }
+}

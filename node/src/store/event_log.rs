@@ -1,0 +1,165 @@
+//! The events this node read off the entries it applied (see
+//! [`crate::state::events`]), the newest [`KEPT`] of them, in memory.
+//!
+//! Every node applies the same log, so every node holds the same events
+//! under the same numbers: a log index and a position within its entry. A
+//! reader asks for the events after the last one it saw, from any node.
+//!
+//! An event's time is the proposal time its command carries, if it carries
+//! one; otherwise the time this node applied it. Entries that were already
+//! in the log when this process started are replayed, not new, so an event
+//! of theirs without its own time has none (rather than the time of the
+//! replay). A node that installs a snapshot starts its story after it.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::state::events::Event;
+
+/// Events kept per node.
+pub const KEPT: usize = 4_096;
+/// Longest text kept; a longer one (a long failure reason) is cut.
+const MAX_TEXT_BYTES: usize = 1_024;
+
+/// One event and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The log index of its entry, and its place among the entry's events.
+    pub index: u64,
+    pub position: u32,
+    pub event: Event,
+}
+
+/// The newest events, oldest first.
+#[derive(Default)]
+pub struct EventLog {
+    events: Mutex<VecDeque<Recorded>>,
+    /// Entries below this index were in the log when the process started.
+    fresh_from: AtomicU64,
+}
+
+impl EventLog {
+    /// Entries up to `last`, the last in the log at start, are replays
+    /// (`None`: the log was empty).
+    pub fn set_replayed_until(&self, last: Option<u64>) {
+        self.fresh_from.store(last.map_or(0, |l| l + 1), Ordering::Relaxed);
+    }
+
+    /// Keeps the events of the entry at `index`, applied at `now_ms`.
+    pub fn record(&self, index: u64, events: Vec<Event>, now_ms: u64) {
+        if events.is_empty() {
+            return;
+        }
+        let replayed = index < self.fresh_from.load(Ordering::Relaxed);
+        let mut kept = self.events.lock().expect("event log lock poisoned");
+        // A snapshot installed or a log replayed again: an index seen before
+        // is not told twice.
+        if kept.back().is_some_and(|last| last.index >= index) {
+            return;
+        }
+        for (position, mut event) in events.into_iter().enumerate() {
+            if event.at_ms.is_none() && !replayed {
+                event.at_ms = Some(now_ms);
+            }
+            cut(&mut event.text);
+            kept.push_back(Recorded {
+                index,
+                position: position as u32,
+                event,
+            });
+        }
+        while kept.len() > KEPT {
+            kept.pop_front();
+        }
+    }
+
+    /// The events after (`index`, `position`), oldest first: at most
+    /// `limit`, the oldest of them, so a reader pages forward. Also the
+    /// place of the oldest event kept, if any.
+    pub fn after(&self, index: u64, position: u32, limit: usize) -> (Vec<Recorded>, Option<(u64, u32)>) {
+        let kept = self.events.lock().expect("event log lock poisoned");
+        let start = kept.partition_point(|r| (r.index, r.position) <= (index, position));
+        let events = kept.range(start..).take(limit).cloned().collect();
+        (events, kept.front().map(|r| (r.index, r.position)))
+    }
+
+    /// The newest `limit` events, oldest first.
+    pub fn newest(&self, limit: usize) -> Vec<Recorded> {
+        let kept = self.events.lock().expect("event log lock poisoned");
+        let skip = kept.len().saturating_sub(limit);
+        kept.range(skip..).cloned().collect()
+    }
+}
+
+fn cut(text: &mut String) {
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(" [cut]");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::events::of_leader;
+
+    fn leader(node: u64) -> Event {
+        of_leader(node, 1)
+    }
+
+    #[test]
+    fn readers_page_forward_from_their_cursor() {
+        let log = EventLog::default();
+        log.record(5, vec![leader(1)], 100);
+        log.record(9, vec![leader(2), leader(3)], 200);
+        let (all, oldest) = log.after(0, 0, 10);
+        assert_eq!(oldest, Some((5, 0)));
+        assert_eq!(
+            all.iter().map(|r| (r.index, r.position)).collect::<Vec<_>>(),
+            [(5, 0), (9, 0), (9, 1)]
+        );
+        assert_eq!(all[1].event.at_ms, Some(200), "timed at apply");
+        let (next, _) = log.after(9, 0, 10);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].event.node, Some(3));
+        let (first, _) = log.after(0, 0, 1);
+        assert_eq!(first[0].index, 5, "a limit keeps the oldest, to page on");
+        assert_eq!(log.newest(1)[0].event.node, Some(3));
+    }
+
+    #[test]
+    fn replayed_entries_have_no_time_but_their_own_and_are_told_once() {
+        let log = EventLog::default();
+        log.set_replayed_until(Some(10));
+        let mut own = leader(1);
+        own.at_ms = Some(42);
+        log.record(7, vec![leader(1), own], 1_000);
+        log.record(7, vec![leader(1)], 1_000);
+        log.record(11, vec![leader(2)], 2_000);
+        let (all, _) = log.after(0, 0, 10);
+        assert_eq!(
+            all.iter().map(|r| r.event.at_ms).collect::<Vec<_>>(),
+            [None, Some(42), Some(2_000)]
+        );
+    }
+
+    #[test]
+    fn only_the_newest_are_kept_and_long_texts_are_cut() {
+        let log = EventLog::default();
+        for index in 1..=(KEPT as u64 + 10) {
+            log.record(index, vec![leader(1)], index);
+        }
+        let (all, oldest) = log.after(0, 0, usize::MAX);
+        assert_eq!(all.len(), KEPT);
+        assert_eq!(oldest, Some((11, 0)));
+        let mut long = leader(1);
+        long.text = "x".repeat(5_000);
+        log.record(100_000, vec![long], 1);
+        assert!(log.newest(1)[0].event.text.len() <= MAX_TEXT_BYTES + 6);
+    }
+}
