@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs this Baton release on this machine, as root:
 #   /usr/local/bin/{baton-heart,baton-node,batonctl}
+#   /usr/local/share/baton/examples/   the example task modules
 #   /etc/baton/node.toml and /etc/baton/certs/   (with --config, --certs)
 #   /var/lib/baton/     the node's data and the heart's node binaries
 #   baton-heart.service and a user baton, where systemd runs the machine
@@ -59,6 +60,10 @@ for binary in baton-heart baton-node batonctl; do
   mv -f "$prefix/bin/.$binary.new" "$prefix/bin/$binary"
 done
 cp "$here/VERSION" /etc/baton/VERSION
+if [ -d "$here/examples" ]; then
+  mkdir -p "$prefix/share/baton/examples"
+  cp "$here"/examples/*.wasm "$prefix/share/baton/examples/"
+fi
 
 if [ -n "$certs" ]; then
   for file in "$certs"/*.pem "$certs"/*.key; do

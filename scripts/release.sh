@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds a release of Baton for Linux x86_64 machines: baton-node,
 # baton-heart and batonctl linked statically (they need nothing installed),
-# packed with the heart's systemd unit and install.sh:
+# packed with the heart's systemd unit, install.sh and the example task
+# modules (which `batonctl dev` runs, and the README deploys):
 #
-#   dist/baton-linux-x86_64.tar.gz   (one folder, baton/: bin/, systemd/,
-#                                     install.sh, VERSION)
+#   dist/baton-linux-x86_64.tar.gz   (one folder, baton/: bin/, examples/,
+#                                     systemd/, install.sh, VERSION)
 #
 #   scripts/release.sh [--out DIR] [--binaries DIR]
 #     --out DIR       where the archive goes (default dist, in the current
@@ -44,12 +45,25 @@ for binary in baton-heart baton-node batonctl; do
   check_static "$binaries/$binary"
 done
 
+# The example modules, built by scripts/build-tasks.sh (here, if missing).
+examples=tasks/target/wasm32-wasip2/release
+example_modules="counter.wasm counter_v2.wasm counter_v3_broken.wasm greeter.wasm"
+for module in $example_modules; do
+  if [ ! -f "$examples/$module" ]; then
+    scripts/build-tasks.sh
+    break
+  fi
+done
+
 case "$out" in /*) ;; *) out="$caller/$out" ;; esac
 version=$("$binaries/baton-node" --version | awk '{print $2}')
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-mkdir -p "$stage/baton/bin" "$stage/baton/systemd"
+mkdir -p "$stage/baton/bin" "$stage/baton/systemd" "$stage/baton/examples"
 cp "$binaries/baton-heart" "$binaries/baton-node" "$binaries/batonctl" "$stage/baton/bin/"
+for module in $example_modules; do
+  cp "$examples/$module" "$stage/baton/examples/"
+done
 cp packaging/baton-heart.service "$stage/baton/systemd/"
 cp packaging/install.sh "$stage/baton/"
 echo "$version" > "$stage/baton/VERSION"

@@ -36,7 +36,7 @@ pub struct Expectations {
     /// task: its period plus the failover bound, for example.
     pub max_gap_ms: u64,
     /// The tasks run the `counter` module (state = tick count: version 1's
-    /// u64 LE or version 2's `counter-v2:N`).
+    /// `N` (or the u64 LE of its earlier builds) or version 2's `counter-v2:N`).
     pub counters: bool,
 }
 
@@ -163,11 +163,17 @@ pub fn counter_count(state: &[u8]) -> Result<u64, String> {
             .parse()
             .map_err(|e| format!("a counter-v2 state {n:?} is not a count: {e}"));
     }
+    if !state.is_empty() && state.iter().all(u8::is_ascii_digit) {
+        let text = std::str::from_utf8(state).expect("ASCII digits");
+        return text
+            .parse()
+            .map_err(|e| format!("a counter state {text:?} is not a count: {e}"));
+    }
     match state {
         [] => Ok(0),
         bytes => <[u8; 8]>::try_from(bytes)
             .map(u64::from_le_bytes)
-            .map_err(|_| format!("a counter's state is 8 bytes or counter-v2:N, this one {bytes:?}")),
+            .map_err(|_| format!("a counter's state is N, counter-v2:N or 8 bytes, this one {bytes:?}")),
     }
 }
 
@@ -375,6 +381,11 @@ mod tests {
         assert!(check(&[h.clone()], &expect()).is_ok(), "version 2's format counts too");
         h.state = b"counter-v2:4".to_vec();
         assert!(violation(h).contains("state is 4 but it committed 5 ticks"));
+        let mut h = good();
+        h.state = b"5".to_vec();
+        assert!(check(&[h.clone()], &expect()).is_ok(), "version 1's decimal count");
+        h.state = b"7".to_vec();
+        assert!(violation(h).contains("state is 7 but it committed 5 ticks"));
         let mut h = good();
         h.tick = 6;
         assert!(violation(h).contains("reports tick 6"));

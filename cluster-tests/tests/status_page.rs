@@ -93,6 +93,11 @@ async fn every_node_serves_the_page_and_its_steps_need_the_token_from_this_site(
         let one = get(addr, "/tasks/c000", ANSWER).await.unwrap();
         assert_eq!(one.status, 200);
         assert!(one.body.contains("<h1>Task c000</h1>") && one.body.contains("<table id=\"history\">"));
+        assert!(
+            one.body.contains("Sign in to see what its module logged"),
+            "a module's lines only to the signed in: {}",
+            one.body
+        );
         let nodes = get(addr, "/nodes", ANSWER).await.unwrap();
         assert_eq!(nodes.body.matches("<tr data-node=").count(), 3, "{}", nodes.body);
         let modules = get(addr, "/modules", ANSWER).await.unwrap();
@@ -197,6 +202,18 @@ async fn every_node_serves_the_page_and_its_steps_need_the_token_from_this_site(
         .await
         .unwrap();
     assert!(elsewhere.body.contains("id=\"steps-elsewhere\"") && !elsewhere.body.contains("data-step="));
+    // Signed in, a task's page shows what its module logged, from its
+    // owner, on any node (the counter logs nothing).
+    for at in [addr, there] {
+        let page = request(at, "GET", "/tasks/c000", &[("Authorization", &bearer)], "", ANSWER)
+            .await
+            .unwrap();
+        assert!(
+            page.body.contains("id=\"log-lines\"") && page.body.contains("(its owner) yet"),
+            "{}",
+            page.body
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,21 @@ pub fn rfc3339_ms(ms: u64) -> String {
         )
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), so that
+/// what a task or a module wrote cannot move the cursor, clear the screen
+/// or fake a line of its own.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_debug().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// Renders rows under a header with columns padded to fit.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

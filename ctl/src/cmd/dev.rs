@@ -112,9 +112,12 @@ pub async fn run(args: DevArgs, format: OutputFormat) -> Result<(), CmdError> {
     let examples_dir = match args.examples {
         Some(dir) => dir,
         None => {
-            let beside = std::env::current_exe()
-                .ok()
-                .and_then(|exe| exe.parent().map(|d| d.join("examples")));
+            let exe = std::env::current_exe().ok();
+            let beside = exe
+                .as_deref()
+                .and_then(Path::parent)
+                .map(release_dirs)
+                .unwrap_or_default();
             let candidates = example_dirs(std::env::current_dir().ok(), beside);
             candidates
                 .iter()
@@ -188,11 +191,24 @@ const EXAMPLE_MODULES: [(&str, &str); 4] = [
 /// repository.
 const BUILT_EXAMPLES: &str = "tasks/target/wasm32-wasip2/release";
 
+/// Where a release puts the example modules, for batonctl in `bin`:
+/// `examples/` beside it, the unpacked archive's `baton/examples/` (batonctl
+/// in `baton/bin/`), and where `install.sh` puts them (batonctl in
+/// `/usr/local/bin`, the modules in `/usr/local/share/baton/examples`).
+fn release_dirs(bin: &Path) -> Vec<PathBuf> {
+    let up = bin.join("..");
+    vec![
+        bin.join("examples"),
+        up.join("examples"),
+        up.join("share").join("baton").join("examples"),
+    ]
+}
+
 /// Where to look for the example modules, in order: under the current
-/// directory `cwd`, in `beside` (`examples/` beside batonctl, as a release
-/// archive lays them out), and in the repository batonctl was built from
-/// (so `batonctl dev` finds them from any directory).
-fn example_dirs(cwd: Option<PathBuf>, beside: Option<PathBuf>) -> Vec<PathBuf> {
+/// directory `cwd`, in `beside` (where a release puts them, beside
+/// batonctl), and in the repository batonctl was built from (so `batonctl
+/// dev` finds them from any directory).
+fn example_dirs(cwd: Option<PathBuf>, beside: Vec<PathBuf>) -> Vec<PathBuf> {
     let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(BUILT_EXAMPLES);
     cwd.map(|cwd| cwd.join(BUILT_EXAMPLES))
         .into_iter()
@@ -322,14 +338,20 @@ mod tests {
 
     #[test]
     fn the_examples_are_looked_for_here_beside_batonctl_and_in_its_repository() {
-        let dirs = example_dirs(Some("/work/x".into()), Some("/opt/baton/bin/examples".into()));
+        let dirs = example_dirs(Some("/work/x".into()), release_dirs(Path::new("/opt/baton/bin")));
         assert_eq!(dirs[0], Path::new("/work/x/tasks/target/wasm32-wasip2/release"));
         assert_eq!(dirs[1], Path::new("/opt/baton/bin/examples"));
-        assert!(
-            dirs[2].ends_with("ctl/../tasks/target/wasm32-wasip2/release"),
-            "{:?}",
-            dirs[2]
+        assert_eq!(dirs[2], Path::new("/opt/baton/bin/../examples"), "the unpacked archive");
+        assert_eq!(
+            dirs[3],
+            Path::new("/opt/baton/bin/../share/baton/examples"),
+            "where install.sh puts them"
         );
-        assert_eq!(example_dirs(None, None).len(), 1);
+        assert!(
+            dirs[4].ends_with("ctl/../tasks/target/wasm32-wasip2/release"),
+            "{:?}",
+            dirs[4]
+        );
+        assert_eq!(example_dirs(None, Vec::new()).len(), 1);
     }
 }

@@ -56,7 +56,7 @@ impl EventView {
                 "{:<24}  {:<16}  {}",
                 self.at.as_deref().unwrap_or("(time not known)"),
                 self.kind,
-                self.text
+                output::printable(&self.text)
             ),
         }
     }
@@ -81,6 +81,15 @@ impl EventCursor {
 
     /// Takes a reply: its events, and a note when the node that answered no
     /// longer keeps some events after the cursor.
+    /// A cursor past everything node `reply` applied, for a reader that
+    /// was told nothing yet.
+    fn past(reply: &EventsReply) -> EventCursor {
+        EventCursor {
+            index: reply.applied_index,
+            position: u32::MAX,
+        }
+    }
+
     pub fn take(&mut self, reply: EventsReply) -> (Vec<EventView>, Option<String>) {
         let oldest = (reply.oldest_index, reply.oldest_position);
         // The cursor's own event is gone: those after it may be too.
@@ -107,7 +116,13 @@ pub async fn run(client: &ClusterClient, limit: u32, follow: bool, format: Outpu
     let reply = client
         .call_with(&newest, |mut c, r| async move { c.events(r).await })
         .await?;
-    let mut cursor = EventCursor::default();
+    // With nothing to tell yet, follow from what the node has applied (not
+    // from another node's oldest).
+    let mut cursor = if reply.events.is_empty() {
+        EventCursor::past(&reply)
+    } else {
+        EventCursor::default()
+    };
     let (events, _) = cursor.take(reply);
     for event in &events {
         println!("{}", event.render(format));
@@ -159,6 +174,7 @@ mod tests {
             oldest_index: oldest.0,
             oldest_position: oldest.1,
             answered_by: 1,
+            applied_index: 30,
         }
     }
 
@@ -178,6 +194,13 @@ mod tests {
             note.as_deref(),
             Some("events after log index 8 and before 20 may be missing: node 1 no longer keeps them")
         );
+    }
+
+    #[test]
+    fn a_reader_told_nothing_yet_follows_from_what_was_applied() {
+        let cursor = EventCursor::past(&reply((0, 0), vec![]));
+        let request = cursor.request();
+        assert_eq!((request.after_index, request.after_position), (30, u32::MAX));
     }
 
     #[test]

@@ -29,11 +29,11 @@ pub struct LineView {
 }
 
 impl LineView {
-    fn new(node: u64, line: TaskLogLine) -> Self {
+    fn new(line: TaskLogLine) -> Self {
         LineView {
             at: output::rfc3339_ms(line.at_ms),
             at_ms: line.at_ms,
-            node,
+            node: line.node,
             tick: line.tick,
             epoch: line.epoch,
             level: line.level,
@@ -46,7 +46,11 @@ impl LineView {
             OutputFormat::Json => serde_json::to_string(self).expect("a line serializes"),
             OutputFormat::Table => format!(
                 "{}  node {}  tick {}  {:<5}  {}",
-                self.at, self.node, self.tick, self.level, self.message
+                self.at,
+                self.node,
+                self.tick,
+                output::printable(&self.level),
+                output::printable(&self.message)
             ),
         }
     }
@@ -56,10 +60,11 @@ impl LineView {
 /// task's owner.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LogCursor {
-    /// The node the last line came from, its number there, and its time.
+    /// The node the last line came from, its number there, and the epoch of
+    /// the tick that logged it.
     node: u64,
     seq: u64,
-    at_ms: u64,
+    epoch: u64,
     /// The owner as last told (None: nothing told yet), and whether it was
     /// silent.
     told: Option<(u64, bool)>,
@@ -72,7 +77,7 @@ impl LogCursor {
             name: name.to_string(),
             node: self.node,
             after_seq: self.seq,
-            after_ms: self.at_ms,
+            after_epoch: self.epoch,
             limit,
         }
     }
@@ -85,7 +90,7 @@ impl LogCursor {
         let note = match (self.told, owner) {
             (Some(before), now) if before == now => None,
             (_, (0, _)) => Some(format!(
-                "task {name} has no owner now (paused, failed or not placed yet): no new lines until it runs"
+                "task {name} has no owner yet (not placed): no lines until it runs"
             )),
             (_, (node, true)) => Some(format!(
                 "task {name}'s lines are kept by its owner, node {node}, which did not answer: {}",
@@ -98,9 +103,9 @@ impl LogCursor {
         };
         self.told = Some(owner);
         if let Some(last) = reply.lines.last() {
-            (self.node, self.seq, self.at_ms) = (reply.node, last.seq, last.at_ms);
+            (self.node, self.seq, self.epoch) = (last.node, last.seq, last.epoch);
         }
-        let lines = reply.lines.into_iter().map(|l| LineView::new(reply.node, l)).collect();
+        let lines = reply.lines.into_iter().map(LineView::new).collect();
         (lines, note)
     }
 }
@@ -154,14 +159,15 @@ pub async fn run(
 mod tests {
     use super::*;
 
-    fn line(seq: u64, at_ms: u64) -> TaskLogLine {
+    fn line(node: u64, seq: u64, epoch: u64) -> TaskLogLine {
         TaskLogLine {
             seq,
-            at_ms,
+            at_ms: 1_796_425_853_000 + seq,
             level: "info".into(),
             tick: seq,
-            epoch: 1,
+            epoch,
             message: format!("line {seq}"),
+            node,
         }
     }
 
@@ -176,11 +182,11 @@ mod tests {
     #[test]
     fn the_cursor_follows_the_lines_and_says_when_the_owner_changes() {
         let mut cursor = LogCursor::default();
-        let (lines, note) = cursor.take("t", reply(2, vec![line(7, 100), line(9, 200)]));
+        let (lines, note) = cursor.take("t", reply(2, vec![line(2, 7, 1), line(2, 9, 1)]));
         assert_eq!(lines.len(), 2);
         assert_eq!(note, None, "the first owner needs no note");
         let request = cursor.request("t", 5);
-        assert_eq!((request.node, request.after_seq, request.after_ms), (2, 9, 200));
+        assert_eq!((request.node, request.after_seq, request.after_epoch), (2, 9, 1));
 
         // Nothing new: the cursor stays.
         let (lines, note) = cursor.take("t", reply(2, vec![]));
@@ -199,26 +205,34 @@ mod tests {
         );
         assert_eq!(cursor.take("t", silent).1, None);
 
-        // The task moved.
-        let (lines, note) = cursor.take("t", reply(3, vec![line(1, 300)]));
+        // The task moved: the old owner's last line, then the new one's.
+        let (lines, note) = cursor.take("t", reply(3, vec![line(2, 10, 1), line(3, 1, 2)]));
         assert_eq!(note.as_deref(), Some("task t moved to node 3: its lines from there on"));
-        assert_eq!(lines[0].node, 3);
-        assert_eq!(cursor.request("t", 5).node, 3);
+        assert_eq!((lines[0].node, lines[1].node), (2, 3));
+        let request = cursor.request("t", 5);
+        assert_eq!((request.node, request.after_seq, request.after_epoch), (3, 1, 2));
 
-        // Paused.
+        // Not placed.
         let (_, note) = cursor.take("t", reply(0, vec![]));
-        assert!(note.unwrap().starts_with("task t has no owner now"));
+        assert!(note.unwrap().starts_with("task t has no owner yet"));
     }
 
     #[test]
     fn lines_render_as_text_or_one_json_object() {
-        let view = LineView::new(2, line(4, 1_796_425_853_005));
+        let view = LineView::new(line(2, 4, 1));
         assert_eq!(
             view.render(OutputFormat::Table),
-            "2026-12-04T23:10:53.005Z  node 2  tick 4  info   line 4"
+            "2026-12-04T23:10:53.004Z  node 2  tick 4  info   line 4"
+        );
+        let mut sly = line(2, 5, 1);
+        sly.message = "ok\r\u{1b}[2Kfaked\nline".into();
+        assert_eq!(
+            LineView::new(sly).render(OutputFormat::Table),
+            "2026-12-04T23:10:53.005Z  node 2  tick 5  info   ok\\r\\u{1b}[2Kfaked\\nline",
+            "control characters are shown, not obeyed"
         );
         let json: serde_json::Value = serde_json::from_str(&view.render(OutputFormat::Json)).unwrap();
         assert_eq!(json["message"], "line 4");
-        assert_eq!(json["at_ms"], 1_796_425_853_005u64);
+        assert_eq!(json["at_ms"], 1_796_425_853_004u64);
     }
 }

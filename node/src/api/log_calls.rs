@@ -9,6 +9,7 @@ use tonic::Status;
 use super::NodeContext;
 use crate::runtime::LogLine;
 use crate::store::Recorded;
+use crate::types::NodeId;
 
 /// Lines or events in a reply unless the reader asks for fewer.
 const DEFAULT_LIMIT: u32 = 100;
@@ -25,8 +26,8 @@ fn limit(asked: u32) -> usize {
 }
 
 /// The lines task `request.name` logged on this node after the reader's
-/// cursor. A cursor from another node (the task moved here) starts at the
-/// first line logged after the reader's last one.
+/// cursor: after its line number if the cursor is from this node, else
+/// those of a later epoch than the cursor's (the task moved here since).
 pub(crate) fn task_logs_here(context: &NodeContext, request: &TaskLogsRequest) -> TaskLogsReply {
     let same_node = request.node == context.id;
     let after = if same_node { request.after_seq } else { 0 };
@@ -35,8 +36,8 @@ pub(crate) fn task_logs_here(context: &NodeContext, request: &TaskLogsRequest) -
         .logs()
         .read(&request.name, after, limit(request.limit))
         .into_iter()
-        .filter(|l| same_node || l.at_ms > request.after_ms)
-        .map(line)
+        .filter(|l| same_node || l.epoch > request.after_epoch)
+        .map(|l| line(context.id, l))
         .collect();
     TaskLogsReply {
         node: context.id,
@@ -45,46 +46,66 @@ pub(crate) fn task_logs_here(context: &NodeContext, request: &TaskLogsRequest) -
     }
 }
 
-/// The lines of task `request.name` from its owner, asked of it if it is
-/// another node.
+/// Task `request.name`'s lines from node `node`, asked of it if it is
+/// another node; why not, if it could not be asked.
+async fn lines_on(context: &NodeContext, node: NodeId, request: &TaskLogsRequest) -> Result<TaskLogsReply, String> {
+    if node == context.id {
+        return Ok(task_logs_here(context, request));
+    }
+    let addr = crate::types::with_metrics(&context.raft, |m| {
+        m.membership_config.membership().get_node(&node).map(|n| n.addr.clone())
+    })
+    .ok_or_else(|| format!("node {node} is not a member"))?;
+    let channel = context.channels.channel(node, &addr).map_err(|e| e.to_string())?;
+    let mut client = crate::raft::peer_client(channel);
+    let call = client.task_logs(context.channels.request(request.clone(), Some(OWNER_TIMEOUT)));
+    match tokio::time::timeout(OWNER_TIMEOUT, call).await {
+        Err(_) => Err(format!("no answer within {OWNER_TIMEOUT:?}")),
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+            Err("it runs a release that keeps no task lines; they show once it is upgraded".to_string())
+        }
+        Ok(Err(status)) => Err(status.message().to_string()),
+    }
+}
+
+/// The lines of task `request.name` after the reader's cursor, from the
+/// node that owns it. When the task moved since the reader's last line, the
+/// lines its node logged after that line come first (a tick in flight at the
+/// move logs on the old owner), when that node can still be asked.
 pub(crate) async fn task_logs(context: &NodeContext, request: TaskLogsRequest) -> Result<TaskLogsReply, Status> {
     let owner = context
         .state_machine
         .read(|s| s.tasks.get(&request.name).map(|t| t.owner))
         .ok_or_else(|| Status::not_found(format!("no task named {}; see `batonctl tasks list`", request.name)))?;
-    let owner = match owner {
-        None => return Ok(TaskLogsReply::default()),
-        Some(owner) if owner == context.id => return Ok(task_logs_here(context, &request)),
-        Some(owner) => owner,
+    let mut lines = Vec::new();
+    if request.node != 0 && owner != Some(request.node) {
+        // A node gone since took its lines with it.
+        if let Ok(earlier) = lines_on(context, request.node, &request).await {
+            lines = earlier.lines;
+        }
+    }
+    let Some(owner) = owner else {
+        return Ok(TaskLogsReply {
+            node: 0,
+            lines,
+            owner_silent: String::new(),
+        });
     };
-    let silent = |why: String| TaskLogsReply {
-        node: owner,
-        lines: Vec::new(),
-        owner_silent: why,
-    };
-    let addr = crate::types::with_metrics(&context.raft, |m| {
-        m.membership_config
-            .membership()
-            .get_node(&owner)
-            .map(|n| n.addr.clone())
-    });
-    let Some(addr) = addr else {
-        return Ok(silent(format!("node {owner} is not a member")));
-    };
-    let channel = match context.channels.channel(owner, &addr) {
-        Ok(channel) => channel,
-        Err(e) => return Ok(silent(e.to_string())),
-    };
-    let mut client = crate::raft::peer_client(channel);
-    let call = client.task_logs(context.channels.request(request.clone(), Some(OWNER_TIMEOUT)));
-    match tokio::time::timeout(OWNER_TIMEOUT, call).await {
-        Err(_) => Ok(silent(format!("no answer within {OWNER_TIMEOUT:?}"))),
-        Ok(Ok(reply)) => Ok(reply.into_inner()),
-        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Err(Status::failed_precondition(format!(
-            "task {}'s owner, node {owner}, runs a release that keeps no task lines; they show once it is upgraded",
-            request.name
-        ))),
-        Ok(Err(status)) => Ok(silent(status.message().to_string())),
+    match lines_on(context, owner, &request).await {
+        Ok(reply) => {
+            lines.extend(reply.lines);
+            Ok(TaskLogsReply {
+                node: owner,
+                lines,
+                owner_silent: String::new(),
+            })
+        }
+        Err(why) => Ok(TaskLogsReply {
+            node: owner,
+            lines,
+            owner_silent: why,
+        }),
     }
 }
 
@@ -94,7 +115,7 @@ pub(crate) fn events(context: &NodeContext, request: &EventsRequest) -> EventsRe
     let log = context.state_machine.events();
     let limit = limit(request.limit);
     let (recorded, oldest) = match request.newest {
-        true => (log.newest(limit), log.after(u64::MAX, u32::MAX, 0).1),
+        true => log.newest(limit),
         false => log.after(request.after_index, request.after_position, limit),
     };
     EventsReply {
@@ -102,11 +123,13 @@ pub(crate) fn events(context: &NodeContext, request: &EventsRequest) -> EventsRe
         oldest_index: oldest.map_or(0, |o| o.0),
         oldest_position: oldest.map_or(0, |o| o.1),
         answered_by: context.id,
+        applied_index: context.state_machine.last_applied_index(),
     }
 }
 
-fn line(l: LogLine) -> TaskLogLine {
+fn line(node: NodeId, l: LogLine) -> TaskLogLine {
     TaskLogLine {
+        node,
         seq: l.seq,
         at_ms: l.at_ms,
         level: l.level.name().to_string(),

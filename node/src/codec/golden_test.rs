@@ -1057,7 +1057,7 @@ fn the_task_log_and_event_messages_are_encoded_as_pinned() {
                 name: "sync-account-42".into(),
                 node: 2,
                 after_seq: 1_234,
-                after_ms: 1_790_000_000_000,
+                after_epoch: 3,
                 limit: 100,
             }
             .encode_to_vec(),
@@ -1073,6 +1073,7 @@ fn the_task_log_and_event_messages_are_encoded_as_pinned() {
                     tick: 41,
                     epoch: 3,
                     message: "the feed answered 503; trying again next tick".into(),
+                    node: 2,
                 }],
                 owner_silent: String::new(),
             }
@@ -1107,11 +1108,12 @@ fn the_task_log_and_event_messages_are_encoded_as_pinned() {
                     kind: "failover".into(),
                     node: 2,
                     subject: String::new(),
-                    text: "node 2 lost 12 tasks (its lease ended or it exited): moved at once to nodes 1, 3".into(),
+                    text: "node 2 is gone (its lease ended, it exited, or it was removed): its 12 tasks moved at once, spread over nodes 1, 3".into(),
                 }],
                 oldest_index: 17,
                 oldest_position: 0,
                 answered_by: 1,
+                applied_index: 813,
             }
             .encode_to_vec(),
         ),

@@ -5,8 +5,11 @@
 //! Lines are never replicated: they stay on the node whose tick logged them,
 //! and a task that moves starts a new ring on its new owner (its old owner
 //! keeps the old lines until they are pushed out). Each line has a number
-//! unique on this node, rising, so a reader asks for the lines after the last
-//! one it saw.
+//! unique on this node and rising, also across restarts (numbers start from
+//! the clock), so a reader asks for the lines after the last one it saw.
+//!
+//! The bounds count what a line costs in memory ([`LINE_COST`] besides its
+//! text), so that many short lines cannot outgrow them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -16,8 +19,14 @@ use std::sync::Mutex;
 pub const MAX_LINE_BYTES: usize = 2 * 1024;
 /// Lines kept per task, newest last.
 pub const LINES_PER_TASK: usize = 200;
-/// Bytes of message kept per task.
+/// Bytes kept per task (text and [`LINE_COST`] each).
 pub const BYTES_PER_TASK: usize = 64 * 1024;
+/// What a line costs besides its text: the line itself, its place in the
+/// ring, and the allocator's share.
+pub const LINE_COST: usize = std::mem::size_of::<LogLine>() + 16;
+/// What a task's ring costs besides its lines: its name, kept twice, and
+/// its entries in the maps.
+const RING_COST: usize = 128;
 /// Bytes kept for all tasks together: past it, the tasks that logged least
 /// recently lose their lines first.
 pub const BYTES_PER_NODE: usize = 64 * 1024 * 1024;
@@ -60,7 +69,13 @@ pub struct LogLine {
 #[derive(Default)]
 struct Ring {
     lines: VecDeque<LogLine>,
+    /// What its lines cost (see [`cost`]).
     bytes: usize,
+}
+
+/// What keeping `line` costs.
+fn cost(line: &LogLine) -> usize {
+    line.message.len() + LINE_COST
 }
 
 #[derive(Default)]
@@ -90,7 +105,9 @@ impl TaskLogs {
     pub fn with_capacity(node_bytes: usize) -> Self {
         TaskLogs {
             inner: Mutex::new(Inner {
-                next_seq: 1,
+                // Above any number an earlier run of this node gave (it gave
+                // fewer than 65,536 a millisecond).
+                next_seq: crate::types::now_ms() << 16,
                 ..Inner::default()
             }),
             node_bytes,
@@ -105,25 +122,27 @@ impl TaskLogs {
         let inner = &mut *guard;
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let bytes = message.len();
-        let ring = inner.rings.entry(task.to_string()).or_default();
-        let newest_before = ring.lines.back().map(|l| l.seq);
-        ring.lines.push_back(LogLine {
+        let line = LogLine {
             seq,
             at_ms,
             level,
             tick,
             epoch,
             message,
-        });
+        };
+        let bytes = cost(&line);
+        let new_ring = !inner.rings.contains_key(task);
+        let ring = inner.rings.entry(task.to_string()).or_default();
+        let newest_before = ring.lines.back().map(|l| l.seq);
+        ring.lines.push_back(line);
         ring.bytes += bytes;
         let mut freed = 0;
-        while ring.lines.len() > LINES_PER_TASK || ring.bytes > BYTES_PER_TASK {
+        while ring.lines.len() > LINES_PER_TASK || (ring.bytes > BYTES_PER_TASK && ring.lines.len() > 1) {
             let Some(old) = ring.lines.pop_front() else { break };
-            ring.bytes -= old.message.len();
-            freed += old.message.len();
+            ring.bytes -= cost(&old);
+            freed += cost(&old);
         }
-        inner.bytes = inner.bytes + bytes - freed;
+        inner.bytes = inner.bytes + bytes + if new_ring { RING_COST } else { 0 } - freed;
         if let Some(before) = newest_before {
             inner.by_recency.remove(&before);
         }
@@ -139,7 +158,7 @@ impl TaskLogs {
             }
             let name = inner.by_recency.remove(&oldest).expect("the key just read");
             if let Some(ring) = inner.rings.remove(&name) {
-                inner.bytes -= ring.bytes;
+                inner.bytes -= ring.bytes + RING_COST;
             }
         }
     }
@@ -161,14 +180,14 @@ impl TaskLogs {
         let mut guard = self.inner.lock().expect("task logs lock poisoned");
         let inner = &mut *guard;
         if let Some(ring) = inner.rings.remove(task) {
-            inner.bytes -= ring.bytes;
+            inner.bytes -= ring.bytes + RING_COST;
             if let Some(newest) = ring.lines.back() {
                 inner.by_recency.remove(&newest.seq);
             }
         }
     }
 
-    /// Bytes of messages kept, and tasks with lines.
+    /// What the lines kept cost (see [`LINE_COST`]), and tasks with lines.
     pub fn usage(&self) -> (usize, usize) {
         let inner = self.inner.lock().expect("task logs lock poisoned");
         (inner.bytes, inner.rings.len())
@@ -243,31 +262,53 @@ mod tests {
         for tick in 1..=100 {
             push(&logs, "b", tick, &big);
         }
-        let kept = logs.read("b", 0, usize::MAX);
-        assert!(kept.iter().map(|l| l.message.len()).sum::<usize>() <= BYTES_PER_TASK);
-        assert_eq!(kept.last().map(|l| l.tick), Some(100));
+        let kept_b = logs.read("b", 0, usize::MAX);
+        let cost_b: usize = kept_b.iter().map(cost).sum();
+        assert!(cost_b <= BYTES_PER_TASK);
+        assert_eq!(kept_b.last().map(|l| l.tick), Some(100));
         let (bytes, tasks) = logs.usage();
         assert_eq!(tasks, 2);
         assert_eq!(
             bytes,
-            LINES_PER_TASK + kept.iter().map(|l| l.message.len()).sum::<usize>(),
+            kept.iter().map(cost).sum::<usize>() + cost_b + 2 * RING_COST,
             "the count follows what is kept"
+        );
+        // Empty lines cost memory too: the bound counts them.
+        for tick in 1..=1_000 {
+            push(&logs, "c", tick, "");
+        }
+        assert_eq!(
+            logs.read("c", 0, usize::MAX).len(),
+            LINES_PER_TASK.min(BYTES_PER_TASK / LINE_COST)
         );
     }
 
     #[test]
     fn past_the_node_bound_the_least_recent_tasks_lose_their_lines() {
-        let logs = TaskLogs::with_capacity(10);
+        let line = |text: usize| text + LINE_COST;
+        // Room for "old"'s two lines and "new"'s one, with their rings.
+        let logs = TaskLogs::with_capacity(line(4) + line(2) + line(4) + 2 * RING_COST);
         push(&logs, "old", 1, "aaaa");
         push(&logs, "mid", 1, "bbbb");
         push(&logs, "old", 2, "cc"); // "old" is now the most recent
-        push(&logs, "new", 1, "dddd"); // 14 bytes: "mid" goes
+        push(&logs, "new", 1, "dddd"); // over the bound: "mid" goes
         assert!(logs.read("mid", 0, 100).is_empty());
         assert_eq!(logs.read("old", 0, 100).len(), 2);
-        assert_eq!(logs.usage(), (10, 2));
+        assert_eq!(logs.usage(), (line(4) + line(2) + line(4) + 2 * RING_COST, 2));
         // A line bigger than the bound alone is still kept.
-        push(&logs, "huge", 1, &"z".repeat(50));
-        assert_eq!(logs.usage(), (50, 1));
+        push(&logs, "huge", 1, &"z".repeat(1_500));
+        assert_eq!(logs.usage(), (line(1_500) + RING_COST, 1));
+    }
+
+    #[test]
+    fn numbers_rise_across_restarts() {
+        let before = TaskLogs::default();
+        push(&before, "a", 1, "x");
+        let last = before.read("a", 0, 1)[0].seq;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = TaskLogs::default();
+        push(&after, "a", 1, "y");
+        assert!(after.read("a", 0, 1)[0].seq > last);
     }
 
     #[test]
@@ -286,7 +327,7 @@ mod tests {
         push(&logs, "a", 1, "abc");
         push(&logs, "b", 1, "de");
         logs.forget("a");
-        assert_eq!(logs.usage(), (2, 1));
+        assert_eq!(logs.usage(), (2 + LINE_COST + RING_COST, 1));
         assert!(logs.read("a", 0, 10).is_empty());
         logs.forget("a");
         push(&logs, "a", 2, "again");

@@ -23,8 +23,11 @@ pub enum EventKind {
     /// A node's tasks moved at once to others: its lease ended or its
     /// process was seen to exit.
     Failover,
-    /// Tasks without an owner (new ones, or a removed node's) were placed.
+    /// Tasks without an owner (new ones) were placed.
     Placed,
+    /// Tasks moved at once, one by one: hand-offs their owners did not
+    /// finish in time (and, below cluster version 5, a lost node's tasks).
+    Moved,
     /// Tasks were asked to move after their current tick.
     HandOff,
     /// An owner let go of tasks it was handing off (between ticks, or with
@@ -55,6 +58,7 @@ impl EventKind {
             EventKind::Members => "members",
             EventKind::Failover => "failover",
             EventKind::Placed => "placed",
+            EventKind::Moved => "moved",
             EventKind::HandOff => "hand-off",
             EventKind::HandedOff => "handed-off",
             EventKind::Drained => "drained",
@@ -121,9 +125,20 @@ impl Event {
 
 /// The events of applying `command`, which answered `response` and left the
 /// state `after`. A refused command changed nothing and tells nothing.
-pub fn of_command(command: &Command, response: &CommandResponse, after: &ClusterState) -> Vec<Event> {
+///
+/// `handed_off` are the tasks whose hand-off the entry's tick commits
+/// completed, by the node that let them go: a commit of a task being
+/// handed off moves it with the tick, which only the state before the
+/// commit tells (the applying shell reads it, as it reads each commit's
+/// due time).
+pub fn of_command(
+    command: &Command,
+    response: &CommandResponse,
+    after: &ClusterState,
+    handed_off: BTreeMap<NodeId, Vec<String>>,
+) -> Vec<Event> {
     let mut events = Vec::new();
-    let mut yields = BTreeMap::new();
+    let mut yields = handed_off;
     collect(command, response, after, &mut events, &mut yields);
     // An owner's yields come in many small commands: one event per owner.
     for (node, tasks) in yields {
@@ -149,6 +164,7 @@ fn merge_task_changes(events: Vec<Event>) -> Vec<Event> {
         EventKind::TaskRemoved,
         EventKind::TaskPaused,
         EventKind::TaskResumed,
+        EventKind::TaskFailed,
         EventKind::RunNow,
     ];
     let many = |kind: EventKind| events.iter().filter(|e| e.kind == kind).count() > MERGED_PAST;
@@ -168,6 +184,7 @@ fn merge_task_changes(events: Vec<Event>) -> Vec<Event> {
             EventKind::TaskRemoved => "removed",
             EventKind::TaskPaused => "paused",
             EventKind::TaskResumed => "resumed",
+            EventKind::TaskFailed => "failed",
             _ => "asked to run now",
         };
         let at_ms = events.iter().find(|e| e.kind == *kind).and_then(|e| e.at_ms);
@@ -212,18 +229,8 @@ fn collect(
             }
             return;
         }
-        Command::Put { .. } | Command::Delete { .. } => return,
-        Command::CommitTick(commit) => {
-            // A task being handed off moves with the commit of its tick in
-            // flight: to a new owner, at the next epoch.
-            let moved = after.tasks.get(&commit.task).is_some_and(|t| {
-                t.tick == commit.tick && t.epoch == commit.epoch + 1 && t.owner.is_some_and(|o| o != commit.node)
-            });
-            if moved {
-                yields.entry(commit.node).or_default().push(commit.task.clone());
-            }
-            return;
-        }
+        // A commit that completes a hand-off is in `handed_off`.
+        Command::Put { .. } | Command::Delete { .. } | Command::CommitTick(_) => return,
         Command::AddTask(spec) => Event::new(
             EventKind::TaskAdded,
             format!("task {} added, module {}", spec.name, spec.module),
@@ -262,14 +269,19 @@ fn collect(
             }
             let total: u64 = by_owner.values().sum();
             Event::new(
-                EventKind::Placed,
-                format!("{} placed at once: {}", tasks(total), per_node(&by_owner)),
+                EventKind::Moved,
+                format!(
+                    "{} moved at once (a hand-off its owner did not finish): {}",
+                    tasks(total),
+                    per_node(&by_owner)
+                ),
             )
         }
         Command::ReassignAll { from: Some(node), to } if changed => Event::new(
             EventKind::Failover,
             format!(
-                "node {node} lost {} (its lease ended or it exited): moved at once to {}",
+                "node {node} is gone (its lease ended, it exited, or it was removed): its {} moved at once, \
+                 spread over {}",
                 tasks(count.unwrap_or(0)),
                 nodes(to)
             ),
@@ -280,22 +292,27 @@ fn collect(
             format!("{} without an owner placed on {}", tasks(count.unwrap_or(0)), nodes(to)),
         ),
         Command::HandOff(assignments) if changed => {
-            let mut by_owner: BTreeMap<NodeId, u64> = BTreeMap::new();
+            // Those now waiting for their owner's current tick, by (owner,
+            // new owner). (A task without an owner moves at once.)
+            let mut moves: BTreeMap<(NodeId, NodeId), u64> = BTreeMap::new();
             for a in assignments {
-                if let Some(to) = a
-                    .owner
-                    .filter(|o| after.tasks.get(&a.task).and_then(|t| t.handoff_to) == Some(*o))
-                {
-                    *by_owner.entry(to).or_default() += 1;
+                let Some(task) = after.tasks.get(&a.task) else { continue };
+                if let (Some(from), Some(to)) = (task.owner, task.handoff_to.filter(|to| a.owner == Some(*to))) {
+                    *moves.entry((from, to)).or_default() += 1;
                 }
             }
+            if moves.is_empty() {
+                return;
+            }
+            let total: u64 = moves.values().sum();
+            let each = moves
+                .iter()
+                .map(|((from, to), n)| format!("{n} from node {from} to node {to}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             Event::new(
                 EventKind::HandOff,
-                format!(
-                    "{} to move, each after its current tick: {}",
-                    tasks(count.unwrap_or(0)),
-                    per_node(&by_owner)
-                ),
+                format!("{} to move, each after its current tick: {each}", tasks(total)),
             )
         }
         Command::YieldTask { name, node, .. } if changed => {
@@ -323,6 +340,10 @@ fn collect(
                 CommandResponse::Module(m) => m.version,
                 _ => module.version,
             };
+            // The same bytes as the current version: nothing recorded.
+            if recorded != module.version {
+                return;
+            }
             let text = match after.rollouts.get(&module.name) {
                 Some(r) if r.release.version == recorded && recorded > 1 => {
                     format!("module {} version {recorded} released: its rollout starts", module.name)
@@ -360,10 +381,16 @@ fn collect(
             finish,
             now_ms,
         } => {
-            let how = match finish {
-                Finish::Done => "done".to_string(),
-                Finish::Revert { reason } => format!("reverted: {reason}"),
-                Finish::Abort => "aborted".to_string(),
+            // A revert that could not be made halted the rollout instead.
+            let halted = after.rollouts.get(module).and_then(|r| match &r.state {
+                super::rollouts::RolloutState::Halted { reason } => Some(reason.clone()),
+                _ => None,
+            });
+            let how = match (finish, halted) {
+                (Finish::Done, _) => "done".to_string(),
+                (_, Some(why)) => format!("halted: {why}"),
+                (Finish::Revert { reason }, None) => format!("reverted: {reason}"),
+                (Finish::Abort, None) => "aborted".to_string(),
             };
             Event::new(
                 EventKind::RolloutFinished,
@@ -492,6 +519,10 @@ mod tests {
         state
     }
 
+    fn told(command: &Command, response: &CommandResponse, after: &ClusterState) -> Vec<Event> {
+        of_command(command, response, after, BTreeMap::new())
+    }
+
     fn texts(events: &[Event]) -> Vec<String> {
         events
             .iter()
@@ -506,15 +537,18 @@ mod tests {
             from: Some(2),
             to: vec![1, 3],
         };
-        let events = of_command(&command, &CommandResponse::Count(2), &after);
+        let events = told(&command, &CommandResponse::Count(2), &after);
         assert_eq!(
             texts(&events),
-            ["failover: node 2 lost 2 tasks (its lease ended or it exited): moved at once to nodes 1, 3"]
+            [
+                "failover: node 2 is gone (its lease ended, it exited, or it was removed): its 2 tasks moved at \
+                 once, spread over nodes 1, 3"
+            ]
         );
         assert_eq!(events[0].node, Some(2));
         assert_eq!(events[0].at_ms, None, "the applying node times it");
         // Nothing moved: nothing to tell.
-        assert!(of_command(&command, &CommandResponse::Count(0), &after).is_empty());
+        assert!(told(&command, &CommandResponse::Count(0), &after).is_empty());
     }
 
     #[test]
@@ -556,37 +590,31 @@ mod tests {
             CommandResponse::Previous(None),
         ]);
         assert_eq!(
-            texts(&of_command(&batch, &response, &after)),
+            texts(&told(&batch, &response, &after)),
             [
-                "placed: 2 tasks placed at once: 1 to node 1, 1 to node 2",
+                "moved: 2 tasks moved at once (a hand-off its owner did not finish): 1 to node 1, 1 to node 2",
                 "handed-off: node 3 handed off 2 tasks",
             ]
         );
     }
 
     #[test]
-    fn a_hand_off_completed_by_a_tick_commit_is_told_as_handed_off() {
-        let after = state_with(&[("a", Some(2))]);
-        let (epoch, tick) = after.tasks.get("a").map(|t| (t.epoch, t.tick)).unwrap();
-        let commit = |epoch: u64, node: NodeId| {
-            Command::CommitTick(crate::state::tasks::TickCommit {
-                task: "a".into(),
-                epoch,
-                tick,
-                node,
-                state: Vec::new(),
-                next_due_ms: 0,
-                committed_at_ms: 0,
-                version: 1,
-            })
+    fn hand_offs_completed_by_tick_commits_are_told_with_the_yields() {
+        let after = ClusterState::default();
+        let yield_b = Command::YieldTask {
+            name: "b".into(),
+            epoch: 1,
+            node: 1,
         };
-        let ok = CommandResponse::Done;
+        let by_commit = BTreeMap::from([(1, vec!["a".to_string()]), (2, vec!["c".to_string()])]);
+        let events = of_command(&yield_b, &CommandResponse::Count(1), &after, by_commit);
         assert_eq!(
-            texts(&of_command(&commit(epoch - 1, 1), &ok, &after)),
-            ["handed-off: node 1 handed off task a"]
+            texts(&events),
+            [
+                "handed-off: node 1 handed off 2 tasks",
+                "handed-off: node 2 handed off task c"
+            ]
         );
-        // An ordinary commit by the owner tells nothing.
-        assert!(of_command(&commit(epoch, 2), &ok, &after).is_empty());
     }
 
     #[test]
@@ -597,8 +625,8 @@ mod tests {
             name: "x".into(),
             now_ms: 1_790_000_000_000,
         };
-        assert!(of_command(&run, &refused, &after).is_empty());
-        let events = of_command(&run, &CommandResponse::Count(1), &after);
+        assert!(told(&run, &refused, &after).is_empty());
+        let events = told(&run, &CommandResponse::Count(1), &after);
         assert_eq!(events[0].at_ms, Some(1_790_000_000_000));
         assert_eq!(events[0].subject, "x");
         assert_eq!(texts(&events), ["run-now: task x asked to run now"]);
@@ -609,10 +637,10 @@ mod tests {
         let after = ClusterState::default();
         let drain = Command::SetDrained { node: 2, drained: true };
         assert_eq!(
-            texts(&of_command(&drain, &CommandResponse::Count(1), &after)),
+            texts(&told(&drain, &CommandResponse::Count(1), &after)),
             ["drained: node 2 drained: its tasks move off it"]
         );
-        assert!(of_command(&drain, &CommandResponse::Count(0), &after).is_empty());
+        assert!(told(&drain, &CommandResponse::Count(0), &after).is_empty());
         let finish = Command::RolloutFinish {
             module: "counter".into(),
             version: 2,
@@ -622,8 +650,28 @@ mod tests {
             now_ms: 5,
         };
         assert_eq!(
-            texts(&of_command(&finish, &CommandResponse::Count(1), &after)),
+            texts(&told(&finish, &CommandResponse::Count(1), &after)),
             ["rollout-finished: rollout of counter version 2 reverted: 12 failed ticks"]
+        );
+    }
+
+    #[test]
+    fn a_hand_off_names_where_each_task_leaves_from_and_goes() {
+        let mut after = state_with(&[("a", Some(1)), ("b", Some(1)), ("c", Some(3))]);
+        let moves: Vec<Assignment> = ["a", "b", "c"]
+            .iter()
+            .map(|name| Assignment {
+                task: name.to_string(),
+                owner: Some(2),
+                expected_epoch: after.tasks.get(name).unwrap().epoch,
+            })
+            .collect();
+        let response = after.tasks.hand_off(&moves);
+        assert_eq!(
+            texts(&told(&Command::HandOff(moves), &response, &after)),
+            [
+                "hand-off: 3 tasks to move, each after its current tick: 2 from node 1 to node 2, 1 from node 3 to node 2"
+            ]
         );
     }
 
@@ -638,7 +686,7 @@ mod tests {
         commands.push(Command::SetDrained { node: 3, drained: true });
         let mut responses = responses;
         responses.push(CommandResponse::Count(1));
-        let events = of_command(
+        let events = told(
             &Command::Batch(commands.into()),
             &CommandResponse::Batch(responses),
             &after,
@@ -654,7 +702,7 @@ mod tests {
         let few: Vec<Command> = (0..3)
             .map(|i| Command::AddTask(TaskSpec::counter_every_second(&format!("job-{i}"))))
             .collect();
-        let events = of_command(
+        let events = told(
             &Command::Batch(few.into()),
             &CommandResponse::Batch(vec![CommandResponse::Count(1); 3]),
             &after,

@@ -6,10 +6,13 @@
 //! reader asks for the events after the last one it saw, from any node.
 //!
 //! An event's time is the proposal time its command carries, if it carries
-//! one; otherwise the time this node applied it. Entries that were already
-//! in the log when this process started are replayed, not new, so an event
-//! of theirs without its own time has none (rather than the time of the
-//! replay). A node that installs a snapshot starts its story after it.
+//! one; otherwise the time this node applied it, when that is close to the
+//! commit. Entries that were already in the log when this process started
+//! are replayed, not new, and entries a node catches up on (its tick commits
+//! were proposed long before) are old news: an event of theirs without its
+//! own time has none, rather than the time this node got to it. A node that
+//! starts from a snapshot, or installs one, starts its story after it, and
+//! says so to readers whose place was before it.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -31,10 +34,18 @@ pub struct Recorded {
     pub event: Event,
 }
 
+/// The events kept, oldest first, and the first index they may start at
+/// (after a snapshot, the one past it: nothing before it is told here).
+#[derive(Default)]
+struct Kept {
+    events: VecDeque<Recorded>,
+    from_index: u64,
+}
+
 /// The newest events, oldest first.
 #[derive(Default)]
 pub struct EventLog {
-    events: Mutex<VecDeque<Recorded>>,
+    events: Mutex<Kept>,
     /// Entries below this index were in the log when the process started.
     fresh_from: AtomicU64,
 }
@@ -46,49 +57,71 @@ impl EventLog {
         self.fresh_from.store(last.map_or(0, |l| l + 1), Ordering::Relaxed);
     }
 
-    /// Keeps the events of the entry at `index`, applied at `now_ms`.
-    pub fn record(&self, index: u64, events: Vec<Event>, now_ms: u64) {
+    /// Tells nothing up to `index` (a snapshot's last entry, loaded or
+    /// installed): what was kept goes, and readers from before it learn
+    /// that they missed what it covers.
+    pub fn continue_after(&self, index: u64) {
+        let mut kept = self.events.lock().expect("event log lock poisoned");
+        kept.events.clear();
+        kept.from_index = index + 1;
+    }
+
+    /// Keeps the events of the entry at `index`, applied at `now_ms`
+    /// (`None`: this node got to it long after it was proposed).
+    pub fn record(&self, index: u64, events: Vec<Event>, now_ms: Option<u64>) {
         if events.is_empty() {
             return;
         }
         let replayed = index < self.fresh_from.load(Ordering::Relaxed);
         let mut kept = self.events.lock().expect("event log lock poisoned");
-        // A snapshot installed or a log replayed again: an index seen before
-        // is not told twice.
-        if kept.back().is_some_and(|last| last.index >= index) {
+        // A log replayed again: an index seen before is not told twice.
+        if index < kept.from_index || kept.events.back().is_some_and(|last| last.index >= index) {
             return;
         }
         for (position, mut event) in events.into_iter().enumerate() {
             if event.at_ms.is_none() && !replayed {
-                event.at_ms = Some(now_ms);
+                event.at_ms = now_ms;
             }
             cut(&mut event.text);
-            kept.push_back(Recorded {
+            kept.events.push_back(Recorded {
                 index,
                 position: position as u32,
                 event,
             });
         }
-        while kept.len() > KEPT {
-            kept.pop_front();
+        while kept.events.len() > KEPT {
+            kept.events.pop_front();
         }
     }
 
     /// The events after (`index`, `position`), oldest first: at most
     /// `limit`, the oldest of them, so a reader pages forward. Also the
-    /// place of the oldest event kept, if any.
+    /// place of the oldest event this node can tell, if any: a reader whose
+    /// place is before it may have missed some.
     pub fn after(&self, index: u64, position: u32, limit: usize) -> (Vec<Recorded>, Option<(u64, u32)>) {
         let kept = self.events.lock().expect("event log lock poisoned");
-        let start = kept.partition_point(|r| (r.index, r.position) <= (index, position));
-        let events = kept.range(start..).take(limit).cloned().collect();
-        (events, kept.front().map(|r| (r.index, r.position)))
+        let start = kept
+            .events
+            .partition_point(|r| (r.index, r.position) <= (index, position));
+        let events = kept.events.range(start..).take(limit).cloned().collect();
+        (events, kept.oldest())
     }
 
-    /// The newest `limit` events, oldest first.
-    pub fn newest(&self, limit: usize) -> Vec<Recorded> {
+    /// The newest `limit` events, oldest first, and the place of the oldest
+    /// this node can tell.
+    pub fn newest(&self, limit: usize) -> (Vec<Recorded>, Option<(u64, u32)>) {
         let kept = self.events.lock().expect("event log lock poisoned");
-        let skip = kept.len().saturating_sub(limit);
-        kept.range(skip..).cloned().collect()
+        let skip = kept.events.len().saturating_sub(limit);
+        (kept.events.range(skip..).cloned().collect(), kept.oldest())
+    }
+}
+
+impl Kept {
+    fn oldest(&self) -> Option<(u64, u32)> {
+        match self.events.front() {
+            Some(r) => Some((r.index, r.position)),
+            None => (self.from_index > 0).then_some((self.from_index, 0)),
+        }
     }
 }
 
@@ -115,8 +148,8 @@ mod tests {
     #[test]
     fn readers_page_forward_from_their_cursor() {
         let log = EventLog::default();
-        log.record(5, vec![leader(1)], 100);
-        log.record(9, vec![leader(2), leader(3)], 200);
+        log.record(5, vec![leader(1)], Some(100));
+        log.record(9, vec![leader(2), leader(3)], Some(200));
         let (all, oldest) = log.after(0, 0, 10);
         assert_eq!(oldest, Some((5, 0)));
         assert_eq!(
@@ -129,7 +162,7 @@ mod tests {
         assert_eq!(next[0].event.node, Some(3));
         let (first, _) = log.after(0, 0, 1);
         assert_eq!(first[0].index, 5, "a limit keeps the oldest, to page on");
-        assert_eq!(log.newest(1)[0].event.node, Some(3));
+        assert_eq!(log.newest(1).0[0].event.node, Some(3));
     }
 
     #[test]
@@ -138,28 +171,46 @@ mod tests {
         log.set_replayed_until(Some(10));
         let mut own = leader(1);
         own.at_ms = Some(42);
-        log.record(7, vec![leader(1), own], 1_000);
-        log.record(7, vec![leader(1)], 1_000);
-        log.record(11, vec![leader(2)], 2_000);
+        log.record(7, vec![leader(1), own], Some(1_000));
+        log.record(7, vec![leader(1)], Some(1_000));
+        log.record(11, vec![leader(2)], Some(2_000));
+        // Caught up on long after it was proposed.
+        log.record(12, vec![leader(3)], None);
         let (all, _) = log.after(0, 0, 10);
         assert_eq!(
             all.iter().map(|r| r.event.at_ms).collect::<Vec<_>>(),
-            [None, Some(42), Some(2_000)]
+            [None, Some(42), Some(2_000), None]
         );
+    }
+
+    #[test]
+    fn after_a_snapshot_the_story_starts_past_it_and_readers_before_it_learn_so() {
+        let log = EventLog::default();
+        assert_eq!(log.after(0, 0, 10).1, None, "nothing to tell, nothing missed");
+        log.record(5, vec![leader(1)], Some(1));
+        log.continue_after(40);
+        let (events, oldest) = log.after(5, 0, 10);
+        assert!(events.is_empty());
+        assert_eq!(oldest, Some((41, 0)), "a reader at 5 missed up to 40");
+        log.record(30, vec![leader(2)], Some(2));
+        assert!(log.after(0, 0, 10).0.is_empty(), "nothing from before the snapshot");
+        log.record(41, vec![leader(3)], Some(3));
+        assert_eq!(log.after(5, 0, 10).0.len(), 1);
+        assert_eq!(log.newest(10).1, Some((41, 0)));
     }
 
     #[test]
     fn only_the_newest_are_kept_and_long_texts_are_cut() {
         let log = EventLog::default();
         for index in 1..=(KEPT as u64 + 10) {
-            log.record(index, vec![leader(1)], index);
+            log.record(index, vec![leader(1)], Some(index));
         }
         let (all, oldest) = log.after(0, 0, usize::MAX);
         assert_eq!(all.len(), KEPT);
         assert_eq!(oldest, Some((11, 0)));
         let mut long = leader(1);
         long.text = "x".repeat(5_000);
-        log.record(100_000, vec![long], 1);
-        assert!(log.newest(1)[0].event.text.len() <= MAX_TEXT_BYTES + 6);
+        log.record(100_000, vec![long], Some(1));
+        assert!(log.newest(1).0[0].event.text.len() <= MAX_TEXT_BYTES + 6);
     }
 }

@@ -16,6 +16,7 @@
 //! state's own version picks); a store written before that layout, with
 //! both in one JSON document under [`LEGACY_SNAPSHOT_KEY`], is still read.
 
+use std::collections::BTreeMap;
 use std::io::{self, Cursor};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -37,7 +38,7 @@ use crate::state::frozen::FrozenState;
 use crate::state::tasks::TickCommit;
 use crate::tasks::timeliness::{Summary, Timeliness};
 use crate::types::typ::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
-use crate::types::{TypeConfig, now_ms};
+use crate::types::{NodeId, TypeConfig, now_ms};
 
 /// The current snapshot's metadata (JSON or protobuf, as its data).
 const SNAPSHOT_META_KEY: &str = "snapshot_meta";
@@ -100,13 +101,17 @@ impl StateMachineStore {
             db.raise_cluster_version(applied.cluster.cluster_version)?;
         }
         let index = applied.last_applied.as_ref().map_or(0, |l| l.index());
+        let events = EventLog::default();
+        if let Some(last) = &applied.last_applied {
+            events.continue_after(last.index());
+        }
         Ok(StateMachineStore {
             db,
             supported,
             state: Arc::new(RwLock::new(applied)),
             applied: Arc::new(tokio::sync::watch::Sender::new(index)),
             timeliness: Arc::new(Mutex::new(Timeliness::new(now_ms()))),
-            events: Arc::default(),
+            events: Arc::new(events),
         })
     }
 
@@ -325,6 +330,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let version_before = self.read(|s| s.cluster_version);
         // Tick commits applied: when each was due (see `timeliness`).
         let mut ticks_due = Vec::new();
+        // The newest proposal time among the tick commits applied so far.
+        let mut newest_proposed = 0;
         while let Some((entry, responder)) = entries.try_next().await? {
             if let EntryPayload::Normal(command) = &entry.payload {
                 self.check_version(command.raises_version_to(), || format!("log entry {}", entry.index()))?;
@@ -341,21 +348,33 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(command) => {
                     let mut commits = Vec::new();
                     tick_commits(command, &mut commits);
-                    let due: Vec<Option<u64>> = commits
+                    // Each commit's task before it: when it was due, and
+                    // whether its committer was handing it off.
+                    let before: Vec<Option<(u64, bool)>> = commits
                         .iter()
-                        .map(|c| applied.cluster.tasks.get(&c.task).map(|t| t.next_due_ms))
+                        .map(|c| {
+                            let t = applied.cluster.tasks.get(&c.task)?;
+                            Some((t.next_due_ms, t.handoff_to.is_some() && t.owner == Some(c.node)))
+                        })
                         .collect();
                     let response = applied.cluster.apply(command, &rules);
-                    told = events::of_command(command, &response, &applied.cluster);
-                    for (commit, due) in commits.into_iter().zip(due) {
+                    let mut handed_off: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+                    for (commit, before) in commits.into_iter().zip(before) {
+                        newest_proposed = newest_proposed.max(commit.committed_at_ms);
                         // Committed: the task's record is now this commit's.
-                        let landed = applied.cluster.tasks.get(&commit.task).is_some_and(|t| {
+                        let after = applied.cluster.tasks.get(&commit.task);
+                        let landed = after.is_some_and(|t| {
                             t.tick == commit.tick && t.last_tick_at_ms == Some(commit.committed_at_ms)
                         });
-                        if let (true, Some(due)) = (landed, due) {
+                        if let (true, Some((due, handing_off))) = (landed, before) {
                             ticks_due.push((due, commit.committed_at_ms));
+                            // The commit moved it to the node it was handed to.
+                            if handing_off && after.is_some_and(|t| t.owner != Some(commit.node)) {
+                                handed_off.entry(commit.node).or_default().push(commit.task.clone());
+                            }
                         }
                     }
+                    told = events::of_command(command, &response, &applied.cluster, handed_off);
                     response
                 }
                 EntryPayload::Membership(membership) => {
@@ -369,7 +388,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             };
             drop(applied);
-            self.events.record(entry.index(), told, now_ms());
+            // Entries whose tick commits were proposed long before are a
+            // catch-up: their time-less events get no time of this node's.
+            let now = now_ms();
+            let caught_up =
+                newest_proposed > 0 && now.saturating_sub(newest_proposed) > crate::tasks::timeliness::WINDOW_MS;
+            self.events.record(entry.index(), told, (!caught_up).then_some(now));
             if let Some(responder) = responder {
                 responses.push((responder, response));
             }
@@ -422,6 +446,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.last_applied = meta.last_log_id;
             applied.last_membership = meta.last_membership.clone();
         }
+        self.events
+            .continue_after(meta.last_log_id.as_ref().map_or(0, |l| l.index()));
         self.record_version(version_before).await?;
         self.applied.send_replace(self.last_applied_index());
         Ok(())

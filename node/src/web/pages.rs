@@ -456,16 +456,19 @@ fn task_row(row: &TaskRow, cx: Context<'_>) -> String {
 /// Log lines a task's page shows, the newest.
 pub const LOG_LINES_SHOWN: u32 = 20;
 
+/// The lines a task's page shows.
+pub enum TaskLines<'a> {
+    /// Only to the signed in: what a module logs may be private.
+    SignInFirst,
+    /// They could not be read just now.
+    Unread,
+    Read(&'a TaskLogsReply),
+}
+
 /// One task's page: what `batonctl tasks show` says, its strip, the newest
 /// lines it logged (`None`: they could not be read), and its history,
 /// newest first.
-pub fn task(
-    info: &TaskInfo,
-    row: &TaskRow,
-    history: &[TickRecord],
-    logs: Option<&TaskLogsReply>,
-    cx: Context<'_>,
-) -> String {
+pub fn task(info: &TaskInfo, row: &TaskRow, history: &[TickRecord], logs: TaskLines<'_>, cx: Context<'_>) -> String {
     let mut out = format!(
         "<h1>Task {name}</h1><p>{status} · module <a href=\"/tasks?module={module}\">{module}</a> v{version} · \
          {owner} · epoch {epoch} · {schedule}</p>",
@@ -532,14 +535,20 @@ pub fn task(
 }
 
 /// The "Recent log lines" section of a task's page.
-fn log_lines(name: &str, logs: Option<&TaskLogsReply>) -> String {
+fn log_lines(name: &str, logs: TaskLines<'_>) -> String {
     let mut out = String::from("<h2>Recent log lines</h2>");
     let lines = match logs {
-        None => {
+        TaskLines::SignInFirst => {
+            out.push_str(
+                "<p class=\"muted\" id=\"log-lines\">Sign in to see what its module logged (it may be private).</p>",
+            );
+            return out;
+        }
+        TaskLines::Unread => {
             out.push_str("<p class=\"muted\" id=\"log-lines\">Its lines could not be read just now.</p>");
             return out;
         }
-        Some(reply) if !reply.owner_silent.is_empty() => {
+        TaskLines::Read(reply) if !reply.owner_silent.is_empty() => {
             let _ = write!(
                 out,
                 "<p class=\"muted\" id=\"log-lines\">Its lines are kept by its owner, node {}, which did not \
@@ -549,11 +558,11 @@ fn log_lines(name: &str, logs: Option<&TaskLogsReply>) -> String {
             );
             return out;
         }
-        Some(reply) if reply.node == 0 => {
+        TaskLines::Read(reply) if reply.node == 0 => {
             out.push_str("<p class=\"muted\" id=\"log-lines\">No owner now, so no lines.</p>");
             return out;
         }
-        Some(reply) if reply.lines.is_empty() => {
+        TaskLines::Read(reply) if reply.lines.is_empty() => {
             let _ = write!(
                 out,
                 "<p class=\"muted\" id=\"log-lines\">Nothing logged on node {} (its owner) yet.</p>",
@@ -561,7 +570,7 @@ fn log_lines(name: &str, logs: Option<&TaskLogsReply>) -> String {
             );
             return out;
         }
-        Some(reply) => reply,
+        TaskLines::Read(reply) => reply,
     };
     let _ = write!(
         out,

@@ -176,16 +176,26 @@ impl Site {
                     .ok()
                     .and_then(|r| r.into_inner().task);
                 let ((row, history), info) = (found?, info?);
-                let logs = self
-                    .control
-                    .task_logs(Request::new(TaskLogsRequest {
-                        name: name.to_string(),
-                        limit: pages::LOG_LINES_SHOWN,
-                        ..TaskLogsRequest::default()
-                    }))
-                    .await
-                    .map(|r| r.into_inner());
-                let html = pages::task(&info, &row, &history, logs.as_ref().ok(), cx);
+                // What a module logs may be private: shown to the signed in.
+                let logs = match signed_in {
+                    false => None,
+                    true => Some(
+                        self.control
+                            .task_logs(Request::new(TaskLogsRequest {
+                                name: name.to_string(),
+                                limit: pages::LOG_LINES_SHOWN,
+                                ..TaskLogsRequest::default()
+                            }))
+                            .await
+                            .map(|r| r.into_inner()),
+                    ),
+                };
+                let lines = match &logs {
+                    None => pages::TaskLines::SignInFirst,
+                    Some(Ok(reply)) => pages::TaskLines::Read(reply),
+                    Some(Err(_)) => pages::TaskLines::Unread,
+                };
+                let html = pages::task(&info, &row, &history, lines, cx);
                 View::new(Section::Tasks, &format!("Task {name}"), html)
             }
         };

@@ -95,4 +95,27 @@ pub mod state {
             n => Err(format!("expected an 8-byte counter state, got {n} bytes")),
         }
     }
+
+    /// Reads a count kept as decimal text (`42`, which `batonctl tasks
+    /// list` shows as a number), or as the 8 little-endian bytes of
+    /// [`read_u64`]; an empty state (a new task) is 0. The two cannot be
+    /// mistaken: 8 bytes that are all ASCII digits would be a count above
+    /// 3.4 * 10^18 in the older form.
+    pub fn read_count(state: &[u8]) -> Result<u64, String> {
+        if !state.is_empty() && state.iter().all(u8::is_ascii_digit) {
+            let text = std::str::from_utf8(state).expect("ASCII digits");
+            return text.parse().map_err(|e| format!("count {text:?}: {e}"));
+        }
+        read_u64(state).map_err(|_| {
+            format!(
+                "expected a count as decimal text or 8 bytes, got {} bytes",
+                state.len()
+            )
+        })
+    }
+
+    /// A count as [`read_count`] reads it: decimal text.
+    pub fn count(n: u64) -> Vec<u8> {
+        n.to_string().into_bytes()
+    }
 }

@@ -1,6 +1,9 @@
-//! `counter`: its state is the number of its committed ticks, as a
-//! little-endian u64. Every failover and swap test uses it: a counter whose
-//! state differs from its committed tick count has lost or repeated a tick.
+//! `counter`: its state is the number of its committed ticks, as decimal
+//! text (`tasks list` shows it as a number). Every failover and swap test
+//! uses it: a counter whose state differs from its committed tick count has
+//! lost or repeated a tick. It reads the 8 little-endian bytes that earlier
+//! builds of it wrote, so a cluster running one can deploy this over it; a
+//! rollback to such a build would find states it cannot read.
 
 use baton_task_sdk::{Guest, Outcome, state};
 
@@ -8,8 +11,8 @@ struct Counter;
 
 impl Guest for Counter {
     fn tick(previous: Vec<u8>) -> Result<Outcome, String> {
-        let count = state::read_u64(&previous)? + 1;
-        Ok(Outcome { state: count.to_le_bytes().to_vec(), next_in_ms: None })
+        let count = state::read_count(&previous)? + 1;
+        Ok(Outcome { state: state::count(count), next_in_ms: None })
     }
 }
 
