@@ -2,7 +2,8 @@
 //! `/readyz` and `/metrics` answer on every node of a 3-node cluster, and a
 //! real Prometheus server scraping them sees every node up, one leader, the
 //! tasks, and the tick counters rising while the cluster runs; a killed
-//! node shows as down, and its tasks' move as a failover.
+//! node shows as down, and its tasks' move as a failover; with the leader
+//! killed too, the last node answers `/readyz` with 503.
 
 use std::time::Duration;
 
@@ -141,4 +142,19 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
         sum(&prometheus, "sum(baton_failover_duration_seconds_count)").await,
         Some(1.0)
     );
+
+    // The leader killed too: the node left has no leader to follow, so it
+    // is not ready (a load balancer or orchestrator takes it out), though
+    // its process is healthy.
+    let last = (1..=3).find(|id| *id != victim && *id != leader).unwrap();
+    let addr = cluster.local.nodes[&last].metrics_addr.clone();
+    cluster.kill9(leader);
+    let not_ready = poll_async(Duration::from_secs(30), "/readyz to answer 503", || async {
+        let answer = get(&addr, "/readyz", ANSWER).await.ok()?;
+        (answer.status == 503).then_some(answer)
+    })
+    .await;
+    assert!(not_ready.body.starts_with("not ready: "), "{}", not_ready.body);
+    let health = get(&addr, "/healthz", ANSWER).await.unwrap();
+    assert_eq!(health.status, 200, "{}", health.body);
 }
