@@ -528,6 +528,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn events_are_read_off_applied_entries_timed_only_when_fresh_and_start_after_a_snapshot() {
+        use openraft::vote::RaftLeaderIdExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftDb::open(dir.path()).unwrap();
+        let mut sm = StateMachineStore::open(db.clone(), VersionRange::SUPPORTED).unwrap();
+        let leader = <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(1, 1);
+        let drain = |node| Command::SetDrained { node, drained: true };
+        // A tick commit proposed an hour ago: this node is catching up.
+        let old_commit = Command::CommitTick(TickCommit {
+            task: "gone".into(),
+            epoch: 1,
+            tick: 1,
+            node: 1,
+            state: Vec::new(),
+            next_due_ms: 0,
+            committed_at_ms: now_ms() - 3_600_000,
+            version: 1,
+        });
+        let entries: Vec<Result<EntryResponder<TypeConfig>, io::Error>> = vec![
+            Ok((crate::types::typ::Entry::new_blank(LogId::new(leader, 1)), None)),
+            Ok((
+                crate::types::typ::Entry::new_normal(LogId::new(leader, 2), drain(2)),
+                None,
+            )),
+            Ok((
+                crate::types::typ::Entry::new_normal(
+                    LogId::new(leader, 3),
+                    Command::Batch(vec![old_commit, drain(3)].into()),
+                ),
+                None,
+            )),
+        ];
+        let before = now_ms();
+        sm.apply(futures::stream::iter(entries)).await.unwrap();
+        let (told, oldest) = sm.events().after(0, 0, 10);
+        let kinds: Vec<(u64, &str, bool)> = told
+            .iter()
+            .map(|r| (r.index, r.event.kind.name(), r.event.at_ms.is_some()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [(1, "leader", true), (2, "drained", true), (3, "drained", false)],
+            "the caught-up entry's event has no time of this node's"
+        );
+        assert!(told[1].event.at_ms.unwrap() >= before);
+        assert_eq!(oldest, Some((1, 0)));
+
+        // A snapshot installed: the story goes on after it, and a reader
+        // from before it learns that it missed some.
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(leader, 10)),
+            ..SnapshotMeta::default()
+        };
+        let data = to_json(&cluster_with("k")).unwrap();
+        sm.install_snapshot(&meta, Cursor::new(data)).await.unwrap();
+        let (told, oldest) = sm.events().after(2, 0, 10);
+        assert!(told.is_empty());
+        assert_eq!(oldest, Some((11, 0)));
+    }
+
+    #[tokio::test]
     async fn a_snapshot_above_the_nodes_cluster_versions_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let db = RaftDb::open(dir.path()).unwrap();
