@@ -60,10 +60,11 @@ for binary in baton-heart baton-node batonctl; do
   mv -f "$prefix/bin/.$binary.new" "$prefix/bin/$binary"
 done
 cp "$here/VERSION" /etc/baton/VERSION
-if [ -d "$here/examples" ]; then
+for module in "$here"/examples/*.wasm; do
+  [ -f "$module" ] || continue
   mkdir -p "$prefix/share/baton/examples"
-  cp "$here"/examples/*.wasm "$prefix/share/baton/examples/"
-fi
+  cp "$module" "$prefix/share/baton/examples/"
+done
 
 if [ -n "$certs" ]; then
   for file in "$certs"/*.pem "$certs"/*.key; do

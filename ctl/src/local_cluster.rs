@@ -377,8 +377,16 @@ impl LocalCluster {
             key.display(),
             self.signing_key_path().display()
         );
+        // Written beside, then renamed: a shell sourcing it meanwhile (a
+        // test starts `batonctl upgrade` through it, then writes it again
+        // for `upgrade status`) reads the old file or the new, never an
+        // empty one.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = self.dir.join("env");
-        std::fs::write(&path, text).map_err(io_err(&path))?;
+        let beside = self.dir.join(format!(".env.{}.{n}", std::process::id()));
+        std::fs::write(&beside, text).map_err(io_err(&beside))?;
+        std::fs::rename(&beside, &path).map_err(io_err(&path))?;
         Ok(path)
     }
 }

@@ -79,25 +79,25 @@ impl EventCursor {
         }
     }
 
-    /// Takes a reply: its events, and a note when the node that answered no
-    /// longer keeps some events after the cursor.
-    /// A cursor past everything node `reply` applied, for a reader that
-    /// was told nothing yet.
-    fn past(reply: &EventsReply) -> EventCursor {
-        EventCursor {
-            index: reply.applied_index,
+    /// For a reader told nothing yet: past every entry node `reply` read
+    /// events off, so that the next events are new ones, whichever node
+    /// tells them. (None: the node has read none yet.)
+    fn past(reply: &EventsReply) -> Option<EventCursor> {
+        reply.has_told.then_some(EventCursor {
+            index: reply.told_through_index,
             position: u32::MAX,
-        }
+        })
     }
 
+    /// Takes a reply: its events, and a note when the node that answered no
+    /// longer keeps some events after the cursor.
     pub fn take(&mut self, reply: EventsReply) -> (Vec<EventView>, Option<String>) {
-        let oldest = (reply.oldest_index, reply.oldest_position);
-        // The cursor's own event is gone: those after it may be too.
-        let missed = *self != EventCursor::default() && oldest > (self.index, self.position);
+        let missing = (reply.missing_through_index, reply.missing_through_position);
+        let missed = *self != EventCursor::default() && reply.some_missing && (self.index, self.position) < missing;
         let note = missed.then(|| {
             format!(
-                "events after log index {} and before {} may be missing: node {} no longer keeps them",
-                self.index, oldest.0, reply.answered_by
+                "events after log index {} up to {} are missing: node {} no longer keeps them",
+                self.index, missing.0, reply.answered_by
             )
         });
         if let Some(last) = reply.events.last() {
@@ -118,10 +118,9 @@ pub async fn run(client: &ClusterClient, limit: u32, follow: bool, format: Outpu
         .await?;
     // With nothing to tell yet, follow from what the node has applied (not
     // from another node's oldest).
-    let mut cursor = if reply.events.is_empty() {
-        EventCursor::past(&reply)
-    } else {
-        EventCursor::default()
+    let mut cursor = match reply.events.is_empty() {
+        true => EventCursor::past(&reply).unwrap_or_default(),
+        false => EventCursor::default(),
     };
     let (events, _) = cursor.take(reply);
     for event in &events {
@@ -168,39 +167,47 @@ mod tests {
         }
     }
 
-    fn reply(oldest: (u64, u32), events: Vec<Event>) -> EventsReply {
+    fn reply(missing: Option<(u64, u32)>, events: Vec<Event>) -> EventsReply {
         EventsReply {
             events,
-            oldest_index: oldest.0,
-            oldest_position: oldest.1,
+            missing_through_index: missing.map_or(0, |m| m.0),
+            missing_through_position: missing.map_or(0, |m| m.1),
+            some_missing: missing.is_some(),
             answered_by: 1,
-            applied_index: 30,
+            told_through_index: 30,
+            has_told: true,
         }
     }
 
     #[test]
     fn the_cursor_moves_to_the_last_event_and_notes_a_gap() {
         let mut cursor = EventCursor::default();
-        let (events, note) = cursor.take(reply((3, 0), vec![event(3, 0, 5), event(8, 1, 6)]));
+        let (events, note) = cursor.take(reply(None, vec![event(3, 0, 5), event(8, 1, 6)]));
         assert_eq!(events.len(), 2);
         assert_eq!(note, None);
         let request = cursor.request();
         assert_eq!((request.after_index, request.after_position), (8, 1));
-        // Nothing new, nothing missed.
-        assert_eq!(cursor.take(reply((3, 0), vec![])).1, None);
-        // The node answering now keeps only from index 20 on.
-        let (_, note) = cursor.take(reply((20, 0), vec![event(20, 0, 7)]));
+        // Nothing new, nothing missed; what was pushed out before the
+        // cursor is no loss.
+        assert_eq!(cursor.take(reply(Some((8, 1)), vec![])).1, None);
+        // The node answering now started from a snapshot at index 19.
+        let (_, note) = cursor.take(reply(Some((19, u32::MAX)), vec![event(20, 0, 7)]));
         assert_eq!(
             note.as_deref(),
-            Some("events after log index 8 and before 20 may be missing: node 1 no longer keeps them")
+            Some("events after log index 8 up to 19 are missing: node 1 no longer keeps them")
         );
     }
 
     #[test]
     fn a_reader_told_nothing_yet_follows_from_what_was_applied() {
-        let cursor = EventCursor::past(&reply((0, 0), vec![]));
+        let cursor = EventCursor::past(&reply(None, vec![])).unwrap();
         let request = cursor.request();
         assert_eq!((request.after_index, request.after_position), (30, u32::MAX));
+        let none_yet = EventsReply {
+            has_told: false,
+            ..reply(None, vec![])
+        };
+        assert_eq!(EventCursor::past(&none_yet), None);
     }
 
     #[test]

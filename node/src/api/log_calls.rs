@@ -17,6 +17,9 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1_000;
 /// How long the owner may take to answer for its lines.
 const OWNER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a task's earlier owner may take: it is asked at every look
+/// until the new owner logs, and may be gone.
+const EARLIER_OWNER_TIMEOUT: Duration = Duration::from_millis(300);
 
 fn limit(asked: u32) -> usize {
     match asked {
@@ -48,7 +51,12 @@ pub(crate) fn task_logs_here(context: &NodeContext, request: &TaskLogsRequest) -
 
 /// Task `request.name`'s lines from node `node`, asked of it if it is
 /// another node; why not, if it could not be asked.
-async fn lines_on(context: &NodeContext, node: NodeId, request: &TaskLogsRequest) -> Result<TaskLogsReply, String> {
+async fn lines_on(
+    context: &NodeContext,
+    node: NodeId,
+    request: &TaskLogsRequest,
+    timeout: Duration,
+) -> Result<TaskLogsReply, String> {
     if node == context.id {
         return Ok(task_logs_here(context, request));
     }
@@ -58,9 +66,9 @@ async fn lines_on(context: &NodeContext, node: NodeId, request: &TaskLogsRequest
     .ok_or_else(|| format!("node {node} is not a member"))?;
     let channel = context.channels.channel(node, &addr).map_err(|e| e.to_string())?;
     let mut client = crate::raft::peer_client(channel);
-    let call = client.task_logs(context.channels.request(request.clone(), Some(OWNER_TIMEOUT)));
-    match tokio::time::timeout(OWNER_TIMEOUT, call).await {
-        Err(_) => Err(format!("no answer within {OWNER_TIMEOUT:?}")),
+    let call = client.task_logs(context.channels.request(request.clone(), Some(timeout)));
+    match tokio::time::timeout(timeout, call).await {
+        Err(_) => Err(format!("no answer within {timeout:?}")),
         Ok(Ok(reply)) => Ok(reply.into_inner()),
         Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
             Err("it runs a release that keeps no task lines; they show once it is upgraded".to_string())
@@ -81,7 +89,7 @@ pub(crate) async fn task_logs(context: &NodeContext, request: TaskLogsRequest) -
     let mut lines = Vec::new();
     if request.node != 0 && owner != Some(request.node) {
         // A node gone since took its lines with it.
-        if let Ok(earlier) = lines_on(context, request.node, &request).await {
+        if let Ok(earlier) = lines_on(context, request.node, &request, EARLIER_OWNER_TIMEOUT).await {
             lines = earlier.lines;
         }
     }
@@ -92,7 +100,7 @@ pub(crate) async fn task_logs(context: &NodeContext, request: TaskLogsRequest) -
             owner_silent: String::new(),
         });
     };
-    match lines_on(context, owner, &request).await {
+    match lines_on(context, owner, &request, OWNER_TIMEOUT).await {
         Ok(reply) => {
             lines.extend(reply.lines);
             Ok(TaskLogsReply {
@@ -114,16 +122,19 @@ pub(crate) async fn task_logs(context: &NodeContext, request: TaskLogsRequest) -
 pub(crate) fn events(context: &NodeContext, request: &EventsRequest) -> EventsReply {
     let log = context.state_machine.events();
     let limit = limit(request.limit);
-    let (recorded, oldest) = match request.newest {
+    let page = match request.newest {
         true => log.newest(limit),
         false => log.after(request.after_index, request.after_position, limit),
     };
+    let missing = page.missing_through.unwrap_or_default();
     EventsReply {
-        events: recorded.into_iter().map(event).collect(),
-        oldest_index: oldest.map_or(0, |o| o.0),
-        oldest_position: oldest.map_or(0, |o| o.1),
+        events: page.events.into_iter().map(event).collect(),
+        missing_through_index: missing.0,
+        missing_through_position: missing.1,
+        some_missing: page.missing_through.is_some(),
         answered_by: context.id,
-        applied_index: context.state_machine.last_applied_index(),
+        told_through_index: page.told_through.unwrap_or_default(),
+        has_told: page.told_through.is_some(),
     }
 }
 

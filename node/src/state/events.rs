@@ -25,8 +25,9 @@ pub enum EventKind {
     Failover,
     /// Tasks without an owner (new ones) were placed.
     Placed,
-    /// Tasks moved at once, one by one: hand-offs their owners did not
-    /// finish in time (and, below cluster version 5, a lost node's tasks).
+    /// Tasks given new owners at once, one by one: hand-offs their owners
+    /// did not finish in time (below cluster version 5, also new tasks and
+    /// a lost node's).
     Moved,
     /// Tasks were asked to move after their current tick.
     HandOff,
@@ -270,11 +271,7 @@ fn collect(
             let total: u64 = by_owner.values().sum();
             Event::new(
                 EventKind::Moved,
-                format!(
-                    "{} moved at once (a hand-off its owner did not finish): {}",
-                    tasks(total),
-                    per_node(&by_owner)
-                ),
+                format!("{} given a new owner at once: {}", tasks(total), per_node(&by_owner)),
             )
         }
         Command::ReassignAll { from: Some(node), to } if changed => Event::new(
@@ -592,7 +589,7 @@ mod tests {
         assert_eq!(
             texts(&told(&batch, &response, &after)),
             [
-                "moved: 2 tasks moved at once (a hand-off its owner did not finish): 1 to node 1, 1 to node 2",
+                "moved: 2 tasks given a new owner at once: 1 to node 1, 1 to node 2",
                 "handed-off: node 3 handed off 2 tasks",
             ]
         );

@@ -34,12 +34,28 @@ pub struct Recorded {
     pub event: Event,
 }
 
-/// The events kept, oldest first, and the first index they may start at
-/// (after a snapshot, the one past it: nothing before it is told here).
+/// The events kept, oldest first, with what is known of those not kept.
 #[derive(Default)]
 struct Kept {
     events: VecDeque<Recorded>,
-    from_index: u64,
+    /// The place of the newest event not kept here (pushed out, or before
+    /// the snapshot this node started from or installed), if any.
+    missing_through: Option<(u64, u32)>,
+    /// The last log index events were read off (or a snapshot's), if any:
+    /// an entry at or below it is not told again.
+    told_through: Option<u64>,
+}
+
+/// A reader's page of events, and what it needs to go on from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub events: Vec<Recorded>,
+    /// The place of the newest event this node no longer keeps, if any: a
+    /// reader whose place is before it missed some.
+    pub missing_through: Option<(u64, u32)>,
+    /// The last log index events were read off here, if any: a reader with
+    /// no event yet goes on after it (no event of it or before is to come).
+    pub told_through: Option<u64>,
 }
 
 /// The newest events, oldest first.
@@ -63,7 +79,8 @@ impl EventLog {
     pub fn continue_after(&self, index: u64) {
         let mut kept = self.events.lock().expect("event log lock poisoned");
         kept.events.clear();
-        kept.from_index = index + 1;
+        kept.missing_through = Some((index, u32::MAX));
+        kept.told_through = Some(index);
     }
 
     /// Keeps the events of the entry at `index`, applied at `now_ms`
@@ -75,9 +92,10 @@ impl EventLog {
         let replayed = index < self.fresh_from.load(Ordering::Relaxed);
         let mut kept = self.events.lock().expect("event log lock poisoned");
         // A log replayed again: an index seen before is not told twice.
-        if index < kept.from_index || kept.events.back().is_some_and(|last| last.index >= index) {
+        if kept.told_through.is_some_and(|told| index <= told) {
             return;
         }
+        kept.told_through = Some(index);
         for (position, mut event) in events.into_iter().enumerate() {
             if event.at_ms.is_none() && !replayed {
                 event.at_ms = now_ms;
@@ -90,37 +108,36 @@ impl EventLog {
             });
         }
         while kept.events.len() > KEPT {
-            kept.events.pop_front();
+            if let Some(gone) = kept.events.pop_front() {
+                kept.missing_through = Some((gone.index, gone.position));
+            }
         }
     }
 
     /// The events after (`index`, `position`), oldest first: at most
-    /// `limit`, the oldest of them, so a reader pages forward. Also the
-    /// place of the oldest event this node can tell, if any: a reader whose
-    /// place is before it may have missed some.
-    pub fn after(&self, index: u64, position: u32, limit: usize) -> (Vec<Recorded>, Option<(u64, u32)>) {
+    /// `limit`, the oldest of them, so a reader pages forward.
+    pub fn after(&self, index: u64, position: u32, limit: usize) -> Page {
         let kept = self.events.lock().expect("event log lock poisoned");
         let start = kept
             .events
             .partition_point(|r| (r.index, r.position) <= (index, position));
-        let events = kept.events.range(start..).take(limit).cloned().collect();
-        (events, kept.oldest())
+        kept.page(kept.events.range(start..).take(limit).cloned().collect())
     }
 
-    /// The newest `limit` events, oldest first, and the place of the oldest
-    /// this node can tell.
-    pub fn newest(&self, limit: usize) -> (Vec<Recorded>, Option<(u64, u32)>) {
+    /// The newest `limit` events, oldest first.
+    pub fn newest(&self, limit: usize) -> Page {
         let kept = self.events.lock().expect("event log lock poisoned");
         let skip = kept.events.len().saturating_sub(limit);
-        (kept.events.range(skip..).cloned().collect(), kept.oldest())
+        kept.page(kept.events.range(skip..).cloned().collect())
     }
 }
 
 impl Kept {
-    fn oldest(&self) -> Option<(u64, u32)> {
-        match self.events.front() {
-            Some(r) => Some((r.index, r.position)),
-            None => (self.from_index > 0).then_some((self.from_index, 0)),
+    fn page(&self, events: Vec<Recorded>) -> Page {
+        Page {
+            events,
+            missing_through: self.missing_through,
+            told_through: self.told_through,
         }
     }
 }
@@ -150,19 +167,21 @@ mod tests {
         let log = EventLog::default();
         log.record(5, vec![leader(1)], Some(100));
         log.record(9, vec![leader(2), leader(3)], Some(200));
-        let (all, oldest) = log.after(0, 0, 10);
-        assert_eq!(oldest, Some((5, 0)));
+        let page = log.after(0, 0, 10);
+        let all = page.events;
+        assert_eq!(page.missing_through, None);
+        assert_eq!(page.told_through, Some(9));
         assert_eq!(
             all.iter().map(|r| (r.index, r.position)).collect::<Vec<_>>(),
             [(5, 0), (9, 0), (9, 1)]
         );
         assert_eq!(all[1].event.at_ms, Some(200), "timed at apply");
-        let (next, _) = log.after(9, 0, 10);
+        let next = log.after(9, 0, 10).events;
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].event.node, Some(3));
-        let (first, _) = log.after(0, 0, 1);
+        let first = log.after(0, 0, 1).events;
         assert_eq!(first[0].index, 5, "a limit keeps the oldest, to page on");
-        assert_eq!(log.newest(1).0[0].event.node, Some(3));
+        assert_eq!(log.newest(1).events[0].event.node, Some(3));
     }
 
     #[test]
@@ -176,7 +195,7 @@ mod tests {
         log.record(11, vec![leader(2)], Some(2_000));
         // Caught up on long after it was proposed.
         log.record(12, vec![leader(3)], None);
-        let (all, _) = log.after(0, 0, 10);
+        let all = log.after(0, 0, 10).events;
         assert_eq!(
             all.iter().map(|r| r.event.at_ms).collect::<Vec<_>>(),
             [None, Some(42), Some(2_000), None]
@@ -186,17 +205,30 @@ mod tests {
     #[test]
     fn after_a_snapshot_the_story_starts_past_it_and_readers_before_it_learn_so() {
         let log = EventLog::default();
-        assert_eq!(log.after(0, 0, 10).1, None, "nothing to tell, nothing missed");
+        let empty = log.after(0, 0, 10);
+        assert_eq!(
+            (empty.missing_through, empty.told_through),
+            (None, None),
+            "nothing told, nothing missed"
+        );
         log.record(5, vec![leader(1)], Some(1));
         log.continue_after(40);
-        let (events, oldest) = log.after(5, 0, 10);
-        assert!(events.is_empty());
-        assert_eq!(oldest, Some((41, 0)), "a reader at 5 missed up to 40");
+        let page = log.after(5, 0, 10);
+        assert!(page.events.is_empty());
+        assert_eq!(
+            page.missing_through,
+            Some((40, u32::MAX)),
+            "a reader at 5 missed up to 40"
+        );
+        assert_eq!(page.told_through, Some(40), "a new reader goes on after it");
         log.record(30, vec![leader(2)], Some(2));
-        assert!(log.after(0, 0, 10).0.is_empty(), "nothing from before the snapshot");
+        assert!(
+            log.after(0, 0, 10).events.is_empty(),
+            "nothing from before the snapshot"
+        );
         log.record(41, vec![leader(3)], Some(3));
-        assert_eq!(log.after(5, 0, 10).0.len(), 1);
-        assert_eq!(log.newest(10).1, Some((41, 0)));
+        assert_eq!(log.after(5, 0, 10).events.len(), 1);
+        assert_eq!(log.newest(10).told_through, Some(41));
     }
 
     #[test]
@@ -205,12 +237,13 @@ mod tests {
         for index in 1..=(KEPT as u64 + 10) {
             log.record(index, vec![leader(1)], Some(index));
         }
-        let (all, oldest) = log.after(0, 0, usize::MAX);
-        assert_eq!(all.len(), KEPT);
-        assert_eq!(oldest, Some((11, 0)));
+        let page = log.after(0, 0, usize::MAX);
+        assert_eq!(page.events.len(), KEPT);
+        assert_eq!(page.events[0].index, 11);
+        assert_eq!(page.missing_through, Some((10, 0)), "the newest pushed out");
         let mut long = leader(1);
         long.text = "x".repeat(5_000);
         log.record(100_000, vec![long], Some(1));
-        assert!(log.newest(1).0[0].event.text.len() <= MAX_TEXT_BYTES + 6);
+        assert!(log.newest(1).events[0].event.text.len() <= MAX_TEXT_BYTES + 6);
     }
 }

@@ -9,7 +9,7 @@ mod log_writer;
 mod state_machine;
 
 pub use db::{RaftDb, StoreError};
-pub use event_log::{EventLog, Recorded};
+pub use event_log::{EventLog, Page, Recorded};
 pub use log_store::LogStore;
 pub use state_machine::StateMachineStore;
 

@@ -7,8 +7,8 @@
 //!
 //! impl Guest for Counter {
 //!     fn tick(state: Vec<u8>) -> Result<Outcome, String> {
-//!         let n = baton_task_sdk::state::read_u64(&state)? + 1;
-//!         Ok(Outcome { state: n.to_le_bytes().to_vec(), next_in_ms: None })
+//!         let n = baton_task_sdk::state::read_count(&state)? + 1;
+//!         Ok(Outcome { state: baton_task_sdk::state::count(n), next_in_ms: None })
 //!     }
 //! }
 //!
