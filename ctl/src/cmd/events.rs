@@ -100,6 +100,10 @@ impl EventCursor {
                 self.index, missing.0, reply.answered_by
             )
         });
+        if missed {
+            // Said once: the reader goes on from what the node keeps.
+            (self.index, self.position) = missing;
+        }
         if let Some(last) = reply.events.last() {
             (self.index, self.position) = (last.index, last.position);
         }
@@ -196,6 +200,7 @@ mod tests {
             note.as_deref(),
             Some("events after log index 8 up to 19 are missing: node 1 no longer keeps them")
         );
+        assert_eq!(cursor.take(reply(Some((19, u32::MAX)), vec![])).1, None, "said once");
     }
 
     #[test]
