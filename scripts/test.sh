@@ -15,17 +15,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/static-target.sh
-# The cluster tests run the binaries beside them; `cargo test` alone builds
-# only those of packages with integration tests.
-cargo build --workspace --bins --target "$BATON_TEST_TARGET"
-check_static "target/$BATON_TEST_TARGET/debug/baton-node"
-check_static "target/$BATON_TEST_TARGET/debug/baton-heart"
 # The two-builds test upgrades a cluster of this tree built as an earlier
 # release (cluster-tests/tests/two_builds.rs; the release and the cap must
-# match its EARLIER and NODE_UPGRADES): built here, before any test runs, in
-# a target directory of its own.
-CARGO_TARGET_DIR=target/earlier-release BATON_BUILD_RELEASE=0.5.0-earlier BATON_BUILD_MAX_CLUSTER_VERSION=6 \
-  cargo build --locked -p baton-node --bin baton-node --target "$BATON_TEST_TARGET"
+# match its EARLIER and NODE_UPGRADES). It is built first, in the same
+# target directory, so that it shares every dependency with the build after
+# it and costs only the workspace's own crates again; its baton-node is kept
+# aside and named to the test.
+earlier="target/earlier-release/prebuilt/baton-node-0.5.0-earlier"
+BATON_BUILD_RELEASE=0.5.0-earlier BATON_BUILD_MAX_CLUSTER_VERSION=6 \
+  cargo build --locked --workspace --bins --target "$BATON_TEST_TARGET"
+mkdir -p "$(dirname "$earlier")"
+cp "target/$BATON_TEST_TARGET/debug/baton-node" "$earlier"
+export BATON_EARLIER_NODE="$PWD/$earlier"
+# The cluster tests run the binaries beside them; `cargo test` alone builds
+# only those of packages with integration tests. Building this tree as
+# itself again rebuilds what read the release's variables.
+cargo build --locked --workspace --bins --target "$BATON_TEST_TARGET"
+check_static "target/$BATON_TEST_TARGET/debug/baton-node"
+check_static "target/$BATON_TEST_TARGET/debug/baton-heart"
 # The example task modules, for wasm32-wasip2 (installs the target if needed).
 scripts/build-tasks.sh
 # Debian packages the tests use: a static busybox, from which the "Three

@@ -3,9 +3,21 @@
 //! WebDriver. HTTP/1.0 keeps the answer unchunked and ends it with the
 //! connection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// How a request reaches its server: over plain TCP, or over TLS with
+/// `config`, checking that the server's certificate names `server_name`.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    Tls {
+        config: Arc<rustls::ClientConfig>,
+        server_name: String,
+    },
+}
 
 /// An answer: its status code, headers and body.
 #[derive(Debug, Clone)]
@@ -36,13 +48,26 @@ pub async fn request(
     body: &str,
     timeout: Duration,
 ) -> Result<Answer, String> {
+    request_over(&Transport::Plain, addr, method, path, headers, body, timeout).await
+}
+
+/// [`request`] over `transport`.
+pub async fn request_over(
+    transport: &Transport,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> Result<Answer, String> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     head.push_str(body);
-    send(addr, method, path, head, timeout).await
+    send_over(transport, addr, method, path, head, timeout).await
 }
 
 /// GETs `path` from `addr` (`HOST:PORT`) as HTTP/1.0 within `timeout`.
@@ -52,9 +77,39 @@ pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Answer, St
 }
 
 async fn send(addr: &str, method: &str, path: &str, request: String, timeout: Duration) -> Result<Answer, String> {
-    tokio::time::timeout(timeout, exchange(addr, method, path, request))
+    send_over(&Transport::Plain, addr, method, path, request, timeout).await
+}
+
+async fn send_over(
+    transport: &Transport,
+    addr: &str,
+    method: &str,
+    path: &str,
+    request: String,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    let scheme = match transport {
+        Transport::Plain => "http",
+        Transport::Tls { .. } => "https",
+    };
+    let fail = |e: &dyn std::fmt::Display| format!("{method} {scheme}://{addr}{path}: {e}");
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| fail(&e))?;
+        match transport {
+            Transport::Plain => exchange(tcp, request).await.map_err(|e| fail(&e)),
+            Transport::Tls { config, server_name } => {
+                let name = rustls::pki_types::ServerName::try_from(server_name.clone()).map_err(|e| fail(&e))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| fail(&e))?;
+                exchange(tls, request).await.map_err(|e| fail(&e))
+            }
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| format!("{method} http://{addr}{path}: no answer within {timeout:?}"))?
+        .map_err(|_| fail(&format!("no answer within {timeout:?}")))?
 }
 
 /// Where the answer in `bytes` ends, if it is all there: after its
@@ -71,14 +126,17 @@ fn answer_len(bytes: &[u8]) -> Option<usize> {
     (bytes.len() >= end + length).then_some(end + length)
 }
 
-async fn exchange(addr: &str, method: &str, path: &str, request: String) -> Result<Answer, String> {
-    let fail = |e: std::io::Error| format!("{method} http://{addr}{path}: {e}");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(fail)?;
-    stream.write_all(request.as_bytes()).await.map_err(fail)?;
+async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, request: String) -> Result<Answer, String> {
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = stream.read(&mut buf).await.map_err(fail)?;
+        let n = match stream.read(&mut buf).await {
+            Ok(n) => n,
+            // A TLS server may close without close_notify once it answered.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty() => 0,
+            Err(e) => return Err(e.to_string()),
+        };
         if n == 0 {
             break;
         }
@@ -91,13 +149,13 @@ async fn exchange(addr: &str, method: &str, path: &str, request: String) -> Resu
     let text = String::from_utf8_lossy(&bytes);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{method} http://{addr}{path}: no end of headers in {text:?}"))?;
+        .ok_or_else(|| format!("no end of headers in {text:?}"))?;
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("{method} http://{addr}{path}: no status line in {head:?}"))?;
+        .ok_or_else(|| format!("no status line in {head:?}"))?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))

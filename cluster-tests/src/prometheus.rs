@@ -42,15 +42,44 @@ impl Prometheus {
     /// Starts Prometheus in `dir`, scraping `targets` (`HOST:PORT` of each
     /// node's metrics listener) every `interval`.
     pub fn start(dir: &Path, targets: &[String], interval: Duration) -> Result<Prometheus, String> {
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let jobs = format!(
+            "  - job_name: baton\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        Self::start_with_jobs(dir, &jobs, interval)
+    }
+
+    /// Starts Prometheus in `dir`, scraping over HTTPS each of `targets`
+    /// (`HOST:PORT` and the name its certificate gives, `node-<id>.baton`)
+    /// every `interval`, with `ca` as the only root.
+    pub fn start_tls(
+        dir: &Path,
+        targets: &[(String, String)],
+        ca: &Path,
+        interval: Duration,
+    ) -> Result<Prometheus, String> {
+        let jobs: String = targets
+            .iter()
+            .map(|(addr, name)| {
+                format!(
+                    "  - job_name: '{name}'\n    scheme: https\n    tls_config:\n      ca_file: '{}'\n      \
+                     server_name: '{name}'\n    static_configs:\n      - targets: ['{addr}']\n",
+                    ca.display()
+                )
+            })
+            .collect();
+        Self::start_with_jobs(dir, &jobs, interval)
+    }
+
+    fn start_with_jobs(dir: &Path, jobs: &str, interval: Duration) -> Result<Prometheus, String> {
         let binary = find_prometheus().ok_or(
             "no prometheus binary: install Debian's `prometheus` package (scripts/test.sh does) or put one on the PATH",
         )?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
             "global:\n  scrape_interval: {ms}ms\n  scrape_timeout: {ms}ms\n  evaluation_interval: {ms}ms\n\
-             scrape_configs:\n  - job_name: baton\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", "),
+             scrape_configs:\n{jobs}",
             ms = interval.as_millis()
         );
         let config_path = dir.join("prometheus.yml");

@@ -74,12 +74,42 @@ pub async fn await_cluster_version(client: &ClusterClient, version: ClusterVersi
 
 /// A real `baton-node` of this tree built as an earlier release would be:
 /// it says it is `release` and supports cluster versions up to `max`
-/// (`BATON_BUILD_RELEASE` and `BATON_BUILD_MAX_CLUSTER_VERSION`). It is
-/// built into a target directory of its own, `target/earlier-release`, so
-/// that the two builds do not rebuild each other; the first build there
-/// takes minutes, later ones only what changed. The target and flags of
-/// the running tests (`scripts/static-target.sh`) are kept.
+/// (`BATON_BUILD_RELEASE` and `BATON_BUILD_MAX_CLUSTER_VERSION`).
+///
+/// `scripts/test.sh` builds it before any test, in the shared target
+/// directory (so it costs one more build of `baton-node` rather than every
+/// dependency again), keeps it aside and names it in `BATON_EARLIER_NODE`;
+/// this checks that the binary there is the release asked for. Run alone,
+/// without that variable, the test builds it here into a target directory
+/// of its own, `target/earlier-release`, so that the two builds do not
+/// rebuild each other: minutes the first time, later only what changed.
+/// The target and flags of the running tests (`scripts/static-target.sh`)
+/// are kept.
 pub fn build_earlier_release(release: &str, max: ClusterVersion) -> PathBuf {
+    if let Some(prebuilt) = std::env::var_os("BATON_EARLIER_NODE") {
+        let prebuilt = PathBuf::from(prebuilt);
+        let described = Command::new(&prebuilt)
+            .arg("--describe")
+            .output()
+            .unwrap_or_else(|e| panic!("BATON_EARLIER_NODE={}: {e}", prebuilt.display()));
+        let description: baton_node::state::cluster_version::ReleaseDescription =
+            serde_json::from_slice(&described.stdout).unwrap_or_else(|e| {
+                panic!(
+                    "BATON_EARLIER_NODE={} --describe: {e}: {}",
+                    prebuilt.display(),
+                    String::from_utf8_lossy(&described.stdout)
+                )
+            });
+        assert!(
+            description.version == release && description.max_cluster_version == max,
+            "BATON_EARLIER_NODE={} is release {} up to cluster version {}, not {release} up to {max}: \
+             build it as scripts/test.sh does, or unset the variable",
+            prebuilt.display(),
+            description.version,
+            description.max_cluster_version
+        );
+        return prebuilt;
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace holds cluster-tests");

@@ -3,13 +3,17 @@
 //! real Prometheus server scraping them sees every node up, one leader, the
 //! tasks, and the tick counters rising while the cluster runs; a killed
 //! node shows as down, and its tasks' move as a failover; with the leader
-//! killed too, the last node answers `/readyz` with 503.
+//! killed too, the last node answers `/readyz` with 503. With `[metrics]
+//! tls = true`, the same listener serves HTTPS: Prometheus scrapes it with
+//! the cluster CA, and the admin certificate unlocks the status page's
+//! manual steps.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use baton_cluster_tests::http::get;
+use baton_cluster_tests::http::{Transport, get, request_over};
 use baton_cluster_tests::prometheus::Prometheus;
-use baton_cluster_tests::task_api::start_counters;
+use baton_cluster_tests::task_api::{start_counters, task};
 use baton_cluster_tests::{TestCluster, poll_async};
 
 const TASKS: usize = 12;
@@ -87,9 +91,11 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
     })
     .await;
     assert_eq!(sum(&prometheus, "sum(baton_raft_is_leader)").await, Some(1.0));
-    // The followers answer the leader's appends.
+    // The followers answer the leader's appends (the leader itself may
+    // have answered some too, if leadership moved while the cluster formed).
     let appends = "count(baton_grpc_requests_total{service=\"Raft\",method=\"AppendEntries\",code=\"OK\"} > 0)";
-    assert_eq!(sum(&prometheus, appends).await, Some(2.0));
+    let answering = sum(&prometheus, appends).await;
+    assert!(answering >= Some(2.0), "nodes that answered appends: {answering:?}");
     assert_eq!(
         sum(&prometheus, "min(baton_tasks{status=\"running\"})").await,
         Some(TASKS as f64)
@@ -157,4 +163,161 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
     assert!(not_ready.body.starts_with("not ready: "), "{}", not_ready.body);
     let health = get(&addr, "/healthz", ANSWER).await.unwrap();
     assert_eq!(health.status, 200, "{}", health.body);
+}
+
+/// A client config for the metrics listener over TLS: the cluster CA as
+/// the only root, and the certificate chain and key in `client`, if any.
+fn tls_client(ca: &std::path::Path, client: Option<(&std::path::Path, &std::path::Path)>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            builder
+                .with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
+                .unwrap()
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_prometheus_scrapes_with_the_cluster_ca_and_the_admin_certificate_unlocks_steps() {
+    baton_node::tls::install_crypto_provider();
+    let mut cluster = TestCluster::start(3).await;
+    let client = cluster.client();
+    start_counters(&cluster, &client, 3, PERIOD_MS).await;
+    // Every node restarted with `[metrics] tls = true`.
+    let ids: Vec<u64> = cluster.local.nodes.keys().copied().collect();
+    for id in &ids {
+        assert!(
+            cluster.local.stop(*id, Duration::from_secs(10)).unwrap(),
+            "node {id} stopped cleanly"
+        );
+        let path = cluster.local.nodes[id].config_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut config: baton_node::config::NodeConfig = toml::from_str(&text).unwrap();
+        config.metrics.as_mut().expect("a [metrics] table").tls = true;
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    }
+    for id in &ids {
+        cluster.restart(*id);
+    }
+    let (ca, admin_cert, admin_key) = cluster.local.admin_paths();
+    let over = |config: &Arc<rustls::ClientConfig>, id: u64| Transport::Tls {
+        config: config.clone(),
+        server_name: baton_node::tls::node_dns_name(id),
+    };
+    let anonymous = tls_client(&ca, None);
+    let admin = tls_client(&ca, Some((&admin_cert, &admin_key)));
+    let mut targets = Vec::new();
+    for id in &ids {
+        let addr = cluster.local.nodes[id].metrics_addr.clone();
+        // A scraper with the cluster CA and no certificate of its own.
+        let ready = poll_async(
+            Duration::from_secs(60),
+            &format!("node {id}'s /readyz over TLS"),
+            || async {
+                let answer = request_over(&over(&anonymous, *id), &addr, "GET", "/readyz", &[], "", ANSWER)
+                    .await
+                    .ok()?;
+                (answer.status == 200).then_some(answer)
+            },
+        )
+        .await;
+        assert_eq!(ready.body, "ready\n");
+        let metrics = request_over(&over(&anonymous, *id), &addr, "GET", "/metrics", &[], "", ANSWER)
+            .await
+            .unwrap();
+        assert!(metrics.body.contains("baton_raft_term "), "{}", metrics.body);
+        // Plain HTTP gets no answer, and a name the certificate does not
+        // give fails the handshake.
+        assert!(
+            get(&addr, "/healthz", ANSWER).await.is_err(),
+            "plain HTTP answered over TLS"
+        );
+        let misnamed = Transport::Tls {
+            config: anonymous.clone(),
+            server_name: "node-99.baton".into(),
+        };
+        let refused = request_over(&misnamed, &addr, "GET", "/healthz", &[], "", ANSWER).await;
+        assert!(refused.is_err(), "{refused:?}");
+        targets.push((addr, baton_node::tls::node_dns_name(*id)));
+    }
+
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let addr = cluster.local.nodes[&leader].metrics_addr.clone();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let pause = "step=pause-task&task=c000&back=%2Ftasks";
+    // Without a certificate or token: refused, and the page offers a
+    // sign-in that names both credentials.
+    let refused = request_over(&over(&anonymous, leader), &addr, "POST", "/act", &form, pause, ANSWER)
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("admin certificate"), "{}", refused.body);
+    assert_eq!(task(&client, "c000").await.status, "running");
+    // The admin certificate, from another site's page: refused.
+    let evil = [form[0], ("Origin", "https://evil.example")];
+    let refused = request_over(&over(&admin, leader), &addr, "POST", "/act", &evil, pause, ANSWER)
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(task(&client, "c000").await.status, "running");
+    // The admin certificate, from the page itself or a script: taken.
+    let page = request_over(&over(&admin, leader), &addr, "GET", "/tasks", &[], "", ANSWER)
+        .await
+        .unwrap();
+    assert!(
+        page.body.contains("admin certificate") && page.body.contains("data-step="),
+        "{}",
+        page.body
+    );
+    let done = request_over(&over(&admin, leader), &addr, "POST", "/act", &form, pause, ANSWER)
+        .await
+        .unwrap();
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.body, "Paused task c000.\n");
+    assert_eq!(task(&client, "c000").await.status, "paused");
+    // A certificate of another CA fails the handshake.
+    let other = tempfile::tempdir().unwrap();
+    batonctl::pki::init(other.path(), &[batonctl::pki::NodeSpec::local(1)]).unwrap();
+    let (other_cert, other_key) = batonctl::pki::admin_cert_paths(other.path());
+    let foreign = tls_client(&ca, Some((&other_cert, &other_key)));
+    let refused = request_over(&over(&foreign, leader), &addr, "GET", "/healthz", &[], "", ANSWER).await;
+    assert!(refused.is_err(), "a foreign certificate was taken: {refused:?}");
+
+    // A real Prometheus scrapes every node over HTTPS with the cluster CA.
+    let prometheus = Prometheus::start_tls(
+        &cluster.path().join("prometheus"),
+        &targets,
+        &ca,
+        Duration::from_millis(500),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    poll_async(
+        Duration::from_secs(60),
+        "Prometheus to see every node up over TLS",
+        || async {
+            let up = prometheus.query("up").await.ok()?;
+            (up.len() == 3 && up.iter().all(|s| s.value == 1.0)).then_some(())
+        },
+    )
+    .await;
+    // The pause the admin certificate took, as every node counts it.
+    poll_async(Duration::from_secs(30), "the paused task counted over TLS", || async {
+        let paused = prometheus.query("baton_tasks{status=\"paused\"}").await.ok()?;
+        (paused.len() == 3 && paused.iter().all(|s| s.value == 1.0)).then_some(())
+    })
+    .await;
 }

@@ -103,6 +103,18 @@ pub struct MetricsConfig {
     /// operators (to a Prometheus elsewhere, say) and keep `/metrics`.
     #[serde(default = "serve_status_page", skip_serializing_if = "is_true")]
     pub status_page: bool,
+    /// Serve HTTPS rather than plain HTTP, with the node's own certificate
+    /// from `[tls]` (it names `node-<id>.baton`; a scraper verifies it
+    /// against the cluster CA under that name). A client may show a
+    /// certificate of the cluster CA: the admin's (`batonctl certs init`'s
+    /// `admin.pem`) unlocks the status page's manual steps, as the token
+    /// does. Clients without one are served as before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tls: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn serve_status_page() -> bool {
@@ -125,6 +137,7 @@ impl MetricsConfig {
             listen: listen.into(),
             admin_token_file: None,
             status_page: true,
+            tls: false,
         }
     }
 }
@@ -548,6 +561,14 @@ impl NodeConfig {
             && let Err(why) = crate::web::AdminToken::load(file)
         {
             problem("metrics.admin_token_file", why);
+        }
+        if table.tls && (self.insecure || self.tls.is_none()) {
+            problem(
+                "metrics.tls",
+                "serves the node's own certificate, and this node has no [tls] section (insecure = true): \
+                 configure [tls], or set metrics.tls = false"
+                    .into(),
+            );
         }
         let heart = self
             .heart

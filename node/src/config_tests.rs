@@ -300,3 +300,17 @@ fn the_status_page_is_served_unless_turned_off() {
     let text = toml::to_string(&MetricsConfig::default()).unwrap();
     assert!(!text.contains("status_page"), "{text}");
 }
+
+#[test]
+fn metrics_over_tls_needs_the_nodes_certificate() {
+    assert!(!parse(VALID).metrics().0.tls);
+    let insecure = parse(&format!("{VALID}\n[metrics]\ntls = true\n"));
+    assert_eq!(keys(&insecure), vec!["metrics.tls"]);
+    assert!(
+        insecure.validate()[0].message.contains("no [tls] section"),
+        "{:?}",
+        insecure.validate()
+    );
+    // Written back, a config without it says nothing of it.
+    assert!(!toml::to_string(&MetricsConfig::default()).unwrap().contains("tls"));
+}

@@ -138,6 +138,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         (true, None) => Some(None),
         (true, Some(file)) => Some(Some(crate::web::AdminToken::load(file).map_err(NodeError::AdminToken)?)),
     };
+    // `[metrics] tls`: the node's own certificate, which validation made
+    // sure it has.
+    let metrics_tls = match (&tls, metrics_config.enabled && metrics_config.tls) {
+        (Some(material), true) => Some(Arc::new(material.metrics_server_config()?)),
+        _ => None,
+    };
     let listener = TcpListener::bind(&config.listen_addr)
         .await
         .map_err(|source| NodeError::Bind {
@@ -252,6 +258,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             l,
             context.clone(),
             status_page,
+            metrics_tls,
             stop_metrics_rx,
         ))
     });
@@ -290,7 +297,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     } else {
         "INSECURE plain TCP, no authentication"
     };
-    let metrics_at = metrics_addr.map_or("off".to_string(), |a| format!("http://{a}/metrics"));
+    let scheme = if metrics_config.tls { "https" } else { "http" };
+    let metrics_at = metrics_addr.map_or("off".to_string(), |a| format!("{scheme}://{a}/metrics"));
     tracing::info!(node = config.id, addr = %config.advertised(), version = crate::VERSION, transport, metrics = %metrics_at, "serving");
 
     let stopped = tokio::select! {

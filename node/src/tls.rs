@@ -103,6 +103,28 @@ impl TlsMaterial {
         })
     }
 
+    /// The cluster CA as the only root.
+    fn ca_roots(&self) -> Result<rustls::RootCertStore, TlsError> {
+        let invalid = |e: &dyn std::fmt::Display| TlsError::Invalid(format!("the CA certificate: {e}"));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            roots.add(cert.map_err(|e| invalid(&e))?).map_err(|e| invalid(&e))?;
+        }
+        Ok(roots)
+    }
+
+    /// Our certificate chain and its key.
+    fn chain_and_key(
+        &self,
+    ) -> Result<(Vec<CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), TlsError> {
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Invalid(format!("the certificate: {e}")))?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| TlsError::Invalid(format!("the key: {e}")))?;
+        Ok((chain, key))
+    }
+
     /// Server side: present our certificate, require a client certificate
     /// from the cluster CA.
     pub fn server_config(&self) -> ServerTlsConfig {
@@ -116,23 +138,34 @@ impl TlsMaterial {
     /// cluster CA as the only root, our certificate, HTTP/2 by ALPN.
     pub fn rustls_client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
         let invalid = |what: String| TlsError::Invalid(what);
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&self.ca_pem) {
-            let cert = cert.map_err(|e| invalid(format!("the CA certificate: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| invalid(format!("the CA certificate: {e}")))?;
-        }
-        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid(format!("the certificate: {e}")))?;
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&self.key_pem)
-            .map_err(|e| invalid(format!("the key: {e}")))?;
+        let roots = self.ca_roots()?;
+        let (chain, key) = self.chain_and_key()?;
         let mut config = rustls::ClientConfig::builder()
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
             .map_err(|e| invalid(format!("the certificate and key: {e}")))?;
         config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+
+    /// The metrics listener's side (`[metrics] tls = true`): present our
+    /// certificate, and take a client certificate from the cluster CA if
+    /// one is shown (the admin's unlocks the status page's manual steps),
+    /// but serve clients without one too (Prometheus, a browser). HTTP/1.1
+    /// by ALPN.
+    pub fn metrics_server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
+        let invalid = |what: String| TlsError::Invalid(what);
+        let roots = self.ca_roots()?;
+        let clients = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| invalid(format!("the CA certificate: {e}")))?;
+        let (chain, key) = self.chain_and_key()?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(clients)
+            .with_single_cert(chain, key)
+            .map_err(|e| invalid(format!("the certificate and key: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
     }
 

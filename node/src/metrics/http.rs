@@ -4,9 +4,12 @@
 //! address, see [`crate::web`]).
 //!
 //! It is off the mutual-TLS port so that a scraper or a load balancer's
-//! probe needs no client certificate. It changes nothing in the cluster
-//! but for the status page's manual steps, which need the admin token, and
-//! by default listens on loopback only.
+//! probe needs no client certificate. With `[metrics] tls = true` it
+//! serves HTTPS with the node's certificate instead, and takes a client
+//! certificate of the cluster CA when one is shown. It changes nothing in
+//! the cluster but for the status page's manual steps, which need the
+//! admin token (or over TLS the admin certificate), and by default listens
+//! on loopback only.
 
 use std::sync::Arc;
 
@@ -22,6 +25,7 @@ use tokio::sync::oneshot;
 use crate::api::NodeContext;
 use crate::metrics::Readiness;
 use crate::metrics::scrape::Scrape;
+use crate::metrics::tls_listener::{Client, TlsListener};
 use crate::types::with_metrics;
 
 /// The exposition format: OpenMetrics text (Prometheus reads it, and it
@@ -35,18 +39,21 @@ struct Served {
 
 /// Serves `/metrics`, `/healthz`, `/readyz` and, if `status_page` is some,
 /// the status page (its manual steps unlocked by the token, if any) on
-/// `listener` until `stop` fires (or is dropped).
+/// `listener` until `stop` fires (or is dropped); over TLS with `tls`
+/// (see [`TlsListener`]), where the admin certificate unlocks the steps
+/// too.
 pub async fn serve(
     listener: TcpListener,
     context: Arc<NodeContext>,
     status_page: Option<Option<crate::web::AdminToken>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: oneshot::Receiver<()>,
 ) -> std::io::Result<()> {
     let mut registry = Registry::with_prefix("baton");
     context.metrics.register(&mut registry);
     registry.register_collector(Box::new(Scrape::new(context.clone())));
     let port = listener.local_addr()?.port();
-    let site = status_page.map(|token| crate::web::router(context.clone(), token, port));
+    let site = status_page.map(|token| crate::web::router(context.clone(), token, tls.is_some(), port));
     let served = Arc::new(Served { registry, context });
     let mut app = Router::new()
         .route("/metrics", get(metrics))
@@ -56,14 +63,18 @@ pub async fn serve(
     if let Some(site) = site {
         app = app.merge(site);
     }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    let app = app.into_make_service_with_connect_info::<Client>();
+    let stopped = async {
         let _ = stop.await;
-    })
-    .await
+    };
+    match tls {
+        Some(config) => {
+            axum::serve(TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(stopped).await,
+    }
 }
 
 async fn metrics(State(served): State<Arc<Served>>) -> Response {

@@ -19,6 +19,7 @@ pub mod grpc;
 pub mod http;
 mod readiness;
 pub mod scrape;
+pub mod tls_listener;
 
 pub use events::{FailoverReason, Metrics, ModuleMetrics, TickOutcome, spawn_leader_watch};
 pub use readiness::{Readiness, ReadinessInputs};

@@ -76,11 +76,38 @@ pub enum Section {
 /// What the layout says about the reader's rights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No token is configured: nobody may take manual steps here.
+    /// No token is configured and the listener takes no certificates:
+    /// nobody may take manual steps here.
     ReadOnly,
-    /// A token is configured and this reader has not shown it.
+    /// Steps may be unlocked (by the token, or over TLS the admin
+    /// certificate) and this reader has not.
     SignedOut,
+    /// Signed in with the token.
     SignedIn,
+    /// Showed the admin certificate over TLS (no sign-out: the browser
+    /// shows it with every request).
+    Certificate,
+}
+
+impl Access {
+    /// A reader's rights: `token` says whether it showed the node's admin
+    /// token (none: the node has none), `certificates` whether the listener
+    /// takes the admin certificate (over TLS), `admin_certificate` whether
+    /// the reader showed it.
+    pub fn of(token: Option<bool>, certificates: bool, admin_certificate: bool) -> Access {
+        match (token, certificates && admin_certificate) {
+            (_, true) => Access::Certificate,
+            (Some(true), false) => Access::SignedIn,
+            (Some(false), false) => Access::SignedOut,
+            (None, false) if certificates => Access::SignedOut,
+            (None, false) => Access::ReadOnly,
+        }
+    }
+
+    /// Whether this reader may take manual steps.
+    pub fn may_act(self) -> bool {
+        matches!(self, Access::SignedIn | Access::Certificate)
+    }
 }
 
 /// A whole page: `live` is the part the live updates replace, `above` what
@@ -163,6 +190,7 @@ impl Layout<'_> {
             Access::SignedIn => page.push_str(
                 "<span class=\"who\">signed in · <form method=\"post\" action=\"/logout\"><button>sign out</button></form></span>",
             ),
+            Access::Certificate => page.push_str("<span class=\"who\">admin certificate</span>"),
         }
         page.push_str("</header>");
         if let Some(notice) = self.notice {
@@ -243,6 +271,21 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_may_act_with_the_token_or_over_tls_the_admin_certificate() {
+        assert_eq!(Access::of(None, false, false), Access::ReadOnly);
+        assert_eq!(Access::of(Some(false), false, false), Access::SignedOut);
+        assert_eq!(Access::of(Some(true), false, false), Access::SignedIn);
+        // Over TLS, without a token: the certificate is the only way in.
+        assert_eq!(Access::of(None, true, false), Access::SignedOut);
+        assert_eq!(Access::of(None, true, true), Access::Certificate);
+        assert_eq!(Access::of(Some(false), true, true), Access::Certificate);
+        // A certificate counts only where the listener takes them.
+        assert_eq!(Access::of(None, false, true), Access::ReadOnly);
+        assert!(Access::Certificate.may_act() && Access::SignedIn.may_act());
+        assert!(!Access::SignedOut.may_act() && !Access::ReadOnly.may_act());
+    }
+
+    #[test]
     fn the_layout_names_the_reader_rights_and_escapes_the_notice() {
         let layout = Layout {
             title: "Tasks",
@@ -266,6 +309,13 @@ mod tests {
         }
         .render();
         assert!(read_only.contains("read-only") && !read_only.contains("id=\"notice\""));
+        let certificate = Layout {
+            access: Access::Certificate,
+            notice: None,
+            ..layout
+        }
+        .render();
+        assert!(certificate.contains("admin certificate") && !certificate.contains("sign out"));
     }
 
     #[test]

@@ -460,6 +460,8 @@ pub const LOG_LINES_SHOWN: u32 = 20;
 pub enum TaskLines<'a> {
     /// Only to the signed in: what a module logs may be private.
     SignInFirst,
+    /// Nobody may sign in on this node's page.
+    ReadOnly,
     /// They could not be read just now.
     Unread,
     Read(&'a TaskLogsReply),
@@ -541,6 +543,15 @@ fn log_lines(name: &str, logs: TaskLines<'_>) -> String {
         TaskLines::SignInFirst => {
             out.push_str(
                 "<p class=\"muted\" id=\"log-lines\">Sign in to see what its module logged (it may be private).</p>",
+            );
+            return out;
+        }
+        TaskLines::ReadOnly => {
+            let _ = write!(
+                out,
+                "<p class=\"muted\" id=\"log-lines\">This page shows what a module logged only to the signed in, \
+                 and this node's page is read-only: <code>batonctl tasks logs {}</code> shows them.</p>",
+                escape(name)
             );
             return out;
         }
@@ -661,6 +672,17 @@ mod tests {
         assert!(
             !below.contains("run-now"),
             "no Run now below the cluster version that knows it"
+        );
+    }
+
+    #[test]
+    fn a_tasks_lines_are_offered_where_a_reader_can_sign_in_and_named_elsewhere() {
+        let sign_in = log_lines("a<b", TaskLines::SignInFirst);
+        assert!(sign_in.contains("Sign in to see"), "{sign_in}");
+        let read_only = log_lines("a<b", TaskLines::ReadOnly);
+        assert!(
+            !read_only.contains("Sign in") && read_only.contains("<code>batonctl tasks logs a&lt;b</code>"),
+            "{read_only}"
         );
     }
 

@@ -3,7 +3,6 @@
 //! cannot disagree), renders it with [`super::pages`], streams changes as
 //! server-sent events, and takes manual steps from a signed-in reader.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use super::html::{Access, Layout, Section, escape};
 use super::pages::{self, Context};
 use super::task_rows::{TaskFilter, TaskRow, task_page};
 use crate::api::{ControlService, NodeContext};
+use crate::metrics::tls_listener::Client;
 use crate::state::history::TickRecord;
 
 /// How often a live page is rendered again (and sent when it changed).
@@ -46,6 +46,12 @@ struct Site {
     context: Arc<NodeContext>,
     control: ControlService,
     token: Option<AdminToken>,
+    /// The listener serves TLS and takes the admin certificate as a
+    /// credential.
+    certificates: bool,
+    /// Seals the notices shown after a step: the token, or on a node
+    /// without one a random key.
+    notices: AdminToken,
     /// The cookies' names: browsers share cookies between the ports of a
     /// host, so they are named for this listener's.
     session_cookie: String,
@@ -56,12 +62,16 @@ struct Site {
 }
 
 /// The status page's routes, to merge into the node's plain-HTTP listener
-/// on `port` (served with `ConnectInfo<SocketAddr>`).
-pub fn router(context: Arc<NodeContext>, token: Option<AdminToken>, port: u16) -> Router {
+/// on `port` (served with `ConnectInfo<Client>`); over TLS with
+/// `certificates`, where the admin certificate unlocks the steps as the
+/// token does.
+pub fn router(context: Arc<NodeContext>, token: Option<AdminToken>, certificates: bool, port: u16) -> Router {
     let site = Arc::new(Site {
         control: ControlService::new(context.clone()),
         context,
+        notices: token.clone().unwrap_or_else(AdminToken::random),
         token,
+        certificates,
         session_cookie: format!("baton_admin_{port}"),
         notice_cookie: format!("baton_notice_{port}"),
         status: Mutex::new(None),
@@ -78,14 +88,12 @@ pub fn router(context: Arc<NodeContext>, token: Option<AdminToken>, port: u16) -
 }
 
 impl Site {
-    fn access(&self, headers: &HeaderMap) -> Access {
-        let Some(token) = &self.token else {
-            return Access::ReadOnly;
-        };
-        match token.admits(self.presented(headers), crate::types::now_ms()) {
-            true => Access::SignedIn,
-            false => Access::SignedOut,
-        }
+    fn access(&self, headers: &HeaderMap, client: &Client) -> Access {
+        let token = self
+            .token
+            .as_ref()
+            .map(|token| token.admits(self.presented(headers), crate::types::now_ms()));
+        Access::of(token, self.certificates, client.admin_certificate)
     }
 
     fn presented<'a>(&self, headers: &'a HeaderMap) -> Presented<'a> {
@@ -115,7 +123,8 @@ impl Site {
     /// The page at `uri`: its section, title, the part above its live part,
     /// and the live part; `None` for an address that is no page. Steps are
     /// offered to a signed-in reader of the leader's page, which takes them.
-    async fn view(&self, uri: &Uri, signed_in: bool) -> Option<View> {
+    async fn view(&self, uri: &Uri, access: Access) -> Option<View> {
+        let signed_in = access.may_act();
         let back = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
         let version = self.context.state_machine.read(|s| s.cluster_version);
         let cx = Context {
@@ -191,6 +200,7 @@ impl Site {
                     ),
                 };
                 let lines = match &logs {
+                    None if access == Access::ReadOnly => pages::TaskLines::ReadOnly,
                     None => pages::TaskLines::SignInFirst,
                     Some(Ok(reply)) => pages::TaskLines::Read(reply),
                     Some(Err(_)) => pages::TaskLines::Unread,
@@ -228,19 +238,19 @@ impl Site {
 
     /// A sign-in or step refused for its token: logged with who sent it,
     /// and answered only after [`FAILED_AUTH_COST`], one at a time.
-    async fn refuse_slowly(&self, client: SocketAddr, what: &str) {
+    async fn refuse_slowly(&self, client: Client, what: &str) {
         tracing::warn!(%client, "status page: refused {what}: no valid admin token");
         let _one_at_a_time = self.failed_auth.lock().await;
         tokio::time::sleep(FAILED_AUTH_COST).await;
     }
 
     /// A cookie that shows `notice` on the next page.
-    fn notice_cookie(&self, notice: &str) -> Option<String> {
-        let sealed = self.token.as_ref()?.seal(notice);
-        Some(format!(
+    fn notice_cookie(&self, notice: &str) -> String {
+        let sealed = self.notices.seal(notice);
+        format!(
             "{}={sealed}; Path=/; HttpOnly; SameSite=Strict; Max-Age=60",
             self.notice_cookie
-        ))
+        )
     }
 }
 
@@ -307,16 +317,21 @@ fn see_other(to: &str, cookies: &[String], text: &str) -> Response {
     response
 }
 
-async fn page(State(site): State<Arc<Site>>, uri: Uri, headers: HeaderMap) -> Response {
-    let access = site.access(&headers);
+async fn page(
+    State(site): State<Arc<Site>>,
+    ConnectInfo(client): ConnectInfo<Client>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let access = site.access(&headers, &client);
     let sealed = cookie(header_str(&headers, header::COOKIE), &site.notice_cookie);
-    let notice = sealed.and_then(|sealed| site.token.as_ref()?.open(sealed));
+    let notice = sealed.and_then(|sealed| site.notices.open(sealed));
     // A notice is shown once.
     let cleared: Vec<String> = sealed
         .map(|_| format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", site.notice_cookie))
         .into_iter()
         .collect();
-    match site.view(&uri, access == Access::SignedIn).await {
+    match site.view(&uri, access).await {
         Some(view) => html(StatusCode::OK, site.layout(&view, access, notice.as_deref()), &cleared),
         None => {
             let view = View::new(
@@ -339,7 +354,12 @@ struct LiveQuery {
 
 /// Server-sent events for the page at `path`: its live part, each time it
 /// changes (checked every [`LIVE_EVERY`]), while the reader stays.
-async fn live(State(site): State<Arc<Site>>, Query(query): Query<LiveQuery>, headers: HeaderMap) -> Response {
+async fn live(
+    State(site): State<Arc<Site>>,
+    ConnectInfo(client): ConnectInfo<Client>,
+    Query(query): Query<LiveQuery>,
+    headers: HeaderMap,
+) -> Response {
     let Some(uri) = local_path(&query.path).and_then(|p| p.parse::<Uri>().ok()) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -354,13 +374,15 @@ async fn live(State(site): State<Arc<Site>>, Query(query): Query<LiveQuery>, hea
         )
             .into_response();
     };
-    let signed_in = site.access(&headers) == Access::SignedIn;
     let (tx, rx) = mpsc::channel::<Result<Event, std::convert::Infallible>>(2);
     tokio::spawn(async move {
         let _permit = permit;
         let mut last = String::new();
         loop {
-            let Some(view) = site.view(&uri, signed_in).await else {
+            // Asked again each time: a session that ends meanwhile ends
+            // what only the signed-in see (steps, a module's lines).
+            let access = site.access(&headers, &client);
+            let Some(view) = site.view(&uri, access).await else {
                 return;
             };
             if view.live != last {
@@ -380,22 +402,41 @@ async fn live(State(site): State<Arc<Site>>, Query(query): Query<LiveQuery>, hea
         .into_response()
 }
 
-async fn login_form(State(site): State<Arc<Site>>, headers: HeaderMap) -> Response {
-    let access = site.access(&headers);
+async fn login_form(
+    State(site): State<Arc<Site>>,
+    ConnectInfo(client): ConnectInfo<Client>,
+    headers: HeaderMap,
+) -> Response {
+    let access = site.access(&headers, &client);
     html(StatusCode::OK, sign_in_page(&site, access, None), &[])
 }
 
 fn sign_in_page(site: &Site, access: Access, notice: Option<&str>) -> String {
-    let live = match access {
-        Access::ReadOnly => "<h1>Read-only</h1><p>This node has no admin token, so its page takes no manual steps. \
-             Set <code>[metrics] admin_token_file</code> in its config to allow them (see \
+    const STEPS: &str = "Manual steps (run a task now, pause or resume it, drain a node, pause, resume or abort a \
+         rollout)";
+    let certificate = "show the admin certificate (<code>admin.pem</code> and its key, from <code>batonctl certs \
+         init</code>) to your browser: this listener serves TLS and takes it";
+    let live = match (access, &site.token, site.certificates) {
+        (Access::ReadOnly, _, _) => "<h1>Read-only</h1><p>This node has no admin token, so its page takes no manual \
+             steps. Set <code>[metrics] admin_token_file</code> in its config to allow them (see \
              <code>docs/status-page.md</code>), or use <code>batonctl</code>.</p>"
             .to_string(),
-        _ => "<h1>Sign in</h1><p>Manual steps (pause or resume a task, drain a node, pause, resume or abort a \
-             rollout) need the node's admin token, from the file its <code>[metrics] admin_token_file</code> names.</p>\
-             <form method=\"post\" action=\"/login\"><input type=\"password\" name=\"token\" size=\"40\" \
-             autocomplete=\"current-password\" autofocus> <button>Sign in</button></form>"
-            .to_string(),
+        (Access::Certificate, _, _) => {
+            format!("<h1>Signed in</h1><p>Your browser showed the admin certificate. {STEPS} are yours.</p>")
+        }
+        (_, None, _) => format!("<h1>Sign in</h1><p>{STEPS}: {certificate}.</p>"),
+        (_, Some(_), certificates) => {
+            let or_certificate = match certificates {
+                true => format!(" Or {certificate}."),
+                false => String::new(),
+            };
+            format!(
+                "<h1>Sign in</h1><p>{STEPS} need the node's admin token, from the file its <code>[metrics] \
+                 admin_token_file</code> names.{or_certificate}</p>\
+                 <form method=\"post\" action=\"/login\"><input type=\"password\" name=\"token\" size=\"40\" \
+                 autocomplete=\"current-password\" autofocus> <button>Sign in</button></form>"
+            )
+        }
     };
     let view = View::new(Section::SignIn, "Sign in", live);
     site.layout(&view, access, notice)
@@ -408,19 +449,21 @@ struct LoginForm {
 
 async fn login(
     State(site): State<Arc<Site>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(client): ConnectInfo<Client>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let Some(token) = &site.token else {
-        return html(StatusCode::FORBIDDEN, sign_in_page(&site, Access::ReadOnly, None), &[]);
+        let access = site.access(&headers, &client);
+        let why = "refused: this node has no admin token to sign in with";
+        return html(StatusCode::FORBIDDEN, sign_in_page(&site, access, Some(why)), &[]);
     };
     if !token.is(&form.token) {
         site.refuse_slowly(client, "a sign-in").await;
         let notice = "refused: that is not this node's admin token";
         return html(
             StatusCode::UNAUTHORIZED,
-            sign_in_page(&site, site.access(&headers), Some(notice)),
+            sign_in_page(&site, site.access(&headers, &client), Some(notice)),
             &[],
         );
     }
@@ -431,9 +474,7 @@ async fn login(
         token.session(crate::types::now_ms()),
         super::admin_token::SESSION_MS / 1000
     );
-    let cookies: Vec<String> = std::iter::once(session)
-        .chain(site.notice_cookie("Signed in."))
-        .collect();
+    let cookies = [session, site.notice_cookie("Signed in.")];
     see_other("/", &cookies, "Signed in.")
 }
 
@@ -455,13 +496,13 @@ struct Step {
 
 async fn act(
     State(site): State<Arc<Site>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(client): ConnectInfo<Client>,
     headers: HeaderMap,
     Form(step): Form<Step>,
 ) -> Response {
     let back = local_path(&step.back).unwrap_or("/").to_string();
-    match site.access(&headers) {
-        Access::SignedIn => {}
+    match site.access(&headers, &client) {
+        Access::SignedIn | Access::Certificate => {}
         Access::ReadOnly => {
             let why = "refused: this node's page is read-only (no [metrics] admin_token_file)";
             return html(
@@ -480,7 +521,11 @@ async fn act(
             );
         }
     }
-    let bearer = matches!(site.presented(&headers), Presented::Bearer(_));
+    // A browser shows a client certificate by itself, as it sends a
+    // cookie, but then also says where a step comes from: a request that
+    // says nothing of it is a script's, and takes the bearer token or the
+    // certificate as the credential it chose to send.
+    let bearer = matches!(site.presented(&headers), Presented::Bearer(_)) || client.admin_certificate;
     let from_page = from_this_page(
         header_str(&headers, header::ORIGIN),
         headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
@@ -504,7 +549,7 @@ async fn act(
     *site.status.lock().expect("status cache") = None;
     tracing::info!(%client, step = %step.step, task = %step.task, node = %step.node, module = %step.module,
         "status page: {notice}");
-    let cookies: Vec<String> = site.notice_cookie(&notice).into_iter().collect();
+    let cookies = [site.notice_cookie(&notice)];
     see_other(&back, &cookies, &notice)
 }
 
