@@ -240,41 +240,67 @@ async fn over_tls_prometheus_scrapes_with_the_cluster_ca_and_the_admin_certifica
             .await
             .unwrap();
         assert!(metrics.body.contains("baton_raft_term "), "{}", metrics.body);
-        // Plain HTTP gets no answer, and a name the certificate does not
-        // give fails the handshake.
+        // Plain HTTP gets no answer.
         assert!(
             get(&addr, "/healthz", ANSWER).await.is_err(),
             "plain HTTP answered over TLS"
         );
-        let misnamed = Transport::Tls {
-            config: anonymous.clone(),
-            server_name: "node-99.baton".into(),
-        };
-        let refused = request_over(&misnamed, &addr, "GET", "/healthz", &[], "", ANSWER).await;
-        assert!(refused.is_err(), "{refused:?}");
         targets.push((addr, baton_node::tls::node_dns_name(*id)));
     }
 
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
     let addr = cluster.local.nodes[&leader].metrics_addr.clone();
-    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
     let pause = "step=pause-task&task=c000&back=%2Ftasks";
-    // Without a certificate or token: refused, and the page offers a
-    // sign-in that names both credentials.
-    let refused = request_over(&over(&anonymous, leader), &addr, "POST", "/act", &form, pause, ANSWER)
-        .await
-        .unwrap();
+    let post = |config: &Arc<rustls::ClientConfig>, headers: Vec<(&'static str, String)>| {
+        let (transport, addr) = (over(config, leader), addr.clone());
+        async move {
+            let headers: Vec<(&str, &str)> = std::iter::once(form)
+                .chain(headers.iter().map(|(n, v)| (*n, v.as_str())))
+                .collect();
+            request_over(&transport, &addr, "POST", "/act", &headers, pause, ANSWER)
+                .await
+                .unwrap()
+        }
+    };
+    // Without a certificate or token: refused, and the page names both
+    // credentials.
+    let refused = post(&anonymous, vec![]).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
-    assert!(refused.body.contains("admin certificate"), "{}", refused.body);
-    assert_eq!(task(&client, "c000").await.status, "running");
-    // The admin certificate, from another site's page: refused.
-    let evil = [form[0], ("Origin", "https://evil.example")];
-    let refused = request_over(&over(&admin, leader), &addr, "POST", "/act", &evil, pause, ANSWER)
-        .await
-        .unwrap();
-    assert_eq!(refused.status, 403, "{}", refused.body);
-    assert_eq!(task(&client, "c000").await.status, "running");
-    // The admin certificate, from the page itself or a script: taken.
+    assert!(
+        refused.body.contains("or show the admin certificate"),
+        "{}",
+        refused.body
+    );
+    // A node's certificate is no admin's.
+    let certs = ca.parent().unwrap();
+    let (node_cert, node_key) = batonctl::pki::node_cert_paths(certs, leader);
+    let node = tls_client(&ca, Some((&node_cert, &node_key)));
+    let refused = post(&node, vec![("X-Baton-Step", "1".into())]).await;
+    assert_eq!(refused.status, 403, "a node's certificate: {}", refused.body);
+    // The admin certificate, which a browser shows by itself: refused from
+    // another site's page, and without a word of where it comes from
+    // unless a script's header says so.
+    let from_elsewhere: [Vec<(&'static str, String)>; 3] = [
+        vec![("Origin", "https://evil.example".into())],
+        vec![("Sec-Fetch-Site", "cross-site".into())],
+        vec![],
+    ];
+    for headers in from_elsewhere {
+        let refused = post(&admin, headers.clone()).await;
+        assert_eq!(refused.status, 403, "{headers:?}: {}", refused.body);
+        assert!(
+            refused.body.contains("not sent from this node's page"),
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(
+        task(&client, "c000").await.status,
+        "running",
+        "a refused step paused it"
+    );
+    // The admin certificate, from a script or the page itself: taken.
     let page = request_over(&over(&admin, leader), &addr, "GET", "/tasks", &[], "", ANSWER)
         .await
         .unwrap();
@@ -283,12 +309,30 @@ async fn over_tls_prometheus_scrapes_with_the_cluster_ca_and_the_admin_certifica
         "{}",
         page.body
     );
-    let done = request_over(&over(&admin, leader), &addr, "POST", "/act", &form, pause, ANSWER)
+    let done = post(&admin, vec![("X-Baton-Step", "1".into())]).await;
+    assert_eq!(
+        (done.status, done.body.as_str()),
+        (303, "Paused task c000.\n"),
+        "a script with the admin certificate"
+    );
+    assert_eq!(task(&client, "c000").await.status, "paused");
+    let resume = "step=resume-task&task=c000&back=%2Ftasks";
+    let origin = format!("https://{addr}");
+    let headers = [form, ("Origin", origin.as_str())];
+    let done = request_over(&over(&admin, leader), &addr, "POST", "/act", &headers, resume, ANSWER)
         .await
         .unwrap();
-    assert_eq!(done.status, 303, "{}", done.body);
-    assert_eq!(done.body, "Paused task c000.\n");
-    assert_eq!(task(&client, "c000").await.status, "paused");
+    assert_eq!(
+        (done.status, done.body.as_str()),
+        (303, "Resumed task c000.\n"),
+        "the page with the admin certificate"
+    );
+    assert!(
+        done.header("set-cookie").is_some_and(|c| c.contains("Secure")),
+        "over TLS a cookie is Secure: {:?}",
+        done.headers
+    );
+    assert_eq!(task(&client, "c000").await.status, "running");
     // A certificate of another CA fails the handshake.
     let other = tempfile::tempdir().unwrap();
     batonctl::pki::init(other.path(), &[batonctl::pki::NodeSpec::local(1)]).unwrap();
@@ -314,10 +358,13 @@ async fn over_tls_prometheus_scrapes_with_the_cluster_ca_and_the_admin_certifica
         },
     )
     .await;
-    // The pause the admin certificate took, as every node counts it.
-    poll_async(Duration::from_secs(30), "the paused task counted over TLS", || async {
-        let paused = prometheus.query("baton_tasks{status=\"paused\"}").await.ok()?;
-        (paused.len() == 3 && paused.iter().all(|s| s.value == 1.0)).then_some(())
-    })
+    poll_async(
+        Duration::from_secs(30),
+        "the running tasks counted over TLS",
+        || async {
+            let running = prometheus.query("baton_tasks{status=\"running\"}").await.ok()?;
+            (running.len() == 3 && running.iter().all(|s| s.value == 3.0)).then_some(())
+        },
+    )
     .await;
 }

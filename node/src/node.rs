@@ -55,6 +55,11 @@ pub enum NodeError {
     MetricsBind { addr: String, source: std::io::Error },
     #[error("metrics.admin_token_file: {0}")]
     AdminToken(String),
+    #[error(
+        "metrics.tls serves the node's own certificate, and this node has none (insecure = true): configure \
+         [tls], or set metrics.tls = false"
+    )]
+    MetricsTlsWithoutCertificate,
     #[error("raft: {0}")]
     Raft(String),
     #[error("task runtime: {0}")]
@@ -138,11 +143,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         (true, None) => Some(None),
         (true, Some(file)) => Some(Some(crate::web::AdminToken::load(file).map_err(NodeError::AdminToken)?)),
     };
-    // `[metrics] tls`: the node's own certificate, which validation made
-    // sure it has.
+    // `[metrics] tls`: the node's own certificate (validation refuses the
+    // setting without one; so does this, for a config it never saw).
     let metrics_tls = match (&tls, metrics_config.enabled && metrics_config.tls) {
         (Some(material), true) => Some(Arc::new(material.metrics_server_config()?)),
-        _ => None,
+        (None, true) => return Err(NodeError::MetricsTlsWithoutCertificate),
+        (_, false) => None,
     };
     let listener = TcpListener::bind(&config.listen_addr)
         .await

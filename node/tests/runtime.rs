@@ -367,6 +367,64 @@ fn a_tick_is_interrupted_when_its_lease_ends_long_before_its_budget() {
 }
 
 #[test]
+fn a_sleeping_tick_ends_at_its_budget_and_a_short_sleep_is_kept() {
+    // A sleep waits in wasi:io/poll, where no guest code runs to meet the
+    // epoch checks: the wait itself must end at the budget.
+    let budget = Duration::from_millis(300);
+    let engine = engine(RuntimeLimits {
+        tick_budget: budget,
+        ..Default::default()
+    });
+    let faulty = engine.load(&example("faulty")).unwrap();
+    let started = Instant::now();
+    let err = engine
+        .tick(&faulty, task("f", r#"{"sleep_ms": 60000}"#), b"")
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err, TickError::OverBudget(budget));
+    assert!(took >= budget, "ended before its budget: {took:?}");
+    assert!(took < budget + Duration::from_secs(2), "slept {took:?}");
+    // A sleep within the budget sleeps its time, and the tick counts.
+    let started = Instant::now();
+    let outcome = engine.tick(&faulty, task("f", r#"{"sleep_ms": 100}"#), b"").unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(count(&outcome.state), 1);
+}
+
+#[test]
+fn a_tick_sleeping_when_its_turn_ends_is_stopped_as_fenced() {
+    let engine = engine(RuntimeLimits {
+        tick_budget: Duration::from_secs(30),
+        ..Default::default()
+    });
+    let faulty = engine.load(&example("faulty")).unwrap();
+    // The lease ends while the tick sleeps.
+    let started = Instant::now();
+    let lease_end = started + Duration::from_millis(200);
+    let sleeping = TaskContext {
+        fence: TestFence::fence(lease_end, u32::MAX),
+        ..task("f", r#"{"sleep_ms": 60000}"#)
+    };
+    let err = engine.tick(&faulty, sleeping, b"").unwrap_err();
+    assert_eq!(err, TickError::Fenced(FenceError::LeaseEnded));
+    let late = Instant::now().saturating_duration_since(lease_end);
+    assert!(late < Duration::from_millis(500), "slept {late:?} past the lease");
+    // The task moves to another owner while the tick sleeps.
+    let moved = TaskContext {
+        fence: TestFence::fence(Instant::now() + Duration::from_secs(60), 3),
+        ..task("f", r#"{"sleep_ms": 60000}"#)
+    };
+    let started = Instant::now();
+    let err = engine.tick(&faulty, moved, b"").unwrap_err();
+    assert_eq!(err, TickError::Fenced(FenceError::NotOwner { epoch: 3 }));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "slept {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn a_tick_whose_fence_refuses_does_not_start() {
     let engine = engine(RuntimeLimits::default());
     let counter = engine.load(&example("counter")).unwrap();

@@ -18,6 +18,7 @@ use super::fence::FenceError;
 use super::host::{TaskContext, TaskHost};
 use super::module::{CompiledModule, compile, content_hash};
 use super::task_logs::TaskLogs;
+use super::waits::Verdict;
 
 /// Freed instance slots decommitted together (see `TaskEngine::new`).
 const DECOMMIT_BATCH: usize = 16;
@@ -131,6 +132,8 @@ impl TaskEngine {
         let engine = Engine::new(&config).map_err(|e| format!("wasmtime engine: {e:#}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("{e:#}"))?;
+        // A guest's waits end with its tick's budget and fence.
+        super::waits::shadow_poll(&mut linker, TaskHost::waits).map_err(|e| format!("{e:#}"))?;
         Task::add_to_linker::<TaskHost, HasSelf<TaskHost>>(&mut linker, |host| host).map_err(|e| format!("{e:#}"))?;
         let epoch_beat = Arc::new(EpochBeat {
             since: std::time::Instant::now(),
@@ -235,14 +238,10 @@ impl TaskEngine {
         store.limiter(|host| &mut host.limits);
         store.epoch_deadline_callback(|context| {
             let host = context.data();
-            let now = Instant::now();
-            // The fence first: a tick frozen past both its lease and its
-            // budget was stopped by the former (not the module's fault).
-            match host.task.fence.permit(now) {
-                Ok(Some(lease_end)) if now >= lease_end => Err(FenceError::LeaseEnded.into()),
-                Err(e) => Err(e.into()),
-                Ok(_) if now >= host.deadline => Ok(UpdateDeadline::Interrupt),
-                Ok(_) => Ok(UpdateDeadline::Continue(1)),
+            match Verdict::at(&host.task.fence, host.deadline, Instant::now()) {
+                Verdict::GoOn => Ok(UpdateDeadline::Continue(1)),
+                Verdict::OverBudget => Ok(UpdateDeadline::Interrupt),
+                Verdict::Fenced(e) => Err(e.into()),
             }
         });
         store.set_epoch_deadline(1);

@@ -62,6 +62,17 @@ impl TaskHost {
     }
 }
 
+impl TaskHost {
+    /// Its `wasi:io/poll`: waits bounded by the tick's budget and fence.
+    pub(crate) fn waits(&mut self) -> super::waits::Waits<'_> {
+        super::waits::Waits {
+            table: &mut self.table,
+            task: &self.task,
+            deadline: self.deadline,
+        }
+    }
+}
+
 impl WasiView for TaskHost {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

@@ -10,6 +10,7 @@ mod host;
 mod module;
 mod net;
 mod task_logs;
+mod waits;
 
 pub use engine::{RuntimeLimits, TaskEngine};
 pub use errors::{ModuleError, TickError};

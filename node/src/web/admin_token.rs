@@ -207,9 +207,10 @@ pub fn presented<'a>(authorization: Option<&'a str>, cookies: Option<&'a str>, s
 /// Whether a step comes from this node's own page. A browser names where a
 /// POST comes from in `Origin`, or at least in `Sec-Fetch-Site`: it must
 /// be this host, or `same-origin`. A request with neither (curl, a script)
-/// is taken only with the bearer token, which a browser never adds by
-/// itself.
-pub fn from_this_page(origin: Option<&str>, fetch_site: Option<&str>, host: Option<&str>, bearer: bool) -> bool {
+/// is taken only with a credential a browser never adds by itself
+/// (`script`: the bearer token, or the admin certificate with the header
+/// scripts send beside it).
+pub fn from_this_page(origin: Option<&str>, fetch_site: Option<&str>, host: Option<&str>, script: bool) -> bool {
     match (origin, fetch_site) {
         (Some(origin), _) => {
             host.is_some()
@@ -219,7 +220,7 @@ pub fn from_this_page(origin: Option<&str>, fetch_site: Option<&str>, host: Opti
                     == host
         }
         (None, Some(site)) => site == "same-origin",
-        (None, None) => bearer,
+        (None, None) => script,
     }
 }
 

@@ -38,6 +38,9 @@ const MAX_LIVE_PAGES: usize = 64;
 /// How long the cluster's status, which probes every member, is shared
 /// between the pages that render it.
 const STATUS_FRESH: Duration = Duration::from_millis(900);
+/// The header a script sends with the admin certificate to take a step
+/// (see [`act`]).
+pub const SCRIPT_HEADER: &str = "x-baton-step";
 /// What a wrong token costs its sender: failed sign-ins and steps wait in
 /// one line, one a second.
 const FAILED_AUTH_COST: Duration = Duration::from_secs(1);
@@ -244,12 +247,23 @@ impl Site {
         tokio::time::sleep(FAILED_AUTH_COST).await;
     }
 
+    /// What every cookie of the page says of itself: over TLS also
+    /// `Secure`, so that a browser never sends it to a plain-HTTP port of
+    /// the same host, where anyone on the path could read it.
+    fn cookie_attributes(&self) -> &'static str {
+        match self.certificates {
+            true => "Path=/; HttpOnly; SameSite=Strict; Secure",
+            false => "Path=/; HttpOnly; SameSite=Strict",
+        }
+    }
+
     /// A cookie that shows `notice` on the next page.
     fn notice_cookie(&self, notice: &str) -> String {
         let sealed = self.notices.seal(notice);
         format!(
-            "{}={sealed}; Path=/; HttpOnly; SameSite=Strict; Max-Age=60",
-            self.notice_cookie
+            "{}={sealed}; {}; Max-Age=60",
+            self.notice_cookie,
+            self.cookie_attributes()
         )
     }
 }
@@ -328,7 +342,7 @@ async fn page(
     let notice = sealed.and_then(|sealed| site.notices.open(sealed));
     // A notice is shown once.
     let cleared: Vec<String> = sealed
-        .map(|_| format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", site.notice_cookie))
+        .map(|_| format!("{}=; {}; Max-Age=0", site.notice_cookie, site.cookie_attributes()))
         .into_iter()
         .collect();
     match site.view(&uri, access).await {
@@ -469,9 +483,10 @@ async fn login(
     }
     tracing::info!(%client, "status page: signed in");
     let session = format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{}={}; {}; Max-Age={}",
         site.session_cookie,
         token.session(crate::types::now_ms()),
+        site.cookie_attributes(),
         super::admin_token::SESSION_MS / 1000
     );
     let cookies = [session, site.notice_cookie("Signed in.")];
@@ -479,7 +494,7 @@ async fn login(
 }
 
 async fn logout(State(site): State<Arc<Site>>) -> Response {
-    let cleared = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", site.session_cookie);
+    let cleared = format!("{}=; {}; Max-Age=0", site.session_cookie, site.cookie_attributes());
     see_other("/", &[cleared], "Signed out.")
 }
 
@@ -513,7 +528,11 @@ async fn act(
         }
         Access::SignedOut => {
             site.refuse_slowly(client, &format!("the step {:?}", step.step)).await;
-            let why = "refused: sign in first (the node's admin token)";
+            let why = match (&site.token, site.certificates) {
+                (Some(_), false) => "refused: sign in first (the node's admin token)",
+                (Some(_), true) => "refused: sign in first (the node's admin token), or show the admin certificate",
+                (None, _) => "refused: show the admin certificate (this node has no admin token)",
+            };
             return html(
                 StatusCode::FORBIDDEN,
                 sign_in_page(&site, Access::SignedOut, Some(why)),
@@ -522,22 +541,26 @@ async fn act(
         }
     }
     // A browser shows a client certificate by itself, as it sends a
-    // cookie, but then also says where a step comes from: a request that
-    // says nothing of it is a script's, and takes the bearer token or the
-    // certificate as the credential it chose to send.
-    let bearer = matches!(site.presented(&headers), Presented::Bearer(_)) || client.admin_certificate;
+    // cookie: a request that says nothing of where it comes from is taken
+    // as a script's only with a credential a browser never adds by itself,
+    // the bearer token, or the header scripts send beside the certificate
+    // (a page elsewhere cannot add it without asking first, and this node
+    // answers no such question).
+    let script = matches!(site.presented(&headers), Presented::Bearer(_))
+        || (client.admin_certificate && headers.contains_key(SCRIPT_HEADER));
     let from_page = from_this_page(
         header_str(&headers, header::ORIGIN),
         headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
         header_str(&headers, header::HOST),
-        bearer,
+        script,
     );
     if !from_page {
         tracing::warn!(%client, step = %step.step, "status page: refused a step sent from another site's page");
         return (
             StatusCode::FORBIDDEN,
             "refused: the step was not sent from this node's page (its Origin names another site, or it has none); \
-             scripts send the token as Authorization: Bearer\n",
+             scripts send the token as Authorization: Bearer, or with the admin certificate the header \
+             X-Baton-Step: 1\n",
         )
             .into_response();
     }

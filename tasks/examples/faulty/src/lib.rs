@@ -4,6 +4,8 @@
 //! - `{"trap_every": N}`: tick number N, 2N, ... traps;
 //! - `{"fail": true}`: every tick returns an error;
 //! - `{"spin": true}`: every tick loops forever (the node's time budget stops it);
+//! - `{"sleep_ms": N}`: every tick sleeps N ms (waiting in `wasi:io/poll`,
+//!   where no guest code runs: the node's budget and fence stop it there too);
 //! - `{"allocate_mib": N}`: every tick allocates N MiB (past the memory limit it fails);
 //! - `{"remember": true}`: every tick fails if its instance's memory still
 //!   holds what an earlier tick wrote there (each tick has a fresh instance,
@@ -24,6 +26,7 @@ struct Config {
     trap_every: u64,
     fail: bool,
     spin: bool,
+    sleep_ms: u64,
     allocate_mib: u64,
     remember: bool,
 }
@@ -56,6 +59,9 @@ impl Guest for Faulty {
             loop {
                 x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
             }
+        }
+        if config.sleep_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(config.sleep_ms));
         }
         if config.allocate_mib > 0 {
             let block = vec![1u8; (config.allocate_mib * 1024 * 1024) as usize];
