@@ -116,7 +116,17 @@ pub fn init(dir: &Path, nodes: &[NodeSpec]) -> Result<Vec<PathBuf>, PkiError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    ca_params.distinguished_name = name("baton cluster CA");
+    // Named for its key, so that a browser holding the admin certificates
+    // of several clusters offers each node the one its CA signed (it picks
+    // by the CA's name).
+    let tag: String = ca_key
+        .public_key_raw()
+        .iter()
+        .rev()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    ca_params.distinguished_name = name(&format!("baton cluster CA {tag}"));
     let ca_cert = ca_params.self_signed(&ca_key)?;
     write(&ca_cert_path(dir), &ca_cert.pem(), false)?;
     write(&ca_key_path, &ca_key.serialize_pem(), true)?;
@@ -214,6 +224,25 @@ mod tests {
         ));
         add_node(dir.path(), &NodeSpec::local(3)).unwrap();
         assert!(node_cert_paths(dir.path(), 3).0.exists());
+        // Each cluster's CA has a name of its own.
+        let other = tempfile::tempdir().unwrap();
+        init(other.path(), &[NodeSpec::local(1)]).unwrap();
+        let ca_name = |dir: &Path| {
+            use rustls::pki_types::pem::PemObject;
+            let der = rustls::pki_types::CertificateDer::from_pem_file(ca_cert_path(dir)).unwrap();
+            let prefix = b"baton cluster CA ";
+            let at = der
+                .windows(prefix.len())
+                .position(|w| w == prefix)
+                .expect("the CA's name");
+            String::from_utf8_lossy(&der[at..at + prefix.len() + 8]).into_owned()
+        };
+        assert!(
+            ca_name(dir.path()).contains("baton cluster CA "),
+            "{}",
+            ca_name(dir.path())
+        );
+        assert_ne!(ca_name(dir.path()), ca_name(other.path()));
         assert!(matches!(
             add_node(dir.path(), &NodeSpec::local(3)),
             Err(PkiError::Exists(_))
