@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_node::runtime::{
-    Fence, FenceError, FencingToken, ModuleError, RuntimeLimits, TaskContext, TaskEngine, TickError, TickFence,
+    Fence, FenceError, FencingToken, HttpAccess, HttpGrant, ModuleError, RuntimeLimits, TaskContext, TaskEngine,
+    TickError, TickFence,
 };
 
 fn example(name: &str) -> Vec<u8> {
@@ -510,4 +511,234 @@ fn the_witnessed_module_tells_the_witness_its_task_node_and_fencing_token() {
     let outcome = engine.tick(&witnessed, task, &8u64.to_le_bytes()).unwrap();
     assert_eq!(count(&outcome.state), 9);
     assert_eq!(server.join().unwrap(), "task=w-1 node=7 epoch=3 tick=9");
+}
+
+/// An HTTPS server on loopback with a certificate for `localhost` from a CA
+/// made here: it answers every request with `body`, and counts the
+/// requests it read whole.
+struct HttpsServer {
+    port: u16,
+    ca_pem: String,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HttpsServer {
+    fn start(body: Vec<u8>) -> HttpsServer {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        baton_node::tls::install_crypto_provider();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![CertificateDer::from(cert.der().to_vec())],
+                    PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+                )
+                .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = requests.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { continue };
+                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                    continue;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    continue;
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls.write_all(head.as_bytes());
+                let _ = tls.write_all(&body);
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+        HttpsServer {
+            port,
+            ca_pem: ca.pem(),
+            requests,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://localhost:{}/feed?page=1", self.port)
+    }
+
+    fn grant(&self) -> baton_node::runtime::HttpGrant {
+        baton_node::runtime::HttpGrant::parse(&format!("https://localhost:{}", self.port)).unwrap()
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn watching(url: &str, http: HttpAccess) -> TaskContext {
+    TaskContext {
+        http,
+        ..task("w", &format!(r#"{{"url": "{url}"}}"#))
+    }
+}
+
+#[test]
+fn a_task_polls_a_granted_https_server_that_its_ca_vouches_for() {
+    let server = HttpsServer::start(b"first body".to_vec());
+    let engine = engine(RuntimeLimits::default());
+    let webwatch = engine.load(&example("webwatch")).unwrap();
+    let access = HttpAccess::granted(vec![server.grant()])
+        .with_ca(server.ca_pem.as_bytes())
+        .unwrap();
+    let mut state = Vec::new();
+    for _ in 0..2 {
+        let outcome = engine
+            .tick(&webwatch, watching(&server.url(), access.clone()), &state)
+            .unwrap();
+        state = outcome.state;
+    }
+    let seen: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    assert_eq!(seen["polls"], 2, "{seen}");
+    assert_eq!(seen["changes"], 1, "the same body twice: {seen}");
+    assert_eq!(seen["status"], 200);
+    assert_eq!(seen["bytes"], 10);
+    assert_eq!(server.requests(), 2);
+
+    // Without the task's CA, the system's roots do not vouch for it.
+    let untrusted = HttpAccess::granted(vec![server.grant()]);
+    let err = engine
+        .tick(&webwatch, watching(&server.url(), untrusted), b"")
+        .unwrap_err();
+    assert!(
+        matches!(&err, TickError::Failed(m) if m.contains("certificate is not trusted")),
+        "{err}"
+    );
+    assert_eq!(server.requests(), 2, "a request went to an untrusted server");
+}
+
+#[test]
+fn a_server_not_granted_is_refused_with_nothing_sent() {
+    let server = HttpsServer::start(b"body".to_vec());
+    let engine = engine(RuntimeLimits::default());
+    let webwatch = engine.load(&example("webwatch")).unwrap();
+    let other_port = HttpGrant::parse(&format!("https://localhost:{}", server.port + 1)).unwrap();
+    let plain = HttpGrant::parse(&format!("http://localhost:{}", server.port)).unwrap();
+    let other_host = HttpGrant::parse(&format!("https://127.0.0.1:{}", server.port)).unwrap();
+    for grants in [vec![], vec![other_port], vec![plain], vec![other_host]] {
+        let access = HttpAccess::granted(grants.clone())
+            .with_ca(server.ca_pem.as_bytes())
+            .unwrap();
+        let err = engine
+            .tick(&webwatch, watching(&server.url(), access), b"")
+            .unwrap_err();
+        assert!(
+            matches!(&err, TickError::Failed(m) if m.contains("not granted this server")),
+            "{grants:?}: {err}"
+        );
+    }
+    assert_eq!(server.requests(), 0, "a refused request reached the server");
+}
+
+#[test]
+fn an_http_server_that_never_answers_fails_the_tick_at_its_deadline() {
+    // Accepts (the kernel does) and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let budget = Duration::from_millis(300);
+    let engine = engine(RuntimeLimits {
+        tick_budget: budget,
+        ..Default::default()
+    });
+    let webwatch = engine.load(&example("webwatch")).unwrap();
+    let access = HttpAccess::granted(vec![HttpGrant::parse(&format!("http://{addr}")).unwrap()]);
+    let started = Instant::now();
+    let err = engine
+        .tick(&webwatch, watching(&format!("http://{addr}/"), access), b"")
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(&err, TickError::Failed(m) if m.contains("deadline")) || err == TickError::OverBudget(budget),
+        "{err}"
+    );
+    assert!(took >= budget - Duration::from_millis(20), "gave up after {took:?}");
+    assert!(took < budget + Duration::from_millis(500), "held {took:?}");
+    drop(listener);
+}
+
+#[test]
+fn a_response_body_over_the_cap_fails_the_request() {
+    let server = HttpsServer::start(vec![b'x'; 5000]);
+    let engine = engine(RuntimeLimits::default());
+    let webwatch = engine.load(&example("webwatch")).unwrap();
+    let access = HttpAccess {
+        max_response_bytes: 1000,
+        ..HttpAccess::granted(vec![server.grant()])
+            .with_ca(server.ca_pem.as_bytes())
+            .unwrap()
+    };
+    let err = engine
+        .tick(&webwatch, watching(&server.url(), access), b"")
+        .unwrap_err();
+    assert!(
+        matches!(&err, TickError::Failed(m) if m.contains("body size exceeds limit: 1000 bytes")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_request_whose_lease_ends_meanwhile_ends_the_tick_as_fenced() {
+    // Accepts and never answers: the request waits, and the lease ends.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let engine = engine(RuntimeLimits {
+        tick_budget: Duration::from_secs(30),
+        ..Default::default()
+    });
+    let webwatch = engine.load(&example("webwatch")).unwrap();
+    let access = HttpAccess::granted(vec![HttpGrant::parse(&format!("http://{addr}")).unwrap()]);
+    let lease_end = Instant::now() + Duration::from_millis(300);
+    let task = TaskContext {
+        fence: TestFence::fence(lease_end, u32::MAX),
+        ..watching(&format!("http://{addr}/"), access.clone())
+    };
+    let err = engine.tick(&webwatch, task, b"").unwrap_err();
+    assert_eq!(err, TickError::Fenced(FenceError::LeaseEnded));
+    let late = Instant::now().saturating_duration_since(lease_end);
+    assert!(late < Duration::from_millis(500), "waited {late:?} past the lease");
+    // A fence already closed at the call: the tick ends there, and nothing
+    // connects.
+    listener.set_nonblocking(true).unwrap();
+    while listener.accept().is_ok() {}
+    let task = TaskContext {
+        fence: TestFence::fence(Instant::now() + Duration::from_secs(30), 1),
+        ..watching(&format!("http://{addr}/"), access)
+    };
+    let err = engine.tick(&webwatch, task, b"").unwrap_err();
+    assert_eq!(err, TickError::Fenced(FenceError::NotOwner { epoch: 3 }));
+    assert!(listener.accept().is_err(), "the refused request connected all the same");
 }

@@ -134,6 +134,9 @@ impl TaskEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("{e:#}"))?;
         // A guest's waits end with its tick's budget and fence.
         super::waits::shadow_poll(&mut linker, TaskHost::waits).map_err(|e| format!("{e:#}"))?;
+        // wasi:http, its outgoing handler through Baton's grants and fence.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(|e| format!("{e:#}"))?;
+        super::outgoing::shadow_handle(&mut linker).map_err(|e| format!("{e:#}"))?;
         Task::add_to_linker::<TaskHost, HasSelf<TaskHost>>(&mut linker, |host| host).map_err(|e| format!("{e:#}"))?;
         let epoch_beat = Arc::new(EpochBeat {
             since: std::time::Instant::now(),
@@ -317,7 +320,7 @@ impl TaskEngine {
         let mut store = self.store(task)?;
         let instance = module.pre.instantiate(&mut store).map_err(|e| self.not_started(e))?;
         let result = instance.call_tick(&mut store, state);
-        self.outcome(&name, result)
+        self.outcome(&name, result, store.data())
     }
 
     /// The first tick of a task on `module` (version `to`) from a state
@@ -347,16 +350,25 @@ impl TaskEngine {
             Err(e) => return Err(self.trapped(e)),
         };
         let result = instance.call_tick(&mut store, &state);
-        self.outcome(&name, result)
+        self.outcome(&name, result, store.data())
     }
 
-    /// A tick's result as an outcome or a tick error.
+    /// A tick's result as an outcome or a tick error. A tick that failed
+    /// once its fence had closed was fenced, whatever it said: a request
+    /// cut off at the lease's end fails in the guest's hands, and the guest
+    /// may return that failure before the fence stops it.
     fn outcome<O: Into<Outcome>>(
         &self,
         task: &str,
         result: wasmtime::Result<Result<O, String>>,
+        host: &TaskHost,
     ) -> Result<Outcome, TickError> {
+        let fenced = || match Verdict::at(&host.task.fence, host.deadline, Instant::now()) {
+            Verdict::Fenced(e) => Some(e),
+            Verdict::GoOn | Verdict::OverBudget => None,
+        };
         match result.map(|r| r.map(Into::into)) {
+            Ok(Err(_)) if let Some(e) = fenced() => Err(TickError::Fenced(e)),
             Ok(Ok(outcome)) if outcome.state.len() > self.limits.max_state_bytes => Err(TickError::StateTooLarge {
                 task: task.to_string(),
                 size: outcome.state.len(),

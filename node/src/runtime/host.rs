@@ -9,9 +9,11 @@ use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::baton::task::host::{self as wit, Host, Level};
 use super::fence::{Fence, FencingToken, Slot};
+use super::http_client::{HttpAccess, TaskHttp};
 use super::net;
 use super::task_logs::{LogLevel, TaskLogs};
 
@@ -32,6 +34,8 @@ pub struct TaskContext {
     pub fence: Fence,
     /// The tick slot it holds, given up while it waits on the network.
     pub slot: Slot,
+    /// The HTTP servers it may call (`wasi:http`), and how.
+    pub http: HttpAccess,
 }
 
 /// The host state of one instance.
@@ -41,6 +45,8 @@ pub(crate) struct TaskHost {
     pub(crate) deadline: Instant,
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    http_hooks: TaskHttp,
     pub(crate) limits: StoreLimits,
     /// Where the lines it logs are kept for `batonctl tasks logs`.
     logs: Arc<TaskLogs>,
@@ -48,9 +54,16 @@ pub(crate) struct TaskHost {
 
 impl TaskHost {
     pub(crate) fn new(task: TaskContext, logs: Arc<TaskLogs>, memory_bytes: usize, deadline: Instant) -> Self {
+        let http_hooks = TaskHttp {
+            access: task.http.clone(),
+            fence: task.fence.clone(),
+            deadline,
+        };
         TaskHost {
             logs,
             wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            http_hooks,
             task,
             deadline,
             table: ResourceTable::new(),
@@ -78,6 +91,16 @@ impl WasiView for TaskHost {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for TaskHost {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.http_hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
         }
     }
 }

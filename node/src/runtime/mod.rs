@@ -7,8 +7,11 @@ mod engine;
 mod errors;
 mod fence;
 mod host;
+mod http_client;
+mod http_grant;
 mod module;
 mod net;
+mod outgoing;
 mod task_logs;
 mod waits;
 
@@ -16,6 +19,8 @@ pub use engine::{RuntimeLimits, TaskEngine};
 pub use errors::{ModuleError, TickError};
 pub use fence::{Fence, FenceError, FencingToken, Slot, TickFence, TickSlot};
 pub use host::TaskContext;
+pub use http_client::{DEFAULT_MAX_RESPONSE_BYTES, HttpAccess};
+pub use http_grant::HttpGrant;
 pub use module::{CompiledModule, content_hash};
 pub use task_logs::{LogLevel, LogLine, TaskLogs};
 

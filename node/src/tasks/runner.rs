@@ -366,6 +366,8 @@ async fn work(
             token: FencingToken { epoch, tick: tick + 1 },
             fence: Fence::new(fence.clone()),
             slot: Slot::new(slot.clone()),
+            // A task's spec cannot name HTTP servers yet: none is reachable.
+            http: Default::default(),
         };
         let (started, lateness) = (std::time::Instant::now(), now_ms().saturating_sub(due));
         let result = tokio::task::spawn_blocking(move || {

@@ -106,16 +106,167 @@ pub mod state {
             let text = std::str::from_utf8(state).expect("ASCII digits");
             return text.parse().map_err(|e| format!("count {text:?}: {e}"));
         }
-        read_u64(state).map_err(|_| {
-            format!(
-                "expected a count as decimal text or 8 bytes, got {} bytes",
-                state.len()
-            )
-        })
+        read_u64(state).map_err(|_| format!("expected a count as decimal text or 8 bytes, got {} bytes", state.len()))
     }
 
     /// A count as [`read_count`] reads it: decimal text.
     pub fn count(n: u64) -> Vec<u8> {
         n.to_string().into_bytes()
+    }
+}
+
+/// Outgoing HTTP(S) requests, through `wasi:http`, to the servers the task
+/// was granted (`scheme://host[:port]`). A server not granted is refused
+/// without a connection; a request never outlasts the tick's deadline, nor
+/// this node's turn with the task (it is cut off, and the tick ends, when
+/// the task moves). HTTPS is verified against the system's roots, or only
+/// the CA the task names.
+pub mod http {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme};
+    use wasip2::io::streams::StreamError;
+
+    /// The default cap on a response body [`get`] reads.
+    pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+    /// A response: its status, headers and whole body.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Response {
+        pub status: u16,
+        /// Names in lower case, in the order received.
+        pub headers: Vec<(String, Vec<u8>)>,
+        pub body: Vec<u8>,
+    }
+
+    impl Response {
+        /// The first header called `name` (any case).
+        pub fn header(&self, name: &str) -> Option<&[u8]> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_slice())
+        }
+    }
+
+    /// GETs `url` and reads at most [`DEFAULT_MAX_BODY`] bytes of its body.
+    pub fn get(url: &str) -> Result<Response, String> {
+        request("GET", url, &[], &[], DEFAULT_MAX_BODY)
+    }
+
+    /// Sends `method url` with `headers` and `body`, and reads the response
+    /// and at most `max_body` bytes of its body (more fails the request).
+    pub fn request(
+        method: &str,
+        url: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        max_body: usize,
+    ) -> Result<Response, String> {
+        let (scheme, authority, path) = split_url(url)?;
+        let fail = |what: &str| format!("{method} {url}: {what}");
+        let fields: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+        let fields = Fields::from_list(&fields).map_err(|e| fail(&format!("header: {e:?}")))?;
+        let outgoing = OutgoingRequest::new(fields);
+        let method = match method {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "OPTIONS" => Method::Options,
+            other => Method::Other(other.to_string()),
+        };
+        outgoing.set_method(&method).map_err(|()| fail("bad method"))?;
+        outgoing.set_scheme(Some(&scheme)).map_err(|()| fail("bad scheme"))?;
+        outgoing.set_authority(Some(authority)).map_err(|()| fail("bad host"))?;
+        outgoing
+            .set_path_with_query(Some(path))
+            .map_err(|()| fail("bad path"))?;
+        let sending = outgoing.body().map_err(|()| fail("no request body"))?;
+        // Sent first, so that the body's writes flow to the server as they
+        // are made rather than fill a buffer no one reads yet.
+        let pending = outgoing_handler::handle(outgoing, None).map_err(|e| fail(&describe(&e)))?;
+        if !body.is_empty() {
+            let stream = sending.write().map_err(|()| fail("no request body stream"))?;
+            // At most 4096 bytes a call, as wasi:io asks.
+            for chunk in body.chunks(4096) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|e| fail(&format!("sending the body: {e:?}")))?;
+            }
+        }
+        OutgoingBody::finish(sending, None).map_err(|e| fail(&describe(&e)))?;
+        let response = loop {
+            match pending.get() {
+                Some(answer) => break answer,
+                None => pending.subscribe().block(),
+            }
+        };
+        let response = response
+            .map_err(|()| fail("the response was taken twice"))?
+            .map_err(|e| fail(&describe(&e)))?;
+        let status = response.status();
+        let headers = response.headers().entries();
+        let incoming = response.consume().map_err(|()| fail("no response body"))?;
+        let mut read = Vec::new();
+        {
+            let stream = incoming.stream().map_err(|()| fail("no response body stream"))?;
+            loop {
+                match stream.blocking_read(64 * 1024) {
+                    Ok(chunk) => {
+                        if read.len() + chunk.len() > max_body {
+                            return Err(fail(&format!("the response body is over {max_body} bytes")));
+                        }
+                        read.extend_from_slice(&chunk);
+                    }
+                    Err(StreamError::Closed) => break,
+                    Err(StreamError::LastOperationFailed(e)) => {
+                        return Err(fail(&format!("reading the body: {}", e.to_debug_string())));
+                    }
+                }
+            }
+        }
+        let _trailers = IncomingBody::finish(incoming);
+        Ok(Response {
+            status,
+            headers: headers.into_iter().map(|(n, v)| (n.to_ascii_lowercase(), v)).collect(),
+            body: read,
+        })
+    }
+
+    /// A wasi:http error in words.
+    fn describe(e: &ErrorCode) -> String {
+        match e {
+            ErrorCode::HttpRequestDenied => {
+                "refused: the task was not granted this server (scheme://host[:port])".into()
+            }
+            ErrorCode::TlsCertificateError => "the server's TLS certificate is not trusted".into(),
+            ErrorCode::ConnectionRefused => "the connection was refused".into(),
+            ErrorCode::ConnectionTimeout => "no connection before the tick's deadline".into(),
+            ErrorCode::HttpResponseTimeout => "no response before the tick's deadline".into(),
+            ErrorCode::HttpResponseBodySize(Some(n)) => format!("the response body is over {n} bytes"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// `scheme://authority/path?query` as its parts.
+    fn split_url(url: &str) -> Result<(Scheme, &str, &str), String> {
+        let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (Scheme::Https, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (Scheme::Http, rest)
+        } else {
+            return Err(format!("{url:?}: a URL starts with http:// or https://"));
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(at) if rest[at..].starts_with('/') => (&rest[..at], &rest[at..]),
+            Some(_) => return Err(format!("{url:?}: a query follows a path, such as /?q=1")),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            return Err(format!("{url:?}: the host is missing"));
+        }
+        Ok((scheme, authority, path))
     }
 }
