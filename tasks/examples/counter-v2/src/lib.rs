@@ -28,10 +28,7 @@ struct CounterV2;
 impl Guest for CounterV2 {
     fn tick(previous: Vec<u8>) -> Result<Outcome, String> {
         let n = count(&previous)? + 1;
-        Ok(Outcome {
-            state: v2(n),
-            next_in_ms: None,
-        })
+        Ok(Outcome { state: v2(n), next_in_ms: None })
     }
 
     fn migrate(from_version: u32, to_version: u32, state: Vec<u8>) -> Result<Vec<u8>, String> {

@@ -12,10 +12,7 @@ struct Counter;
 impl Guest for Counter {
     fn tick(previous: Vec<u8>) -> Result<Outcome, String> {
         let count = state::read_count(&previous)? + 1;
-        Ok(Outcome {
-            state: state::count(count),
-            next_in_ms: None,
-        })
+        Ok(Outcome { state: state::count(count), next_in_ms: None })
     }
 }
 

@@ -67,10 +67,7 @@ impl Guest for Faulty {
             let block = vec![1u8; (config.allocate_mib * 1024 * 1024) as usize];
             std::hint::black_box(&block);
         }
-        Ok(Outcome {
-            state: count.to_le_bytes().to_vec(),
-            next_in_ms: None,
-        })
+        Ok(Outcome { state: count.to_le_bytes().to_vec(), next_in_ms: None })
     }
 }
 

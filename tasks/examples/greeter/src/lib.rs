@@ -34,10 +34,7 @@ impl Guest for Greeter {
         state.last = format!("hello, {} (#{})", config.name, state.greetings);
         log::info(&state.last);
         let bytes = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
-        Ok(Outcome {
-            state: bytes,
-            next_in_ms: config.every_ms,
-        })
+        Ok(Outcome { state: bytes, next_in_ms: config.every_ms })
     }
 }
 

@@ -11,10 +11,7 @@ impl Guest for NetProbe {
     fn tick(_state: Vec<u8>) -> Result<Outcome, String> {
         let addr = String::from_utf8(host::task_config()).map_err(|e| e.to_string())?;
         let reply = net::exchange(addr.trim(), b"ping", 1024 * 1024)?;
-        Ok(Outcome {
-            state: reply,
-            next_in_ms: None,
-        })
+        Ok(Outcome { state: reply, next_in_ms: None })
     }
 }
 
