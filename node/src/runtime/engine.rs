@@ -143,6 +143,9 @@ impl TaskEngine {
             last_ms: Default::default(),
         });
         start_epoch_ticker(&engine, epoch_beat.clone());
+        // Read now rather than at a tick's first HTTPS request, on the
+        // node's runtime.
+        let _ = super::http_client::system_roots();
         Ok(Arc::new(TaskEngine {
             engine,
             linker,
@@ -363,20 +366,31 @@ impl TaskEngine {
         result: wasmtime::Result<Result<O, String>>,
         host: &TaskHost,
     ) -> Result<Outcome, TickError> {
-        let fenced = || match Verdict::at(&host.task.fence, host.deadline, Instant::now()) {
-            Verdict::Fenced(e) => Some(e),
-            Verdict::GoOn | Verdict::OverBudget => None,
+        // A request of the tick cut off by its fence, or the fence closed
+        // now.
+        let fenced = || {
+            host.tick_state()
+                .cut_off()
+                .or_else(|| match Verdict::at(&host.task.fence, host.deadline, Instant::now()) {
+                    Verdict::Fenced(e) => Some(e),
+                    Verdict::GoOn | Verdict::OverBudget => None,
+                })
         };
-        match result.map(|r| r.map(Into::into)) {
-            Ok(Err(_)) if let Some(e) = fenced() => Err(TickError::Fenced(e)),
-            Ok(Ok(outcome)) if outcome.state.len() > self.limits.max_state_bytes => Err(TickError::StateTooLarge {
+        let result = match result {
+            Ok(returned) => returned.map(Into::into).map_err(TickError::Failed),
+            Err(e) => Err(self.trapped(e)),
+        };
+        match result {
+            Err(TickError::Failed(message) | TickError::Trapped(message)) if let Some(e) = fenced() => {
+                tracing::debug!(task, "a tick whose fence closed ended so: {message}");
+                Err(TickError::Fenced(e))
+            }
+            Ok(outcome) if outcome.state.len() > self.limits.max_state_bytes => Err(TickError::StateTooLarge {
                 task: task.to_string(),
                 size: outcome.state.len(),
                 limit: self.limits.max_state_bytes,
             }),
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(message)) => Err(TickError::Failed(message)),
-            Err(e) => Err(self.trapped(e)),
+            other => other,
         }
     }
 }

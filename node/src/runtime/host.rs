@@ -13,7 +13,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::baton::task::host::{self as wit, Host, Level};
 use super::fence::{Fence, FencingToken, Slot};
-use super::http_client::{HttpAccess, TaskHttp};
+use super::http_client::{HttpAccess, TaskHttp, TickState};
 use super::net;
 use super::task_logs::{LogLevel, TaskLogs};
 
@@ -58,6 +58,8 @@ impl TaskHost {
             access: task.http.clone(),
             fence: task.fence.clone(),
             deadline,
+            tick: TickState::default(),
+            requests: 0,
         };
         TaskHost {
             logs,
@@ -92,6 +94,27 @@ impl WasiView for TaskHost {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl TaskHost {
+    /// What its requests share with the tick.
+    pub(crate) fn tick_state(&self) -> &TickState {
+        &self.http_hooks.tick
+    }
+
+    /// Counts one more request; false past [`MAX_REQUESTS_PER_TICK`].
+    pub(crate) fn count_request(&mut self) -> bool {
+        self.http_hooks.requests += 1;
+        self.http_hooks.requests <= super::http_client::MAX_REQUESTS_PER_TICK
+    }
+}
+
+/// The tick is over before its resources go (the fields drop after this):
+/// a request body that ends from here on was cut off.
+impl Drop for TaskHost {
+    fn drop(&mut self) {
+        self.http_hooks.tick.end();
     }
 }
 

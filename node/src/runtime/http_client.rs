@@ -26,7 +26,7 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::fence::Fence;
+use super::fence::{Fence, FenceError};
 use super::http_grant::HttpGrant;
 use super::waits::{RECHECK, Verdict};
 
@@ -106,9 +106,9 @@ fn client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
     config
 }
 
-/// The system's roots (read once; certificates that cannot be read are
-/// skipped and logged).
-fn system_roots() -> Arc<rustls::ClientConfig> {
+/// The system's roots (read once, when the engine starts; certificates
+/// that cannot be read are skipped and logged).
+pub(crate) fn system_roots() -> Arc<rustls::ClientConfig> {
     static SYSTEM: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     SYSTEM
         .get_or_init(|| {
@@ -127,24 +127,51 @@ fn system_roots() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
+/// Requests one tick may make; past them `handle` answers
+/// `connection-limit-reached`. Each is a socket and a task.
+pub(crate) const MAX_REQUESTS_PER_TICK: u32 = 64;
+
+/// What the requests of one tick share with it.
+#[derive(Clone, Default)]
+pub(crate) struct TickState {
+    /// Set when the tick's store is dropped: a request body that ends after
+    /// that was cut off by the tick's end, not finished by the guest.
+    ended: Arc<std::sync::atomic::AtomicBool>,
+    /// Why a request was cut off by the fence, if one was.
+    cut_off: Arc<OnceLock<FenceError>>,
+}
+
+impl TickState {
+    /// The tick is over.
+    pub(crate) fn end(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Why a request of the tick was cut off by its fence, if one was.
+    pub(crate) fn cut_off(&self) -> Option<FenceError> {
+        self.cut_off.get().cloned()
+    }
+}
+
 /// The hooks of one tick's `wasi:http`.
 pub(crate) struct TaskHttp {
     pub(crate) access: HttpAccess,
     pub(crate) fence: Fence,
     pub(crate) deadline: Instant,
+    pub(crate) tick: TickState,
+    /// Requests made so far (see [`MAX_REQUESTS_PER_TICK`]).
+    pub(crate) requests: u32,
 }
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), Error>> + Send>,
-                ),
-                Error,
-            >,
-        > + Send,
->;
+/// A response, and what is left of its connection to run.
+type Sent = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), Error>> + Send>,
+);
 
 impl WasiHttpHooks for TaskHttp {
     fn send_request(
@@ -152,56 +179,78 @@ impl WasiHttpHooks for TaskHttp {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _response_done: Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ) -> ResponseFuture {
-        let (access, fence, deadline) = (self.access.clone(), self.fence.clone(), self.deadline);
+    ) -> Box<dyn Future<Output = Result<Sent, Error>> + Send> {
+        let bounds = Bounds {
+            fence: self.fence.clone(),
+            deadline: self.deadline,
+            tick: self.tick.clone(),
+        };
+        let access = self.access.clone();
         Box::new(async move {
-            let deadline = match options.and_then(|o| o.connect_timeout.max(o.first_byte_timeout)) {
-                // The guest may ask for less time, never for more.
-                Some(asked) => deadline.min(Instant::now() + asked),
-                None => deadline,
+            // The guest may ask for less time until the response's head,
+            // never for more.
+            let head_by = match options.and_then(|o| o.connect_timeout.max(o.first_byte_timeout)) {
+                Some(asked) => bounds.deadline.min(Instant::now() + asked),
+                None => bounds.deadline,
             };
-            send(request, access, fence, deadline).await
+            send(request, access, bounds, head_by).await
         })
     }
 }
 
-/// Runs `step` while the fence holds and the deadline is ahead; `late` is
-/// the error for a deadline passed.
-async fn bounded<T>(
-    fence: &Fence,
+/// What bounds a tick's request: its fence, its deadline, and the tick
+/// itself.
+#[derive(Clone)]
+struct Bounds {
+    fence: Fence,
     deadline: Instant,
-    late: fn() -> Error,
-    step: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    let mut step = pin!(step);
-    loop {
-        let now = Instant::now();
-        match Verdict::at(fence, deadline, now) {
-            Verdict::GoOn => {}
-            Verdict::OverBudget => return Err(late()),
-            Verdict::Fenced(e) => return Err(Error::InternalError(Some(format!("cut off: {e}")))),
+    tick: TickState,
+}
+
+impl Bounds {
+    /// Why the request must stop now, if it must, as the error that says
+    /// so (`late` for `deadline` passed); a closed fence is recorded for
+    /// the tick.
+    fn stop(&self, late: fn() -> Error, deadline: Instant) -> Option<Error> {
+        match Verdict::at(&self.fence, deadline, Instant::now()) {
+            Verdict::GoOn => None,
+            Verdict::OverBudget => Some(late()),
+            Verdict::Fenced(e) => {
+                let said = format!("cut off: {e}");
+                let _ = self.tick.cut_off.set(e);
+                Some(Error::InternalError(Some(said)))
+            }
         }
-        let next = (now + RECHECK).min(deadline);
-        tokio::select! {
-            biased;
-            done = &mut step => return done,
-            _ = tokio::time::sleep_until(next.into()) => {}
+    }
+
+    /// Runs `step` while the fence holds and `deadline` is ahead.
+    async fn run<T>(
+        &self,
+        deadline: Instant,
+        late: fn() -> Error,
+        step: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let mut step = pin!(step);
+        loop {
+            if let Some(stop) = self.stop(late, deadline) {
+                return Err(stop);
+            }
+            let next = (Instant::now() + RECHECK).min(deadline);
+            tokio::select! {
+                biased;
+                done = &mut step => return done,
+                _ = tokio::time::sleep_until(next.into()) => {}
+            }
         }
     }
 }
 
 async fn send(
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     access: HttpAccess,
-    fence: Fence,
-    deadline: Instant,
-) -> Result<
-    (
-        http::Response<WasiBody>,
-        Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ),
-    Error,
-> {
+    bounds: Bounds,
+    head_by: Instant,
+) -> Result<Sent, Error> {
     let uri = request.uri().clone();
     let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
     let authority = uri
@@ -209,26 +258,27 @@ async fn send(
         .ok_or(Error::HttpRequestUriInvalid)?
         .as_str()
         .to_string();
+    // Only where a grant names: its own host and port are what is dialled.
     let grant = access
         .grants
         .iter()
         .find(|g| g.permits(tls, &authority))
         .ok_or(Error::HttpRequestDenied)?;
     let (host, port) = (grant.host.clone(), grant.port);
-    let tcp = bounded(&fence, deadline, || Error::ConnectionTimeout, async {
-        tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(Error::Connect)
-    })
-    .await?;
+    let tcp = bounds
+        .run(head_by, || Error::ConnectionTimeout, async {
+            tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(Error::Connect)
+        })
+        .await?;
     // Dropped before the end (the fence closed, the deadline passed), the
     // connection is reset, not closed: what is unsent is discarded rather
     // than delivered looking complete.
     #[allow(deprecated, reason = "a reset on drop is what is wanted here")]
     tcp.set_linger(Some(Duration::ZERO)).map_err(Error::Connect)?;
     let _ = tcp.set_nodelay(true);
-    type Stream = Box<dyn Io>;
-    let stream: Stream = match tls {
+    let stream: Box<dyn Io> = match tls {
         true => {
             let name = match host.parse::<std::net::IpAddr>() {
                 Ok(ip) => rustls::pki_types::ServerName::from(ip),
@@ -238,52 +288,63 @@ async fn send(
             };
             let config = access.tls.clone().unwrap_or_else(system_roots);
             let connector = tokio_rustls::TlsConnector::from(config);
-            let tls = bounded(&fence, deadline, || Error::ConnectionTimeout, async {
-                connector.connect(name, tcp).await.map_err(tls_error)
-            })
-            .await?;
+            let tls = bounds
+                .run(head_by, || Error::ConnectionTimeout, async {
+                    connector.connect(name, tcp).await.map_err(tls_error)
+                })
+                .await?;
             Box::new(tls)
         }
         false => Box::new(tcp),
     };
-    let (mut sender, conn) = bounded(&fence, deadline, || Error::ConnectionTimeout, async {
-        hyper::client::conn::http1::Builder::new()
-            .handshake::<_, WasiBody>(TokioIo::new(stream))
-            .await
-            .map_err(Error::from)
-    })
-    .await?;
+    let (mut sender, conn) = bounds
+        .run(head_by, || Error::ConnectionTimeout, async {
+            hyper::client::conn::http1::Builder::new()
+                .handshake::<_, WasiBody>(TokioIo::new(stream))
+                .await
+                .map_err(Error::from)
+        })
+        .await?;
     // The request names its scheme and authority; on the wire only the
-    // path and query go (Host carries the authority).
+    // path and query go (Host carries the authority). Its body is read
+    // only while the tick may act (see [`FencedBody`]).
+    let mut request = request.map(|inner| {
+        FencedBody {
+            inner,
+            bounds: bounds.clone(),
+        }
+        .boxed_unsync()
+    });
     *request.uri_mut() = http::Uri::builder()
         .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
         .build()
         .map_err(|_| Error::HttpRequestUriInvalid)?;
     // The last question before the request is written.
-    if let Verdict::Fenced(e) = Verdict::at(&fence, deadline, Instant::now()) {
-        return Err(Error::InternalError(Some(format!("not sent: {e}"))));
+    if let Some(stop) = bounds.stop(|| Error::ConnectionTimeout, head_by) {
+        return Err(stop);
     }
     let mut conn = Some(conn);
-    let response = bounded(&fence, deadline, || Error::HttpResponseTimeout, async {
-        let mut sending = pin!(sender.send_request(request));
-        // The connection is driven while the response's head is awaited.
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(response) = sending.as_mut().poll(cx) {
-                return Poll::Ready(response.map_err(Error::from));
-            }
-            if let Some(driving) = conn.as_mut() {
-                let ended = ready!(Pin::new(driving).poll(cx));
-                conn = None;
-                if let Err(e) = ended {
-                    return Poll::Ready(Err(Error::from(e)));
+    let response = bounds
+        .run(head_by, || Error::HttpResponseTimeout, async {
+            let mut sending = pin!(sender.send_request(request));
+            // The connection is driven while the response's head is awaited.
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(response) = sending.as_mut().poll(cx) {
+                    return Poll::Ready(response.map_err(Error::from));
                 }
-                return sending.as_mut().poll(cx).map_err(Error::from);
-            }
-            Poll::Pending
+                if let Some(driving) = conn.as_mut() {
+                    let ended = ready!(Pin::new(driving).poll(cx));
+                    conn = None;
+                    if let Err(e) = ended {
+                        return Poll::Ready(Err(Error::from(e)));
+                    }
+                    return sending.as_mut().poll(cx).map_err(Error::from);
+                }
+                Poll::Pending
+            })
+            .await
         })
-        .await
-    })
-    .await?;
+        .await?;
     let cap = access.max_response_bytes;
     let response = response.map(|incoming| {
         Capped {
@@ -293,15 +354,58 @@ async fn send(
         }
         .boxed_unsync()
     });
-    // What is left of the connection runs as the body is read, and ends
-    // with the tick (the response it belongs to is dropped then).
+    // What is left of the connection (the response's body, what is left of
+    // the request's) runs under the same bounds, to the tick's own
+    // deadline: cut off, the connection is reset, and a guest reading the
+    // body is told.
     let rest: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async move {
-        match conn {
-            Some(conn) => conn.await.map_err(Error::from),
-            None => Ok(()),
-        }
+        let Some(conn) = conn else { return Ok(()) };
+        let deadline = bounds.deadline;
+        bounds
+            .run(deadline, || Error::HttpResponseTimeout, async {
+                conn.await.map_err(Error::from)
+            })
+            .await
     });
     Ok((response, rest))
+}
+
+/// A request body that is read only while its tick may act, and that
+/// fails, rather than ends, when the tick ended before the guest finished
+/// it: a request cut off midway must never look complete to the server
+/// (without a `Content-Length`, a plain end would send the last chunk).
+struct FencedBody {
+    inner: WasiBody,
+    bounds: Bounds,
+}
+
+impl Body for FencedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let deadline = self.bounds.deadline;
+        if let Some(stop) = self.bounds.stop(|| Error::ConnectionWriteTimeout, deadline) {
+            return Poll::Ready(Some(Err(stop)));
+        }
+        if frame.is_none() && self.bounds.tick.has_ended() {
+            let said = "cut off: the tick ended before the request's body did";
+            return Poll::Ready(Some(Err(Error::InternalError(Some(said.into())))));
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}

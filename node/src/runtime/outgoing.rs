@@ -7,20 +7,22 @@
 
 use std::time::Instant;
 
-use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
+use wasmtime::{StoreContextMut, Trap};
 use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
 use wasmtime_wasi_http::{RequestOptions, WasiHttpView};
 
 use super::host::TaskHost;
+use super::waits::Verdict;
 
 /// The `wasi:http` release wasmtime-wasi-http defines (its
-/// `wit/deps/http.wit`): the handler is replaced under this name. Were it
-/// another, the stock handler would stay, and the send hook's own checks
-/// would still refuse what is not granted (`node/tests/runtime.rs` sees
-/// the call end as fenced, which only this handler does).
+/// `wit/deps/http.wit`): the handler is replaced under this name, which
+/// the component linker then gives every guest importing a 0.2 release.
+/// Check it when that crate's pin in `Cargo.toml` moves: were it another,
+/// the stock handler would stay for most guests, and only the send hook's
+/// own checks (the grant, the fence) would stand.
 const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
 
 /// Replaces wasmtime-wasi-http's `handle` in `linker` with [`handle`].
@@ -60,7 +62,15 @@ fn handle(
     if !host.task.http.permits(tls, &authority) {
         return Ok(Err(ErrorCode::HttpRequestDenied));
     }
-    host.task.fence.permit(Instant::now())?;
+    // Then the fence (and the budget), as the epoch checks ask them.
+    match Verdict::at(&host.task.fence, host.deadline, Instant::now()) {
+        Verdict::GoOn => {}
+        Verdict::OverBudget => return Err(Trap::Interrupt.into()),
+        Verdict::Fenced(e) => return Err(e.into()),
+    }
+    if !host.count_request() {
+        return Ok(Err(ErrorCode::ConnectionLimitReached));
+    }
     let mut view = host.http();
     match outgoing_handler::Host::handle(&mut view, request, options) {
         Ok(pending) => Ok(Ok(pending)),

@@ -164,7 +164,11 @@ pub mod http {
     ) -> Result<Response, String> {
         let (scheme, authority, path) = split_url(url)?;
         let fail = |what: &str| format!("{method} {url}: {what}");
-        let fields: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+        let mut fields: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+        // A body of known length: cut off midway, it cannot look complete.
+        if !body.is_empty() && !fields.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+            fields.push(("content-length".into(), body.len().to_string().into_bytes()));
+        }
         let fields = Fields::from_list(&fields).map_err(|e| fail(&format!("header: {e:?}")))?;
         let outgoing = OutgoingRequest::new(fields);
         let method = match method {
@@ -189,12 +193,7 @@ pub mod http {
         let pending = outgoing_handler::handle(outgoing, None).map_err(|e| fail(&describe(&e)))?;
         if !body.is_empty() {
             let stream = sending.write().map_err(|()| fail("no request body stream"))?;
-            // At most 4096 bytes a call, as wasi:io asks.
-            for chunk in body.chunks(4096) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|e| fail(&format!("sending the body: {e:?}")))?;
-            }
+            write_all(&stream, body).map_err(|e| fail(&format!("sending the body: {e}")))?;
         }
         OutgoingBody::finish(sending, None).map_err(|e| fail(&describe(&e)))?;
         let response = loop {
@@ -213,7 +212,10 @@ pub mod http {
         {
             let stream = incoming.stream().map_err(|()| fail("no response body stream"))?;
             loop {
-                match stream.blocking_read(64 * 1024) {
+                // Waits through wasi:io/poll, where the node bounds them by
+                // the tick's deadline and fence.
+                match stream.read(64 * 1024) {
+                    Ok(chunk) if chunk.is_empty() => stream.subscribe().block(),
                     Ok(chunk) => {
                         if read.len() + chunk.len() > max_body {
                             return Err(fail(&format!("the response body is over {max_body} bytes")));
@@ -235,6 +237,32 @@ pub mod http {
         })
     }
 
+    /// Writes all of `bytes` to `stream` and waits until they are flushed,
+    /// waiting through wasi:io/poll.
+    fn write_all(stream: &wasip2::io::streams::OutputStream, mut bytes: &[u8]) -> Result<(), String> {
+        let failed = |e: StreamError| match e {
+            StreamError::Closed => "the stream closed".to_string(),
+            StreamError::LastOperationFailed(e) => e.to_debug_string(),
+        };
+        while !bytes.is_empty() {
+            let room = stream.check_write().map_err(failed)? as usize;
+            if room == 0 {
+                stream.subscribe().block();
+                continue;
+            }
+            let now = room.min(bytes.len());
+            stream.write(&bytes[..now]).map_err(failed)?;
+            bytes = &bytes[now..];
+        }
+        stream.flush().map_err(failed)?;
+        loop {
+            stream.subscribe().block();
+            if stream.check_write().map_err(failed)? > 0 {
+                return Ok(());
+            }
+        }
+    }
+
     /// A wasi:http error in words.
     fn describe(e: &ErrorCode) -> String {
         match e {
@@ -243,6 +271,7 @@ pub mod http {
             }
             ErrorCode::TlsCertificateError => "the server's TLS certificate is not trusted".into(),
             ErrorCode::ConnectionRefused => "the connection was refused".into(),
+            ErrorCode::ConnectionLimitReached => "refused: too many requests in one tick".into(),
             ErrorCode::ConnectionTimeout => "no connection before the tick's deadline".into(),
             ErrorCode::HttpResponseTimeout => "no response before the tick's deadline".into(),
             ErrorCode::HttpResponseBodySize(Some(n)) => format!("the response body is over {n} bytes"),

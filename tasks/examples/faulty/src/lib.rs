@@ -6,6 +6,8 @@
 //! - `{"spin": true}`: every tick loops forever (the node's time budget stops it);
 //! - `{"sleep_ms": N}`: every tick sleeps N ms (waiting in `wasi:io/poll`,
 //!   where no guest code runs: the node's budget and fence stop it there too);
+//! - `{"get": URL, "times": N}`: every tick GETs the URL N times (once
+//!   without `times`), failing at the first error;
 //! - `{"allocate_mib": N}`: every tick allocates N MiB (past the memory limit it fails);
 //! - `{"remember": true}`: every tick fails if its instance's memory still
 //!   holds what an earlier tick wrote there (each tick has a fresh instance,
@@ -27,6 +29,8 @@ struct Config {
     fail: bool,
     spin: bool,
     sleep_ms: u64,
+    get: Option<String>,
+    times: Option<u32>,
     allocate_mib: u64,
     remember: bool,
 }
@@ -62,6 +66,11 @@ impl Guest for Faulty {
         }
         if config.sleep_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(config.sleep_ms));
+        }
+        if let Some(url) = &config.get {
+            for _ in 0..config.times.unwrap_or(1) {
+                baton_task_sdk::http::get(url)?;
+            }
         }
         if config.allocate_mib > 0 {
             let block = vec![1u8; (config.allocate_mib * 1024 * 1024) as usize];

@@ -1,8 +1,9 @@
 //! `webwatch`: GETs the URL in its JSON config (`{"url":
 //! "https://example.com/feed"}`) every tick and keeps, as JSON, how many
 //! times it polled, the last status, size and a hash of the body, and how
-//! many times the body changed. The task must be granted the URL's server
-//! (scheme, host and port); without a grant every tick fails, refused.
+//! many times the body changed. With `"post": "TEXT"` it POSTs the text
+//! instead. The task must be granted the URL's server (scheme, host and
+//! port); without a grant every tick fails, refused.
 
 use baton_task_sdk::{Guest, Outcome, host, http, log};
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,8 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 struct Config {
     url: String,
+    #[serde(default)]
+    post: Option<String>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -34,7 +37,10 @@ impl Guest for WebWatch {
             true => Seen::default(),
             false => serde_json::from_slice(&state).map_err(|e| format!("state: {e}"))?,
         };
-        let response = http::get(&config.url)?;
+        let response = match &config.post {
+            None => http::get(&config.url)?,
+            Some(text) => http::request("POST", &config.url, &[], text.as_bytes(), http::DEFAULT_MAX_BODY)?,
+        };
         let hash = format!("{:016x}", fnv1a(&response.body));
         if hash != seen.hash {
             if seen.polls > 0 {
