@@ -798,6 +798,43 @@ fn a_response_whose_body_never_comes_fails_the_tick_at_its_deadline() {
 }
 
 #[test]
+fn a_blocking_read_of_a_body_that_never_comes_ends_at_the_budget() {
+    // blocking-read waits in the host itself: it too ends with the budget,
+    // as an interrupted tick (not a failed read).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut held = Vec::new();
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf);
+            let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nsome");
+            held.push(tcp);
+        }
+    });
+    let budget = Duration::from_millis(400);
+    let engine = engine(RuntimeLimits {
+        tick_budget: budget,
+        ..Default::default()
+    });
+    let faulty = engine.load(&example("faulty")).unwrap();
+    let reading = TaskContext {
+        http: HttpAccess::granted(vec![HttpGrant::parse(&format!("http://{addr}")).unwrap()]),
+        ..task("f", &format!(r#"{{"blocking_get": "{addr}"}}"#))
+    };
+    let started = Instant::now();
+    let err = engine.tick(&faulty, reading, b"").unwrap_err();
+    assert_eq!(err, TickError::OverBudget(budget));
+    assert!(
+        started.elapsed() < budget + Duration::from_secs(1),
+        "held {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn an_http_server_that_never_answers_fails_the_tick_at_its_deadline() {
     // Accepts (the kernel does) and never answers.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

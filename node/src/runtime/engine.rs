@@ -133,7 +133,7 @@ impl TaskEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("{e:#}"))?;
         // A guest's waits end with its tick's budget and fence.
-        super::waits::shadow_poll(&mut linker, TaskHost::waits).map_err(|e| format!("{e:#}"))?;
+        super::waits::shadow_waits(&mut linker, TaskHost::waits).map_err(|e| format!("{e:#}"))?;
         // wasi:http, its outgoing handler through Baton's grants and fence.
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(|e| format!("{e:#}"))?;
         super::outgoing::shadow_handle(&mut linker).map_err(|e| format!("{e:#}"))?;

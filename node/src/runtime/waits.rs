@@ -1,6 +1,7 @@
 //! Where a guest waits: `wasi:io/poll`, which a module reaches when it
 //! sleeps (`std::thread::sleep`, Python's `time.sleep`) or waits on a
-//! stream.
+//! stream, and the `blocking-*` calls of `wasi:io/streams`, which wait for
+//! a stream themselves (an HTTP body, read or written).
 //!
 //! WASI's own implementation blocks the thread until what the guest waits
 //! for is ready. No guest code runs meanwhile, so the epoch checks that end
@@ -17,9 +18,13 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Trap;
 use wasmtime::component::{HasData, Resource, ResourceTable};
-use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::bindings::io::poll::{Host as AsyncPoll, HostPollable as AsyncPollable};
+use wasmtime_wasi::p2::bindings::io::streams::{
+    HostInputStream as AsyncInputStream, HostOutputStream as AsyncOutputStream,
+};
 use wasmtime_wasi::p2::bindings::sync::io::poll;
+use wasmtime_wasi::p2::bindings::sync::io::streams::{self, InputStream, OutputStream};
+use wasmtime_wasi::p2::{DynPollable, StreamError, StreamResult};
 
 use super::fence::{Fence, FenceError};
 use super::host::TaskContext;
@@ -68,15 +73,30 @@ impl HasData for GuestWaits {
     type Data<'a> = Waits<'a>;
 }
 
-/// Replaces WASI's `wasi:io/poll` in `linker` with [`Waits`].
-pub(crate) fn shadow_poll<T: Send + 'static>(
+/// Replaces WASI's `wasi:io/poll` and `wasi:io/streams` in `linker` with
+/// [`Waits`].
+pub(crate) fn shadow_waits<T: Send + 'static>(
     linker: &mut wasmtime::component::Linker<T>,
     waits: fn(&mut T) -> Waits<'_>,
 ) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let added = poll::add_to_linker::<T, GuestWaits>(linker, waits);
+    let added = poll::add_to_linker::<T, GuestWaits>(linker, waits)
+        .and_then(|()| streams::add_to_linker::<T, GuestWaits>(linker, waits));
     linker.allow_shadowing(false);
     added
+}
+
+/// [`wait`] for a stream's call: a stop is a trap through the stream's
+/// error.
+fn wait_stream<T>(
+    task: &TaskContext,
+    deadline: Instant,
+    ready: impl Future<Output = StreamResult<T>>,
+) -> StreamResult<T> {
+    match wait(task, deadline, async { Ok(ready.await) }) {
+        Ok(done) => done,
+        Err(stop) => Err(StreamError::Trap(stop)),
+    }
 }
 
 /// Waits for `ready` while the tick may, with its slot given up; a trap
@@ -134,6 +154,123 @@ impl poll::HostPollable for Waits<'_> {
 
     fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
         AsyncPollable::drop(&mut *self.table, pollable)
+    }
+}
+
+// The streams as WASI has them, but for the calls that wait, which wait as
+// [`wait`] does.
+
+impl streams::Host for Waits<'_> {
+    fn convert_stream_error(&mut self, err: StreamError) -> wasmtime::Result<streams::StreamError> {
+        streams::Host::convert_stream_error(&mut *self.table, err)
+    }
+}
+
+impl streams::HostInputStream for Waits<'_> {
+    fn drop(&mut self, stream: Resource<InputStream>) -> wasmtime::Result<()> {
+        streams::HostInputStream::drop(&mut *self.table, stream)
+    }
+
+    fn read(&mut self, stream: Resource<InputStream>, len: u64) -> StreamResult<Vec<u8>> {
+        streams::HostInputStream::read(&mut *self.table, stream, len)
+    }
+
+    fn blocking_read(&mut self, stream: Resource<InputStream>, len: u64) -> StreamResult<Vec<u8>> {
+        let Waits { table, task, deadline } = self;
+        wait_stream(
+            task,
+            *deadline,
+            AsyncInputStream::blocking_read(&mut **table, stream, len),
+        )
+    }
+
+    fn skip(&mut self, stream: Resource<InputStream>, len: u64) -> StreamResult<u64> {
+        streams::HostInputStream::skip(&mut *self.table, stream, len)
+    }
+
+    fn blocking_skip(&mut self, stream: Resource<InputStream>, len: u64) -> StreamResult<u64> {
+        let Waits { table, task, deadline } = self;
+        wait_stream(
+            task,
+            *deadline,
+            AsyncInputStream::blocking_skip(&mut **table, stream, len),
+        )
+    }
+
+    fn subscribe(&mut self, stream: Resource<InputStream>) -> wasmtime::Result<Resource<DynPollable>> {
+        streams::HostInputStream::subscribe(&mut *self.table, stream)
+    }
+}
+
+impl streams::HostOutputStream for Waits<'_> {
+    fn drop(&mut self, stream: Resource<OutputStream>) -> wasmtime::Result<()> {
+        streams::HostOutputStream::drop(&mut *self.table, stream)
+    }
+
+    fn check_write(&mut self, stream: Resource<OutputStream>) -> StreamResult<u64> {
+        streams::HostOutputStream::check_write(&mut *self.table, stream)
+    }
+
+    fn write(&mut self, stream: Resource<OutputStream>, bytes: Vec<u8>) -> StreamResult<()> {
+        streams::HostOutputStream::write(&mut *self.table, stream, bytes)
+    }
+
+    fn blocking_write_and_flush(&mut self, stream: Resource<OutputStream>, bytes: Vec<u8>) -> StreamResult<()> {
+        let Waits { table, task, deadline } = self;
+        wait_stream(
+            task,
+            *deadline,
+            AsyncOutputStream::blocking_write_and_flush(&mut **table, stream, bytes),
+        )
+    }
+
+    fn blocking_write_zeroes_and_flush(&mut self, stream: Resource<OutputStream>, len: u64) -> StreamResult<()> {
+        let Waits { table, task, deadline } = self;
+        wait_stream(
+            task,
+            *deadline,
+            AsyncOutputStream::blocking_write_zeroes_and_flush(&mut **table, stream, len),
+        )
+    }
+
+    fn subscribe(&mut self, stream: Resource<OutputStream>) -> wasmtime::Result<Resource<DynPollable>> {
+        streams::HostOutputStream::subscribe(&mut *self.table, stream)
+    }
+
+    fn write_zeroes(&mut self, stream: Resource<OutputStream>, len: u64) -> StreamResult<()> {
+        streams::HostOutputStream::write_zeroes(&mut *self.table, stream, len)
+    }
+
+    fn flush(&mut self, stream: Resource<OutputStream>) -> StreamResult<()> {
+        streams::HostOutputStream::flush(&mut *self.table, stream)
+    }
+
+    fn blocking_flush(&mut self, stream: Resource<OutputStream>) -> StreamResult<()> {
+        let Waits { table, task, deadline } = self;
+        let borrowed = Resource::new_borrow(stream.rep());
+        wait_stream(
+            task,
+            *deadline,
+            AsyncOutputStream::blocking_flush(&mut **table, borrowed),
+        )
+    }
+
+    fn splice(&mut self, dst: Resource<OutputStream>, src: Resource<InputStream>, len: u64) -> StreamResult<u64> {
+        streams::HostOutputStream::splice(&mut *self.table, dst, src, len)
+    }
+
+    fn blocking_splice(
+        &mut self,
+        dst: Resource<OutputStream>,
+        src: Resource<InputStream>,
+        len: u64,
+    ) -> StreamResult<u64> {
+        let Waits { table, task, deadline } = self;
+        wait_stream(
+            task,
+            *deadline,
+            AsyncOutputStream::blocking_splice(&mut **table, dst, src, len),
+        )
     }
 }
 

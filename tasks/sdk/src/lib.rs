@@ -254,11 +254,20 @@ pub mod http {
             stream.write(&bytes[..now]).map_err(failed)?;
             bytes = &bytes[now..];
         }
-        stream.flush().map_err(failed)?;
+        // Every byte is written: a stream closed from here on was closed by
+        // the sender, done with a body whose Content-Length it has filled
+        // (how the request went, the response says).
+        match stream.flush() {
+            Ok(()) => {}
+            Err(StreamError::Closed) => return Ok(()),
+            Err(e) => return Err(failed(e)),
+        }
         loop {
             stream.subscribe().block();
-            if stream.check_write().map_err(failed)? > 0 {
-                return Ok(());
+            match stream.check_write() {
+                Ok(0) => continue,
+                Ok(_) | Err(StreamError::Closed) => return Ok(()),
+                Err(e) => return Err(failed(e)),
             }
         }
     }

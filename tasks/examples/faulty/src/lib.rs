@@ -8,6 +8,9 @@
 //!   where no guest code runs: the node's budget and fence stop it there too);
 //! - `{"get": URL, "times": N}`: every tick GETs the URL N times (once
 //!   without `times`), failing at the first error;
+//! - `{"blocking_get": "HOST:PORT"}`: every tick GETs `http://HOST:PORT/`
+//!   and reads the body with `wasi:io`'s `blocking-read` (which waits in
+//!   the host, not in `wasi:io/poll`), failing at the first error;
 //! - `{"allocate_mib": N}`: every tick allocates N MiB (past the memory limit it fails);
 //! - `{"remember": true}`: every tick fails if its instance's memory still
 //!   holds what an earlier tick wrote there (each tick has a fresh instance,
@@ -30,6 +33,7 @@ struct Config {
     spin: bool,
     sleep_ms: u64,
     get: Option<String>,
+    blocking_get: Option<String>,
     times: Option<u32>,
     allocate_mib: u64,
     remember: bool,
@@ -72,11 +76,45 @@ impl Guest for Faulty {
                 baton_task_sdk::http::get(url)?;
             }
         }
+        if let Some(authority) = &config.blocking_get {
+            blocking_get(authority)?;
+        }
         if config.allocate_mib > 0 {
             let block = vec![1u8; (config.allocate_mib * 1024 * 1024) as usize];
             std::hint::black_box(&block);
         }
         Ok(Outcome { state: count.to_le_bytes().to_vec(), next_in_ms: None })
+    }
+}
+
+/// GETs `http://{authority}/` and reads its body with `blocking-read`.
+fn blocking_get(authority: &str) -> Result<usize, String> {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{Fields, OutgoingBody, OutgoingRequest, Scheme};
+    use wasip2::io::streams::StreamError;
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_scheme(Some(&Scheme::Http)).map_err(|()| "scheme")?;
+    request.set_authority(Some(authority)).map_err(|()| "authority")?;
+    request.set_path_with_query(Some("/")).map_err(|()| "path")?;
+    let body = request.body().map_err(|()| "body")?;
+    let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))?;
+    let response = loop {
+        match pending.get() {
+            Some(answer) => break answer,
+            None => pending.subscribe().block(),
+        }
+    };
+    let response = response.map_err(|()| "taken twice")?.map_err(|e| format!("{e:?}"))?;
+    let incoming = response.consume().map_err(|()| "no body")?;
+    let stream = incoming.stream().map_err(|()| "no body stream")?;
+    let mut read = 0;
+    loop {
+        match stream.blocking_read(4096) {
+            Ok(chunk) => read += chunk.len(),
+            Err(StreamError::Closed) => return Ok(read),
+            Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
+        }
     }
 }
 
