@@ -27,6 +27,21 @@ async fn sum(prometheus: &Prometheus, expr: &str) -> Option<f64> {
     (!samples.is_empty()).then(|| samples.iter().map(|s| s.value).sum())
 }
 
+/// Waits until the node that answers says `name` is `status` (a node
+/// behind the leader says so once it has applied the step).
+async fn await_status(client: &batonctl::ClusterClient, name: &str, status: &str) {
+    poll_async(Duration::from_secs(10), &format!("{name} {status}"), || async {
+        (task(client, name).await.status == status).then_some(())
+    })
+    .await;
+}
+
+/// Some when the query's answer is `n` series, each `value`.
+async fn each_of(prometheus: &Prometheus, expr: &str, n: usize, value: f64) -> Option<()> {
+    let samples = prometheus.query(expr).await.ok()?;
+    (samples.len() == n && samples.iter().all(|s| s.value == value)).then_some(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() {
     let mut cluster = TestCluster::start(3).await;
@@ -72,9 +87,8 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
 
     let prometheus = Prometheus::start(&cluster.path().join("prometheus"), &targets, Duration::from_millis(500))
         .unwrap_or_else(|e| panic!("{e}"));
-    poll_async(Duration::from_secs(60), "Prometheus to see every node up", || async {
-        let up = prometheus.query("up").await.ok()?;
-        (up.len() == 3 && up.iter().all(|s| s.value == 1.0)).then_some(())
+    poll_async(Duration::from_secs(60), "Prometheus to see every node up", || {
+        each_of(&prometheus, "up", 3, 1.0)
     })
     .await;
     let first = poll_async(Duration::from_secs(30), "a tick counted", || async {
@@ -315,7 +329,7 @@ async fn over_tls_prometheus_scrapes_with_the_cluster_ca_and_the_admin_certifica
         (303, "Paused task c000.\n"),
         "a script with the admin certificate"
     );
-    assert_eq!(task(&client, "c000").await.status, "paused");
+    await_status(&client, "c000", "paused").await;
     let resume = "step=resume-task&task=c000&back=%2Ftasks";
     let origin = format!("https://{addr}");
     let headers = [form, ("Origin", origin.as_str())];
@@ -332,7 +346,7 @@ async fn over_tls_prometheus_scrapes_with_the_cluster_ca_and_the_admin_certifica
         "over TLS a cookie is Secure: {:?}",
         done.headers
     );
-    assert_eq!(task(&client, "c000").await.status, "running");
+    await_status(&client, "c000", "running").await;
     // A certificate of another CA fails the handshake.
     let other = tempfile::tempdir().unwrap();
     batonctl::pki::init(other.path(), &[batonctl::pki::NodeSpec::local(1)]).unwrap();
@@ -352,19 +366,11 @@ async fn over_tls_prometheus_scrapes_with_the_cluster_ca_and_the_admin_certifica
     poll_async(
         Duration::from_secs(60),
         "Prometheus to see every node up over TLS",
-        || async {
-            let up = prometheus.query("up").await.ok()?;
-            (up.len() == 3 && up.iter().all(|s| s.value == 1.0)).then_some(())
-        },
+        || each_of(&prometheus, "up", 3, 1.0),
     )
     .await;
-    poll_async(
-        Duration::from_secs(30),
-        "the running tasks counted over TLS",
-        || async {
-            let running = prometheus.query("baton_tasks{status=\"running\"}").await.ok()?;
-            (running.len() == 3 && running.iter().all(|s| s.value == 3.0)).then_some(())
-        },
-    )
+    poll_async(Duration::from_secs(30), "the running tasks counted over TLS", || {
+        each_of(&prometheus, "baton_tasks{status=\"running\"}", 3, 3.0)
+    })
     .await;
 }

@@ -656,6 +656,30 @@ impl HttpsServer {
     }
 }
 
+/// A plain-HTTP server on loopback that answers every request with a head
+/// promising a 1,000-byte body, sends four bytes of it, and then nothing.
+fn stalling_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut held = Vec::new();
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf);
+            let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nsome");
+            held.push(tcp);
+        }
+    });
+    addr
+}
+
+/// Access to `http://{addr}` only.
+fn plain_http(addr: std::net::SocketAddr) -> HttpAccess {
+    HttpAccess::granted(vec![HttpGrant::parse(&format!("http://{addr}")).unwrap()])
+}
+
 fn watching(url: &str, http: HttpAccess) -> TaskContext {
     TaskContext {
         http,
@@ -764,27 +788,14 @@ fn a_tick_may_make_only_so_many_requests() {
 
 #[test]
 fn a_response_whose_body_never_comes_fails_the_tick_at_its_deadline() {
-    // Sends a head that promises a body, and then nothing.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let mut held = Vec::new();
-        for tcp in listener.incoming() {
-            let Ok(mut tcp) = tcp else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = tcp.read(&mut buf);
-            let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nsome");
-            held.push(tcp);
-        }
-    });
+    let addr = stalling_server();
     let budget = Duration::from_millis(400);
     let engine = engine(RuntimeLimits {
         tick_budget: budget,
         ..Default::default()
     });
     let webwatch = engine.load(&example("webwatch")).unwrap();
-    let access = HttpAccess::granted(vec![HttpGrant::parse(&format!("http://{addr}")).unwrap()]);
+    let access = plain_http(addr);
     let started = Instant::now();
     let err = engine
         .tick(&webwatch, watching(&format!("http://{addr}/"), access), b"")
@@ -801,19 +812,7 @@ fn a_response_whose_body_never_comes_fails_the_tick_at_its_deadline() {
 fn a_blocking_read_of_a_body_that_never_comes_ends_at_the_budget() {
     // blocking-read waits in the host itself: it too ends with the budget,
     // as an interrupted tick (not a failed read).
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let mut held = Vec::new();
-        for tcp in listener.incoming() {
-            let Ok(mut tcp) = tcp else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = tcp.read(&mut buf);
-            let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nsome");
-            held.push(tcp);
-        }
-    });
+    let addr = stalling_server();
     let budget = Duration::from_millis(400);
     let engine = engine(RuntimeLimits {
         tick_budget: budget,
@@ -821,7 +820,7 @@ fn a_blocking_read_of_a_body_that_never_comes_ends_at_the_budget() {
     });
     let faulty = engine.load(&example("faulty")).unwrap();
     let reading = TaskContext {
-        http: HttpAccess::granted(vec![HttpGrant::parse(&format!("http://{addr}")).unwrap()]),
+        http: plain_http(addr),
         ..task("f", &format!(r#"{{"blocking_get": "{addr}"}}"#))
     };
     let started = Instant::now();
@@ -845,7 +844,7 @@ fn an_http_server_that_never_answers_fails_the_tick_at_its_deadline() {
         ..Default::default()
     });
     let webwatch = engine.load(&example("webwatch")).unwrap();
-    let access = HttpAccess::granted(vec![HttpGrant::parse(&format!("http://{addr}")).unwrap()]);
+    let access = plain_http(addr);
     let started = Instant::now();
     let err = engine
         .tick(&webwatch, watching(&format!("http://{addr}/"), access), b"")
@@ -890,7 +889,7 @@ fn a_request_whose_lease_ends_meanwhile_ends_the_tick_as_fenced() {
         ..Default::default()
     });
     let webwatch = engine.load(&example("webwatch")).unwrap();
-    let access = HttpAccess::granted(vec![HttpGrant::parse(&format!("http://{addr}")).unwrap()]);
+    let access = plain_http(addr);
     let waiting = watching(&format!("http://{addr}/"), access.clone());
     stopped_at_lease_end(
         &engine,
