@@ -5,7 +5,9 @@
 //! the task, the node, the fencing token, and when the call began and ended
 //! on the witness's own clock. Calls are recorded even when the caller gave
 //! up on them: a downstream system goes on working after its client hangs
-//! up, so an abandoned call still counts as a run.
+//! up, so an abandoned call still counts as a run. An HTTPS witness
+//! ([`Witness::start_https`]) does the same for the requests of the
+//! `webwatch` example, which name the task, node and token in headers.
 //!
 //! The checker over those records ([`check`](crate::witness_check::check))
 //! says whether two runs of one task ever overlapped in time.
@@ -15,9 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use std::collections::BTreeMap;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// One call a tick made, as the witness saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,15 +74,52 @@ impl Run {
     }
 }
 
+/// What a witness records, shared by the calls it holds.
+struct Ledger {
+    started: Instant,
+    runs: Mutex<Vec<Run>>,
+    hold_ms: AtomicU64,
+    /// Requests that did not parse (a broken module would show here).
+    malformed: AtomicU64,
+    /// Calls being held now, per calling node.
+    in_flight: Mutex<BTreeMap<u64, usize>>,
+}
+
+impl Ledger {
+    fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    fn hold(&self) -> Duration {
+        Duration::from_millis(self.hold_ms.load(Ordering::Relaxed))
+    }
+
+    /// Counts a call of `request`'s node as held (`delta` 1) or no longer
+    /// (-1).
+    fn count(&self, request: &str, delta: isize) {
+        if let Some(node) = Run::parse(request, 0, 0).map(|r| r.node) {
+            let mut calls = self.in_flight.lock().expect("witness lock poisoned");
+            let n: &mut usize = calls.entry(node).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+        }
+    }
+
+    fn record(&self, request: &str, began_us: u64) {
+        match Run::parse(request, began_us, self.now_us()) {
+            Some(run) => self.runs.lock().expect("witness lock poisoned").push(run),
+            None => {
+                self.malformed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// A running witness; dropping it stops it.
 pub struct Witness {
     addr: SocketAddr,
-    runs: Arc<Mutex<Vec<Run>>>,
-    hold_ms: Arc<AtomicU64>,
-    /// Requests that did not parse (a broken module would show here).
-    malformed: Arc<AtomicU64>,
-    /// Calls being held now, per calling node.
-    in_flight: Arc<Mutex<std::collections::BTreeMap<u64, usize>>>,
+    ledger: Arc<Ledger>,
+    /// The CA of an HTTPS witness's certificate (for `localhost`), PEM.
+    ca_pem: Option<String>,
     server: JoinHandle<()>,
 }
 
@@ -85,70 +127,50 @@ impl Witness {
     /// Listens on `bind` (`127.0.0.1:0` for process tests; a container
     /// network's gateway address for containers) and holds each call `hold`.
     pub async fn start(bind: &str, hold: Duration) -> std::io::Result<Witness> {
+        Witness::serve(bind, hold, None).await
+    }
+
+    /// A witness for tasks that call it over HTTPS (the `webwatch` example):
+    /// it takes a request's task, node and fencing token from its `baton-*`
+    /// headers, holds it `hold`, and answers `ok`; a run ends there, or
+    /// when the caller closes or resets the connection first. Its
+    /// certificate names `localhost` and comes from a CA made here
+    /// ([`Witness::ca_pem`]).
+    pub async fn start_https(hold: Duration) -> std::io::Result<Witness> {
+        let (config, ca_pem) = https_identity();
+        Witness::serve("127.0.0.1:0", hold, Some((TlsAcceptor::from(config), ca_pem))).await
+    }
+
+    async fn serve(bind: &str, hold: Duration, https: Option<(TlsAcceptor, String)>) -> std::io::Result<Witness> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
-        let runs = Arc::new(Mutex::new(Vec::new()));
-        let hold_ms = Arc::new(AtomicU64::new(hold.as_millis() as u64));
-        let malformed = Arc::new(AtomicU64::new(0));
-        let in_flight = Arc::new(Mutex::new(std::collections::BTreeMap::<u64, usize>::new()));
-        let started = Instant::now();
+        let ledger = Arc::new(Ledger {
+            started: Instant::now(),
+            runs: Mutex::new(Vec::new()),
+            hold_ms: AtomicU64::new(hold.as_millis() as u64),
+            malformed: AtomicU64::new(0),
+            in_flight: Mutex::new(BTreeMap::new()),
+        });
+        let (acceptor, ca_pem) = https.unzip();
         let server = tokio::spawn({
-            let (runs, hold_ms, malformed, in_flight) =
-                (runs.clone(), hold_ms.clone(), malformed.clone(), in_flight.clone());
+            let ledger = ledger.clone();
             async move {
                 loop {
-                    let Ok((mut stream, _)) = listener.accept().await else {
+                    let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
-                    let (runs, hold_ms, malformed, in_flight) =
-                        (runs.clone(), hold_ms.clone(), malformed.clone(), in_flight.clone());
-                    tokio::spawn(async move {
-                        let mut request = Vec::new();
-                        let read = (&mut stream).take(4096).read_to_end(&mut request).await;
-                        let began_us = started.elapsed().as_micros() as u64;
-                        if read.is_err() {
-                            return;
-                        }
-                        let caller = Run::parse(&String::from_utf8_lossy(&request), 0, 0).map(|r| r.node);
-                        let count = |delta: isize| {
-                            if let Some(node) = caller {
-                                let mut calls = in_flight.lock().expect("witness lock poisoned");
-                                let n: &mut usize = calls.entry(node).or_insert(0);
-                                *n = n.saturating_add_signed(delta);
-                            }
-                        };
-                        count(1);
-                        let hold = Duration::from_millis(hold_ms.load(Ordering::Relaxed));
-                        let answer_at = tokio::time::Instant::now() + hold;
-                        let mut gone = false;
-                        while tokio::time::Instant::now() < answer_at {
-                            if stream.write_all(b".").await.is_err() {
-                                gone = true;
-                                break;
-                            }
-                            tokio::time::sleep(PROBE_EVERY.min(answer_at - tokio::time::Instant::now())).await;
-                        }
-                        if !gone {
-                            let _ = stream.write_all(b"ok").await;
-                        }
-                        count(-1);
-                        let ended_us = started.elapsed().as_micros() as u64;
-                        match Run::parse(&String::from_utf8_lossy(&request), began_us, ended_us) {
-                            Some(run) => runs.lock().expect("witness lock poisoned").push(run),
-                            None => {
-                                malformed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    });
+                    let ledger = ledger.clone();
+                    match acceptor.clone() {
+                        None => tokio::spawn(hold_tcp_call(stream, ledger)),
+                        Some(acceptor) => tokio::spawn(hold_https_call(stream, acceptor, ledger)),
+                    };
                 }
             }
         });
         Ok(Witness {
             addr,
-            runs,
-            hold_ms,
-            malformed,
-            in_flight,
+            ledger,
+            ca_pem,
             server,
         })
     }
@@ -158,26 +180,158 @@ impl Witness {
         self.addr
     }
 
+    /// An HTTPS witness's URL (a task's config and, without its path, its
+    /// `--allow-http` grant).
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}/", self.addr.port())
+    }
+
+    /// The CA an HTTPS witness's certificate comes from, PEM (a task's
+    /// `--http-ca`).
+    pub fn ca_pem(&self) -> &str {
+        self.ca_pem.as_deref().expect("an HTTPS witness (Witness::start_https)")
+    }
+
     /// Holds every call from now on for `hold`.
     pub fn set_hold(&self, hold: Duration) {
-        self.hold_ms.store(hold.as_millis() as u64, Ordering::Relaxed);
+        self.ledger.hold_ms.store(hold.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Every run recorded so far.
     pub fn runs(&self) -> Vec<Run> {
-        self.runs.lock().expect("witness lock poisoned").clone()
+        self.ledger.runs.lock().expect("witness lock poisoned").clone()
     }
 
     /// How many calls from node `node` the witness is holding now.
     pub fn in_flight(&self, node: u64) -> usize {
-        let calls = self.in_flight.lock().expect("witness lock poisoned");
+        let calls = self.ledger.in_flight.lock().expect("witness lock poisoned");
         calls.get(&node).copied().unwrap_or(0)
     }
 
     /// How many requests did not parse.
     pub fn malformed(&self) -> u64 {
-        self.malformed.load(Ordering::Relaxed)
+        self.ledger.malformed.load(Ordering::Relaxed)
     }
+}
+
+/// One `tcp-exchange` call: its request to the end of the caller's
+/// sending side, held with a byte written every [`PROBE_EVERY`] (a write
+/// that fails means the caller is gone), then `ok`.
+async fn hold_tcp_call(mut stream: TcpStream, ledger: Arc<Ledger>) {
+    let mut request = Vec::new();
+    let read = (&mut stream).take(4096).read_to_end(&mut request).await;
+    let began_us = ledger.now_us();
+    if read.is_err() {
+        return;
+    }
+    let request = String::from_utf8_lossy(&request).into_owned();
+    ledger.count(&request, 1);
+    let answer_at = tokio::time::Instant::now() + ledger.hold();
+    let mut gone = false;
+    while tokio::time::Instant::now() < answer_at {
+        if stream.write_all(b".").await.is_err() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(PROBE_EVERY.min(answer_at - tokio::time::Instant::now())).await;
+    }
+    if !gone {
+        let _ = stream.write_all(b"ok").await;
+    }
+    ledger.count(&request, -1);
+    ledger.record(&request, began_us);
+}
+
+/// Longest request head an HTTPS witness reads.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// One HTTPS request: its head read, held (or until the caller closes or
+/// resets the connection, which the witness sees at once since it reads
+/// meanwhile), then answered `ok`.
+async fn hold_https_call(stream: TcpStream, acceptor: TlsAcceptor, ledger: Arc<Ledger>) {
+    let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
+        return;
+    };
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tls.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > MAX_HEAD_BYTES {
+            ledger.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+    let began_us = ledger.now_us();
+    let request = identity(&String::from_utf8_lossy(&head));
+    ledger.count(&request, 1);
+    let gone = tokio::select! {
+        _ = tokio::time::sleep(ledger.hold()) => false,
+        _ = closed(&mut tls) => true,
+    };
+    if !gone {
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+        let _ = tls.write_all(answer).await;
+        let _ = tls.shutdown().await;
+    }
+    ledger.count(&request, -1);
+    ledger.record(&request, began_us);
+}
+
+/// Reads until the peer closes or resets the connection.
+async fn closed(stream: &mut (impl AsyncRead + Unpin)) {
+    let mut buf = [0u8; 1024];
+    while let Ok(1..) = stream.read(&mut buf).await {}
+}
+
+/// The `task=... node=... epoch=... tick=...` a request's `baton-task`,
+/// `baton-node` and `baton-fencing-token` (`EPOCH.TICK`) headers name;
+/// empty (so malformed) when one is missing.
+fn identity(head: &str) -> String {
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    let fields = (|| {
+        let (epoch, tick) = header("baton-fencing-token")?
+            .split_once('.')
+            .map(|(e, t)| (e.to_string(), t.to_string()))?;
+        Some(format!(
+            "task={} node={} epoch={epoch} tick={tick}",
+            header("baton-task")?,
+            header("baton-node")?
+        ))
+    })();
+    fields.unwrap_or_default()
+}
+
+/// A CA, and a server config with a certificate it signed for `localhost`.
+fn https_identity() -> (Arc<rustls::ServerConfig>, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    baton_node::tls::install_crypto_provider();
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("a server key");
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("server params")
+        .signed_by(&key, &issuer)
+        .expect("a server certificate");
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::try_from(key.serialize_der()).expect("the server key"),
+        )
+        .expect("a server config");
+    (Arc::new(config), ca.pem())
 }
 
 impl Drop for Witness {
@@ -224,6 +378,69 @@ mod tests {
         })
         .await;
         assert_eq!(witness.in_flight(1), 0);
+    }
+
+    #[test]
+    fn an_https_request_names_its_run_in_headers() {
+        let head = "GET / HTTP/1.1\r\nhost: localhost\r\nBaton-Task: w-1\r\nbaton-node: 2\r\n\
+                    baton-fencing-token: 3.4\r\n\r\n";
+        let run = Run::parse(&identity(head), 0, 0).unwrap();
+        assert_eq!((run.task.as_str(), run.node, run.token()), ("w-1", 2, (3, 4)));
+        assert_eq!(identity("GET / HTTP/1.1\r\nbaton-task: w\r\n\r\n"), "");
+    }
+
+    #[tokio::test]
+    async fn an_https_witness_holds_a_request_and_sees_its_caller_leave() {
+        use rustls::pki_types::pem::PemObject;
+        let witness = Witness::start_https(Duration::from_millis(30)).await.unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(witness.ca_pem().as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let addr = witness.addr();
+        let call = |tick: u64| {
+            let connector = connector.clone();
+            async move {
+                let tcp = TcpStream::connect(addr).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let mut tls = connector.connect(name, tcp).await.unwrap();
+                let head = format!(
+                    "GET / HTTP/1.1\r\nhost: localhost\r\nbaton-task: a\r\nbaton-node: 1\r\n\
+                     baton-fencing-token: 1.{tick}\r\n\r\n"
+                );
+                tls.write_all(head.as_bytes()).await.unwrap();
+                tls
+            }
+        };
+        let mut answered = Vec::new();
+        call(1).await.read_to_end(&mut answered).await.unwrap();
+        assert!(
+            answered.ends_with(b"\r\n\r\nok"),
+            "{}",
+            String::from_utf8_lossy(&answered)
+        );
+        let runs = witness.runs();
+        assert_eq!((runs.len(), runs[0].token()), (1, (1, 1)));
+        assert!(runs[0].ended_us - runs[0].began_us >= 30_000);
+
+        witness.set_hold(Duration::from_secs(5));
+        let left = call(2).await;
+        crate::poll_async(Duration::from_secs(3), "the request in flight", || async {
+            (witness.in_flight(1) == 1).then_some(())
+        })
+        .await;
+        drop(left);
+        crate::poll_async(Duration::from_secs(3), "the run to end", || async {
+            (witness.runs().len() == 2).then_some(())
+        })
+        .await;
+        let run = &witness.runs()[1];
+        assert!(run.ended_us - run.began_us < 1_000_000, "{run:?}");
+        assert_eq!(witness.malformed(), 0);
     }
 
     #[tokio::test]

@@ -57,6 +57,10 @@ async fn a_deployed_module_is_recorded_once_and_reaches_every_node() {
     assert!(!again.rollout_started);
     let again = again.module.unwrap();
     assert_eq!((again.version, again.hash.as_str()), (1, module.hash.as_str()));
+    // `faulty` makes HTTP requests: a module importing wasi:http waits for
+    // the cluster version that grants them, which a new cluster climbs to.
+    let highest = baton_node::state::cluster_version::VersionRange::SUPPORTED.max;
+    baton_cluster_tests::upgrades::await_cluster_version(&client, highest).await;
     let next = deploy(&cluster, &client, "counter", example_module("faulty"))
         .await
         .unwrap();

@@ -102,6 +102,10 @@ async fn a_trapping_task_fails_at_its_intensity_and_others_keep_ticking() {
     let cluster = TestCluster::start(3).await;
     let client = cluster.client();
     deploy(&cluster, &client, "counter").await;
+    // `faulty` imports wasi:http: it waits for the cluster version that
+    // grants HTTP, which a new cluster climbs to.
+    let highest = baton_node::state::cluster_version::VersionRange::SUPPORTED.max;
+    baton_cluster_tests::upgrades::await_cluster_version(&client, highest).await;
     deploy(&cluster, &client, "faulty").await;
     add(&client, every("steady", "counter", 100, "")).await;
     let mut trapping = every("trapping", "faulty", 50, r#"{"trap": true}"#);

@@ -6,8 +6,9 @@
 //! it calls itself 0.5.0-earlier and supports cluster versions up to 6, so
 //! it lacks the one feature gated at 7, held upgrades (`--hold-version` and
 //! `upgrade finalize`). The test checks that:
-//! - the earlier cluster refuses the gated feature with a clear error and
-//!   records nothing;
+//! - the earlier cluster refuses the gated features (and those gated
+//!   later: `tasks run-now`, HTTP grants, modules importing `wasi:http`)
+//!   with a clear error and records nothing;
 //! - an upgrade to this build aborted after one node leaves both builds
 //!   running and holds nothing, yet the cluster version stays at 6 while any
 //!   node runs the earlier one;
@@ -99,6 +100,31 @@ async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_fo
     let refused = run_now(&client, "c000").await.unwrap_err().to_string();
     assert!(
         refused.contains("`tasks run-now` needs cluster version 8 and the cluster runs at 6"),
+        "{refused}"
+    );
+    // And HTTP, gated at 9: a task's grants, and a module importing
+    // wasi:http, which the earlier nodes would run without its grants.
+    let mut granted = baton_cluster_tests::task_api::every("granted", "counter", 1000, "");
+    granted.allow_http = vec!["https://api.example.com".into()];
+    let refused = client
+        .call_with(&granted, |mut c, r| async move { c.add_task(r).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("`tasks add --allow-http` needs cluster version 9 and the cluster runs at 6"),
+        "{refused}"
+    );
+    let key = cluster.local.signing_key().expect("the cluster's signing key");
+    let webwatch =
+        batonctl::cmd::modules::signed_deploy("webwatch".into(), baton_cluster_tests::example_module("webwatch"), &key);
+    let refused = client
+        .call_with(&webwatch, |mut c, r| async move { c.deploy_module(r).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("a module that imports wasi:http needs cluster version 9"),
         "{refused}"
     );
 

@@ -196,6 +196,15 @@ pub enum TasksCommand {
         /// environment otherwise.
         #[arg(long = "allow-net", value_name = "HOST:PORT")]
         allow_net: Vec<String>,
+        /// Let the task call an HTTP server over wasi:http, named as
+        /// scheme://host[:port] such as https://api.example.com (repeat for
+        /// more). Nothing else is reachable. Needs cluster version 9.
+        #[arg(long = "allow-http", value_name = "URL")]
+        allow_http: Vec<String>,
+        /// Trust only the CA certificates in this PEM file for the task's
+        /// HTTPS requests, instead of the system's roots.
+        #[arg(long = "http-ca", value_name = "FILE")]
+        http_ca: Option<std::path::PathBuf>,
     },
     /// List the tasks.
     List,

@@ -244,6 +244,8 @@ mod tests {
                 restart: RestartPolicy::default(),
                 config: Vec::new(),
                 allow_net: Vec::new(),
+                allow_http: Vec::new(),
+                http_ca: Vec::new(),
             });
             if owner.is_some() {
                 table.assign(&[Assignment {

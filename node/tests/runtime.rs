@@ -184,6 +184,14 @@ fn modules_that_are_not_task_components_are_refused() {
 }
 
 #[test]
+fn a_module_that_imports_wasi_http_is_known_as_one() {
+    let engine = engine(RuntimeLimits::default());
+    assert!(engine.load(&example("webwatch")).unwrap().imports_http);
+    assert!(!engine.load(&example("counter")).unwrap().imports_http);
+    assert!(!engine.load(&example("witnessed")).unwrap().imports_http);
+}
+
+#[test]
 fn a_module_is_compiled_once_per_content_hash() {
     let engine = engine(RuntimeLimits::default());
     let bytes = example("counter");

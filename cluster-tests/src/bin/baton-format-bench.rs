@@ -109,6 +109,8 @@ fn counters(tasks: usize, ticks: u64) -> ClusterState {
             restart: RestartPolicy::default(),
             config: Vec::new(),
             allow_net: Vec::new(),
+            allow_http: Vec::new(),
+            http_ca: Vec::new(),
         };
         state.apply(&Command::AddTask(spec), &Rules::FENCED);
         let owner = (i % 3) as u64 + 1;

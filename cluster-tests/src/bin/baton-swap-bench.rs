@@ -176,6 +176,8 @@ fn swap_cost(n: usize) -> (f64, f64) {
                 restart: RestartPolicy::default(),
                 config: Vec::new(),
                 allow_net: Vec::new(),
+                allow_http: Vec::new(),
+                http_ca: Vec::new(),
             }),
             &Rules::FENCED,
         );

@@ -35,6 +35,11 @@ pub struct TaskView {
     /// RFC 3339 in UTC.
     pub run_requested_at: Option<String>,
     pub allow_net: Vec<String>,
+    /// The HTTP servers it may call, each `scheme://host:port`.
+    pub allow_http: Vec<String>,
+    /// The SHA-256 of the CA its HTTPS requests trust, when it names one
+    /// (else the system's roots).
+    pub http_ca_sha256: Option<String>,
     /// The state as JSON when it is UTF-8 JSON, a string when it is other
     /// printable text, else `{"hex": "..."}`.
     pub state: serde_json::Value,
@@ -59,6 +64,8 @@ impl From<TaskInfo> for TaskView {
             schedule: t.schedule,
             run_requested_at: t.run_requested_ms.map(output::rfc3339_ms),
             allow_net: t.allow_net,
+            allow_http: t.allow_http,
+            http_ca_sha256: (!t.http_ca_sha256.is_empty()).then_some(t.http_ca_sha256),
             state: state_json(&t.state),
         }
     }
@@ -127,6 +134,8 @@ pub fn every_request(name: &str, module: &str, every_ms: u64, config: &str) -> A
         max_restarts: 0,
         restart_window_ms: 0,
         allow_net: Vec::new(),
+        allow_http: Vec::new(),
+        http_ca: Vec::new(),
     }
 }
 
@@ -142,7 +151,13 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
             max_restarts,
             restart_window,
             allow_net,
+            allow_http,
+            http_ca,
         } => {
+            let http_ca = match http_ca {
+                Some(path) => std::fs::read(&path).map_err(|source| CmdError::File { path, source })?,
+                None => Vec::new(),
+            };
             let request = AddTaskRequest {
                 name,
                 module,
@@ -153,6 +168,8 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
                 max_restarts,
                 restart_window_ms: restart_window,
                 allow_net,
+                allow_http,
+                http_ca,
             };
             client
                 .call_with(&request, |mut c, r| async move { c.add_task(r).await })
@@ -185,8 +202,27 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
         TasksCommand::Resume { name } => call_named(client, &name, Named::Resume).await?,
     };
     let tasks: Vec<TaskView> = task.task.into_iter().map(TaskView::from).collect();
-    output::print(format, &tasks.first(), || table(&tasks));
+    output::print(format, &tasks.first(), || table(&tasks) + &grants(tasks.first()));
     Ok(())
+}
+
+/// What one task may reach, as lines under its row (nothing when it may
+/// reach nothing).
+fn grants(task: Option<&TaskView>) -> String {
+    let Some(task) = task else { return String::new() };
+    let mut lines = String::new();
+    if !task.allow_net.is_empty() {
+        lines += &format!("allow-net:  {}\n", task.allow_net.join(" "));
+    }
+    if !task.allow_http.is_empty() {
+        lines += &format!("allow-http: {}\n", task.allow_http.join(" "));
+        let trust = match &task.http_ca_sha256 {
+            Some(sha) => format!("its own CA (sha256 {sha})"),
+            None => "the system's roots".to_string(),
+        };
+        lines += &format!("https trusts: {trust}\n");
+    }
+    lines
 }
 
 enum Named {

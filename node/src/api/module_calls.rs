@@ -11,6 +11,7 @@ use super::NodeContext;
 use super::errors::{not_leader, propose_error};
 use crate::modules::signing::{self, SigningError};
 use crate::rollout::{Finish, Rollout, RolloutAction, RolloutSettings};
+use crate::state::cluster_version::{BelowVersion, HTTP_GRANTS};
 use crate::types::{Command, CommandResponse, ModuleVersion};
 
 /// Longest module name.
@@ -85,6 +86,12 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
     let compiled = compiled.map_err(|e| Status::invalid_argument(format!("module {name} refused: {e}")))?;
+    if compiled.imports_http {
+        // Every node that may run it must link wasi:http and honour grants.
+        let version = context.state_machine.read(|s| s.cluster_version);
+        BelowVersion::check(version, HTTP_GRANTS, "a module that imports wasi:http")
+            .map_err(|e| Status::failed_precondition(format!("module {name} refused: {e}")))?;
+    }
     signing::verify(&context.trusted_keys, &name, &compiled.hash, &signer, &signature).map_err(|e| match e {
         SigningError::NoTrustedKeys(..) => Status::failed_precondition(e.to_string()),
         _ => Status::permission_denied(e.to_string()),

@@ -7,8 +7,9 @@ use tonic::Status;
 use super::NodeContext;
 use super::errors::propose_error;
 use crate::config::check_host_port;
+use crate::runtime::HttpAccess;
 use crate::state::cluster::ClusterState;
-use crate::state::cluster_version::{BelowVersion, RUN_NOW};
+use crate::state::cluster_version::{BelowVersion, ClusterVersion, HTTP_GRANTS, RUN_NOW};
 use crate::state::tasks::{CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus};
 use crate::tasks::schedule::parse_cron;
 use crate::types::{Command, CommandResponse};
@@ -33,8 +34,26 @@ fn check_name(name: &str) -> Result<(), Status> {
     }
 }
 
-fn spec(request: AddTaskRequest, max_config_bytes: usize) -> Result<TaskSpec, Status> {
+/// The HTTP grants of `request` in their one written form
+/// (`scheme://host:port`, each once), checked by the rule the runner builds
+/// the task's access by; refused below [`HTTP_GRANTS`].
+fn http_grants(request: &AddTaskRequest, cluster_version: ClusterVersion) -> Result<Vec<String>, Status> {
+    if request.allow_http.is_empty() && request.http_ca.is_empty() {
+        return Ok(Vec::new());
+    }
+    BelowVersion::check(cluster_version, HTTP_GRANTS, "`tasks add --allow-http`")
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+    let access = HttpAccess::of_task(&request.allow_http, &request.http_ca)
+        .map_err(|why| Status::invalid_argument(format!("--allow-http/--http-ca: {why}")))?;
+    let mut grants: Vec<String> = access.grants.iter().map(|g| g.to_string()).collect();
+    grants.sort();
+    grants.dedup();
+    Ok(grants)
+}
+
+fn spec(request: AddTaskRequest, max_config_bytes: usize, cluster_version: ClusterVersion) -> Result<TaskSpec, Status> {
     check_name(&request.name)?;
+    let allow_http = http_grants(&request, cluster_version)?;
     let schedule = match (request.every_ms, request.cron) {
         (Some(ms), None) if ms >= MIN_EVERY_MS => Schedule::EveryMs(ms),
         (Some(ms), None) => {
@@ -87,6 +106,8 @@ fn spec(request: AddTaskRequest, max_config_bytes: usize) -> Result<TaskSpec, St
         },
         config: request.config,
         allow_net: request.allow_net,
+        allow_http,
+        http_ca: request.http_ca,
     })
 }
 
@@ -125,6 +146,11 @@ fn info(task: &TaskRecord, module_version: u32) -> TaskInfo {
         },
         config: task.spec.config.clone(),
         allow_net: task.spec.allow_net.clone(),
+        allow_http: task.spec.allow_http.clone(),
+        http_ca_sha256: match task.spec.http_ca.is_empty() {
+            true => String::new(),
+            false => crate::runtime::content_hash(&task.spec.http_ca),
+        },
         state_version: task.state_version,
         run_requested_ms: task.run_requested_ms,
     }
@@ -154,7 +180,9 @@ async fn write(context: &NodeContext, name: &str, command: Command) -> Result<Ta
 }
 
 pub(crate) async fn add(context: &NodeContext, request: AddTaskRequest) -> Result<TaskReply, Status> {
-    let spec = spec(request, context.limits.max_config_bytes)?;
+    // This node's view of the version lags the leader's, never leads it.
+    let version = context.state_machine.read(|s| s.cluster_version);
+    let spec = spec(request, context.limits.max_config_bytes, version)?;
     let name = spec.name.clone();
     write(context, &name, Command::AddTask(spec)).await
 }
@@ -217,4 +245,57 @@ pub(crate) fn history(context: &NodeContext, name: &str) -> Result<TaskHistoryRe
     });
     let ticks = ticks.ok_or_else(|| Status::not_found(format!("no task named {name}; see `batonctl tasks list`")))?;
     Ok(TaskHistoryReply { ticks })
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    fn request(allow_http: &[&str]) -> AddTaskRequest {
+        AddTaskRequest {
+            name: "watch".into(),
+            module: "webwatch".into(),
+            every_ms: Some(1000),
+            allow_http: allow_http.iter().map(|g| g.to_string()).collect(),
+            ..AddTaskRequest::default()
+        }
+    }
+
+    #[test]
+    fn grants_are_kept_in_one_form_each_once() {
+        let given = request(&[
+            "https://API.example.com/",
+            "https://api.example.com:443",
+            "http://[::1]:8080",
+        ]);
+        let spec = spec(given, 1024, HTTP_GRANTS).unwrap();
+        assert_eq!(spec.allow_http, ["http://[::1]:8080", "https://api.example.com:443"]);
+        assert!(spec.http_ca.is_empty());
+    }
+
+    #[test]
+    fn grants_wait_for_the_cluster_version_and_bad_ones_are_refused() {
+        let below = spec(request(&["https://api.example.com"]), 1024, HTTP_GRANTS - 1).unwrap_err();
+        assert_eq!(below.code(), Code::FailedPrecondition);
+        assert!(
+            below.message().contains("`tasks add --allow-http`"),
+            "{}",
+            below.message()
+        );
+        let mut ca_only = request(&[]);
+        ca_only.http_ca = b"x".to_vec();
+        let below = spec(ca_only, 1024, HTTP_GRANTS - 1).unwrap_err();
+        assert_eq!(below.code(), Code::FailedPrecondition);
+        // A task without grants is the same at every version.
+        assert!(spec(request(&[]), 1024, 1).unwrap().allow_http.is_empty());
+        let bad = spec(request(&["api.example.com"]), 1024, HTTP_GRANTS).unwrap_err();
+        assert_eq!(bad.code(), Code::InvalidArgument);
+        assert!(
+            bad.message().starts_with("--allow-http/--http-ca: "),
+            "{}",
+            bad.message()
+        );
+    }
 }

@@ -325,6 +325,8 @@ impl From<&TaskSpec> for pb::TaskSpec {
             }),
             config: spec.config.clone(),
             allow_net: spec.allow_net.clone(),
+            allow_http: spec.allow_http.clone(),
+            http_ca: spec.http_ca.clone(),
         }
     }
 }
@@ -359,6 +361,8 @@ impl TryFrom<pb::TaskSpec> for TaskSpec {
             }),
             config: spec.config,
             allow_net: spec.allow_net,
+            allow_http: spec.allow_http,
+            http_ca: spec.http_ca,
         })
     }
 }

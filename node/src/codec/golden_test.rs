@@ -175,6 +175,21 @@ fn log_entries_snapshots_and_raft_records_are_encoded_as_pinned_and_decode_back(
     let bytes = encode_state(&asked);
     problems.extend(pinned("snapshot-data-run-requested", &bytes));
     assert_eq!(decode_state(&bytes).unwrap(), asked);
+    // A task granted HTTP servers, and the command that adds it, keep the
+    // grants and the CA (cluster version 9).
+    let mut granted = samples::cluster_state();
+    granted.cluster_version = crate::state::cluster_version::HTTP_GRANTS;
+    let add = Command::AddTask(samples::http_spec());
+    let bytes = encode_command(&add);
+    problems.extend(pinned("command-add-task-http", &bytes));
+    assert_eq!(decode_command(&bytes).unwrap(), add);
+    assert_eq!(
+        granted.apply(&add, &crate::state::cluster::Rules::FENCED),
+        CommandResponse::Done
+    );
+    let bytes = encode_state(&granted);
+    problems.extend(pinned("snapshot-data-http-grants", &bytes));
+    assert_eq!(decode_state(&bytes).unwrap(), granted);
 
     for (name, vote) in [
         ("vote", Vote::new_committed(2, 1)),
@@ -408,6 +423,8 @@ impl Gen {
             },
             config: self.bytes(),
             allow_net: self.list(3, Self::string),
+            allow_http: self.list(3, Self::string),
+            http_ca: self.bytes(),
         }
     }
 

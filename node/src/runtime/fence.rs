@@ -108,10 +108,57 @@ impl Slot {
         }
         result
     }
+
+    /// Runs `f` (a wait) without holding the slot, and takes one again only
+    /// when the tick goes on (`Ok`): a stop (`Err`) ends the tick, which
+    /// must not queue behind running ticks just to end.
+    pub fn released_until_stop<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        if let Some(slot) = &self.0 {
+            slot.release();
+        }
+        let result = f();
+        if let (Some(slot), Ok(_)) = (&self.0, &result) {
+            slot.reacquire();
+        }
+        result
+    }
 }
 
 impl fmt::Debug for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(if self.0.is_some() { "Slot(held)" } else { "Slot(none)" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counted {
+        released: AtomicU32,
+        reacquired: AtomicU32,
+    }
+
+    impl TickSlot for Counted {
+        fn release(&self) {
+            self.released.fetch_add(1, Ordering::SeqCst);
+        }
+        fn reacquire(&self) {
+            self.reacquired.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_wait_that_ends_the_tick_does_not_take_a_slot_back() {
+        let counted = Arc::new(Counted::default());
+        let slot = Slot::new(counted.clone());
+        assert_eq!(slot.released_until_stop(|| Ok::<_, ()>(1)), Ok(1));
+        assert_eq!(slot.released_until_stop(|| Err::<u8, _>("stopped")), Err("stopped"));
+        assert_eq!(slot.released(|| 2), 2);
+        assert_eq!(counted.released.load(Ordering::SeqCst), 3);
+        assert_eq!(counted.reacquired.load(Ordering::SeqCst), 2, "taken back after a stop");
     }
 }

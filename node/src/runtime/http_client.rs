@@ -43,6 +43,12 @@ pub struct HttpAccess {
     pub max_response_bytes: u64,
 }
 
+/// Most HTTP servers one task may be granted.
+pub const MAX_HTTP_GRANTS: usize = 32;
+
+/// Largest CA (PEM) a task may name.
+pub const MAX_HTTP_CA_BYTES: usize = 64 * 1024;
+
 /// The default cap on a response body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -90,6 +96,37 @@ impl HttpAccess {
             tls: Some(Arc::new(client_config(roots))),
             ..self
         })
+    }
+
+    /// What a task's spec grants: the servers in `allow_http`
+    /// (`scheme://host[:port]` each) and, when `ca_pem` is not empty, only
+    /// that CA for HTTPS. The one rule `tasks add` checks a request with
+    /// and the runner builds each task's access by.
+    pub fn of_task(allow_http: &[String], ca_pem: &[u8]) -> Result<HttpAccess, String> {
+        if allow_http.len() > MAX_HTTP_GRANTS {
+            return Err(format!(
+                "{} HTTP servers are granted; a task may be granted at most {MAX_HTTP_GRANTS}",
+                allow_http.len()
+            ));
+        }
+        let grants = allow_http
+            .iter()
+            .map(|text| HttpGrant::parse(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let access = HttpAccess::granted(grants);
+        if ca_pem.is_empty() {
+            return Ok(access);
+        }
+        if ca_pem.len() > MAX_HTTP_CA_BYTES {
+            return Err(format!(
+                "the task's CA is {} bytes; it may be at most {MAX_HTTP_CA_BYTES} bytes",
+                ca_pem.len()
+            ));
+        }
+        if !access.grants.iter().any(|g| g.tls) {
+            return Err("the task names a CA but is granted no https:// server to use it with".into());
+        }
+        access.with_ca(ca_pem)
     }
 
     /// Whether a grant lets a request with `tls` reach `authority`.
@@ -458,5 +495,46 @@ impl Body for Capped {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.incoming.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_pem() -> String {
+        crate::tls::install_crypto_provider();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn a_task_is_granted_what_its_spec_names_and_nothing_else() {
+        let none = HttpAccess::of_task(&[], b"").unwrap();
+        assert!(none.grants.is_empty() && none.tls.is_none());
+        let api = HttpAccess::of_task(&["https://api.example.com".into()], b"").unwrap();
+        assert!(api.permits(true, "api.example.com:443"));
+        assert!(!api.permits(false, "api.example.com:443"));
+        assert!(api.tls.is_none(), "no CA named: the system's roots");
+        let own = HttpAccess::of_task(&["https://10.0.0.5:8443".into()], ca_pem().as_bytes()).unwrap();
+        assert!(own.tls.is_some());
+    }
+
+    #[test]
+    fn a_spec_the_rule_refuses_says_why() {
+        let refused = |grants: &[&str], ca: &[u8]| {
+            let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
+            HttpAccess::of_task(&grants, ca).unwrap_err()
+        };
+        assert!(refused(&["ftp://x"], b"").contains("scheme://host[:port]"));
+        let many: Vec<String> = (0..=MAX_HTTP_GRANTS).map(|i| format!("https://h{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(refused(&many, b"").contains("at most 32"));
+        assert!(refused(&["http://10.0.0.5"], ca_pem().as_bytes()).contains("no https:// server"));
+        assert!(refused(&["https://x"], b"not a certificate").contains("no PEM certificate"));
+        let huge = vec![b'a'; MAX_HTTP_CA_BYTES + 1];
+        assert!(refused(&["https://x"], &huge).contains("at most 65536 bytes"));
     }
 }

@@ -16,6 +16,9 @@ pub struct CompiledModule {
     pub size: usize,
     /// Whether it exports `migrate` (the `migrating-task` world).
     pub migrates: bool,
+    /// Whether it imports a `wasi:http` interface: it makes outgoing HTTP
+    /// requests, which a cluster below version 9 cannot grant.
+    pub imports_http: bool,
     pub(crate) pre: TaskPre<TaskHost>,
     /// The same component seen as a `migrating-task`, if it is one.
     pub(crate) migrating: Option<MigratingTaskPre<TaskHost>>,
@@ -54,10 +57,9 @@ pub(crate) fn compile(engine: &Engine, linker: &Linker<TaskHost>, bytes: &[u8]) 
     let instance_pre = linker
         .instantiate_pre(&component)
         .map_err(|e| ModuleError::UnsupportedImports(format!("{e:#}")))?;
-    let migrates = component
-        .component_type()
-        .exports(engine)
-        .any(|(name, _)| name == "migrate");
+    let kind = component.component_type();
+    let migrates = kind.exports(engine).any(|(name, _)| name == "migrate");
+    let imports_http = kind.imports(engine).any(|(name, _)| name.starts_with("wasi:http/"));
     let migrating = match migrates {
         true => Some(MigratingTaskPre::new(instance_pre.clone()).map_err(|e| {
             ModuleError::WrongInterface(format!(
@@ -72,6 +74,7 @@ pub(crate) fn compile(engine: &Engine, linker: &Linker<TaskHost>, bytes: &[u8]) 
         hash: content_hash(bytes),
         size: bytes.len(),
         migrates,
+        imports_http,
         pre,
         migrating,
     })

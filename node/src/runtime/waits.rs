@@ -115,7 +115,7 @@ fn wait<T>(
     if let Some(stop) = stopped(Verdict::at(&task.fence, deadline, Instant::now())) {
         return Err(stop);
     }
-    task.slot.released(|| {
+    task.slot.released_until_stop(|| {
         wasmtime_wasi::runtime::in_tokio(async {
             let mut ready = std::pin::pin!(ready);
             loop {

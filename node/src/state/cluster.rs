@@ -363,6 +363,8 @@ mod tests {
             restart: RestartPolicy::default(),
             config: Vec::new(),
             allow_net: Vec::new(),
+            allow_http: Vec::new(),
+            http_ca: Vec::new(),
         };
         let response = state.apply(&Command::AddTask(spec.clone()), &Rules::FENCED);
         assert!(

@@ -81,6 +81,14 @@ pub struct TaskSpec {
     /// `HOST:PORT` addresses the task may connect to (nothing else).
     #[serde(default)]
     pub allow_net: Vec<String>,
+    /// The HTTP servers the task may call over `wasi:http`, each
+    /// `scheme://host:port` (cluster version 9 on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_http: Vec<String>,
+    /// PEM CA certificates its HTTPS requests trust instead of the system's
+    /// roots; empty for the system's roots (cluster version 9 on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_ca: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -95,6 +103,8 @@ impl TaskSpec {
             restart: RestartPolicy::default(),
             config: Vec::new(),
             allow_net: Vec::new(),
+            allow_http: Vec::new(),
+            http_ca: Vec::new(),
         }
     }
 }

@@ -135,6 +135,15 @@ pub(crate) fn tick() -> TickCommit {
     }
 }
 
+/// A task that may call two HTTP servers, one through its own CA (cluster
+/// version 9).
+pub(crate) fn http_spec() -> TaskSpec {
+    let mut spec = TaskSpec::counter_every_second("watch-1");
+    spec.allow_http = vec!["https://api.example.com:443".into(), "http://10.0.0.5:8080".into()];
+    spec.http_ca = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec();
+    spec
+}
+
 /// One command of every kind.
 pub(crate) fn commands() -> Vec<Command> {
     let mut spec = TaskSpec::counter_every_second("count-1");

@@ -26,7 +26,7 @@ use super::restarts::{RestartTracker, Verdict};
 use super::schedule::{first_due, next_due};
 use crate::api::NodeContext;
 use crate::metrics::TickOutcome;
-use crate::runtime::{CompiledModule, Fence, FenceError, FencingToken, Slot, TaskContext, TickError};
+use crate::runtime::{CompiledModule, Fence, FenceError, FencingToken, HttpAccess, Slot, TaskContext, TickError};
 use crate::state::task_changes::{Cursor, Since};
 use crate::state::tasks::{TaskRecord, TaskStatus, TickCommit};
 use crate::types::{Command, ModuleVersion, NodeId, now_ms};
@@ -267,6 +267,13 @@ async fn work(
     let mut restarts = RestartTracker::default();
     let fence = Arc::new(OwnerFence::new(context.clone(), &name, epoch));
     let counted = context.metrics.module(&spec.module);
+    // What the task may reach over HTTP, built once: a CA's TLS config is
+    // not free. `tasks add` checked the spec by the same rule, so this fails
+    // only on a spec written around it; the task then reaches nothing.
+    let http = HttpAccess::of_task(&spec.allow_http, &spec.http_ca).unwrap_or_else(|why| {
+        tracing::error!(task = %name, "its HTTP grants cannot be used, so it may call no server: {why}");
+        HttpAccess::default()
+    });
     // The module version this worker runs, compiled.
     let mut running: Option<(ModuleVersion, Arc<CompiledModule>)> = None;
     // The last request for a tick now that a tick of this worker served (its
@@ -366,8 +373,7 @@ async fn work(
             token: FencingToken { epoch, tick: tick + 1 },
             fence: Fence::new(fence.clone()),
             slot: Slot::new(slot.clone()),
-            // A task's spec cannot name HTTP servers yet: none is reachable.
-            http: Default::default(),
+            http: http.clone(),
         };
         let (started, lateness) = (std::time::Instant::now(), now_ms().saturating_sub(due));
         let result = tokio::task::spawn_blocking(move || {

@@ -515,6 +515,7 @@ pub fn task(info: &TaskInfo, row: &TaskRow, history: &[TickRecord], logs: TaskLi
         state_version = info.state_version,
         strip = strip_html(&row.strip),
     );
+    out.push_str(&reach(info));
     out.push_str(&log_lines(&info.name, logs));
     out.push_str(
         "<h2>History</h2><table id=\"history\"><tr><th class=\"num\">tick</th><th>committed</th><th>node</th>\
@@ -533,6 +534,35 @@ pub fn task(info: &TaskInfo, row: &TaskRow, history: &[TickRecord], logs: TaskLi
     }
     out.push_str("</table>");
     out.push_str(LEGEND);
+    out
+}
+
+/// What a task may reach: the addresses and HTTP servers it was granted,
+/// and what its HTTPS requests trust. Nothing when it may reach nothing.
+fn reach(info: &TaskInfo) -> String {
+    if info.allow_net.is_empty() && info.allow_http.is_empty() {
+        return String::new();
+    }
+    let list = |items: &[String]| {
+        items
+            .iter()
+            .map(|i| format!("<code>{}</code>", escape(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::from("<p id=\"reach\">May reach:");
+    if !info.allow_http.is_empty() {
+        let trust = match info.http_ca_sha256.is_empty() {
+            true => "the system's roots".to_string(),
+            false => format!("its own CA (sha256 <code>{}</code>)", escape(&info.http_ca_sha256)),
+        };
+        let _ = write!(out, " HTTP {} (HTTPS trusts {trust});", list(&info.allow_http));
+    }
+    if !info.allow_net.is_empty() {
+        let _ = write!(out, " TCP {};", list(&info.allow_net));
+    }
+    out.pop();
+    out.push_str(".</p>");
     out
 }
 
@@ -684,6 +714,26 @@ mod tests {
             !read_only.contains("Sign in") && read_only.contains("<code>batonctl tasks logs a&lt;b</code>"),
             "{read_only}"
         );
+    }
+
+    #[test]
+    fn a_tasks_page_says_what_it_may_reach_and_what_its_https_trusts() {
+        let mut info = TaskInfo::default();
+        assert_eq!(reach(&info), "", "nothing granted, nothing said");
+        info.allow_http = vec!["https://api.example.com:443".into()];
+        let system = reach(&info);
+        assert!(
+            system.contains("HTTP <code>https://api.example.com:443</code> (HTTPS trusts the system's roots)."),
+            "{system}"
+        );
+        info.http_ca_sha256 = "ab".repeat(32);
+        info.allow_net = vec!["10.0.0.5:<9>".into()];
+        let own = reach(&info);
+        assert!(
+            own.contains(&format!("its own CA (sha256 <code>{}</code>)", "ab".repeat(32))),
+            "{own}"
+        );
+        assert!(own.ends_with(" TCP <code>10.0.0.5:&lt;9&gt;</code>.</p>"), "{own}");
     }
 
     #[test]

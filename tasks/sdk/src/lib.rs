@@ -153,6 +153,24 @@ pub mod http {
         request("GET", url, &[], &[], DEFAULT_MAX_BODY)
     }
 
+    /// Headers that tell a server which run of which task calls it:
+    /// `baton-task` (its name), `baton-node` (the node running it) and
+    /// `baton-fencing-token` (`EPOCH.TICK`, see [`crate::fencing_token`]).
+    /// A server that refuses a token lower than the highest it has seen for
+    /// the task refuses a node that lost the task, however late its request
+    /// arrives.
+    pub fn identity_headers() -> [(&'static str, Vec<u8>); 3] {
+        let token = crate::fencing_token();
+        [
+            ("baton-task", crate::host::task_name().into_bytes()),
+            ("baton-node", crate::host::node_id().to_string().into_bytes()),
+            (
+                "baton-fencing-token",
+                format!("{}.{}", token.epoch, token.tick).into_bytes(),
+            ),
+        ]
+    }
+
     /// Sends `method url` with `headers` and `body`, and reads the response
     /// and at most `max_body` bytes of its body (more fails the request).
     pub fn request(

@@ -2,8 +2,10 @@
 //! "https://example.com/feed"}`) every tick and keeps, as JSON, how many
 //! times it polled, the last status, size and a hash of the body, and how
 //! many times the body changed. With `"post": "TEXT"` it POSTs the text
-//! instead. The task must be granted the URL's server (scheme, host and
-//! port); without a grant every tick fails, refused.
+//! instead. Every request names the task, its node and its fencing token
+//! in `baton-*` headers ([`http::identity_headers`]). The task must be
+//! granted the URL's server (scheme, host and port); without a grant every
+//! tick fails, refused.
 
 use baton_task_sdk::{Guest, Outcome, host, http, log};
 use serde::{Deserialize, Serialize};
@@ -37,10 +39,13 @@ impl Guest for WebWatch {
             true => Seen::default(),
             false => serde_json::from_slice(&state).map_err(|e| format!("state: {e}"))?,
         };
-        let response = match &config.post {
-            None => http::get(&config.url)?,
-            Some(text) => http::request("POST", &config.url, &[], text.as_bytes(), http::DEFAULT_MAX_BODY)?,
+        let identity = http::identity_headers();
+        let headers: Vec<(&str, &[u8])> = identity.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let (method, body) = match &config.post {
+            None => ("GET", &b""[..]),
+            Some(text) => ("POST", text.as_bytes()),
         };
+        let response = http::request(method, &config.url, &headers, body, http::DEFAULT_MAX_BODY)?;
         let hash = format!("{:016x}", fnv1a(&response.body));
         if hash != seen.hash {
             if seen.polls > 0 {
