@@ -81,6 +81,11 @@ struct Ledger {
     hold_ms: AtomicU64,
     /// Requests that did not parse (a broken module would show here).
     malformed: AtomicU64,
+    /// How long an HTTPS witness waits before it takes up a connection's
+    /// TLS handshake.
+    handshake_delay_ms: AtomicU64,
+    /// HTTPS connections that ended before a whole request head came.
+    abandoned: AtomicU64,
     /// Calls being held now, per calling node.
     in_flight: Mutex<BTreeMap<u64, usize>>,
 }
@@ -149,6 +154,8 @@ impl Witness {
             runs: Mutex::new(Vec::new()),
             hold_ms: AtomicU64::new(hold.as_millis() as u64),
             malformed: AtomicU64::new(0),
+            handshake_delay_ms: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
             in_flight: Mutex::new(BTreeMap::new()),
         });
         let (acceptor, ca_pem) = https.unzip();
@@ -195,6 +202,22 @@ impl Witness {
     /// Holds every call from now on for `hold`.
     pub fn set_hold(&self, hold: Duration) {
         self.ledger.hold_ms.store(hold.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Makes an HTTPS witness wait `delay` before it takes up each new
+    /// connection's handshake: a caller frozen meanwhile is frozen before
+    /// its request is written, so only the caller's own checks keep it from
+    /// writing the request once it is thawed (and its turn is over).
+    pub fn set_handshake_delay(&self, delay: Duration) {
+        self.ledger
+            .handshake_delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// HTTPS connections that ended (closed, reset, or a failed handshake)
+    /// before a whole request head came: requests their callers cut off.
+    pub fn abandoned(&self) -> u64 {
+        self.ledger.abandoned.load(Ordering::Relaxed)
     }
 
     /// Every run recorded so far.
@@ -249,14 +272,18 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// resets the connection, which the witness sees at once since it reads
 /// meanwhile), then answered `ok`.
 async fn hold_https_call(stream: TcpStream, acceptor: TlsAcceptor, ledger: Arc<Ledger>) {
+    let abandoned = || {
+        ledger.abandoned.fetch_add(1, Ordering::Relaxed);
+    };
+    tokio::time::sleep(Duration::from_millis(ledger.handshake_delay_ms.load(Ordering::Relaxed))).await;
     let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
-        return;
+        return abandoned();
     };
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         match tls.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return abandoned(),
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
         if head.len() > MAX_HEAD_BYTES {
@@ -309,8 +336,9 @@ fn identity(head: &str) -> String {
     fields.unwrap_or_default()
 }
 
-/// A CA, and a server config with a certificate it signed for `localhost`.
-fn https_identity() -> (Arc<rustls::ServerConfig>, String) {
+/// A CA (PEM), and a server config with a certificate it signed for
+/// `localhost`: for HTTPS servers in tests and benchmarks.
+pub fn https_identity() -> (Arc<rustls::ServerConfig>, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     baton_node::tls::install_crypto_provider();

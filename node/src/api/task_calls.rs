@@ -7,7 +7,7 @@ use tonic::Status;
 use super::NodeContext;
 use super::errors::propose_error;
 use crate::config::check_host_port;
-use crate::runtime::HttpAccess;
+use crate::runtime::{HttpAccess, canonical_ca};
 use crate::state::cluster::ClusterState;
 use crate::state::cluster_version::{BelowVersion, ClusterVersion, HTTP_GRANTS, RUN_NOW};
 use crate::state::tasks::{CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus};
@@ -35,25 +35,30 @@ fn check_name(name: &str) -> Result<(), Status> {
 }
 
 /// The HTTP grants of `request` in their one written form
-/// (`scheme://host:port`, each once), checked by the rule the runner builds
-/// the task's access by; refused below [`HTTP_GRANTS`].
-fn http_grants(request: &AddTaskRequest, cluster_version: ClusterVersion) -> Result<Vec<String>, Status> {
+/// (`scheme://host:port`, each once) and its CA as it is kept
+/// ([`canonical_ca`]), checked by the rule the runner builds the task's
+/// access by; refused below [`HTTP_GRANTS`].
+fn http_grants(request: &AddTaskRequest, cluster_version: ClusterVersion) -> Result<(Vec<String>, Vec<u8>), Status> {
     if request.allow_http.is_empty() && request.http_ca.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     BelowVersion::check(cluster_version, HTTP_GRANTS, "`tasks add --allow-http`")
         .map_err(|e| Status::failed_precondition(e.to_string()))?;
-    let access = HttpAccess::of_task(&request.allow_http, &request.http_ca)
-        .map_err(|why| Status::invalid_argument(format!("--allow-http/--http-ca: {why}")))?;
+    let refused = |why: String| Status::invalid_argument(format!("--allow-http/--http-ca: {why}"));
+    let ca = match request.http_ca.is_empty() {
+        true => Vec::new(),
+        false => canonical_ca(&request.http_ca).map_err(refused)?,
+    };
+    let access = HttpAccess::of_task(&request.allow_http, &ca).map_err(refused)?;
     let mut grants: Vec<String> = access.grants.iter().map(|g| g.to_string()).collect();
     grants.sort();
     grants.dedup();
-    Ok(grants)
+    Ok((grants, ca))
 }
 
 fn spec(request: AddTaskRequest, max_config_bytes: usize, cluster_version: ClusterVersion) -> Result<TaskSpec, Status> {
     check_name(&request.name)?;
-    let allow_http = http_grants(&request, cluster_version)?;
+    let (allow_http, http_ca) = http_grants(&request, cluster_version)?;
     let schedule = match (request.every_ms, request.cron) {
         (Some(ms), None) if ms >= MIN_EVERY_MS => Schedule::EveryMs(ms),
         (Some(ms), None) => {
@@ -107,7 +112,7 @@ fn spec(request: AddTaskRequest, max_config_bytes: usize, cluster_version: Clust
         config: request.config,
         allow_net: request.allow_net,
         allow_http,
-        http_ca: request.http_ca,
+        http_ca,
     })
 }
 

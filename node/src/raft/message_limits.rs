@@ -54,10 +54,16 @@ const _: () = assert!(MAX_BATCH_BYTES <= MAX_COMMAND_BYTES);
 /// The most bytes a command carrying `state_bytes` of task state or
 /// `config_bytes` of task config takes encoded: JSON writes a byte as up to
 /// four characters ("255,"), plus the task's name (at most 128 bytes) and
-/// the command's other fields.
+/// the command's other fields; a task's spec may also carry a CA and HTTP
+/// grants, at most [`HTTP_GRANTS_BYTES`].
 pub fn worst_command_bytes(state_bytes: usize, config_bytes: usize) -> usize {
-    4 * state_bytes.max(config_bytes) + ENVELOPE_BYTES
+    4 * state_bytes.max(config_bytes) + HTTP_GRANTS_BYTES + ENVELOPE_BYTES
 }
+
+/// The most a task's HTTP grants and CA take in a command: the CA's bytes
+/// as JSON numbers, and each grant's `https://HOST:PORT` with its quotes.
+pub const HTTP_GRANTS_BYTES: usize =
+    4 * crate::runtime::MAX_HTTP_CA_BYTES + crate::runtime::MAX_HTTP_GRANTS * (crate::runtime::MAX_HOST_BYTES + 20);
 
 /// The timeout of one replication call that sends `bytes`: openraft's
 /// (from the heartbeat interval) plus the time the slowest allowed transfer
@@ -121,6 +127,11 @@ mod tests {
         assert!(encoded_len(&tick) <= worst_command_bytes(MAX_CAP_BYTES, 0));
         let mut spec = TaskSpec::counter_every_second(&"t".repeat(128));
         spec.config = vec![255; MAX_CAP_BYTES];
+        spec.http_ca = vec![255; crate::runtime::MAX_HTTP_CA_BYTES];
+        let host = "h".repeat(crate::runtime::MAX_HOST_BYTES);
+        spec.allow_http = (0..crate::runtime::MAX_HTTP_GRANTS)
+            .map(|port| format!("https://{host}:{}", 65535 - port))
+            .collect();
         let add = Command::AddTask(spec);
         assert!(encoded_len(&add) <= worst_command_bytes(0, MAX_CAP_BYTES));
         assert!(worst_command_bytes(MAX_CAP_BYTES, MAX_CAP_BYTES) <= MAX_COMMAND_BYTES);

@@ -43,11 +43,49 @@ pub struct HttpAccess {
     pub max_response_bytes: u64,
 }
 
+/// `pem` as a task's CA is kept: its certificates, each encoded anew, and
+/// nothing else, so that the same certificates always read the same (and
+/// hash the same in `tasks show`). A section that is not a certificate (a
+/// private key pasted along, say) is refused: it would otherwise enter the
+/// replicated log for good.
+pub fn canonical_ca(pem: &[u8]) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    use rustls::pki_types::pem::{PemObject, SectionKind};
+    if pem.len() > MAX_HTTP_CA_BYTES {
+        return Err(format!(
+            "the task's CA is {} bytes; it may be at most {MAX_HTTP_CA_BYTES} bytes (a few CA certificates; \
+             for a public CA, name none and the system's roots are used)",
+            pem.len()
+        ));
+    }
+    let mut out = String::new();
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+        let (kind, der) = section.map_err(|e| format!("the task's CA: {e}"))?;
+        if kind != SectionKind::Certificate {
+            return Err(format!(
+                "the task's CA holds a {kind:?} section; give CA certificates only (never a key)"
+            ));
+        }
+        let text = base64::engine::general_purpose::STANDARD.encode(der);
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in text.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    if out.is_empty() {
+        return Err("the task's CA holds no PEM certificate".into());
+    }
+    Ok(out.into_bytes())
+}
+
 /// Most HTTP servers one task may be granted.
 pub const MAX_HTTP_GRANTS: usize = 32;
 
-/// Largest CA (PEM) a task may name.
-pub const MAX_HTTP_CA_BYTES: usize = 64 * 1024;
+/// Largest CA (PEM) a task may name: it is kept in the task's spec, in
+/// every node's state and snapshots.
+pub const MAX_HTTP_CA_BYTES: usize = 16 * 1024;
 
 /// The default cap on a response body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
@@ -117,16 +155,10 @@ impl HttpAccess {
         if ca_pem.is_empty() {
             return Ok(access);
         }
-        if ca_pem.len() > MAX_HTTP_CA_BYTES {
-            return Err(format!(
-                "the task's CA is {} bytes; it may be at most {MAX_HTTP_CA_BYTES} bytes",
-                ca_pem.len()
-            ));
-        }
         if !access.grants.iter().any(|g| g.tls) {
             return Err("the task names a CA but is granted no https:// server to use it with".into());
         }
-        access.with_ca(ca_pem)
+        access.with_ca(&canonical_ca(ca_pem)?)
     }
 
     /// Whether a grant lets a request with `tls` reach `authority`.
@@ -535,6 +567,27 @@ mod tests {
         assert!(refused(&["http://10.0.0.5"], ca_pem().as_bytes()).contains("no https:// server"));
         assert!(refused(&["https://x"], b"not a certificate").contains("no PEM certificate"));
         let huge = vec![b'a'; MAX_HTTP_CA_BYTES + 1];
-        assert!(refused(&["https://x"], &huge).contains("at most 65536 bytes"));
+        assert!(refused(&["https://x"], &huge).contains("at most 16384 bytes"));
+        let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let with_key = ca_pem() + &key;
+        assert!(
+            refused(&["https://x"], with_key.as_bytes()).contains("give CA certificates only (never a key)"),
+            "a key went along"
+        );
+    }
+
+    #[test]
+    fn a_ca_is_kept_as_its_certificates_alone() {
+        let pem = ca_pem();
+        let canonical = canonical_ca(pem.as_bytes()).unwrap();
+        let noisy = format!("a comment\r\n{}\n\n", pem.replace('\n', "\r\n"));
+        assert_eq!(canonical_ca(noisy.as_bytes()).unwrap(), canonical);
+        assert_eq!(
+            canonical_ca(&canonical).unwrap(),
+            canonical,
+            "the form is a fixed point"
+        );
+        let two = canonical_ca(format!("{pem}{}", ca_pem()).as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(two).unwrap().matches("BEGIN CERTIFICATE").count(), 2);
     }
 }

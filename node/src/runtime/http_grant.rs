@@ -5,6 +5,9 @@
 
 use std::fmt;
 
+/// Longest host a grant names (DNS's limit).
+pub const MAX_HOST_BYTES: usize = 253;
+
 /// One server a task may call over `wasi:http`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpGrant {
@@ -39,6 +42,9 @@ impl HttpGrant {
         let (host, port) = split_authority(rest, default_port).map_err(|why| explain(&why))?;
         if host.is_empty() {
             return Err(explain("the host is missing"));
+        }
+        if host.len() > MAX_HOST_BYTES {
+            return Err(explain(&format!("a host name is at most {MAX_HOST_BYTES} characters")));
         }
         Ok(HttpGrant {
             tls,
@@ -128,6 +134,7 @@ mod tests {
             "https://api.example.com:99999",
             "https://",
             "https://::1",
+            &format!("https://{}", "a".repeat(254)),
         ] {
             let err = HttpGrant::parse(bad).unwrap_err();
             assert!(err.contains("scheme://host[:port]"), "{bad}: {err}");

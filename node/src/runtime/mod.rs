@@ -19,8 +19,8 @@ pub use engine::{RuntimeLimits, TaskEngine};
 pub use errors::{ModuleError, TickError};
 pub use fence::{Fence, FenceError, FencingToken, Slot, TickFence, TickSlot};
 pub use host::TaskContext;
-pub use http_client::{DEFAULT_MAX_RESPONSE_BYTES, HttpAccess};
-pub use http_grant::HttpGrant;
+pub use http_client::{DEFAULT_MAX_RESPONSE_BYTES, HttpAccess, MAX_HTTP_CA_BYTES, MAX_HTTP_GRANTS, canonical_ca};
+pub use http_grant::{HttpGrant, MAX_HOST_BYTES};
 pub use module::{CompiledModule, content_hash};
 pub use task_logs::{LogLevel, LogLine, TaskLogs};
 
