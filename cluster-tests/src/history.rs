@@ -36,7 +36,8 @@ pub struct Expectations {
     /// task: its period plus the failover bound, for example.
     pub max_gap_ms: u64,
     /// The tasks run the `counter` module (state = tick count: version 1's
-    /// `N` (or the u64 LE of its earlier builds) or version 2's `counter-v2:N`).
+    /// `N` (or the u64 LE of its earlier builds), version 2's `counter-v2:N`,
+    /// or the Python counter's `{"count":N}`).
     pub counters: bool,
 }
 
@@ -153,8 +154,17 @@ pub fn check(histories: &[TaskHistory], expect: &Expectations) -> Result<Summary
     Ok(summary)
 }
 
-/// The count in a `counter` task's state, in either version's format.
+/// The count in a `counter` task's state, in any version's format: Rust's
+/// `N`, `counter-v2:N` or 8 bytes, or the Python counter's `{"count":N}`.
 pub fn counter_count(state: &[u8]) -> Result<u64, String> {
+    if let Some(n) = std::str::from_utf8(state)
+        .ok()
+        .and_then(|s| s.strip_prefix(r#"{"count":"#)?.strip_suffix('}'))
+    {
+        return n
+            .parse()
+            .map_err(|e| format!("a Python counter's state {n:?} is not a count: {e}"));
+    }
     if let Some(n) = std::str::from_utf8(state)
         .ok()
         .and_then(|s| s.strip_prefix("counter-v2:"))
@@ -386,6 +396,11 @@ mod tests {
         assert!(check(&[h.clone()], &expect()).is_ok(), "version 1's decimal count");
         h.state = b"7".to_vec();
         assert!(violation(h).contains("state is 7 but it committed 5 ticks"));
+        let mut h = good();
+        h.state = br#"{"count":5}"#.to_vec();
+        assert!(check(&[h.clone()], &expect()).is_ok(), "the Python counter's JSON");
+        h.state = br#"{"count":3}"#.to_vec();
+        assert!(violation(h).contains("state is 3 but it committed 5 ticks"));
         let mut h = good();
         h.tick = 6;
         assert!(violation(h).contains("reports tick 6"));

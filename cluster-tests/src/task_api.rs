@@ -31,7 +31,10 @@ pub async fn deploy(cluster: &TestCluster, client: &ClusterClient, name: &str) {
     let key = cluster.local.signing_key().expect("the cluster's signing key");
     let request = signed_deploy(name.into(), example_module(name), &key);
     client
-        .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
+        .call_long(|mut c| {
+            let request = request.clone();
+            async move { c.deploy_module(request).await }
+        })
         .await
         .unwrap();
 }
@@ -153,8 +156,13 @@ pub async fn release_signed(
         rollout: Some(settings),
         ..signed_deploy(name.into(), component, key)
     };
+    // The leader compiles the module before it answers, as `batonctl
+    // modules deploy` waits for.
     let reply = client
-        .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
+        .call_long(|mut c| {
+            let request = request.clone();
+            async move { c.deploy_module(request).await }
+        })
         .await
         .unwrap();
     assert!(reply.rollout_started, "deploying over {name} started no rollout");

@@ -1,8 +1,9 @@
-//! Tasks that call HTTP servers, on real processes. `webwatch` tasks poll
-//! an HTTPS witness (its certificate from a CA made in the test) that they
-//! were granted with `batonctl tasks add --allow-http URL --http-ca FILE`.
-//! They commit what they read; a task not granted the server is refused
-//! without reaching it. Their owners are drained and frozen mid-request:
+//! Tasks that call HTTP servers, on real processes. `webwatch` tasks, half
+//! of them the Rust example and half the Python one, poll an HTTPS witness
+//! (its certificate from a CA made in the test) that they were granted
+//! with `batonctl tasks add --allow-http URL --http-ca FILE`. They commit
+//! what they read; a task not granted the server (one in each language) is
+//! refused without reaching it. Their owners are drained and frozen mid-request:
 //! the witness must see no two runs of a task at once, and every committed
 //! tick must be a request it answered. The frozen owner's requests not
 //! yet written must have been cut off, not written late: the test fails if
@@ -24,6 +25,9 @@ use baton_node::state::cluster_version::VersionRange;
 use batonctl::ClusterClient;
 
 const TASKS: usize = 12;
+/// Tasks granted another port of the witness's host (and trusting its CA),
+/// and their modules: each must be refused before it reaches the witness.
+const UNGRANTED: [(&str, &str); 2] = [("ungranted", "webwatch"), ("ungranted-py", "webwatch_py")];
 const PERIOD_MS: u64 = 300;
 /// How long the witness holds each request, as a slow API would.
 const HOLD: Duration = Duration::from_millis(150);
@@ -50,8 +54,9 @@ fn ok(out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Adds `name` through the CLI, granted the witness with its CA.
-fn add_granted(cluster: &TestCluster, witness: &Witness, ca_file: &Path, name: &str) {
+/// Adds `name` (a task of `module`) through the CLI, granted the witness
+/// with its CA.
+fn add_granted(cluster: &TestCluster, witness: &Witness, ca_file: &Path, name: &str, module: &str) {
     let url = witness.url();
     let config = format!(r#"{{"url": "{url}"}}"#);
     let grant = url.trim_end_matches('/');
@@ -63,7 +68,7 @@ fn add_granted(cluster: &TestCluster, witness: &Witness, ca_file: &Path, name: &
             "add",
             name,
             "--module",
-            "webwatch",
+            module,
             "--every",
             &every,
             "--config",
@@ -112,18 +117,20 @@ async fn an_owner_mid_request(client: &ClusterClient, witness: &Witness, names: 
     .await
 }
 
-/// Deploys `webwatch` and adds `TASKS` tasks granted the witness through
-/// the CLI; their names.
+/// Deploys `webwatch` and `webwatch_py` and adds `TASKS` tasks, half of
+/// each, granted the witness through the CLI; their names.
 async fn start_watching(cluster: &TestCluster, client: &ClusterClient, witness: &Witness) -> BTreeSet<String> {
     // HTTP grants, and modules that import wasi:http, wait for the version
     // every member can read them at; a new cluster climbs to it.
     await_cluster_version(client, VersionRange::SUPPORTED.max).await;
     deploy(cluster, client, "webwatch").await;
+    deploy(cluster, client, "webwatch_py").await;
     let ca_file = cluster.path().join("witness-ca.pem");
     std::fs::write(&ca_file, witness.ca_pem()).unwrap();
     let names: BTreeSet<String> = (0..TASKS).map(|i| format!("web{i:02}")).collect();
-    for name in &names {
-        add_granted(cluster, witness, &ca_file, name);
+    for (i, name) in names.iter().enumerate() {
+        let module = if i % 2 == 0 { "webwatch" } else { "webwatch_py" };
+        add_granted(cluster, witness, &ca_file, name, module);
     }
     names
 }
@@ -160,26 +167,26 @@ async fn tasks_poll_a_granted_https_server_one_owner_at_a_time() {
     // The same module, granted another port of the same host and trusting
     // the witness's CA: refused before the witness is reached (were the
     // grant not checked, its request would go through).
-    let mut ungranted = every(
-        "ungranted",
-        "webwatch",
-        PERIOD_MS,
-        &format!(r#"{{"url": "{}"}}"#, witness.url()),
-    );
-    (ungranted.max_restarts, ungranted.restart_window_ms) = (2, 60_000);
-    ungranted.allow_http = vec!["https://localhost:1".into()];
-    ungranted.http_ca = witness.ca_pem().as_bytes().to_vec();
-    add(&client, ungranted).await;
+    for (name, module) in UNGRANTED {
+        let mut ungranted = every(name, module, PERIOD_MS, &format!(r#"{{"url": "{}"}}"#, witness.url()));
+        (ungranted.max_restarts, ungranted.restart_window_ms) = (2, 60_000);
+        ungranted.allow_http = vec!["https://localhost:1".into()];
+        ungranted.http_ca = witness.ca_pem().as_bytes().to_vec();
+        add(&client, ungranted).await;
+    }
 
     await_ticks(&client, &names, "every granted task ticking").await;
+    // web00 runs the Rust example, web01 the Python one.
+    for name in ["web00", "web01"] {
+        let seen: serde_json::Value = serde_json::from_slice(&task(&client, name).await.state).unwrap();
+        assert_eq!(
+            (seen["status"].as_u64(), seen["bytes"].as_u64()),
+            (Some(200), Some(2)),
+            "{name}: {seen}"
+        );
+        assert!(seen["polls"].as_u64().unwrap() >= 1, "{name}: {seen}");
+    }
     let web = task(&client, "web00").await;
-    let seen: serde_json::Value = serde_json::from_slice(&web.state).unwrap();
-    assert_eq!(
-        (seen["status"].as_u64(), seen["bytes"].as_u64()),
-        (Some(200), Some(2)),
-        "{seen}"
-    );
-    assert!(seen["polls"].as_u64().unwrap() >= 1, "{seen}");
     let grant = witness.url().trim_end_matches('/').to_string();
     assert_eq!(web.allow_http, std::slice::from_ref(&grant));
     assert_eq!(web.http_ca_sha256, content_hash(witness.ca_pem().as_bytes()));
@@ -217,12 +224,18 @@ async fn tasks_poll_a_granted_https_server_one_owner_at_a_time() {
         "the task's CA holds no PEM certificate",
     );
     assert!(tasks(&client).await.iter().all(|t| t.name != "bad"));
-    let failed = poll_async(Duration::from_secs(30), "the ungranted task failed", || async {
-        let t = task(&client, "ungranted").await;
-        (t.status == "failed").then_some(t)
-    })
-    .await;
-    assert!(failed.failure.contains("not granted this server"), "{}", failed.failure);
+    for (name, _) in UNGRANTED {
+        let failed = poll_async(Duration::from_secs(30), "the ungranted task failed", || async {
+            let t = task(&client, name).await;
+            (t.status == "failed").then_some(t)
+        })
+        .await;
+        assert!(
+            failed.failure.contains("not granted this server"),
+            "{name}: {}",
+            failed.failure
+        );
+    }
 
     // Owners drained, then frozen, while the witness holds their requests.
     let drained = an_owner_mid_request(&client, &witness, &names, 0).await;
@@ -252,7 +265,7 @@ async fn tasks_poll_a_granted_https_server_one_owner_at_a_time() {
     assert!(report.runs > TASKS * 5, "too few runs to tell: {report}");
     assert_eq!(witness.malformed(), 0, "requests without a task, node and token");
     assert!(
-        witness.runs().iter().all(|r| r.task != "ungranted"),
+        witness.runs().iter().all(|r| !r.task.starts_with("ungranted")),
         "a task not granted the server reached it"
     );
 }

@@ -127,6 +127,21 @@ async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_fo
         refused.contains("a module that imports wasi:http needs cluster version 9"),
         "{refused}"
     );
+    // A Python task's module (19 MB, over the 16 MiB that 0.8.0 loads).
+    let python = batonctl::cmd::modules::signed_deploy(
+        "counter".into(),
+        baton_cluster_tests::example_module("counter_py"),
+        &key,
+    );
+    let refused = client
+        .call_with(&python, |mut c, r| async move { c.deploy_module(r).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("a module over 16 MiB") && refused.contains("needs cluster version 10"),
+        "{refused}"
+    );
 
     // An upgrade to this build, aborted once one node runs it: no upgrade
     // holds the version then, yet it stays at 6 while the other nodes run

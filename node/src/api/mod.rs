@@ -23,5 +23,7 @@ pub use member_probe::{probe, probe_members};
 pub use peer_service::PeerService;
 pub use raft_service::RaftService;
 
-/// Largest control request a node accepts (a module deploy is the largest).
-pub const CONTROL_MAX_MESSAGE_BYTES: usize = 20 * 1024 * 1024;
+/// Largest control request a node accepts: a module deploy is the largest,
+/// a module of up to [`crate::runtime::MAX_MODULE_BYTES`] and its name and
+/// signature.
+pub const CONTROL_MAX_MESSAGE_BYTES: usize = crate::runtime::MAX_MODULE_BYTES + 1024 * 1024;

@@ -11,7 +11,8 @@ use super::NodeContext;
 use super::errors::{not_leader, propose_error};
 use crate::modules::signing::{self, SigningError};
 use crate::rollout::{Finish, Rollout, RolloutAction, RolloutSettings};
-use crate::state::cluster_version::{BelowVersion, HTTP_GRANTS};
+use crate::runtime::EARLIER_MAX_MODULE_BYTES;
+use crate::state::cluster_version::{BelowVersion, HTTP_GRANTS, LARGE_MODULES};
 use crate::types::{Command, CommandResponse, ModuleVersion};
 
 /// Longest module name.
@@ -80,6 +81,13 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
     let (leader, leader_addr) = crate::types::leader(&context.raft);
     if leader != Some(context.id) {
         return Err(not_leader(leader, leader_addr.as_deref()));
+    }
+    if component.len() > EARLIER_MAX_MODULE_BYTES {
+        // Nodes of 0.8.0 would refuse to fetch it, and so fail its tasks.
+        let version = context.state_machine.read(|s| s.cluster_version);
+        let what = format!("a module over 16 MiB ({} bytes)", component.len());
+        BelowVersion::check(version, LARGE_MODULES, &what)
+            .map_err(|e| Status::failed_precondition(format!("module {name} refused: {e}")))?;
     }
     let engine = context.engine.clone();
     let (compiled, component) = tokio::task::spawn_blocking(move || (engine.load(&component), component))

@@ -30,8 +30,23 @@ const KEEP_RESIDENT_BYTES: usize = 4 * 1024 * 1024;
 /// The same for an instance's tables.
 const KEEP_RESIDENT_TABLE_BYTES: usize = 64 * 1024;
 
+/// The priority of the threads that compile modules, as the cross-platform
+/// value `thread-priority` maps to a nice value: 22 is nice 10 on Linux,
+/// about a tenth of the CPU a thread of the node's own gets when both want
+/// it.
+const COMPILE_PRIORITY: u8 = 22;
+
 /// How often the engine's epoch advances: the resolution of tick budgets.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The largest module a node loads: a Python task's component embeds its
+/// interpreter (19 MB for the examples), with room for the libraries a
+/// task bundles. Deploying one over [`EARLIER_MAX_MODULE_BYTES`] needs
+/// cluster version 10 (`LARGE_MODULES`).
+pub const MAX_MODULE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The largest module that nodes of 0.8.0 and earlier fetch and load.
+pub const EARLIER_MAX_MODULE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bounds on what a task may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +69,7 @@ impl Default for RuntimeLimits {
             tick_budget: Duration::from_secs(1),
             memory_bytes: 64 * 1024 * 1024,
             max_instances: 256,
-            max_module_bytes: 16 * 1024 * 1024,
+            max_module_bytes: MAX_MODULE_BYTES,
             max_state_bytes: crate::config::DEFAULT_CAP_BYTES,
         }
     }
@@ -74,6 +89,32 @@ pub struct TaskEngine {
     epoch_beat: Arc<EpochBeat>,
     /// The lines task modules logged on this node.
     logs: Arc<TaskLogs>,
+}
+
+/// Compiling is background work: wasmtime compiles a module's functions
+/// on rayon's global pool, whose threads are made here (once a process) at
+/// [`COMPILE_PRIORITY`]. Compiling a Python task's 19 MB component takes
+/// seconds of both cores of a small machine; at the node's own priority it
+/// held up Raft's heartbeats and other tasks' ticks meanwhile.
+fn lower_compile_priority() {
+    // Fails only if the pool already exists: made by an earlier engine in
+    // this process, which lowered it then.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("baton-compile-{i}"))
+        .start_handler(|_| at_compile_priority())
+        .build_global();
+}
+
+/// Lowers the calling thread to [`COMPILE_PRIORITY`]. Lowering needs no
+/// privilege; should it fail, the thread compiles at its own priority.
+fn at_compile_priority() {
+    let lower = thread_priority::ThreadPriorityValue::try_from(COMPILE_PRIORITY)
+        .map(thread_priority::ThreadPriority::Crossplatform)
+        .map_err(|e| e.to_string())
+        .and_then(|p| thread_priority::set_current_thread_priority(p).map_err(|e| format!("{e:?}")));
+    if let Err(e) = lower {
+        tracing::debug!("compile threads keep the node's priority: {e}");
+    }
 }
 
 /// The epoch thread's last beat: ticks end at their budgets only while it
@@ -129,6 +170,7 @@ impl TaskEngine {
                 Cache::new(cache).map_err(|e| format!("module cache in {}: {e:#}", dir.display()))?,
             ));
         }
+        lower_compile_priority();
         let engine = Engine::new(&config).map_err(|e| format!("wasmtime engine: {e:#}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("{e:#}"))?;
@@ -218,7 +260,20 @@ impl TaskEngine {
         if let Some(module) = self.loaded(&hash) {
             return Ok(module);
         }
-        let module = Arc::new(compile(&self.engine, &self.linker, bytes)?);
+        // On a thread of its own at the compile threads' priority: parsing
+        // and validating a large module is work of the calling thread.
+        let module = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("baton-compile".into())
+                .spawn_scoped(scope, || {
+                    at_compile_priority();
+                    compile(&self.engine, &self.linker, bytes)
+                })
+                .map_err(|e| ModuleError::Invalid(format!("cannot start a thread to compile it: {e}")))?
+                .join()
+                .map_err(|_| ModuleError::Invalid("compiling it panicked".into()))?
+        })?;
+        let module = Arc::new(module);
         self.modules
             .lock()
             .expect("module cache lock poisoned")

@@ -15,7 +15,7 @@ mod outgoing;
 mod task_logs;
 mod waits;
 
-pub use engine::{RuntimeLimits, TaskEngine};
+pub use engine::{EARLIER_MAX_MODULE_BYTES, MAX_MODULE_BYTES, RuntimeLimits, TaskEngine};
 pub use errors::{ModuleError, TickError};
 pub use fence::{Fence, FenceError, FencingToken, Slot, TickFence, TickSlot};
 pub use host::TaskContext;

@@ -30,6 +30,7 @@
 //! | 7 | held upgrades: an upgrade's `hold_version` and the `finalize` control (`batonctl upgrade --hold-version`, `upgrade finalize`) | 0.6.0 |
 //! | 8 | a tick asked for now: `run_now` entries and a task's `run_requested_ms` (`batonctl tasks run-now`, the status page's "Run now") | 0.7.0 |
 //! | 9 | outgoing HTTP: a task's `allow_http` and `http_ca` (`batonctl tasks add --allow-http`), and modules that import `wasi:http` | 0.8.0 |
+//! | 10 | modules up to 64 MiB (Python tasks embed their interpreter), where earlier releases fetch and load at most 16 MiB | 0.9.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
@@ -79,13 +80,19 @@ pub const RUN_NOW: ClusterVersion = 8;
 /// would drop the grants from the task it runs and from its snapshots.
 pub const HTTP_GRANTS: ClusterVersion = 9;
 
+/// The version from which a module may be larger than 16 MiB, up to
+/// `crate::runtime::MAX_MODULE_BYTES` (a Python task's component embeds
+/// its interpreter: 19 MB for the examples): a node of 0.8.0 refuses to
+/// fetch or load such a module, so it could not run its tasks.
+pub const LARGE_MODULES: ClusterVersion = 10;
+
 /// The highest version of this source tree.
-const HIGHEST: ClusterVersion = 9;
+const HIGHEST: ClusterVersion = 10;
 
 /// The releases that introduced each version, for messages: index 0 is
 /// version 1.
 const FIRST_RELEASES: [&str; HIGHEST as usize] = [
-    "0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0",
+    "0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "0.9.0",
 ];
 
 /// The highest version of this build: [`HIGHEST`], or lower when built with
@@ -118,7 +125,7 @@ const fn parse_build_cap(text: &str) -> ClusterVersion {
     }
     assert!(
         value >= FIRST && value <= HIGHEST,
-        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to HIGHEST (9)"
+        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to HIGHEST (10)"
     );
     value
 }
@@ -382,8 +389,8 @@ mod tests {
         assert!(refused.contains("supports cluster version 1;"), "{refused}");
         assert!(refused.ends_with("run baton-node 0.2.0 or later"), "{refused}");
         assert!(
-            range.refuse(10, "the cluster").unwrap().to_string().ends_with(&format!(
-                "run a release of baton-node newer than {} (one that supports cluster version 10)",
+            range.refuse(11, "the cluster").unwrap().to_string().ends_with(&format!(
+                "run a release of baton-node newer than {} (one that supports cluster version 11)",
                 crate::VERSION
             )),
             "a version no release has names none"
@@ -411,8 +418,8 @@ mod tests {
     fn a_build_cap_is_a_version_this_tree_knows() {
         assert_eq!(parse_build_cap("6"), 6);
         assert_eq!(parse_build_cap("1"), 1);
-        assert_eq!(parse_build_cap("9"), HIGHEST);
-        for bad in ["", "0", "10", "6 ", "-1", "v6", "99999999999"] {
+        assert_eq!(parse_build_cap("10"), HIGHEST);
+        for bad in ["", "0", "11", "6 ", "-1", "v6", "99999999999"] {
             assert!(
                 std::panic::catch_unwind(|| parse_build_cap(bad)).is_err(),
                 "{bad:?} was taken"
