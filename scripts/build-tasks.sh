@@ -18,7 +18,7 @@ out=tasks/target/wasm32-wasip2/release
 for example in counter:python-migrating-task webwatch:python-task; do
   name=${example%%:*} world=${example#*:}
   wasm="$out/${name}_py.wasm"
-  if [ -f "$wasm" ] && [ -z "$(find tasks/python wit -newer "$wasm" -type f -not -path "*/__pycache__/*" -print -quit)" ]; then
+  if [ -f "$wasm" ] && [ -z "$(find tasks/python wit "$COMPONENTIZE_PY" -newer "$wasm" -type f -not -path "*/__pycache__/*" -print -quit)" ]; then
     continue
   fi
   echo "building $wasm (componentize-py, world $world)" >&2

@@ -165,6 +165,14 @@ impl TestCluster {
         self.client_for(&self.local.endpoints())
     }
 
+    /// A client that waits for a deploy as long as `batonctl modules
+    /// deploy` does (the leader compiles the module before it answers).
+    pub fn deploy_client(&self) -> ClusterClient {
+        let tls = self.local.admin_tls().expect("admin certs");
+        let timeout = Duration::from_secs(batonctl::cmd::modules::DEPLOY_TIMEOUT_SECS);
+        ClusterClient::new(self.local.endpoints(), Some(tls), timeout).expect("client")
+    }
+
     /// A client for some endpoints only.
     pub fn client_for(&self, endpoints: &[String]) -> ClusterClient {
         let tls = self.local.admin_tls().expect("admin certs");

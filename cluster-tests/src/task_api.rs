@@ -26,11 +26,14 @@ pub async fn set_drained(client: &ClusterClient, id: u64, drain: bool) {
         .expect("drain");
 }
 
-/// Deploys example module `name`, signed with the cluster's key.
-pub async fn deploy(cluster: &TestCluster, client: &ClusterClient, name: &str) {
+/// Deploys example module `name`, signed with the cluster's key, waiting
+/// as `batonctl modules deploy` does (`TestCluster::deploy_client`; the
+/// client argument is not used).
+pub async fn deploy(cluster: &TestCluster, _client: &ClusterClient, name: &str) {
     let key = cluster.local.signing_key().expect("the cluster's signing key");
     let request = signed_deploy(name.into(), example_module(name), &key);
-    client
+    cluster
+        .deploy_client()
         .call_long(|mut c| {
             let request = request.clone();
             async move { c.deploy_module(request).await }
@@ -131,16 +134,17 @@ pub async fn release(
 }
 
 /// Deploys `component` as a new version of module `name`, rolled out with
-/// `settings`; returns the version recorded.
+/// `settings`, waiting as `batonctl modules deploy` does (the client
+/// argument is not used); returns the version recorded.
 pub async fn release_bytes(
     cluster: &TestCluster,
-    client: &ClusterClient,
+    _client: &ClusterClient,
     name: &str,
     component: Vec<u8>,
     settings: baton_proto::RolloutSettings,
 ) -> u32 {
     let key = cluster.local.signing_key().expect("the cluster's signing key");
-    release_signed(client, &key, name, component, settings).await
+    release_signed(&cluster.deploy_client(), &key, name, component, settings).await
 }
 
 /// Deploys `component`, signed with `key`, as a new version of module

@@ -104,7 +104,12 @@ async fn modules_that_are_not_task_components_are_refused_and_nothing_is_recorde
             "does not implement the baton:task world",
         ),
         ("Bad Name", example_module("counter"), "must be 1 to 64 characters"),
-        ("huge", vec![0; 17 * 1024 * 1024], "the limit is"),
+        // Over the control messages' cap, itself over the largest module.
+        (
+            "huge",
+            vec![0; baton_node::api::CONTROL_MAX_MESSAGE_BYTES + 1024 * 1024],
+            "the limit is",
+        ),
     ];
     for (name, bytes, expected) in cases {
         let err = deploy(&cluster, &client, name, bytes).await.unwrap_err().to_string();

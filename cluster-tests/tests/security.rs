@@ -164,7 +164,7 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
     let client = cluster.client_for(&[addr]);
     let huge = PutRequest {
         key: "huge".into(),
-        value: vec![7; 25 * 1024 * 1024],
+        value: vec![7; baton_node::api::CONTROL_MAX_MESSAGE_BYTES + 1024 * 1024],
     };
     let err = client
         .call_with(&huge, |mut c, r| async move { c.put(r).await })

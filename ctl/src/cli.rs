@@ -206,6 +206,17 @@ pub enum TasksCommand {
         #[arg(long = "http-ca", value_name = "FILE")]
         http_ca: Option<std::path::PathBuf>,
     },
+    /// Write a new task module project: NAME/ with a task that counts
+    /// its ticks, the SDK, the interface and build.sh (no cluster needed).
+    New {
+        name: String,
+        /// The language to write the task in.
+        #[arg(long, value_enum)]
+        lang: crate::cmd::scaffold::Lang,
+        /// Where to make the project's directory.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
     /// List the tasks.
     List,
     /// Show one task, with its state.

@@ -221,34 +221,36 @@ fn a_module_that_imports_wasi_http_is_known_as_one() {
 
 #[test]
 fn modules_are_compiled_by_threads_of_lower_priority_than_the_nodes() {
+    /// Field 19 of a thread's stat (after the command's parenthesis, the
+    /// 17th); None for a thread gone meanwhile.
+    fn nice(stat: &str) -> Option<i32> {
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        rest.split(' ').nth(16)?.parse().ok()
+    }
+    let own = nice(&std::fs::read_to_string("/proc/thread-self/stat").unwrap()).unwrap();
     let engine = engine(RuntimeLimits::default());
     engine.load(&example("greeter")).unwrap();
-    // rayon's pool, where wasmtime compiles, lives on after the compile.
-    let mut niced = Vec::new();
+    // rayon's pool, where wasmtime compiles, lives on after the compile
+    // (the short-lived `baton-compile` threads of other tests do not).
+    let mut pool = Vec::new();
     for entry in std::fs::read_dir("/proc/self/task").unwrap() {
         let dir = entry.unwrap().path();
         let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if name.starts_with("baton-compile") {
-            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
-            // The fields after the command's closing parenthesis: state is
-            // the 3rd field of stat, nice the 19th.
-            let after = &stat[stat.rfind(')').unwrap() + 2..];
-            let nice: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
-            niced.push((name.trim().to_string(), nice));
+        let stat = std::fs::read_to_string(dir.join("stat")).ok();
+        if name.starts_with("baton-compile-")
+            && let Some(n) = stat.as_deref().and_then(nice)
+        {
+            pool.push((name.trim().to_string(), n));
         }
     }
-    assert!(!niced.is_empty(), "no compile threads");
-    assert!(niced.iter().all(|(_, nice)| *nice == 10), "{niced:?}");
-    let own: i32 = {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        stat[stat.rfind(')').unwrap() + 2..]
-            .split(' ')
-            .nth(16)
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    assert_eq!(own, 0, "the test's own thread was lowered");
+    assert!(!pool.is_empty(), "no compile threads");
+    let lowered = (own + 10).min(19);
+    assert!(
+        pool.iter().all(|(_, n)| *n == lowered),
+        "the test runs at {own}: {pool:?}"
+    );
+    let after = nice(&std::fs::read_to_string("/proc/thread-self/stat").unwrap()).unwrap();
+    assert_eq!(after, own, "the test's own thread was lowered");
 }
 
 #[test]
@@ -881,20 +883,26 @@ fn refused_with_nothing_sent(engine: &TaskEngine, webwatch: &baton_node::runtime
 
 #[test]
 fn a_task_posts_a_body_larger_than_a_write_and_the_server_reads_it_whole() {
-    let server = HttpsServer::start(Vec::new());
-    let engine = engine(RuntimeLimits::default());
-    let webwatch = engine.load(&example("webwatch")).unwrap();
-    let text = "x".repeat(10_000);
-    let posting = TaskContext {
-        http: server.access(),
-        ..task("w", &format!(r#"{{"url": "{}", "post": "{text}"}}"#, server.url()))
-    };
-    let outcome = engine.tick(&webwatch, posting, b"").unwrap();
-    let seen: serde_json::Value = serde_json::from_slice(&outcome.state).unwrap();
-    assert_eq!(seen["status"], 200, "{seen}");
-    // The server answers with the length it read.
-    assert_eq!(seen["bytes"], 5, "{seen}");
-    assert_eq!(server.body_bytes.load(std::sync::atomic::Ordering::SeqCst), 10_000);
+    let engine = cached_engine(RuntimeLimits::default());
+    for name in WEBWATCHES {
+        let server = HttpsServer::start(Vec::new());
+        let webwatch = load(&engine, name);
+        let text = "x".repeat(10_000);
+        let posting = TaskContext {
+            http: server.access(),
+            ..task("w", &format!(r#"{{"url": "{}", "post": "{text}"}}"#, server.url()))
+        };
+        let outcome = engine.tick(&webwatch, posting, b"").unwrap();
+        let seen: serde_json::Value = serde_json::from_slice(&outcome.state).unwrap();
+        assert_eq!(seen["status"], 200, "{name}: {seen}");
+        // The server answers with the length it read.
+        assert_eq!(seen["bytes"], 5, "{name}: {seen}");
+        assert_eq!(
+            server.body_bytes.load(std::sync::atomic::Ordering::SeqCst),
+            10_000,
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -1002,21 +1010,23 @@ fn an_http_server_that_never_answers_fails_the_tick_at_its_deadline() {
 #[test]
 fn a_response_body_over_the_cap_fails_the_request() {
     let server = HttpsServer::start(vec![b'x'; 5000]);
-    let engine = engine(RuntimeLimits::default());
-    let webwatch = engine.load(&example("webwatch")).unwrap();
-    let access = HttpAccess {
-        max_response_bytes: 1000,
-        ..HttpAccess::granted(vec![server.grant()])
-            .with_ca(server.ca_pem.as_bytes())
-            .unwrap()
-    };
-    let err = engine
-        .tick(&webwatch, watching(&server.url(), access), b"")
-        .unwrap_err();
-    assert!(
-        matches!(&err, TickError::Failed(m) if m.contains("body size exceeds limit: 1000 bytes")),
-        "{err}"
-    );
+    let engine = cached_engine(RuntimeLimits::default());
+    for name in WEBWATCHES {
+        let webwatch = load(&engine, name);
+        let access = HttpAccess {
+            max_response_bytes: 1000,
+            ..HttpAccess::granted(vec![server.grant()])
+                .with_ca(server.ca_pem.as_bytes())
+                .unwrap()
+        };
+        let err = engine
+            .tick(&webwatch, watching(&server.url(), access), b"")
+            .unwrap_err();
+        assert!(
+            matches!(&err, TickError::Failed(m) if m.contains("body size exceeds limit: 1000 bytes")),
+            "{name}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -1040,13 +1050,25 @@ fn fenced_mid_request(engine: &TaskEngine, webwatch: &baton_node::runtime::Compi
         engine,
         webwatch,
         waiting,
-        Duration::from_millis(300),
+        // Time for a Python module's instance and request on a loaded
+        // machine: the request must be under way when the lease ends.
+        Duration::from_millis(1_000),
         Duration::from_millis(500),
     );
     // A fence already closed at the call: the tick ends there, and nothing
     // connects.
+    // The request above reached the server (the kernel accepted it) before
+    // the lease ended: the tick was cut off mid-request, not refused at the
+    // call.
     listener.set_nonblocking(true).unwrap();
-    while listener.accept().is_ok() {}
+    let mut reached = 0;
+    while listener.accept().is_ok() {
+        reached += 1;
+    }
+    assert!(
+        reached >= 1,
+        "the request never connected: the lease ended before it was made"
+    );
     let task = TaskContext {
         fence: TestFence::fence(Instant::now() + Duration::from_secs(30), 1),
         ..watching(&format!("http://{addr}/"), access)

@@ -4,6 +4,7 @@
 //! - an empty tick (the `counter` example), for scale;
 //! - a `webwatch` tick that GETs a local server once, over plain HTTP and
 //!   over HTTPS (a CA made here, which the task is told to trust);
+//! - the same two for the Python examples (`counter_py`, `webwatch_py`);
 //! - the same GET from a plain Rust client (std's `TcpStream`, and rustls
 //!   over it for HTTPS), a new connection each time, as the task makes.
 //!
@@ -115,6 +116,8 @@ fn main() {
     let engine = TaskEngine::new(RuntimeLimits::default(), None).expect("an engine");
     let counter = engine.load(&example_module("counter")).expect("counter");
     let webwatch = engine.load(&example_module("webwatch")).expect("webwatch");
+    let counter_py = engine.load(&example_module("counter_py")).expect("counter_py");
+    let webwatch_py = engine.load(&example_module("webwatch_py")).expect("webwatch_py");
 
     let plain = TcpListener::bind("127.0.0.1:0").unwrap();
     let plain_addr = plain.local_addr().unwrap();
@@ -169,7 +172,7 @@ fn main() {
         },
         Row {
             name: "a webwatch tick, one GET over HTTP",
-            run: tick(webwatch.clone(), Some((plain_url.clone(), plain_access))),
+            run: tick(webwatch.clone(), Some((plain_url.clone(), plain_access.clone()))),
             samples: Vec::new(),
         },
         Row {
@@ -179,7 +182,7 @@ fn main() {
         },
         Row {
             name: "a webwatch tick, one GET over HTTPS",
-            run: tick(webwatch.clone(), Some((secure_url.clone(), secure_access))),
+            run: tick(webwatch.clone(), Some((secure_url.clone(), secure_access.clone()))),
             samples: Vec::new(),
         },
         Row {
@@ -190,6 +193,21 @@ fn main() {
                     BODY.len()
                 )
             }),
+            samples: Vec::new(),
+        },
+        Row {
+            name: "a Python counter tick (counter_py)",
+            run: tick(counter_py.clone(), None),
+            samples: Vec::new(),
+        },
+        Row {
+            name: "a Python webwatch tick, one GET over HTTP",
+            run: tick(webwatch_py.clone(), Some((plain_url.clone(), plain_access))),
+            samples: Vec::new(),
+        },
+        Row {
+            name: "a Python webwatch tick, one GET over HTTPS",
+            run: tick(webwatch_py.clone(), Some((secure_url.clone(), secure_access))),
             samples: Vec::new(),
         },
     ];
@@ -233,9 +251,15 @@ fn main() {
     }
     let empty = p50[0];
     println!();
-    println!("| request | in a tick, less an empty tick (p50) | plain client (p50) | ratio |");
+    println!("| request | in a tick, less an empty tick of its language (p50) | plain client (p50) | ratio |");
     println!("| --- | --- | --- | --- |");
-    for (name, tick, client) in [("HTTP", p50[1], p50[2]), ("HTTPS", p50[3], p50[4])] {
+    let empty_py = p50[5];
+    for (name, tick, empty, client) in [
+        ("HTTP, Rust task", p50[1], empty, p50[2]),
+        ("HTTPS, Rust task", p50[3], empty, p50[4]),
+        ("HTTP, Python task", p50[6], empty_py, p50[2]),
+        ("HTTPS, Python task", p50[7], empty_py, p50[4]),
+    ] {
         let overhead = tick - empty;
         println!(
             "| {name} | {overhead:.0} µs | {client:.0} µs | {:.2}x |",

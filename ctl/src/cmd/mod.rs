@@ -11,11 +11,12 @@ pub mod logs;
 pub mod modules;
 pub mod nodes;
 pub mod rollout;
+pub mod scaffold;
 pub mod status;
 pub mod tasks;
 pub mod upgrade;
 
-use crate::cli::{Cli, Command, GlobalArgs};
+use crate::cli::{Cli, Command, GlobalArgs, TasksCommand};
 use crate::client::{ClientError, ClusterClient};
 use crate::contexts::{ContextError, Contexts};
 use crate::pki::PkiError;
@@ -116,8 +117,16 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Context(command) => context::run(command, &cli.global, format),
         Command::Status => status::run(&client(cli.global)?, format).await,
         Command::Nodes(command) => nodes::run(&client(cli.global)?, command, format).await,
+        Command::Tasks(TasksCommand::New { name, lang, dir }) => tasks::new_project(&dir, &name, lang, format),
         Command::Tasks(command) => tasks::run(&client(cli.global)?, command, format).await,
-        Command::Modules(command) => modules::run(&client(cli.global)?, command, format).await,
+        Command::Modules(command) => {
+            let mut global = cli.global;
+            if matches!(command, crate::cli::ModulesCommand::Deploy { .. }) {
+                // The leader compiles the module before it answers.
+                global.timeout_secs = global.timeout_secs.max(modules::DEPLOY_TIMEOUT_SECS);
+            }
+            modules::run(&client(global)?, command, format).await
+        }
         Command::Rollout(command) => rollout::run(&client(cli.global)?, command, format).await,
         Command::Kv(command) => kv::run(&client(cli.global)?, command, format).await,
         Command::Upgrade(args) => upgrade::run(&client(cli.global)?, args, format).await,

@@ -85,6 +85,11 @@ fn history_table(releases: &[ReleaseView]) -> String {
 
 /// A deploy request for `component` as module `name`, signed with `key`,
 /// rolled out with the default settings if it is a new version.
+/// The least time `modules deploy` gives the cluster (`--timeout-secs` may
+/// give more): the leader compiles the module before it answers, which
+/// takes tens of seconds for a Python module on a busy small machine.
+pub const DEPLOY_TIMEOUT_SECS: u64 = 120;
+
 pub fn signed_deploy(name: String, component: Vec<u8>, key: &SigningKey) -> DeployModuleRequest {
     let (signer, signature) = sign(key, &name, &content_hash(&component));
     DeployModuleRequest {

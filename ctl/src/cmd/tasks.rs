@@ -139,6 +139,38 @@ pub fn every_request(name: &str, module: &str, every_ms: u64, config: &str) -> A
     }
 }
 
+/// `tasks new`: writes a project for module `name` under `dir`.
+pub fn new_project(
+    dir: &std::path::Path,
+    name: &str,
+    lang: super::scaffold::Lang,
+    format: OutputFormat,
+) -> Result<(), CmdError> {
+    #[derive(Serialize)]
+    struct Written {
+        project: String,
+        build: String,
+        module: String,
+    }
+    let root = super::scaffold::write_project(dir, name, lang)?;
+    let written = Written {
+        project: root.display().to_string(),
+        build: root.join("build.sh").display().to_string(),
+        module: root.join(format!("{name}.wasm")).display().to_string(),
+    };
+    output::print(format, &written, || {
+        format!(
+            "wrote {}
+build it:   {}
+deploy it:  batonctl modules deploy {name} {}
+run it:     batonctl tasks add {name}-1 --module {name} --every 10s
+",
+            written.project, written.build, written.module
+        )
+    });
+    Ok(())
+}
+
 pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFormat) -> Result<(), CmdError> {
     let task = match command {
         TasksCommand::Add {
@@ -200,6 +232,8 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
         TasksCommand::Pause { name } => call_named(client, &name, Named::Pause).await?,
         TasksCommand::RunNow { name } => call_named(client, &name, Named::RunNow).await?,
         TasksCommand::Resume { name } => call_named(client, &name, Named::Resume).await?,
+        // Needs no cluster (`cmd::run` calls it without a client).
+        TasksCommand::New { name, lang, dir } => return new_project(&dir, &name, lang, format),
     };
     let tasks: Vec<TaskView> = task.task.into_iter().map(TaskView::from).collect();
     output::print(format, &tasks.first(), || table(&tasks) + &grants(tasks.first()));

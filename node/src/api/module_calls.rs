@@ -89,6 +89,12 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         BelowVersion::check(version, LARGE_MODULES, &what)
             .map_err(|e| Status::failed_precondition(format!("module {name} refused: {e}")))?;
     }
+    // Signed by a key the cluster trusts, before any work on its bytes.
+    let hash = crate::runtime::content_hash(&component);
+    signing::verify(&context.trusted_keys, &name, &hash, &signer, &signature).map_err(|e| match e {
+        SigningError::NoTrustedKeys(..) => Status::failed_precondition(e.to_string()),
+        _ => Status::permission_denied(e.to_string()),
+    })?;
     let engine = context.engine.clone();
     let (compiled, component) = tokio::task::spawn_blocking(move || (engine.load(&component), component))
         .await
@@ -100,10 +106,6 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         BelowVersion::check(version, HTTP_GRANTS, "a module that imports wasi:http")
             .map_err(|e| Status::failed_precondition(format!("module {name} refused: {e}")))?;
     }
-    signing::verify(&context.trusted_keys, &name, &compiled.hash, &signer, &signature).map_err(|e| match e {
-        SigningError::NoTrustedKeys(..) => Status::failed_precondition(e.to_string()),
-        _ => Status::permission_denied(e.to_string()),
-    })?;
     let (current, live, next) = context.state_machine.read(|s| {
         let live = s.rollouts.get(&name).filter(|r| r.state.is_live()).cloned();
         (s.modules.get(&name).cloned(), live, s.next_version(&name))

@@ -30,11 +30,10 @@ const KEEP_RESIDENT_BYTES: usize = 4 * 1024 * 1024;
 /// The same for an instance's tables.
 const KEEP_RESIDENT_TABLE_BYTES: usize = 64 * 1024;
 
-/// The priority of the threads that compile modules, as the cross-platform
-/// value `thread-priority` maps to a nice value: 22 is nice 10 on Linux,
-/// about a tenth of the CPU a thread of the node's own gets when both want
-/// it.
-const COMPILE_PRIORITY: u8 = 22;
+/// How much nicer than the node's own threads those that compile modules
+/// are: at 10 more, such a thread gets about a tenth of the CPU one of the
+/// node's gets when both want it.
+const COMPILE_NICER_BY: i32 = 10;
 
 /// How often the engine's epoch advances: the resolution of tick budgets.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -82,8 +81,10 @@ pub struct TaskEngine {
     limits: RuntimeLimits,
     /// Compiled modules by content hash: each is compiled once.
     modules: Mutex<HashMap<String, Arc<CompiledModule>>>,
-    /// Held while compiling, so a module is compiled once however many ask.
-    compiling: Mutex<()>,
+    /// One lock per module being compiled, held while it compiles, so that
+    /// a module is compiled once however many ask, and a slow compile holds
+    /// up no other module's.
+    compiling: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// When the epoch thread, which ends ticks at their budgets, last
     /// advanced the epoch (its own monotonic clock, in ms).
     epoch_beat: Arc<EpochBeat>,
@@ -93,7 +94,7 @@ pub struct TaskEngine {
 
 /// Compiling is background work: wasmtime compiles a module's functions
 /// on rayon's global pool, whose threads are made here (once a process) at
-/// [`COMPILE_PRIORITY`]. Compiling a Python task's 19 MB component takes
+/// [`COMPILE_NICER_BY`] more than the node. Compiling a Python task's 19 MB component takes
 /// seconds of both cores of a small machine; at the node's own priority it
 /// held up Raft's heartbeats and other tasks' ticks meanwhile.
 fn lower_compile_priority() {
@@ -105,16 +106,38 @@ fn lower_compile_priority() {
         .build_global();
 }
 
-/// Lowers the calling thread to [`COMPILE_PRIORITY`]. Lowering needs no
-/// privilege; should it fail, the thread compiles at its own priority.
+/// Makes the calling thread [`COMPILE_NICER_BY`] nicer than it is (at most
+/// 19). Lowering needs no privilege; should it fail, the thread compiles
+/// at its own priority.
 fn at_compile_priority() {
-    let lower = thread_priority::ThreadPriorityValue::try_from(COMPILE_PRIORITY)
+    let Some(nice) = own_nice() else {
+        return;
+    };
+    let target = (nice + COMPILE_NICER_BY).min(19);
+    let lower = thread_priority::ThreadPriorityValue::try_from(crossplatform_for_nice(target))
         .map(thread_priority::ThreadPriority::Crossplatform)
         .map_err(|e| e.to_string())
         .and_then(|p| thread_priority::set_current_thread_priority(p).map_err(|e| format!("{e:?}")));
     if let Err(e) = lower {
         tracing::debug!("compile threads keep the node's priority: {e}");
     }
+}
+
+/// The calling thread's nice value (Linux's `/proc/thread-self/stat`).
+fn own_nice() -> Option<i32> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // After the command's closing parenthesis come the state (field 3)
+    // and the rest; nice is field 19.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split(' ').nth(16)?.parse().ok()
+}
+
+/// The cross-platform value that `thread-priority` sets as nice `nice`
+/// for a thread of the normal policy (it maps 0..=99 onto 19..=-20).
+fn crossplatform_for_nice(nice: i32) -> u8 {
+    (0..=99u8)
+        .find(|&p| (39.0 * (1.0 - f32::from(p) / 99.0)) as i32 - 20 == nice)
+        .unwrap_or(0)
 }
 
 /// The epoch thread's last beat: ticks end at their budgets only while it
@@ -194,7 +217,7 @@ impl TaskEngine {
             limits,
             logs: Arc::new(TaskLogs::default()),
             modules: Mutex::new(HashMap::new()),
-            compiling: Mutex::new(()),
+            compiling: Mutex::new(HashMap::new()),
             epoch_beat,
         }))
     }
@@ -253,15 +276,37 @@ impl TaskEngine {
         if let Some(module) = self.loaded(&hash) {
             return Ok(module);
         }
-        // One compilation at a time: when a node starts or takes over many
-        // tasks of one module, their workers all ask at once, and must not
-        // each compile it.
-        let _compiling = self.compiling.lock().expect("compile lock poisoned");
+        // One compilation of a module at a time: when a node starts or takes
+        // over many tasks of one module, their workers all ask at once, and
+        // must not each compile it.
+        let lock = self
+            .compiling
+            .lock()
+            .expect("compile locks poisoned")
+            .entry(hash.clone())
+            .or_default()
+            .clone();
+        let _compiling = lock.lock().expect("compile lock poisoned");
         if let Some(module) = self.loaded(&hash) {
             return Ok(module);
         }
-        // On a thread of its own at the compile threads' priority: parsing
-        // and validating a large module is work of the calling thread.
+        let compiled = self.compile_at_low_priority(bytes);
+        if let Ok(module) = &compiled {
+            self.modules
+                .lock()
+                .expect("module cache lock poisoned")
+                .insert(hash.clone(), module.clone());
+        }
+        // Whoever still waits on the lock finds the module loaded, or
+        // tries again.
+        self.compiling.lock().expect("compile locks poisoned").remove(&hash);
+        compiled
+    }
+
+    /// Compiles `bytes` on a thread of its own at the compile threads'
+    /// priority: parsing and validating a large module is work of the
+    /// calling thread.
+    fn compile_at_low_priority(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, ModuleError> {
         let module = std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("baton-compile".into())
@@ -273,12 +318,7 @@ impl TaskEngine {
                 .join()
                 .map_err(|_| ModuleError::Invalid("compiling it panicked".into()))?
         })?;
-        let module = Arc::new(module);
-        self.modules
-            .lock()
-            .expect("module cache lock poisoned")
-            .insert(hash, module.clone());
-        Ok(module)
+        Ok(Arc::new(module))
     }
 
     /// A store for one call into a task, with its memory limit, its time
@@ -465,4 +505,24 @@ fn start_epoch_ticker(engine: &Engine, beat: Arc<EpochBeat>) {
             }
         })
         .expect("spawn the epoch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_nice_value_has_the_cross_platform_value_that_sets_it() {
+        assert_eq!(crossplatform_for_nice(19), 0);
+        for nice in -20..=19 {
+            let p = crossplatform_for_nice(nice);
+            assert_eq!((39.0 * (1.0 - f32::from(p) / 99.0)) as i32 - 20, nice, "{nice} -> {p}");
+        }
+    }
+
+    #[test]
+    fn a_thread_reads_its_own_nice_value() {
+        let nice = own_nice().expect("Linux's /proc");
+        assert!((-20..=19).contains(&nice), "{nice}");
+    }
 }

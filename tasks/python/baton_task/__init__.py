@@ -113,6 +113,9 @@ def _failure(e: BaseException, during: str) -> Err:
     """An exception as the error a tick or migration returns."""
     if isinstance(e, TaskError):
         return Err(str(e))
+    if isinstance(e, Err):
+        # An error of a host call (its payload no string), left uncaught.
+        return Err(f"{during} raised Err({e.value!r})")
     where = ""
     frames = traceback.extract_tb(e.__traceback__)
     if frames:
@@ -126,8 +129,10 @@ def _tick(method: Callable[..., Any]) -> Callable[..., Outcome]:
     def tick(self: Any, previous: bytes) -> Outcome:
         try:
             result = method(self, previous)
-        except Err:
-            raise
+        except Err as e:
+            if isinstance(e.value, str):
+                raise
+            raise _failure(e, "tick") from None
         except Exception as e:
             raise _failure(e, "tick") from None
         if isinstance(result, (bytes, bytearray)):
@@ -144,8 +149,10 @@ def _migrate(method: Callable[..., Any]) -> Callable[..., bytes]:
     def migrate(self: Any, from_version: int, to_version: int, state: bytes) -> bytes:
         try:
             result = method(self, from_version, to_version, state)
-        except Err:
-            raise
+        except Err as e:
+            if isinstance(e.value, str):
+                raise
+            raise _failure(e, f"migrate from {from_version} to {to_version}") from None
         except Exception as e:
             raise _failure(e, f"migrate from {from_version} to {to_version}") from None
         if not isinstance(result, (bytes, bytearray)):

@@ -181,7 +181,7 @@ def _read_all(stream: streams.InputStream, max_body: int, fail: Any) -> bytearra
         read += chunk
 
 
-def _write_all(stream: streams.OutputStream, data: bytes, fail: Any) -> None:
+def _write_all(stream: streams.OutputStream, data: Any, fail: Any) -> None:
     """Writes all of ``data`` to ``stream`` and waits until it is flushed,
     waiting through wasi:io/poll."""
 
@@ -190,6 +190,7 @@ def _write_all(stream: streams.OutputStream, data: bytes, fail: Any) -> None:
             return fail("sending the body: the stream closed")
         return fail(f"sending the body: {e.value.value.to_debug_string()}")
 
+    data = memoryview(data)
     while data:
         try:
             room = stream.check_write()
@@ -201,7 +202,7 @@ def _write_all(stream: streams.OutputStream, data: bytes, fail: Any) -> None:
             continue
         now = min(room, len(data))
         try:
-            stream.write(data[:now])
+            stream.write(bytes(data[:now]))
         except Err as e:
             raise failed(e) from None
         data = data[now:]
@@ -258,7 +259,9 @@ def _describe(e: types.ErrorCode) -> str:
         return "no response before the tick's deadline"
     if isinstance(e, types.ErrorCode_HttpResponseBodySize) and e.value is not None:
         return f"the response body is over {e.value} bytes"
-    return type(e).__name__.removeprefix("ErrorCode_")
+    name = type(e).__name__.removeprefix("ErrorCode_")
+    detail = getattr(e, "value", None)
+    return name if detail is None else f"{name}: {detail}"
 
 
 def _split_url(url: str) -> Tuple[types.Scheme, str, str]:
