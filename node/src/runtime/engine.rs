@@ -93,10 +93,10 @@ pub struct TaskEngine {
 }
 
 /// Compiling is background work: wasmtime compiles a module's functions
-/// on rayon's global pool, whose threads are made here (once a process) at
-/// [`COMPILE_NICER_BY`] more than the node. Compiling a Python task's 19 MB component takes
-/// seconds of both cores of a small machine; at the node's own priority it
-/// held up Raft's heartbeats and other tasks' ticks meanwhile.
+/// on rayon's global pool, whose threads are made here (once a process),
+/// [`COMPILE_NICER_BY`] nicer than the node. Compiling a Python task's
+/// 19 MB component takes seconds of both cores of a small machine; at the
+/// node's own priority, Raft's calls to peers timed out meanwhile.
 fn lower_compile_priority() {
     // Fails only if the pool already exists: made by an earlier engine in
     // this process, which lowered it then.
@@ -511,6 +511,8 @@ fn start_epoch_ticker(engine: &Engine, beat: Arc<EpochBeat>) {
 mod tests {
     use super::*;
 
+    /// The mapping is thread-priority's (unix.rs, `to_posix` for normal
+    /// policies); `node/tests/runtime.rs` checks the nice value it sets.
     #[test]
     fn every_nice_value_has_the_cross_platform_value_that_sets_it() {
         assert_eq!(crossplatform_for_nice(19), 0);
