@@ -65,6 +65,22 @@ fn upgrade_args(binary: &std::path::Path, hold: bool) -> Vec<String> {
     args
 }
 
+/// Deploys example module `file` as `name`, signed with `key`, and returns
+/// the cluster's refusal.
+async fn refused_deploy(
+    client: &batonctl::ClusterClient,
+    key: &baton_node::modules::signing::SigningKey,
+    name: &str,
+    file: &str,
+) -> String {
+    let request = batonctl::cmd::modules::signed_deploy(name.into(), baton_cluster_tests::example_module(file), key);
+    client
+        .call_with(&request, |mut c, r| async move { c.deploy_module(r).await })
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_for_the_version() {
     let earlier = build_earlier_release(EARLIER, NODE_UPGRADES);
@@ -116,28 +132,13 @@ async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_fo
         "{refused}"
     );
     let key = cluster.local.signing_key().expect("the cluster's signing key");
-    let webwatch =
-        batonctl::cmd::modules::signed_deploy("webwatch".into(), baton_cluster_tests::example_module("webwatch"), &key);
-    let refused = client
-        .call_with(&webwatch, |mut c, r| async move { c.deploy_module(r).await })
-        .await
-        .unwrap_err()
-        .to_string();
+    let refused = refused_deploy(&client, &key, "webwatch", "webwatch").await;
     assert!(
         refused.contains("a module that imports wasi:http needs cluster version 9"),
         "{refused}"
     );
     // A Python task's module (19 MB, over the 16 MiB that 0.8.0 loads).
-    let python = batonctl::cmd::modules::signed_deploy(
-        "counter".into(),
-        baton_cluster_tests::example_module("counter_py"),
-        &key,
-    );
-    let refused = client
-        .call_with(&python, |mut c, r| async move { c.deploy_module(r).await })
-        .await
-        .unwrap_err()
-        .to_string();
+    let refused = refused_deploy(&client, &key, "counter", "counter_py").await;
     assert!(
         refused.contains("a module over 16 MiB") && refused.contains("needs cluster version 10"),
         "{refused}"
