@@ -297,6 +297,7 @@ impl ContainerCluster {
                     stall_hand_offs_file: Some(Path::new("/var/lib/baton").join(STALL_FILE)),
                     max_cluster_version: None,
                 },
+                secrets: Default::default(),
             };
             std::fs::write(node.dir.join("node.toml"), toml::to_string(&config).unwrap()).unwrap();
             cluster.run_container(node);

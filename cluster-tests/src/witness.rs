@@ -88,6 +88,9 @@ struct Ledger {
     abandoned: AtomicU64,
     /// Calls being held now, per calling node.
     in_flight: Mutex<BTreeMap<u64, usize>>,
+    /// The `authorization` header of each task's latest HTTPS request that
+    /// had one (a secret sent as a bearer token).
+    authorizations: Mutex<BTreeMap<String, String>>,
 }
 
 impl Ledger {
@@ -157,6 +160,7 @@ impl Witness {
             handshake_delay_ms: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             in_flight: Mutex::new(BTreeMap::new()),
+            authorizations: Mutex::new(BTreeMap::new()),
         });
         let (acceptor, ca_pem) = https.unzip();
         let server = tokio::spawn({
@@ -231,6 +235,13 @@ impl Witness {
         calls.get(&node).copied().unwrap_or(0)
     }
 
+    /// The `authorization` header of task `task`'s latest HTTPS request
+    /// that had one.
+    pub fn authorization(&self, task: &str) -> Option<String> {
+        let seen = self.ledger.authorizations.lock().expect("witness lock poisoned");
+        seen.get(task).cloned()
+    }
+
     /// How many requests did not parse.
     pub fn malformed(&self) -> u64 {
         self.ledger.malformed.load(Ordering::Relaxed)
@@ -292,7 +303,12 @@ async fn hold_https_call(stream: TcpStream, acceptor: TlsAcceptor, ledger: Arc<L
         }
     }
     let began_us = ledger.now_us();
-    let request = identity(&String::from_utf8_lossy(&head));
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let request = identity(&head);
+    if let (Some(task), Some(authorization)) = (header(&head, "baton-task"), header(&head, "authorization")) {
+        let mut seen = ledger.authorizations.lock().expect("witness lock poisoned");
+        seen.insert(task, authorization);
+    }
     ledger.count(&request, 1);
     let gone = tokio::select! {
         _ = tokio::time::sleep(ledger.hold()) => false,
@@ -317,12 +333,7 @@ async fn closed(stream: &mut (impl AsyncRead + Unpin)) {
 /// `baton-node` and `baton-fencing-token` (`EPOCH.TICK`) headers name;
 /// empty (so malformed) when one is missing.
 fn identity(head: &str) -> String {
-    let header = |name: &str| {
-        head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    };
+    let header = |name: &str| header(head, name);
     let fields = (|| {
         let (epoch, tick) = header("baton-fencing-token")?
             .split_once('.')
@@ -334,6 +345,14 @@ fn identity(head: &str) -> String {
         ))
     })();
     fields.unwrap_or_default()
+}
+
+/// The value of header `name` in a request head, if it has it.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
 }
 
 /// A CA (PEM), and a server config with a certificate it signed for

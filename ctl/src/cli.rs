@@ -72,6 +72,10 @@ pub enum Command {
     /// Read and write the replicated key-value space (for checks and scripts).
     #[command(subcommand)]
     Kv(KvCommand),
+    /// The keys task secrets are sealed with: which a node holds, and
+    /// sealing every secret again with the newest (docs/secrets.md).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Make certificates for a cluster.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -165,6 +169,8 @@ pub enum NodesCommand {
     },
 }
 
+// Parsed once per run: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
     /// Add a task that runs MODULE on a schedule.
@@ -205,6 +211,21 @@ pub enum TasksCommand {
         /// HTTPS requests, instead of the system's roots.
         #[arg(long = "http-ca", value_name = "FILE")]
         http_ca: Option<std::path::PathBuf>,
+        /// Give the task a secret, NAME=VALUE (repeat for more), which its
+        /// module reads with `secrets.get(NAME)`. The node that takes it
+        /// seals it; Baton never shows it again. A value on the command
+        /// line is seen by `ps` and kept in shell history: prefer
+        /// --secret-file or --secret-env. Needs cluster version 11.
+        #[arg(long = "secret", value_name = "NAME=VALUE")]
+        secret: Vec<String>,
+        /// A secret read from a file, NAME=PATH: its bytes, less one
+        /// trailing newline.
+        #[arg(long = "secret-file", value_name = "NAME=PATH")]
+        secret_file: Vec<String>,
+        /// A secret read from an environment variable of batonctl,
+        /// NAME=VARIABLE.
+        #[arg(long = "secret-env", value_name = "NAME=VARIABLE")]
+        secret_env: Vec<String>,
     },
     /// Write a new task module project: NAME/ with a task that counts
     /// its ticks, the SDK, the interface and build.sh (no cluster needed).
@@ -401,6 +422,17 @@ pub enum KeysCommand {
         /// Where to write the private key.
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Seal every task secret that is not sealed with the answering node's
+    /// first key again with it. Run it after giving every node a new
+    /// first key, and before taking the old one away.
+    Rotate,
+    /// The keys the answering node holds (its first seals), those it
+    /// lacks that seal secrets, and how many secrets each seals.
+    Keys,
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 
 use baton_node::config::{
-    ClusterConfig, HeartConfig, InitialMember, MetricsConfig, ModulesConfig, NodeConfig, TimingConfig,
+    ClusterConfig, HeartConfig, InitialMember, MetricsConfig, ModulesConfig, NodeConfig, SecretsConfig, TimingConfig,
 };
 use baton_node::modules::signing;
 use baton_node::tls::TlsMaterial;
@@ -61,6 +61,8 @@ pub const SIGNING_KEY_FILE: &str = "signing.key";
 /// unlocks the nodes' status pages' manual steps (`[metrics]
 /// admin_token_file`).
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// The key every node of a local cluster seals and opens task secrets with.
+pub const SECRET_KEY_FILE: &str = "secret-key";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError + '_ {
     move |source| LocalClusterError::Io {
@@ -112,13 +114,27 @@ pub struct LocalCluster {
     /// (for a release before 0.6.0, which refuses the table), nodes use the
     /// default listener, which only the first to start on the machine gets.
     metrics_tables: bool,
+    /// The nodes' `[secrets] key_files`: `DIR/secret-key`, made with the
+    /// cluster (none for an earlier release, which refuses the table).
+    secret_keys: Vec<PathBuf>,
 }
 
 /// Writes a fresh random admin token to `path`, readable by its owner only.
 fn write_admin_token(path: &Path) -> Result<(), LocalClusterError> {
+    write_random_hex(path, 24)
+}
+
+/// Writes a fresh secret key (`[secrets] key_files`) to `path`, readable by
+/// its owner only.
+pub fn write_secret_key(path: &Path) -> Result<(), LocalClusterError> {
+    write_random_hex(path, baton_node::secrets::KEY_BYTES)
+}
+
+/// Writes `len` random bytes to `path` in hex, readable by its owner only.
+fn write_random_hex(path: &Path, len: usize) -> Result<(), LocalClusterError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut bytes = [0u8; 24];
+    let mut bytes = vec![0u8; len];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(io_err(Path::new("/dev/urandom")))?;
@@ -233,8 +249,12 @@ impl LocalCluster {
         let signing_key = signing::generate();
         let trusted_key = signing::write_key_pair(&dir.join(SIGNING_KEY_FILE), &signing_key)
             .map_err(|(path, source)| LocalClusterError::Io { path, source })?;
+        let mut secret_keys = Vec::new();
         if metrics_tables {
             write_admin_token(&dir.join(ADMIN_TOKEN_FILE))?;
+            let key = dir.join(SECRET_KEY_FILE);
+            write_secret_key(&key)?;
+            secret_keys.push(key);
         }
         let ports = free_ports(n as usize)?;
         let initial: Vec<InitialMember> = (1..=n)
@@ -253,6 +273,7 @@ impl LocalCluster {
             heart_binary,
             trusted_key,
             metrics_tables,
+            secret_keys,
         };
         for member in initial {
             cluster.lay_out_node(member.id, member.addr)?;
@@ -304,6 +325,9 @@ impl LocalCluster {
                 ..MetricsConfig::at(&metrics_addr)
             }),
             testing: Default::default(),
+            secrets: SecretsConfig {
+                key_files: self.secret_keys.clone(),
+            },
         };
         let text = format!(
             "# Node {id} of a local Baton cluster; run it with\n#   baton-node --config {}\n{}",
@@ -324,6 +348,30 @@ impl LocalCluster {
                 exit_reported: false,
             },
         );
+        Ok(())
+    }
+
+    /// Gives every node `files` as its `[secrets] key_files` (the first
+    /// seals), in its config; each reads them when it next starts. (Key
+    /// rotation: docs/secrets.md.)
+    pub fn set_secret_keys(&mut self, files: Vec<PathBuf>) -> Result<(), LocalClusterError> {
+        for node in self.nodes.values() {
+            let path = node.dir.join("node.toml");
+            let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+            let mut config: NodeConfig = toml::from_str(&text).map_err(|e| LocalClusterError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?;
+            config.secrets.key_files = files.clone();
+            let header: String = text
+                .lines()
+                .take_while(|l| l.starts_with('#'))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let written = format!("{header}{}", toml::to_string(&config)?);
+            std::fs::write(&path, written).map_err(io_err(&path))?;
+        }
+        self.secret_keys = files;
         Ok(())
     }
 

@@ -41,6 +41,9 @@ pub struct NodeConfig {
     /// Task modules: who may sign them.
     #[serde(default)]
     pub modules: ModulesConfig,
+    /// The keys task secrets are sealed with (docs/secrets.md).
+    #[serde(default, skip_serializing_if = "SecretsConfig::is_default")]
+    pub secrets: SecretsConfig,
     /// The machine's heart (`baton-heart`), which starts this node and
     /// vouches for its exit so that its tasks can move at once when its
     /// process dies. Optional: without it, a dead node's tasks move when its
@@ -220,6 +223,25 @@ pub struct ModulesConfig {
     pub trusted_keys: Vec<String>,
 }
 
+/// The keys of task secrets (`batonctl tasks add --secret`; docs/secrets.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Files of 32-byte AES keys, each 64 hex digits (`openssl rand -hex
+    /// 32`), readable by their owner alone. The first seals the secrets
+    /// this node takes; every one opens the secrets sealed with it. Every
+    /// node that may run a task with secrets needs the keys they are sealed
+    /// with; rotating one is `docs/secrets.md`'s four steps.
+    #[serde(default)]
+    pub key_files: Vec<PathBuf>,
+}
+
+impl SecretsConfig {
+    pub fn is_default(&self) -> bool {
+        self.key_files.is_empty()
+    }
+}
+
 /// PEM files for mutual TLS, as written by `batonctl certs init`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -376,6 +398,7 @@ impl NodeConfig {
         if let Some(file) = config.metrics.as_mut().and_then(|m| m.admin_token_file.as_mut()) {
             resolve(file);
         }
+        config.secrets.key_files.iter_mut().for_each(resolve);
         Ok(config)
     }
 
@@ -479,6 +502,9 @@ impl NodeConfig {
                     format!("{e}; use the .pub file that `batonctl keys new` writes"),
                 );
             }
+        }
+        if let Err(why) = crate::secrets::Keyring::load(&self.secrets.key_files) {
+            problem("secrets.key_files", why);
         }
         problems
     }

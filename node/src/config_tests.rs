@@ -291,6 +291,36 @@ fn an_admin_token_file_is_resolved_beside_the_config_and_must_hold_a_token() {
 }
 
 #[test]
+fn secret_key_files_are_resolved_beside_the_config_and_must_hold_private_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let named = parse(&format!(
+        "{VALID}\n[secrets]\nkey_files = [\"keys/new\", \"/keys/old\"]\n"
+    ));
+    assert_eq!(
+        named.secrets.key_files,
+        [Path::new("/etc/baton/keys/new"), Path::new("/keys/old")]
+    );
+    let problems = named.validate();
+    assert_eq!(keys(&named), ["secrets.key_files"], "{problems:?}");
+    assert!(problems[0].message.contains("openssl rand -hex 32"), "{problems:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    let with = |text: &str, mode: u32| {
+        std::fs::write(&key, text).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        parse(&format!("{VALID}\n[secrets]\nkey_files = [\"{}\"]\n", key.display())).validate()
+    };
+    assert_eq!(with(&"0f".repeat(32), 0o600), vec![]);
+    let open = with(&"0f".repeat(32), 0o644);
+    assert!(open[0].message.contains("chmod 600"), "{open:?}");
+    let short = with("0f0f", 0o600);
+    assert!(short[0].message.contains("64 hex digits"), "{short:?}");
+    // None: a node that seals no secrets, and opens none.
+    assert_eq!(parse(VALID).validate(), vec![]);
+}
+
+#[test]
 fn the_status_page_is_served_unless_turned_off() {
     assert!(parse(VALID).metrics().0.status_page);
     let off = parse(&format!("{VALID}\n[metrics]\nstatus_page = false\n"));

@@ -15,6 +15,7 @@
 //! - [`modules`]: module bytes by content hash, fetched from peers.
 //! - [`rollout`]: hot code swap: releases, rollouts, their gates.
 //! - [`runtime`]: task modules on wasmtime: compile, budget, memory limit.
+//! - [`secrets`]: task secrets, sealed by the node that takes them.
 //! - [`heart`]: the per-machine supervisor that starts a node and vouches
 //!   for its exit.
 //! - [`supervision`]: leases, failure detection, the fast path, hand-offs.
@@ -40,6 +41,7 @@ pub mod process;
 pub mod raft;
 pub mod rollout;
 pub mod runtime;
+pub mod secrets;
 pub mod signal;
 pub mod state;
 pub mod store;

@@ -55,6 +55,8 @@ pub enum NodeError {
     MetricsBind { addr: String, source: std::io::Error },
     #[error("metrics.admin_token_file: {0}")]
     AdminToken(String),
+    #[error("secrets.key_files: {0}")]
+    SecretKeys(String),
     #[error(
         "metrics.tls serves the node's own certificate, and this node has none (insecure = true): configure \
          [tls], or set metrics.tls = false"
@@ -132,6 +134,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
     let engine = TaskEngine::new(limits, Some(&config.data_dir.join("wasm-cache"))).map_err(NodeError::Runtime)?;
 
+    // Read before anything binds, as the token file below: keys the node
+    // cannot use stop it here, with what to do.
+    let secret_keys =
+        Arc::new(crate::secrets::Keyring::load(&config.secrets.key_files).map_err(NodeError::SecretKeys)?);
     // Read before anything binds: a config that names a token file the
     // node cannot use stops it here, with what to do.
     let (metrics_config, _) = config.metrics();
@@ -236,6 +242,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         observed: Default::default(),
         testing: config.testing.clone(),
         limits: config.limits.clone(),
+        secret_keys,
         trusted_keys: config
             .modules
             .trusted_keys

@@ -246,6 +246,7 @@ mod tests {
                 allow_net: Vec::new(),
                 allow_http: Vec::new(),
                 http_ca: Vec::new(),
+                secrets: Vec::new(),
             });
             if owner.is_some() {
                 table.assign(&[Assignment {

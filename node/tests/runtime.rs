@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_node::runtime::{
-    Fence, FenceError, FencingToken, HttpAccess, HttpGrant, ModuleError, RuntimeLimits, TaskContext, TaskEngine,
-    TickError, TickFence,
+    Fence, FenceError, FencingToken, HttpAccess, HttpGrant, ModuleError, RuntimeLimits, SecretSource, TaskContext,
+    TaskEngine, TickError, TickFence,
 };
 
 fn example(name: &str) -> Vec<u8> {
@@ -217,6 +217,19 @@ fn a_module_that_imports_wasi_http_is_known_as_one() {
     assert!(engine.load(&example("webwatch")).unwrap().imports_http);
     assert!(!engine.load(&example("counter")).unwrap().imports_http);
     assert!(!engine.load(&example("witnessed")).unwrap().imports_http);
+}
+
+#[test]
+fn a_module_that_imports_the_secrets_interface_is_known_as_one() {
+    // A Rust module imports only what it calls: one that reads no secret
+    // runs on nodes that have no secrets interface (before 0.10.0).
+    let engine = cached_engine(RuntimeLimits::default());
+    assert!(load(&engine, "webwatch").imports_secrets);
+    assert!(!load(&engine, "counter").imports_secrets);
+    // componentize-py imports the whole world, used or not: every Python
+    // module built with this release's SDK needs cluster version 11.
+    assert!(load(&engine, "webwatch_py").imports_secrets);
+    assert!(load(&engine, "counter_py").imports_secrets);
 }
 
 #[test]
@@ -664,6 +677,8 @@ struct HttpsServer {
     requests: Arc<std::sync::atomic::AtomicUsize>,
     accepted: Arc<std::sync::atomic::AtomicUsize>,
     body_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    /// The `authorization` header of each request read whole, if it had one.
+    authorizations: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl HttpsServer {
@@ -695,7 +710,9 @@ impl HttpsServer {
         let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let body_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let authorizations = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (counted, connections, received) = (requests.clone(), accepted.clone(), body_bytes.clone());
+        let authorized = authorizations.clone();
         std::thread::spawn(move || {
             use std::io::{Read, Write};
             use std::sync::atomic::Ordering::SeqCst;
@@ -717,7 +734,8 @@ impl HttpsServer {
                 let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
                     continue;
                 };
-                let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                let original = String::from_utf8_lossy(&request[..end]).into_owned();
+                let head = original.to_ascii_lowercase();
                 let length: usize = head
                     .lines()
                     .find_map(|l| l.strip_prefix("content-length:"))
@@ -735,6 +753,12 @@ impl HttpsServer {
                 }
                 counted.fetch_add(1, SeqCst);
                 received.fetch_add(sent.len(), SeqCst);
+                let authorization = original.lines().find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("authorization")
+                        .then(|| value.trim().to_string())
+                });
+                authorized.lock().unwrap().extend(authorization);
                 let answer = match length {
                     0 => body.clone(),
                     n => n.to_string().into_bytes(),
@@ -755,6 +779,7 @@ impl HttpsServer {
             requests,
             accepted,
             body_bytes,
+            authorizations,
         }
     }
 
@@ -853,6 +878,65 @@ fn a_task_polls_a_granted_https_server_that_its_ca_vouches_for() {
         String::from_utf8_lossy(&states[1]),
         "Rust's and Python's webwatch keep one state format"
     );
+}
+
+/// Secrets of fixed values, as the node's source gives the sealed ones.
+struct GivenSecrets(Vec<(&'static str, &'static [u8])>);
+
+impl SecretSource for GivenSecrets {
+    fn get(&self, name: &str) -> Result<Vec<u8>, String> {
+        let found = self.0.iter().find(|(n, _)| *n == name);
+        found
+            .map(|(_, v)| v.to_vec())
+            .ok_or_else(|| format!("the task has no secret named {name}"))
+    }
+}
+
+#[test]
+fn a_task_sends_its_secret_as_a_bearer_token_and_a_missing_one_fails_its_tick() {
+    let engine = cached_engine(RuntimeLimits::default());
+    let secrets: Arc<dyn SecretSource> = Arc::new(GivenSecrets(vec![("API_TOKEN", b"s3cret-t0ken")]));
+    for name in WEBWATCHES {
+        let server = HttpsServer::start(b"feed".to_vec());
+        let webwatch = load(&engine, name);
+        let bearing = |secret: &str| TaskContext {
+            http: server.access(),
+            secrets: Some(secrets.clone()),
+            ..task(
+                "w",
+                &format!(r#"{{"url": "{}", "bearer_secret": "{secret}"}}"#, server.url()),
+            )
+        };
+        let outcome = engine
+            .tick(&webwatch, bearing("API_TOKEN"), b"")
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let seen: serde_json::Value = serde_json::from_slice(&outcome.state).unwrap();
+        assert_eq!(seen["status"], 200, "{name}: {seen}");
+        assert_eq!(
+            *server.authorizations.lock().unwrap(),
+            ["Bearer s3cret-t0ken"],
+            "{name}"
+        );
+        // Its state keeps what it read, not the secret.
+        assert!(!String::from_utf8_lossy(&outcome.state).contains("s3cret"), "{name}");
+
+        let err = engine.tick(&webwatch, bearing("OTHER"), b"").unwrap_err();
+        assert!(
+            matches!(&err, TickError::Failed(m) if m.contains("no secret named OTHER")),
+            "{name}: {err}"
+        );
+        assert_eq!(server.requests(), 1, "{name}: a request without its secret was sent");
+        // A task given no secrets at all is told so.
+        let bare = TaskContext {
+            secrets: None,
+            ..bearing("API_TOKEN")
+        };
+        let err = engine.tick(&webwatch, bare, b"").unwrap_err();
+        assert!(
+            matches!(&err, TickError::Failed(m) if m.contains("has no secrets")),
+            "{name}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -111,6 +111,7 @@ fn counters(tasks: usize, ticks: u64) -> ClusterState {
             allow_net: Vec::new(),
             allow_http: Vec::new(),
             http_ca: Vec::new(),
+            secrets: Vec::new(),
         };
         state.apply(&Command::AddTask(spec), &Rules::FENCED);
         let owner = (i % 3) as u64 + 1;

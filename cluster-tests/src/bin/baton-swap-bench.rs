@@ -178,6 +178,7 @@ fn swap_cost(n: usize) -> (f64, f64) {
                 allow_net: Vec::new(),
                 allow_http: Vec::new(),
                 http_ca: Vec::new(),
+                secrets: Vec::new(),
             }),
             &Rules::FENCED,
         );

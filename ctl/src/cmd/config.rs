@@ -126,6 +126,9 @@ pub fn node_config(
         limits: Default::default(),
         metrics: Default::default(),
         testing: TestingConfig::default(),
+        // A cluster's secret key is made once and copied to every machine
+        // (docs/secrets.md), as its CA is.
+        secrets: Default::default(),
     };
     // The certificates are checked where the node runs.
     let problems: Vec<String> = config

@@ -12,6 +12,7 @@ pub mod modules;
 pub mod nodes;
 pub mod rollout;
 pub mod scaffold;
+pub mod secrets;
 pub mod status;
 pub mod tasks;
 pub mod upgrade;
@@ -129,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         }
         Command::Rollout(command) => rollout::run(&client(cli.global)?, command, format).await,
         Command::Kv(command) => kv::run(&client(cli.global)?, command, format).await,
+        Command::Secrets(command) => secrets::run(&client(cli.global)?, command, format).await,
         Command::Upgrade(args) => upgrade::run(&client(cli.global)?, args, format).await,
         Command::Events { follow, limit } => events::run(&client(cli.global)?, limit, follow, format).await,
     }

@@ -40,9 +40,18 @@ pub struct TaskView {
     /// The SHA-256 of the CA its HTTPS requests trust, when it names one
     /// (else the system's roots).
     pub http_ca_sha256: Option<String>,
+    /// Its secrets: names and the keys they are sealed with, never values.
+    pub secrets: Vec<SecretView>,
     /// The state as JSON when it is UTF-8 JSON, a string when it is other
     /// printable text, else `{"hex": "..."}`.
     pub state: serde_json::Value,
+}
+
+/// A task's secret as shown: its name and the id of its key.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretView {
+    pub name: String,
+    pub key_id: String,
 }
 
 impl From<TaskInfo> for TaskView {
@@ -66,6 +75,14 @@ impl From<TaskInfo> for TaskView {
             allow_net: t.allow_net,
             allow_http: t.allow_http,
             http_ca_sha256: (!t.http_ca_sha256.is_empty()).then_some(t.http_ca_sha256),
+            secrets: t
+                .secrets
+                .into_iter()
+                .map(|s| SecretView {
+                    name: s.name,
+                    key_id: s.key_id,
+                })
+                .collect(),
             state: state_json(&t.state),
         }
     }
@@ -136,6 +153,7 @@ pub fn every_request(name: &str, module: &str, every_ms: u64, config: &str) -> A
         allow_net: Vec::new(),
         allow_http: Vec::new(),
         http_ca: Vec::new(),
+        secrets: Default::default(),
     }
 }
 
@@ -185,7 +203,16 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
             allow_net,
             allow_http,
             http_ca,
+            secret,
+            secret_file,
+            secret_env,
         } => {
+            let secrets = super::secrets::SecretArgs {
+                values: secret,
+                files: secret_file,
+                env: secret_env,
+            }
+            .read(|name| std::env::var_os(name))?;
             let http_ca = match http_ca {
                 Some(path) => std::fs::read(&path).map_err(|source| CmdError::File { path, source })?,
                 None => Vec::new(),
@@ -202,6 +229,7 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
                 allow_net,
                 allow_http,
                 http_ca,
+                secrets,
             };
             client
                 .call_with(&request, |mut c, r| async move { c.add_task(r).await })
@@ -255,6 +283,14 @@ fn grants(task: Option<&TaskView>) -> String {
             None => "the system's roots".to_string(),
         };
         lines += &format!("https trusts: {trust}\n");
+    }
+    if !task.secrets.is_empty() {
+        let named: Vec<String> = task
+            .secrets
+            .iter()
+            .map(|s| format!("{} (key {})", s.name, s.key_id))
+            .collect();
+        lines += &format!("secrets:    {}\n", named.join(", "));
     }
     lines
 }

@@ -53,6 +53,8 @@ pub struct NodeContext {
     pub supervision: Supervision,
     /// Public keys whose signatures on modules this node accepts.
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// The keys it seals and opens task secrets with (`[secrets]`).
+    pub secret_keys: Arc<crate::secrets::Keyring>,
     /// This node's tick counts per module version.
     pub tick_health: crate::rollout::TickHealth,
     /// What the leader heard from every node, for rollout gates.

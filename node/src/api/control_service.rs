@@ -554,6 +554,17 @@ impl Control for ControlService {
         ))
     }
 
+    async fn rotate_secrets(
+        &self,
+        _request: Request<RotateSecretsRequest>,
+    ) -> Result<Response<RotateSecretsReply>, Status> {
+        Ok(Response::new(super::secret_calls::rotate(&self.context).await?))
+    }
+
+    async fn secret_keys(&self, _request: Request<SecretKeysRequest>) -> Result<Response<SecretKeysReply>, Status> {
+        Ok(Response::new(super::secret_calls::keys(&self.context)))
+    }
+
     async fn run_task_now(&self, request: Request<TaskRequest>) -> Result<Response<TaskReply>, Status> {
         let name = request.into_inner().name;
         Ok(Response::new(task_calls::run_now(&self.context, name).await?))

@@ -12,6 +12,7 @@ mod module_calls;
 mod peer_service;
 mod raft_service;
 mod replace_node;
+mod secret_calls;
 mod stalls;
 mod task_calls;
 

@@ -12,7 +12,7 @@ use super::errors::{not_leader, propose_error};
 use crate::modules::signing::{self, SigningError};
 use crate::rollout::{Finish, Rollout, RolloutAction, RolloutSettings};
 use crate::runtime::EARLIER_MAX_MODULE_BYTES;
-use crate::state::cluster_version::{BelowVersion, HTTP_GRANTS, LARGE_MODULES};
+use crate::state::cluster_version::{BelowVersion, HTTP_GRANTS, LARGE_MODULES, SECRETS};
 use crate::types::{Command, CommandResponse, ModuleVersion};
 
 /// Longest module name.
@@ -104,6 +104,12 @@ pub(crate) async fn deploy(context: &NodeContext, request: DeployModuleRequest) 
         // Every node that may run it must link wasi:http and honour grants.
         let version = context.state_machine.read(|s| s.cluster_version);
         BelowVersion::check(version, HTTP_GRANTS, "a module that imports wasi:http")
+            .map_err(|e| Status::failed_precondition(format!("module {name} refused: {e}")))?;
+    }
+    if compiled.imports_secrets {
+        // A node of 0.9.0 has no baton:task/secrets to link it with.
+        let version = context.state_machine.read(|s| s.cluster_version);
+        BelowVersion::check(version, SECRETS, "a module that imports baton:task/secrets")
             .map_err(|e| Status::failed_precondition(format!("module {name} refused: {e}")))?;
     }
     let (current, live, next) = context.state_machine.read(|s| {

@@ -1,15 +1,19 @@
 //! The control calls about tasks: add, list, show, history, remove, pause,
 //! resume. Writes go through Raft; reads answer from this node's state.
 
-use baton_proto::{AddTaskRequest, ListTasksReply, TaskHistoryReply, TaskInfo, TaskReply, TickInfo};
+use std::collections::BTreeMap;
+
+use baton_proto::{AddTaskRequest, ListTasksReply, SecretInfo, TaskHistoryReply, TaskInfo, TaskReply, TickInfo};
 use tonic::Status;
 
 use super::NodeContext;
 use super::errors::propose_error;
 use crate::config::check_host_port;
 use crate::runtime::{HttpAccess, canonical_ca};
+use crate::secrets::Keyring;
 use crate::state::cluster::ClusterState;
-use crate::state::cluster_version::{BelowVersion, ClusterVersion, HTTP_GRANTS, RUN_NOW};
+use crate::state::cluster_version::{BelowVersion, ClusterVersion, HTTP_GRANTS, RUN_NOW, SECRETS};
+use crate::state::secrets::{MAX_SECRET_BYTES, MAX_SECRETS, SealedSecret};
 use crate::state::tasks::{CatchUp, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus};
 use crate::tasks::schedule::parse_cron;
 use crate::types::{Command, CommandResponse};
@@ -54,6 +58,44 @@ fn http_grants(request: &AddTaskRequest, cluster_version: ClusterVersion) -> Res
     grants.sort();
     grants.dedup();
     Ok((grants, ca))
+}
+
+/// Task `task`'s secrets, given in plain text, sealed with `keys`' first
+/// key in the order of their names; refused below [`SECRETS`], and past
+/// the limits, saying which secret (by name, never by value).
+fn sealed_secrets(
+    task: &str,
+    given: BTreeMap<String, Vec<u8>>,
+    cluster_version: ClusterVersion,
+    keys: &Keyring,
+) -> Result<Vec<SealedSecret>, Status> {
+    if given.is_empty() {
+        return Ok(Vec::new());
+    }
+    BelowVersion::check(cluster_version, SECRETS, "`tasks add --secret`")
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+    if given.len() > MAX_SECRETS {
+        return Err(Status::invalid_argument(format!(
+            "{} secrets given; a task may have at most {MAX_SECRETS}",
+            given.len()
+        )));
+    }
+    let mut sealed = Vec::with_capacity(given.len());
+    for (name, value) in given {
+        crate::state::secrets::check_name(&name).map_err(|why| Status::invalid_argument(format!("--secret: {why}")))?;
+        if value.len() > MAX_SECRET_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "--secret {name}: the value is {} bytes; a secret is at most {MAX_SECRET_BYTES} bytes",
+                value.len()
+            )));
+        }
+        let secret = keys.seal(task, &name, &value).map_err(|e| match e {
+            crate::secrets::SecretError::NoKeys => Status::failed_precondition(e.to_string()),
+            _ => Status::internal(e.to_string()),
+        })?;
+        sealed.push(secret);
+    }
+    Ok(sealed)
 }
 
 fn spec(request: AddTaskRequest, max_config_bytes: usize, cluster_version: ClusterVersion) -> Result<TaskSpec, Status> {
@@ -113,6 +155,7 @@ fn spec(request: AddTaskRequest, max_config_bytes: usize, cluster_version: Clust
         allow_net: request.allow_net,
         allow_http,
         http_ca,
+        secrets: Vec::new(),
     })
 }
 
@@ -158,6 +201,15 @@ fn info(task: &TaskRecord, module_version: u32) -> TaskInfo {
         },
         state_version: task.state_version,
         run_requested_ms: task.run_requested_ms,
+        secrets: task
+            .spec
+            .secrets
+            .iter()
+            .map(|s| SecretInfo {
+                name: s.name.clone(),
+                key_id: s.key_id.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -184,10 +236,13 @@ async fn write(context: &NodeContext, name: &str, command: Command) -> Result<Ta
     })
 }
 
-pub(crate) async fn add(context: &NodeContext, request: AddTaskRequest) -> Result<TaskReply, Status> {
+pub(crate) async fn add(context: &NodeContext, mut request: AddTaskRequest) -> Result<TaskReply, Status> {
     // This node's view of the version lags the leader's, never leads it.
     let version = context.state_machine.read(|s| s.cluster_version);
-    let spec = spec(request, context.limits.max_config_bytes, version)?;
+    // Sealed here: only the sealed values go on to the leader and the log.
+    let given = std::mem::take(&mut request.secrets);
+    let mut spec = spec(request, context.limits.max_config_bytes, version)?;
+    spec.secrets = sealed_secrets(&spec.name, given, version, &context.secret_keys)?;
     let name = spec.name.clone();
     write(context, &name, Command::AddTask(spec)).await
 }
@@ -302,5 +357,57 @@ mod tests {
             "{}",
             bad.message()
         );
+    }
+
+    fn secrets(pairs: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect()
+    }
+
+    #[test]
+    fn secrets_are_sealed_in_name_order_and_checked_by_name_only() {
+        let keys = Keyring::of(&[[3; crate::secrets::KEY_BYTES]]);
+        let given = secrets(&[("TOKEN", b"t0ps3cret"), ("DB_PASSWORD", b"pw")]);
+        let sealed = sealed_secrets("sync", given, SECRETS, &keys).unwrap();
+        let names: Vec<&str> = sealed.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["DB_PASSWORD", "TOKEN"]);
+        assert_eq!(keys.open("sync", &sealed[1]).unwrap(), b"t0ps3cret");
+        // None: the same at every version, with or without keys.
+        assert!(
+            sealed_secrets("sync", BTreeMap::new(), 1, &Keyring::default())
+                .unwrap()
+                .is_empty()
+        );
+
+        let below = sealed_secrets("sync", secrets(&[("TOKEN", b"t0ps3cret")]), SECRETS - 1, &keys).unwrap_err();
+        assert_eq!(below.code(), Code::FailedPrecondition);
+        assert!(below.message().contains("`tasks add --secret`"), "{}", below.message());
+        let keyless = sealed_secrets(
+            "sync",
+            secrets(&[("TOKEN", b"t0ps3cret")]),
+            SECRETS,
+            &Keyring::default(),
+        );
+        let keyless = keyless.unwrap_err();
+        assert_eq!(keyless.code(), Code::FailedPrecondition);
+        assert!(
+            keyless.message().contains("[secrets] key_files"),
+            "{}",
+            keyless.message()
+        );
+        let large = vec![b'x'; MAX_SECRET_BYTES + 1];
+        let e = sealed_secrets("sync", secrets(&[("BIG", &large)]), SECRETS, &keys).unwrap_err();
+        assert!(
+            e.message().contains("--secret BIG") && e.message().contains("at most"),
+            "{}",
+            e.message()
+        );
+        let e = sealed_secrets("sync", secrets(&[("no good", b"t0ps3cret")]), SECRETS, &keys).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let many: Vec<(String, Vec<u8>)> = (0..=MAX_SECRETS).map(|i| (format!("S{i}"), vec![1])).collect();
+        let e = sealed_secrets("sync", many.into_iter().collect(), SECRETS, &keys).unwrap_err();
+        assert!(e.message().contains("at most 16"), "{}", e.message());
+        for e in [below, keyless] {
+            assert!(!e.message().contains("t0ps3cret"));
+        }
     }
 }

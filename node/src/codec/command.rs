@@ -8,6 +8,7 @@ use super::DecodeError;
 use crate::state::command::{Command, CommandResponse, ModuleVersion};
 use crate::state::rejection::Rejection;
 use crate::state::rollouts::{Finish, RolloutAction, RolloutSettings};
+use crate::state::secrets::{Resealed, SealedSecret};
 use crate::state::tasks::{Assignment, CatchUp, RestartPolicy, Schedule, TaskSpec, TaskStatus, TickCommit};
 
 /// A command's encoding.
@@ -69,6 +70,16 @@ impl From<&Command> for pb::Command {
             Command::RunNow { name, now_ms } => Kind::RunNow(pb::RunNow {
                 name: name.clone(),
                 now_ms: *now_ms,
+            }),
+            Command::ResealSecrets(changes) => Kind::ResealSecrets(pb::ResealSecrets {
+                secrets: changes
+                    .iter()
+                    .map(|c| pb::Resealed {
+                        task: c.task.clone(),
+                        was_nonce: c.was_nonce.clone(),
+                        secret: Some((&c.secret).into()),
+                    })
+                    .collect(),
             }),
             Command::AssignOwners(list) => Kind::AssignOwners(assignments(list)),
             Command::ReassignAll { from, to } => Kind::ReassignAll(pb::ReassignAll {
@@ -200,6 +211,18 @@ fn command_of(kind: pb::command::Kind, depth: u32) -> Result<Command, DecodeErro
             name: r.name,
             now_ms: r.now_ms,
         },
+        Kind::ResealSecrets(r) => Command::ResealSecrets(
+            r.secrets
+                .into_iter()
+                .map(|c| {
+                    Ok(Resealed {
+                        task: c.task,
+                        was_nonce: c.was_nonce,
+                        secret: c.secret.ok_or(missing("Resealed.secret"))?.into(),
+                    })
+                })
+                .collect::<Result<_, DecodeError>>()?,
+        ),
         Kind::AssignOwners(list) => Command::AssignOwners(assignments(list)),
         Kind::ReassignAll(r) => Command::ReassignAll { from: r.from, to: r.to },
         Kind::HandOff(list) => Command::HandOff(assignments(list)),
@@ -327,6 +350,29 @@ impl From<&TaskSpec> for pb::TaskSpec {
             allow_net: spec.allow_net.clone(),
             allow_http: spec.allow_http.clone(),
             http_ca: spec.http_ca.clone(),
+            secrets: spec.secrets.iter().map(pb::SealedSecret::from).collect(),
+        }
+    }
+}
+
+impl From<&SealedSecret> for pb::SealedSecret {
+    fn from(secret: &SealedSecret) -> Self {
+        pb::SealedSecret {
+            name: secret.name.clone(),
+            key_id: secret.key_id.clone(),
+            nonce: secret.nonce.clone(),
+            sealed: secret.sealed.clone(),
+        }
+    }
+}
+
+impl From<pb::SealedSecret> for SealedSecret {
+    fn from(secret: pb::SealedSecret) -> Self {
+        SealedSecret {
+            name: secret.name,
+            key_id: secret.key_id,
+            nonce: secret.nonce,
+            sealed: secret.sealed,
         }
     }
 }
@@ -363,6 +409,7 @@ impl TryFrom<pb::TaskSpec> for TaskSpec {
             allow_net: spec.allow_net,
             allow_http: spec.allow_http,
             http_ca: spec.http_ca,
+            secrets: spec.secrets.into_iter().map(SealedSecret::from).collect(),
         })
     }
 }

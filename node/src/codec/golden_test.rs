@@ -30,6 +30,7 @@ use crate::state::command::{Command, CommandResponse, ModuleVersion};
 use crate::state::member::Member;
 use crate::state::rejection::{OwnedWrite, Rejection};
 use crate::state::rollouts::{Finish, Release, ReleaseOutcome, Rollout, RolloutAction, RolloutSettings, RolloutState};
+use crate::state::secrets::{Resealed, SealedSecret};
 use crate::state::tasks::{
     Assignment, CatchUp, History, RestartPolicy, Schedule, TaskRecord, TaskSpec, TaskStatus, TickCommit, TickRecord,
 };
@@ -190,6 +191,24 @@ fn log_entries_snapshots_and_raft_records_are_encoded_as_pinned_and_decode_back(
     let bytes = encode_state(&granted);
     problems.extend(pinned("snapshot-data-http-grants", &bytes));
     assert_eq!(decode_state(&bytes).unwrap(), granted);
+    // A task with secrets, and the command that adds it, keep them sealed
+    // (cluster version 11); so does a snapshot after a rotation.
+    let mut sealed = samples::cluster_state();
+    sealed.cluster_version = crate::state::cluster_version::SECRETS;
+    let add = Command::AddTask(samples::secrets_spec());
+    let bytes = encode_command(&add);
+    problems.extend(pinned("command-add-task-secrets", &bytes));
+    assert_eq!(decode_command(&bytes).unwrap(), add);
+    let rules = crate::state::cluster::Rules::FENCED;
+    assert_eq!(sealed.apply(&add, &rules), CommandResponse::Done);
+    let reseal = samples::commands()
+        .into_iter()
+        .find(|c| matches!(c, Command::ResealSecrets(_)))
+        .expect("a reseal sample");
+    assert_eq!(sealed.apply(&reseal, &rules), CommandResponse::Count(1));
+    let bytes = encode_state(&sealed);
+    problems.extend(pinned("snapshot-data-secrets", &bytes));
+    assert_eq!(decode_state(&bytes).unwrap(), sealed);
 
     for (name, vote) in [
         ("vote", Vote::new_committed(2, 1)),
@@ -425,6 +444,16 @@ impl Gen {
             allow_net: self.list(3, Self::string),
             allow_http: self.list(3, Self::string),
             http_ca: self.bytes(),
+            secrets: self.list(2, Self::sealed_secret),
+        }
+    }
+
+    fn sealed_secret(&mut self) -> SealedSecret {
+        SealedSecret {
+            name: self.string(),
+            key_id: self.string(),
+            nonce: self.bytes(),
+            sealed: self.bytes(),
         }
     }
 
@@ -633,6 +662,11 @@ impl Gen {
                 name: self.string(),
                 now_ms: self.u64(),
             },
+            22 => Command::ResealSecrets(self.list(2, |g| Resealed {
+                task: g.string(),
+                was_nonce: g.bytes(),
+                secret: g.sealed_secret(),
+            })),
             _ => Command::UpgradeControl {
                 hash: self.string(),
                 action: match self.0.random_range(0..5) {

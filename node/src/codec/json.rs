@@ -13,7 +13,7 @@ use crate::types::typ::Entry;
 
 /// The tag every command kind this release knows has in JSON (the
 /// snake_case variant name); a unit test checks it against every kind.
-pub const COMMAND_KINDS: [&str; 23] = [
+pub const COMMAND_KINDS: [&str; 24] = [
     "put",
     "delete",
     "batch",
@@ -37,6 +37,7 @@ pub const COMMAND_KINDS: [&str; 23] = [
     "upgrade_phase",
     "upgrade_control",
     "run_now",
+    "reseal_secrets",
 ];
 
 /// A log entry holding a command of a kind this release does not know.

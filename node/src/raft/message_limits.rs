@@ -55,10 +55,18 @@ const _: () = assert!(MAX_BATCH_BYTES <= MAX_COMMAND_BYTES);
 /// `config_bytes` of task config takes encoded: JSON writes a byte as up to
 /// four characters ("255,"), plus the task's name (at most 128 bytes) and
 /// the command's other fields; a task's spec may also carry a CA and HTTP
-/// grants, at most [`HTTP_GRANTS_BYTES`].
+/// grants, at most [`HTTP_GRANTS_BYTES`], and secrets, at most
+/// [`SECRETS_BYTES`].
 pub fn worst_command_bytes(state_bytes: usize, config_bytes: usize) -> usize {
-    4 * state_bytes.max(config_bytes) + HTTP_GRANTS_BYTES + ENVELOPE_BYTES
+    4 * state_bytes.max(config_bytes) + HTTP_GRANTS_BYTES + SECRETS_BYTES + ENVELOPE_BYTES
 }
+
+/// The most a task's sealed secrets take in a command: nonces and sealed
+/// values as JSON numbers, names, key ids and field names.
+pub const SECRETS_BYTES: usize = {
+    use crate::state::secrets::{MAX_SECRET_BYTES, MAX_SECRET_NAME_BYTES, MAX_SECRETS, SEALED_OVERHEAD_BYTES};
+    MAX_SECRETS * (4 * (MAX_SECRET_BYTES + SEALED_OVERHEAD_BYTES) + MAX_SECRET_NAME_BYTES + 64)
+};
 
 /// The most a task's HTTP grants and CA take in a command: the CA's bytes
 /// as JSON numbers, and each grant's `https://HOST:PORT` with its quotes.
@@ -132,6 +140,15 @@ mod tests {
         spec.allow_http = (0..crate::runtime::MAX_HTTP_GRANTS)
             .map(|port| format!("https://{host}:{}", 65535 - port))
             .collect();
+        let keys = crate::secrets::Keyring::of(&[[7; crate::secrets::KEY_BYTES]]);
+        let largest = [255; crate::state::secrets::MAX_SECRET_BYTES];
+        spec.secrets = (0..crate::state::secrets::MAX_SECRETS)
+            .map(|i| {
+                keys.seal(&spec.name, &format!("{:n<64}", format!("s{i:x}")), &largest)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(spec.secrets[0].name.len(), crate::state::secrets::MAX_SECRET_NAME_BYTES);
         let add = Command::AddTask(spec);
         assert!(encoded_len(&add) <= worst_command_bytes(0, MAX_CAP_BYTES));
         assert!(worst_command_bytes(MAX_CAP_BYTES, MAX_CAP_BYTES) <= MAX_COMMAND_BYTES);

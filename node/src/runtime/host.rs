@@ -1,7 +1,8 @@
 //! What a task instance may call: log, clock, its name, config and fencing
 //! token, and `tcp-exchange` to the addresses its task was granted (fenced
-//! and bounded by the tick's deadline), in a WASI context with nothing in it:
-//! no files, no environment, no sockets of its own.
+//! and bounded by the tick's deadline), and its secrets (opened when asked
+//! for), in a WASI context with nothing in it: no files, no environment, no
+//! sockets of its own.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,13 +13,20 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::baton::task::host::{self as wit, Host, Level};
+use super::bindings::baton::task::secrets;
 use super::fence::{Fence, FencingToken, Slot};
 use super::http_client::{HttpAccess, TaskHttp, TickState};
 use super::net;
 use super::task_logs::{LogLevel, TaskLogs};
 
+/// Where a task's `baton:task/secrets` calls find its secrets' values.
+pub trait SecretSource: Send + Sync {
+    /// The value of the task's secret `name`, or why there is none.
+    fn get(&self, name: &str) -> Result<Vec<u8>, String>;
+}
+
 /// The task an instance runs for.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TaskContext {
     pub name: String,
     pub config: Vec<u8>,
@@ -36,6 +44,19 @@ pub struct TaskContext {
     pub slot: Slot,
     /// The HTTP servers it may call (`wasi:http`), and how.
     pub http: HttpAccess,
+    /// Its secrets, if it has a source of them.
+    pub secrets: Option<Arc<dyn SecretSource>>,
+}
+
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("name", &self.name)
+            .field("node", &self.node)
+            .field("token", &self.token)
+            .field("allow_net", &self.allow_net)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The host state of one instance.
@@ -198,5 +219,14 @@ impl Host for TaskHost {
         // for the same reason, whatever the network said.
         self.task.fence.permit(Instant::now())?;
         Ok(reply.map_err(|e| format!("{addr}: {e}")))
+    }
+}
+
+impl secrets::Host for TaskHost {
+    fn get(&mut self, name: String) -> Result<Vec<u8>, String> {
+        match &self.task.secrets {
+            Some(source) => source.get(&name),
+            None => Err(format!("task {} has no secrets", self.task.name)),
+        }
     }
 }

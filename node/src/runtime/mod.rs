@@ -18,7 +18,7 @@ mod waits;
 pub use engine::{EARLIER_MAX_MODULE_BYTES, MAX_MODULE_BYTES, RuntimeLimits, TaskEngine};
 pub use errors::{ModuleError, TickError};
 pub use fence::{Fence, FenceError, FencingToken, Slot, TickFence, TickSlot};
-pub use host::TaskContext;
+pub use host::{SecretSource, TaskContext};
 pub use http_client::{DEFAULT_MAX_RESPONSE_BYTES, HttpAccess, MAX_HTTP_CA_BYTES, MAX_HTTP_GRANTS, canonical_ca};
 pub use http_grant::{HttpGrant, MAX_HOST_BYTES};
 pub use module::{CompiledModule, content_hash};
@@ -41,7 +41,10 @@ pub(crate) mod migrating_bindings {
     wasmtime::component::bindgen!({
         world: "migrating-task",
         path: "../wit",
-        with: { "baton:task/host": super::bindings::baton::task::host },
+        with: {
+            "baton:task/host": super::bindings::baton::task::host,
+            "baton:task/secrets": super::bindings::baton::task::secrets,
+        },
     });
 }
 

@@ -19,6 +19,9 @@ pub struct CompiledModule {
     /// Whether it imports a `wasi:http` interface: it makes outgoing HTTP
     /// requests, which a cluster below version 9 cannot grant.
     pub imports_http: bool,
+    /// Whether it imports `baton:task/secrets`, which a cluster below
+    /// version 11 cannot give it.
+    pub imports_secrets: bool,
     pub(crate) pre: TaskPre<TaskHost>,
     /// The same component seen as a `migrating-task`, if it is one.
     pub(crate) migrating: Option<MigratingTaskPre<TaskHost>>,
@@ -60,6 +63,9 @@ pub(crate) fn compile(engine: &Engine, linker: &Linker<TaskHost>, bytes: &[u8]) 
     let kind = component.component_type();
     let migrates = kind.exports(engine).any(|(name, _)| name == "migrate");
     let imports_http = kind.imports(engine).any(|(name, _)| name.starts_with("wasi:http/"));
+    let imports_secrets = kind
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("baton:task/secrets@"));
     let migrating = match migrates {
         true => Some(MigratingTaskPre::new(instance_pre.clone()).map_err(|e| {
             ModuleError::WrongInterface(format!(
@@ -75,6 +81,7 @@ pub(crate) fn compile(engine: &Engine, linker: &Linker<TaskHost>, bytes: &[u8]) 
         size: bytes.len(),
         migrates,
         imports_http,
+        imports_secrets,
         pre,
         migrating,
     })

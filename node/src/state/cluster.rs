@@ -103,6 +103,7 @@ impl ClusterState {
             Command::RemoveTask { name } => self.tasks.remove(name),
             Command::SetTaskStatus { name, status } => self.tasks.set_status(name, status.clone()),
             Command::RunNow { name, now_ms } => self.tasks.run_now(name, *now_ms),
+            Command::ResealSecrets(changes) => self.tasks.reseal(changes),
             Command::AssignOwners(assignments) => self.tasks.assign(assignments),
             Command::ReassignAll { from, to } => self.tasks.reassign_all(*from, to),
             Command::HandOff(assignments) => self.tasks.hand_off(assignments),
@@ -365,6 +366,7 @@ mod tests {
             allow_net: Vec::new(),
             allow_http: Vec::new(),
             http_ca: Vec::new(),
+            secrets: Vec::new(),
         };
         let response = state.apply(&Command::AddTask(spec.clone()), &Rules::FENCED);
         assert!(

@@ -31,6 +31,7 @@
 //! | 8 | a tick asked for now: `run_now` entries and a task's `run_requested_ms` (`batonctl tasks run-now`, the status page's "Run now") | 0.7.0 |
 //! | 9 | outgoing HTTP: a task's `allow_http` and `http_ca` (`batonctl tasks add --allow-http`), and modules that import `wasi:http` | 0.8.0 |
 //! | 10 | modules up to 64 MiB (Python tasks embed their interpreter), where earlier releases fetch and load at most 16 MiB | 0.9.0 |
+//! | 11 | task secrets: a task's sealed `secrets`, `reseal_secrets` entries, and modules that import `baton:task/secrets` | 0.10.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
@@ -86,13 +87,20 @@ pub const HTTP_GRANTS: ClusterVersion = 9;
 /// fetch or load such a module, so it could not run its tasks.
 pub const LARGE_MODULES: ClusterVersion = 10;
 
+/// The version from which a task may have secrets (`TaskSpec::secrets`,
+/// `Command::ResealSecrets`) and a module may import `baton:task/secrets`:
+/// a node of 0.9.0 would drop the secrets from the task it runs and from
+/// its snapshots, stop on the entry it does not know, and could not link
+/// such a module.
+pub const SECRETS: ClusterVersion = 11;
+
 /// The highest version of this source tree.
-const HIGHEST: ClusterVersion = 10;
+const HIGHEST: ClusterVersion = 11;
 
 /// The releases that introduced each version, for messages: index 0 is
 /// version 1.
 const FIRST_RELEASES: [&str; HIGHEST as usize] = [
-    "0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "0.9.0",
+    "0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "0.9.0", "0.10.0",
 ];
 
 /// The highest version of this build: [`HIGHEST`], or lower when built with
@@ -125,7 +133,7 @@ const fn parse_build_cap(text: &str) -> ClusterVersion {
     }
     assert!(
         value >= FIRST && value <= HIGHEST,
-        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to HIGHEST (10)"
+        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to HIGHEST (11)"
     );
     value
 }
@@ -389,10 +397,15 @@ mod tests {
         assert!(refused.contains("supports cluster version 1;"), "{refused}");
         assert!(refused.ends_with("run baton-node 0.2.0 or later"), "{refused}");
         assert!(
-            range.refuse(11, "the cluster").unwrap().to_string().ends_with(&format!(
-                "run a release of baton-node newer than {} (one that supports cluster version 11)",
-                crate::VERSION
-            )),
+            range
+                .refuse(HIGHEST + 1, "the cluster")
+                .unwrap()
+                .to_string()
+                .ends_with(&format!(
+                    "run a release of baton-node newer than {} (one that supports cluster version {})",
+                    crate::VERSION,
+                    HIGHEST + 1
+                )),
             "a version no release has names none"
         );
     }
@@ -418,8 +431,8 @@ mod tests {
     fn a_build_cap_is_a_version_this_tree_knows() {
         assert_eq!(parse_build_cap("6"), 6);
         assert_eq!(parse_build_cap("1"), 1);
-        assert_eq!(parse_build_cap("10"), HIGHEST);
-        for bad in ["", "0", "11", "6 ", "-1", "v6", "99999999999"] {
+        assert_eq!(parse_build_cap("11"), HIGHEST);
+        for bad in ["", "0", "12", "6 ", "-1", "v6", "99999999999"] {
             assert!(
                 std::panic::catch_unwind(|| parse_build_cap(bad)).is_err(),
                 "{bad:?} was taken"

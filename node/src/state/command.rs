@@ -9,6 +9,7 @@ use crate::state::cluster_version::ClusterVersion;
 use crate::state::member::NodeId;
 use crate::state::rejection::Rejection;
 use crate::state::rollouts::{Finish, RolloutAction, RolloutSettings};
+use crate::state::secrets::Resealed;
 use crate::state::tasks::{Assignment, TaskSpec, TaskStatus, TickCommit};
 use crate::state::upgrades::{NodeBinary, Phase, UpgradeAction, UpgradeSettings};
 
@@ -40,6 +41,10 @@ pub enum Command {
     /// with the next tick committed. Introduced by cluster version 8
     /// (`RUN_NOW`).
     RunNow { name: String, now_ms: u64 },
+    /// Put task secrets sealed again under another key in place of the
+    /// ones they were sealed from (`batonctl secrets rotate`), each only if
+    /// unchanged since. Introduced by cluster version 11 (`SECRETS`).
+    ResealSecrets(Vec<Resealed>),
     /// Give tasks new owners at once (the leader's placement; the old owner
     /// is gone).
     AssignOwners(Vec<Assignment>),
@@ -196,6 +201,7 @@ impl std::fmt::Display for Command {
             Command::RemoveTask { name } => write!(f, "remove task {name}"),
             Command::SetTaskStatus { name, status } => write!(f, "set task {name} {status:?}"),
             Command::RunNow { name, .. } => write!(f, "run task {name} now"),
+            Command::ResealSecrets(r) => write!(f, "reseal {} task secret(s)", r.len()),
             Command::AssignOwners(a) => write!(f, "assign {} task(s)", a.len()),
             Command::ReassignAll { from: Some(node), to } => write!(f, "move every task of node {node} to {to:?}"),
             Command::ReassignAll { from: None, to } => write!(f, "place every task without an owner on {to:?}"),

@@ -42,6 +42,7 @@ pub enum EventKind {
     TaskResumed,
     TaskFailed,
     RunNow,
+    SecretsResealed,
     ModuleReleased,
     RolloutStep,
     RolloutControl,
@@ -70,6 +71,7 @@ impl EventKind {
             EventKind::TaskResumed => "task-resumed",
             EventKind::TaskFailed => "task-failed",
             EventKind::RunNow => "run-now",
+            EventKind::SecretsResealed => "secrets-resealed",
             EventKind::ModuleReleased => "module-released",
             EventKind::RolloutStep => "rollout-step",
             EventKind::RolloutControl => "rollout-control",
@@ -257,6 +259,15 @@ fn collect(
         Command::RunNow { name, now_ms } => Event::new(EventKind::RunNow, format!("task {name} asked to run now"))
             .about(name)
             .at(*now_ms),
+        Command::ResealSecrets(changes) if changed => {
+            let keys: std::collections::BTreeSet<&str> = changes.iter().map(|c| c.secret.key_id.as_str()).collect();
+            let keys: Vec<&str> = keys.into_iter().collect();
+            let n = count.unwrap_or_default();
+            Event::new(
+                EventKind::SecretsResealed,
+                format!("{n} task secret(s) sealed again with key {}", keys.join(", ")),
+            )
+        }
         Command::AssignOwners(assignments) if changed => {
             // The tasks now owned as assigned, by owner.
             let mut by_owner: BTreeMap<NodeId, u64> = BTreeMap::new();
@@ -414,7 +425,8 @@ fn collect(
         | Command::HandOff(_)
         | Command::YieldTask { .. }
         | Command::SetDrained { .. }
-        | Command::SetClusterVersion { .. } => return,
+        | Command::SetClusterVersion { .. }
+        | Command::ResealSecrets(_) => return,
     };
     events.push(event);
 }

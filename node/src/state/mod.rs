@@ -13,6 +13,7 @@
 //! - [`rollouts`] and `rollout_rules`: module releases and rollouts.
 //! - [`member`]: what the membership records of a member.
 //! - [`rejection`]: why a command was refused.
+//! - [`secrets`]: a task's secrets, sealed.
 //! - [`upgrades`]: a rolling upgrade of the node binary.
 
 pub mod cluster;
@@ -25,6 +26,7 @@ pub mod member;
 pub mod rejection;
 mod rollout_rules;
 pub mod rollouts;
+pub mod secrets;
 pub mod task_changes;
 pub mod task_index;
 pub mod tasks;

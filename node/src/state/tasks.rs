@@ -13,6 +13,7 @@ use crate::state::command::CommandResponse;
 pub use crate::state::history::{HISTORY_LEN, History, TickRecord};
 use crate::state::member::NodeId;
 use crate::state::rejection::{OwnedWrite, Rejection};
+use crate::state::secrets::{Resealed, SealedSecret};
 use crate::state::task_index::{Placement, TaskIndex};
 
 /// When a task runs.
@@ -89,6 +90,10 @@ pub struct TaskSpec {
     /// roots; empty for the system's roots (cluster version 9 on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http_ca: Vec<u8>,
+    /// Its secrets, sealed, in the order of their names (cluster version
+    /// 11 on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SealedSecret>,
 }
 
 #[cfg(test)]
@@ -105,6 +110,7 @@ impl TaskSpec {
             allow_net: Vec::new(),
             allow_http: Vec::new(),
             http_ca: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -366,6 +372,26 @@ impl TaskTable {
             CommandResponse::Done
         });
         asked.unwrap_or_else(|| rejected(Rejection::NoSuchTask { task: name.to_string() }))
+    }
+
+    /// Puts each resealed secret in place of the one it was sealed from,
+    /// if that is still the task's secret of its name; answers how many
+    /// were. Nothing else about the task changes: a secret is read when
+    /// asked for, so its owner's next read finds the new sealing.
+    pub fn reseal(&mut self, changes: &[Resealed]) -> CommandResponse {
+        let mut resealed = 0;
+        for change in changes {
+            let replaced = self.change(&change.task, |task| {
+                let current = task
+                    .spec
+                    .secrets
+                    .iter_mut()
+                    .find(|s| s.name == change.secret.name && s.nonce == change.was_nonce);
+                current.map(|s| *s = change.secret.clone()).is_some()
+            });
+            resealed += u64::from(replaced == Some(true));
+        }
+        CommandResponse::Count(resealed)
     }
 
     /// Applies owner changes whose expected epoch still holds, at once (the

@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::rollout::{Finish, RolloutAction, RolloutSettings};
 use crate::state::cluster::{ClusterState, Rules};
+use crate::state::secrets::{Resealed, SealedSecret};
 use crate::state::tasks::{Assignment, TaskSpec, TaskStatus, TickCommit};
 use crate::state::upgrades::{NodeBinary, Phase, UpgradeAction, UpgradeSettings};
 use crate::types::typ::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
@@ -85,6 +86,7 @@ pub(crate) fn kind(command: &Command) -> &'static str {
         Command::UpgradePhase { .. } => "upgrade-phase",
         Command::UpgradeControl { .. } => "upgrade-control",
         Command::RunNow { .. } => "run-now",
+        Command::ResealSecrets(_) => "reseal-secrets",
     }
 }
 
@@ -141,6 +143,26 @@ pub(crate) fn http_spec() -> TaskSpec {
     let mut spec = TaskSpec::counter_every_second("watch-1");
     spec.allow_http = vec!["https://api.example.com:443".into(), "http://10.0.0.5:8080".into()];
     spec.http_ca = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec();
+    spec
+}
+
+/// A secret as sealed, its bytes made up (fixtures are written the same
+/// on every run; a real sealing draws a fresh nonce).
+pub(crate) fn sealed_secret(name: &str, key_byte: u8) -> SealedSecret {
+    SealedSecret {
+        name: name.into(),
+        key_id: format!("{key_byte:02x}").repeat(8),
+        nonce: vec![key_byte; 12],
+        sealed: vec![
+            0xa5, 0x5a, 0x00, 0xff, key_byte, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+        ],
+    }
+}
+
+/// A task with two sealed secrets (cluster version 11).
+pub(crate) fn secrets_spec() -> TaskSpec {
+    let mut spec = TaskSpec::counter_every_second("sync-1");
+    spec.secrets = vec![sealed_secret("API_TOKEN", 0x11), sealed_secret("DB_PASSWORD", 0x11)];
     spec
 }
 
@@ -248,6 +270,11 @@ pub(crate) fn commands() -> Vec<Command> {
             name: "count-1".into(),
             now_ms: 1_790_000_001_200,
         },
+        Command::ResealSecrets(vec![Resealed {
+            task: "sync-1".into(),
+            was_nonce: vec![0x11; 12],
+            secret: sealed_secret("API_TOKEN", 0x22),
+        }]),
     ]
 }
 

@@ -9,6 +9,7 @@ mod log_rate;
 pub mod restarts;
 mod runner;
 pub mod schedule;
+mod secret_source;
 pub mod timeliness;
 
 pub use forwarder::{ForwardQueue, propose_on_leader, spawn_forwarder};

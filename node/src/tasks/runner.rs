@@ -24,9 +24,12 @@ use super::forwarder::propose_on_leader;
 use super::log_rate::LogRate;
 use super::restarts::{RestartTracker, Verdict};
 use super::schedule::{first_due, next_due};
+use super::secret_source::TaskSecrets;
 use crate::api::NodeContext;
 use crate::metrics::TickOutcome;
-use crate::runtime::{CompiledModule, Fence, FenceError, FencingToken, HttpAccess, Slot, TaskContext, TickError};
+use crate::runtime::{
+    CompiledModule, Fence, FenceError, FencingToken, HttpAccess, SecretSource, Slot, TaskContext, TickError,
+};
 use crate::state::task_changes::{Cursor, Since};
 use crate::state::tasks::{TaskRecord, TaskStatus, TickCommit};
 use crate::types::{Command, ModuleVersion, NodeId, now_ms};
@@ -274,6 +277,12 @@ async fn work(
         tracing::error!(task = %name, "its HTTP grants cannot be used, so it may call no server: {why}");
         HttpAccess::default()
     });
+    let secrets: Arc<dyn SecretSource> = Arc::new(TaskSecrets {
+        state_machine: context.state_machine.clone(),
+        keys: context.secret_keys.clone(),
+        task: name.clone(),
+        node: context.id,
+    });
     // The module version this worker runs, compiled.
     let mut running: Option<(ModuleVersion, Arc<CompiledModule>)> = None;
     // The last request for a tick now that a tick of this worker served (its
@@ -374,6 +383,7 @@ async fn work(
             fence: Fence::new(fence.clone()),
             slot: Slot::new(slot.clone()),
             http: http.clone(),
+            secrets: Some(secrets.clone()),
         };
         let (started, lateness) = (std::time::Instant::now(), now_ms().saturating_sub(due));
         let result = tokio::task::spawn_blocking(move || {

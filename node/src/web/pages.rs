@@ -516,6 +516,7 @@ pub fn task(info: &TaskInfo, row: &TaskRow, history: &[TickRecord], logs: TaskLi
         strip = strip_html(&row.strip),
     );
     out.push_str(&reach(info));
+    out.push_str(&secrets(info));
     out.push_str(&log_lines(&info.name, logs));
     out.push_str(
         "<h2>History</h2><table id=\"history\"><tr><th class=\"num\">tick</th><th>committed</th><th>node</th>\
@@ -564,6 +565,26 @@ fn reach(info: &TaskInfo) -> String {
     out.pop();
     out.push_str(".</p>");
     out
+}
+
+/// A task's secrets: their names and the keys they are sealed with, never
+/// a value. Nothing when it has none.
+fn secrets(info: &TaskInfo) -> String {
+    if info.secrets.is_empty() {
+        return String::new();
+    }
+    let named: Vec<String> = info
+        .secrets
+        .iter()
+        .map(|s| {
+            format!(
+                "<code>{}</code> (key <code>{}</code>)",
+                escape(&s.name),
+                escape(&s.key_id)
+            )
+        })
+        .collect();
+    format!("<p id=\"secrets\">Secrets: {}.</p>", named.join(", "))
 }
 
 /// The "Recent log lines" section of a task's page.
@@ -734,6 +755,20 @@ mod tests {
             "{own}"
         );
         assert!(own.ends_with(" TCP <code>10.0.0.5:&lt;9&gt;</code>.</p>"), "{own}");
+    }
+
+    #[test]
+    fn a_tasks_page_names_its_secrets_and_their_keys() {
+        let mut info = TaskInfo::default();
+        assert_eq!(secrets(&info), "");
+        info.secrets = vec![baton_proto::SecretInfo {
+            name: "API_<TOKEN>".into(),
+            key_id: "0011223344556677".into(),
+        }];
+        assert_eq!(
+            secrets(&info),
+            "<p id=\"secrets\">Secrets: <code>API_&lt;TOKEN&gt;</code> (key <code>0011223344556677</code>).</p>"
+        );
     }
 
     #[test]

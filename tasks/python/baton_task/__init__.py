@@ -41,6 +41,7 @@ from typing import Any, Callable
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import host
+from wit_world.imports import secrets as _secrets
 
 __all__ = [
     "Outcome",
@@ -52,6 +53,8 @@ __all__ = [
     "name",
     "node_id",
     "now_ms",
+    "secret",
+    "secret_text",
 ]
 
 Outcome = wit_world.Outcome
@@ -107,6 +110,27 @@ def node_id() -> int:
 def now_ms() -> int:
     """Milliseconds since the Unix epoch, by the node's clock."""
     return host.now_ms()
+
+
+def secret(name: str) -> bytes:
+    """The value of the task's secret ``name`` (``batonctl tasks add
+    --secret NAME=...``), opened by the node running the tick. Raises
+    ``TaskError`` saying why when the task has no secret of that name or
+    this node cannot open it. Keep a value out of the task's state and
+    logs: Baton never shows it, and cannot stop the task from showing it."""
+    try:
+        return _secrets.get(name)
+    except Err as e:
+        raise TaskError(str(e.value)) from None
+
+
+def secret_text(name: str) -> str:
+    """``secret(name)`` as UTF-8 text."""
+    value = secret(name)
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise TaskError(f"secret {name} is not UTF-8 text") from None
 
 
 def _failure(e: BaseException, during: str) -> Err:

@@ -67,6 +67,23 @@ pub mod net {
     }
 }
 
+/// The task's secrets (`batonctl tasks add --secret NAME=...`), opened by
+/// the node running the tick when asked for. Keep a value out of the
+/// task's state and logs: Baton never shows it, and cannot stop the task
+/// from showing it.
+pub mod secrets {
+    /// The value of the task's secret `name`; an error, saying why, when
+    /// it has none of that name or this node cannot open it.
+    pub fn get(name: &str) -> Result<Vec<u8>, String> {
+        crate::bindings::baton::task::secrets::get(name)
+    }
+
+    /// [`get`] as UTF-8 text.
+    pub fn text(name: &str) -> Result<String, String> {
+        String::from_utf8(get(name)?).map_err(|_| format!("secret {name} is not UTF-8 text"))
+    }
+}
+
 /// Logging through the node.
 pub mod log {
     use super::host::{Level, log};

@@ -3,11 +3,13 @@
 //! times it polled, the last status, size and a hash of the body, and how
 //! many times the body changed. With `"post": "TEXT"` it POSTs the text
 //! instead. Every request names the task, its node and its fencing token
-//! in `baton-*` headers ([`http::identity_headers`]). The task must be
+//! in `baton-*` headers ([`http::identity_headers`]). With
+//! `"bearer_secret": "NAME"` it also sends the task's secret NAME as
+//! `authorization: Bearer VALUE` (`batonctl tasks add --secret`). The task must be
 //! granted the URL's server (scheme, host and port); without a grant every
 //! tick fails, refused.
 
-use baton_task_sdk::{Guest, Outcome, host, http, log};
+use baton_task_sdk::{Guest, Outcome, host, http, log, secrets};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -16,6 +18,9 @@ struct Config {
     url: String,
     #[serde(default)]
     post: Option<String>,
+    /// The name of the secret to send as a bearer token.
+    #[serde(default)]
+    bearer_secret: Option<String>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -40,7 +45,14 @@ impl Guest for WebWatch {
             false => serde_json::from_slice(&state).map_err(|e| format!("state: {e}"))?,
         };
         let identity = http::identity_headers();
-        let headers: Vec<(&str, &[u8])> = identity.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let mut headers: Vec<(&str, &[u8])> = identity.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let bearer = match &config.bearer_secret {
+            Some(name) => Some([&b"Bearer "[..], &secrets::get(name)?].concat()),
+            None => None,
+        };
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer));
+        }
         let (method, body) = match &config.post {
             None => ("GET", &b""[..]),
             Some(text) => ("POST", text.as_bytes()),

@@ -3,7 +3,9 @@
 times it polled, the last status, size and a hash of the body, and how many
 times the body changed. With ``"post": "TEXT"`` it POSTs the text instead.
 Every request names the task, its node and its fencing token in ``baton-*``
-headers (``http.identity_headers``). Its state is the Rust ``webwatch``'s,
+headers (``http.identity_headers``). With ``"bearer_secret": "NAME"`` it
+also sends the task's secret NAME as ``authorization: Bearer VALUE``
+(``batonctl tasks add --secret``). Its state is the Rust ``webwatch``'s,
 byte for byte, so either can replace the other without a migration.
 
 The task must be granted the URL's server (scheme, host and port); without
@@ -30,17 +32,21 @@ class WitWorld(baton_task.Task):
         config = baton_task.config_json()
         if not isinstance(config, dict) or not isinstance(config.get("url"), str):
             raise TaskError('config must be JSON with a url: {"url": "https://..."}')
-        unknown = set(config) - {"url", "post"}
+        unknown = set(config) - {"url", "post", "bearer_secret"}
         if unknown:
             raise TaskError(f"config has unknown fields: {sorted(unknown)}")
         seen = {"polls": 0, "changes": 0, "status": 0, "bytes": 0, "hash": ""}
         if previous:
             seen.update(json.loads(previous))
         url, post = config["url"], config.get("post")
+        headers = http.identity_headers()
+        bearer = config.get("bearer_secret")
+        if bearer is not None:
+            headers.append(("authorization", b"Bearer " + baton_task.secret(bearer)))
         if post is None:
-            response = http.request("GET", url, http.identity_headers())
+            response = http.request("GET", url, headers)
         else:
-            response = http.request("POST", url, http.identity_headers(), post.encode())
+            response = http.request("POST", url, headers, post.encode())
         digest = f"{fnv1a(response.body):016x}"
         if digest != seen["hash"]:
             if seen["polls"] > 0:
