@@ -3,9 +3,10 @@
 //! argument, from a file and from the environment) and send it to an
 //! HTTPS witness as a bearer token: the witness must see each task's
 //! value. The cluster's key is then rotated as `docs/secrets.md` says
-//! (every node given a new first key and restarted, `secrets rotate`, the
-//! old key taken away and the nodes restarted again) and the tasks must
-//! go on sending their values. Throughout, no CLI output, status page,
+//! (every node given a new key to open with, then to seal with, each step a
+//! restart of every node in turn; `secrets rotate`; the old key taken away
+//! and the nodes restarted again) and the tasks must go on sending their
+//! values. Throughout, no CLI output, status page,
 //! node log or file under the cluster's directory (data, logs, snapshots,
 //! configs) may hold a value in plain text; the test also shows that the
 //! data files do hold each task and its secret's name, so the values'
@@ -190,10 +191,26 @@ async fn secrets_reach_their_tasks_through_a_rotation_and_nothing_else_shows_the
     let mut args = base("sync-file", "webwatch_py");
     args.extend(["--secret-file", &from_file]);
     batonctl(&cluster, &mut seen, &args, &[]);
+    // Through a follower alone: it sends batonctl on to the leader, which
+    // seals the value.
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let follower = cluster
+        .local
+        .nodes
+        .values()
+        .find(|n| n.id != leader)
+        .unwrap()
+        .addr
+        .clone();
     let from_env = format!("{NAME}=SYNC_TOKEN");
     let mut args = base("sync-env", "webwatch");
     args.extend(["--secret-env", &from_env]);
-    batonctl(&cluster, &mut seen, &args, &[("SYNC_TOKEN", &values["sync-env"])]);
+    let env = [
+        ("SYNC_TOKEN", values["sync-env"].as_str()),
+        ("BATON_ENDPOINTS", &follower),
+    ];
+    let added = batonctl(&cluster, &mut seen, &args, &env);
+    assert!(added.contains("sync-env"), "{added}");
 
     // The witness sees each task's own value.
     await_bearers(
@@ -230,11 +247,18 @@ async fn secrets_reach_their_tasks_through_a_rotation_and_nothing_else_shows_the
         "{keys}"
     );
 
-    // Rotation, as docs/secrets.md says: a new first key on every node, the
-    // old kept to open with, restarted one at a time; then one command.
+    // Rotation, as docs/secrets.md says: a new key on every node, first
+    // to open with only, then to seal with, each step a restart of one node
+    // at a time (no node ever seals with a key another lacks); then one
+    // command.
     let old_key = cluster.local.dir.join("secret-key");
     let new_key = cluster.local.dir.join("secret-key-2");
     write_secret_key(&new_key).unwrap();
+    cluster
+        .local
+        .set_secret_keys(vec![old_key.clone(), new_key.clone()])
+        .unwrap();
+    restart_each(&mut cluster).await;
     cluster
         .local
         .set_secret_keys(vec![new_key.clone(), old_key.clone()])

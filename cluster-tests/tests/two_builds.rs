@@ -7,7 +7,8 @@
 //! it lacks the one feature gated at 7, held upgrades (`--hold-version` and
 //! `upgrade finalize`). The test checks that:
 //! - the earlier cluster refuses the gated features (and those gated
-//!   later: `tasks run-now`, HTTP grants, modules importing `wasi:http`)
+//!   later: `tasks run-now`, HTTP grants, modules importing `wasi:http`,
+//!   modules over 16 MiB, secrets)
 //!   with a clear error and records nothing;
 //! - an upgrade to this build aborted after one node leaves both builds
 //!   running and holds nothing, yet the cluster version stays at 6 while any
@@ -131,6 +132,19 @@ async fn an_earlier_build_is_upgraded_to_this_one_and_the_gated_feature_waits_fo
         refused.contains("`tasks add --allow-http` needs cluster version 9 and the cluster runs at 6"),
         "{refused}"
     );
+    // And secrets, gated at 11: the earlier nodes would drop them.
+    let mut secretive = baton_cluster_tests::task_api::every("secretive", "counter", 1000, "");
+    secretive.secrets = [("API_TOKEN".to_string(), b"t0ken".to_vec())].into();
+    let refused = client
+        .call_with(&secretive, |mut c, r| async move { c.add_task(r).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("`tasks add --secret` needs cluster version 11 and the cluster runs at 6"),
+        "{refused}"
+    );
+    assert!(!refused.contains("t0ken"), "{refused}");
     let key = cluster.local.signing_key().expect("the cluster's signing key");
     let refused = refused_deploy(&client, &key, "webwatch", "webwatch").await;
     assert!(

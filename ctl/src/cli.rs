@@ -212,8 +212,8 @@ pub enum TasksCommand {
         #[arg(long = "http-ca", value_name = "FILE")]
         http_ca: Option<std::path::PathBuf>,
         /// Give the task a secret, NAME=VALUE (repeat for more), which its
-        /// module reads with `secrets.get(NAME)`. The node that takes it
-        /// seals it; Baton never shows it again. A value on the command
+        /// module reads with `secrets.get(NAME)`. The leader seals it with
+        /// the cluster's key; Baton never shows it again. A value on the command
         /// line is seen by `ps` and kept in shell history: prefer
         /// --secret-file or --secret-env. Needs cluster version 11.
         #[arg(long = "secret", value_name = "NAME=VALUE")]
@@ -426,9 +426,9 @@ pub enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
-    /// Seal every task secret that is not sealed with the answering node's
-    /// first key again with it. Run it after giving every node a new
-    /// first key, and before taking the old one away.
+    /// Seal every task secret that is not sealed with the leader's first
+    /// key again with it. Run it once every node holds the new key and
+    /// seals with it, and before taking the old one away.
     Rotate,
     /// The keys the answering node holds (its first seals), those it
     /// lacks that seal secrets, and how many secrets each seals.

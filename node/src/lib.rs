@@ -15,7 +15,7 @@
 //! - [`modules`]: module bytes by content hash, fetched from peers.
 //! - [`rollout`]: hot code swap: releases, rollouts, their gates.
 //! - [`runtime`]: task modules on wasmtime: compile, budget, memory limit.
-//! - [`secrets`]: task secrets, sealed by the node that takes them.
+//! - [`secrets`]: task secrets, sealed by the leader as they enter.
 //! - [`heart`]: the per-machine supervisor that starts a node and vouches
 //!   for its exit.
 //! - [`supervision`]: leases, failure detection, the fast path, hand-offs.

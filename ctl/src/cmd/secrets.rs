@@ -1,11 +1,9 @@
 //! `batonctl secrets rotate|keys`, and the secrets `tasks add` reads from
 //! its arguments, files and environment. No value is ever printed.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use baton_proto::{RotateSecretsRequest, SecretKeysRequest};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 use super::CmdError;
 use crate::cli::{OutputFormat, SecretsCommand};
@@ -25,53 +23,66 @@ pub struct SecretArgs {
 
 impl SecretArgs {
     /// The secrets by name: each named once, read from where it was said
-    /// to be. An error names the secret and the flag, never the value.
+    /// to be. An error names the flag and, once it is known to be a name,
+    /// the secret; never what came after `=` (a value, or a path or
+    /// variable name that may be one pasted by mistake).
     pub fn read(self, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<BTreeMap<String, Vec<u8>>, CmdError> {
         let mut secrets = BTreeMap::new();
-        let mut put = |flag: &str, arg: &str, value: Vec<u8>| -> Result<(), CmdError> {
-            let name = arg.split_once('=').map_or(arg, |(n, _)| n);
-            if secrets.insert(name.to_string(), value).is_some() {
+        let mut put = |flag: &str, name: String, value: Vec<u8>| -> Result<(), CmdError> {
+            if secrets.contains_key(&name) {
                 return Err(CmdError::Usage(format!(
                     "{flag} {name}: secret {name} is given twice; give each secret once"
                 )));
             }
+            secrets.insert(name, value);
             Ok(())
         };
-        let split = |flag: &str, arg: &str, what: &str| -> Result<(String, String), CmdError> {
-            match arg.split_once('=') {
-                Some((name, rest)) if !name.is_empty() => Ok((name.to_string(), rest.to_string())),
-                _ => Err(CmdError::Usage(format!(
-                    "{flag} takes NAME={what}; got an argument without a name before '='"
-                ))),
-            }
-        };
         for arg in &self.values {
-            let (_, value) = split("--secret", arg, "VALUE")?;
-            put("--secret", arg, value.into_bytes())?;
+            let (name, value) = split("--secret", arg, "VALUE")?;
+            put("--secret", name, value.as_bytes().to_vec())?;
         }
         for arg in &self.files {
             let (name, path) = split("--secret-file", arg, "PATH")?;
-            let path = PathBuf::from(path);
-            let mut value = std::fs::read(&path).map_err(|source| CmdError::File { path, source })?;
+            let mut value = std::fs::read(path).map_err(|e| {
+                CmdError::Usage(format!(
+                    "--secret-file {name}: cannot read the file given (not shown, in case it is the value): {e}"
+                ))
+            })?;
             if value.ends_with(b"\n") {
                 value.pop();
                 if value.ends_with(b"\r") {
                     value.pop();
                 }
             }
-            put("--secret-file", &name, value)?;
+            put("--secret-file", name, value)?;
         }
         for arg in &self.env {
             let (name, variable) = split("--secret-env", arg, "VARIABLE")?;
-            let value = env(&variable).ok_or_else(|| {
+            let value = env(variable).ok_or_else(|| {
                 CmdError::Usage(format!(
-                    "--secret-env {name}: environment variable {variable} is not set"
+                    "--secret-env {name}: the environment variable given (not shown, in case it is the value) is \
+                     not set; give the variable's name, as in --secret-env {name}=API_TOKEN"
                 ))
             })?;
-            put("--secret-env", &name, value.into_encoded_bytes())?;
+            put("--secret-env", name, value.into_encoded_bytes())?;
         }
         Ok(secrets)
     }
+}
+
+/// `NAME=REST` split at its first `=`, the name checked as the cluster
+/// checks it; the argument is never shown.
+fn split<'a>(flag: &str, arg: &'a str, what: &str) -> Result<(String, &'a str), CmdError> {
+    let refused = |why: &str| {
+        CmdError::Usage(format!(
+            "{flag} takes NAME={what}, NAME being 1 to {} letters, digits, '_', '-' and '.', starting with a \
+             letter, '_' or '.'; {why} (the argument is not shown, in case it holds a value)",
+            baton_node::state::secrets::MAX_SECRET_NAME_BYTES
+        ))
+    };
+    let (name, rest) = arg.split_once('=').ok_or_else(|| refused("this one has no '='"))?;
+    baton_node::state::secrets::check_name(name).map_err(|_| refused("this one's name is not such a name"))?;
+    Ok((name.to_string(), rest))
 }
 
 pub async fn run(client: &ClusterClient, command: SecretsCommand, format: OutputFormat) -> Result<(), CmdError> {
@@ -86,12 +97,14 @@ pub async fn run(client: &ClusterClient, command: SecretsCommand, format: Output
                 resealed: u64,
                 current: u64,
                 unopened: Vec<String>,
+                left: u64,
             }
             let rotated = Rotated {
                 key_id: reply.key_id,
                 resealed: reply.resealed,
                 current: reply.current,
                 unopened: reply.unopened,
+                left: reply.left,
             };
             output::print(format, &rotated, || {
                 let mut text = format!(
@@ -101,11 +114,23 @@ pub async fn run(client: &ClusterClient, command: SecretsCommand, format: Output
                 for why in &rotated.unopened {
                     text += &format!("not resealed: {why}\n");
                 }
+                if rotated.left > 0 {
+                    text += &format!(
+                        "not resealed: {} secret(s) changed each time they were read (tasks added again); run it again\n",
+                        rotated.left
+                    );
+                }
                 text
             });
+            if rotated.left > 0 {
+                return Err(CmdError::Failed(format!(
+                    "{} secret(s) changed while being resealed",
+                    rotated.left
+                )));
+            }
             if !rotated.unopened.is_empty() {
                 return Err(CmdError::Failed(format!(
-                    "{} secret(s) stay sealed with a key the answering node does not hold",
+                    "{} secret(s) stay sealed with a key the leader does not hold",
                     rotated.unopened.len()
                 )));
             }
@@ -177,28 +202,37 @@ mod tests {
         assert_eq!(read["B"], b"from-a-file");
         assert_eq!(read["C"], b"from-env");
 
-        let twice = SecretArgs {
+        let refused = |args: SecretArgs| args.read(|_| None).unwrap_err().to_string();
+        let twice = refused(SecretArgs {
             values: vec!["A=1".into(), "A=hidden".into()],
             ..SecretArgs::default()
-        };
-        let e = twice.read(|_| None).unwrap_err().to_string();
-        assert!(e.contains("given twice") && !e.contains("hidden"), "{e}");
-        let nameless = SecretArgs {
-            values: vec!["=hidden".into()],
-            ..SecretArgs::default()
-        };
-        let e = nameless.read(|_| None).unwrap_err().to_string();
-        assert!(e.contains("NAME=VALUE") && !e.contains("hidden"), "{e}");
-        let unset = SecretArgs {
-            env: vec!["C=NOPE".into()],
-            ..SecretArgs::default()
-        };
-        assert!(
-            unset
-                .read(|_| None)
-                .unwrap_err()
-                .to_string()
-                .contains("NOPE is not set")
-        );
+        });
+        assert!(twice.contains("given twice") && !twice.contains("hidden"), "{twice}");
+        // A value pasted where the name or the variable goes is not shown.
+        for args in [
+            SecretArgs {
+                values: vec!["=hidden".into()],
+                ..SecretArgs::default()
+            },
+            SecretArgs {
+                values: vec!["hidden".into()],
+                ..SecretArgs::default()
+            },
+            SecretArgs {
+                values: vec!["hid den=x".into()],
+                ..SecretArgs::default()
+            },
+            SecretArgs {
+                env: vec!["C=hidden".into()],
+                ..SecretArgs::default()
+            },
+            SecretArgs {
+                files: vec!["C=/hidden/x".into()],
+                ..SecretArgs::default()
+            },
+        ] {
+            let e = refused(args);
+            assert!(!e.contains("hidden") && !e.contains("hid den"), "{e}");
+        }
     }
 }

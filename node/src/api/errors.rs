@@ -13,6 +13,16 @@ pub const MAX_KEY_BYTES: usize = 256;
 /// Largest value of the replicated key-value space.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
+/// Ok on the leader; elsewhere the [`not_leader`] status that sends the
+/// client there.
+pub fn ensure_leader(context: &super::NodeContext) -> Result<(), Status> {
+    let (leader, addr) = crate::types::leader(&context.raft);
+    match leader == Some(context.id) {
+        true => Ok(()),
+        false => Err(not_leader(leader, addr.as_deref())),
+    }
+}
+
 /// A "not the leader" status, marked so in its metadata
 /// ([`baton_proto::NOT_LEADER_HEADER`]), that names the leader, when known,
 /// in its message and in metadata for clients to follow.

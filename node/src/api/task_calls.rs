@@ -226,6 +226,10 @@ fn find(context: &NodeContext, name: &str) -> Result<TaskInfo, Status> {
 /// Proposes `command` and answers with the task as it then stands.
 async fn write(context: &NodeContext, name: &str, command: Command) -> Result<TaskReply, Status> {
     let committed = context.proposer.propose(command).await.map_err(propose_error)?;
+    answer(context, name, committed)
+}
+
+fn answer(context: &NodeContext, name: &str, committed: crate::raft::Committed) -> Result<TaskReply, Status> {
     if let CommandResponse::Rejected(why) = committed.response {
         return Err(super::errors::rejected(&why));
     }
@@ -239,10 +243,14 @@ async fn write(context: &NodeContext, name: &str, command: Command) -> Result<Ta
 pub(crate) async fn add(context: &NodeContext, mut request: AddTaskRequest) -> Result<TaskReply, Status> {
     // This node's view of the version lags the leader's, never leads it.
     let version = context.state_machine.read(|s| s.cluster_version);
-    // Sealed here: only the sealed values go on to the leader and the log.
     let given = std::mem::take(&mut request.secrets);
     let mut spec = spec(request, context.limits.max_config_bytes, version)?;
-    spec.secrets = sealed_secrets(&spec.name, given, version, &context.secret_keys)?;
+    if !given.is_empty() {
+        // The leader seals, with its first key: a follower sends the client
+        // there before it touches a value (peers may not propose tasks).
+        super::errors::ensure_leader(context)?;
+        spec.secrets = sealed_secrets(&spec.name, given, version, &context.secret_keys)?;
+    }
     let name = spec.name.clone();
     write(context, &name, Command::AddTask(spec)).await
 }

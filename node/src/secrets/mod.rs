@@ -1,5 +1,5 @@
 //! Task secrets (`batonctl tasks add --secret`): sealed with AES-256-GCM
-//! by the node that takes them, so that only ciphertext enters a proposal,
+//! by the leader as they enter, so that only ciphertext enters a proposal,
 //! the log and snapshots; opened by the node running a tick when its task
 //! asks (`baton:task/secrets`); named, never shown, by `tasks show`.
 //!

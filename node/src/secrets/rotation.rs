@@ -6,8 +6,7 @@
 //! (one command: this), then drop the old key from every node.
 
 use super::keyring::{Keyring, SecretError};
-use crate::state::secrets::Resealed;
-use crate::state::tasks::TaskRecord;
+use crate::state::secrets::{Resealed, SealedSecret};
 
 /// What a rotation does.
 #[derive(Debug, Default)]
@@ -22,16 +21,19 @@ pub struct Rotation {
     pub unopened: Vec<(String, SecretError)>,
 }
 
-/// Reseals every secret of `tasks` not sealed with `keys`' sealing key.
-pub fn plan<'a>(tasks: impl Iterator<Item = &'a TaskRecord>, keys: &Keyring) -> Result<Rotation, SecretError> {
+/// Reseals every secret of `tasks` (each task's name and its sealed
+/// secrets) not sealed with `keys`' sealing key.
+pub fn plan<'a>(
+    tasks: impl Iterator<Item = (&'a str, &'a [SealedSecret])>,
+    keys: &Keyring,
+) -> Result<Rotation, SecretError> {
     let key_id = keys.sealing_id().ok_or(SecretError::NoKeys)?.to_string();
     let mut rotation = Rotation {
         key_id,
         ..Rotation::default()
     };
-    for task in tasks {
-        let name = &task.spec.name;
-        for secret in &task.spec.secrets {
+    for (name, secrets) in tasks {
+        for secret in secrets {
             if secret.key_id == rotation.key_id {
                 rotation.current += 1;
                 continue;
@@ -41,11 +43,11 @@ pub fn plan<'a>(tasks: impl Iterator<Item = &'a TaskRecord>, keys: &Keyring) -> 
                 .and_then(|value| keys.seal(name, &secret.name, &value));
             match resealed {
                 Ok(sealed) => rotation.resealed.push(Resealed {
-                    task: name.clone(),
+                    task: name.to_string(),
                     was_nonce: secret.nonce.clone(),
                     secret: sealed,
                 }),
-                Err(e) => rotation.unopened.push((name.clone(), e)),
+                Err(e) => rotation.unopened.push((name.to_string(), e)),
             }
         }
     }
@@ -58,6 +60,12 @@ mod tests {
     use crate::secrets::KEY_BYTES;
     use crate::state::command::CommandResponse;
     use crate::state::tasks::{TaskSpec, TaskTable};
+
+    fn sealed(table: &TaskTable) -> impl Iterator<Item = (&str, &[SealedSecret])> {
+        table
+            .values()
+            .map(|t| (t.spec.name.as_str(), t.spec.secrets.as_slice()))
+    }
 
     fn table(keys: &Keyring, secrets: &[(&str, &str, &str)]) -> TaskTable {
         let mut table = TaskTable::default();
@@ -78,7 +86,7 @@ mod tests {
         let old = Keyring::of(&[[1; KEY_BYTES]]);
         let mut tasks = table(&old, &[("a", "TOKEN", "t-a"), ("b", "TOKEN", "t-b"), ("b", "PW", "pw")]);
         let both = Keyring::of(&[[2; KEY_BYTES], [1; KEY_BYTES]]);
-        let rotation = plan(tasks.values(), &both).unwrap();
+        let rotation = plan(sealed(&tasks), &both).unwrap();
         assert_eq!((rotation.resealed.len(), rotation.current), (3, 0));
         assert_eq!(tasks.reseal(&rotation.resealed), CommandResponse::Count(3));
         let new_only = Keyring::of(&[[2; KEY_BYTES]]);
@@ -87,7 +95,7 @@ mod tests {
             assert_eq!(new_only.open(task, secret).unwrap(), value.as_bytes());
         }
         // Again: nothing left to do.
-        let again = plan(tasks.values(), &both).unwrap();
+        let again = plan(sealed(&tasks), &both).unwrap();
         assert_eq!((again.resealed.len(), again.current), (0, 3));
         // Applied twice (a retried proposal): the second changes nothing.
         assert_eq!(tasks.reseal(&rotation.resealed), CommandResponse::Count(0));
@@ -98,7 +106,7 @@ mod tests {
         let old = Keyring::of(&[[1; KEY_BYTES]]);
         let mut tasks = table(&old, &[("a", "TOKEN", "first")]);
         let both = Keyring::of(&[[2; KEY_BYTES], [1; KEY_BYTES]]);
-        let rotation = plan(tasks.values(), &both).unwrap();
+        let rotation = plan(sealed(&tasks), &both).unwrap();
         // Meanwhile the task is removed and added again with another value.
         tasks.remove("a");
         let mut spec = TaskSpec::counter_every_second("a");
@@ -114,11 +122,11 @@ mod tests {
         let other = Keyring::of(&[[9; KEY_BYTES]]);
         let tasks = table(&other, &[("a", "TOKEN", "x")]);
         let mine = Keyring::of(&[[2; KEY_BYTES]]);
-        let rotation = plan(tasks.values(), &mine).unwrap();
+        let rotation = plan(sealed(&tasks), &mine).unwrap();
         assert!(rotation.resealed.is_empty());
         assert!(matches!(&rotation.unopened[..], [(task, SecretError::UnknownKey { .. })] if task == "a"));
         assert_eq!(
-            plan(tasks.values(), &Keyring::default()).unwrap_err(),
+            plan(sealed(&tasks), &Keyring::default()).unwrap_err(),
             SecretError::NoKeys
         );
     }

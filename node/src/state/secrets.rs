@@ -1,5 +1,5 @@
 //! A task's secrets as the replicated state keeps them: sealed, never in
-//! plain text. The node that takes `batonctl tasks add --secret` seals each
+//! plain text. The leader, taking `batonctl tasks add --secret`, seals each
 //! value (`crate::secrets::Keyring`), so only what is here enters a
 //! proposal, the log and snapshots; the node running a tick opens one when
 //! the task asks for it.

@@ -96,6 +96,42 @@ pub struct TaskSpec {
     pub secrets: Vec<SealedSecret>,
 }
 
+impl TaskSpec {
+    /// Whether `other` is this task as it was added: the same in all but
+    /// the sealing of its secrets (a rotation reseals them; their names
+    /// stay). A task removed and added again under its name with another
+    /// module, config, grant or secret is not, even at the same epoch
+    /// (epochs start again with the task): what ran for the one must not
+    /// run on, or read the secrets, for the other.
+    pub fn same_task_as(&self, other: &TaskSpec) -> bool {
+        // Every field named: a new one must be placed on a side.
+        let TaskSpec {
+            name,
+            module,
+            schedule,
+            catch_up,
+            restart,
+            config,
+            allow_net,
+            allow_http,
+            http_ca,
+            secrets,
+        } = self;
+        let same_secrets =
+            secrets.len() == other.secrets.len() && secrets.iter().zip(&other.secrets).all(|(a, b)| a.name == b.name);
+        name == &other.name
+            && module == &other.module
+            && schedule == &other.schedule
+            && catch_up == &other.catch_up
+            && restart == &other.restart
+            && config == &other.config
+            && allow_net == &other.allow_net
+            && allow_http == &other.allow_http
+            && http_ca == &other.http_ca
+            && same_secrets
+    }
+}
+
 #[cfg(test)]
 impl TaskSpec {
     /// A counter task every second, with the default policies: for tests.

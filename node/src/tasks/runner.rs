@@ -264,7 +264,7 @@ async fn work(
     else {
         return;
     };
-    let spec = record.spec;
+    let spec = Arc::new(record.spec);
     let (mut tick, mut state, mut state_version) = (record.tick, record.state, record.state_version);
     let mut due = first_due(&spec.schedule, spec.catch_up, record.next_due_ms, now_ms());
     let mut restarts = RestartTracker::default();
@@ -280,7 +280,7 @@ async fn work(
     let secrets: Arc<dyn SecretSource> = Arc::new(TaskSecrets {
         state_machine: context.state_machine.clone(),
         keys: context.secret_keys.clone(),
-        task: name.clone(),
+        spec: spec.clone(),
         node: context.id,
     });
     // The module version this worker runs, compiled.
@@ -300,7 +300,11 @@ async fn work(
         // between ticks, never in the middle of one. Copied only when it is
         // not the one running.
         let running_hash = running.as_ref().map(|(r, _)| r.hash.as_str());
+        // A task removed and added again under its name, placed here at
+        // the epoch this worker ticks at, is another task: this worker
+        // ends, and the runner starts one for it.
         let Some(newer) = context.state_machine.read(|s| {
+            s.tasks.get(&name).filter(|t| t.spec.same_task_as(&spec))?;
             let release = s.version_for(&spec.module, context.id)?;
             Some((running_hash != Some(release.hash.as_str())).then(|| release.clone()))
         }) else {
