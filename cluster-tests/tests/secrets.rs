@@ -348,6 +348,16 @@ async fn secrets_reach_their_tasks_through_a_rotation_and_nothing_else_shows_the
         files_holding(outside.path(), values["sync-file"].as_bytes()),
         [secret_file]
     );
+    let logs: String = cluster
+        .local
+        .nodes
+        .values()
+        .map(|n| std::fs::read_to_string(n.log_path()).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.contains("built a snapshot"),
+        "no snapshot was built, so none was searched"
+    );
     for id in cluster.local.nodes.keys() {
         let data = dir.join(id.to_string()).join("data");
         for needle in ["sync-arg", NAME] {
