@@ -157,7 +157,7 @@ async fn secrets_reach_their_tasks_through_a_rotation_and_nothing_else_shows_the
     let every = format!("{PERIOD_MS}ms");
     // Values no other text would hold by chance.
     let value = |task: &str| format!("{task}-v4lue-{:016x}", rand::random::<u64>());
-    let values: BTreeMap<String, String> = ["sync-arg", "sync-file", "sync-env"]
+    let mut values: BTreeMap<String, String> = ["sync-arg", "sync-file", "sync-env"]
         .into_iter()
         .map(|t| (t.to_string(), value(t)))
         .collect();
@@ -311,6 +311,27 @@ async fn secrets_reach_their_tasks_through_a_rotation_and_nothing_else_shows_the
         assert_eq!(task(&client, name).await.status, "running", "{name}");
     }
 
+    // A new value for one task's secret, in place: its next request
+    // carries it, and the task keeps its ticks.
+    let mut every_value: Vec<String> = values.values().cloned().collect();
+    let replaced = value("sync-arg");
+    every_value.push(replaced.clone());
+    let before = ticks(&client).await;
+    let set = format!("{NAME}=NEW_TOKEN");
+    let shown = batonctl(
+        &cluster,
+        &mut seen,
+        &["tasks", "set-secrets", "sync-arg", "--secret-env", &set],
+        &[("NEW_TOKEN", &replaced)],
+    );
+    assert!(
+        shown.contains(&format!("secrets:    {NAME} (key {second_key})")),
+        "{shown}"
+    );
+    values.insert("sync-arg".into(), replaced);
+    await_bearers(&client, &witness, &values, &before, "the new value sent").await;
+    assert!(task(&client, "sync-arg").await.tick > before["sync-arg"]);
+
     // Everything else Baton shows.
     batonctl(&cluster, &mut seen, &["tasks", "list"], &[]);
     batonctl(&cluster, &mut seen, &["tasks", "list", "-o", "json"], &[]);
@@ -332,7 +353,7 @@ async fn secrets_reach_their_tasks_through_a_rotation_and_nothing_else_shows_the
     // No value anywhere: outputs, pages, and every file of the cluster
     // (each node's data dir, log and config).
     let dir = cluster.local.dir.clone();
-    for value in values.values() {
+    for value in &every_value {
         for (what, text) in &seen.outputs {
             assert!(!text.contains(value.as_str()), "{what} shows a secret's value:\n{text}");
         }

@@ -169,6 +169,26 @@ pub enum NodesCommand {
     },
 }
 
+/// Where a task's secrets come from (`tasks add`, `tasks set-secrets`).
+#[derive(Debug, Args, Default)]
+pub struct SecretFlags {
+    /// Give the task a secret, NAME=VALUE (repeat for more), which its
+    /// module reads with `secrets.get(NAME)`. The leader seals it with
+    /// the cluster's key; Baton never shows it again. A value on the
+    /// command line is seen by `ps` and kept in shell history: prefer
+    /// --secret-file or --secret-env. Needs cluster version 11.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secret: Vec<String>,
+    /// A secret read from a file, NAME=PATH: its bytes, less one
+    /// trailing newline.
+    #[arg(long = "secret-file", value_name = "NAME=PATH")]
+    pub secret_file: Vec<String>,
+    /// A secret read from an environment variable of batonctl,
+    /// NAME=VARIABLE.
+    #[arg(long = "secret-env", value_name = "NAME=VARIABLE")]
+    pub secret_env: Vec<String>,
+}
+
 // Parsed once per run: the size of its largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
@@ -211,21 +231,8 @@ pub enum TasksCommand {
         /// HTTPS requests, instead of the system's roots.
         #[arg(long = "http-ca", value_name = "FILE")]
         http_ca: Option<std::path::PathBuf>,
-        /// Give the task a secret, NAME=VALUE (repeat for more), which its
-        /// module reads with `secrets.get(NAME)`. The leader seals it with
-        /// the cluster's key; Baton never shows it again. A value on the command
-        /// line is seen by `ps` and kept in shell history: prefer
-        /// --secret-file or --secret-env. Needs cluster version 11.
-        #[arg(long = "secret", value_name = "NAME=VALUE")]
-        secret: Vec<String>,
-        /// A secret read from a file, NAME=PATH: its bytes, less one
-        /// trailing newline.
-        #[arg(long = "secret-file", value_name = "NAME=PATH")]
-        secret_file: Vec<String>,
-        /// A secret read from an environment variable of batonctl,
-        /// NAME=VARIABLE.
-        #[arg(long = "secret-env", value_name = "NAME=VARIABLE")]
-        secret_env: Vec<String>,
+        #[command(flatten)]
+        secrets: SecretFlags,
     },
     /// Write a new task module project: NAME/ with a task that counts
     /// its ticks, the SDK, the interface and build.sh (no cluster needed).
@@ -256,6 +263,17 @@ pub enum TasksCommand {
     /// Run one tick of a running task now, outside its schedule (fenced
     /// like any tick); its schedule goes on as before.
     RunNow { name: String },
+    /// Give a task's secrets new values, give it more, or remove some
+    /// (docs/secrets.md). Its module's next read gets the new value; the
+    /// task keeps running. Needs cluster version 11.
+    SetSecrets {
+        name: String,
+        #[command(flatten)]
+        secrets: SecretFlags,
+        /// Remove the secret NAME (repeat for more).
+        #[arg(long = "remove", value_name = "NAME")]
+        remove: Vec<String>,
+    },
     /// Resume a paused or failed task.
     Resume { name: String },
     /// Show the lines a task's module logged, oldest first, from the node

@@ -6,22 +6,11 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::CmdError;
-use crate::cli::{OutputFormat, SecretsCommand};
+use crate::cli::{OutputFormat, SecretFlags, SecretsCommand};
 use crate::client::ClusterClient;
 use crate::output;
 
-/// Where `tasks add` was told to find its secrets.
-#[derive(Debug, Default)]
-pub struct SecretArgs {
-    /// `NAME=VALUE`.
-    pub values: Vec<String>,
-    /// `NAME=PATH`.
-    pub files: Vec<String>,
-    /// `NAME=VARIABLE`.
-    pub env: Vec<String>,
-}
-
-impl SecretArgs {
+impl SecretFlags {
     /// The secrets by name: each named once, read from where it was said
     /// to be. An error names the flag and, once it is known to be a name,
     /// the secret; never what came after `=` (a value, or a path or
@@ -37,11 +26,11 @@ impl SecretArgs {
             secrets.insert(name, value);
             Ok(())
         };
-        for arg in &self.values {
+        for arg in &self.secret {
             let (name, value) = split("--secret", arg, "VALUE")?;
             put("--secret", name, value.as_bytes().to_vec())?;
         }
-        for arg in &self.files {
+        for arg in &self.secret_file {
             let (name, path) = split("--secret-file", arg, "PATH")?;
             let mut value = std::fs::read(path).map_err(|e| {
                 CmdError::Usage(format!(
@@ -56,7 +45,7 @@ impl SecretArgs {
             }
             put("--secret-file", name, value)?;
         }
-        for arg in &self.env {
+        for arg in &self.secret_env {
             let (name, variable) = split("--secret-env", arg, "VARIABLE")?;
             let value = env(variable).ok_or_else(|| {
                 CmdError::Usage(format!(
@@ -191,10 +180,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
         std::fs::write(&file, "from-a-file\n").unwrap();
-        let args = SecretArgs {
-            values: vec!["A=x=y".into()],
-            files: vec![format!("B={}", file.display())],
-            env: vec!["C=BATON_TEST_SECRET".into()],
+        let args = SecretFlags {
+            secret: vec!["A=x=y".into()],
+            secret_file: vec![format!("B={}", file.display())],
+            secret_env: vec!["C=BATON_TEST_SECRET".into()],
         };
         let env = |name: &str| (name == "BATON_TEST_SECRET").then(|| "from-env".into());
         let read = args.read(env).unwrap();
@@ -202,33 +191,33 @@ mod tests {
         assert_eq!(read["B"], b"from-a-file");
         assert_eq!(read["C"], b"from-env");
 
-        let refused = |args: SecretArgs| args.read(|_| None).unwrap_err().to_string();
-        let twice = refused(SecretArgs {
-            values: vec!["A=1".into(), "A=hidden".into()],
-            ..SecretArgs::default()
+        let refused = |args: SecretFlags| args.read(|_| None).unwrap_err().to_string();
+        let twice = refused(SecretFlags {
+            secret: vec!["A=1".into(), "A=hidden".into()],
+            ..SecretFlags::default()
         });
         assert!(twice.contains("given twice") && !twice.contains("hidden"), "{twice}");
         // A value pasted where the name or the variable goes is not shown.
         for args in [
-            SecretArgs {
-                values: vec!["=hidden".into()],
-                ..SecretArgs::default()
+            SecretFlags {
+                secret: vec!["=hidden".into()],
+                ..SecretFlags::default()
             },
-            SecretArgs {
-                values: vec!["hidden".into()],
-                ..SecretArgs::default()
+            SecretFlags {
+                secret: vec!["hidden".into()],
+                ..SecretFlags::default()
             },
-            SecretArgs {
-                values: vec!["hid den=x".into()],
-                ..SecretArgs::default()
+            SecretFlags {
+                secret: vec!["hid den=x".into()],
+                ..SecretFlags::default()
             },
-            SecretArgs {
-                env: vec!["C=hidden".into()],
-                ..SecretArgs::default()
+            SecretFlags {
+                secret_env: vec!["C=hidden".into()],
+                ..SecretFlags::default()
             },
-            SecretArgs {
-                files: vec!["C=/hidden/x".into()],
-                ..SecretArgs::default()
+            SecretFlags {
+                secret_file: vec!["C=/hidden/x".into()],
+                ..SecretFlags::default()
             },
         ] {
             let e = refused(args);

@@ -1,7 +1,7 @@
 //! `batonctl tasks add|list|show|history|rm|pause|resume|run-now` (and
 //! `logs`, in `logs.rs`).
 
-use baton_proto::{AddTaskRequest, ListTasksRequest, TaskInfo, TaskRequest, TickInfo};
+use baton_proto::{AddTaskRequest, ListTasksRequest, SetTaskSecretsRequest, TaskInfo, TaskRequest, TickInfo};
 use serde::Serialize;
 
 use super::CmdError;
@@ -203,16 +203,9 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
             allow_net,
             allow_http,
             http_ca,
-            secret,
-            secret_file,
-            secret_env,
+            secrets,
         } => {
-            let secrets = super::secrets::SecretArgs {
-                values: secret,
-                files: secret_file,
-                env: secret_env,
-            }
-            .read(|name| std::env::var_os(name))?;
+            let secrets = secrets.read(|name| std::env::var_os(name))?;
             let http_ca = match http_ca {
                 Some(path) => std::fs::read(&path).map_err(|source| CmdError::File { path, source })?,
                 None => Vec::new(),
@@ -259,6 +252,16 @@ pub async fn run(client: &ClusterClient, command: TasksCommand, format: OutputFo
         TasksCommand::Rm { name } => call_named(client, &name, Named::Remove).await?,
         TasksCommand::Pause { name } => call_named(client, &name, Named::Pause).await?,
         TasksCommand::RunNow { name } => call_named(client, &name, Named::RunNow).await?,
+        TasksCommand::SetSecrets { name, secrets, remove } => {
+            let request = SetTaskSecretsRequest {
+                name,
+                set: secrets.read(|name| std::env::var_os(name))?,
+                remove,
+            };
+            client
+                .call_with(&request, |mut c, r| async move { c.set_task_secrets(r).await })
+                .await?
+        }
         TasksCommand::Resume { name } => call_named(client, &name, Named::Resume).await?,
         // Needs no cluster (`cmd::run` calls it without a client).
         TasksCommand::New { name, lang, dir } => return new_project(&dir, &name, lang, format),

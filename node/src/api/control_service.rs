@@ -554,6 +554,12 @@ impl Control for ControlService {
         ))
     }
 
+    async fn set_task_secrets(&self, request: Request<SetTaskSecretsRequest>) -> Result<Response<TaskReply>, Status> {
+        Ok(Response::new(
+            task_calls::set_secrets(&self.context, request.into_inner()).await?,
+        ))
+    }
+
     async fn rotate_secrets(
         &self,
         _request: Request<RotateSecretsRequest>,

@@ -1,6 +1,6 @@
 //! The control calls about task secrets' keys: rotate (seal every secret
-//! again with the leader's first key) and keys (which keys this node holds and how many secrets each seals).
-//! Never a key or a value in a reply.
+//! again with the leader's first key) and keys (which keys this node holds
+//! and how many secrets each seals). Never a key or a value in a reply.
 
 use std::collections::BTreeMap;
 

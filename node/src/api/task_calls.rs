@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use baton_proto::{AddTaskRequest, ListTasksReply, SecretInfo, TaskHistoryReply, TaskInfo, TaskReply, TickInfo};
+use baton_proto::{
+    AddTaskRequest, ListTasksReply, SecretInfo, SetTaskSecretsRequest, TaskHistoryReply, TaskInfo, TaskReply, TickInfo,
+};
 use tonic::Status;
 
 use super::NodeContext;
@@ -280,6 +282,52 @@ pub(crate) async fn run_now(context: &NodeContext, name: String) -> Result<TaskR
     BelowVersion::check(version, RUN_NOW, "`tasks run-now`").map_err(|e| Status::failed_precondition(e.to_string()))?;
     let now_ms = crate::types::now_ms();
     write(context, &name.clone(), Command::RunNow { name, now_ms }).await
+}
+
+/// `tasks set-secrets`: new values for a task's secrets, new secrets, and
+/// secrets removed; sealed by the leader, as `add` seals them.
+pub(crate) async fn set_secrets(context: &NodeContext, request: SetTaskSecretsRequest) -> Result<TaskReply, Status> {
+    let SetTaskSecretsRequest { name, set, remove } = request;
+    if set.is_empty() && remove.is_empty() {
+        return Err(Status::invalid_argument(
+            "give a secret to set (--secret, --secret-file, --secret-env) or one to --remove",
+        ));
+    }
+    super::errors::ensure_leader(context)?;
+    let version = context.state_machine.read(|s| s.cluster_version);
+    BelowVersion::check(version, SECRETS, "`tasks set-secrets`")
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+    let names: Vec<String> = context
+        .state_machine
+        .read(|s| {
+            s.tasks
+                .get(&name)
+                .map(|t| t.spec.secrets.iter().map(|s| s.name.clone()).collect())
+        })
+        .ok_or_else(|| Status::not_found(format!("no task named {name}; see `batonctl tasks list`")))?;
+    if let Some(both) = remove.iter().find(|r| set.contains_key(*r)) {
+        return Err(Status::invalid_argument(format!(
+            "secret {both} is both set and removed; give it once"
+        )));
+    }
+    if let Some(missing) = remove.iter().find(|r| !names.contains(*r)) {
+        return Err(Status::not_found(format!(
+            "task {name} has no secret named {missing}; see `batonctl tasks show {name}`"
+        )));
+    }
+    let after = names
+        .iter()
+        .filter(|n| !remove.contains(*n))
+        .chain(set.keys().filter(|n| !names.contains(*n)))
+        .count();
+    if after > MAX_SECRETS {
+        return Err(Status::invalid_argument(format!(
+            "task {name} would have {after} secrets; a task may have at most {MAX_SECRETS}"
+        )));
+    }
+    let set = sealed_secrets(&name, set, version, &context.secret_keys)?;
+    let task = name.clone();
+    write(context, &name, Command::SetSecrets { task, set, remove }).await
 }
 
 pub(crate) fn show(context: &NodeContext, name: &str) -> Result<TaskReply, Status> {

@@ -81,6 +81,11 @@ impl From<&Command> for pb::Command {
                     })
                     .collect(),
             }),
+            Command::SetSecrets { task, set, remove } => Kind::SetSecrets(pb::SetSecrets {
+                task: task.clone(),
+                set: set.iter().map(pb::SealedSecret::from).collect(),
+                remove: remove.clone(),
+            }),
             Command::AssignOwners(list) => Kind::AssignOwners(assignments(list)),
             Command::ReassignAll { from, to } => Kind::ReassignAll(pb::ReassignAll {
                 from: *from,
@@ -223,6 +228,11 @@ fn command_of(kind: pb::command::Kind, depth: u32) -> Result<Command, DecodeErro
                 })
                 .collect::<Result<_, DecodeError>>()?,
         ),
+        Kind::SetSecrets(s) => Command::SetSecrets {
+            task: s.task,
+            set: s.set.into_iter().map(SealedSecret::from).collect(),
+            remove: s.remove,
+        },
         Kind::AssignOwners(list) => Command::AssignOwners(assignments(list)),
         Kind::ReassignAll(r) => Command::ReassignAll { from: r.from, to: r.to },
         Kind::HandOff(list) => Command::HandOff(assignments(list)),

@@ -667,6 +667,11 @@ impl Gen {
                 was_nonce: g.bytes(),
                 secret: g.sealed_secret(),
             })),
+            23 => Command::SetSecrets {
+                task: self.string(),
+                set: self.list(2, Self::sealed_secret),
+                remove: self.list(2, Self::string),
+            },
             _ => Command::UpgradeControl {
                 hash: self.string(),
                 action: match self.0.random_range(0..5) {

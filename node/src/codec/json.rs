@@ -13,7 +13,7 @@ use crate::types::typ::Entry;
 
 /// The tag every command kind this release knows has in JSON (the
 /// snake_case variant name); a unit test checks it against every kind.
-pub const COMMAND_KINDS: [&str; 24] = [
+pub const COMMAND_KINDS: [&str; 25] = [
     "put",
     "delete",
     "batch",
@@ -38,6 +38,7 @@ pub const COMMAND_KINDS: [&str; 24] = [
     "upgrade_control",
     "run_now",
     "reseal_secrets",
+    "set_secrets",
 ];
 
 /// A log entry holding a command of a kind this release does not know.

@@ -104,6 +104,7 @@ impl ClusterState {
             Command::SetTaskStatus { name, status } => self.tasks.set_status(name, status.clone()),
             Command::RunNow { name, now_ms } => self.tasks.run_now(name, *now_ms),
             Command::ResealSecrets(changes) => self.tasks.reseal(changes),
+            Command::SetSecrets { task, set, remove } => self.tasks.set_secrets(task, set, remove),
             Command::AssignOwners(assignments) => self.tasks.assign(assignments),
             Command::ReassignAll { from, to } => self.tasks.reassign_all(*from, to),
             Command::HandOff(assignments) => self.tasks.hand_off(assignments),

@@ -31,7 +31,7 @@
 //! | 8 | a tick asked for now: `run_now` entries and a task's `run_requested_ms` (`batonctl tasks run-now`, the status page's "Run now") | 0.7.0 |
 //! | 9 | outgoing HTTP: a task's `allow_http` and `http_ca` (`batonctl tasks add --allow-http`), and modules that import `wasi:http` | 0.8.0 |
 //! | 10 | modules up to 64 MiB (Python tasks embed their interpreter), where earlier releases fetch and load at most 16 MiB | 0.9.0 |
-//! | 11 | task secrets: a task's sealed `secrets`, `reseal_secrets` entries, and modules that import `baton:task/secrets` | 0.10.0 |
+//! | 11 | task secrets: a task's sealed `secrets`, `reseal_secrets` and `set_secrets` entries, and modules that import `baton:task/secrets` | 0.10.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
@@ -88,7 +88,7 @@ pub const HTTP_GRANTS: ClusterVersion = 9;
 pub const LARGE_MODULES: ClusterVersion = 10;
 
 /// The version from which a task may have secrets (`TaskSpec::secrets`,
-/// `Command::ResealSecrets`) and a module may import `baton:task/secrets`:
+/// `Command::ResealSecrets`, `Command::SetSecrets`) and a module may import `baton:task/secrets`:
 /// a node of 0.9.0 would drop the secrets from the task it runs and from
 /// its snapshots, stop on the entry it does not know, and could not link
 /// such a module.

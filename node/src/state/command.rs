@@ -9,7 +9,7 @@ use crate::state::cluster_version::ClusterVersion;
 use crate::state::member::NodeId;
 use crate::state::rejection::Rejection;
 use crate::state::rollouts::{Finish, RolloutAction, RolloutSettings};
-use crate::state::secrets::Resealed;
+use crate::state::secrets::{Resealed, SealedSecret};
 use crate::state::tasks::{Assignment, TaskSpec, TaskStatus, TickCommit};
 use crate::state::upgrades::{NodeBinary, Phase, UpgradeAction, UpgradeSettings};
 
@@ -45,6 +45,15 @@ pub enum Command {
     /// ones they were sealed from (`batonctl secrets rotate`), each only if
     /// unchanged since. Introduced by cluster version 11 (`SECRETS`).
     ResealSecrets(Vec<Resealed>),
+    /// Give task `task`'s secrets in `set` their new sealed values (or add
+    /// them) and remove those named in `remove` (`batonctl tasks
+    /// set-secrets`). Its epoch stays: a secret is read when asked for.
+    /// Introduced by cluster version 11 (`SECRETS`).
+    SetSecrets {
+        task: String,
+        set: Vec<SealedSecret>,
+        remove: Vec<String>,
+    },
     /// Give tasks new owners at once (the leader's placement; the old owner
     /// is gone).
     AssignOwners(Vec<Assignment>),
@@ -202,6 +211,14 @@ impl std::fmt::Display for Command {
             Command::SetTaskStatus { name, status } => write!(f, "set task {name} {status:?}"),
             Command::RunNow { name, .. } => write!(f, "run task {name} now"),
             Command::ResealSecrets(r) => write!(f, "reseal {} task secret(s)", r.len()),
+            Command::SetSecrets { task, set, remove } => {
+                write!(
+                    f,
+                    "set {} and remove {} secret(s) of task {task}",
+                    set.len(),
+                    remove.len()
+                )
+            }
             Command::AssignOwners(a) => write!(f, "assign {} task(s)", a.len()),
             Command::ReassignAll { from: Some(node), to } => write!(f, "move every task of node {node} to {to:?}"),
             Command::ReassignAll { from: None, to } => write!(f, "place every task without an owner on {to:?}"),

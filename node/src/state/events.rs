@@ -43,6 +43,7 @@ pub enum EventKind {
     TaskFailed,
     RunNow,
     SecretsResealed,
+    SecretsSet,
     ModuleReleased,
     RolloutStep,
     RolloutControl,
@@ -72,6 +73,7 @@ impl EventKind {
             EventKind::TaskFailed => "task-failed",
             EventKind::RunNow => "run-now",
             EventKind::SecretsResealed => "secrets-resealed",
+            EventKind::SecretsSet => "secrets-set",
             EventKind::ModuleReleased => "module-released",
             EventKind::RolloutStep => "rollout-step",
             EventKind::RolloutControl => "rollout-control",
@@ -267,6 +269,19 @@ fn collect(
                 EventKind::SecretsResealed,
                 format!("{n} task secret(s) sealed again with key {}", keys.join(", ")),
             )
+        }
+        Command::SetSecrets { task, set, remove } => {
+            let names = |list: Vec<&str>| match list.is_empty() {
+                true => "none".to_string(),
+                false => list.join(", "),
+            };
+            let set: Vec<&str> = set.iter().map(|s| s.name.as_str()).collect();
+            let removed: Vec<&str> = remove.iter().map(String::as_str).collect();
+            Event::new(
+                EventKind::SecretsSet,
+                format!("task {task}'s secrets set: {}; removed: {}", names(set), names(removed)),
+            )
+            .about(task)
         }
         Command::AssignOwners(assignments) if changed => {
             // The tasks now owned as assigned, by owner.

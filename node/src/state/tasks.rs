@@ -430,6 +430,28 @@ impl TaskTable {
         CommandResponse::Count(resealed)
     }
 
+    /// Gives task `name` the secrets of `set` (each replacing the one of
+    /// its name, or added) and removes those named in `remove`; its
+    /// secrets stay in the order of their names. Answers how many changed.
+    pub fn set_secrets(&mut self, name: &str, set: &[SealedSecret], remove: &[String]) -> CommandResponse {
+        let changed = self.change(name, |task| {
+            let secrets = &mut task.spec.secrets;
+            let before = secrets.len();
+            secrets.retain(|s| !remove.contains(&s.name));
+            let mut changed = before - secrets.len();
+            for secret in set {
+                match secrets.iter_mut().find(|s| s.name == secret.name) {
+                    Some(kept) => *kept = secret.clone(),
+                    None => secrets.push(secret.clone()),
+                }
+                changed += 1;
+            }
+            secrets.sort_by(|a, b| a.name.cmp(&b.name));
+            CommandResponse::Count(changed as u64)
+        });
+        changed.unwrap_or_else(|| rejected(Rejection::NoSuchTask { task: name.to_string() }))
+    }
+
     /// Applies owner changes whose expected epoch still holds, at once (the
     /// old owner is gone, or there was none). Cancels hand-offs.
     pub fn assign(&mut self, assignments: &[Assignment]) -> CommandResponse {

@@ -521,3 +521,28 @@ fn a_tick_asked_for_now_stands_until_a_tick_commits_and_only_for_a_running_task(
     assert_eq!(table.mark_failed("t", epoch, "trapped", 1), CommandResponse::Done);
     assert_eq!(table["t"].run_requested_ms, None);
 }
+
+#[test]
+fn secrets_are_set_added_and_removed_in_place_in_name_order_at_the_same_epoch() {
+    let sealed = |name: &str, byte: u8| SealedSecret {
+        name: name.into(),
+        key_id: "00".repeat(8),
+        nonce: vec![byte; 12],
+        sealed: vec![byte; 20],
+    };
+    let mut table = owned();
+    let mut with = spec("s");
+    with.secrets = vec![sealed("B", 1), sealed("D", 1)];
+    table.add(with);
+    let epoch = table["s"].epoch;
+    let changed = table.set_secrets("s", &[sealed("D", 2), sealed("A", 2)], &["B".to_string()]);
+    assert_eq!(changed, CommandResponse::Count(3));
+    let names: Vec<&str> = table["s"].spec.secrets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["A", "D"]);
+    assert_eq!(table["s"].spec.secrets[1].nonce, vec![2; 12], "D has its new value");
+    assert_eq!(table["s"].epoch, epoch);
+    assert!(matches!(
+        table.set_secrets("gone", &[sealed("A", 3)], &[]),
+        CommandResponse::Rejected(Rejection::NoSuchTask { .. })
+    ));
+}

@@ -87,6 +87,7 @@ pub(crate) fn kind(command: &Command) -> &'static str {
         Command::UpgradeControl { .. } => "upgrade-control",
         Command::RunNow { .. } => "run-now",
         Command::ResealSecrets(_) => "reseal-secrets",
+        Command::SetSecrets { .. } => "set-secrets",
     }
 }
 
@@ -275,6 +276,11 @@ pub(crate) fn commands() -> Vec<Command> {
             was_nonce: vec![0x11; 12],
             secret: sealed_secret("API_TOKEN", 0x22),
         }]),
+        Command::SetSecrets {
+            task: "sync-1".into(),
+            set: vec![sealed_secret("WEBHOOK_KEY", 0x22)],
+            remove: vec!["DB_PASSWORD".into()],
+        },
     ]
 }
 

@@ -39,7 +39,8 @@ fn find(s: &ClusterState, spec: &TaskSpec, name: &str) -> Result<SealedSecret, S
     let task = &spec.name;
     let Some(record) = s.tasks.get(task).filter(|t| t.spec.same_task_as(spec)) else {
         return Err(format!(
-            "task {task} was removed (and perhaps added again) since this tick began: its secrets are not this tick's"
+            "task {task} is not as this tick found it (removed, added again, or given other secrets since): its \
+             secrets are not this tick's"
         ));
     };
     let secrets = &record.spec.secrets;
@@ -101,7 +102,7 @@ mod tests {
         s.tasks.add(after.clone());
         assert!(!before.same_task_as(&after));
         let e = find(&s, &before, "API_TOKEN").unwrap_err();
-        assert!(e.contains("removed (and perhaps added again)"), "{e}");
+        assert!(e.contains("not as this tick found it"), "{e}");
         assert_eq!(
             keys.open("sync", &find(&s, &after, "API_TOKEN").unwrap()).unwrap(),
             b"new"
