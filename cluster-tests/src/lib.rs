@@ -173,6 +173,22 @@ impl TestCluster {
         ClusterClient::new(self.local.endpoints(), Some(tls), timeout).expect("client")
     }
 
+    /// The `batonctl` built beside the tests, set to reach every node with
+    /// the cluster's admin certificate (through its environment, which a
+    /// caller may override), ready for its arguments.
+    pub fn batonctl(&self) -> std::process::Command {
+        let (ca, cert, key) = self.local.admin_paths();
+        let binary = local_cluster::find_binary("batonctl").expect("batonctl is built beside the tests");
+        let mut command = std::process::Command::new(binary);
+        command
+            .env("BATON_ENDPOINTS", self.local.endpoints().join(","))
+            .env("BATON_CA", ca)
+            .env("BATON_CERT", cert)
+            .env("BATON_KEY", key)
+            .env_remove("BATON_INSECURE");
+        command
+    }
+
     /// A client for some endpoints only.
     pub fn client_for(&self, endpoints: &[String]) -> ClusterClient {
         let tls = self.local.admin_tls().expect("admin certs");

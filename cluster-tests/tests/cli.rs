@@ -17,15 +17,8 @@ use batonctl::pki::{self, NodeSpec};
 /// `overrides` on top of them; returns what it printed and how long it
 /// took.
 fn batonctl(cluster: &TestCluster, overrides: &[(&str, &Path)], args: &[&str]) -> (Output, Duration) {
-    let (ca, cert, key) = cluster.local.admin_paths();
-    let mut command = Command::new(find_binary("batonctl").expect("batonctl is built beside the tests"));
-    command
-        .env("BATON_ENDPOINTS", cluster.local.endpoints().join(","))
-        .env("BATON_CA", ca)
-        .env("BATON_CERT", cert)
-        .env("BATON_KEY", key)
-        .env_remove("BATON_INSECURE")
-        .args(args);
+    let mut command = cluster.batonctl();
+    command.args(args);
     for (name, value) in overrides {
         command.env(name, value);
     }

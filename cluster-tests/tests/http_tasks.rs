@@ -12,10 +12,9 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use baton_cluster_tests::local_cluster::find_binary;
 use baton_cluster_tests::task_api::{add, deploy, every, set_drained, task, tasks, witness_report};
 use baton_cluster_tests::upgrades::await_cluster_version;
 use baton_cluster_tests::witness::Witness;
@@ -37,16 +36,7 @@ const FREEZE: Duration = Duration::from_secs(3);
 const HANDSHAKE_DELAY: Duration = Duration::from_millis(400);
 
 fn batonctl(cluster: &TestCluster, args: &[&str]) -> Output {
-    let (ca, cert, key) = cluster.local.admin_paths();
-    Command::new(find_binary("batonctl").expect("batonctl is built beside the tests"))
-        .env("BATON_ENDPOINTS", cluster.local.endpoints().join(","))
-        .env("BATON_CA", ca)
-        .env("BATON_CERT", cert)
-        .env("BATON_KEY", key)
-        .env_remove("BATON_INSECURE")
-        .args(args)
-        .output()
-        .expect("batonctl runs")
+    cluster.batonctl().args(args).output().expect("batonctl runs")
 }
 
 fn ok(out: Output) -> String {

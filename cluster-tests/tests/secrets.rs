@@ -14,11 +14,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use baton_cluster_tests::http::get;
-use baton_cluster_tests::local_cluster::{find_binary, write_secret_key};
+use baton_cluster_tests::local_cluster::write_secret_key;
 use baton_cluster_tests::task_api::{deploy, task, tasks};
 use baton_cluster_tests::upgrades::await_cluster_version;
 use baton_cluster_tests::witness::Witness;
@@ -48,13 +47,8 @@ impl Seen {
 /// Runs batonctl against the cluster with `env` set; its stdout (it must
 /// succeed), with stdout and stderr kept in `seen`.
 fn batonctl(cluster: &TestCluster, seen: &mut Seen, args: &[&str], env: &[(&str, &str)]) -> String {
-    let (ca, cert, key) = cluster.local.admin_paths();
-    let out = Command::new(find_binary("batonctl").expect("batonctl is built beside the tests"))
-        .env("BATON_ENDPOINTS", cluster.local.endpoints().join(","))
-        .env("BATON_CA", ca)
-        .env("BATON_CERT", cert)
-        .env("BATON_KEY", key)
-        .env_remove("BATON_INSECURE")
+    let out = cluster
+        .batonctl()
         .envs(env.iter().copied())
         .args(args)
         .output()
