@@ -287,7 +287,9 @@ pub(crate) async fn run_now(context: &NodeContext, name: String) -> Result<TaskR
 /// `tasks set-secrets`: new values for a task's secrets, new secrets, and
 /// secrets removed; sealed by the leader, as `add` seals them.
 pub(crate) async fn set_secrets(context: &NodeContext, request: SetTaskSecretsRequest) -> Result<TaskReply, Status> {
-    let SetTaskSecretsRequest { name, set, remove } = request;
+    let SetTaskSecretsRequest { name, set, mut remove } = request;
+    remove.sort();
+    remove.dedup();
     if set.is_empty() && remove.is_empty() {
         return Err(Status::invalid_argument(
             "give a secret to set (--secret, --secret-file, --secret-env) or one to --remove",
@@ -326,8 +328,20 @@ pub(crate) async fn set_secrets(context: &NodeContext, request: SetTaskSecretsRe
         )));
     }
     let set = sealed_secrets(&name, set, version, &context.secret_keys)?;
-    let task = name.clone();
-    write(context, &name, Command::SetSecrets { task, set, remove }).await
+    let command = Command::SetSecrets {
+        task: name.clone(),
+        set,
+        remove,
+    };
+    let committed = context.proposer.propose(command).await.map_err(propose_error)?;
+    if committed.response == CommandResponse::Count(0) {
+        return Err(Status::aborted(format!(
+            "nothing changed: task {name}'s secrets changed while this call ran, and the change would have given \
+             it more than {MAX_SECRETS} secrets or its secrets to remove were gone; see `batonctl tasks show {name}` \
+             and try again"
+        )));
+    }
+    answer(context, &name, committed)
 }
 
 pub(crate) fn show(context: &NodeContext, name: &str) -> Result<TaskReply, Status> {

@@ -13,7 +13,7 @@ use crate::state::command::CommandResponse;
 pub use crate::state::history::{HISTORY_LEN, History, TickRecord};
 use crate::state::member::NodeId;
 use crate::state::rejection::{OwnedWrite, Rejection};
-use crate::state::secrets::{Resealed, SealedSecret};
+use crate::state::secrets::{MAX_SECRETS, Resealed, SealedSecret};
 use crate::state::task_index::{Placement, TaskIndex};
 
 /// When a task runs.
@@ -97,12 +97,12 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
-    /// Whether `other` is this task as it was added: the same in all but
-    /// the sealing of its secrets (a rotation reseals them; their names
-    /// stay). A task removed and added again under its name with another
-    /// module, config, grant or secret is not, even at the same epoch
-    /// (epochs start again with the task): what ran for the one must not
-    /// run on, or read the secrets, for the other.
+    /// Whether `other` is this task as it was added, but for its secrets
+    /// (read by name when asked for, and changed in place by a rotation or
+    /// `tasks set-secrets`). A task removed and added again under its name
+    /// with another module, config, schedule or grant is not, even at the
+    /// same epoch (epochs start again with the task): what ran for the one
+    /// must not run on, or read the secrets, for the other.
     pub fn same_task_as(&self, other: &TaskSpec) -> bool {
         // Every field named: a new one must be placed on a side.
         let TaskSpec {
@@ -115,10 +115,8 @@ impl TaskSpec {
             allow_net,
             allow_http,
             http_ca,
-            secrets,
+            secrets: _,
         } = self;
-        let same_secrets =
-            secrets.len() == other.secrets.len() && secrets.iter().zip(&other.secrets).all(|(a, b)| a.name == b.name);
         name == &other.name
             && module == &other.module
             && schedule == &other.schedule
@@ -128,7 +126,6 @@ impl TaskSpec {
             && allow_net == &other.allow_net
             && allow_http == &other.allow_http
             && http_ca == &other.http_ca
-            && same_secrets
     }
 }
 
@@ -431,25 +428,29 @@ impl TaskTable {
     }
 
     /// Gives task `name` the secrets of `set` (each replacing the one of
-    /// its name, or added) and removes those named in `remove`; its
-    /// secrets stay in the order of their names. Answers how many changed.
+    /// its name, or added) and removes those named in `remove` that it
+    /// has; its secrets stay in the order of their names. Answers how many
+    /// changed: none, and nothing changes, when the result would be over
+    /// [`MAX_SECRETS`] (the API checked, but calls may race).
     pub fn set_secrets(&mut self, name: &str, set: &[SealedSecret], remove: &[String]) -> CommandResponse {
-        let changed = self.change(name, |task| {
-            let secrets = &mut task.spec.secrets;
-            let before = secrets.len();
-            secrets.retain(|s| !remove.contains(&s.name));
-            let mut changed = before - secrets.len();
-            for secret in set {
-                match secrets.iter_mut().find(|s| s.name == secret.name) {
-                    Some(kept) => *kept = secret.clone(),
-                    None => secrets.push(secret.clone()),
-                }
-                changed += 1;
+        let Some(task) = self.tasks.get(name) else {
+            return rejected(Rejection::NoSuchTask { task: name.to_string() });
+        };
+        let mut secrets = task.spec.secrets.clone();
+        secrets.retain(|s| !remove.contains(&s.name));
+        let removed = task.spec.secrets.len() - secrets.len();
+        for secret in set {
+            match secrets.iter_mut().find(|s| s.name == secret.name) {
+                Some(kept) => *kept = secret.clone(),
+                None => secrets.push(secret.clone()),
             }
-            secrets.sort_by(|a, b| a.name.cmp(&b.name));
-            CommandResponse::Count(changed as u64)
-        });
-        changed.unwrap_or_else(|| rejected(Rejection::NoSuchTask { task: name.to_string() }))
+        }
+        if secrets.len() > MAX_SECRETS {
+            return CommandResponse::Count(0);
+        }
+        secrets.sort_by(|a, b| a.name.cmp(&b.name));
+        self.change(name, |task| task.spec.secrets = secrets);
+        CommandResponse::Count((removed + set.len()) as u64)
     }
 
     /// Applies owner changes whose expected epoch still holds, at once (the

@@ -545,4 +545,15 @@ fn secrets_are_set_added_and_removed_in_place_in_name_order_at_the_same_epoch() 
         table.set_secrets("gone", &[sealed("A", 3)], &[]),
         CommandResponse::Rejected(Rejection::NoSuchTask { .. })
     ));
+    // Past the limit (two calls that raced): nothing changes.
+    let many: Vec<SealedSecret> = (0..crate::state::secrets::MAX_SECRETS)
+        .map(|i| sealed(&format!("S{i:02}"), 4))
+        .collect();
+    assert_eq!(table.set_secrets("s", &many, &[]), CommandResponse::Count(0));
+    assert_eq!(table["s"].spec.secrets.len(), 2);
+    // A secret to remove that is gone already is passed over.
+    assert_eq!(
+        table.set_secrets("s", &[], &["B".to_string()]),
+        CommandResponse::Count(0)
+    );
 }

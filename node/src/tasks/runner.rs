@@ -300,9 +300,10 @@ async fn work(
         // between ticks, never in the middle of one. Copied only when it is
         // not the one running.
         let running_hash = running.as_ref().map(|(r, _)| r.hash.as_str());
-        // A task removed and added again under its name, placed here at
-        // the epoch this worker ticks at, is another task: this worker
-        // ends, and the runner starts one for it.
+        // A task removed and added again under its name with another
+        // module, config or grants, placed here at the epoch this worker
+        // ticks at, is another task: this worker ends, and the runner
+        // starts one for it.
         let Some(newer) = context.state_machine.read(|s| {
             s.tasks.get(&name).filter(|t| t.spec.same_task_as(&spec))?;
             let release = s.version_for(&spec.module, context.id)?;

@@ -1,9 +1,9 @@
 //! Where a tick's `baton:task/secrets` calls find values: the task's
 //! sealed secrets as this node last applied them, opened with this node's
-//! keys at the call (so a rotation applied meanwhile is seen at once), for
-//! the task the tick runs for only: one removed and added again under its
-//! name meanwhile is another task, whose secrets this tick's module,
-//! config and grants must not get.
+//! keys at the call (so a rotation or a new value applied meanwhile is seen
+//! at once), for the task the tick runs for only: one removed and added
+//! again under its name with another module, config or grants is another
+//! task, whose secrets this tick's module, config and grants must not get.
 
 use std::sync::Arc;
 
@@ -39,8 +39,8 @@ fn find(s: &ClusterState, spec: &TaskSpec, name: &str) -> Result<SealedSecret, S
     let task = &spec.name;
     let Some(record) = s.tasks.get(task).filter(|t| t.spec.same_task_as(spec)) else {
         return Err(format!(
-            "task {task} is not as this tick found it (removed, added again, or given other secrets since): its \
-             secrets are not this tick's"
+            "task {task} is not as this tick found it (removed, or added again otherwise, since): its secrets are \
+             not this tick's"
         ));
     };
     let secrets = &record.spec.secrets;
