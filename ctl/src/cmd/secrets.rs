@@ -198,28 +198,20 @@ mod tests {
         });
         assert!(twice.contains("given twice") && !twice.contains("hidden"), "{twice}");
         // A value pasted where the name or the variable goes is not shown.
-        for args in [
-            SecretFlags {
-                secret: vec!["=hidden".into()],
-                ..SecretFlags::default()
-            },
-            SecretFlags {
-                secret: vec!["hidden".into()],
-                ..SecretFlags::default()
-            },
-            SecretFlags {
-                secret: vec!["hid den=x".into()],
-                ..SecretFlags::default()
-            },
-            SecretFlags {
-                secret_env: vec!["C=hidden".into()],
-                ..SecretFlags::default()
-            },
-            SecretFlags {
-                secret_file: vec!["C=/hidden/x".into()],
-                ..SecretFlags::default()
-            },
+        for (flag, arg) in [
+            ("--secret", "=hidden"),
+            ("--secret", "hidden"),
+            ("--secret", "hid den=x"),
+            ("--secret-env", "C=hidden"),
+            ("--secret-file", "C=/hidden/x"),
         ] {
+            let mut args = SecretFlags::default();
+            match flag {
+                "--secret" => &mut args.secret,
+                "--secret-file" => &mut args.secret_file,
+                _ => &mut args.secret_env,
+            }
+            .push(arg.into());
             let e = refused(args);
             assert!(!e.contains("hidden") && !e.contains("hid den"), "{e}");
         }
