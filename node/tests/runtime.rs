@@ -212,6 +212,40 @@ fn modules_that_are_not_task_components_are_refused() {
 }
 
 #[test]
+fn workers_asking_for_a_stored_module_at_once_read_and_compile_it_once() {
+    let engine = engine(RuntimeLimits::default());
+    let bytes = example("counter");
+    let hash = baton_node::runtime::content_hash(&bytes);
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    let read = || {
+        reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(bytes.clone())
+    };
+    let loaded: Vec<_> = std::thread::scope(|scope| {
+        let askers: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| engine.load_stored(&hash, read).unwrap().unwrap()))
+            .collect();
+        askers.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    assert_eq!(
+        reads.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one read for 16 askers"
+    );
+    assert!(loaded.iter().all(|m| Arc::ptr_eq(m, &loaded[0])), "one compiled module");
+
+    // Bytes this node does not have yet; bytes that are not the module asked for.
+    let other = "0".repeat(64);
+    assert!(engine.load_stored(&other, || None).is_none());
+    let err = engine.load_stored(&other, || Some(bytes.clone())).unwrap().unwrap_err();
+    assert!(
+        matches!(&err, ModuleError::Invalid(why) if why.contains("damaged")),
+        "{err}"
+    );
+    assert!(engine.loaded(&other).is_none());
+}
+
+#[test]
 fn a_module_that_imports_wasi_http_is_known_as_one() {
     let engine = engine(RuntimeLimits::default());
     assert!(engine.load(&example("webwatch")).unwrap().imports_http);

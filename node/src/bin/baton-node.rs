@@ -25,6 +25,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    baton_node::malloc::configure();
     let args = Args::parse();
     if args.describe {
         println!(

@@ -1,5 +1,6 @@
 //! The node's one wasmtime engine, and ticking a task on it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -266,40 +267,81 @@ impl TaskEngine {
 
     /// Checks and compiles `bytes`, once per content hash.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, ModuleError> {
+        self.check_size(bytes)?;
+        let hash = content_hash(bytes);
+        self.load_once(&hash, || Some(Ok(Cow::Borrowed(bytes))))
+            .expect("the bytes are given")
+    }
+
+    /// The module with content hash `hash`, compiled from what `read` gives
+    /// (`None` when this node does not have the bytes yet). `read` is called
+    /// only when the module is not compiled yet, and by one caller at a
+    /// time: the workers of a node that starts or takes over many tasks of
+    /// one module hold one copy of its bytes between them, not one each.
+    pub fn load_stored(
+        &self,
+        hash: &str,
+        read: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<Result<Arc<CompiledModule>, ModuleError>> {
+        self.load_once(hash, || {
+            let bytes = read()?;
+            let checked = self.check_size(&bytes).and_then(|()| {
+                let actual = content_hash(&bytes);
+                if actual == hash {
+                    Ok(Cow::Owned(bytes))
+                } else {
+                    Err(ModuleError::Invalid(format!(
+                        "its bytes hash to {actual}, not to {hash}: the stored copy is damaged"
+                    )))
+                }
+            });
+            Some(checked)
+        })
+    }
+
+    /// Refuses modules over the size limit.
+    fn check_size(&self, bytes: &[u8]) -> Result<(), ModuleError> {
         if bytes.len() > self.limits.max_module_bytes {
             return Err(ModuleError::TooLarge {
                 size: bytes.len(),
                 limit: self.limits.max_module_bytes,
             });
         }
-        let hash = content_hash(bytes);
-        if let Some(module) = self.loaded(&hash) {
-            return Ok(module);
+        Ok(())
+    }
+
+    /// One compilation of a module at a time: when a node starts or takes
+    /// over many tasks of one module, their workers all ask at once, and
+    /// must not each read or compile it.
+    fn load_once<'a>(
+        &self,
+        hash: &str,
+        read: impl FnOnce() -> Option<Result<Cow<'a, [u8]>, ModuleError>>,
+    ) -> Option<Result<Arc<CompiledModule>, ModuleError>> {
+        if let Some(module) = self.loaded(hash) {
+            return Some(Ok(module));
         }
-        // One compilation of a module at a time: when a node starts or takes
-        // over many tasks of one module, their workers all ask at once, and
-        // must not each compile it.
         let lock = self
             .compiling
             .lock()
             .expect("compile locks poisoned")
-            .entry(hash.clone())
+            .entry(hash.to_string())
             .or_default()
             .clone();
         let _compiling = lock.lock().expect("compile lock poisoned");
-        if let Some(module) = self.loaded(&hash) {
-            return Ok(module);
+        if let Some(module) = self.loaded(hash) {
+            return Some(Ok(module));
         }
-        let compiled = self.compile_at_low_priority(bytes);
-        if let Ok(module) = &compiled {
+        let compiled = read().map(|bytes| self.compile_at_low_priority(&bytes?));
+        if let Some(Ok(module)) = &compiled {
             self.modules
                 .lock()
                 .expect("module cache lock poisoned")
-                .insert(hash.clone(), module.clone());
+                .insert(hash.to_string(), module.clone());
         }
         // Whoever still waits on the lock finds the module loaded, or
         // tries again.
-        self.compiling.lock().expect("compile locks poisoned").remove(&hash);
+        self.compiling.lock().expect("compile locks poisoned").remove(hash);
         compiled
     }
 

@@ -39,6 +39,15 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+/// The most redb keeps of the file in memory. redb keeps every page it
+/// writes, up to 1 GiB by default: the log's pages until a snapshot purges
+/// them, and each snapshot's value as one page (32 MiB for a snapshot of
+/// 20 MB), so a node's memory grew by tens of MiB between snapshots. Little
+/// is read back: recent entries come from the log's tail in memory
+/// (`log_tail.rs`), the state machine lives in memory, and a follower
+/// catching up or a snapshot sent reads from the kernel's page cache.
+pub const CACHE_BYTES: usize = 8 << 20;
+
 /// A handle to the database, cheap to clone.
 #[derive(Clone)]
 pub struct RaftDb {
@@ -63,10 +72,13 @@ impl RaftDb {
             source,
         })?;
         let path = data_dir.join("raft.redb");
-        let db = Database::create(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let db = Arc::new(db);
         let identity = Self::identify(&db)?;
         let raft_db = RaftDb {

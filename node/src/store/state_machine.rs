@@ -265,11 +265,17 @@ fn load(db: &RaftDb) -> Result<Option<(SnapshotMeta, Vec<u8>)>, io::Error> {
     db.read(|txn| stored_snapshot(&txn.open_table(SM_META)?, true))
 }
 
-/// Encodes `frozen` off the async runtime's threads.
+/// Encodes `frozen` off the async runtime's threads, then has malloc give
+/// back what building it freed (records copied while it was written).
 async fn encode(frozen: FrozenState) -> Result<Vec<u8>, io::Error> {
-    tokio::task::spawn_blocking(move || encode_frozen(&frozen))
-        .await
-        .map_err(io::Error::other)?
+    tokio::task::spawn_blocking(move || {
+        let data = encode_frozen(&frozen);
+        drop(frozen);
+        crate::malloc::release_free_memory();
+        data
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 /// Decodes a snapshot's data off the async runtime's threads, handing the
@@ -436,16 +442,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             "installed a snapshot"
         );
         drop(data);
-        {
+        let replaced = {
             let mut applied = self.state.write().expect("state machine lock poisoned");
             // The version only rises: a snapshot from a leader of a release
             // that does not record it (it reads as 1) keeps the one here.
             let version = applied.cluster.cluster_version.max(cluster.cluster_version);
-            applied.cluster = cluster;
+            let replaced = std::mem::replace(&mut applied.cluster, cluster);
             applied.cluster.cluster_version = version;
             applied.last_applied = meta.last_log_id;
             applied.last_membership = meta.last_membership.clone();
-        }
+            replaced
+        };
+        // The state replaced is freed off the lock and the async threads,
+        // and malloc gives back what that frees.
+        tokio::task::spawn_blocking(move || {
+            drop(replaced);
+            crate::malloc::release_free_memory();
+        });
         self.events
             .continue_after(meta.last_log_id.as_ref().map_or(0, |l| l.index()));
         self.record_version(version_before).await?;
