@@ -4,8 +4,9 @@
 //! state for months while it builds and frees buffers of tens of MiB (a
 //! snapshot, a module's bytes, a batch of entries):
 //!
-//! - An allocation of at least the *mmap threshold* gets pages of its own,
-//!   which go back to the kernel when it is freed. The threshold starts at
+//! - An allocation of at least the *mmap threshold* that no free chunk of
+//!   the heap can hold gets pages of its own, which go back to the kernel
+//!   when it is freed. The threshold starts at
 //!   128 KiB, but glibc raises it to the size of each such block freed, up
 //!   to 32 MiB. After a node's first snapshot, every later one was built in
 //!   the heap's arenas, and the holes it left there stayed resident.
@@ -14,21 +15,29 @@
 //! So the node fixes the threshold, and [`release_free_memory`] hands back
 //! the whole free pages inside the arenas after the moments that free the
 //! most: a snapshot built or installed. With 10,000 tasks ticking every
-//! second for 120 s, a fixed threshold alone took each node's growth from
-//! 16-21 KiB per task to 8-13, and with the trim and a smaller redb cache
-//! to 4-8 (BENCHMARKS.md, "Memory handed back").
+//! second for 120 s, a fixed threshold alone (set through
+//! `GLIBC_TUNABLES`) took each node's growth from 16-21 KiB per task to
+//! 8-13; BENCHMARKS.md ("Memory handed back") has the runs, and those of
+//! the threshold, the trim, redb's smaller cache and one read of a module
+//! together.
 
 /// Allocations of this size or more get pages of their own, at every size
 /// (a fixed threshold also stops glibc from raising it).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 256 << 10;
 
-/// Sets how malloc gives memory back. Call it first thing in `main`, before
-/// any thread starts.
-pub fn configure() {
+/// Sets how malloc gives memory back. It overrides the same setting in
+/// `GLIBC_TUNABLES`, and does nothing where glibc's malloc is not the
+/// allocator (another target, or a `#[global_allocator]`).
+///
+/// # Safety
+///
+/// glibc's `mallopt` is not thread-safe: call this first thing in `main`,
+/// before any other thread starts.
+pub unsafe fn configure() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets malloc's parameters; it is called before
-    // any other thread exists.
+    // SAFETY: mallopt only sets malloc's parameters, and the caller
+    // promises no other thread exists yet.
     unsafe {
         if libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1 {
             eprintln!("warning: malloc did not take the mmap threshold; memory freed may stay resident");

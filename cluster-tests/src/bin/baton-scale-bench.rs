@@ -106,6 +106,19 @@ fn cpu_ms(pid: u32) -> u64 {
     (ticks(11) + ticks(12)) * 10
 }
 
+/// Each node's resident memory in KiB, read every second for `window`.
+async fn rss_through(local: &LocalCluster, window: Duration) -> BTreeMap<u64, Vec<u64>> {
+    let mut read: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let started = Instant::now();
+    while started.elapsed() < window {
+        for (id, pid) in pids(local) {
+            read.entry(id).or_default().push(rss_kib(pid));
+        }
+        tokio::time::sleep(Duration::from_secs(1).min(window.saturating_sub(started.elapsed()))).await;
+    }
+    read
+}
+
 /// The machine's cores.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -307,7 +320,7 @@ async fn main() {
     });
     let cpu_before = nodes_cpu_ms(&cluster.local);
     let first = sample(&client).await;
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let rss_during = rss_through(&cluster.local, Duration::from_secs(args.seconds)).await;
     let last = sample(&client).await;
     let scrapes = scraper.map(|(scraper, scrapes)| {
         scraper.abort();
@@ -382,11 +395,15 @@ async fn main() {
     );
     for (id, after) in &rss_after {
         let before = rss_before.get(id).copied().unwrap_or(0);
+        let per_task = |kib: u64| kib.saturating_sub(before) as f64 / args.tasks as f64;
+        let during = rss_during.get(id).map_or(&[][..], Vec::as_slice);
         println!(
-            "| node {id} resident memory: before, after, per task | {} MiB, {} MiB, {:.1} KiB |",
+            "| node {id} resident memory: before, after, per task (the median and the highest of each second's in the window) | {} MiB, {} MiB, {:.1} KiB ({:.1} / {:.1} KiB) |",
             before / 1024,
             after / 1024,
-            after.saturating_sub(before) as f64 / args.tasks as f64
+            per_task(*after),
+            per_task(quantile(during, 0.5)),
+            per_task(quantile(during, 1.0))
         );
     }
     match snapshot {

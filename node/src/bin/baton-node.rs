@@ -25,7 +25,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    baton_node::malloc::configure();
+    // SAFETY: the first thing in main; no other thread has started.
+    unsafe { baton_node::malloc::configure() };
     let args = Args::parse();
     if args.describe {
         println!(

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use crate::api::NodeContext;
+use crate::runtime::ModuleError;
 use crate::state::cluster::ClusterState;
 use crate::types::NodeId;
 
@@ -63,23 +64,26 @@ pub fn spawn_fetcher(context: Arc<NodeContext>) -> JoinHandle<()> {
     })
 }
 
-/// Compiles stored module `hash`; false if it does not compile here.
+/// Compiles stored module `hash`; false if it does not compile here. A
+/// damaged copy, or one gone from the store, is not refused: the next scan
+/// fetches it again.
 async fn compile(context: &NodeContext, hash: &str) -> bool {
     let (store, engine, owned) = (context.modules.clone(), context.engine.clone(), hash.to_string());
-    let loaded = tokio::task::spawn_blocking(move || {
-        let bytes = store
-            .get(&owned)
-            .map_err(|e| e.to_string())?
-            .ok_or("gone from the store")?;
-        engine.load(&bytes).map(|_| ()).map_err(|e| e.to_string())
-    })
-    .await;
+    let loaded = tokio::task::spawn_blocking(move || store.compiled(&engine, &owned)).await;
     match loaded {
-        Ok(Ok(())) => {
+        Ok(Some(Ok(_))) => {
             tracing::info!("compiled module {hash}");
             true
         }
-        Ok(Err(e)) => {
+        Ok(Some(Err(e @ ModuleError::Damaged { .. }))) => {
+            tracing::warn!("{e}; it is removed and will be fetched again");
+            true
+        }
+        Ok(None) => {
+            tracing::warn!("module {hash} is gone from this node's store; it will be fetched again");
+            true
+        }
+        Ok(Some(Err(e))) => {
             tracing::error!("module {hash} does not compile on this node: {e}");
             false
         }

@@ -2,8 +2,9 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::runtime::content_hash;
+use crate::runtime::{CompiledModule, ModuleError, TaskEngine, content_hash};
 
 /// Whether `hash` looks like a sha256 in hex (so it is safe as a file name).
 pub fn is_hash(hash: &str) -> bool {
@@ -40,6 +41,27 @@ impl ModuleStore {
         }
     }
 
+    /// Module `hash` compiled by `engine` from this store's copy, once on
+    /// this node however many ask at once (`TaskEngine::load_stored`);
+    /// `None` while this node does not have the bytes. A damaged copy is
+    /// removed, so that the fetcher brings it again.
+    pub fn compiled(&self, engine: &TaskEngine, hash: &str) -> Option<Result<Arc<CompiledModule>, ModuleError>> {
+        if let Some(module) = engine.loaded(hash) {
+            return Some(Ok(module));
+        }
+        if !self.has(hash) {
+            return None;
+        }
+        let loaded = engine.load_stored(hash, || self.get(hash).ok().flatten());
+        if let Some(Err(ModuleError::Damaged { .. })) = &loaded
+            && let Some(path) = self.path(hash)
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            tracing::warn!("cannot remove the damaged module {}: {e}", path.display());
+        }
+        loaded
+    }
+
     /// Stores `bytes` durably under their hash, which it returns.
     pub fn put(&self, bytes: &[u8]) -> io::Result<String> {
         let hash = content_hash(bytes);
@@ -73,5 +95,26 @@ mod tests {
             assert!(!store.has(bad));
             assert_eq!(store.get(bad).unwrap(), None);
         }
+    }
+
+    #[test]
+    fn a_damaged_copy_is_refused_and_removed_so_that_it_is_fetched_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModuleStore::open(dir.path()).unwrap();
+        let engine = TaskEngine::new(crate::runtime::RuntimeLimits::default(), None).unwrap();
+        let hash = content_hash(b"\0asm the module as deployed");
+        assert!(store.compiled(&engine, &hash).is_none(), "not here yet");
+
+        std::fs::write(store.path(&hash).unwrap(), b"\0asm the module, one byte flipped").unwrap();
+        let err = store.compiled(&engine, &hash).unwrap().unwrap_err();
+        assert_eq!(
+            err,
+            ModuleError::Damaged {
+                expected: hash.clone(),
+                actual: content_hash(b"\0asm the module, one byte flipped"),
+            }
+        );
+        assert!(!store.has(&hash), "removed");
+        assert!(engine.loaded(&hash).is_none());
     }
 }

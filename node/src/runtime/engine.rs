@@ -1,9 +1,8 @@
 //! The node's one wasmtime engine, and ticking a task on it.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
@@ -18,6 +17,7 @@ use super::errors::{ModuleError, TickError};
 use super::fence::FenceError;
 use super::host::{TaskContext, TaskHost};
 use super::module::{CompiledModule, compile, content_hash};
+use super::module_cache::{Bytes, ModuleCache};
 use super::task_logs::TaskLogs;
 use super::waits::Verdict;
 
@@ -81,11 +81,7 @@ pub struct TaskEngine {
     linker: Linker<TaskHost>,
     limits: RuntimeLimits,
     /// Compiled modules by content hash: each is compiled once.
-    modules: Mutex<HashMap<String, Arc<CompiledModule>>>,
-    /// One lock per module being compiled, held while it compiles, so that
-    /// a module is compiled once however many ask, and a slow compile holds
-    /// up no other module's.
-    compiling: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    modules: ModuleCache,
     /// When the epoch thread, which ends ticks at their budgets, last
     /// advanced the epoch (its own monotonic clock, in ms).
     epoch_beat: Arc<EpochBeat>,
@@ -217,8 +213,7 @@ impl TaskEngine {
             linker,
             limits,
             logs: Arc::new(TaskLogs::default()),
-            modules: Mutex::new(HashMap::new()),
-            compiling: Mutex::new(HashMap::new()),
+            modules: ModuleCache::default(),
             epoch_beat,
         }))
     }
@@ -233,11 +228,7 @@ impl TaskEngine {
 
     /// The module with content hash `hash`, if it is already compiled.
     pub fn loaded(&self, hash: &str) -> Option<Arc<CompiledModule>> {
-        self.modules
-            .lock()
-            .expect("module cache lock poisoned")
-            .get(hash)
-            .cloned()
+        self.modules.get(hash)
     }
 
     /// The lines task modules logged on this node.
@@ -257,12 +248,7 @@ impl TaskEngine {
 
     /// The content hashes of the modules compiled so far.
     pub fn loaded_hashes(&self) -> std::collections::BTreeSet<String> {
-        self.modules
-            .lock()
-            .expect("module cache lock poisoned")
-            .keys()
-            .cloned()
-            .collect()
+        self.modules.hashes()
     }
 
     /// Checks and compiles `bytes`, once per content hash.
@@ -290,9 +276,10 @@ impl TaskEngine {
                 if actual == hash {
                     Ok(Cow::Owned(bytes))
                 } else {
-                    Err(ModuleError::Invalid(format!(
-                        "its bytes hash to {actual}, not to {hash}: the stored copy is damaged"
-                    )))
+                    Err(ModuleError::Damaged {
+                        expected: hash.to_string(),
+                        actual,
+                    })
                 }
             });
             Some(checked)
@@ -310,39 +297,14 @@ impl TaskEngine {
         Ok(())
     }
 
-    /// One compilation of a module at a time: when a node starts or takes
-    /// over many tasks of one module, their workers all ask at once, and
-    /// must not each read or compile it.
+    /// Module `hash` from the cache, or compiled from what `read` gives.
     fn load_once<'a>(
         &self,
         hash: &str,
-        read: impl FnOnce() -> Option<Result<Cow<'a, [u8]>, ModuleError>>,
+        read: impl FnOnce() -> Bytes<'a>,
     ) -> Option<Result<Arc<CompiledModule>, ModuleError>> {
-        if let Some(module) = self.loaded(hash) {
-            return Some(Ok(module));
-        }
-        let lock = self
-            .compiling
-            .lock()
-            .expect("compile locks poisoned")
-            .entry(hash.to_string())
-            .or_default()
-            .clone();
-        let _compiling = lock.lock().expect("compile lock poisoned");
-        if let Some(module) = self.loaded(hash) {
-            return Some(Ok(module));
-        }
-        let compiled = read().map(|bytes| self.compile_at_low_priority(&bytes?));
-        if let Some(Ok(module)) = &compiled {
-            self.modules
-                .lock()
-                .expect("module cache lock poisoned")
-                .insert(hash.to_string(), module.clone());
-        }
-        // Whoever still waits on the lock finds the module loaded, or
-        // tries again.
-        self.compiling.lock().expect("compile locks poisoned").remove(hash);
-        compiled
+        self.modules
+            .load_once(hash, read, |bytes| self.compile_at_low_priority(bytes))
     }
 
     /// Compiles `bytes` on a thread of its own at the compile threads'

@@ -18,6 +18,8 @@ pub enum ModuleError {
     CoreModule,
     #[error("the component does not compile: {0}")]
     Invalid(String),
+    #[error("this node's copy of module {expected} is damaged: its bytes hash to {actual}")]
+    Damaged { expected: String, actual: String },
     #[error("the component imports something Baton does not offer to tasks: {0}")]
     UnsupportedImports(String),
     #[error(

@@ -10,6 +10,7 @@ mod host;
 mod http_client;
 mod http_grant;
 mod module;
+mod module_cache;
 mod net;
 mod outgoing;
 mod task_logs;

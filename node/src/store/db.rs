@@ -44,8 +44,9 @@ pub enum StoreError {
 /// them, and each snapshot's value as one page (32 MiB for a snapshot of
 /// 20 MB), so a node's memory grew by tens of MiB between snapshots. Little
 /// is read back: recent entries come from the log's tail in memory
-/// (`log_tail.rs`), the state machine lives in memory, and a follower
-/// catching up or a snapshot sent reads from the kernel's page cache.
+/// (`log_tail.rs`) and the state machine lives in memory. What does read
+/// the file (the log's purge after a snapshot, a follower far behind, a
+/// snapshot sent, a restart's replay) reads the kernel's page cache.
 pub const CACHE_BYTES: usize = 8 << 20;
 
 /// A handle to the database, cheap to clone.

@@ -265,17 +265,25 @@ fn load(db: &RaftDb) -> Result<Option<(SnapshotMeta, Vec<u8>)>, io::Error> {
     db.read(|txn| stored_snapshot(&txn.open_table(SM_META)?, true))
 }
 
-/// Encodes `frozen` off the async runtime's threads, then has malloc give
-/// back what building it freed (records copied while it was written).
+/// Encodes `frozen` off the async runtime's threads.
 async fn encode(frozen: FrozenState) -> Result<Vec<u8>, io::Error> {
+    tokio::task::spawn_blocking(move || encode_frozen(&frozen))
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// Has malloc give back what a snapshot's building or installing freed, on
+/// a blocking thread and after what the snapshot's caller waits for.
+fn release_memory_after_snapshot(freed: impl Send + 'static) {
     tokio::task::spawn_blocking(move || {
-        let data = encode_frozen(&frozen);
-        drop(frozen);
+        drop(freed);
+        let started = std::time::Instant::now();
         crate::malloc::release_free_memory();
-        data
-    })
-    .await
-    .map_err(io::Error::other)?
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "malloc gave back free memory"
+        );
+    });
 }
 
 /// Decodes a snapshot's data off the async runtime's threads, handing the
@@ -302,6 +310,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             (meta, FrozenState::of(&applied.cluster))
         };
         let data = self.save(&meta, encode(frozen).await?).await?;
+        release_memory_after_snapshot(());
         tracing::info!(
             index = meta.last_log_id.as_ref().map_or(0, |l| l.index()),
             bytes = data.len(),
@@ -453,12 +462,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.last_membership = meta.last_membership.clone();
             replaced
         };
-        // The state replaced is freed off the lock and the async threads,
-        // and malloc gives back what that frees.
-        tokio::task::spawn_blocking(move || {
-            drop(replaced);
-            crate::malloc::release_free_memory();
-        });
+        // The state replaced is freed off the lock and the async threads.
+        release_memory_after_snapshot(replaced);
         self.events
             .continue_after(meta.last_log_id.as_ref().map_or(0, |l| l.index()));
         self.record_version(version_before).await?;

@@ -671,8 +671,8 @@ async fn load_module(context: &NodeContext, hash: &str) -> Option<Arc<CompiledMo
         let engine = context.engine.clone();
         let hash_owned = hash.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
-            engine
-                .load_stored(&hash_owned, || store.get(&hash_owned).ok().flatten())
+            store
+                .compiled(&engine, &hash_owned)
                 .map(|loaded| loaded.map_err(|e| e.to_string()))
         })
         .await
