@@ -6,10 +6,10 @@
 //!
 //! - An allocation of at least the *mmap threshold* that no free chunk of
 //!   the heap can hold gets pages of its own, which go back to the kernel
-//!   when it is freed. The threshold starts at
-//!   128 KiB, but glibc raises it to the size of each such block freed, up
-//!   to 32 MiB. After a node's first snapshot, every later one was built in
-//!   the heap's arenas, and the holes it left there stayed resident.
+//!   when it is freed. The threshold starts at 128 KiB, but glibc raises it
+//!   to the size of each such block freed, up to 32 MiB. After a node's
+//!   first snapshot, every later one was built in the heap's arenas, and
+//!   the holes it left there stayed resident.
 //! - Freed memory inside an arena goes back only from the arena's top.
 //!
 //! So the node fixes the threshold, and [`release_free_memory`] hands back
@@ -21,8 +21,8 @@
 //! the threshold, the trim, redb's smaller cache and one read of a module
 //! together.
 
-/// Allocations of this size or more get pages of their own, at every size
-/// (a fixed threshold also stops glibc from raising it).
+/// Allocations of this size or more that no free chunk can hold get pages
+/// of their own (a threshold set here also stops glibc from raising it).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 256 << 10;
 
