@@ -47,7 +47,7 @@ pub enum StoreError {
 /// (`log_tail.rs`) and the state machine lives in memory. What does read
 /// the file (the log's purge after a snapshot, a follower far behind, a
 /// snapshot sent, a restart's replay) reads the kernel's page cache.
-pub const CACHE_BYTES: usize = 8 << 20;
+const CACHE_BYTES: usize = 8 << 20;
 
 /// A handle to the database, cheap to clone.
 #[derive(Clone)]
