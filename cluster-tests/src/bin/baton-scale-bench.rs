@@ -84,14 +84,19 @@ struct Args {
     status_page_loads: Option<usize>,
 }
 
-/// Resident memory of a process, in KiB (from /proc).
-fn rss_kib(pid: u32) -> u64 {
+/// A figure of a process's `/proc/PID/status` ("VmRSS:" in KiB, "Threads:").
+fn status_figure(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    status_figure(pid, "VmRSS:")
 }
 
 /// CPU time a process has used, user and system, in ms (from /proc; the
@@ -332,6 +337,12 @@ async fn main() {
         .into_iter()
         .map(|(id, pid)| (id, rss_kib(pid)))
         .collect();
+    // Each thread keeps its stack, wasmtime's signal stack and malloc's
+    // caches: a node's memory grows with its threads.
+    let threads_after: Vec<String> = pids(&cluster.local)
+        .into_iter()
+        .map(|(id, pid)| format!("node {id}: {}", status_figure(pid, "Threads:")))
+        .collect();
     let committed_per_s = (last.ticks - first.ticks) as f64 * 1000.0 / (last.at_ms - first.at_ms) as f64;
     let demand_per_s = args.tasks as f64 * 1000.0 / args.period_ms as f64;
     let mut overdue: Vec<u64> = first.overdue_ms.iter().chain(&last.overdue_ms).copied().collect();
@@ -406,6 +417,7 @@ async fn main() {
             per_task(quantile(during, 1.0))
         );
     }
+    println!("| threads of each node at the end | {} |", threads_after.join(", "));
     match snapshot {
         Some((bytes, ms)) => println!(
             "| the leader's last snapshot: size, build time | {:.1} MB, {ms} ms |",

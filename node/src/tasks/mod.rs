@@ -6,6 +6,7 @@ mod commit;
 mod fence;
 mod forwarder;
 mod log_rate;
+pub mod module_loads;
 pub mod restarts;
 mod runner;
 pub mod schedule;
@@ -13,4 +14,5 @@ mod secret_source;
 pub mod timeliness;
 
 pub use forwarder::{ForwardQueue, propose_on_leader, spawn_forwarder};
+pub use module_loads::ModuleLoads;
 pub use runner::spawn_runner;

@@ -22,6 +22,7 @@ use super::commit::commit_tick;
 use super::fence::{HeldSlot, OwnerFence};
 use super::forwarder::propose_on_leader;
 use super::log_rate::LogRate;
+use super::module_loads::Look;
 use super::restarts::{RestartTracker, Verdict};
 use super::schedule::{first_due, next_due};
 use super::secret_source::TaskSecrets;
@@ -661,33 +662,29 @@ fn still_owned(context: &NodeContext, name: &str, epoch: u64) -> bool {
     })
 }
 
-/// The compiled module with content hash `hash`, once this node has its bytes.
+/// The compiled module with content hash `hash`, once this node has its
+/// bytes. However many workers ask at once, one at a time looks for it on a
+/// blocking thread (see [`super::module_loads`]).
 async fn load_module(context: &NodeContext, hash: &str) -> Option<Arc<CompiledModule>> {
-    if let Some(module) = context.engine.loaded(hash) {
-        return Some(module);
-    }
-    loop {
-        let store = context.modules.clone();
-        let engine = context.engine.clone();
-        let hash_owned = hash.to_string();
-        let loaded = tokio::task::spawn_blocking(move || {
-            store
-                .compiled(&engine, &hash_owned)
-                .map(|loaded| loaded.map_err(|e| e.to_string()))
-        })
+    let (store, engine, owned) = (context.modules.clone(), context.engine.clone(), hash.to_string());
+    let look = move || match store.compiled(&engine, &owned) {
+        Some(Ok(module)) => Look::Loaded(module),
+        Some(Err(e)) => Look::Failed(e.to_string()),
+        // The fetcher has not brought the bytes yet.
+        None => Look::Missing,
+    };
+    match context
+        .module_loads
+        .load(hash, || context.engine.loaded(hash), look)
         .await
-        .ok()?;
-        match loaded {
-            Some(Ok(module)) => return Some(module),
-            Some(Err(e)) => {
-                // Stay a while before giving up, so the runner does not start
-                // a new worker (and a new compilation) at every scan.
-                tracing::error!("module {hash} does not load on this node: {e}; trying again in {LOAD_RETRY:?}");
-                tokio::time::sleep(LOAD_RETRY).await;
-                return None;
-            }
-            // The fetcher has not brought the bytes yet.
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
+    {
+        Ok(module) => Some(module),
+        Err(e) => {
+            // Stay a while before giving up, so the runner does not start
+            // a new worker (and a new compilation) at every scan.
+            tracing::error!("module {hash} does not load on this node: {e}; trying again in {LOAD_RETRY:?}");
+            tokio::time::sleep(LOAD_RETRY).await;
+            None
         }
     }
 }
