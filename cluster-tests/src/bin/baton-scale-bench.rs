@@ -69,6 +69,13 @@ struct Args {
     /// the kill loses every task (for the reassignment of them all).
     #[arg(long)]
     all_on_one_worker: bool,
+    /// Add the tasks as soon as the module is deployed, as a user does,
+    /// rather than once every node has compiled it: each node's workers
+    /// then start before their module is there. Memory per task is then
+    /// measured from the deploy, and includes the module on all nodes but
+    /// the one that took the deploy.
+    #[arg(long)]
+    add_at_once: bool,
     /// Run the voters as a release that supports cluster versions up to
     /// this one (`[testing] max_cluster_version`), which holds the whole
     /// cluster there: the same binary, measured as an older release.
@@ -122,6 +129,25 @@ async fn rss_through(local: &LocalCluster, window: Duration) -> BTreeMap<u64, Ve
         tokio::time::sleep(Duration::from_secs(1).min(window.saturating_sub(started.elapsed()))).await;
     }
     read
+}
+
+/// Waits until the module just deployed is compiled on every node: each
+/// node's fetcher logs it, except on the node that took the deploy, which
+/// compiled it then.
+async fn compiled_everywhere(local: &LocalCluster, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let compiled = local
+            .nodes
+            .values()
+            .filter(|n| std::fs::read_to_string(n.log_path()).is_ok_and(|log| log.contains("compiled module")))
+            .count();
+        if compiled + 1 >= local.nodes.len() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
 }
 
 /// The machine's cores.
@@ -291,7 +317,16 @@ async fn main() {
         cluster.path().display(),
         args.tasks
     );
+    let rss_start: BTreeMap<u64, u64> = pids(&cluster.local)
+        .into_iter()
+        .map(|(id, pid)| (id, rss_kib(pid)))
+        .collect();
     deploy(&cluster, &client, "counter").await;
+    // A compiled module is a node's fixed cost, whatever its number of
+    // tasks: the memory per task is measured from when every node has it.
+    if !args.add_at_once && !compiled_everywhere(&cluster.local, Duration::from_secs(60)).await {
+        eprintln!("the module was not compiled on every node within 60 s; measuring from now");
+    }
     if args.all_on_one_worker {
         assert!(args.workers >= 1, "--all-on-one-worker needs a worker");
         for voter in 1..=3 {
@@ -404,12 +439,30 @@ async fn main() {
         cores(),
         cpu_used_ms as f64 * 1000.0 / (last.ticks - first.ticks).max(1) as f64
     );
+    let module_took: Vec<String> = rss_before
+        .iter()
+        .map(|(id, kib)| {
+            let start = rss_start.get(id).copied().unwrap_or(0);
+            format!("node {id}: {:.1} MiB", kib.saturating_sub(start) as f64 / 1024.0)
+        })
+        .collect();
+    if !args.add_at_once {
+        println!(
+            "| memory the compiled module took, before any task (not counted per task below) | {} |",
+            module_took.join(", ")
+        );
+    }
     for (id, after) in &rss_after {
         let before = rss_before.get(id).copied().unwrap_or(0);
         let per_task = |kib: u64| kib.saturating_sub(before) as f64 / args.tasks as f64;
         let during = rss_during.get(id).map_or(&[][..], Vec::as_slice);
         println!(
-            "| node {id} resident memory: before, after, per task (the median and the highest of each second's in the window) | {} MiB, {} MiB, {:.1} KiB ({:.1} / {:.1} KiB) |",
+            "| node {id} resident memory: {}, after, per task (the median and the highest of each second's in the window) | {} MiB, {} MiB, {:.1} KiB ({:.1} / {:.1} KiB) |",
+            if args.add_at_once {
+                "after the deploy"
+            } else {
+                "with the module compiled"
+            },
             before / 1024,
             after / 1024,
             per_task(*after),
