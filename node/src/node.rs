@@ -236,7 +236,6 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         progress: Default::default(),
         engine,
         modules,
-        module_loads: Default::default(),
         last_contact: Mutex::new(Default::default()),
         supervision: Supervision::new(&config.timing, config.failover_bound_ms()),
         tick_health: Default::default(),

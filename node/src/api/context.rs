@@ -47,8 +47,6 @@ pub struct NodeContext {
     pub engine: Arc<TaskEngine>,
     /// Module bytes this node holds.
     pub modules: ModuleStore,
-    /// The workers looking for the modules of their tasks.
-    pub module_loads: crate::tasks::ModuleLoads,
     /// When each peer last answered this node.
     pub last_contact: Mutex<HashMap<NodeId, Instant>>,
     /// Leases: this node's own, and (while it leads) everyone's.

@@ -6,7 +6,7 @@ mod commit;
 mod fence;
 mod forwarder;
 mod log_rate;
-pub mod module_loads;
+mod module_loads;
 pub mod restarts;
 mod runner;
 pub mod schedule;
@@ -14,5 +14,4 @@ mod secret_source;
 pub mod timeliness;
 
 pub use forwarder::{ForwardQueue, propose_on_leader, spawn_forwarder};
-pub use module_loads::ModuleLoads;
 pub use runner::spawn_runner;

@@ -22,7 +22,7 @@ use super::commit::commit_tick;
 use super::fence::{HeldSlot, OwnerFence};
 use super::forwarder::propose_on_leader;
 use super::log_rate::LogRate;
-use super::module_loads::Look;
+use super::module_loads::{Look, ModuleLoads};
 use super::restarts::{RestartTracker, Verdict};
 use super::schedule::{first_due, next_due};
 use super::secret_source::TaskSecrets;
@@ -88,6 +88,7 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
         let mut scan = 0u64;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let slots = Arc::new(Semaphore::new(cores));
+        let loads = Arc::new(ModuleLoads::default());
         let logs = Arc::new(FenceLogs::default());
         // Whether the size of a worker has been logged.
         let mut sized = false;
@@ -154,6 +155,7 @@ pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
                     epoch,
                     wake.clone(),
                     slots.clone(),
+                    loads.clone(),
                     logs.clone(),
                 );
                 if !sized {
@@ -254,6 +256,7 @@ async fn work(
     epoch: u64,
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
+    loads: Arc<ModuleLoads>,
     logs: Arc<FenceLogs>,
 ) {
     if !Box::pin(caught_up(&context, &name, epoch)).await {
@@ -316,7 +319,7 @@ async fn work(
         let mut waited = false;
         if let Some(release) = newer {
             waited = true;
-            let Some(compiled) = Box::pin(load_module(&context, &release.hash)).await else {
+            let Some(compiled) = Box::pin(load_module(&context, &loads, &release.hash)).await else {
                 return;
             };
             if let Some((old, _)) = &running {
@@ -344,7 +347,7 @@ async fn work(
                     tracing::error!(task = %name, "its state was written by version {from}, which this cluster has no record of");
                     return;
                 };
-                let Some(module) = Box::pin(load_module(&context, &newer)).await else {
+                let Some(module) = Box::pin(load_module(&context, &loads, &newer)).await else {
                     return;
                 };
                 waited = true;
@@ -665,7 +668,7 @@ fn still_owned(context: &NodeContext, name: &str, epoch: u64) -> bool {
 /// The compiled module with content hash `hash`, once this node has its
 /// bytes. However many workers ask at once, one at a time looks for it on a
 /// blocking thread (see [`super::module_loads`]).
-async fn load_module(context: &NodeContext, hash: &str) -> Option<Arc<CompiledModule>> {
+async fn load_module(context: &NodeContext, loads: &ModuleLoads, hash: &str) -> Option<Arc<CompiledModule>> {
     let (store, engine, owned) = (context.modules.clone(), context.engine.clone(), hash.to_string());
     let look = move || match store.compiled(&engine, &owned) {
         Some(Ok(module)) => Look::Loaded(module),
@@ -673,11 +676,7 @@ async fn load_module(context: &NodeContext, hash: &str) -> Option<Arc<CompiledMo
         // The fetcher has not brought the bytes yet.
         None => Look::Missing,
     };
-    match context
-        .module_loads
-        .load(hash, || context.engine.loaded(hash), look)
-        .await
-    {
+    match loads.load(hash, || context.engine.loaded(hash), look).await {
         Ok(module) => Some(module),
         Err(e) => {
             // Stay a while before giving up, so the runner does not start
