@@ -439,14 +439,14 @@ async fn main() {
         cores(),
         cpu_used_ms as f64 * 1000.0 / (last.ticks - first.ticks).max(1) as f64
     );
-    let module_took: Vec<String> = rss_before
-        .iter()
-        .map(|(id, kib)| {
-            let start = rss_start.get(id).copied().unwrap_or(0);
-            format!("node {id}: {:.1} MiB", kib.saturating_sub(start) as f64 / 1024.0)
-        })
-        .collect();
     if !args.add_at_once {
+        let module_took: Vec<String> = rss_before
+            .iter()
+            .map(|(id, kib)| {
+                let start = rss_start.get(id).copied().unwrap_or(0);
+                format!("node {id}: {:.1} MiB", kib.saturating_sub(start) as f64 / 1024.0)
+            })
+            .collect();
         println!(
             "| memory the compiled module took, before any task (not counted per task below) | {} |",
             module_took.join(", ")

@@ -233,9 +233,11 @@ mod tests {
         let looks = Arc::new(Looks::default());
         let stored = Arc::new(AtomicBool::new(true));
         let loaded = Arc::new(Mutex::new(None));
+        let looking = Arc::new(AtomicBool::new(false));
         let slow_look = {
-            let (looks, stored, loaded) = (looks.clone(), stored.clone(), loaded.clone());
+            let (looks, stored, loaded, looking) = (looks.clone(), stored.clone(), loaded.clone(), looking.clone());
             move || {
+                looking.store(true, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(200));
                 looks.look(&stored, &loaded)
             }
@@ -245,7 +247,9 @@ mod tests {
             tokio::spawn(async move { loads.load("m", move || *cached.lock().unwrap(), look).await })
         };
         let first = spawn(slow_look.clone());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        while !looking.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         // Its task moves away while it looks.
         first.abort();
         let second = spawn(slow_look);

@@ -669,6 +669,9 @@ fn still_owned(context: &NodeContext, name: &str, epoch: u64) -> bool {
 /// bytes. However many workers ask at once, one at a time looks for it on a
 /// blocking thread (see [`super::module_loads`]).
 async fn load_module(context: &NodeContext, loads: &ModuleLoads, hash: &str) -> Option<Arc<CompiledModule>> {
+    if let Some(module) = context.engine.loaded(hash) {
+        return Some(module);
+    }
     let (store, engine, owned) = (context.modules.clone(), context.engine.clone(), hash.to_string());
     let look = move || match store.compiled(&engine, &owned) {
         Some(Ok(module)) => Look::Loaded(module),
