@@ -430,8 +430,15 @@ where
 /// The sizes a node's log gives in its lines that say `what` (as
 /// `bytes=N`), such as "built a snapshot" and "installed a snapshot".
 pub fn logged_bytes(log: &str, what: &str) -> Vec<usize> {
+    logged_numbers(log, what, "bytes")
+}
+
+/// The numbers a node's log gives as `field=N` in its lines that say
+/// `what`, in the order logged.
+pub fn logged_numbers<T: std::str::FromStr>(log: &str, what: &str, field: &str) -> Vec<T> {
+    let key = format!(" {field}=");
     log.lines()
         .filter(|line| line.contains(what))
-        .filter_map(|line| line.split("bytes=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|line| line.split(&key).nth(1)?.split_whitespace().next()?.parse().ok())
         .collect()
 }

@@ -1,9 +1,10 @@
 //! A new node joins a cluster whose snapshot is several times the largest
-//! message between nodes: the snapshot streams to it in chunks.
+//! message between nodes: the snapshot streams to it in chunks. And the
+//! nodes build their snapshots at indexes of their own, not all at once.
 
 use std::time::{Duration, Instant};
 
-use baton_cluster_tests::{TestCluster, logged_bytes, poll_async};
+use baton_cluster_tests::{TestCluster, logged_bytes, logged_numbers, poll_async};
 use baton_node::config::TimingConfig;
 use baton_node::raft::PEER_MAX_MESSAGE_BYTES;
 use baton_proto::AddNodeRequest;
@@ -126,4 +127,74 @@ async fn a_new_worker_joins_by_a_snapshot_several_times_the_message_limit() {
         *installed.iter().max().unwrap() as f64 / PEER_MAX_MESSAGE_BYTES as f64,
         joined.as_secs_f64()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_builds_its_snapshots_at_indexes_of_its_own() {
+    // With openraft's own policy, every node built at the same index: all
+    // three held their store's write transaction at once, and nothing
+    // committed meanwhile.
+    const EVERY: u64 = 3_000;
+    /// The log index the writes go on to (writes share entries: it takes
+    /// more writes than that).
+    const UNTIL_INDEX: u64 = 10_000;
+    let timing = TimingConfig {
+        snapshot_after_entries: EVERY,
+        ..TimingConfig::default()
+    };
+    let cluster = TestCluster::start_with(3, timing).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let client = cluster.node_client(leader);
+    let (cluster_ref, client_ref) = (&cluster, &client);
+    join_all((0..8).map(|writer| async move {
+        let mut failed = 0;
+        for i in 0.. {
+            let key = format!("key-{writer}-{i}");
+            match cluster_ref.put(client_ref, &key, "v").await {
+                Ok(index) if index >= UNTIL_INDEX => break,
+                Ok(_) => {}
+                Err(e) => {
+                    failed += 1;
+                    assert!(failed < 20, "writes keep failing: {e}");
+                }
+            }
+        }
+    }))
+    .await;
+    // Each node's first build comes after 1,500 to 4,500 entries, the next
+    // ones every 3,000: at least two by 10,000.
+    let built = poll_async(Duration::from_secs(120), "two snapshots on every node", || async {
+        let mut built = Vec::new();
+        for id in 1..=3 {
+            let log = std::fs::read_to_string(cluster.local.nodes[&id].log_path()).ok()?;
+            let indexes: Vec<u64> = logged_numbers(&log, "built a snapshot", "index");
+            (indexes.len() >= 2).then_some(())?;
+            built.push((id, indexes));
+        }
+        Some(built)
+    })
+    .await;
+    eprintln!("snapshot indexes by node: {built:?}");
+    // Nodes 1, 2 and 3 build at 1,854, 708 and 2,562 modulo 3,000, each
+    // within 100 ms of writes after its index: at least 100 entries apart
+    // even when writes come fast (openraft's policy had them a few apart).
+    for (a, of_a) in &built {
+        for (b, of_b) in built.iter().filter(|(b, _)| b > a) {
+            for (x, y) in of_a.iter().flat_map(|x| of_b.iter().map(move |y| (x, y))) {
+                assert!(
+                    x.abs_diff(*y) >= 100,
+                    "nodes {a} and {b} built snapshots at {x} and {y}: {built:?}"
+                );
+            }
+        }
+        for pair in of_a.windows(2) {
+            let apart = pair[1] - pair[0];
+            assert!(
+                (EVERY / 2..=EVERY * 3 / 2).contains(&apart),
+                "node {a} built at {} and then at {}: {built:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
 }

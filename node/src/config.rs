@@ -302,7 +302,10 @@ pub struct TimingConfig {
     pub lease_ms: u64,
     /// How long a graceful shutdown may take before the node exits anyway.
     pub shutdown_grace_ms: u64,
-    /// Build a snapshot (and compact the log) after this many applied entries.
+    /// Build a snapshot (and compact the log) about every this many applied
+    /// entries: each node at indexes of its own, so that the nodes do not
+    /// build at once (see `crate::raft::snapshot_schedule`). A node's first
+    /// snapshot comes after half to one and a half times this many.
     pub snapshot_after_entries: u64,
 }
 

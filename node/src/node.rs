@@ -24,7 +24,9 @@ use crate::api::{CONTROL_MAX_MESSAGE_BYTES, ControlService, Gate, NodeContext, P
 use crate::bootstrap::{Bootstrap, ClusterMismatch, decide};
 use crate::config::NodeConfig;
 use crate::modules::{ModuleStore, spawn_fetcher};
-use crate::raft::{GrpcNetwork, PeerChannels, Proposer, openraft_config, spawn_progress_watch, start_raft};
+use crate::raft::{
+    GrpcNetwork, PeerChannels, Proposer, openraft_config, spawn_progress_watch, spawn_snapshot_schedule, start_raft,
+};
 use crate::rollout::spawn_rollouts;
 use crate::runtime::{RuntimeLimits, TaskEngine};
 use crate::state::cluster_version::{OutOfRange, VersionRange};
@@ -260,6 +262,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let prefetch = crate::upgrade::spawn_prefetch(context.clone());
     let cluster_version = spawn_cluster_version(context.clone());
     let progress = spawn_progress_watch(raft.clone(), context.progress.clone());
+    let snapshots = spawn_snapshot_schedule(raft.clone(), config.id, config.timing.snapshot_after_entries);
     let gate = Gate::new(cluster_id.clone(), tls.is_none(), raft.clone());
     let (stop_serving_tx, stop_serving_rx) = tokio::sync::oneshot::channel::<()>();
     let server = serve(listener, tls.as_ref(), gate, context.clone(), stop_serving_rx)?;
@@ -332,6 +335,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             &cluster_version,
             &heartbeat,
             &progress,
+            &snapshots,
             &leader_watch,
         ] {
             task.abort();
@@ -364,6 +368,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         cluster_version.abort();
         heartbeat.abort();
         progress.abort();
+        snapshots.abort();
         leader_watch.abort();
         stop_ticks(&context).await;
         forwarder.abort();

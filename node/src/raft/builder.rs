@@ -11,6 +11,9 @@ use crate::types::{NodeId, Raft, TypeConfig};
 
 /// openraft's config for our timing settings. Pre-vote is on, so a node
 /// that was partitioned away cannot disrupt the quorum when it returns.
+/// openraft builds no snapshot of its own accord: the node asks for each,
+/// at indexes of its own (`spawn_snapshot_schedule`), so that nodes do not
+/// all build at once.
 pub fn openraft_config(config: &NodeConfig) -> Result<Arc<Config>, openraft::ConfigError> {
     let t = &config.timing;
     let raft_config = Config {
@@ -19,7 +22,7 @@ pub fn openraft_config(config: &NodeConfig) -> Result<Arc<Config>, openraft::Con
         election_timeout_min: t.election_timeout_min_ms,
         election_timeout_max: t.election_timeout_max_ms,
         install_snapshot_timeout: 10_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_after_entries),
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 1_000,
         enable_pre_vote: Some(true),
         // Replicate entries as soon as they are written locally, so that the

@@ -9,6 +9,7 @@ mod network;
 mod peer_channels;
 mod progress;
 mod proposer;
+pub mod snapshot_schedule;
 pub mod snapshot_stream;
 
 pub use builder::{openraft_config, start_raft};
@@ -18,3 +19,4 @@ pub use network::GrpcNetwork;
 pub use peer_channels::{PeerChannels, peer_client};
 pub use progress::{Progress, RaftStall, STALL_AFTER_MS, spawn_progress_watch};
 pub use proposer::{Committed, ProposeError, Proposer};
+pub use snapshot_schedule::spawn_snapshot_schedule;

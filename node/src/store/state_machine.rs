@@ -309,12 +309,19 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             };
             (meta, FrozenState::of(&applied.cluster))
         };
-        let data = self.save(&meta, encode(frozen).await?).await?;
+        let frozen_at = started.elapsed();
+        let encoded = encode(frozen).await?;
+        let encoded_at = started.elapsed();
+        let data = self.save(&meta, encoded).await?;
         release_memory_after_snapshot(());
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
         tracing::info!(
             index = meta.last_log_id.as_ref().map_or(0, |l| l.index()),
             bytes = data.len(),
-            ms = started.elapsed().as_millis() as u64,
+            ms = ms(started.elapsed()),
+            freeze_ms = ms(frozen_at),
+            encode_ms = ms(encoded_at - frozen_at),
+            save_ms = ms(started.elapsed() - encoded_at),
             "built a snapshot"
         );
         Ok(Snapshot {
