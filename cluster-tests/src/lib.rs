@@ -23,6 +23,7 @@ pub mod downstream;
 pub mod etcd;
 pub mod history;
 pub mod http;
+pub mod late_ticks;
 pub mod load;
 pub mod outages;
 pub mod prometheus;

@@ -9,7 +9,10 @@
 //!    tick counts (`tasks list`) at the start and the end of the window;
 //!    and how overdue the tasks are at those moments (a task's next tick
 //!    due in the past and not yet committed). When the nodes report it,
-//!    the leader's own lateness figure (from `status`) beside it.
+//!    the leader's own lateness figure (from `status`) beside it; and,
+//!    read from every node's `/metrics` once a second, how many ticks
+//!    started more than 64 and 128 ms late on each node, and in which
+//!    seconds (see `baton_cluster_tests::late_ticks`).
 //! 3. Resident memory of each node before the tasks and after, per task.
 //! 4. The last snapshot the leader built: its size and how long it took.
 //! 5. Kill -9 of a worker: the time until every task it owned has
@@ -31,6 +34,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use baton_cluster_tests::late_ticks::LateTicks;
 use baton_cluster_tests::task_api::{add, deploy, every, now_ms, set_drained, tasks};
 use baton_cluster_tests::{TestCluster, logged_bytes, machine, poll_every, quantile};
 use baton_node::config::TimingConfig;
@@ -119,6 +123,22 @@ fn cpu_ms(pid: u32) -> u64 {
 }
 
 /// Each node's resident memory in KiB, read every second for `window`.
+/// The leader's lateness p99 (`status`, the commits of the last 10 s) at
+/// the end of each 10 s of `window`, in ms: a stall in one of them shows,
+/// whatever the moment the run ends.
+async fn leader_figures_through(cluster: &TestCluster, window: Duration) -> Vec<u64> {
+    let mut p99s = Vec::new();
+    let started = Instant::now();
+    let every = Duration::from_millis(baton_node::tasks::timeliness::WINDOW_MS);
+    while started.elapsed() + every <= window {
+        tokio::time::sleep(every).await;
+        if let Some(ticks) = cluster.status().await.ok().and_then(|s| s.ticks) {
+            p99s.push(ticks.late_p99_ms);
+        }
+    }
+    p99s
+}
+
 async fn rss_through(local: &LocalCluster, window: Duration) -> BTreeMap<u64, Vec<u64>> {
     let mut read: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     let started = Instant::now();
@@ -360,7 +380,15 @@ async fn main() {
     });
     let cpu_before = nodes_cpu_ms(&cluster.local);
     let first = sample(&client).await;
-    let rss_during = rss_through(&cluster.local, Duration::from_secs(args.seconds)).await;
+    let metrics: Vec<(u64, String)> = (cluster.local.nodes.iter())
+        .map(|(id, n)| (*id, n.metrics_addr.clone()))
+        .collect();
+    let window = Duration::from_secs(args.seconds);
+    let (rss_during, late, leader_windows) = tokio::join!(
+        rss_through(&cluster.local, window),
+        LateTicks::read(&metrics, window),
+        leader_figures_through(&cluster, window)
+    );
     let last = sample(&client).await;
     let scrapes = scraper.map(|(scraper, scrapes)| {
         scraper.abort();
@@ -432,6 +460,17 @@ async fn main() {
             ticks.committed_per_second, ticks.late_p50_ms, ticks.late_p99_ms, ticks.late_max_ms
         );
     }
+    if !leader_windows.is_empty() {
+        let mut sorted = leader_windows.clone();
+        sorted.sort_unstable();
+        let shown: Vec<String> = leader_windows.iter().map(u64::to_string).collect();
+        println!(
+            "| the leader's late p99 in each 10 s of the window: median, highest (each) | {} ms, {} ms ({} ms) |",
+            quantile(&sorted, 0.5),
+            quantile(&sorted, 1.0),
+            shown.join(", ")
+        );
+    }
     let window_ms = (last.at_ms - first.at_ms).max(1) as f64;
     println!(
         "| CPU of the nodes over the window: of the machine's cores, per committed tick | {:.0} % of {} cores, {:.0} µs |",
@@ -477,6 +516,10 @@ async fn main() {
             bytes as f64 / 1e6
         ),
         None => println!("| the leader's last snapshot | none built in the run |"),
+    }
+    match late.by_node.is_empty() {
+        true => println!("| late tick starts, each node | not read: the nodes have no metrics listener of their own |"),
+        false => late.rows().iter().for_each(|row| println!("{row}")),
     }
     // The faults last, their rows after the rest: a run that fails in them
     // has printed everything before.

@@ -1,0 +1,194 @@
+//! Late tick starts, second by second, as each node's own `/metrics` tells
+//! them: the benchmarks read `baton_tick_lateness_seconds` (how long after
+//! its due time a tick started, on its owner) from every node once a
+//! second, so that a stall shows when it came and on which nodes, not only
+//! in a quantile over the whole window.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::http::get;
+
+/// The histogram read.
+const METRIC: &str = "baton_tick_lateness_seconds_bucket";
+
+/// The bounds counted: ticks that started more than 32, 64 and 128 ms past
+/// their due time (bucket bounds of the histogram). A node's p99 is within
+/// a bound when at most 1 % of its starts are past it.
+const LATE_MS: [(u64, &str); 3] = [(32, "0.032"), (64, "0.064"), (128, "0.128")];
+/// Which of [`LATE_MS`] makes a second a stall.
+const STALL: usize = 2;
+
+/// A node's tick starts by how late they were: every start, and those
+/// later than each of [`LATE_MS`], summed over the histogram's labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Starts {
+    pub all: u64,
+    pub later_than: [u64; 3],
+}
+
+impl Starts {
+    /// The starts counted in a `/metrics` text, or None if it holds no
+    /// lateness histogram.
+    pub fn parse(metrics: &str) -> Option<Starts> {
+        let mut buckets: BTreeMap<&str, f64> = BTreeMap::new();
+        for line in metrics.lines().filter(|l| l.starts_with(METRIC)) {
+            // The `le` label, wherever it is among the labels (not the
+            // end of another label's name, such as `module`).
+            let labels = line.split_once('{')?.1.split_once('}')?.0;
+            let le = labels.split(',').find_map(|label| label.strip_prefix("le=\""))?;
+            let le = le.strip_suffix('"')?;
+            let count: f64 = line.rsplit(' ').next()?.parse().ok()?;
+            *buckets.entry(le).or_default() += count;
+        }
+        let all = *buckets.get("+Inf")? as u64;
+        let mut later_than = [0; 3];
+        for (slot, (_, le)) in later_than.iter_mut().zip(LATE_MS) {
+            *slot = all.saturating_sub(*buckets.get(le)? as u64);
+        }
+        Some(Starts { all, later_than })
+    }
+
+    fn since(self, before: Starts) -> Starts {
+        Starts {
+            all: self.all.saturating_sub(before.all),
+            later_than: [0, 1, 2].map(|i| self.later_than[i].saturating_sub(before.later_than[i])),
+        }
+    }
+}
+
+/// What the nodes told over a window.
+#[derive(Debug, Default)]
+pub struct LateTicks {
+    /// Each node's starts over the window (from its first reading to its
+    /// last).
+    pub by_node: BTreeMap<u64, Starts>,
+    /// The seconds read, and those in which some node started a tick more
+    /// than 128 ms late, with how many such starts each node had then.
+    pub seconds: u64,
+    pub stalls: Vec<(u64, BTreeMap<u64, u64>)>,
+}
+
+impl LateTicks {
+    /// Reads every node's `/metrics` (`(id, HOST:PORT)`) once a second for
+    /// `window`. A node that does not answer is left out of that second.
+    pub async fn read(nodes: &[(u64, String)], window: Duration) -> LateTicks {
+        let started = Instant::now();
+        let mut first: BTreeMap<u64, Starts> = BTreeMap::new();
+        let mut last: BTreeMap<u64, Starts> = BTreeMap::new();
+        let mut late = LateTicks::default();
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while started.elapsed() < window {
+            second.tick().await;
+            let mut stalled = BTreeMap::new();
+            for (id, addr) in nodes {
+                let Ok(answer) = get(addr, "/metrics", Duration::from_secs(2)).await else {
+                    continue;
+                };
+                let Some(now) = Starts::parse(&answer.body) else {
+                    continue;
+                };
+                if let Some(before) = last.insert(*id, now) {
+                    let late_now = now.since(before).later_than[STALL];
+                    if late_now > 0 {
+                        stalled.insert(*id, late_now);
+                    }
+                }
+                first.entry(*id).or_insert(now);
+            }
+            if started.elapsed() > Duration::from_secs(1) {
+                late.seconds += 1;
+                if !stalled.is_empty() {
+                    late.stalls.push((started.elapsed().as_secs(), stalled));
+                }
+            }
+        }
+        late.by_node = last.iter().map(|(id, now)| (*id, now.since(first[id]))).collect();
+        late
+    }
+
+    /// The benchmark's table rows.
+    pub fn rows(&self) -> Vec<String> {
+        let nodes: Vec<String> = self
+            .by_node
+            .iter()
+            .map(|(id, s)| {
+                let shares: Vec<String> = s
+                    .later_than
+                    .iter()
+                    .map(|n| format!("{:.2} %", 100.0 * *n as f64 / s.all.max(1) as f64))
+                    .collect();
+                format!("node {id}: {} of {}", shares.join(" / "), s.all)
+            })
+            .collect();
+        let stalls: Vec<String> = self
+            .stalls
+            .iter()
+            .map(|(at, nodes)| {
+                let nodes: Vec<String> = nodes.iter().map(|(id, n)| format!("{n} on node {id}")).collect();
+                format!("{at} s: {}", nodes.join(", "))
+            })
+            .collect();
+        let bounds: Vec<String> = LATE_MS.iter().map(|(ms, _)| ms.to_string()).collect();
+        vec![
+            format!(
+                "| tick starts more than {} ms late, each node (its /metrics, read every second) | {} |",
+                bounds.join(" / "),
+                nodes.join("; ")
+            ),
+            format!(
+                "| seconds in which some node started ticks more than {} ms late | {} of {}{} |",
+                LATE_MS[STALL].0,
+                self.stalls.len(),
+                self.seconds,
+                match stalls.is_empty() {
+                    true => String::new(),
+                    false => format!(" ({})", stalls.join("; ")),
+                }
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_are_summed_over_labels_and_counted_past_each_bound() {
+        let text = "\
+# TYPE baton_tick_lateness_seconds histogram
+baton_tick_lateness_seconds_bucket{le=\"0.032\",module=\"a\"} 90
+baton_tick_lateness_seconds_bucket{le=\"0.064\",module=\"a\"} 95
+baton_tick_lateness_seconds_bucket{le=\"0.128\",module=\"a\"} 99
+baton_tick_lateness_seconds_bucket{le=\"+Inf\",module=\"a\"} 100
+baton_tick_lateness_seconds_bucket{module=\"b\",le=\"0.032\"} 8
+baton_tick_lateness_seconds_bucket{module=\"b\",le=\"0.064\"} 10
+baton_tick_lateness_seconds_bucket{module=\"b\",le=\"0.128\"} 10
+baton_tick_lateness_seconds_bucket{module=\"b\",le=\"+Inf\"} 12
+baton_tick_lateness_seconds_count{module=\"a\"} 100
+baton_tick_duration_seconds_bucket{le=\"+Inf\",module=\"a\"} 100
+";
+        let starts = Starts::parse(text).unwrap();
+        assert_eq!(
+            starts,
+            Starts {
+                all: 112,
+                later_than: [14, 7, 3]
+            }
+        );
+        assert_eq!(Starts::parse("baton_up 1\n"), None);
+        let later = Starts {
+            all: 150,
+            later_than: [20, 9, 3],
+        };
+        assert_eq!(
+            later.since(starts),
+            Starts {
+                all: 38,
+                later_than: [6, 2, 0]
+            }
+        );
+    }
+}
