@@ -161,8 +161,9 @@ async fn each_node_builds_its_snapshots_at_indexes_of_its_own() {
         }
     }))
     .await;
-    // Each node's first build comes after 1,500 to 4,500 entries, the next
-    // ones every 3,000: at least two by 10,000.
+    // Nodes 1, 2 and 3 build at 0, 1,000 and 2,000 modulo 3,000, the first
+    // time after 1,500 entries at the least: at 3,000, 6,000 and 9,000, at
+    // 4,000 and 7,000, and at 2,000, 5,000 and 8,000.
     let built = poll_async(Duration::from_secs(120), "two snapshots on every node", || async {
         let mut built = Vec::new();
         for id in 1..=3 {
@@ -175,9 +176,9 @@ async fn each_node_builds_its_snapshots_at_indexes_of_its_own() {
     })
     .await;
     eprintln!("snapshot indexes by node: {built:?}");
-    // Nodes 1, 2 and 3 build at 1,854, 708 and 2,562 modulo 3,000, each
-    // within 100 ms of writes after its index: at least 100 entries apart
-    // even when writes come fast (openraft's policy had them a few apart).
+    // Each build comes within 100 ms of writes after its index: at least
+    // 100 entries apart even when writes come fast (openraft's policy had
+    // them a few apart).
     for (a, of_a) in &built {
         for (b, of_b) in built.iter().filter(|(b, _)| b > a) {
             for (x, y) in of_a.iter().flat_map(|x| of_b.iter().map(move |y| (x, y))) {

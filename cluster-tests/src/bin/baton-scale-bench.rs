@@ -11,8 +11,9 @@
 //!    due in the past and not yet committed). When the nodes report it,
 //!    the leader's own lateness figure (from `status`) beside it; and,
 //!    read from every node's `/metrics` once a second, how many ticks
-//!    started more than 64 and 128 ms late on each node, and in which
-//!    seconds (see `baton_cluster_tests::late_ticks`).
+//!    started more than 32, 64 and 128 ms late on each node, and in which
+//!    seconds more than 128 ms (see `baton_cluster_tests::late_ticks`); and
+//!    the leader's figure at the end of each 10 s of the window.
 //! 3. Resident memory of each node before the tasks and after, per task.
 //! 4. The last snapshot the leader built: its size and how long it took.
 //! 5. Kill -9 of a worker: the time until every task it owned has
@@ -122,7 +123,6 @@ fn cpu_ms(pid: u32) -> u64 {
     (ticks(11) + ticks(12)) * 10
 }
 
-/// Each node's resident memory in KiB, read every second for `window`.
 /// The leader's lateness p99 (`status`, the commits of the last 10 s) at
 /// the end of each 10 s of `window`, in ms: a stall in one of them shows,
 /// whatever the moment the run ends.
@@ -139,6 +139,7 @@ async fn leader_figures_through(cluster: &TestCluster, window: Duration) -> Vec<
     p99s
 }
 
+/// Each node's resident memory in KiB, read every second for `window`.
 async fn rss_through(local: &LocalCluster, window: Duration) -> BTreeMap<u64, Vec<u64>> {
     let mut read: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     let started = Instant::now();
@@ -518,7 +519,9 @@ async fn main() {
         None => println!("| the leader's last snapshot | none built in the run |"),
     }
     match late.by_node.is_empty() {
-        true => println!("| late tick starts, each node | not read: the nodes have no metrics listener of their own |"),
+        true => println!(
+            "| late tick starts, each node | not read: no node's /metrics answered with the lateness histogram |"
+        ),
         false => late.rows().iter().for_each(|row| println!("{row}")),
     }
     // The faults last, their rows after the rest: a run that fails in them

@@ -8,18 +8,20 @@
 //! Raft log's writer waits for meanwhile. With 10,000 tasks ticking every
 //! second, four nodes building an 18 MB snapshot at once on two cores held
 //! every voter's log writer at once: nothing committed for up to 700 ms,
-//! and ticks started late on every node (BENCHMARKS.md, "Snapshots built
-//! at a node's own index").
+//! and ticks started late on every node (BENCHMARKS.md, "Snapshots at
+//! each node's own index").
 //!
 //! So each node builds at the indexes congruent to its *phase* modulo the
-//! interval: the phases of nodes 1, 2, 3, ... are spread over the interval
-//! by the golden ratio, so any few nodes are far apart, and at most one
-//! voter of a small cluster holds its log writer at a time. The quorum
-//! commits through it.
+//! interval, and the members' phases are spread evenly over it: with `n`
+//! members, the member whose id has k smaller ones beside it builds at
+//! `k/n` of the interval. At most one voter of a small cluster holds its log writer at a
+//! time, and the quorum commits through it. When the membership changes,
+//! the phases move with it.
 //!
 //! [`SnapshotSchedule`] is the decision, fed the applied and snapshot
-//! indexes; [`spawn_snapshot_schedule`] drives it from openraft's metrics
-//! and asks openraft for the build (its own policy is then `Never`).
+//! indexes and the members; [`spawn_snapshot_schedule`] drives it from
+//! openraft's metrics and asks openraft for the build (its own policy is
+//! then `Never`).
 
 use std::time::{Duration, Instant};
 
@@ -28,18 +30,19 @@ use crate::types::{NodeId, Raft};
 /// How often the schedule looks at the applied index.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 
-/// How long a build asked for may take before it is asked for again (a
-/// build that failed leaves the snapshot index where it was).
+/// How long to wait for a build asked for before asking again: openraft
+/// drops a request made while a build is running (a build that fails stops
+/// Raft, and with it this schedule).
 const ASK_AGAIN_AFTER: Duration = Duration::from_secs(60);
 
-/// 2^64 divided by the golden ratio: multiples of it, modulo 2^64, spread
-/// evenly over the range for any count of consecutive multipliers.
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// The index, modulo `every`, at which node `node` builds its snapshots.
-pub fn phase_of(node: NodeId, every: u64) -> u64 {
-    let fraction = node.wrapping_mul(GOLDEN);
-    ((u128::from(fraction) * u128::from(every)) >> 64) as u64
+/// The index, modulo `every`, at which node `node` builds its snapshots,
+/// among `members` (node ids, in any order; `node` counts as one of them).
+pub fn phase_of(node: NodeId, members: &[NodeId], every: u64) -> u64 {
+    let mut ids: Vec<NodeId> = members.iter().copied().chain([node]).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rank = ids.iter().position(|id| *id == node).unwrap_or(0);
+    (u128::from(every) * rank as u128 / ids.len() as u128) as u64
 }
 
 /// The applied index at which a node whose last snapshot is at `last` (0
@@ -63,8 +66,8 @@ pub fn next_build_at(last: u64, every: u64, phase: u64) -> u64 {
 /// The decision: whether to ask for a build now.
 #[derive(Debug, Clone)]
 pub struct SnapshotSchedule {
+    node: NodeId,
     every: u64,
-    phase: u64,
     /// The snapshot index when a build was last asked for, and when.
     asked: Option<(u64, Instant)>,
 }
@@ -73,17 +76,19 @@ impl SnapshotSchedule {
     /// The schedule of node `node`, building about every `every` entries.
     pub fn new(node: NodeId, every: u64) -> SnapshotSchedule {
         SnapshotSchedule {
+            node,
             every,
-            phase: phase_of(node, every),
             asked: None,
         }
     }
 
-    /// Whether to ask for a build, given the applied index and the last
-    /// snapshot's (0 for none), at `now`: once the applied index reaches
-    /// the next build's, and not again while that build is on its way.
-    pub fn ask(&mut self, applied: u64, snapshot: u64, now: Instant) -> bool {
-        if applied < next_build_at(snapshot, self.every, self.phase) {
+    /// Whether to ask for a build, given the applied index, the last
+    /// snapshot's (0 for none) and the members, at `now`: once the applied
+    /// index reaches the next build's, and not again while that build is on
+    /// its way.
+    pub fn ask(&mut self, applied: u64, snapshot: u64, members: &[NodeId], now: Instant) -> bool {
+        let phase = phase_of(self.node, members, self.every);
+        if applied < next_build_at(snapshot, self.every, phase) {
             return false;
         }
         match self.asked {
@@ -101,26 +106,32 @@ impl SnapshotSchedule {
 pub fn spawn_snapshot_schedule(raft: Raft, node: NodeId, every: u64) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut schedule = SnapshotSchedule::new(node, every);
-        tracing::debug!(
-            every,
-            phase = schedule.phase,
-            "this node builds its snapshots at its own indexes"
-        );
         let mut look = tokio::time::interval(LOOK_EVERY);
         look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             look.tick().await;
-            let (applied, snapshot) = crate::types::with_metrics(&raft, |m| {
+            let (applied, snapshot, members) = crate::types::with_metrics(&raft, |m| {
                 (
                     m.last_applied.as_ref().map_or(0, |l| l.index),
                     m.snapshot.as_ref().map_or(0, |l| l.index),
+                    m.membership_config
+                        .membership()
+                        .nodes()
+                        .map(|(id, _)| *id)
+                        .collect::<Vec<_>>(),
                 )
             });
-            if schedule.ask(applied, snapshot, Instant::now())
-                && let Err(e) = raft.trigger().snapshot().await
-            {
-                tracing::debug!("the snapshot schedule stops: Raft has stopped ({e})");
-                return;
+            if schedule.ask(applied, snapshot, &members, Instant::now()) {
+                tracing::debug!(
+                    applied,
+                    phase = phase_of(node, &members, every),
+                    every,
+                    "asking for a snapshot at this node's index"
+                );
+                if let Err(e) = raft.trigger().snapshot().await {
+                    tracing::debug!("the snapshot schedule stops: Raft has stopped ({e})");
+                    return;
+                }
             }
         }
     })
@@ -131,19 +142,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_phases_of_a_few_nodes_are_far_apart() {
+    fn the_members_phases_are_spread_evenly_whatever_their_ids() {
         let every = 20_000;
-        for nodes in 2..=7u64 {
-            let mut phases: Vec<u64> = (1..=nodes).map(|n| phase_of(n, every)).collect();
-            phases.sort();
-            let gaps = phases.windows(2).map(|w| w[1] - w[0]);
-            let wrap = phases[0] + every - phases[phases.len() - 1];
-            let smallest = gaps.chain([wrap]).min().unwrap();
-            // Golden-ratio points: no gap below a third of an even share.
-            assert!(smallest * 3 * nodes >= every, "{nodes} nodes: {phases:?}");
-        }
-        assert!((0..100).all(|n| phase_of(n, every) < every));
-        assert_eq!(phase_of(5, 1), 0);
+        let members = [7, 3, 120, 40];
+        let phases: Vec<u64> = [3, 7, 40, 120].iter().map(|n| phase_of(*n, &members, every)).collect();
+        assert_eq!(phases, [0, 5_000, 10_000, 15_000]);
+        // A node not (yet) among the members counts itself in.
+        assert_eq!(phase_of(5, &[1, 2, 3], 3_000), 2_250);
+        assert_eq!(phase_of(1, &[], 3_000), 0);
+        assert_eq!(phase_of(2, &[1, 2, 3], 3_000), 1_000);
+        assert_eq!(phase_of(3, &[1, 2, 3], u64::MAX), u64::MAX / 3 * 2);
+        assert_eq!(phase_of(2, &[1, 2], 1), 0);
     }
 
     #[test]
@@ -173,17 +182,25 @@ mod tests {
     #[test]
     fn a_build_is_asked_for_once_until_the_snapshot_moves_or_a_minute_passes() {
         let start = Instant::now();
-        let mut schedule = SnapshotSchedule::new(1, 1_000);
-        let at = next_build_at(0, 1_000, schedule.phase);
-        assert!(!schedule.ask(at - 1, 0, start));
-        assert!(schedule.ask(at, 0, start));
-        assert!(!schedule.ask(at + 10, 0, start + Duration::from_secs(1)));
+        let members = [1, 2, 3];
+        let mut schedule = SnapshotSchedule::new(2, 1_200);
+        // Node 2 of 3: at 400 modulo 1,200.
+        let at = next_build_at(0, 1_200, 400);
+        assert_eq!(at, 1_600);
+        assert!(!schedule.ask(at - 1, 0, &members, start));
+        assert!(schedule.ask(at, 0, &members, start));
+        assert!(!schedule.ask(at + 10, 0, &members, start + Duration::from_secs(1)));
         // Built: the next one at its own index.
-        let next = next_build_at(at + 3, 1_000, schedule.phase);
-        assert!(!schedule.ask(at + 20, at + 3, start + Duration::from_secs(2)));
-        assert!(schedule.ask(next, at + 3, start + Duration::from_secs(3)));
-        // A build that never came is asked for again after a while.
-        assert!(!schedule.ask(next + 5, at + 3, start + Duration::from_secs(30)));
-        assert!(schedule.ask(next + 5, at + 3, start + Duration::from_secs(64)));
+        let next = next_build_at(at + 3, 1_200, 400);
+        assert_eq!(next, 2_800);
+        assert!(!schedule.ask(at + 20, at + 3, &members, start + Duration::from_secs(2)));
+        assert!(schedule.ask(next, at + 3, &members, start + Duration::from_secs(3)));
+        // A request openraft dropped is made again after a while.
+        assert!(!schedule.ask(next + 5, at + 3, &members, start + Duration::from_secs(30)));
+        assert!(schedule.ask(next + 5, at + 3, &members, start + Duration::from_secs(64)));
+        // A fourth member: node 2 is now at 300 modulo 1,200.
+        let with_four = [1, 2, 3, 4];
+        assert!(!schedule.ask(3_899, 2_805, &with_four, start + Duration::from_secs(70)));
+        assert!(schedule.ask(3_900, 2_805, &with_four, start + Duration::from_secs(70)));
     }
 }
