@@ -14,9 +14,10 @@
 //! So each node builds at the indexes congruent to its *phase* modulo the
 //! interval, and the members' phases are spread evenly over it: with `n`
 //! members, the member whose id has k smaller ones beside it builds at
-//! `k/n` of the interval. At most one voter of a small cluster holds its log writer at a
-//! time, and the quorum commits through it. When the membership changes,
-//! the phases move with it.
+//! `k/n` of the interval. Builds are so `every / n` entries apart: while
+//! one takes less than that, at most one voter holds its log writer at a
+//! time, and the quorum commits through the others. When the membership
+//! changes, the phases move with it.
 //!
 //! [`SnapshotSchedule`] is the decision, fed the applied and snapshot
 //! indexes and the members; [`spawn_snapshot_schedule`] drives it from
