@@ -1,12 +1,18 @@
 //! A new node joins a cluster whose snapshot is several times the largest
-//! message between nodes: the snapshot streams to it in chunks. And the
-//! nodes build their snapshots at indexes of their own, not all at once.
+//! message between nodes: the snapshot streams to it in chunks. The nodes
+//! build their snapshots at indexes of their own, not all at once. And a
+//! node restarted from its snapshot, where tick histories are kept as
+//! deltas (cluster version 12), serves every task's history as the others
+//! do.
 
 use std::time::{Duration, Instant};
 
+use baton_cluster_tests::task_api::{history, start_counters};
+use baton_cluster_tests::upgrades::await_cluster_version;
 use baton_cluster_tests::{TestCluster, logged_bytes, logged_numbers, poll_async};
 use baton_node::config::TimingConfig;
 use baton_node::raft::PEER_MAX_MESSAGE_BYTES;
+use baton_node::state::cluster_version::{COMPACT_HISTORY, VersionRange};
 use baton_proto::AddNodeRequest;
 use futures::future::join_all;
 
@@ -198,4 +204,82 @@ async fn each_node_builds_its_snapshots_at_indexes_of_its_own() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_from_its_snapshot_serves_every_tasks_history() {
+    // A restarted node reads its state back from its last snapshot and
+    // re-applies the log after it, so the ticks before the snapshot's index
+    // come to it from the snapshot alone.
+    const COUNTERS: usize = 12;
+    const TICKS_BEFORE: usize = 10;
+    let timing = TimingConfig {
+        snapshot_after_entries: 100,
+        ..TimingConfig::default()
+    };
+    let mut cluster = TestCluster::start_with(3, timing).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let client = cluster.client();
+    // A new cluster rises to this build's highest version, step by step.
+    assert!(VersionRange::SUPPORTED.max >= COMPACT_HISTORY);
+    await_cluster_version(&client, VersionRange::SUPPORTED.max).await;
+    // Every 1 s: the 256 ticks a history keeps reach back past the start.
+    let names = start_counters(&cluster, &client, COUNTERS, 1000).await;
+    let before: Vec<_> = poll_async(Duration::from_secs(60), "every counter's early ticks", || async {
+        let mut all = Vec::new();
+        for name in &names {
+            let ticks = history(&client, name).await;
+            (ticks.len() >= TICKS_BEFORE).then_some(())?;
+            all.push(ticks);
+        }
+        Some(all)
+    })
+    .await;
+    // A write after those ticks: its index is past them.
+    let mark = cluster.put(&client, "mark", "v").await.expect("a write");
+    let node = (1..=3).find(|&id| id != leader).expect("a follower");
+    let log_path = cluster.local.nodes[&node].log_path();
+    let built: u64 = poll_async(Duration::from_secs(120), "a snapshot past the ticks", || async {
+        let log = std::fs::read_to_string(&log_path).ok()?;
+        logged_numbers(&log, "built a snapshot", "index")
+            .into_iter()
+            .max()
+            .filter(|&index: &u64| index >= mark)
+    })
+    .await;
+    cluster.kill9(node);
+    cluster.restart(node);
+    let restarted = cluster.node_client(node);
+    poll_async(Duration::from_secs(60), "the restarted node to serve", || async {
+        cluster.get_local(node, "mark").await.ok()?.map(|_| ())
+    })
+    .await;
+    for (name, early) in names.iter().zip(&before) {
+        let from_node = history(&restarted, name).await;
+        let from_leader = history(&cluster.node_client(leader), name).await;
+        // Both read at about the same time: on the ticks both hold, equal.
+        let first = from_node[0].tick.max(from_leader[0].tick);
+        let last = from_node.last().unwrap().tick.min(from_leader.last().unwrap().tick);
+        let span = |ticks: &[baton_proto::TickInfo]| -> Vec<baton_proto::TickInfo> {
+            ticks
+                .iter()
+                .filter(|t| (first..=last).contains(&t.tick))
+                .cloned()
+                .collect()
+        };
+        assert!(
+            last >= first + TICKS_BEFORE as u64,
+            "{name}: ticks {first} to {last} in common"
+        );
+        assert_eq!(span(&from_node), span(&from_leader), "{name}");
+        // And the ticks before the snapshot, read before the restart.
+        for tick in early {
+            assert!(
+                from_node.contains(tick),
+                "{name}: tick {} lost on node {node}",
+                tick.tick
+            );
+        }
+    }
+    eprintln!("node {node} restarted from its snapshot at index {built} (writes up to {mark} before it)");
 }

@@ -21,7 +21,7 @@ use baton_cluster_tests::{TestCluster, poll_async};
 use baton_node::codec::format::{Format, decode_state, encode_state};
 use baton_node::config::TimingConfig;
 use baton_node::state::cluster::{ClusterState, Rules};
-use baton_node::state::cluster_version::{BINARY_FORMATS, VersionRange};
+use baton_node::state::cluster_version::{BINARY_FORMATS, COMPACT_HISTORY, ClusterVersion, VersionRange};
 use baton_node::state::tasks::{Assignment, CatchUp, RestartPolicy, Schedule, TaskSpec, TickCommit};
 use baton_node::types::{Command, ModuleVersion};
 use batonctl::cmd::status::fetch;
@@ -33,7 +33,8 @@ struct Args {
     /// Seconds of load per phase.
     #[arg(long, default_value_t = 8)]
     seconds: u64,
-    /// Rounds; each runs a JSON cluster, then a binary one.
+    /// Rounds; each runs a JSON cluster, then a binary one (0: the
+    /// snapshots' table alone).
     #[arg(long, default_value_t = 2)]
     rounds: usize,
     /// Concurrent clients in the second phase of each run.
@@ -139,16 +140,18 @@ fn counters(tasks: usize, ticks: u64) -> ClusterState {
     state
 }
 
+/// The encodings a snapshot's table compares: JSON (below the binary
+/// formats), binary with tick histories as records (below
+/// `COMPACT_HISTORY`), and binary with histories as deltas.
+const SNAPSHOT_ENCODINGS: [ClusterVersion; 3] = [1, BINARY_FORMATS, COMPACT_HISTORY];
+
 fn snapshot_rows(tasks: usize) -> Vec<String> {
     let mut rows = Vec::new();
-    for ticks in [1, 256] {
+    for ticks in [1, 120, 256] {
         let mut state = counters(tasks, ticks);
         let mut cells = Vec::new();
-        for format in [Format::Json, Format::Binary] {
-            state.cluster_version = match format {
-                Format::Json => 1,
-                Format::Binary => BINARY_FORMATS,
-            };
+        for version in SNAPSHOT_ENCODINGS {
+            state.cluster_version = version;
             let started = Instant::now();
             let bytes = encode_state(&state).expect("encode");
             let encode = started.elapsed();
@@ -158,17 +161,19 @@ fn snapshot_rows(tasks: usize) -> Vec<String> {
             assert_eq!(decoded, state, "a snapshot reads back as it was");
             cells.push((bytes.len(), encode, decode));
         }
-        let (json, binary) = (cells[0], cells[1]);
-        let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+        let mib = |bytes: usize| format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64);
+        let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1e3);
+        let all =
+            |f: &dyn Fn(&(usize, Duration, Duration)) -> String| cells.iter().map(f).collect::<Vec<_>>().join(" / ");
         rows.push(format!(
-            "| {tasks} counters, {ticks} tick(s) each | {:.1} MiB | {:.1} MiB | {:.1}x smaller | {} / {} | {} / {} |",
-            json.0 as f64 / (1 << 20) as f64,
-            binary.0 as f64 / (1 << 20) as f64,
-            json.0 as f64 / binary.0 as f64,
-            ms(json.1),
-            ms(binary.1),
-            ms(json.2),
-            ms(binary.2),
+            "| {tasks} counters, {ticks} tick(s) each | {} | {} | {} | {:.1}x / {:.1}x | {} ms | {} ms |",
+            mib(cells[0].0),
+            mib(cells[1].0),
+            mib(cells[2].0),
+            cells[0].0 as f64 / cells[1].0 as f64,
+            cells[1].0 as f64 / cells[2].0 as f64,
+            all(&|c| ms(c.1)),
+            all(&|c| ms(c.2)),
         ));
     }
     rows
@@ -190,53 +195,60 @@ async fn main() {
     let snapshots = snapshot_rows(args.tasks);
 
     println!("Machine: {}\n", baton_cluster_tests::machine());
-    println!("| run | formats | clients | value | commits/s | p50 | p99 | max | errors |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (i, run) in runs.iter().enumerate() {
-        for phase in &run.phases {
+    // `--rounds 0`: the snapshots' table alone.
+    if !runs.is_empty() {
+        println!("| run | formats | clients | value | commits/s | p50 | p99 | max | errors |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for (i, run) in runs.iter().enumerate() {
+            for phase in &run.phases {
+                println!(
+                    "| {} | {} | {} | {} B | {} |",
+                    i + 1,
+                    name(run.format),
+                    phase.clients,
+                    phase.value_bytes,
+                    phase.cells()
+                );
+            }
+        }
+        println!("\nMean over the runs, binary against JSON:\n");
+        println!("| clients | value | JSON commits/s | binary commits/s | binary / JSON | JSON p50 | binary p50 |");
+        println!("|---|---|---|---|---|---|---|");
+        for (p, _) in LOADS.iter().enumerate() {
+            let of = |format: Format| -> (f64, f64, usize, usize) {
+                let phases: Vec<&Phase> = runs
+                    .iter()
+                    .filter(|r| r.format == format)
+                    .map(|r| &r.phases[p])
+                    .collect();
+                let n = phases.len() as f64;
+                let rate = phases.iter().map(|p| p.per_second()).sum::<f64>() / n;
+                let p50 = phases
+                    .iter()
+                    .map(|p| p.latency_us.value_at_quantile(0.5) as f64)
+                    .sum::<f64>()
+                    / n;
+                (rate, p50 / 1000.0, phases[0].clients, phases[0].value_bytes)
+            };
+            let (json, binary) = (of(Format::Json), of(Format::Binary));
             println!(
-                "| {} | {} | {} | {} B | {} |",
-                i + 1,
-                name(run.format),
-                phase.clients,
-                phase.value_bytes,
-                phase.cells()
+                "| {} | {} B | {:.0} | {:.0} | {:.2} | {:.2} ms | {:.2} ms |",
+                json.2,
+                json.3,
+                json.0,
+                binary.0,
+                binary.0 / json.0,
+                json.1,
+                binary.1
             );
         }
     }
-    println!("\nMean over the runs, binary against JSON:\n");
-    println!("| clients | value | JSON commits/s | binary commits/s | binary / JSON | JSON p50 | binary p50 |");
+    println!(
+        "\n| snapshot | JSON | binary, histories as records | binary, histories as deltas (cluster version 12) \
+         | smaller: records than JSON / deltas than records | encode JSON / records / deltas \
+         | decode JSON / records / deltas |"
+    );
     println!("|---|---|---|---|---|---|---|");
-    for (p, _) in LOADS.iter().enumerate() {
-        let of = |format: Format| -> (f64, f64, usize, usize) {
-            let phases: Vec<&Phase> = runs
-                .iter()
-                .filter(|r| r.format == format)
-                .map(|r| &r.phases[p])
-                .collect();
-            let n = phases.len() as f64;
-            let rate = phases.iter().map(|p| p.per_second()).sum::<f64>() / n;
-            let p50 = phases
-                .iter()
-                .map(|p| p.latency_us.value_at_quantile(0.5) as f64)
-                .sum::<f64>()
-                / n;
-            (rate, p50 / 1000.0, phases[0].clients, phases[0].value_bytes)
-        };
-        let (json, binary) = (of(Format::Json), of(Format::Binary));
-        println!(
-            "| {} | {} B | {:.0} | {:.0} | {:.2} | {:.2} ms | {:.2} ms |",
-            json.2,
-            json.3,
-            json.0,
-            binary.0,
-            binary.0 / json.0,
-            json.1,
-            binary.1
-        );
-    }
-    println!("\n| snapshot | JSON | binary | | encode JSON / binary | decode JSON / binary |");
-    println!("|---|---|---|---|---|---|");
     for row in snapshots {
         println!("{row}");
     }

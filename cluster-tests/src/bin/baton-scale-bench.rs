@@ -385,6 +385,12 @@ async fn main() {
         .map(|(id, n)| (*id, n.metrics_addr.clone()))
         .collect();
     let window = Duration::from_secs(args.seconds);
+    // The second offsets below count from here: this lines them up with
+    // the nodes' logs.
+    eprintln!(
+        "the window starts at {} ms since the epoch (its seconds count from here)",
+        baton_cluster_tests::task_api::now_ms()
+    );
     let (rss_during, late, leader_windows) = tokio::join!(
         rss_through(&cluster.local, window),
         LateTicks::read(&metrics, window),

@@ -210,6 +210,29 @@ fn log_entries_snapshots_and_raft_records_are_encoded_as_pinned_and_decode_back(
     problems.extend(pinned("snapshot-data-secrets", &bytes));
     assert_eq!(decode_state(&bytes).unwrap(), sealed);
 
+    // Tick histories as deltas (cluster version 12): the same state but
+    // its version writes them so, and reads back equal.
+    let mut compact = samples::cluster_state();
+    compact.cluster_version = crate::state::cluster_version::COMPACT_HISTORY;
+    for tick in 2..=4 {
+        let commit = Command::CommitTick(TickCommit {
+            epoch: 1,
+            tick,
+            committed_at_ms: 1_790_000_000_990 + 1000 * tick,
+            ..samples::tick()
+        });
+        assert_eq!(compact.apply(&commit, &rules), CommandResponse::Done);
+    }
+    let bytes = encode_state(&compact);
+    problems.extend(pinned("snapshot-data-compact-history", &bytes));
+    assert_eq!(decode_state(&bytes).unwrap(), compact);
+    let mut as_records = compact.clone();
+    as_records.cluster_version = crate::state::cluster_version::SECRETS;
+    assert!(
+        encode_state(&as_records).len() > bytes.len() + 20,
+        "below version 12 the same histories take more"
+    );
+
     for (name, vote) in [
         ("vote", Vote::new_committed(2, 1)),
         ("vote-uncommitted", Vote::new(3, 2)),
@@ -357,6 +380,28 @@ fn bytes_stay_bytes() {
     let json = serde_json::to_vec(&put).unwrap().len();
     assert!(binary < value.len() + 16, "{binary} bytes for a 4096-byte value");
     assert!(json > 3 * value.len(), "JSON writes a byte as a number ({json} bytes)");
+}
+
+#[test]
+fn a_history_in_deltas_is_refused_below_its_version_beside_records_or_malformed() {
+    use baton_proto::state::v1 as pb;
+    let mut state = samples::cluster_state();
+    state.cluster_version = crate::state::cluster_version::COMPACT_HISTORY;
+    let written = pb::ClusterState::decode(&encode_state(&state)[..]).unwrap();
+    assert!(written.tasks[0].history.is_empty() && written.tasks[0].compact_history.is_some());
+    let refused = |change: &dyn Fn(&mut pb::ClusterState)| {
+        let mut message = written.clone();
+        change(&mut message);
+        decode_state(&message.encode_to_vec()).unwrap_err().to_string()
+    };
+    let below = refused(&|m| m.cluster_version = crate::state::cluster_version::SECRETS);
+    assert!(below.contains("below cluster version 12"), "{below}");
+    let both = refused(&|m| m.tasks[0].history.push(pb::TickRecord::default()));
+    assert!(both.contains("both as records and as deltas"), "{both}");
+    let no_first = refused(&|m| m.tasks[0].compact_history.as_mut().unwrap().first = None);
+    assert!(no_first.contains("CompactHistory.first is missing"), "{no_first}");
+    let cut = refused(&|m| m.tasks[0].compact_history.as_mut().unwrap().deltas = vec![0x0f]);
+    assert!(cut.contains("delta for record 1 is malformed"), "{cut}");
 }
 
 #[test]
@@ -760,7 +805,9 @@ impl Gen {
     /// name, a module's current version by the module's name).
     fn state(&mut self) -> ClusterState {
         let mut state = ClusterState {
-            cluster_version: self.0.random_range(1..5),
+            cluster_version: self
+                .0
+                .random_range(1..=crate::state::cluster_version::VersionRange::SUPPORTED.max),
             ..ClusterState::default()
         };
         let mut tasks = Vec::new();

@@ -1,15 +1,18 @@
 //! [`ClusterState`], a snapshot's data, as `baton.state.v1` protobuf. Every
 //! map is written as a list sorted by key (the maps are `BTreeMap`s), so
-//! equal states encode to equal bytes.
+//! equal states encode to equal bytes. From cluster version 12
+//! ([`COMPACT_HISTORY`]) a task's tick history is written as its deltas
+//! (`TaskRecord.compact_history`); below it, as its records.
 
 use baton_proto::state::v1 as pb;
 use prost::Message;
 
 use super::DecodeError;
 use crate::state::cluster::ClusterState;
+use crate::state::cluster_version::{COMPACT_HISTORY, ClusterVersion};
 use crate::state::frozen::FrozenState;
 use crate::state::rollouts::{Release, ReleaseOutcome, Rollout, RolloutState};
-use crate::state::tasks::{TaskRecord, TaskTable, TickRecord};
+use crate::state::tasks::{History, TaskRecord, TaskTable, TickRecord};
 use crate::state::upgrades::Upgrade;
 
 /// The field number of `ClusterState.tasks`.
@@ -38,7 +41,8 @@ fn encode_parts<'a>(rest: &ClusterState, tasks: impl Iterator<Item = &'a TaskRec
     };
     let mut bytes = head.encode_to_vec();
     for task in tasks {
-        prost::encoding::message::encode(TASKS_FIELD, &pb::TaskRecord::from(task), &mut bytes);
+        let record = task_record(task, rest.cluster_version);
+        prost::encoding::message::encode(TASKS_FIELD, &record, &mut bytes);
     }
     tail.encode(&mut bytes).expect("a Vec grows as needed");
     bytes
@@ -93,6 +97,16 @@ impl TryFrom<pb::ClusterState> for ClusterState {
         for rollout in state.rollouts {
             let module = rollout.module.clone();
             rollouts.insert(module, rollout_from(rollout)?);
+        }
+        if state.cluster_version < COMPACT_HISTORY && state.tasks.iter().any(|t| t.compact_history.is_some()) {
+            return Err(DecodeError::Invalid {
+                what: "ClusterState",
+                why: format!(
+                    "a task's history is in the compact form, which no release writes below cluster version \
+                     {COMPACT_HISTORY}, and the state is at {}",
+                    state.cluster_version
+                ),
+            });
         }
         let tasks: Vec<TaskRecord> = state
             .tasks
@@ -208,34 +222,76 @@ fn rollout_from(rollout: pb::Rollout) -> Result<Rollout, DecodeError> {
     })
 }
 
-impl From<&TaskRecord> for pb::TaskRecord {
-    fn from(task: &TaskRecord) -> Self {
-        pb::TaskRecord {
-            spec: Some((&task.spec).into()),
-            owner: task.owner,
-            epoch: task.epoch,
-            tick: task.tick,
-            state: task.state.clone(),
-            status: Some((&task.status).into()),
-            last_tick_at_ms: task.last_tick_at_ms,
-            next_due_ms: task.next_due_ms,
-            history: task
-                .history
-                .iter()
-                .map(|t| pb::TickRecord {
-                    tick: t.tick,
-                    epoch: t.epoch,
-                    node: t.node,
-                    committed_at_ms: t.committed_at_ms,
-                    version: t.version,
-                })
-                .collect(),
-            handoff_to: task.handoff_to,
-            state_version: task.state_version,
-            failed_on: task.failed_on,
-            run_requested_ms: task.run_requested_ms,
-        }
+/// `task` as a state at cluster version `version` writes it: its history
+/// as deltas from [`COMPACT_HISTORY`] on, as records below.
+fn task_record(task: &TaskRecord, version: ClusterVersion) -> pb::TaskRecord {
+    let (history, compact_history) = match version >= COMPACT_HISTORY {
+        true => (Vec::new(), compact_history(&task.history)),
+        false => (task.history.iter().map(tick_record).collect(), None),
+    };
+    pb::TaskRecord {
+        spec: Some((&task.spec).into()),
+        owner: task.owner,
+        epoch: task.epoch,
+        tick: task.tick,
+        state: task.state.clone(),
+        status: Some((&task.status).into()),
+        last_tick_at_ms: task.last_tick_at_ms,
+        next_due_ms: task.next_due_ms,
+        history,
+        handoff_to: task.handoff_to,
+        state_version: task.state_version,
+        failed_on: task.failed_on,
+        run_requested_ms: task.run_requested_ms,
+        compact_history,
     }
+}
+
+/// A history as its deltas; none for an empty one.
+fn compact_history(history: &History) -> Option<pb::CompactHistory> {
+    let (first, deltas) = history.deltas();
+    first.map(|first| pb::CompactHistory {
+        first: Some(tick_record(first)),
+        deltas: deltas.to_vec(),
+    })
+}
+
+fn tick_record(t: TickRecord) -> pb::TickRecord {
+    pb::TickRecord {
+        tick: t.tick,
+        epoch: t.epoch,
+        node: t.node,
+        committed_at_ms: t.committed_at_ms,
+        version: t.version,
+    }
+}
+
+fn tick_record_from(t: pb::TickRecord) -> TickRecord {
+    TickRecord {
+        tick: t.tick,
+        epoch: t.epoch,
+        node: t.node,
+        committed_at_ms: t.committed_at_ms,
+        version: t.version,
+    }
+}
+
+/// A task's history, from whichever form it was written in (never both).
+fn history_from(records: Vec<pb::TickRecord>, compact: Option<pb::CompactHistory>) -> Result<History, DecodeError> {
+    let Some(compact) = compact else {
+        return Ok(records.into_iter().map(tick_record_from).collect());
+    };
+    if !records.is_empty() {
+        return Err(DecodeError::Invalid {
+            what: "TaskRecord",
+            why: "it has its history both as records and as deltas".into(),
+        });
+    }
+    let first = compact.first.ok_or(missing("CompactHistory.first"))?;
+    History::from_deltas(tick_record_from(first), &compact.deltas).map_err(|e| DecodeError::Invalid {
+        what: "CompactHistory",
+        why: e.to_string(),
+    })
 }
 
 impl TryFrom<pb::TaskRecord> for TaskRecord {
@@ -251,17 +307,7 @@ impl TryFrom<pb::TaskRecord> for TaskRecord {
             status: task.status.ok_or(missing("TaskRecord.status"))?.try_into()?,
             last_tick_at_ms: task.last_tick_at_ms,
             next_due_ms: task.next_due_ms,
-            history: task
-                .history
-                .into_iter()
-                .map(|t| TickRecord {
-                    tick: t.tick,
-                    epoch: t.epoch,
-                    node: t.node,
-                    committed_at_ms: t.committed_at_ms,
-                    version: t.version,
-                })
-                .collect(),
+            history: history_from(task.history, task.compact_history)?,
             handoff_to: task.handoff_to,
             state_version: task.state_version,
             failed_on: task.failed_on,

@@ -8,9 +8,13 @@
 //! whole and each later one as a delta from the one before it: a flags byte
 //! and the time's delta, about 3 bytes a tick.
 //!
-//! Only memory changes: a [`History`] reads and writes, in JSON and in
-//! protobuf, exactly the list of records it stood for before, and two
-//! histories of the same records are equal.
+//! In JSON and in protobuf below cluster version 12 a [`History`] reads and
+//! writes exactly the list of records it stands for. From cluster version
+//! 12 (`COMPACT_HISTORY`) a snapshot keeps it as it is held here, the oldest
+//! record and the deltas ([`History::deltas`], [`History::from_deltas`]):
+//! at 120 ticks that is 360 bytes against about 2 KiB of records, and the
+//! histories were most of a snapshot. Two histories of the same records are
+//! equal, however they were read.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -70,6 +74,29 @@ impl History {
         self.ends.map(|(_, last)| last)
     }
 
+    /// The oldest record and each later one as its delta from the one
+    /// before, as held: what a snapshot keeps from cluster version 12.
+    pub fn deltas(&self) -> (Option<TickRecord>, &[u8]) {
+        (self.front(), &self.deltas)
+    }
+
+    /// The history of `first` and the records `deltas` encode after it, as
+    /// [`History::deltas`] gave them. The bytes come from outside (a
+    /// snapshot), so each delta is checked, and the history is encoded anew:
+    /// equal to one built from the same records whatever the bytes' form.
+    pub fn from_deltas(first: TickRecord, mut deltas: &[u8]) -> Result<History, MalformedDeltas> {
+        let mut history = History::default();
+        history.push_unbounded(first);
+        let mut prev = first;
+        while !deltas.is_empty() {
+            let (next, used) = try_decode_delta(&prev, deltas).ok_or(MalformedDeltas { record: history.len })?;
+            history.push_unbounded(next);
+            prev = next;
+            deltas = &deltas[used..];
+        }
+        Ok(history)
+    }
+
     /// The records, oldest first.
     pub fn iter(&self) -> Iter<'_> {
         Iter {
@@ -80,7 +107,9 @@ impl History {
 
     /// Appends `record`, dropping the oldest once [`HISTORY_LEN`] are kept.
     pub fn push(&mut self, record: TickRecord) {
-        if self.len == HISTORY_LEN {
+        // (A history read back longer than that, which no release writes,
+        // comes down to the limit here too.)
+        while self.len >= HISTORY_LEN {
             self.pop_front();
         }
         self.push_unbounded(record);
@@ -189,34 +218,51 @@ fn encode_delta(prev: &TickRecord, next: &TickRecord, out: &mut Vec<u8>) {
     put_varint(out, zigzag(next.committed_at_ms.wrapping_sub(prev.committed_at_ms)));
 }
 
+/// Deltas that do not decode: record `record` (counting the oldest as 0)
+/// is cut short, has a flag no release writes, or a field out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the tick history's delta for record {record} is malformed")]
+pub struct MalformedDeltas {
+    pub record: usize,
+}
+
 /// The record after `prev` from the delta at the start of `bytes`, and the
-/// bytes it took. The bytes are this module's own: they are never read
-/// from outside, so a malformed delta is a bug, not bad input.
+/// bytes it took. The held deltas are this module's own, so one that does
+/// not decode is a bug, not bad input.
 fn decode_delta(prev: &TickRecord, bytes: &[u8]) -> (TickRecord, usize) {
-    let flags = bytes[0];
+    try_decode_delta(prev, bytes).expect("a history's own deltas decode")
+}
+
+/// As [`decode_delta`], for bytes from outside: `None` if they are cut
+/// short or not as [`encode_delta`] writes.
+fn try_decode_delta(prev: &TickRecord, bytes: &[u8]) -> Option<(TickRecord, usize)> {
+    let flags = *bytes.first()?;
+    if flags & !(NEXT_TICK | SAME_EPOCH | SAME_NODE | SAME_VERSION) != 0 {
+        return None;
+    }
     let mut at = 1;
     let next = |at: &mut usize| {
-        let (value, used) = get_varint(&bytes[*at..]);
+        let (value, used) = get_varint(bytes.get(*at..)?)?;
         *at += used;
-        value
+        Some(value)
     };
     let tick = match flags & NEXT_TICK {
-        0 => prev.tick.wrapping_add(unzigzag(next(&mut at))),
+        0 => prev.tick.wrapping_add(unzigzag(next(&mut at)?)),
         _ => prev.tick.wrapping_add(1),
     };
     let epoch = match flags & SAME_EPOCH {
-        0 => prev.epoch.wrapping_add(unzigzag(next(&mut at))),
+        0 => prev.epoch.wrapping_add(unzigzag(next(&mut at)?)),
         _ => prev.epoch,
     };
     let node = match flags & SAME_NODE {
-        0 => next(&mut at),
+        0 => next(&mut at)?,
         _ => prev.node,
     };
     let version = match flags & SAME_VERSION {
-        0 => next(&mut at) as u32,
+        0 => u32::try_from(next(&mut at)?).ok()?,
         _ => prev.version,
     };
-    let committed_at_ms = prev.committed_at_ms.wrapping_add(unzigzag(next(&mut at)));
+    let committed_at_ms = prev.committed_at_ms.wrapping_add(unzigzag(next(&mut at)?));
     let record = TickRecord {
         tick,
         epoch,
@@ -224,7 +270,7 @@ fn decode_delta(prev: &TickRecord, bytes: &[u8]) -> (TickRecord, usize) {
         committed_at_ms,
         version,
     };
-    (record, at)
+    Some((record, at))
 }
 
 /// A difference taken with wrapping arithmetic, as a small number whether
@@ -246,15 +292,21 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn get_varint(bytes: &[u8]) -> (u64, usize) {
+/// A varint and the bytes it took; `None` if it is cut short or holds more
+/// than a `u64` (ten bytes, the last with the 64th bit alone).
+fn get_varint(bytes: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
-    for (i, byte) in bytes.iter().enumerate() {
+    for (i, byte) in bytes.iter().take(10).enumerate() {
+        // The tenth byte holds the 64th bit alone.
+        if i == 9 && *byte > 1 {
+            return None;
+        }
         value |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
-            return (value, i + 1);
+            return Some((value, i + 1));
         }
     }
-    unreachable!("a history's own deltas end every varint")
+    None
 }
 
 #[cfg(test)]
@@ -335,6 +387,87 @@ mod tests {
         let mut popped = history.clone();
         popped.pop_front();
         assert_eq!(popped.iter().collect::<Vec<_>>(), records[1..]);
+    }
+
+    #[test]
+    fn a_history_read_back_longer_than_the_limit_comes_down_to_it_with_the_next_tick() {
+        let records = usual(HISTORY_LEN as u64 + 10);
+        let mut history: History = records[..HISTORY_LEN + 5].iter().copied().collect();
+        assert_eq!(history.len(), HISTORY_LEN + 5);
+        history.push(records[HISTORY_LEN + 5]);
+        assert_eq!(history.len(), HISTORY_LEN);
+        assert_eq!(history.iter().collect::<Vec<_>>(), records[6..HISTORY_LEN + 6]);
+    }
+
+    #[test]
+    fn its_deltas_read_back_as_the_same_history() {
+        for records in [usual(1), usual(2), usual(HISTORY_LEN as u64)] {
+            let history: History = records.iter().copied().collect();
+            let (first, deltas) = history.deltas();
+            let back = History::from_deltas(first.unwrap(), deltas).unwrap();
+            assert_eq!(back, history);
+            assert_eq!(back.iter().collect::<Vec<_>>(), records);
+            assert_eq!(back.back(), records.last().copied());
+        }
+        assert_eq!(History::default().deltas(), (None, &[][..]));
+    }
+
+    #[test]
+    fn deltas_in_another_form_read_as_the_history_of_their_records() {
+        let first = record(7, 1, 2, 1_000, 3);
+        // The next tick written out in full (flags 0: tick +1 as zigzag 2,
+        // epoch +0, node 2, version 3, time +200 as zigzag 400), its
+        // varints padded to two bytes: no release writes it so.
+        let deltas = [0x00, 0x82, 0x00, 0x80, 0x00, 0x82, 0x00, 0x83, 0x00, 0x90, 0x03];
+        let read = History::from_deltas(first, &deltas).unwrap();
+        let next = record(8, 1, 2, 1_200, 3);
+        assert_eq!(read, [first, next].into_iter().collect::<History>());
+    }
+
+    #[test]
+    fn malformed_deltas_are_refused_never_a_panic() {
+        let records = usual(20);
+        let history: History = records.iter().copied().collect();
+        let (first, deltas) = history.deltas();
+        let first = first.unwrap();
+        // Every cut: at a record's end it reads the records before it;
+        // anywhere else it is refused.
+        for cut in 0..deltas.len() {
+            if let Ok(read) = History::from_deltas(first, &deltas[..cut]) {
+                assert_eq!(read.iter().collect::<Vec<_>>(), records[..read.len()]);
+            }
+        }
+        let refused = |bytes: &[u8]| History::from_deltas(first, bytes).unwrap_err();
+        assert_eq!(refused(&[0x10, 0x02]), MalformedDeltas { record: 1 }, "an unknown flag");
+        assert_eq!(refused(&[0x0f]), MalformedDeltas { record: 1 }, "no time");
+        assert_eq!(
+            refused(&[0x0f, 0x80]),
+            MalformedDeltas { record: 1 },
+            "a varint cut short"
+        );
+        let mut eleven = vec![0x0f];
+        eleven.extend([0xff; 10]);
+        eleven.push(0x01);
+        assert_eq!(refused(&eleven), MalformedDeltas { record: 1 }, "a varint past a u64");
+        let mut wide_time = vec![0x0f];
+        wide_time.extend([0xff; 9]);
+        wide_time.push(0x7f);
+        assert_eq!(
+            refused(&wide_time),
+            MalformedDeltas { record: 1 },
+            "ten bytes past 64 bits"
+        );
+        let mut max_time = vec![0x0f];
+        max_time.extend([0xff; 9]);
+        max_time.push(0x01);
+        assert!(
+            History::from_deltas(first, &max_time).is_ok(),
+            "ten bytes within 64 bits"
+        );
+        // Version 2^32, which no u32 holds.
+        let wide = [0x07, 0x80, 0x80, 0x80, 0x80, 0x10, 0x02];
+        assert_eq!(refused(&wide), MalformedDeltas { record: 1 });
+        assert_eq!(refused(&[0x0f, 0x02, 0x0f]), MalformedDeltas { record: 2 });
     }
 
     #[test]
