@@ -221,7 +221,7 @@ async fn a_node_restarted_from_its_snapshot_serves_every_tasks_history() {
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
     let client = cluster.client();
     // A new cluster rises to this build's highest version, step by step.
-    assert!(VersionRange::SUPPORTED.max >= COMPACT_HISTORY);
+    const { assert!(VersionRange::SUPPORTED.max >= COMPACT_HISTORY) };
     await_cluster_version(&client, VersionRange::SUPPORTED.max).await;
     // Every 1 s: the 256 ticks a history keeps reach back past the start.
     let names = start_counters(&cluster, &client, COUNTERS, 1000).await;
@@ -257,6 +257,12 @@ async fn a_node_restarted_from_its_snapshot_serves_every_tasks_history() {
     for (name, early) in names.iter().zip(&before) {
         let from_node = history(&restarted, name).await;
         let from_leader = history(&cluster.node_client(leader), name).await;
+        assert!(
+            !from_node.is_empty() && !from_leader.is_empty(),
+            "{name}: no history on node {node} after its restart ({} ticks), or on the leader ({})",
+            from_node.len(),
+            from_leader.len()
+        );
         // Both read at about the same time: on the ticks both hold, equal.
         let first = from_node[0].tick.max(from_leader[0].tick);
         let last = from_node.last().unwrap().tick.min(from_leader.last().unwrap().tick);
