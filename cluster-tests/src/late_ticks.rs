@@ -2,7 +2,10 @@
 //! them: the benchmarks read `baton_tick_lateness_seconds` (how long after
 //! its due time a tick started, on its owner) from every node once a
 //! second, so that a stall shows when it came and on which nodes, not only
-//! in a quantile over the whole window.
+//! in a quantile over the whole window. Beside it they read how far each
+//! node's applied index trails the index it knows committed: a node that
+//! has not applied as far as its last lease renewal said starts no tick
+//! (see `docs/plans/issue-15-leader-catch-up.md`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -49,6 +52,19 @@ impl Starts {
         Some(Starts { all, later_than })
     }
 
+    /// How many entries a node's applied index trails the index it knows
+    /// committed, from the same `/metrics` text; None if either is missing.
+    pub fn apply_gap(metrics: &str) -> Option<u64> {
+        let value = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        };
+        let committed = value("baton_raft_commit_index")?;
+        let applied = value("baton_raft_last_applied_index")?;
+        Some((committed - applied).max(0.0) as u64)
+    }
+
     fn since(self, before: Starts) -> Starts {
         Starts {
             all: self.all.saturating_sub(before.all),
@@ -57,6 +73,10 @@ impl Starts {
     }
 }
 
+/// A node in a stalled second: its starts more than 128 ms late then, and
+/// how many entries its apply trailed its commit index at that reading.
+pub type Stalled = (u64, Option<u64>);
+
 /// What the nodes told over a window.
 #[derive(Debug, Default)]
 pub struct LateTicks {
@@ -64,9 +84,13 @@ pub struct LateTicks {
     /// last).
     pub by_node: BTreeMap<u64, Starts>,
     /// The seconds read, and those in which some node started a tick more
-    /// than 128 ms late, with how many such starts each node had then.
+    /// than 128 ms late, with how many such starts each node had then and
+    /// how far its apply trailed its commit index at that reading.
     pub seconds: u64,
-    pub stalls: Vec<(u64, BTreeMap<u64, u64>)>,
+    pub stalls: Vec<(u64, BTreeMap<u64, Stalled>)>,
+    /// The most entries each node's apply trailed its commit index, at a
+    /// reading each second.
+    pub widest_gap: BTreeMap<u64, u64>,
 }
 
 impl LateTicks {
@@ -89,10 +113,15 @@ impl LateTicks {
                 let Some(now) = Starts::parse(&answer.body) else {
                     continue;
                 };
+                let gap = Starts::apply_gap(&answer.body);
+                if let Some(gap) = gap {
+                    let widest = late.widest_gap.entry(*id).or_default();
+                    *widest = (*widest).max(gap);
+                }
                 if let Some(before) = last.insert(*id, now) {
                     let late_now = now.since(before).later_than[STALL];
                     if late_now > 0 {
-                        stalled.insert(*id, late_now);
+                        stalled.insert(*id, (late_now, gap));
                     }
                 }
                 first.entry(*id).or_insert(now);
@@ -126,11 +155,22 @@ impl LateTicks {
             .stalls
             .iter()
             .map(|(at, nodes)| {
-                let nodes: Vec<String> = nodes.iter().map(|(id, n)| format!("{n} on node {id}")).collect();
+                let nodes: Vec<String> = nodes
+                    .iter()
+                    .map(|(id, (n, gap))| match gap {
+                        Some(gap) => format!("{n} on node {id}, its apply {gap} entries behind"),
+                        None => format!("{n} on node {id}"),
+                    })
+                    .collect();
                 format!("{at} s: {}", nodes.join(", "))
             })
             .collect();
         let bounds: Vec<String> = LATE_MS.iter().map(|(ms, _)| ms.to_string()).collect();
+        let gaps: Vec<String> = self
+            .widest_gap
+            .iter()
+            .map(|(id, gap)| format!("node {id}: {gap}"))
+            .collect();
         vec![
             format!(
                 "| tick starts more than {} ms late, each node (its /metrics, read every second) | {} |",
@@ -146,6 +186,10 @@ impl LateTicks {
                     true => String::new(),
                     false => format!(" ({})", stalls.join("; ")),
                 }
+            ),
+            format!(
+                "| the most entries a node's apply trailed its commit index (read every second) | {} |",
+                gaps.join("; ")
             ),
         ]
     }
@@ -179,6 +223,9 @@ baton_tick_duration_seconds_bucket{le=\"+Inf\",module=\"a\"} 100
             }
         );
         assert_eq!(Starts::parse("baton_up 1\n"), None);
+        let raft = "baton_raft_commit_index 120\nbaton_raft_commit_index_x 1\nbaton_raft_last_applied_index 45\n";
+        assert_eq!(Starts::apply_gap(raft), Some(75));
+        assert_eq!(Starts::apply_gap("baton_raft_commit_index 120\n"), None);
         let later = Starts {
             all: 150,
             later_than: [20, 9, 3],

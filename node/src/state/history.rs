@@ -433,11 +433,18 @@ mod tests {
         let first = first.unwrap();
         // Every cut: at a record's end it reads the records before it;
         // anywhere else it is refused.
+        let mut read_whole = 0;
         for cut in 0..deltas.len() {
             if let Ok(read) = History::from_deltas(first, &deltas[..cut]) {
                 assert_eq!(read.iter().collect::<Vec<_>>(), records[..read.len()]);
+                read_whole += 1;
             }
         }
+        assert_eq!(
+            read_whole,
+            records.len() - 1,
+            "one cut at each record's end before the last"
+        );
         let refused = |bytes: &[u8]| History::from_deltas(first, bytes).unwrap_err();
         assert_eq!(refused(&[0x10, 0x02]), MalformedDeltas { record: 1 }, "an unknown flag");
         assert_eq!(refused(&[0x0f]), MalformedDeltas { record: 1 }, "no time");
