@@ -7,9 +7,10 @@
 //!   wrote before them, byte for byte, as the v1 fixtures pin) beside one
 //!   whose cluster rose to the binary formats, alternating JSON, binary,
 //!   JSON, binary, ... so that drift on a shared machine hits both alike;
-//! - the size of a snapshot of 10,000 counter tasks in each format (after
-//!   one tick each, and with full 256-tick histories), and how long it takes
-//!   to encode and decode.
+//! - the size of a snapshot of 10,000 counter tasks in each encoding (JSON;
+//!   binary with tick histories as records; binary with histories as
+//!   deltas, from cluster version 12), after 1, 120 and 256 ticks each, and
+//!   how long it takes to encode and decode (`--rounds 0` prints this alone).
 //!
 //! Run it with `scripts/bench-formats.sh`; see BENCHMARKS.md.
 
