@@ -52,25 +52,25 @@ impl Starts {
         Some(Starts { all, later_than })
     }
 
-    /// How many entries a node's applied index trails the index it knows
-    /// committed, from the same `/metrics` text; None if either is missing.
-    pub fn apply_gap(metrics: &str) -> Option<u64> {
-        let value = |name: &str| {
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
-        };
-        let committed = value("baton_raft_commit_index")?;
-        let applied = value("baton_raft_last_applied_index")?;
-        Some((committed - applied).max(0.0) as u64)
-    }
-
     fn since(self, before: Starts) -> Starts {
         Starts {
             all: self.all.saturating_sub(before.all),
             later_than: [0, 1, 2].map(|i| self.later_than[i].saturating_sub(before.later_than[i])),
         }
     }
+}
+
+/// How many entries a node's applied index trails the index it knows
+/// committed, from its `/metrics` text; None if either is missing.
+pub fn apply_gap(metrics: &str) -> Option<u64> {
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+    };
+    let committed = value("baton_raft_commit_index")?;
+    let applied = value("baton_raft_last_applied_index")?;
+    Some((committed - applied).max(0.0) as u64)
 }
 
 /// A node in a stalled second: its starts more than 128 ms late then, and
@@ -113,7 +113,7 @@ impl LateTicks {
                 let Some(now) = Starts::parse(&answer.body) else {
                     continue;
                 };
-                let gap = Starts::apply_gap(&answer.body);
+                let gap = apply_gap(&answer.body);
                 if let Some(gap) = gap {
                     let widest = late.widest_gap.entry(*id).or_default();
                     *widest = (*widest).max(gap);
@@ -224,8 +224,8 @@ baton_tick_duration_seconds_bucket{le=\"+Inf\",module=\"a\"} 100
         );
         assert_eq!(Starts::parse("baton_up 1\n"), None);
         let raft = "baton_raft_commit_index 120\nbaton_raft_commit_index_x 1\nbaton_raft_last_applied_index 45\n";
-        assert_eq!(Starts::apply_gap(raft), Some(75));
-        assert_eq!(Starts::apply_gap("baton_raft_commit_index 120\n"), None);
+        assert_eq!(apply_gap(raft), Some(75));
+        assert_eq!(apply_gap("baton_raft_commit_index 120\n"), None);
         let later = Starts {
             all: 150,
             later_than: [20, 9, 3],
