@@ -3,9 +3,10 @@
 //! its due time a tick started, on its owner) from every node once a
 //! second, so that a stall shows when it came and on which nodes, not only
 //! in a quantile over the whole window. Beside it they read how far each
-//! node's applied index trails the index it knows committed: a node that
-//! has not applied as far as its last lease renewal said starts no tick
-//! (see `docs/plans/issue-15-leader-catch-up.md`).
+//! node's applied index trails the index it knows committed, and how many
+//! due ticks its fence held back, and why: a node that has not applied as
+//! far as its last lease renewal said starts no tick (see
+//! `docs/plans/issue-15-leader-catch-up.md`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -73,9 +74,48 @@ pub fn apply_gap(metrics: &str) -> Option<u64> {
     Some((committed - applied).max(0.0) as u64)
 }
 
-/// A node in a stalled second: its starts more than 128 ms late then, and
-/// how many entries its apply trailed its commit index at that reading.
-pub type Stalled = (u64, Option<u64>);
+/// How many due ticks a node's fence has held back, by why
+/// (`baton_ticks_held_back_total`); None if the node does not count them
+/// (an older release).
+pub fn held_back(metrics: &str) -> Option<HeldBack> {
+    let count = |reason: &str| {
+        let line = format!("baton_ticks_held_back_total{{reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str())?.trim().parse::<f64>().ok())
+    };
+    Some(HeldBack {
+        catching_up: count("catching_up")? as u64,
+        lease_ended: count("lease_ended")? as u64,
+    })
+}
+
+/// Due ticks a node's fence held back: it had yet to apply the log as far
+/// as its last renewal said, or its lease had ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeldBack {
+    pub catching_up: u64,
+    pub lease_ended: u64,
+}
+
+impl HeldBack {
+    fn since(self, before: HeldBack) -> HeldBack {
+        HeldBack {
+            catching_up: self.catching_up.saturating_sub(before.catching_up),
+            lease_ended: self.lease_ended.saturating_sub(before.lease_ended),
+        }
+    }
+}
+
+/// A node in a stalled second: its starts more than 128 ms late then, how
+/// many entries its apply trailed its commit index at that reading, and the
+/// due ticks its fence held back in that second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stalled {
+    pub late: u64,
+    pub gap: Option<u64>,
+    pub held_back: Option<HeldBack>,
+}
 
 /// What the nodes told over a window.
 #[derive(Debug, Default)]
@@ -91,6 +131,8 @@ pub struct LateTicks {
     /// The most entries each node's apply trailed its commit index, at a
     /// reading each second.
     pub widest_gap: BTreeMap<u64, u64>,
+    /// The due ticks each node's fence held back over the window.
+    pub held_back: BTreeMap<u64, HeldBack>,
 }
 
 impl LateTicks {
@@ -100,6 +142,8 @@ impl LateTicks {
         let started = Instant::now();
         let mut first: BTreeMap<u64, Starts> = BTreeMap::new();
         let mut last: BTreeMap<u64, Starts> = BTreeMap::new();
+        let mut held_first: BTreeMap<u64, HeldBack> = BTreeMap::new();
+        let mut held_last: BTreeMap<u64, HeldBack> = BTreeMap::new();
         let mut late = LateTicks::default();
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -118,10 +162,16 @@ impl LateTicks {
                     let widest = late.widest_gap.entry(*id).or_default();
                     *widest = (*widest).max(gap);
                 }
+                let held = held_back(&answer.body);
+                let held_now = held.and_then(|h| Some(h.since(held_last.insert(*id, h)?)));
+                if let Some(h) = held {
+                    held_first.entry(*id).or_insert(h);
+                }
                 if let Some(before) = last.insert(*id, now) {
-                    let late_now = now.since(before).later_than[STALL];
-                    if late_now > 0 {
-                        stalled.insert(*id, (late_now, gap));
+                    let late = now.since(before).later_than[STALL];
+                    if late > 0 {
+                        let held_back = held_now;
+                        stalled.insert(*id, Stalled { late, gap, held_back });
                     }
                 }
                 first.entry(*id).or_insert(now);
@@ -134,6 +184,10 @@ impl LateTicks {
             }
         }
         late.by_node = last.iter().map(|(id, now)| (*id, now.since(first[id]))).collect();
+        late.held_back = held_last
+            .iter()
+            .map(|(id, now)| (*id, now.since(held_first[id])))
+            .collect();
         late
     }
 
@@ -157,9 +211,15 @@ impl LateTicks {
             .map(|(at, nodes)| {
                 let nodes: Vec<String> = nodes
                     .iter()
-                    .map(|(id, (n, gap))| match gap {
-                        Some(gap) => format!("{n} on node {id}, its apply {gap} entries behind"),
-                        None => format!("{n} on node {id}"),
+                    .map(|(id, stalled)| {
+                        let mut said = format!("{} on node {id}", stalled.late);
+                        if let Some(gap) = stalled.gap {
+                            said += &format!(", its apply {gap} entries behind");
+                        }
+                        if let Some(held) = stalled.held_back {
+                            said += &format!(", {} ticks held back catching up", held.catching_up);
+                        }
+                        said
                     })
                     .collect();
                 format!("{at} s: {}", nodes.join(", "))
@@ -171,7 +231,12 @@ impl LateTicks {
             .iter()
             .map(|(id, gap)| format!("node {id}: {gap}"))
             .collect();
-        vec![
+        let held: Vec<String> = self
+            .held_back
+            .iter()
+            .map(|(id, h)| format!("node {id}: {} / {}", h.catching_up, h.lease_ended))
+            .collect();
+        let mut rows = vec![
             format!(
                 "| tick starts more than {} ms late, each node (its /metrics, read every second) | {} |",
                 bounds.join(" / "),
@@ -191,7 +256,14 @@ impl LateTicks {
                 "| the most entries a node's apply trailed its commit index (read every second) | {} |",
                 gaps.join("; ")
             ),
-        ]
+        ];
+        if !held.is_empty() {
+            rows.push(format!(
+                "| due ticks each node's fence held back: catching up / lease ended | {} |",
+                held.join("; ")
+            ));
+        }
+        rows
     }
 }
 
@@ -226,6 +298,28 @@ baton_tick_duration_seconds_bucket{le=\"+Inf\",module=\"a\"} 100
         let raft = "baton_raft_commit_index 120\nbaton_raft_commit_index_x 1\nbaton_raft_last_applied_index 45\n";
         assert_eq!(apply_gap(raft), Some(75));
         assert_eq!(apply_gap("baton_raft_commit_index 120\n"), None);
+        let held = "baton_ticks_held_back_total{reason=\"catching_up\"} 17\n\
+                    baton_ticks_held_back_total{reason=\"lease_ended\"} 2\n\
+                    baton_ticks_held_back_total{reason=\"stopping\"} 0\n";
+        let read = held_back(held).unwrap();
+        assert_eq!(
+            read,
+            HeldBack {
+                catching_up: 17,
+                lease_ended: 2
+            }
+        );
+        assert_eq!(held_back(raft), None, "a release that does not count them");
+        assert_eq!(
+            read.since(HeldBack {
+                catching_up: 10,
+                lease_ended: 2
+            }),
+            HeldBack {
+                catching_up: 7,
+                lease_ended: 0
+            }
+        );
         let later = Starts {
             all: 150,
             later_than: [20, 9, 3],

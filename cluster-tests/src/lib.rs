@@ -58,7 +58,9 @@ impl TestCluster {
             .await
     }
 
-    async fn started(mut self, n: u64) -> TestCluster {
+    /// Starts the `n` voters laid out, and waits for a leader and every
+    /// member up.
+    pub async fn started(mut self, n: u64) -> TestCluster {
         for id in 1..=n {
             self.local.start(id).expect("start node");
         }

@@ -138,6 +138,7 @@ pub struct Metrics {
     tick_lateness: Histograms<ModuleLabel>,
     failovers: Family<ReasonLabel, Counter>,
     failover_duration: Histograms<ReasonLabel>,
+    ticks_held_back: Family<ReasonLabel, Counter>,
     /// A proposal's time from this node's proposer to its apply.
     pub proposal_duration: Histogram,
     /// One durable write of the Raft log (a group of entries, one fsync).
@@ -158,6 +159,7 @@ impl Default for Metrics {
             tick_lateness: Family::new_with_constructor(tick_buckets),
             failovers: Family::default(),
             failover_duration: Family::new_with_constructor(failover_buckets),
+            ticks_held_back: Family::default(),
             proposal_duration: write_buckets(),
             storage_commit_duration: write_buckets(),
             leader_changes: Counter::default(),
@@ -196,8 +198,19 @@ impl Metrics {
             .observe(since.as_secs_f64());
     }
 
+    /// The fence held a due tick back, for `reason` (a [`FenceError`]'s
+    /// name): counted once per tick and reason, however long it waits.
+    ///
+    /// [`FenceError`]: crate::runtime::FenceError
+    pub fn held_back(&self, reason: &'static str) {
+        self.ticks_held_back.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
     /// Registers every handle in `registry` (under its prefix).
     pub fn register(&self, registry: &mut Registry) {
+        for reason in ["catching_up", "lease_ended", "stopping"] {
+            let _ = self.ticks_held_back.get_or_create_owned(&ReasonLabel { reason });
+        }
         for reason in [FailoverReason::ProcessGone, FailoverReason::LeaseExpired] {
             let label = ReasonLabel { reason: reason.name() };
             // Every reason's series from 0, as `rate()` needs.
@@ -220,6 +233,11 @@ impl Metrics {
             "How long after its due time a tick started on this node",
             Unit::Seconds,
             self.tick_lateness.clone(),
+        );
+        registry.register(
+            "ticks_held_back",
+            "Due ticks this node's fence held back, by why: its lease ended, or it had yet to apply the log as far as its last renewal said (counted once per tick and why)",
+            self.ticks_held_back.clone(),
         );
         registry.register(
             "failovers",
@@ -362,7 +380,22 @@ mod tests {
         let metrics = Metrics::default();
         metrics.failover(FailoverReason::ProcessGone, Duration::from_millis(120));
         metrics.leader_changes.inc();
+        metrics.held_back(
+            crate::runtime::FenceError::CatchingUp {
+                applied: 1,
+                required: 2,
+            }
+            .reason(),
+        );
         let out = text(&metrics);
+        assert!(
+            out.contains("baton_ticks_held_back_total{reason=\"catching_up\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("baton_ticks_held_back_total{reason=\"lease_ended\"} 0"),
+            "{out}"
+        );
         assert!(
             out.contains("baton_failovers_total{reason=\"process_gone\"} 1"),
             "{out}"

@@ -15,8 +15,10 @@ const ENGINE_QUIET: Duration = Duration::from_secs(1);
 pub struct ReadinessInputs {
     pub raft_running: bool,
     pub leader: Option<NodeId>,
-    /// The commit index the leader gave with this node's last lease
-    /// renewal (0: none yet).
+    /// The index this node must have applied before it ticks: the commit
+    /// index the leader gave with its last lease renewal, or for the leader
+    /// itself the commit index when it first renewed itself in its term (0:
+    /// none yet).
     pub required_index: u64,
     /// Its lease holds now (a node cut off from the leader loses it, even
     /// while it still names the leader it last heard).

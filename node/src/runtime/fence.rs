@@ -30,6 +30,18 @@ pub enum FenceError {
     Stopping,
 }
 
+impl FenceError {
+    /// The reason's name, as a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FenceError::LeaseEnded => "lease_ended",
+            FenceError::NotOwner { .. } => "not_owner",
+            FenceError::CatchingUp { .. } => "catching_up",
+            FenceError::Stopping => "stopping",
+        }
+    }
+}
+
 /// Answers, for one tick, until when it may still run and act.
 pub trait TickFence: Send + Sync {
     /// Until when the tick may run and act (the end of this node's lease as

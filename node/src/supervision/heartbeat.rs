@@ -71,11 +71,14 @@ async fn renew_as_leader(context: &NodeContext) {
     // on each costs the leader CPU for nothing.
     let mut metrics = context.raft.metrics();
     let mut server = context.raft.server_metrics();
-    let mut renewed = false;
+    // The index this leader must have applied before it ticks: the commit
+    // index at its first renewal in its term, and no later one (see below).
+    let mut required: Option<(u64, u64)> = None;
     loop {
-        let (leads, confirmed, index, member) = with_metrics(&context.raft, |m| {
+        let (leads, term, confirmed, index, member) = with_metrics(&context.raft, |m| {
             (
                 m.current_leader == Some(context.id),
+                m.current_term,
                 leadership_confirmed_at(m, context.id),
                 renewal_index(m),
                 m.membership_config.membership().voter_ids().any(|v| v == context.id),
@@ -86,19 +89,38 @@ async fn renew_as_leader(context: &NodeContext) {
         }
         // A new leader's log may hold a predecessor's moves of its own
         // tasks: it renews itself only once an entry of its term is
-        // committed, and ticks only once it has applied that far. A leader
-        // being removed (`nodes remove` of itself) renews itself no more,
-        // as it renews no other node being removed: its ticks stop before
-        // the membership change can move its tasks. Nor, once the change is
-        // in its log, does a leader that is no longer a voter: it leads on
-        // for a moment, while the next leader may already move its tasks.
+        // committed, and ticks only once it has applied that far.
+        //
+        // That index does not move with later renewals of the term.
+        // Everything others decided about this node's tasks is at or below
+        // it; after it, only this leader decides, and it never moves a task
+        // of its own from under itself: it counts itself up (`node_view`),
+        // so it only hands its tasks off (its worker, seeing the hand-off
+        // applied, yields), and it forces a stuck hand-off only a patience
+        // after its own applied state showed it (`overdue_handoffs`). A
+        // moving index would buy no safety and cost ticks: the apply always
+        // trails the commit index, so a busy leader would be catching up
+        // after every renewal, and once its apply trailed by a renewal
+        // period, it would tick nothing at all.
+        //
+        // A leader being removed (`nodes remove` of itself) renews itself no
+        // more, as it renews no other node being removed: its ticks stop
+        // before the membership change can move its tasks. Nor, once the
+        // change is in its log, does a leader that is no longer a voter: it
+        // leads on for a moment, while the next leader may already move its
+        // tasks.
         let revoked = context.supervision.is_revoked(context.id) || !member;
+        // (Tied to the term: a step-down and a new election between two
+        // looks must not keep the last term's index.)
+        if required.is_some_and(|(t, _)| t != term) {
+            required = None;
+        }
         if let (Some(at), Some(index), false) = (confirmed, index, revoked) {
+            let (_, index) = *required.get_or_insert((term, index));
             context.supervision.lease.renewed(at, index);
-            renewed = true;
         }
         let renew = context.supervision.renew;
-        let changed = match renewed {
+        let changed = match required.is_some() {
             false => tokio::time::timeout(renew, metrics.changed()).await,
             true => tokio::time::timeout(renew, server.changed()).await,
         };

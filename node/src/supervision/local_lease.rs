@@ -39,6 +39,9 @@ pub struct LocalLease {
     grant: Mutex<Grant>,
     /// Wakes every waiter when a renewal is acknowledged.
     renewals: Notify,
+    /// Wakes every waiter once the log is applied as far as the lease
+    /// requires.
+    caught_up: Notify,
 }
 
 impl LocalLease {
@@ -48,6 +51,7 @@ impl LocalLease {
             guard: lease / 10,
             grant: Mutex::new(Grant::default()),
             renewals: Notify::new(),
+            caught_up: Notify::new(),
         }
     }
 
@@ -72,6 +76,26 @@ impl LocalLease {
     /// would starve the renewals they wait for).
     pub fn next_renewal(&self) -> tokio::sync::futures::Notified<'_> {
         self.renewals.notified()
+    }
+
+    /// The log is applied up to `applied` (one node-wide watch calls this
+    /// after every apply): wakes the workers waiting to catch up once it
+    /// reaches the required index.
+    pub fn applied(&self, applied: u64) {
+        if applied >= self.required_index() {
+            self.caught_up.notify_waiters();
+        }
+    }
+
+    /// Completes at the first [`applied`](Self::applied) after this call
+    /// that reaches the required index: what a worker held back by
+    /// `CatchingUp` waits for. Polling would cost a loaded node's thousands
+    /// of workers the CPU the apply they wait for needs; waiting on the
+    /// applied index itself would wake them all at every apply. Enable the
+    /// future, then look at the applied index again, before awaiting it: an
+    /// apply in between is otherwise missed.
+    pub fn caught_up(&self) -> tokio::sync::futures::Notified<'_> {
+        self.caught_up.notified()
     }
 
     /// Whether the lease runs at `now`.
@@ -153,6 +177,32 @@ mod tests {
         assert!(lease.permit(t0).is_ok(), "a tick already running is not stopped by it");
         lease.renewed(t0 + ms(10), 7);
         assert_eq!(lease.required_index(), 42, "the required index never goes back");
+    }
+
+    #[tokio::test]
+    async fn waiters_wake_once_the_log_is_applied_as_far_as_the_lease_requires() {
+        use std::future::Future;
+        use std::pin::pin;
+        use std::task::{Context, Poll, Waker};
+
+        let lease = LocalLease::new(ms(1000));
+        lease.renewed(Instant::now(), 42);
+        let mut waiting = pin!(lease.caught_up());
+        waiting.as_mut().enable();
+        let mut cx = Context::from_waker(Waker::noop());
+        lease.applied(41);
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Pending, "41 is short of 42");
+        lease.applied(42);
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(()));
+        let mut later = pin!(lease.caught_up());
+        later.as_mut().enable();
+        lease.renewed(Instant::now(), 50);
+        lease.applied(45);
+        assert_eq!(
+            later.as_mut().poll(&mut cx),
+            Poll::Pending,
+            "the renewal raised the index to 50"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::lease_table::{Health, LeaseTable};
 use crate::api::NodeContext;
 use crate::metrics::FailoverReason;
 use crate::placement::{NodeView, Plan, PlanRules, plan};
-use crate::state::tasks::Assignment;
+use crate::state::tasks::{Assignment, TaskTable};
 use crate::types::{Command, CommandResponse, NodeId, with_metrics};
 
 /// How often the leader looks, besides being woken by news.
@@ -28,7 +28,7 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(SCAN_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut handoffs: HashMap<String, (u64, Instant)> = HashMap::new();
+        let mut handoffs: HashMap<String, Pending> = HashMap::new();
         // Members seen down this term, for `baton_lease_expiries_total`.
         let mut down: BTreeSet<NodeId> = BTreeSet::new();
         loop {
@@ -94,7 +94,11 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
                 continue;
             }
             for a in &round.hand_off {
-                handoffs.insert(a.task.clone(), (a.expected_epoch, now));
+                let pending = Pending {
+                    epoch: a.expected_epoch,
+                    seen: None,
+                };
+                handoffs.insert(a.task.clone(), pending);
             }
             for from in round.move_all.iter().filter_map(|m| m.from) {
                 tracing::info!("moving every task of node {from} at once, in one reassign_all entry");
@@ -248,48 +252,82 @@ pub(crate) fn node_view(
 }
 
 /// How long an owner may take to complete a hand-off before the leader
-/// moves the task anyway. Long enough that the old owner can no longer be
-/// running a tick of it: it starts no tick once it has seen the hand-off,
-/// and it must have applied it before starting any tick after its next
-/// renewal (which asks it to apply the leader's whole log) or, without
-/// renewals, stops at its lease's end; a tick started before that runs at
-/// most its budget. So: a lease, a tick budget, and a renewal interval.
+/// moves the task anyway, counted from when the leader applied its start.
+/// Long enough that the old owner can no longer be running a tick of it: it
+/// starts no tick once it has seen the hand-off. A follower must have
+/// applied it before starting any tick after its next renewal (which asks
+/// it to apply the leader's log as far as committed) or, without renewals,
+/// stops at its lease's end; the leader itself has applied it when the
+/// count starts. A tick started before that runs at most its budget. So: a
+/// lease, a tick budget, and a renewal interval.
 pub fn forced_handoff_patience(lease: Duration, tick_budget: Duration, renew: Duration) -> Duration {
     lease + tick_budget + renew
 }
 
+/// A hand-off this leader began: the task's epoch then, and when the
+/// leader's own applied state first showed it (None until then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    epoch: u64,
+    seen: Option<Instant>,
+}
+
 /// Hand-offs an owner has not completed within the patience above (its
 /// worker is stuck or missing): move them at once.
-fn stuck_handoffs(
-    context: &NodeContext,
-    handoffs: &mut HashMap<String, (u64, Instant)>,
-    now: Instant,
-) -> Vec<Assignment> {
+fn stuck_handoffs(context: &NodeContext, handoffs: &mut HashMap<String, Pending>, now: Instant) -> Vec<Assignment> {
     let patience = forced_handoff_patience(
         Duration::from_millis(context.supervision.lease_ms),
         context.engine.tick_budget(),
         context.supervision.renew,
     );
-    context.state_machine.read(|s| {
-        handoffs.retain(|name, (epoch, _)| {
-            s.tasks
-                .get(name)
-                .is_some_and(|t| t.epoch == *epoch && t.handoff_to.is_some())
-        });
-        handoffs
-            .iter()
-            .filter(|(_, (_, since))| now.duration_since(*since) > patience)
-            .filter_map(|(name, (epoch, _))| {
-                let task = s.tasks.get(name)?;
-                tracing::warn!(task = %name, "hand-off not completed by its owner; moving it at once");
-                Some(Assignment {
-                    task: name.clone(),
-                    owner: task.handoff_to,
-                    expected_epoch: *epoch,
-                })
+    let stuck = context
+        .state_machine
+        .read(|s| overdue_handoffs(handoffs, &s.tasks, now, patience));
+    for a in &stuck {
+        tracing::warn!(task = %a.task, "hand-off not completed by its owner; moving it at once");
+    }
+    stuck
+}
+
+/// The hand-offs whose patience has run out, counted from when `tasks` (the
+/// leader's applied state) first showed them. Not from the proposal: when
+/// the owner is the leader itself, it may start ticks until it has applied
+/// the hand-off (its lease's required index does not move with its own
+/// writes; see `renew_as_leader`), so the tick a forced move must wait out
+/// can start as late as that apply. Forgets hand-offs that ended (the task
+/// moved on, or is gone); keeps those not applied yet.
+fn overdue_handoffs(
+    handoffs: &mut HashMap<String, Pending>,
+    tasks: &TaskTable,
+    now: Instant,
+    patience: Duration,
+) -> Vec<Assignment> {
+    handoffs.retain(|name, pending| {
+        let Some(task) = tasks.get(name).filter(|t| t.epoch == pending.epoch) else {
+            return false;
+        };
+        match (task.handoff_to, pending.seen) {
+            (Some(_), None) => pending.seen = Some(now),
+            (Some(_), Some(_)) => {}
+            // Ended (a hand-off cancelled, or the owner yielded and the
+            // epoch has yet to show it), unless never seen yet.
+            (None, seen) => return seen.is_none(),
+        }
+        true
+    });
+    let mut stuck: Vec<Assignment> = handoffs
+        .iter()
+        .filter(|(_, p)| p.seen.is_some_and(|since| now.duration_since(since) > patience))
+        .filter_map(|(name, p)| {
+            Some(Assignment {
+                task: name.clone(),
+                owner: tasks.get(name)?.handoff_to,
+                expected_epoch: p.epoch,
             })
-            .collect()
-    })
+        })
+        .collect();
+    stuck.sort_by(|a, b| a.task.cmp(&b.task));
+    stuck
 }
 
 #[cfg(test)]
@@ -304,6 +342,56 @@ mod tests {
             forced_handoff_patience(ms(500), ms(5000), ms(100)) > ms(5000),
             "never less than a tick's budget"
         );
+    }
+
+    #[test]
+    fn a_hand_off_is_forced_a_patience_after_the_leader_applied_it_not_after_it_proposed_it() {
+        use crate::state::tasks::TaskSpec;
+        let ms = Duration::from_millis;
+        let patience = ms(2100);
+        let mut tasks = TaskTable::default();
+        for name in ["a", "b"] {
+            tasks.add(TaskSpec::counter_every_second(name));
+        }
+        tasks.assign(&[Assignment {
+            task: "a".into(),
+            owner: Some(1),
+            expected_epoch: tasks["a"].epoch,
+        }]);
+        let epoch = tasks["a"].epoch;
+        let t0 = Instant::now();
+        let pending = Pending { epoch, seen: None };
+        let mut handoffs = HashMap::from([("a".to_string(), pending), ("gone".to_string(), pending)]);
+        // Proposed at t0, not applied here until t0 + 3 s: kept, not forced.
+        assert_eq!(overdue_handoffs(&mut handoffs, &tasks, t0 + ms(3000), patience), vec![]);
+        assert!(handoffs.contains_key("a") && !handoffs.contains_key("gone"));
+        tasks.hand_off(&[Assignment {
+            task: "a".into(),
+            owner: Some(2),
+            expected_epoch: epoch,
+        }]);
+        let applied = t0 + ms(3500);
+        assert_eq!(overdue_handoffs(&mut handoffs, &tasks, applied, patience), vec![]);
+        assert_eq!(
+            overdue_handoffs(&mut handoffs, &tasks, applied + patience, patience),
+            vec![]
+        );
+        let forced = overdue_handoffs(&mut handoffs, &tasks, applied + patience + ms(1), patience);
+        assert_eq!(
+            forced,
+            vec![Assignment {
+                task: "a".into(),
+                owner: Some(2),
+                expected_epoch: epoch
+            }]
+        );
+        // The owner yields: the task moves on, and the hand-off is forgotten.
+        tasks.yield_task("a", epoch, 1);
+        assert_eq!(
+            overdue_handoffs(&mut handoffs, &tasks, applied + ms(9000), patience),
+            vec![]
+        );
+        assert!(handoffs.is_empty());
     }
 
     #[test]

@@ -41,8 +41,9 @@ use crate::types::{Command, ModuleVersion, NodeId, now_ms};
 /// whose worker ended.
 const FULL_SCAN_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How often a worker whose lease has ended checks whether it is back.
-const LEASE_POLL: Duration = Duration::from_millis(10);
+/// How long a worker waits before it tries again a release the leader did
+/// not confirm (or, on purpose in tests, a stuck hand-off).
+const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// The longest a worker held back by its fence waits for the next renewal
 /// before it looks again.
@@ -78,8 +79,10 @@ struct Worker {
 /// Starts the runner; abort the handle to stop it and its workers.
 pub fn spawn_runner(context: Arc<NodeContext>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        // Dropping the set (when this task is aborted) aborts every worker.
+        // Dropping the set (when this task is aborted) aborts every worker,
+        // and dropping the companion its watch.
         let mut running = JoinSet::new();
+        let _announcer = Companion(tokio::spawn(announce_catch_up(context.clone())));
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut names_by_id: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut interval = tokio::time::interval(FULL_SCAN_INTERVAL);
@@ -376,7 +379,8 @@ async fn work(
         if waited && let Err(e) = fence.permit_start(std::time::Instant::now()) {
             tracing::debug!(task = %name, "not starting tick {}: {e}", tick + 1);
             drop(permit);
-            tokio::time::sleep(LEASE_POLL).await;
+            held_back(&context, &None, &e);
+            fenced_wait(&context, &e, &wake).await;
             continue;
         }
         let slot = Arc::new(HeldSlot::new(slots.clone(), permit));
@@ -550,7 +554,7 @@ async fn await_turn(
         let stalled = || (context.testing.stall_hand_offs_file.as_deref()).is_some_and(|f| f.exists());
         if handoff.is_some() && stalled() {
             // A stuck worker, on purpose: the leader forces the hand-off.
-            tokio::time::sleep(LEASE_POLL).await;
+            tokio::time::sleep(RETRY_PAUSE).await;
             continue;
         }
         if handoff.is_some() {
@@ -563,7 +567,7 @@ async fn await_turn(
                 Ok(_) => return None,
                 Err(e) => {
                     tracing::debug!(task = %name, "release not confirmed ({e}); retrying");
-                    tokio::time::sleep(LEASE_POLL).await;
+                    tokio::time::sleep(RETRY_PAUSE).await;
                     continue;
                 }
             }
@@ -587,9 +591,11 @@ async fn await_turn(
                 // is the common case under load, and over in milliseconds.
                 Err(e @ FenceError::CatchingUp { .. }) => {
                     tracing::debug!(task = %name, "not ticking yet: {e}");
+                    held_back(context, &fenced, &e);
                     fenced = Some(e);
                 }
                 Err(e) => {
+                    held_back(context, &fenced, &e);
                     if !warned {
                         // One line per second for the whole node: every
                         // task meets the same cause at once.
@@ -618,20 +624,66 @@ async fn await_turn(
     }
 }
 
+/// Counts a due tick the fence holds back for `now`, unless it held the
+/// tick back for the same reason when it last looked.
+fn held_back(context: &NodeContext, before: &Option<FenceError>, now: &FenceError) {
+    if before.as_ref().map(FenceError::reason) != Some(now.reason()) {
+        context.metrics.held_back(now.reason());
+    }
+}
+
 /// Waits after the fence held a tick back with `why`: a node applying the
-/// log up to its last renewal's index is there within milliseconds, so it
-/// looks again soon; any other cause (the lease ran out) lasts until a
-/// renewal at the earliest, so it waits for one.
+/// log up to its last renewal's index waits until it has (one node-wide
+/// signal, [`announce_catch_up`]); any other cause (the lease ran out) lasts
+/// until a renewal at the earliest, so it waits for one. Either way no
+/// longer than [`FENCED_WAIT`], nor past a wake of the worker.
 async fn fenced_wait(context: &NodeContext, why: &FenceError, wake: &Notify) {
+    let lease = &context.supervision.lease;
     match why {
-        FenceError::CatchingUp { .. } => tokio::time::sleep(LEASE_POLL).await,
-        _ => {
+        FenceError::CatchingUp { .. } => {
+            let mut caught_up = std::pin::pin!(lease.caught_up());
+            caught_up.as_mut().enable();
+            // Applied since the fence looked? Then the signal has gone by.
+            if context.state_machine.last_applied_index() >= lease.required_index() {
+                return;
+            }
             tokio::select! {
-                _ = context.supervision.lease.next_renewal() => {}
+                _ = caught_up => {}
                 _ = tokio::time::sleep(FENCED_WAIT) => {}
                 _ = wake.notified() => {}
             }
         }
+        _ => {
+            tokio::select! {
+                _ = lease.next_renewal() => {}
+                _ = tokio::time::sleep(FENCED_WAIT) => {}
+                _ = wake.notified() => {}
+            }
+        }
+    }
+}
+
+/// Tells the lease each index this node applies, so that the workers held
+/// back to catch up wake together once it is far enough
+/// ([`LocalLease::caught_up`](crate::supervision::LocalLease::caught_up)),
+/// rather than each polling. Runs as long as the runner.
+async fn announce_catch_up(context: Arc<NodeContext>) {
+    let mut applied = context.state_machine.subscribe();
+    loop {
+        let index = *applied.borrow_and_update();
+        context.supervision.lease.applied(index);
+        if applied.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A task that lives as long as its owner: aborted when this is dropped.
+struct Companion(JoinHandle<()>);
+
+impl Drop for Companion {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
