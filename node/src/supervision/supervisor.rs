@@ -309,8 +309,8 @@ fn overdue_handoffs(
         match (task.handoff_to, pending.seen) {
             (Some(_), None) => pending.seen = Some(now),
             (Some(_), Some(_)) => {}
-            // Ended (a hand-off cancelled, or the owner yielded and the
-            // epoch has yet to show it), unless never seen yet.
+            // No hand-off at this epoch: it ended, unless it was never
+            // seen (not applied here yet).
             (None, seen) => return seen.is_none(),
         }
         true

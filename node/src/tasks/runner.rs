@@ -625,9 +625,11 @@ async fn await_turn(
 }
 
 /// Counts a due tick the fence holds back for `now`, unless it held the
-/// tick back for the same reason when it last looked.
+/// tick back for the same reason when it last looked. (A task no longer
+/// this node's is not held back: its worker ends.)
 fn held_back(context: &NodeContext, before: &Option<FenceError>, now: &FenceError) {
-    if before.as_ref().map(FenceError::reason) != Some(now.reason()) {
+    let moved_on = matches!(now, FenceError::NotOwner { .. });
+    if !moved_on && before.as_ref().map(FenceError::reason) != Some(now.reason()) {
         context.metrics.held_back(now.reason());
     }
 }
