@@ -64,26 +64,24 @@ impl Starts {
 /// How many entries a node's applied index trails the index it knows
 /// committed, from its `/metrics` text; None if either is missing.
 pub fn apply_gap(metrics: &str) -> Option<u64> {
-    let value = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
-    };
-    let committed = value("baton_raft_commit_index")?;
-    let applied = value("baton_raft_last_applied_index")?;
+    let committed = sample(metrics, "baton_raft_commit_index")?;
+    let applied = sample(metrics, "baton_raft_last_applied_index")?;
     Some((committed - applied).max(0.0) as u64)
+}
+
+/// The value of one series (its name, and its labels as `/metrics` writes
+/// them) in a `/metrics` text; None if it is missing.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// How many due ticks a node's fence has held back, by why
 /// (`baton_ticks_held_back_total`); None if the node does not count them
 /// (an older release).
 pub fn held_back(metrics: &str) -> Option<HeldBack> {
-    let count = |reason: &str| {
-        let line = format!("baton_ticks_held_back_total{{reason=\"{reason}\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(line.as_str())?.trim().parse::<f64>().ok())
-    };
+    let count = |reason: &str| sample(metrics, &format!("baton_ticks_held_back_total{{reason=\"{reason}\"}}"));
     Some(HeldBack {
         catching_up: count("catching_up")? as u64,
         lease_ended: count("lease_ended")? as u64,
