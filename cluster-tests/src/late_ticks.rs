@@ -1,42 +1,56 @@
-//! Late tick starts, second by second, as each node's own `/metrics` tells
-//! them: the benchmarks read `baton_tick_lateness_seconds` (how long after
-//! its due time a tick started, on its owner) from every node once a
-//! second, so that a stall shows when it came and on which nodes, not only
-//! in a quantile over the whole window. Beside it they read how far each
-//! node's applied index trails the index it knows committed, and how many
-//! due ticks its fence held back, and why: a node that has not applied as
-//! far as its last lease renewal said starts no tick (see
-//! `docs/plans/issue-15-leader-catch-up.md`).
+//! Late ticks, second by second, as each node's own `/metrics` tells them:
+//! the benchmarks read `baton_tick_lateness_seconds` (how long after its
+//! due time a tick started, on its owner) and
+//! `baton_tick_commit_lateness_seconds` (how long after it a tick's commit
+//! was applied, on every node: the leader's is `status`'s figure) from every
+//! node once a second, so that a stall shows when it came and on which
+//! nodes, not only in a quantile over the whole window. Beside them they
+//! read how far each node's applied index trails the index it knows
+//! committed, and how many due ticks its fence held back, and why: a node
+//! that has not applied as far as its last lease renewal said starts no
+//! tick (see `docs/plans/issue-15-leader-catch-up.md`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::http::get;
 
-/// The histogram read.
-const METRIC: &str = "baton_tick_lateness_seconds_bucket";
+/// A lateness histogram read, and the three bounds counted past (bucket
+/// bounds of the histogram, in ms and as `/metrics` writes them). A node's
+/// p99 is within a bound when at most 1 % of its ticks are past it.
+#[derive(Debug, Clone, Copy)]
+pub struct Histogram {
+    metric: &'static str,
+    pub bounds: [(u64, &'static str); 3],
+}
 
-/// The bounds counted: ticks that started more than 32, 64 and 128 ms past
-/// their due time (bucket bounds of the histogram). A node's p99 is within
-/// a bound when at most 1 % of its starts are past it.
-const LATE_MS: [(u64, &str); 3] = [(32, "0.032"), (64, "0.064"), (128, "0.128")];
-/// Which of [`LATE_MS`] makes a second a stall.
-const STALL: usize = 2;
+/// Tick starts, on their owner: past 32, 64 and 128 ms.
+pub const STARTS: Histogram = Histogram {
+    metric: "baton_tick_lateness_seconds_bucket",
+    bounds: [(32, "0.032"), (64, "0.064"), (128, "0.128")],
+};
 
-/// A node's tick starts by how late they were: every start, and those
-/// later than each of [`LATE_MS`], summed over the histogram's labels.
+/// Tick commits, applied on each node: past 50 ms (the scale goal), 100 ms
+/// and 250 ms.
+pub const COMMITS: Histogram = Histogram {
+    metric: "baton_tick_commit_lateness_seconds_bucket",
+    bounds: [(50, "0.05"), (100, "0.1"), (250, "0.25")],
+};
+
+/// A node's ticks by how late they were: every one, and those later than
+/// each of a [`Histogram`]'s bounds, summed over the histogram's labels.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Starts {
+pub struct Late {
     pub all: u64,
     pub later_than: [u64; 3],
 }
 
-impl Starts {
-    /// The starts counted in a `/metrics` text, or None if it holds no
-    /// lateness histogram.
-    pub fn parse(metrics: &str) -> Option<Starts> {
+impl Late {
+    /// The ticks `histogram` counts in a `/metrics` text, or None if it
+    /// holds no such histogram.
+    pub fn parse(metrics: &str, histogram: Histogram) -> Option<Late> {
         let mut buckets: BTreeMap<&str, f64> = BTreeMap::new();
-        for line in metrics.lines().filter(|l| l.starts_with(METRIC)) {
+        for line in metrics.lines().filter(|l| l.starts_with(histogram.metric)) {
             // The `le` label, wherever it is among the labels (not the
             // end of another label's name, such as `module`).
             let labels = line.split_once('{')?.1.split_once('}')?.0;
@@ -47,17 +61,64 @@ impl Starts {
         }
         let all = *buckets.get("+Inf")? as u64;
         let mut later_than = [0; 3];
-        for (slot, (_, le)) in later_than.iter_mut().zip(LATE_MS) {
+        for (slot, (_, le)) in later_than.iter_mut().zip(histogram.bounds) {
             *slot = all.saturating_sub(*buckets.get(le)? as u64);
         }
-        Some(Starts { all, later_than })
+        Some(Late { all, later_than })
     }
 
-    fn since(self, before: Starts) -> Starts {
-        Starts {
+    fn since(self, before: Late) -> Late {
+        Late {
             all: self.all.saturating_sub(before.all),
             later_than: [0, 1, 2].map(|i| self.later_than[i].saturating_sub(before.later_than[i])),
         }
+    }
+
+    /// Each bound's share of the ticks, as the tables write it.
+    fn shares(&self) -> String {
+        let shares: Vec<String> = self
+            .later_than
+            .iter()
+            .map(|n| format!("{:.2} %", 100.0 * *n as f64 / self.all.max(1) as f64))
+            .collect();
+        format!("{} of {}", shares.join(" / "), self.all)
+    }
+}
+
+/// One histogram read from every node over a window: each node's first and
+/// last reading, and the seconds in which some node counted ticks past the
+/// histogram's last bound.
+#[derive(Debug)]
+struct Readings {
+    histogram: Histogram,
+    first: BTreeMap<u64, Late>,
+    last: BTreeMap<u64, Late>,
+}
+
+impl Readings {
+    fn new(histogram: Histogram) -> Readings {
+        Readings {
+            histogram,
+            first: BTreeMap::new(),
+            last: BTreeMap::new(),
+        }
+    }
+
+    /// Takes node `id`'s reading of `metrics`: how many of its ticks since
+    /// its last reading were past the last bound, if it had one.
+    fn read(&mut self, id: u64, metrics: &str) -> Option<u64> {
+        let now = Late::parse(metrics, self.histogram)?;
+        self.first.entry(id).or_insert(now);
+        let before = self.last.insert(id, now)?;
+        Some(now.since(before).later_than[2])
+    }
+
+    /// Each node's ticks from its first reading to its last.
+    fn over_window(&self) -> BTreeMap<u64, Late> {
+        self.last
+            .iter()
+            .map(|(id, now)| (*id, now.since(self.first[id])))
+            .collect()
     }
 }
 
@@ -118,14 +179,19 @@ pub struct Stalled {
 /// What the nodes told over a window.
 #[derive(Debug, Default)]
 pub struct LateTicks {
-    /// Each node's starts over the window (from its first reading to its
-    /// last).
-    pub by_node: BTreeMap<u64, Starts>,
+    /// Each node's tick starts over the window (from its first reading to
+    /// its last).
+    pub by_node: BTreeMap<u64, Late>,
+    /// Each node's tick commits over the window, as it applied them.
+    pub commits_by_node: BTreeMap<u64, Late>,
     /// The seconds read, and those in which some node started a tick more
     /// than 128 ms late, with how many such starts each node had then and
     /// how far its apply trailed its commit index at that reading.
     pub seconds: u64,
     pub stalls: Vec<(u64, BTreeMap<u64, Stalled>)>,
+    /// The seconds in which some node applied tick commits more than 250
+    /// ms late, with how many each node applied then.
+    pub commit_stalls: Vec<(u64, BTreeMap<u64, u64>)>,
     /// The most entries each node's apply trailed its commit index, at a
     /// reading each second.
     pub widest_gap: BTreeMap<u64, u64>,
@@ -138,8 +204,8 @@ impl LateTicks {
     /// `window`. A node that does not answer is left out of that second.
     pub async fn read(nodes: &[(u64, String)], window: Duration) -> LateTicks {
         let started = Instant::now();
-        let mut first: BTreeMap<u64, Starts> = BTreeMap::new();
-        let mut last: BTreeMap<u64, Starts> = BTreeMap::new();
+        let mut starts = Readings::new(STARTS);
+        let mut commits = Readings::new(COMMITS);
         let mut held_first: BTreeMap<u64, HeldBack> = BTreeMap::new();
         let mut held_last: BTreeMap<u64, HeldBack> = BTreeMap::new();
         let mut late = LateTicks::default();
@@ -148,11 +214,9 @@ impl LateTicks {
         while started.elapsed() < window {
             second.tick().await;
             let mut stalled = BTreeMap::new();
+            let mut late_commits = BTreeMap::new();
             for (id, addr) in nodes {
                 let Ok(answer) = get(addr, "/metrics", Duration::from_secs(2)).await else {
-                    continue;
-                };
-                let Some(now) = Starts::parse(&answer.body) else {
                     continue;
                 };
                 let gap = apply_gap(&answer.body);
@@ -165,23 +229,34 @@ impl LateTicks {
                 if let Some(h) = held {
                     held_first.entry(*id).or_insert(h);
                 }
-                if let Some(before) = last.insert(*id, now) {
-                    let late = now.since(before).later_than[STALL];
-                    if late > 0 {
-                        let held_back = held_now;
-                        stalled.insert(*id, Stalled { late, gap, held_back });
-                    }
+                if let Some(n) = commits.read(*id, &answer.body).filter(|n| *n > 0) {
+                    late_commits.insert(*id, n);
                 }
-                first.entry(*id).or_insert(now);
+                if let Some(n) = starts.read(*id, &answer.body).filter(|n| *n > 0) {
+                    let held_back = held_now;
+                    stalled.insert(
+                        *id,
+                        Stalled {
+                            late: n,
+                            gap,
+                            held_back,
+                        },
+                    );
+                }
             }
             if started.elapsed() > Duration::from_secs(1) {
                 late.seconds += 1;
+                let at = started.elapsed().as_secs();
                 if !stalled.is_empty() {
-                    late.stalls.push((started.elapsed().as_secs(), stalled));
+                    late.stalls.push((at, stalled));
+                }
+                if !late_commits.is_empty() {
+                    late.commit_stalls.push((at, late_commits));
                 }
             }
         }
-        late.by_node = last.iter().map(|(id, now)| (*id, now.since(first[id]))).collect();
+        late.by_node = starts.over_window();
+        late.commits_by_node = commits.over_window();
         late.held_back = held_last
             .iter()
             .map(|(id, now)| (*id, now.since(held_first[id])))
@@ -191,18 +266,21 @@ impl LateTicks {
 
     /// The benchmark's table rows.
     pub fn rows(&self) -> Vec<String> {
-        let nodes: Vec<String> = self
-            .by_node
-            .iter()
-            .map(|(id, s)| {
-                let shares: Vec<String> = s
-                    .later_than
-                    .iter()
-                    .map(|n| format!("{:.2} %", 100.0 * *n as f64 / s.all.max(1) as f64))
-                    .collect();
-                format!("node {id}: {} of {}", shares.join(" / "), s.all)
-            })
-            .collect();
+        let bounds = |h: Histogram| -> String {
+            let ms: Vec<String> = h.bounds.iter().map(|(ms, _)| ms.to_string()).collect();
+            ms.join(" / ")
+        };
+        let each_node = |by_node: &BTreeMap<u64, Late>| -> String {
+            let nodes: Vec<String> = by_node
+                .iter()
+                .map(|(id, l)| format!("node {id}: {}", l.shares()))
+                .collect();
+            nodes.join("; ")
+        };
+        let listed = |seconds: Vec<String>| match seconds.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", seconds.join("; ")),
+        };
         let stalls: Vec<String> = self
             .stalls
             .iter()
@@ -223,7 +301,14 @@ impl LateTicks {
                 format!("{at} s: {}", nodes.join(", "))
             })
             .collect();
-        let bounds: Vec<String> = LATE_MS.iter().map(|(ms, _)| ms.to_string()).collect();
+        let commit_stalls: Vec<String> = self
+            .commit_stalls
+            .iter()
+            .map(|(at, nodes)| {
+                let nodes: Vec<String> = nodes.iter().map(|(id, n)| format!("{n} on node {id}")).collect();
+                format!("{at} s: {}", nodes.join(", "))
+            })
+            .collect();
         let gaps: Vec<String> = self
             .widest_gap
             .iter()
@@ -237,24 +322,35 @@ impl LateTicks {
         let mut rows = vec![
             format!(
                 "| tick starts more than {} ms late, each node (its /metrics, read every second) | {} |",
-                bounds.join(" / "),
-                nodes.join("; ")
+                bounds(STARTS),
+                each_node(&self.by_node)
             ),
             format!(
                 "| seconds in which some node started ticks more than {} ms late | {} of {}{} |",
-                LATE_MS[STALL].0,
+                STARTS.bounds[2].0,
                 self.stalls.len(),
                 self.seconds,
-                match stalls.is_empty() {
-                    true => String::new(),
-                    false => format!(" ({})", stalls.join("; ")),
-                }
-            ),
-            format!(
-                "| the most entries a node's apply trailed its commit index (read every second) | {} |",
-                gaps.join("; ")
+                listed(stalls)
             ),
         ];
+        if !self.commits_by_node.is_empty() {
+            rows.push(format!(
+                "| tick commits applied more than {} ms late, each node (the leader's is status's figure) | {} |",
+                bounds(COMMITS),
+                each_node(&self.commits_by_node)
+            ));
+            rows.push(format!(
+                "| seconds in which some node applied tick commits more than {} ms late | {} of {}{} |",
+                COMMITS.bounds[2].0,
+                self.commit_stalls.len(),
+                self.seconds,
+                listed(commit_stalls)
+            ));
+        }
+        rows.push(format!(
+            "| the most entries a node's apply trailed its commit index (read every second) | {} |",
+            gaps.join("; ")
+        ));
         if !held.is_empty() {
             rows.push(format!(
                 "| due ticks each node's fence held back: catching up / lease ended | {} |",
@@ -284,15 +380,16 @@ baton_tick_lateness_seconds_bucket{module=\"b\",le=\"+Inf\"} 12
 baton_tick_lateness_seconds_count{module=\"a\"} 100
 baton_tick_duration_seconds_bucket{le=\"+Inf\",module=\"a\"} 100
 ";
-        let starts = Starts::parse(text).unwrap();
+        let starts = Late::parse(text, STARTS).unwrap();
         assert_eq!(
             starts,
-            Starts {
+            Late {
                 all: 112,
                 later_than: [14, 7, 3]
             }
         );
-        assert_eq!(Starts::parse("baton_up 1\n"), None);
+        assert_eq!(Late::parse("baton_up 1\n", STARTS), None);
+        assert_eq!(Late::parse(text, COMMITS), None, "another histogram");
         let raft = "baton_raft_commit_index 120\nbaton_raft_commit_index_x 1\nbaton_raft_last_applied_index 45\n";
         assert_eq!(apply_gap(raft), Some(75));
         assert_eq!(apply_gap("baton_raft_commit_index 120\n"), None);
@@ -318,13 +415,48 @@ baton_tick_duration_seconds_bucket{le=\"+Inf\",module=\"a\"} 100
                 lease_ended: 0
             }
         );
-        let later = Starts {
+        let commits = "\
+baton_tick_commit_lateness_seconds_bucket{le=\"0.032\"} 80
+baton_tick_commit_lateness_seconds_bucket{le=\"0.05\"} 97
+baton_tick_commit_lateness_seconds_bucket{le=\"0.1\"} 99
+baton_tick_commit_lateness_seconds_bucket{le=\"0.25\"} 100
+baton_tick_commit_lateness_seconds_bucket{le=\"+Inf\"} 100
+";
+        let read = Late::parse(commits, COMMITS).unwrap();
+        assert_eq!(
+            read,
+            Late {
+                all: 100,
+                later_than: [3, 1, 0]
+            }
+        );
+        assert_eq!(read.shares(), "3.00 % / 1.00 % / 0.00 % of 100");
+        // Read twice, a node's second reading tells its ticks past the last
+        // bound since the first; the window runs from its first to its last.
+        let mut readings = Readings::new(COMMITS);
+        assert_eq!(readings.read(1, commits), None, "no reading before it");
+        let worse = commits
+            .replace("le=\"0.25\"} 100", "le=\"0.25\"} 104")
+            .replace("} 100\n", "} 110\n");
+        assert_eq!(readings.read(1, &worse), Some(6));
+        assert_eq!(readings.read(2, "baton_up 1\n"), None);
+        assert_eq!(
+            readings.over_window(),
+            BTreeMap::from([(
+                1,
+                Late {
+                    all: 10,
+                    later_than: [10, 10, 6]
+                }
+            )])
+        );
+        let later = Late {
             all: 150,
             later_than: [20, 9, 3],
         };
         assert_eq!(
             later.since(starts),
-            Starts {
+            Late {
                 all: 38,
                 later_than: [6, 2, 0]
             }

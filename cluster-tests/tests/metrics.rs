@@ -71,6 +71,7 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
         for name in [
             "baton_ticks_total{",
             "baton_tick_lateness_seconds_bucket{",
+            "baton_tick_commit_lateness_seconds_bucket{le=\"0.05\"} ",
             "baton_raft_term ",
             "baton_raft_commit_index ",
             "baton_tasks{status=\"running\"} 12",
@@ -103,6 +104,17 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
             .await
             .filter(|n| *n >= first + 50.0)
     })
+    .await;
+    // Every node applies every tick commit, and observes how late it was.
+    poll_async(
+        Duration::from_secs(30),
+        "every node to count tick commits' lateness",
+        || async {
+            sum(&prometheus, "count(baton_tick_commit_lateness_seconds_count > 0)")
+                .await
+                .filter(|n| *n == 3.0)
+        },
+    )
     .await;
     assert_eq!(sum(&prometheus, "sum(baton_raft_is_leader)").await, Some(1.0));
     // The followers answer the leader's appends (the leader itself may

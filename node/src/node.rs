@@ -194,7 +194,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         db.clone(),
         GrpcNetwork::new(channels.clone(), db.applied_version()),
         versions,
-        Some(metrics.storage_commit_duration.clone()),
+        &metrics,
     )
     .await?;
 

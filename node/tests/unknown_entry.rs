@@ -44,7 +44,7 @@ async fn a_log_entry_of_a_kind_a_newer_release_wrote_is_refused_by_name_and_noth
     // A node that commits three writes, then stops.
     let db = RaftDb::open(dir.path()).unwrap();
     let storage = db.identity().id.clone();
-    let (raft, state_machine) = start_raft(1, config(), db, factory(), VersionRange::SUPPORTED, None)
+    let (raft, state_machine) = start_raft(1, config(), db, factory(), VersionRange::SUPPORTED, &Default::default())
         .await
         .unwrap();
     let members = std::collections::BTreeMap::from([(1, Member::new("mem:1", storage))]);
@@ -91,7 +91,16 @@ async fn a_log_entry_of_a_kind_a_newer_release_wrote_is_refused_by_name_and_noth
 
     // This release refuses to run on it, and says what it met and what to do.
     let db = RaftDb::open(dir.path()).unwrap();
-    let err = match start_raft(1, config(), db.clone(), factory(), VersionRange::SUPPORTED, None).await {
+    let err = match start_raft(
+        1,
+        config(),
+        db.clone(),
+        factory(),
+        VersionRange::SUPPORTED,
+        &Default::default(),
+    )
+    .await
+    {
         Err(e) => e.to_string(),
         Ok((raft, state_machine)) => {
             // Or it starts, and Raft stops at once on the entry.

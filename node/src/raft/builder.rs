@@ -34,25 +34,24 @@ pub fn openraft_config(config: &NodeConfig) -> Result<Arc<Config>, openraft::Con
 }
 
 /// Starts Raft for node `id` on the store in `db`, with `network`; each
-/// durable write of the log is timed into `commit_time`, if given.
+/// durable write of the log is timed into `metrics`, and each tick commit's
+/// lateness observed there.
 pub async fn start_raft<N>(
     id: NodeId,
     raft_config: Arc<Config>,
     db: RaftDb,
     network: N,
     supported: VersionRange,
-    commit_time: Option<prometheus_client::metrics::histogram::Histogram>,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(Raft, StateMachineStore), crate::NodeError>
 where
     N: openraft::network::RaftNetworkFactory<TypeConfig>,
     N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = crate::types::typ::SnapshotData>,
 {
-    let state_machine = StateMachineStore::open(db.clone(), supported).map_err(crate::store::StoreError::Io)?;
-    let mut log = match commit_time {
-        Some(histogram) => LogStore::timed(db, histogram),
-        None => LogStore::new(db),
-    }
-    .map_err(crate::store::StoreError::Io)?;
+    let state_machine = StateMachineStore::open(db.clone(), supported)
+        .map_err(crate::store::StoreError::Io)?
+        .with_commit_lateness(metrics.tick_commit_lateness.clone());
+    let mut log = LogStore::timed(db, metrics.storage_commit_duration.clone()).map_err(crate::store::StoreError::Io)?;
     // The entries in the log now were written before this process: their
     // events are replays (see `crate::store::EventLog`).
     let in_log = openraft::storage::RaftLogStorage::get_log_state(&mut log)

@@ -68,6 +68,8 @@ pub struct StateMachineStore {
     /// How on time the tick commits this node applies are (node-local,
     /// never replicated).
     timeliness: Arc<Mutex<Timeliness>>,
+    /// The same lateness over the node's life, for `/metrics`.
+    commit_lateness: prometheus_client::metrics::histogram::Histogram,
     /// What the applied entries told (`batonctl events`; node-local).
     events: Arc<EventLog>,
 }
@@ -111,8 +113,18 @@ impl StateMachineStore {
             state: Arc::new(RwLock::new(applied)),
             applied: Arc::new(tokio::sync::watch::Sender::new(index)),
             timeliness: Arc::new(Mutex::new(Timeliness::new(now_ms()))),
+            commit_lateness: crate::metrics::Metrics::default().tick_commit_lateness,
             events: Arc::new(events),
         })
+    }
+
+    /// This store, observing each tick commit's lateness into `histogram`
+    /// (`baton_tick_commit_lateness_seconds`) besides its window.
+    pub fn with_commit_lateness(self, histogram: prometheus_client::metrics::histogram::Histogram) -> Self {
+        StateMachineStore {
+            commit_lateness: histogram,
+            ..self
+        }
     }
 
     /// How on time the tick commits this node applied over the last
@@ -431,6 +443,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .filter(|&(_, proposed)| now.saturating_sub(proposed) <= crate::tasks::timeliness::WINDOW_MS);
             for (due, _) in fresh {
                 timeliness.record(due, now);
+                if due > 0 {
+                    let late_ms = now.saturating_sub(due);
+                    self.commit_lateness.observe(late_ms as f64 / 1000.0);
+                }
             }
         }
         self.record_version(version_before).await?;

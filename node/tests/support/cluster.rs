@@ -36,9 +36,16 @@ impl InProcessCluster {
             from: id,
             router: router.clone(),
         };
-        let (raft, state_machine) = start_raft(id, config.clone(), db, factory, VersionRange::SUPPORTED, None)
-            .await
-            .unwrap();
+        let (raft, state_machine) = start_raft(
+            id,
+            config.clone(),
+            db,
+            factory,
+            VersionRange::SUPPORTED,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         router.nodes.lock().unwrap().insert(id, raft.clone());
         router.storage.lock().unwrap().insert(id, storage.clone());
         TestNode {
