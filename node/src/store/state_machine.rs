@@ -68,8 +68,8 @@ pub struct StateMachineStore {
     /// How on time the tick commits this node applies are (node-local,
     /// never replicated).
     timeliness: Arc<Mutex<Timeliness>>,
-    /// The same lateness over the node's life, for `/metrics`.
-    commit_lateness: prometheus_client::metrics::histogram::Histogram,
+    /// The same lateness over the node's life, for `/metrics` (if given).
+    commit_lateness: Option<prometheus_client::metrics::histogram::Histogram>,
     /// What the applied entries told (`batonctl events`; node-local).
     events: Arc<EventLog>,
 }
@@ -113,7 +113,7 @@ impl StateMachineStore {
             state: Arc::new(RwLock::new(applied)),
             applied: Arc::new(tokio::sync::watch::Sender::new(index)),
             timeliness: Arc::new(Mutex::new(Timeliness::new(now_ms()))),
-            commit_lateness: crate::metrics::Metrics::default().tick_commit_lateness,
+            commit_lateness: None,
             events: Arc::new(events),
         })
     }
@@ -122,7 +122,7 @@ impl StateMachineStore {
     /// (`baton_tick_commit_lateness_seconds`) besides its window.
     pub fn with_commit_lateness(self, histogram: prometheus_client::metrics::histogram::Histogram) -> Self {
         StateMachineStore {
-            commit_lateness: histogram,
+            commit_lateness: Some(histogram),
             ..self
         }
     }
@@ -443,9 +443,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .filter(|&(_, proposed)| now.saturating_sub(proposed) <= crate::tasks::timeliness::WINDOW_MS);
             for (due, _) in fresh {
                 timeliness.record(due, now);
-                if due > 0 {
-                    let late_ms = now.saturating_sub(due);
-                    self.commit_lateness.observe(late_ms as f64 / 1000.0);
+                if let Some(histogram) = self.commit_lateness.as_ref().filter(|_| due > 0) {
+                    histogram.observe(now.saturating_sub(due) as f64 / 1000.0);
                 }
             }
         }
