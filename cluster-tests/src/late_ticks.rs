@@ -86,8 +86,7 @@ impl Late {
 }
 
 /// One histogram read from every node over a window: each node's first and
-/// last reading, and the seconds in which some node counted ticks past the
-/// histogram's last bound.
+/// last reading.
 #[derive(Debug)]
 struct Readings {
     histogram: Histogram,
