@@ -16,32 +16,12 @@
 //! - A node still catching up on the log (it just started, or came back from
 //!   a partition) could not tick a task before it has caught up: it gets
 //!   tasks only when no other node is eligible, and no hand-offs.
-//! - The leader carries a lighter share: each of its tasks counts
-//!   [`LEADER_WEIGHT`] times against it, because its cores also carry the
-//!   cluster's Raft work (proposing, appending, sending to every follower,
-//!   answering forwarded writes) and its ticks are the first to start late.
-//!   A [`MoveAll`] leaves the leader out of its targets (the state machine
-//!   spreads by plain counts, and the entry stays a few bytes): the leader
-//!   gets its share of new tasks and of a lost node's by hand-offs, as a
-//!   returning node does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::state::cluster_version::{ClusterVersion, REASSIGN_ALL};
 use crate::state::tasks::{Assignment, TaskRecord, TaskTable};
 use crate::types::NodeId;
-
-/// How many times each task on the leader counts against it: with four
-/// nodes it ticks a seventh of the tasks rather than a quarter. See
-/// `docs/plans/issue-15-leader-share.md` for the measurements behind it.
-pub const LEADER_WEIGHT: usize = 2;
-
-/// The leader's share of `tasks` on `nodes` eligible nodes once placement
-/// has settled (rounded down): each follower holds [`LEADER_WEIGHT`] times
-/// as many.
-pub fn leader_share(tasks: usize, nodes: usize) -> usize {
-    tasks / (1 + LEADER_WEIGHT * nodes.saturating_sub(1))
-}
 
 /// The nodes as the leader sees them when it places tasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,9 +36,6 @@ pub struct NodeView {
     /// Eligible nodes that are still applying the log: they keep their
     /// tasks and get new ones only when no other node is eligible.
     pub catching_up: BTreeSet<NodeId>,
-    /// The node that plans, whose tasks count [`LEADER_WEIGHT`] times
-    /// (None: every task counts once, as for `batonctl status`).
-    pub leader: Option<NodeId>,
 }
 
 /// Every running task of `from` (`None`: those not placed yet) moves at
@@ -93,18 +70,6 @@ impl NodeView {
             "up"
         } else {
             "down"
-        }
-    }
-}
-
-impl NodeView {
-    /// What `tasks` tasks on node `id` weigh when placing: the leader's
-    /// count [`LEADER_WEIGHT`] times, and between equal weights the plain
-    /// count decides (three tasks on three nodes: one each).
-    fn weight(&self, id: NodeId, tasks: usize) -> (usize, usize) {
-        match self.leader == Some(id) {
-            true => (tasks * LEADER_WEIGHT, tasks),
-            false => (tasks, tasks),
         }
     }
 }
@@ -163,28 +128,21 @@ pub fn plan(table: &TaskTable, nodes: &NodeView, rules: PlanRules) -> Plan {
             *load.get_mut(&to).expect("eligible") += 1;
         }
     }
-    // The node that has caught up whose load, with one more task, weighs
-    // least; or the least of all. `leader`: whether the leader may take it.
-    let take_least_loaded = |load: &mut BTreeMap<NodeId, usize>, leader: bool| {
+    // The least loaded node that has caught up, or the least loaded of all.
+    let take_least_loaded = |load: &mut BTreeMap<NodeId, usize>| {
         let (&node, n) = load
             .iter_mut()
-            .filter(|(id, _)| leader || nodes.leader != Some(**id))
-            .min_by_key(|(id, n)| (nodes.catching_up.contains(id), nodes.weight(**id, **n + 1), **id))
-            .expect("an eligible node other than the leader");
+            .min_by_key(|(id, n)| (nodes.catching_up.contains(id), **n, **id))
+            .expect("eligible is not empty");
         *n += 1;
         node
     };
     // Where a lost owner's tasks go by a `MoveAll`: the nodes that have
-    // caught up, or all eligible ones if none has (as `take_least_loaded`);
-    // not the leader when another is among them.
-    let mut targets: Vec<NodeId> = match nodes.eligible.iter().any(|id| !nodes.catching_up.contains(id)) {
+    // caught up, or all eligible ones if none has (as `take_least_loaded`).
+    let targets: Vec<NodeId> = match nodes.eligible.iter().any(|id| !nodes.catching_up.contains(id)) {
         true => nodes.eligible.difference(&nodes.catching_up).copied().collect(),
         false => nodes.eligible.iter().copied().collect(),
     };
-    let leader_apart = targets.len() > 1 && nodes.leader.is_some_and(|leader| targets.contains(&leader));
-    if leader_apart {
-        targets.retain(|id| nodes.leader != Some(*id));
-    }
     let to_move = |task: &TaskRecord, owner: NodeId| Assignment {
         task: task.spec.name.clone(),
         owner: Some(owner),
@@ -197,17 +155,16 @@ pub fn plan(table: &TaskTable, nodes: &NodeView, rules: PlanRules) -> Plan {
                 for task in tasks {
                     let pending = task.handoff_to.is_some_and(|to| nodes.eligible.contains(&to));
                     if !pending {
-                        plan.hand_off.push(to_move(task, take_least_loaded(&mut load, true)));
+                        plan.hand_off.push(to_move(task, take_least_loaded(&mut load)));
                     }
                 }
             }
             Some(owner) if alive(owner) => {}
             _ if rules.move_all => {
-                // The state machine spreads them over `targets` as
-                // `take_least_loaded` would; the load here follows, for the
-                // rest of the plan.
+                // The state machine spreads them as `take_least_loaded`
+                // would; the load here follows, for the rest of the plan.
                 for _ in 0..names.len() {
-                    take_least_loaded(&mut load, !leader_apart);
+                    take_least_loaded(&mut load);
                 }
                 plan.move_all.push(MoveAll {
                     from: *owner,
@@ -216,39 +173,42 @@ pub fn plan(table: &TaskTable, nodes: &NodeView, rules: PlanRules) -> Plan {
             }
             _ => {
                 for task in tasks {
-                    plan.assign.push(to_move(task, take_least_loaded(&mut load, true)));
+                    plan.assign.push(to_move(task, take_least_loaded(&mut load)));
                 }
             }
         }
     }
     let moving = !index.handing_off().is_empty();
     if plan.is_empty() && !moving {
-        plan.hand_off = rebalance(table, &mut load, nodes, rules.max_rebalance);
+        plan.hand_off = rebalance(table, &mut load, &nodes.catching_up, rules.max_rebalance);
     }
     plan
 }
 
 /// Up to `max` hand-offs from the most to the least loaded eligible node
-/// that is not catching up (none is being handed off), by weight: a move is
-/// made while it leaves the two nodes' heavier weight lighter than it was.
-/// Each move lowers the heaviest weights in order, so the rounds settle.
-fn rebalance(table: &TaskTable, load: &mut BTreeMap<NodeId, usize>, nodes: &NodeView, max: usize) -> Vec<Assignment> {
+/// that is not catching up (none is being handed off).
+fn rebalance(
+    table: &TaskTable,
+    load: &mut BTreeMap<NodeId, usize>,
+    catching_up: &BTreeSet<NodeId>,
+    max: usize,
+) -> Vec<Assignment> {
     // How many of each node's tasks (the last by name first) are moving.
     let mut taken: BTreeMap<NodeId, usize> = BTreeMap::new();
     let mut moves = Vec::new();
     while moves.len() < max {
         let (&most, &high) = load
             .iter()
-            .max_by_key(|(id, n)| (nodes.weight(**id, **n), std::cmp::Reverse(**id)))
+            .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
             .expect("not empty");
         let Some((&least, &low)) = load
             .iter()
-            .filter(|(id, _)| !nodes.catching_up.contains(id))
-            .min_by_key(|(id, n)| (nodes.weight(**id, **n + 1), **id))
+            .filter(|(id, _)| !catching_up.contains(id))
+            .min_by_key(|(id, n)| (**n, **id))
         else {
             break;
         };
-        if nodes.weight(least, low + 1) >= nodes.weight(most, high) {
+        if high <= low + 1 {
             break;
         }
         let skip = taken.entry(most).or_default();
@@ -520,33 +480,15 @@ mod tests {
                 .iter()
                 .map(|n| (n.as_str(), rng.random_range(0..7u64).checked_sub(1)))
                 .collect();
-            let count = rng.random_range(1..=4);
-            let mut view = eligible(&(1..=count).collect::<Vec<_>>());
-            // Now and then a node catching up (never the leader), and a
-            // leader, which a `MoveAll` leaves out while another can take them.
-            view.catching_up = view.eligible.iter().copied().filter(|_| rng.random_bool(0.2)).collect();
-            view.leader = rng.random_range(0..=count).checked_sub(1).map(|i| i + 1);
-            view.leader = view.leader.filter(|id| !view.catching_up.contains(id));
-            let leader_apart = view.leader.is_some() && view.eligible.len() - view.catching_up.len() > 1;
-            // As if the leader kept its tasks and took no new ones.
-            let mut without_leader = NodeView {
-                leader: None,
-                ..view.clone()
-            };
-            if let Some(leader) = view.leader.filter(|_| leader_apart) {
-                without_leader.eligible.remove(&leader);
-                without_leader.suspect.insert(leader);
-            }
+            let view = eligible(&(1..=rng.random_range(1..=4)).collect::<Vec<_>>());
             let mut one_each = table(&tasks);
             let mut whole = one_each.clone();
-            one_each.assign(&plan(&one_each, &without_leader, per_task(0)).assign);
+            one_each.assign(&plan(&one_each, &view, per_task(0)).assign);
             let rules = PlanRules {
                 max_rebalance: 0,
                 move_all: true,
             };
-            let placed = plan(&whole, &view, rules);
-            assert!(placed.assign.is_empty());
-            for m in placed.move_all {
+            for m in plan(&whole, &view, rules).move_all {
                 whole.reassign_all(m.from, &m.to);
             }
             let owners = |t: &TaskTable| {
@@ -560,140 +502,6 @@ mod tests {
                 "round {round}: {tasks:?} on {view:?}"
             );
             assert!(whole.index().agrees_with(whole.values()));
-        }
-    }
-
-    /// Tasks per node once every move is made: hand-offs complete at once.
-    fn settle(t: &mut TaskTable, view: &NodeView, rules: PlanRules) -> BTreeMap<NodeId, usize> {
-        for _ in 0..1000 {
-            let round = plan(t, view, rules);
-            if round.is_empty() {
-                break;
-            }
-            t.assign(&round.assign);
-            for m in &round.move_all {
-                t.reassign_all(m.from, &m.to);
-            }
-            t.hand_off(&round.hand_off);
-            for a in &round.hand_off {
-                let task = &t[a.task.as_str()];
-                let (epoch, owner) = (task.epoch, task.owner.unwrap());
-                t.yield_task(&a.task, epoch, owner);
-            }
-        }
-        assert!(plan(t, view, rules).is_empty(), "settled");
-        let mut per_node = BTreeMap::new();
-        for task in t.values() {
-            *per_node.entry(task.owner.unwrap()).or_insert(0) += 1;
-        }
-        per_node
-    }
-
-    fn named(count: usize, owner: Option<NodeId>) -> Vec<(String, Option<NodeId>)> {
-        (0..count).map(|i| (format!("t{i:04}"), owner)).collect()
-    }
-
-    fn table_of(tasks: &[(String, Option<NodeId>)]) -> TaskTable {
-        table(&tasks.iter().map(|(n, o)| (n.as_str(), *o)).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn the_leader_takes_half_a_followers_share_of_new_and_lost_tasks() {
-        let view = NodeView {
-            leader: Some(1),
-            ..eligible(&[1, 2, 3, 4])
-        };
-        for rules in [per_task(16), PlanRules::at(REASSIGN_ALL, 16)] {
-            // New tasks: one by one below version 5, each to the node it
-            // weighs least on; from 5, all on the followers by one `MoveAll`
-            // and the leader's share by hand-offs after.
-            let mut t = table_of(&named(700, None));
-            let first = plan(&t, &view, rules);
-            match rules.move_all {
-                true => assert_eq!(first.move_all[0].to, vec![2, 3, 4]),
-                false => assert_eq!(first.assign.iter().filter(|a| a.owner == Some(1)).count(), 100),
-            }
-            let placed = settle(&mut t, &view, rules);
-            assert_eq!(placed, BTreeMap::from([(1, 100), (2, 200), (3, 200), (4, 200)]));
-            assert_eq!(leader_share(700, 4), 100);
-            // Node 4 is lost: the leader ends with its lighter share of them.
-            let lost = NodeView {
-                leader: Some(1),
-                ..eligible(&[1, 2, 3])
-            };
-            let placed = settle(&mut t, &lost, rules);
-            assert_eq!(placed, BTreeMap::from([(1, 140), (2, 280), (3, 280)]));
-        }
-    }
-
-    #[test]
-    fn a_new_leader_hands_off_tasks_until_it_weighs_as_a_follower_and_stops_there() {
-        let mut tasks = named(300, None);
-        for (i, task) in tasks.iter_mut().enumerate() {
-            task.1 = Some(1 + i as u64 % 3);
-        }
-        let mut t = table_of(&tasks);
-        let view = NodeView {
-            leader: Some(2),
-            ..eligible(&[1, 2, 3])
-        };
-        let first = plan(&t, &view, per_task(16));
-        assert_eq!(first.hand_off.len(), 16, "a few per round");
-        assert!(first.hand_off.iter().all(|a| a.owner != Some(2)), "off the leader only");
-        let placed = settle(&mut t, &view, per_task(16));
-        assert_eq!(placed, BTreeMap::from([(1, 120), (2, 60), (3, 120)]));
-        // Another election: the load moves to even the new leader out.
-        let view = NodeView {
-            leader: Some(3),
-            ..view
-        };
-        let placed = settle(&mut t, &view, per_task(16));
-        assert_eq!(placed, BTreeMap::from([(1, 120), (2, 120), (3, 60)]));
-    }
-
-    #[test]
-    fn a_leader_alone_or_among_nodes_catching_up_keeps_every_task() {
-        let rules = PlanRules::at(REASSIGN_ALL, 16);
-        let alone = NodeView {
-            leader: Some(1),
-            ..eligible(&[1])
-        };
-        let mut t = table_of(&named(50, None));
-        assert_eq!(settle(&mut t, &alone, rules), BTreeMap::from([(1, 50)]));
-        let mut with_new = NodeView {
-            leader: Some(1),
-            ..eligible(&[1, 2])
-        };
-        with_new.catching_up.insert(2);
-        let mut t = table_of(&named(50, Some(9)));
-        let round = plan(&t, &with_new, rules);
-        assert!(round.assign.is_empty(), "no picks: the leader is the only target");
-        assert_eq!(round.move_all[0].to, vec![1]);
-        assert_eq!(settle(&mut t, &with_new, rules), BTreeMap::from([(1, 50)]));
-    }
-
-    #[test]
-    fn three_tasks_on_three_nodes_go_one_each_whoever_leads_and_after_a_drain() {
-        let rules = PlanRules::at(REASSIGN_ALL, 16);
-        let one_each = BTreeMap::from([(1, 1), (2, 1), (3, 1)]);
-        for leader in 1..=3 {
-            let view = NodeView {
-                leader: Some(leader),
-                ..eligible(&[1, 2, 3])
-            };
-            let mut t = table_of(&named(3, None));
-            assert_eq!(settle(&mut t, &view, rules), one_each, "leader {leader}");
-            for drained in 1..=3 {
-                let mut draining = view.clone();
-                draining.eligible.remove(&drained);
-                draining.draining.insert(drained);
-                assert!(!settle(&mut t, &draining, rules).contains_key(&drained));
-                assert_eq!(
-                    settle(&mut t, &view, rules),
-                    one_each,
-                    "leader {leader}, {drained} undrained"
-                );
-            }
         }
     }
 }

@@ -32,7 +32,6 @@ use baton_cluster_tests::witness::Witness;
 use baton_cluster_tests::witness_check::WitnessReport;
 use baton_cluster_tests::{TestCluster, machine, poll_async, quantile};
 use baton_node::config::TimingConfig;
-use baton_node::placement::leader_share;
 use baton_proto::{ListNodesRequest, TaskInfo};
 use batonctl::ClusterClient;
 use clap::Parser;
@@ -156,20 +155,14 @@ impl Bench {
     /// Waits until every node is up and owns its share of the tasks.
     async fn await_spread(&self, client: &ClusterClient) {
         self.cluster.wait_for_all_up(Duration::from_secs(60)).await;
+        let share = self.tasks / 3 - 1;
         poll_async(Duration::from_secs(60), "tasks spread over every node", || async {
-            let leader = self.cluster.wait_for_leader(Duration::from_secs(30)).await;
             let all = tasks(client).await;
             let mut per: BTreeMap<u64, usize> = BTreeMap::new();
             for t in &all {
                 *per.entry(t.owner).or_default() += 1;
             }
-            // The leader's share is lighter than a third.
-            let share = |node: u64| match node == leader {
-                true => leader_share(self.tasks, 3),
-                false => self.tasks / 3,
-            };
-            let spread = per.len() == 3 && per.iter().all(|(node, n)| n + 1 >= share(*node));
-            (spread && all.iter().all(|t| t.tick > 0)).then_some(())
+            (per.len() == 3 && per.values().all(|n| *n >= share) && all.iter().all(|t| t.tick > 0)).then_some(())
         })
         .await;
         // Let a node that just came back finish catching up before the next loss.

@@ -67,17 +67,14 @@ pub fn spawn_supervisor(context: Arc<NodeContext>) -> JoinHandle<()> {
                         tracing::info!("node {node}, whose lease had run out, owns nothing now; renewing it again");
                     }
                 }
-                let view = NodeView {
-                    leader: Some(context.id),
-                    ..node_view(
-                        leases,
-                        &members,
-                        &drained,
-                        context.id,
-                        context.supervision.is_leaving(),
-                        now,
-                    )
-                };
+                let view = node_view(
+                    leases,
+                    &members,
+                    &drained,
+                    context.id,
+                    context.supervision.is_leaving(),
+                    now,
+                );
                 // A node being removed (its lease revoked) is neither a
                 // failover nor an expiry.
                 let removed = |node: NodeId| context.supervision.is_revoked(node);
