@@ -6,7 +6,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use baton_node::types::NodeId;
+use baton_node::raft::Proposer;
+use baton_node::types::{Command, NodeId};
+use futures::FutureExt;
 use support::cluster::{InProcessCluster, poll};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,4 +133,54 @@ async fn a_follower_that_missed_compacted_entries_catches_up_from_a_snapshot() {
         installed.is_some_and(|s| s.index >= purged),
         "the follower did not install a snapshot: {installed:?}"
     );
+}
+
+/// A write whose caller gives up while it waits behind the batch in flight
+/// is not proposed; the writes around it commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_caller_gave_up_while_it_queued_is_not_proposed() {
+    let cluster = InProcessCluster::start(3).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let raft = cluster.nodes[&leader].raft.clone();
+    let proposer = Proposer::start(
+        raft.clone(),
+        prometheus_client::metrics::histogram::Histogram::new([1.0].into_iter()),
+    );
+    let put = |key: &str| Command::Put {
+        key: key.into(),
+        value: b"v".to_vec(),
+    };
+    // Cut off from both followers (which cannot elect anyone, with
+    // pre-vote), the leader holds its first write in flight.
+    for id in [1, 2, 3].into_iter().filter(|id| *id != leader) {
+        cluster.router.isolate(id);
+    }
+    let appended = baton_node::types::metrics(&raft).last_log_index;
+    let first = tokio::spawn({
+        let proposer = proposer.clone();
+        async move { proposer.propose(put("first")).await }
+    });
+    poll(Duration::from_secs(10), "the first write in flight", || {
+        (baton_node::types::metrics(&raft).last_log_index > appended).then_some(())
+    })
+    .await;
+    // One write queues behind it and its caller gives up; another waits.
+    assert!(proposer.propose(put("abandoned")).now_or_never().is_none());
+    let mut waited = Box::pin(proposer.propose(put("waited")));
+    assert!((&mut waited).now_or_never().is_none());
+
+    cluster.router.heal();
+    first.await.unwrap().expect("the first write commits");
+    waited.await.expect("the waited write commits");
+    assert!(
+        cluster.nodes[&leader]
+            .state_machine
+            .read(|s| !s.kv.contains_key("abandoned")),
+        "the abandoned write was proposed, and committed before the one after it"
+    );
+    let expected = BTreeMap::from([
+        ("first".to_string(), b"v".to_vec()),
+        ("waited".to_string(), b"v".to_vec()),
+    ]);
+    cluster.converge(&expected).await;
 }

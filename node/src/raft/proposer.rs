@@ -1,7 +1,8 @@
 //! Batches concurrent writes into one Raft entry.
 //!
 //! Writes queue up here; a batch goes to Raft as soon as the batch before
-//! it has been applied, carrying everything that queued meanwhile. A lone
+//! it has been applied, carrying everything that queued meanwhile, except
+//! the writes whose callers have stopped waiting for them. A lone
 //! write goes at once, so batching costs no latency when the cluster is
 //! idle; under load, thousands of writes a second share entries, fsyncs and
 //! round trips instead of each paying for its own.
@@ -133,13 +134,23 @@ async fn run(raft: Raft, mut queue_rx: mpsc::UnboundedReceiver<Pending>) {
             return;
         };
         let mut bytes = first.bytes;
-        let batch = take_batch(first, &mut queue_rx, &mut held, MAX_BATCH_COMMANDS, |_, next| {
+        let mut batch = take_batch(first, &mut queue_rx, &mut held, MAX_BATCH_COMMANDS, |_, next| {
             let joins = joins_batch(bytes, next.bytes);
             if joins {
                 bytes += next.bytes;
             }
             joins
         });
+        // A write whose caller gave up while it queued (a cancelled call, a
+        // forwarded batch its follower stopped waiting for, a stopped
+        // worker) is not proposed: nobody waits for its answer, and under
+        // load it would take the place of writes still waited for. Its
+        // caller saw no answer, so not writing it is one of the outcomes it
+        // must already allow.
+        batch.retain(|pending| !pending.reply_tx.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let raft = raft.clone();
         tokio::spawn(async move {
             submit(&raft, batch).await;

@@ -151,13 +151,19 @@ pub fn spawn_forwarder(context: Arc<NodeContext>) -> JoinHandle<()> {
                 return;
             };
             let mut bytes = first.bytes;
-            let batch = take_batch(first, &mut rx, &mut held, MAX_BATCH_COMMANDS, |batch, next| {
+            let mut batch = take_batch(first, &mut rx, &mut held, MAX_BATCH_COMMANDS, |batch, next| {
                 let joins = joins(&batch[0], bytes, next);
                 if joins {
                     bytes += next.bytes;
                 }
                 joins
             });
+            // As the proposer does: a write whose caller stopped waiting
+            // (a stopped worker, a cancelled call) is not sent.
+            batch.retain(|pending| !pending.reply_tx.is_closed());
+            if batch.is_empty() {
+                continue;
+            }
             let context = context.clone();
             tokio::spawn(async move {
                 send_batch(&context, batch).await;
