@@ -254,6 +254,19 @@ async fn a_node_restarted_from_its_snapshot_serves_every_tasks_history() {
         cluster.get_local(node, "mark").await.ok()?.map(|_| ())
     })
     .await;
+    // Serving the mark, it may not have applied the ticks after it yet:
+    // wait until it holds more than the early ticks of every counter.
+    poll_async(
+        Duration::from_secs(60),
+        "the restarted node past the early ticks",
+        || async {
+            for name in &names {
+                (history(&restarted, name).await.len() > TICKS_BEFORE).then_some(())?;
+            }
+            Some(())
+        },
+    )
+    .await;
     for (name, early) in names.iter().zip(&before) {
         let from_node = history(&restarted, name).await;
         let from_leader = history(&cluster.node_client(leader), name).await;
