@@ -112,9 +112,11 @@ fn typed_appends(
                 Ok(Some(_)) => Status::invalid_argument(
                     "a streamed append-entries request carries `append_entries`, typed; JSON goes by AppendEntries",
                 ),
-                // The leader ended the stream, or it broke: nobody is left
-                // to read a refusal.
-                Ok(None) | Err(_) => return None,
+                // The leader ended the stream.
+                Ok(None) => return None,
+                // It broke, or a message was over the limit: said to the
+                // leader if it still listens.
+                Err(status) => status,
             };
             *refused.lock().expect("append stream lock poisoned") = Some(refusal);
             None

@@ -23,9 +23,11 @@
 //! unanswered, is an error, and openraft opens the next stream from the
 //! last entry the follower acknowledged.
 //!
-//! Memory is bounded without a cap of our own: tonic takes the next request
-//! from openraft only when HTTP/2 flow control lets it send, and the
-//! follower holds at most 64 requests waiting for its log.
+//! A stream's memory is bounded without a cap of our own: tonic takes the
+//! next request from openraft only when HTTP/2 flow control lets it send,
+//! and the follower holds at most 64 requests waiting for its log. There
+//! is one stream per follower at a time: a stream given up stops taking
+//! requests (see [`outgoing`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -41,7 +43,7 @@ use tonic::Streaming;
 use tonic::transport::Channel;
 
 use super::message_limits::rpc_timeout;
-use super::peer_channels::PeerChannels;
+use super::peer_channels::{CONNECT_TIMEOUT, PeerChannels};
 use crate::codec::DecodeError;
 use crate::codec::raft::{append_entries_to, append_reply_from};
 use crate::types::NodeId;
@@ -86,6 +88,8 @@ pub enum Unpaired {
     ConflictAtStart,
     #[error("it answered without an append reply")]
     NoReply,
+    #[error("it claims to hold {matching:?}, outside what the append it answers was sent after and up to")]
+    OutOfRange { matching: Option<LogId> },
     #[error("its answer does not decode: {0}")]
     Malformed(#[from] DecodeError),
 }
@@ -114,6 +118,13 @@ impl InFlight {
             AppendEntriesResponse::PartialSuccess(matching) => Some(*matching),
             _ => None,
         };
+        // A follower cannot hold less than what the request was sent after
+        // (it would have answered a conflict) nor more than it was sent.
+        if let Some(matching) = partial
+            && (matching < sent.prev || matching > sent.last)
+        {
+            return Err(Unpaired::OutOfRange { matching });
+        }
         let ends_short = partial.is_some_and(|matching| matching != sent.last);
         let result = reply.into_stream_result(sent.prev, sent.last);
         let ends = result.is_err() || ends_short;
@@ -154,13 +165,14 @@ pub struct Progress {
 /// The answers of one open stream, as openraft's replication reads them.
 pub type Answers = BoxStream<'static, Result<StreamAppendResult, RpcError>>;
 
-/// What the requests going out and the answers coming back share.
-#[derive(Clone, Default)]
+/// What the answers coming back share with the requests going out.
 pub struct Shared {
     in_flight: Arc<Mutex<InFlight>>,
     /// Wakes a reader that waits with nothing in flight when a request is
     /// sent, so that it starts that request's clock.
     sent: Arc<Notify>,
+    /// Ends the requests when dropped with the reader of the answers.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// The requests going out on one stream. (A type of its own: tonic's call
@@ -181,20 +193,33 @@ impl Stream for Requests {
 
 /// `input`'s requests as they go on the stream, each noted in flight as
 /// tonic takes it to send.
+///
+/// They end when the answers are dropped (with [`Shared`]'s stop): once
+/// its response has begun, hyper goes on sending a call's requests
+/// whether or not anyone reads the answers, and openraft's input belongs
+/// to the follower's replication, not to one stream. A stream given up
+/// (overdue, or over after a conflict) must stop taking requests that
+/// the next stream is to send.
 pub fn outgoing<S>(input: S) -> (Requests, Shared)
 where
     S: Stream<Item = AppendEntriesRequest> + Send + Unpin + 'static,
 {
-    let shared = Shared::default();
-    let noted = shared.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shared = Shared {
+        in_flight: Arc::default(),
+        sent: Arc::default(),
+        _stop: stop,
+    };
+    let (in_flight, sent) = (shared.in_flight.clone(), shared.sent.clone());
     let requests = input
+        .take_until(stopped)
         .map(move |rpc| {
             let message = RaftRequest {
                 append_entries: Some(append_entries_to(&rpc)),
                 ..Default::default()
             };
-            lock(&noted.in_flight).sent(&rpc, message.encoded_len(), Instant::now());
-            noted.sent.notify_one();
+            lock(&in_flight).sent(&rpc, message.encoded_len(), Instant::now());
+            sent.notify_one();
             message
         })
         .boxed();
@@ -205,7 +230,7 @@ where
 /// call's headers) to the follower behind `client`, and returns its
 /// answers. Fails with the call's status if the follower refuses the
 /// stream (a node without it answers UNIMPLEMENTED), or if it is not open
-/// within `base`.
+/// within `base`, or the time a connection may take to open if longer.
 pub async fn open(
     mut client: RaftClient<Channel>,
     request: tonic::Request<Requests>,
@@ -213,12 +238,13 @@ pub async fn open(
     base: Duration,
     progress: Progress,
 ) -> Result<Answers, tonic::Status> {
-    let opened = tokio::time::timeout(base, client.stream_append_entries(request)).await;
+    let patience = base.max(CONNECT_TIMEOUT);
+    let opened = tokio::time::timeout(patience, client.stream_append_entries(request)).await;
     let replies = match opened {
         Ok(opened) => opened?.into_inner(),
         Err(_) => {
             return Err(tonic::Status::deadline_exceeded(format!(
-                "node {} did not open the append stream within {base:?}",
+                "node {} did not open the append stream within {patience:?}",
                 progress.target
             )));
         }
@@ -279,6 +305,10 @@ impl Reader {
                 }
             };
             let reply = tokio::select! {
+                // An answer that came before the deadline passed but is
+                // read after it (openraft reads answers between its own
+                // waits) is still in time.
+                biased;
                 reply = self.replies.next() => reply,
                 () = overdue => {
                     let waiting = lock(&self.shared.in_flight).len();
@@ -385,6 +415,22 @@ mod tests {
             .unwrap();
         assert!(matches!(higher.result, Err(StreamAppendError::HigherVote(_))));
         assert!(higher.ends);
+    }
+
+    #[test]
+    fn a_follower_cannot_claim_more_than_it_was_sent_or_less_than_it_was_sent_after() {
+        let t0 = Instant::now();
+        let mut in_flight = InFlight::default();
+        in_flight.sent(&request(Some(3), 5), 100, t0);
+        in_flight.sent(&request(Some(5), 7), 100, t0);
+        assert!(matches!(
+            in_flight.answer(AppendEntriesResponse::PartialSuccess(Some(log_id(6))), t0),
+            Err(Unpaired::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            in_flight.answer(AppendEntriesResponse::PartialSuccess(Some(log_id(4))), t0),
+            Err(Unpaired::OutOfRange { .. })
+        ));
     }
 
     #[test]
@@ -589,6 +635,34 @@ mod tests {
         );
         assert!(waited < Duration::from_secs(20), "overdue only after {waited:?}");
         assert!(answers.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stream_given_up_stops_taking_requests() {
+        let client = client_of(Some(Script::Stall)).await;
+        let progress = Progress {
+            target: 2,
+            channels: PeerChannels::new(1, "test".into(), None),
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tx.send(request(Some(3), 5)).unwrap();
+        let (requests, shared) = outgoing(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+        let base = Duration::from_millis(200);
+        let mut answers = open(client, tonic::Request::new(requests), shared, base, progress)
+            .await
+            .unwrap();
+        assert!(answers.next().await.unwrap().is_err(), "overdue");
+        assert!(answers.next().await.is_none());
+        drop(answers);
+        // The requests' source (openraft's, for the next stream too) is let go.
+        let started = Instant::now();
+        while !tx.is_closed() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the given-up stream still takes requests"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test]
