@@ -72,6 +72,19 @@ pub async fn await_cluster_version(client: &ClusterClient, version: ClusterVersi
     .await;
 }
 
+/// Waits until the cluster runs at the highest version every member
+/// supports, and returns it. A new cluster starts at version 1 and rises one
+/// step every half second, so a benchmark that starts at once measures its
+/// first seconds under older versions' rules (unary appends, say).
+pub async fn await_settled_version(client: &ClusterClient) -> ClusterVersion {
+    poll_async(Duration::from_secs(60), "the cluster version to settle", || async {
+        let status = fetch(client).await.ok()?;
+        let shared = status.members.iter().map(|m| m.max_cluster_version).min()?;
+        (status.version_held_by.is_empty() && status.cluster_version == shared).then_some(shared)
+    })
+    .await
+}
+
 /// A real `baton-node` of this tree built as an earlier release would be:
 /// it says it is `release` and supports cluster versions up to `max`
 /// (`BATON_BUILD_RELEASE` and `BATON_BUILD_MAX_CLUSTER_VERSION`).

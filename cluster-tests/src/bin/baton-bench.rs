@@ -191,9 +191,13 @@ async fn main() {
             }
             cluster.wait_for_leader(Duration::from_secs(30)).await;
             cluster.wait_for_all_up(Duration::from_secs(30)).await;
+            let version = baton_cluster_tests::upgrades::await_settled_version(&cluster.client()).await;
             let cluster = Arc::new(cluster);
             fsync = fsync_p50(&cluster.path());
-            eprintln!("round {round}: {system}, 3 nodes in {}", cluster.path().display());
+            eprintln!(
+                "round {round}: {system}, 3 nodes at cluster version {version} in {}",
+                cluster.path().display()
+            );
             let scraper = scraped.map(|every| {
                 let targets = cluster.local.nodes.values().map(|n| n.metrics_addr.clone()).collect();
                 baton_cluster_tests::prometheus::spawn_scraper(targets, every)
