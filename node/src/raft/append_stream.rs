@@ -23,9 +23,8 @@
 //! unanswered, is an error, and openraft opens the next stream from the
 //! last entry the follower acknowledged.
 //!
-//! A stream's memory is bounded without a cap of our own: tonic takes the
-//! next request from openraft only when HTTP/2 flow control lets it send,
-//! and the follower holds at most 64 requests waiting for its log. There
+//! At most [`MAX_UNANSWERED`] requests wait for their answers on a stream;
+//! the next is taken from openraft only when one is answered. There
 //! is one stream per follower at a time: a stream given up stops taking
 //! requests (see [`outgoing`]).
 
@@ -48,6 +47,14 @@ use crate::codec::DecodeError;
 use crate::codec::raft::{append_entries_to, append_reply_from};
 use crate::types::NodeId;
 use crate::types::typ::{AppendEntriesRequest, AppendEntriesResponse, LogId, RpcError, StreamAppendResult};
+
+/// Requests sent on one stream and not yet answered, at most. One more waits
+/// in openraft, gathering the entries appended meanwhile: a request for
+/// each entry as it comes, at 10,000 ticks a second, had a follower
+/// answer 20-30 at a time, late enough for the deadline to give its
+/// stream up (BENCHMARKS.md, "Streamed AppendEntries"). Two lets an
+/// entry-less request that moves the commit go beside one with entries.
+pub const MAX_UNANSWERED: usize = 2;
 
 /// One request sent on the stream and not yet answered.
 #[derive(Debug)]
@@ -171,6 +178,8 @@ pub struct Shared {
     /// Wakes a reader that waits with nothing in flight when a request is
     /// sent, so that it starts that request's clock.
     sent: Arc<Notify>,
+    /// Wakes the requests waiting for room when an answer comes.
+    answered: Arc<Notify>,
     /// Ends the requests when dropped with the reader of the answers.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -208,10 +217,25 @@ where
     let shared = Shared {
         in_flight: Arc::default(),
         sent: Arc::default(),
+        answered: Arc::default(),
         _stop: stop,
     };
     let (in_flight, sent) = (shared.in_flight.clone(), shared.sent.clone());
-    let requests = input
+    let room = (input, shared.in_flight.clone(), shared.answered.clone());
+    let requests = futures::stream::unfold(room, |(mut input, in_flight, answered)| async move {
+        // A request is taken from openraft only once there is room for it,
+        // so that the entries appended meanwhile go in it together.
+        loop {
+            let full = lock(&in_flight).len() >= MAX_UNANSWERED;
+            if !full {
+                break;
+            }
+            answered.notified().await;
+        }
+        let rpc = input.next().await?;
+        Some((rpc, (input, in_flight, answered)))
+    });
+    let requests = requests
         .take_until(stopped)
         .map(move |rpc| {
             let message = RaftRequest {
@@ -331,6 +355,7 @@ impl Reader {
                         .ok_or(Unpaired::NoReply)
                         .and_then(|typed| Ok(append_reply_from(typed)?))
                         .and_then(|reply| lock(&self.shared.in_flight).answer(reply, Instant::now()));
+                    self.shared.answered.notify_one();
                     paired.map(Some).map_err(|unpaired| {
                         RpcError::Network(NetworkError::from_string(format!(
                             "node {target}'s append stream: {unpaired}"
@@ -446,10 +471,10 @@ mod tests {
     /// What the stub follower does with a stream.
     #[derive(Clone, Copy)]
     enum Script {
-        /// Answers nothing until it holds three requests, then all three:
-        /// a client that waits for each answer before the next request
-        /// never gets one.
-        HoldThree,
+        /// Answers nothing until it has this many requests, then each as
+        /// it comes: a client that waits for each answer before the next
+        /// request gets none unless it is one.
+        Hold(usize),
         /// Answers the first of three, then fails the call.
         FailAfterOne,
         /// Answers the first of three, then ends the call cleanly.
@@ -486,10 +511,12 @@ mod tests {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(async move {
                 let mut held = Vec::new();
+                let mut received = 0;
                 while let Ok(Some(request)) = incoming.message().await {
                     held.push(request.append_entries.expect("typed"));
+                    received += 1;
                     match (script, held.len()) {
-                        (Script::HoldThree, 3) => {
+                        (Script::Hold(n), _) if received >= n => {
                             for rpc in held.drain(..) {
                                 let _ = tx.send(reply_to(&rpc));
                             }
@@ -595,12 +622,24 @@ mod tests {
 
     #[tokio::test]
     async fn requests_are_pipelined_and_answered_in_order() {
-        let answers = open_to(Some(Script::HoldThree), three()).await.unwrap();
+        let answers = open_to(Some(Script::Hold(MAX_UNANSWERED)), three()).await.unwrap();
         let answers: Vec<_> = tokio::time::timeout(Duration::from_secs(20), answers.take(3).collect())
             .await
-            .expect("the follower answers only once it holds three requests: they must be sent before any answer");
+            .expect("the follower answers only once it holds two requests: they must be sent before any answer");
         let matched: Vec<_> = answers.into_iter().map(|a| a.unwrap().unwrap()).collect();
         assert_eq!(matched, vec![Some(log_id(5)), Some(log_id(5)), Some(log_id(8))]);
+    }
+
+    #[tokio::test]
+    async fn no_more_requests_than_the_cap_wait_for_answers() {
+        let mut answers = open_to(Some(Script::Hold(MAX_UNANSWERED + 1)), three()).await.unwrap();
+        let failed = answers.next().await.unwrap().unwrap_err();
+        assert!(
+            failed
+                .to_string()
+                .contains(&format!("{MAX_UNANSWERED} appends in flight")),
+            "{failed}"
+        );
     }
 
     #[tokio::test]
@@ -627,7 +666,7 @@ mod tests {
         let mut answers = open_to(Some(Script::Stall), three()).await.unwrap();
         let failed = answers.next().await.unwrap().unwrap_err();
         assert!(matches!(failed, RpcError::Unreachable(_)), "{failed}");
-        assert!(failed.to_string().contains("3 appends in flight"), "{failed}");
+        assert!(failed.to_string().contains("2 appends in flight"), "{failed}");
         let waited = started.elapsed();
         assert!(
             waited >= Duration::from_secs(2),
