@@ -1,10 +1,7 @@
-//! openraft's network over tonic, on the peer's long-lived channel. Each Raft
-//! RPC is one unary gRPC call with a timeout that allows for its size (see
-//! [`super::message_limits`]), except two: a snapshot is one client stream
-//! of chunks (see [`super::snapshot_stream`]), and from cluster version
-//! [`STREAMED_APPEND`] replication's AppendEntries are pipelined on one
-//! bidirectional stream (see [`super::append_stream`]). Heartbeats stay
-//! unary calls, one per beat, on their own client.
+//! openraft's network over tonic: each Raft RPC is one unary gRPC call on the
+//! peer's long-lived channel, carrying openraft's message as JSON, with a
+//! timeout that allows for its size (see [`super::message_limits`]); a
+//! snapshot is one client stream of chunks (see [`super::snapshot_stream`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -13,15 +10,13 @@ use std::time::{Duration, Instant};
 use baton_proto::raft_client::RaftClient;
 use baton_proto::{RaftReply, RaftRequest, SnapshotRequest};
 use openraft::OptionalSend;
-use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, stream_append_sequential, v2::RaftNetworkV2};
+use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
-use super::append_stream::{self, Progress};
 use super::message_limits::{PEER_MAX_MESSAGE_BYTES, rpc_timeout};
 use super::peer_channels::PeerChannels;
 use super::snapshot_stream::{SNAPSHOT_CHUNK_BYTES, chunk_count, chunks, fits_one_message};
@@ -29,7 +24,6 @@ use crate::codec::format::{AppliedVersion, Format};
 use crate::codec::raft::{
     append_entries_to, append_reply_from, transfer_reply_from, transfer_to, vote_reply_from, vote_request_to,
 };
-use crate::state::cluster_version::STREAMED_APPEND;
 use crate::types::typ::*;
 use crate::types::{Member, NodeId, TypeConfig};
 
@@ -58,28 +52,8 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             channel: self.channels.channel(target, &node.addr),
             channels: self.channels.clone(),
             applied: self.applied.clone(),
-            appends: Appends::Streamed,
         }
     }
-
-    /// Heartbeats stay unary: openraft sends each beat as a stream of one
-    /// request, which would open and close a stream per beat.
-    async fn new_heartbeat_client(&mut self, target: NodeId, node: &Member) -> GrpcPeer {
-        GrpcPeer {
-            appends: Appends::Unary,
-            ..self.new_client(target, node).await
-        }
-    }
-}
-
-/// How a peer client sends replication's AppendEntries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Appends {
-    /// On one stream once the cluster version allows it.
-    Streamed,
-    /// One unary call at a time: heartbeats, and a peer that answered the
-    /// stream UNIMPLEMENTED.
-    Unary,
 }
 
 /// The Raft RPC client for one peer.
@@ -91,12 +65,11 @@ pub struct GrpcPeer {
     channel: Result<Channel, tonic::transport::Error>,
     channels: Arc<PeerChannels>,
     applied: AppliedVersion,
-    appends: Appends,
 }
 
 /// Maps a failed gRPC call to openraft's error: an unreachable peer makes
 /// openraft back off, anything else is retried at once.
-pub(super) fn rpc_error(status: tonic::Status) -> RpcError {
+fn rpc_error(status: tonic::Status) -> RpcError {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
             RpcError::Unreachable(Unreachable::from_string(status.to_string()))
@@ -249,62 +222,6 @@ enum RpcKind {
 
 impl RaftNetworkV2<TypeConfig> for GrpcPeer {
     type SnapshotData = SnapshotData;
-
-    /// Replication's requests to this peer: on one stream (see
-    /// [`append_stream`]) once every member has it, else one unary call at
-    /// a time. A unary session ends, without losing a request, when the
-    /// cluster version reaches [`STREAMED_APPEND`], and openraft opens the
-    /// next one streamed.
-    fn stream_append<'s, S>(
-        &'s mut self,
-        input: S,
-        option: RPCOption,
-    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult, RpcError>>, RpcError>>
-    where
-        S: futures::Stream<Item = AppendEntriesRequest> + OptionalSend + Unpin + 'static,
-    {
-        if self.appends == Appends::Unary {
-            return stream_append_sequential(self, input, option);
-        }
-        if self.applied.get() < STREAMED_APPEND {
-            let applied = self.applied.clone();
-            let mut input = input;
-            let until_streamed = futures::stream::poll_fn(move |cx| {
-                // Checked before each request is taken, so none is lost.
-                if applied.get() >= STREAMED_APPEND {
-                    return std::task::Poll::Ready(None);
-                }
-                futures::StreamExt::poll_next_unpin(&mut input, cx)
-            });
-            return stream_append_sequential(self, until_streamed, option);
-        }
-        let (requests, shared) = append_stream::outgoing(input);
-        let request = self.request(requests, None);
-        let progress = Progress {
-            target: self.target,
-            channels: self.channels.clone(),
-        };
-        Box::pin(async move {
-            let client = self.client()?;
-            let opened = append_stream::open(client, request, shared, option.soft_ttl(), progress).await;
-            match opened {
-                Ok(answers) => Ok(answers),
-                Err(status) => {
-                    if status.code() == tonic::Code::Unimplemented {
-                        tracing::warn!(
-                            "node {} has no append stream ({}); appends to it go one call at a time",
-                            self.target,
-                            status.message()
-                        );
-                        self.appends = Appends::Unary;
-                    }
-                    let e = rpc_error(status);
-                    self.channels.note_replication_error(self.target, e.to_string());
-                    Err(e)
-                }
-            }
-        })
-    }
 
     async fn append_entries(
         &mut self,
