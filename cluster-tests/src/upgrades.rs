@@ -75,7 +75,8 @@ pub async fn await_cluster_version(client: &ClusterClient, version: ClusterVersi
 /// Waits until the cluster runs at the highest version every member
 /// supports, and returns it. A new cluster starts at version 1 and rises one
 /// step every half second, so a benchmark that starts at once measures its
-/// first seconds under older versions' rules (unary appends, say).
+/// first seconds under older versions' rules (writes not yet forwarded in
+/// batches, say).
 pub async fn await_settled_version(client: &ClusterClient) -> ClusterVersion {
     poll_async(Duration::from_secs(60), "the cluster version to settle", || async {
         let status = fetch(client).await.ok()?;
