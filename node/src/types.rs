@@ -115,6 +115,7 @@ pub mod typ {
     pub type ClientWriteError = openraft::errors::ClientWriteError<TypeConfig>;
     pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
     pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<TypeConfig>;
+    pub type StreamAppendResult = openraft::raft::StreamAppendResult<TypeConfig>;
     pub type VoteRequest = openraft::raft::VoteRequest<TypeConfig>;
     pub type VoteResponse = openraft::raft::VoteResponse<TypeConfig>;
     pub type SnapshotResponse = openraft::raft::SnapshotResponse<TypeConfig>;

@@ -1,10 +1,11 @@
 //! The receiving end of the Raft transport.
 
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use baton_proto::raft_server::Raft as RaftApi;
 use baton_proto::{RaftReply, RaftRequest, SnapshotChunk, SnapshotRequest};
+use futures::stream::{BoxStream, Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status, Streaming};
@@ -14,7 +15,9 @@ use crate::codec::{format, raft as codec};
 use crate::raft::snapshot_stream::{AssemblyError, SnapshotAssembly};
 use crate::raft::{Refusals, StorageIdentity};
 use crate::types::Raft;
-use crate::types::typ::{Snapshot, SnapshotMeta, Vote, VoteRequest, VoteResponse};
+use crate::types::typ::{
+    AppendEntriesRequest, AppendEntriesResponse, Snapshot, SnapshotMeta, Vote, VoteRequest, VoteResponse,
+};
 
 /// Hands incoming Raft RPCs to the local Raft, if they are addressed to
 /// this node's storage (see [`crate::raft::identity`]).
@@ -84,6 +87,57 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
     }))
 }
 
+/// The requests of an append stream, decoded, ending at the first that
+/// does not decode: why it did not is left in `refused`, to end the
+/// answers with once those before it are answered.
+fn typed_appends(
+    incoming: tonic::Streaming<RaftRequest>,
+    refused: Arc<Mutex<Option<Status>>>,
+) -> impl Stream<Item = AppendEntriesRequest> + Send + 'static {
+    futures::stream::unfold(Some(incoming), move |incoming| {
+        let refused = refused.clone();
+        async move {
+            let mut incoming = incoming?;
+            let refusal = match incoming.message().await {
+                Ok(Some(RaftRequest {
+                    append_entries: Some(typed),
+                    ..
+                })) => match codec::append_entries_from(typed) {
+                    Ok(rpc) => return Some((rpc, Some(incoming))),
+                    // Entries of a kind this release does not know refuse
+                    // the request by their kind's number; nothing of it is
+                    // appended.
+                    Err(e) => Status::invalid_argument(format!("malformed append-entries request: {e}")),
+                },
+                Ok(Some(_)) => Status::invalid_argument(
+                    "a streamed append-entries request carries `append_entries`, typed; JSON goes by AppendEntries",
+                ),
+                // The leader ended the stream.
+                Ok(None) => return None,
+                // It broke, or a message was over the limit: said to the
+                // leader if it still listens.
+                Err(status) => status,
+            };
+            *refused.lock().expect("append stream lock poisoned") = Some(refusal);
+            None
+        }
+    })
+}
+
+/// openraft's answer to one streamed append, as the unary call's reply:
+/// what the follower holds as PartialSuccess, which the leader pairs with
+/// the request it answers.
+fn stream_reply(result: crate::types::typ::StreamAppendResult) -> RaftReply {
+    let response = match result {
+        Ok(matching) => AppendEntriesResponse::PartialSuccess(matching),
+        Err(refused) => AppendEntriesResponse::from(Err(refused)),
+    };
+    RaftReply {
+        append_entries: Some(codec::append_reply_to(&response)),
+        ..Default::default()
+    }
+}
+
 impl RaftService {
     /// Hands a whole received snapshot to Raft.
     async fn install(&self, vote: Vote, meta: SnapshotMeta, data: Vec<u8>) -> Result<Response<RaftReply>, Status> {
@@ -98,6 +152,31 @@ impl RaftService {
 
 #[tonic::async_trait]
 impl RaftApi for RaftService {
+    type StreamAppendEntriesStream = BoxStream<'static, Result<RaftReply, Status>>;
+
+    /// A leader's appends, pipelined: each is handed to Raft as it comes,
+    /// and answered, in order, once its entries are flushed (openraft's
+    /// `Raft::stream_append`, at most 64 waiting). A request that does not
+    /// decode ends the stream: the ones before it are answered, then the
+    /// call fails with INVALID_ARGUMENT.
+    async fn stream_append_entries(
+        &self,
+        request: Request<tonic::Streaming<RaftRequest>>,
+    ) -> Result<Response<Self::StreamAppendEntriesStream>, Status> {
+        let incoming = self.admit(request)?;
+        let refused = Arc::new(Mutex::new(None));
+        let answers = self
+            .raft
+            .stream_append(typed_appends(incoming, refused.clone()))
+            .map(|answer| match answer {
+                Ok(result) => Ok(stream_reply(result)),
+                Err(fatal) => Err(Status::unavailable(fatal.to_string())),
+            });
+        let refusal = futures::stream::once(async move { refused.lock().expect("append stream lock poisoned").take() })
+            .filter_map(|refusal| std::future::ready(refusal.map(Err)));
+        Ok(Response::new(answers.chain(refusal).boxed()))
+    }
+
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let RaftRequest {
             payload,

@@ -1,6 +1,7 @@
 //! Raft over gRPC: the peer channels, the openraft network, and building the
 //! `Raft` handle from a node's config.
 
+pub mod append_stream;
 pub(crate) mod batching;
 mod builder;
 pub mod identity;

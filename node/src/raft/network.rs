@@ -1,7 +1,10 @@
-//! openraft's network over tonic: each Raft RPC is one unary gRPC call on the
-//! peer's long-lived channel, carrying openraft's message as JSON, with a
-//! timeout that allows for its size (see [`super::message_limits`]); a
-//! snapshot is one client stream of chunks (see [`super::snapshot_stream`]).
+//! openraft's network over tonic, on the peer's long-lived channel. Each Raft
+//! RPC is one unary gRPC call with a timeout that allows for its size (see
+//! [`super::message_limits`]), except two: a snapshot is one client stream
+//! of chunks (see [`super::snapshot_stream`]), and from cluster version
+//! [`STREAMED_APPEND`] replication's AppendEntries are pipelined on one
+//! bidirectional stream (see [`super::append_stream`]). Heartbeats stay
+//! unary calls, one per beat, on their own client.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -10,13 +13,15 @@ use std::time::{Duration, Instant};
 use baton_proto::raft_client::RaftClient;
 use baton_proto::{RaftReply, RaftRequest, SnapshotRequest};
 use openraft::OptionalSend;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
+use openraft::network::{RPCOption, RaftNetworkFactory, stream_append_sequential, v2::RaftNetworkV2};
 use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
+use super::append_stream::{self, Progress};
 use super::message_limits::{PEER_MAX_MESSAGE_BYTES, rpc_timeout};
 use super::peer_channels::PeerChannels;
 use super::snapshot_stream::{SNAPSHOT_CHUNK_BYTES, chunk_count, chunks, fits_one_message};
@@ -24,6 +29,7 @@ use crate::codec::format::{AppliedVersion, Format};
 use crate::codec::raft::{
     append_entries_to, append_reply_from, transfer_reply_from, transfer_to, vote_reply_from, vote_request_to,
 };
+use crate::state::cluster_version::STREAMED_APPEND;
 use crate::types::typ::*;
 use crate::types::{Member, NodeId, TypeConfig};
 
@@ -52,8 +58,28 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             channel: self.channels.channel(target, &node.addr),
             channels: self.channels.clone(),
             applied: self.applied.clone(),
+            appends: Appends::Streamed,
         }
     }
+
+    /// Heartbeats stay unary: openraft sends each beat as a stream of one
+    /// request, which would open and close a stream per beat.
+    async fn new_heartbeat_client(&mut self, target: NodeId, node: &Member) -> GrpcPeer {
+        GrpcPeer {
+            appends: Appends::Unary,
+            ..self.new_client(target, node).await
+        }
+    }
+}
+
+/// How a peer client sends replication's AppendEntries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Appends {
+    /// On one stream once the cluster version allows it.
+    Streamed,
+    /// One unary call at a time: heartbeats, and a peer that answered the
+    /// stream UNIMPLEMENTED.
+    Unary,
 }
 
 /// The Raft RPC client for one peer.
@@ -65,11 +91,19 @@ pub struct GrpcPeer {
     channel: Result<Channel, tonic::transport::Error>,
     channels: Arc<PeerChannels>,
     applied: AppliedVersion,
+    appends: Appends,
 }
 
+/// How long a stream that did not open because its peer could not be
+/// reached waits before it says so: openraft's own backoff (its default,
+/// `Config::backoff`, which Baton keeps), which a unary call to such a
+/// peer waits before each attempt.
+pub const UNREACHABLE_RETRY: Duration = Duration::from_millis(200);
+
 /// Maps a failed gRPC call to openraft's error: an unreachable peer makes
-/// openraft back off, anything else is retried at once.
-fn rpc_error(status: tonic::Status) -> RpcError {
+/// openraft back off (a stream that does not open waits
+/// [`UNREACHABLE_RETRY`] itself), anything else is retried at once.
+pub(super) fn rpc_error(status: tonic::Status) -> RpcError {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
             RpcError::Unreachable(Unreachable::from_string(status.to_string()))
@@ -132,6 +166,20 @@ impl GrpcPeer {
         }
         .map_err(rpc_error)?;
         Ok(reply.into_inner())
+    }
+
+    /// Notes why a stream to this peer did not open, and waits
+    /// [`UNREACHABLE_RETRY`] first if the peer could not be reached.
+    /// openraft's backoff sleeps only before it hands out a request, and a
+    /// refused connection fails before any is taken: without the wait the
+    /// next attempt would follow at once, in a loop on openraft's core, for
+    /// as long as the follower is down.
+    async fn not_opened(&self, e: RpcError) -> RpcError {
+        self.channels.note_replication_error(self.target, e.to_string());
+        if matches!(e, RpcError::Unreachable(_)) {
+            tokio::time::sleep(UNREACHABLE_RETRY).await;
+        }
+        e
     }
 
     /// A vote or pre-vote, typed once every member reads it.
@@ -222,6 +270,62 @@ enum RpcKind {
 
 impl RaftNetworkV2<TypeConfig> for GrpcPeer {
     type SnapshotData = SnapshotData;
+
+    /// Replication's requests to this peer: on one stream (see
+    /// [`append_stream`]) once every member has it, else one unary call at
+    /// a time. A unary session ends, without losing a request, when the
+    /// cluster version reaches [`STREAMED_APPEND`], and openraft opens the
+    /// next one streamed.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult, RpcError>>, RpcError>>
+    where
+        S: futures::Stream<Item = AppendEntriesRequest> + OptionalSend + Unpin + 'static,
+    {
+        if self.appends == Appends::Unary {
+            return stream_append_sequential(self, input, option);
+        }
+        if self.applied.get() < STREAMED_APPEND {
+            let applied = self.applied.clone();
+            let mut input = input;
+            let until_streamed = futures::stream::poll_fn(move |cx| {
+                // Checked before each request is taken, so none is lost.
+                if applied.get() >= STREAMED_APPEND {
+                    return std::task::Poll::Ready(None);
+                }
+                futures::StreamExt::poll_next_unpin(&mut input, cx)
+            });
+            return stream_append_sequential(self, until_streamed, option);
+        }
+        let (requests, shared) = append_stream::outgoing(input);
+        let request = self.request(requests, None);
+        let progress = Progress {
+            target: self.target,
+            channels: self.channels.clone(),
+        };
+        Box::pin(async move {
+            let opened = match self.client() {
+                Ok(client) => append_stream::open(client, request, shared, option.soft_ttl(), progress).await,
+                Err(e) => return Err(self.not_opened(e).await),
+            };
+            match opened {
+                Ok(answers) => Ok(answers),
+                Err(status) => {
+                    if status.code() == tonic::Code::Unimplemented {
+                        tracing::warn!(
+                            "node {} has no append stream ({}); appends to it go one call at a time",
+                            self.target,
+                            status.message()
+                        );
+                        self.appends = Appends::Unary;
+                    }
+                    Err(self.not_opened(rpc_error(status)).await)
+                }
+            }
+        })
+    }
 
     async fn append_entries(
         &mut self,
@@ -315,5 +419,53 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
 impl std::fmt::Debug for GrpcPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrpcPeer").field("target", &self.target).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unary call that times out on this side is retried at once: tonic
+    /// reports its own timer as CANCELLED, which is a `Network` error, and
+    /// openraft backs off only from `Unreachable` (or from eleven errors in
+    /// a row). An append stream's overdue answer is the same `Network`
+    /// error (`append_stream`), so that the two paths treat a slow follower
+    /// alike.
+    #[test]
+    fn a_unary_timeout_is_retried_and_an_unavailable_peer_is_backed_off_from() {
+        let timed_out = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(timed_out.code(), tonic::Code::Cancelled);
+        assert!(matches!(rpc_error(timed_out), RpcError::Network(_)));
+        let unavailable = tonic::Status::unavailable("connection refused");
+        assert!(matches!(rpc_error(unavailable), RpcError::Unreachable(_)));
+    }
+
+    /// A follower whose port refuses connections (killed, its machine up)
+    /// fails a stream's opening before openraft hands out a request, so
+    /// before openraft's backoff could sleep: the opening waits itself.
+    #[tokio::test]
+    async fn a_stream_to_a_refused_port_waits_before_it_fails() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let applied = AppliedVersion::new(STREAMED_APPEND);
+        let mut network = GrpcNetwork::new(PeerChannels::new(1, "test".into(), None), applied);
+        let mut peer = network.new_client(2, &Member::new(addr, "")).await;
+        let input = futures::stream::pending::<AppendEntriesRequest>();
+        let started = std::time::Instant::now();
+        let opened = peer
+            .stream_append(input, RPCOption::new(Duration::from_micros(37_500)))
+            .await;
+        let Err(failed) = opened else {
+            panic!("a stream to a closed port opened");
+        };
+        assert!(matches!(failed, RpcError::Unreachable(_)), "{failed}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= UNREACHABLE_RETRY,
+            "failed after {waited:?}, before {UNREACHABLE_RETRY:?}"
+        );
+        assert!(waited < Duration::from_secs(20), "failed only after {waited:?}");
     }
 }

@@ -14,6 +14,9 @@ use super::message_limits::PEER_MAX_MESSAGE_BYTES;
 use crate::tls::{TlsMaterial, node_dns_name};
 use crate::types::NodeId;
 
+/// How long a peer's connection may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// How often a connection to a peer pings, and how long it waits for the
 /// answer before it gives the connection up. After a partition heals, TCP
 /// would resend on a stalled connection only when its backed-off
@@ -93,7 +96,7 @@ impl PeerChannels {
     fn endpoint(&self, id: NodeId, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
-            .connect_timeout(Duration::from_millis(500))
+            .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEPALIVE)
             .keep_alive_timeout(KEEPALIVE);

@@ -33,6 +33,7 @@
 //! | 10 | modules up to 64 MiB (Python tasks embed their interpreter), where earlier releases fetch and load at most 16 MiB | 0.9.0 |
 //! | 11 | task secrets: a task's sealed `secrets`, `reseal_secrets` and `set_secrets` entries, and modules that import `baton:task/secrets` | 0.10.0 |
 //! | 12 | snapshots keep each task's tick history as deltas (`TaskRecord.compact_history`), a fifth of its records' size | 0.11.0 |
+//! | 13 | the leader streams AppendEntries to each follower on one long-lived call, pipelined (`StreamAppendEntries`, `crate::raft::append_stream`) | 0.12.0 |
 //!
 //! CockroachDB's cluster versions and etcd's storage versions are the models.
 
@@ -101,13 +102,21 @@ pub const SECRETS: ClusterVersion = 11;
 /// node of 0.10.0 would read every task of such a snapshot with no history.
 pub const COMPACT_HISTORY: ClusterVersion = 12;
 
+/// The version from which the leader pipelines AppendEntries to each
+/// follower on one long-lived `StreamAppendEntries` call
+/// (`crate::raft::append_stream`): a node of 0.11.0 does not have the
+/// call. Below it, each AppendEntries is one unary call, answered before
+/// the next is sent.
+pub const STREAMED_APPEND: ClusterVersion = 13;
+
 /// The highest version of this source tree.
-const HIGHEST: ClusterVersion = 12;
+const HIGHEST: ClusterVersion = 13;
 
 /// The releases that introduced each version, for messages: index 0 is
 /// version 1.
 const FIRST_RELEASES: [&str; HIGHEST as usize] = [
     "0.1.0", "0.2.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "0.9.0", "0.10.0", "0.11.0",
+    "0.12.0",
 ];
 
 /// The highest version of this build: [`HIGHEST`], or lower when built with
@@ -140,7 +149,7 @@ const fn parse_build_cap(text: &str) -> ClusterVersion {
     }
     assert!(
         value >= FIRST && value <= HIGHEST,
-        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to HIGHEST (12)"
+        "BATON_BUILD_MAX_CLUSTER_VERSION must be a cluster version this tree knows: 1 to HIGHEST (13)"
     );
     value
 }
@@ -438,8 +447,8 @@ mod tests {
     fn a_build_cap_is_a_version_this_tree_knows() {
         assert_eq!(parse_build_cap("6"), 6);
         assert_eq!(parse_build_cap("1"), 1);
-        assert_eq!(parse_build_cap("12"), HIGHEST);
-        for bad in ["", "0", "13", "6 ", "-1", "v6", "99999999999"] {
+        assert_eq!(parse_build_cap("13"), HIGHEST);
+        for bad in ["", "0", "14", "6 ", "-1", "v6", "99999999999"] {
             assert!(
                 std::panic::catch_unwind(|| parse_build_cap(bad)).is_err(),
                 "{bad:?} was taken"
