@@ -72,6 +72,10 @@ pub const MAX_UNANSWERED: usize = 2;
 /// this.
 pub const ANSWER_PATIENCE: Duration = Duration::from_secs(1);
 
+// Opening a stream waits the patience, which must leave a connection the
+// time it may take to open.
+const _: () = assert!(ANSWER_PATIENCE.as_millis() >= CONNECT_TIMEOUT.as_millis());
+
 /// One request sent on the stream and not yet answered.
 #[derive(Debug)]
 struct Sent {
@@ -271,9 +275,8 @@ where
 /// call's headers) to the follower behind `client`, and returns its
 /// answers. Fails with the call's status if the follower refuses the
 /// stream (a node without it answers UNIMPLEMENTED), or if it is not open
-/// within `base` (at least [`ANSWER_PATIENCE`]), or the time a connection
-/// may take to open if longer. The oldest unanswered request is overdue
-/// [`InFlight::deadline`] of `base`, again at least [`ANSWER_PATIENCE`].
+/// within `base`, at least [`ANSWER_PATIENCE`]. The oldest unanswered
+/// request is overdue [`InFlight::deadline`] of that same time.
 pub async fn open(
     mut client: RaftClient<Channel>,
     request: tonic::Request<Requests>,
@@ -282,13 +285,12 @@ pub async fn open(
     progress: Progress,
 ) -> Result<Answers, tonic::Status> {
     let base = base.max(ANSWER_PATIENCE);
-    let patience = base.max(CONNECT_TIMEOUT);
-    let opened = tokio::time::timeout(patience, client.stream_append_entries(request)).await;
+    let opened = tokio::time::timeout(base, client.stream_append_entries(request)).await;
     let replies = match opened {
         Ok(opened) => opened?.into_inner(),
         Err(_) => {
             return Err(tonic::Status::deadline_exceeded(format!(
-                "node {} did not open the append stream within {patience:?}",
+                "node {} did not open the append stream within {base:?}",
                 progress.target
             )));
         }
@@ -695,43 +697,45 @@ mod tests {
         assert!(answers.next().await.is_none());
     }
 
-    /// openraft allows a request its heartbeat's 37.5 ms; a stream gives
-    /// the oldest at least [`ANSWER_PATIENCE`], and no more than it needs.
-    #[tokio::test]
-    async fn a_follower_that_answers_nothing_is_overdue_after_the_patience() {
+    /// openraft's allowance for one AppendEntries: its heartbeat's soft TTL.
+    const SOFT_TTL: Duration = Duration::from_micros(37_500);
+
+    /// Opens a stream to a follower that answers nothing, with `base`
+    /// allowed per request, and returns the error it ends with, checked to
+    /// be a unary call's timeout (retried at once, not backed off from),
+    /// and how long it took.
+    async fn overdue_stall(base: Duration) -> (RpcError, Duration) {
         let started = Instant::now();
-        let opened = open_within(Some(Script::Stall), three(), Duration::from_micros(37_500));
-        let mut answers = opened.await.unwrap();
+        let mut answers = open_within(Some(Script::Stall), three(), base).await.unwrap();
         let failed = tokio::time::timeout(Duration::from_secs(20), answers.next())
             .await
             .expect("a silent follower's stream is given up")
             .unwrap()
             .unwrap_err();
-        // As a unary call's timeout: retried at once, not backed off from.
         assert!(matches!(failed, RpcError::Network(_)), "{failed}");
-        let waited = started.elapsed();
+        assert!(answers.next().await.is_none());
+        (failed, started.elapsed())
+    }
+
+    /// openraft allows a request 37.5 ms; a stream gives the oldest at
+    /// least [`ANSWER_PATIENCE`].
+    #[tokio::test]
+    async fn a_follower_that_answers_nothing_is_overdue_after_the_patience() {
+        let (_, waited) = overdue_stall(SOFT_TTL).await;
         assert!(
             waited >= ANSWER_PATIENCE,
             "overdue after {waited:?}, before the patience"
         );
-        assert!(answers.next().await.is_none());
     }
 
     #[tokio::test]
     async fn a_follower_that_answers_nothing_is_overdue_after_the_allowance() {
-        let started = Instant::now();
-        let mut answers = open_to(Some(Script::Stall), three()).await.unwrap();
-        let failed = answers.next().await.unwrap().unwrap_err();
-        // As a unary call's timeout: retried at once, not backed off from.
-        assert!(matches!(failed, RpcError::Network(_)), "{failed}");
+        let (failed, waited) = overdue_stall(Duration::from_secs(2)).await;
         assert!(failed.to_string().contains("2 appends in flight"), "{failed}");
-        let waited = started.elapsed();
         assert!(
             waited >= Duration::from_secs(2),
             "overdue after {waited:?}, before its 2 s"
         );
-        assert!(waited < Duration::from_secs(20), "overdue only after {waited:?}");
-        assert!(answers.next().await.is_none());
     }
 
     /// openraft allows a request its heartbeat's 37.5 ms; a follower that
@@ -739,9 +743,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_follower_keeps_its_stream_within_the_patience() {
         let slow = Script::Slow(Duration::from_millis(200));
-        let answers = open_within(Some(slow), three(), Duration::from_micros(37_500))
-            .await
-            .unwrap();
+        let answers = open_within(Some(slow), three(), SOFT_TTL).await.unwrap();
         let answers: Vec<_> = tokio::time::timeout(Duration::from_secs(20), answers.take(3).collect())
             .await
             .expect("three answers");
