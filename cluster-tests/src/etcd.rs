@@ -51,6 +51,26 @@ pub struct PutResponse {
     pub header: Option<ResponseHeader>,
 }
 
+/// etcd's `RangeRequest`, the fields a read of one key uses. A
+/// serializable read is answered from the member's own store, without
+/// Raft: the same as Baton's `Get` with `local`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RangeRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bool, tag = "7")]
+    pub serializable: bool,
+}
+
+/// etcd's `RangeResponse`, without the values (not read here).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RangeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "4")]
+    pub count: i64,
+}
+
 /// etcd's `StatusRequest` (Maintenance): empty.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct StatusRequest {}
@@ -236,6 +256,18 @@ impl EtcdClient {
     /// `KV.Put`: answered once the put is committed on a quorum and applied.
     pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), tonic::Status> {
         self.unary::<_, PutResponse>("/etcdserverpb.KV/Put", PutRequest { key, value })
+            .await
+            .map(|_| ())
+    }
+
+    /// `KV.Range` of one key, serializable: answered by the member this
+    /// connection reaches from its own store, with no Raft and no disk.
+    pub async fn read_local(&self, key: Vec<u8>) -> Result<(), tonic::Status> {
+        let request = RangeRequest {
+            key,
+            serializable: true,
+        };
+        self.unary::<_, RangeResponse>("/etcdserverpb.KV/Range", request)
             .await
             .map(|_| ())
     }

@@ -253,12 +253,17 @@ impl TestCluster {
 
     /// Reads `key` from node `id`'s own state machine.
     pub async fn get_local(&self, id: u64, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        self.read_local_via(&self.node_client(id), key).await
+    }
+
+    /// Reads `key` from the state machine of the node `client` reaches,
+    /// without Raft (`Get` with `local`).
+    pub async fn read_local_via(&self, client: &ClusterClient, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
         let request = GetRequest {
             key: key.to_string(),
             local: true,
         };
-        let reply = self
-            .node_client(id)
+        let reply = client
             .call_with(&request, |mut c, r| async move { c.get(r).await })
             .await?;
         Ok(reply.found.then_some(reply.value))

@@ -70,6 +70,39 @@ pub async fn put_load(
     run_load(connections, prefix, clients, value_bytes, keys, seconds).await
 }
 
+/// The ceiling of [`put_load`]'s calls: `clients` clients over the same
+/// connections to the leader each read a key from the leader's own state
+/// (`Get` with `local`: no Raft, no disk) as fast as the answers come. A
+/// put pays this call and Raft's work on the same cores, so no put load
+/// through this API goes faster.
+pub async fn local_read_load(cluster: &Arc<TestCluster>, clients: usize, seconds: u64) -> Phase {
+    let mut connections: Vec<Put> = Vec::new();
+    for _ in 0..clients.min(8) {
+        let client = Arc::new(cluster.client());
+        // The put leaves the client at the leader (it follows the redirect).
+        cluster.put(&client, "warm-up", "x").await.expect("warm-up write");
+        let cluster = cluster.clone();
+        connections.push(Arc::new(move |key: String, _value: Arc<String>| {
+            let (cluster, client) = (cluster.clone(), client.clone());
+            Box::pin(async move { cluster.read_local_via(&client, &key).await.is_ok() })
+        }));
+    }
+    run_load(connections, "", clients, 0, 1000, seconds).await
+}
+
+/// [`local_read_load`] against etcd: serializable reads from its leader.
+pub async fn etcd_local_read_load(etcd: &EtcdCluster, clients: usize, seconds: u64) -> Phase {
+    let mut connections: Vec<Put> = Vec::new();
+    for _ in 0..clients.min(8) {
+        let client = etcd.client().await.expect("a connection to etcd's leader");
+        connections.push(Arc::new(move |key: String, _value: Arc<String>| {
+            let client = client.clone();
+            Box::pin(async move { client.read_local(key.into_bytes()).await.is_ok() })
+        }));
+    }
+    run_load(connections, "", clients, 0, 1000, seconds).await
+}
+
 /// The same load as [`put_load`], put into etcd: each connection goes to
 /// the member that leads, as Baton's client goes to Baton's leader.
 pub async fn etcd_put_load(etcd: &EtcdCluster, clients: usize, value_bytes: usize, keys: u64, seconds: u64) -> Phase {

@@ -9,6 +9,12 @@
 //! figures are reported as ratios to etcd's from the same run: absolute
 //! figures move by 2x from one of these machines to the next.
 //!
+//! Each round also measures the ceiling of those calls (unless
+//! `--no-reads`): the same clients on the same connections reading one key
+//! from the leader's own state, with no Raft and no disk (Baton's `Get` with
+//! `local`, etcd's serializable `Range`). A put pays such a call and Raft's
+//! work on the same cores, so commits/s cannot pass reads/s.
+//!
 //! Run from the repository root: `scripts/bench.sh` (builds release binaries
 //! first and installs Debian's `etcd-server` when it is missing;
 //! `baton-node` must sit beside this binary).
@@ -18,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use baton_cluster_tests::TestCluster;
 use baton_cluster_tests::etcd::EtcdCluster;
-use baton_cluster_tests::load::{Phase, etcd_put_load, put_load};
+use baton_cluster_tests::load::{Phase, etcd_local_read_load, etcd_put_load, local_read_load, put_load};
 use baton_node::config::TimingConfig;
 use clap::Parser;
 
@@ -58,6 +64,15 @@ struct Args {
     /// rounds (the cost of metrics).
     #[arg(long)]
     scraped_every_ms: Option<u64>,
+    /// Skip the ceiling phases: the same clients reading one key from the
+    /// leader's own state (no Raft, no disk), for Baton and etcd.
+    #[arg(long)]
+    no_reads: bool,
+    /// Split each write phase's time per node: every node's log writes
+    /// (one fsync each) and proposals, from its `/metrics` read before
+    /// and after the phase.
+    #[arg(long)]
+    split: bool,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -139,6 +154,8 @@ struct Round {
     round: usize,
     one: Phase,
     many: Phase,
+    /// The same two phases reading without Raft, if measured.
+    reads: Option<(Phase, Phase)>,
 }
 
 /// The phases `system` ran in every round: the many-client ones, or the
@@ -151,8 +168,172 @@ fn phases<'a>(rounds: &'a [Round], system: &str, many: bool) -> Vec<&'a Phase> {
         .collect()
 }
 
+/// The read phases `system` ran in every round.
+fn read_phases<'a>(rounds: &'a [Round], system: &str, many: bool) -> Vec<&'a Phase> {
+    rounds
+        .iter()
+        .filter(|r| r.system == system)
+        .filter_map(|r| r.reads.as_ref())
+        .map(|(one, many_reads)| if many { many_reads } else { one })
+        .collect()
+}
+
 fn mean(phases: &[&Phase], f: impl Fn(&Phase) -> f64) -> f64 {
     phases.iter().map(|p| f(p)).sum::<f64>() / phases.len() as f64
+}
+
+/// One node's write histograms as its `/metrics` gives them: each durable
+/// write of its Raft log (one fsync), and each proposal made on it.
+#[derive(Clone, Copy, Default)]
+struct NodeWrites {
+    storage_commits: f64,
+    storage_seconds: f64,
+    proposals: f64,
+    proposal_seconds: f64,
+}
+
+impl NodeWrites {
+    /// Every node's, by id.
+    async fn read_all(cluster: &TestCluster) -> Vec<(u64, NodeWrites)> {
+        let mut all = Vec::new();
+        for (id, node) in &cluster.local.nodes {
+            let text = baton_cluster_tests::http::get(&node.metrics_addr, "/metrics", Duration::from_secs(10))
+                .await
+                .map(|answer| answer.body)
+                .unwrap_or_else(|e| panic!("node {id}'s /metrics: {e}"));
+            all.push((*id, NodeWrites::parse(&text)));
+        }
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
+    fn parse(text: &str) -> NodeWrites {
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        NodeWrites {
+            storage_commits: value("baton_storage_commit_duration_seconds_count"),
+            storage_seconds: value("baton_storage_commit_duration_seconds_sum"),
+            proposals: value("baton_raft_proposal_duration_seconds_count"),
+            proposal_seconds: value("baton_raft_proposal_duration_seconds_sum"),
+        }
+    }
+
+    fn since(&self, before: &NodeWrites) -> NodeWrites {
+        NodeWrites {
+            storage_commits: self.storage_commits - before.storage_commits,
+            storage_seconds: self.storage_seconds - before.storage_seconds,
+            proposals: self.proposals - before.proposals,
+            proposal_seconds: self.proposal_seconds - before.proposal_seconds,
+        }
+    }
+}
+
+/// One write phase's nodes: what each wrote during it.
+struct Split {
+    round: usize,
+    clients: usize,
+    commits: u64,
+    leader: u64,
+    nodes: Vec<(u64, NodeWrites)>,
+}
+
+impl Split {
+    fn of(
+        round: usize,
+        phase: &Phase,
+        leader: u64,
+        before: &[(u64, NodeWrites)],
+        after: &[(u64, NodeWrites)],
+    ) -> Split {
+        let nodes = after
+            .iter()
+            .zip(before)
+            .map(|((id, after), (_, before))| (*id, after.since(before)))
+            .collect();
+        Split {
+            round,
+            clients: phase.clients,
+            commits: phase.ops,
+            leader,
+            nodes,
+        }
+    }
+}
+
+fn print_splits(splits: &[Split]) {
+    println!(
+        "\nEach node's Raft log writes during each phase (one fsync each), and its proposals (from the call on the leader to the apply):\n"
+    );
+    println!("| round | clients | node | client commits per log write | mean log write | proposals | mean proposal |");
+    println!("|---|---|---|---|---|---|---|");
+    for split in splits {
+        for (id, writes) in &split.nodes {
+            let role = if *id == split.leader { " (leader)" } else { "" };
+            let per = |count: f64, seconds: f64| {
+                if count > 0.0 {
+                    format!("{:.3} ms", seconds / count * 1e3)
+                } else {
+                    "-".to_string()
+                }
+            };
+            println!(
+                "| {} | {} | {id}{role} | {:.2} | {} | {:.0} | {} |",
+                split.round,
+                split.clients,
+                split.commits as f64 / writes.storage_commits.max(1.0),
+                per(writes.storage_commits, writes.storage_seconds),
+                writes.proposals,
+                per(writes.proposals, writes.proposal_seconds),
+            );
+        }
+    }
+}
+
+/// Each system's commits beside its reads without Raft on the same calls:
+/// the share of the calls' ceiling that its writes reach.
+fn print_ceiling(rounds: &[Round], no_etcd: bool) {
+    println!(
+        "\nThe calls' ceiling, mean over the rounds: the same clients reading one key from the leader's own state (no Raft, no disk). Commits/s cannot pass it:\n"
+    );
+    println!("| system | clients | reads/s | commits/s | commits / reads | read p50 | commit p50 |");
+    println!("|---|---|---|---|---|---|---|");
+    let systems: &[&str] = if no_etcd { &["Baton"] } else { &["Baton", "etcd"] };
+    let rate = |p: &Phase| p.per_second();
+    let p50 = |p: &Phase| ms(p.latency_us.value_at_quantile(0.5));
+    for system in systems {
+        for many in [false, true] {
+            let (reads, puts) = (read_phases(rounds, system, many), phases(rounds, system, many));
+            if reads.is_empty() {
+                continue;
+            }
+            println!(
+                "| {system} | {} | {:.0} | {:.0} | {:.2} | {:.2} ms | {:.2} ms |",
+                reads[0].clients,
+                mean(&reads, rate),
+                mean(&puts, rate),
+                mean(&puts, rate) / mean(&reads, rate),
+                mean(&reads, p50),
+                mean(&puts, p50),
+            );
+        }
+    }
+    if no_etcd {
+        return;
+    }
+    for many in [false, true] {
+        let (baton_reads, etcd_puts) = (read_phases(rounds, "Baton", many), phases(rounds, "etcd", many));
+        if baton_reads.is_empty() {
+            continue;
+        }
+        println!(
+            "\n{} client(s): Baton's reads without Raft reach {:.2}x etcd's commits/s.",
+            baton_reads[0].clients,
+            mean(&baton_reads, rate) / mean(&etcd_puts, rate)
+        );
+    }
 }
 
 fn ms(us: u64) -> f64 {
@@ -171,6 +352,7 @@ async fn main() {
         (timing.election_timeout_min_ms, timing.election_timeout_max_ms) = (min, max);
     }
     let mut rounds: Vec<Round> = Vec::new();
+    let mut splits: Vec<Split> = Vec::new();
     let mut fsync = Duration::ZERO;
     let mut builds = vec![("Baton".to_string(), None, None)];
     if let Some(path) = &args.baseline_binary {
@@ -202,8 +384,34 @@ async fn main() {
                 let targets = cluster.local.nodes.values().map(|n| n.metrics_addr.clone()).collect();
                 baton_cluster_tests::prometheus::spawn_scraper(targets, every)
             });
+            let measured = args.split && binary.is_none() && scraped.is_none();
+            let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+            let before = if measured {
+                Some(NodeWrites::read_all(&cluster).await)
+            } else {
+                None
+            };
             let one = put_load(&cluster, "", 1, args.value_bytes, 1000, args.seconds).await;
+            let middle = if measured {
+                Some(NodeWrites::read_all(&cluster).await)
+            } else {
+                None
+            };
             let many = put_load(&cluster, "", args.clients, args.value_bytes, 1000, args.seconds).await;
+            if let (Some(before), Some(middle)) = (before, middle) {
+                let after = NodeWrites::read_all(&cluster).await;
+                splits.push(Split::of(round, &one, leader, &before, &middle));
+                splits.push(Split::of(round, &many, leader, &middle, &after));
+            }
+            // The ceiling, for the build measured (not a baseline's or a
+            // scraped variant's: the call is the same).
+            let reads = match (args.no_reads, binary, scraped) {
+                (false, None, None) => Some((
+                    local_read_load(&cluster, 1, args.seconds).await,
+                    local_read_load(&cluster, args.clients, args.seconds).await,
+                )),
+                _ => None,
+            };
             if let Some((scraper, scrapes)) = scraper {
                 scraper.abort();
                 eprintln!(
@@ -217,6 +425,7 @@ async fn main() {
                 round,
                 one,
                 many,
+                reads,
             });
         }
         if args.no_etcd {
@@ -230,12 +439,21 @@ async fn main() {
         eprintln!("round {round}: etcd, 3 members in {}", dir.path().display());
         let one = etcd_put_load(&etcd, 1, args.value_bytes, 1000, args.seconds).await;
         let many = etcd_put_load(&etcd, args.clients, args.value_bytes, 1000, args.seconds).await;
+        let reads = if args.no_reads {
+            None
+        } else {
+            Some((
+                etcd_local_read_load(&etcd, 1, args.seconds).await,
+                etcd_local_read_load(&etcd, args.clients, args.seconds).await,
+            ))
+        };
         drop(etcd);
         rounds.push(Round {
             system: "etcd".to_string(),
             round,
             one,
             many,
+            reads,
         });
     }
     let mut cluster = TestCluster::start_with(3, timing.clone()).await;
@@ -253,6 +471,23 @@ async fn main() {
         for p in [&r.one, &r.many] {
             println!("| {} | {} | {} | {} |", r.round, r.system, p.clients, p.cells());
         }
+        if let Some((one, many)) = &r.reads {
+            for p in [one, many] {
+                println!(
+                    "| {} | {}, local reads | {} | {} |",
+                    r.round,
+                    r.system,
+                    p.clients,
+                    p.cells()
+                );
+            }
+        }
+    }
+    if !args.no_reads {
+        print_ceiling(&rounds, args.no_etcd);
+    }
+    if !splits.is_empty() {
+        print_splits(&splits);
     }
     if !args.no_etcd {
         println!("\nMean over the rounds, each build as a ratio to etcd:\n");
