@@ -76,6 +76,7 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
             "baton_raft_commit_index ",
             "baton_tasks{status=\"running\"} 12",
             "baton_storage_commit_duration_seconds_count ",
+            "baton_writes_abandoned_total ",
             "baton_build_info{",
             "baton_grpc_requests_total{service=\"",
             "baton_ready ",
@@ -174,6 +175,16 @@ async fn prometheus_scrapes_every_node_and_sees_the_ticks_rise_and_a_failover() 
         sum(&prometheus, "sum(baton_failover_duration_seconds_count)").await,
         Some(1.0)
     );
+    // The leader's calls to the dead node fail, and are counted as its.
+    poll_async(
+        Duration::from_secs(30),
+        "the leader to count failed replication to the killed node",
+        || async {
+            let expr = format!("sum(baton_raft_replication_failures_total{{peer=\"{victim}\"}})");
+            sum(&prometheus, &expr).await.filter(|n| *n >= 1.0)
+        },
+    )
+    .await;
 
     // The leader killed too: the node left has no leader to follow, so it
     // is not ready (a load balancer or orchestrator takes it out), though

@@ -230,7 +230,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         storage: db.identity().clone(),
         refusals: Default::default(),
         raft: raft.clone(),
-        proposer: Proposer::start(raft.clone(), metrics.proposal_duration.clone()),
+        proposer: Proposer::start(
+            raft.clone(),
+            metrics.proposal_duration.clone(),
+            metrics.writes_abandoned.clone(),
+        ),
         metrics,
         forwards: Default::default(),
         state_machine,

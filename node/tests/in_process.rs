@@ -142,9 +142,11 @@ async fn a_write_whose_caller_gave_up_while_it_queued_is_not_proposed() {
     let cluster = InProcessCluster::start(3).await;
     let leader = cluster.leader(&[1, 2, 3]).await;
     let raft = cluster.nodes[&leader].raft.clone();
+    let abandoned = prometheus_client::metrics::counter::Counter::<u64>::default();
     let proposer = Proposer::start(
         raft.clone(),
         prometheus_client::metrics::histogram::Histogram::new([1.0].into_iter()),
+        abandoned.clone(),
     );
     let put = |key: &str| Command::Put {
         key: key.into(),
@@ -181,6 +183,7 @@ async fn a_write_whose_caller_gave_up_while_it_queued_is_not_proposed() {
             .read(|s| !s.kv.contains_key("abandoned")),
         "the abandoned write was proposed, and committed before the one after it"
     );
+    assert_eq!(abandoned.get(), 1, "the write not proposed is counted");
     let expected = BTreeMap::from([
         ("settled".to_string(), b"v".to_vec()),
         ("first".to_string(), b"v".to_vec()),

@@ -106,6 +106,50 @@ struct ModuleLabel {
     module: String,
 }
 
+/// What a replication call that failed carried, as the `call` label of
+/// `baton_raft_replication_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplicationCall {
+    /// Entries, on the append stream (a stream given up counts once) or in
+    /// one call.
+    Append,
+    /// An AppendEntries with no entries, sent in one call: a heartbeat (or,
+    /// below cluster version 13, a commit index alone).
+    Heartbeat,
+    /// Opening the append stream.
+    StreamOpen,
+    /// A snapshot.
+    Snapshot,
+}
+
+impl ReplicationCall {
+    pub const ALL: [ReplicationCall; 4] = [
+        ReplicationCall::Append,
+        ReplicationCall::Heartbeat,
+        ReplicationCall::StreamOpen,
+        ReplicationCall::Snapshot,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplicationCall::Append => "append",
+            ReplicationCall::Heartbeat => "heartbeat",
+            ReplicationCall::StreamOpen => "stream_open",
+            ReplicationCall::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// The labels of `baton_raft_replication_failures_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReplicationLabels {
+    pub peer: u64,
+    pub call: &'static str,
+}
+
+/// Replication calls that failed, by peer and what they carried.
+pub type ReplicationFailures = Family<ReplicationLabels, Counter>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
@@ -155,6 +199,9 @@ pub struct Metrics {
     pub proposal_duration: Histogram,
     /// One durable write of the Raft log (a group of entries, one fsync).
     pub storage_commit_duration: Histogram,
+    /// Writes not proposed (or, on a follower, not forwarded) because
+    /// their callers had stopped waiting for them.
+    pub writes_abandoned: Counter,
     /// Changes of the leader this node has seen.
     pub leader_changes: Counter,
     /// Members whose lease ran out, seen by this node while it led.
@@ -175,6 +222,7 @@ impl Default for Metrics {
             tick_commit_lateness: commit_lateness_buckets(),
             proposal_duration: write_buckets(),
             storage_commit_duration: write_buckets(),
+            writes_abandoned: Counter::default(),
             leader_changes: Counter::default(),
             lease_expiries: Counter::default(),
             grpc: grpc::GrpcCalls::default(),
@@ -290,6 +338,11 @@ impl Metrics {
             "One durable write of this node's Raft log (one fsync)",
             Unit::Seconds,
             self.storage_commit_duration.clone(),
+        );
+        registry.register(
+            "writes_abandoned",
+            "Writes this node did not propose or forward because their callers had stopped waiting (a cancelled call, a stopped worker, a follower's forward that timed out)",
+            self.writes_abandoned.clone(),
         );
         registry.register(
             "grpc_requests",
@@ -429,6 +482,7 @@ mod tests {
         );
         assert!(out.contains("baton_raft_leader_changes_total 1"), "{out}");
         assert!(out.contains("baton_lease_expiries_total 0"), "{out}");
+        assert!(out.contains("baton_writes_abandoned_total 0"), "{out}");
         assert!(
             out.contains("# TYPE baton_storage_commit_duration_seconds histogram"),
             "{out}"

@@ -51,6 +51,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let mut registry = Registry::with_prefix("baton");
     context.metrics.register(&mut registry);
+    registry.register(
+        "raft_replication_failures",
+        "Replication calls from this node as leader that failed or were given up, by peer and what they carried: append (entries; a stream given up counts once), heartbeat, stream_open, snapshot",
+        context.channels.replication_failures(),
+    );
     registry.register_collector(Box::new(Scrape::new(context.clone())));
     let port = listener.local_addr()?.port();
     let site = status_page.map(|token| crate::web::router(context.clone(), token, tls.is_some(), port));

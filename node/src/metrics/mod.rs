@@ -21,5 +21,8 @@ mod readiness;
 pub mod scrape;
 pub mod tls_listener;
 
-pub use events::{FailoverReason, Metrics, ModuleMetrics, TickOutcome, spawn_leader_watch};
+pub use events::{
+    FailoverReason, Metrics, ModuleMetrics, ReplicationCall, ReplicationFailures, ReplicationLabels, TickOutcome,
+    spawn_leader_watch,
+};
 pub use readiness::{Readiness, ReadinessInputs};

@@ -47,6 +47,7 @@ use super::message_limits::rpc_timeout;
 use super::peer_channels::{CONNECT_TIMEOUT, PeerChannels};
 use crate::codec::DecodeError;
 use crate::codec::raft::{append_entries_to, append_reply_from};
+use crate::metrics::ReplicationCall;
 use crate::types::NodeId;
 use crate::types::typ::{AppendEntriesRequest, AppendEntriesResponse, LogId, RpcError, StreamAppendResult};
 
@@ -319,7 +320,9 @@ async fn answer(reader: Option<Reader>) -> Option<(Result<StreamAppendResult, Rp
         }
         Err(e) => {
             let progress = &reader.progress;
-            progress.channels.note_replication_error(progress.target, e.to_string());
+            progress
+                .channels
+                .note_replication_error(progress.target, ReplicationCall::Append, e.to_string());
             Some((Err(e), None))
         }
     }
@@ -631,20 +634,20 @@ mod tests {
     }
 
     async fn open_to(script: Option<Script>, requests: Vec<AppendEntriesRequest>) -> Result<Answers, tonic::Status> {
-        open_within(script, requests, Duration::from_secs(2)).await
+        let channels = PeerChannels::new(1, "test".into(), None);
+        open_within(script, requests, Duration::from_secs(2), channels).await
     }
 
-    /// [`open_to`], with openraft's allowance for one request as `base`.
+    /// [`open_to`], with openraft's allowance for one request as `base`,
+    /// noting its progress in `channels`.
     async fn open_within(
         script: Option<Script>,
         requests: Vec<AppendEntriesRequest>,
         base: Duration,
+        channels: Arc<PeerChannels>,
     ) -> Result<Answers, tonic::Status> {
         let client = client_of(script).await;
-        let progress = Progress {
-            target: 2,
-            channels: PeerChannels::new(1, "test".into(), None),
-        };
+        let progress = Progress { target: 2, channels };
         // openraft's input is endless: requests are made as entries come.
         let input = futures::stream::iter(requests)
             .chain(futures::stream::pending())
@@ -706,7 +709,10 @@ mod tests {
     /// and how long it took.
     async fn overdue_stall(base: Duration) -> (RpcError, Duration) {
         let started = Instant::now();
-        let mut answers = open_within(Some(Script::Stall), three(), base).await.unwrap();
+        let channels = PeerChannels::new(1, "test".into(), None);
+        let mut answers = open_within(Some(Script::Stall), three(), base, channels.clone())
+            .await
+            .unwrap();
         let failed = tokio::time::timeout(Duration::from_secs(20), answers.next())
             .await
             .expect("a silent follower's stream is given up")
@@ -714,6 +720,14 @@ mod tests {
             .unwrap_err();
         assert!(matches!(failed, RpcError::Network(_)), "{failed}");
         assert!(answers.next().await.is_none());
+        let counted = channels
+            .replication_failures()
+            .get_or_create(&crate::metrics::ReplicationLabels {
+                peer: 2,
+                call: "append",
+            })
+            .get();
+        assert_eq!(counted, 1, "the stream given up is counted once");
         (failed, started.elapsed())
     }
 
@@ -743,7 +757,8 @@ mod tests {
     #[tokio::test]
     async fn a_slow_follower_keeps_its_stream_within_the_patience() {
         let slow = Script::Slow(Duration::from_millis(200));
-        let answers = open_within(Some(slow), three(), SOFT_TTL).await.unwrap();
+        let channels = PeerChannels::new(1, "test".into(), None);
+        let answers = open_within(Some(slow), three(), SOFT_TTL, channels).await.unwrap();
         let answers: Vec<_> = tokio::time::timeout(Duration::from_secs(20), answers.take(3).collect())
             .await
             .expect("three answers");

@@ -29,6 +29,7 @@ use crate::codec::format::{AppliedVersion, Format};
 use crate::codec::raft::{
     append_entries_to, append_reply_from, transfer_reply_from, transfer_to, vote_reply_from, vote_request_to,
 };
+use crate::metrics::ReplicationCall;
 use crate::state::cluster_version::STREAMED_APPEND;
 use crate::types::typ::*;
 use crate::types::{Member, NodeId, TypeConfig};
@@ -175,7 +176,8 @@ impl GrpcPeer {
     /// next attempt would follow at once, in a loop on openraft's core, for
     /// as long as the follower is down.
     async fn not_opened(&self, e: RpcError) -> RpcError {
-        self.channels.note_replication_error(self.target, e.to_string());
+        self.channels
+            .note_replication_error(self.target, ReplicationCall::StreamOpen, e.to_string());
         if matches!(e, RpcError::Unreachable(_)) {
             tokio::time::sleep(UNREACHABLE_RETRY).await;
         }
@@ -352,7 +354,14 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         match &result {
             Ok(_) if carries_entries => self.channels.note_replicated(self.target),
             Ok(_) => {}
-            Err(e) => self.channels.note_replication_error(self.target, e.to_string()),
+            Err(e) => {
+                let call = if carries_entries {
+                    ReplicationCall::Append
+                } else {
+                    ReplicationCall::Heartbeat
+                };
+                self.channels.note_replication_error(self.target, call, e.to_string());
+            }
         }
         result
     }
@@ -389,9 +398,11 @@ impl RaftNetworkV2<TypeConfig> for GrpcPeer {
         };
         match &result {
             Ok(_) => self.channels.note_replicated(self.target),
-            Err(e) => self
-                .channels
-                .note_replication_error(self.target, format!("sending a snapshot: {e}")),
+            Err(e) => self.channels.note_replication_error(
+                self.target,
+                ReplicationCall::Snapshot,
+                format!("sending a snapshot: {e}"),
+            ),
         }
         result
     }
@@ -450,7 +461,8 @@ mod tests {
         let addr = closed.local_addr().unwrap().to_string();
         drop(closed);
         let applied = AppliedVersion::new(STREAMED_APPEND);
-        let mut network = GrpcNetwork::new(PeerChannels::new(1, "test".into(), None), applied);
+        let channels = PeerChannels::new(1, "test".into(), None);
+        let mut network = GrpcNetwork::new(channels.clone(), applied);
         let mut peer = network.new_client(2, &Member::new(addr, "")).await;
         let input = futures::stream::pending::<AppendEntriesRequest>();
         let started = std::time::Instant::now();
@@ -467,5 +479,13 @@ mod tests {
             "failed after {waited:?}, before {UNREACHABLE_RETRY:?}"
         );
         assert!(waited < Duration::from_secs(20), "failed only after {waited:?}");
+        let counted = channels
+            .replication_failures()
+            .get_or_create(&crate::metrics::ReplicationLabels {
+                peer: 2,
+                call: "stream_open",
+            })
+            .get();
+        assert_eq!(counted, 1, "the opening that failed is counted");
     }
 }

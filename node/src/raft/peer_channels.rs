@@ -11,6 +11,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 use super::message_limits::PEER_MAX_MESSAGE_BYTES;
+use crate::metrics::{ReplicationCall, ReplicationFailures, ReplicationLabels};
 use crate::tls::{TlsMaterial, node_dns_name};
 use crate::types::NodeId;
 
@@ -46,6 +47,8 @@ pub struct PeerChannels {
     /// stall. (An empty heartbeat that gets through says nothing about the
     /// entries that do not.)
     replication_errors: Mutex<HashMap<NodeId, (Instant, String)>>,
+    /// Every failed replication call, counted for `/metrics`.
+    replication_failures: ReplicationFailures,
     /// Snapshots being streamed to peers: since when, and how many bytes.
     snapshots_sending: Mutex<HashMap<NodeId, (Instant, usize)>>,
 }
@@ -60,6 +63,7 @@ impl PeerChannels {
             channels: Mutex::new(HashMap::new()),
             hearts: Mutex::new(HashMap::new()),
             replication_errors: Mutex::new(HashMap::new()),
+            replication_failures: ReplicationFailures::default(),
             snapshots_sending: Mutex::new(HashMap::new()),
         })
     }
@@ -106,8 +110,15 @@ impl PeerChannels {
         Ok(endpoint)
     }
 
-    /// Records why a replication call to `id` failed.
-    pub fn note_replication_error(&self, id: NodeId, why: String) {
+    /// Records why a replication call to `id` carrying `call` failed, and
+    /// counts it.
+    pub fn note_replication_error(&self, id: NodeId, call: ReplicationCall, why: String) {
+        self.replication_failures
+            .get_or_create(&ReplicationLabels {
+                peer: id,
+                call: call.name(),
+            })
+            .inc();
         let mut errors = self.replication_errors.lock().expect("replication error lock poisoned");
         errors.insert(id, (Instant::now(), why));
     }
@@ -117,6 +128,12 @@ impl PeerChannels {
     pub fn note_replicated(&self, id: NodeId) {
         let mut errors = self.replication_errors.lock().expect("replication error lock poisoned");
         errors.remove(&id);
+    }
+
+    /// The failed replication calls counted so far (a handle that shares
+    /// the counts), for `/metrics`.
+    pub fn replication_failures(&self) -> ReplicationFailures {
+        self.replication_failures.clone()
     }
 
     /// Why the last replication call to `id` failed, and how long ago, if

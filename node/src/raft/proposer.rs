@@ -86,9 +86,15 @@ pub struct Proposer {
 
 impl Proposer {
     /// Starts the batching task; it ends when the last handle is dropped.
-    pub fn start(raft: Raft, duration: prometheus_client::metrics::histogram::Histogram) -> Proposer {
+    /// It counts into `abandoned` the writes it drops because their
+    /// callers stopped waiting.
+    pub fn start(
+        raft: Raft,
+        duration: prometheus_client::metrics::histogram::Histogram,
+        abandoned: prometheus_client::metrics::counter::Counter,
+    ) -> Proposer {
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, queue_rx));
+        tokio::spawn(run(raft, queue_rx, abandoned));
         Proposer { queue_tx, duration }
     }
 
@@ -118,7 +124,11 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut queue_rx: mpsc::UnboundedReceiver<Pending>) {
+async fn run(
+    raft: Raft,
+    mut queue_rx: mpsc::UnboundedReceiver<Pending>,
+    abandoned: prometheus_client::metrics::counter::Counter,
+) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     // A write that did not fit the last batch: it starts the next.
     let mut held: Option<Pending> = None;
@@ -147,7 +157,9 @@ async fn run(raft: Raft, mut queue_rx: mpsc::UnboundedReceiver<Pending>) {
         // load it would take the place of writes still waited for. Its
         // caller saw no answer, so not writing it is one of the outcomes it
         // must already allow.
+        let taken = batch.len();
         batch.retain(|pending| !pending.reply_tx.is_closed());
+        abandoned.inc_by((taken - batch.len()) as u64);
         if batch.is_empty() {
             continue;
         }

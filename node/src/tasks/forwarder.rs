@@ -160,7 +160,9 @@ pub fn spawn_forwarder(context: Arc<NodeContext>) -> JoinHandle<()> {
             });
             // As the proposer does: a write whose caller stopped waiting
             // (a stopped worker, a cancelled call) is not sent.
+            let taken = batch.len();
             batch.retain(|pending| !pending.reply_tx.is_closed());
+            context.metrics.writes_abandoned.inc_by((taken - batch.len()) as u64);
             if batch.is_empty() {
                 continue;
             }
