@@ -14,7 +14,7 @@ while [ $# -gt 0 ]; do
 done
 cargo build --release --workspace --bins
 echo "## Commits, unscraped and scraped every second, $rounds rounds"
-target/release/baton-bench --no-etcd --kills 0 --rounds "$rounds" --seconds 8 --scraped-every-ms 1000
+target/release/baton-bench --no-etcd --no-reads --kills 0 --rounds "$rounds" --seconds 8 --scraped-every-ms 1000
 echo
 echo "## Ticks: 2,000 counters every 200 ms, unscraped and scraped in turn"
 for round in $(seq 1 "$rounds"); do
