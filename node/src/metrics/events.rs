@@ -123,13 +123,6 @@ pub enum ReplicationCall {
 }
 
 impl ReplicationCall {
-    pub const ALL: [ReplicationCall; 4] = [
-        ReplicationCall::Append,
-        ReplicationCall::Heartbeat,
-        ReplicationCall::StreamOpen,
-        ReplicationCall::Snapshot,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             ReplicationCall::Append => "append",
