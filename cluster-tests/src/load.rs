@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 
+use batonctl::ClusterClient;
+
 use crate::TestCluster;
 use crate::etcd::EtcdCluster;
 
@@ -57,17 +59,30 @@ pub async fn put_load(
     keys: u64,
     seconds: u64,
 ) -> Phase {
-    let mut connections: Vec<Put> = Vec::new();
+    let connections = leader_clients(cluster, clients)
+        .await
+        .into_iter()
+        .map(|client| -> Put {
+            let cluster = cluster.clone();
+            Arc::new(move |key: String, value: Arc<String>| {
+                let (cluster, client) = (cluster.clone(), client.clone());
+                Box::pin(async move { cluster.put(&client, &key, &value).await.is_ok() })
+            })
+        })
+        .collect();
+    run_load(connections, prefix, clients, value_bytes, keys, seconds).await
+}
+
+/// A client for each connection `clients` clients share (up to 8), each
+/// at the leader: its warm-up put follows the redirect there.
+async fn leader_clients(cluster: &TestCluster, clients: usize) -> Vec<Arc<ClusterClient>> {
+    let mut connected = Vec::new();
     for _ in 0..clients.min(8) {
         let client = Arc::new(cluster.client());
         cluster.put(&client, "warm-up", "x").await.expect("warm-up write");
-        let cluster = cluster.clone();
-        connections.push(Arc::new(move |key: String, value: Arc<String>| {
-            let (cluster, client) = (cluster.clone(), client.clone());
-            Box::pin(async move { cluster.put(&client, &key, &value).await.is_ok() })
-        }));
+        connected.push(client);
     }
-    run_load(connections, prefix, clients, value_bytes, keys, seconds).await
+    connected
 }
 
 /// The ceiling of [`put_load`]'s calls: `clients` clients over the same
@@ -76,17 +91,17 @@ pub async fn put_load(
 /// put pays this call and Raft's work on the same cores, so no put load
 /// through this API goes faster.
 pub async fn local_read_load(cluster: &Arc<TestCluster>, clients: usize, seconds: u64) -> Phase {
-    let mut connections: Vec<Put> = Vec::new();
-    for _ in 0..clients.min(8) {
-        let client = Arc::new(cluster.client());
-        // The put leaves the client at the leader (it follows the redirect).
-        cluster.put(&client, "warm-up", "x").await.expect("warm-up write");
-        let cluster = cluster.clone();
-        connections.push(Arc::new(move |key: String, _value: Arc<String>| {
-            let (cluster, client) = (cluster.clone(), client.clone());
-            Box::pin(async move { cluster.read_local_via(&client, &key).await.is_ok() })
-        }));
-    }
+    let connections = leader_clients(cluster, clients)
+        .await
+        .into_iter()
+        .map(|client| -> Put {
+            let cluster = cluster.clone();
+            Arc::new(move |key: String, _value: Arc<String>| {
+                let (cluster, client) = (cluster.clone(), client.clone());
+                Box::pin(async move { cluster.read_local_via(&client, &key).await.is_ok() })
+            })
+        })
+        .collect();
     run_load(connections, "", clients, 0, 1000, seconds).await
 }
 

@@ -720,13 +720,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(failed, RpcError::Network(_)), "{failed}");
         assert!(answers.next().await.is_none());
-        let counted = channels
-            .replication_failures()
-            .get_or_create(&crate::metrics::ReplicationLabels {
-                peer: 2,
-                call: "append",
-            })
-            .get();
+        let counted = channels.failures_of(2, ReplicationCall::Append);
         assert_eq!(counted, 1, "the stream given up is counted once");
         (failed, started.elapsed())
     }

@@ -479,13 +479,7 @@ mod tests {
             "failed after {waited:?}, before {UNREACHABLE_RETRY:?}"
         );
         assert!(waited < Duration::from_secs(20), "failed only after {waited:?}");
-        let counted = channels
-            .replication_failures()
-            .get_or_create(&crate::metrics::ReplicationLabels {
-                peer: 2,
-                call: "stream_open",
-            })
-            .get();
+        let counted = channels.failures_of(2, ReplicationCall::StreamOpen);
         assert_eq!(counted, 1, "the opening that failed is counted");
     }
 }

@@ -136,6 +136,17 @@ impl PeerChannels {
         self.replication_failures.clone()
     }
 
+    /// How many replication calls to `id` carrying `call` have failed.
+    #[cfg(test)]
+    pub(crate) fn failures_of(&self, id: NodeId, call: ReplicationCall) -> u64 {
+        self.replication_failures
+            .get_or_create(&ReplicationLabels {
+                peer: id,
+                call: call.name(),
+            })
+            .get()
+    }
+
     /// Why the last replication call to `id` failed, and how long ago, if
     /// none carrying entries has succeeded since.
     pub fn replication_error(&self, id: NodeId) -> Option<(String, Duration)> {
