@@ -371,7 +371,7 @@ async fn main() {
             for id in 1..=3 {
                 cluster.local.start(id).expect("start node");
             }
-            cluster.wait_for_leader(Duration::from_secs(30)).await;
+            let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
             cluster.wait_for_all_up(Duration::from_secs(30)).await;
             let version = baton_cluster_tests::upgrades::await_settled_version(&cluster.client()).await;
             let cluster = Arc::new(cluster);
@@ -385,7 +385,6 @@ async fn main() {
                 baton_cluster_tests::prometheus::spawn_scraper(targets, every)
             });
             let measured = args.split && binary.is_none() && scraped.is_none();
-            let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
             let before = if measured {
                 Some(NodeWrites::read_all(&cluster).await)
             } else {
