@@ -102,6 +102,11 @@ pub fn find_etcd() -> Option<PathBuf> {
 }
 
 impl EtcdCluster {
+    /// The members' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().map(Child::id).collect()
+    }
+
     /// Starts `n` members under `dir` (their data, certificates and logs)
     /// and waits until a put commits.
     pub async fn start(dir: &Path, n: u64) -> anyhow::Result<EtcdCluster> {

@@ -19,6 +19,7 @@ pub mod browser;
 pub mod chaos;
 pub mod chaos_report;
 pub mod containers;
+pub mod cpu;
 pub mod downstream;
 pub mod etcd;
 pub mod history;

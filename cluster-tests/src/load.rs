@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use batonctl::ClusterClient;
 
 use crate::TestCluster;
+use crate::cpu::CpuUsed;
 use crate::etcd::EtcdCluster;
 
 /// What one load phase did.
@@ -21,6 +22,9 @@ pub struct Phase {
     pub elapsed: Duration,
     pub latency_us: Histogram<u64>,
     pub errors: u64,
+    /// The CPU the servers and the clients used during the phase, if
+    /// whoever ran it measured that.
+    pub cpu: Option<CpuUsed>,
 }
 
 impl Phase {
@@ -177,6 +181,7 @@ pub async fn run_load(
         elapsed: Duration::ZERO,
         latency_us: Histogram::new(3).unwrap(),
         errors: 0,
+        cpu: None,
     };
     for task in tasks {
         let (hist, ops, errors) = task.await.unwrap();

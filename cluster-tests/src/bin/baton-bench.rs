@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::TestCluster;
+use baton_cluster_tests::cpu::{CpuMeter, CpuUsed};
 use baton_cluster_tests::etcd::EtcdCluster;
 use baton_cluster_tests::load::{Phase, etcd_local_read_load, etcd_put_load, local_read_load, put_load};
 use baton_node::config::TimingConfig;
@@ -128,6 +129,62 @@ async fn failover(cluster: &mut TestCluster, kills: usize) -> Vec<Duration> {
         .await;
     }
     times
+}
+
+/// Runs a write phase, counting the CPU that the servers' processes `pids`
+/// and this process (the clients) use during it, the clients' connections
+/// and warm-up writes included.
+async fn metered(pids: &[u32], load: impl std::future::Future<Output = Phase>) -> Phase {
+    let meter = CpuMeter::start(pids).expect("the servers' CPU times in /proc");
+    let mut phase = load.await;
+    phase.cpu = Some(meter.used().expect("the servers' CPU times in /proc"));
+    phase
+}
+
+/// Each system's CPU per commit, mean over the rounds: what its servers
+/// and its clients used on the machine's cores for each write, which a
+/// stalling disk or a busy neighbour moves far less than commits/s.
+fn print_cpu(rounds: &[Round], systems: &[&str]) {
+    println!(
+        "\nCPU per commit, mean over the rounds: the servers' processes together, and the clients (this process):\n"
+    );
+    println!(
+        "| system | clients | commits/s | servers' CPU per commit | clients' CPU per commit | servers' cores busy |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for system in systems {
+        for many in [false, true] {
+            let phases = phases(rounds, system, many);
+            let measured: Vec<(&Phase, CpuUsed)> = phases.iter().filter_map(|p| Some((*p, p.cpu?))).collect();
+            if measured.is_empty() {
+                continue;
+            }
+            let per_commit = |cpu: fn(&CpuUsed) -> Duration| {
+                mean_of(
+                    measured
+                        .iter()
+                        .map(|(p, used)| cpu(used).as_secs_f64() * 1e6 / p.ops.max(1) as f64),
+                )
+            };
+            println!(
+                "| {system} | {} | {:.0} | {:.1} µs | {:.1} µs | {:.2} |",
+                measured[0].0.clients,
+                mean_of(measured.iter().map(|(p, _)| p.per_second())),
+                per_commit(|used| used.servers),
+                per_commit(|used| used.client),
+                mean_of(
+                    measured
+                        .iter()
+                        .map(|(p, used)| used.servers.as_secs_f64() / p.elapsed.as_secs_f64())
+                ),
+            );
+        }
+    }
+}
+
+fn mean_of(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(sum, n), v| (sum + v, n + 1));
+    sum / n.max(1) as f64
 }
 
 /// p50 of 4 KiB append + fdatasync in `dir`: the disk's floor for a commit.
@@ -373,6 +430,9 @@ async fn main() {
             }
             let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
             cluster.wait_for_all_up(Duration::from_secs(30)).await;
+            let pids: Vec<u32> = (1..=3)
+                .map(|id| cluster.local.node_pid(id).expect("a started node's pid").as_raw() as u32)
+                .collect();
             let version = baton_cluster_tests::upgrades::await_settled_version(&cluster.client()).await;
             let cluster = Arc::new(cluster);
             fsync = fsync_p50(&cluster.path());
@@ -390,13 +450,17 @@ async fn main() {
             } else {
                 None
             };
-            let one = put_load(&cluster, "", 1, args.value_bytes, 1000, args.seconds).await;
+            let one = metered(&pids, put_load(&cluster, "", 1, args.value_bytes, 1000, args.seconds)).await;
             let middle = if measured {
                 Some(NodeWrites::read_all(&cluster).await)
             } else {
                 None
             };
-            let many = put_load(&cluster, "", args.clients, args.value_bytes, 1000, args.seconds).await;
+            let many = metered(
+                &pids,
+                put_load(&cluster, "", args.clients, args.value_bytes, 1000, args.seconds),
+            )
+            .await;
             if let (Some(before), Some(middle)) = (before, middle) {
                 let after = NodeWrites::read_all(&cluster).await;
                 splits.push(Split::of(round, &one, leader, &before, &middle));
@@ -436,8 +500,13 @@ async fn main() {
             .expect("temp dir");
         let etcd = EtcdCluster::start(dir.path(), 3).await.expect("etcd cluster");
         eprintln!("round {round}: etcd, 3 members in {}", dir.path().display());
-        let one = etcd_put_load(&etcd, 1, args.value_bytes, 1000, args.seconds).await;
-        let many = etcd_put_load(&etcd, args.clients, args.value_bytes, 1000, args.seconds).await;
+        let pids = etcd.pids();
+        let one = metered(&pids, etcd_put_load(&etcd, 1, args.value_bytes, 1000, args.seconds)).await;
+        let many = metered(
+            &pids,
+            etcd_put_load(&etcd, args.clients, args.value_bytes, 1000, args.seconds),
+        )
+        .await;
         let reads = if args.no_reads {
             None
         } else {
@@ -488,6 +557,12 @@ async fn main() {
     if !splits.is_empty() {
         print_splits(&splits);
     }
+    let systems: Vec<&str> = builds
+        .iter()
+        .map(|(system, _, _)| system.as_str())
+        .chain((!args.no_etcd).then_some("etcd"))
+        .collect();
+    print_cpu(&rounds, &systems);
     if !args.no_etcd {
         println!("\nMean over the rounds, each build as a ratio to etcd:\n");
         println!(

@@ -83,7 +83,9 @@ pub fn rejected(rejection: &Rejection) -> Status {
 pub fn propose_error(err: ProposeError) -> Status {
     match err {
         ProposeError::NotLeader { leader_id, leader_addr } => not_leader(leader_id, leader_addr.as_deref()),
-        ProposeError::Indeterminate | ProposeError::Stopped(_) => Status::unavailable(err.to_string()),
+        ProposeError::Indeterminate | ProposeError::Stopped(_) | ProposeError::Unanswered(_) => {
+            Status::unavailable(err.to_string())
+        }
         ProposeError::Refused(message) => Status::failed_precondition(message),
         ProposeError::TooLarge { .. } => Status::invalid_argument(err.to_string()),
     }

@@ -18,7 +18,7 @@ mod task_calls;
 
 pub use context::NodeContext;
 pub use control_service::ControlService;
-pub use errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, rejected};
+pub use errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, propose_error, rejected};
 pub use gate::Gate;
 pub use member_probe::{probe, probe_members};
 pub use peer_service::PeerService;

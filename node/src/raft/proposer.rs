@@ -42,6 +42,11 @@ pub enum ProposeError {
     Refused(String),
     #[error("raft is not running on this node ({0}); try another node")]
     Stopped(String),
+    /// A write forwarded to the leader that got no answer it could read (a
+    /// timeout, a lost connection, leadership moving during the call): it
+    /// may or may not have been committed.
+    #[error("{0}; the write may or may not have been committed; retry it")]
+    Unanswered(String),
     /// Refused before it reached Raft: nothing was written.
     #[error("the command is {bytes} bytes encoded, over the {limit} bytes a node proposes; nothing was written")]
     TooLarge { bytes: usize, limit: usize },

@@ -208,7 +208,7 @@ async fn send_batch(context: &NodeContext, mut batch: Vec<Pending>) {
         Ok(other) => {
             // A leader answers a batch with a batch of as many answers:
             // anything else leaves each write's fate unknown.
-            let err = ProposeError::Stopped(format!(
+            let err = ProposeError::Unanswered(format!(
                 "leader {leader} answered a batch of {count} writes with {:?}",
                 other.response
             ));
@@ -232,11 +232,11 @@ async fn call(
     command: &Command,
     format: Format,
 ) -> Result<Committed, ProposeError> {
-    let unreachable = |why: String| ProposeError::Stopped(format!("leader {leader} at {addr}: {why}"));
+    // Nothing has been sent yet: the write is not in the log.
     let channel = context
         .channels
         .channel(leader, addr)
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| ProposeError::Stopped(format!("leader {leader} at {addr}: {e}")))?;
     let payload = encode_command(command, format).map_err(|e| ProposeError::Refused(e.to_string()))?;
     let request = context
         .channels
@@ -250,19 +250,37 @@ async fn call(
     let reply = tokio::select! {
         reply = client.propose(request) => reply,
         new = leader_changed(&context.raft, leader) => {
-            return Err(unreachable(format!("leadership moved to {new:?} during the call")));
+            return Err(ProposeError::Unanswered(format!(
+                "leadership moved from {leader} to {new:?} during the call"
+            )));
         }
     };
     let reply = reply
-        .map_err(|status| match status.metadata().get(baton_proto::NOT_LEADER_HEADER) {
-            Some(_) => ProposeError::NotLeader {
-                leader_id: None,
-                leader_addr: None,
-            },
-            None => unreachable(status.message().to_string()),
-        })?
+        .map_err(|status| leader_refused(leader, addr, &status))?
         .into_inner();
-    crate::codec::propose::committed(reply).map_err(|e| unreachable(e.to_string()))
+    crate::codec::propose::committed(reply)
+        .map_err(|e| ProposeError::Unanswered(format!("leader {leader} at {addr} answered what cannot be read: {e}")))
+}
+
+/// What a forwarded write's failed call means for the write. The leader's
+/// own answers say what it did: not the leader (nothing written), or
+/// refused (`propose_error` on the leader's side: FAILED_PRECONDITION or
+/// INVALID_ARGUMENT, nothing written). Anything else (a timeout, a
+/// connection lost, the leader's UNAVAILABLE for a write it could not see
+/// through) leaves the write's fate unknown.
+fn leader_refused(leader: NodeId, addr: &str, status: &tonic::Status) -> ProposeError {
+    if status.metadata().get(baton_proto::NOT_LEADER_HEADER).is_some() {
+        return ProposeError::NotLeader {
+            leader_id: None,
+            leader_addr: None,
+        };
+    }
+    match status.code() {
+        tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+            ProposeError::Refused(format!("leader {leader} refused it: {}", status.message()))
+        }
+        _ => ProposeError::Unanswered(format!("leader {leader} at {addr}: {}", status.message())),
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +295,37 @@ mod tests {
             bytes,
             format,
             reply_tx: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_failed_call_is_refused_only_when_the_leader_said_so() {
+        let not_leader = crate::api::propose_error(ProposeError::NotLeader {
+            leader_id: Some(2),
+            leader_addr: None,
+        });
+        assert!(matches!(
+            leader_refused(1, "a", &not_leader),
+            ProposeError::NotLeader { .. }
+        ));
+        for refused in [
+            crate::api::propose_error(ProposeError::Refused("no".into())),
+            crate::api::propose_error(ProposeError::TooLarge { bytes: 9, limit: 8 }),
+        ] {
+            assert!(
+                matches!(leader_refused(1, "a", &refused), ProposeError::Refused(_)),
+                "{refused:?}"
+            );
+        }
+        for unknown in [
+            tonic::Status::deadline_exceeded("timeout expired"),
+            tonic::Status::cancelled("h2 stream reset"),
+            tonic::Status::unavailable("connection refused"),
+            crate::api::propose_error(ProposeError::Indeterminate),
+        ] {
+            let err = leader_refused(1, "127.0.0.1:7001", &unknown);
+            assert!(matches!(err, ProposeError::Unanswered(_)), "{unknown:?}");
+            assert!(err.to_string().contains("may or may not have been committed"), "{err}");
         }
     }
 
