@@ -1,8 +1,10 @@
 //! The CPU time processes used, from Linux's `/proc`: what a phase of load
 //! cost the servers and the client on the machine's cores, beside what it
 //! did. On a shared machine whose disk and neighbours move commits/s by 2x
-//! from one hour to the next, CPU per commit moves much less: a disk that
-//! stalls makes the processes wait, not work.
+//! from one hour to the next, CPU per commit moves less: a disk that stalls
+//! makes the processes wait, not work. It still moves with the machine
+//! (16 % between two runs half an hour apart on 2026-12-07), so compare
+//! builds in the same run.
 
 use std::io;
 use std::time::Duration;

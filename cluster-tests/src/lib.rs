@@ -282,6 +282,16 @@ impl TestCluster {
         Ok(reply.found.then_some(reply.value))
     }
 
+    /// The process ids of the nodes running now, from the pid files their
+    /// hearts write.
+    pub fn node_pids(&self) -> Vec<u32> {
+        self.local
+            .nodes
+            .values()
+            .filter_map(|node| std::fs::read_to_string(node.pid_path()).ok()?.trim().parse().ok())
+            .collect()
+    }
+
     pub fn kill9(&mut self, id: u64) {
         self.local.signal(id, Signal::SIGKILL).expect("kill node");
     }

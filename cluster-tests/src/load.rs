@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use batonctl::ClusterClient;
 
 use crate::TestCluster;
-use crate::cpu::CpuUsed;
+use crate::cpu::{CpuMeter, CpuUsed};
 use crate::etcd::EtcdCluster;
 
 /// What one load phase did.
@@ -74,7 +74,16 @@ pub async fn put_load(
             })
         })
         .collect();
-    run_load(connections, prefix, clients, value_bytes, keys, seconds).await
+    run_load(
+        connections,
+        &cluster.node_pids(),
+        prefix,
+        clients,
+        value_bytes,
+        keys,
+        seconds,
+    )
+    .await
 }
 
 /// A client for each connection `clients` clients share (up to 8), each
@@ -106,7 +115,7 @@ pub async fn local_read_load(cluster: &Arc<TestCluster>, clients: usize, seconds
             })
         })
         .collect();
-    run_load(connections, "", clients, 0, 1000, seconds).await
+    run_load(connections, &cluster.node_pids(), "", clients, 0, 1000, seconds).await
 }
 
 /// [`local_read_load`] against etcd: serializable reads from its leader.
@@ -119,7 +128,7 @@ pub async fn etcd_local_read_load(etcd: &EtcdCluster, clients: usize, seconds: u
             Box::pin(async move { client.read_local(key.into_bytes()).await.is_ok() })
         }));
     }
-    run_load(connections, "", clients, 0, 1000, seconds).await
+    run_load(connections, &etcd.pids(), "", clients, 0, 1000, seconds).await
 }
 
 /// The same load as [`put_load`], put into etcd: each connection goes to
@@ -137,14 +146,16 @@ pub async fn etcd_put_load(etcd: &EtcdCluster, clients: usize, value_bytes: usiz
             Box::pin(async move { client.put(key.into_bytes(), value.as_bytes().to_vec()).await.is_ok() })
         }));
     }
-    run_load(connections, "", clients, value_bytes, keys, seconds).await
+    run_load(connections, &etcd.pids(), "", clients, value_bytes, keys, seconds).await
 }
 
 /// Runs `clients` clients over `connections` (client i uses connection
 /// i mod their number) for `seconds`, each putting as fast as its replies
-/// come back.
+/// come back. The phase counts the CPU the processes `servers` and this
+/// process used over the same time, if `/proc` has them.
 pub async fn run_load(
     connections: Vec<Put>,
+    servers: &[u32],
     prefix: &str,
     clients: usize,
     value_bytes: usize,
@@ -153,6 +164,7 @@ pub async fn run_load(
 ) -> Phase {
     let value = Arc::new("v".repeat(value_bytes));
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let meter = CpuMeter::start(servers).ok();
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|i| {
@@ -190,5 +202,6 @@ pub async fn run_load(
         phase.errors += errors;
     }
     phase.elapsed = started.elapsed();
+    phase.cpu = meter.and_then(|meter| meter.used().ok());
     phase
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::TestCluster;
-use baton_cluster_tests::cpu::{CpuMeter, CpuUsed};
+use baton_cluster_tests::cpu::CpuUsed;
 use baton_cluster_tests::etcd::EtcdCluster;
 use baton_cluster_tests::load::{Phase, etcd_local_read_load, etcd_put_load, local_read_load, put_load};
 use baton_node::config::TimingConfig;
@@ -131,19 +131,10 @@ async fn failover(cluster: &mut TestCluster, kills: usize) -> Vec<Duration> {
     times
 }
 
-/// Runs a write phase, counting the CPU that the servers' processes `pids`
-/// and this process (the clients) use during it, the clients' connections
-/// and warm-up writes included.
-async fn metered(pids: &[u32], load: impl std::future::Future<Output = Phase>) -> Phase {
-    let meter = CpuMeter::start(pids).expect("the servers' CPU times in /proc");
-    let mut phase = load.await;
-    phase.cpu = Some(meter.used().expect("the servers' CPU times in /proc"));
-    phase
-}
-
 /// Each system's CPU per commit, mean over the rounds: what its servers
 /// and its clients used on the machine's cores for each write, which a
-/// stalling disk or a busy neighbour moves far less than commits/s.
+/// stalling disk moves less than commits/s (the processes wait, not work).
+/// It includes what the processes do when idle.
 fn print_cpu(rounds: &[Round], systems: &[&str]) {
     println!(
         "\nCPU per commit, mean over the rounds: the servers' processes together, and the clients (this process):\n"
@@ -430,9 +421,6 @@ async fn main() {
             }
             let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
             cluster.wait_for_all_up(Duration::from_secs(30)).await;
-            let pids: Vec<u32> = (1..=3)
-                .map(|id| cluster.local.node_pid(id).expect("a started node's pid").as_raw() as u32)
-                .collect();
             let version = baton_cluster_tests::upgrades::await_settled_version(&cluster.client()).await;
             let cluster = Arc::new(cluster);
             fsync = fsync_p50(&cluster.path());
@@ -450,17 +438,13 @@ async fn main() {
             } else {
                 None
             };
-            let one = metered(&pids, put_load(&cluster, "", 1, args.value_bytes, 1000, args.seconds)).await;
+            let one = put_load(&cluster, "", 1, args.value_bytes, 1000, args.seconds).await;
             let middle = if measured {
                 Some(NodeWrites::read_all(&cluster).await)
             } else {
                 None
             };
-            let many = metered(
-                &pids,
-                put_load(&cluster, "", args.clients, args.value_bytes, 1000, args.seconds),
-            )
-            .await;
+            let many = put_load(&cluster, "", args.clients, args.value_bytes, 1000, args.seconds).await;
             if let (Some(before), Some(middle)) = (before, middle) {
                 let after = NodeWrites::read_all(&cluster).await;
                 splits.push(Split::of(round, &one, leader, &before, &middle));
@@ -500,13 +484,8 @@ async fn main() {
             .expect("temp dir");
         let etcd = EtcdCluster::start(dir.path(), 3).await.expect("etcd cluster");
         eprintln!("round {round}: etcd, 3 members in {}", dir.path().display());
-        let pids = etcd.pids();
-        let one = metered(&pids, etcd_put_load(&etcd, 1, args.value_bytes, 1000, args.seconds)).await;
-        let many = metered(
-            &pids,
-            etcd_put_load(&etcd, args.clients, args.value_bytes, 1000, args.seconds),
-        )
-        .await;
+        let one = etcd_put_load(&etcd, 1, args.value_bytes, 1000, args.seconds).await;
+        let many = etcd_put_load(&etcd, args.clients, args.value_bytes, 1000, args.seconds).await;
         let reads = if args.no_reads {
             None
         } else {

@@ -18,7 +18,9 @@ mod task_calls;
 
 pub use context::NodeContext;
 pub use control_service::ControlService;
-pub use errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, propose_error, rejected};
+#[cfg(test)]
+pub(crate) use errors::propose_error;
+pub use errors::{MAX_KEY_BYTES, MAX_VALUE_BYTES, rejected};
 pub use gate::Gate;
 pub use member_probe::{probe, probe_members};
 pub use peer_service::PeerService;

@@ -106,7 +106,6 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
                 return call(context, leader, &addr, &command, format).await;
             }
             let (reply_tx, reply_rx) = oneshot::channel();
-            let stopped = || ProposeError::Stopped("the forwarder has stopped".into());
             context
                 .forwards
                 .tx
@@ -118,8 +117,11 @@ pub async fn propose_on_leader(context: &NodeContext, command: Command) -> Resul
                     format,
                     reply_tx,
                 })
-                .map_err(|_| stopped())?;
-            reply_rx.await.map_err(|_| stopped())?
+                .map_err(|_| ProposeError::Stopped("the forwarder has stopped".into()))?;
+            // Once queued, the write may have gone to the leader.
+            reply_rx
+                .await
+                .map_err(|_| ProposeError::Unanswered("the forwarder stopped before the leader answered".into()))?
         }
         _ => Err(ProposeError::NotLeader {
             leader_id: None,
@@ -264,10 +266,12 @@ async fn call(
 
 /// What a forwarded write's failed call means for the write. The leader's
 /// own answers say what it did: not the leader (nothing written), or
-/// refused (`propose_error` on the leader's side: FAILED_PRECONDITION or
-/// INVALID_ARGUMENT, nothing written). Anything else (a timeout, a
-/// connection lost, the leader's UNAVAILABLE for a write it could not see
-/// through) leaves the write's fate unknown.
+/// refused before anything was proposed: FAILED_PRECONDITION or
+/// INVALID_ARGUMENT (`propose_error`, the peer gate's checks, a command it
+/// cannot decode), PERMISSION_DENIED or UNAUTHENTICATED (the gate). tonic
+/// makes none of these four itself. Anything else (a timeout, a connection
+/// lost, the leader's UNAVAILABLE for a write it could not see through,
+/// INTERNAL) leaves the write's fate unknown.
 fn leader_refused(leader: NodeId, addr: &str, status: &tonic::Status) -> ProposeError {
     if status.metadata().get(baton_proto::NOT_LEADER_HEADER).is_some() {
         return ProposeError::NotLeader {
@@ -276,7 +280,10 @@ fn leader_refused(leader: NodeId, addr: &str, status: &tonic::Status) -> Propose
         };
     }
     match status.code() {
-        tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+        tonic::Code::FailedPrecondition
+        | tonic::Code::InvalidArgument
+        | tonic::Code::PermissionDenied
+        | tonic::Code::Unauthenticated => {
             ProposeError::Refused(format!("leader {leader} refused it: {}", status.message()))
         }
         _ => ProposeError::Unanswered(format!("leader {leader} at {addr}: {}", status.message())),
@@ -311,6 +318,11 @@ mod tests {
         for refused in [
             crate::api::propose_error(ProposeError::Refused("no".into())),
             crate::api::propose_error(ProposeError::TooLarge { bytes: 9, limit: 8 }),
+            // The peer gate's and the Propose handler's own refusals.
+            tonic::Status::failed_precondition("cluster id mismatch"),
+            tonic::Status::invalid_argument("malformed command: unknown format"),
+            tonic::Status::permission_denied("the certificate names node 3"),
+            tonic::Status::unauthenticated("no client certificate"),
         ] {
             assert!(
                 matches!(leader_refused(1, "a", &refused), ProposeError::Refused(_)),
@@ -322,6 +334,7 @@ mod tests {
             tonic::Status::cancelled("h2 stream reset"),
             tonic::Status::unavailable("connection refused"),
             crate::api::propose_error(ProposeError::Indeterminate),
+            tonic::Status::internal("the reply could not be encoded"),
         ] {
             let err = leader_refused(1, "127.0.0.1:7001", &unknown);
             assert!(matches!(err, ProposeError::Unanswered(_)), "{unknown:?}");
