@@ -268,8 +268,9 @@ async fn call(
 /// own answers say what it did: not the leader (nothing written), or
 /// refused before anything was proposed: FAILED_PRECONDITION or
 /// INVALID_ARGUMENT (`propose_error`, the peer gate's checks, a command it
-/// cannot decode), PERMISSION_DENIED or UNAUTHENTICATED (the gate). tonic
-/// makes none of these four itself. Anything else (a timeout, a connection
+/// cannot decode), PERMISSION_DENIED or UNAUTHENTICATED (the gate). Of
+/// these tonic makes only PERMISSION_DENIED itself, for a connection the
+/// peer refuses as insecure, before any call. Anything else (a timeout, a connection
 /// lost, the leader's UNAVAILABLE for a write it could not see through,
 /// INTERNAL) leaves the write's fate unknown.
 fn leader_refused(leader: NodeId, addr: &str, status: &tonic::Status) -> ProposeError {
