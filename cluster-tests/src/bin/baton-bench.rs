@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_cluster_tests::TestCluster;
-use baton_cluster_tests::cpu::CpuUsed;
 use baton_cluster_tests::etcd::EtcdCluster;
 use baton_cluster_tests::load::{Phase, etcd_local_read_load, etcd_put_load, local_read_load, put_load};
 use baton_node::config::TimingConfig;
@@ -145,37 +144,25 @@ fn print_cpu(rounds: &[Round], systems: &[&str]) {
     println!("|---|---|---|---|---|---|");
     for system in systems {
         for many in [false, true] {
-            let phases = phases(rounds, system, many);
-            let measured: Vec<(&Phase, CpuUsed)> = phases.iter().filter_map(|p| Some((*p, p.cpu?))).collect();
-            if measured.is_empty() {
+            let measured: Vec<&Phase> = phases(rounds, system, many)
+                .into_iter()
+                .filter(|p| p.cpu.is_some())
+                .collect();
+            let Some(first) = measured.first() else {
                 continue;
-            }
-            let per_commit = |cpu: fn(&CpuUsed) -> Duration| {
-                mean_of(
-                    measured
-                        .iter()
-                        .map(|(p, used)| cpu(used).as_secs_f64() * 1e6 / p.ops.max(1) as f64),
-                )
             };
+            let cpu = |p: &Phase| p.cpu.unwrap_or_default();
+            let per_commit = |p: &Phase, used: Duration| used.as_secs_f64() * 1e6 / p.ops.max(1) as f64;
             println!(
                 "| {system} | {} | {:.0} | {:.1} µs | {:.1} µs | {:.2} |",
-                measured[0].0.clients,
-                mean_of(measured.iter().map(|(p, _)| p.per_second())),
-                per_commit(|used| used.servers),
-                per_commit(|used| used.client),
-                mean_of(
-                    measured
-                        .iter()
-                        .map(|(p, used)| used.servers.as_secs_f64() / p.elapsed.as_secs_f64())
-                ),
+                first.clients,
+                mean(&measured, Phase::per_second),
+                mean(&measured, |p| per_commit(p, cpu(p).servers)),
+                mean(&measured, |p| per_commit(p, cpu(p).client)),
+                mean(&measured, |p| cpu(p).servers.as_secs_f64() / p.elapsed.as_secs_f64()),
             );
         }
     }
-}
-
-fn mean_of(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = values.fold((0.0, 0usize), |(sum, n), v| (sum + v, n + 1));
-    sum / n.max(1) as f64
 }
 
 /// p50 of 4 KiB append + fdatasync in `dir`: the disk's floor for a commit.
